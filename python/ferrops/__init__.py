@@ -1,0 +1,62 @@
+"""ferrops: fast, spec-checked CPU kernels for machine learning.
+
+NumPy arrays and CPU tensors run in Rust (SIMD, threads, GIL released); CUDA
+tensors stay on their device and run PyTorch implementations. See the README for
+the kernel families and ``ferrops bench`` for speed against each peer.
+"""
+
+from __future__ import annotations
+
+from . import _core, boxes
+from .boxes import (
+    batched_nms,
+    box_area,
+    box_convert,
+    box_iou,
+    complete_box_iou,
+    complete_box_iou_loss,
+    distance_box_iou,
+    distance_box_iou_loss,
+    generalized_box_iou,
+    generalized_box_iou_loss,
+    matrix_nms,
+    nms,
+    soft_nms,
+)
+
+__version__: str = _core.__version__
+
+
+def get_num_threads() -> int:
+    """Threads ferrops' kernels use (``FERROPS_NUM_THREADS``, else the core count)."""
+    return _core.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the threads ferrops' kernels use. Results do not depend on it."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads(): argument 'n': expected an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads(): argument 'n': expected a positive thread count, got {n}")
+    _core.set_num_threads(n)
+
+
+def simd_level() -> str:
+    """The SIMD level kernels run at: "avx512", "avx2" or "scalar"."""
+    return _core.simd_level()
+
+
+def set_simd_level(level: str) -> str:
+    """Forces a SIMD level ("scalar", "avx2", "avx512"; clamped to what the CPU
+    supports) and returns the one now active. ``FERROPS_SIMD`` sets it at start-up."""
+    return _core.set_simd_level(level)
+
+
+__all__ = [
+    "__version__",
+    "get_num_threads",
+    "set_num_threads",
+    "simd_level",
+    "set_simd_level",
+    *boxes.__all__,
+]

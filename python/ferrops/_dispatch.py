@@ -1,0 +1,203 @@
+"""Backend selection and array conversion, shared by every kernel family.
+
+The rule, in one place:
+
+* NumPy arrays (and anything ``numpy.asarray`` accepts) and CPU tensors run in
+  the Rust kernels, with the GIL released; contiguous inputs of a kernel dtype are
+  passed without a copy.
+* Tensors on another device (CUDA, MPS, ...) stay there and run the family's
+  PyTorch implementation: a round trip through host memory would cost more than
+  the kernel.
+* ``backend="rust"`` / ``backend="torch"`` force one path. Forcing Rust on a CUDA
+  tensor copies it to the host and the result back.
+* Outputs are of the input's kind: NumPy in, NumPy out; tensor in, tensor out on
+  the input's device.
+
+Dtype rule for float kernels: float64 stays float64, float32 stays float32, and
+every other real dtype (float16, bfloat16, integers, bool) is upcast to float32
+before any arithmetic. With several inputs, float64 if any input is float64.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Literal
+
+import numpy as np
+
+Backend = Literal["auto", "rust", "torch"]
+_BACKENDS = ("auto", "rust", "torch")
+
+
+def torch_module() -> Any:
+    """The torch module if the caller could have made tensors (it is imported)."""
+    return sys.modules.get("torch")
+
+
+def is_tensor(x: object) -> bool:
+    torch = torch_module()
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def require_torch(function: str) -> Any:
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"{function}(): backend='torch' needs PyTorch; install it with "
+            "pip install 'ferrops[torch]'"
+        ) from exc
+    return torch
+
+
+def select_backend(
+    function: str, backend: str, *inputs: object, rust_autograd: bool = False
+) -> Literal["rust", "torch"]:
+    """Which implementation runs ``function`` for these inputs.
+
+    ``rust_autograd`` says whether the family wraps its Rust kernel in a
+    ``torch.autograd.Function``; without one, tensors that need gradients go to the
+    PyTorch implementation so that autograd keeps working.
+    """
+    if backend not in _BACKENDS:
+        raise ValueError(
+            f"{function}(): argument 'backend': expected one of 'auto', 'rust', 'torch', got {backend!r}"
+        )
+    tensors = [x for x in inputs if is_tensor(x)]
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        raise ValueError(
+            f"{function}(): expected all tensors on one device, got {sorted(map(str, devices))}"
+        )
+    if backend == "torch":
+        require_torch(function)
+        return "torch"
+    if backend == "rust":
+        return "rust"
+    if any(t.device.type != "cpu" for t in tensors):
+        return "torch"
+    if not rust_autograd and tensors:
+        torch = torch_module()
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return "torch"
+    return "rust"
+
+
+def _describe(x: object) -> str:
+    dtype = getattr(x, "dtype", None)
+    return f"{type(x).__name__} of dtype {dtype}" if dtype is not None else type(x).__name__
+
+
+def float_array(function: str, argument: str, x: object) -> np.ndarray:
+    """``x`` as a NumPy float32/float64 array (the dtype rule above), no copy when
+    it already is one. Contiguity is left to :func:`contiguous`."""
+    if is_tensor(x):
+        torch = torch_module()
+        t = x.detach()
+        if t.is_complex():
+            raise TypeError(f"{function}(): argument '{argument}': expected real numbers, got {_describe(x)}")
+        if t.dtype not in (torch.float32, torch.float64):
+            t = t.to(torch.float32)
+        return t.cpu().numpy()
+    try:
+        a = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{function}(): argument '{argument}': expected an array of numbers, got {_describe(x)}") from exc
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{function}(): argument '{argument}': expected real numbers, got {_describe(a)}")
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float32)
+    return a
+
+
+def index_array(function: str, argument: str, x: object) -> np.ndarray:
+    """``x`` as a contiguous int64 array; only integer inputs are accepted."""
+    if is_tensor(x):
+        torch = torch_module()
+        t = x.detach()
+        if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{function}(): argument '{argument}': expected integers, got {_describe(x)}")
+        return np.ascontiguousarray(t.cpu().numpy(), dtype=np.int64)
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{function}(): argument '{argument}': expected integers, got {_describe(a)}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
+    return np.dtype(np.float64) if any(a.dtype == np.float64 for a in arrays) else np.dtype(np.float32)
+
+
+def contiguous(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous in ``dtype``; the same object when it already is."""
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def float_tensor(function: str, argument: str, x: object, device: Any = None) -> Any:
+    """``x`` as a float32/float64 tensor (the dtype rule above) on ``device``
+    (default: where it is; NumPy inputs go to the CPU without a copy)."""
+    torch = torch_module()
+    if is_tensor(x):
+        if x.is_complex():
+            raise TypeError(f"{function}(): argument '{argument}': expected real numbers, got {_describe(x)}")
+        t = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(float_array(function, argument, x)))
+    return t if device is None else t.to(device)
+
+
+def index_tensor(function: str, argument: str, x: object, device: Any = None) -> Any:
+    torch = torch_module()
+    if is_tensor(x):
+        if x.dtype.is_floating_point or x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"{function}(): argument '{argument}': expected integers, got {_describe(x)}")
+        t = x.to(torch.int64)
+    else:
+        t = torch.from_numpy(index_array(function, argument, x))
+    return t if device is None else t.to(device)
+
+
+def device_of(*inputs: object) -> Any:
+    """The device of the first tensor among ``inputs`` (None if there is none)."""
+    for x in inputs:
+        if is_tensor(x):
+            return x.device
+    return None
+
+
+def like(result: Any, reference: object) -> Any:
+    """``result`` (a NumPy array or tensor) as the kind of ``reference``: a tensor
+    on the reference's device, or a NumPy array."""
+    if is_tensor(reference):
+        torch = torch_module()
+        t = result if is_tensor(result) else torch.from_numpy(result)
+        return t.to(reference.device)
+    if is_tensor(result):
+        return result.detach().cpu().numpy()
+    return result
+
+
+def check_matrix(function: str, argument: str, x: object, width: int) -> None:
+    """Raises unless ``x`` has shape ``[N, width]``."""
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    if len(shape) != 2 or shape[1] != width:
+        raise ValueError(f"{function}(): argument '{argument}': expected shape [N, {width}], got {list(shape)}")
+
+
+def check_vector(function: str, argument: str, x: object, length: int | None = None) -> None:
+    """Raises unless ``x`` is 1-D (of ``length`` when given)."""
+    shape = tuple(getattr(x, "shape", np.shape(x)))
+    if len(shape) != 1 or (length is not None and shape[0] != length):
+        want = f"[{length}]" if length is not None else "[N]"
+        raise ValueError(f"{function}(): argument '{argument}': expected shape {want}, got {list(shape)}")
+
+
+def check_unit_interval(function: str, argument: str, value: float) -> float:
+    """A float in [0, 1]."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{function}(): argument '{argument}': expected a number, got {_describe(value)}") from exc
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{function}(): argument '{argument}': expected a value in [0, 1], got {value!r}")
+    return v

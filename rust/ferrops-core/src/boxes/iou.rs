@@ -1,0 +1,328 @@
+//! The IoU family (BOX-IOU, BOX-GIOU, BOX-DIOU, BOX-CIOU): `[N, M]` matrices and
+//! `[N]` elementwise losses.
+
+use rayon::prelude::*;
+
+use super::{check_xyxy_boxes, ROWS_PER_TASK};
+use crate::error::{FerropsError, Result};
+use crate::simd::{dispatch, SimdKernel};
+use crate::Real;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IouKind {
+    Iou,
+    Generalized,
+    Distance,
+    Complete,
+}
+
+impl IouKind {
+    fn function_name(self) -> &'static str {
+        match self {
+            IouKind::Iou => "box_iou",
+            IouKind::Generalized => "generalized_box_iou",
+            IouKind::Distance => "distance_box_iou",
+            IouKind::Complete => "complete_box_iou",
+        }
+    }
+
+    fn loss_name(self) -> &'static str {
+        match self {
+            IouKind::Iou => "box_iou_loss",
+            IouKind::Generalized => "generalized_box_iou_loss",
+            IouKind::Distance => "distance_box_iou_loss",
+            IouKind::Complete => "complete_box_iou_loss",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    None,
+    Mean,
+    Sum,
+}
+
+impl Reduction {
+    pub fn parse(function: &'static str, name: &str) -> Result<Self> {
+        match name {
+            "none" => Ok(Reduction::None),
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            other => Err(FerropsError::value(
+                function,
+                "reduction",
+                "one of 'none', 'mean', 'sum'",
+                format!("'{other}'"),
+            )),
+        }
+    }
+}
+
+/// 4 / pi^2, the CIoU aspect-ratio weight.
+const CIOU_V_SCALE: f64 = 4.0 / (std::f64::consts::PI * std::f64::consts::PI);
+
+/// The second operand of the matrix kernels in structure-of-arrays form, so the
+/// inner loop over it reads contiguous lanes.
+struct BoxColumns<T> {
+    x1: Vec<T>,
+    y1: Vec<T>,
+    x2: Vec<T>,
+    y2: Vec<T>,
+    area: Vec<T>,
+    /// atan(w / h), only for CIoU (computed once per box, not once per pair).
+    aspect: Vec<T>,
+}
+
+impl<T: Real> BoxColumns<T> {
+    fn new(boxes: &[T], with_aspect: bool) -> Self {
+        let n = boxes.len() / 4;
+        let mut c = BoxColumns {
+            x1: Vec::with_capacity(n),
+            y1: Vec::with_capacity(n),
+            x2: Vec::with_capacity(n),
+            y2: Vec::with_capacity(n),
+            area: Vec::with_capacity(n),
+            aspect: Vec::with_capacity(if with_aspect { n } else { 0 }),
+        };
+        for b in boxes.chunks_exact(4) {
+            c.x1.push(b[0]);
+            c.y1.push(b[1]);
+            c.x2.push(b[2]);
+            c.y2.push(b[3]);
+            c.area.push((b[2] - b[0]) * (b[3] - b[1]));
+            if with_aspect {
+                c.aspect.push(((b[2] - b[0]) / (b[3] - b[1])).atan());
+            }
+        }
+        c
+    }
+}
+
+/// One pair's value. `KIND` is an `IouKind` discriminant, a constant so that each
+/// kind's loop is compiled without the branches of the others.
+#[inline(always)]
+fn pair_value<T: Real, const KIND: u8>(a: [T; 4], area_a: T, aspect_a: T, b: [T; 4], area_b: T, aspect_b: T) -> T {
+    let eps = T::from_f64(1e-7);
+    let w = (a[2].min_fast(b[2]) - a[0].max_fast(b[0])).max_fast(T::ZERO);
+    let h = (a[3].min_fast(b[3]) - a[1].max_fast(b[1])).max_fast(T::ZERO);
+    let inter = w * h;
+    let union = area_a + area_b - inter;
+    let iou = inter / union;
+    if KIND == IouKind::Iou as u8 {
+        return iou;
+    }
+    let ew = a[2].max_fast(b[2]) - a[0].min_fast(b[0]);
+    let eh = a[3].max_fast(b[3]) - a[1].min_fast(b[1]);
+    if KIND == IouKind::Generalized as u8 {
+        let enclosing = ew * eh;
+        return iou - (enclosing - union) / enclosing;
+    }
+    let diagonal2 = ew * ew + eh * eh + eps;
+    // Centre distance from doubled centres: (x1 + x2) / 2 differences, squared.
+    let half = T::from_f64(0.5);
+    let dx = (a[0] + a[2]) * half - (b[0] + b[2]) * half;
+    let dy = (a[1] + a[3]) * half - (b[1] + b[3]) * half;
+    let diou = iou - (dx * dx + dy * dy) / diagonal2;
+    if KIND == IouKind::Distance as u8 {
+        return diou;
+    }
+    let d = aspect_a - aspect_b;
+    let v = T::from_f64(CIOU_V_SCALE) * d * d;
+    let alpha = v / (T::ONE - iou + v + eps);
+    diou - alpha * v
+}
+
+struct MatrixRows<'a, T, const KIND: u8> {
+    rows: &'a [T],
+    first_row: usize,
+    aspect_rows: &'a [T],
+    cols: &'a BoxColumns<T>,
+    out: &'a mut [T],
+}
+
+impl<T: Real, const KIND: u8> SimdKernel for MatrixRows<'_, T, KIND> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let c = self.cols;
+        let m = c.x1.len();
+        let with_aspect = KIND == IouKind::Complete as u8;
+        for (r, (a, out_row)) in self.rows.chunks_exact(4).zip(self.out.chunks_exact_mut(m)).enumerate() {
+            let a = [a[0], a[1], a[2], a[3]];
+            let area_a = (a[2] - a[0]) * (a[3] - a[1]);
+            let aspect_a = if with_aspect { self.aspect_rows[self.first_row + r] } else { T::ZERO };
+            for j in 0..m {
+                let b = [c.x1[j], c.y1[j], c.x2[j], c.y2[j]];
+                let aspect_b = if with_aspect { c.aspect[j] } else { T::ZERO };
+                out_row[j] = pair_value::<T, KIND>(a, area_a, aspect_a, b, c.area[j], aspect_b);
+            }
+        }
+    }
+}
+
+fn fill_matrix<T: Real, const KIND: u8>(a: &[T], cols: &BoxColumns<T>, aspect_a: &[T], out: &mut [T]) {
+    let m = cols.x1.len();
+    // ~64k outputs per task: big enough to amortise scheduling, small enough to
+    // balance two cores on the smallest matrices that are worth threads.
+    let rows_per_task = (65536 / m.max(1)).clamp(1, ROWS_PER_TASK);
+    out.par_chunks_mut(rows_per_task * m).enumerate().for_each(|(t, out)| {
+        let first_row = t * rows_per_task;
+        let rows = &a[4 * first_row..4 * (first_row + out.len() / m)];
+        dispatch(MatrixRows::<T, KIND> { rows, first_row, aspect_rows: aspect_a, cols, out });
+    });
+}
+
+/// `[N, M]` matrix of the chosen IoU variant between `a` (`[N, 4]`) and `b` (`[M, 4]`),
+/// row-major. Torchvision's formulas (and its `eps = 1e-7` for DIoU/CIoU); two
+/// degenerate boxes with a zero union give NaN, as there.
+pub fn pairwise_iou<T: Real>(kind: IouKind, a: &[T], b: &[T]) -> Result<Vec<T>> {
+    let name = kind.function_name();
+    let n = check_xyxy_boxes(name, "boxes1", a)?;
+    let m = check_xyxy_boxes(name, "boxes2", b)?;
+    let mut out = vec![T::ZERO; n * m];
+    if n == 0 || m == 0 {
+        return Ok(out);
+    }
+    let with_aspect = kind == IouKind::Complete;
+    let cols = BoxColumns::new(b, with_aspect);
+    let aspect_a = if with_aspect { BoxColumns::new(a, true).aspect } else { Vec::new() };
+    match kind {
+        IouKind::Iou => fill_matrix::<T, { IouKind::Iou as u8 }>(a, &cols, &aspect_a, &mut out),
+        IouKind::Generalized => fill_matrix::<T, { IouKind::Generalized as u8 }>(a, &cols, &aspect_a, &mut out),
+        IouKind::Distance => fill_matrix::<T, { IouKind::Distance as u8 }>(a, &cols, &aspect_a, &mut out),
+        IouKind::Complete => fill_matrix::<T, { IouKind::Complete as u8 }>(a, &cols, &aspect_a, &mut out),
+    }
+    Ok(out)
+}
+
+/// Elementwise loss `1 - variant(boxes1[i], boxes2[i])`, torchvision's
+/// `*_box_iou_loss` formulas: unlike the matrices, IoU there is
+/// `inter / (union + eps)` and GIoU's enclosing area gets `+ eps` too, so that
+/// degenerate pairs give finite losses.
+pub fn box_iou_loss<T: Real>(kind: IouKind, a: &[T], b: &[T], eps: f64, reduction: Reduction) -> Result<Vec<T>> {
+    let name = kind.loss_name();
+    let n = check_xyxy_boxes(name, "boxes1", a)?;
+    let m = check_xyxy_boxes(name, "boxes2", b)?;
+    if n != m {
+        return Err(FerropsError::value(
+            name,
+            "boxes2",
+            format!("as many boxes as boxes1 ({n})"),
+            format!("{m} boxes"),
+        ));
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(FerropsError::value(name, "eps", "a finite value >= 0", format!("{eps}")));
+    }
+    let eps = T::from_f64(eps);
+    let half = T::from_f64(0.5);
+    let pair_loss = |p: &[T], g: &[T]| -> T {
+        let w = (p[2].min_fast(g[2]) - p[0].max_fast(g[0])).max_fast(T::ZERO);
+        let h = (p[3].min_fast(g[3]) - p[1].max_fast(g[1])).max_fast(T::ZERO);
+        let inter = w * h;
+        let union = (p[2] - p[0]) * (p[3] - p[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter;
+        let iou = inter / (union + eps);
+        let ew = p[2].max_fast(g[2]) - p[0].min_fast(g[0]);
+        let eh = p[3].max_fast(g[3]) - p[1].min_fast(g[1]);
+        match kind {
+            IouKind::Iou => T::ONE - iou,
+            IouKind::Generalized => {
+                let enclosing = ew * eh;
+                T::ONE - (iou - (enclosing - union) / (enclosing + eps))
+            }
+            IouKind::Distance | IouKind::Complete => {
+                let diagonal2 = ew * ew + eh * eh + eps;
+                let dx = (p[0] + p[2]) * half - (g[0] + g[2]) * half;
+                let dy = (p[1] + p[3]) * half - (g[1] + g[3]) * half;
+                let diou_loss = T::ONE - iou + (dx * dx + dy * dy) / diagonal2;
+                if kind == IouKind::Distance {
+                    return diou_loss;
+                }
+                let d = ((g[2] - g[0]) / (g[3] - g[1])).atan() - ((p[2] - p[0]) / (p[3] - p[1])).atan();
+                let v = T::from_f64(CIOU_V_SCALE) * d * d;
+                let alpha = v / (T::ONE - iou + v + eps);
+                diou_loss + alpha * v
+            }
+        }
+    };
+    let losses: Vec<T> = a
+        .par_chunks(4 * ROWS_PER_TASK)
+        .zip(b.par_chunks(4 * ROWS_PER_TASK))
+        .flat_map_iter(|(pa, pb)| pa.chunks_exact(4).zip(pb.chunks_exact(4)).map(|(p, g)| pair_loss(p, g)))
+        .collect();
+    Ok(match reduction {
+        Reduction::None => losses,
+        // A sequential sum in a fixed order: the same bits for any thread count.
+        Reduction::Sum => vec![losses.iter().copied().sum()],
+        Reduction::Mean if n == 0 => vec![T::from_f64(f64::NAN)],
+        Reduction::Mean => vec![losses.iter().copied().sum::<T>() / T::from_f64(n as f64)],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::{detected, set_level, SimdLevel};
+
+    fn lcg_boxes(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        let mut next = move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f32) / (1u64 << 31) as f32
+        };
+        (0..n)
+            .flat_map(|_| {
+                let (x, y, w, h) = (next() * 100.0, next() * 100.0, next() * 30.0, next() * 30.0);
+                [x, y, x + w, y + h]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn iou_of_known_pairs() {
+        let a = [0.0f64, 0.0, 2.0, 2.0];
+        let b = [1.0f64, 1.0, 3.0, 3.0];
+        let iou = pairwise_iou(IouKind::Iou, &a, &b).unwrap()[0];
+        assert!((iou - 1.0 / 7.0).abs() < 1e-15);
+        let giou = pairwise_iou(IouKind::Generalized, &a, &b).unwrap()[0];
+        assert!((giou - (1.0 / 7.0 - 2.0 / 9.0)).abs() < 1e-15);
+        let diou = pairwise_iou(IouKind::Distance, &a, &b).unwrap()[0];
+        assert!((diou - (1.0 / 7.0 - 2.0 / (18.0 + 1e-7))).abs() < 1e-15);
+        // Same aspect ratio: CIoU equals DIoU.
+        let ciou = pairwise_iou(IouKind::Complete, &a, &b).unwrap()[0];
+        assert_eq!(ciou, diou);
+    }
+
+    #[test]
+    fn every_simd_level_and_thread_count_gives_the_same_bits() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let a = lcg_boxes(37, 1);
+        let b = lcg_boxes(1001, 2);
+        for kind in [IouKind::Iou, IouKind::Generalized, IouKind::Distance, IouKind::Complete] {
+            let mut seen = Vec::new();
+            for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
+                set_level(level);
+                for threads in [1, 2] {
+                    crate::parallel::set_num_threads(threads).unwrap();
+                    let m = crate::parallel::install(|| pairwise_iou(kind, &a, &b).unwrap());
+                    seen.push(m.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                }
+            }
+            set_level(detected());
+            assert!(seen.windows(2).all(|w| w[0] == w[1]), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn losses_reduce_and_validate() {
+        let a = [0.0f64, 0.0, 2.0, 2.0, 0.0, 0.0, 1.0, 1.0];
+        let b = [1.0f64, 1.0, 3.0, 3.0, 0.0, 0.0, 1.0, 1.0];
+        let none = box_iou_loss(IouKind::Generalized, &a, &b, 1e-7, Reduction::None).unwrap();
+        assert!(none[1].abs() < 1e-6);
+        let sum = box_iou_loss(IouKind::Generalized, &a, &b, 1e-7, Reduction::Sum).unwrap();
+        assert_eq!(sum, vec![none[0] + none[1]]);
+        assert!(box_iou_loss(IouKind::Distance, &a, &b[..4], 1e-7, Reduction::None).is_err());
+        assert!(Reduction::parse("f", "avg").is_err());
+    }
+}

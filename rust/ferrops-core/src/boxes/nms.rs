@@ -1,0 +1,522 @@
+//! Non-maximum suppression: greedy (NMS-GREEDY), per class (NMS-BATCHED), soft
+//! (NMS-SOFT) and matrix (NMS-MATRIX).
+//!
+//! Greedy NMS keeps a box unless a kept box of higher rank overlaps it with IoU
+//! strictly above the threshold. Only boxes that intersect can exceed a threshold
+//! >= 0, so instead of comparing each box with every kept box (torchvision's
+//! quadratic loop), large inputs put kept boxes into a uniform grid and compare a
+//! box only with the kept boxes in the cells it covers. The result is the same as
+//! the quadratic walk, pair for pair: same IoU arithmetic, same order.
+
+use std::cmp::Ordering;
+use std::marker::PhantomData;
+
+use rayon::prelude::*;
+
+use super::{check_scores, check_unit_interval, check_xyxy_boxes};
+use crate::error::{FerropsError, Result};
+use crate::simd::{dispatch, SimdKernel};
+use crate::Real;
+
+/// Below this many boxes the plain walk over all kept boxes beats building a grid.
+const GRID_MIN_BOXES: usize = 2048;
+/// A box spanning more grid cells than this is kept in a separate list that every
+/// query scans, so that huge boxes do not make inserts and queries slow.
+const MAX_CELLS_PER_BOX: usize = 16;
+
+/// Indices sorted by score, descending; ties keep the lower index first (the sort
+/// key is total, so the order does not depend on the sort algorithm or threads).
+fn rank_by_score<T: Real>(scores: &[T], subset: impl Iterator<Item = u32>) -> Vec<u32> {
+    let mut order: Vec<u32> = subset.collect();
+    let by_score = |a: &u32, b: &u32| -> Ordering {
+        scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b))
+    };
+    if order.len() > 16384 {
+        order.par_sort_unstable_by(by_score);
+    } else {
+        order.sort_unstable_by(by_score);
+    }
+    order
+}
+
+/// Kept boxes in structure-of-arrays form, so the overlap test runs across lanes.
+#[derive(Default)]
+struct KeptBoxes<T> {
+    x1: Vec<T>,
+    y1: Vec<T>,
+    x2: Vec<T>,
+    y2: Vec<T>,
+    area: Vec<T>,
+}
+
+impl<T: Real> KeptBoxes<T> {
+    fn push(&mut self, b: [T; 4], area: T) {
+        self.x1.push(b[0]);
+        self.y1.push(b[1]);
+        self.x2.push(b[2]);
+        self.y2.push(b[3]);
+        self.area.push(area);
+    }
+}
+
+/// Does any kept box overlap `b` with IoU > threshold? Same arithmetic as
+/// torchvision's CPU kernel: `inter / (area_kept + area_b - inter)`.
+struct AnyOverlap<'a, T> {
+    kept: &'a KeptBoxes<T>,
+    b: [T; 4],
+    area_b: T,
+    threshold: T,
+}
+
+impl<T: Real> SimdKernel for AnyOverlap<'_, T> {
+    type Output = bool;
+    #[inline(always)]
+    fn run(self) -> bool {
+        let k = self.kept;
+        let b = self.b;
+        // Blocks of 16 keep the loop vectorised while still exiting early.
+        let n = k.x1.len();
+        let mut start = 0;
+        while start < n {
+            let end = (start + 16).min(n);
+            let mut hit = false;
+            for j in start..end {
+                let w = (k.x2[j].min_fast(b[2]) - k.x1[j].max_fast(b[0])).max_fast(T::ZERO);
+                let h = (k.y2[j].min_fast(b[3]) - k.y1[j].max_fast(b[1])).max_fast(T::ZERO);
+                let inter = w * h;
+                hit |= inter / (k.area[j] + self.area_b - inter) > self.threshold;
+            }
+            if hit {
+                return true;
+            }
+            start = end;
+        }
+        false
+    }
+}
+
+fn box_at<T: Real>(boxes: &[T], i: u32) -> [T; 4] {
+    let i = i as usize * 4;
+    [boxes[i], boxes[i + 1], boxes[i + 2], boxes[i + 3]]
+}
+
+fn area<T: Real>(b: [T; 4]) -> T {
+    (b[2] - b[0]) * (b[3] - b[1])
+}
+
+/// The greedy walk over `order` (boxes by rank); returns the kept boxes in walk order.
+fn greedy_keep<T: Real>(boxes: &[T], order: &[u32], threshold: f64) -> Vec<u32> {
+    let threshold = T::floor_from_f64(threshold);
+    if order.len() < GRID_MIN_BOXES {
+        let mut kept_boxes = KeptBoxes::default();
+        let mut kept = Vec::new();
+        for &i in order {
+            let b = box_at(boxes, i);
+            let area_b = area(b);
+            if !dispatch(AnyOverlap { kept: &kept_boxes, b, area_b, threshold }) {
+                kept_boxes.push(b, area_b);
+                kept.push(i);
+            }
+        }
+        return kept;
+    }
+    let grid = Grid::new(boxes, order);
+    grid.walk(boxes, order, threshold)
+}
+
+/// A uniform grid over the boxes' extent holding kept boxes per cell.
+struct Grid<T> {
+    x0: f64,
+    y0: f64,
+    inv_cell: f64,
+    nx: usize,
+    ny: usize,
+    _coordinates: PhantomData<T>,
+}
+
+impl<T: Real> Grid<T> {
+    fn new(boxes: &[T], order: &[u32]) -> Grid<T> {
+        let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+        let (mut sum_w, mut sum_h) = (0.0f64, 0.0f64);
+        for &i in order {
+            let b = box_at(boxes, i);
+            x0 = x0.min(b[0].to_f64());
+            y0 = y0.min(b[1].to_f64());
+            x1 = x1.max(b[2].to_f64());
+            y1 = y1.max(b[3].to_f64());
+            sum_w += (b[2] - b[0]).to_f64();
+            sum_h += (b[3] - b[1]).to_f64();
+        }
+        let n = order.len() as f64;
+        let (width, height) = ((x1 - x0).max(f64::MIN_POSITIVE), (y1 - y0).max(f64::MIN_POSITIVE));
+        // Cells about the size of a typical box: a box then covers ~4 cells and a
+        // cell holds few kept boxes. At most ~2 cells per box, to bound memory.
+        let typical = (sum_w / n).max(sum_h / n);
+        let mut cell = if typical > 0.0 { typical } else { width.max(height) };
+        while (width / cell).ceil() * (height / cell).ceil() > 2.0 * n + 1.0 {
+            cell *= 2.0;
+        }
+        let nx = ((width / cell).ceil() as usize).max(1);
+        let ny = ((height / cell).ceil() as usize).max(1);
+        Grid { x0, y0, inv_cell: 1.0 / cell, nx, ny, _coordinates: PhantomData }
+    }
+
+    fn cell_range(&self, lo: T, hi: T, origin: f64, cells: usize) -> (usize, usize) {
+        let to_cell = |v: T| (((v.to_f64() - origin) * self.inv_cell).floor().max(0.0) as usize).min(cells - 1);
+        (to_cell(lo), to_cell(hi))
+    }
+
+    fn walk(&self, boxes: &[T], order: &[u32], threshold: T) -> Vec<u32> {
+        let mut cells: Vec<KeptBoxes<T>> = (0..self.nx * self.ny).map(|_| KeptBoxes::default()).collect();
+        let mut large = KeptBoxes::default();
+        // Every kept box: a query box covering more cells than there are kept boxes
+        // scans this list instead of its cells.
+        let mut all = KeptBoxes::default();
+        let mut kept = Vec::new();
+        for &i in order {
+            let b = box_at(boxes, i);
+            let area_b = area(b);
+            let (cx0, cx1) = self.cell_range(b[0], b[2], self.x0, self.nx);
+            let (cy0, cy1) = self.cell_range(b[1], b[3], self.y0, self.ny);
+            let overlaps = |kept: &KeptBoxes<T>| dispatch(AnyOverlap { kept, b, area_b, threshold });
+            let covered = (cx1 - cx0 + 1) * (cy1 - cy0 + 1);
+            let suppressed = if covered > all.x1.len() {
+                overlaps(&all)
+            } else {
+                overlaps(&large) || (cy0..=cy1).any(|cy| (cx0..=cx1).any(|cx| overlaps(&cells[cy * self.nx + cx])))
+            };
+            if suppressed {
+                continue;
+            }
+            kept.push(i);
+            all.push(b, area_b);
+            if covered > MAX_CELLS_PER_BOX {
+                large.push(b, area_b);
+            } else {
+                for cy in cy0..=cy1 {
+                    for cx in cx0..=cx1 {
+                        cells[cy * self.nx + cx].push(b, area_b);
+                    }
+                }
+            }
+        }
+        kept
+    }
+}
+
+/// NMS-GREEDY: kept indices in descending score order.
+pub fn nms<T: Real>(boxes: &[T], scores: &[T], iou_threshold: f64) -> Result<Vec<i64>> {
+    let n = check_xyxy_boxes("nms", "boxes", boxes)?;
+    check_scores("nms", scores, n)?;
+    check_unit_interval("nms", "iou_threshold", iou_threshold)?;
+    check_index_range("nms", n)?;
+    let order = rank_by_score(scores, 0..n as u32);
+    Ok(greedy_keep(boxes, &order, iou_threshold).into_iter().map(i64::from).collect())
+}
+
+fn check_index_range(function: &'static str, n: usize) -> Result<()> {
+    if n > u32::MAX as usize {
+        return Err(FerropsError::value(function, "boxes", "at most 2^32 - 1 boxes", format!("{n}")));
+    }
+    Ok(())
+}
+
+fn check_class_ids(function: &'static str, idxs: &[i64], n: usize) -> Result<()> {
+    if idxs.len() != n {
+        return Err(FerropsError::value(
+            function,
+            "idxs",
+            format!("one class id per box ({n})"),
+            format!("{} ids", idxs.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Box indices grouped by class id; inside a group, by descending score.
+fn rank_within_classes<T: Real>(scores: &[T], idxs: &[i64]) -> Vec<Vec<u32>> {
+    let order = rank_by_score(scores, 0..scores.len() as u32);
+    let mut by_class: Vec<(i64, u32)> = order.iter().map(|&i| (idxs[i as usize], i)).collect();
+    // Stable: each class keeps the score order.
+    by_class.sort_by_key(|&(class, _)| class);
+    by_class
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|group| group.iter().map(|&(_, i)| i).collect())
+        .collect()
+}
+
+/// NMS-BATCHED: greedy NMS within each class id; kept indices by descending score
+/// (ties: lower index first). Classes run in parallel.
+pub fn batched_nms<T: Real>(boxes: &[T], scores: &[T], idxs: &[i64], iou_threshold: f64) -> Result<Vec<i64>> {
+    let n = check_xyxy_boxes("batched_nms", "boxes", boxes)?;
+    check_scores("batched_nms", scores, n)?;
+    check_class_ids("batched_nms", idxs, n)?;
+    check_unit_interval("batched_nms", "iou_threshold", iou_threshold)?;
+    check_index_range("batched_nms", n)?;
+    let groups = rank_within_classes(scores, idxs);
+    let kept_per_class: Vec<Vec<u32>> =
+        groups.par_iter().map(|order| greedy_keep(boxes, order, iou_threshold)).collect();
+    let mut kept: Vec<u32> = kept_per_class.into_iter().flatten().collect();
+    let by_score = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
+    kept.sort_unstable_by(by_score);
+    Ok(kept.into_iter().map(i64::from).collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoftMethod {
+    Linear,
+    Gaussian,
+}
+
+impl SoftMethod {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "linear" => Ok(SoftMethod::Linear),
+            "gaussian" => Ok(SoftMethod::Gaussian),
+            other => Err(FerropsError::value(
+                "soft_nms",
+                "method",
+                "'linear' or 'gaussian'",
+                format!("'{other}'"),
+            )),
+        }
+    }
+}
+
+fn pair_iou<T: Real>(a: [T; 4], b: [T; 4]) -> T {
+    let w = (a[2].min_fast(b[2]) - a[0].max_fast(b[0])).max_fast(T::ZERO);
+    let h = (a[3].min_fast(b[3]) - a[1].max_fast(b[1])).max_fast(T::ZERO);
+    let inter = w * h;
+    inter / (area(a) + area(b) - inter)
+}
+
+/// NMS-SOFT (Bodla et al. 2017, mmcv's rescoring): returns the selected indices in
+/// selection order and their scores at selection. A box whose score is below
+/// `score_threshold`, at the start or after a rescoring, is dropped (mmcv only
+/// tests rescored boxes; a box that starts below the threshold is not kept here).
+pub fn soft_nms<T: Real>(
+    boxes: &[T],
+    scores: &[T],
+    iou_threshold: f64,
+    sigma: f64,
+    score_threshold: f64,
+    method: SoftMethod,
+) -> Result<(Vec<i64>, Vec<T>)> {
+    let n = check_xyxy_boxes("soft_nms", "boxes", boxes)?;
+    check_scores("soft_nms", scores, n)?;
+    check_unit_interval("soft_nms", "iou_threshold", iou_threshold)?;
+    check_index_range("soft_nms", n)?;
+    if !(sigma.is_finite() && sigma > 0.0) {
+        return Err(FerropsError::value("soft_nms", "sigma", "a finite value > 0", format!("{sigma}")));
+    }
+    if !score_threshold.is_finite() {
+        return Err(FerropsError::value("soft_nms", "score_threshold", "a finite value", format!("{score_threshold}")));
+    }
+    let overlap_threshold = T::floor_from_f64(iou_threshold);
+    let min_score = T::from_f64(score_threshold);
+    let inv_sigma = T::from_f64(1.0 / sigma);
+    let mut current = scores.to_vec();
+    let mut live: Vec<u32> = (0..n as u32).filter(|&i| scores[i as usize] >= min_score).collect();
+    let (mut keep, mut kept_scores) = (Vec::new(), Vec::new());
+    while !live.is_empty() {
+        // Highest current score; ties go to the lower index.
+        let best = (0..live.len())
+            .max_by(|&p, &q| {
+                let (a, b) = (live[p] as usize, live[q] as usize);
+                current[a].total_cmp(&current[b]).then(b.cmp(&a))
+            })
+            .expect("live is not empty");
+        let i = live.swap_remove(best);
+        keep.push(i64::from(i));
+        kept_scores.push(current[i as usize]);
+        let selected = box_at(boxes, i);
+        for &j in &live {
+            let o = pair_iou(selected, box_at(boxes, j));
+            let weight = match method {
+                SoftMethod::Linear if o > overlap_threshold => T::ONE - o,
+                SoftMethod::Linear => T::ONE,
+                SoftMethod::Gaussian => (-(o * o) * inv_sigma).exp(),
+            };
+            current[j as usize] *= weight;
+        }
+        live.retain(|&j| current[j as usize] >= min_score);
+    }
+    Ok((keep, kept_scores))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatrixKernel {
+    Linear,
+    Gaussian,
+}
+
+impl MatrixKernel {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "linear" => Ok(MatrixKernel::Linear),
+            "gaussian" => Ok(MatrixKernel::Gaussian),
+            other => Err(FerropsError::value(
+                "matrix_nms",
+                "kernel",
+                "'gaussian' or 'linear'",
+                format!("'{other}'"),
+            )),
+        }
+    }
+}
+
+/// NMS-MATRIX (SOLOv2): the decayed score of every box, in input order. Within a
+/// class, with boxes by descending score, `decay_j = min(1, min_{i<j} f(IoU_ij) /
+/// f(comp_i))`, `comp_i = max_{h<i} IoU_hi`; the 1 is what SOLOv2's full-matrix
+/// minimum contributes through its zero entries. A 0/0 ratio (an exact duplicate of
+/// an exact duplicate, linear kernel) imposes no bound: the earlier duplicate
+/// already decays the box to 0.
+pub fn matrix_nms<T: Real>(
+    boxes: &[T],
+    scores: &[T],
+    idxs: Option<&[i64]>,
+    kernel: MatrixKernel,
+    sigma: f64,
+) -> Result<Vec<T>> {
+    let n = check_xyxy_boxes("matrix_nms", "boxes", boxes)?;
+    check_scores("matrix_nms", scores, n)?;
+    check_index_range("matrix_nms", n)?;
+    if let Some(idxs) = idxs {
+        check_class_ids("matrix_nms", idxs, n)?;
+    }
+    if kernel == MatrixKernel::Gaussian && !(sigma.is_finite() && sigma > 0.0) {
+        return Err(FerropsError::value("matrix_nms", "sigma", "a finite value > 0", format!("{sigma}")));
+    }
+    let groups = match idxs {
+        Some(idxs) => rank_within_classes(scores, idxs),
+        None => vec![rank_by_score(scores, 0..n as u32)],
+    };
+    let sigma = T::from_f64(sigma);
+    let f = |x: T| match kernel {
+        MatrixKernel::Gaussian => (-sigma * x * x).exp(),
+        MatrixKernel::Linear => T::ONE - x,
+    };
+    let mut decayed = scores.to_vec();
+    for order in &groups {
+        let iou = |p: usize, q: usize| pair_iou(box_at(boxes, order[p]), box_at(boxes, order[q]));
+        let compensation: Vec<T> = (0..order.len())
+            .into_par_iter()
+            .map(|i| (0..i).map(|h| iou(h, i)).fold(T::ZERO, |m, v| m.max_fast(v)))
+            .collect();
+        let comp_f: Vec<T> = compensation.iter().map(|&c| f(c)).collect();
+        let decay: Vec<T> = (0..order.len())
+            .into_par_iter()
+            .map(|j| {
+                (0..j).fold(T::ONE, |m, i| {
+                    let ratio = f(iou(i, j)) / comp_f[i];
+                    if ratio < m {
+                        ratio
+                    } else {
+                        m
+                    }
+                })
+            })
+            .collect();
+        for (p, &i) in order.iter().enumerate() {
+            decayed[i as usize] = scores[i as usize] * decay[p];
+        }
+    }
+    Ok(decayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The quadratic reference walk.
+    fn brute_force(boxes: &[f32], scores: &[f32], threshold: f64) -> Vec<i64> {
+        let order = rank_by_score(scores, 0..scores.len() as u32);
+        let mut kept: Vec<u32> = Vec::new();
+        for &i in &order {
+            let b = box_at(boxes, i);
+            if kept.iter().all(|&k| (pair_iou(box_at(boxes, k), b) as f64) <= threshold) {
+                kept.push(i);
+            }
+        }
+        kept.into_iter().map(i64::from).collect()
+    }
+
+    fn random_boxes(n: usize, seed: u64, extent: f32, size: f32) -> (Vec<f32>, Vec<f32>) {
+        let mut s = seed;
+        let mut next = move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f32) / (1u64 << 31) as f32
+        };
+        let mut boxes = Vec::with_capacity(4 * n);
+        let mut scores = Vec::with_capacity(n);
+        for k in 0..n {
+            let (x, y) = (next() * extent, next() * extent);
+            // A few huge boxes exercise the grid's large-box list.
+            let scale = if k % 97 == 0 { 20.0 } else { 1.0 };
+            let (w, h) = (next() * size * scale, next() * size * scale);
+            boxes.extend_from_slice(&[x, y, x + w, y + h]);
+            scores.push((next() * 8.0).round() / 8.0); // many ties
+        }
+        (boxes, scores)
+    }
+
+    #[test]
+    fn grid_walk_equals_brute_force() {
+        for (seed, threshold) in [(1, 0.5), (2, 0.0), (3, 0.3), (4, 1.0), (5, 0.7)] {
+            let (boxes, scores) = random_boxes(5000, seed, 1000.0, 60.0);
+            assert_eq!(nms(&boxes, &scores, threshold).unwrap(), brute_force(&boxes, &scores, threshold));
+        }
+    }
+
+    #[test]
+    fn batched_equals_per_class_nms() {
+        let (boxes, scores) = random_boxes(3000, 9, 300.0, 40.0);
+        let idxs: Vec<i64> = (0..3000).map(|i| (i * 7 % 5) as i64 - 2).collect();
+        let got = batched_nms(&boxes, &scores, &idxs, 0.5).unwrap();
+        let mut want = Vec::new();
+        for class in -2..3 {
+            let members: Vec<usize> = (0..3000).filter(|&i| idxs[i] == class).collect();
+            let sub_boxes: Vec<f32> = members.iter().flat_map(|&i| boxes[4 * i..4 * i + 4].to_vec()).collect();
+            let sub_scores: Vec<f32> = members.iter().map(|&i| scores[i]).collect();
+            want.extend(nms(&sub_boxes, &sub_scores, 0.5).unwrap().into_iter().map(|k| members[k as usize] as i64));
+        }
+        want.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn soft_nms_linear_by_hand() {
+        // Box 1 overlaps box 0 with IoU 1/3 (> 0.3): its score 0.9 becomes 0.6.
+        let boxes = [0.0f64, 0.0, 2.0, 1.0, 1.0, 0.0, 3.0, 1.0, 10.0, 10.0, 11.0, 11.0];
+        let scores = [1.0, 0.9, 0.8];
+        let (keep, s) = soft_nms(&boxes, &scores, 0.3, 0.5, 0.001, SoftMethod::Linear).unwrap();
+        assert_eq!(keep, vec![0, 2, 1]);
+        assert!((s[2] - 0.9 * (2.0 / 3.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn matrix_nms_by_hand() {
+        // Box 1 overlaps box 0 with IoU 1/3; box 2 is alone.
+        let boxes = [0.0f64, 0.0, 2.0, 1.0, 1.0, 0.0, 3.0, 1.0, 10.0, 10.0, 11.0, 11.0];
+        let scores = [1.0, 0.9, 0.8];
+        let out = matrix_nms(&boxes, &scores, None, MatrixKernel::Linear, 2.0).unwrap();
+        assert_eq!(out[0], 1.0);
+        assert!((out[1] - 0.9 * (2.0 / 3.0)).abs() < 1e-12);
+        assert_eq!(out[2], 0.8);
+        let classes = [0, 1, 1];
+        let out = matrix_nms(&boxes, &scores, Some(&classes), MatrixKernel::Gaussian, 2.0).unwrap();
+        assert_eq!(out, scores.to_vec());
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let boxes = [0.0f32, 0.0, 1.0, 1.0];
+        assert!(nms(&boxes, &[0.5, 0.4], 0.5).is_err());
+        assert!(nms(&boxes, &[f32::NAN], 0.5).is_err());
+        assert!(nms(&boxes, &[0.5], 1.5).is_err());
+        assert!(batched_nms(&boxes, &[0.5], &[], 0.5).is_err());
+        assert!(soft_nms(&boxes, &[0.5], 0.5, 0.0, 0.0, SoftMethod::Gaussian).is_err());
+        assert!(SoftMethod::parse("hard").is_err());
+        assert!(nms::<f32>(&[], &[], 0.5).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,19 @@
+//! ferrops-core: the pure-Rust kernels behind the `ferrops` Python package.
+//!
+//! No Python here: kernels take slices, validate their arguments and return
+//! [`error::FerropsError`] on bad input. Threads come from [`parallel`], SIMD levels
+//! from [`simd`]. One module per kernel family.
+
+pub mod boxes;
+pub mod error;
+pub mod parallel;
+pub mod real;
+pub mod simd;
+
+pub use error::{FerropsError, Result};
+pub use real::Real;
+
+/// Serialises the unit tests that change process-wide settings (SIMD level, thread
+/// count), which cargo would otherwise run concurrently.
+#[cfg(test)]
+pub(crate) static GLOBAL_SETTINGS_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

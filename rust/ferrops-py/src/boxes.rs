@@ -1,0 +1,206 @@
+//! Bindings of `ferrops_core::boxes`. Arguments arrive as C-contiguous float32 or
+//! float64 arrays of one dtype (the Python layer casts them).
+
+use ferrops_core::boxes::{self, BoxFormat, IouKind, MatrixKernel, Reduction, SoftMethod};
+use ferrops_core::Real;
+use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
+
+use crate::convert::{float_dtype, owned1, owned2, slice1, slice2, FloatDtype};
+use crate::run::{run_kernel, to_py_err};
+
+/// Calls `$body` with `$t` bound to the element type of `$obj`'s dtype.
+macro_rules! for_float_dtype {
+    ($function:literal, $argument:literal, $obj:expr, $t:ident => $body:expr) => {
+        match float_dtype($function, $argument, $obj)? {
+            FloatDtype::F32 => {
+                type $t = f32;
+                $body
+            }
+            FloatDtype::F64 => {
+                type $t = f64;
+                $body
+            }
+        }
+    };
+}
+
+fn boxes_arg<'py, T: Element>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray2<'py, T>> {
+    obj.extract()
+}
+
+fn vector_arg<'py, T: Element>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, T>> {
+    obj.extract()
+}
+
+fn iou_kind(function: &'static str, name: &str) -> PyResult<IouKind> {
+    match name {
+        "iou" => Ok(IouKind::Iou),
+        "giou" => Ok(IouKind::Generalized),
+        "diou" => Ok(IouKind::Distance),
+        "ciou" => Ok(IouKind::Complete),
+        other => Err(to_py_err(ferrops_core::FerropsError::value(
+            function,
+            "kind",
+            "one of 'iou', 'giou', 'diou', 'ciou'",
+            format!("'{other}'"),
+        ))),
+    }
+}
+
+#[pyfunction]
+fn box_area<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
+    for_float_dtype!("box_area", "boxes", boxes, T => {
+        let b = boxes_arg::<T>(boxes)?;
+        let b = slice2("box_area", "boxes", 4, &b)?;
+        let out = run_kernel(py, || boxes::box_area(b))?;
+        owned1(py, out).into_py_any(py)
+    })
+}
+
+#[pyfunction]
+fn box_convert<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>, in_fmt: &str, out_fmt: &str) -> PyResult<Py<PyAny>> {
+    let from = BoxFormat::parse("box_convert", "in_fmt", in_fmt).map_err(to_py_err)?;
+    let to = BoxFormat::parse("box_convert", "out_fmt", out_fmt).map_err(to_py_err)?;
+    for_float_dtype!("box_convert", "boxes", boxes, T => {
+        let b = boxes_arg::<T>(boxes)?;
+        let b = slice2("box_convert", "boxes", 4, &b)?;
+        let out = run_kernel(py, || boxes::box_convert(b, from, to))?;
+        owned2(py, out, b.len() / 4, 4).into_py_any(py)
+    })
+}
+
+/// `kind` is one of "iou", "giou", "diou", "ciou".
+#[pyfunction]
+fn pairwise_iou<'py>(
+    py: Python<'py>,
+    kind: &str,
+    boxes1: &Bound<'py, PyAny>,
+    boxes2: &Bound<'py, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let kind = iou_kind("pairwise_iou", kind)?;
+    for_float_dtype!("pairwise_iou", "boxes1", boxes1, T => {
+        let (a, b) = (boxes_arg::<T>(boxes1)?, boxes_arg::<T>(boxes2)?);
+        let (a, b) = (slice2("pairwise_iou", "boxes1", 4, &a)?, slice2("pairwise_iou", "boxes2", 4, &b)?);
+        let out = run_kernel(py, || boxes::pairwise_iou(kind, a, b))?;
+        owned2(py, out, a.len() / 4, b.len() / 4).into_py_any(py)
+    })
+}
+
+/// Elementwise IoU-family loss; a reduced loss comes back as a 1-element array.
+#[pyfunction]
+fn box_iou_loss<'py>(
+    py: Python<'py>,
+    kind: &str,
+    boxes1: &Bound<'py, PyAny>,
+    boxes2: &Bound<'py, PyAny>,
+    reduction: &str,
+    eps: f64,
+) -> PyResult<Py<PyAny>> {
+    let kind = iou_kind("box_iou_loss", kind)?;
+    let reduction = Reduction::parse("box_iou_loss", reduction).map_err(to_py_err)?;
+    for_float_dtype!("box_iou_loss", "boxes1", boxes1, T => {
+        let (a, b) = (boxes_arg::<T>(boxes1)?, boxes_arg::<T>(boxes2)?);
+        let (a, b) = (slice2("box_iou_loss", "boxes1", 4, &a)?, slice2("box_iou_loss", "boxes2", 4, &b)?);
+        let out = run_kernel(py, || boxes::box_iou_loss(kind, a, b, eps, reduction))?;
+        owned1(py, out).into_py_any(py)
+    })
+}
+
+fn boxes_and_scores<'a, T: Element + Real>(
+    function: &'static str,
+    b: &'a PyReadonlyArray2<'_, T>,
+    s: &'a PyReadonlyArray1<'_, T>,
+) -> PyResult<(&'a [T], &'a [T])> {
+    Ok((slice2(function, "boxes", 4, b)?, slice1(function, "scores", s)?))
+}
+
+#[pyfunction]
+fn nms<'py>(
+    py: Python<'py>,
+    boxes: &Bound<'py, PyAny>,
+    scores: &Bound<'py, PyAny>,
+    iou_threshold: f64,
+) -> PyResult<Py<PyAny>> {
+    for_float_dtype!("nms", "boxes", boxes, T => {
+        let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
+        let (b, s) = boxes_and_scores("nms", &b, &s)?;
+        let keep = run_kernel(py, || boxes::nms(b, s, iou_threshold))?;
+        owned1(py, keep).into_py_any(py)
+    })
+}
+
+#[pyfunction]
+fn batched_nms<'py>(
+    py: Python<'py>,
+    boxes: &Bound<'py, PyAny>,
+    scores: &Bound<'py, PyAny>,
+    idxs: PyReadonlyArray1<'py, i64>,
+    iou_threshold: f64,
+) -> PyResult<Py<PyAny>> {
+    let classes = slice1("batched_nms", "idxs", &idxs)?;
+    for_float_dtype!("batched_nms", "boxes", boxes, T => {
+        let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
+        let (b, s) = boxes_and_scores("batched_nms", &b, &s)?;
+        let keep = run_kernel(py, || boxes::batched_nms(b, s, classes, iou_threshold))?;
+        owned1(py, keep).into_py_any(py)
+    })
+}
+
+/// Returns `(keep: int64[K], scores: float[K])`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn soft_nms<'py>(
+    py: Python<'py>,
+    boxes: &Bound<'py, PyAny>,
+    scores: &Bound<'py, PyAny>,
+    iou_threshold: f64,
+    sigma: f64,
+    score_threshold: f64,
+    method: &str,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let method = SoftMethod::parse(method).map_err(to_py_err)?;
+    for_float_dtype!("soft_nms", "boxes", boxes, T => {
+        let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
+        let (b, s) = boxes_and_scores("soft_nms", &b, &s)?;
+        let (keep, kept_scores) =
+            run_kernel(py, || boxes::soft_nms(b, s, iou_threshold, sigma, score_threshold, method))?;
+        Ok((owned1(py, keep).into_py_any(py)?, owned1(py, kept_scores).into_py_any(py)?))
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (boxes, scores, idxs, kernel, sigma))]
+fn matrix_nms<'py>(
+    py: Python<'py>,
+    boxes: &Bound<'py, PyAny>,
+    scores: &Bound<'py, PyAny>,
+    idxs: Option<PyReadonlyArray1<'py, i64>>,
+    kernel: &str,
+    sigma: f64,
+) -> PyResult<Py<PyAny>> {
+    let kernel = MatrixKernel::parse(kernel).map_err(to_py_err)?;
+    let classes = match &idxs {
+        Some(i) => Some(slice1("matrix_nms", "idxs", i)?),
+        None => None,
+    };
+    for_float_dtype!("matrix_nms", "boxes", boxes, T => {
+        let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
+        let (b, s) = boxes_and_scores("matrix_nms", &b, &s)?;
+        let out = run_kernel(py, || boxes::matrix_nms(b, s, classes, kernel, sigma))?;
+        owned1(py, out).into_py_any(py)
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(box_area, m)?)?;
+    m.add_function(wrap_pyfunction!(box_convert, m)?)?;
+    m.add_function(wrap_pyfunction!(pairwise_iou, m)?)?;
+    m.add_function(wrap_pyfunction!(box_iou_loss, m)?)?;
+    m.add_function(wrap_pyfunction!(nms, m)?)?;
+    m.add_function(wrap_pyfunction!(batched_nms, m)?)?;
+    m.add_function(wrap_pyfunction!(soft_nms, m)?)?;
+    m.add_function(wrap_pyfunction!(matrix_nms, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Argument conversion shared by every binding: float dtype dispatch, checked
+//! views of NumPy arrays, and owned results handed to NumPy without a copy.
+
+use ferrops_core::FerropsError;
+use numpy::ndarray::{Array1, Array2};
+use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyReadonlyArray1, PyReadonlyArray2,
+            PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use crate::run::to_py_err;
+
+/// The float element types kernels are compiled for. The Python layer casts every
+/// other dtype to one of these before calling in.
+pub enum FloatDtype {
+    F32,
+    F64,
+}
+
+pub fn float_dtype(function: &'static str, argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<FloatDtype> {
+    let py = obj.py();
+    let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+        to_py_err(FerropsError::type_(
+            function,
+            argument,
+            "a NumPy array",
+            obj.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
+        ))
+    })?;
+    let dtype = array.dtype();
+    if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+        Ok(FloatDtype::F32)
+    } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
+        Ok(FloatDtype::F64)
+    } else {
+        Err(to_py_err(FerropsError::type_(function, argument, "float32 or float64", dtype.to_string())))
+    }
+}
+
+/// A C-contiguous 1-D array's data.
+pub fn slice1<'a, T: Element>(
+    function: &'static str,
+    argument: &'static str,
+    array: &'a PyReadonlyArray1<'_, T>,
+) -> PyResult<&'a [T]> {
+    array.as_slice().map_err(|_| {
+        to_py_err(FerropsError::value(function, argument, "a contiguous array", "a strided view"))
+    })
+}
+
+/// A C-contiguous `[N, width]` array's data, row-major.
+pub fn slice2<'a, T: Element>(
+    function: &'static str,
+    argument: &'static str,
+    width: usize,
+    array: &'a PyReadonlyArray2<'_, T>,
+) -> PyResult<&'a [T]> {
+    let shape = array.shape();
+    if shape[1] != width {
+        return Err(to_py_err(FerropsError::value(
+            function,
+            argument,
+            format!("an [N, {width}] array"),
+            format!("shape {shape:?}"),
+        )));
+    }
+    array.as_slice().map_err(|_| {
+        to_py_err(FerropsError::value(function, argument, "a contiguous array", "a strided view"))
+    })
+}
+
+pub fn owned1<T: Element>(py: Python<'_>, values: Vec<T>) -> Bound<'_, PyArray1<T>> {
+    Array1::from_vec(values).into_pyarray(py)
+}
+
+pub fn owned2<T: Element>(py: Python<'_>, values: Vec<T>, rows: usize, columns: usize) -> Bound<'_, PyArray2<T>> {
+    Array2::from_shape_vec((rows, columns), values)
+        .expect("the kernel returned rows x columns values")
+        .into_pyarray(py)
+}

@@ -1,0 +1,59 @@
+//! `ferrops._core`: thin PyO3 bindings over `ferrops-core`. Each binding extracts
+//! and checks its arguments, calls the core through [`run::run_kernel`] and returns
+//! NumPy arrays that take ownership of the core's buffers (no copy).
+
+mod boxes;
+mod convert;
+mod run;
+
+use ferrops_core::simd::{self, SimdLevel};
+use ferrops_core::{parallel, FerropsError};
+use pyo3::prelude::*;
+
+/// The SIMD level kernels run at: "avx512", "avx2" or "scalar".
+#[pyfunction]
+fn simd_level() -> &'static str {
+    simd::level().name()
+}
+
+/// The best SIMD level this CPU supports.
+#[pyfunction]
+fn detected_simd_level() -> &'static str {
+    simd::detected().name()
+}
+
+/// Forces a SIMD level (clamped to what the CPU supports); returns the active one.
+#[pyfunction]
+fn set_simd_level(level: &str) -> PyResult<&'static str> {
+    let wanted = SimdLevel::parse(level).ok_or_else(|| {
+        run::to_py_err(FerropsError::value(
+            "set_simd_level",
+            "level",
+            "one of 'scalar', 'avx2', 'avx512'",
+            format!("'{level}'"),
+        ))
+    })?;
+    Ok(simd::set_level(wanted).name())
+}
+
+#[pyfunction]
+fn get_num_threads() -> usize {
+    parallel::num_threads()
+}
+
+#[pyfunction]
+fn set_num_threads(n: usize) -> PyResult<()> {
+    parallel::set_num_threads(n).map_err(run::to_py_err)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(detected_simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    boxes::register(m)?;
+    Ok(())
+}
