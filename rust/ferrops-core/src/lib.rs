@@ -5,6 +5,7 @@
 //! from [`simd`]. One module per kernel family.
 
 pub mod boxes;
+pub mod buffer;
 pub mod error;
 pub mod parallel;
 pub mod real;

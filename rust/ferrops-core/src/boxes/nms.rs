@@ -79,13 +79,19 @@ impl<T: Real> SimdKernel for AnyOverlap<'_, T> {
         let mut start = 0;
         while start < n {
             let end = (start + 16).min(n);
-            let mut hit = false;
-            for j in start..end {
-                let w = (k.x2[j].min_fast(b[2]) - k.x1[j].max_fast(b[0])).max_fast(T::ZERO);
-                let h = (k.y2[j].min_fast(b[3]) - k.y1[j].max_fast(b[1])).max_fast(T::ZERO);
-                let inter = w * h;
-                hit |= inter / (k.area[j] + self.area_b - inter) > self.threshold;
-            }
+            // Zipped slices of one length: no bounds checks, so the block vectorises.
+            let hit = k.x1[start..end]
+                .iter()
+                .zip(&k.y1[start..end])
+                .zip(&k.x2[start..end])
+                .zip(&k.y2[start..end])
+                .zip(&k.area[start..end])
+                .fold(false, |hit, ((((&x1, &y1), &x2), &y2), &area_k)| {
+                    let w = (x2.min_fast(b[2]) - x1.max_fast(b[0])).max_fast(T::ZERO);
+                    let h = (y2.min_fast(b[3]) - y1.max_fast(b[1])).max_fast(T::ZERO);
+                    let inter = w * h;
+                    hit | (inter / (area_k + self.area_b - inter) > self.threshold)
+                });
             if hit {
                 return true;
             }
