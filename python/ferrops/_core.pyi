@@ -1,0 +1,43 @@
+# Type stubs for the native module ferrops._core (rust/ferrops-py). The public,
+# documented API is in the family modules (ferrops.boxes, ...); these functions
+# expect C-contiguous float32/float64 arrays of one dtype, as those modules pass.
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+def simd_level() -> str: ...
+def detected_simd_level() -> str: ...
+def set_simd_level(level: str) -> str: ...
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+
+# boxes
+def box_area(boxes: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]: ...
+def box_convert(boxes: npt.NDArray[np.floating], in_fmt: str, out_fmt: str) -> npt.NDArray[np.floating]: ...
+def pairwise_iou(
+    kind: str, boxes1: npt.NDArray[np.floating], boxes2: npt.NDArray[np.floating]
+) -> npt.NDArray[np.floating]: ...
+def box_iou_loss(
+    kind: str, boxes1: npt.NDArray[np.floating], boxes2: npt.NDArray[np.floating], reduction: str, eps: float
+) -> npt.NDArray[np.floating]: ...
+def nms(boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], iou_threshold: float) -> npt.NDArray[np.int64]: ...
+def batched_nms(
+    boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], idxs: npt.NDArray[np.int64], iou_threshold: float
+) -> npt.NDArray[np.int64]: ...
+def soft_nms(
+    boxes: npt.NDArray[np.floating],
+    scores: npt.NDArray[np.floating],
+    iou_threshold: float,
+    sigma: float,
+    score_threshold: float,
+    method: str,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]: ...
+def matrix_nms(
+    boxes: npt.NDArray[np.floating],
+    scores: npt.NDArray[np.floating],
+    idxs: npt.NDArray[np.int64] | None,
+    kernel: str,
+    sigma: float,
+) -> npt.NDArray[np.floating]: ...
