@@ -2,8 +2,8 @@
 //! (NMS-SOFT) and matrix (NMS-MATRIX).
 //!
 //! Greedy NMS keeps a box unless a kept box of higher rank overlaps it with IoU
-//! strictly above the threshold. Only boxes that intersect can exceed a threshold
-//! >= 0, so instead of comparing each box with every kept box (torchvision's
+//! strictly above the threshold. Only boxes that intersect can exceed a
+//! non-negative threshold, so instead of comparing each box with every kept box (torchvision's
 //! quadratic loop), large inputs put kept boxes into a uniform grid and compare a
 //! box only with the kept boxes in the cells it covers. The result is the same as
 //! the quadratic walk, pair for pair: same IoU arithmetic, same order.
