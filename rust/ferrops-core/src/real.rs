@@ -37,6 +37,9 @@ pub trait Real:
     fn abs(self) -> Self;
     /// Total order (IEEE totalOrder), for sorting scores deterministically.
     fn total_cmp(&self, other: &Self) -> std::cmp::Ordering;
+    /// An unsigned key whose integer order is the IEEE total order of the values,
+    /// so sorts can compare plain integers.
+    fn total_order_key(self) -> u64;
     /// The largest value of this type that is `<= v`: comparing `x > floor_from_f64(t)`
     /// in this type is exactly `x as f64 > t`, without a widening per lane.
     fn floor_from_f64(v: f64) -> Self;
@@ -63,7 +66,7 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal) => {
+    ($t:ty, $name:literal, $bits:ty) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -104,6 +107,13 @@ macro_rules! impl_real {
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
+            #[inline(always)]
+            fn total_order_key(self) -> u64 {
+                let bits = self.to_bits();
+                let sign = bits >> (<$bits>::BITS - 1);
+                // Negative values: flip all bits; positive: set the sign bit.
+                (if sign == 1 { !bits } else { bits | (1 << (<$bits>::BITS - 1)) }) as u64
+            }
             #[inline]
             fn floor_from_f64(v: f64) -> Self {
                 let t = v as $t;
@@ -121,5 +131,20 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, "float32");
-impl_real!(f64, "float64");
+impl_real!(f32, "float32", u32);
+impl_real!(f64, "float64", u64);
+
+#[cfg(test)]
+mod tests {
+    use super::Real;
+
+    #[test]
+    fn total_order_key_sorts_like_total_cmp() {
+        let mut values = vec![-f32::INFINITY, -2.5, -0.0, 0.0, 1e-30, 0.5, 3.0, f32::INFINITY, -1e-30];
+        let mut by_key = values.clone();
+        values.sort_by(|a, b| a.total_cmp(b));
+        by_key.sort_by_key(|v| v.total_order_key());
+        assert_eq!(values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), by_key.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert!((-1.0f64).total_order_key() < 0.25f64.total_order_key());
+    }
+}
