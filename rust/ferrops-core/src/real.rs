@@ -25,6 +25,7 @@ pub trait Real:
 {
     const ZERO: Self;
     const ONE: Self;
+    const INFINITY: Self;
     const NAME: &'static str;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
@@ -70,6 +71,7 @@ macro_rules! impl_real {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
+            const INFINITY: Self = <$t>::INFINITY;
             const NAME: &'static str = $name;
             #[inline(always)]
             fn from_f64(v: f64) -> Self {

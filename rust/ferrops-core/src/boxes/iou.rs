@@ -204,6 +204,52 @@ pub fn pairwise_iou<T: Real>(kind: IouKind, a: &[T], b: &[T]) -> Result<Vec<T>> 
     Ok(out)
 }
 
+/// One task's rows of an elementwise loss. `KIND` as in [`pair_value`].
+struct LossRows<'a, T, const KIND: u8> {
+    p: &'a [T],
+    g: &'a [T],
+    eps: T,
+    out: &'a mut [MaybeUninit<T>],
+}
+
+impl<T: Real, const KIND: u8> SimdKernel for LossRows<'_, T, KIND> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let (eps, half) = (self.eps, T::from_f64(0.5));
+        for ((o, p), g) in self.out.iter_mut().zip(self.p.chunks_exact(4)).zip(self.g.chunks_exact(4)) {
+            let (p, g) = ([p[0], p[1], p[2], p[3]], [g[0], g[1], g[2], g[3]]);
+            let w = (p[2].min_fast(g[2]) - p[0].max_fast(g[0])).max_fast(T::ZERO);
+            let h = (p[3].min_fast(g[3]) - p[1].max_fast(g[1])).max_fast(T::ZERO);
+            let inter = w * h;
+            let union = (p[2] - p[0]) * (p[3] - p[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter;
+            let iou = inter / (union + eps);
+            let ew = p[2].max_fast(g[2]) - p[0].min_fast(g[0]);
+            let eh = p[3].max_fast(g[3]) - p[1].min_fast(g[1]);
+            let loss = if KIND == IouKind::Iou as u8 {
+                T::ONE - iou
+            } else if KIND == IouKind::Generalized as u8 {
+                let enclosing = ew * eh;
+                T::ONE - (iou - (enclosing - union) / (enclosing + eps))
+            } else {
+                let diagonal2 = ew * ew + eh * eh + eps;
+                let dx = (p[0] + p[2]) * half - (g[0] + g[2]) * half;
+                let dy = (p[1] + p[3]) * half - (g[1] + g[3]) * half;
+                let diou_loss = T::ONE - iou + (dx * dx + dy * dy) / diagonal2;
+                if KIND == IouKind::Distance as u8 {
+                    diou_loss
+                } else {
+                    let d = ((g[2] - g[0]) / (g[3] - g[1])).atan() - ((p[2] - p[0]) / (p[3] - p[1])).atan();
+                    let v = T::from_f64(CIOU_V_SCALE) * d * d;
+                    let alpha = v / (T::ONE - iou + v + eps);
+                    diou_loss + alpha * v
+                }
+            };
+            o.write(loss);
+        }
+    }
+}
+
 /// Elementwise loss `1 - variant(boxes1[i], boxes2[i])`, torchvision's
 /// `*_box_iou_loss` formulas: unlike the matrices, IoU there is
 /// `inter / (union + eps)` and GIoU's enclosing area gets `+ eps` too, so that
@@ -224,41 +270,18 @@ pub fn box_iou_loss<T: Real>(kind: IouKind, a: &[T], b: &[T], eps: f64, reductio
         return Err(FerropsError::value(name, "eps", "a finite value >= 0", format!("{eps}")));
     }
     let eps = T::from_f64(eps);
-    let half = T::from_f64(0.5);
-    let pair_loss = |p: &[T], g: &[T]| -> T {
-        let w = (p[2].min_fast(g[2]) - p[0].max_fast(g[0])).max_fast(T::ZERO);
-        let h = (p[3].min_fast(g[3]) - p[1].max_fast(g[1])).max_fast(T::ZERO);
-        let inter = w * h;
-        let union = (p[2] - p[0]) * (p[3] - p[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter;
-        let iou = inter / (union + eps);
-        let ew = p[2].max_fast(g[2]) - p[0].min_fast(g[0]);
-        let eh = p[3].max_fast(g[3]) - p[1].min_fast(g[1]);
-        match kind {
-            IouKind::Iou => T::ONE - iou,
-            IouKind::Generalized => {
-                let enclosing = ew * eh;
-                T::ONE - (iou - (enclosing - union) / (enclosing + eps))
+    let losses = buffer::filled(n, |out| {
+        out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, out)| {
+            let first = t * ROWS_PER_TASK;
+            let (p, g) = (&a[4 * first..4 * (first + out.len())], &b[4 * first..4 * (first + out.len())]);
+            match kind {
+                IouKind::Iou => dispatch(LossRows::<T, { IouKind::Iou as u8 }> { p, g, eps, out }),
+                IouKind::Generalized => dispatch(LossRows::<T, { IouKind::Generalized as u8 }> { p, g, eps, out }),
+                IouKind::Distance => dispatch(LossRows::<T, { IouKind::Distance as u8 }> { p, g, eps, out }),
+                IouKind::Complete => dispatch(LossRows::<T, { IouKind::Complete as u8 }> { p, g, eps, out }),
             }
-            IouKind::Distance | IouKind::Complete => {
-                let diagonal2 = ew * ew + eh * eh + eps;
-                let dx = (p[0] + p[2]) * half - (g[0] + g[2]) * half;
-                let dy = (p[1] + p[3]) * half - (g[1] + g[3]) * half;
-                let diou_loss = T::ONE - iou + (dx * dx + dy * dy) / diagonal2;
-                if kind == IouKind::Distance {
-                    return diou_loss;
-                }
-                let d = ((g[2] - g[0]) / (g[3] - g[1])).atan() - ((p[2] - p[0]) / (p[3] - p[1])).atan();
-                let v = T::from_f64(CIOU_V_SCALE) * d * d;
-                let alpha = v / (T::ONE - iou + v + eps);
-                diou_loss + alpha * v
-            }
-        }
-    };
-    let losses: Vec<T> = a
-        .par_chunks(4 * ROWS_PER_TASK)
-        .zip(b.par_chunks(4 * ROWS_PER_TASK))
-        .flat_map_iter(|(pa, pb)| pa.chunks_exact(4).zip(pb.chunks_exact(4)).map(|(p, g)| pair_loss(p, g)))
-        .collect();
+        })
+    });
     Ok(match reduction {
         Reduction::None => losses,
         // A sequential sum in a fixed order: the same bits for any thread count.

@@ -14,7 +14,9 @@ pub use nms::{batched_nms, matrix_nms, nms, soft_nms, MatrixKernel, SoftMethod};
 
 use rayon::prelude::*;
 
+use crate::buffer;
 use crate::error::{FerropsError, Result};
+use crate::simd::{dispatch, SimdKernel};
 use crate::Real;
 
 /// Rows per parallel work item in row-wise box kernels; fixed so that the split is
@@ -75,19 +77,34 @@ pub fn check_finite_boxes<T: Real>(function: &'static str, argument: &'static st
     Ok(n)
 }
 
+/// Are all boxes finite with `x1 <= x2` and `y1 <= y2`? Branch-free folds, so the
+/// common all-valid case runs at memory speed; the error path finds the culprit.
+struct AllValidXyxy<'a, T>(&'a [T]);
+
+impl<T: Real> SimdKernel for AllValidXyxy<'_, T> {
+    type Output = bool;
+    #[inline(always)]
+    fn run(self) -> bool {
+        let finite = self.0.iter().fold(true, |ok, v| ok & (v.abs() < T::INFINITY));
+        let ordered = self.0.chunks_exact(4).fold(true, |ok, b| ok & (b[0] <= b[2]) & (b[1] <= b[3]));
+        finite & ordered
+    }
+}
+
 /// Finite xyxy boxes with `x1 <= x2` and `y1 <= y2`; returns the row count.
 pub fn check_xyxy_boxes<T: Real>(function: &'static str, argument: &'static str, boxes: &[T]) -> Result<usize> {
     let n = box_count(function, argument, boxes.len())?;
-    let bad = |b: &[T]| !(b.iter().all(|v| v.is_finite()) && b[0] <= b[2] && b[1] <= b[3]);
-    if let Some(i) = boxes.chunks_exact(4).position(bad) {
-        return Err(FerropsError::value(
-            function,
-            argument,
-            "finite (x1, y1, x2, y2) boxes with x1 <= x2 and y1 <= y2",
-            describe_box(i, &boxes[4 * i..4 * i + 4]),
-        ));
+    if dispatch(AllValidXyxy(boxes)) {
+        return Ok(n);
     }
-    Ok(n)
+    let bad = |b: &[T]| !(b.iter().all(|v| v.is_finite()) && b[0] <= b[2] && b[1] <= b[3]);
+    let i = boxes.chunks_exact(4).position(bad).expect("the fold found an invalid box");
+    Err(FerropsError::value(
+        function,
+        argument,
+        "finite (x1, y1, x2, y2) boxes with x1 <= x2 and y1 <= y2",
+        describe_box(i, &boxes[4 * i..4 * i + 4]),
+    ))
 }
 
 /// Scores finite, one per box.
@@ -121,11 +138,14 @@ pub fn check_unit_interval(function: &'static str, argument: &'static str, value
 
 /// BOX-AREA: `(x2 - x1) * (y2 - y1)` per box.
 pub fn box_area<T: Real>(boxes: &[T]) -> Result<Vec<T>> {
-    check_xyxy_boxes("box_area", "boxes", boxes)?;
-    Ok(boxes
-        .par_chunks(4 * ROWS_PER_TASK)
-        .flat_map_iter(|chunk| chunk.chunks_exact(4).map(|b| (b[2] - b[0]) * (b[3] - b[1])))
-        .collect())
+    let n = check_xyxy_boxes("box_area", "boxes", boxes)?;
+    Ok(buffer::filled(n, |out| {
+        out.par_chunks_mut(ROWS_PER_TASK).zip(boxes.par_chunks(4 * ROWS_PER_TASK)).for_each(|(out, rows)| {
+            for (o, b) in out.iter_mut().zip(rows.chunks_exact(4)) {
+                o.write((b[2] - b[0]) * (b[3] - b[1]));
+            }
+        })
+    }))
 }
 
 /// BOX-CONVERT between xyxy, xywh and cxcywh.
@@ -152,10 +172,15 @@ pub fn box_convert<T: Real>(boxes: &[T], in_fmt: BoxFormat, out_fmt: BoxFormat) 
     if in_fmt == out_fmt {
         return Ok(boxes.to_vec());
     }
-    Ok(boxes
-        .par_chunks(4 * ROWS_PER_TASK)
-        .flat_map_iter(|chunk| chunk.chunks_exact(4).flat_map(|b| from_xyxy(to_xyxy(b))))
-        .collect())
+    Ok(buffer::filled(boxes.len(), |out| {
+        out.par_chunks_mut(4 * ROWS_PER_TASK).zip(boxes.par_chunks(4 * ROWS_PER_TASK)).for_each(|(out, rows)| {
+            for (o, b) in out.chunks_exact_mut(4).zip(rows.chunks_exact(4)) {
+                for (slot, v) in o.iter_mut().zip(from_xyxy(to_xyxy(b))) {
+                    slot.write(v);
+                }
+            }
+        })
+    }))
 }
 
 #[cfg(test)]
