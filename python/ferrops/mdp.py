@@ -829,7 +829,8 @@ def incremental_mean(x: Any) -> Any:
     a = d.float_array(F, "x", x)
     if a.ndim == 0:
         raise ValueError(f"{F}(): argument 'x': expected samples along a first axis, got a scalar")
-    flat = np.ascontiguousarray(a.reshape(a.shape[0], -1), dtype=np.float64)
+    width = int(np.prod(a.shape[1:]))
+    flat = np.ascontiguousarray(a.reshape(a.shape[0], width), dtype=np.float64)
     out = _core.incremental_mean(flat).reshape(a.shape)
     return d.like(out, x) if d.is_tensor(x) else out
 

@@ -30,7 +30,7 @@ pub fn incremental_mean(x: &[f64], width: usize) -> Result<Vec<f64>> {
         for (c, col) in out.chunks_exact_mut(rows).enumerate() {
             let mut w = 0.0;
             for (k, slot) in col.iter_mut().enumerate() {
-                w -= (w - x[k * width + first + c]) / (k + 1) as f64;
+                w = w - (1.0 / (k + 1) as f64) * (w - x[k * width + first + c]);
                 *slot = w;
             }
         }
