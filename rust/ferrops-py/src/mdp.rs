@@ -12,6 +12,13 @@ use pyo3::IntoPyObjectExt;
 use crate::convert::{owned1, owned2, slice1};
 use crate::run::{run_kernel, to_py_err};
 
+/// `(V, policy, iterations, converged, residual)`.
+type ViResult = (Py<PyAny>, Py<PyAny>, usize, bool, f64);
+/// `(indptr, indices, data, r_pi)`.
+type SystemResult = (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>);
+/// `(q, policy, visits, iterations)`.
+type McResult = (Py<PyAny>, Py<PyAny>, Py<PyAny>, usize);
+
 /// One call's transition arrays, a tuple `(indptrs, indices, data)` of per-action
 /// lists, borrowed from NumPy for the duration of the call.
 #[derive(FromPyObject)]
@@ -61,7 +68,7 @@ fn mdp_value_iteration<'py>(
     initial_value: Option<PyReadonlyArray1<'py, f64>>,
     stop: &str,
     method: &str,
-) -> PyResult<(Py<PyAny>, Py<PyAny>, usize, bool, f64)> {
+) -> PyResult<ViResult> {
     const F: &str = "value_iteration";
     let stop = StopRule::parse(F, stop).map_err(to_py_err)?;
     let sweep = Sweep::parse(F, method).map_err(to_py_err)?;
@@ -160,16 +167,16 @@ fn mdp_policy_system<'py>(
     reward: PyReadonlyArray2<'py, f64>,
     states: usize,
     policy: PyReadonlyArray1<'py, i64>,
-) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
+) -> PyResult<SystemResult> {
     let name = static_name(function);
     let (csr, r) = views(name, &p, &reward)?;
     let pi = slice1(name, "policy", &policy)?;
-    let (indptr, indices, data, r_pi) = run_kernel(py, || mdp::policy_system(&Mdp::new(name, states, csr, r)?, pi))?;
+    let system = run_kernel(py, || mdp::policy_system(&Mdp::new(name, states, csr, r)?, pi))?;
     Ok((
-        owned1(py, indptr).into_py_any(py)?,
-        owned1(py, indices).into_py_any(py)?,
-        owned1(py, data).into_py_any(py)?,
-        owned1(py, r_pi).into_py_any(py)?,
+        owned1(py, system.indptr).into_py_any(py)?,
+        owned1(py, system.indices).into_py_any(py)?,
+        owned1(py, system.data).into_py_any(py)?,
+        owned1(py, system.reward).into_py_any(py)?,
     ))
 }
 
@@ -191,7 +198,7 @@ fn mdp_mc_control<'py>(
     seed: u64,
     iterations: usize,
     epsilon: f64,
-) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>, usize)> {
+) -> PyResult<McResult> {
     let method = match method {
         "basic" => McMethod::Basic { iterations },
         "exploring_starts" => McMethod::ExploringStarts,

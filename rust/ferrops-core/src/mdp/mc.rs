@@ -175,7 +175,6 @@ fn check(function: &'static str, mdp: &Mdp<'_>, rewards: &[&[f64]], config: &McC
 pub fn mc_control(mdp: &Mdp<'_>, rewards: &[&[f64]], method: McMethod, config: McConfig) -> Result<McResult> {
     let function = method.function_name();
     check(function, mdp, rewards, &config)?;
-    let (states, actions) = (mdp.states(), mdp.actions());
     let sim = Simulator { mdp, rewards };
     match method {
         McMethod::Basic { iterations } => {
@@ -192,10 +191,6 @@ pub fn mc_control(mdp: &Mdp<'_>, rewards: &[&[f64]], method: McMethod, config: M
             Ok(mc_per_episode(&sim, Some(epsilon), &config))
         }
     }
-    .map(|r| {
-        debug_assert_eq!(r.q.len(), states * actions);
-        r
-    })
 }
 
 /// The discounted return of one episode of `length` rewards from `(s, a)`,

@@ -549,9 +549,18 @@ pub fn evaluate_policy_iterative(
     Ok((v, max_iter, false))
 }
 
-/// The rows of `P_pi` (row `s` of `P[pi(s)]`) as CSR `(indptr, indices, data)` and
-/// `r_pi`, for an exact sparse solve of `(I - gamma P_pi) V = r_pi`.
-pub fn policy_system(mdp: &Mdp<'_>, policy: &[i64]) -> Result<(Vec<i64>, Vec<i32>, Vec<f64>, Vec<f64>)> {
+/// The linear system of a policy's value: `P_pi` in CSR form and `r_pi`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySystem {
+    pub indptr: Vec<i64>,
+    pub indices: Vec<i32>,
+    pub data: Vec<f64>,
+    pub reward: Vec<f64>,
+}
+
+/// The rows of `P_pi` (row `s` of `P[pi(s)]`) and `r_pi`, for an exact sparse
+/// solve of `(I - gamma P_pi) V = r_pi`.
+pub fn policy_system(mdp: &Mdp<'_>, policy: &[i64]) -> Result<PolicySystem> {
     check_policy("policy_evaluation", policy, mdp.states, mdp.actions())?;
     let actions = mdp.actions();
     let mut indptr = Vec::with_capacity(mdp.states + 1);
@@ -565,7 +574,7 @@ pub fn policy_system(mdp: &Mdp<'_>, policy: &[i64]) -> Result<(Vec<i64>, Vec<i32
         indptr.push(indices.len() as i64);
         reward.push(mdp.reward[s * actions + a as usize]);
     }
-    Ok((indptr, indices, data, reward))
+    Ok(PolicySystem { indptr, indices, data, reward })
 }
 
 #[cfg(test)]
