@@ -170,6 +170,23 @@ def test_supnorm_rule_is_within_epsilon_of_exact_solve(backend, seed):
     np.testing.assert_allclose(v_pi, v_star, atol=1e-8)
 
 
+@pytest.mark.spec("RL-VI-STOP", "RL-BELLMAN")
+@given(
+    st.integers(1, 8), st.integers(1, 3), st.integers(0, 2**32 - 1),
+    st.floats(0.1, 0.97), st.sampled_from(["jacobi", "gauss-seidel"]),
+)
+def test_supnorm_rule_property(S, A, seed, gamma, method):
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.ones(S), (A, S)) * (rng.random((A, S, S)) < 0.6)
+    P[..., 0] = np.maximum(P[..., 0] + 1 - P.sum(axis=2), 0)  # rows sum to 1, some entries 0
+    R = rng.normal(size=(S, A))
+    v_star, _ = reference_optimum(P, R, gamma)
+    sol = mdp.value_iteration(P, R, gamma, epsilon=1e-4, stop="supnorm", method=method, max_iter=100_000)
+    assert sol.converged
+    assert np.abs(sol.V - v_star).max() < 1e-4
+    np.testing.assert_allclose(mdp.q_values(P, R, sol.V, gamma), reference_q(P, R, sol.V, gamma), atol=1e-12)
+
+
 @pytest.mark.spec("RL-VI-STOP")
 def test_span_rule_value_is_not_v_star():
     # The trap the span rule hides: forest stops after 4 sweeps with V far from V*.
