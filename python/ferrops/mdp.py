@@ -22,8 +22,11 @@ Where this module differs from pymdptoolbox, on purpose:
   Theorem 6.6.6), which can stop it early. The span rule yields an
   ``epsilon``-optimal *policy*; its ``V`` is not within ``epsilon`` of ``V*``.
   ``stop="supnorm"`` guarantees ``|V - V*| < epsilon`` everywhere.
-* Sparse inputs stay sparse (CSR, read in place): pymdptoolbox densifies ``S x S``
-  matrices in its iteration bound and in policy iteration.
+* Sparse inputs stay sparse (CSR arrays read in place, no copy): pymdptoolbox
+  builds dense ``S x S`` arrays from sparse input in its input check, in that
+  iteration bound and in policy iteration, so large sparse models do not fit.
+* Policy iteration's default start is pymdptoolbox's (greedy for ``V = 0``) and
+  gives the same policies; ``residual`` counts changed actions.
 
 Backends: NumPy/SciPy inputs and CPU tensors run in Rust (Bellman backups
 threaded over states, GIL released). CUDA tensors run a PyTorch implementation on

@@ -37,9 +37,9 @@ def random_sparse_mdp(states: int, actions: int, successors: int, seed: int) -> 
 
 
 def read_bandwidth() -> float:
-    """Bytes per second NumPy reads from memory on one core (a 64 MB sum), the
-    yardstick for a sweep's memory-bandwidth bound."""
-    a = np.ones(8 << 20)
+    """Bytes per second NumPy reads from memory on one core (a 128 MB sum, larger
+    than common L3 caches): the yardstick for a sweep's memory-bandwidth bound."""
+    a = np.ones(16 << 20)
     a.sum()
     best = min(_timed(a.sum) for _ in range(3))
     return a.nbytes / best
