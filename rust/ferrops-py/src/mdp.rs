@@ -37,7 +37,12 @@ fn views<'a>(
 ) -> PyResult<(Vec<Csr<'a>>, &'a [f64])> {
     let Transitions(indptrs, indices, data) = p;
     if indptrs.len() != indices.len() || indptrs.len() != data.len() {
-        return Err(to_py_err(FerropsError::value(function, "P", "matching CSR arrays per action", "ragged lists")));
+        return Err(to_py_err(FerropsError::value(
+            function,
+            "P",
+            "matching CSR arrays per action",
+            "ragged lists",
+        )));
     }
     let mut out = Vec::with_capacity(indptrs.len());
     for ((indptr, indices), data) in indptrs.iter().zip(indices).zip(data) {
@@ -48,7 +53,12 @@ fn views<'a>(
         });
     }
     let r = reward.as_slice().map_err(|_| {
-        to_py_err(FerropsError::value(function, "R", "a contiguous array", "a strided view"))
+        to_py_err(FerropsError::value(
+            function,
+            "R",
+            "a contiguous array",
+            "a strided view",
+        ))
     })?;
     Ok((out, r))
 }
@@ -104,7 +114,9 @@ fn mdp_bellman_backup<'py>(
     let name = static_name(function);
     let (csr, r) = views(name, &p, &reward)?;
     let v = slice1(name, "V", &values)?;
-    let (v_new, policy) = run_kernel(py, || mdp::bellman_backup(&Mdp::new(name, states, csr, r)?, discount, v))?;
+    let (v_new, policy) = run_kernel(py, || {
+        mdp::bellman_backup(&Mdp::new(name, states, csr, r)?, discount, v)
+    })?;
     Ok((owned1(py, v_new).into_py_any(py)?, owned1(py, policy).into_py_any(py)?))
 }
 
@@ -211,9 +223,19 @@ fn mdp_mc_control<'py>(
     };
     let (csr, r) = views(name, &p, &reward)?;
     let actions = csr.len();
-    let rewards = step_rewards.iter().map(|x| slice1(name, "R", x)).collect::<PyResult<Vec<_>>>()?;
-    let config = McConfig { discount, episodes, episode_length, seed };
-    let result = run_kernel(py, || mc::mc_control(&Mdp::new(name, states, csr, r)?, &rewards, method, config))?;
+    let rewards = step_rewards
+        .iter()
+        .map(|x| slice1(name, "R", x))
+        .collect::<PyResult<Vec<_>>>()?;
+    let config = McConfig {
+        discount,
+        episodes,
+        episode_length,
+        seed,
+    };
+    let result = run_kernel(py, || {
+        mc::mc_control(&Mdp::new(name, states, csr, r)?, &rewards, method, config)
+    })?;
     Ok((
         owned2(py, result.q, states, actions).into_py_any(py)?,
         owned1(py, result.policy).into_py_any(py)?,
@@ -227,7 +249,12 @@ fn mdp_mc_control<'py>(
 fn incremental_mean<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>) -> PyResult<Py<PyAny>> {
     let (rows, width) = (x.shape()[0], x.shape()[1]);
     let data = x.as_slice().map_err(|_| {
-        to_py_err(FerropsError::value("incremental_mean", "x", "a contiguous array", "a strided view"))
+        to_py_err(FerropsError::value(
+            "incremental_mean",
+            "x",
+            "a contiguous array",
+            "a strided view",
+        ))
     })?;
     let out = run_kernel(py, || mdp::sa::incremental_mean(data, width))?;
     owned2(py, out, rows, width).into_py_any(py)

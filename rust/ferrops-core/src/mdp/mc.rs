@@ -30,7 +30,9 @@ fn mix64(mut z: u64) -> u64 {
 
 impl Stream {
     pub fn new(seed: u64, index: u64) -> Self {
-        Stream { state: mix64(seed ^ mix64(index.wrapping_add(GOLDEN_GAMMA))) }
+        Stream {
+            state: mix64(seed ^ mix64(index.wrapping_add(GOLDEN_GAMMA))),
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -186,7 +188,12 @@ pub fn mc_control(mdp: &Mdp<'_>, rewards: &[&[f64]], method: McMethod, config: M
         McMethod::ExploringStarts => Ok(mc_per_episode(&sim, None, &config)),
         McMethod::EpsilonGreedy { epsilon } => {
             if !(0.0..=1.0).contains(&epsilon) {
-                return Err(FerropsError::value(function, "epsilon", "a value in [0, 1]", format!("{epsilon}")));
+                return Err(FerropsError::value(
+                    function,
+                    "epsilon",
+                    "a value in [0, 1]",
+                    format!("{epsilon}"),
+                ));
             }
             Ok(mc_per_episode(&sim, Some(epsilon), &config))
         }
@@ -195,8 +202,15 @@ pub fn mc_control(mdp: &Mdp<'_>, rewards: &[&[f64]], method: McMethod, config: M
 
 /// The discounted return of one episode of `length` rewards from `(s, a)`,
 /// following the deterministic `policy` after the first action.
-fn episode_return(sim: &Simulator<'_>, policy: &[i64], s: usize, a: usize, config: &McConfig, rng: &mut Stream,
-                  rewards: &mut Vec<f64>) -> f64 {
+fn episode_return(
+    sim: &Simulator<'_>,
+    policy: &[i64],
+    s: usize,
+    a: usize,
+    config: &McConfig,
+    rng: &mut Stream,
+    rewards: &mut Vec<f64>,
+) -> f64 {
     rewards.clear();
     let (mut s, mut a) = (s, a);
     for _ in 0..config.episode_length {
@@ -216,16 +230,18 @@ fn mc_basic(sim: &Simulator<'_>, iterations: usize, config: &McConfig) -> McResu
     let mut rounds = 0;
     for round in 0..iterations {
         rounds = round + 1;
-        q.par_iter_mut().enumerate().for_each_init(Vec::new, |rewards, (pair, slot)| {
-            let (s, a) = (pair / actions, pair % actions);
-            let mut total = 0.0;
-            for e in 0..config.episodes {
-                let index = ((round * pairs + pair) * config.episodes + e) as u64;
-                let mut rng = Stream::new(config.seed, index);
-                total += episode_return(sim, &policy, s, a, config, &mut rng, rewards);
-            }
-            *slot = total / config.episodes as f64;
-        });
+        q.par_iter_mut()
+            .enumerate()
+            .for_each_init(Vec::new, |rewards, (pair, slot)| {
+                let (s, a) = (pair / actions, pair % actions);
+                let mut total = 0.0;
+                for e in 0..config.episodes {
+                    let index = ((round * pairs + pair) * config.episodes + e) as u64;
+                    let mut rng = Stream::new(config.seed, index);
+                    total += episode_return(sim, &policy, s, a, config, &mut rng, rewards);
+                }
+                *slot = total / config.episodes as f64;
+            });
         let improved: Vec<i64> = q.chunks_exact(actions).map(|row| greedy(row) as i64).collect();
         let stable = improved == policy;
         policy = improved;
@@ -234,7 +250,12 @@ fn mc_basic(sim: &Simulator<'_>, iterations: usize, config: &McConfig) -> McResu
         }
     }
     let visits = vec![(rounds * config.episodes) as i64; pairs];
-    McResult { q, policy, visits, iterations: rounds }
+    McResult {
+        q,
+        policy,
+        visits,
+        iterations: rounds,
+    }
 }
 
 /// MC Exploring Starts (`epsilon = None`) or MC epsilon-greedy: episode `e` starts
@@ -285,7 +306,12 @@ fn mc_per_episode(sim: &Simulator<'_>, epsilon: Option<f64>, config: &McConfig) 
             policy[s] = greedy(&q[s * actions..(s + 1) * actions]) as i64;
         }
     }
-    McResult { q, policy, visits, iterations: config.episodes }
+    McResult {
+        q,
+        policy,
+        visits,
+        iterations: config.episodes,
+    }
 }
 
 #[cfg(test)]
@@ -307,9 +333,18 @@ mod tests {
 
     #[test]
     fn streams_are_reproducible_and_distinct() {
-        let a: Vec<u64> = { let mut s = Stream::new(1, 5); (0..4).map(|_| s.next_u64()).collect() };
-        let b: Vec<u64> = { let mut s = Stream::new(1, 5); (0..4).map(|_| s.next_u64()).collect() };
-        let c: Vec<u64> = { let mut s = Stream::new(1, 6); (0..4).map(|_| s.next_u64()).collect() };
+        let a: Vec<u64> = {
+            let mut s = Stream::new(1, 5);
+            (0..4).map(|_| s.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut s = Stream::new(1, 5);
+            (0..4).map(|_| s.next_u64()).collect()
+        };
+        let c: Vec<u64> = {
+            let mut s = Stream::new(1, 6);
+            (0..4).map(|_| s.next_u64()).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a, c);
         let mut s = Stream::new(0, 0);
@@ -325,7 +360,12 @@ mod tests {
         let rewards = pair_rewards(&mats, &r, 2);
         let rewards: Vec<&[f64]> = rewards.iter().map(|v| v.as_slice()).collect();
         let exact = value_iteration(&mdp, 0.9, 1e-9, 10000, None, StopRule::SupNorm, Sweep::Jacobi).unwrap();
-        let config = McConfig { discount: 0.9, episodes: 400, episode_length: 80, seed: 3 };
+        let config = McConfig {
+            discount: 0.9,
+            episodes: 400,
+            episode_length: 80,
+            seed: 3,
+        };
         let mut runs = Vec::new();
         for threads in [1, 2] {
             crate::parallel::set_num_threads(threads).unwrap();
@@ -335,7 +375,16 @@ mod tests {
         }
         assert_eq!(runs[0], runs[1]);
         assert_eq!(runs[0].policy, exact.policy);
-        let es = mc_control(&mdp, &rewards, McMethod::ExploringStarts, McConfig { episodes: 3000, ..config }).unwrap();
+        let es = mc_control(
+            &mdp,
+            &rewards,
+            McMethod::ExploringStarts,
+            McConfig {
+                episodes: 3000,
+                ..config
+            },
+        )
+        .unwrap();
         assert_eq!(es.policy, exact.policy);
     }
 }

@@ -68,7 +68,12 @@ impl<'a> Mdp<'a> {
             return Err(FerropsError::value(function, "P", "at least one action", "0 actions"));
         }
         if states > i32::MAX as usize {
-            return Err(FerropsError::value(function, "P", "at most 2^31 - 1 states", format!("{states} states")));
+            return Err(FerropsError::value(
+                function,
+                "P",
+                "at most 2^31 - 1 states",
+                format!("{states} states"),
+            ));
         }
         for (a, p) in transitions.iter().enumerate() {
             check_structure(function, states, a, p)?;
@@ -92,7 +97,11 @@ impl<'a> Mdp<'a> {
         for (a, p) in transitions.iter().enumerate() {
             check_rows(function, states, a, p)?;
         }
-        Ok(Mdp { states, transitions, reward })
+        Ok(Mdp {
+            states,
+            transitions,
+            reward,
+        })
     }
 
     pub fn states(&self) -> usize {
@@ -152,7 +161,10 @@ fn check_structure(function: &'static str, states: usize, a: usize, p: &Csr<'_>)
         );
     }
     if let Some(s) = p.indptr.windows(2).position(|w| w[1] < w[0]) {
-        return bad(format!("P[{a}] with a non-decreasing indptr"), format!("indptr[{}] < indptr[{s}]", s + 1));
+        return bad(
+            format!("P[{a}] with a non-decreasing indptr"),
+            format!("indptr[{}] < indptr[{s}]", s + 1),
+        );
     }
     Ok(())
 }
@@ -176,18 +188,28 @@ fn check_rows(function: &'static str, states: usize, a: usize, p: &Csr<'_>) -> R
                 continue;
             }
             if let Some(k) = cols.iter().position(|&j| j < 0 || j as usize >= states) {
-                return Some((s, format!("P[{a}][{s}, :] has a successor index {} outside 0..{states}", cols[k])));
+                return Some((
+                    s,
+                    format!("P[{a}][{s}, :] has a successor index {} outside 0..{states}", cols[k]),
+                ));
             }
             if let Some(k) = probs.iter().position(|&x| !(x >= 0.0 && x.is_finite())) {
                 return Some((s, format!("P[{a}][{s}, {}] = {}, not a probability", cols[k], probs[k])));
             }
-            return Some((s, format!("P[{a}][{s}, :] sums to {total}, not 1 (action {a}, state {s})")));
+            return Some((
+                s,
+                format!("P[{a}][{s}, :] sums to {total}, not 1 (action {a}, state {s})"),
+            ));
         }
         None
     };
     let blocks = states.div_ceil(STATES_PER_TASK);
     // The first bad row in state order, whatever the thread count.
-    let first = (0..blocks).into_par_iter().map(check_block).find_first(|problem| problem.is_some()).flatten();
+    let first = (0..blocks)
+        .into_par_iter()
+        .map(check_block)
+        .find_first(|problem| problem.is_some())
+        .flatten();
     match first {
         Some((_, got)) => Err(FerropsError::value(
             function,
@@ -203,8 +225,17 @@ fn check_rows(function: &'static str, states: usize, a: usize, p: &Csr<'_>) -> R
 pub fn check_discount(function: &'static str, discount: f64, allow_one: bool) -> Result<()> {
     let ok = discount > 0.0 && (discount < 1.0 || (allow_one && discount == 1.0));
     if !ok {
-        let expected = if allow_one { "a value in (0, 1]" } else { "a value in (0, 1)" };
-        return Err(FerropsError::value(function, "discount", expected, format!("{discount}")));
+        let expected = if allow_one {
+            "a value in (0, 1]"
+        } else {
+            "a value in (0, 1)"
+        };
+        return Err(FerropsError::value(
+            function,
+            "discount",
+            expected,
+            format!("{discount}"),
+        ));
     }
     Ok(())
 }
@@ -333,9 +364,19 @@ fn backup_into(mdp: &Mdp<'_>, gamma: f64, v: &[f64], v_new: &mut [f64], policy: 
         .zip(policy.par_chunks_mut(STATES_PER_TASK))
         .enumerate()
         .map(|(block, (v_new, policy))| {
-            dispatch(BackupBlock { mdp, gamma, v, first: block * STATES_PER_TASK, v_new, policy })
+            dispatch(BackupBlock {
+                mdp,
+                gamma,
+                v,
+                first: block * STATES_PER_TASK,
+                v_new,
+                policy,
+            })
         })
-        .reduce(|| (f64::NEG_INFINITY, f64::INFINITY), |x, y| (x.0.max(y.0), x.1.min(y.1)))
+        .reduce(
+            || (f64::NEG_INFINITY, f64::INFINITY),
+            |x, y| (x.0.max(y.0), x.1.min(y.1)),
+        )
 }
 
 /// A Gauss-Seidel sweep (RL-GS): states in order, each backed up with the values
@@ -378,7 +419,12 @@ impl StopRule {
         match name {
             "span" => Ok(StopRule::Span),
             "supnorm" => Ok(StopRule::SupNorm),
-            other => Err(FerropsError::value(function, "stop", "one of 'span', 'supnorm'", format!("'{other}'"))),
+            other => Err(FerropsError::value(
+                function,
+                "stop",
+                "one of 'span', 'supnorm'",
+                format!("'{other}'"),
+            )),
         }
     }
 }
@@ -430,7 +476,12 @@ pub fn value_iteration(
     const F: &str = "value_iteration";
     check_discount(F, discount, stop == StopRule::Span)?;
     if !(epsilon > 0.0 && epsilon.is_finite()) {
-        return Err(FerropsError::value(F, "epsilon", "a positive finite number", format!("{epsilon}")));
+        return Err(FerropsError::value(
+            F,
+            "epsilon",
+            "a positive finite number",
+            format!("{epsilon}"),
+        ));
     }
     if max_iter == 0 {
         return Err(FerropsError::value(F, "max_iter", "a positive iteration count", "0"));
@@ -450,7 +501,13 @@ pub fn value_iteration(
     };
     let mut policy = vec![0i64; n];
     if n == 0 {
-        return Ok(Solution { values: v, policy, iterations: 0, converged: true, residual: 0.0 });
+        return Ok(Solution {
+            values: v,
+            policy,
+            iterations: 0,
+            converged: true,
+            residual: 0.0,
+        });
     }
     let mut v_new = vec![0.0; n];
     let mut iterations = 0;
@@ -462,9 +519,12 @@ pub fn value_iteration(
                 std::mem::swap(&mut v, &mut v_new);
                 range
             }
-            Sweep::GaussSeidel => {
-                dispatch(GaussSeidelSweep { mdp, gamma: discount, v: &mut v, policy: &mut policy })
-            }
+            Sweep::GaussSeidel => dispatch(GaussSeidelSweep {
+                mdp,
+                gamma: discount,
+                v: &mut v,
+                policy: &mut policy,
+            }),
         };
         let residual = match stop {
             StopRule::Span => hi - lo,
@@ -472,7 +532,13 @@ pub fn value_iteration(
         };
         let converged = residual < threshold;
         if converged || iterations == max_iter {
-            return Ok(Solution { values: v, policy, iterations, converged, residual });
+            return Ok(Solution {
+                values: v,
+                policy,
+                iterations,
+                converged,
+                residual,
+            });
         }
     }
 }
@@ -493,14 +559,16 @@ pub fn q_values(mdp: &Mdp<'_>, discount: f64, values: &[f64]) -> Result<Vec<f64>
     check_vector("q_values", "V", values, mdp.states)?;
     let actions = mdp.actions();
     let mut q = vec![0.0; mdp.states * actions];
-    q.par_chunks_mut(STATES_PER_TASK * actions).enumerate().for_each(|(block, out)| {
-        let first = block * STATES_PER_TASK;
-        for (i, row) in out.chunks_exact_mut(actions).enumerate() {
-            for (a, slot) in row.iter_mut().enumerate() {
-                *slot = mdp.q(first + i, a, discount, values);
+    q.par_chunks_mut(STATES_PER_TASK * actions)
+        .enumerate()
+        .for_each(|(block, out)| {
+            let first = block * STATES_PER_TASK;
+            for (i, row) in out.chunks_exact_mut(actions).enumerate() {
+                for (a, slot) in row.iter_mut().enumerate() {
+                    *slot = mdp.q(first + i, a, discount, values);
+                }
             }
-        }
-    });
+        });
     Ok(q)
 }
 
@@ -518,7 +586,12 @@ pub fn evaluate_policy_iterative(
     check_discount(F, discount, false)?;
     check_policy(F, policy, mdp.states, mdp.actions())?;
     if !(tol > 0.0 && tol.is_finite()) {
-        return Err(FerropsError::value(F, "epsilon", "a positive finite number", format!("{tol}")));
+        return Err(FerropsError::value(
+            F,
+            "epsilon",
+            "a positive finite number",
+            format!("{tol}"),
+        ));
     }
     if max_iter == 0 {
         return Err(FerropsError::value(F, "max_iter", "a positive iteration count", "0"));
@@ -577,7 +650,12 @@ pub fn policy_system(mdp: &Mdp<'_>, policy: &[i64]) -> Result<PolicySystem> {
         indptr.push(indices.len() as i64);
         reward.push(mdp.reward[s * actions + a as usize]);
     }
-    Ok(PolicySystem { indptr, indices, data, reward })
+    Ok(PolicySystem {
+        indptr,
+        indices,
+        data,
+        reward,
+    })
 }
 
 #[cfg(test)]
@@ -592,7 +670,11 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn csr_from_dense(p: &[Vec<f64>]) -> OwnedCsr {
-        let mut m = OwnedCsr { indptr: vec![0], indices: vec![], data: vec![] };
+        let mut m = OwnedCsr {
+            indptr: vec![0],
+            indices: vec![],
+            data: vec![],
+        };
         for row in p {
             for (j, &x) in row.iter().enumerate() {
                 if x != 0.0 {
@@ -606,7 +688,14 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn views(owned: &[OwnedCsr]) -> Vec<Csr<'_>> {
-        owned.iter().map(|m| Csr { indptr: &m.indptr, indices: &m.indices, data: &m.data }).collect()
+        owned
+            .iter()
+            .map(|m| Csr {
+                indptr: &m.indptr,
+                indices: &m.indices,
+                data: &m.data,
+            })
+            .collect()
     }
 
     /// pymdptoolbox's forest example (S = 3, r1 = 4, r2 = 2, p = 0.1).
@@ -621,7 +710,11 @@ pub(crate) mod tests {
         let mut rng = mc::Stream::new(seed, 0);
         let mats = (0..actions)
             .map(|_| {
-                let mut m = OwnedCsr { indptr: vec![0], indices: vec![], data: vec![] };
+                let mut m = OwnedCsr {
+                    indptr: vec![0],
+                    indices: vec![],
+                    data: vec![],
+                };
                 for _ in 0..states {
                     let mut cols: Vec<i32> = (0..k).map(|_| rng.below(states) as i32).collect();
                     cols.sort_unstable();
@@ -676,8 +769,18 @@ pub(crate) mod tests {
         let mdp = Mdp::new("value_iteration", 500, views(&mats), &r).unwrap();
         let run = |sweep| value_iteration(&mdp, 0.99, 1e-6, 100000, None, StopRule::SupNorm, sweep).unwrap();
         let (jacobi, gs) = (run(Sweep::Jacobi), run(Sweep::GaussSeidel));
-        assert!(gs.iterations < jacobi.iterations, "{} vs {}", gs.iterations, jacobi.iterations);
-        let gap = jacobi.values.iter().zip(&gs.values).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(
+            gs.iterations < jacobi.iterations,
+            "{} vs {}",
+            gs.iterations,
+            jacobi.iterations
+        );
+        let gap = jacobi
+            .values
+            .iter()
+            .zip(&gs.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(gap < 2e-6, "{gap}");
     }
 
@@ -692,7 +795,9 @@ pub(crate) mod tests {
         let err = Mdp::new("f", 2, views(&[bad]), &r[..2]).unwrap_err().to_string();
         assert!(err.contains("P[0][0, 1] = -0.5"), "{err}");
         let ok = csr_from_dense(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
-        let err = Mdp::new("f", 2, views(&[ok]), &[0.0, f64::NAN]).unwrap_err().to_string();
+        let err = Mdp::new("f", 2, views(&[ok]), &[0.0, f64::NAN])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("state 1, action 0"), "{err}");
     }
 
