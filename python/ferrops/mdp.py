@@ -44,6 +44,7 @@ import numpy as np
 
 from . import _core
 from . import _dispatch as d
+from ._dispatch import _describe
 
 __all__ = [
     "MDPSolution",
@@ -107,10 +108,6 @@ class MCResult:
 
 # ---------------------------------------------------------------------------
 # argument checks
-
-
-def _describe(x: object) -> str:
-    return d._describe(x)
 
 
 def _number(function: str, argument: str, value: object) -> float:
@@ -182,7 +179,7 @@ class _Model:
     def out(self, x: np.ndarray) -> Any:
         return x if self.reference is None else d.like(x, self.reference)
 
-    def step_rewards(self, function: str) -> list[np.ndarray]:
+    def step_rewards(self) -> list[np.ndarray]:
         """The reward of each stored transition, aligned with ``data``."""
         out = []
         for a in range(self.actions):
@@ -190,11 +187,11 @@ class _Model:
             if self.transition_reward is None:
                 out.append(np.ascontiguousarray(self.reward[rows, a]))
             else:
-                out.append(_gather(function, self.transition_reward[a], rows, self.indices[a]))
+                out.append(_gather(self.transition_reward[a], rows, self.indices[a]))
         return out
 
 
-def _gather(function: str, matrix: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _gather(matrix: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``matrix[rows, cols]`` as float64, for a dense or scipy.sparse matrix."""
     if _is_scipy_sparse(matrix):
         values = np.asarray(matrix.tocsr()[rows, cols]).ravel()
@@ -344,7 +341,7 @@ def _expected_reward(
         if tuple(m.shape) != (states, states):
             raise ValueError(f"{function}(): argument 'R': expected R[{a}] of shape ({states}, {states}), got {list(m.shape)}")
         rows = np.repeat(np.arange(states), np.diff(indptr[a]))
-        values = _gather(function, m, rows, indices[a])
+        values = _gather(m, rows, indices[a])
         bad = ~np.isfinite(values)
         if bad.any():
             k = int(np.argmax(bad))
@@ -754,7 +751,7 @@ def _mc(function: str, method: str, P: Any, R: Any, discount: float, episodes: i
     seed = _seed(function, seed)
     m = _model(function, P, R)
     q, policy, visits, k = _core.mdp_mc_control(
-        m.csr, m.reward, m.step_rewards(function), m.states, method, gamma, n_episodes, length, seed, rounds, epsilon
+        m.csr, m.reward, m.step_rewards(), m.states, method, gamma, n_episodes, length, seed, rounds, epsilon
     )
     return MCResult(m.out(q), m.out(policy), m.out(visits), k)
 
