@@ -7,7 +7,7 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
-from . import _core, boxes
+from . import _core, boxes, mdp
 from .boxes import (
     batched_nms,
     box_area,
@@ -59,4 +59,5 @@ __all__ = [
     "simd_level",
     "set_simd_level",
     *boxes.__all__,
+    "mdp",
 ]

@@ -41,3 +41,47 @@ def matrix_nms(
     kernel: str,
     sigma: float,
 ) -> npt.NDArray[np.floating]: ...
+
+# mdp: transitions are a tuple (indptrs, indices, data) of per-action CSR arrays
+# (int32, int32, float64); reward is the expected reward r[s, a], float64 (S, A).
+_Transitions = tuple[list[npt.NDArray[np.int32]], list[npt.NDArray[np.int32]], list[npt.NDArray[np.float64]]]
+
+def mdp_value_iteration(
+    p: _Transitions,
+    reward: npt.NDArray[np.float64],
+    states: int,
+    discount: float,
+    epsilon: float,
+    max_iter: int,
+    initial_value: npt.NDArray[np.float64] | None,
+    stop: str,
+    method: str,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int, bool, float]: ...
+def mdp_bellman_backup(
+    function: str, p: _Transitions, reward: npt.NDArray[np.float64], states: int, discount: float,
+    values: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
+def mdp_q_values(
+    p: _Transitions, reward: npt.NDArray[np.float64], states: int, discount: float, values: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]: ...
+def mdp_policy_evaluation(
+    function: str, p: _Transitions, reward: npt.NDArray[np.float64], states: int, policy: npt.NDArray[np.int64],
+    discount: float, epsilon: float, max_iter: int,
+) -> tuple[npt.NDArray[np.float64], int, bool]: ...
+def mdp_policy_system(
+    function: str, p: _Transitions, reward: npt.NDArray[np.float64], states: int, policy: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def mdp_mc_control(
+    p: _Transitions,
+    reward: npt.NDArray[np.float64],
+    step_rewards: list[npt.NDArray[np.float64]],
+    states: int,
+    method: str,
+    discount: float,
+    episodes: int,
+    episode_length: int,
+    seed: int,
+    iterations: int,
+    epsilon: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]: ...
+def incremental_mean(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...

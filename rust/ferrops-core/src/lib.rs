@@ -7,6 +7,7 @@
 pub mod boxes;
 pub mod buffer;
 pub mod error;
+pub mod mdp;
 pub mod parallel;
 pub mod real;
 pub mod simd;

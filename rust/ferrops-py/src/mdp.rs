@@ -1,0 +1,272 @@
+//! Bindings of `ferrops_core::mdp`. Transitions arrive as one CSR matrix per action
+//! (SciPy's int32 `indptr`/`indices` and float64 `data`, passed without a copy),
+//! rewards as the expected reward `r[s, a]`, a C-contiguous float64 `(S, A)` array.
+
+use ferrops_core::mdp::mc::{self, McConfig, McMethod};
+use ferrops_core::mdp::{self, Csr, Mdp, StopRule, Sweep};
+use ferrops_core::FerropsError;
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
+
+use crate::convert::{owned1, owned2, slice1};
+use crate::run::{run_kernel, to_py_err};
+
+/// `(V, policy, iterations, converged, residual)`.
+type ViResult = (Py<PyAny>, Py<PyAny>, usize, bool, f64);
+/// `(indptr, indices, data, r_pi)`.
+type SystemResult = (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>);
+/// `(q, policy, visits, iterations)`.
+type McResult = (Py<PyAny>, Py<PyAny>, Py<PyAny>, usize);
+
+/// One call's transition arrays, a tuple `(indptrs, indices, data)` of per-action
+/// lists, borrowed from NumPy for the duration of the call.
+#[derive(FromPyObject)]
+struct Transitions<'py>(
+    Vec<PyReadonlyArray1<'py, i32>>,
+    Vec<PyReadonlyArray1<'py, i32>>,
+    Vec<PyReadonlyArray1<'py, f64>>,
+);
+
+/// The CSR views and the reward slice; `Mdp::new` (inside the kernel, without the
+/// GIL) validates them.
+fn views<'a>(
+    function: &'static str,
+    p: &'a Transitions<'_>,
+    reward: &'a PyReadonlyArray2<'_, f64>,
+) -> PyResult<(Vec<Csr<'a>>, &'a [f64])> {
+    let Transitions(indptrs, indices, data) = p;
+    if indptrs.len() != indices.len() || indptrs.len() != data.len() {
+        return Err(to_py_err(FerropsError::value(
+            function,
+            "P",
+            "matching CSR arrays per action",
+            "ragged lists",
+        )));
+    }
+    let mut out = Vec::with_capacity(indptrs.len());
+    for ((indptr, indices), data) in indptrs.iter().zip(indices).zip(data) {
+        out.push(Csr {
+            indptr: slice1(function, "P", indptr)?,
+            indices: slice1(function, "P", indices)?,
+            data: slice1(function, "P", data)?,
+        });
+    }
+    let r = reward.as_slice().map_err(|_| {
+        to_py_err(FerropsError::value(
+            function,
+            "R",
+            "a contiguous array",
+            "a strided view",
+        ))
+    })?;
+    Ok((out, r))
+}
+
+/// Returns `(V, policy, iterations, converged, residual)`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (p, reward, states, discount, epsilon, max_iter, initial_value, stop, method))]
+fn mdp_value_iteration<'py>(
+    py: Python<'py>,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    states: usize,
+    discount: f64,
+    epsilon: f64,
+    max_iter: usize,
+    initial_value: Option<PyReadonlyArray1<'py, f64>>,
+    stop: &str,
+    method: &str,
+) -> PyResult<ViResult> {
+    const F: &str = "value_iteration";
+    let stop = StopRule::parse(F, stop).map_err(to_py_err)?;
+    let sweep = Sweep::parse(F, method).map_err(to_py_err)?;
+    let (csr, r) = views(F, &p, &reward)?;
+    let v0 = match &initial_value {
+        Some(v) => Some(slice1(F, "initial_value", v)?),
+        None => None,
+    };
+    let sol = run_kernel(py, || {
+        let mdp = Mdp::new(F, states, csr, r)?;
+        mdp::value_iteration(&mdp, discount, epsilon, max_iter, v0, stop, sweep)
+    })?;
+    Ok((
+        owned1(py, sol.values).into_py_any(py)?,
+        owned1(py, sol.policy).into_py_any(py)?,
+        sol.iterations,
+        sol.converged,
+        sol.residual,
+    ))
+}
+
+/// One Bellman backup: `(max_a Q, argmax_a Q)`.
+#[pyfunction]
+fn mdp_bellman_backup<'py>(
+    py: Python<'py>,
+    function: &str,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    states: usize,
+    discount: f64,
+    values: PyReadonlyArray1<'py, f64>,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let name = static_name(function);
+    let (csr, r) = views(name, &p, &reward)?;
+    let v = slice1(name, "V", &values)?;
+    let (v_new, policy) = run_kernel(py, || {
+        mdp::bellman_backup(&Mdp::new(name, states, csr, r)?, discount, v)
+    })?;
+    Ok((owned1(py, v_new).into_py_any(py)?, owned1(py, policy).into_py_any(py)?))
+}
+
+/// The public function a shared helper reports errors under.
+fn static_name(function: &str) -> &'static str {
+    match function {
+        "policy_iteration" => "policy_iteration",
+        "policy_evaluation" => "policy_evaluation",
+        "q_values" => "q_values",
+        _ => "bellman_backup",
+    }
+}
+
+#[pyfunction]
+fn mdp_q_values<'py>(
+    py: Python<'py>,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    states: usize,
+    discount: f64,
+    values: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Py<PyAny>> {
+    const F: &str = "q_values";
+    let (csr, r) = views(F, &p, &reward)?;
+    let actions = csr.len();
+    let v = slice1(F, "V", &values)?;
+    let q = run_kernel(py, || mdp::q_values(&Mdp::new(F, states, csr, r)?, discount, v))?;
+    owned2(py, q, states, actions).into_py_any(py)
+}
+
+/// Returns `(V, sweeps, converged)`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn mdp_policy_evaluation<'py>(
+    py: Python<'py>,
+    function: &str,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    states: usize,
+    policy: PyReadonlyArray1<'py, i64>,
+    discount: f64,
+    epsilon: f64,
+    max_iter: usize,
+) -> PyResult<(Py<PyAny>, usize, bool)> {
+    let name = static_name(function);
+    let (csr, r) = views(name, &p, &reward)?;
+    let pi = slice1(name, "policy", &policy)?;
+    let (v, sweeps, converged) = run_kernel(py, || {
+        mdp::evaluate_policy_iterative(&Mdp::new(name, states, csr, r)?, pi, discount, epsilon, max_iter)
+    })?;
+    Ok((owned1(py, v).into_py_any(py)?, sweeps, converged))
+}
+
+/// Returns `(indptr, indices, data, r_pi)` of the policy's system.
+#[pyfunction]
+fn mdp_policy_system<'py>(
+    py: Python<'py>,
+    function: &str,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    states: usize,
+    policy: PyReadonlyArray1<'py, i64>,
+) -> PyResult<SystemResult> {
+    let name = static_name(function);
+    let (csr, r) = views(name, &p, &reward)?;
+    let pi = slice1(name, "policy", &policy)?;
+    let system = run_kernel(py, || mdp::policy_system(&Mdp::new(name, states, csr, r)?, pi))?;
+    Ok((
+        owned1(py, system.indptr).into_py_any(py)?,
+        owned1(py, system.indices).into_py_any(py)?,
+        owned1(py, system.data).into_py_any(py)?,
+        owned1(py, system.reward).into_py_any(py)?,
+    ))
+}
+
+/// Monte Carlo control; `method` is "basic", "exploring_starts" or
+/// "epsilon_greedy". Returns `(q, policy, visits, iterations)`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (p, reward, step_rewards, states, method, discount, episodes, episode_length, seed, iterations, epsilon))]
+fn mdp_mc_control<'py>(
+    py: Python<'py>,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    step_rewards: Vec<PyReadonlyArray1<'py, f64>>,
+    states: usize,
+    method: &str,
+    discount: f64,
+    episodes: usize,
+    episode_length: usize,
+    seed: u64,
+    iterations: usize,
+    epsilon: f64,
+) -> PyResult<McResult> {
+    let method = match method {
+        "basic" => McMethod::Basic { iterations },
+        "exploring_starts" => McMethod::ExploringStarts,
+        _ => McMethod::EpsilonGreedy { epsilon },
+    };
+    let name = match method {
+        McMethod::Basic { .. } => "mc_basic",
+        McMethod::ExploringStarts => "mc_exploring_starts",
+        McMethod::EpsilonGreedy { .. } => "mc_epsilon_greedy",
+    };
+    let (csr, r) = views(name, &p, &reward)?;
+    let actions = csr.len();
+    let rewards = step_rewards
+        .iter()
+        .map(|x| slice1(name, "R", x))
+        .collect::<PyResult<Vec<_>>>()?;
+    let config = McConfig {
+        discount,
+        episodes,
+        episode_length,
+        seed,
+    };
+    let result = run_kernel(py, || {
+        mc::mc_control(&Mdp::new(name, states, csr, r)?, &rewards, method, config)
+    })?;
+    Ok((
+        owned2(py, result.q, states, actions).into_py_any(py)?,
+        owned1(py, result.policy).into_py_any(py)?,
+        owned2(py, result.visits, states, actions).into_py_any(py)?,
+        result.iterations,
+    ))
+}
+
+/// Running means of the rows of a float64 `(N, D)` array.
+#[pyfunction]
+fn incremental_mean<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>) -> PyResult<Py<PyAny>> {
+    let (rows, width) = (x.shape()[0], x.shape()[1]);
+    let data = x.as_slice().map_err(|_| {
+        to_py_err(FerropsError::value(
+            "incremental_mean",
+            "x",
+            "a contiguous array",
+            "a strided view",
+        ))
+    })?;
+    let out = run_kernel(py, || mdp::sa::incremental_mean(data, width))?;
+    owned2(py, out, rows, width).into_py_any(py)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(mdp_value_iteration, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_bellman_backup, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_q_values, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_policy_evaluation, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_policy_system, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_mc_control, m)?)?;
+    m.add_function(wrap_pyfunction!(incremental_mean, m)?)?;
+    Ok(())
+}
