@@ -9,6 +9,7 @@ pub mod buffer;
 pub mod error;
 pub mod parallel;
 pub mod real;
+pub mod segmentation;
 pub mod simd;
 
 pub use error::{FerropsError, Result};

@@ -5,6 +5,7 @@
 mod boxes;
 mod convert;
 mod run;
+mod segmentation;
 
 use ferrops_core::simd::{self, SimdLevel};
 use ferrops_core::{parallel, FerropsError};
@@ -55,5 +56,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     boxes::register(m)?;
+    segmentation::register(m)?;
     Ok(())
 }
