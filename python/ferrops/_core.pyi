@@ -41,3 +41,8 @@ def matrix_nms(
     kernel: str,
     sigma: float,
 ) -> npt.NDArray[np.floating]: ...
+
+# segmentation: flat, C-contiguous integer label arrays (int8..int64, uint8..uint64)
+def confusion_matrix(
+    target: npt.NDArray[np.integer], pred: npt.NDArray[np.integer], num_classes: int, ignore_index: int | None
+) -> npt.NDArray[np.int64]: ...
