@@ -39,8 +39,12 @@ const PIXELS_PER_TASK: usize = 1 << 16;
 /// Pixels coded at once: the code buffer (8 KiB of u32) stays in L1.
 const BLOCK: usize = 2048;
 
-/// Largest private histogram, in cells (2 MiB of u64): about 510 classes.
-const PRIVATE_MAX_CELLS: usize = 1 << 18;
+/// Largest private histogram, in cells (8 MiB of u64): up to 1022 classes.
+const PRIVATE_MAX_CELLS: usize = 1 << 20;
+
+/// Private histograms are zeroed and merged once per rayon fold; they pay off
+/// only when there are many more pixels than cells.
+const PIXELS_PER_PRIVATE_CELL: usize = 8;
 
 /// Histograms up to this many cells are kept in 4 interleaved copies, so that
 /// runs of one class (the normal case in a segmentation map) do not chain every
@@ -487,17 +491,29 @@ impl SimdKernel for CountShared<'_> {
             ));
             cols[..len].fill(0);
             with_slice!(self.pred, s => add_column_codes(&s[first..last], &mut cols[..len], Bounds::new(c, None), c as u32));
-            for (&row, &col) in rows[..len].iter().zip(&cols[..len]) {
+            // One atomic add per run of equal (row, column) pairs: segmentation
+            // maps are mostly long runs, and the atomics are the cost here.
+            let mut add = |row: u32, col: u32, count: u64| {
                 if row < ignored {
                     if col < ignored {
-                        self.matrix[row as usize * c + col as usize].fetch_add(1, Ordering::Relaxed);
+                        self.matrix[row as usize * c + col as usize].fetch_add(count as i64, Ordering::Relaxed);
                     } else {
-                        bad += 1;
+                        bad += count;
                     }
                 } else if row == invalid {
-                    bad += 1;
+                    bad += count;
+                }
+            };
+            let (mut run_row, mut run_col, mut run_len) = (rows[0], cols[0], 0u64);
+            for (&row, &col) in rows[..len].iter().zip(&cols[..len]) {
+                if row == run_row && col == run_col {
+                    run_len += 1;
+                } else {
+                    add(run_row, run_col, run_len);
+                    (run_row, run_col, run_len) = (row, col, 1);
                 }
             }
+            add(run_row, run_col, run_len);
             first = last;
         }
         bad
@@ -588,7 +604,10 @@ pub fn confusion_matrix(
     }
     let n = target.len();
     match Grid::new(num_classes) {
-        Some(grid) if grid.cells <= PRIVATE_MAX_CELLS && grid.cells <= n.max(INTERLEAVED_MAX_CELLS) => {
+        Some(grid)
+            if grid.cells <= INTERLEAVED_MAX_CELLS
+                || (grid.cells <= PRIVATE_MAX_CELLS && grid.cells <= n / PIXELS_PER_PRIVATE_CELL) =>
+        {
             count_private(target, pred, num_classes, ignore_index, grid)
         }
         _ => count_shared(target, pred, num_classes, ignore_index),
@@ -665,12 +684,19 @@ mod tests {
 
     #[test]
     fn shared_and_private_paths_agree() {
-        // 600 classes: (C + 2) * 1024 cells > PRIVATE_MAX_CELLS, the shared path.
-        for (c, n) in [(600usize, 200_000usize), (19, 100), (19, 300_000)] {
+        // 200 classes: 202 * 256 cells rounded up to 2^16; over 100k pixels (fewer
+        // than 8 per cell) the shared path, over 600k private histograms.
+        for (c, n) in [(200usize, 100_000usize), (200, 600_000), (1500, 50_000), (19, 100), (19, 300_000)] {
             let t = lcg_labels(n, c as u64 + 1, 3);
             let p = lcg_labels(n, c as u64, 4);
             let got = confusion_matrix(Labels::I64(&t), Labels::I64(&p), c, Some(c as i64)).unwrap();
             assert_eq!(got, reference(&t, &p, c, Some(c as i64)), "C = {c}");
+            // Runs of equal pairs (as in segmentation maps), counted run by run.
+            let runs = |v: &[i64]| -> Vec<i64> { v.iter().take(n / 37).flat_map(|&x| [x; 37]).collect() };
+            let (t, mut p) = (runs(&t), runs(&p));
+            p.iter_mut().step_by(101).for_each(|x| *x = (*x + 1) % c as i64);
+            let got = confusion_matrix(Labels::I64(&t), Labels::I64(&p), c, Some(c as i64)).unwrap();
+            assert_eq!(got, reference(&t, &p, c, Some(c as i64)), "C = {c}, runs");
         }
     }
 
