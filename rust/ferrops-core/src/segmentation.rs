@@ -371,6 +371,14 @@ impl SimdKernel for CountPrivate<'_> {
         let g = self.grid;
         let c = g.num_classes;
         let avx2 = crate::simd::level() >= crate::simd::SimdLevel::Avx2;
+        #[cfg(target_arch = "x86_64")]
+        if let (true, Labels::U8(t), Labels::U8(p)) = (avx2, self.target, self.pred) {
+            let range = self.start..self.end;
+            // SAFETY: `avx2` is true only when the active SIMD level is AVX2 or
+            // above, which never exceeds what the CPU supports (simd::level).
+            unsafe { count_u8_pairs_avx2(&t[range.clone()], &p[range], self.ignore_index, g, self.hist) };
+            return;
+        }
         let mut codes = [0u32; BLOCK];
         let mut first = self.start;
         while first < self.end {
@@ -393,6 +401,95 @@ impl SimdKernel for CountPrivate<'_> {
             first = last;
         }
     }
+}
+
+/// The uint8 / uint8 case (masks read from PNGs, predictions stored as uint8),
+/// the most common and the one worth a kernel of its own: run starts come from
+/// byte compares of the raw labels, 32 pixels per instruction, and a (target,
+/// prediction) pair is turned into a histogram code only at a run start. Busy
+/// groups are coded in full (vectorised) and counted pixel by pixel, as in the
+/// general path. Splitting a run where two raw pairs share a code (two bad
+/// labels, say) only adds its length in two steps: the counts are the same.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn count_u8_pairs_avx2(t: &[u8], p: &[u8], ignore_index: Option<i64>, g: Grid, hist: &mut [u64]) {
+    use std::arch::x86_64::*;
+    let n = t.len().min(p.len());
+    if n == 0 {
+        return;
+    }
+    let c = g.num_classes;
+    let (bt, bp) = (Bounds::<u8>::new(c, ignore_index), Bounds::<u8>::new(c, None));
+    let (ignored, invalid) = (g.ignored_row(), g.invalid_row());
+    let code = |i: usize| -> u32 {
+        let (tv, pv) = (t[i], p[i]);
+        let row = if Some(tv) == bt.ignore {
+            ignored
+        } else if bt.is_valid(tv) {
+            (tv as u32) << g.shift
+        } else {
+            invalid
+        };
+        row + if bp.is_valid(pv) { pv as u32 } else { c as u32 }
+    };
+    let mask = g.cells - 1;
+    assert!(hist.len() > mask);
+    let (mut run_code, mut run_start) = (code(0), 0usize);
+    let scalar_runs = |from: usize, to: usize, run_code: &mut u32, run_start: &mut usize, hist: &mut [u64]| {
+        for i in from..to {
+            let k = code(i);
+            if k != *run_code {
+                hist[*run_code as usize & mask] += (i - *run_start) as u64;
+                (*run_code, *run_start) = (k, i);
+            }
+        }
+    };
+    // The first group scalar: the vector compares read the byte before a group.
+    let mut base = GROUP.min(n);
+    scalar_runs(1, base, &mut run_code, &mut run_start, hist);
+    let mut codes = [0u32; BLOCK];
+    while base + GROUP <= n {
+        let (tp, pp) = (t.as_ptr().add(base), p.as_ptr().add(base));
+        let mut same = 0u64;
+        for half in 0..2 {
+            let o = 32 * half;
+            // In bounds: base >= GROUP > 0 and base + o + 32 <= n.
+            let t_now = _mm256_loadu_si256(tp.add(o) as *const __m256i);
+            let t_before = _mm256_loadu_si256(tp.add(o).sub(1) as *const __m256i);
+            let p_now = _mm256_loadu_si256(pp.add(o) as *const __m256i);
+            let p_before = _mm256_loadu_si256(pp.add(o).sub(1) as *const __m256i);
+            let equal = _mm256_and_si256(_mm256_cmpeq_epi8(t_now, t_before), _mm256_cmpeq_epi8(p_now, p_before));
+            same |= (_mm256_movemask_epi8(equal) as u32 as u64) << o;
+        }
+        let mut starts = !same;
+        if starts.count_ones() <= MAX_RUNS_PER_GROUP {
+            while starts != 0 {
+                let j = starts.trailing_zeros() as usize;
+                hist[run_code as usize & mask] += (base + j - run_start) as u64;
+                (run_code, run_start) = (code(base + j), base + j);
+                starts &= starts - 1;
+            }
+            base += GROUP;
+        } else {
+            // Busy labels (noise, random data): code the next block in full and
+            // count it as the general path does, then look for runs again.
+            hist[run_code as usize & mask] += (base - run_start) as u64;
+            let end = (base + BLOCK).min(n);
+            let codes = &mut codes[..end - base];
+            row_codes(&t[base..end], codes, bt, g.shift, ignored, invalid);
+            add_column_codes(&p[base..end], codes, bp, c as u32);
+            if g.copies == 4 {
+                count_codes::<4>(codes, hist, g.cells, true);
+            } else {
+                count_codes::<1>(codes, hist, g.cells, true);
+            }
+            // Every pixel before `end` is counted: an empty run starts there.
+            (run_code, run_start) = (0, end);
+            base = end;
+        }
+    }
+    scalar_runs(base, n, &mut run_code, &mut run_start, hist);
+    hist[run_code as usize & mask] += (n - run_start) as u64;
 }
 
 fn count_private(target: Labels<'_>, pred: Labels<'_>, c: usize, ignore_index: Option<i64>, grid: Grid) -> Result<Vec<i64>> {
@@ -722,6 +819,49 @@ mod tests {
         let p64: Vec<i64> = p.iter().map(|&v| v as i64).collect();
         for (c, m) in seen {
             assert_eq!(m, reference(&t64, &p64, c, Some(255)), "C = {c}");
+        }
+    }
+
+    #[test]
+    fn uint8_runs_at_every_level() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        // Runs of random length (1..90) of random pairs, bad labels included, and
+        // lengths that end mid-group.
+        for (c, n, ignore) in [(19usize, 100_003usize, Some(255i64)), (7, 70_001, Some(3)), (7, 63, None), (3, 129, None)] {
+            let mut s = c as u64;
+            let mut next = move |m: u64| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 33) % m
+            };
+            let (mut t, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            while t.len() < n {
+                let len = 1 + next(90) as usize;
+                let tv = if next(10) == 0 { 255u8 } else { next(c as u64) as u8 };
+                let pv = next(c as u64) as u8;
+                t.extend(std::iter::repeat_n(tv, len));
+                p.extend(std::iter::repeat_n(pv, len));
+            }
+            t.truncate(n);
+            p.truncate(n);
+            let t64: Vec<i64> = t.iter().map(|&v| v as i64).collect();
+            let p64: Vec<i64> = p.iter().map(|&v| v as i64).collect();
+            let first_bad = t.iter().position(|&v| Some(v as i64) != ignore && v as usize >= c);
+            for level in [SimdLevel::Scalar, SimdLevel::Avx2] {
+                set_level(level);
+                let got = confusion_matrix(Labels::U8(&t), Labels::U8(&p), c, ignore);
+                match first_bad {
+                    None => assert_eq!(got.unwrap(), reference(&t64, &p64, c, ignore), "C = {c}, {level:?}"),
+                    // 255 targets that are not ignored: the first one is reported.
+                    Some(first) => {
+                        assert!(got.unwrap_err().to_string().contains(&format!("255 at flat index {first}")));
+                    }
+                }
+                let clean: Vec<u8> = t.iter().map(|&v| if v == 255 { 0 } else { v }).collect();
+                let clean64: Vec<i64> = clean.iter().map(|&v| v as i64).collect();
+                let got = confusion_matrix(Labels::U8(&clean), Labels::U8(&p), c, ignore).unwrap();
+                assert_eq!(got, reference(&clean64, &p64, c, ignore), "C = {c}, {level:?}, clean");
+            }
+            set_level(detected());
         }
     }
 
