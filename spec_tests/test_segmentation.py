@@ -481,8 +481,13 @@ def test_receptive_field_of_a_torch_module():
     layers = receptive_field(net)
     assert [r.name for r in layers] == ["0", "2", "3"]
     assert layers[0].rf == (3, 5) and layers[-1].rf == (3 + 1 + 4 * 2, 5 + 1 + 4 * 2) and layers[-1].jump == (2, 2)
-    with pytest.raises(ValueError, match="transposed convolutions"):
+    # padding="same" pads d (k - 1) in total, the smaller half on the left/top.
+    same = receptive_field(nn.Conv2d(1, 1, 4, padding="same"))[0]
+    assert (same.padding, same.rf, same.start) == (1, 4, 0.5 + (3 / 2 - 1))
+    with pytest.raises(ValueError, match="fixed kernel, stride and padding .* got ConvTranspose2d"):
         receptive_field(nn.ConvTranspose2d(1, 1, 3))
+    with pytest.raises(ValueError, match="got AdaptiveAvgPool2d"):
+        receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), nn.AdaptiveAvgPool2d(7)))
 
 
 @spec("RF")

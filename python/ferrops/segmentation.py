@@ -327,12 +327,16 @@ class SegmentationMetric:
         self._add(confusion_matrix(target, pred, self.num_classes, self.ignore_index))
 
     def _labels_of(self, pred: Any, target: Any) -> Any:
-        dtype = getattr(pred, "dtype", None)
-        floating = d.is_tensor(pred) and pred.dtype.is_floating_point or (
-            dtype is not None and not d.is_tensor(pred) and np.dtype(dtype).kind == "f"
-        )
+        """Class labels of ``pred``: scores ``[N, C, *]`` of a ``[N, *]`` target are
+        reduced by argmax; anything else is passed on (and checked) as labels."""
+        if d.is_tensor(pred):
+            floating = pred.dtype.is_floating_point
+        else:
+            pred = np.asarray(pred)
+            floating = pred.dtype.kind == "f"
         ps, ts = _shape(pred), _shape(target)
-        if floating and len(ps) == len(ts) + 1 and len(ps) >= 2 and ps[1] == self.num_classes and ps[:1] + ps[2:] == ts:
+        is_scores = len(ps) == len(ts) + 1 >= 2 and ps[1] == self.num_classes and ps[:1] + ps[2:] == ts
+        if floating and is_scores:
             return pred.argmax(1) if d.is_tensor(pred) else np.argmax(pred, axis=1)
         return pred
 
@@ -393,25 +397,32 @@ def _layer_from_module(module: Any) -> tuple[Any, Any, Any, Any] | None:
     import torch.nn as nn
 
     conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    pool = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
-    transposed = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-    if isinstance(module, transposed):
+    pool = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.LPPool1d, nn.LPPool2d)
+    uncovered = (
+        nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+        nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+        nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+        nn.FractionalMaxPool2d, nn.FractionalMaxPool3d,
+    )
+    if isinstance(module, uncovered):
+        # Their window depends on the input size (or is random): no fixed k, s, p.
         raise ValueError(
-            f"receptive_field(): argument 'layers': transposed convolutions are not covered by the RF formula, got {type(module).__name__}"
+            "receptive_field(): argument 'layers': expected convolution and pooling layers with a fixed "
+            f"kernel, stride and padding (pass the feature extractor, e.g. model.features), got {type(module).__name__}"
         )
     if isinstance(module, conv):
         if isinstance(module.padding, str):
             if module.padding == "valid":
                 padding: Any = 0
-            else:  # "same" (stride 1): total padding d (k - 1), split evenly
-                padding = tuple(dd * (k - 1) / 2 for k, dd in zip(module.kernel_size, module.dilation))
+            else:  # "same" (stride 1): torch pads d (k - 1) in total, the smaller half first
+                padding = tuple(dd * (k - 1) // 2 for k, dd in zip(module.kernel_size, module.dilation))
         else:
             padding = module.padding
         return module.kernel_size, module.stride, padding, module.dilation
     if isinstance(module, pool):
         stride = module.stride if module.stride is not None else module.kernel_size
         dilation = getattr(module, "dilation", 1)
-        return module.kernel_size, stride, module.padding, dilation
+        return module.kernel_size, stride, getattr(module, "padding", 0), dilation
     return None
 
 
@@ -426,9 +437,11 @@ def receptive_field(layers: Any) -> list[LayerReceptiveField]:
     Args:
         layers: either a sequence of ``(kernel, stride[, padding[, dilation]])``
             tuples (padding 0 and dilation 1 by default; each entry an int or a
-            per-axis tuple), or a ``torch.nn.Module`` whose Conv/MaxPool/AvgPool
-            submodules, in registration order, are the layers (others such as
-            ReLU, BatchNorm, Linear are skipped).
+            per-axis tuple), or a ``torch.nn.Module`` whose Conv/MaxPool/AvgPool/
+            LPPool submodules, in registration order (``named_modules()``), are
+            the layers. Other modules count as pointwise and are skipped (ReLU,
+            BatchNorm, Dropout...); adaptive and fractional pooling and
+            transposed convolutions raise ``ValueError`` (no fixed window).
 
     Returns:
         list[LayerReceptiveField]: one entry per layer. ``rf`` and ``jump`` are
@@ -467,10 +480,7 @@ def receptive_field(layers: Any) -> list[LayerReceptiveField]:
             if len(vs) not in (1, ndim):
                 raise ValueError(f"{f}(): layer {name}: expected {what} with 1 or {ndim} values, got {v!r}")
             vs = vs * ndim if len(vs) == 1 else vs
-            if what == "padding":
-                vs = tuple(float(x) if isinstance(x, float) else _as_int(f, f"layer {name} {what}", x) for x in vs)
-            else:
-                vs = tuple(_as_int(f, f"layer {name} {what}", x) for x in vs)
+            vs = tuple(_as_int(f, f"layer {name} {what}", x) for x in vs)
             low = 0 if what == "padding" else 1
             if any(x < low for x in vs):
                 raise ValueError(f"{f}(): layer {name}: expected {what} >= {low}, got {v!r}")
