@@ -267,9 +267,10 @@ def test_bad_num_classes_and_ignore_index(backend):
 
 
 @spec("SEG-CM")
-def test_a_matrix_too_big_for_memory_is_a_value_error():
+def test_a_matrix_too_big_for_memory_is_a_value_error(backend):
+    labels = backend.input(np.zeros(1, np.uint8))
     with pytest.raises(ValueError, match=r"argument 'num_classes': expected a class count whose \[C, C\] int64 matrix fits in memory"):
-        confusion_matrix(np.zeros(1, np.uint8), np.zeros(1, np.uint8), 2**40)
+        confusion_matrix(labels, labels, 2**40, **backend.kwargs)
 
 
 # --- SEG-PA, SEG-MPA, SEG-IOU, SEG-FWIOU, SEG-DICE ---------------------------

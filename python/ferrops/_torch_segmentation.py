@@ -10,6 +10,11 @@ import torch
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
     c = num_classes
+    if c * c + 1 > 2**62:  # the flat bin index t * C + p must stay an int64
+        raise ValueError(
+            "confusion_matrix(): argument 'num_classes': expected a class count whose [C, C] int64 matrix "
+            f"fits in memory, got {c}"
+        )
     t_raw, p_raw = target.reshape(-1), pred.reshape(-1)
     t, p = t_raw.long(), p_raw.long()
     # uint64 labels above int64's range wrap to negative values: still out of range.
