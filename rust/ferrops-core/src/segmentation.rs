@@ -9,11 +9,18 @@
 //!
 //! How a block of pixels is counted (the SIMD-friendly part): one pass maps each
 //! target to a row code and one pass adds each prediction's column code, both
-//! plain selects that vectorise in the label's own width; then a scalar pass
-//! increments the histogram cell of each code. Out-of-range labels and ignored
-//! pixels land in extra cells (row `C`: ignored, row `C + 1`: bad target, column
-//! `C`: bad prediction) instead of branching per pixel; a non-empty bad cell
-//! triggers a scan for the first offending pixel, reported with its value.
+//! plain selects that vectorise in the label's own width; then the codes are
+//! counted. Out-of-range labels and ignored pixels land in extra cells (row `C`:
+//! ignored, row `C + 1`: bad target, column `C`: bad prediction) instead of
+//! branching per pixel; a non-empty bad cell triggers a scan for the first
+//! offending pixel, reported with its value.
+//!
+//! Counting exploits what segmentation maps look like: long runs of one
+//! (target, prediction) pair along each row. Each group of 64 codes gets a bitmask
+//! of run starts (vector compares); a group with few runs adds each run's length
+//! once, a busy group (noise, random labels) increments one cell per pixel in 4
+//! interleaved histogram copies. uint8 / uint8 inputs find the runs on the raw
+//! bytes (32 pixels per compare) and code only the run starts.
 //!
 //! Small matrices are counted in private histograms (one per rayon fold, i.e.
 //! per thread) over fixed-size chunks and summed; integer sums are exact, so the
@@ -406,10 +413,11 @@ impl SimdKernel for CountPrivate<'_> {
 /// The uint8 / uint8 case (masks read from PNGs, predictions stored as uint8),
 /// the most common and the one worth a kernel of its own: run starts come from
 /// byte compares of the raw labels, 32 pixels per instruction, and a (target,
-/// prediction) pair is turned into a histogram code only at a run start. Busy
-/// groups are coded in full (vectorised) and counted pixel by pixel, as in the
-/// general path. Splitting a run where two raw pairs share a code (two bad
-/// labels, say) only adds its length in two steps: the counts are the same.
+/// prediction) pair is turned into a histogram code only at a run start. A busy
+/// group hands the next block to the general path (coded in full, counted
+/// pixel by pixel where runs are short). Splitting a run where two raw pairs
+/// share a code (two bad labels, say) only adds its length in two steps: the
+/// counts are the same.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn count_u8_pairs_avx2(t: &[u8], p: &[u8], ignore_index: Option<i64>, g: Grid, hist: &mut [u64]) {
