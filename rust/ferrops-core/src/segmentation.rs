@@ -219,6 +219,10 @@ const GROUP: usize = 64;
 /// the cost of 64 pixels.
 const MAX_RUNS_PER_GROUP: u32 = 8;
 
+/// After a busy group, this many groups are counted pixel by pixel without the
+/// run test.
+const BUSY_GROUPS_SKIPPED: usize = 3;
+
 /// Counts one pixel per code into `COPIES` interleaved histograms of `cells`
 /// cells (consecutive pixels go to different copies, so a run of one cell does
 /// not chain every increment on the store before it). `cells` is a power of two
@@ -304,12 +308,11 @@ fn count_codes<const COPIES: usize>(codes: &[u32], hist: &mut [u64], cells: usiz
     let mask = cells - 1;
     assert!(hist.len() > mask);
     let (mut run_code, mut run_start, mut previous) = (first, 0usize, first);
-    let mut groups = codes.chunks_exact(GROUP);
-    for (index, g) in (&mut groups).enumerate() {
-        let base = index * GROUP;
-        let g: &[u32; GROUP] = g.try_into().expect("a full group");
+    let full = codes.len() / GROUP * GROUP;
+    let mut base = 0;
+    while base < full {
+        let g: &[u32; GROUP] = codes[base..base + GROUP].try_into().expect("a full group");
         let mut starts = run_starts(g, previous, avx2);
-        previous = g[GROUP - 1];
         if starts.count_ones() <= MAX_RUNS_PER_GROUP {
             while starts != 0 {
                 let j = starts.trailing_zeros() as usize;
@@ -318,17 +321,21 @@ fn count_codes<const COPIES: usize>(codes: &[u32], hist: &mut [u64], cells: usiz
                 run_start = base + j;
                 starts &= starts - 1;
             }
+            previous = g[GROUP - 1];
+            base += GROUP;
         } else {
+            // Busy labels tend to stay busy: count this group and the next few
+            // pixel by pixel in one go, without testing them for runs.
+            let end = (base + (1 + BUSY_GROUPS_SKIPPED) * GROUP).min(full);
             hist[run_code as usize & mask] += (base - run_start) as u64;
-            count_pixels::<COPIES>(g, hist, cells);
-            run_code = previous;
-            run_start = base + GROUP;
+            count_pixels::<COPIES>(&codes[base..end], hist, cells);
+            previous = codes[end - 1];
+            (run_code, run_start) = (previous, end);
+            base = end;
         }
     }
-    let rest = groups.remainder();
-    let base = codes.len() - rest.len();
-    hist[run_code as usize & mask] += (base - run_start) as u64;
-    count_pixels::<COPIES>(rest, hist, cells);
+    hist[run_code as usize & mask] += (full - run_start) as u64;
+    count_pixels::<COPIES>(&codes[full..], hist, cells);
 }
 
 /// The geometry of the private histograms: `C + 2` rows (classes, ignored,
