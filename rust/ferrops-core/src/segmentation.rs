@@ -498,8 +498,9 @@ unsafe fn count_u8_pairs_avx2(t: &[u8], p: &[u8], ignore_index: Option<i64>, g: 
             } else {
                 count_codes::<1>(codes, hist, g.cells, true);
             }
-            // Every pixel before `end` is counted: an empty run starts there.
-            (run_code, run_start) = (0, end);
+            // Every pixel before `end` is counted: a run starts at `end` (the next
+            // group's compare may find no start there when the pixel repeats).
+            (run_code, run_start) = (if end < n { code(end) } else { 0 }, end);
             base = end;
         }
     }
@@ -878,6 +879,30 @@ mod tests {
             }
             set_level(detected());
         }
+    }
+
+    #[test]
+    fn uint8_run_across_the_end_of_a_busy_block() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        // Busy labels up to just before the end of the block that the first busy
+        // group hands to the general path (64 + 2048), then one long run across it.
+        let busy = GROUP + BLOCK - 10;
+        let mut s = 11u64;
+        let mut next = move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) % 5) as u8
+        };
+        let (mut t, mut p): (Vec<u8>, Vec<u8>) = (0..busy).map(|_| (next(), next())).unzip();
+        t.extend([3u8; 300]);
+        p.extend([4u8; 300]);
+        let t64: Vec<i64> = t.iter().map(|&v| v as i64).collect();
+        let p64: Vec<i64> = p.iter().map(|&v| v as i64).collect();
+        for level in [SimdLevel::Scalar, SimdLevel::Avx2] {
+            set_level(level);
+            let got = confusion_matrix(Labels::U8(&t), Labels::U8(&p), 5, None).unwrap();
+            assert_eq!(got, reference(&t64, &p64, 5, None), "{level:?}");
+        }
+        set_level(detected());
     }
 
     #[test]
