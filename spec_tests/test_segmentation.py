@@ -26,12 +26,12 @@ INT_DTYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.ui
 
 
 def reference_cm(target, pred, c, ignore_index=None) -> np.ndarray:
-    """SEG-CM, one pixel at a time."""
+    """SEG-CM: one unbuffered increment of ``n[t, p]`` per pixel not ignored."""
+    t = np.asarray(target).ravel().astype(np.int64)
+    p = np.asarray(pred).ravel().astype(np.int64)
+    kept = t != ignore_index if ignore_index is not None else np.ones(t.shape, dtype=bool)
     m = np.zeros((c, c), dtype=np.int64)
-    for t, p in zip(np.asarray(target).ravel().tolist(), np.asarray(pred).ravel().tolist()):
-        if ignore_index is not None and t == ignore_index:
-            continue
-        m[int(t), int(p)] += 1
+    np.add.at(m, (t[kept], p[kept]), 1)
     return m
 
 
@@ -501,3 +501,36 @@ def test_receptive_field_bad_layers():
         receptive_field([(3.5, 1)])
     with pytest.raises(TypeError, match=r"argument 'layers'"):
         receptive_field(3)
+
+
+
+def segmentation_like(seed: int, n: int, c: int, ignore: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 labels alternating runs of one (target, prediction) pair (20 to 600
+    pixels) with busy stretches of independent labels (50 to 3000 pixels)."""
+    rng = np.random.default_rng(seed)
+    t_parts, p_parts, size = [], [], 0
+    while size < n:
+        if rng.random() < 0.5:
+            length = int(rng.integers(20, 600))
+            t_parts.append(np.full(length, rng.integers(0, c), np.uint8))
+            p_parts.append(np.full(length, rng.integers(0, c), np.uint8))
+        else:
+            length = int(rng.integers(50, 3000))
+            t_parts.append(rng.integers(0, c, length).astype(np.uint8))
+            p_parts.append(rng.integers(0, c, length).astype(np.uint8))
+        size += length
+    target, pred = np.concatenate(t_parts)[:n], np.concatenate(p_parts)[:n]
+    if ignore is not None:
+        target[rng.random(n) < 0.02] = ignore
+    return target, pred
+
+
+@spec("SEG-CM")
+@pytest.mark.parametrize("seed", range(12))
+def test_runs_and_busy_stretches_match_the_definition(backend, seed):
+    """The kernel counts runs of equal pairs once and busy stretches pixel by
+    pixel: every way of switching between the two must count each pixel once."""
+    c, ignore = (7, 255) if seed % 2 else (19, None)
+    target, pred = segmentation_like(seed, 30_000 + 997 * seed, c, ignore)
+    for p in (pred, pred.astype(np.int64)):
+        np.testing.assert_array_equal(cm_of(backend, target, p, c, ignore), reference_cm(target, p, c, ignore))
