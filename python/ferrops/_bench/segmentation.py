@@ -12,7 +12,7 @@ from ferrops._bench import Case, max_abs_difference
 
 
 def segmentation_maps(
-    batch: int, height: int, width: int, classes: int, seed: int, cell: int = 32
+    batch: int, height: int, width: int, classes: int, seed: int, cell: int = 32, void: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """uint8 ``(target, pred)`` maps shaped like a validation batch.
 
@@ -20,12 +20,14 @@ def segmentation_maps(
     pixels wide), upsampled. The prediction is the same grid shifted by a few
     pixels (errors along every region boundary) with 5% of the cells given a
     wrong class (whole regions missed), about 85-90% pixel accuracy, as a
-    trained model's errors look rather than independent per-pixel noise.
+    trained model's errors look rather than independent per-pixel noise. A
+    ``void`` fraction of the target's cells is 255 (unlabelled regions).
     """
     rng = np.random.default_rng(seed)
     grid = rng.integers(0, classes, (batch, height // cell + 1, width // cell + 1), dtype=np.uint8)
-    target = grid.repeat(cell, axis=1).repeat(cell, axis=2)[:, :height, :width]
     wrong = np.where(rng.random(grid.shape) < 0.05, rng.integers(0, classes, grid.shape, dtype=np.uint8), grid)
+    grid = np.where(rng.random(grid.shape) < void, np.uint8(255), grid)
+    target = grid.repeat(cell, axis=1).repeat(cell, axis=2)[:, :height, :width]
     shifted = wrong.repeat(cell, axis=1).repeat(cell, axis=2)
     pred = np.roll(shifted, (3, 5), axis=(1, 2))[:, :height, :width]
     return np.ascontiguousarray(target), np.ascontiguousarray(pred)
@@ -69,8 +71,7 @@ def cases(quick: bool) -> Iterable[Case]:
     )
     # ADE20K-like: 150 classes, int64 predictions (argmax output), 255 ignored.
     b, h, w, c = 4, 512, 512, 150
-    t150, p150 = segmentation_maps(b, h, w, c, seed=2, cell=16)
-    t150[:, :, ::7] = 255
+    t150, p150 = segmentation_maps(b, h, w, c, seed=2, cell=16, void=0.1)
     p150 = p150.astype(np.int64)
     yield Case(
         "segmentation", "confusion_matrix", f"{b}x{h}x{w} uint8/int64, {c} classes, ignore 255",
