@@ -7,7 +7,7 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
-from . import _core, boxes, mdp
+from . import _core, boxes, mdp, segmentation
 from .boxes import (
     batched_nms,
     box_area,
@@ -22,6 +22,14 @@ from .boxes import (
     matrix_nms,
     nms,
     soft_nms,
+)
+from .segmentation import (
+    LayerReceptiveField,
+    SegmentationMetric,
+    all_reduce_confusion_matrix,
+    confusion_matrix,
+    receptive_field,
+    segmentation_metrics,
 )
 
 __version__: str = _core.__version__
@@ -60,4 +68,5 @@ __all__ = [
     "set_simd_level",
     *boxes.__all__,
     "mdp",
+    *segmentation.__all__,
 ]

@@ -24,6 +24,7 @@ import numpy as np
 FAMILIES: dict[str, str] = {
     "boxes": "ferrops._bench.boxes",
     "mdp": "ferrops._bench.mdp",
+    "segmentation": "ferrops._bench.segmentation",
 }
 
 

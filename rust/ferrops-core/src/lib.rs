@@ -10,6 +10,7 @@ pub mod error;
 pub mod mdp;
 pub mod parallel;
 pub mod real;
+pub mod segmentation;
 pub mod simd;
 
 pub use error::{FerropsError, Result};

@@ -6,6 +6,7 @@ mod boxes;
 mod convert;
 mod mdp;
 mod run;
+mod segmentation;
 
 use ferrops_core::simd::{self, SimdLevel};
 use ferrops_core::{parallel, FerropsError};
@@ -57,5 +58,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     boxes::register(m)?;
     mdp::register(m)?;
+    segmentation::register(m)?;
     Ok(())
 }
