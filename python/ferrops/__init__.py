@@ -7,7 +7,7 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
-from . import _core, boxes
+from . import _core, boxes, nn, pooling
 from .boxes import (
     batched_nms,
     box_area,
@@ -22,6 +22,16 @@ from .boxes import (
     matrix_nms,
     nms,
     soft_nms,
+)
+
+from .pooling import (
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    max_pool2d,
+    roi_align,
+    roi_pool,
+    spatial_pyramid_pool,
+    sppf,
 )
 
 __version__: str = _core.__version__
@@ -59,4 +69,5 @@ __all__ = [
     "simd_level",
     "set_simd_level",
     *boxes.__all__,
+    *pooling.__all__,
 ]

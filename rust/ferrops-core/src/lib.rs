@@ -8,6 +8,7 @@ pub mod boxes;
 pub mod buffer;
 pub mod error;
 pub mod parallel;
+pub mod pooling;
 pub mod real;
 pub mod simd;
 

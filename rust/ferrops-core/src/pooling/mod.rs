@@ -1,0 +1,153 @@
+//! Pooling kernels (SPEC section 4): windowed max pooling and SPPF, adaptive
+//! max/average pooling and spatial pyramid pooling, RoI pooling and RoI align,
+//! each with its backward kernel.
+//!
+//! Inputs are row-major NCHW slices described by a [`Shape`]. Every kernel works
+//! plane by plane (one `(batch, channel)` image of `H x W`): a plane fits in the
+//! L1/L2 cache, so it is read from memory once whatever the window size, and
+//! planes are independent, so the per-plane split gives results that are bitwise
+//! the same for any thread count. Backward kernels that scatter into an input
+//! plane (max arg max, RoI gradients) own that plane and visit its contributions
+//! in a fixed order.
+
+mod adaptive;
+mod roi;
+mod window;
+
+pub use adaptive::{
+    adaptive_max_pool2d_with_indices, adaptive_pool2d, adaptive_pool2d_backward, spatial_pyramid_pool,
+    spatial_pyramid_pool_backward, PoolMode,
+};
+pub use roi::{roi_align, roi_align_backward, roi_pool, roi_pool_backward};
+pub use window::{max_pool2d, max_pool2d_backward, sppf, sppf_backward};
+
+use crate::error::{FerropsError, Result};
+use crate::Real;
+
+/// The shape of an NCHW tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Shape {
+    pub fn new(dims: [usize; 4]) -> Shape {
+        Shape { n: dims[0], c: dims[1], h: dims[2], w: dims[3] }
+    }
+
+    pub fn planes(&self) -> usize {
+        self.n * self.c
+    }
+
+    pub fn plane_len(&self) -> usize {
+        self.h * self.w
+    }
+
+    pub fn len(&self) -> usize {
+        self.planes() * self.plane_len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks that `data` holds exactly this shape's elements.
+    pub(crate) fn check(&self, function: &'static str, argument: &'static str, len: usize) -> Result<()> {
+        if len != self.len() {
+            return Err(FerropsError::value(
+                function,
+                argument,
+                format!("{} values for shape [{}, {}, {}, {}]", self.len(), self.n, self.c, self.h, self.w),
+                format!("{len} values"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The input range `[start, end)` of adaptive bin `i` of `bins` over an extent
+/// `size` (POOL-ADAPTIVE): `[floor(i a / n), ceil((i + 1) a / n))`.
+#[inline]
+pub fn adaptive_bin(i: usize, bins: usize, size: usize) -> (usize, usize) {
+    let start = i * size / bins;
+    let end = ((i + 1) * size).div_ceil(bins);
+    (start, end)
+}
+
+/// The max of two values that propagates NaN from either side, as torch's max
+/// pooling does; compiles to compare, compare-unordered and blend per vector.
+#[inline(always)]
+pub(crate) fn nan_max<T: Real>(a: T, b: T) -> T {
+    #[allow(clippy::eq_op)]
+    if a > b || a != a {
+        a
+    } else {
+        b
+    }
+}
+
+/// Whether `v` replaces `best` as the arg max scanning in row-major order: a
+/// strictly larger value (so ties keep the first, POOL-MAX), or a NaN (torch's
+/// rule: NaN is the max, the last one in the window takes the gradient).
+#[inline(always)]
+pub(crate) fn beats<T: Real>(v: T, best: T) -> bool {
+    #[allow(clippy::eq_op)]
+    let v_nan = v != v;
+    v > best || v_nan
+}
+
+pub(crate) fn positive(function: &'static str, argument: &'static str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(FerropsError::value(function, argument, "a positive size", "0"));
+    }
+    Ok(())
+}
+
+/// Checks a gradient's length against the output shape it belongs to.
+pub(crate) fn check_grad(function: &'static str, expected: usize, got: usize) -> Result<()> {
+    if expected != got {
+        return Err(FerropsError::value(
+            function,
+            "grad_output",
+            format!("{expected} values (the forward output's size)"),
+            format!("{got} values"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_bins_cover_the_extent_and_follow_the_formula() {
+        for size in 1..20 {
+            for bins in 1..25 {
+                let mut covered = vec![false; size];
+                for i in 0..bins {
+                    let (s, e) = adaptive_bin(i, bins, size);
+                    assert_eq!(s, ((i * size) as f64 / bins as f64).floor() as usize);
+                    assert_eq!(e, (((i + 1) * size) as f64 / bins as f64).ceil() as usize);
+                    assert!(s < e && e <= size);
+                    covered[s..e].iter_mut().for_each(|c| *c = true);
+                }
+                assert!(covered.iter().all(|&c| c));
+            }
+        }
+    }
+
+    #[test]
+    fn nan_max_propagates_from_both_sides() {
+        assert!(nan_max(f32::NAN, 1.0).is_nan());
+        assert!(nan_max(1.0, f32::NAN).is_nan());
+        assert_eq!(nan_max(1.0f32, 2.0), 2.0);
+        assert!(beats(f32::NAN, 3.0));
+        assert!(!beats(5.0, f32::NAN));
+        assert!(beats(f32::NAN, f32::NAN));
+        assert!(!beats(3.0f32, 3.0));
+    }
+}
