@@ -9,10 +9,9 @@
 use rayon::prelude::*;
 
 use super::window::planes_per_task;
-use super::{adaptive_bin, beats, check_grad, nan_max, positive, Shape};
+use super::{adaptive_bin, beats, check_grad, has_nan, max_of, positive, strided_max, PoolReal, Shape};
 use crate::error::{FerropsError, Result};
 use crate::simd::{dispatch, SimdKernel};
-use crate::Real;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolMode {
@@ -30,37 +29,163 @@ impl PoolMode {
     }
 }
 
-/// One plane pooled to `oh x ow` adaptive bins, written row-major into `dst`.
-/// `row` is scratch of the plane's width.
+/// The adaptive bins of all levels along one axis, cut into segments: the union
+/// of every bin edge splits the axis into segments, and each bin of each level is
+/// a run of whole segments. Reducing each segment once and then combining
+/// segments reads the plane once for all levels instead of once per level.
+struct Segments {
+    /// Segment `s` covers `[edges[s], edges[s + 1])`.
+    edges: Vec<usize>,
+    /// Per level, per bin: the segments `[first, end)` the bin spans.
+    bins: Vec<Vec<(usize, usize)>>,
+}
+
+impl Segments {
+    fn new(size: usize, counts: &[usize]) -> Segments {
+        let mut edges: Vec<usize> = counts
+            .iter()
+            .flat_map(|&n| (0..n).flat_map(move |i| {
+                let (start, end) = adaptive_bin(i, n, size);
+                [start, end]
+            }))
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let segment = |edge: usize| edges.partition_point(|&e| e < edge);
+        let bins = counts
+            .iter()
+            .map(|&n| {
+                (0..n)
+                    .map(|i| {
+                        let (start, end) = adaptive_bin(i, n, size);
+                        (segment(start), segment(end))
+                    })
+                    .collect()
+            })
+            .collect();
+        Segments { edges, bins }
+    }
+
+    fn count(&self) -> usize {
+        self.edges.len() - 1
+    }
+}
+
+/// The plan shared by every plane of one call: levels `(oh, ow)` and their
+/// segments along rows and columns.
+struct Plan<'a> {
+    h: usize,
+    w: usize,
+    levels: &'a [[usize; 2]],
+    rows: Segments,
+    cols: Segments,
+    mode: PoolMode,
+}
+
+impl<'a> Plan<'a> {
+    fn new(shape: Shape, levels: &'a [[usize; 2]], mode: PoolMode) -> Self {
+        let heights: Vec<usize> = levels.iter().map(|l| l[0]).collect();
+        let widths: Vec<usize> = levels.iter().map(|l| l[1]).collect();
+        Plan {
+            h: shape.h,
+            w: shape.w,
+            levels,
+            rows: Segments::new(shape.h, &heights),
+            cols: Segments::new(shape.w, &widths),
+            mode,
+        }
+    }
+}
+
+/// Per-task scratch: one reduced row per row segment, one value per cell
+/// (row segment x column segment).
+struct Cells<T> {
+    segment_rows: Vec<T>,
+    cells: Vec<T>,
+}
+
+impl<T: PoolReal> Cells<T> {
+    fn new(plan: &Plan) -> Self {
+        Cells {
+            segment_rows: vec![T::ZERO; plan.rows.count() * plan.w],
+            cells: vec![T::ZERO; plan.rows.count() * plan.cols.count()],
+        }
+    }
+}
+
+/// One plane pooled at every level of `plan`, written level after level (each
+/// bins row-major) into `dst`.
 #[inline(always)]
-fn adaptive_plane<T: Real>(src: &[T], h: usize, w: usize, oh: usize, ow: usize, mode: PoolMode, row: &mut [T], dst: &mut [T]) {
-    for i in 0..oh {
-        let (r0, r1) = adaptive_bin(i, oh, h);
-        row.copy_from_slice(&src[r0 * w..r0 * w + w]);
-        for r in r0 + 1..r1 {
-            let src_row = &src[r * w..r * w + w];
-            match mode {
-                PoolMode::Max => row.iter_mut().zip(src_row).for_each(|(m, &v)| *m = nan_max(*m, v)),
-                PoolMode::Avg => row.iter_mut().zip(src_row).for_each(|(s, &v)| *s += v),
+fn pool_plane<T: PoolReal>(src: &[T], plan: &Plan, scratch: &mut Cells<T>, dst: &mut [T]) {
+    match plan.mode {
+        PoolMode::Max if has_nan(src) => pool_plane_with::<T, true>(src, plan, scratch, dst),
+        _ => pool_plane_with::<T, false>(src, plan, scratch, dst),
+    }
+}
+
+#[inline(always)]
+fn pool_plane_with<T: PoolReal, const NAN: bool>(src: &[T], plan: &Plan, scratch: &mut Cells<T>, dst: &mut [T]) {
+    let w = plan.w;
+    let (row_edges, col_edges) = (&plan.rows.edges, &plan.cols.edges);
+    let n_cols = plan.cols.count();
+    let max = plan.mode == PoolMode::Max;
+    // Rows first: each row segment reduced elementwise into one row (vectorised).
+    for (s, row) in scratch.segment_rows.chunks_exact_mut(w).enumerate() {
+        let (r0, r1) = (row_edges[s], row_edges[s + 1]);
+        if max {
+            strided_max::<T, NAN>(&src[r0 * w..], w, r1 - r0, row);
+        } else {
+            row.copy_from_slice(&src[r0 * w..r0 * w + w]);
+            for r in r0 + 1..r1 {
+                let next = &src[r * w..r * w + w];
+                for j in 0..w {
+                    row[j] += next[j];
+                }
             }
         }
-        for j in 0..ow {
-            let (c0, c1) = adaptive_bin(j, ow, w);
-            let bin = &row[c0..c1];
-            dst[i * ow + j] = match mode {
-                PoolMode::Max => bin[1..].iter().fold(bin[0], |m, &v| nan_max(m, v)),
-                // torch's order: the bin's sum divided by its height, then its width.
-                PoolMode::Avg => {
-                    bin.iter().fold(T::ZERO, |s, &v| s + v) / T::from_f64((r1 - r0) as f64) / T::from_f64((c1 - c0) as f64)
-                }
+    }
+    // Then each row segment cut into column segments: one value per cell.
+    for (row, cells) in scratch.segment_rows.chunks_exact(w).zip(scratch.cells.chunks_exact_mut(n_cols)) {
+        for (c, cell) in cells.iter_mut().enumerate() {
+            let part = &row[col_edges[c]..col_edges[c + 1]];
+            *cell = if max {
+                part[1..].iter().fold(part[0], |m, &v| max_of::<T, NAN>(m, v))
+            } else {
+                part.iter().fold(T::ZERO, |s, &v| s + v)
             };
+        }
+    }
+    // Each bin of each level combines its cells.
+    let mut at = 0;
+    for (l, &[oh, ow]) in plan.levels.iter().enumerate() {
+        for i in 0..oh {
+            let (s0, s1) = plan.rows.bins[l][i];
+            for j in 0..ow {
+                let (c0, c1) = plan.cols.bins[l][j];
+                let mut acc = scratch.cells[s0 * n_cols + c0];
+                for s in s0..s1 {
+                    let first = if s == s0 { c0 + 1 } else { c0 };
+                    for &v in &scratch.cells[s * n_cols + first..s * n_cols + c1] {
+                        acc = if max { max_of::<T, NAN>(acc, v) } else { acc + v };
+                    }
+                }
+                dst[at] = if max {
+                    acc
+                } else {
+                    // torch's order: the bin's sum divided by its height, then its width.
+                    let (r0, r1) = adaptive_bin(i, oh, plan.h);
+                    let (w0, w1) = adaptive_bin(j, ow, plan.w);
+                    acc / T::from_f64((r1 - r0) as f64) / T::from_f64((w1 - w0) as f64)
+                };
+                at += 1;
+            }
         }
     }
 }
 
 /// The flat index (within the plane) of the first arg max of bin `(i, j)`.
 #[inline]
-fn bin_arg_max<T: Real>(src: &[T], h: usize, w: usize, oh: usize, ow: usize, i: usize, j: usize) -> usize {
+fn bin_arg_max<T: PoolReal>(src: &[T], h: usize, w: usize, oh: usize, ow: usize, i: usize, j: usize) -> usize {
     let (r0, r1) = adaptive_bin(i, oh, h);
     let (c0, c1) = adaptive_bin(j, ow, w);
     let mut arg = r0 * w + c0;
@@ -77,12 +202,11 @@ fn bin_arg_max<T: Real>(src: &[T], h: usize, w: usize, oh: usize, ow: usize, i: 
 }
 
 /// Adds one plane's adaptive-pooling gradient `grad` (`oh x ow`) into `grad_in`.
-fn adaptive_plane_backward<T: Real>(
+fn adaptive_plane_backward<T: PoolReal>(
     src: &[T],
     h: usize,
     w: usize,
-    oh: usize,
-    ow: usize,
+    [oh, ow]: [usize; 2],
     mode: PoolMode,
     grad: &[T],
     grad_in: &mut [T],
@@ -119,49 +243,45 @@ fn check_output_size(function: &'static str, shape: Shape, out: [usize; 2]) -> R
     Ok(())
 }
 
-/// `dst` holds, per plane, `levels` pooled one after the other (`sum n^2` values).
-struct AdaptivePlanes<'a, T> {
+/// `dst` holds, per plane, every level pooled one after the other (`sum oh x ow`
+/// values).
+struct PoolPlanes<'a, T> {
     src: &'a [T],
     dst: &'a mut [T],
-    shape: Shape,
-    levels: &'a [[usize; 2]],
-    mode: PoolMode,
+    plan: &'a Plan<'a>,
 }
 
-impl<T: Real> SimdKernel for AdaptivePlanes<'_, T> {
+impl<T: PoolReal> SimdKernel for PoolPlanes<'_, T> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let (h, w) = (self.shape.h, self.shape.w);
-        let per_plane: usize = self.levels.iter().map(|l| l[0] * l[1]).sum();
-        let mut row = vec![T::ZERO; w];
-        for (src, dst) in self.src.chunks_exact(h * w).zip(self.dst.chunks_exact_mut(per_plane)) {
-            let mut at = 0;
-            for &[oh, ow] in self.levels {
-                adaptive_plane(src, h, w, oh, ow, self.mode, &mut row, &mut dst[at..at + oh * ow]);
-                at += oh * ow;
-            }
+        let plan = self.plan;
+        let per_plane: usize = plan.levels.iter().map(|l| l[0] * l[1]).sum();
+        let mut scratch = Cells::new(plan);
+        for (src, dst) in self.src.chunks_exact(plan.h * plan.w).zip(self.dst.chunks_exact_mut(per_plane)) {
+            pool_plane(src, plan, &mut scratch, dst);
         }
     }
 }
 
 /// Each plane pooled at every level, `[planes, sum n^2]`.
-fn pool_levels<T: Real>(x: &[T], shape: Shape, levels: &[[usize; 2]], mode: PoolMode) -> Vec<T> {
+fn pool_levels<T: PoolReal>(x: &[T], shape: Shape, levels: &[[usize; 2]], mode: PoolMode) -> Vec<T> {
     let per_plane: usize = levels.iter().map(|l| l[0] * l[1]).sum();
     let mut out = vec![T::ZERO; shape.planes() * per_plane];
     if out.is_empty() {
         return out;
     }
+    let plan = Plan::new(shape, levels, mode);
     let per_task = planes_per_task(shape.plane_len());
     out.par_chunks_mut(per_task * per_plane)
         .zip(x.par_chunks(per_task * shape.plane_len()))
-        .for_each(|(dst, src)| dispatch(AdaptivePlanes { src, dst, shape, levels, mode }));
+        .for_each(|(dst, src)| dispatch(PoolPlanes { src, dst, plan: &plan }));
     out
 }
 
 /// Adaptive max or average pooling to `[N, C, OH, OW]` (POOL-ADAPTIVE; torch's
 /// `adaptive_max_pool2d` / `adaptive_avg_pool2d`).
-pub fn adaptive_pool2d<T: Real>(x: &[T], shape: Shape, output_size: [usize; 2], mode: PoolMode) -> Result<Vec<T>> {
+pub fn adaptive_pool2d<T: PoolReal>(x: &[T], shape: Shape, output_size: [usize; 2], mode: PoolMode) -> Result<Vec<T>> {
     let function = match mode {
         PoolMode::Max => "adaptive_max_pool2d",
         PoolMode::Avg => "adaptive_avg_pool2d",
@@ -173,7 +293,7 @@ pub fn adaptive_pool2d<T: Real>(x: &[T], shape: Shape, output_size: [usize; 2], 
 
 /// Adaptive max pooling with the flat `h * W + w` index of each bin's first arg
 /// max in its plane (torch's `return_indices=True`).
-pub fn adaptive_max_pool2d_with_indices<T: Real>(
+pub fn adaptive_max_pool2d_with_indices<T: PoolReal>(
     x: &[T],
     shape: Shape,
     output_size: [usize; 2],
@@ -200,7 +320,7 @@ pub fn adaptive_max_pool2d_with_indices<T: Real>(
 
 /// The gradient of [`adaptive_pool2d`] with respect to its input (max: to each
 /// bin's first arg max; avg: spread evenly over the bin), summed over bins.
-pub fn adaptive_pool2d_backward<T: Real>(
+pub fn adaptive_pool2d_backward<T: PoolReal>(
     x: &[T],
     shape: Shape,
     output_size: [usize; 2],
@@ -216,7 +336,7 @@ pub fn adaptive_pool2d_backward<T: Real>(
     })
 }
 
-fn levels_backward<'g, T: Real>(
+fn levels_backward<'g, T: PoolReal>(
     x: &[T],
     shape: Shape,
     levels: &[[usize; 2]],
@@ -230,7 +350,7 @@ fn levels_backward<'g, T: Real>(
     }
     grad_in.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).enumerate().for_each(|(plane, (grad_in, src))| {
         for (l, &[oh, ow]) in levels.iter().enumerate() {
-            adaptive_plane_backward(src, h, w, oh, ow, mode, grad_of(plane, l), grad_in);
+            adaptive_plane_backward(src, h, w, [oh, ow], mode, grad_of(plane, l), grad_in);
         }
     });
     Ok(grad_in)
@@ -248,7 +368,7 @@ fn check_levels(function: &'static str, levels: &[usize]) -> Result<()> {
 
 /// Spatial pyramid pooling (POOL-SPP): each level `n` pooled to `n x n` adaptive
 /// bins, flattened channel-major, levels concatenated in order: `[N, C * sum n^2]`.
-pub fn spatial_pyramid_pool<T: Real>(x: &[T], shape: Shape, levels: &[usize], mode: PoolMode) -> Result<Vec<T>> {
+pub fn spatial_pyramid_pool<T: PoolReal>(x: &[T], shape: Shape, levels: &[usize], mode: PoolMode) -> Result<Vec<T>> {
     const F: &str = "spatial_pyramid_pool";
     shape.check(F, "input", x.len())?;
     check_levels(F, levels)?;
@@ -271,7 +391,7 @@ pub fn spatial_pyramid_pool<T: Real>(x: &[T], shape: Shape, levels: &[usize], mo
 }
 
 /// The gradient of [`spatial_pyramid_pool`] with respect to its input.
-pub fn spatial_pyramid_pool_backward<T: Real>(
+pub fn spatial_pyramid_pool_backward<T: PoolReal>(
     x: &[T],
     shape: Shape,
     levels: &[usize],

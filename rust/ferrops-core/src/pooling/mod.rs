@@ -89,6 +89,64 @@ pub(crate) fn nan_max<T: Real>(a: T, b: T) -> T {
     }
 }
 
+/// The element types of the windowed kernels: [`Real`] plus IEEE `maxNum`, which
+/// vectorises (`vmaxps` and a blend) where a compare-and-select written in Rust
+/// over a slice in place becomes a conditional store (`vmaskmovps`), microcoded
+/// and many times slower. `maxNum` ignores a NaN operand, so planes that contain a
+/// NaN take the [`nan_max`] path instead (see [`has_nan`]).
+pub trait PoolReal: Real {
+    fn max_num(self, other: Self) -> Self;
+}
+
+impl PoolReal for f32 {
+    #[inline(always)]
+    fn max_num(self, other: Self) -> Self {
+        f32::max(self, other)
+    }
+}
+
+impl PoolReal for f64 {
+    #[inline(always)]
+    fn max_num(self, other: Self) -> Self {
+        f64::max(self, other)
+    }
+}
+
+/// The max used by a kernel instance: NaN propagating when the plane has a NaN.
+#[inline(always)]
+pub(crate) fn max_of<T: PoolReal, const NAN: bool>(a: T, b: T) -> T {
+    if NAN {
+        nan_max(a, b)
+    } else {
+        a.max_num(b)
+    }
+}
+
+/// Whether a plane holds a NaN (a vectorised scan in blocks, stopping at the
+/// first block that has one).
+#[inline(always)]
+pub(crate) fn has_nan<T: Real>(plane: &[T]) -> bool {
+    #[allow(clippy::eq_op)]
+    plane.chunks(256).any(|block| block.iter().fold(false, |any, &v| any | (v != v)))
+}
+
+/// `dst[j] = max_t src[t * step + j]` over `t < count`: the elementwise max of
+/// `count` rows `step` apart, or with `step == 1` the sliding window max of width
+/// `count` along one row.
+#[inline(always)]
+pub(crate) fn strided_max<T: PoolReal, const NAN: bool>(src: &[T], step: usize, count: usize, dst: &mut [T]) {
+    let n = dst.len();
+    dst.copy_from_slice(&src[..n]);
+    // Index loops over slices of one length: bounds checks vanish and nothing is
+    // left to an iterator adapter that might not be inlined.
+    for t in 1..count {
+        let row = &src[t * step..t * step + n];
+        for j in 0..n {
+            dst[j] = max_of::<T, NAN>(dst[j], row[j]);
+        }
+    }
+}
+
 /// Whether `v` replaces `best` as the arg max scanning in row-major order: a
 /// strictly larger value (so ties keep the first, POOL-MAX), or a NaN (torch's
 /// rule: NaN is the max, the last one in the window takes the gradient).
