@@ -33,8 +33,8 @@ def adaptive_pool2d(x: torch.Tensor, size: tuple[int, int], mode: str, return_in
 
 def spatial_pyramid_pool(x: torch.Tensor, levels: list[int], mode: str) -> torch.Tensor:
     """POOL-SPP: each level pooled to n x n adaptive bins, flattened channel-major."""
-    n = x.shape[0]
-    return torch.cat([adaptive_pool2d(x, (lv, lv), mode).reshape(n, -1) for lv in levels], dim=1)
+    n, c = x.shape[:2]
+    return torch.cat([adaptive_pool2d(x, (lv, lv), mode).reshape(n, c * lv * lv) for lv in levels], dim=1)
 
 
 def _check_rois(function: str, rois: torch.Tensor, batch: int) -> None:
