@@ -541,3 +541,24 @@ def test_bad_arguments_raise_clear_errors(backend):
         ferrops.roi_align(x, backend.input(np.array([[1, 0, 0, 2, 2]], np.float32)), 2, **kw)
     with pytest.raises(ValueError, match=r"roi_pool\(\): argument 'spatial_scale'"):
         ferrops.roi_pool(x, backend.input(np.array([[0, 0, 0, 2, 2]], np.float32)), 2, 0.0, **kw)
+
+
+@pytest.mark.spec("POOL-ROI")
+def test_roi_pool_ignores_nan_and_minus_infinity_like_torchvision():
+    torch = pytest.importorskip("torch")
+    x = feature_map((2, 3, 13, 17), seed=18)
+    x[0, :, 2:6, 3:9] = np.nan
+    x[1, 1, :, 10:] = -np.inf
+    got = ferrops.roi_pool(x, ROIS, 3, 1.0)
+    np.testing.assert_array_equal(got, ref_roi_pool_torchvision_rule(x, ROIS, 3, 3))
+    z = torch.tensor(x, requires_grad=True)
+    with_grad = ferrops.roi_pool(z, torch.from_numpy(ROIS), 3, 1.0)  # the arg max kernel
+    np.testing.assert_array_equal(with_grad.detach().numpy(), got)
+    tv = pytest.importorskip("torchvision")
+    np.testing.assert_array_equal(got, tv.ops.roi_pool(torch.from_numpy(x), torch.from_numpy(ROIS), 3).numpy())
+
+
+def ref_roi_pool_torchvision_rule(x, rois, ph, pw):
+    """roi_pool where a bin's max starts at -FLT_MAX and only larger values win."""
+    clean = np.where(np.isnan(x) | (x < -np.finfo(np.float32).max), -np.finfo(np.float32).max, x)
+    return ref_roi_pool(clean, rois, ph, pw, 1.0).astype(np.float32)

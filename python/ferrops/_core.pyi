@@ -70,6 +70,9 @@ def spatial_pyramid_pool_backward(
 ) -> npt.NDArray[np.floating]: ...
 def roi_pool(
     x: npt.NDArray[np.floating], boxes: npt.NDArray[np.floating], output_size: tuple[int, int], spatial_scale: float
+) -> npt.NDArray[np.floating]: ...
+def roi_pool_with_argmax(
+    x: npt.NDArray[np.floating], boxes: npt.NDArray[np.floating], output_size: tuple[int, int], spatial_scale: float
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]: ...
 def roi_pool_backward(
     grad_output: npt.NDArray[np.floating],

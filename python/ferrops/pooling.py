@@ -139,15 +139,19 @@ def _needs_grad(x: Any) -> bool:
 
 class _RustOp:
     """One differentiable Rust call: ``forward(x) -> (out, saved)`` and
-    ``backward(x, saved, grad) -> grad_x`` on contiguous float32/float64 arrays."""
+    ``backward(x, saved, grad) -> grad_x`` on contiguous float32/float64 arrays;
+    ``inference(x) -> out``, when given, is a faster forward for calls that keep
+    nothing for a backward pass."""
 
     def __init__(
         self,
         forward: Callable[[np.ndarray], tuple[np.ndarray, Any]],
         backward: Callable[[np.ndarray, Any, np.ndarray], np.ndarray],
+        inference: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.forward = forward
         self.backward = backward
+        self.inference = inference
         self.saved: Any = None
 
 
@@ -155,7 +159,10 @@ def _run(function: str, x: Any, op: _RustOp) -> Any:
     """Runs ``op`` on the Rust path: through autograd when ``x`` needs a gradient."""
     if _needs_grad(x):
         return _torch_impl().rust_autograd(function, x, op)
-    out, op.saved = op.forward(_numpy_input(function, x))
+    a = _numpy_input(function, x)
+    if op.inference is not None:
+        return _back(op.inference(a), x)
+    out, op.saved = op.forward(a)
     return _back(out, x)
 
 
@@ -378,8 +385,9 @@ def roi_pool(
         return d.like(_torch_impl().roi_pool(_torch_input(input), _torch_boxes(F, boxes, input), size, scale), input)
     rois = _rois(F, boxes, _kernel_dtype(input))
     return _run(F, input, _RustOp(
-        lambda a: _core.roi_pool(a, rois, size, scale),
+        lambda a: _core.roi_pool_with_argmax(a, rois, size, scale),
         lambda a, argmax, g: _core.roi_pool_backward(g, argmax, rois, shape, size),
+        inference=lambda a: _core.roi_pool(a, rois, size, scale),
     ))
 
 

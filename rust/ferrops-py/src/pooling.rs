@@ -237,9 +237,29 @@ fn spatial_pyramid_pool_backward<'py>(
 }
 
 /// `boxes` is `[K, 5]` `(batch_index, x1, y1, x2, y2)` in the input's dtype.
-/// Returns `(values, argmax)`.
 #[pyfunction]
 fn roi_pool<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    boxes: &Bound<'py, PyAny>,
+    output_size: [usize; 2],
+    spatial_scale: f64,
+) -> PyResult<Py<PyAny>> {
+    const F: &str = "roi_pool";
+    for_float_dtype!("roi_pool", "input", x, T => {
+        let a_array = array::<T>(F, "input", x)?;
+        let a = data(&a_array);
+        let r_array = array::<T>(F, "boxes", boxes)?;
+        let r = data(&r_array);
+        let s = nchw(F, "input", a_array.shape())?;
+        let values = run_kernel(py, || pooling::roi_pool(a, s, r, output_size, spatial_scale))?;
+        owned(py, values, &[r.len() / 5, s.c, output_size[0], output_size[1]])
+    })
+}
+
+/// [`roi_pool`] and each bin's arg max (flat in its plane, -1 when none): `(values, argmax)`.
+#[pyfunction]
+fn roi_pool_with_argmax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     boxes: &Bound<'py, PyAny>,
@@ -253,7 +273,7 @@ fn roi_pool<'py>(
         let r_array = array::<T>(F, "boxes", boxes)?;
         let r = data(&r_array);
         let s = nchw(F, "input", a_array.shape())?;
-        let (values, argmax) = run_kernel(py, || pooling::roi_pool(a, s, r, output_size, spatial_scale))?;
+        let (values, argmax) = run_kernel(py, || pooling::roi_pool_with_argmax(a, s, r, output_size, spatial_scale))?;
         let dims = [r.len() / 5, s.c, output_size[0], output_size[1]];
         Ok((owned(py, values, &dims)?, owned(py, argmax, &dims)?))
     })
@@ -344,6 +364,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(spatial_pyramid_pool, m)?)?;
     m.add_function(wrap_pyfunction!(spatial_pyramid_pool_backward, m)?)?;
     m.add_function(wrap_pyfunction!(roi_pool, m)?)?;
+    m.add_function(wrap_pyfunction!(roi_pool_with_argmax, m)?)?;
     m.add_function(wrap_pyfunction!(roi_pool_backward, m)?)?;
     m.add_function(wrap_pyfunction!(roi_align, m)?)?;
     m.add_function(wrap_pyfunction!(roi_align_backward, m)?)?;

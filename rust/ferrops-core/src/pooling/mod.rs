@@ -18,7 +18,7 @@ pub use adaptive::{
     adaptive_max_pool2d_with_indices, adaptive_pool2d, adaptive_pool2d_backward, spatial_pyramid_pool,
     spatial_pyramid_pool_backward, PoolMode,
 };
-pub use roi::{roi_align, roi_align_backward, roi_pool, roi_pool_backward};
+pub use roi::{roi_align, roi_align_backward, roi_pool, roi_pool_backward, roi_pool_with_argmax};
 pub use window::{max_pool2d, max_pool2d_backward, sppf, sppf_backward};
 
 use crate::error::{FerropsError, Result};

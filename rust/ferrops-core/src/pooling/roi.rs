@@ -9,8 +9,9 @@
 
 use rayon::prelude::*;
 
-use super::{check_grad, positive, Shape};
+use super::{check_grad, positive, strided_max, PoolReal, Shape};
 use crate::error::{FerropsError, Result};
+use crate::simd::{dispatch, SimdKernel};
 use crate::Real;
 
 /// Channels per backward task: each task recomputes a region's sampling
@@ -73,9 +74,11 @@ fn check_common<T: Real>(
     Ok(batch)
 }
 
-/// One RoI-pool bin: the clipped input window `[h0, h1) x [w0, w1)`.
+/// The bins of one region for RoI pooling: row bins `[h0, h1)` and column bins
+/// `[w0, w1)`, clipped to the map (a bin may be empty).
 struct PoolBins {
-    windows: Vec<[usize; 4]>,
+    rows: Vec<(usize, usize)>,
+    cols: Vec<(usize, usize)>,
 }
 
 impl PoolBins {
@@ -83,41 +86,160 @@ impl PoolBins {
         // torchvision: corners rounded half away from zero, the +1 pixel size rule.
         let corner = |v: T| (v * scale).to_f64().round() as i64;
         let (x1, y1, x2, y2) = (corner(roi[1]), corner(roi[2]), corner(roi[3]), corner(roi[4]));
-        let roi_w = (x2 - x1 + 1).max(1);
-        let roi_h = (y2 - y1 + 1).max(1);
-        let bin_h = T::from_f64(roi_h as f64) / T::from_f64(ph as f64);
-        let bin_w = T::from_f64(roi_w as f64) / T::from_f64(pw as f64);
-        let clip = |v: i64, size: usize| v.clamp(0, size as i64) as usize;
-        let edge = |i: usize, bin: T, floor: bool| {
-            let v = (T::from_f64(i as f64) * bin).to_f64();
-            (if floor { v.floor() } else { v.ceil() }) as i64
+        let bins = |start: i64, end: i64, count: usize, size: usize| {
+            let bin = T::from_f64((end - start + 1).max(1) as f64) / T::from_f64(count as f64);
+            let clip = |v: i64| v.clamp(0, size as i64) as usize;
+            (0..count)
+                .map(|i| {
+                    let lo = (T::from_f64(i as f64) * bin).to_f64().floor() as i64;
+                    let hi = (T::from_f64((i + 1) as f64) * bin).to_f64().ceil() as i64;
+                    (clip(lo + start), clip(hi + start))
+                })
+                .collect()
         };
-        let mut windows = Vec::with_capacity(ph * pw);
-        for i in 0..ph {
-            let h0 = clip(edge(i, bin_h, true) + y1, shape.h);
-            let h1 = clip(edge(i + 1, bin_h, false) + y1, shape.h);
-            for j in 0..pw {
-                let w0 = clip(edge(j, bin_w, true) + x1, shape.w);
-                let w1 = clip(edge(j + 1, bin_w, false) + x1, shape.w);
-                windows.push([h0, h1, w0, w1]);
-            }
-        }
-        PoolBins { windows }
+        PoolBins { rows: bins(y1, y2, ph, shape.h), cols: bins(x1, x2, pw, shape.w) }
+    }
+
+    /// The columns any non-empty bin covers, `[first, end)`.
+    fn column_span(&self) -> (usize, usize) {
+        let open = self.cols.iter().filter(|(a, b)| b > a);
+        let first = open.clone().map(|c| c.0).min().unwrap_or(0);
+        (first, open.map(|c| c.1).max().unwrap_or(first))
     }
 }
 
-/// RoI max pooling (torchvision's `roi_pool`): `[K, C, PH, PW]` values and the
-/// flat in-plane index of each bin's first maximum (-1 for an empty bin, whose
-/// value is 0).
-pub fn roi_pool<T: Real>(
+/// torchvision starts each bin's maximum at -FLT_MAX (for float64 too): NaN and
+/// -inf never win, and a bin of only those gives -FLT_MAX.
+fn roi_pool_floor<T: Real>() -> T {
+    T::from_f64(-(f32::MAX as f64))
+}
+
+/// The RoI-pool values of one plane for the regions of its image, separably:
+/// each row bin's rows reduced elementwise over the region's columns
+/// (vectorised), then each column bin of that row. `maxNum` ignores NaN, which
+/// is torchvision's rule here.
+struct RoiPoolPlane<'a, T> {
+    plane: &'a [T],
+    w: usize,
+    regions: &'a [usize],
+    bins: &'a [PoolBins],
+    /// `regions.len()` blocks of `PH x PW` values.
+    out: &'a mut [T],
+}
+
+impl<T: PoolReal> SimdKernel for RoiPoolPlane<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let (w, plane) = (self.w, self.plane);
+        let mut row = vec![T::ZERO; w];
+        let floor = roi_pool_floor::<T>();
+        let per_region = self.out.len() / self.regions.len().max(1);
+        for (&k, out) in self.regions.iter().zip(self.out.chunks_exact_mut(per_region)) {
+            let bins = &self.bins[k];
+            let (first, end) = bins.column_span();
+            let row = &mut row[..end - first];
+            for (i, &(h0, h1)) in bins.rows.iter().enumerate() {
+                let out_row = &mut out[i * bins.cols.len()..(i + 1) * bins.cols.len()];
+                if h1 <= h0 || end <= first {
+                    out_row.fill(T::ZERO);
+                    continue;
+                }
+                strided_max::<T, false>(&plane[h0 * w + first..], w, h1 - h0, row);
+                for (o, &(w0, w1)) in out_row.iter_mut().zip(&bins.cols) {
+                    *o = if w1 <= w0 {
+                        T::ZERO
+                    } else {
+                        row[w0 - first..w1 - first].iter().fold(floor, |m, &v| m.max_num(v))
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// A `[K, C, per]` result computed plane by plane: `fill(plane, regions, out)`
+/// gets one input plane, the regions of its image (in input order) and their
+/// `per`-value blocks for that channel. Visiting each plane once keeps it in
+/// cache for all its regions, where going region by region would fetch the
+/// region's window of every channel from memory.
+fn plane_major<T: Real>(
+    x: &[T],
+    shape: Shape,
+    batch: &[usize],
+    per: usize,
+    fill: impl Fn(&[T], &[usize], &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut regions_of: Vec<Vec<usize>> = vec![Vec::new(); shape.n];
+    let mut local = vec![0; batch.len()];
+    for (k, &n) in batch.iter().enumerate() {
+        local[k] = regions_of[n].len();
+        regions_of[n].push(k);
+    }
+    // Staging `[N][C][regions of n][per]`, then gathered into `[K][C][per]`.
+    let mut staging = vec![T::ZERO; batch.len() * shape.c * per];
+    let mut image_start = Vec::with_capacity(shape.n);
+    let mut at = 0;
+    for regions in &regions_of {
+        image_start.push(at);
+        at += shape.c * regions.len() * per;
+    }
+    let mut tasks: Vec<(&[T], &[usize], &mut [T])> = Vec::with_capacity(shape.planes());
+    let mut rest = staging.as_mut_slice();
+    for (n, regions) in regions_of.iter().enumerate() {
+        for c in 0..shape.c {
+            let (mine, tail) = rest.split_at_mut(regions.len() * per);
+            rest = tail;
+            if !regions.is_empty() {
+                let plane = &x[(n * shape.c + c) * shape.plane_len()..][..shape.plane_len()];
+                tasks.push((plane, regions, mine));
+            }
+        }
+    }
+    tasks.into_par_iter().for_each(|(plane, regions, out)| fill(plane, regions, out));
+    let mut out = vec![T::ZERO; batch.len() * shape.c * per];
+    out.par_chunks_mut((shape.c * per).max(1)).enumerate().for_each(|(k, out)| {
+        let n = batch[k];
+        let count = regions_of[n].len();
+        for (c, block) in out.chunks_exact_mut(per).enumerate() {
+            block.copy_from_slice(&staging[image_start[n] + (c * count + local[k]) * per..][..per]);
+        }
+    });
+    out
+}
+
+/// RoI max pooling (torchvision's `roi_pool`): `[K, C, PH, PW]` values; an empty
+/// bin gives 0.
+pub fn roi_pool<T: PoolReal>(
+    x: &[T],
+    shape: Shape,
+    rois: &[T],
+    output_size: [usize; 2],
+    spatial_scale: f64,
+) -> Result<Vec<T>> {
+    let batch = check_common("roi_pool", x, shape, rois, output_size, spatial_scale)?;
+    let per = output_size[0] * output_size[1];
+    if batch.is_empty() || shape.c == 0 {
+        return Ok(Vec::new());
+    }
+    let scale = T::from_f64(spatial_scale);
+    let bins: Vec<PoolBins> = rois.chunks_exact(5).map(|roi| PoolBins::new(roi, shape, output_size, scale)).collect();
+    Ok(plane_major(x, shape, &batch, per, |plane, regions, out| {
+        dispatch(RoiPoolPlane { plane, w: shape.w, regions, bins: &bins, out })
+    }))
+}
+
+/// [`roi_pool`] with, for the backward pass, the flat in-plane index of each
+/// bin's first maximum (-1 for an empty bin or one without a value above
+/// -FLT_MAX).
+pub fn roi_pool_with_argmax<T: PoolReal>(
     x: &[T],
     shape: Shape,
     rois: &[T],
     output_size: [usize; 2],
     spatial_scale: f64,
 ) -> Result<(Vec<T>, Vec<i64>)> {
-    const F: &str = "roi_pool";
-    let batch = check_common(F, x, shape, rois, output_size, spatial_scale)?;
+    let batch = check_common("roi_pool", x, shape, rois, output_size, spatial_scale)?;
     let bins = output_size[0] * output_size[1];
     let per_roi = shape.c * bins;
     let mut values = vec![T::ZERO; batch.len() * per_roi];
@@ -126,17 +248,18 @@ pub fn roi_pool<T: Real>(
         return Ok((values, arg));
     }
     let scale = T::from_f64(spatial_scale);
-    // torchvision starts each bin's maximum at -FLT_MAX, for float64 too.
-    let lowest = T::from_f64(-(f32::MAX as f64));
+    let lowest = roi_pool_floor::<T>();
     values
         .par_chunks_mut(per_roi)
         .zip(arg.par_chunks_mut(per_roi))
         .enumerate()
         .for_each(|(k, (values, arg))| {
             let pb = PoolBins::new(&rois[5 * k..5 * k + 5], shape, output_size, scale);
+            let windows = pb.rows.iter().flat_map(|&(h0, h1)| pb.cols.iter().map(move |&(w0, w1)| (h0, h1, w0, w1)));
+            let windows: Vec<_> = windows.collect();
             for c in 0..shape.c {
                 let plane = &x[(batch[k] * shape.c + c) * shape.plane_len()..][..shape.plane_len()];
-                for (b, &[h0, h1, w0, w1]) in pb.windows.iter().enumerate() {
+                for (b, &(h0, h1, w0, w1)) in windows.iter().enumerate() {
                     if h1 <= h0 || w1 <= w0 {
                         continue;
                     }
@@ -438,8 +561,9 @@ mod tests {
         let s = Shape::new([1, 1, 4, 4]);
         let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
         let rois = [0.0f32, 0.0, 0.0, 3.0, 3.0];
-        let (v, a) = roi_pool(&x, s, &rois, [2, 2], 1.0).unwrap();
+        let (v, a) = roi_pool_with_argmax(&x, s, &rois, [2, 2], 1.0).unwrap();
         assert_eq!(v, vec![5.0, 7.0, 13.0, 15.0]);
+        assert_eq!(roi_pool(&x, s, &rois, [2, 2], 1.0).unwrap(), v);
         assert_eq!(a, vec![5, 7, 13, 15]);
         let g = roi_pool_backward(&[1.0f32; 4], &a, &rois, s, [2, 2]).unwrap();
         assert_eq!(g.iter().sum::<f32>(), 4.0);
