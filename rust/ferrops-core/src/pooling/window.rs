@@ -151,25 +151,56 @@ fn max_pool_plane_with<T: PoolReal, const NAN: bool>(src: &[T], g: &Window, scra
     }
 }
 
-/// Adds `grad` of each output of one plane to the first arg max of its window
-/// (POOL-MAX), in output order.
-fn max_pool_plane_backward<T: Real>(src: &[T], g: &Window, grad: &[T], grad_in: &mut [T]) {
+/// Scratch of the separable arg max: per input row and output column, the
+/// window's best value along the row and its column.
+struct ArgScratch<T> {
+    values: Vec<T>,
+    columns: Vec<u32>,
+}
+
+impl<T: Real> ArgScratch<T> {
+    fn new(g: &Window) -> Self {
+        ArgScratch { values: vec![T::ZERO; g.h * g.ow], columns: vec![0; g.h * g.ow] }
+    }
+}
+
+/// Adds `grad` of each output of one plane to the arg max of its window
+/// (POOL-MAX: the first maximum in row-major order; NaN wins as in torch),
+/// summed in output order.
+///
+/// Separable, `kh + kw` comparisons per output instead of `kh x kw`: the arg max
+/// along each row's window first, then along the window's rows. Scanning rows in
+/// order and keeping a row only when it beats the best so far finds the first
+/// row that holds the maximum, and within it the row pass found the first column.
+fn max_pool_plane_backward<T: Real>(src: &[T], g: &Window, grad: &[T], grad_in: &mut [T], scratch: &mut ArgScratch<T>) {
+    let (w, ow) = (g.w, g.ow);
+    for r in 0..g.h {
+        let row = &src[r * w..(r + 1) * w];
+        for ox in 0..ow {
+            let (c0, c1) = g.cols(ox);
+            let (mut best, mut at) = (row[c0], c0);
+            // Selects rather than branches: which element wins is data-dependent and
+            // would mispredict.
+            for (c, &v) in row.iter().enumerate().take(c1).skip(c0 + 1) {
+                let take = beats(v, best);
+                best = if take { v } else { best };
+                at = if take { c } else { at };
+            }
+            scratch.values[r * ow + ox] = best;
+            scratch.columns[r * ow + ox] = at as u32;
+        }
+    }
     for oy in 0..g.oh {
         let (r0, r1) = g.rows(oy);
-        for ox in 0..g.ow {
-            let (c0, c1) = g.cols(ox);
-            let mut arg = r0 * g.w + c0;
-            let mut best = src[arg];
-            for r in r0..r1 {
-                for c in c0..c1 {
-                    let v = src[r * g.w + c];
-                    if beats(v, best) {
-                        best = v;
-                        arg = r * g.w + c;
-                    }
-                }
+        for ox in 0..ow {
+            let (mut best, mut at) = (scratch.values[r0 * ow + ox], r0);
+            for r in r0 + 1..r1 {
+                let v = scratch.values[r * ow + ox];
+                let take = beats(v, best);
+                best = if take { v } else { best };
+                at = if take { r } else { at };
             }
-            grad_in[arg] += grad[oy * g.ow + ox];
+            grad_in[at * w + scratch.columns[at * ow + ox] as usize] += grad[oy * ow + ox];
         }
     }
 }
@@ -289,7 +320,10 @@ pub fn max_pool2d_backward<T: PoolReal>(
         .par_chunks_mut(shape.plane_len())
         .zip(x.par_chunks(shape.plane_len()))
         .zip(grad_output.par_chunks(g.oh * g.ow))
-        .for_each(|((grad_in, src), grad)| max_pool_plane_backward(src, &g, grad, grad_in));
+        .for_each_init(
+            || ArgScratch::new(&g),
+            |scratch, ((grad_in, src), grad)| max_pool_plane_backward(src, &g, grad, grad_in, scratch),
+        );
     Ok(grad_in)
 }
 
@@ -380,6 +414,7 @@ pub fn sppf_backward<T: PoolReal>(x: &[T], shape: Shape, kernel_size: usize, gra
         let (b, c) = (plane / shape.c, plane % shape.c);
         let grad_of = |block: usize| &grad_output[b * 4 * chw + block * chw + c * hw..][..hw];
         let mut scratch = Scratch::new(&g);
+        let mut arg_scratch = ArgScratch::new(&g);
         let mut y1 = vec![T::ZERO; hw];
         let mut y2 = vec![T::ZERO; hw];
         max_pool_plane(src, &g, &mut scratch, &mut y1);
@@ -390,12 +425,12 @@ pub fn sppf_backward<T: PoolReal>(x: &[T], shape: Shape, kernel_size: usize, gra
         let mut through = vec![T::ZERO; hw];
         for (source, block) in [(&y2, 2), (&y1, 1)] {
             through.fill(T::ZERO);
-            max_pool_plane_backward(source, &g, &upstream, &mut through);
+            max_pool_plane_backward(source, &g, &upstream, &mut through, &mut arg_scratch);
             for ((u, &t), &own) in upstream.iter_mut().zip(&through).zip(grad_of(block)) {
                 *u = own + t;
             }
         }
-        max_pool_plane_backward(src, &g, &upstream, grad_in);
+        max_pool_plane_backward(src, &g, &upstream, grad_in, &mut arg_scratch);
         for (gi, &own) in grad_in.iter_mut().zip(grad_of(0)) {
             *gi = own + *gi;
         }
@@ -479,6 +514,40 @@ mod tests {
         }
         for b in 0..s.n {
             assert_eq!(&out[b * 4 * chw..][..chw], &x[b * chw..][..chw]);
+        }
+    }
+
+    #[test]
+    fn separable_arg_max_equals_the_row_major_scan() {
+        let s = Shape::new([1, 2, 9, 11]);
+        let mut x = data(s.len(), 4);
+        x[13] = f64::NAN;
+        x[17] = f64::NAN;
+        x[120] = f64::NAN;
+        for (k, st, p) in [([3, 3], [1, 1], [1, 1]), ([2, 5], [2, 1], [1, 2]), ([5, 5], [1, 1], [2, 2]), ([4, 3], [3, 2], [0, 1])] {
+            let g = Window::new("test", s.h, s.w, k, st, p).unwrap();
+            let grad: Vec<f64> = (0..s.planes() * g.oh * g.ow).map(|i| 1.0 + i as f64).collect();
+            let got = max_pool2d_backward(&x, s, k, st, p, &grad).unwrap();
+            let mut want = vec![0.0; s.len()];
+            for plane in 0..s.planes() {
+                let src = &x[plane * s.h * s.w..][..s.h * s.w];
+                for oy in 0..g.oh {
+                    let (r0, r1) = g.rows(oy);
+                    for ox in 0..g.ow {
+                        let (c0, c1) = g.cols(ox);
+                        let mut at = r0 * s.w + c0;
+                        for r in r0..r1 {
+                            for c in c0..c1 {
+                                if beats(src[r * s.w + c], src[at]) {
+                                    at = r * s.w + c;
+                                }
+                            }
+                        }
+                        want[plane * s.h * s.w + at] += grad[(plane * g.oh + oy) * g.ow + ox];
+                    }
+                }
+            }
+            assert_eq!(got, want);
         }
     }
 
