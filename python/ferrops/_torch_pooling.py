@@ -88,9 +88,9 @@ class _RustFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, function: str, op: Any) -> torch.Tensor:
         a = _numpy(x)
         out, op.saved = op.forward(a)
-        ctx.op, ctx.dtype = op, x.dtype
+        ctx.op = op
         ctx.save_for_backward(x)
-        return torch.from_numpy(out).to(x.dtype)
+        return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
 
     @staticmethod
     @once_differentiable
@@ -99,7 +99,7 @@ class _RustFunction(torch.autograd.Function):
         a = _numpy(x)
         g = _numpy(grad, a.dtype)
         grad_x = ctx.op.backward(a, ctx.op.saved, g)
-        return torch.from_numpy(grad_x).to(ctx.dtype), None, None
+        return torch.from_numpy(grad_x).to(device=x.device, dtype=x.dtype), None, None
 
 
 def rust_autograd(function: str, x: torch.Tensor, op: Any) -> torch.Tensor:

@@ -49,7 +49,7 @@ def _torch_impl() -> Any:
 
 
 def _check_nchw(function: str, argument: str, x: Any) -> tuple[int, int, int, int]:
-    shape = tuple(getattr(x, "shape", None) if hasattr(x, "shape") else np.shape(x))
+    shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
     if len(shape) != 4:
         raise ValueError(f"{function}(): argument '{argument}': expected a 4-D [N, C, H, W] input, got shape {list(shape)}")
     return tuple(int(v) for v in shape)  # type: ignore[return-value]
