@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::window::planes_per_task;
-use super::{adaptive_bin, beats, check_grad, has_nan, max_of, positive, strided_max, PoolReal, Shape};
+use super::{adaptive_bin, beats, check_grad, has_nan, max_of, max_reduce, positive, strided_max, PoolReal, Shape};
 use crate::error::{FerropsError, Result};
 use crate::simd::{dispatch, SimdKernel};
 
@@ -149,7 +149,7 @@ fn pool_plane_with<T: PoolReal, const NAN: bool>(src: &[T], plan: &Plan, scratch
         for (c, cell) in cells.iter_mut().enumerate() {
             let part = &row[col_edges[c]..col_edges[c + 1]];
             *cell = if max {
-                part[1..].iter().fold(part[0], |m, &v| max_of::<T, NAN>(m, v))
+                max_reduce::<T, NAN>(part)
             } else {
                 part.iter().fold(T::ZERO, |s, &v| s + v)
             };

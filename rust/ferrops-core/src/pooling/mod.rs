@@ -122,12 +122,44 @@ pub(crate) fn max_of<T: PoolReal, const NAN: bool>(a: T, b: T) -> T {
     }
 }
 
-/// Whether a plane holds a NaN (a vectorised scan in blocks, stopping at the
-/// first block that has one).
+/// Whether a plane may hold a NaN: true for a NaN, and also for an infinity
+/// (`v - v` is NaN for both), which only sends such a plane down the NaN-exact
+/// path, correct for infinities too. Sums in 32 independent lanes so the adds
+/// vectorise without a dependency chain; a boolean fold would pack its masks to
+/// bytes on every step.
 #[inline(always)]
 pub(crate) fn has_nan<T: Real>(plane: &[T]) -> bool {
-    #[allow(clippy::eq_op)]
-    plane.chunks(256).any(|block| block.iter().fold(false, |any, &v| any | (v != v)))
+    const LANES: usize = 32;
+    let mut lanes = [T::ZERO; LANES];
+    let mut chunks = plane.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for l in 0..LANES {
+            lanes[l] += chunk[l] - chunk[l];
+        }
+    }
+    let total = chunks.remainder().iter().fold(lanes.iter().fold(T::ZERO, |s, &v| s + v), |s, &v| s + (v - v));
+    !total.is_finite()
+}
+
+/// Lanes of the partial maxima in [`max_reduce`]: one AVX2 vector of f32.
+const REDUCE_LANES: usize = 8;
+
+/// The max of a non-empty slice. Without NaN the running maximum is kept in
+/// `REDUCE_LANES` independent lanes (a vector, and no chain of dependent maxes),
+/// reduced at the end; with NaN, a NaN-propagating scalar fold.
+#[inline(always)]
+pub(crate) fn max_reduce<T: PoolReal, const NAN: bool>(values: &[T]) -> T {
+    if NAN || values.len() < 2 * REDUCE_LANES {
+        return values[1..].iter().fold(values[0], |m, &v| max_of::<T, NAN>(m, v));
+    }
+    let (chunks, tail) = values.split_at(values.len() - values.len() % REDUCE_LANES);
+    let mut lanes = [values[0]; REDUCE_LANES];
+    for chunk in chunks.chunks_exact(REDUCE_LANES) {
+        for l in 0..REDUCE_LANES {
+            lanes[l] = lanes[l].max_num(chunk[l]);
+        }
+    }
+    tail.iter().fold(lanes.iter().fold(lanes[0], |m, &v| m.max_num(v)), |m, &v| m.max_num(v))
 }
 
 /// `dst[j] = max_t src[t * step + j]` over `t < count`: the elementwise max of
@@ -206,6 +238,16 @@ mod tests {
         assert!(beats(f32::NAN, 3.0));
         assert!(!beats(5.0, f32::NAN));
         assert!(beats(f32::NAN, f32::NAN));
+        let mut plane = vec![1.0f32; 100];
+        assert!(!has_nan(&plane));
+        plane[99] = f32::NAN;
+        assert!(has_nan(&plane));
+        plane[99] = 0.0;
+        plane[40] = f32::NAN;
+        assert!(has_nan(&plane));
+        let values: Vec<f32> = (0..37).map(|i| ((i * 7) % 23) as f32).collect();
+        assert_eq!(max_reduce::<f32, false>(&values), 22.0);
+        assert!(max_reduce::<f32, true>(&[1.0, f32::NAN, 2.0]).is_nan());
         assert!(!beats(3.0f32, 3.0));
     }
 }
