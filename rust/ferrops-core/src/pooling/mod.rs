@@ -128,6 +128,7 @@ pub(crate) fn max_of<T: PoolReal, const NAN: bool>(a: T, b: T) -> T {
 /// vectorise without a dependency chain; a boolean fold would pack its masks to
 /// bytes on every step.
 #[inline(always)]
+#[allow(clippy::eq_op)]
 pub(crate) fn has_nan<T: Real>(plane: &[T]) -> bool {
     const LANES: usize = 32;
     let mut lanes = [T::ZERO; LANES];
