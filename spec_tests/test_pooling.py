@@ -562,3 +562,31 @@ def ref_roi_pool_torchvision_rule(x, rois, ph, pw):
     """roi_pool where a bin's max starts at -FLT_MAX and only larger values win."""
     clean = np.where(np.isnan(x) | (x < -np.finfo(np.float32).max), -np.finfo(np.float32).max, x)
     return ref_roi_pool(clean, rois, ph, pw, 1.0).astype(np.float32)
+
+
+@pytest.mark.spec("POOL-MAX")
+@given(
+    h=st.integers(1, 12), w=st.integers(1, 12), kh=st.integers(1, 5), kw=st.integers(1, 5),
+    sh=st.integers(1, 3), sw=st.integers(1, 3), data=st.data(),
+)
+def test_max_pool_property_matches_the_definition(h, w, kh, kw, sh, sw, data):
+    ph = data.draw(st.integers(0, kh // 2))
+    pw = data.draw(st.integers(0, kw // 2))
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        with pytest.raises(ValueError, match=r"max_pool2d\(\): argument 'input'"):
+            ferrops.max_pool2d(np.zeros((1, 1, h, w), np.float32), (kh, kw), (sh, sw), (ph, pw))
+        return
+    x = np.floor(feature_map((2, 2, h, w), seed=h * 13 + w) * 2)  # ties
+    got = ferrops.max_pool2d(x, (kh, kw), (sh, sw), (ph, pw))
+    np.testing.assert_array_equal(got, ref_max_pool(x, (kh, kw), (sh, sw), (ph, pw)).astype(np.float32))
+
+
+@pytest.mark.spec("POOL-SPPF", "POOL-SPP")
+def test_strided_and_channels_last_inputs_give_the_same_results():
+    x = feature_map((2, 6, 9, 10), seed=19)
+    view = x[:, ::2]  # a strided NumPy view
+    np.testing.assert_array_equal(ferrops.sppf(view), ref_sppf(np.ascontiguousarray(view), 5).astype(np.float32))
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(ferrops.sppf(t).numpy(), ref_sppf(x, 5).astype(np.float32))
+    np.testing.assert_allclose(ferrops.spatial_pyramid_pool(t, (3, 1), "avg").numpy(), ref_spp(x, (3, 1), "avg"), rtol=1e-5, atol=1e-6)
