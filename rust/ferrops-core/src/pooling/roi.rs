@@ -158,16 +158,19 @@ impl<T: PoolReal> SimdKernel for RoiPoolPlane<'_, T> {
     }
 }
 
-/// A `[K, C, per]` result computed plane by plane: `fill(plane, regions, out)`
-/// gets one input plane, the regions of its image (in input order) and their
-/// `per`-value blocks for that channel. Visiting each plane once keeps it in
-/// cache for all its regions, where going region by region would fetch the
-/// region's window of every channel from memory.
-fn plane_major<T: Real>(
+/// A `[K, C, per]` result computed by blocks of `block` channel planes:
+/// `fill(planes, regions, out)` gets the block's planes (contiguous), the regions
+/// of their image (in input order) and `out` laid out `[region][channel of the
+/// block][per]`. Visiting each block once keeps its planes in cache for all its
+/// regions, where going region by region would fetch the region's window of every
+/// channel from memory. The split depends only on the shapes, so results do not
+/// depend on the thread count.
+fn channel_blocks<T: Real>(
     x: &[T],
     shape: Shape,
     batch: &[usize],
     per: usize,
+    block: usize,
     fill: impl Fn(&[T], &[usize], &mut [T]) + Sync,
 ) -> Vec<T> {
     let mut regions_of: Vec<Vec<usize>> = vec![Vec::new(); shape.n];
@@ -176,7 +179,8 @@ fn plane_major<T: Real>(
         local[k] = regions_of[n].len();
         regions_of[n].push(k);
     }
-    // Staging `[N][C][regions of n][per]`, then gathered into `[K][C][per]`.
+    // Staging `[N][channel block][regions of n][channels of the block][per]`,
+    // then gathered into `[K][C][per]`.
     let mut staging = vec![T::ZERO; batch.len() * shape.c * per];
     let mut image_start = Vec::with_capacity(shape.n);
     let mut at = 0;
@@ -184,28 +188,38 @@ fn plane_major<T: Real>(
         image_start.push(at);
         at += shape.c * regions.len() * per;
     }
-    let mut tasks: Vec<(&[T], &[usize], &mut [T])> = Vec::with_capacity(shape.planes());
+    let hw = shape.plane_len();
+    let mut tasks: Vec<(&[T], &[usize], &mut [T])> = Vec::new();
     let mut rest = staging.as_mut_slice();
     for (n, regions) in regions_of.iter().enumerate() {
-        for c in 0..shape.c {
-            let (mine, tail) = rest.split_at_mut(regions.len() * per);
+        for first in (0..shape.c).step_by(block) {
+            let channels = block.min(shape.c - first);
+            let (mine, tail) = rest.split_at_mut(regions.len() * channels * per);
             rest = tail;
             if !regions.is_empty() {
-                let plane = &x[(n * shape.c + c) * shape.plane_len()..][..shape.plane_len()];
-                tasks.push((plane, regions, mine));
+                let planes = &x[(n * shape.c + first) * hw..(n * shape.c + first + channels) * hw];
+                tasks.push((planes, regions, mine));
             }
         }
     }
-    tasks.into_par_iter().for_each(|(plane, regions, out)| fill(plane, regions, out));
+    tasks.into_par_iter().for_each(|(planes, regions, out)| fill(planes, regions, out));
     let mut out = vec![T::ZERO; batch.len() * shape.c * per];
     out.par_chunks_mut((shape.c * per).max(1)).enumerate().for_each(|(k, out)| {
         let n = batch[k];
         let count = regions_of[n].len();
-        for (c, block) in out.chunks_exact_mut(per).enumerate() {
-            block.copy_from_slice(&staging[image_start[n] + (c * count + local[k]) * per..][..per]);
+        for (c, values) in out.chunks_exact_mut(per).enumerate() {
+            let (first, channels) = (c - c % block, block.min(shape.c - (c - c % block)));
+            let at = image_start[n] + first * count * per + (local[k] * channels + c - first) * per;
+            values.copy_from_slice(&staging[at..at + per]);
         }
     });
     out
+}
+
+/// Channels per block in [`channel_blocks`]: as many planes as fit in 256 KiB
+/// (an L2 cache share), between 1 and 64.
+fn block_channels<T>(shape: Shape) -> usize {
+    (256 * 1024 / (shape.plane_len() * std::mem::size_of::<T>()).max(1)).clamp(1, 64)
 }
 
 /// RoI max pooling (torchvision's `roi_pool`): `[K, C, PH, PW]` values; an empty
@@ -224,7 +238,7 @@ pub fn roi_pool<T: PoolReal>(
     }
     let scale = T::from_f64(spatial_scale);
     let bins: Vec<PoolBins> = rois.chunks_exact(5).map(|roi| PoolBins::new(roi, shape, output_size, scale)).collect();
-    Ok(plane_major(x, shape, &batch, per, |plane, regions, out| {
+    Ok(channel_blocks(x, shape, &batch, per, 1, |plane, regions, out| {
         dispatch(RoiPoolPlane { plane, w: shape.w, regions, bins: &bins, out })
     }))
 }
@@ -490,26 +504,26 @@ pub fn roi_align<T: Real>(
     let batch = check_common(F, x, shape, rois, output_size, spatial_scale)?;
     let p = align_params(F, output_size, spatial_scale, sampling_ratio, aligned)?;
     let bins = output_size[0] * output_size[1];
-    let per_roi = shape.c * bins;
-    let mut out = vec![T::ZERO; batch.len() * per_roi];
-    if out.is_empty() {
-        return Ok(out);
+    if batch.is_empty() || shape.c == 0 {
+        return Ok(Vec::new());
     }
-    out.par_chunks_mut(per_roi).enumerate().for_each(|(k, out)| {
-        let s = AlignSamples::new(&rois[5 * k..5 * k + 5], shape, p);
-        for (c, out) in out.chunks_exact_mut(bins).enumerate() {
-            let plane = &x[(batch[k] * shape.c + c) * shape.plane_len()..][..shape.plane_len()];
-            for (b, o) in out.iter_mut().enumerate() {
-                let mut sum = T::ZERO;
-                for t in s.starts[b]..s.starts[b + 1] {
-                    let (pos, w) = (s.positions[t], s.weights[t]);
-                    sum += w[0] * plane[pos[0]] + w[1] * plane[pos[1]] + w[2] * plane[pos[2]] + w[3] * plane[pos[3]];
+    let hw = shape.plane_len();
+    Ok(channel_blocks(x, shape, &batch, bins, block_channels::<T>(shape), |planes, regions, out| {
+        let channels = planes.len() / hw;
+        for (&k, out) in regions.iter().zip(out.chunks_exact_mut(channels * bins)) {
+            let s = AlignSamples::new(&rois[5 * k..5 * k + 5], shape, p);
+            for (plane, out) in planes.chunks_exact(hw).zip(out.chunks_exact_mut(bins)) {
+                for (b, o) in out.iter_mut().enumerate() {
+                    let mut sum = T::ZERO;
+                    for t in s.starts[b]..s.starts[b + 1] {
+                        let (pos, w) = (s.positions[t], s.weights[t]);
+                        sum += w[0] * plane[pos[0]] + w[1] * plane[pos[1]] + w[2] * plane[pos[2]] + w[3] * plane[pos[3]];
+                    }
+                    *o = sum / s.count;
                 }
-                *o = sum / s.count;
             }
         }
-    });
-    Ok(out)
+    }))
 }
 
 /// The gradient of [`roi_align`] with respect to its input: each sample's share
