@@ -87,13 +87,14 @@ impl PoolBins {
         let corner = |v: T| (v * scale).to_f64().round() as i64;
         let (x1, y1, x2, y2) = (corner(roi[1]), corner(roi[2]), corner(roi[3]), corner(roi[4]));
         let bins = |start: i64, end: i64, count: usize, size: usize| {
-            let bin = T::from_f64((end - start + 1).max(1) as f64) / T::from_f64(count as f64);
+            // Saturating: absurd (but finite) boxes must not overflow.
+            let bin = T::from_f64(end.saturating_sub(start).saturating_add(1).max(1) as f64) / T::from_f64(count as f64);
             let clip = |v: i64| v.clamp(0, size as i64) as usize;
             (0..count)
                 .map(|i| {
                     let lo = (T::from_f64(i as f64) * bin).to_f64().floor() as i64;
                     let hi = (T::from_f64((i + 1) as f64) * bin).to_f64().ceil() as i64;
-                    (clip(lo + start), clip(hi + start))
+                    (clip(lo.saturating_add(start)), clip(hi.saturating_add(start)))
                 })
                 .collect()
         };
@@ -470,6 +471,33 @@ impl<T: Real> AlignSamples<T> {
     }
 }
 
+/// The most bilinear samples one region may take (all bins): its sampling
+/// positions are held in memory (48 bytes each), as torchvision's are.
+const MAX_SAMPLES_PER_REGION: f64 = (1u64 << 24) as f64;
+
+/// Rejects regions whose sampling grid would not fit in memory (a huge box with
+/// adaptive sampling, or a huge `sampling_ratio`), instead of failing to allocate.
+fn check_sampling<T: Real>(function: &'static str, rois: &[T], p: AlignParams) -> Result<()> {
+    let [ph, pw] = p.output_size;
+    for (k, roi) in rois.chunks_exact(5).enumerate() {
+        let extent = |a: T, b: T| {
+            let e = (b.to_f64() - a.to_f64()) * p.spatial_scale;
+            if p.aligned { e } else { e.max(1.0) }
+        };
+        let grid = |e: f64, bins: usize| if p.sampling_ratio > 0 { p.sampling_ratio as f64 } else { (e / bins as f64).ceil().max(0.0) };
+        let samples = grid(extent(roi[2], roi[4]), ph) * grid(extent(roi[1], roi[3]), pw) * (ph * pw) as f64;
+        if samples > MAX_SAMPLES_PER_REGION {
+            return Err(FerropsError::value(
+                function,
+                "boxes",
+                format!("regions of at most {MAX_SAMPLES_PER_REGION} bilinear samples (lower sampling_ratio or spatial_scale)"),
+                format!("{samples} samples for box {k}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn align_params(
     function: &'static str,
     output_size: [usize; 2],
@@ -503,6 +531,7 @@ pub fn roi_align<T: Real>(
     const F: &str = "roi_align";
     let batch = check_common(F, x, shape, rois, output_size, spatial_scale)?;
     let p = align_params(F, output_size, spatial_scale, sampling_ratio, aligned)?;
+    check_sampling(F, rois, p)?;
     let bins = output_size[0] * output_size[1];
     if batch.is_empty() || shape.c == 0 {
         return Ok(Vec::new());
@@ -543,6 +572,7 @@ pub fn roi_align_backward<T: Real>(
     positive(F, "output_size", output_size[0])?;
     positive(F, "output_size", output_size[1])?;
     let p = align_params(F, output_size, spatial_scale, sampling_ratio, aligned)?;
+    check_sampling(F, rois, p)?;
     let bins = output_size[0] * output_size[1];
     check_grad(F, batch.len() * shape.c * bins, grad_output.len())?;
     if !batch.is_empty() && shape.c > 0 && (shape.h == 0 || shape.w == 0) {
@@ -609,7 +639,11 @@ mod tests {
         assert!(roi_align(&x, s, &[0.5f32, 0.0, 0.0, 1.0, 1.0], [2, 2], 1.0, -1, false).is_err());
         assert!(roi_align(&x, s, &[0.0f32, 0.0, 0.0, 1.0], [2, 2], 1.0, -1, false).is_err());
         assert!(roi_pool(&x, s, &[0.0f32, f32::NAN, 0.0, 1.0, 1.0], [2, 2], 1.0).is_err());
+        let huge = roi_pool(&x, s, &[0.0f32, -1e30, -1e30, 1e30, 1e30], [2, 2], 1.0).unwrap();
+        assert_eq!(huge.len(), 4);
         assert!(roi_align(&x, s, &[0.0f32, 0.0, 0.0, 1.0, 1.0], [2, 2], 0.0, -1, false).is_err());
         assert!(roi_align(&x, s, &[0.0f32, 0.0, 0.0, 1.0, 1.0], [2, 2], 1.0, -2, false).is_err());
+        assert!(roi_align(&x, s, &[0.0f32, 0.0, 0.0, 1e30, 1e30], [2, 2], 1.0, -1, false).is_err());
+        assert!(roi_align(&x, s, &[0.0f32, 0.0, 0.0, 1.0, 1.0], [2, 2], 1.0, 1 << 40, false).is_err());
     }
 }

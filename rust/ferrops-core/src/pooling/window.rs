@@ -25,6 +25,8 @@ pub(crate) fn planes_per_task(plane_len: usize) -> usize {
     (ELEMENTS_PER_TASK / plane_len.max(1)).max(1)
 }
 
+const MAX_KERNEL: usize = 1 << 20;
+
 /// The geometry of a max pooling window over one `h x w` plane.
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -49,8 +51,14 @@ impl Window {
         stride: [usize; 2],
         padding: [usize; 2],
     ) -> Result<Window> {
-        positive(function, "kernel_size", kernel[0])?;
-        positive(function, "kernel_size", kernel[1])?;
+        for k in kernel {
+            positive(function, "kernel_size", k)?;
+            // Scratch rows are padded by the kernel; beyond this a window is
+            // certainly a mistake, and must not become an allocation failure.
+            if k > MAX_KERNEL {
+                return Err(FerropsError::value(function, "kernel_size", format!("at most {MAX_KERNEL}"), k.to_string()));
+            }
+        }
         positive(function, "stride", stride[0])?;
         positive(function, "stride", stride[1])?;
         for axis in 0..2 {
@@ -92,8 +100,12 @@ impl Window {
         })
     }
 
+    /// Stride 1, padding `k / 2`: the output keeps the input's size. A window
+    /// wider than `2 size + 1` covers the whole axis from every position, so the
+    /// kernel is clipped to that (the same result, bounded scratch).
     fn same(h: usize, w: usize, k: usize) -> Window {
-        Window { h, w, kh: k, kw: k, sh: 1, sw: 1, ph: k / 2, pw: k / 2, oh: h, ow: w }
+        let (kh, kw) = (k.min(2 * h + 1), k.min(2 * w + 1));
+        Window { h, w, kh, kw, sh: 1, sw: 1, ph: kh / 2, pw: kw / 2, oh: h, ow: w }
     }
 
     /// The input rows `[start, end)` of output row `oy` (padding clipped; never
@@ -580,6 +592,9 @@ mod tests {
         assert!(max_pool2d(&x[..15], s, [2, 2], [1, 1], [0, 0]).is_err());
         assert!(sppf(&x, s, 4).is_err());
         assert!(sppf(&x, s, 0).is_err());
+        assert!(max_pool2d(&x, s, [1 << 40, 2], [1, 1], [1 << 39, 0]).is_err());
+        let wide = sppf(&x, s, (1 << 40) + 1).unwrap();
+        assert_eq!(wide, sppf(&x, s, 9).unwrap());
         let (empty, _) = max_pool2d(&[] as &[f32], Shape::new([0, 3, 4, 4]), [2, 2], [2, 2], [0, 0]).unwrap();
         assert!(empty.is_empty());
     }
