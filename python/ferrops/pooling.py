@@ -321,11 +321,11 @@ def spatial_pyramid_pool(
     """
     F = "spatial_pyramid_pool"
     n, c, h, w = _check_nchw(F, "input", input)
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence):
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
         raise TypeError(f"{F}(): argument 'levels': expected a sequence of ints, got {type(levels).__name__}")
-    if len(levels) == 0:
-        raise ValueError(f"{F}(): argument 'levels': expected at least one level, got none")
     lv = [_int(F, "levels", v, 1) for v in levels]
+    if not lv:
+        raise ValueError(f"{F}(): argument 'levels': expected at least one level, got none")
     mode = _mode(F, mode)
     if n * c > 0 and h * w == 0:
         raise ValueError(f"{F}(): argument 'input': expected a non-empty spatial size, got {h}x{w}")
