@@ -7,7 +7,7 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
-from . import _core, boxes, mdp, segmentation
+from . import _core, boxes, mdp, nn, pooling, segmentation
 from .boxes import (
     batched_nms,
     box_area,
@@ -30,6 +30,16 @@ from .segmentation import (
     confusion_matrix,
     receptive_field,
     segmentation_metrics,
+)
+
+from .pooling import (
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    max_pool2d,
+    roi_align,
+    roi_pool,
+    spatial_pyramid_pool,
+    sppf,
 )
 
 __version__: str = _core.__version__
@@ -69,4 +79,5 @@ __all__ = [
     *boxes.__all__,
     "mdp",
     *segmentation.__all__,
+    *pooling.__all__,
 ]

@@ -89,3 +89,59 @@ def incremental_mean(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
 def confusion_matrix(
     target: npt.NDArray[np.integer], pred: npt.NDArray[np.integer], num_classes: int, ignore_index: int | None
 ) -> npt.NDArray[np.int64]: ...
+# pooling (inputs [N, C, H, W]; boxes [K, 5] in the input's dtype)
+def max_pool2d(
+    x: npt.NDArray[np.floating], kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> npt.NDArray[np.floating]: ...
+def max_pool2d_backward(
+    x: npt.NDArray[np.floating],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    grad_output: npt.NDArray[np.floating],
+) -> npt.NDArray[np.floating]: ...
+def sppf(x: npt.NDArray[np.floating], kernel_size: int) -> npt.NDArray[np.floating]: ...
+def sppf_backward(
+    x: npt.NDArray[np.floating], kernel_size: int, grad_output: npt.NDArray[np.floating]
+) -> npt.NDArray[np.floating]: ...
+def adaptive_pool2d(x: npt.NDArray[np.floating], output_size: tuple[int, int], mode: str) -> npt.NDArray[np.floating]: ...
+def adaptive_max_pool2d_with_indices(
+    x: npt.NDArray[np.floating], output_size: tuple[int, int]
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]: ...
+def adaptive_pool2d_backward(
+    x: npt.NDArray[np.floating], output_size: tuple[int, int], mode: str, grad_output: npt.NDArray[np.floating]
+) -> npt.NDArray[np.floating]: ...
+def spatial_pyramid_pool(x: npt.NDArray[np.floating], levels: list[int], mode: str) -> npt.NDArray[np.floating]: ...
+def spatial_pyramid_pool_backward(
+    x: npt.NDArray[np.floating], levels: list[int], mode: str, grad_output: npt.NDArray[np.floating]
+) -> npt.NDArray[np.floating]: ...
+def roi_pool(
+    x: npt.NDArray[np.floating], boxes: npt.NDArray[np.floating], output_size: tuple[int, int], spatial_scale: float
+) -> npt.NDArray[np.floating]: ...
+def roi_pool_with_argmax(
+    x: npt.NDArray[np.floating], boxes: npt.NDArray[np.floating], output_size: tuple[int, int], spatial_scale: float
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]: ...
+def roi_pool_backward(
+    grad_output: npt.NDArray[np.floating],
+    argmax: npt.NDArray[np.int64],
+    boxes: npt.NDArray[np.floating],
+    input_shape: tuple[int, int, int, int],
+    output_size: tuple[int, int],
+) -> npt.NDArray[np.floating]: ...
+def roi_align(
+    x: npt.NDArray[np.floating],
+    boxes: npt.NDArray[np.floating],
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> npt.NDArray[np.floating]: ...
+def roi_align_backward(
+    grad_output: npt.NDArray[np.floating],
+    boxes: npt.NDArray[np.floating],
+    input_shape: tuple[int, int, int, int],
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> npt.NDArray[np.floating]: ...

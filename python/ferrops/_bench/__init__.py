@@ -25,6 +25,7 @@ FAMILIES: dict[str, str] = {
     "boxes": "ferrops._bench.boxes",
     "mdp": "ferrops._bench.mdp",
     "segmentation": "ferrops._bench.segmentation",
+    "pooling": "ferrops._bench.pooling",
 }
 
 

@@ -9,6 +9,7 @@ pub mod buffer;
 pub mod error;
 pub mod mdp;
 pub mod parallel;
+pub mod pooling;
 pub mod real;
 pub mod segmentation;
 pub mod simd;

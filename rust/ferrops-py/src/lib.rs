@@ -5,6 +5,7 @@
 mod boxes;
 mod convert;
 mod mdp;
+mod pooling;
 mod run;
 mod segmentation;
 
@@ -59,5 +60,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     boxes::register(m)?;
     mdp::register(m)?;
     segmentation::register(m)?;
+    pooling::register(m)?;
     Ok(())
 }

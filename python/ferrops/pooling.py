@@ -1,0 +1,462 @@
+"""Pooling kernels (SPEC section 4): spatial pyramid pooling, SPPF, max and
+adaptive pooling, RoI pooling and RoI align, with torch / torchvision names and
+semantics.
+
+Inputs are ``[N, C, H, W]`` NumPy arrays or tensors; results are of the input's
+kind (see :mod:`ferrops._dispatch` for the backend rule). float32 and float64 run
+in their own precision; float16, bfloat16 and other real dtypes are computed in
+float32 and the result is cast back to a float16/bfloat16 input's dtype (max
+pooling is exact in any of them).
+
+Gradients: CPU tensors that require grad run the Rust kernels inside a
+``torch.autograd.Function`` whose backward is a Rust kernel too. Max pooling sends
+each output's gradient to the first arg max of its window (row-major; POOL-MAX),
+average pooling spreads it evenly over the bin. Gradients are first order only.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+
+from . import _core
+from . import _dispatch as d
+
+__all__ = [
+    "spatial_pyramid_pool",
+    "sppf",
+    "max_pool2d",
+    "adaptive_max_pool2d",
+    "adaptive_avg_pool2d",
+    "roi_pool",
+    "roi_align",
+]
+
+PoolMode = Literal["max", "avg"]
+IntPair = int | tuple[int, int]
+
+
+def _torch_impl() -> Any:
+    from . import _torch_pooling
+
+    return _torch_pooling
+
+
+# ---------------------------------------------------------------------------
+# argument checks
+
+
+def _check_nchw(function: str, argument: str, x: Any) -> tuple[int, int, int, int]:
+    shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+    if len(shape) != 4:
+        raise ValueError(f"{function}(): argument '{argument}': expected a 4-D [N, C, H, W] input, got shape {list(shape)}")
+    return tuple(int(v) for v in shape)  # type: ignore[return-value]
+
+
+def _int(function: str, argument: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{function}(): argument '{argument}': expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{function}(): argument '{argument}': expected an int of at least {minimum}, got {value}")
+    return int(value)
+
+
+def _pair(function: str, argument: str, value: Any, minimum: int) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{function}(): argument '{argument}': expected an int or a pair of ints, got {value!r}")
+        return _int(function, argument, value[0], minimum), _int(function, argument, value[1], minimum)
+    v = _int(function, argument, value, minimum)
+    return v, v
+
+
+def _output_size(function: str, value: Any, hw: tuple[int, int]) -> tuple[int, int]:
+    """torch's ``output_size``: an int, or a pair whose ``None`` keeps the input size."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{function}(): argument 'output_size': expected an int or a pair, got {value!r}")
+        return tuple(  # type: ignore[return-value]
+            hw[i] if v is None else _int(function, "output_size", v, 1) for i, v in enumerate(value)
+        )
+    return _pair(function, "output_size", value, 1)
+
+
+def _mode(function: str, mode: Any) -> str:
+    if mode not in ("max", "avg"):
+        raise ValueError(f"{function}(): argument 'mode': expected 'max' or 'avg', got {mode!r}")
+    return mode
+
+
+def _scale(function: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{function}(): argument 'spatial_scale': expected a number, got {type(value).__name__}") from exc
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{function}(): argument 'spatial_scale': expected a positive finite number, got {value!r}")
+    return v
+
+
+# ---------------------------------------------------------------------------
+# dtypes and the Rust path
+
+
+def _low_precision(x: Any) -> Any:
+    """The dtype a result goes back to: float16/bfloat16 inputs, else None."""
+    if d.is_tensor(x):
+        torch = d.torch_module()
+        return x.dtype if x.dtype in (torch.float16, torch.bfloat16) else None
+    dtype = getattr(x, "dtype", None)
+    return np.dtype(np.float16) if dtype == np.float16 else None
+
+
+def _numpy_input(function: str, x: Any) -> np.ndarray:
+    a = d.float_array(function, "input", x)
+    return d.contiguous(a, a.dtype)
+
+
+def _kernel_dtype(x: Any) -> np.dtype:
+    """The dtype the Rust kernels run ``x`` in (the dtype rule of _dispatch)."""
+    return np.dtype(np.float64) if str(getattr(x, "dtype", "")) in ("float64", "torch.float64") else np.dtype(np.float32)
+
+
+def _back(result: np.ndarray, x: Any) -> Any:
+    """A Rust result as the kind and (low-precision) dtype of the input ``x``."""
+    out = d.like(result, x)
+    low = _low_precision(x)
+    if low is None:
+        return out
+    return out.to(low) if d.is_tensor(out) else out.astype(low)
+
+
+def _needs_grad(x: Any) -> bool:
+    if not d.is_tensor(x):
+        return False
+    return bool(d.torch_module().is_grad_enabled() and x.requires_grad)
+
+
+class _RustOp:
+    """One differentiable Rust call: ``forward(x) -> (out, saved)`` and
+    ``backward(x, saved, grad) -> grad_x`` on contiguous float32/float64 arrays;
+    ``inference(x) -> out``, when given, is a faster forward for calls that keep
+    nothing for a backward pass."""
+
+    def __init__(
+        self,
+        forward: Callable[[np.ndarray], tuple[np.ndarray, Any]],
+        backward: Callable[[np.ndarray, Any, np.ndarray], np.ndarray],
+        inference: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        self.forward = forward
+        self.backward = backward
+        self.inference = inference
+        self.saved: Any = None
+
+
+def _run(function: str, x: Any, op: _RustOp) -> Any:
+    """Runs ``op`` on the Rust path: through autograd when ``x`` needs a gradient."""
+    if _needs_grad(x):
+        return _torch_impl().rust_autograd(function, x, op)
+    a = _numpy_input(function, x)
+    if op.inference is not None:
+        return _back(op.inference(a), x)
+    out, op.saved = op.forward(a)
+    return _back(out, x)
+
+
+def _torch_input(x: Any) -> Any:
+    """``x`` as a floating tensor (NumPy inputs without a copy; float16/bfloat16 kept)."""
+    torch = d.require_torch("pooling")
+    t = x if d.is_tensor(x) else torch.as_tensor(np.asarray(x))
+    if t.is_complex():
+        raise TypeError(f"pooling: expected real numbers, got a tensor of dtype {t.dtype}")
+    return t if t.is_floating_point() else t.to(torch.float32)
+
+
+# ---------------------------------------------------------------------------
+# public API
+
+
+def max_pool2d(
+    input: Any, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0, *, backend: str = "auto"
+) -> Any:
+    """2-D max pooling with torch's semantics (POOL-MAX): ``-inf`` padding, NaN
+    propagates, output ``floor((H + 2 p - k) / s) + 1`` (no dilation, no ceil mode).
+
+    Args:
+        input (Tensor[N, C, H, W] | ndarray[N, C, H, W]): the feature map.
+        kernel_size (int | tuple[int, int]): window size, at least 1.
+        stride (int | tuple[int, int] | None): step; ``None`` means ``kernel_size``.
+        padding (int | tuple[int, int]): implicit ``-inf`` border, at most half the kernel.
+        backend: "auto", "rust" or "torch".
+
+    Returns:
+        Tensor[N, C, OH, OW] | ndarray[N, C, OH, OW]
+    """
+    F = "max_pool2d"
+    n, c, h, w = _check_nchw(F, "input", input)
+    k = _pair(F, "kernel_size", kernel_size, 1)
+    s = k if stride is None else _pair(F, "stride", stride, 1)
+    p = _pair(F, "padding", padding, 0)
+    for i in range(2):
+        if p[i] > k[i] // 2:
+            raise ValueError(f"{F}(): argument 'padding': expected at most half the kernel size {k}, got {p}")
+        if (h, w)[i] + 2 * p[i] < k[i]:
+            raise ValueError(
+                f"{F}(): argument 'input': expected a padded size of at least the kernel {k}, got {h}x{w} padded by {p}"
+            )
+    if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
+        return d.like(_torch_impl().max_pool2d(_torch_input(input), k, s, p), input)
+    return _run(F, input, _RustOp(
+        lambda a: (_core.max_pool2d(a, k, s, p), None),
+        lambda a, _, g: _core.max_pool2d_backward(a, k, s, p, g),
+    ))
+
+
+def sppf(input: Any, kernel_size: int = 5, *, backend: str = "auto") -> Any:
+    """SPPF, YOLOv5's fast spatial pyramid pooling (POOL-SPPF).
+
+    ``y1 = maxpool(x)``, ``y2 = maxpool(y1)``, ``y3 = maxpool(y2)`` with kernel
+    ``k``, stride 1 and padding ``k // 2``, concatenated on channels: the same as
+    SPP with kernels ``k, 2k - 1, 3k - 2``. Computed plane by plane in one pass over
+    the input.
+
+    Args:
+        input (Tensor[N, C, H, W] | ndarray[N, C, H, W]): the feature map.
+        kernel_size (int): odd window size (5 in YOLOv5).
+
+    Returns:
+        Tensor[N, 4 C, H, W] | ndarray[N, 4 C, H, W]: ``concat(x, y1, y2, y3)``.
+    """
+    F = "sppf"
+    _check_nchw(F, "input", input)
+    k = _int(F, "kernel_size", kernel_size, 1)
+    if k % 2 == 0:
+        raise ValueError(f"{F}(): argument 'kernel_size': expected an odd kernel size, got {k}")
+    if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
+        return d.like(_torch_impl().sppf(_torch_input(input), k), input)
+    return _run(F, input, _RustOp(
+        lambda a: (_core.sppf(a, k), None),
+        lambda a, _, g: _core.sppf_backward(a, k, g),
+    ))
+
+
+def _adaptive(F: str, input: Any, output_size: Any, mode: str, backend: str, return_indices: bool = False) -> Any:
+    n, c, h, w = _check_nchw(F, "input", input)
+    size = _output_size(F, output_size, (h, w))
+    if n * c > 0 and h * w == 0:
+        raise ValueError(f"{F}(): argument 'input': expected a non-empty spatial size, got {h}x{w}")
+    if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
+        out = _torch_impl().adaptive_pool2d(_torch_input(input), size, mode, return_indices)
+        return tuple(d.like(t, input) for t in out) if return_indices else d.like(out, input)
+    if return_indices:
+        op = _RustOp(
+            lambda a: _core.adaptive_max_pool2d_with_indices(a, size),
+            lambda a, _, g: _core.adaptive_pool2d_backward(a, size, "max", g),
+        )
+        values = _run(F, input, op)
+        return values, d.like(op.saved, input)
+    return _run(F, input, _RustOp(
+        lambda a: (_core.adaptive_pool2d(a, size, mode), None),
+        lambda a, _, g: _core.adaptive_pool2d_backward(a, size, mode, g),
+    ))
+
+
+def adaptive_max_pool2d(
+    input: Any, output_size: int | tuple[int | None, int | None], return_indices: bool = False, *, backend: str = "auto"
+) -> Any:
+    """Adaptive max pooling (POOL-ADAPTIVE): output bin ``i`` of ``n`` over an
+    extent ``a`` covers ``[floor(i a / n), ceil((i + 1) a / n))``, as in torch.
+
+    Args:
+        input (Tensor[N, C, H, W] | ndarray[N, C, H, W]): the feature map.
+        output_size (int | tuple[int | None, int | None]): ``(OH, OW)``; ``None`` keeps that input size.
+        return_indices (bool): also return each bin's first arg max as a flat
+            ``h * W + w`` index in its plane (int64), like torch.
+
+    Returns:
+        Tensor[N, C, OH, OW] | ndarray[N, C, OH, OW], and the indices when asked.
+    """
+    if not isinstance(return_indices, bool):
+        raise TypeError(
+            f"adaptive_max_pool2d(): argument 'return_indices': expected a bool, got {type(return_indices).__name__}"
+        )
+    return _adaptive("adaptive_max_pool2d", input, output_size, "max", backend, return_indices)
+
+
+def adaptive_avg_pool2d(
+    input: Any, output_size: int | tuple[int | None, int | None], *, backend: str = "auto"
+) -> Any:
+    """Adaptive average pooling (POOL-ADAPTIVE bins, torch's semantics).
+
+    Args:
+        input (Tensor[N, C, H, W] | ndarray[N, C, H, W]): the feature map.
+        output_size (int | tuple[int | None, int | None]): ``(OH, OW)``; ``None`` keeps that input size.
+
+    Returns:
+        Tensor[N, C, OH, OW] | ndarray[N, C, OH, OW]: each bin's mean.
+    """
+    return _adaptive("adaptive_avg_pool2d", input, output_size, "avg", backend)
+
+
+def spatial_pyramid_pool(
+    input: Any, levels: Sequence[int] = (4, 2, 1), mode: PoolMode = "max", *, backend: str = "auto"
+) -> Any:
+    """Spatial pyramid pooling (SPP-net; POOL-SPP): a fixed-length vector from any
+    input size.
+
+    Each level ``n`` is pooled to ``n x n`` adaptive bins (POOL-ADAPTIVE, so maps
+    smaller than ``n`` work: bins overlap), flattened channel-major (``C x n x n``),
+    and the levels are concatenated in the given order.
+
+    Args:
+        input (Tensor[N, C, H, W] | ndarray[N, C, H, W]): the feature map.
+        levels (Sequence[int]): bins per side of each level, each at least 1 (SPP-net: ``(6, 3, 2, 1)``).
+        mode: "max" or "avg".
+
+    Returns:
+        Tensor[N, C * sum(n^2)] | ndarray[N, C * sum(n^2)]
+    """
+    F = "spatial_pyramid_pool"
+    n, c, h, w = _check_nchw(F, "input", input)
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
+        raise TypeError(f"{F}(): argument 'levels': expected a sequence of ints, got {type(levels).__name__}")
+    lv = [_int(F, "levels", v, 1) for v in levels]
+    if not lv:
+        raise ValueError(f"{F}(): argument 'levels': expected at least one level, got none")
+    mode = _mode(F, mode)
+    if n * c > 0 and h * w == 0:
+        raise ValueError(f"{F}(): argument 'input': expected a non-empty spatial size, got {h}x{w}")
+    if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
+        return d.like(_torch_impl().spatial_pyramid_pool(_torch_input(input), lv, mode), input)
+    return _run(F, input, _RustOp(
+        lambda a: (_core.spatial_pyramid_pool(a, lv, mode), None),
+        lambda a, _, g: _core.spatial_pyramid_pool_backward(a, lv, mode, g),
+    ))
+
+
+def _rois(function: str, boxes: Any, dtype: np.dtype) -> np.ndarray:
+    """``boxes`` as a contiguous ``[K, 5]`` array ``(batch_index, x1, y1, x2, y2)``."""
+    if isinstance(boxes, (list, tuple)):
+        parts = []
+        for i, b in enumerate(boxes):
+            a = d.float_array(function, "boxes", b)
+            if a.ndim != 2 or a.shape[1] != 4:
+                raise ValueError(
+                    f"{function}(): argument 'boxes': expected a list of [L, 4] boxes per image, "
+                    f"got shape {list(a.shape)} for image {i}"
+                )
+            parts.append(np.concatenate([np.full((a.shape[0], 1), i, dtype=dtype), a.astype(dtype)], axis=1))
+        return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros((0, 5), dtype), dtype=dtype)
+    a = d.float_array(function, "boxes", boxes)
+    if a.ndim != 2 or a.shape[1] != 5:
+        raise ValueError(
+            f"{function}(): argument 'boxes': expected a [K, 5] array of (batch_index, x1, y1, x2, y2) "
+            f"or a list of [L, 4] arrays, got shape {list(a.shape)}"
+        )
+    return d.contiguous(a, dtype)
+
+
+def roi_pool(
+    input: Any, boxes: Any, output_size: IntPair, spatial_scale: float = 1.0, *, backend: str = "auto"
+) -> Any:
+    """RoI max pooling with torchvision's semantics (POOL-ROI): box corners scaled
+    and rounded to pixels, size ``x2 - x1 + 1``, bins ``floor``/``ceil`` of the
+    fractional edges; an empty bin gives 0.
+
+    Args:
+        input (Tensor[N, C, H, W] | ndarray[N, C, H, W]): the feature map.
+        boxes (Tensor[K, 5] | list[Tensor[L, 4]]): ``(batch_index, x1, y1, x2, y2)``
+            rows, or one ``(x1, y1, x2, y2)`` array per image.
+        output_size (int | tuple[int, int]): ``(PH, PW)``.
+        spatial_scale (float): maps box coordinates to the input's (e.g. 1/16).
+
+    Returns:
+        Tensor[K, C, PH, PW] | ndarray[K, C, PH, PW]
+    """
+    F = "roi_pool"
+    shape = _check_nchw(F, "input", input)
+    size = _pair(F, "output_size", output_size, 1)
+    scale = _scale(F, spatial_scale)
+    box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]
+    if d.select_backend(F, backend, input, *box_list, rust_autograd=True) == "torch":
+        return d.like(_torch_impl().roi_pool(_torch_input(input), _torch_boxes(F, boxes, input), size, scale), input)
+    rois = _rois(F, boxes, _kernel_dtype(input))
+    return _run(F, input, _RustOp(
+        lambda a: _core.roi_pool_with_argmax(a, rois, size, scale),
+        lambda a, argmax, g: _core.roi_pool_backward(g, argmax, rois, shape, size),
+        inference=lambda a: _core.roi_pool(a, rois, size, scale),
+    ))
+
+
+def roi_align(
+    input: Any,
+    boxes: Any,
+    output_size: IntPair,
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    *,
+    backend: str = "auto",
+) -> Any:
+    """RoI align with torchvision's semantics (POOL-ROI): each bin is the mean of
+    bilinear samples on a regular grid.
+
+    Args:
+        input (Tensor[N, C, H, W] | ndarray[N, C, H, W]): the feature map.
+        boxes (Tensor[K, 5] | list[Tensor[L, 4]]): ``(batch_index, x1, y1, x2, y2)``
+            rows, or one ``(x1, y1, x2, y2)`` array per image.
+        output_size (int | tuple[int, int]): ``(PH, PW)``.
+        spatial_scale (float): maps box coordinates to the input's.
+        sampling_ratio (int): samples per bin side; ``<= 0`` means ``ceil(bin size)``.
+        aligned (bool): shift boxes by -0.5 pixel (Detectron2's correct alignment);
+            ``False`` is the legacy mode, which also makes boxes at least 1x1.
+
+    Returns:
+        Tensor[K, C, PH, PW] | ndarray[K, C, PH, PW]
+    """
+    F = "roi_align"
+    shape = _check_nchw(F, "input", input)
+    size = _pair(F, "output_size", output_size, 1)
+    scale = _scale(F, spatial_scale)
+    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, numbers.Integral):
+        raise TypeError(f"{F}(): argument 'sampling_ratio': expected an int, got {type(sampling_ratio).__name__}")
+    ratio = max(int(sampling_ratio), 0)
+    if not isinstance(aligned, (bool, np.bool_)):
+        raise TypeError(f"{F}(): argument 'aligned': expected a bool, got {type(aligned).__name__}")
+    box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]
+    if d.select_backend(F, backend, input, *box_list, rust_autograd=True) == "torch":
+        t = _torch_impl().roi_align(_torch_input(input), _torch_boxes(F, boxes, input), size, scale, ratio, bool(aligned))
+        return d.like(t, input)
+    rois = _rois(F, boxes, _kernel_dtype(input))
+    return _run(F, input, _RustOp(
+        lambda a: (_core.roi_align(a, rois, size, scale, ratio, bool(aligned)), None),
+        lambda a, _, g: _core.roi_align_backward(g, rois, shape, size, scale, ratio, bool(aligned)),
+    ))
+
+
+def _torch_boxes(function: str, boxes: Any, input: Any) -> Any:
+    """``boxes`` as one ``[K, 5]`` tensor on the input's device and dtype."""
+    torch = d.require_torch(function)
+    t_in = _torch_input(input)
+    if isinstance(boxes, (list, tuple)):
+        rows = []
+        for i, b in enumerate(boxes):
+            bt = torch.as_tensor(b) if not d.is_tensor(b) else b
+            if bt.dim() != 2 or bt.shape[1] != 4:
+                raise ValueError(
+                    f"{function}(): argument 'boxes': expected a list of [L, 4] boxes per image, "
+                    f"got shape {list(bt.shape)} for image {i}"
+                )
+            bt = bt.to(device=t_in.device, dtype=t_in.dtype)
+            rows.append(torch.cat([torch.full_like(bt[:, :1], i), bt], dim=1))
+        return torch.cat(rows) if rows else torch.zeros((0, 5), dtype=t_in.dtype, device=t_in.device)
+    bt = torch.as_tensor(boxes) if not d.is_tensor(boxes) else boxes
+    if bt.dim() != 2 or bt.shape[1] != 5:
+        raise ValueError(
+            f"{function}(): argument 'boxes': expected a [K, 5] array of (batch_index, x1, y1, x2, y2) "
+            f"or a list of [L, 4] arrays, got shape {list(bt.shape)}"
+        )
+    return bt.to(device=t_in.device, dtype=t_in.dtype)

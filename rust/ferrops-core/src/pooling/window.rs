@@ -1,0 +1,601 @@
+//! Windowed max pooling (POOL-MAX) and SPPF (POOL-SPPF).
+//!
+//! Separable: for each output row, the rows of its window are combined
+//! elementwise into one row (contiguous, vectorised across the row), which is
+//! then reduced along its length with the horizontal window. A `k x k` window
+//! costs `2k` vector maxes per output vector instead of `k^2` scalar ones, and the
+//! plane stays in cache between the passes. SPPF chains three such pools per plane
+//! while the plane is in cache, so the input is read from memory once.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use super::{beats, check_grad, has_nan, max_of, positive, strided_max, PoolReal, Shape};
+use crate::buffer;
+use crate::error::{FerropsError, Result};
+use crate::simd::{dispatch, SimdKernel};
+use crate::Real;
+
+/// Elements per parallel task (whole planes, at least one): big enough to hide
+/// the scheduling, small enough to balance 16x512 planes over many cores.
+const ELEMENTS_PER_TASK: usize = 1 << 15;
+
+pub(crate) fn planes_per_task(plane_len: usize) -> usize {
+    (ELEMENTS_PER_TASK / plane_len.max(1)).max(1)
+}
+
+const MAX_KERNEL: usize = 1 << 20;
+
+/// The geometry of a max pooling window over one `h x w` plane.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Window {
+    fn new(
+        function: &'static str,
+        h: usize,
+        w: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Result<Window> {
+        for k in kernel {
+            positive(function, "kernel_size", k)?;
+            // Scratch rows are padded by the kernel; beyond this a window is
+            // certainly a mistake, and must not become an allocation failure.
+            if k > MAX_KERNEL {
+                return Err(FerropsError::value(function, "kernel_size", format!("at most {MAX_KERNEL}"), k.to_string()));
+            }
+        }
+        positive(function, "stride", stride[0])?;
+        positive(function, "stride", stride[1])?;
+        for axis in 0..2 {
+            if padding[axis] > kernel[axis] / 2 {
+                return Err(FerropsError::value(
+                    function,
+                    "padding",
+                    format!("at most half the kernel size ({} for kernel {})", kernel[axis] / 2, kernel[axis]),
+                    padding[axis].to_string(),
+                ));
+            }
+        }
+        let out = |size: usize, k: usize, s: usize, p: usize| (size + 2 * p).checked_sub(k).map(|span| span / s + 1);
+        let (oh, ow) = match (out(h, kernel[0], stride[0], padding[0]), out(w, kernel[1], stride[1], padding[1])) {
+            (Some(oh), Some(ow)) => (oh, ow),
+            _ => {
+                return Err(FerropsError::value(
+                    function,
+                    "input",
+                    format!(
+                        "a padded input of at least the kernel size {}x{}",
+                        kernel[0], kernel[1]
+                    ),
+                    format!("{}x{} padded by {}x{}", h, w, padding[0], padding[1]),
+                ))
+            }
+        };
+        Ok(Window {
+            h,
+            w,
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: stride[0],
+            sw: stride[1],
+            ph: padding[0],
+            pw: padding[1],
+            oh,
+            ow,
+        })
+    }
+
+    /// Stride 1, padding `k / 2`: the output keeps the input's size. A window
+    /// wider than `2 size + 1` covers the whole axis from every position, so the
+    /// kernel is clipped to that (the same result, bounded scratch).
+    fn same(h: usize, w: usize, k: usize) -> Window {
+        let (kh, kw) = (k.min(2 * h + 1), k.min(2 * w + 1));
+        Window { h, w, kh, kw, sh: 1, sw: 1, ph: kh / 2, pw: kw / 2, oh: h, ow: w }
+    }
+
+    /// The input rows `[start, end)` of output row `oy` (padding clipped; never
+    /// empty because the padding is at most half the kernel).
+    #[inline(always)]
+    fn rows(&self, oy: usize) -> (usize, usize) {
+        let start = oy * self.sh;
+        (start.saturating_sub(self.ph), (start + self.kh - self.ph).min(self.h))
+    }
+
+    #[inline(always)]
+    fn cols(&self, ox: usize) -> (usize, usize) {
+        let start = ox * self.sw;
+        (start.saturating_sub(self.pw), (start + self.kw - self.pw).min(self.w))
+    }
+}
+
+/// Per-task scratch rows: the vertical maximum of one output row, padded with
+/// -inf on both sides for the horizontal pass.
+struct Scratch<T> {
+    padded: Vec<T>,
+}
+
+impl<T: Real> Scratch<T> {
+    fn new(g: &Window) -> Self {
+        Scratch { padded: vec![T::from_f64(f64::NEG_INFINITY); g.w + 2 * g.pw + g.kw] }
+    }
+}
+
+/// One output plane of max pooling: `dst` gets `g.oh x g.ow` values.
+#[inline(always)]
+fn max_pool_plane<T: PoolReal>(src: &[T], g: &Window, scratch: &mut Scratch<T>, dst: &mut [T]) {
+    if has_nan(src) {
+        max_pool_plane_with::<T, true>(src, g, scratch, dst)
+    } else {
+        max_pool_plane_with::<T, false>(src, g, scratch, dst)
+    }
+}
+
+#[inline(always)]
+fn max_pool_plane_with<T: PoolReal, const NAN: bool>(src: &[T], g: &Window, scratch: &mut Scratch<T>, dst: &mut [T]) {
+    let (w, pw) = (g.w, g.pw);
+    for (oy, dst_row) in dst.chunks_exact_mut(g.ow).enumerate() {
+        let (r0, r1) = g.rows(oy);
+        strided_max::<T, NAN>(&src[r0 * w..], w, r1 - r0, &mut scratch.padded[pw..pw + w]);
+        let padded = &scratch.padded;
+        if g.sw == 1 {
+            strided_max::<T, NAN>(padded, 1, g.kw, dst_row);
+        } else {
+            for (ox, m) in dst_row.iter_mut().enumerate() {
+                let window = &padded[ox * g.sw..ox * g.sw + g.kw];
+                *m = window[1..].iter().fold(window[0], |acc, &v| max_of::<T, NAN>(acc, v));
+            }
+        }
+    }
+}
+
+/// Scratch of the separable arg max: per input row and output column, the
+/// window's best value along the row and its column.
+struct ArgScratch<T> {
+    values: Vec<T>,
+    columns: Vec<u32>,
+}
+
+impl<T: Real> ArgScratch<T> {
+    fn new(g: &Window) -> Self {
+        ArgScratch { values: vec![T::ZERO; g.h * g.ow], columns: vec![0; g.h * g.ow] }
+    }
+}
+
+/// Adds `grad` of each output of one plane to the arg max of its window
+/// (POOL-MAX: the first maximum in row-major order; NaN wins as in torch),
+/// summed in output order.
+///
+/// Separable, `kh + kw` comparisons per output instead of `kh x kw`: the arg max
+/// along each row's window first, then along the window's rows. Scanning rows in
+/// order and keeping a row only when it beats the best so far finds the first
+/// row that holds the maximum, and within it the row pass found the first column.
+fn max_pool_plane_backward<T: Real>(src: &[T], g: &Window, grad: &[T], grad_in: &mut [T], scratch: &mut ArgScratch<T>) {
+    let (w, ow) = (g.w, g.ow);
+    for r in 0..g.h {
+        let row = &src[r * w..(r + 1) * w];
+        for ox in 0..ow {
+            let (c0, c1) = g.cols(ox);
+            let (mut best, mut at) = (row[c0], c0);
+            // Selects rather than branches: which element wins is data-dependent and
+            // would mispredict.
+            for (c, &v) in row.iter().enumerate().take(c1).skip(c0 + 1) {
+                let take = beats(v, best);
+                best = if take { v } else { best };
+                at = if take { c } else { at };
+            }
+            scratch.values[r * ow + ox] = best;
+            scratch.columns[r * ow + ox] = at as u32;
+        }
+    }
+    for oy in 0..g.oh {
+        let (r0, r1) = g.rows(oy);
+        for ox in 0..ow {
+            let (mut best, mut at) = (scratch.values[r0 * ow + ox], r0);
+            for r in r0 + 1..r1 {
+                let v = scratch.values[r * ow + ox];
+                let take = beats(v, best);
+                best = if take { v } else { best };
+                at = if take { r } else { at };
+            }
+            grad_in[at * w + scratch.columns[at * ow + ox] as usize] += grad[oy * ow + ox];
+        }
+    }
+}
+
+/// Copies a finished plane into the (uninitialised) output. The output is far
+/// larger than the caches and is not read again here, so the body of the copy
+/// uses non-temporal stores: they skip reading each line before writing it, a
+/// third of the memory traffic. Callers end their task with [`store_fence`].
+#[inline(always)]
+fn write_all<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    assert_eq!(dst.len(), src.len());
+    let bytes = std::mem::size_of_val(src);
+    let (from, to) = (src.as_ptr().cast::<u8>(), dst.as_mut_ptr().cast::<u8>());
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+        let head = to.align_offset(16).min(bytes);
+        let body = (bytes - head) / 16;
+        // SAFETY: all offsets stay below `bytes`, the common length of the two
+        // buffers, which cannot overlap (`dst` is exclusively borrowed). The
+        // streamed stores are 16-byte aligned (`head` aligns them); SSE2 is part of
+        // every x86-64 CPU.
+        unsafe {
+            std::ptr::copy_nonoverlapping(from, to, head);
+            for i in 0..body {
+                let at = head + 16 * i;
+                _mm_stream_si128(to.add(at).cast::<__m128i>(), _mm_loadu_si128(from.add(at).cast::<__m128i>()));
+            }
+            let done = head + 16 * body;
+            std::ptr::copy_nonoverlapping(from.add(done), to.add(done), bytes - done);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: equal lengths, no overlap (`dst` is exclusively borrowed).
+    unsafe {
+        std::ptr::copy_nonoverlapping(from, to, bytes)
+    }
+}
+
+/// Orders a task's non-temporal stores before the task is seen to be done.
+#[inline(always)]
+fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of every x86-64 CPU.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    }
+}
+
+struct MaxPoolPlanes<'a, T> {
+    src: &'a [T],
+    dst: &'a mut [MaybeUninit<T>],
+    g: Window,
+}
+
+impl<T: PoolReal> SimdKernel for MaxPoolPlanes<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let g = self.g;
+        let mut scratch = Scratch::new(&g);
+        let mut plane = vec![T::ZERO; g.oh * g.ow];
+        for (src, dst) in self.src.chunks_exact(g.h * g.w).zip(self.dst.chunks_exact_mut(g.oh * g.ow)) {
+            max_pool_plane(src, &g, &mut scratch, &mut plane);
+            write_all(dst, &plane);
+        }
+        store_fence();
+    }
+}
+
+/// Max pooling of an NCHW input (POOL-MAX, torch's `max_pool2d` without dilation
+/// or ceil mode): `-inf` padding, NaN propagates. Returns the `[N, C, OH, OW]`
+/// values and `(OH, OW)`.
+pub fn max_pool2d<T: PoolReal>(
+    x: &[T],
+    shape: Shape,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Result<(Vec<T>, [usize; 2])> {
+    const F: &str = "max_pool2d";
+    shape.check(F, "input", x.len())?;
+    let g = Window::new(F, shape.h, shape.w, kernel, stride, padding)?;
+    let out_len = shape.planes() * g.oh * g.ow;
+    if out_len == 0 {
+        return Ok((Vec::new(), [g.oh, g.ow]));
+    }
+    let per_task = planes_per_task(shape.plane_len());
+    let out = buffer::filled(out_len, |out| {
+        out.par_chunks_mut(per_task * g.oh * g.ow)
+            .zip(x.par_chunks(per_task * shape.plane_len()))
+            .for_each(|(dst, src)| dispatch(MaxPoolPlanes { src, dst, g }));
+    });
+    Ok((out, [g.oh, g.ow]))
+}
+
+/// The gradient of [`max_pool2d`] with respect to its input: each output's
+/// gradient goes to the first arg max of its window (row-major), summed where
+/// windows overlap.
+pub fn max_pool2d_backward<T: PoolReal>(
+    x: &[T],
+    shape: Shape,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    grad_output: &[T],
+) -> Result<Vec<T>> {
+    const F: &str = "max_pool2d_backward";
+    shape.check(F, "input", x.len())?;
+    let g = Window::new(F, shape.h, shape.w, kernel, stride, padding)?;
+    check_grad(F, shape.planes() * g.oh * g.ow, grad_output.len())?;
+    let mut grad_in = vec![T::ZERO; x.len()];
+    if grad_output.is_empty() {
+        return Ok(grad_in);
+    }
+    grad_in
+        .par_chunks_mut(shape.plane_len())
+        .zip(x.par_chunks(shape.plane_len()))
+        .zip(grad_output.par_chunks(g.oh * g.ow))
+        .for_each_init(
+            || ArgScratch::new(&g),
+            |scratch, ((grad_in, src), grad)| max_pool_plane_backward(src, &g, grad, grad_in, scratch),
+        );
+    Ok(grad_in)
+}
+
+fn check_sppf_kernel(function: &'static str, k: usize) -> Result<()> {
+    if k == 0 || k % 2 == 0 {
+        return Err(FerropsError::value(function, "kernel_size", "an odd positive kernel size", k.to_string()));
+    }
+    Ok(())
+}
+
+struct SppfPlanes<'a, T> {
+    src: &'a [T],
+    /// The four channel blocks of one batch item's output: x, y1, y2, y3.
+    dst: [&'a mut [MaybeUninit<T>]; 4],
+    g: Window,
+}
+
+impl<T: PoolReal> SimdKernel for SppfPlanes<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let g = self.g;
+        let hw = g.h * g.w;
+        let mut scratch = Scratch::new(&g);
+        let mut y1 = vec![T::ZERO; hw];
+        let mut y2 = vec![T::ZERO; hw];
+        let mut y3 = vec![T::ZERO; hw];
+        let [d0, d1, d2, d3] = self.dst;
+        for (p, src) in self.src.chunks_exact(hw).enumerate() {
+            let at = p * hw..(p + 1) * hw;
+            write_all(&mut d0[at.clone()], src);
+            max_pool_plane(src, &g, &mut scratch, &mut y1);
+            write_all(&mut d1[at.clone()], &y1);
+            max_pool_plane(&y1, &g, &mut scratch, &mut y2);
+            write_all(&mut d2[at.clone()], &y2);
+            max_pool_plane(&y2, &g, &mut scratch, &mut y3);
+            write_all(&mut d3[at], &y3);
+        }
+        store_fence();
+    }
+}
+
+/// SPPF (POOL-SPPF): `concat(x, y1, y2, y3)` on channels with
+/// `y1 = maxpool_{k,1,k/2}(x)`, `y2 = maxpool(y1)`, `y3 = maxpool(y2)`, computed
+/// plane by plane while the plane is in cache. Returns `[N, 4C, H, W]`.
+pub fn sppf<T: PoolReal>(x: &[T], shape: Shape, kernel_size: usize) -> Result<Vec<T>> {
+    const F: &str = "sppf";
+    shape.check(F, "input", x.len())?;
+    check_sppf_kernel(F, kernel_size)?;
+    let g = Window::same(shape.h, shape.w, kernel_size);
+    if x.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hw = shape.plane_len();
+    let per_task = planes_per_task(hw).min(shape.c);
+    Ok(buffer::filled(4 * x.len(), |out| {
+        out.par_chunks_mut(4 * shape.c * hw)
+            .zip(x.par_chunks(shape.c * hw))
+            .for_each(|(out, x)| {
+                let (d0, rest) = out.split_at_mut(shape.c * hw);
+                let (d1, rest) = rest.split_at_mut(shape.c * hw);
+                let (d2, d3) = rest.split_at_mut(shape.c * hw);
+                let chunk = per_task * hw;
+                (x.par_chunks(chunk), d0.par_chunks_mut(chunk), d1.par_chunks_mut(chunk))
+                    .into_par_iter()
+                    .zip((d2.par_chunks_mut(chunk), d3.par_chunks_mut(chunk)).into_par_iter())
+                    .for_each(|((src, d0, d1), (d2, d3))| dispatch(SppfPlanes { src, dst: [d0, d1, d2, d3], g }));
+            });
+    }))
+}
+
+/// The gradient of [`sppf`] with respect to `x`, through the chain as autograd
+/// would run it: `g_y2 += bwd(y2, g_y3)`, `g_y1 += bwd(y1, g_y2)`,
+/// `g_x += bwd(x, g_y1)`, each backward sending gradients to the first arg max.
+pub fn sppf_backward<T: PoolReal>(x: &[T], shape: Shape, kernel_size: usize, grad_output: &[T]) -> Result<Vec<T>> {
+    const F: &str = "sppf_backward";
+    shape.check(F, "input", x.len())?;
+    check_sppf_kernel(F, kernel_size)?;
+    check_grad(F, 4 * x.len(), grad_output.len())?;
+    let g = Window::same(shape.h, shape.w, kernel_size);
+    let mut grad_in = vec![T::ZERO; x.len()];
+    if x.is_empty() {
+        return Ok(grad_in);
+    }
+    let hw = shape.plane_len();
+    let chw = shape.c * hw;
+    grad_in.par_chunks_mut(hw).enumerate().zip(x.par_chunks(hw)).for_each(|((plane, grad_in), src)| {
+        let (b, c) = (plane / shape.c, plane % shape.c);
+        let grad_of = |block: usize| &grad_output[b * 4 * chw + block * chw + c * hw..][..hw];
+        let mut scratch = Scratch::new(&g);
+        let mut arg_scratch = ArgScratch::new(&g);
+        let mut y1 = vec![T::ZERO; hw];
+        let mut y2 = vec![T::ZERO; hw];
+        max_pool_plane(src, &g, &mut scratch, &mut y1);
+        max_pool_plane(&y1, &g, &mut scratch, &mut y2);
+        // Each step: the pool's backward into zeros, then the branch's own gradient
+        // added, the order in which autograd sums them.
+        let mut upstream = grad_of(3).to_vec();
+        let mut through = vec![T::ZERO; hw];
+        for (source, block) in [(&y2, 2), (&y1, 1)] {
+            through.fill(T::ZERO);
+            max_pool_plane_backward(source, &g, &upstream, &mut through, &mut arg_scratch);
+            for ((u, &t), &own) in upstream.iter_mut().zip(&through).zip(grad_of(block)) {
+                *u = own + t;
+            }
+        }
+        max_pool_plane_backward(src, &g, &upstream, grad_in, &mut arg_scratch);
+        for (gi, &own) in grad_in.iter_mut().zip(grad_of(0)) {
+            *gi = own + *gi;
+        }
+    });
+    Ok(grad_in)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel;
+    use crate::simd::{self, SimdLevel};
+
+    fn naive_max_pool(x: &[f64], s: Shape, k: [usize; 2], st: [usize; 2], p: [usize; 2]) -> Vec<f64> {
+        let oh = (s.h + 2 * p[0] - k[0]) / st[0] + 1;
+        let ow = (s.w + 2 * p[1] - k[1]) / st[1] + 1;
+        let mut out = Vec::new();
+        for plane in x.chunks(s.h * s.w) {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut m = f64::NEG_INFINITY;
+                    for dy in 0..k[0] {
+                        for dx in 0..k[1] {
+                            let (y, x) = ((oy * st[0] + dy) as isize - p[0] as isize, (ox * st[1] + dx) as isize - p[1] as isize);
+                            if y >= 0 && x >= 0 && (y as usize) < s.h && (x as usize) < s.w {
+                                m = m.max(plane[y as usize * s.w + x as usize]);
+                            }
+                        }
+                    }
+                    out.push(m);
+                }
+            }
+        }
+        out
+    }
+
+    fn data(len: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                // Few distinct values, so ties are common.
+                ((state >> 33) % 7) as f64
+            })
+            .collect()
+    }
+
+    #[test]
+    fn max_pool_matches_the_definition_at_every_level_and_thread_count() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let s = Shape::new([2, 3, 11, 17]);
+        let x = data(s.len(), 3);
+        for (k, st, p) in [([3, 3], [1, 1], [1, 1]), ([2, 3], [2, 1], [1, 0]), ([5, 4], [3, 2], [2, 2]), ([1, 1], [1, 1], [0, 0])] {
+            let want = naive_max_pool(&x, s, k, st, p);
+            let mut results = Vec::new();
+            for level in [SimdLevel::Scalar, SimdLevel::Avx512] {
+                simd::set_level(level);
+                for threads in [1, 2] {
+                    parallel::set_num_threads(threads).unwrap();
+                    let (got, _) = parallel::install(|| max_pool2d(&x, s, k, st, p)).unwrap();
+                    assert_eq!(got, want);
+                    results.push(got);
+                }
+            }
+            simd::set_level(simd::detected());
+        }
+    }
+
+    #[test]
+    fn sppf_equals_pools_of_growing_kernels() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let s = Shape::new([2, 3, 9, 14]);
+        let x = data(s.len(), 5);
+        let out = sppf(&x, s, 5).unwrap();
+        let chw = s.c * s.h * s.w;
+        for (block, k) in [(1usize, 5usize), (2, 9), (3, 13)] {
+            let want = naive_max_pool(&x, s, [k, k], [1, 1], [k / 2, k / 2]);
+            for b in 0..s.n {
+                assert_eq!(&out[b * 4 * chw + block * chw..][..chw], &want[b * chw..][..chw]);
+            }
+        }
+        for b in 0..s.n {
+            assert_eq!(&out[b * 4 * chw..][..chw], &x[b * chw..][..chw]);
+        }
+    }
+
+    #[test]
+    fn separable_arg_max_equals_the_row_major_scan() {
+        let s = Shape::new([1, 2, 9, 11]);
+        let mut x = data(s.len(), 4);
+        x[13] = f64::NAN;
+        x[17] = f64::NAN;
+        x[120] = f64::NAN;
+        for (k, st, p) in [([3, 3], [1, 1], [1, 1]), ([2, 5], [2, 1], [1, 2]), ([5, 5], [1, 1], [2, 2]), ([4, 3], [3, 2], [0, 1])] {
+            let g = Window::new("test", s.h, s.w, k, st, p).unwrap();
+            let grad: Vec<f64> = (0..s.planes() * g.oh * g.ow).map(|i| 1.0 + i as f64).collect();
+            let got = max_pool2d_backward(&x, s, k, st, p, &grad).unwrap();
+            let mut want = vec![0.0; s.len()];
+            for plane in 0..s.planes() {
+                let src = &x[plane * s.h * s.w..][..s.h * s.w];
+                for oy in 0..g.oh {
+                    let (r0, r1) = g.rows(oy);
+                    for ox in 0..g.ow {
+                        let (c0, c1) = g.cols(ox);
+                        let mut at = r0 * s.w + c0;
+                        for r in r0..r1 {
+                            for c in c0..c1 {
+                                if beats(src[r * s.w + c], src[at]) {
+                                    at = r * s.w + c;
+                                }
+                            }
+                        }
+                        want[plane * s.h * s.w + at] += grad[(plane * g.oh + oy) * g.ow + ox];
+                    }
+                }
+            }
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn backward_sends_gradient_to_the_first_arg_max_and_is_thread_independent() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let s = Shape::new([1, 2, 6, 7]);
+        let x = data(s.len(), 9);
+        let (_, [oh, ow]) = max_pool2d(&x, s, [3, 3], [2, 2], [1, 1]).unwrap();
+        let grad = vec![1.0; s.planes() * oh * ow];
+        parallel::set_num_threads(1).unwrap();
+        let one = parallel::install(|| max_pool2d_backward(&x, s, [3, 3], [2, 2], [1, 1], &grad)).unwrap();
+        parallel::set_num_threads(2).unwrap();
+        let two = parallel::install(|| max_pool2d_backward(&x, s, [3, 3], [2, 2], [1, 1], &grad)).unwrap();
+        assert_eq!(one, two);
+        assert_eq!(one.iter().sum::<f64>(), grad.len() as f64);
+        let sg = vec![1.0; 4 * s.len()];
+        let a = sppf_backward(&x, s, 3, &sg).unwrap();
+        assert!(a.iter().all(|&v| v >= 1.0));
+        assert_eq!(a.iter().sum::<f64>(), sg.len() as f64);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let s = Shape::new([1, 1, 4, 4]);
+        let x = vec![0.0f32; 16];
+        assert!(max_pool2d(&x, s, [0, 2], [1, 1], [0, 0]).is_err());
+        assert!(max_pool2d(&x, s, [3, 3], [1, 1], [2, 0]).is_err());
+        assert!(max_pool2d(&x, s, [6, 6], [1, 1], [0, 0]).is_err());
+        assert!(max_pool2d(&x[..15], s, [2, 2], [1, 1], [0, 0]).is_err());
+        assert!(sppf(&x, s, 4).is_err());
+        assert!(sppf(&x, s, 0).is_err());
+        assert!(max_pool2d(&x, s, [1 << 40, 2], [1, 1], [1 << 39, 0]).is_err());
+        let wide = sppf(&x, s, (1 << 40) + 1).unwrap();
+        assert_eq!(wide, sppf(&x, s, 9).unwrap());
+        let (empty, _) = max_pool2d(&[] as &[f32], Shape::new([0, 3, 4, 4]), [2, 2], [2, 2], [0, 0]).unwrap();
+        assert!(empty.is_empty());
+    }
+}
