@@ -1,0 +1,279 @@
+//! The forward pass: per (sequence, head, query tile), loop over the key tiles
+//! the band allows, score, online-softmax, accumulate `P V` (ATT-ONLINE).
+
+use std::f64::consts::{LN_2, LOG2_E};
+
+use rayon::prelude::*;
+
+use super::tile::{round_up, AttnFloat, LANES, PAD};
+use super::{key_range, Attention, MaskValues, Sequence};
+use crate::error::Result;
+
+/// Query rows per task and keys per tile: a 96 x 64 float32 query tile, the
+/// packed key and value tiles and the 96 x 192 scores stay within L2 (~190 KB at
+/// D = 64), and 192 keys amortise the per-tile rescale of the output.
+pub(crate) const BLOCK_Q: usize = 96;
+pub(crate) const BLOCK_K: usize = 192;
+
+/// The score rules of one (sequence, head): turns `q . k` tiles into base-2
+/// scores with `-inf` where a key may not be attended.
+pub(crate) struct Scorer<'a, T> {
+    pub(crate) att: &'a Attention<'a, T>,
+    seq_index: usize,
+    head: usize,
+    /// The query's key position is `i + offset` (bottom-right or top-left alignment).
+    offset: i64,
+    len_k: usize,
+    slope: Option<f64>,
+}
+
+impl<'a, T: AttnFloat> Scorer<'a, T> {
+    pub(crate) fn new(att: &'a Attention<'a, T>, seq_index: usize, seq: &Sequence, head: usize) -> Self {
+        let offset = if att.bottom_right { seq.len_k as i64 - seq.len_q as i64 } else { 0 };
+        Scorer { att, seq_index, head, offset, len_k: seq.len_k, slope: att.alibi_slope(seq_index, head) }
+    }
+
+    /// What query tiles are multiplied by when packed: the whole scale folded with
+    /// `log2(e)` (scores come out base-2), or only the scale when softcap must see
+    /// natural-unit scores first.
+    pub(crate) fn q_factor(&self) -> T {
+        T::from_f64(if self.att.softcap > 0.0 { self.att.scale } else { self.att.scale * LOG2_E })
+    }
+
+    pub(crate) fn range(&self, i: usize) -> (usize, usize) {
+        key_range(i, self.offset, self.len_k, self.att.window_left, self.att.window_right)
+    }
+
+    /// Whether scores of rows `[i0, i0 + rows)` x keys `[k0, k0 + kc)` (padded to
+    /// `kc_pad`) are final as the product left them.
+    pub(crate) fn is_plain(&self, i0: usize, rows: usize, k0: usize, kc: usize, kc_pad: usize) -> bool {
+        let (first_lo, first_hi) = self.range(i0);
+        let (last_lo, last_hi) = self.range(i0 + rows - 1);
+        let in_band = k0 >= first_lo.max(last_lo) && k0 + kc <= first_hi.min(last_hi);
+        in_band && kc == kc_pad && self.att.softcap == 0.0 && self.slope.is_none() && self.att.mask.is_none()
+    }
+
+    /// Applies softcap, ALiBi, the mask and the band to rows `[i0, i0 + rows)`
+    /// of the tile `z` (`ldz` apart), keys `[k0, k0 + kc)`, padded columns up to
+    /// `kc_pad`. With `softcap_grad`, also stores `1 - tanh^2` there (for ATT-BWD).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn adjust(&self, z: &mut [T], ldz: usize, i0: usize, rows: usize, k0: usize, kc: usize, kc_pad: usize, mut softcap_grad: Option<&mut [T]>) {
+        let att = self.att;
+        let neg_inf = T::from_f64(f64::NEG_INFINITY);
+        let log2e = T::from_f64(LOG2_E);
+        let cap = T::from_f64(att.softcap);
+        let inv_cap = T::from_f64(if att.softcap > 0.0 { 1.0 / att.softcap } else { 0.0 });
+        for r in 0..rows {
+            let i = i0 + r;
+            let (lo, hi) = self.range(i);
+            let row = &mut z[r * ldz..r * ldz + kc_pad];
+            if att.softcap > 0.0 {
+                let grad_row = softcap_grad.as_deref_mut().map(|g| &mut g[r * ldz..r * ldz + kc]);
+                match grad_row {
+                    Some(g) => {
+                        for (x, g) in row[..kc].iter_mut().zip(g) {
+                            let t = (*x * inv_cap).tanh();
+                            *g = T::ONE - t * t;
+                            *x = log2e * cap * t;
+                        }
+                    }
+                    None => {
+                        for x in row[..kc].iter_mut() {
+                            *x = log2e * cap * (*x * inv_cap).tanh();
+                        }
+                    }
+                }
+            }
+            if let Some(slope) = self.slope {
+                let pos = i as i64 + self.offset;
+                let s = T::from_f64(slope * LOG2_E);
+                for (j, x) in row[..kc].iter_mut().enumerate() {
+                    *x -= s * T::from_f64((pos - (k0 + j) as i64).unsigned_abs() as f64);
+                }
+            }
+            if let Some(mask) = &att.mask {
+                let base = mask.offsets[self.seq_index * att.heads_q + self.head] + i * mask.row_stride + k0 * mask.col_stride;
+                match mask.values {
+                    MaskValues::Bool(values) => {
+                        for (j, x) in row[..kc].iter_mut().enumerate() {
+                            if !values[base + j * mask.col_stride] {
+                                *x = neg_inf;
+                            }
+                        }
+                    }
+                    MaskValues::Additive(values) => {
+                        for (j, x) in row[..kc].iter_mut().enumerate() {
+                            *x += log2e * values[base + j * mask.col_stride];
+                        }
+                    }
+                }
+            }
+            for (j, x) in row.iter_mut().enumerate() {
+                let key = k0 + j;
+                if j >= kc || key < lo || key >= hi {
+                    *x = neg_inf;
+                }
+            }
+        }
+    }
+}
+
+/// Copies `rows` rows of `dim` values (`src_stride` apart, starting at `src`) into
+/// `dst` as a `rows x ld` block times `factor`, zeroing the padding columns.
+pub(crate) fn pack_rows<T: AttnFloat>(dst: &mut [T], ld: usize, src: &[T], start: usize, src_stride: usize, rows: usize, dim: usize, factor: T) {
+    for r in 0..rows {
+        let from = &src[start + r * src_stride..start + r * src_stride + dim];
+        let to = &mut dst[r * ld..(r + 1) * ld];
+        for (t, &f) in to.iter_mut().zip(from) {
+            *t = f * factor;
+        }
+        to[dim..].fill(T::ZERO);
+    }
+}
+
+/// Like [`pack_rows`] but transposed: `dst[d * ld + r] = src row r, column d`.
+pub(crate) fn pack_transposed<T: AttnFloat>(dst: &mut [T], ld: usize, src: &[T], start: usize, src_stride: usize, rows: usize, dim: usize) {
+    for r in 0..rows {
+        let from = &src[start + r * src_stride..start + r * src_stride + dim];
+        for (d, &f) in from.iter().enumerate() {
+            dst[d * ld + r] = f;
+        }
+    }
+}
+
+/// A raw pointer shared by tasks that write disjoint elements of one buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut<T>(pub(crate) *mut T);
+// SAFETY: tasks write disjoint index sets (each owns its rows), see the callers.
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    /// # Safety
+    /// `index` is inside the buffer and no other task writes it.
+    #[inline]
+    pub(crate) unsafe fn at(&self, index: usize) -> *mut T {
+        self.0.add(index)
+    }
+}
+
+/// (sequence, head, first query row) of every task, in a fixed order.
+pub(crate) fn query_tasks(seqs: &[Sequence], heads: usize) -> Vec<(usize, usize, usize)> {
+    let mut tasks = Vec::new();
+    for (s, seq) in seqs.iter().enumerate() {
+        for h in 0..heads {
+            for i0 in (0..seq.len_q).step_by(BLOCK_Q) {
+                tasks.push((s, h, i0));
+            }
+        }
+    }
+    tasks
+}
+
+struct Scratch<T> {
+    q: Vec<T>,
+    kt: Vec<T>,
+    v: Vec<T>,
+    z: Vec<T>,
+    o: Vec<T>,
+    m: Vec<T>,
+    l: Vec<T>,
+    alpha: Vec<T>,
+}
+
+impl<T: AttnFloat> Scratch<T> {
+    fn new(dq: usize, dv: usize) -> Self {
+        let rows = round_up(BLOCK_Q, PAD);
+        let keys = round_up(BLOCK_K, PAD);
+        Scratch {
+            q: vec![T::ZERO; rows * dq],
+            kt: vec![T::ZERO; dq * keys],
+            v: vec![T::ZERO; keys * dv],
+            z: vec![T::ZERO; rows * keys],
+            o: vec![T::ZERO; rows * dv],
+            m: vec![T::ZERO; rows],
+            l: vec![T::ZERO; rows],
+            alpha: vec![T::ZERO; rows],
+        }
+    }
+}
+
+/// Attention output `[rows, Hq, Dv]` in the query's layout and the log-sum-exp
+/// `[Hq, total_q]` (natural log; `-inf` for rows that attend to nothing).
+pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T], v: &[T]) -> Result<(Vec<T>, Vec<T>)> {
+    let seqs = att.validate(q, k, v)?;
+    let (total_q, _) = att.total_rows()?;
+    let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
+    let mut out = vec![T::ZERO; total_q * hq * dv];
+    let mut lse = vec![T::from_f64(f64::NEG_INFINITY); hq * total_q];
+    let tasks = query_tasks(&seqs, hq);
+    let (dq_pad, dv_pad) = (round_up(d, LANES), round_up(dv, LANES));
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    let lse_ptr = SharedOut(lse.as_mut_ptr());
+    let (out_len, lse_len) = (out.len(), lse.len());
+    tasks.par_iter().for_each_init(
+        || Scratch::<T>::new(dq_pad, dv_pad),
+        |scratch, &(s, h, i0)| {
+            let seq = &seqs[s];
+            let hk = h / (hq / hkv);
+            let scorer = Scorer::new(att, s, seq, h);
+            let rows = BLOCK_Q.min(seq.len_q - i0);
+            let rows_pad = round_up(rows, PAD);
+            let q_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, d) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, d);
+            let q_start = att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, d);
+            pack_rows(&mut scratch.q, dq_pad, q, q_start, q_stride, rows, d, scorer.q_factor());
+            scratch.q[rows * dq_pad..rows_pad * dq_pad].fill(T::ZERO);
+            scratch.o[..rows_pad * dv_pad].fill(T::ZERO);
+            scratch.m[..rows_pad].fill(T::from_f64(f64::NEG_INFINITY));
+            scratch.l[..rows_pad].fill(T::ZERO);
+            let (k_lo, _) = scorer.range(i0);
+            let (_, k_hi) = scorer.range(i0 + rows - 1);
+            let k_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, d) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, d);
+            let v_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, dv) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, dv);
+            let mut k0 = k_lo;
+            while k0 < k_hi {
+                let kc = BLOCK_K.min(k_hi - k0);
+                let kc_pad = round_up(kc, PAD);
+                let kt = &mut scratch.kt[..dq_pad * kc_pad];
+                kt.fill(T::ZERO);
+                pack_transposed(kt, kc_pad, k, att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, d), k_stride, kc, d);
+                pack_rows(&mut scratch.v, dv_pad, v, att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, dv), v_stride, kc, dv, T::ONE);
+                scratch.v[kc * dv_pad..kc_pad * dv_pad].fill(T::ZERO);
+                let z = &mut scratch.z[..rows_pad * kc_pad];
+                T::gemm(rows_pad, kc_pad, dq_pad, &scratch.q, dq_pad, kt, kc_pad, z, kc_pad, false);
+                if !scorer.is_plain(i0, rows, k0, kc, kc_pad) {
+                    scorer.adjust(z, kc_pad, i0, rows, k0, kc, kc_pad, None);
+                }
+                T::softmax_step(rows_pad, kc_pad, z, kc_pad, &mut scratch.m, &mut scratch.l, &mut scratch.alpha);
+                for r in 0..rows_pad {
+                    let a = scratch.alpha[r];
+                    if a != T::ONE {
+                        scratch.o[r * dv_pad..(r + 1) * dv_pad].iter_mut().for_each(|x| *x *= a);
+                    }
+                }
+                T::gemm(rows_pad, dv_pad, kc_pad, z, kc_pad, &scratch.v, dv_pad, &mut scratch.o, dv_pad, true);
+                k0 += kc;
+            }
+            let o_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, dv) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, dv);
+            let o_start = att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, dv);
+            for r in 0..rows {
+                let l = scratch.l[r];
+                let inv = if l > T::ZERO { T::ONE / l } else { T::ZERO };
+                let at = o_start + r * o_stride;
+                let lse_at = h * total_q + seq.q_row0 + i0 + r;
+                assert!(at + dv <= out_len && lse_at < lse_len);
+                // SAFETY: row i0 + r of head h of sequence s belongs to this task
+                // alone (tasks partition (sequence, head, query rows)); bounds checked.
+                unsafe {
+                    for c in 0..dv {
+                        *out_ptr.at(at + c) = scratch.o[r * dv_pad + c] * inv;
+                    }
+                    if l > T::ZERO {
+                        *lse_ptr.at(lse_at) = (scratch.m[r] + T::from_f64(l.to_f64().log2())) * T::from_f64(LN_2);
+                    }
+                }
+            }
+        },
+    );
+    Ok((out, lse))
+}

@@ -1,0 +1,338 @@
+//! The two operations the tiled attention loops are made of, per element type:
+//! a small matrix product over packed, padded tiles, and the online-softmax row
+//! update (ATT-ONLINE) in the base-2 domain.
+//!
+//! float32 runs hand-written AVX2+FMA kernels when the active SIMD level allows it
+//! (a 6 x 16 register-blocked micro-kernel and a polynomial `exp2`); every other
+//! case runs the portable code below, which is also the reference the SIMD code is
+//! tested against. The level is read per tile with [`simd::level`], and the AVX2
+//! bodies are `#[target_feature]` functions: the intrinsics must be compiled with
+//! those features, and a call per tile (tens of thousands of flops) costs nothing.
+
+use crate::simd::{self, SimdLevel};
+use crate::Real;
+
+/// Rows of a tile are padded to a multiple of this (the micro-kernel's 6 rows and
+/// 16 columns both divide it), so kernels never handle a ragged edge.
+pub const PAD: usize = 48;
+/// Columns of a product's output (and of the value/head dimension) are padded to
+/// a multiple of this.
+pub const LANES: usize = 16;
+
+pub fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+/// The element types attention computes in: float32 (also for bfloat16/float16
+/// inputs, converted by the caller) and float64.
+pub trait AttnFloat: Real {
+    /// `c[m x n] (+)= a[m x k] . b[k x n]`, all row-major with leading dimensions
+    /// `lda`, `ldb`, `ldc`; `m % 6 == 0`, `n % 16 == 0`.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(m: usize, n: usize, k: usize, a: &[Self], lda: usize, b: &[Self], ldb: usize, c: &mut [Self], ldc: usize, accumulate: bool);
+
+    /// One online-softmax step for `rows` rows of `z` (base-2 scores, `ldz` apart,
+    /// `cols` of them, `cols % 16 == 0`, masked entries `-inf`): updates the running
+    /// max `m` and sum `l`, overwrites `z` with the probabilities `exp2(z - m')`,
+    /// and returns in `alpha` the factor `exp2(m - m')` the unnormalised output of
+    /// each row must be multiplied by.
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_step(rows: usize, cols: usize, z: &mut [Self], ldz: usize, m: &mut [Self], l: &mut [Self], alpha: &mut [Self]);
+
+    /// `z[i] = exp2(z[i] - shift)` for each row, with its own shift (`-inf` shift
+    /// gives 0: a row that attends to nothing): the probabilities recomputed from
+    /// the log-sum-exp in the backward pass.
+    fn exp2_shifted(rows: usize, cols: usize, z: &mut [Self], ldz: usize, shift: &[Self]);
+}
+
+fn use_avx2() -> bool {
+    cfg!(target_arch = "x86_64") && simd::level() >= SimdLevel::Avx2
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_portable<T: Real>(m: usize, n: usize, k: usize, a: &[T], lda: usize, b: &[T], ldb: usize, c: &mut [T], ldc: usize, accumulate: bool) {
+    for i in 0..m {
+        let c_row = &mut c[i * ldc..i * ldc + n];
+        if !accumulate {
+            c_row.fill(T::ZERO);
+        }
+        for p in 0..k {
+            let a_ip = a[i * lda + p];
+            let b_row = &b[p * ldb..p * ldb + n];
+            for (c_ij, &b_pj) in c_row.iter_mut().zip(b_row) {
+                *c_ij += a_ip * b_pj;
+            }
+        }
+    }
+}
+
+/// `exp2` for the portable path: the library `exp` is accurate to an ulp, which
+/// makes this path the reference the SIMD polynomial is checked against.
+#[inline(always)]
+fn exp2_portable<T: Real>(x: T) -> T {
+    if x == T::from_f64(f64::NEG_INFINITY) {
+        T::ZERO
+    } else {
+        (x * T::from_f64(std::f64::consts::LN_2)).exp()
+    }
+}
+
+fn softmax_step_portable<T: Real>(rows: usize, cols: usize, z: &mut [T], ldz: usize, m: &mut [T], l: &mut [T], alpha: &mut [T]) {
+    let neg_inf = T::from_f64(f64::NEG_INFINITY);
+    for r in 0..rows {
+        let row = &mut z[r * ldz..r * ldz + cols];
+        let tile_max = row.iter().fold(neg_inf, |acc, &x| acc.max_fast(x));
+        let m_new = m[r].max_fast(tile_max);
+        // A row with nothing to attend to so far keeps m = -inf; shifting by 0 then
+        // gives exp2(-inf) = 0 instead of NaN.
+        let shift = if m_new == neg_inf { T::ZERO } else { m_new };
+        let mut sum = T::ZERO;
+        for x in row.iter_mut() {
+            *x = exp2_portable(*x - shift);
+            sum += *x;
+        }
+        alpha[r] = exp2_portable(m[r] - shift);
+        l[r] = l[r] * alpha[r] + sum;
+        m[r] = m_new;
+    }
+}
+
+fn exp2_shifted_portable<T: Real>(rows: usize, cols: usize, z: &mut [T], ldz: usize, shift: &[T]) {
+    let neg_inf = T::from_f64(f64::NEG_INFINITY);
+    for r in 0..rows {
+        let row = &mut z[r * ldz..r * ldz + cols];
+        if shift[r] == neg_inf {
+            row.fill(T::ZERO);
+        } else {
+            for x in row.iter_mut() {
+                *x = exp2_portable(*x - shift[r]);
+            }
+        }
+    }
+}
+
+impl AttnFloat for f64 {
+    fn gemm(m: usize, n: usize, k: usize, a: &[f64], lda: usize, b: &[f64], ldb: usize, c: &mut [f64], ldc: usize, accumulate: bool) {
+        gemm_portable(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+    }
+    fn softmax_step(rows: usize, cols: usize, z: &mut [f64], ldz: usize, m: &mut [f64], l: &mut [f64], alpha: &mut [f64]) {
+        softmax_step_portable(rows, cols, z, ldz, m, l, alpha)
+    }
+    fn exp2_shifted(rows: usize, cols: usize, z: &mut [f64], ldz: usize, shift: &[f64]) {
+        exp2_shifted_portable(rows, cols, z, ldz, shift)
+    }
+}
+
+impl AttnFloat for f32 {
+    fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
+        debug_assert!(m % 6 == 0 && n % LANES == 0);
+        check_extent(m, k, lda, a.len());
+        check_extent(k, n, ldb, b.len());
+        check_extent(m, n, ldc, c.len());
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2() {
+            // SAFETY: use_avx2() says the CPU has AVX2 and FMA; the extents were checked.
+            unsafe { avx2::gemm(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) };
+            return;
+        }
+        gemm_portable(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+    }
+
+    fn softmax_step(rows: usize, cols: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
+        check_extent(rows, cols, ldz, z.len());
+        assert!(m.len() >= rows && l.len() >= rows && alpha.len() >= rows);
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2() && cols % 8 == 0 {
+            // SAFETY: AVX2+FMA present; extents checked above.
+            unsafe { avx2::softmax_step(rows, cols, z, ldz, m, l, alpha) };
+            return;
+        }
+        softmax_step_portable(rows, cols, z, ldz, m, l, alpha)
+    }
+
+    fn exp2_shifted(rows: usize, cols: usize, z: &mut [f32], ldz: usize, shift: &[f32]) {
+        check_extent(rows, cols, ldz, z.len());
+        assert!(shift.len() >= rows);
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2() && cols % 8 == 0 {
+            // SAFETY: AVX2+FMA present; extents checked above.
+            unsafe { avx2::exp2_shifted(rows, cols, z, ldz, shift) };
+            return;
+        }
+        exp2_shifted_portable(rows, cols, z, ldz, shift)
+    }
+}
+
+/// The raw-pointer kernels below rely on this: a `rows x cols` block `ld` apart fits.
+fn check_extent(rows: usize, cols: usize, ld: usize, len: usize) {
+    assert!(cols <= ld || rows <= 1, "tile columns exceed the leading dimension");
+    assert!(rows == 0 || cols == 0 || (rows - 1) * ld + cols <= len, "tile exceeds its buffer");
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// 6 x 16 register block: 12 accumulators, 2 loads of `b` and 6 broadcasts of
+    /// `a` per step of `k`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemm(m: usize, n: usize, k: usize, a: *const f32, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool) {
+        let mut i0 = 0;
+        while i0 < m {
+            let mut j0 = 0;
+            while j0 < n {
+                let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+                if accumulate {
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let c_row = c.add((i0 + r) * ldc + j0);
+                        acc_r[0] = _mm256_loadu_ps(c_row);
+                        acc_r[1] = _mm256_loadu_ps(c_row.add(8));
+                    }
+                }
+                let a0 = a.add(i0 * lda);
+                for p in 0..k {
+                    let b_row = b.add(p * ldb + j0);
+                    let b0 = _mm256_loadu_ps(b_row);
+                    let b1 = _mm256_loadu_ps(b_row.add(8));
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let a_rp = _mm256_broadcast_ss(&*a0.add(r * lda + p));
+                        acc_r[0] = _mm256_fmadd_ps(a_rp, b0, acc_r[0]);
+                        acc_r[1] = _mm256_fmadd_ps(a_rp, b1, acc_r[1]);
+                    }
+                }
+                for (r, acc_r) in acc.iter().enumerate() {
+                    let c_row = c.add((i0 + r) * ldc + j0);
+                    _mm256_storeu_ps(c_row, acc_r[0]);
+                    _mm256_storeu_ps(c_row.add(8), acc_r[1]);
+                }
+                j0 += 16;
+            }
+            i0 += 6;
+        }
+    }
+
+    /// `2^x` to about 2e-7 relative: `x = n + f`, `f` in [-0.5, 0.5], a degree-5
+    /// polynomial (fitted for relative error) for `2^f`, `2^n` built in the
+    /// exponent bits. Inputs below -127 (including -inf) give exactly 0: `n` is
+    /// clamped to -127, whose biased exponent 0 encodes +0.0.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp2(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-127.0)), _mm256_set1_ps(127.0));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+        let f = _mm256_sub_ps(x, n);
+        let mut p = _mm256_set1_ps(0.001_327_647_2);
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.009_675_542));
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.055_507_13));
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.240_221_2));
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.693_146_94));
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.000_000_1));
+        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+        _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn horizontal_max(v: __m256) -> f32 {
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
+        _mm_cvtss_f32(m)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn horizontal_sum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn softmax_step(rows: usize, cols: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
+        for r in 0..rows {
+            let row = z.as_mut_ptr().add(r * ldz);
+            let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+            let mut j = 0;
+            while j < cols {
+                vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(row.add(j)));
+                j += 8;
+            }
+            let m_new = m[r].max(horizontal_max(vmax));
+            let shift = if m_new == f32::NEG_INFINITY { 0.0 } else { m_new };
+            let vshift = _mm256_set1_ps(shift);
+            let mut vsum = _mm256_setzero_ps();
+            let mut j = 0;
+            while j < cols {
+                let p = exp2(_mm256_sub_ps(_mm256_loadu_ps(row.add(j)), vshift));
+                _mm256_storeu_ps(row.add(j), p);
+                vsum = _mm256_add_ps(vsum, p);
+                j += 8;
+            }
+            alpha[r] = if m[r] == f32::NEG_INFINITY { 0.0 } else { (m[r] - shift).exp2() };
+            l[r] = l[r] * alpha[r] + horizontal_sum(vsum);
+            m[r] = m_new;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp2_shifted(rows: usize, cols: usize, z: &mut [f32], ldz: usize, shift: &[f32]) {
+        for r in 0..rows {
+            let row = z.as_mut_ptr().add(r * ldz);
+            if shift[r] == f32::NEG_INFINITY {
+                std::ptr::write_bytes(row, 0, cols);
+                continue;
+            }
+            let vshift = _mm256_set1_ps(shift[r]);
+            let mut j = 0;
+            while j < cols {
+                _mm256_storeu_ps(row.add(j), exp2(_mm256_sub_ps(_mm256_loadu_ps(row.add(j)), vshift)));
+                j += 8;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn simd_gemm_and_softmax_match_the_portable_code() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let (m, n, k) = (12, 32, 37);
+        let mut seed = 1;
+        let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
+        let mut results = Vec::new();
+        for level in [SimdLevel::Scalar, SimdLevel::Avx2] {
+            simd::set_level(level);
+            let mut c = vec![0.5f32; m * n];
+            f32::gemm(m, n, k, &a, k, &b, n, &mut c, n, true);
+            let mut z = c.clone();
+            z[3] = f32::NEG_INFINITY;
+            let (mut mx, mut l, mut alpha) = (vec![f32::NEG_INFINITY; m], vec![0.0; m], vec![0.0; m]);
+            mx[1] = 2.0;
+            l[1] = 3.0;
+            f32::softmax_step(m, n, &mut z, n, &mut mx, &mut l, &mut alpha);
+            results.push((c, z, l, alpha));
+        }
+        simd::set_level(simd::detected());
+        let (c0, z0, l0, a0) = &results[0];
+        let (c1, z1, l1, a1) = &results[1];
+        for (x, y) in c0.iter().zip(c1) {
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+        for (x, y) in z0.iter().chain(l0).chain(a0).zip(z1.iter().chain(l1).chain(a1)) {
+            assert!((x - y).abs() <= 1e-6 * (1.0 + x.abs()), "{x} vs {y}");
+        }
+        assert_eq!(z1[3], 0.0);
+    }
+}
