@@ -41,3 +41,18 @@ def matrix_nms(
     kernel: str,
     sigma: float,
 ) -> npt.NDArray[np.floating]: ...
+
+# attention: `options` is the dict built by ferrops.attention._options (layout,
+# heads, dims, dense lengths or cu_seqlens, scale, band, softcap, ALiBi, mask view).
+def attention_forward(
+    query: npt.NDArray[np.floating], key: npt.NDArray[np.floating], value: npt.NDArray[np.floating], options: dict
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]: ...
+def attention_backward(
+    query: npt.NDArray[np.floating],
+    key: npt.NDArray[np.floating],
+    value: npt.NDArray[np.floating],
+    out: npt.NDArray[np.floating],
+    lse: npt.NDArray[np.floating],
+    grad_out: npt.NDArray[np.floating],
+    options: dict,
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating]]: ...

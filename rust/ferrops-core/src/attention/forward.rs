@@ -108,12 +108,11 @@ impl<'a, T: AttnFloat> Scorer<'a, T> {
                     }
                 }
             }
-            for (j, x) in row.iter_mut().enumerate() {
-                let key = k0 + j;
-                if j >= kc || key < lo || key >= hi {
-                    *x = neg_inf;
-                }
-            }
+            // Keys outside the band [lo, hi) and the padding columns.
+            let start = lo.saturating_sub(k0).min(kc);
+            let end = hi.saturating_sub(k0).clamp(start, kc);
+            row[..start].fill(neg_inf);
+            row[end..].fill(neg_inf);
         }
     }
 }
