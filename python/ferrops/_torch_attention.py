@@ -110,12 +110,13 @@ def sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, attn_ma
     lead = query.shape[:-3]
     Hq, L, E = query.shape[-3:]
     Hk, S = key.shape[-3], key.shape[-2]
-    q = query.reshape(-1, Hq, L, E)
-    k = key.reshape(-1, Hk, S, E)
-    v = value.reshape(-1, Hk, S, value.shape[-1])
+    B = math.prod(lead)
+    q = query.reshape(B, Hq, L, E)
+    k = key.reshape(B, Hk, S, E)
+    v = value.reshape(B, Hk, S, value.shape[-1])
     mask = None
     if attn_mask is not None:
-        mask = attn_mask.to(query.device).broadcast_to((*lead, Hq, L, S)).reshape(-1, Hq, L, S)
+        mask = attn_mask.to(query.device).broadcast_to((*lead, Hq, L, S)).reshape(B, Hq, L, S)
     out, _ = dense(q, k, v, scale=scale, bottom_right=False, window=(None, 0 if is_causal else None), softcap=0.0,
                    alibi_slopes=None, mask=mask, dropout_p=dropout_p, want_lse=False)
     return out.reshape(*lead, Hq, L, value.shape[-1])

@@ -78,6 +78,15 @@ def _compute_array(x: Any) -> np.ndarray:
     return np.ascontiguousarray(a if a.dtype in (np.float32, np.float64) else a.astype(np.float32))
 
 
+def _host_tensor(x: Any) -> Any:
+    """A tensor of ``x`` (NumPy arrays shared when writable; torch cannot share read-only memory)."""
+    if d.is_tensor(x):
+        return x
+    torch = d.torch_module()
+    a = np.asarray(x)
+    return torch.from_numpy(np.ascontiguousarray(a) if a.flags.writeable else a.copy())
+
+
 def _result(values: np.ndarray, reference: Any) -> Any:
     """``values`` in the kind, dtype and device of ``reference``."""
     if d.is_tensor(reference):
@@ -132,7 +141,7 @@ def _slopes(function: str, alibi_slopes: Any, batch: int, heads: int) -> np.ndar
     a = d.float_array(function, "alibi_slopes", alibi_slopes).astype(np.float64)
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{function}(): argument 'alibi_slopes': expected finite slopes, got {a.ravel().tolist()}")
-    return np.ascontiguousarray(np.broadcast_to(a, (batch, heads)).reshape(-1))
+    return np.broadcast_to(a, (batch, heads)).reshape(-1).copy()
 
 
 def _options(function: str, layout: str, heads_q: int, heads_kv: int, dim_qk: int, dim_v: int, **kw: Any) -> dict:
@@ -307,11 +316,11 @@ def scaled_dot_product_attention(
         # A mask that requires grad: only the PyTorch path differentiates it.
         torch = d.require_torch(f)
         device = d.device_of(*inputs) or torch.device("cpu")
-        q, k, v = (x if d.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x)) for x in (query, key, value))
+        q, k, v = (_host_tensor(x) for x in (query, key, value))
         q, k, v = q.to(device), k.to(device), v.to(device)
         mask = None
         if attn_mask is not None:
-            mask = attn_mask if d.is_tensor(attn_mask) else torch.from_numpy(np.asarray(attn_mask))
+            mask = _host_tensor(attn_mask)
         out = _torch_impl().sdpa(q, k, v, attn_mask=mask, dropout_p=float(dropout_p), is_causal=bool(is_causal),
                                  scale=scale)
         return d.like(out, query)
@@ -356,7 +365,7 @@ def _flash_checks(function: str, q: Any, k: Any, v: Any, rank: int, softmax_scal
 def _flash_torch(function: str, q: Any, k: Any, v: Any, alibi: np.ndarray | None, batch: int) -> tuple:
     torch = d.require_torch(function)
     device = d.device_of(q, k, v) or torch.device("cpu")
-    q, k, v = (x if d.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x)) for x in (q, k, v))
+    q, k, v = (_host_tensor(x) for x in (q, k, v))
     slopes = None if alibi is None else torch.from_numpy(alibi.reshape(batch, -1)).to(device)
     return q.to(device), k.to(device), v.to(device), slopes
 
