@@ -47,7 +47,6 @@ struct Scratch<T> {
     z: Vec<T>,
     dp: Vec<T>,
     cap_grad: Vec<T>,
-    transposed: Vec<T>,
     acc_a: Vec<T>,
     acc_b: Vec<T>,
     shift: Vec<T>,
@@ -68,7 +67,6 @@ impl<T: AttnFloat> Scratch<T> {
             z: zero(rows * keys),
             dp: zero(rows * keys),
             cap_grad: zero(rows * keys),
-            transposed: zero(rows * keys),
             acc_a: zero(rows.max(keys) * dq.max(dv)),
             acc_b: zero(keys * dv),
             shift: zero(rows),
@@ -142,12 +140,10 @@ pub fn attention_backward<T: AttnFloat>(
                     let rows_pad = round_up(rows, PAD);
                     load_query_tile(sc, &rows_of, &scorer, q, out, lse, d_out, total_q, i0, rows, dq_pad, dv_pad);
                     probabilities_and_grads(sc, &scorer, i0, rows, rows_pad, j0, kc, kc_pad, dv_pad);
-                    // dV += P^T dO
-                    transpose(&sc.z, kc_pad, &mut sc.transposed, rows_pad, rows_pad, kc_pad);
-                    T::gemm(kc_pad, dv_pad, rows_pad, &sc.transposed, rows_pad, &sc.d_out, dv_pad, &mut dv_acc, dv_pad, true);
-                    // dK += dS^T Q (Q as packed; rescaled to `scale` below)
-                    transpose(&sc.dp, kc_pad, &mut sc.transposed, rows_pad, rows_pad, kc_pad);
-                    T::gemm(kc_pad, dq_pad, rows_pad, &sc.transposed, rows_pad, &sc.q, dq_pad, &mut dk_acc, dq_pad, true);
+                    // dV += P^T dO, dK += dS^T Q (Q as packed; rescaled to `scale` below):
+                    // the transposed tiles are read with swapped strides.
+                    T::gemm(kc_pad, dv_pad, rows_pad, &sc.z, 1, kc_pad, &sc.d_out, dv_pad, &mut dv_acc, dv_pad, true);
+                    T::gemm(kc_pad, dq_pad, rows_pad, &sc.dp, 1, kc_pad, &sc.q, dq_pad, &mut dk_acc, dq_pad, true);
                 }
             }
             let dk_factor = T::from_f64(att.scale) / q_factor;
@@ -198,7 +194,7 @@ pub fn attention_backward<T: AttnFloat>(
                 sc.vt[..dv_pad * kc_pad].fill(T::ZERO);
                 pack_transposed(&mut sc.vt, kc_pad, v, rows_of.k(j0, dv), rows_of.k_stride(dv), kc, dv);
                 probabilities_and_grads(sc, &scorer, i0, rows, rows_pad, j0, kc, kc_pad, dv_pad);
-                T::gemm(rows_pad, dq_pad, kc_pad, &sc.dp, kc_pad, &sc.k, dq_pad, &mut dq_acc, dq_pad, true);
+                T::gemm(rows_pad, dq_pad, kc_pad, &sc.dp, kc_pad, 1, &sc.k, dq_pad, &mut dq_acc, dq_pad, true);
                 j0 += kc;
             }
             let scale = T::from_f64(att.scale);
@@ -272,7 +268,7 @@ fn probabilities_and_grads<T: AttnFloat>(
 ) {
     let dq_pad = round_up(scorer.att.dim_qk, LANES);
     let z = &mut sc.z[..rows_pad * kc_pad];
-    T::gemm(rows_pad, kc_pad, dq_pad, &sc.q, dq_pad, &sc.kt, kc_pad, z, kc_pad, false);
+    T::gemm(rows_pad, kc_pad, dq_pad, &sc.q, dq_pad, 1, &sc.kt, kc_pad, z, kc_pad, false);
     let softcap = scorer.att.softcap > 0.0;
     if !scorer.is_plain(i0, rows, j0, kc, kc_pad) {
         let grad = if softcap { Some(&mut sc.cap_grad[..rows_pad * kc_pad]) } else { None };
@@ -280,7 +276,7 @@ fn probabilities_and_grads<T: AttnFloat>(
     }
     T::exp2_shifted(rows_pad, kc_pad, z, kc_pad, &sc.shift);
     let dp = &mut sc.dp[..rows_pad * kc_pad];
-    T::gemm(rows_pad, kc_pad, dv_pad, &sc.d_out, dv_pad, &sc.vt, kc_pad, dp, kc_pad, false);
+    T::gemm(rows_pad, kc_pad, dv_pad, &sc.d_out, dv_pad, 1, &sc.vt, kc_pad, dp, kc_pad, false);
     for r in 0..rows_pad {
         let delta = sc.delta[r];
         let (p_row, dp_row) = (&z[r * kc_pad..(r + 1) * kc_pad], &mut dp[r * kc_pad..(r + 1) * kc_pad]);
@@ -291,15 +287,6 @@ fn probabilities_and_grads<T: AttnFloat>(
             for (g, &c) in dp_row[..kc].iter_mut().zip(&sc.cap_grad[r * kc_pad..r * kc_pad + kc]) {
                 *g *= c;
             }
-        }
-    }
-}
-
-/// `dst[c * ld_dst + r] = src[r * ld_src + c]` for a `rows x cols` block.
-fn transpose<T: AttnFloat>(src: &[T], ld_src: usize, dst: &mut [T], ld_dst: usize, rows: usize, cols: usize) {
-    for r in 0..rows {
-        for (c, &x) in src[r * ld_src..r * ld_src + cols].iter().enumerate() {
-            dst[c * ld_dst + r] = x;
         }
     }
 }

@@ -117,6 +117,64 @@ impl<'a, T: AttnFloat> Scorer<'a, T> {
     }
 }
 
+impl<T: AttnFloat> Scorer<'_, T> {
+    /// [`Scorer::adjust`] on a transposed tile: `z` has one row per key
+    /// (`[k0, k0 + kc)`, padded to `kc_pad` rows, `ldz` apart) and one column per
+    /// query (`[i0, i0 + rows)`; padding columns are left alone).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn adjust_transposed(&self, z: &mut [T], ldz: usize, i0: usize, rows: usize, k0: usize, kc: usize, kc_pad: usize) {
+        let att = self.att;
+        let neg_inf = T::from_f64(f64::NEG_INFINITY);
+        let log2e = T::from_f64(LOG2_E);
+        let cap = T::from_f64(att.softcap);
+        let inv_cap = T::from_f64(if att.softcap > 0.0 { 1.0 / att.softcap } else { 0.0 });
+        for j in 0..kc_pad {
+            let row = &mut z[j * ldz..j * ldz + rows];
+            if j >= kc {
+                row.fill(neg_inf);
+                continue;
+            }
+            let key = k0 + j;
+            if att.softcap > 0.0 {
+                for x in row.iter_mut() {
+                    *x = log2e * cap * (*x * inv_cap).tanh();
+                }
+            }
+            if let Some(slope) = self.slope {
+                let s = T::from_f64(slope * LOG2_E);
+                for (r, x) in row.iter_mut().enumerate() {
+                    let pos = (i0 + r) as i64 + self.offset;
+                    *x -= s * T::from_f64((pos - key as i64).unsigned_abs() as f64);
+                }
+            }
+            if let Some(mask) = &att.mask {
+                let offset = mask.offsets[self.seq_index * att.heads_q + self.head] + key * mask.col_stride;
+                match mask.values {
+                    MaskValues::Bool(values) => {
+                        for (r, x) in row.iter_mut().enumerate() {
+                            if !values[offset + (i0 + r) * mask.row_stride] {
+                                *x = neg_inf;
+                            }
+                        }
+                    }
+                    MaskValues::Additive(values) => {
+                        for (r, x) in row.iter_mut().enumerate() {
+                            *x += log2e * values[offset + (i0 + r) * mask.row_stride];
+                        }
+                    }
+                }
+            }
+            // Queries that see this key: key <= i + offset + right and
+            // key >= i + offset - left, i.e. i in [key - offset - right, key - offset + left].
+            let rel = key as i64 - self.offset;
+            let first = att.window_right.map_or(0, |w| (rel - w as i64 - i0 as i64).clamp(0, rows as i64) as usize);
+            let end = att.window_left.map_or(rows, |w| (rel + w as i64 + 1 - i0 as i64).clamp(first as i64, rows as i64) as usize);
+            row[..first].fill(neg_inf);
+            row[end..].fill(neg_inf);
+        }
+    }
+}
+
 /// Copies `rows` rows of `dim` values (`src_stride` apart, starting at `src`) into
 /// `dst` as a `rows x ld` block times `factor`, zeroing the padding columns.
 pub(crate) fn pack_rows<T: AttnFloat>(dst: &mut [T], ld: usize, src: &[T], start: usize, src_stride: usize, rows: usize, dim: usize, factor: T) {
@@ -170,8 +228,8 @@ pub(crate) fn query_tasks(seqs: &[Sequence], heads: usize) -> Vec<(usize, usize,
 }
 
 struct Scratch<T> {
-    q: Vec<T>,
-    kt: Vec<T>,
+    qt: Vec<T>,
+    k: Vec<T>,
     v: Vec<T>,
     z: Vec<T>,
     o: Vec<T>,
@@ -181,14 +239,14 @@ struct Scratch<T> {
 }
 
 impl<T: AttnFloat> Scratch<T> {
-    fn new(dq: usize, dv: usize) -> Self {
+    fn new(d: usize, dv: usize) -> Self {
         let rows = round_up(BLOCK_Q, PAD);
         let keys = round_up(BLOCK_K, PAD);
         Scratch {
-            q: vec![T::ZERO; rows * dq],
-            kt: vec![T::ZERO; dq * keys],
+            qt: vec![T::ZERO; d * rows],
+            k: vec![T::ZERO; keys * d],
             v: vec![T::ZERO; keys * dv],
-            z: vec![T::ZERO; rows * keys],
+            z: vec![T::ZERO; keys * rows],
             o: vec![T::ZERO; rows * dv],
             m: vec![T::ZERO; rows],
             l: vec![T::ZERO; rows],
@@ -206,12 +264,12 @@ pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T],
     let mut out = vec![T::ZERO; total_q * hq * dv];
     let mut lse = vec![T::from_f64(f64::NEG_INFINITY); hq * total_q];
     let tasks = query_tasks(&seqs, hq);
-    let (dq_pad, dv_pad) = (round_up(d, LANES), round_up(dv, LANES));
+    let dv_pad = round_up(dv, LANES);
     let out_ptr = SharedOut(out.as_mut_ptr());
     let lse_ptr = SharedOut(lse.as_mut_ptr());
     let (out_len, lse_len) = (out.len(), lse.len());
     tasks.par_iter().for_each_init(
-        || Scratch::<T>::new(dq_pad, dv_pad),
+        || Scratch::<T>::new(d, dv_pad),
         |scratch, &(s, h, i0)| {
             let seq = &seqs[s];
             let hk = h / (hq / hkv);
@@ -219,9 +277,15 @@ pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T],
             let rows = BLOCK_Q.min(seq.len_q - i0);
             let rows_pad = round_up(rows, PAD);
             let q_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, d) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, d);
-            let q_start = att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, d);
-            pack_rows(&mut scratch.q, dq_pad, q, q_start, q_stride, rows, d, scorer.q_factor());
-            scratch.q[rows * dq_pad..rows_pad * dq_pad].fill(T::ZERO);
+            // Scores are computed transposed, keys x queries: the key tile is the
+            // left operand and is read in place (or row-copied), only the query
+            // tile is transposed, once per task; the softmax statistics are then
+            // per column, 8 queries to a vector.
+            let qt = &mut scratch.qt[..d * rows_pad];
+            qt.fill(T::ZERO);
+            pack_transposed(qt, rows_pad, q, att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, d), q_stride, rows, d);
+            let factor = scorer.q_factor();
+            qt.iter_mut().for_each(|x| *x *= factor);
             scratch.o[..rows_pad * dv_pad].fill(T::ZERO);
             scratch.m[..rows_pad].fill(T::from_f64(f64::NEG_INFINITY));
             scratch.l[..rows_pad].fill(T::ZERO);
@@ -232,25 +296,39 @@ pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T],
             let mut k0 = k_lo;
             while k0 < k_hi {
                 let kc = BLOCK_K.min(k_hi - k0);
-                let kc_pad = round_up(kc, PAD);
-                let kt = &mut scratch.kt[..dq_pad * kc_pad];
-                kt.fill(T::ZERO);
-                pack_transposed(kt, kc_pad, k, att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, d), k_stride, kc, d);
-                pack_rows(&mut scratch.v, dv_pad, v, att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, dv), v_stride, kc, dv, T::ONE);
-                scratch.v[kc * dv_pad..kc_pad * dv_pad].fill(T::ZERO);
-                let z = &mut scratch.z[..rows_pad * kc_pad];
-                T::gemm(rows_pad, kc_pad, dq_pad, &scratch.q, dq_pad, kt, kc_pad, z, kc_pad, false);
+                let kc_pad = round_up(kc, 6);
+                let k_start = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, d);
+                // Whole 6-row groups are read in place; a ragged tile is copied
+                // with zero rows added.
+                let (k_tile, k_ld): (&[T], usize) = if kc == kc_pad {
+                    (&k[k_start..], k_stride)
+                } else {
+                    pack_rows(&mut scratch.k, d, k, k_start, k_stride, kc, d, T::ONE);
+                    scratch.k[kc * d..kc_pad * d].fill(T::ZERO);
+                    (&scratch.k, d)
+                };
+                let z = &mut scratch.z[..kc_pad * rows_pad];
+                T::gemm(kc_pad, rows_pad, d, k_tile, k_ld, 1, qt, rows_pad, z, rows_pad, false);
                 if !scorer.is_plain(i0, rows, k0, kc, kc_pad) {
-                    scorer.adjust(z, kc_pad, i0, rows, k0, kc, kc_pad, None);
+                    scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc, kc_pad);
                 }
-                T::softmax_step(rows_pad, kc_pad, z, kc_pad, &mut scratch.m, &mut scratch.l, &mut scratch.alpha);
+                T::softmax_step(kc_pad, rows_pad, z, rows_pad, &mut scratch.m, &mut scratch.l, &mut scratch.alpha);
                 for r in 0..rows_pad {
                     let a = scratch.alpha[r];
                     if a != T::ONE {
                         scratch.o[r * dv_pad..(r + 1) * dv_pad].iter_mut().for_each(|x| *x *= a);
                     }
                 }
-                T::gemm(rows_pad, dv_pad, kc_pad, z, kc_pad, &scratch.v, dv_pad, &mut scratch.o, dv_pad, true);
+                let v_start = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, dv);
+                // Value rows are read in place when their width is already a whole
+                // number of vectors.
+                let (v_tile, v_ld): (&[T], usize) = if dv == dv_pad {
+                    (&v[v_start..], v_stride)
+                } else {
+                    pack_rows(&mut scratch.v, dv_pad, v, v_start, v_stride, kc, dv, T::ONE);
+                    (&scratch.v, dv_pad)
+                };
+                T::gemm(rows_pad, dv_pad, kc, z, 1, rows_pad, v_tile, v_ld, &mut scratch.o, dv_pad, true);
                 k0 += kc;
             }
             let o_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, dv) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, dv);

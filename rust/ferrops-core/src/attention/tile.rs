@@ -26,18 +26,20 @@ pub fn round_up(n: usize, to: usize) -> usize {
 /// The element types attention computes in: float32 (also for bfloat16/float16
 /// inputs, converted by the caller) and float64.
 pub trait AttnFloat: Real {
-    /// `c[m x n] (+)= a[m x k] . b[k x n]`, all row-major with leading dimensions
-    /// `lda`, `ldb`, `ldc`; `m % 6 == 0`, `n % 16 == 0`.
+    /// `c[m x n] (+)= A[m x k] . b[k x n]` with `A[i][p] = a[i * a_rows + p * a_cols]`
+    /// (row-major A has `a_cols = 1`; a transposed one `a_rows = 1`), `b` and `c`
+    /// row-major with leading dimensions `ldb`, `ldc`; `m % 6 == 0`, `n % 16 == 0`.
     #[allow(clippy::too_many_arguments)]
-    fn gemm(m: usize, n: usize, k: usize, a: &[Self], lda: usize, b: &[Self], ldb: usize, c: &mut [Self], ldc: usize, accumulate: bool);
+    fn gemm(m: usize, n: usize, k: usize, a: &[Self], a_rows: usize, a_cols: usize, b: &[Self], ldb: usize, c: &mut [Self], ldc: usize, accumulate: bool);
 
-    /// One online-softmax step for `rows` rows of `z` (base-2 scores, `ldz` apart,
-    /// `cols` of them, `cols % 16 == 0`, masked entries `-inf`): updates the running
-    /// max `m` and sum `l`, overwrites `z` with the probabilities `exp2(z - m')`,
-    /// and returns in `alpha` the factor `exp2(m - m')` the unnormalised output of
-    /// each row must be multiplied by.
+    /// One online-softmax step on a transposed score tile: `z` holds `keys` rows
+    /// (`ldz` apart) of base-2 scores for `queries` columns (`queries % 8 == 0`,
+    /// masked entries `-inf`). Per query (column): updates the running max `m`
+    /// and sum `l`, overwrites `z` with the probabilities `exp2(z - m')`, and
+    /// returns in `alpha` the factor `exp2(m - m')` its unnormalised output must be
+    /// multiplied by.
     #[allow(clippy::too_many_arguments)]
-    fn softmax_step(rows: usize, cols: usize, z: &mut [Self], ldz: usize, m: &mut [Self], l: &mut [Self], alpha: &mut [Self]);
+    fn softmax_step(keys: usize, queries: usize, z: &mut [Self], ldz: usize, m: &mut [Self], l: &mut [Self], alpha: &mut [Self]);
 
     /// `z[i] = exp2(z[i] - shift)` for each row, with its own shift (`-inf` shift
     /// gives 0: a row that attends to nothing): the probabilities recomputed from
@@ -50,14 +52,14 @@ fn use_avx2() -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn gemm_portable<T: Real>(m: usize, n: usize, k: usize, a: &[T], lda: usize, b: &[T], ldb: usize, c: &mut [T], ldc: usize, accumulate: bool) {
+fn gemm_portable<T: Real>(m: usize, n: usize, k: usize, a: &[T], a_rows: usize, a_cols: usize, b: &[T], ldb: usize, c: &mut [T], ldc: usize, accumulate: bool) {
     for i in 0..m {
         let c_row = &mut c[i * ldc..i * ldc + n];
         if !accumulate {
             c_row.fill(T::ZERO);
         }
         for p in 0..k {
-            let a_ip = a[i * lda + p];
+            let a_ip = a[i * a_rows + p * a_cols];
             let b_row = &b[p * ldb..p * ldb + n];
             for (c_ij, &b_pj) in c_row.iter_mut().zip(b_row) {
                 *c_ij += a_ip * b_pj;
@@ -77,23 +79,25 @@ fn exp2_portable<T: Real>(x: T) -> T {
     }
 }
 
-fn softmax_step_portable<T: Real>(rows: usize, cols: usize, z: &mut [T], ldz: usize, m: &mut [T], l: &mut [T], alpha: &mut [T]) {
+fn softmax_step_portable<T: Real>(keys: usize, queries: usize, z: &mut [T], ldz: usize, m: &mut [T], l: &mut [T], alpha: &mut [T]) {
     let neg_inf = T::from_f64(f64::NEG_INFINITY);
-    for r in 0..rows {
-        let row = &mut z[r * ldz..r * ldz + cols];
-        let tile_max = row.iter().fold(neg_inf, |acc, &x| acc.max_fast(x));
-        let m_new = m[r].max_fast(tile_max);
-        // A row with nothing to attend to so far keeps m = -inf; shifting by 0 then
-        // gives exp2(-inf) = 0 instead of NaN.
-        let shift = if m_new == neg_inf { T::ZERO } else { m_new };
-        let mut sum = T::ZERO;
-        for x in row.iter_mut() {
-            *x = exp2_portable(*x - shift);
-            sum += *x;
+    let mut shift = vec![T::ZERO; queries];
+    for c in 0..queries {
+        let tile_max = (0..keys).fold(neg_inf, |acc, j| acc.max_fast(z[j * ldz + c]));
+        let m_new = m[c].max_fast(tile_max);
+        // A query with nothing to attend to so far keeps m = -inf; shifting by 0
+        // then gives exp2(-inf) = 0 instead of NaN.
+        shift[c] = if m_new == neg_inf { T::ZERO } else { m_new };
+        alpha[c] = exp2_portable(m[c] - shift[c]);
+        m[c] = m_new;
+        l[c] *= alpha[c];
+    }
+    for j in 0..keys {
+        let row = &mut z[j * ldz..j * ldz + queries];
+        for ((x, &s), l) in row.iter_mut().zip(&shift).zip(l.iter_mut()) {
+            *x = exp2_portable(*x - s);
+            *l += *x;
         }
-        alpha[r] = exp2_portable(m[r] - shift);
-        l[r] = l[r] * alpha[r] + sum;
-        m[r] = m_new;
     }
 }
 
@@ -112,11 +116,11 @@ fn exp2_shifted_portable<T: Real>(rows: usize, cols: usize, z: &mut [T], ldz: us
 }
 
 impl AttnFloat for f64 {
-    fn gemm(m: usize, n: usize, k: usize, a: &[f64], lda: usize, b: &[f64], ldb: usize, c: &mut [f64], ldc: usize, accumulate: bool) {
-        gemm_portable(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+    fn gemm(m: usize, n: usize, k: usize, a: &[f64], a_rows: usize, a_cols: usize, b: &[f64], ldb: usize, c: &mut [f64], ldc: usize, accumulate: bool) {
+        gemm_portable(m, n, k, a, a_rows, a_cols, b, ldb, c, ldc, accumulate)
     }
-    fn softmax_step(rows: usize, cols: usize, z: &mut [f64], ldz: usize, m: &mut [f64], l: &mut [f64], alpha: &mut [f64]) {
-        softmax_step_portable(rows, cols, z, ldz, m, l, alpha)
+    fn softmax_step(keys: usize, queries: usize, z: &mut [f64], ldz: usize, m: &mut [f64], l: &mut [f64], alpha: &mut [f64]) {
+        softmax_step_portable(keys, queries, z, ldz, m, l, alpha)
     }
     fn exp2_shifted(rows: usize, cols: usize, z: &mut [f64], ldz: usize, shift: &[f64]) {
         exp2_shifted_portable(rows, cols, z, ldz, shift)
@@ -124,30 +128,30 @@ impl AttnFloat for f64 {
 }
 
 impl AttnFloat for f32 {
-    fn gemm(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
-        debug_assert!(m % 6 == 0 && n % LANES == 0);
-        check_extent(m, k, lda, a.len());
+    fn gemm(m: usize, n: usize, k: usize, a: &[f32], a_rows: usize, a_cols: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
+        assert!(m % 6 == 0 && n % LANES == 0, "tile not padded");
+        assert!(m == 0 || k == 0 || (m - 1) * a_rows + (k - 1) * a_cols < a.len(), "tile exceeds its buffer");
         check_extent(k, n, ldb, b.len());
         check_extent(m, n, ldc, c.len());
         #[cfg(target_arch = "x86_64")]
         if use_avx2() {
             // SAFETY: use_avx2() says the CPU has AVX2 and FMA; the extents were checked.
-            unsafe { avx2::gemm(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) };
+            unsafe { avx2::gemm(m, n, k, a.as_ptr(), a_rows, a_cols, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) };
             return;
         }
-        gemm_portable(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+        gemm_portable(m, n, k, a, a_rows, a_cols, b, ldb, c, ldc, accumulate)
     }
 
-    fn softmax_step(rows: usize, cols: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
-        check_extent(rows, cols, ldz, z.len());
-        assert!(m.len() >= rows && l.len() >= rows && alpha.len() >= rows);
+    fn softmax_step(keys: usize, queries: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
+        check_extent(keys, queries, ldz, z.len());
+        assert!(m.len() >= queries && l.len() >= queries && alpha.len() >= queries);
         #[cfg(target_arch = "x86_64")]
-        if use_avx2() && cols % 8 == 0 {
+        if use_avx2() && queries % 8 == 0 {
             // SAFETY: AVX2+FMA present; extents checked above.
-            unsafe { avx2::softmax_step(rows, cols, z, ldz, m, l, alpha) };
+            unsafe { avx2::softmax_step(keys, queries, z, ldz, m, l, alpha) };
             return;
         }
-        softmax_step_portable(rows, cols, z, ldz, m, l, alpha)
+        softmax_step_portable(keys, queries, z, ldz, m, l, alpha)
     }
 
     fn exp2_shifted(rows: usize, cols: usize, z: &mut [f32], ldz: usize, shift: &[f32]) {
@@ -177,7 +181,7 @@ mod avx2 {
     /// `a` per step of `k`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm(m: usize, n: usize, k: usize, a: *const f32, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool) {
+    pub unsafe fn gemm(m: usize, n: usize, k: usize, a: *const f32, a_rows: usize, a_cols: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool) {
         let mut i0 = 0;
         while i0 < m {
             let mut j0 = 0;
@@ -190,13 +194,13 @@ mod avx2 {
                         acc_r[1] = _mm256_loadu_ps(c_row.add(8));
                     }
                 }
-                let a0 = a.add(i0 * lda);
+                let a0 = a.add(i0 * a_rows);
                 for p in 0..k {
                     let b_row = b.add(p * ldb + j0);
                     let b0 = _mm256_loadu_ps(b_row);
                     let b1 = _mm256_loadu_ps(b_row.add(8));
                     for (r, acc_r) in acc.iter_mut().enumerate() {
-                        let a_rp = _mm256_broadcast_ss(&*a0.add(r * lda + p));
+                        let a_rp = _mm256_broadcast_ss(&*a0.add(r * a_rows + p * a_cols));
                         acc_r[0] = _mm256_fmadd_ps(a_rp, b0, acc_r[0]);
                         acc_r[1] = _mm256_fmadd_ps(a_rp, b1, acc_r[1]);
                     }
@@ -232,48 +236,35 @@ mod avx2 {
         _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
     }
 
-    #[inline]
+    /// Column-wise: 8 queries per vector, so the running statistics need no
+    /// horizontal reductions.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn horizontal_max(v: __m256) -> f32 {
-        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
-        _mm_cvtss_f32(m)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn horizontal_sum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
-        _mm_cvtss_f32(s)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn softmax_step(rows: usize, cols: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
-        for r in 0..rows {
-            let row = z.as_mut_ptr().add(r * ldz);
+    pub unsafe fn softmax_step(keys: usize, queries: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
+        let z = z.as_mut_ptr();
+        let mut c = 0;
+        while c < queries {
             let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
-            let mut j = 0;
-            while j < cols {
-                vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(row.add(j)));
-                j += 8;
+            for j in 0..keys {
+                vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(z.add(j * ldz + c)));
             }
-            let m_new = m[r].max(horizontal_max(vmax));
-            let shift = if m_new == f32::NEG_INFINITY { 0.0 } else { m_new };
-            let vshift = _mm256_set1_ps(shift);
-            let mut vsum = _mm256_setzero_ps();
-            let mut j = 0;
-            while j < cols {
-                let p = exp2(_mm256_sub_ps(_mm256_loadu_ps(row.add(j)), vshift));
-                _mm256_storeu_ps(row.add(j), p);
-                vsum = _mm256_add_ps(vsum, p);
-                j += 8;
+            let m_old = _mm256_loadu_ps(m.as_ptr().add(c));
+            let m_new = _mm256_max_ps(m_old, vmax);
+            let empty = _mm256_cmp_ps::<_CMP_EQ_OQ>(m_new, _mm256_set1_ps(f32::NEG_INFINITY));
+            let shift = _mm256_andnot_ps(empty, m_new);
+            // exp2(-inf - shift) is 0 through the clamp in exp2.
+            let a = exp2(_mm256_sub_ps(m_old, shift));
+            let mut sum = _mm256_setzero_ps();
+            for j in 0..keys {
+                let at = z.add(j * ldz + c);
+                let p = exp2(_mm256_sub_ps(_mm256_loadu_ps(at), shift));
+                _mm256_storeu_ps(at, p);
+                sum = _mm256_add_ps(sum, p);
             }
-            alpha[r] = if m[r] == f32::NEG_INFINITY { 0.0 } else { (m[r] - shift).exp2() };
-            l[r] = l[r] * alpha[r] + horizontal_sum(vsum);
-            m[r] = m_new;
+            _mm256_storeu_ps(m.as_mut_ptr().add(c), m_new);
+            _mm256_storeu_ps(alpha.as_mut_ptr().add(c), a);
+            let l_old = _mm256_loadu_ps(l.as_ptr().add(c));
+            _mm256_storeu_ps(l.as_mut_ptr().add(c), _mm256_fmadd_ps(l_old, a, sum));
+            c += 8;
         }
     }
 
@@ -315,10 +306,10 @@ mod tests {
         for level in [SimdLevel::Scalar, SimdLevel::Avx2] {
             simd::set_level(level);
             let mut c = vec![0.5f32; m * n];
-            f32::gemm(m, n, k, &a, k, &b, n, &mut c, n, true);
+            f32::gemm(m, n, k, &a, k, 1, &b, n, &mut c, n, true);
             let mut z = c.clone();
             z[3] = f32::NEG_INFINITY;
-            let (mut mx, mut l, mut alpha) = (vec![f32::NEG_INFINITY; m], vec![0.0; m], vec![0.0; m]);
+            let (mut mx, mut l, mut alpha) = (vec![f32::NEG_INFINITY; n], vec![0.0; n], vec![0.0; n]);
             mx[1] = 2.0;
             l[1] = 3.0;
             f32::softmax_step(m, n, &mut z, n, &mut mx, &mut l, &mut alpha);
