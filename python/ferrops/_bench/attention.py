@@ -79,15 +79,21 @@ def _grads_difference(ours: Any, theirs: Any) -> float:
 
 
 def _peak_memory_mb(tokens: int, heads: int, dim: int) -> float:
-    """Peak resident memory a causal ``flash_attn_func`` over ``tokens`` adds, measured
-    in a fresh interpreter (the peak of this one is already inflated)."""
+    """Peak resident memory a causal ``flash_attn_func`` over ``tokens`` adds (output
+    included), measured in a fresh interpreter with the peak reset just before the
+    call (Linux ``/proc``)."""
     code = (
-        "import resource, numpy as np, ferrops\n"
+        "import numpy as np, ferrops\n"
+        "def status(field):\n"
+        "    with open('/proc/self/status') as f:\n"
+        "        return next(int(line.split()[1]) for line in f if line.startswith(field))\n"
         f"q, k, v = (np.random.default_rng(s).standard_normal((1, {tokens}, {heads}, {dim}), dtype=np.float32) "
         "for s in range(3))\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "before = status('VmRSS:')\n"
+        # Resets the peak (VmHWM) to the current resident size.
+        "open('/proc/self/clear_refs', 'w').write('5')\n"
         "ferrops.flash_attn_func(q, k, v, causal=True)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
+        "print((status('VmHWM:') - before) / 1024)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout.strip())
