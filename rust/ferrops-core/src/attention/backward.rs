@@ -2,6 +2,11 @@
 //! log-sum-exp. Two passes keep every output row owned by one task (bitwise
 //! identical results for any thread count, no atomics): over key tiles for
 //! `dK, dV` (4 tile products), then over query tiles for `dQ` (3 products).
+//!
+//! Operands are read in place from the inputs wherever the tile shape allows
+//! (whole groups of 6 rows, widths a multiple of 16); only the tile that stays
+//! fixed for a whole task is transposed: `K^T`, `V^T` in the key pass, `Q^T`,
+//! `dO^T` in the query pass, where scores are computed keys x queries.
 
 use std::f64::consts::LOG2_E;
 
@@ -12,15 +17,16 @@ use super::tile::{round_up, AttnFloat, LANES, PAD};
 use super::{Attention, Sequence};
 use crate::error::{FerropsError, Result};
 
-/// Keys per task of the `dK, dV` pass.
+/// Keys per tile in both passes.
 const BLOCK_KB: usize = 96;
 
-/// The per-(sequence, head) geometry both passes share.
+/// Where the rows of one (sequence, query head) and its key head live.
 struct Rows<'a, T> {
     att: &'a Attention<'a, T>,
     seq: Sequence,
     h: usize,
     hk: usize,
+    total_q: usize,
 }
 
 impl<T: AttnFloat> Rows<'_, T> {
@@ -36,14 +42,55 @@ impl<T: AttnFloat> Rows<'_, T> {
     fn k_stride(&self, dim: usize) -> usize {
         self.k(1, dim) - self.k(0, dim)
     }
+    /// Index of query row `i` in the `[Hq, total_q]` statistics.
+    fn stat(&self, i: usize) -> usize {
+        self.h * self.total_q + self.seq.q_row0 + i
+    }
+}
+
+/// `rows` rows of `dim` values from `src` as a matrix operand: in place when
+/// `rows` is a whole number of 6-row groups and `dim` needs no padding to
+/// `dim_pad`, else copied into `buf` as `round_up(rows, 6) x dim_pad` with zeros
+/// around. Returns the operand and its row stride.
+#[allow(clippy::too_many_arguments)]
+fn operand<'a, T: AttnFloat>(buf: &'a mut [T], src: &'a [T], start: usize, stride: usize, rows: usize, dim: usize, dim_pad: usize) -> (&'a [T], usize) {
+    let rows6 = round_up(rows, 6);
+    if rows == rows6 && dim == dim_pad {
+        return (&src[start..], stride);
+    }
+    pack_rows(buf, dim_pad, src, start, stride, rows, dim, T::ONE);
+    buf[rows * dim_pad..rows6 * dim_pad].fill(T::ZERO);
+    (buf, dim_pad)
+}
+
+/// `dS = P * (dP - Delta) * softcap'` over a tile: `delta_of(r, c)` gives the
+/// Delta of element (r, c) (a row's in the key pass, a column's in the query pass).
+fn score_grads<T: AttnFloat>(rows: usize, cols: usize, ld: usize, p: &[T], dp: &mut [T], cap_grad: Option<&[T]>, delta_by_row: bool, delta: &[T]) {
+    for r in 0..rows {
+        let (p_row, dp_row) = (&p[r * ld..r * ld + cols], &mut dp[r * ld..r * ld + cols]);
+        if delta_by_row {
+            let d = delta[r];
+            for (g, &p) in dp_row.iter_mut().zip(p_row) {
+                *g = p * (*g - d);
+            }
+        } else {
+            for ((g, &p), &d) in dp_row.iter_mut().zip(p_row).zip(delta) {
+                *g = p * (*g - d);
+            }
+        }
+        if let Some(c) = cap_grad {
+            for (g, &c) in dp_row.iter_mut().zip(&c[r * ld..r * ld + cols]) {
+                *g *= c;
+            }
+        }
+    }
 }
 
 struct Scratch<T> {
+    fixed_a: Vec<T>,
+    fixed_b: Vec<T>,
     q: Vec<T>,
     d_out: Vec<T>,
-    kt: Vec<T>,
-    k: Vec<T>,
-    vt: Vec<T>,
     z: Vec<T>,
     dp: Vec<T>,
     cap_grad: Vec<T>,
@@ -54,21 +101,21 @@ struct Scratch<T> {
 }
 
 impl<T: AttnFloat> Scratch<T> {
-    fn new(dq: usize, dv: usize) -> Self {
+    fn new(d_pad: usize, dv_pad: usize) -> Self {
         let rows = round_up(BLOCK_Q, PAD);
-        let keys = round_up(super::forward::BLOCK_K.max(BLOCK_KB), PAD);
+        let keys = round_up(BLOCK_KB, PAD);
+        let wide = d_pad.max(dv_pad);
         let zero = |n: usize| vec![T::ZERO; n];
         Scratch {
-            q: zero(rows * dq),
-            d_out: zero(rows * dv),
-            kt: zero(dq * keys),
-            k: zero(keys * dq),
-            vt: zero(dv * keys),
+            fixed_a: zero(wide * rows.max(keys)),
+            fixed_b: zero(wide * rows.max(keys)),
+            q: zero(rows.max(keys) * wide),
+            d_out: zero(rows.max(keys) * wide),
             z: zero(rows * keys),
             dp: zero(rows * keys),
             cap_grad: zero(rows * keys),
-            acc_a: zero(rows.max(keys) * dq.max(dv)),
-            acc_b: zero(keys * dv),
+            acc_a: zero(rows.max(keys) * wide),
+            acc_b: zero(keys * wide),
             shift: zero(rows),
             delta: zero(rows),
         }
@@ -95,13 +142,29 @@ pub fn attention_backward<T: AttnFloat>(
             return Err(FerropsError::value(att.function, name, format!("{want} elements"), format!("{got}")));
         }
     }
-    let (dq_pad, dv_pad) = (round_up(d, LANES), round_up(dv, LANES));
+    let (d_pad, dv_pad) = (round_up(d, LANES), round_up(dv, LANES));
+    let group = hq.checked_div(hkv).unwrap_or(1);
+    let log2e = T::from_f64(LOG2_E);
+
+    // Per query row: the base-2 log-sum-exp P is recomputed against, and
+    // Delta_i = sum_d dO_id O_id.
+    let shift: Vec<T> = lse.iter().map(|&x| x * log2e).collect();
+    let mut delta = vec![T::ZERO; hq * total_q];
+    for seq in &seqs {
+        for h in 0..hq {
+            let rows_of = Rows { att, seq: *seq, h, hk: 0, total_q };
+            for i in 0..seq.len_q {
+                let at = rows_of.q(i, dv);
+                delta[rows_of.stat(i)] = d_out[at..at + dv].iter().zip(&out[at..at + dv]).map(|(&a, &b)| a * b).sum();
+            }
+        }
+    }
+
     let mut dq = vec![T::ZERO; q.len()];
     let mut dk = vec![T::ZERO; k.len()];
     let mut dvv = vec![T::ZERO; v.len()];
-    let group = hq.checked_div(hkv).unwrap_or(1);
 
-    // Pass 1: dK and dV per (sequence, key head, key tile).
+    // Pass 1: dK and dV per (sequence, key head, key tile); scores queries x keys.
     let mut key_tasks = Vec::new();
     for (s, seq) in seqs.iter().enumerate() {
         for hk in 0..hkv {
@@ -113,40 +176,58 @@ pub fn attention_backward<T: AttnFloat>(
     let (dk_ptr, dv_ptr) = (SharedOut(dk.as_mut_ptr()), SharedOut(dvv.as_mut_ptr()));
     let (dk_len, dv_len) = (dk.len(), dvv.len());
     key_tasks.par_iter().for_each_init(
-        || Scratch::<T>::new(dq_pad, dv_pad),
+        || Scratch::<T>::new(d_pad, dv_pad),
         |sc, &(s, hk, j0)| {
             let seq = seqs[s];
             let kc = BLOCK_KB.min(seq.len_k - j0);
             let kc_pad = round_up(kc, PAD);
-            let first = Rows { att, seq, h: hk * group, hk };
-            sc.kt[..dq_pad * kc_pad].fill(T::ZERO);
-            pack_transposed(&mut sc.kt, kc_pad, k, first.k(j0, d), first.k_stride(d), kc, d);
-            sc.vt[..dv_pad * kc_pad].fill(T::ZERO);
-            pack_transposed(&mut sc.vt, kc_pad, v, first.k(j0, dv), first.k_stride(dv), kc, dv);
-            // Taken out of the scratch while the tile helpers borrow the rest of it.
+            let first = Rows { att, seq, h: hk * group, hk, total_q };
+            let q_factor = Scorer::new(att, s, &seq, hk * group).q_factor();
+            let kt = &mut sc.fixed_a[..d * kc_pad];
+            kt.fill(T::ZERO);
+            pack_transposed(kt, kc_pad, k, first.k(j0, d), first.k_stride(d), kc, d);
+            kt.iter_mut().for_each(|x| *x *= q_factor);
+            let vt = &mut sc.fixed_b[..dv * kc_pad];
+            vt.fill(T::ZERO);
+            pack_transposed(vt, kc_pad, v, first.k(j0, dv), first.k_stride(dv), kc, dv);
             let (mut dk_acc, mut dv_acc) = (std::mem::take(&mut sc.acc_a), std::mem::take(&mut sc.acc_b));
-            dk_acc[..kc_pad * dq_pad].fill(T::ZERO);
+            dk_acc[..kc_pad * d_pad].fill(T::ZERO);
             dv_acc[..kc_pad * dv_pad].fill(T::ZERO);
-            let mut q_factor = T::ONE;
             for h in hk * group..(hk + 1) * group {
-                let rows_of = Rows { att, seq, h, hk };
+                let rows_of = Rows { att, seq, h, hk, total_q };
                 let scorer = Scorer::new(att, s, &seq, h);
-                q_factor = scorer.q_factor();
                 for i0 in (0..seq.len_q).step_by(BLOCK_Q) {
                     let rows = BLOCK_Q.min(seq.len_q - i0);
                     if scorer.range(i0 + rows - 1).1 <= j0 || scorer.range(i0).0 >= j0 + kc {
                         continue;
                     }
-                    let rows_pad = round_up(rows, PAD);
-                    load_query_tile(sc, &rows_of, &scorer, q, out, lse, d_out, total_q, i0, rows, dq_pad, dv_pad);
-                    probabilities_and_grads(sc, &scorer, i0, rows, rows_pad, j0, kc, kc_pad, dv_pad);
-                    // dV += P^T dO, dK += dS^T Q (Q as packed; rescaled to `scale` below):
-                    // the transposed tiles are read with swapped strides.
-                    T::gemm(kc_pad, dv_pad, rows_pad, &sc.z, 1, kc_pad, &sc.d_out, dv_pad, &mut dv_acc, dv_pad, true);
-                    T::gemm(kc_pad, dq_pad, rows_pad, &sc.dp, 1, kc_pad, &sc.q, dq_pad, &mut dk_acc, dq_pad, true);
+                    let rows6 = round_up(rows, 6);
+                    let (q_tile, q_ld) = operand(&mut sc.q, q, rows_of.q(i0, d), rows_of.q_stride(d), rows, d, d_pad);
+                    let (do_tile, do_ld) = operand(&mut sc.d_out, d_out, rows_of.q(i0, dv), rows_of.q_stride(dv), rows, dv, dv_pad);
+                    for r in 0..rows6 {
+                        let (sh, de) = if r < rows { (shift[rows_of.stat(i0 + r)], delta[rows_of.stat(i0 + r)]) } else { (T::from_f64(f64::NEG_INFINITY), T::ZERO) };
+                        sc.shift[r] = sh;
+                        sc.delta[r] = de;
+                    }
+                    let z = &mut sc.z[..rows6 * kc_pad];
+                    T::gemm(rows6, kc_pad, d, q_tile, q_ld, 1, &sc.fixed_a, kc_pad, z, kc_pad, false);
+                    let softcap = att.softcap > 0.0;
+                    if !scorer.is_plain(i0, rows, j0, kc, kc_pad) {
+                        let grad = if softcap { Some(&mut sc.cap_grad[..rows6 * kc_pad]) } else { None };
+                        scorer.adjust(z, kc_pad, i0, rows, j0, kc, kc_pad, grad);
+                    }
+                    T::exp2_shifted(rows6, kc_pad, z, kc_pad, &sc.shift);
+                    let dp = &mut sc.dp[..rows6 * kc_pad];
+                    T::gemm(rows6, kc_pad, dv, do_tile, do_ld, 1, &sc.fixed_b, kc_pad, dp, kc_pad, false);
+                    let cap_grad = if softcap { Some(&sc.cap_grad[..]) } else { None };
+                    score_grads(rows, kc_pad, kc_pad, z, dp, cap_grad, true, &sc.delta);
+                    // dV += P^T dO and dK += dS^T Q: the transposed tiles are read
+                    // with swapped strides; padding rows of P and dS are not summed.
+                    T::gemm(kc_pad, dv_pad, rows, z, 1, kc_pad, do_tile, do_ld, &mut dv_acc, dv_pad, true);
+                    T::gemm(kc_pad, d_pad, rows, dp, 1, kc_pad, q_tile, q_ld, &mut dk_acc, d_pad, true);
                 }
             }
-            let dk_factor = T::from_f64(att.scale) / q_factor;
+            let scale = T::from_f64(att.scale);
             for r in 0..kc {
                 let (at_k, at_v) = (first.k(j0 + r, d), first.k(j0 + r, dv));
                 assert!(at_k + d <= dk_len && at_v + dv <= dv_len);
@@ -154,7 +235,7 @@ pub fn attention_backward<T: AttnFloat>(
                 // task alone; bounds checked.
                 unsafe {
                     for c in 0..d {
-                        *dk_ptr.at(at_k + c) = dk_acc[r * dq_pad + c] * dk_factor;
+                        *dk_ptr.at(at_k + c) = dk_acc[r * d_pad + c] * scale;
                     }
                     for c in 0..dv {
                         *dv_ptr.at(at_v + c) = dv_acc[r * dv_pad + c];
@@ -165,36 +246,55 @@ pub fn attention_backward<T: AttnFloat>(
         },
     );
 
-    // Pass 2: dQ per (sequence, query head, query tile).
+    // Pass 2: dQ per (sequence, query head, query tile); scores keys x queries.
     let tasks = query_tasks(&seqs, hq);
     let dq_ptr = SharedOut(dq.as_mut_ptr());
     let dq_len = dq.len();
     tasks.par_iter().for_each_init(
-        || Scratch::<T>::new(dq_pad, dv_pad),
+        || Scratch::<T>::new(d_pad, dv_pad),
         |sc, &(s, h, i0)| {
             let seq = seqs[s];
-            let hk = h / group;
-            let rows_of = Rows { att, seq, h, hk };
+            let rows_of = Rows { att, seq, h, hk: h / group, total_q };
             let scorer = Scorer::new(att, s, &seq, h);
             let rows = BLOCK_Q.min(seq.len_q - i0);
             let rows_pad = round_up(rows, PAD);
-            load_query_tile(sc, &rows_of, &scorer, q, out, lse, d_out, total_q, i0, rows, dq_pad, dv_pad);
+            let qt = &mut sc.fixed_a[..d * rows_pad];
+            qt.fill(T::ZERO);
+            pack_transposed(qt, rows_pad, q, rows_of.q(i0, d), rows_of.q_stride(d), rows, d);
+            let factor = scorer.q_factor();
+            qt.iter_mut().for_each(|x| *x *= factor);
+            let dot = &mut sc.fixed_b[..dv * rows_pad];
+            dot.fill(T::ZERO);
+            pack_transposed(dot, rows_pad, d_out, rows_of.q(i0, dv), rows_of.q_stride(dv), rows, dv);
+            for r in 0..rows_pad {
+                let (sh, de) = if r < rows { (shift[rows_of.stat(i0 + r)], delta[rows_of.stat(i0 + r)]) } else { (T::from_f64(f64::NEG_INFINITY), T::ZERO) };
+                sc.shift[r] = sh;
+                sc.delta[r] = de;
+            }
             let mut dq_acc = std::mem::take(&mut sc.acc_a);
-            dq_acc[..rows_pad * dq_pad].fill(T::ZERO);
+            dq_acc[..rows_pad * d_pad].fill(T::ZERO);
             let (k_lo, _) = scorer.range(i0);
             let (_, k_hi) = scorer.range(i0 + rows - 1);
+            let softcap = att.softcap > 0.0;
             let mut j0 = k_lo;
             while j0 < k_hi {
                 let kc = BLOCK_KB.min(k_hi - j0);
-                let kc_pad = round_up(kc, PAD);
-                sc.kt[..dq_pad * kc_pad].fill(T::ZERO);
-                pack_transposed(&mut sc.kt, kc_pad, k, rows_of.k(j0, d), rows_of.k_stride(d), kc, d);
-                pack_rows(&mut sc.k, dq_pad, k, rows_of.k(j0, d), rows_of.k_stride(d), kc, d, T::ONE);
-                sc.k[kc * dq_pad..kc_pad * dq_pad].fill(T::ZERO);
-                sc.vt[..dv_pad * kc_pad].fill(T::ZERO);
-                pack_transposed(&mut sc.vt, kc_pad, v, rows_of.k(j0, dv), rows_of.k_stride(dv), kc, dv);
-                probabilities_and_grads(sc, &scorer, i0, rows, rows_pad, j0, kc, kc_pad, dv_pad);
-                T::gemm(rows_pad, dq_pad, kc_pad, &sc.dp, kc_pad, 1, &sc.k, dq_pad, &mut dq_acc, dq_pad, true);
+                let kc6 = round_up(kc, 6);
+                let (k_tile, k_ld) = operand(&mut sc.q, k, rows_of.k(j0, d), rows_of.k_stride(d), kc, d, d_pad);
+                let (v_tile, v_ld) = operand(&mut sc.d_out, v, rows_of.k(j0, dv), rows_of.k_stride(dv), kc, dv, dv_pad);
+                let zt = &mut sc.z[..kc6 * rows_pad];
+                T::gemm(kc6, rows_pad, d, k_tile, k_ld, 1, &sc.fixed_a, rows_pad, zt, rows_pad, false);
+                if !scorer.is_plain(i0, rows, j0, kc, kc6) {
+                    let grad = if softcap { Some(&mut sc.cap_grad[..kc6 * rows_pad]) } else { None };
+                    scorer.adjust_transposed(zt, rows_pad, i0, rows, j0, kc, kc6, grad);
+                }
+                T::exp2_shifted_columns(kc6, rows_pad, zt, rows_pad, &sc.shift);
+                let dpt = &mut sc.dp[..kc6 * rows_pad];
+                T::gemm(kc6, rows_pad, dv, v_tile, v_ld, 1, &sc.fixed_b, rows_pad, dpt, rows_pad, false);
+                let cap_grad = if softcap { Some(&sc.cap_grad[..]) } else { None };
+                score_grads(kc, rows_pad, rows_pad, zt, dpt, cap_grad, false, &sc.delta);
+                // dQ += dS K, dS read transposed from dS^T.
+                T::gemm(rows_pad, d_pad, kc, dpt, 1, rows_pad, k_tile, k_ld, &mut dq_acc, d_pad, true);
                 j0 += kc;
             }
             let scale = T::from_f64(att.scale);
@@ -204,7 +304,7 @@ pub fn attention_backward<T: AttnFloat>(
                 // SAFETY: query row i0 + r of head h of sequence s belongs to this task.
                 unsafe {
                     for c in 0..d {
-                        *dq_ptr.at(at + c) = dq_acc[r * dq_pad + c] * scale;
+                        *dq_ptr.at(at + c) = dq_acc[r * d_pad + c] * scale;
                     }
                 }
             }
@@ -212,81 +312,4 @@ pub fn attention_backward<T: AttnFloat>(
         },
     );
     Ok((dq, dk, dvv))
-}
-
-/// Packs the query tile (scaled as the forward pass did), `dO`, the base-2
-/// log-sum-exp of each row (`-inf` for padding rows, whose P is then 0) and
-/// `Delta_i = sum_d dO_id O_id`.
-#[allow(clippy::too_many_arguments)]
-fn load_query_tile<T: AttnFloat>(
-    sc: &mut Scratch<T>,
-    rows_of: &Rows<'_, T>,
-    scorer: &Scorer<'_, T>,
-    q: &[T],
-    out: &[T],
-    lse: &[T],
-    d_out: &[T],
-    total_q: usize,
-    i0: usize,
-    rows: usize,
-    dq_pad: usize,
-    dv_pad: usize,
-) {
-    let (d, dv) = (rows_of.att.dim_qk, rows_of.att.dim_v);
-    let rows_pad = round_up(rows, PAD);
-    pack_rows(&mut sc.q, dq_pad, q, rows_of.q(i0, d), rows_of.q_stride(d), rows, d, scorer.q_factor());
-    sc.q[rows * dq_pad..rows_pad * dq_pad].fill(T::ZERO);
-    pack_rows(&mut sc.d_out, dv_pad, d_out, rows_of.q(i0, dv), rows_of.q_stride(dv), rows, dv, T::ONE);
-    sc.d_out[rows * dv_pad..rows_pad * dv_pad].fill(T::ZERO);
-    let log2e = T::from_f64(LOG2_E);
-    for r in 0..rows_pad {
-        if r < rows {
-            sc.shift[r] = lse[rows_of.h * total_q + rows_of.seq.q_row0 + i0 + r] * log2e;
-            let at = rows_of.q(i0 + r, dv);
-            sc.delta[r] = d_out[at..at + dv].iter().zip(&out[at..at + dv]).map(|(&a, &b)| a * b).sum();
-        } else {
-            sc.shift[r] = T::from_f64(f64::NEG_INFINITY);
-            sc.delta[r] = T::ZERO;
-        }
-    }
-}
-
-/// Recomputes `P` into `sc.z` and writes `dS = P * (dP - Delta)` (times the
-/// softcap derivative) into `sc.dp`, for the packed query tile against the
-/// packed key tile (`sc.kt`, `sc.vt`).
-#[allow(clippy::too_many_arguments)]
-fn probabilities_and_grads<T: AttnFloat>(
-    sc: &mut Scratch<T>,
-    scorer: &Scorer<'_, T>,
-    i0: usize,
-    rows: usize,
-    rows_pad: usize,
-    j0: usize,
-    kc: usize,
-    kc_pad: usize,
-    dv_pad: usize,
-) {
-    let dq_pad = round_up(scorer.att.dim_qk, LANES);
-    let z = &mut sc.z[..rows_pad * kc_pad];
-    T::gemm(rows_pad, kc_pad, dq_pad, &sc.q, dq_pad, 1, &sc.kt, kc_pad, z, kc_pad, false);
-    let softcap = scorer.att.softcap > 0.0;
-    if !scorer.is_plain(i0, rows, j0, kc, kc_pad) {
-        let grad = if softcap { Some(&mut sc.cap_grad[..rows_pad * kc_pad]) } else { None };
-        scorer.adjust(z, kc_pad, i0, rows, j0, kc, kc_pad, grad);
-    }
-    T::exp2_shifted(rows_pad, kc_pad, z, kc_pad, &sc.shift);
-    let dp = &mut sc.dp[..rows_pad * kc_pad];
-    T::gemm(rows_pad, kc_pad, dv_pad, &sc.d_out, dv_pad, 1, &sc.vt, kc_pad, dp, kc_pad, false);
-    for r in 0..rows_pad {
-        let delta = sc.delta[r];
-        let (p_row, dp_row) = (&z[r * kc_pad..(r + 1) * kc_pad], &mut dp[r * kc_pad..(r + 1) * kc_pad]);
-        for (g, &p) in dp_row.iter_mut().zip(p_row) {
-            *g = p * (*g - delta);
-        }
-        if softcap && r < rows {
-            for (g, &c) in dp_row[..kc].iter_mut().zip(&sc.cap_grad[r * kc_pad..r * kc_pad + kc]) {
-                *g *= c;
-            }
-        }
-    }
 }

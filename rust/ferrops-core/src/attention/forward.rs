@@ -122,7 +122,7 @@ impl<T: AttnFloat> Scorer<'_, T> {
     /// (`[k0, k0 + kc)`, padded to `kc_pad` rows, `ldz` apart) and one column per
     /// query (`[i0, i0 + rows)`; padding columns are left alone).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn adjust_transposed(&self, z: &mut [T], ldz: usize, i0: usize, rows: usize, k0: usize, kc: usize, kc_pad: usize) {
+    pub(crate) fn adjust_transposed(&self, z: &mut [T], ldz: usize, i0: usize, rows: usize, k0: usize, kc: usize, kc_pad: usize, mut softcap_grad: Option<&mut [T]>) {
         let att = self.att;
         let neg_inf = T::from_f64(f64::NEG_INFINITY);
         let log2e = T::from_f64(LOG2_E);
@@ -136,8 +136,19 @@ impl<T: AttnFloat> Scorer<'_, T> {
             }
             let key = k0 + j;
             if att.softcap > 0.0 {
-                for x in row.iter_mut() {
-                    *x = log2e * cap * (*x * inv_cap).tanh();
+                match softcap_grad.as_deref_mut() {
+                    Some(g) => {
+                        for (x, g) in row.iter_mut().zip(&mut g[j * ldz..j * ldz + rows]) {
+                            let t = (*x * inv_cap).tanh();
+                            *g = T::ONE - t * t;
+                            *x = log2e * cap * t;
+                        }
+                    }
+                    None => {
+                        for x in row.iter_mut() {
+                            *x = log2e * cap * (*x * inv_cap).tanh();
+                        }
+                    }
                 }
             }
             if let Some(slope) = self.slope {
@@ -310,7 +321,7 @@ pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T],
                 let z = &mut scratch.z[..kc_pad * rows_pad];
                 T::gemm(kc_pad, rows_pad, d, k_tile, k_ld, 1, qt, rows_pad, z, rows_pad, false);
                 if !scorer.is_plain(i0, rows, k0, kc, kc_pad) {
-                    scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc, kc_pad);
+                    scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc, kc_pad, None);
                 }
                 T::softmax_step(kc_pad, rows_pad, z, rows_pad, &mut scratch.m, &mut scratch.l, &mut scratch.alpha);
                 for r in 0..rows_pad {
