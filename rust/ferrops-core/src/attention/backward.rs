@@ -63,8 +63,9 @@ fn operand<'a, T: AttnFloat>(buf: &'a mut [T], src: &'a [T], start: usize, strid
     (buf, dim_pad)
 }
 
-/// `dS = P * (dP - Delta) * softcap'` over a tile: `delta_of(r, c)` gives the
-/// Delta of element (r, c) (a row's in the key pass, a column's in the query pass).
+/// `dS = P * (dP - Delta) * softcap'` over a tile, with one Delta per row
+/// (`delta_by_row`, the key pass) or per column (the query pass, transposed).
+#[allow(clippy::too_many_arguments)]
 fn score_grads<T: AttnFloat>(rows: usize, cols: usize, ld: usize, p: &[T], dp: &mut [T], cap_grad: Option<&[T]>, delta_by_row: bool, delta: &[T]) {
     for r in 0..rows {
         let (p_row, dp_row) = (&p[r * ld..r * ld + cols], &mut dp[r * ld..r * ld + cols]);

@@ -188,6 +188,7 @@ impl<T: AttnFloat> Scorer<'_, T> {
 
 /// Copies `rows` rows of `dim` values (`src_stride` apart, starting at `src`) into
 /// `dst` as a `rows x ld` block times `factor`, zeroing the padding columns.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_rows<T: AttnFloat>(dst: &mut [T], ld: usize, src: &[T], start: usize, src_stride: usize, rows: usize, dim: usize, factor: T) {
     for r in 0..rows {
         let from = &src[start + r * src_stride..start + r * src_stride + dim];

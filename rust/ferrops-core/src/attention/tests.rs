@@ -144,7 +144,10 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
     // float32, at every SIMD level and for 1 and 2 threads (bitwise the same).
     let f = |x: &[f64]| x.iter().map(|&y| y as f32).collect::<Vec<f32>>();
     let (q32, k32, v32, do32) = (f(&q), f(&k), f(&v), f(&d_out));
-    let mask32: Vec<f32>;
+    let mask32: Vec<f32> = match att.mask.as_ref().map(|m| m.values) {
+        Some(MaskValues::Additive(a)) => f(a),
+        _ => Vec::new(),
+    };
     let att32 = Attention::<f32> {
         function: att.function,
         layout: att.layout,
@@ -159,21 +162,15 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
         window_right: att.window_right,
         softcap: att.softcap,
         alibi_slopes: att.alibi_slopes,
-        mask: match &att.mask {
-            None => None,
-            Some(m) => Some(Mask {
-                values: match m.values {
-                    MaskValues::Bool(b) => MaskValues::Bool(b),
-                    MaskValues::Additive(a) => {
-                        mask32 = f(a);
-                        MaskValues::Additive(&mask32)
-                    }
-                },
-                offsets: m.offsets,
-                row_stride: m.row_stride,
-                col_stride: m.col_stride,
-            }),
-        },
+        mask: att.mask.as_ref().map(|m| Mask {
+            values: match m.values {
+                MaskValues::Bool(b) => MaskValues::Bool(b),
+                MaskValues::Additive(_) => MaskValues::Additive(&mask32),
+            },
+            offsets: m.offsets,
+            row_stride: m.row_stride,
+            col_stride: m.col_stride,
+        }),
     };
     let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut runs = Vec::new();

@@ -298,13 +298,13 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn exp2_shifted(rows: usize, cols: usize, z: &mut [f32], ldz: usize, shift: &[f32]) {
-        for r in 0..rows {
+        for (r, &row_shift) in shift[..rows].iter().enumerate() {
             let row = z.as_mut_ptr().add(r * ldz);
-            if shift[r] == f32::NEG_INFINITY {
+            if row_shift == f32::NEG_INFINITY {
                 std::ptr::write_bytes(row, 0, cols);
                 continue;
             }
-            let vshift = _mm256_set1_ps(shift[r]);
+            let vshift = _mm256_set1_ps(row_shift);
             let mut j = 0;
             while j < cols {
                 _mm256_storeu_ps(row.add(j), exp2(_mm256_sub_ps(_mm256_loadu_ps(row.add(j)), vshift)));
