@@ -241,7 +241,6 @@ pub(crate) fn query_tasks(seqs: &[Sequence], heads: usize) -> Vec<(usize, usize,
 
 struct Scratch<T> {
     qt: Vec<T>,
-    k: Vec<T>,
     v: Vec<T>,
     z: Vec<T>,
     o: Vec<T>,
@@ -256,7 +255,6 @@ impl<T: AttnFloat> Scratch<T> {
         let keys = round_up(BLOCK_K, PAD);
         Scratch {
             qt: vec![T::ZERO; d * rows],
-            k: vec![T::ZERO; keys * d],
             v: vec![T::ZERO; keys * dv],
             z: vec![T::ZERO; keys * rows],
             o: vec![T::ZERO; rows * dv],
@@ -267,102 +265,222 @@ impl<T: AttnFloat> Scratch<T> {
     }
 }
 
+/// Query tiles with at most this many keys to see run as one task; longer key
+/// ranges of a sequence with a single query tile (decoding, short prompts against
+/// a long cache) are split into chunks of [`KEY_CHUNK`] keys so that all threads
+/// work, and the partial results combined in chunk order (ATT-ONLINE's merge).
+/// Both numbers are fixed, so the split does not depend on the thread count.
+const SPLIT_MIN_KEYS: usize = 4096;
+const KEY_CHUNK: usize = 1024;
+
+/// One unit of work: query rows `[i0, i0 + BLOCK_Q)` of head `h` of sequence `s`
+/// against keys `[k_begin, k_end)`; `split` when it is one chunk of a split range.
+#[derive(Clone, Copy)]
+struct Task {
+    s: usize,
+    h: usize,
+    i0: usize,
+    k_begin: usize,
+    k_end: usize,
+    split: bool,
+}
+
+/// A split chunk's unnormalised output (`rows x dv_pad`) and statistics.
+struct Partial<T> {
+    o: Vec<T>,
+    m: Vec<T>,
+    l: Vec<T>,
+}
+
+fn tasks_of<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence]) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    for (s, h, i0) in query_tasks(seqs, att.heads_q) {
+        let seq = &seqs[s];
+        let scorer = Scorer::new(att, s, seq, h);
+        let rows = BLOCK_Q.min(seq.len_q - i0);
+        let (k_lo, _) = scorer.range(i0);
+        let (_, k_hi) = scorer.range(i0 + rows - 1);
+        if seq.len_q <= BLOCK_Q && k_hi - k_lo > SPLIT_MIN_KEYS {
+            for k_begin in (k_lo..k_hi).step_by(KEY_CHUNK) {
+                tasks.push(Task { s, h, i0, k_begin, k_end: (k_begin + KEY_CHUNK).min(k_hi), split: true });
+            }
+        } else {
+            tasks.push(Task { s, h, i0, k_begin: k_lo, k_end: k_hi, split: false });
+        }
+    }
+    tasks
+}
+
+/// Runs the online softmax of one task, leaving the unnormalised output and
+/// the running max and sum of its rows in `scratch.o`, `.m`, `.l`.
+#[allow(clippy::too_many_arguments)]
+fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, q: &[T], k: &[T], v: &[T], scratch: &mut Scratch<T>) {
+    let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
+    let dv_pad = round_up(dv, LANES);
+    let Task { s, h, i0, .. } = *task;
+    let seq = &seqs[s];
+    let hk = h / (hq / hkv);
+    let scorer = Scorer::new(att, s, seq, h);
+    let rows = BLOCK_Q.min(seq.len_q - i0);
+    // Query columns come in vectors of 8: a decoding step (one query) computes 8
+    // columns, not a whole block.
+    let rows_pad = round_up(rows, 8);
+    let q_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, d) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, d);
+    // Scores are computed transposed, keys x queries: the key tile is the left
+    // operand and is read in place (or row-copied), only the query tile is
+    // transposed, once per task; the softmax statistics are then per column, 8
+    // queries to a vector.
+    let qt = &mut scratch.qt[..d * rows_pad];
+    qt.fill(T::ZERO);
+    pack_transposed(qt, rows_pad, q, att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, d), q_stride, rows, d);
+    let factor = scorer.q_factor();
+    qt.iter_mut().for_each(|x| *x *= factor);
+    scratch.o[..rows_pad * dv_pad].fill(T::ZERO);
+    scratch.m[..rows_pad].fill(T::from_f64(f64::NEG_INFINITY));
+    scratch.l[..rows_pad].fill(T::ZERO);
+    let k_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, d) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, d);
+    let v_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, dv) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, dv);
+    let mut k0 = task.k_begin;
+    while k0 < task.k_end {
+        let kc = BLOCK_K.min(task.k_end - k0);
+        let k_start = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, d);
+        // The key tile is read in place: the product takes any number of rows.
+        let (k_tile, k_ld) = (&k[k_start..], k_stride);
+        let z = &mut scratch.z[..kc * rows_pad];
+        T::gemm(kc, rows_pad, d, k_tile, k_ld, 1, qt, rows_pad, z, rows_pad, false);
+        if !scorer.is_plain(i0, rows, k0, kc, kc) {
+            scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc, kc, None);
+        }
+        T::softmax_step(kc, rows_pad, z, rows_pad, &mut scratch.m, &mut scratch.l, &mut scratch.alpha);
+        for r in 0..rows_pad {
+            let a = scratch.alpha[r];
+            if a != T::ONE {
+                scratch.o[r * dv_pad..(r + 1) * dv_pad].iter_mut().for_each(|x| *x *= a);
+            }
+        }
+        let v_start = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, dv);
+        // Value rows are read in place when their width is already a whole number
+        // of vectors.
+        let (v_tile, v_ld): (&[T], usize) = if dv == dv_pad {
+            (&v[v_start..], v_stride)
+        } else {
+            pack_rows(&mut scratch.v, dv_pad, v, v_start, v_stride, kc, dv, T::ONE);
+            (&scratch.v, dv_pad)
+        };
+        T::gemm(rows, dv_pad, kc, z, 1, rows_pad, v_tile, v_ld, &mut scratch.o, dv_pad, true);
+        k0 += kc;
+    }
+}
+
+/// Where finished rows go.
+struct Outputs<T> {
+    out: SharedOut<T>,
+    out_len: usize,
+    lse: SharedOut<T>,
+    lse_len: usize,
+    total_q: usize,
+}
+
+impl<T: AttnFloat> Outputs<T> {
+    /// Writes `O = o / l` and `LSE = (m + log2 l) ln 2` of the task's rows.
+    ///
+    /// # Safety
+    /// No other thread writes these rows (tasks partition the query rows; a split
+    /// range is written once, after its chunks are combined).
+    unsafe fn write(&self, att: &Attention<'_, T>, seq: &Sequence, task: &Task, o: &[T], m: &[T], l: &[T]) {
+        let (hq, dv) = (att.heads_q, att.dim_v);
+        let dv_pad = round_up(dv, LANES);
+        let (h, i0) = (task.h, task.i0);
+        let rows = BLOCK_Q.min(seq.len_q - i0);
+        let o_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, dv) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, dv);
+        let o_start = att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, dv);
+        for r in 0..rows {
+            let inv = if l[r] > T::ZERO { T::ONE / l[r] } else { T::ZERO };
+            let at = o_start + r * o_stride;
+            let lse_at = h * self.total_q + seq.q_row0 + i0 + r;
+            assert!(at + dv <= self.out_len && lse_at < self.lse_len);
+            for c in 0..dv {
+                *self.out.at(at + c) = o[r * dv_pad + c] * inv;
+            }
+            if l[r] > T::ZERO {
+                *self.lse.at(lse_at) = (m[r] + T::from_f64(l[r].to_f64().log2())) * T::from_f64(LN_2);
+            }
+        }
+    }
+}
+
 /// Attention output `[rows, Hq, Dv]` in the query's layout and the log-sum-exp
 /// `[Hq, total_q]` (natural log; `-inf` for rows that attend to nothing).
 pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T], v: &[T]) -> Result<(Vec<T>, Vec<T>)> {
     let seqs = att.validate(q, k, v)?;
     let (total_q, _) = att.total_rows()?;
-    let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
+    let (hq, d, dv) = (att.heads_q, att.dim_qk, att.dim_v);
     let mut out = vec![T::ZERO; total_q * hq * dv];
     let mut lse = vec![T::from_f64(f64::NEG_INFINITY); hq * total_q];
-    let tasks = query_tasks(&seqs, hq);
+    let tasks = tasks_of(att, &seqs);
     let dv_pad = round_up(dv, LANES);
-    let out_ptr = SharedOut(out.as_mut_ptr());
-    let lse_ptr = SharedOut(lse.as_mut_ptr());
-    let (out_len, lse_len) = (out.len(), lse.len());
-    tasks.par_iter().for_each_init(
-        || Scratch::<T>::new(d, dv_pad),
-        |scratch, &(s, h, i0)| {
-            let seq = &seqs[s];
-            let hk = h / (hq / hkv);
-            let scorer = Scorer::new(att, s, seq, h);
-            let rows = BLOCK_Q.min(seq.len_q - i0);
-            let rows_pad = round_up(rows, PAD);
-            let q_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, d) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, d);
-            // Scores are computed transposed, keys x queries: the key tile is the
-            // left operand and is read in place (or row-copied), only the query
-            // tile is transposed, once per task; the softmax statistics are then
-            // per column, 8 queries to a vector.
-            let qt = &mut scratch.qt[..d * rows_pad];
-            qt.fill(T::ZERO);
-            pack_transposed(qt, rows_pad, q, att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, d), q_stride, rows, d);
-            let factor = scorer.q_factor();
-            qt.iter_mut().for_each(|x| *x *= factor);
-            scratch.o[..rows_pad * dv_pad].fill(T::ZERO);
-            scratch.m[..rows_pad].fill(T::from_f64(f64::NEG_INFINITY));
-            scratch.l[..rows_pad].fill(T::ZERO);
-            let (k_lo, _) = scorer.range(i0);
-            let (_, k_hi) = scorer.range(i0 + rows - 1);
-            let k_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, d) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, d);
-            let v_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, dv) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, dv);
-            let mut k0 = k_lo;
-            while k0 < k_hi {
-                let kc = BLOCK_K.min(k_hi - k0);
-                let kc_pad = round_up(kc, 6);
-                let k_start = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, d);
-                // Whole 6-row groups are read in place; a ragged tile is copied
-                // with zero rows added.
-                let (k_tile, k_ld): (&[T], usize) = if kc == kc_pad {
-                    (&k[k_start..], k_stride)
-                } else {
-                    pack_rows(&mut scratch.k, d, k, k_start, k_stride, kc, d, T::ONE);
-                    scratch.k[kc * d..kc_pad * d].fill(T::ZERO);
-                    (&scratch.k, d)
-                };
-                let z = &mut scratch.z[..kc_pad * rows_pad];
-                T::gemm(kc_pad, rows_pad, d, k_tile, k_ld, 1, qt, rows_pad, z, rows_pad, false);
-                if !scorer.is_plain(i0, rows, k0, kc, kc_pad) {
-                    scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc, kc_pad, None);
+    let outputs = Outputs {
+        out: SharedOut(out.as_mut_ptr()),
+        out_len: out.len(),
+        lse: SharedOut(lse.as_mut_ptr()),
+        lse_len: lse.len(),
+        total_q,
+    };
+    let partials: Vec<Option<Partial<T>>> = tasks
+        .par_iter()
+        .map_init(
+            || Scratch::<T>::new(d, dv_pad),
+            |scratch, task| {
+                attend(att, &seqs, task, q, k, v, scratch);
+                let rows = BLOCK_Q.min(seqs[task.s].len_q - task.i0);
+                if task.split {
+                    return Some(Partial {
+                        o: scratch.o[..rows * dv_pad].to_vec(),
+                        m: scratch.m[..rows].to_vec(),
+                        l: scratch.l[..rows].to_vec(),
+                    });
                 }
-                T::softmax_step(kc_pad, rows_pad, z, rows_pad, &mut scratch.m, &mut scratch.l, &mut scratch.alpha);
-                for r in 0..rows_pad {
-                    let a = scratch.alpha[r];
-                    if a != T::ONE {
-                        scratch.o[r * dv_pad..(r + 1) * dv_pad].iter_mut().for_each(|x| *x *= a);
-                    }
-                }
-                let v_start = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, dv);
-                // Value rows are read in place when their width is already a whole
-                // number of vectors.
-                let (v_tile, v_ld): (&[T], usize) = if dv == dv_pad {
-                    (&v[v_start..], v_stride)
-                } else {
-                    pack_rows(&mut scratch.v, dv_pad, v, v_start, v_stride, kc, dv, T::ONE);
-                    (&scratch.v, dv_pad)
-                };
-                T::gemm(rows_pad, dv_pad, kc, z, 1, rows_pad, v_tile, v_ld, &mut scratch.o, dv_pad, true);
-                k0 += kc;
+                // SAFETY: an unsplit task is the only writer of its rows.
+                unsafe { outputs.write(att, &seqs[task.s], task, &scratch.o, &scratch.m, &scratch.l) };
+                None
+            },
+        )
+        .collect();
+    // Merge the chunks of each split range in chunk order: rescale each to the
+    // common max and add.
+    let mut n = 0;
+    while n < tasks.len() {
+        if !tasks[n].split {
+            n += 1;
+            continue;
+        }
+        let first = tasks[n];
+        let mut end = n;
+        while end < tasks.len() && tasks[end].split && (tasks[end].s, tasks[end].h, tasks[end].i0) == (first.s, first.h, first.i0) {
+            end += 1;
+        }
+        let chunks: Vec<&Partial<T>> = partials[n..end].iter().flatten().collect();
+        let rows = chunks[0].m.len();
+        let neg_inf = T::from_f64(f64::NEG_INFINITY);
+        let mut o = vec![T::ZERO; rows * dv_pad];
+        let mut m = vec![neg_inf; rows];
+        let mut l = vec![T::ZERO; rows];
+        for r in 0..rows {
+            m[r] = chunks.iter().fold(neg_inf, |acc, c| acc.max_fast(c.m[r]));
+            if m[r] == neg_inf {
+                continue;
             }
-            let o_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, dv) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, dv);
-            let o_start = att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, dv);
-            for r in 0..rows {
-                let l = scratch.l[r];
-                let inv = if l > T::ZERO { T::ONE / l } else { T::ZERO };
-                let at = o_start + r * o_stride;
-                let lse_at = h * total_q + seq.q_row0 + i0 + r;
-                assert!(at + dv <= out_len && lse_at < lse_len);
-                // SAFETY: row i0 + r of head h of sequence s belongs to this task
-                // alone (tasks partition (sequence, head, query rows)); bounds checked.
-                unsafe {
-                    for c in 0..dv {
-                        *out_ptr.at(at + c) = scratch.o[r * dv_pad + c] * inv;
-                    }
-                    if l > T::ZERO {
-                        *lse_ptr.at(lse_at) = (scratch.m[r] + T::from_f64(l.to_f64().log2())) * T::from_f64(LN_2);
-                    }
+            for c in &chunks {
+                let w = T::from_f64((c.m[r] - m[r]).to_f64().exp2());
+                l[r] += w * c.l[r];
+                for (x, &y) in o[r * dv_pad..(r + 1) * dv_pad].iter_mut().zip(&c.o[r * dv_pad..(r + 1) * dv_pad]) {
+                    *x += w * y;
                 }
             }
-        },
-    );
+        }
+        // SAFETY: the chunks are done; this range is written once, here.
+        unsafe { outputs.write(att, &seqs[first.s], &first, &o, &m, &l) };
+        n = end;
+    }
     Ok((out, lse))
 }

@@ -271,3 +271,13 @@ fn empty_inputs_give_empty_results() {
     assert_eq!(o, vec![0.0; 12]);
     assert!(l.iter().all(|&x| x == f64::NEG_INFINITY));
 }
+
+#[test]
+fn few_queries_against_many_keys_split_the_keys() {
+    // One query tile against more than SPLIT_MIN_KEYS keys: chunks merged in order.
+    let mut att = base(Layout::TokenMajor, Batch::Dense { batch: 1, len_q: 3, len_k: 5000 }, 2, 1, 8, 8);
+    check(&att, 11);
+    att.window_right = Some(0);
+    att.window_left = Some(4500);
+    check(&att, 12);
+}

@@ -28,7 +28,7 @@ pub fn round_up(n: usize, to: usize) -> usize {
 pub trait AttnFloat: Real {
     /// `c[m x n] (+)= A[m x k] . b[k x n]` with `A[i][p] = a[i * a_rows + p * a_cols]`
     /// (row-major A has `a_cols = 1`; a transposed one `a_rows = 1`), `b` and `c`
-    /// row-major with leading dimensions `ldb`, `ldc`; `m % 6 == 0`, `n % 16 == 0`.
+    /// row-major with leading dimensions `ldb`, `ldc`; `n % 8 == 0`.
     #[allow(clippy::too_many_arguments)]
     fn gemm(m: usize, n: usize, k: usize, a: &[Self], a_rows: usize, a_cols: usize, b: &[Self], ldb: usize, c: &mut [Self], ldc: usize, accumulate: bool);
 
@@ -145,7 +145,7 @@ impl AttnFloat for f64 {
 
 impl AttnFloat for f32 {
     fn gemm(m: usize, n: usize, k: usize, a: &[f32], a_rows: usize, a_cols: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
-        assert!(m % 6 == 0 && n % LANES == 0, "tile not padded");
+        assert!(n % 8 == 0, "tile not padded");
         assert!(m == 0 || k == 0 || (m - 1) * a_rows + (k - 1) * a_cols < a.len(), "tile exceeds its buffer");
         check_extent(k, n, ldb, b.len());
         check_extent(m, n, ldc, c.len());
@@ -205,42 +205,72 @@ fn check_extent(rows: usize, cols: usize, ld: usize, len: usize) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    /// 6 x 16 register block: 12 accumulators, 2 loads of `b` and 6 broadcasts of
-    /// `a` per step of `k`.
+    /// Register blocks of up to 6 rows x 16 columns (2 vectors): 12 accumulators,
+    /// 2 loads of `b` and 6 broadcasts of `a` per step of `k`. Edge blocks use
+    /// fewer rows and 8 columns, so `m` may be anything and `n % 8 == 0`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn gemm(m: usize, n: usize, k: usize, a: *const f32, a_rows: usize, a_cols: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool) {
         let mut i0 = 0;
         while i0 < m {
+            let a0 = a.add(i0 * a_rows);
+            let c0 = c.add(i0 * ldc);
             let mut j0 = 0;
             while j0 < n {
-                let mut acc = [[_mm256_setzero_ps(); 2]; 6];
-                if accumulate {
-                    for (r, acc_r) in acc.iter_mut().enumerate() {
-                        let c_row = c.add((i0 + r) * ldc + j0);
-                        acc_r[0] = _mm256_loadu_ps(c_row);
-                        acc_r[1] = _mm256_loadu_ps(c_row.add(8));
-                    }
+                let args = (k, a0, a_rows, a_cols, b.add(j0), ldb, c0.add(j0), ldc, accumulate);
+                let wide = n - j0 >= 16;
+                match ((m - i0).min(6), wide) {
+                    (6, true) => block::<6, 2>(args),
+                    (5, true) => block::<5, 2>(args),
+                    (4, true) => block::<4, 2>(args),
+                    (3, true) => block::<3, 2>(args),
+                    (2, true) => block::<2, 2>(args),
+                    (1, true) => block::<1, 2>(args),
+                    (6, false) => block::<6, 1>(args),
+                    (5, false) => block::<5, 1>(args),
+                    (4, false) => block::<4, 1>(args),
+                    (3, false) => block::<3, 1>(args),
+                    (2, false) => block::<2, 1>(args),
+                    _ => block::<1, 1>(args),
                 }
-                let a0 = a.add(i0 * a_rows);
-                for p in 0..k {
-                    let b_row = b.add(p * ldb + j0);
-                    let b0 = _mm256_loadu_ps(b_row);
-                    let b1 = _mm256_loadu_ps(b_row.add(8));
-                    for (r, acc_r) in acc.iter_mut().enumerate() {
-                        let a_rp = _mm256_broadcast_ss(&*a0.add(r * a_rows + p * a_cols));
-                        acc_r[0] = _mm256_fmadd_ps(a_rp, b0, acc_r[0]);
-                        acc_r[1] = _mm256_fmadd_ps(a_rp, b1, acc_r[1]);
-                    }
-                }
-                for (r, acc_r) in acc.iter().enumerate() {
-                    let c_row = c.add((i0 + r) * ldc + j0);
-                    _mm256_storeu_ps(c_row, acc_r[0]);
-                    _mm256_storeu_ps(c_row.add(8), acc_r[1]);
-                }
-                j0 += 16;
+                j0 += if wide { 16 } else { 8 };
             }
             i0 += 6;
+        }
+    }
+
+    type BlockArgs = (usize, *const f32, usize, usize, *const f32, usize, *mut f32, usize, bool);
+
+    /// One `MR x 8 NV` block of `c` (`NV` is 1 or 2), accumulated over `k`.
+    #[inline(always)]
+    unsafe fn block<const MR: usize, const NV: usize>((k, a, a_rows, a_cols, b, ldb, c, ldc, accumulate): BlockArgs) {
+        let mut acc0 = [_mm256_setzero_ps(); MR];
+        let mut acc1 = [_mm256_setzero_ps(); MR];
+        if accumulate {
+            for r in 0..MR {
+                acc0[r] = _mm256_loadu_ps(c.add(r * ldc));
+                if NV == 2 {
+                    acc1[r] = _mm256_loadu_ps(c.add(r * ldc + 8));
+                }
+            }
+        }
+        for p in 0..k {
+            let b_row = b.add(p * ldb);
+            let b0 = _mm256_loadu_ps(b_row);
+            let b1 = if NV == 2 { _mm256_loadu_ps(b_row.add(8)) } else { b0 };
+            for r in 0..MR {
+                let a_rp = _mm256_broadcast_ss(&*a.add(r * a_rows + p * a_cols));
+                acc0[r] = _mm256_fmadd_ps(a_rp, b0, acc0[r]);
+                if NV == 2 {
+                    acc1[r] = _mm256_fmadd_ps(a_rp, b1, acc1[r]);
+                }
+            }
+        }
+        for r in 0..MR {
+            _mm256_storeu_ps(c.add(r * ldc), acc0[r]);
+            if NV == 2 {
+                _mm256_storeu_ps(c.add(r * ldc + 8), acc1[r]);
+            }
         }
     }
 
@@ -382,7 +412,7 @@ mod tests {
     #[test]
     fn simd_gemm_and_softmax_match_the_portable_code() {
         let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let (m, n, k) = (12, 32, 37);
+        let (m, n, k) = (13, 40, 37);
         let mut seed = 1;
         let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
         let b: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
