@@ -297,6 +297,10 @@ def test_empty_inputs_give_typed_empty_results(backend):
     got = backend.output(F.scaled_dot_product_attention(
         backend.input(q), backend.input(k), backend.input(v), **backend.kwargs))
     assert got.shape == (2, 3, 0, 5) and got.dtype == np.float32
+    no_keys = backend.output(F.flash_attn_func(
+        backend.input(rand((1, 3, 2, 8), 1)), backend.input(rand((1, 0, 2, 8), 2)),
+        backend.input(rand((1, 0, 2, 8), 3)), return_lse=True, **backend.kwargs))
+    assert np.all(no_keys[0] == 0) and np.all(no_keys[1] == -np.inf)
     cu = np.array([0], dtype=np.int32)
     out, lse = backend.output(F.flash_attn_varlen_func(
         backend.input(rand((0, 2, 8), 1)), backend.input(rand((0, 2, 8), 2)), backend.input(rand((0, 2, 8), 3)),

@@ -63,6 +63,10 @@ def dense(
             f"no window, softcap or ALiBi), got {dropout_p}"
         )
     compute = torch.float64 if q.dtype == torch.float64 else torch.float32
+    if S == 0:
+        # No key at all: every row attends to nothing (ATT-MASK).
+        out = q.new_zeros(B, Hq, L, v.shape[-1])
+        return out, (q.new_full((B, Hq, L), -math.inf, dtype=compute) if want_lse else None)
     group = Hq // Hkv if Hkv else 1
     kf = k.to(compute).repeat_interleave(group, dim=1)
     vf = v.to(compute).repeat_interleave(group, dim=1)
