@@ -3,7 +3,7 @@
 //! one dtype, broadcasts the mask to per-(batch, head) offsets, and reshapes the
 //! flat results.
 
-use ferrops_core::attention::{self, Attention, AttnFloat, Batch, Layout, Mask, MaskValues};
+use ferrops_core::attention::{self, bf16, Attention, AttnFloat, Batch, Layout, Mask, MaskValues};
 use ferrops_core::FerropsError;
 use numpy::{Element, PyReadonlyArray1, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
@@ -147,7 +147,8 @@ macro_rules! for_float_dtype {
 }
 
 /// Returns `(out, lse)` flat: `out` in the query's layout with `dim_v` columns,
-/// `lse` as `[heads_q, total_q]`.
+/// `lse` as `[heads_q, total_q]`. float32/float64 arrays, or bfloat16 bits as
+/// uint16 arrays (see [`bfloat16_forward`]).
 #[pyfunction]
 fn attention_forward<'py>(
     py: Python<'py>,
@@ -157,6 +158,9 @@ fn attention_forward<'py>(
     options: Options<'py>,
 ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     let function = function_name(&options.function);
+    if let Ok(q) = query.extract::<PyReadonlyArrayDyn<'py, u16>>() {
+        return bfloat16_forward(py, function, q, key, value, options);
+    }
     for_float_dtype!(function, query, T => {
         let (q, k, v): (PyReadonlyArrayDyn<T>, PyReadonlyArrayDyn<T>, PyReadonlyArrayDyn<T>) =
             (query.extract()?, key.extract()?, value.extract()?);
@@ -166,6 +170,33 @@ fn attention_forward<'py>(
         let (out, lse) = run_kernel(py, || attention::attention_forward(&att, q, k, v))?;
         Ok((owned1(py, out).into_py_any(py)?, owned1(py, lse).into_py_any(py)?))
     })
+}
+
+/// bfloat16 inputs arrive as their bits (uint16 arrays): widened to float32 in
+/// the core (in parallel, exactly), computed in float32, and the output rounded
+/// back to bfloat16 bits; `lse` stays float32.
+fn bfloat16_forward<'py>(
+    py: Python<'py>,
+    function: &'static str,
+    query: PyReadonlyArrayDyn<'py, u16>,
+    key: &Bound<'py, PyAny>,
+    value: &Bound<'py, PyAny>,
+    options: Options<'py>,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let wrong = |argument: &'static str| {
+        to_py_err(FerropsError::type_(function, argument, "bfloat16 bits (uint16) like the query", "another dtype"))
+    };
+    let k: PyReadonlyArrayDyn<u16> = key.extract().map_err(|_| wrong("key"))?;
+    let v: PyReadonlyArrayDyn<u16> = value.extract().map_err(|_| wrong("value"))?;
+    let (q, k, v) = (contiguous(function, "query", &query)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
+    let held = hold::<f32>(function, &options)?;
+    let att = describe(function, &options, &held)?;
+    let (out, lse) = run_kernel(py, || {
+        let (q, k, v) = (bf16::bf16_to_f32(q), bf16::bf16_to_f32(k), bf16::bf16_to_f32(v));
+        let (out, lse) = attention::attention_forward(&att, &q, &k, &v)?;
+        Ok((bf16::f32_to_bf16(&out), lse))
+    })?;
+    Ok((owned1(py, out).into_py_any(py)?, owned1(py, lse).into_py_any(py)?))
 }
 
 /// Returns `(dq, dk, dv)` flat, in the layouts of `query`, `key`, `value`.

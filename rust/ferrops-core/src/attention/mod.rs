@@ -17,6 +17,7 @@
 //! second over query tiles writes `dQ`, so no two tasks add into the same row.
 
 mod backward;
+pub mod bf16;
 mod forward;
 mod tile;
 
