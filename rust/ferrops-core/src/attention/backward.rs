@@ -1,24 +1,32 @@
 //! The backward pass (ATT-BWD), recomputing `P` tile by tile from the saved
-//! log-sum-exp. Two passes keep every output row owned by one task (bitwise
-//! identical results for any thread count, no atomics): over key tiles for
-//! `dK, dV` (4 tile products), then over query tiles for `dQ` (3 products).
+//! log-sum-exp, in one pass over (sequence, key head, key chunk) tasks with five
+//! tile products per (query tile, key tile): `S`, `dP = dO V^T`, `dV += P^T dO`,
+//! `dK += dS^T Q` and `dQ += dS K`. `dK` and `dV` rows belong to one task; `dQ`
+//! rows are touched by every chunk, so each chunk adds into its own partial `dQ`
+//! and the partials are summed in chunk order at the end: no atomics, and results
+//! bitwise identical for any thread count.
 //!
 //! Operands are read in place from the inputs wherever the tile shape allows
-//! (whole groups of 6 rows, widths a multiple of 16); only the tile that stays
-//! fixed for a whole task is transposed: `K^T`, `V^T` in the key pass, `Q^T`,
-//! `dO^T` in the query pass, where scores are computed keys x queries.
+//! (whole groups of 6 rows, widths a multiple of 16); the key tile is transposed
+//! once per tile and reused by every query tile of the group's heads.
 
 use std::f64::consts::LOG2_E;
 
 use rayon::prelude::*;
 
-use super::forward::{pack_rows, pack_transposed, query_tasks, Scorer, SharedOut, BLOCK_Q};
+use super::forward::{pack_rows, pack_transposed, Scorer, SharedOut, BLOCK_Q};
 use super::tile::{round_up, AttnFloat, LANES, PAD};
 use super::{Attention, Sequence};
 use crate::error::{FerropsError, Result};
 
-/// Keys per tile in both passes.
+/// Keys per tile.
 const BLOCK_KB: usize = 96;
+/// A sequence's keys are split into chunks of about this many keys (at most
+/// [`MAX_CHUNKS`]), one task each, whose partial dQ are summed at the end: more
+/// chunks give more parallel tasks but more partial dQ memory. Both depend only
+/// on the sequence, not on the thread count.
+const CHUNK_KEYS: usize = 512;
+const MAX_CHUNKS: usize = 8;
 
 /// Where the rows of one (sequence, query head) and its key head live.
 struct Rows<'a, T> {
@@ -97,6 +105,7 @@ struct Scratch<T> {
     cap_grad: Vec<T>,
     acc_a: Vec<T>,
     acc_b: Vec<T>,
+    k_rows: Vec<T>,
     shift: Vec<T>,
     delta: Vec<T>,
 }
@@ -117,6 +126,7 @@ impl<T: AttnFloat> Scratch<T> {
             cap_grad: zero(rows * keys),
             acc_a: zero(rows.max(keys) * wide),
             acc_b: zero(keys * wide),
+            k_rows: zero(keys * wide),
             shift: zero(rows),
             delta: zero(rows),
         }
@@ -165,152 +175,164 @@ pub fn attention_backward<T: AttnFloat>(
     let mut dk = vec![T::ZERO; k.len()];
     let mut dvv = vec![T::ZERO; v.len()];
 
-    // Pass 1: dK and dV per (sequence, key head, key tile); scores queries x keys.
-    let mut key_tasks = Vec::new();
+    // One pass over (sequence, key head, key chunk): dK and dV rows are owned by
+    // their chunk; each chunk also adds dS K into its own partial dQ of the
+    // sequence, and the partials are summed in chunk order at the end, so no two
+    // tasks add into one row and no recomputation pass is needed for dQ.
+    let mut tasks = Vec::new();
     for (s, seq) in seqs.iter().enumerate() {
+        let chunks = seq.len_k.div_ceil(CHUNK_KEYS).clamp(1, MAX_CHUNKS);
+        let chunk = round_up(seq.len_k.div_ceil(chunks).max(1), BLOCK_KB);
         for hk in 0..hkv {
-            for j0 in (0..seq.len_k).step_by(BLOCK_KB) {
-                key_tasks.push((s, hk, j0));
+            for k_begin in (0..seq.len_k).step_by(chunk) {
+                tasks.push((s, hk, k_begin, (k_begin + chunk).min(seq.len_k)));
             }
         }
     }
     let (dk_ptr, dv_ptr) = (SharedOut(dk.as_mut_ptr()), SharedOut(dvv.as_mut_ptr()));
     let (dk_len, dv_len) = (dk.len(), dvv.len());
-    key_tasks.par_iter().for_each_init(
-        || Scratch::<T>::new(d_pad, dv_pad),
-        |sc, &(s, hk, j0)| {
-            let seq = seqs[s];
-            let kc = BLOCK_KB.min(seq.len_k - j0);
-            let kc_pad = round_up(kc, PAD);
-            let first = Rows { att, seq, h: hk * group, hk, total_q };
-            let q_factor = Scorer::new(att, s, &seq, hk * group).q_factor();
-            let kt = &mut sc.fixed_a[..d * kc_pad];
-            kt.fill(T::ZERO);
-            pack_transposed(kt, kc_pad, k, first.k(j0, d), first.k_stride(d), kc, d);
-            kt.iter_mut().for_each(|x| *x *= q_factor);
-            let vt = &mut sc.fixed_b[..dv * kc_pad];
-            vt.fill(T::ZERO);
-            pack_transposed(vt, kc_pad, v, first.k(j0, dv), first.k_stride(dv), kc, dv);
-            let (mut dk_acc, mut dv_acc) = (std::mem::take(&mut sc.acc_a), std::mem::take(&mut sc.acc_b));
-            dk_acc[..kc_pad * d_pad].fill(T::ZERO);
-            dv_acc[..kc_pad * dv_pad].fill(T::ZERO);
-            for h in hk * group..(hk + 1) * group {
-                let rows_of = Rows { att, seq, h, hk, total_q };
-                let scorer = Scorer::new(att, s, &seq, h);
-                for i0 in (0..seq.len_q).step_by(BLOCK_Q) {
-                    let rows = BLOCK_Q.min(seq.len_q - i0);
-                    if scorer.range(i0 + rows - 1).1 <= j0 || scorer.range(i0).0 >= j0 + kc {
-                        continue;
-                    }
-                    let rows6 = round_up(rows, 6);
-                    let (q_tile, q_ld) = operand(&mut sc.q, q, rows_of.q(i0, d), rows_of.q_stride(d), rows, d, d_pad);
-                    let (do_tile, do_ld) = operand(&mut sc.d_out, d_out, rows_of.q(i0, dv), rows_of.q_stride(dv), rows, dv, dv_pad);
-                    for r in 0..rows6 {
-                        let (sh, de) = if r < rows { (shift[rows_of.stat(i0 + r)], delta[rows_of.stat(i0 + r)]) } else { (T::from_f64(f64::NEG_INFINITY), T::ZERO) };
-                        sc.shift[r] = sh;
-                        sc.delta[r] = de;
-                    }
-                    let z = &mut sc.z[..rows6 * kc_pad];
-                    T::gemm(rows6, kc_pad, d, q_tile, q_ld, 1, &sc.fixed_a, kc_pad, z, kc_pad, false);
-                    let softcap = att.softcap > 0.0;
-                    if !scorer.is_plain(i0, rows, j0, kc, kc_pad) {
-                        let grad = if softcap { Some(&mut sc.cap_grad[..rows6 * kc_pad]) } else { None };
-                        scorer.adjust(z, kc_pad, i0, rows, j0, kc, kc_pad, grad);
-                    }
-                    T::exp2_shifted(rows6, kc_pad, z, kc_pad, &sc.shift);
-                    let dp = &mut sc.dp[..rows6 * kc_pad];
-                    T::gemm(rows6, kc_pad, dv, do_tile, do_ld, 1, &sc.fixed_b, kc_pad, dp, kc_pad, false);
-                    let cap_grad = if softcap { Some(&sc.cap_grad[..]) } else { None };
-                    score_grads(rows, kc_pad, kc_pad, z, dp, cap_grad, true, &sc.delta);
-                    // dV += P^T dO and dK += dS^T Q: the transposed tiles are read
-                    // with swapped strides; padding rows of P and dS are not summed.
-                    T::gemm(kc_pad, dv_pad, rows, z, 1, kc_pad, do_tile, do_ld, &mut dv_acc, dv_pad, true);
-                    T::gemm(kc_pad, d_pad, rows, dp, 1, kc_pad, q_tile, q_ld, &mut dk_acc, d_pad, true);
-                }
-            }
-            let scale = T::from_f64(att.scale);
-            for r in 0..kc {
-                let (at_k, at_v) = (first.k(j0 + r, d), first.k(j0 + r, dv));
-                assert!(at_k + d <= dk_len && at_v + dv <= dv_len);
-                // SAFETY: key row j0 + r of key head hk of sequence s belongs to this
-                // task alone; bounds checked.
-                unsafe {
-                    for c in 0..d {
-                        *dk_ptr.at(at_k + c) = dk_acc[r * d_pad + c] * scale;
-                    }
-                    for c in 0..dv {
-                        *dv_ptr.at(at_v + c) = dv_acc[r * dv_pad + c];
+    let partial_dq: Vec<Vec<T>> = tasks
+        .par_iter()
+        .map_init(
+            || Scratch::<T>::new(d_pad, dv_pad),
+            |sc, &(s, hk, k_begin, k_end)| {
+                let seq = seqs[s];
+                // dQ contributions of this chunk: [group heads][len_q][d_pad].
+                let mut dq_part = vec![T::ZERO; group * seq.len_q * d_pad];
+                for j0 in (k_begin..k_end).step_by(BLOCK_KB) {
+                    key_tile(att, &seqs, s, hk, j0, k_end, sc, q, k, v, d_out, &shift, &delta, &mut dq_part);
+                    let kc = BLOCK_KB.min(k_end - j0);
+                    let first = Rows { att, seq, h: hk * group, hk, total_q };
+                    let scale = T::from_f64(att.scale);
+                    for r in 0..kc {
+                        let (at_k, at_v) = (first.k(j0 + r, d), first.k(j0 + r, dv));
+                        assert!(at_k + d <= dk_len && at_v + dv <= dv_len);
+                        // SAFETY: key row j0 + r of key head hk of sequence s belongs
+                        // to this task alone; bounds checked.
+                        unsafe {
+                            for c in 0..d {
+                                *dk_ptr.at(at_k + c) = sc.acc_a[r * d_pad + c] * scale;
+                            }
+                            for c in 0..dv {
+                                *dv_ptr.at(at_v + c) = sc.acc_b[r * dv_pad + c];
+                            }
+                        }
                     }
                 }
-            }
-            (sc.acc_a, sc.acc_b) = (dk_acc, dv_acc);
-        },
-    );
+                dq_part
+            },
+        )
+        .collect();
 
-    // Pass 2: dQ per (sequence, query head, query tile); scores keys x queries.
-    let tasks = query_tasks(&seqs, hq);
+    // dQ = scale * sum over chunks, in chunk order, per (sequence, query head).
     let dq_ptr = SharedOut(dq.as_mut_ptr());
     let dq_len = dq.len();
-    tasks.par_iter().for_each_init(
-        || Scratch::<T>::new(d_pad, dv_pad),
-        |sc, &(s, h, i0)| {
-            let seq = seqs[s];
-            let rows_of = Rows { att, seq, h, hk: h / group, total_q };
-            let scorer = Scorer::new(att, s, &seq, h);
+    let heads: Vec<(usize, usize)> = (0..seqs.len()).flat_map(|s| (0..hq).map(move |h| (s, h))).collect();
+    heads.par_iter().for_each(|&(s, h)| {
+        let seq = seqs[s];
+        let hk = h / group;
+        let rows_of = Rows { att, seq, h, hk, total_q };
+        let g = h - hk * group;
+        let parts: Vec<&Vec<T>> = tasks.iter().zip(&partial_dq).filter(|(t, _)| t.0 == s && t.1 == hk).map(|(_, p)| p).collect();
+        let scale = T::from_f64(att.scale);
+        for i in 0..seq.len_q {
+            let at = rows_of.q(i, d);
+            assert!(at + d <= dq_len);
+            for c in 0..d {
+                let mut sum = T::ZERO;
+                for p in &parts {
+                    sum += p[(g * seq.len_q + i) * d_pad + c];
+                }
+                // SAFETY: row i of head h of sequence s is written by this task only.
+                unsafe { *dq_ptr.at(at + c) = sum * scale };
+            }
+        }
+    });
+    Ok((dq, dk, dvv))
+}
+
+/// `dK`, `dV` (unscaled `dS^T Q` in `sc.acc_a`, `P^T dO` in `sc.acc_b`, `kc` rows)
+/// of the key tile at `j0` (up to `k_end`) of key head `hk`, over the query heads
+/// of its group; adds this tile's `dS K` into `dq_part`.
+#[allow(clippy::too_many_arguments)]
+fn key_tile<T: AttnFloat>(
+    att: &Attention<'_, T>,
+    seqs: &[Sequence],
+    s: usize,
+    hk: usize,
+    j0: usize,
+    k_end: usize,
+    sc: &mut Scratch<T>,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    d_out: &[T],
+    shift: &[T],
+    delta: &[T],
+    dq_part: &mut [T],
+) {
+    let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
+    let (d_pad, dv_pad) = (round_up(d, LANES), round_up(dv, LANES));
+    let group = hq / hkv;
+    let total_q = att.total_rows().map_or(0, |t| t.0);
+    let seq = seqs[s];
+    let kc = BLOCK_KB.min(k_end - j0);
+    let kc_pad = round_up(kc, PAD);
+    let first = Rows { att, seq, h: hk * group, hk, total_q };
+    let q_factor = Scorer::new(att, s, &seq, hk * group).q_factor();
+    let kt = &mut sc.fixed_a[..d * kc_pad];
+    kt.fill(T::ZERO);
+    pack_transposed(kt, kc_pad, k, first.k(j0, d), first.k_stride(d), kc, d);
+    kt.iter_mut().for_each(|x| *x *= q_factor);
+    let vt = &mut sc.fixed_b[..dv * kc_pad];
+    vt.fill(T::ZERO);
+    pack_transposed(vt, kc_pad, v, first.k(j0, dv), first.k_stride(dv), kc, dv);
+    // Key rows as the right operand of dS K: in place when D needs no padding.
+    let (k_rows, k_ld): (&[T], usize) = if d == d_pad {
+        (&k[first.k(j0, d)..], first.k_stride(d))
+    } else {
+        pack_rows(&mut sc.k_rows, d_pad, k, first.k(j0, d), first.k_stride(d), kc, d, T::ONE);
+        (&sc.k_rows, d_pad)
+    };
+    let (dk_acc, dv_acc) = (&mut sc.acc_a[..kc_pad * d_pad], &mut sc.acc_b[..kc_pad * dv_pad]);
+    dk_acc.fill(T::ZERO);
+    dv_acc.fill(T::ZERO);
+    for h in hk * group..(hk + 1) * group {
+        let rows_of = Rows { att, seq, h, hk, total_q };
+        let scorer = Scorer::new(att, s, &seq, h);
+        let g = h - hk * group;
+        for i0 in (0..seq.len_q).step_by(BLOCK_Q) {
             let rows = BLOCK_Q.min(seq.len_q - i0);
-            let rows_pad = round_up(rows, PAD);
-            let qt = &mut sc.fixed_a[..d * rows_pad];
-            qt.fill(T::ZERO);
-            pack_transposed(qt, rows_pad, q, rows_of.q(i0, d), rows_of.q_stride(d), rows, d);
-            let factor = scorer.q_factor();
-            qt.iter_mut().for_each(|x| *x *= factor);
-            let dot = &mut sc.fixed_b[..dv * rows_pad];
-            dot.fill(T::ZERO);
-            pack_transposed(dot, rows_pad, d_out, rows_of.q(i0, dv), rows_of.q_stride(dv), rows, dv);
-            for r in 0..rows_pad {
+            if scorer.range(i0 + rows - 1).1 <= j0 || scorer.range(i0).0 >= j0 + kc {
+                continue;
+            }
+            let rows6 = round_up(rows, 6);
+            let (q_tile, q_ld) = operand(&mut sc.q, q, rows_of.q(i0, d), rows_of.q_stride(d), rows, d, d_pad);
+            let (do_tile, do_ld) = operand(&mut sc.d_out, d_out, rows_of.q(i0, dv), rows_of.q_stride(dv), rows, dv, dv_pad);
+            for r in 0..rows6 {
                 let (sh, de) = if r < rows { (shift[rows_of.stat(i0 + r)], delta[rows_of.stat(i0 + r)]) } else { (T::from_f64(f64::NEG_INFINITY), T::ZERO) };
                 sc.shift[r] = sh;
                 sc.delta[r] = de;
             }
-            let mut dq_acc = std::mem::take(&mut sc.acc_a);
-            dq_acc[..rows_pad * d_pad].fill(T::ZERO);
-            let (k_lo, _) = scorer.range(i0);
-            let (_, k_hi) = scorer.range(i0 + rows - 1);
+            let z = &mut sc.z[..rows6 * kc_pad];
+            T::gemm(rows6, kc_pad, d, q_tile, q_ld, 1, &sc.fixed_a, kc_pad, z, kc_pad, false);
             let softcap = att.softcap > 0.0;
-            let mut j0 = k_lo;
-            while j0 < k_hi {
-                let kc = BLOCK_KB.min(k_hi - j0);
-                let kc6 = round_up(kc, 6);
-                let (k_tile, k_ld) = operand(&mut sc.q, k, rows_of.k(j0, d), rows_of.k_stride(d), kc, d, d_pad);
-                let (v_tile, v_ld) = operand(&mut sc.d_out, v, rows_of.k(j0, dv), rows_of.k_stride(dv), kc, dv, dv_pad);
-                let zt = &mut sc.z[..kc6 * rows_pad];
-                T::gemm(kc6, rows_pad, d, k_tile, k_ld, 1, &sc.fixed_a, rows_pad, zt, rows_pad, false);
-                if !scorer.is_plain(i0, rows, j0, kc, kc6) {
-                    let grad = if softcap { Some(&mut sc.cap_grad[..kc6 * rows_pad]) } else { None };
-                    scorer.adjust_transposed(zt, rows_pad, i0, rows, j0, kc, kc6, grad);
-                }
-                T::exp2_shifted_columns(kc6, rows_pad, zt, rows_pad, &sc.shift);
-                let dpt = &mut sc.dp[..kc6 * rows_pad];
-                T::gemm(kc6, rows_pad, dv, v_tile, v_ld, 1, &sc.fixed_b, rows_pad, dpt, rows_pad, false);
-                let cap_grad = if softcap { Some(&sc.cap_grad[..]) } else { None };
-                score_grads(kc, rows_pad, rows_pad, zt, dpt, cap_grad, false, &sc.delta);
-                // dQ += dS K, dS read transposed from dS^T.
-                T::gemm(rows_pad, d_pad, kc, dpt, 1, rows_pad, k_tile, k_ld, &mut dq_acc, d_pad, true);
-                j0 += kc;
+            if !scorer.is_plain(i0, rows, j0, kc, kc_pad) {
+                let grad = if softcap { Some(&mut sc.cap_grad[..rows6 * kc_pad]) } else { None };
+                scorer.adjust(z, kc_pad, i0, rows, j0, kc, kc_pad, grad);
             }
-            let scale = T::from_f64(att.scale);
-            for r in 0..rows {
-                let at = rows_of.q(i0 + r, d);
-                assert!(at + d <= dq_len);
-                // SAFETY: query row i0 + r of head h of sequence s belongs to this task.
-                unsafe {
-                    for c in 0..d {
-                        *dq_ptr.at(at + c) = dq_acc[r * d_pad + c] * scale;
-                    }
-                }
-            }
-            sc.acc_a = dq_acc;
-        },
-    );
-    Ok((dq, dk, dvv))
+            T::exp2_shifted(rows6, kc_pad, z, kc_pad, &sc.shift);
+            let dp = &mut sc.dp[..rows6 * kc_pad];
+            T::gemm(rows6, kc_pad, dv, do_tile, do_ld, 1, &sc.fixed_b, kc_pad, dp, kc_pad, false);
+            let cap_grad = if softcap { Some(&sc.cap_grad[..]) } else { None };
+            score_grads(rows, kc_pad, kc_pad, z, dp, cap_grad, true, &sc.delta);
+            // dV += P^T dO and dK += dS^T Q: the transposed tiles are read with
+            // swapped strides; padding rows of P and dS are not summed.
+            T::gemm(kc_pad, dv_pad, rows, z, 1, kc_pad, do_tile, do_ld, dv_acc, dv_pad, true);
+            T::gemm(kc_pad, d_pad, rows, dp, 1, kc_pad, q_tile, q_ld, dk_acc, d_pad, true);
+            // dQ (this chunk's part) += dS K.
+            let dq_rows = &mut dq_part[(g * seq.len_q + i0) * d_pad..(g * seq.len_q + i0 + rows) * d_pad];
+            T::gemm(rows, d_pad, kc, dp, kc_pad, 1, k_rows, k_ld, dq_rows, d_pad, true);
+        }
+    }
 }

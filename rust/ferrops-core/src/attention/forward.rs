@@ -120,36 +120,20 @@ impl<'a, T: AttnFloat> Scorer<'a, T> {
 
 impl<T: AttnFloat> Scorer<'_, T> {
     /// [`Scorer::adjust`] on a transposed tile: `z` has one row per key
-    /// (`[k0, k0 + kc)`, padded to `kc_pad` rows, `ldz` apart) and one column per
-    /// query (`[i0, i0 + rows)`; padding columns are left alone).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn adjust_transposed(&self, z: &mut [T], ldz: usize, i0: usize, rows: usize, k0: usize, kc: usize, kc_pad: usize, mut softcap_grad: Option<&mut [T]>) {
+    /// (`[k0, k0 + kc)`, `ldz` apart) and one column per query (`[i0, i0 + rows)`;
+    /// padding columns are left alone).
+    pub(crate) fn adjust_transposed(&self, z: &mut [T], ldz: usize, i0: usize, rows: usize, k0: usize, kc: usize) {
         let att = self.att;
         let neg_inf = T::from_f64(f64::NEG_INFINITY);
         let log2e = T::from_f64(LOG2_E);
         let cap = T::from_f64(att.softcap);
         let inv_cap = T::from_f64(if att.softcap > 0.0 { 1.0 / att.softcap } else { 0.0 });
-        for j in 0..kc_pad {
+        for j in 0..kc {
             let row = &mut z[j * ldz..j * ldz + rows];
-            if j >= kc {
-                row.fill(neg_inf);
-                continue;
-            }
             let key = k0 + j;
             if att.softcap > 0.0 {
-                match softcap_grad.as_deref_mut() {
-                    Some(g) => {
-                        for (x, g) in row.iter_mut().zip(&mut g[j * ldz..j * ldz + rows]) {
-                            let t = (*x * inv_cap).tanh();
-                            *g = T::ONE - t * t;
-                            *x = log2e * cap * t;
-                        }
-                    }
-                    None => {
-                        for x in row.iter_mut() {
-                            *x = log2e * cap * (*x * inv_cap).tanh();
-                        }
-                    }
+                for x in row.iter_mut() {
+                    *x = log2e * cap * (*x * inv_cap).tanh();
                 }
             }
             if let Some(slope) = self.slope {
@@ -350,7 +334,7 @@ fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, 
         let z = &mut scratch.z[..kc * rows_pad];
         T::gemm(kc, rows_pad, d, k_tile, k_ld, 1, qt, rows_pad, z, rows_pad, false);
         if !scorer.is_plain(i0, rows, k0, kc, kc) {
-            scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc, kc, None);
+            scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc);
         }
         T::softmax_step(kc, rows_pad, z, rows_pad, &mut scratch.m, &mut scratch.l, &mut scratch.alpha);
         for r in 0..rows_pad {

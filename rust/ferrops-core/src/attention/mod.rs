@@ -12,9 +12,9 @@
 //! Work is split over (sequence, head, query tile), tasks whose boundaries do not
 //! depend on the thread count; each task owns its output rows, so results are
 //! bitwise identical for any number of threads. The backward pass (ATT-BWD)
-//! recomputes the probabilities from the saved log-sum-exp: one pass over key tiles
-//! writes `dK`, `dV` (summing the query heads of a GQA group in a fixed order), a
-//! second over query tiles writes `dQ`, so no two tasks add into the same row.
+//! recomputes the probabilities from the saved log-sum-exp over key chunks, each
+//! owning its `dK`, `dV` rows and a partial `dQ`; the partials are summed in a
+//! fixed order (see `backward.rs`).
 
 mod backward;
 pub mod bf16;
