@@ -303,7 +303,7 @@ fn key_tile<T: AttnFloat>(
         let g = h - hk * group;
         for i0 in (0..seq.len_q).step_by(BLOCK_Q) {
             let rows = BLOCK_Q.min(seq.len_q - i0);
-            if scorer.range(i0 + rows - 1).1 <= j0 || scorer.range(i0).0 >= j0 + kc {
+            if scorer.range(i0 + rows - 1).1 <= j0 || scorer.range(i0).0 >= j0 + kc || scorer.mask_removes_tile(i0, rows, j0, kc) {
                 continue;
             }
             let rows6 = round_up(rows, 6);

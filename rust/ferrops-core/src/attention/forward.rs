@@ -171,6 +171,25 @@ impl<T: AttnFloat> Scorer<'_, T> {
     }
 }
 
+impl<T: AttnFloat> Scorer<'_, T> {
+    /// Whether the user's mask removes every score of rows `[i0, i0 + rows)` x
+    /// keys `[k0, k0 + kc)` (padding masks do this to whole tiles): then the
+    /// tile is skipped like one outside the causal band.
+    pub(crate) fn mask_removes_tile(&self, i0: usize, rows: usize, k0: usize, kc: usize) -> bool {
+        let att = self.att;
+        let Some(mask) = &att.mask else { return false };
+        let base = mask.offsets[self.seq_index * att.heads_q + self.head];
+        let neg_inf = T::from_f64(f64::NEG_INFINITY);
+        (i0..i0 + rows).all(|i| {
+            let row = base + i * mask.row_stride + k0 * mask.col_stride;
+            match mask.values {
+                MaskValues::Bool(values) => (0..kc).all(|j| !values[row + j * mask.col_stride]),
+                MaskValues::Additive(values) => (0..kc).all(|j| values[row + j * mask.col_stride] == neg_inf),
+            }
+        })
+    }
+}
+
 /// Copies `rows` rows of `dim` values (`src_stride` apart, starting at `src`) into
 /// `dst` as a `rows x ld` block times `factor`, zeroing the padding columns.
 #[allow(clippy::too_many_arguments)]
@@ -328,6 +347,10 @@ fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, 
     let mut k0 = task.k_begin;
     while k0 < task.k_end {
         let kc = BLOCK_K.min(task.k_end - k0);
+        if scorer.mask_removes_tile(i0, rows, k0, kc) {
+            k0 += kc;
+            continue;
+        }
         let k_start = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, d);
         // The key tile is read in place: the product takes any number of rows.
         let (k_tile, k_ld) = (&k[k_start..], k_stride);

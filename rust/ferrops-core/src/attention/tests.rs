@@ -235,6 +235,12 @@ fn head_major_with_masks() {
     let offsets: &'static [usize] = Box::leak((0..b * h).map(|n| (n / h) * l).collect::<Vec<_>>().into_boxed_slice());
     att.mask = Some(Mask { values: MaskValues::Additive(add), offsets, row_stride: 1, col_stride: 0 });
     check(&att, 7);
+    // a key-padding mask [B, 1, 1, S]: whole tiles of keys are masked and skipped.
+    let padding: Vec<bool> = (0..b * s).map(|n| n % s < if n / s == 0 { 40 } else { 130 }).collect();
+    let padding: &'static [bool] = Box::leak(padding.into_boxed_slice());
+    let offsets: &'static [usize] = Box::leak((0..b * h).map(|n| (n / h) * s).collect::<Vec<_>>().into_boxed_slice());
+    att.mask = Some(Mask { values: MaskValues::Bool(padding), offsets, row_stride: 0, col_stride: 1 });
+    check(&att, 13);
 }
 
 #[test]
