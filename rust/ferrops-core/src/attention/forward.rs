@@ -245,6 +245,8 @@ pub(crate) fn query_tasks(seqs: &[Sequence], heads: usize) -> Vec<(usize, usize,
 
 struct Scratch<T> {
     qt: Vec<T>,
+    /// The scaled query when the tile has one row.
+    q1: Vec<T>,
     v: Vec<T>,
     z: Vec<T>,
     o: Vec<T>,
@@ -259,6 +261,7 @@ impl<T: AttnFloat> Scratch<T> {
         let keys = round_up(BLOCK_K, PAD);
         Scratch {
             qt: vec![T::ZERO; d * rows],
+            q1: Vec::with_capacity(d),
             v: vec![T::ZERO; keys * dv],
             z: vec![T::ZERO; keys * rows],
             o: vec![T::ZERO; rows * dv],
@@ -339,6 +342,10 @@ fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, 
     pack_transposed(qt, rows_pad, q, att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, d), q_stride, rows, d);
     let factor = scorer.q_factor();
     qt.iter_mut().for_each(|x| *x *= factor);
+    if rows == 1 {
+        scratch.q1.clear();
+        scratch.q1.extend((0..d).map(|c| qt[c * rows_pad]));
+    }
     scratch.o[..rows_pad * dv_pad].fill(T::ZERO);
     scratch.m[..rows_pad].fill(T::from_f64(f64::NEG_INFINITY));
     scratch.l[..rows_pad].fill(T::ZERO);
@@ -355,7 +362,15 @@ fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, 
         // The key tile is read in place: the product takes any number of rows.
         let (k_tile, k_ld) = (&k[k_start..], k_stride);
         let z = &mut scratch.z[..kc * rows_pad];
-        T::gemm(kc, rows_pad, d, k_tile, k_ld, 1, qt, rows_pad, z, rows_pad, false);
+        if rows == 1 {
+            // One query: a dot product per key; the 7 padding columns stay 0.
+            for (j, z_row) in z.chunks_exact_mut(rows_pad).enumerate() {
+                z_row[0] = T::dot(&k_tile[j * k_ld..j * k_ld + d], &scratch.q1);
+                z_row[1..].fill(T::ZERO);
+            }
+        } else {
+            T::gemm(kc, rows_pad, d, k_tile, k_ld, 1, qt, rows_pad, z, rows_pad, false);
+        }
         if !scorer.is_plain(i0, rows, k0, kc, kc) {
             scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc);
         }

@@ -286,4 +286,11 @@ fn few_queries_against_many_keys_split_the_keys() {
     att.window_right = Some(0);
     att.window_left = Some(4500);
     check(&att, 12);
+    // Single-query tiles (decoding, and the last row of 97) take the dot-product path.
+    for (len_q, softcap) in [(1, 0.0), (97, 3.0)] {
+        let mut one = base(Layout::TokenMajor, Batch::Dense { batch: 2, len_q, len_k: 4500 }, 2, 2, 37, 8);
+        one.softcap = softcap;
+        one.window_right = Some(0);
+        check(&one, 14);
+    }
 }
