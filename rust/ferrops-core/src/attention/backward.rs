@@ -180,27 +180,37 @@ pub fn attention_backward<T: AttnFloat>(
     // sequence, and the partials are summed in chunk order at the end, so no two
     // tasks add into one row and no recomputation pass is needed for dQ.
     let mut tasks = Vec::new();
+    // Index of the first task of each (sequence, key head), in that order.
+    let mut task_start = Vec::new();
     for (s, seq) in seqs.iter().enumerate() {
         let chunks = seq.len_k.div_ceil(CHUNK_KEYS).clamp(1, MAX_CHUNKS);
         let chunk = round_up(seq.len_k.div_ceil(chunks).max(1), BLOCK_KB);
         for hk in 0..hkv {
+            task_start.push(tasks.len());
             for k_begin in (0..seq.len_k).step_by(chunk) {
                 tasks.push((s, hk, k_begin, (k_begin + chunk).min(seq.len_k)));
             }
         }
     }
+    task_start.push(tasks.len());
     let (dk_ptr, dv_ptr) = (SharedOut(dk.as_mut_ptr()), SharedOut(dvv.as_mut_ptr()));
     let (dk_len, dv_len) = (dk.len(), dvv.len());
-    let partial_dq: Vec<Vec<T>> = tasks
+    let partial_dq: Vec<PartialDq<T>> = tasks
         .par_iter()
         .map_init(
             || Scratch::<T>::new(d_pad, dv_pad),
             |sc, &(s, hk, k_begin, k_end)| {
                 let seq = seqs[s];
-                // dQ contributions of this chunk: [group heads][len_q][d_pad].
-                let mut dq_part = vec![T::ZERO; group * seq.len_q * d_pad];
+                // The query tiles whose band reaches this chunk (the band is the same
+                // for every head): only their rows get a partial dQ.
+                let scorer = Scorer::new(att, s, &seq, hk * group);
+                let first_row = partition_point(seq.len_q, |i| scorer.range(i).1 <= k_begin);
+                let end_row = partition_point(seq.len_q, |i| scorer.range(i).0 < k_end);
+                let row0 = first_row / BLOCK_Q * BLOCK_Q;
+                let rows = round_up(end_row, BLOCK_Q).min(seq.len_q).saturating_sub(row0);
+                let mut part = PartialDq { row0, rows, values: vec![T::ZERO; group * rows * d_pad] };
                 for j0 in (k_begin..k_end).step_by(BLOCK_KB) {
-                    key_tile(att, &seqs, s, hk, j0, k_end, sc, q, k, v, d_out, &shift, &delta, &mut dq_part);
+                    key_tile(att, &seqs, s, hk, j0, k_end, sc, q, k, v, d_out, &shift, &delta, &mut part);
                     let kc = BLOCK_KB.min(k_end - j0);
                     let first = Rows { att, seq, h: hk * group, hk, total_q };
                     let scale = T::from_f64(att.scale);
@@ -219,7 +229,7 @@ pub fn attention_backward<T: AttnFloat>(
                         }
                     }
                 }
-                dq_part
+                part
             },
         )
         .collect();
@@ -233,27 +243,55 @@ pub fn attention_backward<T: AttnFloat>(
         let hk = h / group;
         let rows_of = Rows { att, seq, h, hk, total_q };
         let g = h - hk * group;
-        let parts: Vec<&Vec<T>> = tasks.iter().zip(&partial_dq).filter(|(t, _)| t.0 == s && t.1 == hk).map(|(_, p)| p).collect();
+        let slot = s * hkv + hk;
+        let parts = &partial_dq[task_start[slot]..task_start[slot + 1]];
         let scale = T::from_f64(att.scale);
+        let mut sum = vec![T::ZERO; d];
         for i in 0..seq.len_q {
+            sum.fill(T::ZERO);
+            for p in parts.iter().filter(|p| (p.row0..p.row0 + p.rows).contains(&i)) {
+                let at = (g * p.rows + i - p.row0) * d_pad;
+                for (x, &y) in sum.iter_mut().zip(&p.values[at..at + d]) {
+                    *x += y;
+                }
+            }
             let at = rows_of.q(i, d);
             assert!(at + d <= dq_len);
-            for c in 0..d {
-                let mut sum = T::ZERO;
-                for p in &parts {
-                    sum += p[(g * seq.len_q + i) * d_pad + c];
-                }
+            for (c, &x) in sum.iter().enumerate() {
                 // SAFETY: row i of head h of sequence s is written by this task only.
-                unsafe { *dq_ptr.at(at + c) = sum * scale };
+                unsafe { *dq_ptr.at(at + c) = x * scale };
             }
         }
     });
     Ok((dq, dk, dvv))
 }
 
+/// The first `i` in `0..n` where `pred` is false (`pred` holds on a prefix: the
+/// band's ends never decrease with the query row).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// One key chunk's contributions to dQ, for query rows `[row0, row0 + rows)`
+/// (whole query tiles) of each head of the group: `[group][rows][d_pad]`.
+struct PartialDq<T> {
+    row0: usize,
+    rows: usize,
+    values: Vec<T>,
+}
+
 /// `dK`, `dV` (unscaled `dS^T Q` in `sc.acc_a`, `P^T dO` in `sc.acc_b`, `kc` rows)
 /// of the key tile at `j0` (up to `k_end`) of key head `hk`, over the query heads
-/// of its group; adds this tile's `dS K` into `dq_part`.
+/// of its group; adds this tile's `dS K` into the chunk's partial dQ.
 #[allow(clippy::too_many_arguments)]
 fn key_tile<T: AttnFloat>(
     att: &Attention<'_, T>,
@@ -269,7 +307,7 @@ fn key_tile<T: AttnFloat>(
     d_out: &[T],
     shift: &[T],
     delta: &[T],
-    dq_part: &mut [T],
+    dq_part: &mut PartialDq<T>,
 ) {
     let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
     let (d_pad, dv_pad) = (round_up(d, LANES), round_up(dv, LANES));
@@ -331,7 +369,8 @@ fn key_tile<T: AttnFloat>(
             T::gemm(kc_pad, dv_pad, rows, z, 1, kc_pad, do_tile, do_ld, dv_acc, dv_pad, true);
             T::gemm(kc_pad, d_pad, rows, dp, 1, kc_pad, q_tile, q_ld, dk_acc, d_pad, true);
             // dQ (this chunk's part) += dS K.
-            let dq_rows = &mut dq_part[(g * seq.len_q + i0) * d_pad..(g * seq.len_q + i0 + rows) * d_pad];
+            let at = g * dq_part.rows + i0 - dq_part.row0;
+            let dq_rows = &mut dq_part.values[at * d_pad..(at + rows) * d_pad];
             T::gemm(rows, d_pad, kc, dp, kc_pad, 1, k_rows, k_ld, dq_rows, d_pad, true);
         }
     }
