@@ -7,7 +7,8 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
-from . import _core, boxes, mdp, nn, pooling, segmentation
+from . import _core, attention, boxes, mdp, nn, pooling, segmentation
+from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
     batched_nms,
     box_area,
@@ -76,6 +77,7 @@ __all__ = [
     "set_num_threads",
     "simd_level",
     "set_simd_level",
+    *attention.__all__,
     *boxes.__all__,
     "mdp",
     *segmentation.__all__,

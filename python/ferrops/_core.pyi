@@ -145,3 +145,21 @@ def roi_align_backward(
     sampling_ratio: int,
     aligned: bool,
 ) -> npt.NDArray[np.floating]: ...
+# attention: `options` is the dict built by ferrops.attention._options (layout,
+# heads, dims, dense lengths or cu_seqlens, scale, band, softcap, ALiBi, mask view).
+# Forward inputs are float32/float64, or bfloat16 bits as uint16 (then `out` is too).
+def attention_forward(
+    query: npt.NDArray[np.floating] | npt.NDArray[np.uint16],
+    key: npt.NDArray[np.floating] | npt.NDArray[np.uint16],
+    value: npt.NDArray[np.floating] | npt.NDArray[np.uint16],
+    options: dict,
+) -> tuple[npt.NDArray[np.floating] | npt.NDArray[np.uint16], npt.NDArray[np.floating]]: ...
+def attention_backward(
+    query: npt.NDArray[np.floating],
+    key: npt.NDArray[np.floating],
+    value: npt.NDArray[np.floating],
+    out: npt.NDArray[np.floating],
+    lse: npt.NDArray[np.floating],
+    grad_out: npt.NDArray[np.floating],
+    options: dict,
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating]]: ...

@@ -26,6 +26,7 @@ FAMILIES: dict[str, str] = {
     "mdp": "ferrops._bench.mdp",
     "segmentation": "ferrops._bench.segmentation",
     "pooling": "ferrops._bench.pooling",
+    "attention": "ferrops._bench.attention",
 }
 
 

@@ -4,6 +4,7 @@
 //! [`error::FerropsError`] on bad input. Threads come from [`parallel`], SIMD levels
 //! from [`simd`]. One module per kernel family.
 
+pub mod attention;
 pub mod boxes;
 pub mod buffer;
 pub mod error;

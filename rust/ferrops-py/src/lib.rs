@@ -2,6 +2,7 @@
 //! and checks its arguments, calls the core through [`run::run_kernel`] and returns
 //! NumPy arrays that take ownership of the core's buffers (no copy).
 
+mod attention;
 mod boxes;
 mod convert;
 mod mdp;
@@ -57,6 +58,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    attention::register(m)?;
     boxes::register(m)?;
     mdp::register(m)?;
     segmentation::register(m)?;

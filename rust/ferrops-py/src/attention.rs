@@ -1,0 +1,234 @@
+//! Bindings of `ferrops_core::attention`. The Python layer checks shapes, puts
+//! the tensors in one of the two layouts as C-contiguous float32/float64 arrays of
+//! one dtype, broadcasts the mask to per-(batch, head) offsets, and reshapes the
+//! flat results.
+
+use ferrops_core::attention::{self, bf16, Attention, AttnFloat, Batch, Layout, Mask, MaskValues};
+use ferrops_core::FerropsError;
+use numpy::{Element, PyReadonlyArray1, PyReadonlyArrayDyn};
+use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
+
+use crate::convert::{float_dtype, owned1, slice1, FloatDtype};
+use crate::run::{run_kernel, to_py_err};
+
+/// The options of one call, as the Python layer passes them.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct Options<'py> {
+    function: String,
+    /// "head" (`[B, H, L, D]`) or "token" (`[tokens, H, D]`).
+    layout: String,
+    heads_q: usize,
+    heads_kv: usize,
+    dim_qk: usize,
+    dim_v: usize,
+    /// `(batch, len_q, len_k)` for dense batches.
+    dense: Option<(usize, usize, usize)>,
+    cu_seqlens_q: Option<PyReadonlyArray1<'py, i32>>,
+    cu_seqlens_k: Option<PyReadonlyArray1<'py, i32>>,
+    scale: f64,
+    bottom_right: bool,
+    window_left: Option<usize>,
+    window_right: Option<usize>,
+    softcap: f64,
+    alibi_slopes: Option<PyReadonlyArray1<'py, f64>>,
+    /// A bool array or an array of the tensors' dtype (any shape, contiguous).
+    mask: Option<Bound<'py, PyAny>>,
+    mask_offsets: Option<PyReadonlyArray1<'py, usize>>,
+    mask_row_stride: usize,
+    mask_col_stride: usize,
+}
+
+fn function_name(name: &str) -> &'static str {
+    match name {
+        "scaled_dot_product_attention" => "scaled_dot_product_attention",
+        "flash_attn_func" => "flash_attn_func",
+        "flash_attn_varlen_func" => "flash_attn_varlen_func",
+        _ => "attention",
+    }
+}
+
+fn contiguous<'a, T: Element>(function: &'static str, argument: &'static str, a: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| to_py_err(FerropsError::value(function, argument, "a contiguous array", "a strided view")))
+}
+
+/// Extracted arrays the [`Attention`] borrows from.
+struct Held<'py, T: Element> {
+    mask_bool: Option<PyReadonlyArrayDyn<'py, bool>>,
+    mask_add: Option<PyReadonlyArrayDyn<'py, T>>,
+}
+
+fn hold<'py, T: Element>(function: &'static str, o: &Options<'py>) -> PyResult<Held<'py, T>> {
+    let mut held = Held { mask_bool: None, mask_add: None };
+    if let Some(mask) = &o.mask {
+        if let Ok(b) = mask.extract::<PyReadonlyArrayDyn<'py, bool>>() {
+            held.mask_bool = Some(b);
+        } else {
+            held.mask_add = Some(mask.extract().map_err(|_| {
+                to_py_err(FerropsError::type_(function, "attn_mask", "a bool mask or one of the query's dtype", "another dtype"))
+            })?);
+        }
+    }
+    Ok(held)
+}
+
+fn describe<'a, T: AttnFloat + Element>(function: &'static str, o: &'a Options<'_>, held: &'a Held<'_, T>) -> PyResult<Attention<'a, T>> {
+    let layout = match o.layout.as_str() {
+        "head" => Layout::HeadMajor,
+        "token" => Layout::TokenMajor,
+        other => {
+            return Err(to_py_err(FerropsError::value(function, "layout", "'head' or 'token'", format!("'{other}'"))));
+        }
+    };
+    let batch = match (&o.dense, &o.cu_seqlens_q, &o.cu_seqlens_k) {
+        (Some((batch, len_q, len_k)), None, None) => Batch::Dense { batch: *batch, len_q: *len_q, len_k: *len_k },
+        (None, Some(cq), Some(ck)) => Batch::Packed {
+            cu_seqlens_q: slice1(function, "cu_seqlens_q", cq)?,
+            cu_seqlens_k: slice1(function, "cu_seqlens_k", ck)?,
+        },
+        _ => {
+            return Err(to_py_err(FerropsError::value(function, "batch", "dense lengths or both cu_seqlens", "neither or a mix")));
+        }
+    };
+    let alibi_slopes = match &o.alibi_slopes {
+        Some(a) => Some(slice1(function, "alibi_slopes", a)?),
+        None => None,
+    };
+    let values = match (&held.mask_bool, &held.mask_add) {
+        (Some(b), _) => Some(MaskValues::Bool(contiguous(function, "attn_mask", b)?)),
+        (None, Some(a)) => Some(MaskValues::Additive(contiguous(function, "attn_mask", a)?)),
+        (None, None) => None,
+    };
+    let mask = match (values, &o.mask_offsets) {
+        (Some(values), Some(offsets)) => Some(Mask {
+            values,
+            offsets: slice1(function, "attn_mask", offsets)?,
+            row_stride: o.mask_row_stride,
+            col_stride: o.mask_col_stride,
+        }),
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(to_py_err(FerropsError::value(function, "attn_mask", "offsets with the mask", "none")));
+        }
+    };
+    Ok(Attention {
+        function,
+        layout,
+        batch,
+        heads_q: o.heads_q,
+        heads_kv: o.heads_kv,
+        dim_qk: o.dim_qk,
+        dim_v: o.dim_v,
+        scale: o.scale,
+        bottom_right: o.bottom_right,
+        window_left: o.window_left,
+        window_right: o.window_right,
+        softcap: o.softcap,
+        alibi_slopes,
+        mask,
+    })
+}
+
+macro_rules! for_float_dtype {
+    ($function:expr, $obj:expr, $t:ident => $body:expr) => {
+        match float_dtype($function, "query", $obj)? {
+            FloatDtype::F32 => {
+                type $t = f32;
+                $body
+            }
+            FloatDtype::F64 => {
+                type $t = f64;
+                $body
+            }
+        }
+    };
+}
+
+/// Returns `(out, lse)` flat: `out` in the query's layout with `dim_v` columns,
+/// `lse` as `[heads_q, total_q]`. float32/float64 arrays, or bfloat16 bits as
+/// uint16 arrays (see [`bfloat16_forward`]).
+#[pyfunction]
+fn attention_forward<'py>(
+    py: Python<'py>,
+    query: &Bound<'py, PyAny>,
+    key: &Bound<'py, PyAny>,
+    value: &Bound<'py, PyAny>,
+    options: Options<'py>,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let function = function_name(&options.function);
+    if let Ok(q) = query.extract::<PyReadonlyArrayDyn<'py, u16>>() {
+        return bfloat16_forward(py, function, q, key, value, options);
+    }
+    for_float_dtype!(function, query, T => {
+        let (q, k, v): (PyReadonlyArrayDyn<T>, PyReadonlyArrayDyn<T>, PyReadonlyArrayDyn<T>) =
+            (query.extract()?, key.extract()?, value.extract()?);
+        let (q, k, v) = (contiguous(function, "query", &q)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
+        let held = hold::<T>(function, &options)?;
+        let att = describe(function, &options, &held)?;
+        let (out, lse) = run_kernel(py, || attention::attention_forward(&att, q, k, v))?;
+        Ok((owned1(py, out).into_py_any(py)?, owned1(py, lse).into_py_any(py)?))
+    })
+}
+
+/// bfloat16 inputs arrive as their bits (uint16 arrays): widened to float32 in
+/// the core (in parallel, exactly), computed in float32, and the output rounded
+/// back to bfloat16 bits; `lse` stays float32.
+fn bfloat16_forward<'py>(
+    py: Python<'py>,
+    function: &'static str,
+    query: PyReadonlyArrayDyn<'py, u16>,
+    key: &Bound<'py, PyAny>,
+    value: &Bound<'py, PyAny>,
+    options: Options<'py>,
+) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let wrong = |argument: &'static str| {
+        to_py_err(FerropsError::type_(function, argument, "bfloat16 bits (uint16) like the query", "another dtype"))
+    };
+    let k: PyReadonlyArrayDyn<u16> = key.extract().map_err(|_| wrong("key"))?;
+    let v: PyReadonlyArrayDyn<u16> = value.extract().map_err(|_| wrong("value"))?;
+    let (q, k, v) = (contiguous(function, "query", &query)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
+    let held = hold::<f32>(function, &options)?;
+    let att = describe(function, &options, &held)?;
+    let (out, lse) = run_kernel(py, || {
+        let (q, k, v) = (bf16::bf16_to_f32(q), bf16::bf16_to_f32(k), bf16::bf16_to_f32(v));
+        let (out, lse) = attention::attention_forward(&att, &q, &k, &v)?;
+        Ok((bf16::f32_to_bf16(&out), lse))
+    })?;
+    Ok((owned1(py, out).into_py_any(py)?, owned1(py, lse).into_py_any(py)?))
+}
+
+/// Returns `(dq, dk, dv)` flat, in the layouts of `query`, `key`, `value`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn attention_backward<'py>(
+    py: Python<'py>,
+    query: &Bound<'py, PyAny>,
+    key: &Bound<'py, PyAny>,
+    value: &Bound<'py, PyAny>,
+    out: &Bound<'py, PyAny>,
+    lse: &Bound<'py, PyAny>,
+    grad_out: &Bound<'py, PyAny>,
+    options: Options<'py>,
+) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
+    let function = function_name(&options.function);
+    for_float_dtype!(function, query, T => {
+        let arrays: Vec<PyReadonlyArrayDyn<T>> = [query, key, value, out, lse, grad_out]
+            .iter()
+            .map(|a| a.extract())
+            .collect::<PyResult<_>>()?;
+        let names = ["query", "key", "value", "out", "lse", "grad_out"];
+        let s: Vec<&[T]> = arrays.iter().zip(names).map(|(a, n)| contiguous(function, n, a)).collect::<PyResult<_>>()?;
+        let held = hold::<T>(function, &options)?;
+        let att = describe(function, &options, &held)?;
+        let (dq, dk, dv) = run_kernel(py, || attention::attention_backward(&att, s[0], s[1], s[2], s[3], s[4], s[5]))?;
+        Ok((owned1(py, dq).into_py_any(py)?, owned1(py, dk).into_py_any(py)?, owned1(py, dv).into_py_any(py)?))
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(attention_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(attention_backward, m)?)?;
+    Ok(())
+}
