@@ -60,41 +60,29 @@ impl<T: Real> KeptBoxes<T> {
 
 /// Does any kept box overlap `b` with IoU > threshold? Same arithmetic as
 /// torchvision's CPU kernel: `inter / (area_kept + area_b - inter)`.
-struct AnyOverlap<'a, T> {
-    kept: &'a KeptBoxes<T>,
-    b: [T; 4],
-    area_b: T,
-    threshold: T,
-}
-
-impl<T: Real> SimdKernel for AnyOverlap<'_, T> {
-    type Output = bool;
-    #[inline(always)]
-    fn run(self) -> bool {
-        let k = self.kept;
-        let b = self.b;
-        // Blocks of 16 keep the loop vectorised while still exiting early.
-        let n = k.x1.len();
-        let mut start = 0;
-        while start < n {
-            let end = (start + 16).min(n);
-            // Zipped slices of one length: no bounds checks, so the block vectorises.
-            let hit = k.x1[start..end]
-                .iter()
-                .zip(&k.y1[start..end])
-                .zip(&k.x2[start..end])
-                .zip(&k.y2[start..end])
-                .zip(&k.area[start..end])
-                .fold(false, |hit, ((((&x1, &y1), &x2), &y2), &area_k)| {
-                    hit | overlap_exceeds([x1, y1, x2, y2], area_k, b, self.area_b, self.threshold)
-                });
-            if hit {
-                return true;
-            }
-            start = end;
+#[inline(always)]
+fn any_overlap<T: Real>(k: &KeptBoxes<T>, b: [T; 4], area_b: T, threshold: T) -> bool {
+    // Blocks of 16 keep the loop vectorised while still exiting early.
+    let n = k.x1.len();
+    let mut start = 0;
+    while start < n {
+        let end = (start + 16).min(n);
+        // Zipped slices of one length: no bounds checks, so the block vectorises.
+        let hit = k.x1[start..end]
+            .iter()
+            .zip(&k.y1[start..end])
+            .zip(&k.x2[start..end])
+            .zip(&k.y2[start..end])
+            .zip(&k.area[start..end])
+            .fold(false, |hit, ((((&x1, &y1), &x2), &y2), &area_k)| {
+                hit | overlap_exceeds([x1, y1, x2, y2], area_k, b, area_b, threshold)
+            });
+        if hit {
+            return true;
         }
-        false
+        start = end;
     }
+    false
 }
 
 fn box_at<T: Real>(boxes: &[T], i: u32) -> [T; 4] {
@@ -110,20 +98,35 @@ fn area<T: Real>(b: [T; 4]) -> T {
 fn greedy_keep<T: Real>(boxes: &[T], order: &[u32], threshold: f64) -> Vec<u32> {
     let threshold = T::floor_from_f64(threshold);
     if order.len() < GRID_MIN_BOXES {
+        dispatch(PlainWalk { boxes, order, threshold })
+    } else {
+        dispatch(GridWalk { grid: Grid::new(boxes, order), boxes, order, threshold })
+    }
+}
+
+/// Compares each box with every kept box: best for a few hundred boxes.
+struct PlainWalk<'a, T> {
+    boxes: &'a [T],
+    order: &'a [u32],
+    threshold: T,
+}
+
+impl<T: Real> SimdKernel for PlainWalk<'_, T> {
+    type Output = Vec<u32>;
+    #[inline(always)]
+    fn run(self) -> Vec<u32> {
         let mut kept_boxes = KeptBoxes::default();
         let mut kept = Vec::new();
-        for &i in order {
-            let b = box_at(boxes, i);
+        for &i in self.order {
+            let b = box_at(self.boxes, i);
             let area_b = area(b);
-            if !dispatch(AnyOverlap { kept: &kept_boxes, b, area_b, threshold }) {
+            if !any_overlap(&kept_boxes, b, area_b, self.threshold) {
                 kept_boxes.push(b, area_b);
                 kept.push(i);
             }
         }
-        return kept;
+        kept
     }
-    let grid = Grid::new(boxes, order);
-    grid.walk(boxes, order, threshold)
 }
 
 /// A uniform grid over the boxes' extent holding kept boxes per cell.
@@ -168,11 +171,55 @@ impl<T: Real> Grid<T> {
         (to_cell(lo), to_cell(hi))
     }
 
-    fn walk(&self, boxes: &[T], order: &[u32], threshold: T) -> Vec<u32> {
-        // Per-cell lists of kept boxes, linked through one array: a cell holds a
-        // few boxes, and one allocation for all cells beats one per cell.
-        let mut head = vec![NO_ENTRY; self.nx * self.ny];
-        let mut entries: Vec<CellEntry<T>> = Vec::new();
+}
+
+/// Kept boxes per cell, in blocks of [`LANES`] boxes (structure of arrays, so a
+/// block is tested in one vector pass), linked newest first. All blocks of all
+/// cells live in one `Vec`: one allocation instead of one per cell.
+const LANES: usize = 8;
+const NO_BLOCK: u32 = u32::MAX;
+
+struct CellBlock<T> {
+    x1: [T; LANES],
+    y1: [T; LANES],
+    x2: [T; LANES],
+    y2: [T; LANES],
+    area: [T; LANES],
+    next: u32,
+}
+
+impl<T: Real> CellBlock<T> {
+    /// Unused lanes hold the point box (0, 0, 0, 0): its intersection with any box
+    /// is 0, so it never exceeds a threshold >= 0.
+    fn empty(next: u32) -> Self {
+        let zero = [T::ZERO; LANES];
+        CellBlock { x1: zero, y1: zero, x2: zero, y2: zero, area: zero, next }
+    }
+
+    #[inline(always)]
+    fn any_overlap(&self, b: [T; 4], area_b: T, threshold: T) -> bool {
+        (0..LANES).fold(false, |hit, l| {
+            hit | overlap_exceeds([self.x1[l], self.y1[l], self.x2[l], self.y2[l]], self.area[l], b, area_b, threshold)
+        })
+    }
+}
+
+struct GridWalk<'a, T> {
+    grid: Grid<T>,
+    boxes: &'a [T],
+    order: &'a [u32],
+    threshold: T,
+}
+
+impl<T: Real> SimdKernel for GridWalk<'_, T> {
+    type Output = Vec<u32>;
+    #[inline(always)]
+    fn run(self) -> Vec<u32> {
+        let GridWalk { grid, boxes, order, threshold } = self;
+        let cells = grid.nx * grid.ny;
+        let mut head = vec![NO_BLOCK; cells];
+        let mut fill = vec![0u8; cells];
+        let mut blocks: Vec<CellBlock<T>> = Vec::new();
         let mut large = KeptBoxes::default();
         // Every kept box: a query box covering more cells than there are kept boxes
         // scans this list instead of its cells.
@@ -181,25 +228,25 @@ impl<T: Real> Grid<T> {
         for &i in order {
             let b = box_at(boxes, i);
             let area_b = area(b);
-            let (cx0, cx1) = self.cell_range(b[0], b[2], self.x0, self.nx);
-            let (cy0, cy1) = self.cell_range(b[1], b[3], self.y0, self.ny);
+            let (cx0, cx1) = grid.cell_range(b[0], b[2], grid.x0, grid.nx);
+            let (cy0, cy1) = grid.cell_range(b[1], b[3], grid.y0, grid.ny);
             let covered = (cx1 - cx0 + 1) * (cy1 - cy0 + 1);
-            let overlaps = |kept: &KeptBoxes<T>| dispatch(AnyOverlap { kept, b, area_b, threshold });
             let cell_overlaps = |cell: usize| {
-                let mut e = head[cell];
-                while e != NO_ENTRY {
-                    let entry = &entries[e as usize];
-                    if overlap_exceeds(entry.b, entry.area, b, area_b, threshold) {
+                let mut block = head[cell];
+                while block != NO_BLOCK {
+                    let cb = &blocks[block as usize];
+                    if cb.any_overlap(b, area_b, threshold) {
                         return true;
                     }
-                    e = entry.next;
+                    block = cb.next;
                 }
                 false
             };
             let suppressed = if covered > all.x1.len() {
-                overlaps(&all)
+                any_overlap(&all, b, area_b, threshold)
             } else {
-                overlaps(&large) || (cy0..=cy1).any(|cy| (cx0..=cx1).any(|cx| cell_overlaps(cy * self.nx + cx)))
+                any_overlap(&large, b, area_b, threshold)
+                    || (cy0..=cy1).any(|cy| (cx0..=cx1).any(|cx| cell_overlaps(cy * grid.nx + cx)))
             };
             if suppressed {
                 continue;
@@ -208,26 +255,25 @@ impl<T: Real> Grid<T> {
             all.push(b, area_b);
             if covered > MAX_CELLS_PER_BOX {
                 large.push(b, area_b);
-            } else {
-                for cy in cy0..=cy1 {
-                    for cx in cx0..=cx1 {
-                        let cell = cy * self.nx + cx;
-                        entries.push(CellEntry { b, area: area_b, next: head[cell] });
-                        head[cell] = (entries.len() - 1) as u32;
+                continue;
+            }
+            for cy in cy0..=cy1 {
+                for cx in cx0..=cx1 {
+                    let cell = cy * grid.nx + cx;
+                    if head[cell] == NO_BLOCK || fill[cell] as usize == LANES {
+                        blocks.push(CellBlock::empty(head[cell]));
+                        head[cell] = (blocks.len() - 1) as u32;
+                        fill[cell] = 0;
                     }
+                    let (cb, lane) = (&mut blocks[head[cell] as usize], fill[cell] as usize);
+                    (cb.x1[lane], cb.y1[lane], cb.x2[lane], cb.y2[lane], cb.area[lane]) =
+                        (b[0], b[1], b[2], b[3], area_b);
+                    fill[cell] += 1;
                 }
             }
         }
         kept
     }
-}
-
-const NO_ENTRY: u32 = u32::MAX;
-
-struct CellEntry<T> {
-    b: [T; 4],
-    area: T,
-    next: u32,
 }
 
 /// One pair of [`AnyOverlap`]'s test, with the same arithmetic.
