@@ -6,6 +6,7 @@
 
 pub mod boxes;
 pub mod buffer;
+pub mod detection;
 pub mod error;
 pub mod parallel;
 pub mod real;

@@ -4,6 +4,7 @@
 
 mod boxes;
 mod convert;
+mod detection;
 mod run;
 
 use ferrops_core::simd::{self, SimdLevel};
@@ -55,5 +56,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     boxes::register(m)?;
+    detection::register(m)?;
     Ok(())
 }

@@ -1,0 +1,332 @@
+//! COCO datasets for bbox evaluation: the JSON of a ground-truth file or of a
+//! results file parsed into columns, each record checked, so evaluation never
+//! meets a missing key or a non-finite number.
+//!
+//! Records keep their file order: pycocotools' results depend on it (ties in
+//! score, the order of ground truth in an image).
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::error::{FerropsError, Result};
+
+/// The annotations of a dataset, one entry per record, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Annotations {
+    pub id: Vec<i64>,
+    pub image_id: Vec<i64>,
+    pub category_id: Vec<i64>,
+    /// `[x, y, width, height]`.
+    pub bbox: Vec<[f64; 4]>,
+    pub area: Vec<f64>,
+    pub iscrowd: Vec<bool>,
+    /// NaN where a ground-truth record has no score.
+    pub score: Vec<f64>,
+}
+
+impl Annotations {
+    pub fn len(&self) -> usize {
+        self.id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.id.is_empty()
+    }
+
+    fn with_capacity(n: usize) -> Self {
+        Annotations {
+            id: Vec::with_capacity(n),
+            image_id: Vec::with_capacity(n),
+            category_id: Vec::with_capacity(n),
+            bbox: Vec::with_capacity(n),
+            area: Vec::with_capacity(n),
+            iscrowd: Vec::with_capacity(n),
+            score: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// A parsed dataset: image and category ids in file order, and the annotations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CocoDataset {
+    pub image_ids: Vec<i64>,
+    pub category_ids: Vec<i64>,
+    pub annotations: Annotations,
+    /// The first annotation without a score, if any (such a dataset cannot be
+    /// evaluated as detections).
+    pub first_without_score: Option<usize>,
+}
+
+/// `iscrowd` as written by COCO tools: 0/1 or false/true.
+#[derive(Debug, Clone, Copy)]
+struct Flag(bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct FlagVisitor;
+        impl Visitor<'_> for FlagVisitor {
+            type Value = Flag;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("0, 1, false or true")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Flag, E> {
+                Ok(Flag(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Flag, E> {
+                Ok(Flag(v != 0))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Flag, E> {
+                Ok(Flag(v != 0))
+            }
+        }
+        deserializer.deserialize_any(FlagVisitor)
+    }
+}
+
+/// One annotation as written; every key optional so that a missing one is
+/// reported with the record's index rather than a line and column.
+#[derive(Deserialize)]
+struct RawAnnotation {
+    id: Option<i64>,
+    image_id: Option<i64>,
+    category_id: Option<i64>,
+    bbox: Option<Vec<f64>>,
+    area: Option<f64>,
+    iscrowd: Option<Flag>,
+    score: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct RawId {
+    id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawGroundTruth {
+    images: Option<Vec<RawId>>,
+    annotations: Option<Vec<RawAnnotation>>,
+    categories: Option<Vec<RawId>>,
+}
+
+/// What the public function and argument are called, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub function: &'static str,
+    pub argument: &'static str,
+    /// The file name, or a description such as "<dict>".
+    pub source: &'a str,
+}
+
+impl Origin<'_> {
+    fn error(&self, expected: &str, got: String) -> FerropsError {
+        FerropsError::value(self.function, self.argument, expected, format!("{}: {got}", self.source))
+    }
+}
+
+const GT_EXPECTED: &str = "a COCO JSON object with 'images', 'annotations' and 'categories'";
+const RES_EXPECTED: &str = "a JSON list of {'image_id', 'category_id', 'bbox', 'score'} records";
+
+fn json_error(origin: &Origin, expected: &str, err: serde_json::Error) -> FerropsError {
+    origin.error(expected, format!("invalid JSON ({err})"))
+}
+
+fn record_name(i: usize, id: Option<i64>) -> String {
+    match id {
+        Some(id) => format!("annotations[{i}] (id {id})"),
+        None => format!("annotations[{i}]"),
+    }
+}
+
+/// Checks a `[x, y, w, h]` box: four finite numbers, width and height >= 0.
+fn check_bbox(origin: &Origin, expected: &str, record: &str, bbox: &[f64]) -> Result<[f64; 4]> {
+    let b: [f64; 4] = bbox.try_into().map_err(|_| {
+        origin.error(expected, format!("{record} has a 'bbox' of {} numbers instead of 4", bbox.len()))
+    })?;
+    if b.iter().any(|v| !v.is_finite()) {
+        return Err(origin.error(expected, format!("{record} has a non-finite 'bbox' {b:?}")));
+    }
+    if b[2] < 0.0 || b[3] < 0.0 {
+        return Err(origin.error(expected, format!("{record} has a negative width or height in 'bbox' {b:?}")));
+    }
+    Ok(b)
+}
+
+fn ids(origin: &Origin, what: &str, raw: Option<Vec<RawId>>) -> Result<Vec<i64>> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.id.ok_or_else(|| origin.error(GT_EXPECTED, format!("{what}[{i}] has no 'id'"))))
+        .collect()
+}
+
+/// Parses a ground-truth file (the object pycocotools' `COCO(path)` loads). A
+/// missing `area` is the box area and a missing `iscrowd` is 0 (pycocotools
+/// would fail on either); `score` is kept when present.
+pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
+    let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
+    let image_ids = ids(origin, "images", raw.images)?;
+    let category_ids = ids(origin, "categories", raw.categories)?;
+    let records = raw.annotations.unwrap_or_default();
+    let mut annotations = Annotations::with_capacity(records.len());
+    let mut first_without_score = None;
+    for (i, r) in records.into_iter().enumerate() {
+        let name = record_name(i, r.id);
+        let missing = |key: &str| origin.error(GT_EXPECTED, format!("{name} has no '{key}'"));
+        let id = r.id.ok_or_else(|| missing("id"))?;
+        let image_id = r.image_id.ok_or_else(|| missing("image_id"))?;
+        let category_id = r.category_id.ok_or_else(|| missing("category_id"))?;
+        let bbox = check_bbox(origin, GT_EXPECTED, &name, &r.bbox.ok_or_else(|| missing("bbox"))?)?;
+        let area = r.area.unwrap_or(bbox[2] * bbox[3]);
+        if !area.is_finite() {
+            return Err(origin.error(GT_EXPECTED, format!("{name} has a non-finite 'area' {area}")));
+        }
+        let score = r.score.unwrap_or(f64::NAN);
+        if r.score.is_none() && first_without_score.is_none() {
+            first_without_score = Some(i);
+        }
+        annotations.id.push(id);
+        annotations.image_id.push(image_id);
+        annotations.category_id.push(category_id);
+        annotations.bbox.push(bbox);
+        annotations.area.push(area);
+        annotations.iscrowd.push(r.iscrowd.is_some_and(|f| f.0));
+        annotations.score.push(score);
+    }
+    Ok(CocoDataset { image_ids, category_ids, annotations, first_without_score })
+}
+
+/// Detection results as columns: `bbox` is `[N, 4]` row-major `[x, y, w, h]`.
+pub struct ResultColumns<'a> {
+    pub image_id: &'a [i64],
+    pub category_id: &'a [i64],
+    pub bbox: &'a [f64],
+    pub score: &'a [f64],
+    /// The area of each box when the caller computed it (pycocotools computes
+    /// it in the input's precision for arrays); `w * h` in float64 otherwise.
+    pub area: Option<&'a [f64]>,
+}
+
+/// Builds the dataset pycocotools' `loadRes` makes from bbox results: ids
+/// `1..=N` in input order, `area = w * h`, `iscrowd = 0`, the images and
+/// categories of the ground truth. Every result must name an image of the
+/// ground truth, have a valid box and a finite score.
+pub fn results_from_columns(columns: &ResultColumns, ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
+    let n = columns.image_id.len();
+    if columns.category_id.len() != n
+        || columns.score.len() != n
+        || columns.bbox.len() != 4 * n
+        || columns.area.is_some_and(|a| a.len() != n)
+    {
+        return Err(origin.error(RES_EXPECTED, "columns of different lengths".to_string()));
+    }
+    let known_images: std::collections::HashSet<i64> = ground_truth.image_ids.iter().copied().collect();
+    let mut annotations = Annotations::with_capacity(n);
+    for i in 0..n {
+        let name = format!("results[{i}]");
+        let image_id = columns.image_id[i];
+        if !known_images.contains(&image_id) {
+            return Err(origin.error(
+                RES_EXPECTED,
+                format!("{name} has image_id {image_id}, which is not an image of the ground truth"),
+            ));
+        }
+        let bbox = check_bbox(origin, RES_EXPECTED, &name, &columns.bbox[4 * i..4 * i + 4])?;
+        let score = columns.score[i];
+        if !score.is_finite() {
+            return Err(origin.error(RES_EXPECTED, format!("{name} has a non-finite 'score' {score}")));
+        }
+        let area = columns.area.map_or(bbox[2] * bbox[3], |a| a[i]);
+        annotations.id.push(i as i64 + 1);
+        annotations.image_id.push(image_id);
+        annotations.category_id.push(columns.category_id[i]);
+        annotations.bbox.push(bbox);
+        annotations.area.push(area);
+        annotations.iscrowd.push(false);
+        annotations.score.push(score);
+    }
+    Ok(CocoDataset {
+        image_ids: ground_truth.image_ids.clone(),
+        category_ids: ground_truth.category_ids.clone(),
+        annotations,
+        first_without_score: None,
+    })
+}
+
+/// Parses a results file (a JSON list of bbox detections) against its ground
+/// truth, as pycocotools' `loadRes(path)` does for bbox results.
+pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
+    let records: Vec<RawAnnotation> = serde_json::from_slice(json).map_err(|e| json_error(origin, RES_EXPECTED, e))?;
+    let n = records.len();
+    let mut image_id = Vec::with_capacity(n);
+    let mut category_id = Vec::with_capacity(n);
+    let mut bbox = Vec::with_capacity(4 * n);
+    let mut score = Vec::with_capacity(n);
+    for (i, r) in records.into_iter().enumerate() {
+        let missing = |key: &str| origin.error(RES_EXPECTED, format!("results[{i}] has no '{key}'"));
+        image_id.push(r.image_id.ok_or_else(|| missing("image_id"))?);
+        category_id.push(r.category_id.ok_or_else(|| missing("category_id"))?);
+        let b = r.bbox.ok_or_else(|| missing("bbox"))?;
+        if b.len() != 4 {
+            return Err(origin.error(
+                RES_EXPECTED,
+                format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len()),
+            ));
+        }
+        bbox.extend_from_slice(&b);
+        score.push(r.score.ok_or_else(|| missing("score"))?);
+    }
+    let columns = ResultColumns { image_id: &image_id, category_id: &category_id, bbox: &bbox, score: &score, area: None };
+    results_from_columns(&columns, ground_truth, origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: Origin = Origin { function: "COCO", argument: "annotation_file", source: "gt.json" };
+
+    #[test]
+    fn parses_ground_truth_with_defaults() {
+        let json = br#"{"images":[{"id":1,"file_name":"a.jpg"},{"id":2}],
+            "categories":[{"id":3,"name":"cat"}],
+            "annotations":[{"id":7,"image_id":1,"category_id":3,"bbox":[1,2,3,4],"iscrowd":true,
+                            "segmentation":[[1,2,3,4]]},
+                           {"id":8,"image_id":2,"category_id":3,"bbox":[0,0,2,2],"area":3.5,"iscrowd":0}]}"#;
+        let d = parse_ground_truth(json, &ORIGIN).unwrap();
+        assert_eq!(d.image_ids, vec![1, 2]);
+        assert_eq!(d.category_ids, vec![3]);
+        assert_eq!(d.annotations.area, vec![12.0, 3.5]);
+        assert_eq!(d.annotations.iscrowd, vec![true, false]);
+        assert_eq!(d.first_without_score, Some(0));
+    }
+
+    #[test]
+    fn names_the_file_and_record() {
+        let json = br#"{"images":[],"annotations":[{"id":1,"image_id":1,"category_id":1,"bbox":[0,0,1,1]},
+                                                  {"id":2,"image_id":1,"category_id":1,"bbox":[0,0,-1,1]}]}"#;
+        let err = parse_ground_truth(json, &ORIGIN).unwrap_err().to_string();
+        assert!(err.contains("gt.json: annotations[1] (id 2) has a negative width"), "{err}");
+        let err = parse_ground_truth(br#"{"annotations":[{"id":1}]}"#, &ORIGIN).unwrap_err().to_string();
+        assert!(err.contains("annotations[0] (id 1) has no 'image_id'"), "{err}");
+        let err = parse_ground_truth(b"{", &ORIGIN).unwrap_err().to_string();
+        assert!(err.contains("gt.json: invalid JSON"), "{err}");
+    }
+
+    #[test]
+    fn results_follow_load_res() {
+        let gt = parse_ground_truth(br#"{"images":[{"id":1}],"categories":[{"id":1}]}"#, &ORIGIN).unwrap();
+        let origin = Origin { function: "COCO.loadRes", argument: "resFile", source: "dt.json" };
+        let res = parse_results(br#"[{"image_id":1,"category_id":1,"bbox":[0,0,2,3],"score":0.5,"id":99}]"#, &gt, &origin)
+            .unwrap();
+        assert_eq!(res.annotations.id, vec![1]);
+        assert_eq!(res.annotations.area, vec![6.0]);
+        let err = parse_results(br#"[{"image_id":2,"category_id":1,"bbox":[0,0,2,3],"score":0.5}]"#, &gt, &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dt.json: results[0] has image_id 2"), "{err}");
+        let err = parse_results(br#"[{"image_id":1,"category_id":1,"bbox":[0,0,2,3]}]"#, &gt, &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("results[0] has no 'score'"), "{err}");
+    }
+}
