@@ -253,6 +253,8 @@ class COCO:
         nms = catNms if _is_array_like(catNms) else [catNms]
         sups = supNms if _is_array_like(supNms) else [supNms]
         ids = catIds if _is_array_like(catIds) else [catIds]
+        if len(nms) == len(sups) == len(ids) == 0 and self._dataset is None:
+            return self._data.category_ids().tolist()
         cats = self.dataset.get("categories", [])
         if len(nms):
             cats = [c for c in cats if c["name"] in nms]
@@ -267,6 +269,10 @@ class COCO:
         img_ids = imgIds if _is_array_like(imgIds) else [imgIds]
         cat_ids = catIds if _is_array_like(catIds) else [catIds]
         if len(img_ids) == len(cat_ids) == 0:
+            if self._index is None and self._dataset is None:
+                # From the Rust dataset: no Python view needed. dict keys: first
+                # occurrence of each id.
+                return list(dict.fromkeys(self._data.image_ids().tolist()))
             return list(self.imgs.keys())
         ids = set(img_ids)
         for i, cat_id in enumerate(cat_ids):

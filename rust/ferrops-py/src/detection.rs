@@ -146,6 +146,8 @@ fn coco_evaluate(
     run_kernel(py, || cocoeval::evaluate(gt, dt, &params)).map(|inner| CocoEvaluation { inner })
 }
 
+type Float64Array<'py> = Bound<'py, PyArrayDyn<f64>>;
+
 fn shaped<'py>(py: Python<'py>, values: Vec<f64>, shape: &[usize]) -> Bound<'py, PyArrayDyn<f64>> {
     ArrayD::from_shape_vec(IxDyn(shape), values).expect("the kernel returned a full array").into_pyarray(py)
 }
@@ -164,7 +166,7 @@ fn coco_accumulate<'py>(
     num_areas: usize,
     num_max_dets: usize,
     rec_thrs: PyReadonlyArray1<'_, f64>,
-) -> PyResult<(Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyArrayDyn<f64>>)> {
+) -> PyResult<(Float64Array<'py>, Float64Array<'py>, Float64Array<'py>)> {
     let params = AccumulateParams {
         k_list: &k_list,
         a_list: &a_list,
@@ -186,7 +188,12 @@ fn coco_accumulate<'py>(
 }
 
 #[pyfunction]
-fn voc_ap(py: Python<'_>, recall: PyReadonlyArray1<'_, f64>, precision: PyReadonlyArray1<'_, f64>, use_07_metric: bool) -> PyResult<f64> {
+fn voc_ap(
+    py: Python<'_>,
+    recall: PyReadonlyArray1<'_, f64>,
+    precision: PyReadonlyArray1<'_, f64>,
+    use_07_metric: bool,
+) -> PyResult<f64> {
     let r = slice1("voc_ap", "recall", &recall)?;
     let p = slice1("voc_ap", "precision", &precision)?;
     run_kernel(py, || voc::voc_ap(r, p, use_07_metric))

@@ -139,9 +139,9 @@ fn record_name(i: usize, id: Option<i64>) -> String {
 
 /// Checks a `[x, y, w, h]` box: four finite numbers, width and height >= 0.
 fn check_bbox(origin: &Origin, expected: &str, record: &str, bbox: &[f64]) -> Result<[f64; 4]> {
-    let b: [f64; 4] = bbox.try_into().map_err(|_| {
-        origin.error(expected, format!("{record} has a 'bbox' of {} numbers instead of 4", bbox.len()))
-    })?;
+    let b: [f64; 4] = bbox
+        .try_into()
+        .map_err(|_| origin.error(expected, format!("{record} has a 'bbox' of {} numbers instead of 4", bbox.len())))?;
     if b.iter().any(|v| !v.is_finite()) {
         return Err(origin.error(expected, format!("{record} has a non-finite 'bbox' {b:?}")));
     }
@@ -210,7 +210,11 @@ pub struct ResultColumns<'a> {
 /// `1..=N` in input order, `area = w * h`, `iscrowd = 0`, the images and
 /// categories of the ground truth. Every result must name an image of the
 /// ground truth, have a valid box and a finite score.
-pub fn results_from_columns(columns: &ResultColumns, ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
+pub fn results_from_columns(
+    columns: &ResultColumns,
+    ground_truth: &CocoDataset,
+    origin: &Origin,
+) -> Result<CocoDataset> {
     let n = columns.image_id.len();
     if columns.category_id.len() != n
         || columns.score.len() != n
@@ -267,15 +271,15 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
         category_id.push(r.category_id.ok_or_else(|| missing("category_id"))?);
         let b = r.bbox.ok_or_else(|| missing("bbox"))?;
         if b.len() != 4 {
-            return Err(origin.error(
-                RES_EXPECTED,
-                format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len()),
-            ));
+            return Err(
+                origin.error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len()))
+            );
         }
         bbox.extend_from_slice(&b);
         score.push(r.score.ok_or_else(|| missing("score"))?);
     }
-    let columns = ResultColumns { image_id: &image_id, category_id: &category_id, bbox: &bbox, score: &score, area: None };
+    let columns =
+        ResultColumns { image_id: &image_id, category_id: &category_id, bbox: &bbox, score: &score, area: None };
     results_from_columns(&columns, ground_truth, origin)
 }
 
@@ -316,8 +320,9 @@ mod tests {
     fn results_follow_load_res() {
         let gt = parse_ground_truth(br#"{"images":[{"id":1}],"categories":[{"id":1}]}"#, &ORIGIN).unwrap();
         let origin = Origin { function: "COCO.loadRes", argument: "resFile", source: "dt.json" };
-        let res = parse_results(br#"[{"image_id":1,"category_id":1,"bbox":[0,0,2,3],"score":0.5,"id":99}]"#, &gt, &origin)
-            .unwrap();
+        let res =
+            parse_results(br#"[{"image_id":1,"category_id":1,"bbox":[0,0,2,3],"score":0.5,"id":99}]"#, &gt, &origin)
+                .unwrap();
         assert_eq!(res.annotations.id, vec![1]);
         assert_eq!(res.annotations.area, vec![6.0]);
         let err = parse_results(br#"[{"image_id":2,"category_id":1,"bbox":[0,0,2,3],"score":0.5}]"#, &gt, &origin)

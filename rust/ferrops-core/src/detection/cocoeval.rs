@@ -5,12 +5,13 @@
 //! right-to-left precision envelope and `searchsorted(side="left")` at the recall
 //! thresholds, unreached recall points left at 0.
 //!
-//! [`evaluate`] matches each (category, image) unit in parallel and keeps, per
-//! area range, one byte per detection and threshold (true positive, false
-//! positive or ignored); no IoU matrix outlives its unit. [`accumulate`] builds
-//! the precision/recall/score arrays, one (category, area, maxDets) cell per task.
-//! Every unit and cell is computed by one task from its own data, so results do
-//! not depend on the thread count.
+//! [`evaluate`] matches the (category, image) units in parallel, in fixed chunks
+//! of [`CHUNK`] units; a chunk keeps, per unit, the kept detections' scores and
+//! one byte per (area range, detection, threshold): true positive, false positive
+//! or ignored. No IoU matrix outlives its unit. [`accumulate`] builds the
+//! precision/recall/score arrays one category per task. Every unit and cell is
+//! computed by one task from its own data, so results do not depend on the
+//! thread count.
 
 use std::collections::HashMap;
 
@@ -39,25 +40,48 @@ const FALSE_POSITIVE: u8 = 0;
 const TRUE_POSITIVE: u8 = 1;
 const IGNORED: u8 = 2;
 
-/// One (category, image) unit that has ground truth or detections.
-#[derive(Debug)]
-struct UnitEval {
-    /// Scores of the kept detections, best first (stable).
-    scores: Vec<f64>,
-    /// Per area range: `[T, D]` outcomes and the count of ground truth not ignored.
-    areas: Vec<(Vec<u8>, usize)>,
+/// Units per parallel task; fixed, so the work split is the same for any thread count.
+const CHUNK: usize = 512;
+
+/// Where a unit's results lie in its chunk's buffers.
+#[derive(Debug, Clone, Copy)]
+struct UnitSpan {
+    num_dt: u32,
+    scores_at: u32,
+    codes_at: u32,
+    positives_at: u32,
 }
 
-/// The per-unit results of `evaluate`, laid out as pycocotools' `evalImgs`:
+/// The results of [`CHUNK`] consecutive units, in flat buffers.
+#[derive(Debug, Default)]
+struct Chunk {
+    /// `None` where the unit has neither ground truth nor detections.
+    units: Vec<Option<UnitSpan>>,
+    /// Kept detections' scores, best first (stable), per unit.
+    scores: Vec<f64>,
+    /// Per unit `[A, D, T]` outcomes.
+    codes: Vec<u8>,
+    /// Per unit and area range, the ground truth not ignored.
+    positives: Vec<u32>,
+}
+
+/// One unit's results, borrowed from its chunk.
+#[derive(Clone, Copy)]
+struct UnitView<'a> {
+    scores: &'a [f64],
+    codes: &'a [u8],
+    positives: &'a [u32],
+}
+
+/// The per-unit results of `evaluate`, addressed as pycocotools' `evalImgs`:
 /// category-major, then area range, then image.
 #[derive(Debug)]
 pub struct Evaluation {
     num_images: usize,
     num_areas: usize,
     num_thresholds: usize,
-    /// Indexed `k * num_images + i`; `None` where the unit has neither ground
-    /// truth nor detections.
-    units: Vec<Option<UnitEval>>,
+    num_units: usize,
+    chunks: Vec<Chunk>,
 }
 
 impl Evaluation {
@@ -67,27 +91,31 @@ impl Evaluation {
 
     /// pycocotools' `len(evalImgs)`.
     pub fn len(&self) -> usize {
-        self.units.len() * self.num_areas
+        self.num_units * self.num_areas
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub fn num_images(&self) -> usize {
-        self.num_images
+    fn unit(&self, u: usize) -> Option<UnitView<'_>> {
+        let chunk = &self.chunks[u / CHUNK];
+        let span = chunk.units[u % CHUNK]?;
+        let d = span.num_dt as usize;
+        let (s, c, p) = (span.scores_at as usize, span.codes_at as usize, span.positives_at as usize);
+        Some(UnitView {
+            scores: &chunk.scores[s..s + d],
+            codes: &chunk.codes[c..c + self.num_areas * d * self.num_thresholds],
+            positives: &chunk.positives[p..p + self.num_areas],
+        })
     }
 
-    pub fn num_areas(&self) -> usize {
-        self.num_areas
-    }
-
-    /// The entry at pycocotools' flat `evalImgs` index.
-    fn entry(&self, flat: usize) -> Option<(&UnitEval, usize)> {
+    /// The entry at pycocotools' flat `evalImgs` index: a unit and an area range.
+    fn entry(&self, flat: usize) -> Option<(UnitView<'_>, usize)> {
         let per_category = self.num_areas * self.num_images;
         let (k, rest) = (flat / per_category, flat % per_category);
         let (a, i) = (rest / self.num_images, rest % self.num_images);
-        self.units[k * self.num_images + i].as_ref().map(|u| (u, a))
+        self.unit(k * self.num_images + i).map(|u| (u, a))
     }
 }
 
@@ -116,15 +144,13 @@ fn descending(a: f64, b: f64) -> std::cmp::Ordering {
     b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal)
 }
 
-/// Sorts indices by score, highest first, ties in input order (NumPy's stable
-/// argsort of `-score`).
-fn sort_by_score_desc(indices: &mut [u32], score: &[f64]) {
-    indices.sort_by(|&a, &b| descending(score[a as usize], score[b as usize]));
-}
-
 /// pycocotools' `loadAnns(getAnnIds(...))` resolves each annotation through its
-/// id, so a repeated id stands for the last record carrying it.
+/// id, so a repeated id stands for the last record carrying it. `None` when ids
+/// are unique (always for `loadRes` results, whose ids count up).
 fn last_record_of_each_id(ids: &[i64]) -> Option<Vec<u32>> {
+    if ids.windows(2).all(|w| w[0] < w[1]) {
+        return None;
+    }
     let mut last: HashMap<i64, u32> = HashMap::with_capacity(ids.len());
     for (j, &id) in ids.iter().enumerate() {
         last.insert(id, j as u32);
@@ -138,13 +164,13 @@ fn last_record_of_each_id(ids: &[i64]) -> Option<Vec<u32>> {
 /// pycocotools' `_prepare`: the records of each (category, image) bucket in the
 /// order `getAnnIds` lists them (images in `img_ids` order, file order within
 /// an image). Buckets are indexed `c * num_images + i`, `c` the position of the
-/// category among `distinct_cats`.
+/// category among `distinct_cats`; returned as CSR offsets and record indices.
 fn buckets(
     dataset: &CocoDataset,
     img_ids: &[i64],
     distinct_cats: &HashMap<i64, usize>,
     filter_cats: bool,
-) -> Vec<Vec<u32>> {
+) -> (Vec<u32>, Vec<u32>) {
     let ann = &dataset.annotations;
     let num_images = img_ids.len();
     let image_pos: HashMap<i64, usize> = img_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
@@ -155,7 +181,7 @@ fn buckets(
         }
     }
     let resolve = last_record_of_each_id(&ann.id);
-    let mut out = vec![Vec::new(); distinct_cats.len() * num_images];
+    let mut placed: Vec<(u32, u32)> = Vec::with_capacity(ann.len());
     for records in &per_image {
         for &j in records {
             if filter_cats && !distinct_cats.contains_key(&ann.category_id[j as usize]) {
@@ -163,11 +189,26 @@ fn buckets(
             }
             let r = resolve.as_ref().map_or(j, |map| map[j as usize]) as usize;
             if let (Some(&i), Some(&c)) = (image_pos.get(&ann.image_id[r]), distinct_cats.get(&ann.category_id[r])) {
-                out[c * num_images + i].push(r as u32);
+                placed.push(((c * num_images + i) as u32, r as u32));
             }
         }
     }
-    out
+    // Counting sort by bucket keeps each bucket's visiting order.
+    let num_buckets = distinct_cats.len() * num_images;
+    let mut offsets = vec![0u32; num_buckets + 1];
+    for &(b, _) in &placed {
+        offsets[b as usize + 1] += 1;
+    }
+    for b in 0..num_buckets {
+        offsets[b + 1] += offsets[b];
+    }
+    let mut cursor = offsets.clone();
+    let mut records = vec![0u32; placed.len()];
+    for &(b, r) in &placed {
+        records[cursor[b as usize] as usize] = r;
+        cursor[b as usize] += 1;
+    }
+    (offsets, records)
 }
 
 fn check_params(params: &EvalParams) -> Result<()> {
@@ -178,38 +219,66 @@ fn check_params(params: &EvalParams) -> Result<()> {
         return Err(FerropsError::value("COCOeval.evaluate", "params.iouThrs", "finite numbers", t.to_string()));
     }
     if let Some(r) = params.area_rngs.iter().find(|r| r.iter().any(|v| v.is_nan())) {
-        return Err(FerropsError::value("COCOeval.evaluate", "params.areaRng", "[lo, hi] pairs of numbers", format!("{r:?}")));
+        return Err(FerropsError::value(
+            "COCOeval.evaluate",
+            "params.areaRng",
+            "[lo, hi] pairs of numbers",
+            format!("{r:?}"),
+        ));
     }
     Ok(())
 }
 
+/// Reused buffers of one task.
+#[derive(Default)]
+struct Scratch {
+    dts: Vec<u32>,
+    ious: Vec<f64>,
+    order: Vec<usize>,
+    ignored: Vec<bool>,
+    matched_by: Vec<i64>,
+}
+
 /// Matches one unit's detections to its ground truth at every threshold and area
-/// range (pycocotools' `computeIoU` + `evaluateImg`).
-fn evaluate_unit(gt: &CocoDataset, dt: &CocoDataset, gts: &[u32], dts: &[u32], params: &EvalParams) -> Option<UnitEval> {
-    if gts.is_empty() && dts.is_empty() {
-        return None;
+/// range (pycocotools' `computeIoU` + `evaluateImg`), appending to `chunk`.
+fn evaluate_unit(
+    gt: &CocoDataset,
+    dt: &CocoDataset,
+    gts: &[u32],
+    dts_in: &[u32],
+    params: &EvalParams,
+    scratch: &mut Scratch,
+    chunk: &mut Chunk,
+) {
+    if gts.is_empty() && dts_in.is_empty() {
+        chunk.units.push(None);
+        return;
     }
     let (g_ann, d_ann) = (&gt.annotations, &dt.annotations);
-    let mut dts = dts.to_vec();
-    sort_by_score_desc(&mut dts, &d_ann.score);
+    let Scratch { dts, ious, order, ignored, matched_by } = scratch;
+    dts.clear();
+    dts.extend_from_slice(dts_in);
+    dts.sort_by(|&a, &b| descending(d_ann.score[a as usize], d_ann.score[b as usize]));
     dts.truncate(params.max_det);
     let (num_dt, num_gt, num_thr) = (dts.len(), gts.len(), params.iou_thrs.len());
 
-    let ious: Vec<f64> = if num_dt > 0 && num_gt > 0 {
-        let mut m = Vec::with_capacity(num_dt * num_gt);
-        for &d in &dts {
+    ious.clear();
+    if num_gt > 0 {
+        for &d in dts.iter() {
             let db = &d_ann.bbox[d as usize];
-            m.extend(gts.iter().map(|&g| bbox_iou(db, &g_ann.bbox[g as usize], g_ann.iscrowd[g as usize])));
+            ious.extend(gts.iter().map(|&g| bbox_iou(db, &g_ann.bbox[g as usize], g_ann.iscrowd[g as usize])));
         }
-        m
-    } else {
-        Vec::new()
-    };
+    }
 
-    let mut areas = Vec::with_capacity(params.area_rngs.len());
-    let mut order: Vec<usize> = Vec::with_capacity(num_gt);
-    let mut ignored: Vec<bool> = Vec::with_capacity(num_gt);
-    let mut matched_by: Vec<i64> = vec![0; num_gt];
+    chunk.units.push(Some(UnitSpan {
+        num_dt: num_dt as u32,
+        scores_at: chunk.scores.len() as u32,
+        codes_at: chunk.codes.len() as u32,
+        positives_at: chunk.positives.len() as u32,
+    }));
+    chunk.scores.extend(dts.iter().map(|&d| d_ann.score[d as usize]));
+    matched_by.clear();
+    matched_by.resize(num_gt, 0);
     for rng in params.area_rngs {
         let outside = |area: f64| area < rng[0] || area > rng[1];
         let gt_ignored = |g: usize| g_ann.iscrowd[gts[g] as usize] || outside(g_ann.area[gts[g] as usize]);
@@ -219,15 +288,18 @@ fn evaluate_unit(gt: &CocoDataset, dt: &CocoDataset, gts: &[u32], dts: &[u32], p
         order.extend((0..num_gt).filter(|&g| gt_ignored(g)));
         ignored.clear();
         ignored.extend((0..num_gt).map(|s| s >= not_ignored));
+        chunk.positives.push(not_ignored as u32);
 
-        let mut outcomes = vec![FALSE_POSITIVE; num_thr * num_dt];
+        let codes_at = chunk.codes.len();
+        chunk.codes.resize(codes_at + num_dt * num_thr, FALSE_POSITIVE);
+        let codes = &mut chunk.codes[codes_at..];
         for (t, &thr) in params.iou_thrs.iter().enumerate() {
             matched_by.iter_mut().for_each(|m| *m = 0);
             for (di, &d) in dts.iter().enumerate() {
-                let row = &ious[di * num_gt..(di + 1) * num_gt];
                 let mut best = if 1.0 - 1e-10 < thr { 1.0 - 1e-10 } else { thr };
                 let mut matched: Option<usize> = None;
-                if !ious.is_empty() {
+                if num_gt > 0 {
+                    let row = &ious[di * num_gt..(di + 1) * num_gt];
                     for s in 0..num_gt {
                         let g = order[s];
                         if matched_by[s] > 0 && !g_ann.iscrowd[gts[g] as usize] {
@@ -245,7 +317,7 @@ fn evaluate_unit(gt: &CocoDataset, dt: &CocoDataset, gts: &[u32], dts: &[u32], p
                 }
                 let d = d as usize;
                 let dt_outside = outside(d_ann.area[d]);
-                outcomes[t * num_dt + di] = match matched {
+                codes[di * num_thr + t] = match matched {
                     Some(s) => {
                         matched_by[s] = d_ann.id[d];
                         let gt_id = g_ann.id[gts[order[s]] as usize];
@@ -262,10 +334,7 @@ fn evaluate_unit(gt: &CocoDataset, dt: &CocoDataset, gts: &[u32], dts: &[u32], p
                 };
             }
         }
-        areas.push((outcomes, not_ignored));
     }
-    let scores = dts.iter().map(|&d| d_ann.score[d as usize]).collect();
-    Some(UnitEval { scores, areas })
 }
 
 /// pycocotools' `COCOeval.evaluate` for bbox: per (category, image) matching.
@@ -285,26 +354,44 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
         let next = distinct_cats.len();
         distinct_cats.entry(c).or_insert(next);
     }
-    let gt_buckets = buckets(gt, params.img_ids, &distinct_cats, params.use_cats);
-    let dt_buckets = buckets(dt, params.img_ids, &distinct_cats, params.use_cats);
+    let (gt_offsets, gt_records) = buckets(gt, params.img_ids, &distinct_cats, params.use_cats);
+    let (dt_offsets, dt_records) = buckets(dt, params.img_ids, &distinct_cats, params.use_cats);
+    let bucket = |offsets: &[u32], b: usize| offsets[b] as usize..offsets[b + 1] as usize;
+    let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
+    let cat_slots: Vec<usize> = params.cat_ids.iter().map(|c| distinct_cats[c]).collect();
 
-    let units: Vec<Option<UnitEval>> = if params.use_cats {
-        (0..distinct_cats.len() * num_images)
-            .into_par_iter()
-            .with_min_len(64)
-            .map(|u| evaluate_unit(gt, dt, &gt_buckets[u], &dt_buckets[u], params))
-            .collect()
-    } else {
-        let pooled = |from: &Vec<Vec<u32>>, i: usize| -> Vec<u32> {
-            params.cat_ids.iter().flat_map(|c| from[distinct_cats[c] * num_images + i].iter().copied()).collect()
-        };
-        (0..num_images)
-            .into_par_iter()
-            .with_min_len(16)
-            .map(|i| evaluate_unit(gt, dt, &pooled(&gt_buckets, i), &pooled(&dt_buckets, i), params))
-            .collect()
-    };
-    Ok(Evaluation { num_images, num_areas: params.area_rngs.len(), num_thresholds: params.iou_thrs.len(), units })
+    let chunks: Vec<Chunk> = (0..num_units.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut chunk = Chunk::default();
+            let mut scratch = Scratch::default();
+            let (mut pooled_gt, mut pooled_dt) = (Vec::new(), Vec::new());
+            for u in c * CHUNK..((c + 1) * CHUNK).min(num_units) {
+                if params.use_cats {
+                    let gts = &gt_records[bucket(&gt_offsets, u)];
+                    let dts = &dt_records[bucket(&dt_offsets, u)];
+                    evaluate_unit(gt, dt, gts, dts, params, &mut scratch, &mut chunk);
+                } else {
+                    pooled_gt.clear();
+                    pooled_dt.clear();
+                    for &slot in &cat_slots {
+                        let b = slot * num_images + u;
+                        pooled_gt.extend_from_slice(&gt_records[bucket(&gt_offsets, b)]);
+                        pooled_dt.extend_from_slice(&dt_records[bucket(&dt_offsets, b)]);
+                    }
+                    evaluate_unit(gt, dt, &pooled_gt, &pooled_dt, params, &mut scratch, &mut chunk);
+                }
+            }
+            chunk
+        })
+        .collect();
+    Ok(Evaluation {
+        num_images,
+        num_areas: params.area_rngs.len(),
+        num_thresholds: params.iou_thrs.len(),
+        num_units,
+        chunks,
+    })
 }
 
 /// Which evaluated entries `accumulate` reads, computed as pycocotools does from
@@ -332,15 +419,39 @@ pub struct Accumulated {
     pub shape: [usize; 5],
 }
 
+/// One (category, area, maxDets) cell: `[T, R]` precision and scores, `[T]` recall.
 struct Cell {
+    k: usize,
+    a: usize,
+    m: usize,
     precision: Vec<f64>,
     scores: Vec<f64>,
     recall: Vec<f64>,
 }
 
-fn accumulate_cell(evaluation: &Evaluation, p: &AccumulateParams, k0: usize, a0: usize, max_det: usize) -> Result<Option<Cell>> {
+/// Reused buffers of one accumulate task.
+#[derive(Default)]
+struct AccScratch {
+    /// (score, entry, detection), stably sorted by score.
+    sorted: Vec<(f64, u32, u32)>,
+    /// The picks of one maxDets value, in the same order.
+    picks: Vec<(f64, u32, u32)>,
+    codes: Vec<u8>,
+    rc: Vec<f64>,
+    pr: Vec<f64>,
+}
+
+/// Gathers the entries of one (category, area) pair, as pycocotools indexes
+/// `evalImgs`; `None` when no entry has ground truth that counts.
+fn gather<'e>(
+    evaluation: &'e Evaluation,
+    p: &AccumulateParams,
+    k0: usize,
+    a0: usize,
+    entries: &mut Vec<(UnitView<'e>, usize)>,
+) -> Result<Option<u64>> {
     let (num_images, num_areas) = (evaluation.num_images, evaluation.num_areas);
-    let mut entries: Vec<(&UnitEval, usize)> = Vec::new();
+    entries.clear();
     for &i in p.i_list {
         let flat = k0 * num_areas * num_images + a0 * num_images + i;
         if flat >= evaluation.len() {
@@ -355,59 +466,96 @@ fn accumulate_cell(evaluation: &Evaluation, p: &AccumulateParams, k0: usize, a0:
             entries.push(entry);
         }
     }
-    if entries.is_empty() {
-        return Ok(None);
-    }
-    let positives: usize = entries.iter().map(|(u, a)| u.areas[*a].1).sum();
-    if positives == 0 {
-        return Ok(None);
-    }
-    // (entry, detection) pairs in concatenation order, then stably by score.
-    let mut picks: Vec<(u32, u32)> = Vec::new();
-    for (e, (u, _)) in entries.iter().enumerate() {
-        picks.extend((0..u.scores.len().min(max_det)).map(|d| (e as u32, d as u32)));
-    }
-    let score_of = |&(e, d): &(u32, u32)| entries[e as usize].0.scores[d as usize];
-    picks.sort_by(|x, y| descending(score_of(x), score_of(y)));
-    let sorted_scores: Vec<f64> = picks.iter().map(score_of).collect();
+    let positives: u64 = entries.iter().map(|(u, a)| u64::from(u.positives[*a])).sum();
+    Ok((!entries.is_empty() && positives > 0).then_some(positives))
+}
 
-    let (num_thr, num_rec, nd) = (evaluation.num_thresholds, p.rec_thrs.len(), picks.len());
-    let mut cell = Cell { precision: vec![0.0; num_thr * num_rec], scores: vec![0.0; num_thr * num_rec], recall: vec![0.0; num_thr] };
-    let (mut rc, mut pr) = (Vec::with_capacity(nd), Vec::with_capacity(nd));
+/// One cell from the picks of its maxDets value (`s.picks`, sorted by score).
+fn accumulate_cell(
+    evaluation: &Evaluation,
+    p: &AccumulateParams,
+    entries: &[(UnitView<'_>, usize)],
+    positives: u64,
+    s: &mut AccScratch,
+) -> Cell {
+    let (num_thr, num_rec, nd) = (evaluation.num_thresholds, p.rec_thrs.len(), s.picks.len());
+    // Outcomes in pick order, one contiguous row per threshold.
+    s.codes.clear();
+    s.codes.resize(num_thr * nd, 0);
+    for (j, &(_, e, d)) in s.picks.iter().enumerate() {
+        let (u, area) = entries[e as usize];
+        let at = (area * u.scores.len() + d as usize) * num_thr;
+        for (t, &code) in u.codes[at..at + num_thr].iter().enumerate() {
+            s.codes[t * nd + j] = code;
+        }
+    }
+    let mut cell = Cell {
+        k: 0,
+        a: 0,
+        m: 0,
+        precision: vec![0.0; num_thr * num_rec],
+        scores: vec![0.0; num_thr * num_rec],
+        recall: vec![0.0; num_thr],
+    };
+    let positives = positives as f64;
     for t in 0..num_thr {
-        rc.clear();
-        pr.clear();
+        s.rc.clear();
+        s.pr.clear();
         let (mut tp, mut fp) = (0.0f64, 0.0f64);
-        for &(e, d) in &picks {
-            let (u, a) = entries[e as usize];
-            let num_dt = u.scores.len();
-            match u.areas[a].0[t * num_dt + d as usize] {
+        for &code in &s.codes[t * nd..(t + 1) * nd] {
+            match code {
                 TRUE_POSITIVE => tp += 1.0,
                 FALSE_POSITIVE => fp += 1.0,
                 _ => {}
             }
-            rc.push(tp / positives as f64);
-            pr.push(tp / (fp + tp + f64::EPSILON));
+            s.rc.push(tp / positives);
+            s.pr.push(tp / (fp + tp + f64::EPSILON));
         }
-        cell.recall[t] = rc.last().copied().unwrap_or(0.0);
+        cell.recall[t] = s.rc.last().copied().unwrap_or(0.0);
         for i in (1..nd).rev() {
-            if pr[i] > pr[i - 1] {
-                pr[i - 1] = pr[i];
+            if s.pr[i] > s.pr[i - 1] {
+                s.pr[i - 1] = s.pr[i];
             }
         }
         // NumPy's searchsorted(rc, recThrs, side="left"); the first recall
         // threshold past the last detection ends the fill (pycocotools' bare
         // `except`), later ones stay 0 even if reachable.
         for (r, &thr) in p.rec_thrs.iter().enumerate() {
-            let pi = rc.partition_point(|&x| x < thr);
+            let pi = s.rc.partition_point(|&x| x < thr);
             if pi >= nd {
                 break;
             }
-            cell.precision[t * num_rec + r] = pr[pi];
-            cell.scores[t * num_rec + r] = sorted_scores[pi];
+            cell.precision[t * num_rec + r] = s.pr[pi];
+            cell.scores[t * num_rec + r] = s.picks[pi].0;
         }
     }
-    Ok(Some(cell))
+    cell
+}
+
+/// All cells of one output category: per area range one gather and one stable
+/// sort (at the largest maxDets); each maxDets keeps its detections in that order,
+/// which is the order a stable sort of that subset gives.
+fn accumulate_category(evaluation: &Evaluation, p: &AccumulateParams, k: usize) -> Result<Vec<Cell>> {
+    let mut entries = Vec::new();
+    let mut s = AccScratch::default();
+    let mut cells = Vec::new();
+    let widest = p.m_list.iter().copied().max().unwrap_or(0);
+    for a in 0..p.a_list.len() {
+        let Some(positives) = gather(evaluation, p, p.k_list[k], p.a_list[a], &mut entries)? else { continue };
+        s.sorted.clear();
+        for (e, (u, _)) in entries.iter().enumerate() {
+            s.sorted.extend(u.scores.iter().take(widest).enumerate().map(|(d, &score)| (score, e as u32, d as u32)));
+        }
+        s.sorted.sort_by(|x, y| descending(x.0, y.0));
+        for (m, &max_det) in p.m_list.iter().enumerate() {
+            s.picks.clear();
+            s.picks.extend(s.sorted.iter().filter(|pick| (pick.2 as usize) < max_det));
+            let mut cell = accumulate_cell(evaluation, p, &entries, positives, &mut s);
+            (cell.k, cell.a, cell.m) = (k, a, m);
+            cells.push(cell);
+        }
+    }
+    Ok(cells)
 }
 
 /// pycocotools' `COCOeval.accumulate`.
@@ -418,21 +566,21 @@ pub fn accumulate(evaluation: &Evaluation, p: &AccumulateParams) -> Result<Accum
     let (t_n, r_n) = (evaluation.num_thresholds, p.rec_thrs.len());
     let (k_n, a_n, m_n) = (p.num_categories, p.num_areas, p.num_max_dets);
     if p.k_list.len() > k_n || p.a_list.len() > a_n || p.m_list.len() > m_n {
-        return Err(FerropsError::value("COCOeval.accumulate", "p", "index lists no longer than K, A, M", "longer lists"));
+        return Err(FerropsError::value(
+            "COCOeval.accumulate",
+            "p",
+            "index lists no longer than K, A, M",
+            "longer lists",
+        ));
     }
-    let combos: Vec<(usize, usize, usize)> = (0..p.k_list.len())
-        .flat_map(|k| (0..p.a_list.len()).flat_map(move |a| (0..p.m_list.len()).map(move |m| (k, a, m))))
-        .collect();
-    let cells: Vec<Option<Cell>> = combos
-        .par_iter()
-        .map(|&(k, a, m)| accumulate_cell(evaluation, p, p.k_list[k], p.a_list[a], p.m_list[m]))
-        .collect::<Result<_>>()?;
+    let tasks: Vec<Vec<Cell>> =
+        (0..p.k_list.len()).into_par_iter().map(|k| accumulate_category(evaluation, p, k)).collect::<Result<_>>()?;
 
     let mut precision = vec![-1.0; t_n * r_n * k_n * a_n * m_n];
     let mut scores = precision.clone();
     let mut recall = vec![-1.0; t_n * k_n * a_n * m_n];
-    for (&(k, a, m), cell) in combos.iter().zip(&cells) {
-        let Some(cell) = cell else { continue };
+    for cell in tasks.iter().flatten() {
+        let (k, a, m) = (cell.k, cell.a, cell.m);
         for t in 0..t_n {
             recall[((t * k_n + k) * a_n + a) * m_n + m] = cell.recall[t];
             for r in 0..r_n {
@@ -473,7 +621,14 @@ mod tests {
         let iou_thrs: Vec<f64> = (0..10).map(|i| 0.5 + 0.05 * i as f64).collect();
         let rec_thrs: Vec<f64> = (0..101).map(|i| i as f64 / 100.0).collect();
         let area_rngs = [[0.0, 1e10], [0.0, 1024.0], [1024.0, 9216.0], [9216.0, 1e10]];
-        let params = EvalParams { img_ids: &[1, 2], cat_ids: &[1, 2], use_cats: true, iou_thrs: &iou_thrs, area_rngs: &area_rngs, max_det: 100 };
+        let params = EvalParams {
+            img_ids: &[1, 2],
+            cat_ids: &[1, 2],
+            use_cats: true,
+            iou_thrs: &iou_thrs,
+            area_rngs: &area_rngs,
+            max_det: 100,
+        };
         let e = evaluate(gt, dt, &params).unwrap();
         let acc = AccumulateParams {
             k_list: &[0, 1],
@@ -499,19 +654,18 @@ mod tests {
     fn hand_checked_recall_and_precision() {
         let (gt, dt) = datasets();
         let out = run(&gt, &dt);
-        let [t_n, r_n, k_n, a_n, m_n] = out.shape;
+        let [t_n, _, k_n, a_n, m_n] = out.shape;
         assert_eq!(out.shape, [10, 101, 2, 4, 3]);
         // Category 2 has only crowd ground truth: -1 everywhere.
         assert!((0..t_n).all(|t| out.recall[((t * k_n + 1) * a_n) * m_n + 2] == -1.0));
         // Category 1, area all, maxDets 100, IoU 0.5: 3 ground truth, detections by
         // score 0.9 (TP), 0.9 (TP), 0.8 (FP), 0.1 (TP, IoU 100/110).
-        let recall = out.recall[(0 * k_n * a_n) * m_n + 2];
+        let recall = out.recall[2];
         assert_eq!(recall, 1.0);
-        let p_at = |r: usize| out.precision[((r * k_n) * a_n) * m_n + 2];
+        let p_at = |r: usize| out.precision[r * k_n * a_n * m_n + 2];
         // 1 / (1 + eps) at the first detection, lifted to 2 / 2 by the envelope.
         assert_eq!(p_at(0), 1.0);
         assert_eq!(p_at(100), 3.0 / (4.0 + f64::EPSILON));
-        let _ = r_n;
     }
 
     #[test]
@@ -522,7 +676,10 @@ mod tests {
         let one = crate::parallel::install(|| run(&gt, &dt));
         crate::parallel::set_num_threads(2).unwrap();
         let two = crate::parallel::install(|| run(&gt, &dt));
-        assert_eq!(one.precision.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), two.precision.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            one.precision.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            two.precision.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         assert_eq!(one.scores, two.scores);
         assert_eq!(one.recall, two.recall);
     }

@@ -74,7 +74,8 @@ fn voc_iou(d: &[f64], g: &[f64], offset: f64) -> f64 {
     let iw = (d[2].min(g[2]) - d[0].max(g[0]) + offset).max(0.0);
     let ih = (d[3].min(g[3]) - d[1].max(g[1]) + offset).max(0.0);
     let inter = iw * ih;
-    let union = (d[2] - d[0] + offset) * (d[3] - d[1] + offset) + (g[2] - g[0] + offset) * (g[3] - g[1] + offset) - inter;
+    let union =
+        (d[2] - d[0] + offset) * (d[3] - d[1] + offset) + (g[2] - g[0] + offset) * (g[3] - g[1] + offset) - inter;
     inter / union
 }
 
@@ -87,10 +88,20 @@ fn voc_iou(d: &[f64], g: &[f64], offset: f64) -> f64 {
 pub fn voc_eval(class: &VocClass, iou_threshold: f64, pixel_offset: f64) -> Result<(Vec<f64>, Vec<f64>)> {
     let (nd, ng) = (class.det_image_ids.len(), class.gt_image_ids.len());
     if class.det_boxes.len() != 4 * nd || class.det_scores.len() != nd {
-        return Err(FerropsError::value("voc_eval", "det_boxes", format!("[{nd}, 4] boxes and {nd} scores"), "other lengths"));
+        return Err(FerropsError::value(
+            "voc_eval",
+            "det_boxes",
+            format!("[{nd}, 4] boxes and {nd} scores"),
+            "other lengths",
+        ));
     }
     if class.gt_boxes.len() != 4 * ng || class.gt_difficult.len() != ng {
-        return Err(FerropsError::value("voc_eval", "gt_boxes", format!("[{ng}, 4] boxes and {ng} difficult flags"), "other lengths"));
+        return Err(FerropsError::value(
+            "voc_eval",
+            "gt_boxes",
+            format!("[{ng}, 4] boxes and {ng} difficult flags"),
+            "other lengths",
+        ));
     }
     if let Some(i) = class.det_scores.iter().position(|s| s.is_nan()) {
         return Err(FerropsError::value("voc_eval", "det_scores", "scores without NaN", format!("NaN at index {i}")));
