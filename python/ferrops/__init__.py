@@ -7,7 +7,7 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
-from . import _core, boxes
+from . import _core, boxes, coco, detection
 from .boxes import (
     batched_nms,
     box_area,
@@ -23,6 +23,7 @@ from .boxes import (
     nms,
     soft_nms,
 )
+from .detection import MeanAveragePrecision, plot_pr_curves, pr_curves, voc_ap, voc_eval
 
 __version__: str = _core.__version__
 
@@ -59,4 +60,5 @@ __all__ = [
     "simd_level",
     "set_simd_level",
     *boxes.__all__,
+    *detection.__all__,
 ]

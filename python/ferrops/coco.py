@@ -106,12 +106,11 @@ class COCO:
         self._path: str | None = None
         self._results_of: COCO | None = None
         self._index: dict | None = None
+        self._rust: Any = None
         if annotation_file is None:
             self._dataset = {}
-            self._rust: Any = None
         elif isinstance(annotation_file, dict):
             self._dataset = annotation_file
-            self._rust = None
         elif isinstance(annotation_file, (str, os.PathLike)):
             print("loading annotations into memory...")
             tic = time.time()
@@ -124,12 +123,22 @@ class COCO:
                 f"got {type(annotation_file).__name__}"
             )
 
+    @classmethod
+    def _from_rust(cls, data: Any, results_of: COCO | None = None) -> COCO:
+        """A dataset already parsed in Rust; its Python views are built from the columns."""
+        coco = cls()
+        coco._dataset = None
+        coco._rust = data
+        coco._results_of = results_of
+        return coco
+
     # -- the Rust dataset and the lazily built Python views -----------------------------
 
     @property
     def _data(self) -> Any:
         """The parsed dataset in Rust, (re)built from ``dataset`` when needed."""
         if self._rust is None:
+            assert self._dataset is not None
             payload = _to_json(self._dataset, "COCO", "annotation_file", "<dict>", "annotations")
             self._rust = _core.coco_parse_ground_truth(payload, "<dict>")
         return self._rust
@@ -137,12 +146,13 @@ class COCO:
     @property
     def dataset(self) -> dict:
         if self._dataset is None:
-            if self._results_of is not None:
-                self._dataset = self._results_dataset()
-            else:
-                assert self._path is not None
+            if self._path is not None:
                 with open(self._path) as f:
                     self._dataset = json.load(f)
+            elif self._results_of is not None:
+                self._dataset = self._results_dataset()
+            else:
+                self._dataset = self._ground_truth_dataset()
         return self._dataset
 
     @dataset.setter
@@ -188,10 +198,29 @@ class COCO:
             "annotations": annotations,
         }
 
+    def _ground_truth_dataset(self) -> dict:
+        columns = self._data.columns()
+        annotations = [
+            {"id": i, "image_id": image_id, "category_id": category_id, "bbox": bbox, "area": area, "iscrowd": int(crowd)}
+            for i, image_id, category_id, bbox, area, crowd in zip(
+                columns["id"].tolist(),
+                columns["image_id"].tolist(),
+                columns["category_id"].tolist(),
+                columns["bbox"].tolist(),
+                columns["area"].tolist(),
+                columns["iscrowd"].tolist(),
+            )
+        ]
+        return {
+            "images": [{"id": i} for i in self._data.image_ids().tolist()],
+            "categories": [{"id": c} for c in self._data.category_ids().tolist()],
+            "annotations": annotations,
+        }
+
     def createIndex(self) -> None:  # noqa: N802 (pycocotools' name)
-        """Rebuilds the index (and the Rust dataset) from ``dataset``."""
+        """Rebuilds the index, and the Rust dataset when ``dataset`` was assigned."""
         print("creating index...")
-        if self._results_of is None and self._path is None:
+        if self._dataset is not None and self._path is None and self._results_of is None:
             self._rust = None
             _ = self._data
         self._index = None
@@ -326,10 +355,7 @@ class COCO:
                 "COCO.loadRes(): argument 'resFile': expected a path, a list of dicts or an [N, 7] array, "
                 f"got {type(resFile).__name__}"
             )
-        res = COCO()
-        res._dataset = None
-        res._rust = rust
-        res._results_of = self
+        res = COCO._from_rust(rust, results_of=self)
         print(f"DONE (t={time.time() - tic:0.2f}s)")
         return res
 
@@ -507,7 +533,11 @@ class COCOeval:
         }
         print(f"DONE (t={time.time() - tic:0.2f}s).")
 
-    def _summarize(self, ap: int = 1, iouThr: float | None = None, areaRng: str = "all", maxDets: int = 100) -> float:  # noqa: N803
+    def _summarize(
+        self, ap: int = 1, iouThr: float | None = None, areaRng: str = "all", maxDets: int = 100, category: int | None = None  # noqa: N803
+    ) -> float:
+        """One summary value (pycocotools' ``_summarize``); ``category`` restricts
+        it to one index of ``params.catIds`` (the per-class metrics)."""
         p = self.params
         title = "Average Precision" if ap == 1 else "Average Recall"
         kind = "(AP)" if ap == 1 else "(AR)"
@@ -517,6 +547,8 @@ class COCOeval:
         s = self.eval["precision"] if ap == 1 else self.eval["recall"]
         if iouThr is not None:
             s = s[np.where(iouThr == p.iouThrs)[0]]
+        if category is not None:
+            s = s[:, :, category : category + 1] if ap == 1 else s[:, category : category + 1]
         s = s[:, :, :, aind, mind] if ap == 1 else s[:, :, aind, mind]
         valid = s[s > -1]
         mean = -1 if len(valid) == 0 else np.mean(valid)

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ferrops_core::detection::coco::{self, CocoDataset, Origin, ResultColumns};
+use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origin, ResultColumns};
 use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
 use ferrops_core::detection::voc::{self, VocClass};
 use numpy::ndarray::{ArrayD, IxDyn};
@@ -97,6 +97,36 @@ fn coco_results_from_arrays(
     let origin = Origin { function: F, argument: "resFile", source };
     let gt = &ground_truth.inner;
     run_kernel(py, || coco::results_from_columns(&columns, gt, &origin)).map(wrap)
+}
+
+/// Ground truth from columns (used by `MeanAveragePrecision`).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn coco_ground_truth_from_arrays(
+    py: Python<'_>,
+    image_ids: PyReadonlyArray1<'_, i64>,
+    category_ids: PyReadonlyArray1<'_, i64>,
+    id: PyReadonlyArray1<'_, i64>,
+    image_id: PyReadonlyArray1<'_, i64>,
+    category_id: PyReadonlyArray1<'_, i64>,
+    bbox: PyReadonlyArray2<'_, f64>,
+    area: PyReadonlyArray1<'_, f64>,
+    iscrowd: PyReadonlyArray1<'_, bool>,
+    source: &str,
+) -> PyResult<CocoData> {
+    const F: &str = "COCO";
+    let columns = GroundTruthColumns {
+        image_ids: slice1(F, "annotation_file", &image_ids)?,
+        category_ids: slice1(F, "annotation_file", &category_ids)?,
+        id: slice1(F, "annotation_file", &id)?,
+        image_id: slice1(F, "annotation_file", &image_id)?,
+        category_id: slice1(F, "annotation_file", &category_id)?,
+        bbox: slice2(F, "annotation_file", 4, &bbox)?,
+        area: slice1(F, "annotation_file", &area)?,
+        iscrowd: slice1(F, "annotation_file", &iscrowd)?,
+    };
+    let origin = Origin { function: F, argument: "annotation_file", source };
+    run_kernel(py, || coco::ground_truth_from_columns(&columns, &origin)).map(wrap)
 }
 
 /// The per-(category, area, image) results of `evaluate`, consumed by `accumulate`.
@@ -232,6 +262,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(coco_parse_ground_truth, m)?)?;
     m.add_function(wrap_pyfunction!(coco_parse_results, m)?)?;
     m.add_function(wrap_pyfunction!(coco_results_from_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(coco_ground_truth_from_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(coco_evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(coco_accumulate, m)?)?;
     m.add_function(wrap_pyfunction!(voc_ap, m)?)?;

@@ -256,6 +256,53 @@ pub fn results_from_columns(
     })
 }
 
+/// Ground truth as columns (`bbox` `[N, 4]` row-major `[x, y, w, h]`), for
+/// callers that hold arrays rather than JSON.
+pub struct GroundTruthColumns<'a> {
+    pub image_ids: &'a [i64],
+    pub category_ids: &'a [i64],
+    pub id: &'a [i64],
+    pub image_id: &'a [i64],
+    pub category_id: &'a [i64],
+    pub bbox: &'a [f64],
+    pub area: &'a [f64],
+    pub iscrowd: &'a [bool],
+}
+
+/// Builds a ground-truth dataset from columns, checked like a parsed file.
+pub fn ground_truth_from_columns(columns: &GroundTruthColumns, origin: &Origin) -> Result<CocoDataset> {
+    let n = columns.id.len();
+    if [columns.image_id.len(), columns.category_id.len(), columns.area.len(), columns.iscrowd.len()]
+        .iter()
+        .any(|&len| len != n)
+        || columns.bbox.len() != 4 * n
+    {
+        return Err(origin.error(GT_EXPECTED, "columns of different lengths".to_string()));
+    }
+    let mut annotations = Annotations::with_capacity(n);
+    for i in 0..n {
+        let name = record_name(i, Some(columns.id[i]));
+        let bbox = check_bbox(origin, GT_EXPECTED, &name, &columns.bbox[4 * i..4 * i + 4])?;
+        let area = columns.area[i];
+        if !area.is_finite() {
+            return Err(origin.error(GT_EXPECTED, format!("{name} has a non-finite 'area' {area}")));
+        }
+        annotations.id.push(columns.id[i]);
+        annotations.image_id.push(columns.image_id[i]);
+        annotations.category_id.push(columns.category_id[i]);
+        annotations.bbox.push(bbox);
+        annotations.area.push(area);
+        annotations.iscrowd.push(columns.iscrowd[i]);
+        annotations.score.push(f64::NAN);
+    }
+    Ok(CocoDataset {
+        image_ids: columns.image_ids.to_vec(),
+        category_ids: columns.category_ids.to_vec(),
+        annotations,
+        first_without_score: (n > 0).then_some(0),
+    })
+}
+
 /// Parses a results file (a JSON list of bbox detections) against its ground
 /// truth, as pycocotools' `loadRes(path)` does for bbox results.
 pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
