@@ -490,7 +490,7 @@ class COCOeval:
         """Builds ``eval`` (precision, recall, scores) from ``evaluate()``'s matches."""
         print("Accumulating evaluation results...")
         tic = time.time()
-        if not self.evalImgs:
+        if not isinstance(self.evalImgs, _core.CocoEvaluation):
             raise RuntimeError("COCOeval.accumulate(): run evaluate() first")
         if p is None:
             p = self.params
@@ -546,7 +546,7 @@ class COCOeval:
         mind = [i for i, m in enumerate(p.maxDets) if m == maxDets]
         s = self.eval["precision"] if ap == 1 else self.eval["recall"]
         if iouThr is not None:
-            s = s[np.where(iouThr == p.iouThrs)[0]]
+            s = s[np.where(iouThr == np.asarray(p.iouThrs))[0]]
         if category is not None:
             s = s[:, :, category : category + 1] if ap == 1 else s[:, category : category + 1]
         s = s[:, :, :, aind, mind] if ap == 1 else s[:, :, aind, mind]

@@ -267,7 +267,8 @@ class MeanAveragePrecision:
     and ``area`` (Tensor[M]). ``compute()`` returns ``map, map_50, map_75,
     map_small, map_medium, map_large, mar_1, mar_10, mar_100, mar_small,
     mar_medium, mar_large, map_per_class, mar_100_per_class, classes`` as float32
-    tensors (NumPy scalars/arrays when torch is not installed).
+    tensors (``classes`` int32; NumPy arrays when torch is not installed). Inputs
+    may be tensors on any device or NumPy arrays.
 
     Distributed evaluation: the state is plain per-image NumPy arrays. Gather every
     rank's ``state_dict()`` (``torch.distributed.all_gather_object``) and call
@@ -311,7 +312,6 @@ class MeanAveragePrecision:
         self.max_detection_thresholds = sorted(int(m) for m in (max_detection_thresholds or [1, 10, 100]))
         self.class_metrics = bool(class_metrics)
         self.average = average
-        self._tensors = False
         self.reset()
 
     def reset(self) -> None:
@@ -346,7 +346,6 @@ class MeanAveragePrecision:
             for which, item, keys in (("preds", p, ("boxes", "scores", "labels")), ("target", t, ("boxes", "labels"))):
                 if not isinstance(item, dict) or any(k not in item for k in keys):
                     raise ValueError(f"{f}(): argument '{which}': expected dicts with keys {list(keys)}, got {item!r:.80} at index {i}")
-            self._tensors = self._tensors or hasattr(p["boxes"], "detach")
             det_boxes = _to_xywh(self._box_array(f, "preds", i, p["boxes"]), self.box_format)
             det_scores = _numpy(p["scores"]).reshape(-1)
             det_labels = _numpy(p["labels"]).reshape(-1)
@@ -466,12 +465,12 @@ class MeanAveragePrecision:
         return {k: self._output(v) for k, v in out.items()}
 
     def _output(self, value: Any) -> Any:
-        """torchmetrics' form: tensors, one-element ones squeezed to scalars."""
+        """torchmetrics' form: tensors (NumPy without torch), one-element ones squeezed."""
         array = np.asarray(value)
         if array.size == 1:
             array = array.reshape(())
-        if self._tensors:
+        try:
             import torch
-
-            return torch.from_numpy(np.array(array))
-        return array
+        except ImportError:
+            return array
+        return torch.from_numpy(np.array(array))
