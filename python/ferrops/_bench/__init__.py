@@ -23,6 +23,7 @@ import numpy as np
 #: family name -> module defining ``cases(quick)``.
 FAMILIES: dict[str, str] = {
     "boxes": "ferrops._bench.boxes",
+    "detection": "ferrops._bench.detection",
 }
 
 

@@ -179,7 +179,12 @@ def write_set(num_images: int, num_classes: int, dets_per_image: float, director
 _TMP: list[tempfile.TemporaryDirectory] = []
 
 
-def cases(quick: bool, num_images: int = 5000, peers: tuple[str, ...] = ("pycocotools", "ultrafast-pycocotools", "hotcoco", "faster-coco-eval")) -> list[Case]:
+PEERS = ("pycocotools", "ultrafast-pycocotools", "hotcoco", "faster-coco-eval")
+
+
+def cases(quick: bool, num_images: int = 5000, peers: tuple[str, ...] = PEERS, with_memory: bool = True) -> list[Case]:
+    """One row per peer on the full-size set (``ferrops bench``); ``benches/`` runs
+    a smaller set because pycocotools takes tens of seconds on the full one."""
     from ferrops import coco as ferrops_coco
 
     tmp = tempfile.TemporaryDirectory(prefix="ferrops-bench-det-")
@@ -188,6 +193,15 @@ def cases(quick: bool, num_images: int = 5000, peers: tuple[str, ...] = ("pycoco
     ours = _pipeline(ferrops_coco, ferrops_coco, gt_path, dt_path)
     size = f"{num_images} img, 80 cls, {20 * num_images // 1000}k det"
     targets = {"pycocotools": 100.0, "ultrafast-pycocotools": 1.2}
+
+    def memory_note(name: str) -> Callable[[float], str]:
+        def note(_: float) -> str:
+            ours_mb, theirs_mb = peak_memory_mb("ferrops", gt_path, dt_path), peak_memory_mb(name, gt_path, dt_path)
+            fmt = lambda mb: "n/a" if mb is None else f"{mb:.0f} MiB"  # noqa: E731
+            return f"peak RSS +{fmt(ours_mb)} vs +{fmt(theirs_mb)}"
+
+        return note
+
     return [
         Case(
             family="detection",
@@ -198,6 +212,40 @@ def cases(quick: bool, num_images: int = 5000, peers: tuple[str, ...] = ("pycoco
             peer=_peer(name, gt_path, dt_path),
             difference=max_abs_difference,
             target=targets.get(name),
+            note=memory_note(name) if with_memory else None,
         )
         for name in peers
     ]
+
+
+_PEAK_SCRIPT = """
+import contextlib, io, sys
+from ferrops._bench.detection import _peer, _pipeline
+def rss(field):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(field))
+name, gt, dt = sys.argv[1:4]
+if name == "ferrops":
+    from ferrops import coco
+    run = _pipeline(coco, coco, gt, dt)
+else:
+    run = _peer(name, gt, dt)
+before = rss("VmRSS:")
+run()
+print((rss("VmHWM:") - before) / 1024)
+"""
+
+
+def peak_memory_mb(name: str, gt_path: str, dt_path: str) -> float | None:
+    """Peak RSS growth (MiB) of one pipeline run in a fresh process, after imports;
+    None where /proc is not available or the peer is not installed."""
+    import subprocess
+    import sys
+
+    if not os.path.exists("/proc/self/status"):
+        return None
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, name, gt_path, dt_path], capture_output=True, text=True)
+    try:
+        return float(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
