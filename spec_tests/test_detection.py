@@ -599,3 +599,33 @@ def test_pr_curves(files):
     assert np.array_equal(curves["recall"], ev.params.recThrs)
     with pytest.raises(ValueError, match="pr_curves.*'area'"):
         pr_curves(ev, area="tiny")
+
+
+@pytest.mark.spec("DET-COCO")
+def test_cli_coco_eval(files, tmp_path, capsys):
+    from ferrops.cli import main
+
+    gt_path, dt_path, _, _ = files
+    out = tmp_path / "stats.json"
+    assert main(["coco-eval", gt_path, dt_path, "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    reference = _run(pycoco, pycocoeval, gt_path, dt_path)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        reference.summarize()
+    assert lines == printed.getvalue().splitlines()
+    report = json.loads(out.read_text())
+    assert list(report["stats"].values()) == reference.stats.tolist()
+    assert main(["coco-eval", gt_path, str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
+
+
+@pytest.mark.spec("DET-COCO")
+def test_cli_plot(files, tmp_path):
+    pytest.importorskip("matplotlib")
+    from ferrops.cli import main
+
+    gt_path, dt_path, _, _ = files
+    png = tmp_path / "pr.png"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["coco-eval", gt_path, dt_path, "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
