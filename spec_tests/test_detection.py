@@ -629,3 +629,21 @@ def test_cli_plot(files, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["coco-eval", gt_path, dt_path, "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.spec("DET-COCO")
+def test_numbers_parse_exactly_as_python_json(tmp_path):
+    """Every float of the JSON reaches the evaluation as Python's json reads it
+    (correctly rounded), so results cannot drift from pycocotools by an ulp."""
+    rng = np.random.default_rng(5)
+    n = 20000
+    values = np.concatenate([rng.uniform(0, 1000, n), rng.random(n) * 10.0 ** rng.integers(-12, 12, n)])
+    records = [_det(1, 1, (float(v), 0.5, float(w), 2.0), float(v)) for v, w in zip(values, values[::-1])]
+    path = tmp_path / "floats.json"
+    path.write_text(json.dumps(records))
+    gt = _quiet(fcoco.COCO, _tiny_gt([_ann(1, 1, 1, (0, 0, 5, 5))]))
+    res = _quiet(gt.loadRes, str(path))
+    loaded = json.loads(path.read_text())
+    columns = res._data.columns()
+    assert np.array_equal(columns["score"], [r["score"] for r in loaded])
+    assert np.array_equal(columns["bbox"], [r["bbox"] for r in loaded])

@@ -415,6 +415,19 @@ class Params:
         self.useCats = 1
 
 
+def _snapshot(p: Params) -> Params:
+    """A copy of the parameters evaluate() ran with. pycocotools deep-copies; the
+    values are immutable numbers, so copying the containers is enough (and far
+    cheaper than deep-copying thousands of NumPy scalars)."""
+    q = copy.copy(p)
+    for name, value in vars(p).items():
+        if isinstance(value, np.ndarray):
+            setattr(q, name, value.copy())
+        elif isinstance(value, list):
+            setattr(q, name, [list(v) if isinstance(v, list) else copy.deepcopy(v) if isinstance(v, dict) else v for v in value])
+    return q
+
+
 def _int_ids(name: str, ids: Any) -> np.ndarray:
     array = np.asarray(ids)
     if array.size == 0:
@@ -483,7 +496,7 @@ class COCOeval:
             np.ascontiguousarray(area_rngs),
             int(p.maxDets[-1]),
         )
-        self._paramsEval = copy.deepcopy(self.params)
+        self._paramsEval = _snapshot(self.params)
         print(f"DONE (t={time.time() - tic:0.2f}s).")
 
     def accumulate(self, p: Params | None = None) -> None:

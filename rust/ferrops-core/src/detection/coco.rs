@@ -5,8 +5,10 @@
 //! Records keep their file order: pycocotools' results depend on it (ties in
 //! score, the order of ground truth in an image).
 
+use rayon::prelude::*;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::error::{FerropsError, Result};
 
@@ -101,11 +103,81 @@ struct RawId {
     id: Option<i64>,
 }
 
+/// The top level of a ground-truth file; the annotations are kept as raw JSON
+/// and parsed in parallel by [`parse_records`].
 #[derive(Deserialize)]
-struct RawGroundTruth {
+struct RawGroundTruth<'a> {
     images: Option<Vec<RawId>>,
-    annotations: Option<Vec<RawAnnotation>>,
+    #[serde(borrow)]
+    annotations: Option<&'a RawValue>,
     categories: Option<Vec<RawId>>,
+}
+
+/// The byte ranges of the elements of a JSON array (`[...]`, surrounding
+/// whitespace allowed), found by tracking strings and nesting; `None` if the
+/// text is not a well-formed array at this level (the serial parser then reports
+/// the error).
+fn array_elements(json: &[u8]) -> Option<Vec<(usize, usize)>> {
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let open = json.iter().position(|&b| !is_space(b))?;
+    if json[open] != b'[' {
+        return None;
+    }
+    let mut elements = Vec::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut start = open + 1;
+    for (i, &b) in json.iter().enumerate().skip(open + 1) {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' if depth > 0 => depth -= 1,
+            b',' | b']' if depth == 0 => {
+                let element = &json[start..i];
+                let first = element.iter().position(|&c| !is_space(c));
+                match (first, b) {
+                    (Some(f), _) => {
+                        let last = element.iter().rposition(|&c| !is_space(c)).unwrap_or(f);
+                        elements.push((start + f, start + last + 1));
+                    }
+                    // `[]`: no element; an empty slot elsewhere is malformed.
+                    (None, b']') if elements.is_empty() => {}
+                    (None, _) => return None,
+                }
+                if b == b']' {
+                    return json[i + 1..].iter().all(|&c| is_space(c)).then_some(elements);
+                }
+                start = i + 1;
+            }
+            b'}' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Parses a JSON array of annotation records, elements in parallel (fixed
+/// chunks, results in order). Any failure re-parses serially, so the error is
+/// serde_json's, with its line and column in the whole text.
+fn parse_records(json: &[u8]) -> std::result::Result<Vec<RawAnnotation>, serde_json::Error> {
+    if let Some(elements) = array_elements(json) {
+        let parsed: std::result::Result<Vec<Vec<RawAnnotation>>, serde_json::Error> = elements
+            .par_chunks(2048)
+            .map(|chunk| chunk.iter().map(|&(s, e)| serde_json::from_slice(&json[s..e])).collect())
+            .collect();
+        if let Ok(chunks) = parsed {
+            return Ok(chunks.into_iter().flatten().collect());
+        }
+    }
+    serde_json::from_slice(json)
 }
 
 /// What the public function and argument are called, for error messages.
@@ -166,7 +238,10 @@ pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
     let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
     let image_ids = ids(origin, "images", raw.images)?;
     let category_ids = ids(origin, "categories", raw.categories)?;
-    let records = raw.annotations.unwrap_or_default();
+    let records = match raw.annotations {
+        Some(text) => parse_records(text.get().as_bytes()).map_err(|e| json_error(origin, GT_EXPECTED, e))?,
+        None => Vec::new(),
+    };
     let mut annotations = Annotations::with_capacity(records.len());
     let mut first_without_score = None;
     for (i, r) in records.into_iter().enumerate() {
@@ -223,7 +298,7 @@ pub fn results_from_columns(
     {
         return Err(origin.error(RES_EXPECTED, "columns of different lengths".to_string()));
     }
-    let known_images: std::collections::HashSet<i64> = ground_truth.image_ids.iter().copied().collect();
+    let known_images: rustc_hash::FxHashSet<i64> = ground_truth.image_ids.iter().copied().collect();
     let mut annotations = Annotations::with_capacity(n);
     for i in 0..n {
         let name = format!("results[{i}]");
@@ -306,7 +381,7 @@ pub fn ground_truth_from_columns(columns: &GroundTruthColumns, origin: &Origin) 
 /// Parses a results file (a JSON list of bbox detections) against its ground
 /// truth, as pycocotools' `loadRes(path)` does for bbox results.
 pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
-    let records: Vec<RawAnnotation> = serde_json::from_slice(json).map_err(|e| json_error(origin, RES_EXPECTED, e))?;
+    let records = parse_records(json).map_err(|e| json_error(origin, RES_EXPECTED, e))?;
     let n = records.len();
     let mut image_id = Vec::with_capacity(n);
     let mut category_id = Vec::with_capacity(n);
@@ -361,6 +436,18 @@ mod tests {
         assert!(err.contains("annotations[0] (id 1) has no 'image_id'"), "{err}");
         let err = parse_ground_truth(b"{", &ORIGIN).unwrap_err().to_string();
         assert!(err.contains("gt.json: invalid JSON"), "{err}");
+    }
+
+    #[test]
+    fn splits_arrays_like_a_parser() {
+        let text = br#" [ {"a": "x,]}\"", "b": [1, {"c": 2}]} ,{}, 3 ] "#;
+        let parts: Vec<&[u8]> = array_elements(text).unwrap().into_iter().map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(parts, vec![&br#"{"a": "x,]}\"", "b": [1, {"c": 2}]}"#[..], b"{}", b"3"]);
+        assert_eq!(array_elements(b"[]").unwrap(), vec![]);
+        assert!(array_elements(b"[1,,2]").is_none());
+        assert!(array_elements(b"[1, 2").is_none());
+        assert!(array_elements(b"[1] x").is_none());
+        assert!(array_elements(b"{}").is_none());
     }
 
     #[test]

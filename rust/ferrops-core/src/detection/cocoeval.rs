@@ -13,9 +13,8 @@
 //! computed by one task from its own data, so results do not depend on the
 //! thread count.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::coco::CocoDataset;
 use crate::error::{FerropsError, Result};
@@ -151,7 +150,7 @@ fn last_record_of_each_id(ids: &[i64]) -> Option<Vec<u32>> {
     if ids.windows(2).all(|w| w[0] < w[1]) {
         return None;
     }
-    let mut last: HashMap<i64, u32> = HashMap::with_capacity(ids.len());
+    let mut last: HashMap<i64, u32> = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
     for (j, &id) in ids.iter().enumerate() {
         last.insert(id, j as u32);
     }
@@ -174,23 +173,33 @@ fn buckets(
     let ann = &dataset.annotations;
     let num_images = img_ids.len();
     let image_pos: HashMap<i64, usize> = img_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let mut per_image: Vec<Vec<u32>> = vec![Vec::new(); num_images];
-    for (j, image_id) in ann.image_id.iter().enumerate() {
-        if let Some(&i) = image_pos.get(image_id) {
-            per_image[i].push(j as u32);
+    // Records grouped by image position, file order within an image (a counting sort).
+    let positions: Vec<Option<usize>> = ann.image_id.iter().map(|id| image_pos.get(id).copied()).collect();
+    let mut starts = vec![0usize; num_images + 1];
+    for &i in positions.iter().flatten() {
+        starts[i + 1] += 1;
+    }
+    for i in 0..num_images {
+        starts[i + 1] += starts[i];
+    }
+    let mut by_image = vec![0u32; starts[num_images]];
+    let mut cursor = starts.clone();
+    for (j, position) in positions.iter().enumerate() {
+        if let Some(i) = *position {
+            by_image[cursor[i]] = j as u32;
+            cursor[i] += 1;
         }
     }
     let resolve = last_record_of_each_id(&ann.id);
-    let mut placed: Vec<(u32, u32)> = Vec::with_capacity(ann.len());
-    for records in &per_image {
-        for &j in records {
-            if filter_cats && !distinct_cats.contains_key(&ann.category_id[j as usize]) {
-                continue;
-            }
-            let r = resolve.as_ref().map_or(j, |map| map[j as usize]) as usize;
-            if let (Some(&i), Some(&c)) = (image_pos.get(&ann.image_id[r]), distinct_cats.get(&ann.category_id[r])) {
-                placed.push(((c * num_images + i) as u32, r as u32));
-            }
+    let mut placed: Vec<(u32, u32)> = Vec::with_capacity(by_image.len());
+    for &j in &by_image {
+        if filter_cats && !distinct_cats.contains_key(&ann.category_id[j as usize]) {
+            continue;
+        }
+        let r = resolve.as_ref().map_or(j, |map| map[j as usize]) as usize;
+        let i = if r == j as usize { positions[r] } else { image_pos.get(&ann.image_id[r]).copied() };
+        if let (Some(i), Some(&c)) = (i, distinct_cats.get(&ann.category_id[r])) {
+            placed.push(((c * num_images + i) as u32, r as u32));
         }
     }
     // Counting sort by bucket keeps each bucket's visiting order.
@@ -349,7 +358,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
         ));
     }
     let num_images = params.img_ids.len();
-    let mut distinct_cats: HashMap<i64, usize> = HashMap::new();
+    let mut distinct_cats: HashMap<i64, usize> = HashMap::default();
     for &c in params.cat_ids {
         let next = distinct_cats.len();
         distinct_cats.entry(c).or_insert(next);
@@ -432,13 +441,21 @@ struct Cell {
 /// Reused buffers of one accumulate task.
 #[derive(Default)]
 struct AccScratch {
-    /// (score, entry, detection), stably sorted by score.
+    /// (score, position in `codes`, detection index in its unit), stably sorted
+    /// by score.
     sorted: Vec<(f64, u32, u32)>,
+    /// The `[T]` outcomes of the gathered detections, in concatenation order: a
+    /// small contiguous copy, so the score-ordered walks stay in cache.
+    codes: Vec<u8>,
+    /// The units `sorted` was built from (their score slices), to reuse the sort
+    /// across area ranges that read the same units.
+    sorted_units: Vec<*const f64>,
     /// The picks of one maxDets value, in the same order.
     picks: Vec<(f64, u32, u32)>,
-    codes: Vec<u8>,
-    rc: Vec<f64>,
-    pr: Vec<f64>,
+    /// Per threshold: the positions of the true positives and their precision.
+    tp_at: Vec<Vec<(u32, f64)>>,
+    /// Suffix maxima of those precisions (the right-to-left envelope).
+    envelope: Vec<f64>,
 }
 
 /// Gathers the entries of one (category, area) pair, as pycocotools indexes
@@ -462,7 +479,13 @@ fn gather<'e>(
                 format!("an index {flat} past the {} evaluated entries", evaluation.len()),
             ));
         }
-        if let Some(entry) = evaluation.entry(flat) {
+        // Within the (k0, a0) block the unit is found without decoding `flat`.
+        let entry = if i < num_images && a0 < num_areas {
+            evaluation.unit(k0 * num_images + i).map(|u| (u, a0))
+        } else {
+            evaluation.entry(flat)
+        };
+        if let Some(entry) = entry {
             entries.push(entry);
         }
     }
@@ -471,22 +494,33 @@ fn gather<'e>(
 }
 
 /// One cell from the picks of its maxDets value (`s.picks`, sorted by score).
-fn accumulate_cell(
-    evaluation: &Evaluation,
-    p: &AccumulateParams,
-    entries: &[(UnitView<'_>, usize)],
-    positives: u64,
-    s: &mut AccScratch,
-) -> Cell {
+///
+/// pycocotools computes `rc = tp / npig` and `pr = tp / (tp + fp + eps)` at every
+/// detection, takes the right-to-left maximum of `pr` and reads it at
+/// `searchsorted(rc, recThrs, "left")`. The same numbers with less work: `rc` only
+/// grows at true positives, so the index found for a recall threshold is the
+/// first detection (index 0) or a true positive, found from the least true
+/// positive count whose `count / npig` (same division) reaches the threshold;
+/// and `pr` only grows at true positives, so the envelope at a true positive is
+/// the largest `pr` of the true positives from there on (at index 0 without a
+/// true positive `pr` is 0).
+fn accumulate_cell(evaluation: &Evaluation, p: &AccumulateParams, positives: u64, s: &mut AccScratch) -> Cell {
     let (num_thr, num_rec, nd) = (evaluation.num_thresholds, p.rec_thrs.len(), s.picks.len());
-    // Outcomes in pick order, one contiguous row per threshold.
-    s.codes.clear();
-    s.codes.resize(num_thr * nd, 0);
-    for (j, &(_, e, d)) in s.picks.iter().enumerate() {
-        let (u, area) = entries[e as usize];
-        let at = (area * u.scores.len() + d as usize) * num_thr;
-        for (t, &code) in u.codes[at..at + num_thr].iter().enumerate() {
-            s.codes[t * nd + j] = code;
+    s.tp_at.resize_with(num_thr, Vec::new);
+    s.tp_at.iter_mut().for_each(Vec::clear);
+    let mut fp = vec![0u32; num_thr];
+    for (j, &(_, position, _)) in s.picks.iter().enumerate() {
+        let at = position as usize * num_thr;
+        for (t, &code) in s.codes[at..at + num_thr].iter().enumerate() {
+            match code {
+                TRUE_POSITIVE => {
+                    let tp = (s.tp_at[t].len() + 1) as f64;
+                    let precision = tp / (f64::from(fp[t]) + tp + f64::EPSILON);
+                    s.tp_at[t].push((j as u32, precision));
+                }
+                FALSE_POSITIVE => fp[t] += 1,
+                _ => {}
+            }
         }
     }
     let mut cell = Cell {
@@ -497,35 +531,37 @@ fn accumulate_cell(
         scores: vec![0.0; num_thr * num_rec],
         recall: vec![0.0; num_thr],
     };
-    let positives = positives as f64;
+    let npig = positives as f64;
     for t in 0..num_thr {
-        s.rc.clear();
-        s.pr.clear();
-        let (mut tp, mut fp) = (0.0f64, 0.0f64);
-        for &code in &s.codes[t * nd..(t + 1) * nd] {
-            match code {
-                TRUE_POSITIVE => tp += 1.0,
-                FALSE_POSITIVE => fp += 1.0,
-                _ => {}
-            }
-            s.rc.push(tp / positives);
-            s.pr.push(tp / (fp + tp + f64::EPSILON));
+        let tps = &s.tp_at[t];
+        let total = tps.len();
+        cell.recall[t] = if nd > 0 { total as f64 / npig } else { 0.0 };
+        s.envelope.clear();
+        s.envelope.resize(total, 0.0);
+        let mut best = f64::NEG_INFINITY;
+        for q in (0..total).rev() {
+            best = if tps[q].1 > best { tps[q].1 } else { best };
+            s.envelope[q] = best;
         }
-        cell.recall[t] = s.rc.last().copied().unwrap_or(0.0);
-        for i in (1..nd).rev() {
-            if s.pr[i] > s.pr[i - 1] {
-                s.pr[i - 1] = s.pr[i];
-            }
-        }
-        // NumPy's searchsorted(rc, recThrs, side="left"); the first recall
-        // threshold past the last detection ends the fill (pycocotools' bare
-        // `except`), later ones stay 0 even if reachable.
         for (r, &thr) in p.rec_thrs.iter().enumerate() {
-            let pi = s.rc.partition_point(|&x| x < thr);
-            if pi >= nd {
+            // Least true-positive count v with v / npig >= thr, if any (<= total).
+            let (mut lo, mut hi) = (0usize, total + 1);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if (mid as f64 / npig) < thr {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if lo > total || nd == 0 {
                 break;
             }
-            cell.precision[t * num_rec + r] = s.pr[pi];
+            let (pi, precision) = match lo {
+                0 => (0, s.envelope.first().copied().unwrap_or(0.0)),
+                v => (tps[v - 1].0 as usize, s.envelope[v - 1]),
+            };
+            cell.precision[t * num_rec + r] = precision;
             cell.scores[t * num_rec + r] = s.picks[pi].0;
         }
     }
@@ -533,8 +569,9 @@ fn accumulate_cell(
 }
 
 /// All cells of one output category: per area range one gather and one stable
-/// sort (at the largest maxDets); each maxDets keeps its detections in that order,
-/// which is the order a stable sort of that subset gives.
+/// sort at the largest maxDets (reused while the area ranges read the same
+/// units); each maxDets keeps its detections in that order, which is the order a
+/// stable sort of that subset gives.
 fn accumulate_category(evaluation: &Evaluation, p: &AccumulateParams, k: usize) -> Result<Vec<Cell>> {
     let mut entries = Vec::new();
     let mut s = AccScratch::default();
@@ -542,15 +579,31 @@ fn accumulate_category(evaluation: &Evaluation, p: &AccumulateParams, k: usize) 
     let widest = p.m_list.iter().copied().max().unwrap_or(0);
     for a in 0..p.a_list.len() {
         let Some(positives) = gather(evaluation, p, p.k_list[k], p.a_list[a], &mut entries)? else { continue };
-        s.sorted.clear();
-        for (e, (u, _)) in entries.iter().enumerate() {
-            s.sorted.extend(u.scores.iter().take(widest).enumerate().map(|(d, &score)| (score, e as u32, d as u32)));
+        let same_units = s.sorted_units.len() == entries.len()
+            && s.sorted_units.iter().zip(&entries).all(|(&ptr, (u, _))| std::ptr::eq(ptr, u.scores.as_ptr()));
+        let num_thr = evaluation.num_thresholds;
+        s.codes.clear();
+        for (u, area) in &entries {
+            let kept = u.scores.len().min(widest);
+            let at = area * u.scores.len() * num_thr;
+            s.codes.extend_from_slice(&u.codes[at..at + kept * num_thr]);
         }
-        s.sorted.sort_by(|x, y| descending(x.0, y.0));
+        if !same_units {
+            s.sorted.clear();
+            for (u, _) in &entries {
+                let base = s.sorted.len() as u32;
+                s.sorted.extend(
+                    u.scores.iter().take(widest).enumerate().map(|(d, &score)| (score, base + d as u32, d as u32)),
+                );
+            }
+            s.sorted.sort_by(|x, y| descending(x.0, y.0));
+            s.sorted_units.clear();
+            s.sorted_units.extend(entries.iter().map(|(u, _)| u.scores.as_ptr()));
+        }
         for (m, &max_det) in p.m_list.iter().enumerate() {
             s.picks.clear();
             s.picks.extend(s.sorted.iter().filter(|pick| (pick.2 as usize) < max_det));
-            let mut cell = accumulate_cell(evaluation, p, &entries, positives, &mut s);
+            let mut cell = accumulate_cell(evaluation, p, positives, &mut s);
             (cell.k, cell.a, cell.m) = (k, a, m);
             cells.push(cell);
         }
@@ -579,9 +632,11 @@ pub fn accumulate(evaluation: &Evaluation, p: &AccumulateParams) -> Result<Accum
     let mut precision = vec![-1.0; t_n * r_n * k_n * a_n * m_n];
     let mut scores = precision.clone();
     let mut recall = vec![-1.0; t_n * k_n * a_n * m_n];
-    for cell in tasks.iter().flatten() {
-        let (k, a, m) = (cell.k, cell.a, cell.m);
-        for t in 0..t_n {
+    // Threshold-major, so the writes of one threshold stay within a cache-sized
+    // slab of the outputs.
+    for t in 0..t_n {
+        for cell in tasks.iter().flatten() {
+            let (k, a, m) = (cell.k, cell.a, cell.m);
             recall[((t * k_n + k) * a_n + a) * m_n + m] = cell.recall[t];
             for r in 0..r_n {
                 let at = (((t * r_n + r) * k_n + k) * a_n + a) * m_n + m;
