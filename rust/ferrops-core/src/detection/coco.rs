@@ -48,15 +48,45 @@ impl Annotations {
     }
 }
 
+/// The fields evaluation reads of one annotation, in one cache line: matching
+/// visits annotations in image order, not file order, and one line per record
+/// costs one miss where the columns cost five.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[repr(C, align(64))]
+pub struct Packed {
+    pub bbox: [f64; 4],
+    pub area: f64,
+    pub score: f64,
+    pub id: i64,
+    pub crowd: bool,
+}
+
 /// A parsed dataset: image and category ids in file order, and the annotations.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CocoDataset {
     pub image_ids: Vec<i64>,
     pub category_ids: Vec<i64>,
     pub annotations: Annotations,
+    /// The annotations' evaluation fields, record by record.
+    pub packed: Vec<Packed>,
     /// The first annotation without a score, if any (such a dataset cannot be
     /// evaluated as detections).
     pub first_without_score: Option<usize>,
+}
+
+impl CocoDataset {
+    fn new(
+        image_ids: Vec<i64>,
+        category_ids: Vec<i64>,
+        annotations: Annotations,
+        first_without_score: Option<usize>,
+    ) -> Self {
+        let a = &annotations;
+        let packed = (0..a.len())
+            .map(|j| Packed { bbox: a.bbox[j], area: a.area[j], score: a.score[j], id: a.id[j], crowd: a.iscrowd[j] })
+            .collect();
+        CocoDataset { image_ids, category_ids, annotations, packed, first_without_score }
+    }
 }
 
 /// `iscrowd` as written by COCO tools: 0/1 or false/true.
@@ -267,7 +297,7 @@ pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
         annotations.iscrowd.push(r.iscrowd.is_some_and(|f| f.0));
         annotations.score.push(score);
     }
-    Ok(CocoDataset { image_ids, category_ids, annotations, first_without_score })
+    Ok(CocoDataset::new(image_ids, category_ids, annotations, first_without_score))
 }
 
 /// Detection results as columns: `bbox` is `[N, 4]` row-major `[x, y, w, h]`.
@@ -323,12 +353,7 @@ pub fn results_from_columns(
         annotations.iscrowd.push(false);
         annotations.score.push(score);
     }
-    Ok(CocoDataset {
-        image_ids: ground_truth.image_ids.clone(),
-        category_ids: ground_truth.category_ids.clone(),
-        annotations,
-        first_without_score: None,
-    })
+    Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None))
 }
 
 /// Ground truth as columns (`bbox` `[N, 4]` row-major `[x, y, w, h]`), for
@@ -370,12 +395,7 @@ pub fn ground_truth_from_columns(columns: &GroundTruthColumns, origin: &Origin) 
         annotations.iscrowd.push(columns.iscrowd[i]);
         annotations.score.push(f64::NAN);
     }
-    Ok(CocoDataset {
-        image_ids: columns.image_ids.to_vec(),
-        category_ids: columns.category_ids.to_vec(),
-        annotations,
-        first_without_score: (n > 0).then_some(0),
-    })
+    Ok(CocoDataset::new(columns.image_ids.to_vec(), columns.category_ids.to_vec(), annotations, (n > 0).then_some(0)))
 }
 
 /// Parses a results file (a JSON list of bbox detections) against its ground

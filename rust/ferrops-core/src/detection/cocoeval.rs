@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
-use super::coco::CocoDataset;
+use super::coco::{CocoDataset, Packed as Record};
 use crate::error::{FerropsError, Result};
 
 /// What `evaluate` needs of pycocotools' `Params` (after its normalisation:
@@ -241,18 +241,23 @@ fn check_params(params: &EvalParams) -> Result<()> {
 /// Reused buffers of one task.
 #[derive(Default)]
 struct Scratch {
-    dts: Vec<u32>,
+    /// (score, record) of the unit's detections, sorted by score.
+    dts: Vec<(f64, u32)>,
+    det: Vec<Record>,
+    /// Ground truth in unit order, then in matching order (not ignored first).
+    gt: Vec<Record>,
+    sorted_gt: Vec<Record>,
+    /// `[D, G]` IoU in unit order, then with columns in matching order.
     ious: Vec<f64>,
-    order: Vec<usize>,
-    ignored: Vec<bool>,
+    sorted_ious: Vec<f64>,
     matched_by: Vec<i64>,
 }
 
 /// Matches one unit's detections to its ground truth at every threshold and area
 /// range (pycocotools' `computeIoU` + `evaluateImg`), appending to `chunk`.
 fn evaluate_unit(
-    gt: &CocoDataset,
-    dt: &CocoDataset,
+    gt_ann: &[Record],
+    dt_ann: &[Record],
     gts: &[u32],
     dts_in: &[u32],
     params: &EvalParams,
@@ -263,19 +268,21 @@ fn evaluate_unit(
         chunk.units.push(None);
         return;
     }
-    let (g_ann, d_ann) = (&gt.annotations, &dt.annotations);
-    let Scratch { dts, ious, order, ignored, matched_by } = scratch;
+    let Scratch { dts, det, gt, sorted_gt, ious, sorted_ious, matched_by } = scratch;
     dts.clear();
-    dts.extend_from_slice(dts_in);
-    dts.sort_by(|&a, &b| descending(d_ann.score[a as usize], d_ann.score[b as usize]));
+    dts.extend(dts_in.iter().map(|&d| (dt_ann[d as usize].score, d)));
+    dts.sort_by(|a, b| descending(a.0, b.0));
     dts.truncate(params.max_det);
-    let (num_dt, num_gt, num_thr) = (dts.len(), gts.len(), params.iou_thrs.len());
+    det.clear();
+    det.extend(dts.iter().map(|&(_, d)| dt_ann[d as usize]));
+    gt.clear();
+    gt.extend(gts.iter().map(|&g| gt_ann[g as usize]));
+    let (num_dt, num_gt, num_thr) = (det.len(), gt.len(), params.iou_thrs.len());
 
     ious.clear();
     if num_gt > 0 {
-        for &d in dts.iter() {
-            let db = &d_ann.bbox[d as usize];
-            ious.extend(gts.iter().map(|&g| bbox_iou(db, &g_ann.bbox[g as usize], g_ann.iscrowd[g as usize])));
+        for d in det.iter() {
+            ious.extend(gt.iter().map(|g| bbox_iou(&d.bbox, &g.bbox, g.crowd)));
         }
     }
 
@@ -285,18 +292,24 @@ fn evaluate_unit(
         codes_at: chunk.codes.len() as u32,
         positives_at: chunk.positives.len() as u32,
     }));
-    chunk.scores.extend(dts.iter().map(|&d| d_ann.score[d as usize]));
+    chunk.scores.extend(dts.iter().map(|&(score, _)| score));
     matched_by.clear();
     matched_by.resize(num_gt, 0);
     for rng in params.area_rngs {
         let outside = |area: f64| area < rng[0] || area > rng[1];
-        let gt_ignored = |g: usize| g_ann.iscrowd[gts[g] as usize] || outside(g_ann.area[gts[g] as usize]);
-        order.clear();
-        order.extend((0..num_gt).filter(|&g| !gt_ignored(g)));
-        let not_ignored = order.len();
-        order.extend((0..num_gt).filter(|&g| gt_ignored(g)));
-        ignored.clear();
-        ignored.extend((0..num_gt).map(|s| s >= not_ignored));
+        let gt_ignored = |g: &Record| g.crowd || outside(g.area);
+        // Stable: ground truth not ignored first, each group in unit order.
+        sorted_gt.clear();
+        sorted_gt.extend(gt.iter().filter(|g| !gt_ignored(g)));
+        let not_ignored = sorted_gt.len();
+        sorted_gt.extend(gt.iter().filter(|g| gt_ignored(g)));
+        sorted_ious.clear();
+        if num_gt > 0 {
+            for row in ious.chunks_exact(num_gt) {
+                sorted_ious.extend(row.iter().zip(gt.iter()).filter(|(_, g)| !gt_ignored(g)).map(|(v, _)| *v));
+                sorted_ious.extend(row.iter().zip(gt.iter()).filter(|(_, g)| gt_ignored(g)).map(|(v, _)| *v));
+            }
+        }
         chunk.positives.push(not_ignored as u32);
 
         let codes_at = chunk.codes.len();
@@ -304,33 +317,32 @@ fn evaluate_unit(
         let codes = &mut chunk.codes[codes_at..];
         for (t, &thr) in params.iou_thrs.iter().enumerate() {
             matched_by.iter_mut().for_each(|m| *m = 0);
-            for (di, &d) in dts.iter().enumerate() {
+            for (di, d) in det.iter().enumerate() {
                 let mut best = if 1.0 - 1e-10 < thr { 1.0 - 1e-10 } else { thr };
                 let mut matched: Option<usize> = None;
                 if num_gt > 0 {
-                    let row = &ious[di * num_gt..(di + 1) * num_gt];
+                    let row = &sorted_ious[di * num_gt..(di + 1) * num_gt];
                     for s in 0..num_gt {
-                        let g = order[s];
-                        if matched_by[s] > 0 && !g_ann.iscrowd[gts[g] as usize] {
+                        if matched_by[s] > 0 && !sorted_gt[s].crowd {
                             continue;
                         }
-                        if matched.is_some_and(|m| !ignored[m]) && ignored[s] {
+                        // Matched to ground truth that counts: ignored ones cannot replace it.
+                        if matched.is_some_and(|m| m < not_ignored) && s >= not_ignored {
                             break;
                         }
-                        if row[g] < best {
+                        if row[s] < best {
                             continue;
                         }
-                        best = row[g];
+                        best = row[s];
                         matched = Some(s);
                     }
                 }
-                let d = d as usize;
-                let dt_outside = outside(d_ann.area[d]);
+                let dt_outside = outside(d.area);
                 codes[di * num_thr + t] = match matched {
                     Some(s) => {
-                        matched_by[s] = d_ann.id[d];
-                        let gt_id = g_ann.id[gts[order[s]] as usize];
-                        if ignored[s] || (gt_id == 0 && dt_outside) {
+                        matched_by[s] = d.id;
+                        let gt_id = sorted_gt[s].id;
+                        if s >= not_ignored || (gt_id == 0 && dt_outside) {
                             IGNORED
                         } else if gt_id != 0 {
                             TRUE_POSITIVE
@@ -379,7 +391,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
                 if params.use_cats {
                     let gts = &gt_records[bucket(&gt_offsets, u)];
                     let dts = &dt_records[bucket(&dt_offsets, u)];
-                    evaluate_unit(gt, dt, gts, dts, params, &mut scratch, &mut chunk);
+                    evaluate_unit(&gt.packed, &dt.packed, gts, dts, params, &mut scratch, &mut chunk);
                 } else {
                     pooled_gt.clear();
                     pooled_dt.clear();
@@ -388,7 +400,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
                         pooled_gt.extend_from_slice(&gt_records[bucket(&gt_offsets, b)]);
                         pooled_dt.extend_from_slice(&dt_records[bucket(&dt_offsets, b)]);
                     }
-                    evaluate_unit(gt, dt, &pooled_gt, &pooled_dt, params, &mut scratch, &mut chunk);
+                    evaluate_unit(&gt.packed, &dt.packed, &pooled_gt, &pooled_dt, params, &mut scratch, &mut chunk);
                 }
             }
             chunk
