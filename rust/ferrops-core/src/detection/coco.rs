@@ -143,6 +143,18 @@ struct RawGroundTruth<'a> {
     categories: Option<Vec<RawId>>,
 }
 
+/// Whether a byte can change [`array_elements`]' state inside an element
+/// (quotes and brackets); most bytes cannot and are skipped in a tight loop.
+const NESTED_STOP: [bool; 256] = {
+    let mut stop = [false; 256];
+    stop[b'"' as usize] = true;
+    stop[b'[' as usize] = true;
+    stop[b'{' as usize] = true;
+    stop[b']' as usize] = true;
+    stop[b'}' as usize] = true;
+    stop
+};
+
 /// The byte ranges of the elements of a JSON array (`[...]`, surrounding
 /// whitespace allowed), found by tracking strings and nesting; `None` if the
 /// text is not a well-formed array at this level (the serial parser then reports
@@ -153,43 +165,49 @@ fn array_elements(json: &[u8]) -> Option<Vec<(usize, usize)>> {
     if json[open] != b'[' {
         return None;
     }
+    let trimmed = |from: usize, to: usize| -> Option<(usize, usize)> {
+        let element = &json[from..to];
+        let first = element.iter().position(|&c| !is_space(c))?;
+        let last = element.iter().rposition(|&c| !is_space(c))?;
+        Some((from + first, from + last + 1))
+    };
     let mut elements = Vec::new();
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    let mut start = open + 1;
-    for (i, &b) in json.iter().enumerate().skip(open + 1) {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    let (mut depth, mut start, mut i) = (0usize, open + 1, open + 1);
+    while i < json.len() {
+        if depth > 0 {
+            while i < json.len() && !NESTED_STOP[json[i] as usize] {
+                i += 1;
             }
-            continue;
         }
-        match b {
-            b'"' => in_string = true,
+        match *json.get(i)? {
+            b'"' => {
+                // Skip the string: to the next quote not escaped.
+                i += 1;
+                loop {
+                    match json.get(i)? {
+                        b'"' => break,
+                        b'\\' => i += 2,
+                        _ => i += 1,
+                    }
+                }
+            }
             b'[' | b'{' => depth += 1,
             b']' | b'}' if depth > 0 => depth -= 1,
-            b',' | b']' if depth == 0 => {
-                let element = &json[start..i];
-                let first = element.iter().position(|&c| !is_space(c));
-                match (first, b) {
-                    (Some(f), _) => {
-                        let last = element.iter().rposition(|&c| !is_space(c)).unwrap_or(f);
-                        elements.push((start + f, start + last + 1));
-                    }
-                    // `[]`: no element; an empty slot elsewhere is malformed.
-                    (None, b']') if elements.is_empty() => {}
-                    (None, _) => return None,
+            b'}' => return None,
+            close @ (b',' | b']') if depth == 0 => {
+                match trimmed(start, i) {
+                    Some(range) => elements.push(range),
+                    None if close == b']' && elements.is_empty() => {}
+                    None => return None,
                 }
-                if b == b']' {
+                if close == b']' {
                     return json[i + 1..].iter().all(|&c| is_space(c)).then_some(elements);
                 }
                 start = i + 1;
             }
-            b'}' => return None,
             _ => {}
         }
+        i += 1;
     }
     None
 }
