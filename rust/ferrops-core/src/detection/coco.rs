@@ -115,6 +115,46 @@ impl<'de> Deserialize<'de> for Flag {
     }
 }
 
+/// A JSON list of numbers read into a fixed array (no allocation per record);
+/// `len` counts every element, so a wrong length is reported as written.
+#[derive(Debug, Clone, Copy)]
+struct RawBox {
+    values: [f64; 4],
+    len: usize,
+}
+
+impl<'de> Deserialize<'de> for RawBox {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct BoxVisitor;
+        impl<'de> Visitor<'de> for BoxVisitor {
+            type Value = RawBox;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of 4 numbers")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<RawBox, A::Error> {
+                let mut out = RawBox { values: [0.0; 4], len: 0 };
+                while let Some(v) = seq.next_element::<f64>()? {
+                    if out.len < 4 {
+                        out.values[out.len] = v;
+                    }
+                    out.len += 1;
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_seq(BoxVisitor)
+    }
+}
+
+impl RawBox {
+    fn checked(&self, origin: &Origin, expected: &str, record: &str) -> Result<[f64; 4]> {
+        if self.len != 4 {
+            return Err(origin.error(expected, format!("{record} has a 'bbox' of {} numbers instead of 4", self.len)));
+        }
+        check_bbox(origin, expected, record, &self.values)
+    }
+}
+
 /// One annotation as written; every key optional so that a missing one is
 /// reported with the record's index rather than a line and column.
 #[derive(Deserialize)]
@@ -122,7 +162,7 @@ struct RawAnnotation {
     id: Option<i64>,
     image_id: Option<i64>,
     category_id: Option<i64>,
-    bbox: Option<Vec<f64>>,
+    bbox: Option<RawBox>,
     area: Option<f64>,
     iscrowd: Option<Flag>,
     score: Option<f64>,
@@ -298,7 +338,7 @@ pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
         let id = r.id.ok_or_else(|| missing("id"))?;
         let image_id = r.image_id.ok_or_else(|| missing("image_id"))?;
         let category_id = r.category_id.ok_or_else(|| missing("category_id"))?;
-        let bbox = check_bbox(origin, GT_EXPECTED, &name, &r.bbox.ok_or_else(|| missing("bbox"))?)?;
+        let bbox = r.bbox.ok_or_else(|| missing("bbox"))?.checked(origin, GT_EXPECTED, &name)?;
         let area = r.area.unwrap_or(bbox[2] * bbox[3]);
         if !area.is_finite() {
             return Err(origin.error(GT_EXPECTED, format!("{name} has a non-finite 'area' {area}")));
@@ -430,12 +470,12 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
         image_id.push(r.image_id.ok_or_else(|| missing("image_id"))?);
         category_id.push(r.category_id.ok_or_else(|| missing("category_id"))?);
         let b = r.bbox.ok_or_else(|| missing("bbox"))?;
-        if b.len() != 4 {
+        if b.len != 4 {
             return Err(
-                origin.error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len()))
+                origin.error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len))
             );
         }
-        bbox.extend_from_slice(&b);
+        bbox.extend_from_slice(&b.values);
         score.push(r.score.ok_or_else(|| missing("score"))?);
     }
     let columns =

@@ -523,15 +523,18 @@ fn accumulate_cell(evaluation: &Evaluation, p: &AccumulateParams, positives: u64
     let mut fp = vec![0u32; num_thr];
     for (j, &(_, position, _)) in s.picks.iter().enumerate() {
         let at = position as usize * num_thr;
-        for (t, &code) in s.codes[at..at + num_thr].iter().enumerate() {
-            match code {
-                TRUE_POSITIVE => {
-                    let tp = (s.tp_at[t].len() + 1) as f64;
-                    let precision = tp / (f64::from(fp[t]) + tp + f64::EPSILON);
-                    s.tp_at[t].push((j as u32, precision));
-                }
-                FALSE_POSITIVE => fp[t] += 1,
-                _ => {}
+        let row = &s.codes[at..at + num_thr];
+        // Branch-free false-positive counts; true positives are rare, handled apart.
+        let mut any_tp = false;
+        for (count, &code) in fp.iter_mut().zip(row) {
+            *count += u32::from(code == FALSE_POSITIVE);
+            any_tp |= code == TRUE_POSITIVE;
+        }
+        if any_tp {
+            for (t, _) in row.iter().enumerate().filter(|(_, &code)| code == TRUE_POSITIVE) {
+                let tp = (s.tp_at[t].len() + 1) as f64;
+                let precision = tp / (f64::from(fp[t]) + tp + f64::EPSILON);
+                s.tp_at[t].push((j as u32, precision));
             }
         }
     }
