@@ -486,7 +486,7 @@ def test_voc_eval_hand_example():
     det_scores = [0.9, 0.8, 0.7, 0.6]
     gt_img = [0, 1, 1]
     gt_boxes = [[0, 0, 9, 9], [0, 0, 9, 9], [30, 30, 40, 40]]
-    difficult = [False, True, False]
+    difficult = [0, 1, 0]  # 0/1 flags as VOC XML writes them
     rec, prec, ap = voc_eval(det_img, det_boxes, det_scores, gt_img, gt_boxes, difficult, use_07_metric=True)
     np.testing.assert_array_equal(rec, [0.5, 0.5, 0.5, 0.5])
     np.testing.assert_array_equal(prec, [1.0, 0.5, 0.5, 1 / 3])

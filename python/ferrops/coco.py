@@ -471,7 +471,7 @@ class COCOeval:
         print("Running per image evaluation...")
         p = self.params
         if p.useSegm is not None:
-            raise ValueError("COCOeval.evaluate(): argument 'params.useSegm': expected None (bbox only), got {p.useSegm!r}")
+            raise ValueError(f"COCOeval.evaluate(): argument 'params.useSegm': expected None (bbox only), got {p.useSegm!r}")
         if p.iouType != "bbox":
             raise ValueError(f"COCOeval.evaluate(): argument 'params.iouType': expected 'bbox', got {p.iouType!r}")
         if self.cocoGt is None or self.cocoDt is None:

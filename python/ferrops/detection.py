@@ -27,7 +27,7 @@ def _vector(function: str, name: str, x: Any, dtype: Any) -> np.ndarray:
     array = np.asarray(x)
     if array.ndim != 1:
         raise ValueError(f"{function}(): argument '{name}': expected a 1-D array, got shape {array.shape}")
-    if array.size and array.dtype.kind not in ("b" if dtype is bool else "fiub"):
+    if array.size and array.dtype.kind not in ("biu" if dtype is bool else "fiub"):
         raise TypeError(f"{function}(): argument '{name}': expected numbers, got dtype {array.dtype}")
     if dtype is np.int64 and array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
