@@ -157,7 +157,7 @@ impl RawBox {
 
 /// One annotation as written; every key optional so that a missing one is
 /// reported with the record's index rather than a line and column.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RawAnnotation {
     id: Option<i64>,
     image_id: Option<i64>,
@@ -259,13 +259,275 @@ fn parse_records(json: &[u8]) -> std::result::Result<Vec<RawAnnotation>, serde_j
     if let Some(elements) = array_elements(json) {
         let parsed: std::result::Result<Vec<Vec<RawAnnotation>>, serde_json::Error> = elements
             .par_chunks(2048)
-            .map(|chunk| chunk.iter().map(|&(s, e)| serde_json::from_slice(&json[s..e])).collect())
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|&(s, e)| match scan::record(&json[s..e]) {
+                        Some(record) => Ok(record),
+                        None => serde_json::from_slice(&json[s..e]),
+                    })
+                    .collect()
+            })
             .collect();
         if let Ok(chunks) = parsed {
             return Ok(chunks.into_iter().flatten().collect());
         }
     }
     serde_json::from_slice(json)
+}
+
+/// A direct scanner for the common shape of annotation records: a flat object
+/// whose known keys hold numbers (and `bbox` a list of numbers). It returns
+/// `None` for anything else (escaped keys, `null`, a repeated key, a float where
+/// an integer belongs, malformed JSON...), and the caller then uses serde_json,
+/// which accepts or reports exactly as before. Numbers go through the standard
+/// library's correctly rounded parser, as serde_json's `float_roundtrip` does.
+mod scan {
+    use super::{Flag, RawAnnotation, RawBox};
+
+    struct Cursor<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn ws(&mut self) {
+            while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.i += 1;
+            }
+        }
+
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.i).copied()
+        }
+
+        fn eat(&mut self, c: u8) -> Option<()> {
+            (self.peek()? == c).then(|| self.i += 1)
+        }
+
+        fn literal(&mut self, word: &[u8]) -> Option<()> {
+            self.b[self.i..].starts_with(word).then(|| self.i += word.len())
+        }
+
+        /// A key without escapes.
+        fn key(&mut self) -> Option<&'a [u8]> {
+            self.eat(b'"')?;
+            let start = self.i;
+            loop {
+                match self.peek()? {
+                    b'"' => break,
+                    b'\\' => return None,
+                    c if c < 0x20 => return None,
+                    _ => self.i += 1,
+                }
+            }
+            self.i += 1;
+            Some(&self.b[start..self.i - 1])
+        }
+
+        /// The text of a JSON number (validated by its grammar) and whether it is
+        /// an integer.
+        fn number_text(&mut self) -> Option<(&'a str, bool)> {
+            let start = self.i;
+            let _ = self.eat(b'-');
+            match self.peek()? {
+                b'0' => self.i += 1,
+                b'1'..=b'9' => self.digits(),
+                _ => return None,
+            }
+            let mut integer = true;
+            if self.peek() == Some(b'.') {
+                self.i += 1;
+                integer = false;
+                if !self.peek()?.is_ascii_digit() {
+                    return None;
+                }
+                self.digits();
+            }
+            if matches!(self.peek(), Some(b'e' | b'E')) {
+                self.i += 1;
+                integer = false;
+                if matches!(self.peek(), Some(b'+' | b'-')) {
+                    self.i += 1;
+                }
+                if !self.peek()?.is_ascii_digit() {
+                    return None;
+                }
+                self.digits();
+            }
+            Some((std::str::from_utf8(&self.b[start..self.i]).ok()?, integer))
+        }
+
+        fn digits(&mut self) {
+            while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                self.i += 1;
+            }
+        }
+
+        fn int(&mut self) -> Option<i64> {
+            match self.number_text()? {
+                (text, true) => text.parse().ok(),
+                _ => None,
+            }
+        }
+
+        fn float(&mut self) -> Option<f64> {
+            let (text, integer) = self.number_text()?;
+            // Integers convert as serde_json converts them (so "-0" is 0.0, not -0.0).
+            if integer {
+                if let Ok(v) = text.parse::<u64>() {
+                    return Some(v as f64);
+                }
+                if let Ok(v) = text.parse::<i64>() {
+                    return Some(v as f64);
+                }
+            }
+            let value: f64 = text.parse().ok()?;
+            // serde_json rejects numbers beyond f64's range.
+            value.is_finite().then_some(value)
+        }
+
+        fn flag(&mut self) -> Option<Flag> {
+            match self.peek()? {
+                b't' => self.literal(b"true").map(|_| Flag(true)),
+                b'f' => self.literal(b"false").map(|_| Flag(false)),
+                _ => self.int().map(|v| Flag(v != 0)),
+            }
+        }
+
+        fn numbers(&mut self) -> Option<RawBox> {
+            self.eat(b'[')?;
+            let mut out = RawBox { values: [0.0; 4], len: 0 };
+            self.ws();
+            if self.eat(b']').is_some() {
+                return Some(out);
+            }
+            loop {
+                self.ws();
+                let v = self.float()?;
+                if out.len < 4 {
+                    out.values[out.len] = v;
+                }
+                out.len += 1;
+                self.ws();
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        return Some(out);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// Skips any JSON value, checking its grammar.
+        fn skip(&mut self, depth: usize) -> Option<()> {
+            if depth > 64 {
+                return None;
+            }
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    loop {
+                        match self.peek()? {
+                            b'"' => break,
+                            b'\\' => self.i += 2,
+                            c if c < 0x20 => return None,
+                            _ => self.i += 1,
+                        }
+                    }
+                    self.i += 1;
+                    Some(())
+                }
+                open @ (b'[' | b'{') => {
+                    let close = if open == b'[' { b']' } else { b'}' };
+                    self.i += 1;
+                    self.ws();
+                    if self.eat(close).is_some() {
+                        return Some(());
+                    }
+                    loop {
+                        self.ws();
+                        if open == b'{' {
+                            self.skip_string_key()?;
+                            self.ws();
+                            self.eat(b':')?;
+                            self.ws();
+                        }
+                        self.skip(depth + 1)?;
+                        self.ws();
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            c if c == close => {
+                                self.i += 1;
+                                return Some(());
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                b't' => self.literal(b"true"),
+                b'f' => self.literal(b"false"),
+                b'n' => self.literal(b"null"),
+                _ => self.number_text().map(|_| ()),
+            }
+        }
+
+        fn skip_string_key(&mut self) -> Option<()> {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            self.skip(0)
+        }
+    }
+
+    pub(super) fn record(bytes: &[u8]) -> Option<RawAnnotation> {
+        let mut c = Cursor { b: bytes, i: 0 };
+        let mut r = RawAnnotation::default();
+        let mut seen = 0u8;
+        c.ws();
+        c.eat(b'{')?;
+        c.ws();
+        if c.eat(b'}').is_none() {
+            loop {
+                c.ws();
+                let key = c.key()?;
+                c.ws();
+                c.eat(b':')?;
+                c.ws();
+                let bit = match key {
+                    b"id" => (r.id = Some(c.int()?), 1).1,
+                    b"image_id" => (r.image_id = Some(c.int()?), 2).1,
+                    b"category_id" => (r.category_id = Some(c.int()?), 4).1,
+                    b"bbox" => (r.bbox = Some(c.numbers()?), 8).1,
+                    b"area" => (r.area = Some(c.float()?), 16).1,
+                    b"iscrowd" => (r.iscrowd = Some(c.flag()?), 32).1,
+                    b"score" => (r.score = Some(c.float()?), 64).1,
+                    _ => {
+                        c.skip(0)?;
+                        0
+                    }
+                };
+                // serde rejects a repeated field; let it say so.
+                if seen & bit != 0 {
+                    return None;
+                }
+                seen |= bit;
+                c.ws();
+                match c.peek()? {
+                    b',' => c.i += 1,
+                    b'}' => {
+                        c.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        c.ws();
+        (c.i == bytes.len()).then_some(r)
+    }
 }
 
 /// What the public function and argument are called, for error messages.
@@ -526,6 +788,43 @@ mod tests {
         assert!(array_elements(b"[1, 2").is_none());
         assert!(array_elements(b"[1] x").is_none());
         assert!(array_elements(b"{}").is_none());
+    }
+
+    #[test]
+    fn scanner_agrees_with_serde() {
+        let accepted: &[&[u8]] = &[
+            br#"{"image_id": 3, "category_id": -2, "bbox": [1.5, 2e3, 0.1, 7], "score": 0.30000000000000004}"#,
+            br#" {"id":1,"iscrowd":true,"area":12.25,"segmentation":[[1,2.5],{"a":[null,"x\"]"]}],"bbox":[]} "#,
+            br#"{}"#,
+            br#"{"bbox": [1, 2, 3, 4, 5], "iscrowd": 0, "extra": -0.0e-5}"#,
+            br#"{"score": 0, "area": 18446744073709551617, "bbox": [-0.0, 9007199254740993, 1e-320, 0]}"#,
+        ];
+        for text in accepted {
+            let fast = scan::record(text).expect("scanned");
+            let slow: RawAnnotation = serde_json::from_slice(text).unwrap();
+            assert_eq!((fast.id, fast.image_id, fast.category_id), (slow.id, slow.image_id, slow.category_id));
+            assert_eq!(fast.area.map(f64::to_bits), slow.area.map(f64::to_bits));
+            assert_eq!(fast.score.map(f64::to_bits), slow.score.map(f64::to_bits));
+            assert_eq!(fast.iscrowd.map(|f| f.0), slow.iscrowd.map(|f| f.0));
+            assert_eq!(fast.bbox.map(|b| (b.values, b.len)), slow.bbox.map(|b| (b.values, b.len)));
+        }
+        // Python's json reads "-0" as the integer 0, so the score is +0.0 (serde_json: -0.0).
+        assert_eq!(scan::record(br#"{"score": -0}"#).unwrap().score.map(f64::to_bits), Some(0));
+        let declined: &[&[u8]] = &[
+            br#"{"id": 1.0}"#,
+            br#"{"id": 1, "id": 2}"#,
+            br#"{"score": null}"#,
+            br#"{"sc\u006fre": 1}"#,
+            br#"{"bbox": [1,,2]}"#,
+            br#"{"x": [1,}"#,
+            br#"{"score": 01}"#,
+            br#"{"score": 1.}"#,
+            br#"{"score": 1e400}"#,
+            br#"{"score": 1} x"#,
+        ];
+        for text in declined {
+            assert!(scan::record(text).is_none(), "{}", String::from_utf8_lossy(text));
+        }
     }
 
     #[test]
