@@ -271,9 +271,15 @@ class MeanAveragePrecision:
     may be tensors on any device or NumPy arrays.
 
     Distributed evaluation: the state is plain per-image NumPy arrays. Gather every
-    rank's ``state_dict()`` (``torch.distributed.all_gather_object``) and call
-    ``load_state_dict``/``merge_state`` in rank order on one metric, then
-    ``compute()``: the result equals one process seeing the images in that order.
+    rank's ``state_dict()`` and merge them in rank order into one metric; the
+    result equals one process seeing the images in that order::
+
+        states = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(states, metric.state_dict())
+        merged = MeanAveragePrecision(**same_arguments)
+        for state in states:
+            merged.merge_state(state)
+        result = merged.compute()  # on every rank, or only on rank 0
     """
 
     def __init__(

@@ -13,6 +13,8 @@
 //! computed by one task from its own data, so results do not depend on the
 //! thread count.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
@@ -293,6 +295,18 @@ fn evaluate_unit(
         positives_at: chunk.positives.len() as u32,
     }));
     chunk.scores.extend(dts.iter().map(|&(score, _)| score));
+    if num_gt == 0 {
+        // Nothing to match: each detection is a false positive, or ignored
+        // outside the area range, at every threshold.
+        for rng in params.area_rngs {
+            chunk.positives.push(0);
+            for d in det.iter() {
+                let code = if d.area < rng[0] || d.area > rng[1] { IGNORED } else { FALSE_POSITIVE };
+                chunk.codes.extend(std::iter::repeat_n(code, num_thr));
+            }
+        }
+        return;
+    }
     matched_by.clear();
     matched_by.resize(num_gt, 0);
     for rng in params.area_rngs {
@@ -644,20 +658,28 @@ pub fn accumulate(evaluation: &Evaluation, p: &AccumulateParams) -> Result<Accum
     let tasks: Vec<Vec<Cell>> =
         (0..p.k_list.len()).into_par_iter().map(|k| accumulate_category(evaluation, p, k)).collect::<Result<_>>()?;
 
-    let mut precision = vec![-1.0; t_n * r_n * k_n * a_n * m_n];
-    let mut scores = precision.clone();
+    let cells: Vec<&Cell> = tasks.iter().flatten().collect();
+    // One slab per threshold, written in parallel: -1 everywhere, then the cells.
+    let slab = r_n * k_n * a_n * m_n;
+    let spread = |value_of: fn(&Cell) -> &[f64]| {
+        crate::buffer::filled(t_n * slab, |out| {
+            out.par_chunks_mut(slab.max(1)).enumerate().for_each(|(t, part)| {
+                part.fill(MaybeUninit::new(-1.0));
+                for cell in &cells {
+                    let values = &value_of(cell)[t * r_n..(t + 1) * r_n];
+                    for (r, &v) in values.iter().enumerate() {
+                        part[((r * k_n + cell.k) * a_n + cell.a) * m_n + cell.m] = MaybeUninit::new(v);
+                    }
+                }
+            })
+        })
+    };
+    let precision = spread(|cell| &cell.precision);
+    let scores = spread(|cell| &cell.scores);
     let mut recall = vec![-1.0; t_n * k_n * a_n * m_n];
-    // Threshold-major, so the writes of one threshold stay within a cache-sized
-    // slab of the outputs.
-    for t in 0..t_n {
-        for cell in tasks.iter().flatten() {
-            let (k, a, m) = (cell.k, cell.a, cell.m);
-            recall[((t * k_n + k) * a_n + a) * m_n + m] = cell.recall[t];
-            for r in 0..r_n {
-                let at = (((t * r_n + r) * k_n + k) * a_n + a) * m_n + m;
-                precision[at] = cell.precision[t * r_n + r];
-                scores[at] = cell.scores[t * r_n + r];
-            }
+    for cell in &cells {
+        for t in 0..t_n {
+            recall[((t * k_n + cell.k) * a_n + cell.a) * m_n + cell.m] = cell.recall[t];
         }
     }
     Ok(Accumulated { precision, recall, scores, shape: [t_n, r_n, k_n, a_n, m_n] })
