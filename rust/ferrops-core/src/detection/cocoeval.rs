@@ -601,13 +601,28 @@ fn accumulate_cell(evaluation: &Evaluation, p: &AccumulateParams, positives: u64
 /// sort at the largest maxDets (reused while the area ranges read the same
 /// units); each maxDets keeps its detections in that order, which is the order a
 /// stable sort of that subset gives.
-fn accumulate_category(evaluation: &Evaluation, p: &AccumulateParams, k: usize) -> Result<Vec<Cell>> {
+fn accumulate_category(evaluation: &Evaluation, p: &AccumulateParams, k: usize, all_images: bool) -> Result<Vec<Cell>> {
     let mut entries = Vec::new();
     let mut s = AccScratch::default();
     let mut cells = Vec::new();
     let widest = p.m_list.iter().copied().max().unwrap_or(0);
+    let k0 = p.k_list[k];
+    // The usual case (every evaluated image, in order): a category's units are the
+    // same for each area range, so they are looked up once.
+    let units: Option<Vec<UnitView>> = (all_images && k0 * evaluation.num_images < evaluation.num_units)
+        .then(|| (0..evaluation.num_images).filter_map(|i| evaluation.unit(k0 * evaluation.num_images + i)).collect());
     for a in 0..p.a_list.len() {
-        let Some(positives) = gather(evaluation, p, p.k_list[k], p.a_list[a], &mut entries)? else { continue };
+        let a0 = p.a_list[a];
+        let positives = match &units {
+            Some(units) if a0 < evaluation.num_areas => {
+                entries.clear();
+                entries.extend(units.iter().map(|&u| (u, a0)));
+                let positives: u64 = units.iter().map(|u| u64::from(u.positives[a0])).sum();
+                (!entries.is_empty() && positives > 0).then_some(positives)
+            }
+            _ => gather(evaluation, p, k0, a0, &mut entries)?,
+        };
+        let Some(positives) = positives else { continue };
         let same_units = s.sorted_units.len() == entries.len()
             && s.sorted_units.iter().zip(&entries).all(|(&ptr, (u, _))| std::ptr::eq(ptr, u.scores.as_ptr()));
         let num_thr = evaluation.num_thresholds;
@@ -655,8 +670,11 @@ pub fn accumulate(evaluation: &Evaluation, p: &AccumulateParams) -> Result<Accum
             "longer lists",
         ));
     }
-    let tasks: Vec<Vec<Cell>> =
-        (0..p.k_list.len()).into_par_iter().map(|k| accumulate_category(evaluation, p, k)).collect::<Result<_>>()?;
+    let all_images = p.i_list.len() == evaluation.num_images && p.i_list.iter().enumerate().all(|(n, &i)| n == i);
+    let tasks: Vec<Vec<Cell>> = (0..p.k_list.len())
+        .into_par_iter()
+        .map(|k| accumulate_category(evaluation, p, k, all_images))
+        .collect::<Result<_>>()?;
 
     let cells: Vec<&Cell> = tasks.iter().flatten().collect();
     // One slab per threshold, written in parallel: -1 everywhere, then the cells.
