@@ -200,9 +200,19 @@ const NESTED_STOP: [bool; 256] = {
 /// text is not a well-formed array at this level (the serial parser then reports
 /// the error).
 fn array_elements(json: &[u8]) -> Option<Vec<(usize, usize)>> {
-    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let open = json.iter().position(|&b| !is_space(b))?;
-    if json[open] != b'[' {
+    let (elements, end) = array_span(json, open)?;
+    json[end..].iter().all(|&c| is_space(c)).then_some(elements)
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The elements of the array opening at `json[open]`, and the index just past
+/// its closing bracket.
+fn array_span(json: &[u8], open: usize) -> Option<(Vec<(usize, usize)>, usize)> {
+    if *json.get(open)? != b'[' {
         return None;
     }
     let trimmed = |from: usize, to: usize| -> Option<(usize, usize)> {
@@ -241,7 +251,7 @@ fn array_elements(json: &[u8]) -> Option<Vec<(usize, usize)>> {
                     None => return None,
                 }
                 if close == b']' {
-                    return json[i + 1..].iter().all(|&c| is_space(c)).then_some(elements);
+                    return Some((elements, i + 1));
                 }
                 start = i + 1;
             }
@@ -252,26 +262,56 @@ fn array_elements(json: &[u8]) -> Option<Vec<(usize, usize)>> {
     None
 }
 
+/// Parses the given elements of `json` as annotation records, in parallel
+/// (fixed chunks, results in order); `None` if any fails.
+fn parse_elements(json: &[u8], elements: &[(usize, usize)]) -> Option<Vec<RawAnnotation>> {
+    let parsed: std::result::Result<Vec<Vec<RawAnnotation>>, serde_json::Error> = elements
+        .par_chunks(2048)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|&(s, e)| match scan::record(&json[s..e]) {
+                    Some(record) => Ok(record),
+                    None => serde_json::from_slice(&json[s..e]),
+                })
+                .collect()
+        })
+        .collect();
+    parsed.ok().map(|chunks| chunks.into_iter().flatten().collect())
+}
+
+/// A ground-truth file's images, categories and annotation records.
+type GroundTruthParts = (Option<Vec<RawId>>, Option<Vec<RawId>>, Vec<RawAnnotation>);
+
+/// A ground-truth file read without serde's pass over the annotations: the top
+/// level is walked directly and the annotations parsed in parallel. `None` for
+/// anything unusual (escaped or repeated keys, annotations that are not an
+/// array, a record that does not parse); the caller then parses with serde.
+fn ground_truth_direct(json: &[u8]) -> Option<GroundTruthParts> {
+    let members = scan::object_members(json)?;
+    let mut keys: Vec<&[u8]> = members.iter().map(|m| m.0).collect();
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| w[0] == w[1]) {
+        return None;
+    }
+    let (mut images, mut categories, mut records) = (None, None, Vec::new());
+    for (key, start, end, elements) in members {
+        match key {
+            b"images" => images = serde_json::from_slice(&json[start..end]).ok()?,
+            b"categories" => categories = serde_json::from_slice(&json[start..end]).ok()?,
+            b"annotations" => records = parse_elements(json, &elements?)?,
+            _ => {}
+        }
+    }
+    Some((images, categories, records))
+}
+
 /// Parses a JSON array of annotation records, elements in parallel (fixed
 /// chunks, results in order). Any failure re-parses serially, so the error is
 /// serde_json's, with its line and column in the whole text.
 fn parse_records(json: &[u8]) -> std::result::Result<Vec<RawAnnotation>, serde_json::Error> {
-    if let Some(elements) = array_elements(json) {
-        let parsed: std::result::Result<Vec<Vec<RawAnnotation>>, serde_json::Error> = elements
-            .par_chunks(2048)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(|&(s, e)| match scan::record(&json[s..e]) {
-                        Some(record) => Ok(record),
-                        None => serde_json::from_slice(&json[s..e]),
-                    })
-                    .collect()
-            })
-            .collect();
-        if let Ok(chunks) = parsed {
-            return Ok(chunks.into_iter().flatten().collect());
-        }
+    if let Some(records) = array_elements(json).and_then(|elements| parse_elements(json, &elements)) {
+        return Ok(records);
     }
     serde_json::from_slice(json)
 }
@@ -482,6 +522,49 @@ mod scan {
         }
     }
 
+    /// A top-level object member: key, value range, and for an `annotations`
+    /// array its elements (found by the array splitter, not a second pass).
+    type Member<'a> = (&'a [u8], usize, usize, Option<Vec<(usize, usize)>>);
+
+    /// The members of the JSON object that is the whole of `json`.
+    pub(super) fn object_members(json: &[u8]) -> Option<Vec<Member<'_>>> {
+        let mut c = Cursor { b: json, i: 0 };
+        let mut members = Vec::new();
+        c.ws();
+        c.eat(b'{')?;
+        c.ws();
+        if c.eat(b'}').is_none() {
+            loop {
+                c.ws();
+                let key = c.key()?;
+                c.ws();
+                c.eat(b':')?;
+                c.ws();
+                let start = c.i;
+                let mut elements = None;
+                if key == b"annotations" && c.peek()? == b'[' {
+                    let (found, end) = super::array_span(json, start)?;
+                    elements = Some(found);
+                    c.i = end;
+                } else {
+                    c.skip(0)?;
+                }
+                members.push((key, start, c.i, elements));
+                c.ws();
+                match c.peek()? {
+                    b',' => c.i += 1,
+                    b'}' => {
+                        c.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        c.ws();
+        (c.i == json.len()).then_some(members)
+    }
+
     pub(super) fn record(bytes: &[u8]) -> Option<RawAnnotation> {
         let mut c = Cursor { b: bytes, i: 0 };
         let mut r = RawAnnotation::default();
@@ -585,13 +668,19 @@ fn ids(origin: &Origin, what: &str, raw: Option<Vec<RawId>>) -> Result<Vec<i64>>
 /// missing `area` is the box area and a missing `iscrowd` is 0 (pycocotools
 /// would fail on either); `score` is kept when present.
 pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
-    let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
-    let image_ids = ids(origin, "images", raw.images)?;
-    let category_ids = ids(origin, "categories", raw.categories)?;
-    let records = match raw.annotations {
-        Some(text) => parse_records(text.get().as_bytes()).map_err(|e| json_error(origin, GT_EXPECTED, e))?,
-        None => Vec::new(),
+    let (images, categories, records) = match ground_truth_direct(json) {
+        Some(parsed) => parsed,
+        None => {
+            let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
+            let records = match raw.annotations {
+                Some(text) => parse_records(text.get().as_bytes()).map_err(|e| json_error(origin, GT_EXPECTED, e))?,
+                None => Vec::new(),
+            };
+            (raw.images, raw.categories, records)
+        }
     };
+    let image_ids = ids(origin, "images", images)?;
+    let category_ids = ids(origin, "categories", categories)?;
     let mut annotations = Annotations::with_capacity(records.len());
     let mut first_without_score = None;
     for (i, r) in records.into_iter().enumerate() {
@@ -788,6 +877,26 @@ mod tests {
         assert!(array_elements(b"[1, 2").is_none());
         assert!(array_elements(b"[1] x").is_none());
         assert!(array_elements(b"{}").is_none());
+    }
+
+    #[test]
+    fn direct_and_serde_ground_truth_agree() {
+        let direct = br#"{"info": {"x": [1, "]"]}, "images": [{"id": 2, "file_name": "a\"b.jpg"}],
+            "annotations": [{"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 2, 2], "segmentation": [[1, 2]]}],
+            "categories": [{"id": 1}]}"#;
+        // An escaped key makes the direct reader decline; serde reads the same data.
+        let escaped = br#"{"info": {"x": [1, "]"]}, "images": [{"id": 2, "file_name": "a\"b.jpg"}],
+            "annot\u0061tions": [{"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 2, 2], "segmentation": [[1, 2]]}],
+            "categories": [{"id": 1}]}"#;
+        assert!(ground_truth_direct(direct).is_some());
+        assert!(ground_truth_direct(escaped).is_none());
+        const O: Origin = Origin { function: "COCO", argument: "annotation_file", source: "gt.json" };
+        // Compared as text: the missing scores are NaN, which `==` never equates.
+        let read = |json: &[u8]| format!("{:?}", parse_ground_truth(json, &O).unwrap());
+        assert_eq!(read(direct), read(escaped));
+        assert!(ground_truth_direct(br#"{"images": [], "images": []}"#).is_none());
+        assert!(ground_truth_direct(br#"{"annotations": null}"#).is_none());
+        assert_eq!(parse_ground_truth(br#"{"annotations": null}"#, &O).unwrap().annotations.len(), 0);
     }
 
     #[test]
