@@ -83,6 +83,8 @@ impl CocoDataset {
     ) -> Self {
         let a = &annotations;
         let packed = (0..a.len())
+            .into_par_iter()
+            .with_min_len(4096)
             .map(|j| Packed { bbox: a.bbox[j], area: a.area[j], score: a.score[j], id: a.id[j], crowd: a.iscrowd[j] })
             .collect();
         CocoDataset { image_ids, category_ids, annotations, packed, first_without_score }
@@ -738,30 +740,47 @@ pub fn results_from_columns(
         return Err(origin.error(RES_EXPECTED, "columns of different lengths".to_string()));
     }
     let known_images: rustc_hash::FxHashSet<i64> = ground_truth.image_ids.iter().copied().collect();
-    let mut annotations = Annotations::with_capacity(n);
-    for i in 0..n {
+    let problem = |i: usize| -> Option<FerropsError> {
         let name = format!("results[{i}]");
         let image_id = columns.image_id[i];
         if !known_images.contains(&image_id) {
-            return Err(origin.error(
+            return Some(origin.error(
                 RES_EXPECTED,
                 format!("{name} has image_id {image_id}, which is not an image of the ground truth"),
             ));
         }
-        let bbox = check_bbox(origin, RES_EXPECTED, &name, &columns.bbox[4 * i..4 * i + 4])?;
-        let score = columns.score[i];
-        if !score.is_finite() {
-            return Err(origin.error(RES_EXPECTED, format!("{name} has a non-finite 'score' {score}")));
+        if let Err(e) = check_bbox(origin, RES_EXPECTED, &name, &columns.bbox[4 * i..4 * i + 4]) {
+            return Some(e);
         }
-        let area = columns.area.map_or(bbox[2] * bbox[3], |a| a[i]);
-        annotations.id.push(i as i64 + 1);
-        annotations.image_id.push(image_id);
-        annotations.category_id.push(columns.category_id[i]);
-        annotations.bbox.push(bbox);
-        annotations.area.push(area);
-        annotations.iscrowd.push(false);
-        annotations.score.push(score);
+        let score = columns.score[i];
+        (!score.is_finite()).then(|| origin.error(RES_EXPECTED, format!("{name} has a non-finite 'score' {score}")))
+    };
+    // Checked in parallel; the error reported is the first bad record's.
+    let cheap_ok = |i: usize| {
+        let b = &columns.bbox[4 * i..4 * i + 4];
+        known_images.contains(&columns.image_id[i])
+            && b.iter().all(|v| v.is_finite())
+            && b[2] >= 0.0
+            && b[3] >= 0.0
+            && columns.score[i].is_finite()
+    };
+    if let Some(i) = (0..n).into_par_iter().with_min_len(4096).find_first(|&i| !cheap_ok(i)) {
+        return Err(problem(i).expect("a record failing the check has a problem"));
     }
+    let bbox: Vec<[f64; 4]> = columns.bbox.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
+    let area = match columns.area {
+        Some(a) => a.to_vec(),
+        None => bbox.iter().map(|b| b[2] * b[3]).collect(),
+    };
+    let annotations = Annotations {
+        id: (1..=n as i64).collect(),
+        image_id: columns.image_id.to_vec(),
+        category_id: columns.category_id.to_vec(),
+        bbox,
+        area,
+        iscrowd: vec![false; n],
+        score: columns.score.to_vec(),
+    };
     Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None))
 }
 
