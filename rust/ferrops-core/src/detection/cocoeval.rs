@@ -389,8 +389,10 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
         let next = distinct_cats.len();
         distinct_cats.entry(c).or_insert(next);
     }
-    let (gt_offsets, gt_records) = buckets(gt, params.img_ids, &distinct_cats, params.use_cats);
-    let (dt_offsets, dt_records) = buckets(dt, params.img_ids, &distinct_cats, params.use_cats);
+    let ((gt_offsets, gt_records), (dt_offsets, dt_records)) = rayon::join(
+        || buckets(gt, params.img_ids, &distinct_cats, params.use_cats),
+        || buckets(dt, params.img_ids, &distinct_cats, params.use_cats),
+    );
     let bucket = |offsets: &[u32], b: usize| offsets[b] as usize..offsets[b + 1] as usize;
     let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
     let cat_slots: Vec<usize> = params.cat_ids.iter().map(|c| distinct_cats[c]).collect();
