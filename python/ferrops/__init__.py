@@ -7,7 +7,7 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
-from . import _core, attention, boxes, mdp, nn, pooling, segmentation
+from . import _core, attention, boxes, coco, detection, mdp, nn, pooling, segmentation
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
     batched_nms,
@@ -42,6 +42,7 @@ from .pooling import (
     spatial_pyramid_pool,
     sppf,
 )
+from .detection import MeanAveragePrecision, plot_pr_curves, pr_curves, voc_ap, voc_eval
 
 __version__: str = _core.__version__
 
@@ -82,4 +83,5 @@ __all__ = [
     "mdp",
     *segmentation.__all__,
     *pooling.__all__,
+    *detection.__all__,
 ]

@@ -1,4 +1,4 @@
-"""The ``ferrops`` command: ``ferrops info`` and ``ferrops bench``."""
+"""The ``ferrops`` command: ``ferrops info``, ``ferrops bench`` and ``ferrops coco-eval``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,93 @@ def _bench(families: list[str], quick: bool) -> int:
     return 0
 
 
+class _Progress:
+    """Stage progress on stderr, shown only once the work has taken a second."""
+
+    def __init__(self, stages: list[str]) -> None:
+        import threading
+
+        self._stages = stages
+        self._current = 0
+        self._shown = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(1.0, self._show)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _render(self) -> None:
+        done = self._current
+        bar = "#" * (4 * done) + "." * (4 * (len(self._stages) - done))
+        label = self._stages[done] if done < len(self._stages) else "done"
+        print(f"\r[{bar}] {done}/{len(self._stages)} {label:<24}", end="", file=sys.stderr, flush=True)
+
+    def _show(self) -> None:
+        with self._lock:
+            self._shown = True
+            self._render()
+
+    def advance(self) -> None:
+        with self._lock:
+            self._current += 1
+            if self._shown:
+                self._render()
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self._shown:
+                print(file=sys.stderr)
+
+
+_STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
+               "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]  # fmt: skip
+
+
+def _coco_eval(gt_path: str, dt_path: str, json_out: str | None, plot: str | None) -> int:
+    import contextlib
+    import io
+    import json
+
+    import numpy as np
+
+    from ferrops.coco import COCO, COCOeval
+
+    progress = _Progress(["loading ground truth", "loading results", "evaluating", "accumulating"])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(gt_path)
+            progress.advance()
+            dt = gt.loadRes(dt_path)
+            progress.advance()
+            ev = COCOeval(gt, dt, "bbox")
+            ev.evaluate()
+            progress.advance()
+            ev.accumulate()
+            progress.advance()
+    finally:
+        progress.close()
+    ev.summarize()
+    if json_out:
+        precision = ev.eval["precision"][:, :, :, 0, -1]  # area "all", largest maxDets
+        per_class = {}
+        for k, cat in enumerate(ev.params.catIds):
+            valid = precision[:, :, k][precision[:, :, k] > -1]
+            per_class[str(int(cat))] = float(np.mean(valid)) if valid.size else -1.0
+        report = {
+            "ground_truth": gt_path,
+            "results": dt_path,
+            "stats": dict(zip(_STAT_NAMES, (float(v) for v in ev.stats))),
+            "ap_per_category": per_class,
+        }
+        with open(json_out, "w") as f:
+            json.dump(report, f, indent=2)
+    if plot:
+        from ferrops.detection import plot_pr_curves
+
+        plot_pr_curves(ev, plot)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ferrops", description="Fast, spec-checked CPU kernels for ML.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,11 +124,21 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="time each kernel against its peer and print a markdown table")
     bench.add_argument("families", nargs="*", metavar="FAMILY", help="families to run (default: all)")
     bench.add_argument("--quick", action="store_true", help="fewer samples per kernel (same sizes)")
+    coco_eval = commands.add_parser("coco-eval", help="COCO bbox evaluation of a results file (pycocotools' numbers)")
+    coco_eval.add_argument("gt", metavar="GT.json", help="ground-truth annotations (COCO JSON)")
+    coco_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox records)")
+    coco_eval.add_argument("--json", metavar="OUT", help="also write the 12 stats and per-category AP as JSON")
+    coco_eval.add_argument("--plot", metavar="PR.png", help="also plot precision-recall curves (needs matplotlib)")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
             return _info()
+        if args.command == "coco-eval":
+            return _coco_eval(args.gt, args.dt, args.json, args.plot)
         return _bench(args.families, args.quick)
+    except (OSError, ImportError) as exc:
+        print(f"ferrops: {exc}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ FAMILIES: dict[str, str] = {
     "segmentation": "ferrops._bench.segmentation",
     "pooling": "ferrops._bench.pooling",
     "attention": "ferrops._bench.attention",
+    "detection": "ferrops._bench.detection",
 }
 
 

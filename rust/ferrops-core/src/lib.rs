@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod boxes;
 pub mod buffer;
+pub mod detection;
 pub mod error;
 pub mod mdp;
 pub mod parallel;

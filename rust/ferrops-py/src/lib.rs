@@ -5,6 +5,7 @@
 mod attention;
 mod boxes;
 mod convert;
+mod detection;
 mod mdp;
 mod pooling;
 mod run;
@@ -63,5 +64,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     mdp::register(m)?;
     segmentation::register(m)?;
     pooling::register(m)?;
+    detection::register(m)?;
     Ok(())
 }

@@ -1,0 +1,41 @@
+"""pytest-benchmark suite of the detection family: the COCO pipeline (load,
+loadRes, evaluate, accumulate, summarize) of ferrops and each installed peer.
+
+CI runs it on 300 images (pycocotools needs tens of seconds on the 5,000-image
+set); ``ferrops bench detection`` runs the full size and reports peak memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ferrops._bench import detection
+
+CI_IMAGES = 300
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return {case.peer_name: case for case in detection.cases(quick=True, num_images=CI_IMAGES, with_memory=False)}
+
+
+def test_ferrops(benchmark, cases):
+    benchmark.group = "coco-pipeline"
+    stats = benchmark(next(iter(cases.values())).ferrops)
+    assert stats.shape == (12,)
+
+
+@pytest.mark.parametrize("peer", detection.PEERS)
+def test_peer(benchmark, cases, peer):
+    case = cases[peer]
+    if case.peer is None:
+        pytest.skip(f"{peer} is not installed")
+    benchmark.group = "coco-pipeline"
+    theirs = benchmark(case.peer)
+    ours = case.ferrops()
+    # pycocotools is the reference, bit for bit; faster-coco-eval differs in the last bits.
+    if peer == "pycocotools":
+        assert np.array_equal(ours, theirs)
+    else:
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)

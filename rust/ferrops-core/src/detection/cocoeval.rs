@@ -1,0 +1,798 @@
+//! The COCO bbox evaluation, bit for bit pycocotools' `COCOeval` (SPEC DET-COCO),
+//! quirks included: crowd ground truth matched repeatedly with IoU = inter / det
+//! area, ignored ground truth sorted last, stable sorts by score, both ends of an
+//! area range inclusive, a ground truth with id 0 treated as "no match", the
+//! right-to-left precision envelope and `searchsorted(side="left")` at the recall
+//! thresholds, unreached recall points left at 0.
+//!
+//! [`evaluate`] matches the (category, image) units in parallel, in fixed chunks
+//! of [`CHUNK`] units; a chunk keeps, per unit, the kept detections' scores and
+//! one byte per (area range, detection, threshold): true positive, false positive
+//! or ignored. No IoU matrix outlives its unit. [`accumulate`] builds the
+//! precision/recall/score arrays one category per task. Every unit and cell is
+//! computed by one task from its own data, so results do not depend on the
+//! thread count.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap as HashMap;
+
+use super::coco::{CocoDataset, Packed as Record};
+use crate::error::{FerropsError, Result};
+
+/// What `evaluate` needs of pycocotools' `Params` (after its normalisation:
+/// unique sorted image ids, unique sorted category ids when `use_cats`).
+pub struct EvalParams<'a> {
+    pub img_ids: &'a [i64],
+    /// With `use_cats == false`, the ground truth and detections of these
+    /// categories are pooled per image, in this order (repeats included).
+    pub cat_ids: &'a [i64],
+    pub use_cats: bool,
+    pub iou_thrs: &'a [f64],
+    /// `[lo, hi]` per area range, both ends inclusive.
+    pub area_rngs: &'a [[f64; 2]],
+    /// The largest maxDets: detections kept per unit, best scores first.
+    pub max_det: usize,
+}
+
+/// A detection's outcome at one IoU threshold.
+const FALSE_POSITIVE: u8 = 0;
+const TRUE_POSITIVE: u8 = 1;
+const IGNORED: u8 = 2;
+
+/// Units per parallel task; fixed, so the work split is the same for any thread count.
+const CHUNK: usize = 512;
+
+/// Where a unit's results lie in its chunk's buffers.
+#[derive(Debug, Clone, Copy)]
+struct UnitSpan {
+    num_dt: u32,
+    scores_at: u32,
+    codes_at: u32,
+    positives_at: u32,
+}
+
+/// The results of [`CHUNK`] consecutive units, in flat buffers.
+#[derive(Debug, Default)]
+struct Chunk {
+    /// `None` where the unit has neither ground truth nor detections.
+    units: Vec<Option<UnitSpan>>,
+    /// Kept detections' scores, best first (stable), per unit.
+    scores: Vec<f64>,
+    /// Per unit `[A, D, T]` outcomes.
+    codes: Vec<u8>,
+    /// Per unit and area range, the ground truth not ignored.
+    positives: Vec<u32>,
+}
+
+/// One unit's results, borrowed from its chunk.
+#[derive(Clone, Copy)]
+struct UnitView<'a> {
+    scores: &'a [f64],
+    codes: &'a [u8],
+    positives: &'a [u32],
+}
+
+/// The per-unit results of `evaluate`, addressed as pycocotools' `evalImgs`:
+/// category-major, then area range, then image.
+#[derive(Debug)]
+pub struct Evaluation {
+    num_images: usize,
+    num_areas: usize,
+    num_thresholds: usize,
+    num_units: usize,
+    chunks: Vec<Chunk>,
+}
+
+impl Evaluation {
+    pub fn num_thresholds(&self) -> usize {
+        self.num_thresholds
+    }
+
+    /// pycocotools' `len(evalImgs)`.
+    pub fn len(&self) -> usize {
+        self.num_units * self.num_areas
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn unit(&self, u: usize) -> Option<UnitView<'_>> {
+        let chunk = &self.chunks[u / CHUNK];
+        let span = chunk.units[u % CHUNK]?;
+        let d = span.num_dt as usize;
+        let (s, c, p) = (span.scores_at as usize, span.codes_at as usize, span.positives_at as usize);
+        Some(UnitView {
+            scores: &chunk.scores[s..s + d],
+            codes: &chunk.codes[c..c + self.num_areas * d * self.num_thresholds],
+            positives: &chunk.positives[p..p + self.num_areas],
+        })
+    }
+
+    /// The entry at pycocotools' flat `evalImgs` index: a unit and an area range.
+    fn entry(&self, flat: usize) -> Option<(UnitView<'_>, usize)> {
+        let per_category = self.num_areas * self.num_images;
+        let (k, rest) = (flat / per_category, flat % per_category);
+        let (a, i) = (rest / self.num_images, rest % self.num_images);
+        self.unit(k * self.num_images + i).map(|u| (u, a))
+    }
+}
+
+/// pycocotools' bbox IoU (`maskApi.c` `bbIou`) of one detection and one ground
+/// truth, `[x, y, w, h]` boxes; for crowd ground truth the union is the
+/// detection's area.
+#[inline]
+fn bbox_iou(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
+    let w = (d[2] + d[0]).min(g[2] + g[0]) - d[0].max(g[0]);
+    if w <= 0.0 {
+        return 0.0;
+    }
+    let h = (d[3] + d[1]).min(g[3] + g[1]) - d[1].max(g[1]);
+    if h <= 0.0 {
+        return 0.0;
+    }
+    let inter = w * h;
+    let det_area = d[2] * d[3];
+    let union = if crowd { det_area } else { det_area + g[2] * g[3] - inter };
+    inter / union
+}
+
+/// Highest first; -0.0 and 0.0 tie as in NumPy (scores are finite: checked on load).
+#[inline]
+fn descending(a: f64, b: f64) -> std::cmp::Ordering {
+    b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// pycocotools' `loadAnns(getAnnIds(...))` resolves each annotation through its
+/// id, so a repeated id stands for the last record carrying it. `None` when ids
+/// are unique (always for `loadRes` results, whose ids count up).
+fn last_record_of_each_id(ids: &[i64]) -> Option<Vec<u32>> {
+    if ids.windows(2).all(|w| w[0] < w[1]) {
+        return None;
+    }
+    let mut last: HashMap<i64, u32> = HashMap::with_capacity_and_hasher(ids.len(), Default::default());
+    for (j, &id) in ids.iter().enumerate() {
+        last.insert(id, j as u32);
+    }
+    if last.len() == ids.len() {
+        return None;
+    }
+    Some(ids.iter().map(|id| last[id]).collect())
+}
+
+/// pycocotools' `_prepare`: the records of each (category, image) bucket in the
+/// order `getAnnIds` lists them (images in `img_ids` order, file order within
+/// an image). Buckets are indexed `c * num_images + i`, `c` the position of the
+/// category among `distinct_cats`; returned as CSR offsets and record indices.
+fn buckets(
+    dataset: &CocoDataset,
+    img_ids: &[i64],
+    distinct_cats: &HashMap<i64, usize>,
+    filter_cats: bool,
+) -> (Vec<u32>, Vec<u32>) {
+    let ann = &dataset.annotations;
+    let num_images = img_ids.len();
+    let image_pos: HashMap<i64, usize> = img_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    // Records grouped by image position, file order within an image (a counting sort).
+    let positions: Vec<Option<usize>> = ann.image_id.iter().map(|id| image_pos.get(id).copied()).collect();
+    let mut starts = vec![0usize; num_images + 1];
+    for &i in positions.iter().flatten() {
+        starts[i + 1] += 1;
+    }
+    for i in 0..num_images {
+        starts[i + 1] += starts[i];
+    }
+    let mut by_image = vec![0u32; starts[num_images]];
+    let mut cursor = starts.clone();
+    for (j, position) in positions.iter().enumerate() {
+        if let Some(i) = *position {
+            by_image[cursor[i]] = j as u32;
+            cursor[i] += 1;
+        }
+    }
+    let resolve = last_record_of_each_id(&ann.id);
+    let mut placed: Vec<(u32, u32)> = Vec::with_capacity(by_image.len());
+    for &j in &by_image {
+        if filter_cats && !distinct_cats.contains_key(&ann.category_id[j as usize]) {
+            continue;
+        }
+        let r = resolve.as_ref().map_or(j, |map| map[j as usize]) as usize;
+        let i = if r == j as usize { positions[r] } else { image_pos.get(&ann.image_id[r]).copied() };
+        if let (Some(i), Some(&c)) = (i, distinct_cats.get(&ann.category_id[r])) {
+            placed.push(((c * num_images + i) as u32, r as u32));
+        }
+    }
+    // Counting sort by bucket keeps each bucket's visiting order.
+    let num_buckets = distinct_cats.len() * num_images;
+    let mut offsets = vec![0u32; num_buckets + 1];
+    for &(b, _) in &placed {
+        offsets[b as usize + 1] += 1;
+    }
+    for b in 0..num_buckets {
+        offsets[b + 1] += offsets[b];
+    }
+    let mut cursor = offsets.clone();
+    let mut records = vec![0u32; placed.len()];
+    for &(b, r) in &placed {
+        records[cursor[b as usize] as usize] = r;
+        cursor[b as usize] += 1;
+    }
+    (offsets, records)
+}
+
+fn check_params(params: &EvalParams) -> Result<()> {
+    if params.max_det == 0 {
+        return Err(FerropsError::value("COCOeval.evaluate", "params.maxDets", "positive integers", "0"));
+    }
+    if let Some(t) = params.iou_thrs.iter().find(|t| !t.is_finite()) {
+        return Err(FerropsError::value("COCOeval.evaluate", "params.iouThrs", "finite numbers", t.to_string()));
+    }
+    if let Some(r) = params.area_rngs.iter().find(|r| r.iter().any(|v| v.is_nan())) {
+        return Err(FerropsError::value(
+            "COCOeval.evaluate",
+            "params.areaRng",
+            "[lo, hi] pairs of numbers",
+            format!("{r:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reused buffers of one task.
+#[derive(Default)]
+struct Scratch {
+    /// (score, record) of the unit's detections, sorted by score.
+    dts: Vec<(f64, u32)>,
+    det: Vec<Record>,
+    /// Ground truth in unit order, then in matching order (not ignored first).
+    gt: Vec<Record>,
+    sorted_gt: Vec<Record>,
+    /// `[D, G]` IoU in unit order, then with columns in matching order.
+    ious: Vec<f64>,
+    sorted_ious: Vec<f64>,
+    matched_by: Vec<i64>,
+}
+
+/// Matches one unit's detections to its ground truth at every threshold and area
+/// range (pycocotools' `computeIoU` + `evaluateImg`), appending to `chunk`.
+fn evaluate_unit(
+    gt_ann: &[Record],
+    dt_ann: &[Record],
+    gts: &[u32],
+    dts_in: &[u32],
+    params: &EvalParams,
+    scratch: &mut Scratch,
+    chunk: &mut Chunk,
+) {
+    if gts.is_empty() && dts_in.is_empty() {
+        chunk.units.push(None);
+        return;
+    }
+    let Scratch { dts, det, gt, sorted_gt, ious, sorted_ious, matched_by } = scratch;
+    dts.clear();
+    dts.extend(dts_in.iter().map(|&d| (dt_ann[d as usize].score, d)));
+    dts.sort_by(|a, b| descending(a.0, b.0));
+    dts.truncate(params.max_det);
+    det.clear();
+    det.extend(dts.iter().map(|&(_, d)| dt_ann[d as usize]));
+    gt.clear();
+    gt.extend(gts.iter().map(|&g| gt_ann[g as usize]));
+    let (num_dt, num_gt, num_thr) = (det.len(), gt.len(), params.iou_thrs.len());
+
+    ious.clear();
+    if num_gt > 0 {
+        for d in det.iter() {
+            ious.extend(gt.iter().map(|g| bbox_iou(&d.bbox, &g.bbox, g.crowd)));
+        }
+    }
+
+    chunk.units.push(Some(UnitSpan {
+        num_dt: num_dt as u32,
+        scores_at: chunk.scores.len() as u32,
+        codes_at: chunk.codes.len() as u32,
+        positives_at: chunk.positives.len() as u32,
+    }));
+    chunk.scores.extend(dts.iter().map(|&(score, _)| score));
+    if num_gt == 0 {
+        // Nothing to match: each detection is a false positive, or ignored
+        // outside the area range, at every threshold.
+        for rng in params.area_rngs {
+            chunk.positives.push(0);
+            for d in det.iter() {
+                let code = if d.area < rng[0] || d.area > rng[1] { IGNORED } else { FALSE_POSITIVE };
+                chunk.codes.extend(std::iter::repeat_n(code, num_thr));
+            }
+        }
+        return;
+    }
+    matched_by.clear();
+    matched_by.resize(num_gt, 0);
+    for rng in params.area_rngs {
+        let outside = |area: f64| area < rng[0] || area > rng[1];
+        let gt_ignored = |g: &Record| g.crowd || outside(g.area);
+        // Stable: ground truth not ignored first, each group in unit order.
+        sorted_gt.clear();
+        sorted_gt.extend(gt.iter().filter(|g| !gt_ignored(g)));
+        let not_ignored = sorted_gt.len();
+        sorted_gt.extend(gt.iter().filter(|g| gt_ignored(g)));
+        sorted_ious.clear();
+        if num_gt > 0 {
+            for row in ious.chunks_exact(num_gt) {
+                sorted_ious.extend(row.iter().zip(gt.iter()).filter(|(_, g)| !gt_ignored(g)).map(|(v, _)| *v));
+                sorted_ious.extend(row.iter().zip(gt.iter()).filter(|(_, g)| gt_ignored(g)).map(|(v, _)| *v));
+            }
+        }
+        chunk.positives.push(not_ignored as u32);
+
+        let codes_at = chunk.codes.len();
+        chunk.codes.resize(codes_at + num_dt * num_thr, FALSE_POSITIVE);
+        let codes = &mut chunk.codes[codes_at..];
+        for (t, &thr) in params.iou_thrs.iter().enumerate() {
+            matched_by.iter_mut().for_each(|m| *m = 0);
+            for (di, d) in det.iter().enumerate() {
+                let mut best = if 1.0 - 1e-10 < thr { 1.0 - 1e-10 } else { thr };
+                let mut matched: Option<usize> = None;
+                if num_gt > 0 {
+                    let row = &sorted_ious[di * num_gt..(di + 1) * num_gt];
+                    for s in 0..num_gt {
+                        if matched_by[s] > 0 && !sorted_gt[s].crowd {
+                            continue;
+                        }
+                        // Matched to ground truth that counts: ignored ones cannot replace it.
+                        if matched.is_some_and(|m| m < not_ignored) && s >= not_ignored {
+                            break;
+                        }
+                        if row[s] < best {
+                            continue;
+                        }
+                        best = row[s];
+                        matched = Some(s);
+                    }
+                }
+                let dt_outside = outside(d.area);
+                codes[di * num_thr + t] = match matched {
+                    Some(s) => {
+                        matched_by[s] = d.id;
+                        let gt_id = sorted_gt[s].id;
+                        if s >= not_ignored || (gt_id == 0 && dt_outside) {
+                            IGNORED
+                        } else if gt_id != 0 {
+                            TRUE_POSITIVE
+                        } else {
+                            FALSE_POSITIVE
+                        }
+                    }
+                    None if dt_outside => IGNORED,
+                    None => FALSE_POSITIVE,
+                };
+            }
+        }
+    }
+}
+
+/// pycocotools' `COCOeval.evaluate` for bbox: per (category, image) matching.
+pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Result<Evaluation> {
+    check_params(params)?;
+    if let Some(i) = dt.first_without_score {
+        return Err(FerropsError::value(
+            "COCOeval.evaluate",
+            "cocoDt",
+            "detections with a 'score' each",
+            format!("annotations[{i}] (id {}) without 'score'", dt.annotations.id[i]),
+        ));
+    }
+    let num_images = params.img_ids.len();
+    let mut distinct_cats: HashMap<i64, usize> = HashMap::default();
+    for &c in params.cat_ids {
+        let next = distinct_cats.len();
+        distinct_cats.entry(c).or_insert(next);
+    }
+    let ((gt_offsets, gt_records), (dt_offsets, dt_records)) = rayon::join(
+        || buckets(gt, params.img_ids, &distinct_cats, params.use_cats),
+        || buckets(dt, params.img_ids, &distinct_cats, params.use_cats),
+    );
+    let bucket = |offsets: &[u32], b: usize| offsets[b] as usize..offsets[b + 1] as usize;
+    let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
+    let cat_slots: Vec<usize> = params.cat_ids.iter().map(|c| distinct_cats[c]).collect();
+
+    let chunks: Vec<Chunk> = (0..num_units.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut chunk = Chunk::default();
+            let mut scratch = Scratch::default();
+            let (mut pooled_gt, mut pooled_dt) = (Vec::new(), Vec::new());
+            for u in c * CHUNK..((c + 1) * CHUNK).min(num_units) {
+                if params.use_cats {
+                    let gts = &gt_records[bucket(&gt_offsets, u)];
+                    let dts = &dt_records[bucket(&dt_offsets, u)];
+                    evaluate_unit(&gt.packed, &dt.packed, gts, dts, params, &mut scratch, &mut chunk);
+                } else {
+                    pooled_gt.clear();
+                    pooled_dt.clear();
+                    for &slot in &cat_slots {
+                        let b = slot * num_images + u;
+                        pooled_gt.extend_from_slice(&gt_records[bucket(&gt_offsets, b)]);
+                        pooled_dt.extend_from_slice(&dt_records[bucket(&dt_offsets, b)]);
+                    }
+                    evaluate_unit(&gt.packed, &dt.packed, &pooled_gt, &pooled_dt, params, &mut scratch, &mut chunk);
+                }
+            }
+            chunk
+        })
+        .collect();
+    Ok(Evaluation {
+        num_images,
+        num_areas: params.area_rngs.len(),
+        num_thresholds: params.iou_thrs.len(),
+        num_units,
+        chunks,
+    })
+}
+
+/// Which evaluated entries `accumulate` reads, computed as pycocotools does from
+/// the current and the evaluated parameters.
+pub struct AccumulateParams<'a> {
+    /// For each output category slot `k`, the evaluated category index.
+    pub k_list: &'a [usize],
+    pub a_list: &'a [usize],
+    /// maxDets values (not indices), one per output slot.
+    pub m_list: &'a [usize],
+    pub i_list: &'a [usize],
+    /// Output sizes: K, A, M (at least the list lengths).
+    pub num_categories: usize,
+    pub num_areas: usize,
+    pub num_max_dets: usize,
+    pub rec_thrs: &'a [f64],
+}
+
+/// pycocotools' `eval` arrays, C-order: `precision` and `scores` `[T, R, K, A, M]`,
+/// `recall` `[T, K, A, M]`, -1 where a setting has no ground truth.
+pub struct Accumulated {
+    pub precision: Vec<f64>,
+    pub recall: Vec<f64>,
+    pub scores: Vec<f64>,
+    pub shape: [usize; 5],
+}
+
+/// One (category, area, maxDets) cell: `[T, R]` precision and scores, `[T]` recall.
+struct Cell {
+    k: usize,
+    a: usize,
+    m: usize,
+    precision: Vec<f64>,
+    scores: Vec<f64>,
+    recall: Vec<f64>,
+}
+
+/// Reused buffers of one accumulate task.
+#[derive(Default)]
+struct AccScratch {
+    /// (score, position in `codes`, detection index in its unit), stably sorted
+    /// by score.
+    sorted: Vec<(f64, u32, u32)>,
+    /// The `[T]` outcomes of the gathered detections, in concatenation order: a
+    /// small contiguous copy, so the score-ordered walks stay in cache.
+    codes: Vec<u8>,
+    /// The units `sorted` was built from (their score slices), to reuse the sort
+    /// across area ranges that read the same units.
+    sorted_units: Vec<*const f64>,
+    /// The picks of one maxDets value, in the same order.
+    picks: Vec<(f64, u32, u32)>,
+    /// Per threshold: the positions of the true positives and their precision.
+    tp_at: Vec<Vec<(u32, f64)>>,
+    /// Suffix maxima of those precisions (the right-to-left envelope).
+    envelope: Vec<f64>,
+}
+
+/// Gathers the entries of one (category, area) pair, as pycocotools indexes
+/// `evalImgs`; `None` when no entry has ground truth that counts.
+fn gather<'e>(
+    evaluation: &'e Evaluation,
+    p: &AccumulateParams,
+    k0: usize,
+    a0: usize,
+    entries: &mut Vec<(UnitView<'e>, usize)>,
+) -> Result<Option<u64>> {
+    let (num_images, num_areas) = (evaluation.num_images, evaluation.num_areas);
+    entries.clear();
+    for &i in p.i_list {
+        let flat = k0 * num_areas * num_images + a0 * num_images + i;
+        if flat >= evaluation.len() {
+            return Err(FerropsError::value(
+                "COCOeval.accumulate",
+                "p",
+                "parameters whose imgIds, catIds and areaRng match those evaluate() ran with",
+                format!("an index {flat} past the {} evaluated entries", evaluation.len()),
+            ));
+        }
+        // Within the (k0, a0) block the unit is found without decoding `flat`.
+        let entry = if i < num_images && a0 < num_areas {
+            evaluation.unit(k0 * num_images + i).map(|u| (u, a0))
+        } else {
+            evaluation.entry(flat)
+        };
+        if let Some(entry) = entry {
+            entries.push(entry);
+        }
+    }
+    let positives: u64 = entries.iter().map(|(u, a)| u64::from(u.positives[*a])).sum();
+    Ok((!entries.is_empty() && positives > 0).then_some(positives))
+}
+
+/// One cell from the picks of its maxDets value (`s.picks`, sorted by score).
+///
+/// pycocotools computes `rc = tp / npig` and `pr = tp / (tp + fp + eps)` at every
+/// detection, takes the right-to-left maximum of `pr` and reads it at
+/// `searchsorted(rc, recThrs, "left")`. The same numbers with less work: `rc` only
+/// grows at true positives, so the index found for a recall threshold is the
+/// first detection (index 0) or a true positive, found from the least true
+/// positive count whose `count / npig` (same division) reaches the threshold;
+/// and `pr` only grows at true positives, so the envelope at a true positive is
+/// the largest `pr` of the true positives from there on (at index 0 without a
+/// true positive `pr` is 0).
+fn accumulate_cell(evaluation: &Evaluation, p: &AccumulateParams, positives: u64, s: &mut AccScratch) -> Cell {
+    let (num_thr, num_rec, nd) = (evaluation.num_thresholds, p.rec_thrs.len(), s.picks.len());
+    s.tp_at.resize_with(num_thr, Vec::new);
+    s.tp_at.iter_mut().for_each(Vec::clear);
+    let mut fp = vec![0u32; num_thr];
+    for (j, &(_, position, _)) in s.picks.iter().enumerate() {
+        let at = position as usize * num_thr;
+        let row = &s.codes[at..at + num_thr];
+        // Branch-free false-positive counts; true positives are rare, handled apart.
+        let mut any_tp = false;
+        for (count, &code) in fp.iter_mut().zip(row) {
+            *count += u32::from(code == FALSE_POSITIVE);
+            any_tp |= code == TRUE_POSITIVE;
+        }
+        if any_tp {
+            for (t, _) in row.iter().enumerate().filter(|(_, &code)| code == TRUE_POSITIVE) {
+                let tp = (s.tp_at[t].len() + 1) as f64;
+                let precision = tp / (f64::from(fp[t]) + tp + f64::EPSILON);
+                s.tp_at[t].push((j as u32, precision));
+            }
+        }
+    }
+    let mut cell = Cell {
+        k: 0,
+        a: 0,
+        m: 0,
+        precision: vec![0.0; num_thr * num_rec],
+        scores: vec![0.0; num_thr * num_rec],
+        recall: vec![0.0; num_thr],
+    };
+    let npig = positives as f64;
+    for t in 0..num_thr {
+        let tps = &s.tp_at[t];
+        let total = tps.len();
+        cell.recall[t] = if nd > 0 { total as f64 / npig } else { 0.0 };
+        s.envelope.clear();
+        s.envelope.resize(total, 0.0);
+        let mut best = f64::NEG_INFINITY;
+        for q in (0..total).rev() {
+            best = if tps[q].1 > best { tps[q].1 } else { best };
+            s.envelope[q] = best;
+        }
+        for (r, &thr) in p.rec_thrs.iter().enumerate() {
+            // Least true-positive count v with v / npig >= thr, if any (<= total).
+            let (mut lo, mut hi) = (0usize, total + 1);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if (mid as f64 / npig) < thr {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if lo > total || nd == 0 {
+                break;
+            }
+            let (pi, precision) = match lo {
+                0 => (0, s.envelope.first().copied().unwrap_or(0.0)),
+                v => (tps[v - 1].0 as usize, s.envelope[v - 1]),
+            };
+            cell.precision[t * num_rec + r] = precision;
+            cell.scores[t * num_rec + r] = s.picks[pi].0;
+        }
+    }
+    cell
+}
+
+/// All cells of one output category: per area range one gather and one stable
+/// sort at the largest maxDets (reused while the area ranges read the same
+/// units); each maxDets keeps its detections in that order, which is the order a
+/// stable sort of that subset gives.
+fn accumulate_category(evaluation: &Evaluation, p: &AccumulateParams, k: usize, all_images: bool) -> Result<Vec<Cell>> {
+    let mut entries = Vec::new();
+    let mut s = AccScratch::default();
+    let mut cells = Vec::new();
+    let widest = p.m_list.iter().copied().max().unwrap_or(0);
+    let k0 = p.k_list[k];
+    // The usual case (every evaluated image, in order): a category's units are the
+    // same for each area range, so they are looked up once.
+    let units: Option<Vec<UnitView>> = (all_images && k0 * evaluation.num_images < evaluation.num_units)
+        .then(|| (0..evaluation.num_images).filter_map(|i| evaluation.unit(k0 * evaluation.num_images + i)).collect());
+    for a in 0..p.a_list.len() {
+        let a0 = p.a_list[a];
+        let positives = match &units {
+            Some(units) if a0 < evaluation.num_areas => {
+                entries.clear();
+                entries.extend(units.iter().map(|&u| (u, a0)));
+                let positives: u64 = units.iter().map(|u| u64::from(u.positives[a0])).sum();
+                (!entries.is_empty() && positives > 0).then_some(positives)
+            }
+            _ => gather(evaluation, p, k0, a0, &mut entries)?,
+        };
+        let Some(positives) = positives else { continue };
+        let same_units = s.sorted_units.len() == entries.len()
+            && s.sorted_units.iter().zip(&entries).all(|(&ptr, (u, _))| std::ptr::eq(ptr, u.scores.as_ptr()));
+        let num_thr = evaluation.num_thresholds;
+        s.codes.clear();
+        for (u, area) in &entries {
+            let kept = u.scores.len().min(widest);
+            let at = area * u.scores.len() * num_thr;
+            s.codes.extend_from_slice(&u.codes[at..at + kept * num_thr]);
+        }
+        if !same_units {
+            s.sorted.clear();
+            for (u, _) in &entries {
+                let base = s.sorted.len() as u32;
+                s.sorted.extend(
+                    u.scores.iter().take(widest).enumerate().map(|(d, &score)| (score, base + d as u32, d as u32)),
+                );
+            }
+            s.sorted.sort_by(|x, y| descending(x.0, y.0));
+            s.sorted_units.clear();
+            s.sorted_units.extend(entries.iter().map(|(u, _)| u.scores.as_ptr()));
+        }
+        for (m, &max_det) in p.m_list.iter().enumerate() {
+            s.picks.clear();
+            s.picks.extend(s.sorted.iter().filter(|pick| (pick.2 as usize) < max_det));
+            let mut cell = accumulate_cell(evaluation, p, positives, &mut s);
+            (cell.k, cell.a, cell.m) = (k, a, m);
+            cells.push(cell);
+        }
+    }
+    Ok(cells)
+}
+
+/// pycocotools' `COCOeval.accumulate`.
+pub fn accumulate(evaluation: &Evaluation, p: &AccumulateParams) -> Result<Accumulated> {
+    if let Some(r) = p.rec_thrs.iter().find(|r| r.is_nan()) {
+        return Err(FerropsError::value("COCOeval.accumulate", "params.recThrs", "numbers", r.to_string()));
+    }
+    let (t_n, r_n) = (evaluation.num_thresholds, p.rec_thrs.len());
+    let (k_n, a_n, m_n) = (p.num_categories, p.num_areas, p.num_max_dets);
+    if p.k_list.len() > k_n || p.a_list.len() > a_n || p.m_list.len() > m_n {
+        return Err(FerropsError::value(
+            "COCOeval.accumulate",
+            "p",
+            "index lists no longer than K, A, M",
+            "longer lists",
+        ));
+    }
+    let all_images = p.i_list.len() == evaluation.num_images && p.i_list.iter().enumerate().all(|(n, &i)| n == i);
+    let tasks: Vec<Vec<Cell>> = (0..p.k_list.len())
+        .into_par_iter()
+        .map(|k| accumulate_category(evaluation, p, k, all_images))
+        .collect::<Result<_>>()?;
+
+    let cells: Vec<&Cell> = tasks.iter().flatten().collect();
+    // One slab per threshold, written in parallel: -1 everywhere, then the cells.
+    let slab = r_n * k_n * a_n * m_n;
+    let spread = |value_of: fn(&Cell) -> &[f64]| {
+        crate::buffer::filled(t_n * slab, |out| {
+            out.par_chunks_mut(slab.max(1)).enumerate().for_each(|(t, part)| {
+                part.fill(MaybeUninit::new(-1.0));
+                for cell in &cells {
+                    let values = &value_of(cell)[t * r_n..(t + 1) * r_n];
+                    for (r, &v) in values.iter().enumerate() {
+                        part[((r * k_n + cell.k) * a_n + cell.a) * m_n + cell.m] = MaybeUninit::new(v);
+                    }
+                }
+            })
+        })
+    };
+    let precision = spread(|cell| &cell.precision);
+    let scores = spread(|cell| &cell.scores);
+    let mut recall = vec![-1.0; t_n * k_n * a_n * m_n];
+    for cell in &cells {
+        for t in 0..t_n {
+            recall[((t * k_n + cell.k) * a_n + cell.a) * m_n + cell.m] = cell.recall[t];
+        }
+    }
+    Ok(Accumulated { precision, recall, scores, shape: [t_n, r_n, k_n, a_n, m_n] })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detection::coco::{parse_ground_truth, parse_results, Origin};
+
+    fn datasets() -> (CocoDataset, CocoDataset) {
+        let gt = br#"{"images":[{"id":1},{"id":2}],"categories":[{"id":1},{"id":2}],
+          "annotations":[
+            {"id":1,"image_id":1,"category_id":1,"bbox":[0,0,10,10],"area":100,"iscrowd":0},
+            {"id":2,"image_id":1,"category_id":1,"bbox":[20,20,40,40],"area":1600,"iscrowd":0},
+            {"id":3,"image_id":2,"category_id":2,"bbox":[0,0,100,100],"area":10000,"iscrowd":1},
+            {"id":4,"image_id":2,"category_id":1,"bbox":[5,5,10,10],"area":100,"iscrowd":0}]}"#;
+        let o = Origin { function: "t", argument: "t", source: "t" };
+        let gt = parse_ground_truth(gt, &o).unwrap();
+        let dt = br#"[
+            {"image_id":1,"category_id":1,"bbox":[0,0,10,9],"score":0.9},
+            {"image_id":1,"category_id":1,"bbox":[21,20,40,40],"score":0.9},
+            {"image_id":2,"category_id":2,"bbox":[10,10,5,5],"score":0.3},
+            {"image_id":2,"category_id":1,"bbox":[50,50,10,10],"score":0.8},
+            {"image_id":2,"category_id":1,"bbox":[5,5,10,11],"score":0.1}]"#;
+        let dt = parse_results(dt, &gt, &o).unwrap();
+        (gt, dt)
+    }
+
+    fn run(gt: &CocoDataset, dt: &CocoDataset) -> Accumulated {
+        let iou_thrs: Vec<f64> = (0..10).map(|i| 0.5 + 0.05 * i as f64).collect();
+        let rec_thrs: Vec<f64> = (0..101).map(|i| i as f64 / 100.0).collect();
+        let area_rngs = [[0.0, 1e10], [0.0, 1024.0], [1024.0, 9216.0], [9216.0, 1e10]];
+        let params = EvalParams {
+            img_ids: &[1, 2],
+            cat_ids: &[1, 2],
+            use_cats: true,
+            iou_thrs: &iou_thrs,
+            area_rngs: &area_rngs,
+            max_det: 100,
+        };
+        let e = evaluate(gt, dt, &params).unwrap();
+        let acc = AccumulateParams {
+            k_list: &[0, 1],
+            a_list: &[0, 1, 2, 3],
+            m_list: &[1, 10, 100],
+            i_list: &[0, 1],
+            num_categories: 2,
+            num_areas: 4,
+            num_max_dets: 3,
+            rec_thrs: &rec_thrs,
+        };
+        accumulate(&e, &acc).unwrap()
+    }
+
+    #[test]
+    fn crowd_iou_uses_detection_area() {
+        assert_eq!(bbox_iou(&[10.0, 10.0, 5.0, 5.0], &[0.0, 0.0, 100.0, 100.0], true), 1.0);
+        assert_eq!(bbox_iou(&[0.0, 0.0, 2.0, 2.0], &[1.0, 0.0, 2.0, 2.0], false), 2.0 / 6.0);
+        assert_eq!(bbox_iou(&[0.0, 0.0, 1.0, 1.0], &[1.0, 0.0, 2.0, 2.0], false), 0.0);
+    }
+
+    #[test]
+    fn hand_checked_recall_and_precision() {
+        let (gt, dt) = datasets();
+        let out = run(&gt, &dt);
+        let [t_n, _, k_n, a_n, m_n] = out.shape;
+        assert_eq!(out.shape, [10, 101, 2, 4, 3]);
+        // Category 2 has only crowd ground truth: -1 everywhere.
+        assert!((0..t_n).all(|t| out.recall[((t * k_n + 1) * a_n) * m_n + 2] == -1.0));
+        // Category 1, area all, maxDets 100, IoU 0.5: 3 ground truth, detections by
+        // score 0.9 (TP), 0.9 (TP), 0.8 (FP), 0.1 (TP, IoU 100/110).
+        let recall = out.recall[2];
+        assert_eq!(recall, 1.0);
+        let p_at = |r: usize| out.precision[r * k_n * a_n * m_n + 2];
+        // 1 / (1 + eps) at the first detection, lifted to 2 / 2 by the envelope.
+        assert_eq!(p_at(0), 1.0);
+        assert_eq!(p_at(100), 3.0 / (4.0 + f64::EPSILON));
+    }
+
+    #[test]
+    fn same_bits_for_any_thread_count() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let (gt, dt) = datasets();
+        crate::parallel::set_num_threads(1).unwrap();
+        let one = crate::parallel::install(|| run(&gt, &dt));
+        crate::parallel::set_num_threads(2).unwrap();
+        let two = crate::parallel::install(|| run(&gt, &dt));
+        assert_eq!(
+            one.precision.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            two.precision.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(one.scores, two.scores);
+        assert_eq!(one.recall, two.recall);
+    }
+}

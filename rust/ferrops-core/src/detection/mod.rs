@@ -1,0 +1,7 @@
+//! Detection evaluation: COCO datasets parsed from JSON, the COCO bbox evaluation
+//! (bit for bit pycocotools' `COCOeval`, SPEC DET-COCO) and VOC average precision
+//! (DET-VOC07, DET-VOC10).
+
+pub mod coco;
+pub mod cocoeval;
+pub mod voc;

@@ -1,0 +1,271 @@
+//! Bindings of `ferrops_core::detection`: COCO datasets held in Rust (the Python
+//! `COCO` object keeps a handle), the bbox evaluation and VOC AP.
+
+use std::sync::Arc;
+
+use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origin, ResultColumns};
+use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
+use ferrops_core::detection::voc::{self, VocClass};
+use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::convert::{owned1, owned2, slice1, slice2};
+use crate::run::run_kernel;
+
+/// A parsed COCO dataset (ground truth or bbox results), read-only.
+#[pyclass(frozen, module = "ferrops._core")]
+pub struct CocoData {
+    inner: Arc<CocoDataset>,
+}
+
+#[pymethods]
+impl CocoData {
+    fn __len__(&self) -> usize {
+        self.inner.annotations.len()
+    }
+
+    /// Image ids in file order (int64).
+    fn image_ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        owned1(py, self.inner.image_ids.clone()).into_any()
+    }
+
+    /// Category ids in file order (int64).
+    fn category_ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        owned1(py, self.inner.category_ids.clone()).into_any()
+    }
+
+    /// The annotations as columns: id, image_id, category_id (int64), bbox
+    /// (float64 [N, 4] xywh), area, score (float64, NaN where absent), iscrowd (bool).
+    fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let a = &self.inner.annotations;
+        let out = PyDict::new(py);
+        out.set_item("id", owned1(py, a.id.clone()))?;
+        out.set_item("image_id", owned1(py, a.image_id.clone()))?;
+        out.set_item("category_id", owned1(py, a.category_id.clone()))?;
+        out.set_item("bbox", owned2(py, a.bbox.iter().flatten().copied().collect(), a.len(), 4))?;
+        out.set_item("area", owned1(py, a.area.clone()))?;
+        out.set_item("iscrowd", owned1(py, a.iscrowd.clone()))?;
+        out.set_item("score", owned1(py, a.score.clone()))?;
+        Ok(out)
+    }
+}
+
+fn wrap(dataset: CocoDataset) -> CocoData {
+    CocoData { inner: Arc::new(dataset) }
+}
+
+/// Parses ground-truth COCO JSON; `source` names the file in error messages.
+#[pyfunction]
+fn coco_parse_ground_truth(py: Python<'_>, json: &[u8], source: &str) -> PyResult<CocoData> {
+    let origin = Origin { function: "COCO", argument: "annotation_file", source };
+    run_kernel(py, || coco::parse_ground_truth(json, &origin)).map(wrap)
+}
+
+/// Parses a bbox results JSON list against its ground truth (`loadRes`).
+#[pyfunction]
+fn coco_parse_results(py: Python<'_>, json: &[u8], ground_truth: &CocoData, source: &str) -> PyResult<CocoData> {
+    let origin = Origin { function: "COCO.loadRes", argument: "resFile", source };
+    let gt = &ground_truth.inner;
+    run_kernel(py, || coco::parse_results(json, gt, &origin)).map(wrap)
+}
+
+/// bbox results from columns (`loadRes` of an `[N, 7]` array).
+#[pyfunction]
+#[pyo3(signature = (ground_truth, image_id, category_id, bbox, score, area, source))]
+#[allow(clippy::too_many_arguments)]
+fn coco_results_from_arrays(
+    py: Python<'_>,
+    ground_truth: &CocoData,
+    image_id: PyReadonlyArray1<'_, i64>,
+    category_id: PyReadonlyArray1<'_, i64>,
+    bbox: PyReadonlyArray2<'_, f64>,
+    score: PyReadonlyArray1<'_, f64>,
+    area: Option<PyReadonlyArray1<'_, f64>>,
+    source: &str,
+) -> PyResult<CocoData> {
+    const F: &str = "COCO.loadRes";
+    let area = area.as_ref().map(|a| slice1(F, "resFile", a)).transpose()?;
+    let columns = ResultColumns {
+        image_id: slice1(F, "resFile", &image_id)?,
+        category_id: slice1(F, "resFile", &category_id)?,
+        bbox: slice2(F, "resFile", 4, &bbox)?,
+        score: slice1(F, "resFile", &score)?,
+        area,
+    };
+    let origin = Origin { function: F, argument: "resFile", source };
+    let gt = &ground_truth.inner;
+    run_kernel(py, || coco::results_from_columns(&columns, gt, &origin)).map(wrap)
+}
+
+/// Ground truth from columns (used by `MeanAveragePrecision`).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn coco_ground_truth_from_arrays(
+    py: Python<'_>,
+    image_ids: PyReadonlyArray1<'_, i64>,
+    category_ids: PyReadonlyArray1<'_, i64>,
+    id: PyReadonlyArray1<'_, i64>,
+    image_id: PyReadonlyArray1<'_, i64>,
+    category_id: PyReadonlyArray1<'_, i64>,
+    bbox: PyReadonlyArray2<'_, f64>,
+    area: PyReadonlyArray1<'_, f64>,
+    iscrowd: PyReadonlyArray1<'_, bool>,
+    source: &str,
+) -> PyResult<CocoData> {
+    const F: &str = "COCO";
+    let columns = GroundTruthColumns {
+        image_ids: slice1(F, "annotation_file", &image_ids)?,
+        category_ids: slice1(F, "annotation_file", &category_ids)?,
+        id: slice1(F, "annotation_file", &id)?,
+        image_id: slice1(F, "annotation_file", &image_id)?,
+        category_id: slice1(F, "annotation_file", &category_id)?,
+        bbox: slice2(F, "annotation_file", 4, &bbox)?,
+        area: slice1(F, "annotation_file", &area)?,
+        iscrowd: slice1(F, "annotation_file", &iscrowd)?,
+    };
+    let origin = Origin { function: F, argument: "annotation_file", source };
+    run_kernel(py, || coco::ground_truth_from_columns(&columns, &origin)).map(wrap)
+}
+
+/// The per-(category, area, image) results of `evaluate`, consumed by `accumulate`.
+#[pyclass(frozen, module = "ferrops._core")]
+pub struct CocoEvaluation {
+    inner: Evaluation,
+}
+
+#[pymethods]
+impl CocoEvaluation {
+    /// pycocotools' `len(evalImgs)`.
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    #[getter]
+    fn num_thresholds(&self) -> usize {
+        self.inner.num_thresholds()
+    }
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn coco_evaluate(
+    py: Python<'_>,
+    ground_truth: &CocoData,
+    detections: &CocoData,
+    img_ids: PyReadonlyArray1<'_, i64>,
+    cat_ids: PyReadonlyArray1<'_, i64>,
+    use_cats: bool,
+    iou_thrs: PyReadonlyArray1<'_, f64>,
+    area_rngs: PyReadonlyArray2<'_, f64>,
+    max_det: usize,
+) -> PyResult<CocoEvaluation> {
+    const F: &str = "COCOeval.evaluate";
+    let area_rngs: Vec<[f64; 2]> =
+        slice2(F, "params.areaRng", 2, &area_rngs)?.chunks_exact(2).map(|r| [r[0], r[1]]).collect();
+    let params = EvalParams {
+        img_ids: slice1(F, "params.imgIds", &img_ids)?,
+        cat_ids: slice1(F, "params.catIds", &cat_ids)?,
+        use_cats,
+        iou_thrs: slice1(F, "params.iouThrs", &iou_thrs)?,
+        area_rngs: &area_rngs,
+        max_det,
+    };
+    let (gt, dt) = (&ground_truth.inner, &detections.inner);
+    run_kernel(py, || cocoeval::evaluate(gt, dt, &params)).map(|inner| CocoEvaluation { inner })
+}
+
+type Float64Array<'py> = Bound<'py, PyArrayDyn<f64>>;
+
+fn shaped<'py>(py: Python<'py>, values: Vec<f64>, shape: &[usize]) -> Bound<'py, PyArrayDyn<f64>> {
+    ArrayD::from_shape_vec(IxDyn(shape), values).expect("the kernel returned a full array").into_pyarray(py)
+}
+
+/// `(precision [T,R,K,A,M], recall [T,K,A,M], scores [T,R,K,A,M])`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn coco_accumulate<'py>(
+    py: Python<'py>,
+    evaluation: &CocoEvaluation,
+    k_list: Vec<usize>,
+    a_list: Vec<usize>,
+    m_list: Vec<usize>,
+    i_list: Vec<usize>,
+    num_categories: usize,
+    num_areas: usize,
+    num_max_dets: usize,
+    rec_thrs: PyReadonlyArray1<'_, f64>,
+) -> PyResult<(Float64Array<'py>, Float64Array<'py>, Float64Array<'py>)> {
+    let params = AccumulateParams {
+        k_list: &k_list,
+        a_list: &a_list,
+        m_list: &m_list,
+        i_list: &i_list,
+        num_categories,
+        num_areas,
+        num_max_dets,
+        rec_thrs: slice1("COCOeval.accumulate", "params.recThrs", &rec_thrs)?,
+    };
+    let e = &evaluation.inner;
+    let out = run_kernel(py, || cocoeval::accumulate(e, &params))?;
+    let [t, r, k, a, m] = out.shape;
+    Ok((
+        shaped(py, out.precision, &[t, r, k, a, m]),
+        shaped(py, out.recall, &[t, k, a, m]),
+        shaped(py, out.scores, &[t, r, k, a, m]),
+    ))
+}
+
+#[pyfunction]
+fn voc_ap(
+    py: Python<'_>,
+    recall: PyReadonlyArray1<'_, f64>,
+    precision: PyReadonlyArray1<'_, f64>,
+    use_07_metric: bool,
+) -> PyResult<f64> {
+    let r = slice1("voc_ap", "recall", &recall)?;
+    let p = slice1("voc_ap", "precision", &precision)?;
+    run_kernel(py, || voc::voc_ap(r, p, use_07_metric))
+}
+
+/// `(recall, precision)` of one class, detections in score order.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn voc_eval<'py>(
+    py: Python<'py>,
+    det_image_ids: PyReadonlyArray1<'_, i64>,
+    det_boxes: PyReadonlyArray2<'_, f64>,
+    det_scores: PyReadonlyArray1<'_, f64>,
+    gt_image_ids: PyReadonlyArray1<'_, i64>,
+    gt_boxes: PyReadonlyArray2<'_, f64>,
+    gt_difficult: PyReadonlyArray1<'_, bool>,
+    iou_threshold: f64,
+    pixel_offset: f64,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    const F: &str = "voc_eval";
+    let class = VocClass {
+        det_image_ids: slice1(F, "det_image_ids", &det_image_ids)?,
+        det_boxes: slice2(F, "det_boxes", 4, &det_boxes)?,
+        det_scores: slice1(F, "det_scores", &det_scores)?,
+        gt_image_ids: slice1(F, "gt_image_ids", &gt_image_ids)?,
+        gt_boxes: slice2(F, "gt_boxes", 4, &gt_boxes)?,
+        gt_difficult: slice1(F, "gt_difficult", &gt_difficult)?,
+    };
+    let (rec, prec) = run_kernel(py, || voc::voc_eval(&class, iou_threshold, pixel_offset))?;
+    Ok((owned1(py, rec).into_any(), owned1(py, prec).into_any()))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CocoData>()?;
+    m.add_class::<CocoEvaluation>()?;
+    m.add_function(wrap_pyfunction!(coco_parse_ground_truth, m)?)?;
+    m.add_function(wrap_pyfunction!(coco_parse_results, m)?)?;
+    m.add_function(wrap_pyfunction!(coco_results_from_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(coco_ground_truth_from_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(coco_evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(coco_accumulate, m)?)?;
+    m.add_function(wrap_pyfunction!(voc_ap, m)?)?;
+    m.add_function(wrap_pyfunction!(voc_eval, m)?)?;
+    Ok(())
+}
