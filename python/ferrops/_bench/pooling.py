@@ -81,7 +81,9 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
             f"torch adaptive_max_pool2d x3 + cat ({layout})",
             None if t is None else (lambda t=t: torch.cat(
                 [torch.nn.functional.adaptive_max_pool2d(t, n).flatten(1) for n in (4, 2, 1)], 1)),
-            max_abs_difference, target=5,
+            # The SPP target is against torch's default layout; the
+            # channels_last row is shown for information.
+            max_abs_difference, target=5 if layout == "contiguous" else None,
             note=_gbps(x.nbytes),
         )
     t = None if torch is None else torch.from_numpy(x)
