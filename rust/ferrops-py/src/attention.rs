@@ -9,7 +9,7 @@ use numpy::{Element, PyReadonlyArray1, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::{float_dtype, owned1, slice1, FloatDtype};
+use crate::convert::{for_float_dtype, owned1, slice1};
 use crate::run::{run_kernel, to_py_err};
 
 /// The options of one call, as the Python layer passes them.
@@ -131,21 +131,6 @@ fn describe<'a, T: AttnFloat + Element>(function: &'static str, o: &'a Options<'
     })
 }
 
-macro_rules! for_float_dtype {
-    ($function:expr, $obj:expr, $t:ident => $body:expr) => {
-        match float_dtype($function, "query", $obj)? {
-            FloatDtype::F32 => {
-                type $t = f32;
-                $body
-            }
-            FloatDtype::F64 => {
-                type $t = f64;
-                $body
-            }
-        }
-    };
-}
-
 /// Returns `(out, lse)` flat: `out` in the query's layout with `dim_v` columns,
 /// `lse` as `[heads_q, total_q]`. float32/float64 arrays, or bfloat16 bits as
 /// uint16 arrays (see [`bfloat16_forward`]).
@@ -161,7 +146,7 @@ fn attention_forward<'py>(
     if let Ok(q) = query.extract::<PyReadonlyArrayDyn<'py, u16>>() {
         return bfloat16_forward(py, function, q, key, value, options);
     }
-    for_float_dtype!(function, query, T => {
+    for_float_dtype!(function, "query", query, T => {
         let (q, k, v): (PyReadonlyArrayDyn<T>, PyReadonlyArrayDyn<T>, PyReadonlyArrayDyn<T>) =
             (query.extract()?, key.extract()?, value.extract()?);
         let (q, k, v) = (contiguous(function, "query", &q)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
@@ -213,7 +198,7 @@ fn attention_backward<'py>(
     options: Options<'py>,
 ) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
     let function = function_name(&options.function);
-    for_float_dtype!(function, query, T => {
+    for_float_dtype!(function, "query", query, T => {
         let arrays: Vec<PyReadonlyArrayDyn<T>> = [query, key, value, out, lse, grad_out]
             .iter()
             .map(|a| a.extract())

@@ -7,24 +7,8 @@ use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::{float_dtype, owned1, owned2, slice1, slice2, FloatDtype};
+use crate::convert::{for_float_dtype, owned1, owned2, slice1, slice2};
 use crate::run::{run_kernel, to_py_err};
-
-/// Calls `$body` with `$t` bound to the element type of `$obj`'s dtype.
-macro_rules! for_float_dtype {
-    ($function:literal, $argument:literal, $obj:expr, $t:ident => $body:expr) => {
-        match float_dtype($function, $argument, $obj)? {
-            FloatDtype::F32 => {
-                type $t = f32;
-                $body
-            }
-            FloatDtype::F64 => {
-                type $t = f64;
-                $body
-            }
-        }
-    };
-}
 
 fn boxes_arg<'py, T: Element>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray2<'py, T>> {
     obj.extract()

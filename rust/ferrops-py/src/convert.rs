@@ -16,17 +16,25 @@ pub enum FloatDtype {
     F64,
 }
 
-pub fn float_dtype(function: &'static str, argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<FloatDtype> {
-    let py = obj.py();
-    let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+/// `obj` as a NumPy array of any dtype.
+pub fn untyped_array<'a, 'py>(
+    function: &'static str,
+    argument: &'static str,
+    obj: &'a Bound<'py, PyAny>,
+) -> PyResult<&'a Bound<'py, PyUntypedArray>> {
+    obj.cast::<PyUntypedArray>().map_err(|_| {
         to_py_err(FerropsError::type_(
             function,
             argument,
             "a NumPy array",
             obj.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
         ))
-    })?;
-    let dtype = array.dtype();
+    })
+}
+
+pub fn float_dtype(function: &'static str, argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<FloatDtype> {
+    let py = obj.py();
+    let dtype = untyped_array(function, argument, obj)?.dtype();
     if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
         Ok(FloatDtype::F32)
     } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
@@ -35,6 +43,24 @@ pub fn float_dtype(function: &'static str, argument: &'static str, obj: &Bound<'
         Err(to_py_err(FerropsError::type_(function, argument, "float32 or float64", dtype.to_string())))
     }
 }
+
+/// Runs `$body` with the type alias `$t` bound to the element type (f32 or f64)
+/// of the array `$obj`, so one generic body serves both kernel dtypes.
+macro_rules! for_float_dtype {
+    ($function:expr, $argument:expr, $obj:expr, $t:ident => $body:expr) => {
+        match $crate::convert::float_dtype($function, $argument, $obj)? {
+            $crate::convert::FloatDtype::F32 => {
+                type $t = f32;
+                $body
+            }
+            $crate::convert::FloatDtype::F64 => {
+                type $t = f64;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use for_float_dtype;
 
 /// A C-contiguous 1-D array's data.
 pub fn slice1<'a, T: Element>(

@@ -9,24 +9,8 @@ use numpy::{Element, IntoPyArray, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedA
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::{float_dtype, FloatDtype};
+use crate::convert::for_float_dtype;
 use crate::run::{run_kernel, to_py_err};
-
-/// Calls `$body` with `$t` bound to the element type of `$obj`'s dtype.
-macro_rules! for_float_dtype {
-    ($function:literal, $argument:literal, $obj:expr, $t:ident => $body:expr) => {
-        match float_dtype($function, $argument, $obj)? {
-            FloatDtype::F32 => {
-                type $t = f32;
-                $body
-            }
-            FloatDtype::F64 => {
-                type $t = f64;
-                $body
-            }
-        }
-    };
-}
 
 /// A C-contiguous array of element type `T` (the dtype of the function's first
 /// array) and its shape.

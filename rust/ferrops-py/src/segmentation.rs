@@ -4,11 +4,11 @@
 
 use ferrops_core::segmentation::{self, Labels};
 use ferrops_core::FerropsError;
-use numpy::{PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::{owned2, slice1};
+use crate::convert::{owned2, slice1, untyped_array};
 use crate::run::{run_kernel, to_py_err};
 
 /// A borrowed NumPy label array of one of the integer dtypes the core reads.
@@ -26,14 +26,7 @@ enum LabelArray<'py> {
 impl<'py> LabelArray<'py> {
     fn extract(function: &'static str, argument: &'static str, obj: &Bound<'py, PyAny>) -> PyResult<Self> {
         let py = obj.py();
-        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
-            to_py_err(FerropsError::type_(
-                function,
-                argument,
-                "a NumPy array",
-                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
-            ))
-        })?;
+        let array = untyped_array(function, argument, obj)?;
         let dtype = array.dtype();
         macro_rules! try_dtype {
             ($($t:ty => $variant:ident),*) => {$(
