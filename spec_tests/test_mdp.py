@@ -240,7 +240,7 @@ def test_q_values(backend):
     np.testing.assert_allclose(q, reference_q(P, R, V, 0.8), atol=1e-13)
 
 
-@pytest.mark.spec("RL-BELLMAN")
+@pytest.mark.spec("MDP", "RL-BELLMAN")
 def test_reward_conventions_agree(backend):
     P, _ = random_mdp(15, 3, 4, 6)
     rng = np.random.default_rng(1)
@@ -252,7 +252,7 @@ def test_reward_conventions_agree(backend):
         np.testing.assert_allclose(backend.output(sol.V), reference_optimum(P, r, 0.9)[0], atol=1e-8)
 
 
-@pytest.mark.spec("RL-BELLMAN")
+@pytest.mark.spec("MDP", "RL-BELLMAN")
 def test_sparse_and_dense_inputs_agree():
     P, R = random_mdp(50, 3, 5, 7)
     dense = mdp.value_iteration(P, R, 0.9, stop="supnorm", epsilon=1e-9)
@@ -536,20 +536,21 @@ def bad_rows():
     return P, R
 
 
-@pytest.mark.spec("RL-BELLMAN")
+@pytest.mark.spec("MDP")
 def test_rows_not_summing_to_one_name_action_and_state(backend):
     P, R = bad_rows()
     with pytest.raises(ValueError, match=r"value_iteration\(\).*'P'.*P\[1\]\[2, :\] sums to 0\.9.*action 1, state 2"):
         solve(mdp.value_iteration, P, R, 0.9, backend=backend)
 
 
+@pytest.mark.spec("MDP")
 def test_sparse_rows_not_summing_to_one():
     P, R = bad_rows()
     with pytest.raises(ValueError, match=r"policy_iteration\(\).*P\[1\]\[2, :\] sums to 0\.9"):
         mdp.policy_iteration(to_sparse(P), R, 0.9)
 
 
-@pytest.mark.spec("RL-BELLMAN")
+@pytest.mark.spec("MDP")
 def test_negative_probabilities(backend):
     P, R = forest()
     P = P.copy()
@@ -558,6 +559,7 @@ def test_negative_probabilities(backend):
         solve(mdp.value_iteration, P, R, 0.9, backend=backend)
 
 
+@pytest.mark.spec("MDP")
 @pytest.mark.parametrize("discount", [0.0, -0.5, 1.5, float("nan")])
 def test_discount_outside_range(discount):
     P, R = forest()
@@ -567,6 +569,7 @@ def test_discount_outside_range(discount):
         mdp.policy_iteration(P, R, discount)
 
 
+@pytest.mark.spec("MDP")
 def test_discount_one_only_with_the_span_rule():
     P, R = forest()
     sol = mdp.value_iteration(P, R, 1.0, max_iter=50)
@@ -577,6 +580,7 @@ def test_discount_one_only_with_the_span_rule():
         mdp.policy_evaluation(P, R, [0, 0, 0], 1.0)
 
 
+@pytest.mark.spec("MDP")
 def test_shape_mismatches():
     P, R = forest()
     with pytest.raises(ValueError, match=r"'P': expected shape \(A, S, S\), got \[2, 3, 4\]"):
@@ -593,7 +597,7 @@ def test_shape_mismatches():
         mdp.value_iteration(to_sparse(P)[0], R, 0.9)
 
 
-@pytest.mark.spec("RL-BELLMAN")
+@pytest.mark.spec("MDP")
 def test_nan_rewards_name_state_and_action(backend):
     P, R = forest()
     R = R.copy()
@@ -602,6 +606,7 @@ def test_nan_rewards_name_state_and_action(backend):
         solve(mdp.value_iteration, P, R, 0.9, backend=backend)
 
 
+@pytest.mark.spec("MDP")
 def test_nan_transition_rewards_name_action_and_state():
     P, _ = forest()
     R3 = np.zeros((2, 3, 3))
