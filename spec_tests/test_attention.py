@@ -425,3 +425,23 @@ def test_dropout_is_refused_on_the_rust_path():
     q = rand((1, 1, 4, 8), 1)
     with pytest.raises(ValueError, match="dropout_p"):
         F.scaled_dot_product_attention(q, q, q, dropout_p=0.1)
+
+
+@pytest.mark.spec("ATT-REF")
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_non_finite_query_key_value_are_rejected(backend, bad, which):
+    # The tile max skips NaN: without the check a NaN key would be silently ignored.
+    rng = np.random.default_rng(0)
+    qkv = [rng.standard_normal((1, 6, 2, 8)).astype(np.float32) for _ in range(3)]
+    qkv[which][0, 3, 1, 5] = bad
+    sdpa_args = [backend.input(a.transpose(0, 2, 1, 3).copy()) for a in qkv]
+    with pytest.raises(ValueError, match=r"scaled_dot_product_attention\(\): argument '\w+': expected finite values"):
+        ferrops.scaled_dot_product_attention(*sdpa_args, **backend.kwargs)
+    flash_args = [backend.input(a) for a in qkv]
+    with pytest.raises(ValueError, match=r"flash_attn_func\(\): argument '\w+': expected finite values"):
+        ferrops.flash_attn_func(*flash_args, **backend.kwargs)
+    packed = [backend.input(a[0]) for a in qkv]
+    cu = backend.input(np.array([0, 6], np.int32))
+    with pytest.raises(ValueError, match=r"flash_attn_varlen_func\(\): argument '\w+': expected finite values"):
+        ferrops.flash_attn_varlen_func(*packed, cu, cu, 6, 6, **backend.kwargs)

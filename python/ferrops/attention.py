@@ -78,6 +78,19 @@ def _compute_array(x: Any) -> np.ndarray:
     return np.ascontiguousarray(a if a.dtype in (np.float32, np.float64) else a.astype(np.float32))
 
 
+def _check_finite(function: str, **tensors: Any) -> None:
+    """The Rust path's rule on the PyTorch path too: non-finite query, key or value
+    raise instead of turning into NaN output."""
+    torch = d.torch_module()
+    for name, t in tensors.items():
+        bad = ~torch.isfinite(t.reshape(-1))
+        if bool(bad.any()):
+            i = int(torch.nonzero(bad)[0, 0])
+            raise ValueError(
+                f"{function}(): argument '{name}': expected finite values, got {name}[{i}] = {t.reshape(-1)[i].item()}"
+            )
+
+
 def _host_tensor(x: Any) -> Any:
     """A tensor of ``x`` (NumPy arrays shared when writable; torch cannot share read-only memory)."""
     if d.is_tensor(x):
@@ -324,6 +337,7 @@ def scaled_dot_product_attention(
         device = d.device_of(*inputs) or torch.device("cpu")
         q, k, v = (_host_tensor(x) for x in (query, key, value))
         q, k, v = q.to(device), k.to(device), v.to(device)
+        _check_finite(f, query=q, key=k, value=v)
         mask = None
         if attn_mask is not None:
             mask = _host_tensor(attn_mask)
@@ -421,6 +435,7 @@ def flash_attn_func(
     alibi = _slopes(f, alibi_slopes, B, hq)
     if d.select_backend(f, backend, q, k, v, rust_autograd=True) == "torch":
         tq, tk, tv, slopes = _flash_torch(f, q, k, v, alibi, B)
+        _check_finite(f, q=tq, k=tk, v=tv)
         out, lse = _torch_impl().flash(tq, tk, tv, scale=scale, window=window, softcap=cap, alibi_slopes=slopes,
                                        want_lse=return_lse)
         return (d.like(out, q), d.like(lse, q)) if return_lse else d.like(out, q)
@@ -507,6 +522,7 @@ def flash_attn_varlen_func(
     alibi = _slopes(f, alibi_slopes, batch, hq)
     if d.select_backend(f, backend, q, k, v, rust_autograd=True) == "torch":
         tq, tk, tv, slopes = _flash_torch(f, q, k, v, alibi, batch)
+        _check_finite(f, q=tq, k=tk, v=tv)
         out, lse = _torch_impl().flash_varlen(tq, tk, tv, cq.tolist(), ck.tolist(), scale=scale, window=window,
                                               softcap=cap, alibi_slopes=slopes, want_lse=return_lse)
         return (d.like(out, q), d.like(lse, q)) if return_lse else d.like(out, q)

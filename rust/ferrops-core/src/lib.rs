@@ -9,6 +9,7 @@ pub mod boxes;
 pub mod buffer;
 pub mod detection;
 pub mod error;
+pub mod finite;
 pub mod mdp;
 pub mod parallel;
 pub mod pooling;

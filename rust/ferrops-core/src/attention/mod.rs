@@ -26,6 +26,7 @@ pub use forward::attention_forward;
 pub use tile::AttnFloat;
 
 use crate::error::{FerropsError, Result};
+use crate::finite::check_all_finite;
 
 /// Where a tensor's rows live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +170,8 @@ impl<T: AttnFloat> Attention<'_, T> {
                     format!("{}", data.len()),
                 ));
             }
+            // The tile max skips NaN, so a NaN key would be silently ignored.
+            check_all_finite(f, name, data)?;
         }
         if let Some(slopes) = self.alibi_slopes {
             let per_sequence = seqs.len() * self.heads_q;
