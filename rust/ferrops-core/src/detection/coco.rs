@@ -339,6 +339,19 @@ mod scan {
             }
         }
 
+        /// After an object member: `,` (more members follow, `false`) or `}` (the
+        /// object is closed, `true`); anything else is malformed (`None`).
+        fn object_closed(&mut self) -> Option<bool> {
+            self.ws();
+            let closed = match self.peek()? {
+                b',' => false,
+                b'}' => true,
+                _ => return None,
+            };
+            self.i += 1;
+            Some(closed)
+        }
+
         fn peek(&self) -> Option<u8> {
             self.b.get(self.i).copied()
         }
@@ -552,14 +565,8 @@ mod scan {
                     c.skip(0)?;
                 }
                 members.push((key, start, c.i, elements));
-                c.ws();
-                match c.peek()? {
-                    b',' => c.i += 1,
-                    b'}' => {
-                        c.i += 1;
-                        break;
-                    }
-                    _ => return None,
+                if c.object_closed()? {
+                    break;
                 }
             }
         }
@@ -599,14 +606,8 @@ mod scan {
                     return None;
                 }
                 seen |= bit;
-                c.ws();
-                match c.peek()? {
-                    b',' => c.i += 1,
-                    b'}' => {
-                        c.i += 1;
-                        break;
-                    }
-                    _ => return None,
+                if c.object_closed()? {
+                    break;
                 }
             }
         }
