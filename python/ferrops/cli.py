@@ -12,6 +12,8 @@ def _info() -> int:
     print(f"ferrops {ferrops.__version__}")
     print(f"SIMD level: {ferrops.simd_level()} (CPU supports {ferrops._core.detected_simd_level()})")
     print(f"threads: {ferrops.get_num_threads()}")
+    bf16 = "AVX-512 BF16 dot products" if ferrops._core.bf16_dot_products() else "widened to float32"
+    print(f"bfloat16 attention: {bf16}")
     try:
         import torch
     except ImportError:

@@ -157,9 +157,8 @@ fn attention_forward<'py>(
     })
 }
 
-/// bfloat16 inputs arrive as their bits (uint16 arrays): widened to float32 in
-/// the core (in parallel, exactly), computed in float32, and the output rounded
-/// back to bfloat16 bits; `lse` stays float32.
+/// bfloat16 inputs arrive as their bits (uint16 arrays); the output is bfloat16
+/// bits and `lse` float32 (see `ferrops_core::attention::bf16`).
 fn bfloat16_forward<'py>(
     py: Python<'py>,
     function: &'static str,
@@ -176,11 +175,7 @@ fn bfloat16_forward<'py>(
     let (q, k, v) = (contiguous(function, "query", &query)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
     let held = hold::<f32>(function, &options)?;
     let att = describe(function, &options, &held)?;
-    let (out, lse) = run_kernel(py, || {
-        let (q, k, v) = (bf16::bf16_to_f32(q), bf16::bf16_to_f32(k), bf16::bf16_to_f32(v));
-        let (out, lse) = attention::attention_forward(&att, &q, &k, &v)?;
-        Ok((bf16::f32_to_bf16(&out), lse))
-    })?;
+    let (out, lse) = run_kernel(py, || bf16::attention_forward_bf16(&att, q, k, v))?;
     Ok((owned1(py, out).into_py_any(py)?, owned1(py, lse).into_py_any(py)?))
 }
 

@@ -41,6 +41,13 @@ fn set_simd_level(level: &str) -> PyResult<&'static str> {
     Ok(simd::set_level(wanted).name())
 }
 
+/// Whether bfloat16 attention runs on the CPU's bfloat16 dot products (AVX-512
+/// BF16 at the active level) rather than widened to float32.
+#[pyfunction]
+fn bf16_dot_products() -> bool {
+    ferrops_core::attention::bf16::native_dot_products()
+}
+
 #[pyfunction]
 fn get_num_threads() -> usize {
     parallel::num_threads()
@@ -57,6 +64,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(detected_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(bf16_dot_products, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     attention::register(m)?;

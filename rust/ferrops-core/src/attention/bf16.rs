@@ -1,13 +1,62 @@
-//! bfloat16 <-> float32 for attention's bfloat16 inputs: the kernel computes in
-//! float32 (bfloat16 has 8 bits of mantissa), so inputs are widened once, in
-//! parallel, and the output rounded back. bfloat16 is the top half of a float32,
-//! so widening is exact and narrowing is a round to nearest even.
+//! bfloat16 attention. On CPUs with AVX-512 BF16 the kernels of
+//! `bf16_avx512.rs` take the inputs as they are. Elsewhere the inputs are
+//! widened to float32 once, in parallel (exactly: bfloat16 is the top half of a
+//! float32), the float32 kernels run, and the output is rounded back to nearest
+//! even. The log-sum-exp is float32 either way.
 
 use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+use super::bf16_avx512;
+use super::{attention_forward, Attention};
+use crate::error::{FerropsError, Result};
 
 /// Elements per parallel piece (fixed, so the work split does not depend on the
 /// thread count; each element's result does not depend on the split anyway).
 const CHUNK: usize = 1 << 16;
+
+/// Whether bfloat16 attention runs on the CPU's bfloat16 dot products (AVX-512
+/// BF16, at the active SIMD level) rather than widened to float32.
+pub fn native_dot_products() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return bf16_avx512::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// [`attention_forward`] for bfloat16 `q`, `k`, `v` given as their bits: the
+/// output as bfloat16 bits and the log-sum-exp as float32.
+pub fn attention_forward_bf16(att: &Attention<'_, f32>, q: &[u16], k: &[u16], v: &[u16]) -> Result<(Vec<u16>, Vec<f32>)> {
+    #[cfg(target_arch = "x86_64")]
+    if bf16_avx512::available() {
+        let seqs = att.validate_shapes([q.len(), k.len(), v.len()])?;
+        for (name, data) in [("query", q), ("key", k), ("value", v)] {
+            check_all_finite_bf16(att.function, name, data)?;
+        }
+        let dv_pad = super::tile::round_up(att.dim_v, super::tile::LANES);
+        let (out, lse) = super::forward::run_tasks(
+            att,
+            &seqs,
+            || bf16_avx512::PackedTiles::new(att.dim_qk, dv_pad),
+            |task, scratch, packed| bf16_avx512::attend(att, &seqs, task, q, k, v, scratch, packed),
+        )?;
+        return Ok((f32_to_bf16(&out), lse));
+    }
+    let (out, lse) = attention_forward(att, &bf16_to_f32(q), &bf16_to_f32(k), &bf16_to_f32(v))?;
+    Ok((f32_to_bf16(&out), lse))
+}
+
+/// Like `check_all_finite`, on bfloat16 bits: an all-ones exponent is an
+/// infinity or a NaN.
+fn check_all_finite_bf16(function: &'static str, argument: &'static str, values: &[u16]) -> Result<()> {
+    let non_finite = |x: u16| x & 0x7F80 == 0x7F80;
+    if !values.par_chunks(CHUNK).any(|chunk| chunk.iter().fold(false, |any, &x| any | non_finite(x))) {
+        return Ok(());
+    }
+    let i = values.iter().position(|&x| non_finite(x)).expect("a non-finite value was found");
+    let value = f32::from_bits((values[i] as u32) << 16);
+    Err(FerropsError::value(function, argument, "finite values", format!("{argument}[{i}] = {value}")))
+}
 
 pub fn bf16_to_f32(src: &[u16]) -> Vec<f32> {
     let mut out = vec![0.0f32; src.len()];
@@ -43,6 +92,16 @@ fn round_to_bf16(x: f32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_bits_are_named() {
+        let mut x = f32_to_bf16(&[1.0f32; 100_000]);
+        assert!(check_all_finite_bf16("f", "key", &x).is_ok());
+        x[70_001] = 0xFF80; // -inf
+        x[90_000] = 0x7FC0; // NaN
+        let err = check_all_finite_bf16("f", "key", &x).unwrap_err().to_string();
+        assert!(err.contains("key[70001] = -inf"), "{err}");
+    }
 
     #[test]
     fn round_trip_and_rounding() {

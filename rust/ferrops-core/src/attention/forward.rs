@@ -243,16 +243,20 @@ pub(crate) fn query_tasks(seqs: &[Sequence], heads: usize) -> Vec<(usize, usize,
     tasks
 }
 
-struct Scratch<T> {
+/// One thread's tiles. `z` (scores, then probabilities), `o` (the unnormalised
+/// output) and the running statistics `m`, `l`, `alpha` are shared by every
+/// element type's `attend`; `qt`, `q1` and `v` are the float kernels' packed
+/// operands.
+pub(crate) struct Scratch<T> {
     qt: Vec<T>,
     /// The scaled query when the tile has one row.
     q1: Vec<T>,
     v: Vec<T>,
-    z: Vec<T>,
-    o: Vec<T>,
-    m: Vec<T>,
-    l: Vec<T>,
-    alpha: Vec<T>,
+    pub(crate) z: Vec<T>,
+    pub(crate) o: Vec<T>,
+    pub(crate) m: Vec<T>,
+    pub(crate) l: Vec<T>,
+    pub(crate) alpha: Vec<T>,
 }
 
 impl<T: AttnFloat> Scratch<T> {
@@ -283,12 +287,12 @@ const KEY_CHUNK: usize = 1024;
 /// One unit of work: query rows `[i0, i0 + BLOCK_Q)` of head `h` of sequence `s`
 /// against keys `[k_begin, k_end)`; `split` when it is one chunk of a split range.
 #[derive(Clone, Copy)]
-struct Task {
-    s: usize,
-    h: usize,
-    i0: usize,
-    k_begin: usize,
-    k_end: usize,
+pub(crate) struct Task {
+    pub(crate) s: usize,
+    pub(crate) h: usize,
+    pub(crate) i0: usize,
+    pub(crate) k_begin: usize,
+    pub(crate) k_end: usize,
     split: bool,
 }
 
@@ -436,11 +440,24 @@ impl<T: AttnFloat> Outputs<T> {
 /// `[Hq, total_q]` (natural log; `-inf` for rows that attend to nothing).
 pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T], v: &[T]) -> Result<(Vec<T>, Vec<T>)> {
     let seqs = att.validate(q, k, v)?;
+    run_tasks(att, &seqs, || (), |task, scratch, _| attend(att, &seqs, task, q, k, v, scratch))
+}
+
+/// Runs every task of a validated call in parallel and writes the output and
+/// log-sum-exp: `attend` leaves a task's unnormalised output and statistics in
+/// its [`Scratch`] (with `extra`, per-thread state of its own, made by
+/// `new_extra`); split key ranges are merged here, in chunk order.
+pub(crate) fn run_tasks<T, X, NewExtra, Attend>(att: &Attention<'_, T>, seqs: &[Sequence], new_extra: NewExtra, attend: Attend) -> Result<(Vec<T>, Vec<T>)>
+where
+    T: AttnFloat,
+    NewExtra: Fn() -> X + Sync + Send,
+    Attend: Fn(&Task, &mut Scratch<T>, &mut X) + Sync + Send,
+{
     let (total_q, _) = att.total_rows()?;
     let (hq, d, dv) = (att.heads_q, att.dim_qk, att.dim_v);
     let mut out = vec![T::ZERO; total_q * hq * dv];
     let mut lse = vec![T::from_f64(f64::NEG_INFINITY); hq * total_q];
-    let tasks = tasks_of(att, &seqs);
+    let tasks = tasks_of(att, seqs);
     let dv_pad = round_up(dv, LANES);
     let outputs = Outputs {
         out: SharedOut(out.as_mut_ptr()),
@@ -452,9 +469,9 @@ pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T],
     let partials: Vec<Option<Partial<T>>> = tasks
         .par_iter()
         .map_init(
-            || Scratch::<T>::new(d, dv_pad),
-            |scratch, task| {
-                attend(att, &seqs, task, q, k, v, scratch);
+            || (Scratch::<T>::new(d, dv_pad), new_extra()),
+            |(scratch, extra), task| {
+                attend(task, scratch, extra);
                 let rows = BLOCK_Q.min(seqs[task.s].len_q - task.i0);
                 if task.split {
                     return Some(Partial {

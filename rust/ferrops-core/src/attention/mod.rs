@@ -18,6 +18,8 @@
 
 mod backward;
 pub mod bf16;
+#[cfg(target_arch = "x86_64")]
+mod bf16_avx512;
 mod forward;
 mod tile;
 
@@ -138,10 +140,22 @@ impl<T: AttnFloat> Attention<'_, T> {
         })
     }
 
-    /// Checks every argument against the tensors' lengths; returns the sequences.
+    /// Checks every argument against the tensors and that their values are
+    /// finite; returns the sequences.
     pub(crate) fn validate(&self, q: &[T], k: &[T], v: &[T]) -> Result<Vec<Sequence>> {
+        let seqs = self.validate_shapes([q.len(), k.len(), v.len()])?;
+        for (name, data) in [("query", q), ("key", k), ("value", v)] {
+            // The tile max skips NaN, so a NaN key would be silently ignored.
+            check_all_finite(self.function, name, data)?;
+        }
+        Ok(seqs)
+    }
+
+    /// Checks every argument against the lengths of the query, key and value;
+    /// returns the sequences.
+    pub(crate) fn validate_shapes(&self, lengths: [usize; 3]) -> Result<Vec<Sequence>> {
         let f = self.function;
-        if self.heads_kv == 0 && self.heads_q > 0 || self.heads_kv > 0 && self.heads_q % self.heads_kv != 0 {
+        if self.heads_kv == 0 && self.heads_q > 0 || self.heads_kv > 0 && !self.heads_q.is_multiple_of(self.heads_kv) {
             return Err(FerropsError::value(
                 f,
                 "key",
@@ -157,21 +171,19 @@ impl<T: AttnFloat> Attention<'_, T> {
         }
         let seqs = self.sequences()?;
         let (total_q, total_k) = self.total_rows()?;
-        for (name, data, rows, heads, dim) in [
-            ("query", q, total_q, self.heads_q, self.dim_qk),
-            ("key", k, total_k, self.heads_kv, self.dim_qk),
-            ("value", v, total_k, self.heads_kv, self.dim_v),
+        for (name, length, rows, heads, dim) in [
+            ("query", lengths[0], total_q, self.heads_q, self.dim_qk),
+            ("key", lengths[1], total_k, self.heads_kv, self.dim_qk),
+            ("value", lengths[2], total_k, self.heads_kv, self.dim_v),
         ] {
-            if data.len() != rows * heads * dim {
+            if length != rows * heads * dim {
                 return Err(FerropsError::value(
                     f,
                     name,
                     format!("{} elements ({rows} rows x {heads} heads x {dim})", rows * heads * dim),
-                    format!("{}", data.len()),
+                    format!("{length}"),
                 ));
             }
-            // The tile max skips NaN, so a NaN key would be silently ignored.
-            check_all_finite(f, name, data)?;
         }
         if let Some(slopes) = self.alibi_slopes {
             let per_sequence = seqs.len() * self.heads_q;

@@ -172,7 +172,7 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
             col_stride: m.col_stride,
         }),
     };
-    let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut runs = Vec::new();
     for level in [simd::SimdLevel::Scalar, simd::detected()] {
         simd::set_level(level);
@@ -197,6 +197,34 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
             assert!(o1 == o && l1 == l && g1.0 == *dq && g1.1 == *dk && g1.2 == *dv, "1 vs 2 threads differ");
         }
     }
+    drop(guard);
+    check_bfloat16(att, &att32, &q32, &k32, &v32, &d_out);
+}
+
+/// bfloat16 inputs against the f64 formula on the same (rounded) values, on the
+/// widened float32 path (scalar level) and the detected level's (AVX-512 BF16
+/// dot products where the CPU has them), for 1 and 2 threads (bitwise the same).
+fn check_bfloat16(att: &Attention<'_, f64>, att32: &Attention<'_, f32>, q: &[f32], k: &[f32], v: &[f32], d_out: &[f64]) {
+    let (q, k, v) = (bf16::f32_to_bf16(q), bf16::f32_to_bf16(k), bf16::f32_to_bf16(v));
+    let up = |x: &[u16]| bf16::bf16_to_f32(x).iter().map(|&y| y as f64).collect::<Vec<f64>>();
+    let want = reference(att, &up(&q), &up(&k), &up(&v), d_out);
+    let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for level in [simd::SimdLevel::Scalar, simd::detected()] {
+        simd::set_level(level);
+        let mut runs = Vec::new();
+        for threads in [1, 2] {
+            parallel::set_num_threads(threads).unwrap();
+            runs.push(parallel::install(|| bf16::attention_forward_bf16(att32, &q, &k, &v)).unwrap());
+        }
+        assert!(runs[0] == runs[1], "bfloat16 at {level:?}: 1 vs 2 threads differ");
+        let (o, l) = &runs[0];
+        // The output is rounded to bfloat16 (2^-9 relative), and the AVX-512 BF16
+        // path rounds the probabilities too before the P V product.
+        assert_close(&format!("out bf16 {level:?}"), &up(o), &want.out, 8e-3);
+        assert_close(&format!("lse bf16 {level:?}"), &l.iter().map(|&x| x as f64).collect::<Vec<_>>(), &want.lse, 2e-5);
+    }
+    simd::set_level(simd::detected());
+    parallel::set_num_threads(2).unwrap();
 }
 
 #[test]

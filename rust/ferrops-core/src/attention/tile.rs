@@ -141,7 +141,7 @@ impl AttnFloat for f64 {
 
 impl AttnFloat for f32 {
     fn gemm(m: usize, n: usize, k: usize, a: &[f32], a_rows: usize, a_cols: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
-        assert!(n % 8 == 0, "tile not padded");
+        assert!(n.is_multiple_of(8), "tile not padded");
         assert!(m == 0 || k == 0 || (m - 1) * a_rows + (k - 1) * a_cols < a.len(), "tile exceeds its buffer");
         check_extent(k, n, ldb, b.len());
         check_extent(m, n, ldc, c.len());
@@ -158,7 +158,7 @@ impl AttnFloat for f32 {
         check_extent(keys, queries, ldz, z.len());
         assert!(m.len() >= queries && l.len() >= queries && alpha.len() >= queries);
         #[cfg(target_arch = "x86_64")]
-        if use_avx2() && queries % 8 == 0 {
+        if use_avx2() && queries.is_multiple_of(8) {
             // SAFETY: AVX2+FMA present; extents checked above.
             unsafe { avx2::softmax_step(keys, queries, z, ldz, m, l, alpha) };
             return;
@@ -170,7 +170,7 @@ impl AttnFloat for f32 {
         check_extent(rows, cols, ldz, z.len());
         assert!(shift.len() >= rows);
         #[cfg(target_arch = "x86_64")]
-        if use_avx2() && cols % 8 == 0 {
+        if use_avx2() && cols.is_multiple_of(8) {
             // SAFETY: AVX2+FMA present; extents checked above.
             unsafe { avx2::exp2_shifted(rows, cols, z, ldz, shift) };
             return;

@@ -48,7 +48,7 @@ impl BoxFormat {
 
 /// Checks that `boxes` holds whole rows of 4 and returns the row count.
 pub fn box_count(function: &'static str, argument: &'static str, boxes_len: usize) -> Result<usize> {
-    if boxes_len % 4 != 0 {
+    if !boxes_len.is_multiple_of(4) {
         return Err(FerropsError::value(
             function,
             argument,

@@ -16,7 +16,7 @@ pub fn incremental_mean(x: &[f64], width: usize) -> Result<Vec<f64>> {
     if width == 0 || x.is_empty() {
         return Ok(Vec::new());
     }
-    if x.len() % width != 0 {
+    if !x.len().is_multiple_of(width) {
         return Err(FerropsError::value(
             F,
             "x",

@@ -20,7 +20,7 @@ const CHANNELS_PER_TASK: usize = 16;
 
 /// Checks the regions and returns each one's batch index.
 fn check_rois<T: Real>(function: &'static str, rois: &[T], shape: Shape) -> Result<Vec<usize>> {
-    if rois.len() % 5 != 0 {
+    if !rois.len().is_multiple_of(5) {
         return Err(FerropsError::value(
             function,
             "boxes",

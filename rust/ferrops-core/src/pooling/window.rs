@@ -340,7 +340,7 @@ pub fn max_pool2d_backward<T: PoolReal>(
 }
 
 fn check_sppf_kernel(function: &'static str, k: usize) -> Result<()> {
-    if k == 0 || k % 2 == 0 {
+    if k == 0 || k.is_multiple_of(2) {
         return Err(FerropsError::value(function, "kernel_size", "an odd positive kernel size", k.to_string()));
     }
     Ok(())
