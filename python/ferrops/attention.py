@@ -12,9 +12,9 @@ matrix (ATT-ONLINE):
 
 A query row that may attend to no key returns 0 with log-sum-exp ``-inf``, never
 NaN (ATT-MASK). dtypes: float32 and float64 compute in their own precision;
-float16 is computed in float32; bfloat16 on the CPU's bfloat16 dot products where
-it has AVX-512 BF16 (accumulating in float32), else in float32; both are returned
-in their dtype; query, key and value must share one dtype (as in torch).
+float16 is computed in float32; bfloat16 in float32 or on the CPU's bfloat16 dot
+products (AVX-512 BF16, accumulating in float32; the default on AMD CPUs, see the
+README); both are returned in their dtype; query, key and value must share one dtype (as in torch).
 Tensors that require grad are differentiable through a Rust backward pass that recomputes the
 probabilities from the saved log-sum-exp (ATT-BWD); NumPy callers get the
 forward pass. CUDA tensors run a PyTorch implementation on their device.
@@ -244,9 +244,9 @@ def _run_rust(q: Any, k: Any, v: Any, options: dict) -> tuple[Any, np.ndarray]:
         out, lse = _autograd_function().apply(q, k, v, options)
         return out, lse.numpy()
     if tensors and all(t.dtype == torch.bfloat16 for t in (q, k, v)):
-        # bfloat16 goes to Rust as its bits: its bfloat16 dot products read them
-        # as they are, and elsewhere widening in Rust, in parallel, costs less
-        # than converting in torch first (more than a tenth of the kernel).
+        # bfloat16 goes to Rust as its bits: the bfloat16 dot products read them
+        # as they are, and widening in Rust, in parallel, costs less than
+        # converting in torch first (more than a tenth of the kernel).
         bits = [np.ascontiguousarray(t.detach().cpu().view(torch.int16).numpy()).view(np.uint16) for t in (q, k, v)]
         out, lse = _core.attention_forward(*bits, options)
         return torch.from_numpy(out.view(np.int16)).view(torch.bfloat16).to(q.device), lse

@@ -22,7 +22,7 @@ use super::{Attention, Sequence};
 /// Queries (score columns) per vector.
 const QUERIES_PER_VECTOR: usize = 16;
 
-/// Whether this path runs: the active SIMD level is AVX-512 (so `FERROPS_SIMD`
+/// Whether this path can run: the active SIMD level is AVX-512 (so `FERROPS_SIMD`
 /// and `set_level` can turn it off) and the CPU has the BF16 extension.
 pub(crate) fn available() -> bool {
     crate::simd::level() == crate::simd::SimdLevel::Avx512 && is_x86_feature_detected!("avx512bf16")

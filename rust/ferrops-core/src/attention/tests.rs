@@ -201,16 +201,18 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
     check_bfloat16(att, &att32, &q32, &k32, &v32, &d_out);
 }
 
-/// bfloat16 inputs against the f64 formula on the same (rounded) values, on the
-/// widened float32 path (scalar level) and the detected level's (AVX-512 BF16
-/// dot products where the CPU has them), for 1 and 2 threads (bitwise the same).
+/// bfloat16 inputs against the f64 formula on the same (rounded) values: widened
+/// at the scalar and the detected level, and on the AVX-512 BF16 dot products
+/// where the CPU has them; for 1 and 2 threads (bitwise the same).
 fn check_bfloat16(att: &Attention<'_, f64>, att32: &Attention<'_, f32>, q: &[f32], k: &[f32], v: &[f32], d_out: &[f64]) {
     let (q, k, v) = (bf16::f32_to_bf16(q), bf16::f32_to_bf16(k), bf16::f32_to_bf16(v));
     let up = |x: &[u16]| bf16::bf16_to_f32(x).iter().map(|&y| y as f64).collect::<Vec<f64>>();
     let want = reference(att, &up(&q), &up(&k), &up(&v), d_out);
     let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for level in [simd::SimdLevel::Scalar, simd::detected()] {
+    for (level, dot_products) in [(simd::SimdLevel::Scalar, false), (simd::detected(), false), (simd::detected(), true)] {
         simd::set_level(level);
+        bf16::set_dot_products(Some(dot_products));
+        let level = (level, bf16::native_dot_products());
         let mut runs = Vec::new();
         for threads in [1, 2] {
             parallel::set_num_threads(threads).unwrap();
@@ -224,6 +226,7 @@ fn check_bfloat16(att: &Attention<'_, f64>, att32: &Attention<'_, f32>, q: &[f32
         assert_close(&format!("lse bf16 {level:?}"), &l.iter().map(|&x| x as f64).collect::<Vec<_>>(), &want.lse, 2e-5);
     }
     simd::set_level(simd::detected());
+    bf16::set_dot_products(None);
     parallel::set_num_threads(2).unwrap();
 }
 

@@ -2,12 +2,13 @@
 //! a small matrix product over packed, padded tiles, and the online-softmax row
 //! update (ATT-ONLINE) in the base-2 domain.
 //!
-//! float32 runs hand-written AVX2+FMA kernels when the active SIMD level allows it
-//! (a 6 x 16 register-blocked micro-kernel and a polynomial `exp2`); every other
-//! case runs the portable code below, which is also the reference the SIMD code is
-//! tested against. The level is read per tile with [`simd::level`], and the AVX2
-//! bodies are `#[target_feature]` functions: the intrinsics must be compiled with
-//! those features, and a call per tile (tens of thousands of flops) costs nothing.
+//! float32 runs hand-written AVX-512 or AVX2+FMA kernels when the active SIMD level
+//! allows it (8 x 32 and 6 x 16 register-blocked micro-kernels and a polynomial
+//! `exp2`); every other case runs the portable code below, which is also the
+//! reference the SIMD code is tested against. The level is read per tile with
+//! [`simd::level`], and the SIMD bodies are `#[target_feature]` functions: the
+//! intrinsics must be compiled with those features, and a call per tile (tens of
+//! thousands of flops) costs nothing.
 
 use crate::simd::{self, SimdLevel};
 use crate::Real;
@@ -54,6 +55,10 @@ pub trait AttnFloat: Real {
 
 fn use_avx2() -> bool {
     cfg!(target_arch = "x86_64") && simd::level() >= SimdLevel::Avx2
+}
+
+fn use_avx512() -> bool {
+    cfg!(target_arch = "x86_64") && simd::level() >= SimdLevel::Avx512
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -146,6 +151,13 @@ impl AttnFloat for f32 {
         check_extent(k, n, ldb, b.len());
         check_extent(m, n, ldc, c.len());
         #[cfg(target_arch = "x86_64")]
+        if use_avx512() {
+            // SAFETY: use_avx512() says the CPU has AVX-512 (F, BW, VL) and FMA; the
+            // extents were checked.
+            unsafe { avx512::gemm(m, n, k, a.as_ptr(), a_rows, a_cols, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if use_avx2() {
             // SAFETY: use_avx2() says the CPU has AVX2 and FMA; the extents were checked.
             unsafe { avx2::gemm(m, n, k, a.as_ptr(), a_rows, a_cols, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) };
@@ -158,6 +170,12 @@ impl AttnFloat for f32 {
         check_extent(keys, queries, ldz, z.len());
         assert!(m.len() >= queries && l.len() >= queries && alpha.len() >= queries);
         #[cfg(target_arch = "x86_64")]
+        if use_avx512() && queries.is_multiple_of(8) {
+            // SAFETY: AVX-512 and FMA present; extents checked above.
+            unsafe { avx512::softmax_step(keys, queries, z, ldz, m, l, alpha) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if use_avx2() && queries.is_multiple_of(8) {
             // SAFETY: AVX2+FMA present; extents checked above.
             unsafe { avx2::softmax_step(keys, queries, z, ldz, m, l, alpha) };
@@ -169,6 +187,12 @@ impl AttnFloat for f32 {
     fn exp2_shifted(rows: usize, cols: usize, z: &mut [f32], ldz: usize, shift: &[f32]) {
         check_extent(rows, cols, ldz, z.len());
         assert!(shift.len() >= rows);
+        #[cfg(target_arch = "x86_64")]
+        if use_avx512() && cols.is_multiple_of(8) {
+            // SAFETY: AVX-512 and FMA present; extents checked above.
+            unsafe { avx512::exp2_shifted(rows, cols, z, ldz, shift) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if use_avx2() && cols.is_multiple_of(8) {
             // SAFETY: AVX2+FMA present; extents checked above.
@@ -368,6 +392,191 @@ mod avx2 {
 
 }
 
+/// The AVX2 kernels with 16-lane vectors: 8 x 32 register blocks for the
+/// product, 16 queries per vector in the softmax. Widths that are a multiple of
+/// 8 but not of 16 end in a half vector, loaded and stored under a mask.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    const ALL: __mmask16 = 0xFFFF;
+    const LOW_HALF: __mmask16 = 0x00FF;
+
+    /// The mask of the vector starting `done` columns into `width` (a multiple of 8).
+    #[inline(always)]
+    fn lanes(width: usize, done: usize) -> __mmask16 {
+        if width - done >= 16 {
+            ALL
+        } else {
+            LOW_HALF
+        }
+    }
+
+    struct Block {
+        k: usize,
+        a: *const f32,
+        a_rows: usize,
+        a_cols: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        /// The mask of the block's last vector.
+        last: __mmask16,
+    }
+
+    /// Same contract as `avx2::gemm`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub unsafe fn gemm(m: usize, n: usize, k: usize, a: *const f32, a_rows: usize, a_cols: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool) {
+        let mut i0 = 0;
+        while i0 < m {
+            let mut j0 = 0;
+            while j0 < n {
+                let cols = (n - j0).min(32);
+                let block = Block {
+                    k,
+                    a: a.add(i0 * a_rows),
+                    a_rows,
+                    a_cols,
+                    b: b.add(j0),
+                    ldb,
+                    c: c.add(i0 * ldc + j0),
+                    ldc,
+                    accumulate,
+                    last: lanes(cols, (cols - 1) / 16 * 16),
+                };
+                let two = cols > 16;
+                match (m - i0).min(8) {
+                    8 => rows::<8>(two, &block),
+                    7 => rows::<7>(two, &block),
+                    6 => rows::<6>(two, &block),
+                    5 => rows::<5>(two, &block),
+                    4 => rows::<4>(two, &block),
+                    3 => rows::<3>(two, &block),
+                    2 => rows::<2>(two, &block),
+                    _ => rows::<1>(two, &block),
+                }
+                j0 += cols;
+            }
+            i0 += 8;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn rows<const MR: usize>(two: bool, block: &Block) {
+        if two {
+            product::<MR, 2>(block)
+        } else {
+            product::<MR, 1>(block)
+        }
+    }
+
+    /// One `MR x 16 NV` block of `c`, accumulated over `k`.
+    #[inline(always)]
+    unsafe fn product<const MR: usize, const NV: usize>(p: &Block) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        if p.accumulate {
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                for (v, acc_rv) in acc_r.iter_mut().enumerate() {
+                    let mask = if v + 1 == NV { p.last } else { ALL };
+                    *acc_rv = _mm512_maskz_loadu_ps(mask, p.c.add(r * p.ldc + 16 * v));
+                }
+            }
+        }
+        for q in 0..p.k {
+            let b_row = p.b.add(q * p.ldb);
+            let mut b = [_mm512_setzero_ps(); NV];
+            for (v, b_v) in b.iter_mut().enumerate() {
+                let mask = if v + 1 == NV { p.last } else { ALL };
+                *b_v = _mm512_maskz_loadu_ps(mask, b_row.add(16 * v));
+            }
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let a_rq = _mm512_set1_ps(*p.a.add(r * p.a_rows + q * p.a_cols));
+                for v in 0..NV {
+                    acc_r[v] = _mm512_fmadd_ps(a_rq, b[v], acc_r[v]);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, &acc_rv) in acc_r.iter().enumerate() {
+                let mask = if v + 1 == NV { p.last } else { ALL };
+                _mm512_mask_storeu_ps(p.c.add(r * p.ldc + 16 * v), mask, acc_rv);
+            }
+        }
+    }
+
+    /// `avx2::exp2` on 16 lanes: the same clamp, polynomial and exponent bits, so
+    /// inputs below -127 (including -inf) give exactly 0.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    unsafe fn exp2(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-127.0)), _mm512_set1_ps(127.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+        let f = _mm512_sub_ps(x, n);
+        let mut p = _mm512_set1_ps(0.001_327_647_2);
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.009_675_542));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.055_507_13));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240_221_2));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.693_146_94));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000_000_1));
+        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
+        _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
+    }
+
+    /// Same contract as `avx2::softmax_step`, 16 queries per vector.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub unsafe fn softmax_step(keys: usize, queries: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
+        let z = z.as_mut_ptr();
+        let mut c = 0;
+        while c < queries {
+            let mask = lanes(queries, c);
+            let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+            for j in 0..keys {
+                vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, mask, z.add(j * ldz + c)));
+            }
+            let m_old = _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), mask, m.as_ptr().add(c));
+            let m_new = _mm512_max_ps(m_old, vmax);
+            let empty = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(m_new, _mm512_set1_ps(f32::NEG_INFINITY));
+            // 0 where nothing was attended yet: exp2(-inf - 0) is 0 through the clamp.
+            let shift = _mm512_maskz_mov_ps(!empty, m_new);
+            let a = exp2(_mm512_sub_ps(m_old, shift));
+            let mut sum = _mm512_setzero_ps();
+            for j in 0..keys {
+                let at = z.add(j * ldz + c);
+                let p = exp2(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, at), shift));
+                _mm512_mask_storeu_ps(at, mask, p);
+                sum = _mm512_add_ps(sum, p);
+            }
+            _mm512_mask_storeu_ps(m.as_mut_ptr().add(c), mask, m_new);
+            _mm512_mask_storeu_ps(alpha.as_mut_ptr().add(c), mask, a);
+            let l_old = _mm512_maskz_loadu_ps(mask, l.as_ptr().add(c));
+            _mm512_mask_storeu_ps(l.as_mut_ptr().add(c), mask, _mm512_fmadd_ps(l_old, a, sum));
+            c += if mask == ALL { 16 } else { 8 };
+        }
+    }
+
+    /// Same contract as `avx2::exp2_shifted`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub unsafe fn exp2_shifted(rows: usize, cols: usize, z: &mut [f32], ldz: usize, shift: &[f32]) {
+        for (r, &row_shift) in shift[..rows].iter().enumerate() {
+            let row = z.as_mut_ptr().add(r * ldz);
+            if row_shift == f32::NEG_INFINITY {
+                std::ptr::write_bytes(row, 0, cols);
+                continue;
+            }
+            let vshift = _mm512_set1_ps(row_shift);
+            let mut j = 0;
+            while j < cols {
+                let mask = lanes(cols, j);
+                _mm512_mask_storeu_ps(row.add(j), mask, exp2(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row.add(j)), vshift)));
+                j += if mask == ALL { 16 } else { 8 };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,21 +584,24 @@ mod tests {
     #[test]
     fn shifted_exponentials_agree_across_levels() {
         let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let (rows, cols) = (6, 16);
+        // 24 columns: a whole vector and a half one at every level.
+        let (rows, cols) = (6, 24);
         let mut seed = 7;
         let z: Vec<f32> = (0..rows * cols).map(|_| 20.0 * lcg(&mut seed)).collect();
         let shift: Vec<f32> = (0..rows).map(|i| if i == 3 { f32::NEG_INFINITY } else { i as f32 - 5.0 }).collect();
         let mut out = Vec::new();
-        for level in [SimdLevel::Scalar, SimdLevel::Avx2] {
+        for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
             simd::set_level(level);
             let mut by_row = z.clone();
             f32::exp2_shifted(rows, cols, &mut by_row, cols, &shift);
             out.push(by_row);
         }
         simd::set_level(simd::detected());
-        assert!(out[1][3 * cols..4 * cols].iter().all(|&x| x == 0.0));
-        for (a, b) in out[0].iter().zip(&out[1]) {
-            assert!((a - b).abs() <= 3e-6 * a.abs().max(1e-30), "{a} vs {b}");
+        for simd_out in &out[1..] {
+            assert!(simd_out[3 * cols..4 * cols].iter().all(|&x| x == 0.0));
+            for (a, b) in out[0].iter().zip(simd_out) {
+                assert!((a - b).abs() <= 3e-6 * a.abs().max(1e-30), "{a} vs {b}");
+            }
         }
     }
 
@@ -401,7 +613,7 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
             let b: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
             let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
-            for level in [SimdLevel::Scalar, SimdLevel::Avx2] {
+            for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
                 simd::set_level(level);
                 assert!((f32::dot(&a, &b) as f64 - exact).abs() < 1e-5, "n = {n}");
             }
@@ -422,7 +634,7 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
         let b: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
         let mut results = Vec::new();
-        for level in [SimdLevel::Scalar, SimdLevel::Avx2] {
+        for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
             simd::set_level(level);
             let mut c = vec![0.5f32; m * n];
             f32::gemm(m, n, k, &a, k, 1, &b, n, &mut c, n, true);
@@ -436,13 +648,14 @@ mod tests {
         }
         simd::set_level(simd::detected());
         let (c0, z0, l0, a0) = &results[0];
-        let (c1, z1, l1, a1) = &results[1];
-        for (x, y) in c0.iter().zip(c1) {
-            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        for (c1, z1, l1, a1) in &results[1..] {
+            for (x, y) in c0.iter().zip(c1) {
+                assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+            }
+            for (x, y) in z0.iter().chain(l0).chain(a0).zip(z1.iter().chain(l1).chain(a1)) {
+                assert!((x - y).abs() <= 1e-6 * (1.0 + x.abs()), "{x} vs {y}");
+            }
+            assert_eq!(z1[3], 0.0);
         }
-        for (x, y) in z0.iter().chain(l0).chain(a0).zip(z1.iter().chain(l1).chain(a1)) {
-            assert!((x - y).abs() <= 1e-6 * (1.0 + x.abs()), "{x} vs {y}");
-        }
-        assert_eq!(z1[3], 0.0);
     }
 }
