@@ -16,7 +16,7 @@
 use std::arch::x86_64::*;
 
 use super::forward::{Scorer, Scratch, Task, BLOCK_K, BLOCK_Q};
-use super::tile::{round_up, AttnFloat, LANES};
+use super::tile::{round_up, LANES};
 use super::{Attention, Sequence};
 
 /// Queries (score columns) per vector.
@@ -69,7 +69,7 @@ pub(crate) fn attend(att: &Attention<'_, f32>, seqs: &[Sequence], task: &Task, q
     let d_pairs = d.div_ceil(2);
 
     let q_start = att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, d);
-    let q_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, d) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, d);
+    let q_stride = att.row_stride(hq, d);
     let query_pairs = &mut packed.queries[..d_pairs * rows_pad];
     query_pairs.fill(0);
     for r in 0..rows {
@@ -87,11 +87,9 @@ pub(crate) fn attend(att: &Attention<'_, f32>, seqs: &[Sequence], task: &Task, q
     // bfloat16 queries would round them a second time.
     let factor = scorer.q_factor();
 
-    scratch.o[..rows_pad * dv_pad].fill(0.0);
-    scratch.m[..rows_pad].fill(f32::NEG_INFINITY);
-    scratch.l[..rows_pad].fill(0.0);
-    let k_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, d) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, d);
-    let v_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, dv) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, dv);
+    scratch.start(rows_pad, dv_pad);
+    let k_stride = att.row_stride(hkv, d);
+    let v_stride = att.row_stride(hkv, dv);
     let mut k0 = task.k_begin;
     while k0 < task.k_end {
         let kc = BLOCK_K.min(task.k_end - k0);
@@ -114,16 +112,7 @@ pub(crate) fn attend(att: &Attention<'_, f32>, seqs: &[Sequence], task: &Task, q
             // kc x rows_pad values.
             unsafe { scores(kc, rows_pad, d, k.as_ptr().add(k_start), k_stride, query_pairs.as_ptr(), z.as_mut_ptr(), factor) };
         }
-        if !scorer.is_plain(i0, rows, k0, kc, kc) {
-            scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc);
-        }
-        f32::softmax_step(kc, rows_pad, z, rows_pad, &mut scratch.m, &mut scratch.l, &mut scratch.alpha);
-        for r in 0..rows_pad {
-            let a = scratch.alpha[r];
-            if a != 1.0 {
-                scratch.o[r * dv_pad..(r + 1) * dv_pad].iter_mut().for_each(|x| *x *= a);
-            }
-        }
+        scratch.online_softmax(&scorer, i0, rows, rows_pad, k0, kc, dv_pad);
         let key_pairs = kc.div_ceil(2);
         let v_start = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, dv);
         assert!(v_start + (kc - 1) * v_stride + dv <= v.len(), "value tile outside the value");
@@ -131,7 +120,7 @@ pub(crate) fn attend(att: &Attention<'_, f32>, seqs: &[Sequence], task: &Task, q
         // packed buffers key_pairs x rows_pad and key_pairs x dv_pad lanes, the
         // value rows were checked above, and o holds rows_pad x dv_pad values.
         unsafe {
-            pack_probabilities(kc, rows_pad, z.as_ptr(), packed.probs.as_mut_ptr());
+            pack_probabilities(kc, rows_pad, scratch.z.as_ptr(), packed.probs.as_mut_ptr());
             pack_values(kc, dv, dv_pad, v.as_ptr().add(v_start), v_stride, packed.values.as_mut_ptr());
             accumulate_values(rows, dv_pad, key_pairs, packed.probs.as_ptr(), rows_pad, packed.values.as_ptr(), scratch.o.as_mut_ptr());
         }

@@ -274,6 +274,31 @@ impl<T: AttnFloat> Scratch<T> {
             alpha: vec![T::ZERO; rows],
         }
     }
+
+    /// Starts a task of `rows_pad` query rows: no output, max `-inf`, sum 0.
+    pub(crate) fn start(&mut self, rows_pad: usize, dv_pad: usize) {
+        self.o[..rows_pad * dv_pad].fill(T::ZERO);
+        self.m[..rows_pad].fill(T::from_f64(f64::NEG_INFINITY));
+        self.l[..rows_pad].fill(T::ZERO);
+    }
+
+    /// Turns the `kc x rows_pad` score tile in `z` (keys `[k0, k0 + kc)`, queries
+    /// from `i0`, `rows` of them real) into probabilities (ATT-ONLINE) and rescales
+    /// the output rows by how much their running max grew.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn online_softmax(&mut self, scorer: &Scorer<'_, T>, i0: usize, rows: usize, rows_pad: usize, k0: usize, kc: usize, dv_pad: usize) {
+        let z = &mut self.z[..kc * rows_pad];
+        if !scorer.is_plain(i0, rows, k0, kc, kc) {
+            scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc);
+        }
+        T::softmax_step(kc, rows_pad, z, rows_pad, &mut self.m, &mut self.l, &mut self.alpha);
+        for r in 0..rows_pad {
+            let a = self.alpha[r];
+            if a != T::ONE {
+                self.o[r * dv_pad..(r + 1) * dv_pad].iter_mut().for_each(|x| *x *= a);
+            }
+        }
+    }
 }
 
 /// Query tiles with at most this many keys to see run as one task; longer key
@@ -336,7 +361,7 @@ fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, 
     // Query columns come in vectors of 8: a decoding step (one query) computes 8
     // columns, not a whole block.
     let rows_pad = round_up(rows, 8);
-    let q_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, d) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, d);
+    let q_stride = att.row_stride(hq, d);
     // Scores are computed transposed, keys x queries: the key tile is the left
     // operand and is read in place (or row-copied), only the query tile is
     // transposed, once per task; the softmax statistics are then per column, 8
@@ -350,11 +375,9 @@ fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, 
         scratch.q1.clear();
         scratch.q1.extend((0..d).map(|c| qt[c * rows_pad]));
     }
-    scratch.o[..rows_pad * dv_pad].fill(T::ZERO);
-    scratch.m[..rows_pad].fill(T::from_f64(f64::NEG_INFINITY));
-    scratch.l[..rows_pad].fill(T::ZERO);
-    let k_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, d) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, d);
-    let v_stride = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 1, dv) - att.row_offset(seq.k_row0, seq.len_k, hkv, hk, 0, dv);
+    scratch.start(rows_pad, dv_pad);
+    let k_stride = att.row_stride(hkv, d);
+    let v_stride = att.row_stride(hkv, dv);
     let mut k0 = task.k_begin;
     while k0 < task.k_end {
         let kc = BLOCK_K.min(task.k_end - k0);
@@ -373,18 +396,9 @@ fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, 
                 z_row[1..].fill(T::ZERO);
             }
         } else {
-            T::gemm(kc, rows_pad, d, k_tile, k_ld, 1, qt, rows_pad, z, rows_pad, false);
+            T::gemm(kc, rows_pad, d, k_tile, k_ld, 1, &scratch.qt[..d * rows_pad], rows_pad, z, rows_pad, false);
         }
-        if !scorer.is_plain(i0, rows, k0, kc, kc) {
-            scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc);
-        }
-        T::softmax_step(kc, rows_pad, z, rows_pad, &mut scratch.m, &mut scratch.l, &mut scratch.alpha);
-        for r in 0..rows_pad {
-            let a = scratch.alpha[r];
-            if a != T::ONE {
-                scratch.o[r * dv_pad..(r + 1) * dv_pad].iter_mut().for_each(|x| *x *= a);
-            }
-        }
+        scratch.online_softmax(&scorer, i0, rows, rows_pad, k0, kc, dv_pad);
         let v_start = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, k0, dv);
         // Value rows are read in place when their width is already a whole number
         // of vectors.
@@ -394,7 +408,7 @@ fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, 
             pack_rows(&mut scratch.v, dv_pad, v, v_start, v_stride, kc, dv, T::ONE);
             (&scratch.v, dv_pad)
         };
-        T::gemm(rows, dv_pad, kc, z, 1, rows_pad, v_tile, v_ld, &mut scratch.o, dv_pad, true);
+        T::gemm(rows, dv_pad, kc, &scratch.z[..kc * rows_pad], 1, rows_pad, v_tile, v_ld, &mut scratch.o, dv_pad, true);
         k0 += kc;
     }
 }
@@ -419,7 +433,7 @@ impl<T: AttnFloat> Outputs<T> {
         let dv_pad = round_up(dv, LANES);
         let (h, i0) = (task.h, task.i0);
         let rows = BLOCK_Q.min(seq.len_q - i0);
-        let o_stride = att.row_offset(seq.q_row0, seq.len_q, hq, h, 1, dv) - att.row_offset(seq.q_row0, seq.len_q, hq, h, 0, dv);
+        let o_stride = att.row_stride(hq, dv);
         let o_start = att.row_offset(seq.q_row0, seq.len_q, hq, h, i0, dv);
         for r in 0..rows {
             let inv = if l[r] > T::ZERO { T::ONE / l[r] } else { T::ZERO };

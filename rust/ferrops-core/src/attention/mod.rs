@@ -241,6 +241,16 @@ impl<T: AttnFloat> Attention<'_, T> {
         }
     }
 
+    /// Elements between consecutive rows of one head of a tensor with `heads`
+    /// heads of `dim` values.
+    #[inline]
+    pub(crate) fn row_stride(&self, heads: usize, dim: usize) -> usize {
+        match self.layout {
+            Layout::HeadMajor => dim,
+            Layout::TokenMajor => heads * dim,
+        }
+    }
+
     pub(crate) fn alibi_slope(&self, seq: usize, h: usize) -> Option<f64> {
         self.alibi_slopes.map(|s| if s.len() == self.heads_q { s[h] } else { s[seq * self.heads_q + h] })
     }
