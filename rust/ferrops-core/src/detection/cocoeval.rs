@@ -456,14 +456,29 @@ pub struct Accumulated {
     pub shape: [usize; 5],
 }
 
-/// One (category, area, maxDets) cell: `[T, R]` precision and scores, `[T]` recall.
-struct Cell {
+/// The cells of one output category, laid out as its slice of the output:
+/// `[T, R, A, M]` precision and scores, `[T, A, M]` recall (the output's A and
+/// M), -1 where a cell has no ground truth. One block per category keeps a
+/// task's writes in a small buffer, and the output is then written in order,
+/// `A * M` values at a time.
+struct CategoryBlock {
     k: usize,
-    a: usize,
-    m: usize,
     precision: Vec<f64>,
     scores: Vec<f64>,
     recall: Vec<f64>,
+}
+
+impl CategoryBlock {
+    fn new(k: usize, p: &AccumulateParams, num_thr: usize) -> Self {
+        let per_threshold = p.num_areas * p.num_max_dets;
+        let values = num_thr * p.rec_thrs.len() * per_threshold;
+        CategoryBlock {
+            k,
+            precision: vec![-1.0; values],
+            scores: vec![-1.0; values],
+            recall: vec![-1.0; num_thr * per_threshold],
+        }
+    }
 }
 
 /// Reused buffers of one accumulate task.
@@ -484,6 +499,8 @@ struct AccScratch {
     tp_at: Vec<Vec<(u32, f64)>>,
     /// Suffix maxima of those precisions (the right-to-left envelope).
     envelope: Vec<f64>,
+    /// Per recall threshold, the true-positive count that reaches it.
+    counts: Vec<u64>,
 }
 
 /// Gathers the entries of one (category, area) pair, as pycocotools indexes
@@ -521,6 +538,34 @@ fn gather<'e>(
     Ok((!entries.is_empty() && positives > 0).then_some(positives))
 }
 
+/// For each recall threshold, the least true-positive count `v` whose recall
+/// `v / npig` (pycocotools' division) reaches it, capped at `none` (a count no
+/// cell reaches: one more than its detections). Division by a positive number is
+/// monotone, so the count is found from the rounded guess `ceil(thr * npig)` in a
+/// step or two, not by bisection; it depends only on `npig`, so one (category,
+/// area) pair computes it once for every threshold and maxDets.
+fn counts_reaching(rec_thrs: &[f64], positives: u64, none: u64, out: &mut Vec<u64>) {
+    let npig = positives as f64;
+    out.clear();
+    out.extend(rec_thrs.iter().map(|&thr| {
+        let guess = (thr * npig).ceil();
+        let mut v = if guess <= 0.0 {
+            0
+        } else if guess >= none as f64 {
+            none
+        } else {
+            guess as u64
+        };
+        while v > 0 && ((v - 1) as f64 / npig) >= thr {
+            v -= 1;
+        }
+        while v < none && (v as f64 / npig) < thr {
+            v += 1;
+        }
+        v
+    }));
+}
+
 /// One cell from the picks of its maxDets value (`s.picks`, sorted by score).
 ///
 /// pycocotools computes `rc = tp / npig` and `pr = tp / (tp + fp + eps)` at every
@@ -528,11 +573,18 @@ fn gather<'e>(
 /// `searchsorted(rc, recThrs, "left")`. The same numbers with less work: `rc` only
 /// grows at true positives, so the index found for a recall threshold is the
 /// first detection (index 0) or a true positive, found from the least true
-/// positive count whose `count / npig` (same division) reaches the threshold;
-/// and `pr` only grows at true positives, so the envelope at a true positive is
-/// the largest `pr` of the true positives from there on (at index 0 without a
-/// true positive `pr` is 0).
-fn accumulate_cell(evaluation: &Evaluation, p: &AccumulateParams, positives: u64, s: &mut AccScratch) -> Cell {
+/// positive count whose `count / npig` reaches the threshold (`s.counts`, from
+/// [`counts_reaching`]); and `pr` only grows at true positives, so the envelope
+/// at a true positive is the largest `pr` of the true positives from there on (at
+/// index 0 without a true positive `pr` is 0).
+fn accumulate_cell(
+    evaluation: &Evaluation,
+    p: &AccumulateParams,
+    positives: u64,
+    s: &mut AccScratch,
+    (a, m): (usize, usize),
+    block: &mut CategoryBlock,
+) {
     let (num_thr, num_rec, nd) = (evaluation.num_thresholds, p.rec_thrs.len(), s.picks.len());
     s.tp_at.resize_with(num_thr, Vec::new);
     s.tp_at.iter_mut().for_each(Vec::clear);
@@ -554,19 +606,13 @@ fn accumulate_cell(evaluation: &Evaluation, p: &AccumulateParams, positives: u64
             }
         }
     }
-    let mut cell = Cell {
-        k: 0,
-        a: 0,
-        m: 0,
-        precision: vec![0.0; num_thr * num_rec],
-        scores: vec![0.0; num_thr * num_rec],
-        recall: vec![0.0; num_thr],
-    };
+    let (num_areas, num_max_dets) = (p.num_areas, p.num_max_dets);
+    let at = |t: usize, r: usize| ((t * num_rec + r) * num_areas + a) * num_max_dets + m;
     let npig = positives as f64;
     for t in 0..num_thr {
         let tps = &s.tp_at[t];
         let total = tps.len();
-        cell.recall[t] = if nd > 0 { total as f64 / npig } else { 0.0 };
+        block.recall[(t * num_areas + a) * num_max_dets + m] = if nd > 0 { total as f64 / npig } else { 0.0 };
         s.envelope.clear();
         s.envelope.resize(total, 0.0);
         let mut best = f64::NEG_INFINITY;
@@ -574,39 +620,36 @@ fn accumulate_cell(evaluation: &Evaluation, p: &AccumulateParams, positives: u64
             best = if tps[q].1 > best { tps[q].1 } else { best };
             s.envelope[q] = best;
         }
-        for (r, &thr) in p.rec_thrs.iter().enumerate() {
-            // Least true-positive count v with v / npig >= thr, if any (<= total).
-            let (mut lo, mut hi) = (0usize, total + 1);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if (mid as f64 / npig) < thr {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
+        // Recall points from the first one not reached on stay at 0.
+        let reached = if nd == 0 { 0 } else { s.counts.iter().position(|&c| c > total as u64).unwrap_or(num_rec) };
+        for (r, &count) in s.counts.iter().enumerate() {
+            let (precision, score) = if r < reached {
+                match count as usize {
+                    0 => (s.envelope.first().copied().unwrap_or(0.0), s.picks[0].0),
+                    v => (s.envelope[v - 1], s.picks[tps[v - 1].0 as usize].0),
                 }
-            }
-            if lo > total || nd == 0 {
-                break;
-            }
-            let (pi, precision) = match lo {
-                0 => (0, s.envelope.first().copied().unwrap_or(0.0)),
-                v => (tps[v - 1].0 as usize, s.envelope[v - 1]),
+            } else {
+                (0.0, 0.0)
             };
-            cell.precision[t * num_rec + r] = precision;
-            cell.scores[t * num_rec + r] = s.picks[pi].0;
+            block.precision[at(t, r)] = precision;
+            block.scores[at(t, r)] = score;
         }
     }
-    cell
 }
 
 /// All cells of one output category: per area range one gather and one stable
 /// sort at the largest maxDets (reused while the area ranges read the same
 /// units); each maxDets keeps its detections in that order, which is the order a
 /// stable sort of that subset gives.
-fn accumulate_category(evaluation: &Evaluation, p: &AccumulateParams, k: usize, all_images: bool) -> Result<Vec<Cell>> {
+fn accumulate_category(
+    evaluation: &Evaluation,
+    p: &AccumulateParams,
+    k: usize,
+    all_images: bool,
+) -> Result<CategoryBlock> {
     let mut entries = Vec::new();
     let mut s = AccScratch::default();
-    let mut cells = Vec::new();
+    let mut block = CategoryBlock::new(k, p, evaluation.num_thresholds);
     let widest = p.m_list.iter().copied().max().unwrap_or(0);
     let k0 = p.k_list[k];
     // The usual case (every evaluated image, in order): a category's units are the
@@ -646,15 +689,14 @@ fn accumulate_category(evaluation: &Evaluation, p: &AccumulateParams, k: usize, 
             s.sorted_units.clear();
             s.sorted_units.extend(entries.iter().map(|(u, _)| u.scores.as_ptr()));
         }
+        counts_reaching(p.rec_thrs, positives, s.sorted.len() as u64 + 1, &mut s.counts);
         for (m, &max_det) in p.m_list.iter().enumerate() {
             s.picks.clear();
             s.picks.extend(s.sorted.iter().filter(|pick| (pick.2 as usize) < max_det));
-            let mut cell = accumulate_cell(evaluation, p, positives, &mut s);
-            (cell.k, cell.a, cell.m) = (k, a, m);
-            cells.push(cell);
+            accumulate_cell(evaluation, p, positives, &mut s, (a, m), &mut block);
         }
     }
-    Ok(cells)
+    Ok(block)
 }
 
 /// pycocotools' `COCOeval.accumulate`.
@@ -673,35 +715,41 @@ pub fn accumulate(evaluation: &Evaluation, p: &AccumulateParams) -> Result<Accum
         ));
     }
     let all_images = p.i_list.len() == evaluation.num_images && p.i_list.iter().enumerate().all(|(n, &i)| n == i);
-    let tasks: Vec<Vec<Cell>> = (0..p.k_list.len())
+    let blocks: Vec<CategoryBlock> = (0..p.k_list.len())
         .into_par_iter()
         .map(|k| accumulate_category(evaluation, p, k, all_images))
         .collect::<Result<_>>()?;
 
-    let cells: Vec<&Cell> = tasks.iter().flatten().collect();
-    // One slab per threshold, written in parallel: -1 everywhere, then the cells.
-    let slab = r_n * k_n * a_n * m_n;
-    let spread = |value_of: fn(&Cell) -> &[f64]| {
+    let mut by_category: Vec<Option<&CategoryBlock>> = vec![None; k_n];
+    for block in &blocks {
+        by_category[block.k] = Some(block);
+    }
+    // Each output row of `K * A * M` values is the categories' `A * M` runs in
+    // order (-1 for a category without a block); one task per threshold.
+    let run = a_n * m_n;
+    let assemble = |rows: usize, value_of: fn(&CategoryBlock) -> &[f64]| {
+        let slab = rows * k_n * run;
         crate::buffer::filled(t_n * slab, |out| {
             out.par_chunks_mut(slab.max(1)).enumerate().for_each(|(t, part)| {
-                part.fill(MaybeUninit::new(-1.0));
-                for cell in &cells {
-                    let values = &value_of(cell)[t * r_n..(t + 1) * r_n];
-                    for (r, &v) in values.iter().enumerate() {
-                        part[((r * k_n + cell.k) * a_n + cell.a) * m_n + cell.m] = MaybeUninit::new(v);
+                for (row, dest) in part.chunks_exact_mut((k_n * run).max(1)).enumerate() {
+                    let from = (t * rows + row) * run;
+                    for (dest, block) in dest.chunks_exact_mut(run.max(1)).zip(&by_category) {
+                        match block {
+                            Some(block) => {
+                                for (d, &v) in dest.iter_mut().zip(&value_of(block)[from..from + run]) {
+                                    *d = MaybeUninit::new(v);
+                                }
+                            }
+                            None => dest.fill(MaybeUninit::new(-1.0)),
+                        }
                     }
                 }
             })
         })
     };
-    let precision = spread(|cell| &cell.precision);
-    let scores = spread(|cell| &cell.scores);
-    let mut recall = vec![-1.0; t_n * k_n * a_n * m_n];
-    for cell in &cells {
-        for t in 0..t_n {
-            recall[((t * k_n + cell.k) * a_n + cell.a) * m_n + cell.m] = cell.recall[t];
-        }
-    }
+    let precision = assemble(r_n, |block| &block.precision);
+    let scores = assemble(r_n, |block| &block.scores);
+    let recall = assemble(1, |block| &block.recall);
     Ok(Accumulated { precision, recall, scores, shape: [t_n, r_n, k_n, a_n, m_n] })
 }
 
@@ -778,6 +826,25 @@ mod tests {
         // 1 / (1 + eps) at the first detection, lifted to 2 / 2 by the envelope.
         assert_eq!(p_at(0), 1.0);
         assert_eq!(p_at(100), 3.0 / (4.0 + f64::EPSILON));
+    }
+
+    #[test]
+    fn counts_reaching_equal_a_search_over_every_count() {
+        let mut thresholds: Vec<f64> = (0..=100).map(|i| i as f64 / 100.0).collect();
+        thresholds.extend((0..=100).map(|i| 0.01 * i as f64));
+        thresholds.extend([-1.0, -0.0, 1e-300, 0.999_999_999_999, 1.0 + 1e-15, 1.5, 1e300]);
+        let mut counts = Vec::new();
+        for positives in [1u64, 2, 3, 7, 10, 49, 100, 101, 333, 1000, 4097] {
+            // `none` below and above `positives`: tp can exceed npig when a detection id is not positive.
+            for none in [positives / 2 + 1, positives + 1, 3 * positives + 1] {
+                counts_reaching(&thresholds, positives, none, &mut counts);
+                let npig = positives as f64;
+                for (&thr, &count) in thresholds.iter().zip(&counts) {
+                    let least = (0..none).find(|&v| v as f64 / npig >= thr).unwrap_or(none);
+                    assert_eq!(count, least, "thr {thr} npig {npig} none {none}");
+                }
+            }
+        }
     }
 
     #[test]
