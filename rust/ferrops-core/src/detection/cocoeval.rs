@@ -12,6 +12,10 @@
 //! precision/recall/score arrays one category per task. Every unit and cell is
 //! computed by one task from its own data, so results do not depend on the
 //! thread count.
+//!
+//! pycocotools' per-entry dicts (`evalImgs`) and IoU matrices (`ious`) are not
+//! kept: [`Evaluation::image_evaluation`] and [`Evaluation::unit_ious`] redo one
+//! unit's matching from the kept buckets when asked, with the same code.
 
 use std::mem::MaybeUninit;
 
@@ -47,6 +51,8 @@ const CHUNK: usize = 512;
 /// Where a unit's results lie in its chunk's buffers.
 #[derive(Debug, Clone, Copy)]
 struct UnitSpan {
+    /// The unit's index among all units.
+    unit: u32,
     num_dt: u32,
     scores_at: u32,
     codes_at: u32,
@@ -56,8 +62,9 @@ struct UnitSpan {
 /// The results of [`CHUNK`] consecutive units, in flat buffers.
 #[derive(Debug, Default)]
 struct Chunk {
-    /// `None` where the unit has neither ground truth nor detections.
-    units: Vec<Option<UnitSpan>>,
+    /// The units with ground truth or detections, in unit order (pycocotools'
+    /// `None` entries are the units missing here).
+    units: Vec<UnitSpan>,
     /// Kept detections' scores, best first (stable), per unit.
     scores: Vec<f64>,
     /// Per unit `[A, D, T]` outcomes.
@@ -74,8 +81,33 @@ struct UnitView<'a> {
     positives: &'a [u32],
 }
 
+/// The records of each (category, image) bucket, CSR: bucket `b` holds
+/// `records[offsets[b]..offsets[b + 1]]`.
+#[derive(Debug, Default)]
+struct Buckets {
+    offsets: Vec<u32>,
+    records: Vec<u32>,
+}
+
+impl Buckets {
+    fn get(&self, b: usize) -> &[u32] {
+        &self.records[self.offsets[b] as usize..self.offsets[b + 1] as usize]
+    }
+}
+
+/// What matching reads of the parameters, kept by the evaluation so that a
+/// unit's full results can be recomputed on demand.
+#[derive(Debug, Clone)]
+struct Matching {
+    iou_thrs: Vec<f64>,
+    area_rngs: Vec<[f64; 2]>,
+    max_det: usize,
+}
+
 /// The per-unit results of `evaluate`, addressed as pycocotools' `evalImgs`:
-/// category-major, then area range, then image.
+/// category-major, then area range, then image. Keeps the buckets (record
+/// indices, proportional to the data) so that [`Evaluation::image_evaluation`]
+/// and [`Evaluation::unit_ious`] can redo one unit's matching on demand.
 #[derive(Debug)]
 pub struct Evaluation {
     num_images: usize,
@@ -83,11 +115,51 @@ pub struct Evaluation {
     num_thresholds: usize,
     num_units: usize,
     chunks: Vec<Chunk>,
+    matching: Matching,
+    gt_buckets: Buckets,
+    dt_buckets: Buckets,
+    /// With pooled categories (`use_cats == false`), the bucket slot of each
+    /// category a unit pools, in pooling order; empty otherwise.
+    pooled_slots: Vec<usize>,
+    /// The record counts of the datasets evaluated, to refuse others.
+    num_gt_records: usize,
+    num_dt_records: usize,
+}
+
+/// pycocotools' `evaluateImg` result for one (category, area range, image)
+/// entry of `evalImgs`: detections best first (at most maxDet), ground truth in
+/// matching order (not ignored first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageEvaluation {
+    pub category: usize,
+    pub area: usize,
+    pub image: usize,
+    pub dt_ids: Vec<i64>,
+    pub gt_ids: Vec<i64>,
+    /// `[T, D]`: the id of the matched ground truth, 0 where unmatched.
+    pub dt_matches: Vec<f64>,
+    /// `[T, G]`: the id of the matching detection, 0 where unmatched.
+    pub gt_matches: Vec<f64>,
+    pub dt_scores: Vec<f64>,
+    /// `[G]`.
+    pub gt_ignore: Vec<bool>,
+    /// `[T, D]`.
+    pub dt_ignore: Vec<bool>,
 }
 
 impl Evaluation {
     pub fn num_thresholds(&self) -> usize {
         self.num_thresholds
+    }
+
+    /// Images evaluated (`I`); `len() == K * A * I`.
+    pub fn num_images(&self) -> usize {
+        self.num_images
+    }
+
+    /// Area ranges evaluated (`A`).
+    pub fn num_areas(&self) -> usize {
+        self.num_areas
     }
 
     /// pycocotools' `len(evalImgs)`.
@@ -99,24 +171,181 @@ impl Evaluation {
         self.len() == 0
     }
 
-    fn unit(&self, u: usize) -> Option<UnitView<'_>> {
-        let chunk = &self.chunks[u / CHUNK];
-        let span = chunk.units[u % CHUNK]?;
+    fn view<'a>(&self, chunk: &'a Chunk, span: &UnitSpan) -> UnitView<'a> {
         let d = span.num_dt as usize;
         let (s, c, p) = (span.scores_at as usize, span.codes_at as usize, span.positives_at as usize);
-        Some(UnitView {
+        UnitView {
             scores: &chunk.scores[s..s + d],
             codes: &chunk.codes[c..c + self.num_areas * d * self.num_thresholds],
             positives: &chunk.positives[p..p + self.num_areas],
+        }
+    }
+
+    fn unit(&self, u: usize) -> Option<UnitView<'_>> {
+        let chunk = &self.chunks[u / CHUNK];
+        let at = chunk.units.binary_search_by_key(&(u as u32), |span| span.unit).ok()?;
+        Some(self.view(chunk, &chunk.units[at]))
+    }
+
+    /// The units with results among `range`, in order, visiting only those.
+    fn units_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = UnitView<'_>> {
+        let chunks = &self.chunks[range.start / CHUNK..range.end.div_ceil(CHUNK).min(self.chunks.len())];
+        chunks.iter().flat_map(move |chunk| {
+            let (lo, hi) = (range.start as u32, range.end as u32);
+            let first = chunk.units.partition_point(|span| span.unit < lo);
+            chunk.units[first..].iter().take_while(move |span| span.unit < hi).map(move |span| self.view(chunk, span))
         })
     }
 
     /// The entry at pycocotools' flat `evalImgs` index: a unit and an area range.
-    fn entry(&self, flat: usize) -> Option<(UnitView<'_>, usize)> {
+    fn unit_entry(&self, flat: usize) -> Option<(UnitView<'_>, usize)> {
+        let (k, a, i) = self.decode(flat);
+        self.unit(k * self.num_images + i).map(|u| (u, a))
+    }
+
+    /// (category, area range, image) of a flat `evalImgs` index.
+    fn decode(&self, flat: usize) -> (usize, usize, usize) {
         let per_category = self.num_areas * self.num_images;
         let (k, rest) = (flat / per_category, flat % per_category);
-        let (a, i) = (rest / self.num_images, rest % self.num_images);
-        self.unit(k * self.num_images + i).map(|u| (u, a))
+        (k, rest / self.num_images, rest % self.num_images)
+    }
+
+    /// The ground truth and detections of unit `u` (pooled over the categories
+    /// without `use_cats`), in pycocotools' order.
+    fn unit_records<'a>(&'a self, u: usize, gts: &'a mut Vec<u32>, dts: &'a mut Vec<u32>) -> (&'a [u32], &'a [u32]) {
+        if self.pooled_slots.is_empty() {
+            return (self.gt_buckets.get(u), self.dt_buckets.get(u));
+        }
+        gts.clear();
+        dts.clear();
+        for &slot in &self.pooled_slots {
+            gts.extend_from_slice(self.gt_buckets.get(slot * self.num_images + u));
+            dts.extend_from_slice(self.dt_buckets.get(slot * self.num_images + u));
+        }
+        (gts, dts)
+    }
+
+    fn check_datasets(&self, function: &'static str, gt: &CocoDataset, dt: &CocoDataset) -> Result<()> {
+        if gt.packed.len() != self.num_gt_records || dt.packed.len() != self.num_dt_records {
+            return Err(FerropsError::value(
+                function,
+                "datasets",
+                "the ground truth and detections evaluate() ran on",
+                format!(
+                    "{} and {} records instead of {} and {}",
+                    gt.packed.len(),
+                    dt.packed.len(),
+                    self.num_gt_records,
+                    self.num_dt_records
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Unit `u` loaded into `scratch`; `false` when it has no ground truth and no detections.
+    fn load_unit(&self, gt: &CocoDataset, dt: &CocoDataset, u: usize, scratch: &mut Scratch) -> bool {
+        let (mut gts, mut dts) = (Vec::new(), Vec::new());
+        let (gts, dts) = self.unit_records(u, &mut gts, &mut dts);
+        if gts.is_empty() && dts.is_empty() {
+            return false;
+        }
+        scratch.load(&gt.packed, &dt.packed, gts, dts, self.matching.max_det);
+        true
+    }
+
+    /// pycocotools' `evalImgs[start..stop]` (`evaluateImg`), recomputed in
+    /// parallel from the datasets `evaluate` ran on; `None` where pycocotools has
+    /// `None` (a unit without ground truth and detections).
+    pub fn image_evaluations(
+        &self,
+        gt: &CocoDataset,
+        dt: &CocoDataset,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<Option<ImageEvaluation>>> {
+        const F: &str = "COCOeval.evalImgs";
+        self.check_datasets(F, gt, dt)?;
+        if range.start > range.end || range.end > self.len() {
+            return Err(FerropsError::value(
+                F,
+                "index",
+                format!("indices in [0, {})", self.len()),
+                format!("{}..{}", range.start, range.end),
+            ));
+        }
+        Ok(range
+            .into_par_iter()
+            .with_min_len(64)
+            .map_init(Scratch::default, |s, flat| self.details(gt, dt, flat, s))
+            .collect())
+    }
+
+    fn details(&self, gt: &CocoDataset, dt: &CocoDataset, flat: usize, s: &mut Scratch) -> Option<ImageEvaluation> {
+        let (category, area, image) = self.decode(flat);
+        if !self.load_unit(gt, dt, category * self.num_images + image, s) {
+            return None;
+        }
+        let rng = self.matching.area_rngs[area];
+        let not_ignored = s.order_for_area(rng);
+        let (num_thr, num_dt, num_gt) = (self.num_thresholds, s.det.len(), s.gt.len());
+        let mut dt_matches = vec![0.0; num_thr * num_dt];
+        let mut gt_matches = vec![0.0; num_thr * num_gt];
+        let mut dt_ignore = vec![false; num_thr * num_dt];
+        // pycocotools matches only when the IoU matrix is not empty.
+        if num_dt > 0 && num_gt > 0 {
+            for (t, &thr) in self.matching.iou_thrs.iter().enumerate() {
+                let Scratch { det, sorted_gt, sorted_ious, matched_by, .. } = &mut *s;
+                matched_by.fill(0);
+                match_at(det, sorted_gt, not_ignored, sorted_ious, thr, matched_by, |d, matched| {
+                    if let Some(g) = matched {
+                        dt_matches[t * num_dt + d] = sorted_gt[g].id as f64;
+                        dt_ignore[t * num_dt + d] = g >= not_ignored;
+                    }
+                });
+                for (out, &by) in gt_matches[t * num_gt..(t + 1) * num_gt].iter_mut().zip(matched_by.iter()) {
+                    *out = by as f64;
+                }
+            }
+        }
+        // Detections outside the area range and matched to no ground truth (id 0
+        // counts as none) are ignored.
+        for (d, det) in s.det.iter().enumerate() {
+            if outside(rng, det.area) {
+                for t in 0..num_thr {
+                    dt_ignore[t * num_dt + d] |= dt_matches[t * num_dt + d] == 0.0;
+                }
+            }
+        }
+        Some(ImageEvaluation {
+            category,
+            area,
+            image,
+            dt_ids: s.det.iter().map(|d| d.id).collect(),
+            gt_ids: s.sorted_gt.iter().map(|g| g.id).collect(),
+            dt_matches,
+            gt_matches,
+            dt_scores: s.dts.iter().map(|&(score, _)| score).collect(),
+            gt_ignore: (0..num_gt).map(|g| g >= not_ignored).collect(),
+            dt_ignore,
+        })
+    }
+
+    /// pycocotools' `ious[imgId, catId]` for unit `u` (`k * I + i`, or `i` with
+    /// pooled categories): `[D, G]` row-major, detections best first, ground
+    /// truth in unit order; `None` where pycocotools has an empty list (no
+    /// detections or no ground truth).
+    pub fn unit_ious(&self, gt: &CocoDataset, dt: &CocoDataset, u: usize) -> Result<Option<(Vec<f64>, usize, usize)>> {
+        const F: &str = "COCOeval.ious";
+        self.check_datasets(F, gt, dt)?;
+        if u >= self.num_units {
+            return Err(FerropsError::value(F, "key", format!("a unit below {}", self.num_units), u.to_string()));
+        }
+        let mut s = Scratch::default();
+        if !self.load_unit(gt, dt, u, &mut s) || s.det.is_empty() || s.gt.is_empty() {
+            return Ok(None);
+        }
+        let shape = (s.det.len(), s.gt.len());
+        Ok(Some((std::mem::take(&mut s.ious), shape.0, shape.1)))
     }
 }
 
@@ -137,6 +366,12 @@ fn bbox_iou(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
     let det_area = d[2] * d[3];
     let union = if crowd { det_area } else { det_area + g[2] * g[3] - inter };
     inter / union
+}
+
+/// Outside an area range; both ends are inside.
+#[inline]
+fn outside(rng: [f64; 2], area: f64) -> bool {
+    area < rng[0] || area > rng[1]
 }
 
 /// Highest first; -0.0 and 0.0 tie as in NumPy (scores are finite: checked on load).
@@ -166,12 +401,7 @@ fn last_record_of_each_id(ids: &[i64]) -> Option<Vec<u32>> {
 /// order `getAnnIds` lists them (images in `img_ids` order, file order within
 /// an image). Buckets are indexed `c * num_images + i`, `c` the position of the
 /// category among `distinct_cats`; returned as CSR offsets and record indices.
-fn buckets(
-    dataset: &CocoDataset,
-    img_ids: &[i64],
-    distinct_cats: &HashMap<i64, usize>,
-    filter_cats: bool,
-) -> (Vec<u32>, Vec<u32>) {
+fn buckets(dataset: &CocoDataset, img_ids: &[i64], distinct_cats: &HashMap<i64, usize>, filter_cats: bool) -> Buckets {
     let ann = &dataset.annotations;
     let num_images = img_ids.len();
     let image_pos: HashMap<i64, usize> = img_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
@@ -219,7 +449,7 @@ fn buckets(
         records[cursor[b as usize] as usize] = r;
         cursor[b as usize] += 1;
     }
-    (offsets, records)
+    Buckets { offsets, records }
 }
 
 fn check_params(params: &EvalParams) -> Result<()> {
@@ -240,121 +470,148 @@ fn check_params(params: &EvalParams) -> Result<()> {
     Ok(())
 }
 
-/// Reused buffers of one task.
+/// Reused buffers of one task: one unit at a time.
 #[derive(Default)]
 struct Scratch {
-    /// (score, record) of the unit's detections, sorted by score.
+    /// (score, record) of the unit's kept detections, best first (stable).
     dts: Vec<(f64, u32)>,
     det: Vec<Record>,
-    /// Ground truth in unit order, then in matching order (not ignored first).
+    /// Ground truth in unit order, and in matching order for one area range
+    /// (not ignored first).
     gt: Vec<Record>,
     sorted_gt: Vec<Record>,
-    /// `[D, G]` IoU in unit order, then with columns in matching order.
+    /// `[D, G]` IoU, columns in unit order and in matching order.
     ious: Vec<f64>,
     sorted_ious: Vec<f64>,
+    /// Per ground truth in matching order, the id of the detection matched to it
+    /// at the current threshold (0: none).
     matched_by: Vec<i64>,
 }
 
-/// Matches one unit's detections to its ground truth at every threshold and area
-/// range (pycocotools' `computeIoU` + `evaluateImg`), appending to `chunk`.
-fn evaluate_unit(
-    gt_ann: &[Record],
-    dt_ann: &[Record],
-    gts: &[u32],
-    dts_in: &[u32],
-    params: &EvalParams,
-    scratch: &mut Scratch,
-    chunk: &mut Chunk,
-) {
-    if gts.is_empty() && dts_in.is_empty() {
-        chunk.units.push(None);
-        return;
-    }
-    let Scratch { dts, det, gt, sorted_gt, ious, sorted_ious, matched_by } = scratch;
-    dts.clear();
-    dts.extend(dts_in.iter().map(|&d| (dt_ann[d as usize].score, d)));
-    dts.sort_by(|a, b| descending(a.0, b.0));
-    dts.truncate(params.max_det);
-    det.clear();
-    det.extend(dts.iter().map(|&(_, d)| dt_ann[d as usize]));
-    gt.clear();
-    gt.extend(gts.iter().map(|&g| gt_ann[g as usize]));
-    let (num_dt, num_gt, num_thr) = (det.len(), gt.len(), params.iou_thrs.len());
-
-    ious.clear();
-    if num_gt > 0 {
-        for d in det.iter() {
-            ious.extend(gt.iter().map(|g| bbox_iou(&d.bbox, &g.bbox, g.crowd)));
+impl Scratch {
+    /// pycocotools' `computeIoU`: the unit's detections sorted by score (stable)
+    /// and cut to `max_det`, its ground truth in unit order, their `[D, G]` IoU
+    /// (empty when either side is).
+    fn load(&mut self, gt_ann: &[Record], dt_ann: &[Record], gts: &[u32], dts: &[u32], max_det: usize) {
+        self.dts.clear();
+        self.dts.extend(dts.iter().map(|&d| (dt_ann[d as usize].score, d)));
+        self.dts.sort_by(|a, b| descending(a.0, b.0));
+        self.dts.truncate(max_det);
+        self.det.clear();
+        self.det.extend(self.dts.iter().map(|&(_, d)| dt_ann[d as usize]));
+        self.gt.clear();
+        self.gt.extend(gts.iter().map(|&g| gt_ann[g as usize]));
+        self.ious.clear();
+        if !self.gt.is_empty() {
+            for d in &self.det {
+                self.ious.extend(self.gt.iter().map(|g| bbox_iou(&d.bbox, &g.bbox, g.crowd)));
+            }
         }
+        self.matched_by.clear();
+        self.matched_by.resize(self.gt.len(), 0);
     }
 
-    chunk.units.push(Some(UnitSpan {
+    /// Orders the ground truth for one area range as pycocotools' `evaluateImg`
+    /// does: not ignored (crowd or outside the range) first, each group in unit
+    /// order; the IoU columns follow. Returns how many are not ignored.
+    fn order_for_area(&mut self, rng: [f64; 2]) -> usize {
+        let ignored = |g: &Record| g.crowd || outside(rng, g.area);
+        self.sorted_gt.clear();
+        self.sorted_gt.extend(self.gt.iter().filter(|g| !ignored(g)));
+        let not_ignored = self.sorted_gt.len();
+        self.sorted_gt.extend(self.gt.iter().filter(|g| ignored(g)));
+        self.sorted_ious.clear();
+        if !self.gt.is_empty() {
+            for row in self.ious.chunks_exact(self.gt.len()) {
+                self.sorted_ious.extend(row.iter().zip(&self.gt).filter(|(_, g)| !ignored(g)).map(|(v, _)| *v));
+                self.sorted_ious.extend(row.iter().zip(&self.gt).filter(|(_, g)| ignored(g)).map(|(v, _)| *v));
+            }
+        }
+        not_ignored
+    }
+}
+
+/// pycocotools' greedy matching at one IoU threshold: each detection, best
+/// first, takes the unmatched (or crowd) ground truth of highest IoU at or above
+/// the threshold, never leaving ground truth that counts for an ignored one.
+/// Calls `outcome(detection, matched ground truth)` for each detection and
+/// records the matches in `matched_by` (cleared by the caller).
+#[inline]
+fn match_at(
+    det: &[Record],
+    sorted_gt: &[Record],
+    not_ignored: usize,
+    sorted_ious: &[f64],
+    thr: f64,
+    matched_by: &mut [i64],
+    mut outcome: impl FnMut(usize, Option<usize>),
+) {
+    let num_gt = sorted_gt.len();
+    for (di, d) in det.iter().enumerate() {
+        let mut best = if 1.0 - 1e-10 < thr { 1.0 - 1e-10 } else { thr };
+        let mut matched: Option<usize> = None;
+        if num_gt > 0 {
+            let row = &sorted_ious[di * num_gt..(di + 1) * num_gt];
+            for s in 0..num_gt {
+                if matched_by[s] > 0 && !sorted_gt[s].crowd {
+                    continue;
+                }
+                // Matched to ground truth that counts: ignored ones cannot replace it.
+                if matched.is_some_and(|m| m < not_ignored) && s >= not_ignored {
+                    break;
+                }
+                if row[s] < best {
+                    continue;
+                }
+                best = row[s];
+                matched = Some(s);
+            }
+        }
+        if let Some(s) = matched {
+            matched_by[s] = d.id;
+        }
+        outcome(di, matched);
+    }
+}
+
+/// Matches one unit's detections to its ground truth at every threshold and area
+/// range (pycocotools' `computeIoU` + `evaluateImg`), appending its outcomes to
+/// `chunk`.
+fn evaluate_unit(unit: usize, params: &Matching, scratch: &mut Scratch, chunk: &mut Chunk) {
+    let (num_dt, num_gt, num_thr) = (scratch.det.len(), scratch.gt.len(), params.iou_thrs.len());
+    chunk.units.push(UnitSpan {
+        unit: unit as u32,
         num_dt: num_dt as u32,
         scores_at: chunk.scores.len() as u32,
         codes_at: chunk.codes.len() as u32,
         positives_at: chunk.positives.len() as u32,
-    }));
-    chunk.scores.extend(dts.iter().map(|&(score, _)| score));
+    });
+    chunk.scores.extend(scratch.dts.iter().map(|&(score, _)| score));
     if num_gt == 0 {
         // Nothing to match: each detection is a false positive, or ignored
         // outside the area range, at every threshold.
-        for rng in params.area_rngs {
+        for &rng in &params.area_rngs {
             chunk.positives.push(0);
-            for d in det.iter() {
-                let code = if d.area < rng[0] || d.area > rng[1] { IGNORED } else { FALSE_POSITIVE };
+            for d in &scratch.det {
+                let code = if outside(rng, d.area) { IGNORED } else { FALSE_POSITIVE };
                 chunk.codes.extend(std::iter::repeat_n(code, num_thr));
             }
         }
         return;
     }
-    matched_by.clear();
-    matched_by.resize(num_gt, 0);
-    for rng in params.area_rngs {
-        let outside = |area: f64| area < rng[0] || area > rng[1];
-        let gt_ignored = |g: &Record| g.crowd || outside(g.area);
-        // Stable: ground truth not ignored first, each group in unit order.
-        sorted_gt.clear();
-        sorted_gt.extend(gt.iter().filter(|g| !gt_ignored(g)));
-        let not_ignored = sorted_gt.len();
-        sorted_gt.extend(gt.iter().filter(|g| gt_ignored(g)));
-        sorted_ious.clear();
-        if num_gt > 0 {
-            for row in ious.chunks_exact(num_gt) {
-                sorted_ious.extend(row.iter().zip(gt.iter()).filter(|(_, g)| !gt_ignored(g)).map(|(v, _)| *v));
-                sorted_ious.extend(row.iter().zip(gt.iter()).filter(|(_, g)| gt_ignored(g)).map(|(v, _)| *v));
-            }
-        }
+    for &rng in &params.area_rngs {
+        let not_ignored = scratch.order_for_area(rng);
         chunk.positives.push(not_ignored as u32);
-
         let codes_at = chunk.codes.len();
         chunk.codes.resize(codes_at + num_dt * num_thr, FALSE_POSITIVE);
         let codes = &mut chunk.codes[codes_at..];
+        let Scratch { det, sorted_gt, sorted_ious, matched_by, .. } = &mut *scratch;
         for (t, &thr) in params.iou_thrs.iter().enumerate() {
-            matched_by.iter_mut().for_each(|m| *m = 0);
-            for (di, d) in det.iter().enumerate() {
-                let mut best = if 1.0 - 1e-10 < thr { 1.0 - 1e-10 } else { thr };
-                let mut matched: Option<usize> = None;
-                if num_gt > 0 {
-                    let row = &sorted_ious[di * num_gt..(di + 1) * num_gt];
-                    for s in 0..num_gt {
-                        if matched_by[s] > 0 && !sorted_gt[s].crowd {
-                            continue;
-                        }
-                        // Matched to ground truth that counts: ignored ones cannot replace it.
-                        if matched.is_some_and(|m| m < not_ignored) && s >= not_ignored {
-                            break;
-                        }
-                        if row[s] < best {
-                            continue;
-                        }
-                        best = row[s];
-                        matched = Some(s);
-                    }
-                }
-                let dt_outside = outside(d.area);
+            matched_by.fill(0);
+            match_at(det, sorted_gt, not_ignored, sorted_ious, thr, matched_by, |di, matched| {
+                let dt_outside = outside(rng, det[di].area);
                 codes[di * num_thr + t] = match matched {
                     Some(s) => {
-                        matched_by[s] = d.id;
                         let gt_id = sorted_gt[s].id;
                         if s >= not_ignored || (gt_id == 0 && dt_outside) {
                             IGNORED
@@ -367,7 +624,7 @@ fn evaluate_unit(
                     None if dt_outside => IGNORED,
                     None => FALSE_POSITIVE,
                 };
-            }
+            });
         }
     }
 }
@@ -389,14 +646,29 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
         let next = distinct_cats.len();
         distinct_cats.entry(c).or_insert(next);
     }
-    let ((gt_offsets, gt_records), (dt_offsets, dt_records)) = rayon::join(
+    let (gt_buckets, dt_buckets) = rayon::join(
         || buckets(gt, params.img_ids, &distinct_cats, params.use_cats),
         || buckets(dt, params.img_ids, &distinct_cats, params.use_cats),
     );
-    let bucket = |offsets: &[u32], b: usize| offsets[b] as usize..offsets[b + 1] as usize;
     let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
-    let cat_slots: Vec<usize> = params.cat_ids.iter().map(|c| distinct_cats[c]).collect();
-
+    let pooled_slots: Vec<usize> =
+        if params.use_cats { Vec::new() } else { params.cat_ids.iter().map(|c| distinct_cats[c]).collect() };
+    let matching =
+        Matching { iou_thrs: params.iou_thrs.to_vec(), area_rngs: params.area_rngs.to_vec(), max_det: params.max_det };
+    let mut evaluation = Evaluation {
+        num_images,
+        num_areas: params.area_rngs.len(),
+        num_thresholds: params.iou_thrs.len(),
+        num_units,
+        chunks: Vec::new(),
+        matching,
+        gt_buckets,
+        dt_buckets,
+        pooled_slots,
+        num_gt_records: gt.packed.len(),
+        num_dt_records: dt.packed.len(),
+    };
+    let e = &evaluation;
     let chunks: Vec<Chunk> = (0..num_units.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
@@ -404,31 +676,18 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
             let mut scratch = Scratch::default();
             let (mut pooled_gt, mut pooled_dt) = (Vec::new(), Vec::new());
             for u in c * CHUNK..((c + 1) * CHUNK).min(num_units) {
-                if params.use_cats {
-                    let gts = &gt_records[bucket(&gt_offsets, u)];
-                    let dts = &dt_records[bucket(&dt_offsets, u)];
-                    evaluate_unit(&gt.packed, &dt.packed, gts, dts, params, &mut scratch, &mut chunk);
-                } else {
-                    pooled_gt.clear();
-                    pooled_dt.clear();
-                    for &slot in &cat_slots {
-                        let b = slot * num_images + u;
-                        pooled_gt.extend_from_slice(&gt_records[bucket(&gt_offsets, b)]);
-                        pooled_dt.extend_from_slice(&dt_records[bucket(&dt_offsets, b)]);
-                    }
-                    evaluate_unit(&gt.packed, &dt.packed, &pooled_gt, &pooled_dt, params, &mut scratch, &mut chunk);
+                let (gts, dts) = e.unit_records(u, &mut pooled_gt, &mut pooled_dt);
+                if gts.is_empty() && dts.is_empty() {
+                    continue;
                 }
+                scratch.load(&gt.packed, &dt.packed, gts, dts, e.matching.max_det);
+                evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
             }
             chunk
         })
         .collect();
-    Ok(Evaluation {
-        num_images,
-        num_areas: params.area_rngs.len(),
-        num_thresholds: params.iou_thrs.len(),
-        num_units,
-        chunks,
-    })
+    evaluation.chunks = chunks;
+    Ok(evaluation)
 }
 
 /// Which evaluated entries `accumulate` reads, computed as pycocotools does from
@@ -528,7 +787,7 @@ fn gather<'e>(
         let entry = if i < num_images && a0 < num_areas {
             evaluation.unit(k0 * num_images + i).map(|u| (u, a0))
         } else {
-            evaluation.entry(flat)
+            evaluation.unit_entry(flat)
         };
         if let Some(entry) = entry {
             entries.push(entry);
@@ -654,8 +913,9 @@ fn accumulate_category(
     let k0 = p.k_list[k];
     // The usual case (every evaluated image, in order): a category's units are the
     // same for each area range, so they are looked up once.
-    let units: Option<Vec<UnitView>> = (all_images && k0 * evaluation.num_images < evaluation.num_units)
-        .then(|| (0..evaluation.num_images).filter_map(|i| evaluation.unit(k0 * evaluation.num_images + i)).collect());
+    let num_images = evaluation.num_images;
+    let units: Option<Vec<UnitView>> = (all_images && k0 * num_images < evaluation.num_units)
+        .then(|| evaluation.units_in(k0 * num_images..(k0 + 1) * num_images).collect());
     for a in 0..p.a_list.len() {
         let a0 = p.a_list[a];
         let positives = match &units {
@@ -845,6 +1105,88 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn image_evaluations_agree_with_the_outcomes_accumulate_reads() {
+        let (gt, dt) = datasets();
+        let iou_thrs: Vec<f64> = (0..10).map(|i| 0.5 + 0.05 * i as f64).collect();
+        let area_rngs = [[0.0, 1e10], [0.0, 1024.0], [1024.0, 9216.0], [9216.0, 1e10]];
+        for use_cats in [true, false] {
+            let params = EvalParams {
+                img_ids: &[1, 2],
+                cat_ids: &[1, 2],
+                use_cats,
+                iou_thrs: &iou_thrs,
+                area_rngs: &area_rngs,
+                max_det: 100,
+            };
+            let e = evaluate(&gt, &dt, &params).unwrap();
+            let entries = e.image_evaluations(&gt, &dt, 0..e.len()).unwrap();
+            assert_eq!(entries.len(), e.len());
+            for (flat, entry) in entries.iter().enumerate() {
+                let (Some(x), Some((unit, a))) = (entry, e.unit_entry(flat)) else {
+                    assert!(entry.is_none() && e.unit_entry(flat).is_none(), "entry {flat}");
+                    continue;
+                };
+                let (t_n, d_n) = (iou_thrs.len(), x.dt_ids.len());
+                assert_eq!(x.dt_scores, unit.scores);
+                assert_eq!(x.gt_ignore.iter().filter(|&&ignored| !ignored).count() as u32, unit.positives[a]);
+                for d in 0..d_n {
+                    for t in 0..t_n {
+                        let (matched, ignored) = (x.dt_matches[t * d_n + d] != 0.0, x.dt_ignore[t * d_n + d]);
+                        let code = unit.codes[(a * d_n + d) * t_n + t];
+                        let expected = if ignored {
+                            IGNORED
+                        } else if matched {
+                            TRUE_POSITIVE
+                        } else {
+                            FALSE_POSITIVE
+                        };
+                        assert_eq!(code, expected, "entry {flat} detection {d} threshold {t}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hand_checked_image_evaluation_and_ious() {
+        let (gt, dt) = datasets();
+        let area_rngs = [[0.0, 1e10]];
+        let params = EvalParams {
+            img_ids: &[1, 2],
+            cat_ids: &[1, 2],
+            use_cats: true,
+            iou_thrs: &[0.5, 0.95],
+            area_rngs: &area_rngs,
+            max_det: 100,
+        };
+        let e = evaluate(&gt, &dt, &params).unwrap();
+        // Category 2 (k = 1), image 2 (i = 1): one crowd ground truth (id 3) and a
+        // detection inside it (IoU 1 by the detection's area), ignored when matched.
+        let x = e.image_evaluations(&gt, &dt, 3..4).unwrap().pop().unwrap().unwrap();
+        assert_eq!((x.category, x.area, x.image), (1, 0, 1));
+        assert_eq!((x.dt_ids, x.gt_ids), (vec![3], vec![3]));
+        assert_eq!(x.dt_matches, vec![3.0, 3.0]);
+        assert_eq!(x.gt_matches, vec![3.0, 3.0]);
+        assert_eq!((x.gt_ignore, x.dt_ignore), (vec![true], vec![true, true]));
+        // Category 1, image 1: ground truth 1 and 2, detections 1 and 2 (ties keep file order).
+        let x = e.image_evaluations(&gt, &dt, 0..1).unwrap().pop().unwrap().unwrap();
+        assert_eq!((x.dt_ids, x.gt_ids, x.dt_scores), (vec![1, 2], vec![1, 2], vec![0.9, 0.9]));
+        // IoU 0.9 and 1560/1640: matched at 0.5, not at 0.95.
+        assert_eq!(x.dt_matches, vec![1.0, 2.0, 0.0, 2.0]);
+        assert_eq!(x.gt_matches, vec![1.0, 2.0, 0.0, 2.0]);
+        let (ious, d, g) = e.unit_ious(&gt, &dt, 0).unwrap().unwrap();
+        assert_eq!((d, g), (2, 2));
+        assert_eq!(ious, vec![0.9, 0.0, 0.0, 1560.0 / 1640.0]);
+        // Unit (category 2, image 1) is empty: pycocotools' None and [].
+        assert!(e.image_evaluations(&gt, &dt, 2..3).unwrap()[0].is_none());
+        assert!(e.unit_ious(&gt, &dt, 2).unwrap().is_none());
+        assert!(e.image_evaluations(&gt, &dt, 0..5).is_err());
+        assert!(e.unit_ious(&gt, &dt, 4).is_err());
+        // Other datasets than the evaluated ones are refused, not indexed.
+        assert!(e.image_evaluations(&dt, &gt, 0..1).is_err());
     }
 
     #[test]
