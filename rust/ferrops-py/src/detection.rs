@@ -130,13 +130,11 @@ fn coco_ground_truth_from_arrays(
 }
 
 /// The per-(category, area, image) results of `evaluate`, consumed by
-/// `accumulate`; keeps the datasets so pycocotools' `evalImgs` entries and
-/// `ious` matrices can be recomputed on demand.
+/// `accumulate`; pycocotools' `evalImgs` entries and `ious` matrices are
+/// recomputed from it on demand.
 #[pyclass(frozen, module = "ferrops._core")]
 pub struct CocoEvaluation {
     inner: Evaluation,
-    ground_truth: Arc<CocoDataset>,
-    detections: Arc<CocoDataset>,
 }
 
 /// One `evalImgs` entry's arrays: `(dtIds, gtIds, dtMatches [T, D], gtMatches
@@ -165,8 +163,8 @@ impl CocoEvaluation {
 
     /// `evalImgs[start:stop]` (computed in parallel): `None` or the entry's arrays.
     fn entries<'py>(&self, py: Python<'py>, start: usize, stop: usize) -> PyResult<Vec<Option<EntryArrays<'py>>>> {
-        let (e, gt, dt) = (&self.inner, &self.ground_truth, &self.detections);
-        let found = run_kernel(py, || e.image_evaluations(gt, dt, start..stop))?;
+        let e = &self.inner;
+        let found = run_kernel(py, || e.image_evaluations(start..stop))?;
         let t = e.num_thresholds();
         Ok(found
             .into_iter()
@@ -190,8 +188,8 @@ impl CocoEvaluation {
     /// pycocotools' `ious[imgId, catId]` of unit `unit` (`k * I + i`, or `i`
     /// with pooled categories): `[D, G]`, or `None` for its empty list.
     fn unit_ious<'py>(&self, py: Python<'py>, unit: usize) -> PyResult<Option<Bound<'py, PyArray2<f64>>>> {
-        let (e, gt, dt) = (&self.inner, &self.ground_truth, &self.detections);
-        let found = run_kernel(py, || e.unit_ious(gt, dt, unit))?;
+        let e = &self.inner;
+        let found = run_kernel(py, || e.unit_ious(unit))?;
         Ok(found.map(|(values, d, g)| owned2(py, values, d, g)))
     }
 }
@@ -221,11 +219,7 @@ fn coco_evaluate(
         max_det,
     };
     let (gt, dt) = (&ground_truth.inner, &detections.inner);
-    run_kernel(py, || cocoeval::evaluate(gt, dt, &params)).map(|inner| CocoEvaluation {
-        inner,
-        ground_truth: Arc::clone(gt),
-        detections: Arc::clone(dt),
-    })
+    run_kernel(py, || cocoeval::evaluate(gt, dt, &params)).map(|inner| CocoEvaluation { inner })
 }
 
 type Float64Array<'py> = Bound<'py, PyArrayDyn<f64>>;

@@ -82,15 +82,16 @@ struct UnitView<'a> {
 }
 
 /// The records of each (category, image) bucket, CSR: bucket `b` holds
-/// `records[offsets[b]..offsets[b + 1]]`.
+/// `records[offsets[b]..offsets[b + 1]]`, copies of the dataset's records laid
+/// out bucket by bucket, so that matching reads them in order.
 #[derive(Debug, Default)]
 struct Buckets {
     offsets: Vec<u32>,
-    records: Vec<u32>,
+    records: Vec<Record>,
 }
 
 impl Buckets {
-    fn get(&self, b: usize) -> &[u32] {
+    fn get(&self, b: usize) -> &[Record] {
         &self.records[self.offsets[b] as usize..self.offsets[b + 1] as usize]
     }
 }
@@ -105,9 +106,10 @@ struct Matching {
 }
 
 /// The per-unit results of `evaluate`, addressed as pycocotools' `evalImgs`:
-/// category-major, then area range, then image. Keeps the buckets (record
-/// indices, proportional to the data) so that [`Evaluation::image_evaluation`]
-/// and [`Evaluation::unit_ious`] can redo one unit's matching on demand.
+/// category-major, then area range, then image. Keeps the buckets (the records
+/// evaluated, proportional to the data) so that
+/// [`Evaluation::image_evaluations`] and [`Evaluation::unit_ious`] can redo one
+/// unit's matching on demand.
 #[derive(Debug)]
 pub struct Evaluation {
     num_images: usize,
@@ -121,9 +123,6 @@ pub struct Evaluation {
     /// With pooled categories (`use_cats == false`), the bucket slot of each
     /// category a unit pools, in pooling order; empty otherwise.
     pooled_slots: Vec<usize>,
-    /// The record counts of the datasets evaluated, to refuse others.
-    num_gt_records: usize,
-    num_dt_records: usize,
 }
 
 /// pycocotools' `evaluateImg` result for one (category, area range, image)
@@ -212,7 +211,12 @@ impl Evaluation {
 
     /// The ground truth and detections of unit `u` (pooled over the categories
     /// without `use_cats`), in pycocotools' order.
-    fn unit_records<'a>(&'a self, u: usize, gts: &'a mut Vec<u32>, dts: &'a mut Vec<u32>) -> (&'a [u32], &'a [u32]) {
+    fn unit_records<'a>(
+        &'a self,
+        u: usize,
+        gts: &'a mut Vec<Record>,
+        dts: &'a mut Vec<Record>,
+    ) -> (&'a [Record], &'a [Record]) {
         if self.pooled_slots.is_empty() {
             return (self.gt_buckets.get(u), self.dt_buckets.get(u));
         }
@@ -225,46 +229,22 @@ impl Evaluation {
         (gts, dts)
     }
 
-    fn check_datasets(&self, function: &'static str, gt: &CocoDataset, dt: &CocoDataset) -> Result<()> {
-        if gt.packed.len() != self.num_gt_records || dt.packed.len() != self.num_dt_records {
-            return Err(FerropsError::value(
-                function,
-                "datasets",
-                "the ground truth and detections evaluate() ran on",
-                format!(
-                    "{} and {} records instead of {} and {}",
-                    gt.packed.len(),
-                    dt.packed.len(),
-                    self.num_gt_records,
-                    self.num_dt_records
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// Unit `u` loaded into `scratch`; `false` when it has no ground truth and no detections.
-    fn load_unit(&self, gt: &CocoDataset, dt: &CocoDataset, u: usize, scratch: &mut Scratch) -> bool {
+    fn load_unit(&self, u: usize, scratch: &mut Scratch) -> bool {
         let (mut gts, mut dts) = (Vec::new(), Vec::new());
         let (gts, dts) = self.unit_records(u, &mut gts, &mut dts);
         if gts.is_empty() && dts.is_empty() {
             return false;
         }
-        scratch.load(&gt.packed, &dt.packed, gts, dts, self.matching.max_det);
+        scratch.load(gts, dts, self.matching.max_det);
         true
     }
 
     /// pycocotools' `evalImgs[start..stop]` (`evaluateImg`), recomputed in
-    /// parallel from the datasets `evaluate` ran on; `None` where pycocotools has
-    /// `None` (a unit without ground truth and detections).
-    pub fn image_evaluations(
-        &self,
-        gt: &CocoDataset,
-        dt: &CocoDataset,
-        range: std::ops::Range<usize>,
-    ) -> Result<Vec<Option<ImageEvaluation>>> {
+    /// parallel; `None` where pycocotools has `None` (a unit without ground
+    /// truth and detections).
+    pub fn image_evaluations(&self, range: std::ops::Range<usize>) -> Result<Vec<Option<ImageEvaluation>>> {
         const F: &str = "COCOeval.evalImgs";
-        self.check_datasets(F, gt, dt)?;
         if range.start > range.end || range.end > self.len() {
             return Err(FerropsError::value(
                 F,
@@ -273,16 +253,12 @@ impl Evaluation {
                 format!("{}..{}", range.start, range.end),
             ));
         }
-        Ok(range
-            .into_par_iter()
-            .with_min_len(64)
-            .map_init(Scratch::default, |s, flat| self.details(gt, dt, flat, s))
-            .collect())
+        Ok(range.into_par_iter().with_min_len(64).map_init(Scratch::default, |s, flat| self.details(flat, s)).collect())
     }
 
-    fn details(&self, gt: &CocoDataset, dt: &CocoDataset, flat: usize, s: &mut Scratch) -> Option<ImageEvaluation> {
+    fn details(&self, flat: usize, s: &mut Scratch) -> Option<ImageEvaluation> {
         let (category, area, image) = self.decode(flat);
-        if !self.load_unit(gt, dt, category * self.num_images + image, s) {
+        if !self.load_unit(category * self.num_images + image, s) {
             return None;
         }
         let rng = self.matching.area_rngs[area];
@@ -334,14 +310,13 @@ impl Evaluation {
     /// pooled categories): `[D, G]` row-major, detections best first, ground
     /// truth in unit order; `None` where pycocotools has an empty list (no
     /// detections or no ground truth).
-    pub fn unit_ious(&self, gt: &CocoDataset, dt: &CocoDataset, u: usize) -> Result<Option<(Vec<f64>, usize, usize)>> {
+    pub fn unit_ious(&self, u: usize) -> Result<Option<(Vec<f64>, usize, usize)>> {
         const F: &str = "COCOeval.ious";
-        self.check_datasets(F, gt, dt)?;
         if u >= self.num_units {
             return Err(FerropsError::value(F, "key", format!("a unit below {}", self.num_units), u.to_string()));
         }
         let mut s = Scratch::default();
-        if !self.load_unit(gt, dt, u, &mut s) || s.det.is_empty() || s.gt.is_empty() {
+        if !self.load_unit(u, &mut s) || s.det.is_empty() || s.gt.is_empty() {
             return Ok(None);
         }
         let shape = (s.det.len(), s.gt.len());
@@ -400,41 +375,51 @@ fn last_record_of_each_id(ids: &[i64]) -> Option<Vec<u32>> {
 /// pycocotools' `_prepare`: the records of each (category, image) bucket in the
 /// order `getAnnIds` lists them (images in `img_ids` order, file order within
 /// an image). Buckets are indexed `c * num_images + i`, `c` the position of the
-/// category among `distinct_cats`; returned as CSR offsets and record indices.
+/// category among `distinct_cats`.
 fn buckets(dataset: &CocoDataset, img_ids: &[i64], distinct_cats: &HashMap<i64, usize>, filter_cats: bool) -> Buckets {
     let ann = &dataset.annotations;
     let num_images = img_ids.len();
     let image_pos: HashMap<i64, usize> = img_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    // Records grouped by image position, file order within an image (a counting sort).
-    let positions: Vec<Option<usize>> = ann.image_id.iter().map(|id| image_pos.get(id).copied()).collect();
-    let mut starts = vec![0usize; num_images + 1];
-    for &i in positions.iter().flatten() {
-        starts[i + 1] += 1;
-    }
-    for i in 0..num_images {
-        starts[i + 1] += starts[i];
-    }
-    let mut by_image = vec![0u32; starts[num_images]];
-    let mut cursor = starts.clone();
-    for (j, position) in positions.iter().enumerate() {
-        if let Some(i) = *position {
-            by_image[cursor[i]] = j as u32;
-            cursor[i] += 1;
+    let bucket_of = |r: usize| -> Option<u32> {
+        let i = *image_pos.get(&ann.image_id[r])?;
+        let c = *distinct_cats.get(&ann.category_id[r])?;
+        Some((c * num_images + i) as u32)
+    };
+    // (bucket, record) in visiting order.
+    let placed: Vec<(u32, u32)> = match last_record_of_each_id(&ann.id) {
+        // Each record stands for itself, and a bucket holds one image's records:
+        // file order is `getAnnIds`' order within every bucket.
+        None => (0..ann.len()).filter_map(|j| Some((bucket_of(j)?, j as u32))).collect(),
+        // A repeated id stands for the last record carrying it, which may lie in
+        // another image: visit in `getAnnIds`' order, images first.
+        Some(resolve) => {
+            let positions: Vec<Option<usize>> = ann.image_id.iter().map(|id| image_pos.get(id).copied()).collect();
+            let mut starts = vec![0usize; num_images + 1];
+            for &i in positions.iter().flatten() {
+                starts[i + 1] += 1;
+            }
+            for i in 0..num_images {
+                starts[i + 1] += starts[i];
+            }
+            let mut by_image = vec![0u32; starts[num_images]];
+            for (j, position) in positions.iter().enumerate() {
+                if let Some(i) = *position {
+                    by_image[starts[i]] = j as u32;
+                    starts[i] += 1;
+                }
+            }
+            by_image
+                .iter()
+                .filter(|&&j| !filter_cats || distinct_cats.contains_key(&ann.category_id[j as usize]))
+                .filter_map(|&j| {
+                    let r = resolve[j as usize];
+                    Some((bucket_of(r as usize)?, r))
+                })
+                .collect()
         }
-    }
-    let resolve = last_record_of_each_id(&ann.id);
-    let mut placed: Vec<(u32, u32)> = Vec::with_capacity(by_image.len());
-    for &j in &by_image {
-        if filter_cats && !distinct_cats.contains_key(&ann.category_id[j as usize]) {
-            continue;
-        }
-        let r = resolve.as_ref().map_or(j, |map| map[j as usize]) as usize;
-        let i = if r == j as usize { positions[r] } else { image_pos.get(&ann.image_id[r]).copied() };
-        if let (Some(i), Some(&c)) = (i, distinct_cats.get(&ann.category_id[r])) {
-            placed.push(((c * num_images + i) as u32, r as u32));
-        }
-    }
-    // Counting sort by bucket keeps each bucket's visiting order.
+    };
+    // Counting sort by bucket keeps each bucket's visiting order; the records
+    // are read in that order and written bucket by bucket.
     let num_buckets = distinct_cats.len() * num_images;
     let mut offsets = vec![0u32; num_buckets + 1];
     for &(b, _) in &placed {
@@ -444,11 +429,12 @@ fn buckets(dataset: &CocoDataset, img_ids: &[i64], distinct_cats: &HashMap<i64, 
         offsets[b + 1] += offsets[b];
     }
     let mut cursor = offsets.clone();
-    let mut records = vec![0u32; placed.len()];
-    for &(b, r) in &placed {
-        records[cursor[b as usize] as usize] = r;
-        cursor[b as usize] += 1;
-    }
+    let records = crate::buffer::filled(placed.len(), |out| {
+        for &(b, r) in &placed {
+            out[cursor[b as usize] as usize] = std::mem::MaybeUninit::new(dataset.packed[r as usize]);
+            cursor[b as usize] += 1;
+        }
+    });
     Buckets { offsets, records }
 }
 
@@ -473,7 +459,7 @@ fn check_params(params: &EvalParams) -> Result<()> {
 /// Reused buffers of one task: one unit at a time.
 #[derive(Default)]
 struct Scratch {
-    /// (score, record) of the unit's kept detections, best first (stable).
+    /// (score, position in the unit) of the unit's kept detections, best first (stable).
     dts: Vec<(f64, u32)>,
     det: Vec<Record>,
     /// Ground truth in unit order, and in matching order for one area range
@@ -492,15 +478,15 @@ impl Scratch {
     /// pycocotools' `computeIoU`: the unit's detections sorted by score (stable)
     /// and cut to `max_det`, its ground truth in unit order, their `[D, G]` IoU
     /// (empty when either side is).
-    fn load(&mut self, gt_ann: &[Record], dt_ann: &[Record], gts: &[u32], dts: &[u32], max_det: usize) {
+    fn load(&mut self, gts: &[Record], dts: &[Record], max_det: usize) {
         self.dts.clear();
-        self.dts.extend(dts.iter().map(|&d| (dt_ann[d as usize].score, d)));
+        self.dts.extend(dts.iter().enumerate().map(|(d, record)| (record.score, d as u32)));
         self.dts.sort_by(|a, b| descending(a.0, b.0));
         self.dts.truncate(max_det);
         self.det.clear();
-        self.det.extend(self.dts.iter().map(|&(_, d)| dt_ann[d as usize]));
+        self.det.extend(self.dts.iter().map(|&(_, d)| dts[d as usize]));
         self.gt.clear();
-        self.gt.extend(gts.iter().map(|&g| gt_ann[g as usize]));
+        self.gt.extend_from_slice(gts);
         self.ious.clear();
         if !self.gt.is_empty() {
             for d in &self.det {
@@ -665,8 +651,6 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
         gt_buckets,
         dt_buckets,
         pooled_slots,
-        num_gt_records: gt.packed.len(),
-        num_dt_records: dt.packed.len(),
     };
     let e = &evaluation;
     let chunks: Vec<Chunk> = (0..num_units.div_ceil(CHUNK))
@@ -680,7 +664,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
                 if gts.is_empty() && dts.is_empty() {
                     continue;
                 }
-                scratch.load(&gt.packed, &dt.packed, gts, dts, e.matching.max_det);
+                scratch.load(gts, dts, e.matching.max_det);
                 evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
             }
             chunk
@@ -1122,7 +1106,7 @@ mod tests {
                 max_det: 100,
             };
             let e = evaluate(&gt, &dt, &params).unwrap();
-            let entries = e.image_evaluations(&gt, &dt, 0..e.len()).unwrap();
+            let entries = e.image_evaluations(0..e.len()).unwrap();
             assert_eq!(entries.len(), e.len());
             for (flat, entry) in entries.iter().enumerate() {
                 let (Some(x), Some((unit, a))) = (entry, e.unit_entry(flat)) else {
@@ -1165,28 +1149,26 @@ mod tests {
         let e = evaluate(&gt, &dt, &params).unwrap();
         // Category 2 (k = 1), image 2 (i = 1): one crowd ground truth (id 3) and a
         // detection inside it (IoU 1 by the detection's area), ignored when matched.
-        let x = e.image_evaluations(&gt, &dt, 3..4).unwrap().pop().unwrap().unwrap();
+        let x = e.image_evaluations(3..4).unwrap().pop().unwrap().unwrap();
         assert_eq!((x.category, x.area, x.image), (1, 0, 1));
         assert_eq!((x.dt_ids, x.gt_ids), (vec![3], vec![3]));
         assert_eq!(x.dt_matches, vec![3.0, 3.0]);
         assert_eq!(x.gt_matches, vec![3.0, 3.0]);
         assert_eq!((x.gt_ignore, x.dt_ignore), (vec![true], vec![true, true]));
         // Category 1, image 1: ground truth 1 and 2, detections 1 and 2 (ties keep file order).
-        let x = e.image_evaluations(&gt, &dt, 0..1).unwrap().pop().unwrap().unwrap();
+        let x = e.image_evaluations(0..1).unwrap().pop().unwrap().unwrap();
         assert_eq!((x.dt_ids, x.gt_ids, x.dt_scores), (vec![1, 2], vec![1, 2], vec![0.9, 0.9]));
         // IoU 0.9 and 1560/1640: matched at 0.5, not at 0.95.
         assert_eq!(x.dt_matches, vec![1.0, 2.0, 0.0, 2.0]);
         assert_eq!(x.gt_matches, vec![1.0, 2.0, 0.0, 2.0]);
-        let (ious, d, g) = e.unit_ious(&gt, &dt, 0).unwrap().unwrap();
+        let (ious, d, g) = e.unit_ious(0).unwrap().unwrap();
         assert_eq!((d, g), (2, 2));
         assert_eq!(ious, vec![0.9, 0.0, 0.0, 1560.0 / 1640.0]);
         // Unit (category 2, image 1) is empty: pycocotools' None and [].
-        assert!(e.image_evaluations(&gt, &dt, 2..3).unwrap()[0].is_none());
-        assert!(e.unit_ious(&gt, &dt, 2).unwrap().is_none());
-        assert!(e.image_evaluations(&gt, &dt, 0..5).is_err());
-        assert!(e.unit_ious(&gt, &dt, 4).is_err());
-        // Other datasets than the evaluated ones are refused, not indexed.
-        assert!(e.image_evaluations(&dt, &gt, 0..1).is_err());
+        assert!(e.image_evaluations(2..3).unwrap()[0].is_none());
+        assert!(e.unit_ious(2).unwrap().is_none());
+        assert!(e.image_evaluations(0..5).is_err());
+        assert!(e.unit_ious(4).is_err());
     }
 
     #[test]
