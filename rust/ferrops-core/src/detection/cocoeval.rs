@@ -472,6 +472,10 @@ struct Scratch {
     /// Per ground truth in matching order, the id of the detection matched to it
     /// at the current threshold (0: none).
     matched_by: Vec<i64>,
+    /// Per threshold, how many of the unit's IoUs reach it, and the first
+    /// threshold whose matching is the same.
+    levels: Vec<usize>,
+    same_as: Vec<usize>,
 }
 
 impl Scratch {
@@ -517,6 +521,16 @@ impl Scratch {
     }
 }
 
+/// The IoU a match must reach at threshold `thr`: pycocotools' `min([t, 1 - 1e-10])`.
+#[inline]
+fn effective_threshold(thr: f64) -> f64 {
+    if 1.0 - 1e-10 < thr {
+        1.0 - 1e-10
+    } else {
+        thr
+    }
+}
+
 /// pycocotools' greedy matching at one IoU threshold: each detection, best
 /// first, takes the unmatched (or crowd) ground truth of highest IoU at or above
 /// the threshold, never leaving ground truth that counts for an ignored one.
@@ -534,7 +548,7 @@ fn match_at(
 ) {
     let num_gt = sorted_gt.len();
     for (di, d) in det.iter().enumerate() {
-        let mut best = if 1.0 - 1e-10 < thr { 1.0 - 1e-10 } else { thr };
+        let mut best = effective_threshold(thr);
         let mut matched: Option<usize> = None;
         if num_gt > 0 {
             let row = &sorted_ious[di * num_gt..(di + 1) * num_gt];
@@ -585,14 +599,29 @@ fn evaluate_unit(unit: usize, params: &Matching, scratch: &mut Scratch, chunk: &
         }
         return;
     }
+    // The matching sees a threshold only through which IoUs reach it (every
+    // other comparison is between IoUs), so thresholds reached by the same number
+    // of the unit's IoUs match alike: each such group is matched once per area
+    // range and the others copy its outcomes.
+    let Scratch { ious, levels, same_as, .. } = &mut *scratch;
+    levels.clear();
+    levels.extend(params.iou_thrs.iter().map(|&thr| ious.iter().filter(|&&v| v >= effective_threshold(thr)).count()));
+    same_as.clear();
+    same_as.extend((0..num_thr).map(|t| levels.iter().position(|&level| level == levels[t]).unwrap_or(t)));
     for &rng in &params.area_rngs {
         let not_ignored = scratch.order_for_area(rng);
         chunk.positives.push(not_ignored as u32);
         let codes_at = chunk.codes.len();
         chunk.codes.resize(codes_at + num_dt * num_thr, FALSE_POSITIVE);
         let codes = &mut chunk.codes[codes_at..];
-        let Scratch { det, sorted_gt, sorted_ious, matched_by, .. } = &mut *scratch;
+        let Scratch { det, sorted_gt, sorted_ious, matched_by, same_as, .. } = &mut *scratch;
         for (t, &thr) in params.iou_thrs.iter().enumerate() {
+            if same_as[t] != t {
+                for row in codes.chunks_exact_mut(num_thr) {
+                    row[t] = row[same_as[t]];
+                }
+                continue;
+            }
             matched_by.fill(0);
             match_at(det, sorted_gt, not_ignored, sorted_ious, thr, matched_by, |di, matched| {
                 let dt_outside = outside(rng, det[di].area);
