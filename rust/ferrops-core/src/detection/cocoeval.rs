@@ -751,6 +751,16 @@ impl CategoryBlock {
             recall: vec![-1.0; num_thr * per_threshold],
         }
     }
+
+    /// Copies cell `(a, from)` onto cell `(a, to)`.
+    fn copy_cell(&mut self, p: &AccumulateParams, a: usize, (from, to): (usize, usize)) {
+        let (run, at) = (p.num_areas * p.num_max_dets, a * p.num_max_dets);
+        for values in [&mut self.precision, &mut self.scores, &mut self.recall] {
+            for cells in values.chunks_exact_mut(run) {
+                cells[at + to] = cells[at + from];
+            }
+        }
+    }
 }
 
 /// Reused buffers of one accumulate task.
@@ -963,10 +973,20 @@ fn accumulate_category(
             s.sorted_units.extend(entries.iter().map(|(u, _)| u.scores.as_ptr()));
         }
         counts_reaching(p.rec_thrs, positives, s.sorted.len() as u64 + 1, &mut s.counts);
+        // (picks, maxDets slot) of the cells computed for this area range. Picks
+        // only grow with maxDets, so as many picks are the same picks, and the
+        // same cell (usually maxDets 10 and 100: few units have more than 10).
+        let mut computed: Vec<(usize, usize)> = Vec::with_capacity(p.m_list.len());
         for (m, &max_det) in p.m_list.iter().enumerate() {
             s.picks.clear();
             s.picks.extend(s.sorted.iter().filter(|pick| (pick.2 as usize) < max_det));
-            accumulate_cell(evaluation, p, positives, &mut s, (a, m), &mut block);
+            match computed.iter().find(|&&(picks, _)| picks == s.picks.len()) {
+                Some(&(_, from)) => block.copy_cell(p, a, (from, m)),
+                None => {
+                    accumulate_cell(evaluation, p, positives, &mut s, (a, m), &mut block);
+                    computed.push((s.picks.len(), m));
+                }
+            }
         }
     }
     Ok(block)
