@@ -87,6 +87,7 @@ SCENARIOS = {
     "maxDets-unsorted-5-1-10": lambda p: setattr(p, "maxDets", [5, 1, 10]),
     "useCats-0": lambda p: setattr(p, "useCats", 0),
     "useCats-0-cat-subset": lambda p: (setattr(p, "useCats", 0), setattr(p, "catIds", p.catIds[::-2])),
+    "useCats-0-no-cats": lambda p: (setattr(p, "useCats", 0), setattr(p, "catIds", [])),
     "id-subsets": lambda p: (setattr(p, "imgIds", p.imgIds[::3]), setattr(p, "catIds", p.catIds[1::2])),
     "unknown-ids": lambda p: (setattr(p, "imgIds", [*p.imgIds[:40], 10**9]), setattr(p, "catIds", [*p.catIds, 999])),
     "custom-iouThrs": lambda p: setattr(p, "iouThrs", np.array([0.1, 0.5, 0.75, 0.999999])),

@@ -14,7 +14,7 @@
 //! thread count.
 //!
 //! pycocotools' per-entry dicts (`evalImgs`) and IoU matrices (`ious`) are not
-//! kept: [`Evaluation::image_evaluation`] and [`Evaluation::unit_ious`] redo one
+//! kept: [`Evaluation::image_evaluations`] and [`Evaluation::unit_ious`] redo one
 //! unit's matching from the kept buckets when asked, with the same code.
 
 use std::mem::MaybeUninit;
@@ -121,8 +121,8 @@ pub struct Evaluation {
     gt_buckets: Buckets,
     dt_buckets: Buckets,
     /// With pooled categories (`use_cats == false`), the bucket slot of each
-    /// category a unit pools, in pooling order; empty otherwise.
-    pooled_slots: Vec<usize>,
+    /// category a unit pools, in pooling order (perhaps none).
+    pooled_slots: Option<Vec<usize>>,
 }
 
 /// pycocotools' `evaluateImg` result for one (category, area range, image)
@@ -149,16 +149,6 @@ pub struct ImageEvaluation {
 impl Evaluation {
     pub fn num_thresholds(&self) -> usize {
         self.num_thresholds
-    }
-
-    /// Images evaluated (`I`); `len() == K * A * I`.
-    pub fn num_images(&self) -> usize {
-        self.num_images
-    }
-
-    /// Area ranges evaluated (`A`).
-    pub fn num_areas(&self) -> usize {
-        self.num_areas
     }
 
     /// pycocotools' `len(evalImgs)`.
@@ -217,12 +207,12 @@ impl Evaluation {
         gts: &'a mut Vec<Record>,
         dts: &'a mut Vec<Record>,
     ) -> (&'a [Record], &'a [Record]) {
-        if self.pooled_slots.is_empty() {
+        let Some(pooled_slots) = &self.pooled_slots else {
             return (self.gt_buckets.get(u), self.dt_buckets.get(u));
-        }
+        };
         gts.clear();
         dts.clear();
-        for &slot in &self.pooled_slots {
+        for &slot in pooled_slots {
             gts.extend_from_slice(self.gt_buckets.get(slot * self.num_images + u));
             dts.extend_from_slice(self.dt_buckets.get(slot * self.num_images + u));
         }
@@ -666,8 +656,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
         || buckets(dt, params.img_ids, &distinct_cats, params.use_cats),
     );
     let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
-    let pooled_slots: Vec<usize> =
-        if params.use_cats { Vec::new() } else { params.cat_ids.iter().map(|c| distinct_cats[c]).collect() };
+    let pooled_slots = (!params.use_cats).then(|| params.cat_ids.iter().map(|c| distinct_cats[c]).collect());
     let matching =
         Matching { iou_thrs: params.iou_thrs.to_vec(), area_rngs: params.area_rngs.to_vec(), max_det: params.max_det };
     let mut evaluation = Evaluation {
