@@ -87,6 +87,7 @@ SCENARIOS = {
     "maxDets-unsorted-5-1-10": lambda p: setattr(p, "maxDets", [5, 1, 10]),
     "useCats-0": lambda p: setattr(p, "useCats", 0),
     "useCats-0-cat-subset": lambda p: (setattr(p, "useCats", 0), setattr(p, "catIds", p.catIds[::-2])),
+    "useCats-0-no-cats": lambda p: (setattr(p, "useCats", 0), setattr(p, "catIds", [])),
     "id-subsets": lambda p: (setattr(p, "imgIds", p.imgIds[::3]), setattr(p, "catIds", p.catIds[1::2])),
     "unknown-ids": lambda p: (setattr(p, "imgIds", [*p.imgIds[:40], 10**9]), setattr(p, "catIds", [*p.catIds, 999])),
     "custom-iouThrs": lambda p: setattr(p, "iouThrs", np.array([0.1, 0.5, 0.75, 0.999999])),
@@ -198,6 +199,125 @@ def test_quirks_bit_identical(name, use_cats):
     ours = _run(fcoco, fcoco, gt, dets, setup)
     theirs = _run(pycoco, pycocoeval, gt, dets, setup)
     _assert_same(ours, theirs)
+
+
+def _evaluated(coco_mod, eval_mod, gt, dt, setup=None):
+    """A COCOeval after evaluate() only (pycocotools' evalImgs and ious are complete then)."""
+
+    def go():
+        g = coco_mod.COCO(gt) if not isinstance(gt, dict) else _from_dict(coco_mod, gt)
+        ev = eval_mod.COCOeval(g, g.loadRes(copy.deepcopy(dt) if isinstance(dt, list) else dt), "bbox")
+        if setup:
+            setup(ev.params)
+        ev.evaluate()
+        return ev
+
+    return _quiet(go)
+
+
+def _assert_same_value(ours, theirs, where):
+    """Same type and value; arrays: same dtype, shape and elements; lists: same element types."""
+    if isinstance(theirs, np.ndarray):
+        assert isinstance(ours, np.ndarray), where
+        assert (ours.dtype, ours.shape) == (theirs.dtype, theirs.shape), where
+        assert np.array_equal(ours, theirs), where
+    else:
+        assert type(ours) is type(theirs) and ours == theirs, where
+        if isinstance(theirs, list):
+            assert [type(v) for v in ours] == [type(v) for v in theirs], where
+
+
+def _assert_same_eval_imgs(ours, theirs):
+    """Every field of every evalImgs entry, and every ious matrix, as pycocotools has them."""
+    assert len(ours.evalImgs) == len(theirs.evalImgs)
+    for n, (a, b) in enumerate(zip(ours.evalImgs, theirs.evalImgs)):
+        if b is None:
+            assert a is None, n
+            continue
+        assert isinstance(a, dict) and list(a) == list(b), n
+        for key in b:
+            _assert_same_value(a[key], b[key], (n, key))
+    assert list(ours.ious) == list(theirs.ious)
+    for key, b in theirs.ious.items():
+        a = ours.ious[key]
+        _assert_same_value(a, b, key)
+        if isinstance(b, np.ndarray):
+            assert a.flags.f_contiguous == b.flags.f_contiguous, key
+
+
+@pytest.mark.spec("DET-COCO")
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_eval_imgs_and_ious_match_pycocotools(files, scenario):
+    gt_path, dt_path, _, _ = files
+    setup = SCENARIOS[scenario]
+    ours = _evaluated(fcoco, fcoco, gt_path, dt_path, setup)
+    theirs = _evaluated(pycoco, pycocoeval, gt_path, dt_path, setup)
+    _assert_same_eval_imgs(ours, theirs)
+
+
+@pytest.mark.spec("DET-COCO")
+@pytest.mark.parametrize("name", list(QUIRK_SETS))
+@pytest.mark.parametrize("use_cats", [1, 0])
+def test_eval_imgs_quirks_match_pycocotools(name, use_cats):
+    anns, dets = QUIRK_SETS[name]
+    gt = _tiny_gt(anns)
+
+    def setup(p):
+        p.useCats = use_cats
+
+    _assert_same_eval_imgs(_evaluated(fcoco, fcoco, gt, dets, setup), _evaluated(pycoco, pycocoeval, gt, dets, setup))
+
+
+@pytest.mark.spec("DET-COCO")
+def test_eval_imgs_behaves_like_a_list(files):
+    gt_path, dt_path, _, _ = files
+    ev = _evaluated(fcoco, fcoco, gt_path, dt_path)
+    before = _quiet(lambda: (ev.accumulate(), ev.eval["precision"].copy())[1])
+    entries = list(ev.evalImgs)
+    n = len(entries)
+    assert n == len(ev.params.catIds) * len(ev.params.areaRng) * len(ev.params.imgIds)
+    assert any(e is None for e in entries) and any(e is not None for e in entries)
+
+    def same(a, b):
+        if b is None:
+            return a is None
+        for key in b:
+            _assert_same_value(a[key], b[key], key)
+        return list(a) == list(b)
+
+    for i in (0, 1, n // 2, n - 1, -1, -n):
+        assert same(ev.evalImgs[i], entries[i])
+    for part in (slice(None, 50), slice(-30, None), slice(7, 400, 13), slice(None, None, -997), slice(5, 2), slice(n, None)):
+        got = ev.evalImgs[part]
+        assert isinstance(got, list) and len(got) == len(entries[part])
+        assert all(same(a, b) for a, b in zip(got, entries[part]))
+    assert same(ev.evalImgs[np.int64(n - 3)], entries[n - 3])
+    for bad in (n, -n - 1):
+        with pytest.raises(IndexError, match=r"evalImgs\[\]: argument 'index'"):
+            ev.evalImgs[bad]
+    with pytest.raises(TypeError, match="expected an integer or a slice, got str"):
+        ev.evalImgs["0"]
+    with pytest.raises(KeyError):
+        ev.ious[(10**9, ev.params.catIds[0])]
+    with pytest.raises(KeyError):
+        ev.ious["not a key"]
+    # Reading the views changes nothing: accumulate still takes the Rust results.
+    _quiet(ev.accumulate)
+    assert np.array_equal(ev.eval["precision"], before)
+    ev.evalImgs = entries
+    with pytest.raises(TypeError, match="attribute 'evalImgs': expected the EvalImgs evaluate\\(\\) made"):
+        _quiet(ev.accumulate)
+
+
+@pytest.mark.spec("DET-COCO")
+def test_eval_imgs_of_empty_inputs():
+    gt = _tiny_gt([])
+    ev = _evaluated(fcoco, fcoco, gt, [])
+    assert len(ev.evalImgs) == 2 * 4 * 3 and list(ev.evalImgs) == [None] * 24
+    assert len(ev.ious) == 6 and all(ev.ious[key] == [] for key in ev.ious)
+    no_cats = _evaluated(fcoco, fcoco, gt, [], lambda p: setattr(p, "catIds", []))
+    assert len(no_cats.evalImgs) == 0 and list(no_cats.evalImgs) == [] and no_cats.evalImgs[:] == []
+    assert len(no_cats.ious) == 0
 
 
 @pytest.mark.spec("DET-COCO")

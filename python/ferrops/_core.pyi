@@ -175,6 +175,21 @@ class CocoEvaluation:
     def __len__(self) -> int: ...
     @property
     def num_thresholds(self) -> int: ...
+    def entries(
+        self, start: int, stop: int
+    ) -> list[
+        tuple[
+            list[int],
+            list[int],
+            npt.NDArray[np.float64],
+            npt.NDArray[np.float64],
+            list[float],
+            npt.NDArray[np.int64],
+            npt.NDArray[np.bool_],
+        ]
+        | None
+    ]: ...
+    def unit_ious(self, unit: int) -> npt.NDArray[np.float64] | None: ...
 
 def coco_parse_ground_truth(json: bytes, source: str) -> CocoData: ...
 def coco_parse_results(json: bytes, ground_truth: CocoData, source: str) -> CocoData: ...

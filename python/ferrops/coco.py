@@ -23,8 +23,16 @@ Differences from pycocotools, all on input it would reject or mishandle:
 * a ground-truth annotation without ``area`` gets the box area and one without
   ``iscrowd`` is not crowd (pycocotools raises ``KeyError``);
 * ``loadRes`` of an empty list gives an empty result set;
-* only ``iouType="bbox"``; ``evalImgs`` is an opaque handle (its ``len`` is
-  pycocotools'), not a list of per-image dicts.
+* only ``iouType="bbox"``.
+
+``evalImgs`` and ``ious`` hold pycocotools' values without pycocotools' memory:
+``evalImgs`` is a read-only sequence (``len``, indexing with negative indices
+and slices, iteration) whose entries, ``None`` or pycocotools' dict with the
+same values and dtypes, are recomputed in Rust from the evaluated units when
+read; ``ious`` is a read-only mapping ``(imgId, catId) -> [D, G]`` IoU matrix
+(``[]`` where a side is empty), computed on access. ``dtScores`` are Python
+floats even where the results file wrote an integer score. ``accumulate()``
+reads the Rust results directly, never these views.
 """
 
 from __future__ import annotations
@@ -34,16 +42,18 @@ import datetime
 import itertools
 import json
 import math
+import operator
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import _core
 
-__all__ = ["COCO", "COCOeval", "Params"]
+__all__ = ["COCO", "COCOeval", "EvalImgs", "Ious", "Params"]
 
 
 def _is_array_like(obj: Any) -> bool:
@@ -437,6 +447,124 @@ def _int_ids(name: str, ids: Any) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
+class EvalImgs(Sequence):
+    """pycocotools' ``COCOeval.evalImgs``, built entry by entry on access.
+
+    ``K * A * I`` entries, category-major, then area range, then image: ``None``
+    where the (category, image) pair has neither ground truth nor detections,
+    otherwise a dict with ``image_id``, ``category_id``, ``aRng``, ``maxDet``,
+    ``dtIds``, ``gtIds`` (matching order: not ignored first), ``dtMatches``
+    (float64 [T, D]), ``gtMatches`` (float64 [T, G]), ``dtScores``,
+    ``gtIgnore`` (int64 [G]; float64 when G is 0, as NumPy makes it from an
+    empty list) and ``dtIgnore`` (bool [T, D]). Each read recomputes the entry's
+    matching in Rust; iteration computes entries in parallel batches.
+    """
+
+    _BATCH = 4096
+
+    def __init__(self, evaluation: Any, img_ids: list, cat_ids: list, area_rngs: list, max_det: Any) -> None:
+        self._evaluation = evaluation
+        self._img_ids = img_ids
+        self._cat_ids = cat_ids
+        self._area_rngs = area_rngs
+        self._max_det = max_det
+
+    def __len__(self) -> int:
+        return len(self._evaluation)
+
+    def _entries(self, start: int, stop: int) -> list:
+        num_images, num_areas = len(self._img_ids), len(self._area_rngs)
+        out: list = []
+        for flat, arrays in enumerate(self._evaluation.entries(start, stop), start):
+            if arrays is None:
+                out.append(None)
+                continue
+            k, rest = divmod(flat, num_areas * num_images)
+            a, i = divmod(rest, num_images)
+            dt_ids, gt_ids, dt_matches, gt_matches, dt_scores, gt_ignore, dt_ignore = arrays
+            out.append(
+                {
+                    "image_id": self._img_ids[i],
+                    "category_id": self._cat_ids[k],
+                    "aRng": self._area_rngs[a],
+                    "maxDet": self._max_det,
+                    "dtIds": dt_ids,
+                    "gtIds": gt_ids,
+                    "dtMatches": dt_matches,
+                    "gtMatches": gt_matches,
+                    "dtScores": dt_scores,
+                    "gtIgnore": gt_ignore if len(gt_ids) else np.zeros(0),
+                    "dtIgnore": dt_ignore,
+                }
+            )
+        return out
+
+    def __getitem__(self, index: Any) -> Any:
+        n = len(self)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step == 1:
+                return self._entries(start, max(start, stop))
+            return [self._entries(i, i + 1)[0] for i in range(start, stop, step)]
+        try:
+            i = operator.index(index)
+        except TypeError:
+            raise TypeError(
+                f"COCOeval.evalImgs[]: argument 'index': expected an integer or a slice, got {type(index).__name__}"
+            ) from None
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"COCOeval.evalImgs[]: argument 'index': expected an index in [-{n}, {n}), got {index}")
+        return self._entries(i, i + 1)[0]
+
+    def __iter__(self) -> Iterator:
+        n = len(self)
+        for start in range(0, n, self._BATCH):
+            yield from self._entries(start, min(start + self._BATCH, n))
+
+    def __repr__(self) -> str:
+        return f"<ferrops.coco.EvalImgs: {len(self)} entries, computed on access>"
+
+
+class Ious(Mapping):
+    """pycocotools' ``COCOeval.ious``: ``(imgId, catId) -> ious``, computed on access.
+
+    Keys are every evaluated image with every evaluated category (``-1`` with
+    ``useCats=0``), image-major as pycocotools builds them. A value is the
+    float64 ``[D, G]`` IoU matrix of the pair's detections (best score first, at
+    most ``maxDets[-1]``) and ground truth (file order), Fortran-ordered as
+    pycocotools returns it, or ``[]`` where either side is empty.
+    """
+
+    def __init__(self, evaluation: Any, img_ids: list, cat_ids: list) -> None:
+        self._evaluation = evaluation
+        self._img_ids = img_ids
+        self._cat_ids = cat_ids
+        self._positions: tuple[dict, dict] | None = None
+
+    def __len__(self) -> int:
+        return len(self._img_ids) * len(self._cat_ids)
+
+    def __iter__(self) -> Iterator:
+        return ((img_id, cat_id) for img_id in self._img_ids for cat_id in self._cat_ids)
+
+    def __getitem__(self, key: Any) -> Any:
+        if self._positions is None:
+            self._positions = ({i: n for n, i in enumerate(self._img_ids)}, {c: n for n, c in enumerate(self._cat_ids)})
+        images, categories = self._positions
+        try:
+            img_id, cat_id = key
+            i, k = images[img_id], categories[cat_id]
+        except (TypeError, ValueError, KeyError):
+            raise KeyError(key) from None
+        ious = self._evaluation.unit_ious(k * len(self._img_ids) + i)
+        return [] if ious is None else np.asfortranarray(ious)
+
+    def __repr__(self) -> str:
+        return f"<ferrops.coco.Ious: {len(self)} (imgId, catId) pairs, computed on access>"
+
+
 class COCOeval:
     """pycocotools' ``COCOeval`` for ``iouType="bbox"``, computed in Rust.
 
@@ -458,6 +586,8 @@ class COCOeval:
         self.cocoDt = cocoDt
         self.params = Params(iouType=iouType)
         self.evalImgs: Any = []
+        self.ious: Any = {}
+        self._evaluation: Any = None
         self.eval: dict = {}
         self._paramsEval: Any = {}
         self.stats: Any = []
@@ -486,7 +616,7 @@ class COCOeval:
         area_rngs = np.asarray(p.areaRng, dtype=np.float64).reshape(-1, 2) if len(p.areaRng) else np.zeros((0, 2))
         iou_thrs = np.ascontiguousarray(np.asarray(p.iouThrs, dtype=np.float64).reshape(-1))
         self.params = p
-        self.evalImgs = _core.coco_evaluate(
+        self._evaluation = _core.coco_evaluate(
             self.cocoGt._data,
             self.cocoDt._data,
             _int_ids("imgIds", p.imgIds),
@@ -496,6 +626,10 @@ class COCOeval:
             np.ascontiguousarray(area_rngs),
             int(p.maxDets[-1]),
         )
+        cat_ids = list(p.catIds) if p.useCats else [-1]
+        img_ids = list(p.imgIds)
+        self.evalImgs = EvalImgs(self._evaluation, img_ids, cat_ids, list(p.areaRng), p.maxDets[-1])
+        self.ious = Ious(self._evaluation, img_ids, cat_ids)
         self._paramsEval = _snapshot(self.params)
         print(f"DONE (t={time.time() - tic:0.2f}s).")
 
@@ -503,17 +637,22 @@ class COCOeval:
         """Builds ``eval`` (precision, recall, scores) from ``evaluate()``'s matches."""
         print("Accumulating evaluation results...")
         tic = time.time()
-        if not isinstance(self.evalImgs, _core.CocoEvaluation):
+        if self._evaluation is None:
             raise RuntimeError("COCOeval.accumulate(): run evaluate() first")
+        if not (isinstance(self.evalImgs, EvalImgs) and self.evalImgs._evaluation is self._evaluation):
+            raise TypeError(
+                "COCOeval.accumulate(): attribute 'evalImgs': expected the EvalImgs evaluate() made (ferrops "
+                f"accumulates from its Rust results), got {type(self.evalImgs).__name__}"
+            )
         if p is None:
             p = self.params
         p.catIds = p.catIds if p.useCats == 1 else [-1]
         T, R = len(p.iouThrs), len(p.recThrs)
         K = len(p.catIds) if p.useCats else 1
         A, M = len(p.areaRng), len(p.maxDets)
-        if T != self.evalImgs.num_thresholds:
+        if T != self._evaluation.num_thresholds:
             raise ValueError(
-                f"COCOeval.accumulate(): argument 'p.iouThrs': expected the {self.evalImgs.num_thresholds} thresholds "
+                f"COCOeval.accumulate(): argument 'p.iouThrs': expected the {self._evaluation.num_thresholds} thresholds "
                 f"evaluate() ran with, got {T}"
             )
         pe = self._paramsEval
@@ -526,7 +665,7 @@ class COCOeval:
         a_list = [n for n, a in enumerate(map(tuple, p.areaRng)) if a in set_a]
         i_list = [n for n, i in enumerate(p.imgIds) if i in set_i]
         precision, recall, scores = _core.coco_accumulate(
-            self.evalImgs,
+            self._evaluation,
             k_list,
             a_list,
             m_list,

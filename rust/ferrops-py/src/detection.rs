@@ -7,7 +7,7 @@ use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origi
 use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
 use ferrops_core::detection::voc::{self, VocClass};
 use numpy::ndarray::{ArrayD, IxDyn};
-use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -129,11 +129,25 @@ fn coco_ground_truth_from_arrays(
     run_kernel(py, || coco::ground_truth_from_columns(&columns, &origin)).map(wrap)
 }
 
-/// The per-(category, area, image) results of `evaluate`, consumed by `accumulate`.
+/// The per-(category, area, image) results of `evaluate`, consumed by
+/// `accumulate`; pycocotools' `evalImgs` entries and `ious` matrices are
+/// recomputed from it on demand.
 #[pyclass(frozen, module = "ferrops._core")]
 pub struct CocoEvaluation {
     inner: Evaluation,
 }
+
+/// One `evalImgs` entry's arrays: `(dtIds, gtIds, dtMatches [T, D], gtMatches
+/// [T, G], dtScores, gtIgnore [G] int64, dtIgnore [T, D] bool)`.
+type EntryArrays<'py> = (
+    Vec<i64>,
+    Vec<i64>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray2<f64>>,
+    Vec<f64>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray2<bool>>,
+);
 
 #[pymethods]
 impl CocoEvaluation {
@@ -145,6 +159,38 @@ impl CocoEvaluation {
     #[getter]
     fn num_thresholds(&self) -> usize {
         self.inner.num_thresholds()
+    }
+
+    /// `evalImgs[start:stop]` (computed in parallel): `None` or the entry's arrays.
+    fn entries<'py>(&self, py: Python<'py>, start: usize, stop: usize) -> PyResult<Vec<Option<EntryArrays<'py>>>> {
+        let e = &self.inner;
+        let found = run_kernel(py, || e.image_evaluations(start..stop))?;
+        let t = e.num_thresholds();
+        Ok(found
+            .into_iter()
+            .map(|entry| {
+                entry.map(|x| {
+                    let (d, g) = (x.dt_ids.len(), x.gt_ids.len());
+                    (
+                        x.dt_ids,
+                        x.gt_ids,
+                        owned2(py, x.dt_matches, t, d),
+                        owned2(py, x.gt_matches, t, g),
+                        x.dt_scores,
+                        owned1(py, x.gt_ignore.into_iter().map(i64::from).collect()),
+                        owned2(py, x.dt_ignore, t, d),
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// pycocotools' `ious[imgId, catId]` of unit `unit` (`k * I + i`, or `i`
+    /// with pooled categories): `[D, G]`, or `None` for its empty list.
+    fn unit_ious<'py>(&self, py: Python<'py>, unit: usize) -> PyResult<Option<Bound<'py, PyArray2<f64>>>> {
+        let e = &self.inner;
+        let found = run_kernel(py, || e.unit_ious(unit))?;
+        Ok(found.map(|(values, d, g)| owned2(py, values, d, g)))
     }
 }
 

@@ -35,6 +35,24 @@ impl Annotations {
         self.id.is_empty()
     }
 
+    /// The parts one after the other (the one part itself, without a copy).
+    fn concat(mut parts: Vec<Annotations>) -> Self {
+        if parts.len() == 1 {
+            return parts.pop().expect("one part");
+        }
+        let mut all = Annotations::with_capacity(parts.iter().map(Annotations::len).sum());
+        for part in parts {
+            all.id.extend_from_slice(&part.id);
+            all.image_id.extend_from_slice(&part.image_id);
+            all.category_id.extend_from_slice(&part.category_id);
+            all.bbox.extend_from_slice(&part.bbox);
+            all.area.extend_from_slice(&part.area);
+            all.iscrowd.extend_from_slice(&part.iscrowd);
+            all.score.extend_from_slice(&part.score);
+        }
+        all
+    }
+
     fn with_capacity(n: usize) -> Self {
         Annotations {
             id: Vec::with_capacity(n),
@@ -149,11 +167,17 @@ impl<'de> Deserialize<'de> for RawBox {
 }
 
 impl RawBox {
-    fn checked(&self, origin: &Origin, expected: &str, record: &str) -> Result<[f64; 4]> {
-        if self.len != 4 {
-            return Err(origin.error(expected, format!("{record} has a 'bbox' of {} numbers instead of 4", self.len)));
+    /// The box if valid; otherwise the error naming `record()`, formatted only then.
+    fn checked(&self, origin: &Origin, expected: &str, record: impl Fn() -> String) -> Result<[f64; 4]> {
+        if self.len == 4 && valid_bbox(&self.values) {
+            return Ok(self.values);
         }
-        check_bbox(origin, expected, record, &self.values)
+        if self.len != 4 {
+            return Err(
+                origin.error(expected, format!("{} has a 'bbox' of {} numbers instead of 4", record(), self.len))
+            );
+        }
+        check_bbox(origin, expected, &record(), &self.values)
     }
 }
 
@@ -185,105 +209,91 @@ struct RawGroundTruth<'a> {
     categories: Option<Vec<RawId>>,
 }
 
-/// Whether a byte can change [`array_elements`]' state inside an element
-/// (quotes and brackets); most bytes cannot and are skipped in a tight loop.
-const NESTED_STOP: [bool; 256] = {
-    let mut stop = [false; 256];
-    stop[b'"' as usize] = true;
-    stop[b'[' as usize] = true;
-    stop[b'{' as usize] = true;
-    stop[b']' as usize] = true;
-    stop[b'}' as usize] = true;
-    stop
-};
-
-/// The byte ranges of the elements of a JSON array (`[...]`, surrounding
-/// whitespace allowed), found by tracking strings and nesting; `None` if the
-/// text is not a well-formed array at this level (the serial parser then reports
-/// the error).
-fn array_elements(json: &[u8]) -> Option<Vec<(usize, usize)>> {
-    let open = json.iter().position(|&b| !is_space(b))?;
-    let (elements, end) = array_span(json, open)?;
-    json[end..].iter().all(|&c| is_space(c)).then_some(elements)
-}
-
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// The elements of the array opening at `json[open]`, and the index just past
-/// its closing bracket.
-fn array_span(json: &[u8], open: usize) -> Option<(Vec<(usize, usize)>, usize)> {
+/// Bytes per piece when an array's records are parsed in parallel.
+const SPLIT_PIECE: usize = 1 << 20;
+
+/// Annotation records in file order, in the pieces they were parsed in.
+type RecordPieces = Vec<Vec<RawAnnotation>>;
+
+/// The annotation records of the JSON array opening at `json[open]`, parsed in
+/// parallel pieces of about `piece` bytes, and the index just past its `]`;
+/// `None` if the text is not such an array (serde then reports the error).
+///
+/// A piece after the first starts at a guessed record start (just past a `,`
+/// between `}` and `{`, which may be inside a string or a nested list), and is
+/// kept only if the piece before it, itself confirmed, stopped exactly there;
+/// from the first unconfirmed guess on, the rest is parsed serially. So the
+/// records are those of one serial parse whatever the guesses.
+fn records_in_pieces(json: &[u8], open: usize, piece: usize) -> Option<(RecordPieces, usize)> {
     if *json.get(open)? != b'[' {
         return None;
     }
-    let trimmed = |from: usize, to: usize| -> Option<(usize, usize)> {
-        let element = &json[from..to];
-        let first = element.iter().position(|&c| !is_space(c))?;
-        let last = element.iter().rposition(|&c| !is_space(c))?;
-        Some((from + first, from + last + 1))
-    };
-    let mut elements = Vec::new();
-    let (mut depth, mut start, mut i) = (0usize, open + 1, open + 1);
-    while i < json.len() {
-        if depth > 0 {
-            while i < json.len() && !NESTED_STOP[json[i] as usize] {
-                i += 1;
-            }
-        }
-        match *json.get(i)? {
-            b'"' => {
-                // Skip the string: to the next quote not escaped.
-                i += 1;
-                loop {
-                    match json.get(i)? {
-                        b'"' => break,
-                        b'\\' => i += 2,
-                        _ => i += 1,
-                    }
-                }
-            }
-            b'[' | b'{' => depth += 1,
-            b']' | b'}' if depth > 0 => depth -= 1,
-            b'}' => return None,
-            close @ (b',' | b']') if depth == 0 => {
-                match trimmed(start, i) {
-                    Some(range) => elements.push(range),
-                    None if close == b']' && elements.is_empty() => {}
-                    None => return None,
-                }
-                if close == b']' {
-                    return Some((elements, i + 1));
-                }
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
+    let body = open + 1;
+    let mut starts = vec![body];
+    while let Some(next) = guess_element_start(json, starts[starts.len() - 1].saturating_add(piece)) {
+        starts.push(next);
     }
-    None
+    let parsed: Vec<Option<(Vec<RawAnnotation>, Stop)>> = (0..starts.len())
+        .into_par_iter()
+        .map(|j| scan::records_from(json, starts[j], starts.get(j + 1).copied().unwrap_or(usize::MAX), j == 0))
+        .collect();
+    let mut pieces = Vec::with_capacity(starts.len());
+    let mut at = body;
+    for (&start, parsed) in starts.iter().zip(parsed) {
+        if start != at {
+            break;
+        }
+        match parsed? {
+            (records, Stop::Next(next)) => {
+                pieces.push(records);
+                at = next;
+            }
+            (records, Stop::Closed(end)) => {
+                pieces.push(records);
+                return Some((pieces, end));
+            }
+        }
+    }
+    // Past the first piece, so past the first element: `]` cannot follow directly.
+    match scan::records_from(json, at, usize::MAX, false)? {
+        (records, Stop::Closed(end)) => {
+            pieces.push(records);
+            Some((pieces, end))
+        }
+        (_, Stop::Next(_)) => None,
+    }
 }
 
-/// Parses the given elements of `json` as annotation records, in parallel
-/// (fixed chunks, results in order); `None` if any fails.
-fn parse_elements(json: &[u8], elements: &[(usize, usize)]) -> Option<Vec<RawAnnotation>> {
-    let parsed: std::result::Result<Vec<Vec<RawAnnotation>>, serde_json::Error> = elements
-        .par_chunks(2048)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(|&(s, e)| match scan::record(&json[s..e]) {
-                    Some(record) => Ok(record),
-                    None => serde_json::from_slice(&json[s..e]),
-                })
-                .collect()
-        })
-        .collect();
-    parsed.ok().map(|chunks| chunks.into_iter().flatten().collect())
+/// From `from` on, the index just past the first `,` that sits between a `}` and
+/// a `{` (whitespace aside): where an element of an array of objects may start.
+fn guess_element_start(json: &[u8], from: usize) -> Option<usize> {
+    let next_solid = |i: usize| (i..json.len()).find(|&k| !is_space(json[k]));
+    let mut i = from;
+    loop {
+        let close = i + json.get(i..)?.iter().position(|&c| c == b'}')?;
+        if let Some(comma) = next_solid(close + 1).filter(|&k| json[k] == b',') {
+            if next_solid(comma + 1).is_some_and(|k| json[k] == b'{') {
+                return Some(comma + 1);
+            }
+        }
+        i = close + 1;
+    }
+}
+
+/// Where [`scan::records_from`] stopped.
+enum Stop {
+    /// At the start of an element (just past its `,`) at or beyond the limit.
+    Next(usize),
+    /// Past the array's `]`.
+    Closed(usize),
 }
 
 /// A ground-truth file's images, categories and annotation records.
-type GroundTruthParts = (Option<Vec<RawId>>, Option<Vec<RawId>>, Vec<RawAnnotation>);
+type GroundTruthParts = (Option<Vec<RawId>>, Option<Vec<RawId>>, RecordPieces);
 
 /// A ground-truth file read without serde's pass over the annotations: the top
 /// level is walked directly and the annotations parsed in parallel. `None` for
@@ -297,35 +307,58 @@ fn ground_truth_direct(json: &[u8]) -> Option<GroundTruthParts> {
         return None;
     }
     let (mut images, mut categories, mut records) = (None, None, Vec::new());
-    for (key, start, end, elements) in members {
+    for (key, start, end, pieces) in members {
         match key {
             b"images" => images = serde_json::from_slice(&json[start..end]).ok()?,
             b"categories" => categories = serde_json::from_slice(&json[start..end]).ok()?,
-            b"annotations" => records = parse_elements(json, &elements?)?,
+            b"annotations" => records = pieces?,
             _ => {}
         }
     }
     Some((images, categories, records))
 }
 
-/// Parses a JSON array of annotation records, elements in parallel (fixed
-/// chunks, results in order). Any failure re-parses serially, so the error is
-/// serde_json's, with its line and column in the whole text.
-fn parse_records(json: &[u8]) -> std::result::Result<Vec<RawAnnotation>, serde_json::Error> {
-    if let Some(records) = array_elements(json).and_then(|elements| parse_elements(json, &elements)) {
-        return Ok(records);
+/// Parses a JSON array of annotation records in parallel pieces. Any failure
+/// re-parses serially, so the error is serde_json's, with its line and column
+/// in the whole text.
+fn parse_records(json: &[u8]) -> std::result::Result<RecordPieces, serde_json::Error> {
+    let open = json.iter().position(|&b| !is_space(b));
+    if let Some((pieces, end)) = open.and_then(|open| records_in_pieces(json, open, SPLIT_PIECE)) {
+        if json[end..].iter().all(|&c| is_space(c)) {
+            return Ok(pieces);
+        }
     }
-    serde_json::from_slice(json)
+    serde_json::from_slice(json).map(|records| vec![records])
 }
 
 /// A direct scanner for the common shape of annotation records: a flat object
 /// whose known keys hold numbers (and `bbox` a list of numbers). It returns
 /// `None` for anything else (escaped keys, `null`, a repeated key, a float where
 /// an integer belongs, malformed JSON...), and the caller then uses serde_json,
-/// which accepts or reports exactly as before. Numbers go through the standard
-/// library's correctly rounded parser, as serde_json's `float_roundtrip` does.
+/// which accepts or reports exactly as before. Numbers are read in the same pass
+/// and correctly rounded, as serde_json's `float_roundtrip` reads them: exactly
+/// by Clinger's fast path when the digits and the power of ten are exact
+/// doubles (nearly every number in COCO files), by the standard library's
+/// parser otherwise.
 mod scan {
-    use super::{Flag, RawAnnotation, RawBox};
+    use super::{Flag, RawAnnotation, RawBox, RecordPieces, Stop};
+
+    /// A scanned JSON number: its text, and its decimal digits as `significand *
+    /// 10^exponent` (`exact` when no significant digit was dropped).
+    struct Number<'a> {
+        text: &'a [u8],
+        negative: bool,
+        integer: bool,
+        significand: u64,
+        exponent: i32,
+        exact: bool,
+    }
+
+    /// 10^0 ..= 10^22, every one an exact double.
+    const POWERS_OF_TEN: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ];
 
     struct Cursor<'a> {
         b: &'a [u8],
@@ -380,56 +413,96 @@ mod scan {
             Some(&self.b[start..self.i - 1])
         }
 
-        /// The text of a JSON number (validated by its grammar) and whether it is
-        /// an integer.
-        fn number_text(&mut self) -> Option<(&'a str, bool)> {
+        /// A JSON number, validated by its grammar, read in one pass.
+        fn number(&mut self) -> Option<Number<'a>> {
             let start = self.i;
-            let _ = self.eat(b'-');
+            let negative = self.eat(b'-').is_some();
+            let mut n = Number { text: &[], negative, integer: true, significand: 0, exponent: 0, exact: true };
             match self.peek()? {
                 b'0' => self.i += 1,
-                b'1'..=b'9' => self.digits(),
+                b'1'..=b'9' => self.digits(&mut n, false),
                 _ => return None,
             }
-            let mut integer = true;
             if self.peek() == Some(b'.') {
                 self.i += 1;
-                integer = false;
+                n.integer = false;
                 if !self.peek()?.is_ascii_digit() {
                     return None;
                 }
-                self.digits();
+                self.digits(&mut n, true);
             }
             if matches!(self.peek(), Some(b'e' | b'E')) {
                 self.i += 1;
-                integer = false;
-                if matches!(self.peek(), Some(b'+' | b'-')) {
-                    self.i += 1;
-                }
+                n.integer = false;
+                let negative_exponent = match self.peek() {
+                    Some(b'-') => (self.i += 1, true).1,
+                    Some(b'+') => (self.i += 1, false).1,
+                    _ => false,
+                };
                 if !self.peek()?.is_ascii_digit() {
                     return None;
                 }
-                self.digits();
+                let mut e: i32 = 0;
+                while let Some(c @ b'0'..=b'9') = self.peek() {
+                    // Saturates far beyond any exponent the fast path takes.
+                    e = (e * 10 + i32::from(c - b'0')).min(100_000);
+                    self.i += 1;
+                }
+                n.exponent += if negative_exponent { -e } else { e };
             }
-            Some((std::str::from_utf8(&self.b[start..self.i]).ok()?, integer))
+            n.text = &self.b[start..self.i];
+            Some(n)
         }
 
-        fn digits(&mut self) {
-            while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+        /// Digits into the significand (19 at most, leading zeros aside); after
+        /// the decimal point each digit lowers the exponent.
+        fn digits(&mut self, n: &mut Number, fraction: bool) {
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                if n.significand < 1_000_000_000_000_000_000 {
+                    n.significand = n.significand * 10 + u64::from(c - b'0');
+                    n.exponent -= i32::from(fraction);
+                } else {
+                    n.exact = false;
+                }
                 self.i += 1;
             }
         }
 
         fn int(&mut self) -> Option<i64> {
-            match self.number_text()? {
-                (text, true) => text.parse().ok(),
-                _ => None,
+            let n = self.number()?;
+            if !n.integer {
+                return None;
+            }
+            if !n.exact {
+                return std::str::from_utf8(n.text).ok()?.parse().ok();
+            }
+            if n.negative {
+                0i64.checked_sub_unsigned(n.significand)
+            } else {
+                i64::try_from(n.significand).ok()
             }
         }
 
         fn float(&mut self) -> Option<f64> {
-            let (text, integer) = self.number_text()?;
-            // Integers convert as serde_json converts them (so "-0" is 0.0, not -0.0).
-            if integer {
+            let n = self.number()?;
+            if n.exact && n.integer {
+                // As serde_json converts integers: "-0" is 0.0, not -0.0; u64 and
+                // i64 conversions round to nearest even, symmetric in the sign.
+                let magnitude = n.significand as f64;
+                return Some(if n.negative && n.significand != 0 { -magnitude } else { magnitude });
+            }
+            // Clinger's fast path: a significand below 2^53 and a power of ten up
+            // to 10^22 are exact doubles, so one multiplication or division is
+            // the correctly rounded value, the one the standard parser gives.
+            if n.exact && n.significand <= 1 << 53 && (-22..=22).contains(&n.exponent) {
+                let power = POWERS_OF_TEN[n.exponent.unsigned_abs() as usize];
+                let magnitude = n.significand as f64;
+                let value = if n.exponent < 0 { magnitude / power } else { magnitude * power };
+                return Some(if n.negative { -value } else { value });
+            }
+            let text = std::str::from_utf8(n.text).ok()?;
+            // Integers convert as serde_json converts them.
+            if n.integer {
                 if let Ok(v) = text.parse::<u64>() {
                     return Some(v as f64);
                 }
@@ -525,7 +598,7 @@ mod scan {
                 b't' => self.literal(b"true"),
                 b'f' => self.literal(b"false"),
                 b'n' => self.literal(b"null"),
-                _ => self.number_text().map(|_| ()),
+                _ => self.number().map(|_| ()),
             }
         }
 
@@ -538,8 +611,8 @@ mod scan {
     }
 
     /// A top-level object member: key, value range, and for an `annotations`
-    /// array its elements (found by the array splitter, not a second pass).
-    type Member<'a> = (&'a [u8], usize, usize, Option<Vec<(usize, usize)>>);
+    /// array its records (parsed while finding its end, not in a second pass).
+    type Member<'a> = (&'a [u8], usize, usize, Option<RecordPieces>);
 
     /// The members of the JSON object that is the whole of `json`.
     pub(super) fn object_members(json: &[u8]) -> Option<Vec<Member<'_>>> {
@@ -556,15 +629,15 @@ mod scan {
                 c.eat(b':')?;
                 c.ws();
                 let start = c.i;
-                let mut elements = None;
+                let mut records = None;
                 if key == b"annotations" && c.peek()? == b'[' {
-                    let (found, end) = super::array_span(json, start)?;
-                    elements = Some(found);
+                    let (pieces, end) = super::records_in_pieces(json, start, super::SPLIT_PIECE)?;
+                    records = Some(pieces);
                     c.i = end;
                 } else {
                     c.skip(0)?;
                 }
-                members.push((key, start, c.i, elements));
+                members.push((key, start, c.i, records));
                 if c.object_closed()? {
                     break;
                 }
@@ -574,45 +647,97 @@ mod scan {
         (c.i == json.len()).then_some(members)
     }
 
-    pub(super) fn record(bytes: &[u8]) -> Option<RawAnnotation> {
-        let mut c = Cursor { b: bytes, i: 0 };
-        let mut r = RawAnnotation::default();
-        let mut seen = 0u8;
-        c.ws();
-        c.eat(b'{')?;
-        c.ws();
-        if c.eat(b'}').is_none() {
-            loop {
-                c.ws();
-                let key = c.key()?;
-                c.ws();
-                c.eat(b':')?;
-                c.ws();
-                let bit = match key {
-                    b"id" => (r.id = Some(c.int()?), 1).1,
-                    b"image_id" => (r.image_id = Some(c.int()?), 2).1,
-                    b"category_id" => (r.category_id = Some(c.int()?), 4).1,
-                    b"bbox" => (r.bbox = Some(c.numbers()?), 8).1,
-                    b"area" => (r.area = Some(c.float()?), 16).1,
-                    b"iscrowd" => (r.iscrowd = Some(c.flag()?), 32).1,
-                    b"score" => (r.score = Some(c.float()?), 64).1,
-                    _ => {
-                        c.skip(0)?;
-                        0
+    impl Cursor<'_> {
+        /// One flat annotation object at the cursor (see the module's note).
+        fn record(&mut self) -> Option<RawAnnotation> {
+            let mut r = RawAnnotation::default();
+            let mut seen = 0u8;
+            self.ws();
+            self.eat(b'{')?;
+            self.ws();
+            if self.eat(b'}').is_none() {
+                loop {
+                    self.ws();
+                    let key = self.key()?;
+                    self.ws();
+                    self.eat(b':')?;
+                    self.ws();
+                    let bit = match key {
+                        b"id" => (r.id = Some(self.int()?), 1).1,
+                        b"image_id" => (r.image_id = Some(self.int()?), 2).1,
+                        b"category_id" => (r.category_id = Some(self.int()?), 4).1,
+                        b"bbox" => (r.bbox = Some(self.numbers()?), 8).1,
+                        b"area" => (r.area = Some(self.float()?), 16).1,
+                        b"iscrowd" => (r.iscrowd = Some(self.flag()?), 32).1,
+                        b"score" => (r.score = Some(self.float()?), 64).1,
+                        _ => {
+                            self.skip(0)?;
+                            0
+                        }
+                    };
+                    // serde rejects a repeated field; let it say so.
+                    if seen & bit != 0 {
+                        return None;
                     }
-                };
-                // serde rejects a repeated field; let it say so.
-                if seen & bit != 0 {
-                    return None;
-                }
-                seen |= bit;
-                if c.object_closed()? {
-                    break;
+                    seen |= bit;
+                    if self.object_closed()? {
+                        break;
+                    }
                 }
             }
+            Some(r)
         }
+    }
+
+    /// The scanner on one whole record (the tests compare it with serde).
+    #[cfg(test)]
+    pub(super) fn record(bytes: &[u8]) -> Option<RawAnnotation> {
+        let mut c = Cursor { b: bytes, i: 0 };
+        c.ws();
+        let r = c.record()?;
         c.ws();
         (c.i == bytes.len()).then_some(r)
+    }
+
+    /// The records of an array from `from`, the start of an element (just past
+    /// the `[`, `first`, or a `,`), while they start before `limit`. An element
+    /// this scanner declines is delimited by [`Cursor::skip`] and read by serde;
+    /// `None` if serde rejects it or the array is malformed.
+    pub(super) fn records_from(
+        json: &[u8],
+        from: usize,
+        limit: usize,
+        first: bool,
+    ) -> Option<(Vec<RawAnnotation>, Stop)> {
+        let mut c = Cursor { b: json, i: from };
+        let mut records = Vec::new();
+        c.ws();
+        if first && c.eat(b']').is_some() {
+            return Some((records, Stop::Closed(c.i)));
+        }
+        loop {
+            c.ws();
+            let start = c.i;
+            match c.record() {
+                Some(record) => records.push(record),
+                None => {
+                    c.i = start;
+                    c.skip(0)?;
+                    records.push(serde_json::from_slice(&json[start..c.i]).ok()?);
+                }
+            }
+            c.ws();
+            match c.peek()? {
+                b',' => {
+                    c.i += 1;
+                    if c.i >= limit {
+                        return Some((records, Stop::Next(c.i)));
+                    }
+                }
+                b']' => return Some((records, Stop::Closed(c.i + 1))),
+                _ => return None,
+            }
+        }
     }
 }
 
@@ -645,6 +770,11 @@ fn record_name(i: usize, id: Option<i64>) -> String {
     }
 }
 
+/// Four finite numbers, width and height >= 0.
+fn valid_bbox(b: &[f64]) -> bool {
+    b.len() == 4 && b.iter().all(|v| v.is_finite()) && b[2] >= 0.0 && b[3] >= 0.0
+}
+
 /// Checks a `[x, y, w, h]` box: four finite numbers, width and height >= 0.
 fn check_bbox(origin: &Origin, expected: &str, record: &str, bbox: &[f64]) -> Result<[f64; 4]> {
     let b: [f64; 4] = bbox
@@ -667,6 +797,60 @@ fn ids(origin: &Origin, what: &str, raw: Option<Vec<RawId>>) -> Result<Vec<i64>>
         .collect()
 }
 
+/// Converts record pieces in parallel, each with the index of its first record;
+/// on failure, the error of the first bad record in file order.
+fn in_order<T: Send>(
+    pieces: RecordPieces,
+    convert: impl Fn(Vec<RawAnnotation>, usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let offsets: Vec<usize> = pieces
+        .iter()
+        .scan(0, |next, piece| {
+            let offset = *next;
+            *next += piece.len();
+            Some(offset)
+        })
+        .collect();
+    let converted: Vec<Result<T>> =
+        pieces.into_par_iter().zip(offsets).map(|(piece, offset)| convert(piece, offset)).collect();
+    converted.into_iter().collect()
+}
+
+/// Ground-truth records `offset..` checked and as columns, with the first one
+/// without a score.
+fn ground_truth_piece(
+    records: Vec<RawAnnotation>,
+    offset: usize,
+    origin: &Origin,
+) -> Result<(Annotations, Option<usize>)> {
+    let mut annotations = Annotations::with_capacity(records.len());
+    let mut first_without_score = None;
+    for (i, r) in (offset..).zip(records) {
+        // Formatted only for an error: most records have none.
+        let name = || record_name(i, r.id);
+        let missing = |key: &str| origin.error(GT_EXPECTED, format!("{} has no '{key}'", name()));
+        let id = r.id.ok_or_else(|| missing("id"))?;
+        let image_id = r.image_id.ok_or_else(|| missing("image_id"))?;
+        let category_id = r.category_id.ok_or_else(|| missing("category_id"))?;
+        let bbox = r.bbox.ok_or_else(|| missing("bbox"))?.checked(origin, GT_EXPECTED, name)?;
+        let area = r.area.unwrap_or(bbox[2] * bbox[3]);
+        if !area.is_finite() {
+            return Err(origin.error(GT_EXPECTED, format!("{} has a non-finite 'area' {area}", name())));
+        }
+        if r.score.is_none() && first_without_score.is_none() {
+            first_without_score = Some(i);
+        }
+        annotations.id.push(id);
+        annotations.image_id.push(image_id);
+        annotations.category_id.push(category_id);
+        annotations.bbox.push(bbox);
+        annotations.area.push(area);
+        annotations.iscrowd.push(r.iscrowd.is_some_and(|f| f.0));
+        annotations.score.push(r.score.unwrap_or(f64::NAN));
+    }
+    Ok((annotations, first_without_score))
+}
+
 /// Parses a ground-truth file (the object pycocotools' `COCO(path)` loads). A
 /// missing `area` is the box area and a missing `iscrowd` is 0 (pycocotools
 /// would fail on either); `score` is kept when present.
@@ -677,39 +861,45 @@ pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
             let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
             let records = match raw.annotations {
                 Some(text) => parse_records(text.get().as_bytes()).map_err(|e| json_error(origin, GT_EXPECTED, e))?,
-                None => Vec::new(),
+                None => RecordPieces::new(),
             };
             (raw.images, raw.categories, records)
         }
     };
     let image_ids = ids(origin, "images", images)?;
     let category_ids = ids(origin, "categories", categories)?;
-    let mut annotations = Annotations::with_capacity(records.len());
-    let mut first_without_score = None;
-    for (i, r) in records.into_iter().enumerate() {
-        let name = record_name(i, r.id);
-        let missing = |key: &str| origin.error(GT_EXPECTED, format!("{name} has no '{key}'"));
-        let id = r.id.ok_or_else(|| missing("id"))?;
-        let image_id = r.image_id.ok_or_else(|| missing("image_id"))?;
-        let category_id = r.category_id.ok_or_else(|| missing("category_id"))?;
-        let bbox = r.bbox.ok_or_else(|| missing("bbox"))?.checked(origin, GT_EXPECTED, &name)?;
-        let area = r.area.unwrap_or(bbox[2] * bbox[3]);
-        if !area.is_finite() {
-            return Err(origin.error(GT_EXPECTED, format!("{name} has a non-finite 'area' {area}")));
-        }
-        let score = r.score.unwrap_or(f64::NAN);
-        if r.score.is_none() && first_without_score.is_none() {
-            first_without_score = Some(i);
-        }
-        annotations.id.push(id);
-        annotations.image_id.push(image_id);
-        annotations.category_id.push(category_id);
-        annotations.bbox.push(bbox);
-        annotations.area.push(area);
-        annotations.iscrowd.push(r.iscrowd.is_some_and(|f| f.0));
-        annotations.score.push(score);
-    }
+    let parts = in_order(records, |records, offset| ground_truth_piece(records, offset, origin))?;
+    let first_without_score = parts.iter().find_map(|(_, first)| *first);
+    let annotations = Annotations::concat(parts.into_iter().map(|(part, _)| part).collect());
     Ok(CocoDataset::new(image_ids, category_ids, annotations, first_without_score))
+}
+
+/// The image ids of a ground truth, for checking results.
+type ImageSet = rustc_hash::FxHashSet<i64>;
+
+/// What `loadRes` requires of result `i`: an image of the ground truth, a valid
+/// box and a finite score; the error names the record.
+fn check_result(
+    origin: &Origin,
+    known_images: &ImageSet,
+    i: usize,
+    image_id: i64,
+    bbox: &[f64],
+    score: f64,
+) -> Result<()> {
+    let known = known_images.contains(&image_id);
+    if known && valid_bbox(bbox) && score.is_finite() {
+        return Ok(());
+    }
+    let name = format!("results[{i}]");
+    if !known {
+        return Err(origin.error(
+            RES_EXPECTED,
+            format!("{name} has image_id {image_id}, which is not an image of the ground truth"),
+        ));
+    }
+    check_bbox(origin, RES_EXPECTED, &name, bbox)?;
+    Err(origin.error(RES_EXPECTED, format!("{name} has a non-finite 'score' {score}")))
 }
 
 /// Detection results as columns: `bbox` is `[N, 4]` row-major `[x, y, w, h]`.
@@ -740,33 +930,13 @@ pub fn results_from_columns(
     {
         return Err(origin.error(RES_EXPECTED, "columns of different lengths".to_string()));
     }
-    let known_images: rustc_hash::FxHashSet<i64> = ground_truth.image_ids.iter().copied().collect();
-    let problem = |i: usize| -> Option<FerropsError> {
-        let name = format!("results[{i}]");
-        let image_id = columns.image_id[i];
-        if !known_images.contains(&image_id) {
-            return Some(origin.error(
-                RES_EXPECTED,
-                format!("{name} has image_id {image_id}, which is not an image of the ground truth"),
-            ));
-        }
-        if let Err(e) = check_bbox(origin, RES_EXPECTED, &name, &columns.bbox[4 * i..4 * i + 4]) {
-            return Some(e);
-        }
-        let score = columns.score[i];
-        (!score.is_finite()).then(|| origin.error(RES_EXPECTED, format!("{name} has a non-finite 'score' {score}")))
+    let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
+    let check = |i: usize| {
+        check_result(origin, &known_images, i, columns.image_id[i], &columns.bbox[4 * i..4 * i + 4], columns.score[i])
     };
     // Checked in parallel; the error reported is the first bad record's.
-    let cheap_ok = |i: usize| {
-        let b = &columns.bbox[4 * i..4 * i + 4];
-        known_images.contains(&columns.image_id[i])
-            && b.iter().all(|v| v.is_finite())
-            && b[2] >= 0.0
-            && b[3] >= 0.0
-            && columns.score[i].is_finite()
-    };
-    if let Some(i) = (0..n).into_par_iter().with_min_len(4096).find_first(|&i| !cheap_ok(i)) {
-        return Err(problem(i).expect("a record failing the check has a problem"));
+    if let Some(Err(e)) = (0..n).into_par_iter().with_min_len(4096).map(check).find_first(Result::is_err) {
+        return Err(e);
     }
     let bbox: Vec<[f64; 4]> = columns.bbox.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
     let area = match columns.area {
@@ -830,28 +1000,43 @@ pub fn ground_truth_from_columns(columns: &GroundTruthColumns, origin: &Origin) 
 /// Parses a results file (a JSON list of bbox detections) against its ground
 /// truth, as pycocotools' `loadRes(path)` does for bbox results.
 pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
-    let records = parse_records(json).map_err(|e| json_error(origin, RES_EXPECTED, e))?;
-    let n = records.len();
-    let mut image_id = Vec::with_capacity(n);
-    let mut category_id = Vec::with_capacity(n);
-    let mut bbox = Vec::with_capacity(4 * n);
-    let mut score = Vec::with_capacity(n);
-    for (i, r) in records.into_iter().enumerate() {
+    let pieces = parse_records(json).map_err(|e| json_error(origin, RES_EXPECTED, e))?;
+    let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
+    let parts = in_order(pieces, |records, offset| results_piece(records, offset, &known_images, origin))?;
+    let annotations = Annotations::concat(parts);
+    Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None))
+}
+
+/// Result records `offset..` checked and as `loadRes` stores them: ids counting
+/// from 1 in file order, `area = w * h`, not crowd.
+fn results_piece(
+    records: Vec<RawAnnotation>,
+    offset: usize,
+    known_images: &ImageSet,
+    origin: &Origin,
+) -> Result<Annotations> {
+    let mut annotations = Annotations::with_capacity(records.len());
+    for (i, r) in (offset..).zip(records) {
         let missing = |key: &str| origin.error(RES_EXPECTED, format!("results[{i}] has no '{key}'"));
-        image_id.push(r.image_id.ok_or_else(|| missing("image_id"))?);
-        category_id.push(r.category_id.ok_or_else(|| missing("category_id"))?);
+        let image_id = r.image_id.ok_or_else(|| missing("image_id"))?;
+        let category_id = r.category_id.ok_or_else(|| missing("category_id"))?;
         let b = r.bbox.ok_or_else(|| missing("bbox"))?;
         if b.len != 4 {
             return Err(
                 origin.error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len))
             );
         }
-        bbox.extend_from_slice(&b.values);
-        score.push(r.score.ok_or_else(|| missing("score"))?);
+        let score = r.score.ok_or_else(|| missing("score"))?;
+        check_result(origin, known_images, i, image_id, &b.values, score)?;
+        annotations.id.push(i as i64 + 1);
+        annotations.image_id.push(image_id);
+        annotations.category_id.push(category_id);
+        annotations.bbox.push(b.values);
+        annotations.area.push(b.values[2] * b.values[3]);
+        annotations.iscrowd.push(false);
+        annotations.score.push(score);
     }
-    let columns =
-        ResultColumns { image_id: &image_id, category_id: &category_id, bbox: &bbox, score: &score, area: None };
-    results_from_columns(&columns, ground_truth, origin)
+    Ok(annotations)
 }
 
 #[cfg(test)]
@@ -887,16 +1072,63 @@ mod tests {
         assert!(err.contains("gt.json: invalid JSON"), "{err}");
     }
 
+    /// The records as text, to compare parses (missing scores are NaN, never `==`).
+    fn describe(pieces: &RecordPieces) -> Vec<String> {
+        pieces
+            .iter()
+            .flatten()
+            .map(|r| {
+                let bbox = r.bbox.map(|b| (b.values.map(f64::to_bits), b.len));
+                format!(
+                    "{:?} {:?} {:?} {bbox:?} {:?} {:?} {:?}",
+                    r.id,
+                    r.image_id,
+                    r.category_id,
+                    r.area.map(f64::to_bits),
+                    r.iscrowd.map(|f| f.0),
+                    r.score.map(f64::to_bits)
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn splits_arrays_like_a_parser() {
-        let text = br#" [ {"a": "x,]}\"", "b": [1, {"c": 2}]} ,{}, 3 ] "#;
-        let parts: Vec<&[u8]> = array_elements(text).unwrap().into_iter().map(|(s, e)| &text[s..e]).collect();
-        assert_eq!(parts, vec![&br#"{"a": "x,]}\"", "b": [1, {"c": 2}]}"#[..], b"{}", b"3"]);
-        assert_eq!(array_elements(b"[]").unwrap(), vec![]);
-        assert!(array_elements(b"[1,,2]").is_none());
-        assert!(array_elements(b"[1, 2").is_none());
-        assert!(array_elements(b"[1] x").is_none());
-        assert!(array_elements(b"{}").is_none());
+    fn parallel_pieces_parse_like_one_serial_pass() {
+        // Guessed starts inside strings, in nested lists of objects and at the
+        // very end; records the scanner declines (read by serde): every piece
+        // size gives serde's records, or fails where serde fails.
+        let texts: &[&[u8]] = &[
+            br#"[{"id": 1, "s": "}, {\"x\": 1}, {"}, {"id": 2, "seg": [{"c": 1}, {"c": 2}], "bbox": [1, 2, 3, 4]}, {}, {"z": "]"} ]"#,
+            br#" [ {"a": [{}, {}, {"b": "}, {"}]} , {"score": 0.5} ,{"d":{"e":{}}},{"area": null}] "#,
+            br#"[{}, {}, {}]"#,
+            br#"[ ]"#,
+            br#"[{"score": null}, {"sc\u006fre": 1}, {"id": 3}]"#,
+        ];
+        for text in texts {
+            let serial: Vec<RawAnnotation> = serde_json::from_slice(text).unwrap();
+            let expected = describe(&vec![serial]);
+            let open = text.iter().position(|&c| c == b'[').unwrap();
+            for piece in 1..text.len() + 2 {
+                let (pieces, end) = records_in_pieces(text, open, piece).expect("parsed");
+                assert_eq!(describe(&pieces), expected, "piece {piece}");
+                assert!(text[end..].iter().all(|&c| is_space(c)));
+            }
+        }
+        let malformed: &[&[u8]] = &[
+            br#"[{"a": 1}, {"b": 2},, {"c": 3}]"#,
+            br#"[{"a": 1}, {"b": 2}, ]"#,
+            br#"[{"a": 1}, {"b": 2}"#,
+            br#"[{"a": 1}, {"id": "x"}, {"c": 3}]"#,
+            br#"[{"a": 1}, 2, {"c": 3}]"#,
+            br#"[{"id": 2}, {"id": 1.0}]"#,
+            br#"[{"id": 2}, {"bbox": [1e400]}]"#,
+        ];
+        for text in malformed {
+            for piece in 1..text.len() + 2 {
+                assert!(records_in_pieces(text, 0, piece).is_none(), "piece {piece}");
+            }
+            assert!(parse_records(text).is_err());
+        }
     }
 
     #[test]
@@ -954,6 +1186,56 @@ mod tests {
         for text in declined {
             assert!(scan::record(text).is_none(), "{}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn scanned_numbers_are_the_standard_parser_s() {
+        // Random decimals of 1..=22 digits, point anywhere, optional exponent and
+        // sign: the fast path, the fallback and serde_json give the same bits.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for _ in 0..20_000 {
+            let digits: String = (0..1 + next(22)).map(|_| char::from(b'0' + next(10) as u8)).collect();
+            let digits = digits.trim_start_matches('0');
+            let digits = if digits.is_empty() { "0" } else { digits };
+            let point = next(digits.len() as u64) as usize;
+            let mut text = if next(2) == 0 { String::new() } else { "-".to_string() };
+            text.push_str(&digits[..=point]);
+            if point + 1 < digits.len() {
+                text.push('.');
+                text.push_str(&digits[point + 1..]);
+            }
+            if next(3) == 0 {
+                text.push_str(&format!("e{}", next(70) as i64 - 35));
+            }
+            if text == "-0" {
+                continue; // read as Python's json reads it (0.0), checked in scanner_agrees_with_serde
+            }
+            let json = format!(r#"{{"score": {text}, "area": {text}}}"#);
+            let fast = scan::record(json.as_bytes()).expect("scanned");
+            let slow: RawAnnotation = serde_json::from_slice(json.as_bytes()).unwrap();
+            assert_eq!(fast.score.map(f64::to_bits), slow.score.map(f64::to_bits), "{text}");
+            assert_eq!(fast.score.map(f64::to_bits), text.parse::<f64>().ok().map(f64::to_bits), "{text}");
+        }
+        for text in
+            ["9007199254740993", "-9223372036854775808", "18446744073709551615", "0.1e1", "123456789012345678e-40"]
+        {
+            let json = format!(r#"{{"score": {text}}}"#);
+            let fast = scan::record(json.as_bytes()).unwrap().score.map(f64::to_bits);
+            let slow = serde_json::from_slice::<RawAnnotation>(json.as_bytes()).unwrap().score.map(f64::to_bits);
+            assert_eq!(fast, slow, "{text}");
+        }
+        let ids = [("-9223372036854775808", Some(i64::MIN)), ("9223372036854775807", Some(i64::MAX))];
+        for (text, id) in ids {
+            assert_eq!(scan::record(format!(r#"{{"id": {text}}}"#).as_bytes()).unwrap().id, id);
+        }
+        assert!(scan::record(br#"{"id": 9223372036854775808}"#).is_none());
+        assert!(scan::record(br#"{"id": -9223372036854775809}"#).is_none());
     }
 
     #[test]
