@@ -22,7 +22,8 @@ use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use super::bf16_avx512;
 use super::{attention_forward, Attention};
-use crate::error::{FerropsError, Result};
+use crate::error::Result;
+use crate::finite::check_all_finite_bf16;
 
 /// Elements per parallel piece (fixed, so the work split does not depend on the
 /// thread count; each element's result does not depend on the split anyway).
@@ -101,18 +102,6 @@ pub fn attention_forward_bf16(att: &Attention<'_, f32>, q: &[u16], k: &[u16], v:
     Ok((f32_to_bf16(&out), lse))
 }
 
-/// Like `check_all_finite`, on bfloat16 bits: an all-ones exponent is an
-/// infinity or a NaN.
-fn check_all_finite_bf16(function: &'static str, argument: &'static str, values: &[u16]) -> Result<()> {
-    let non_finite = |x: u16| x & 0x7F80 == 0x7F80;
-    if !values.par_chunks(CHUNK).any(|chunk| chunk.iter().fold(false, |any, &x| any | non_finite(x))) {
-        return Ok(());
-    }
-    let i = values.iter().position(|&x| non_finite(x)).expect("a non-finite value was found");
-    let value = f32::from_bits((values[i] as u32) << 16);
-    Err(FerropsError::value(function, argument, "finite values", format!("{argument}[{i}] = {value}")))
-}
-
 pub fn bf16_to_f32(src: &[u16]) -> Vec<f32> {
     let mut out = vec![0.0f32; src.len()];
     out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| {
@@ -147,16 +136,6 @@ fn round_to_bf16(x: f32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn non_finite_bits_are_named() {
-        let mut x = f32_to_bf16(&[1.0f32; 100_000]);
-        assert!(check_all_finite_bf16("f", "key", &x).is_ok());
-        x[70_001] = 0xFF80; // -inf
-        x[90_000] = 0x7FC0; // NaN
-        let err = check_all_finite_bf16("f", "key", &x).unwrap_err().to_string();
-        assert!(err.contains("key[70001] = -inf"), "{err}");
-    }
 
     #[test]
     fn round_trip_and_rounding() {
