@@ -385,6 +385,25 @@ mod scan {
             Some(closed)
         }
 
+        /// `{` after whitespace: `Some(true)` when members follow, `Some(false)`
+        /// for an empty object; anything else is malformed (`None`).
+        fn object_opened(&mut self) -> Option<bool> {
+            self.ws();
+            self.eat(b'{')?;
+            self.ws();
+            Some(self.eat(b'}').is_none())
+        }
+
+        /// A member's key and its `:`, with the whitespace around them.
+        fn member_key(&mut self) -> Option<&'a [u8]> {
+            self.ws();
+            let key = self.key()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            Some(key)
+        }
+
         fn peek(&self) -> Option<u8> {
             self.b.get(self.i).copied()
         }
@@ -618,16 +637,9 @@ mod scan {
     pub(super) fn object_members(json: &[u8]) -> Option<Vec<Member<'_>>> {
         let mut c = Cursor { b: json, i: 0 };
         let mut members = Vec::new();
-        c.ws();
-        c.eat(b'{')?;
-        c.ws();
-        if c.eat(b'}').is_none() {
+        if c.object_opened()? {
             loop {
-                c.ws();
-                let key = c.key()?;
-                c.ws();
-                c.eat(b':')?;
-                c.ws();
+                let key = c.member_key()?;
                 let start = c.i;
                 let mut records = None;
                 if key == b"annotations" && c.peek()? == b'[' {
@@ -652,16 +664,9 @@ mod scan {
         fn record(&mut self) -> Option<RawAnnotation> {
             let mut r = RawAnnotation::default();
             let mut seen = 0u8;
-            self.ws();
-            self.eat(b'{')?;
-            self.ws();
-            if self.eat(b'}').is_none() {
+            if self.object_opened()? {
                 loop {
-                    self.ws();
-                    let key = self.key()?;
-                    self.ws();
-                    self.eat(b':')?;
-                    self.ws();
+                    let key = self.member_key()?;
                     let bit = match key {
                         b"id" => (r.id = Some(self.int()?), 1).1,
                         b"image_id" => (r.image_id = Some(self.int()?), 2).1,
