@@ -55,9 +55,6 @@ pub struct Mdp<'a> {
     reward: &'a [f64],
 }
 
-/// The first problem found in one block of rows, as (state, message).
-type RowProblem = Option<(usize, String)>;
-
 impl<'a> Mdp<'a> {
     /// Checks the shapes, that every row of every `P[a]` is a probability
     /// distribution over `0..S`, and that rewards are finite; errors name the
@@ -94,9 +91,7 @@ impl<'a> Mdp<'a> {
                 format!("reward {} for state {}, action {}", reward[i], i / actions, i % actions),
             ));
         }
-        for (a, p) in transitions.iter().enumerate() {
-            check_rows(function, states, a, p)?;
-        }
+        check_rows(function, states, &transitions)?;
         Ok(Mdp {
             states,
             transitions,
@@ -169,49 +164,89 @@ fn check_structure(function: &'static str, states: usize, a: usize, p: &Csr<'_>)
     Ok(())
 }
 
-/// Column indices in range, probabilities finite, non-negative and summing to 1.
-fn check_rows(function: &'static str, states: usize, a: usize, p: &Csr<'_>) -> Result<()> {
-    let check_block = |block: usize| -> RowProblem {
-        let end = ((block + 1) * STATES_PER_TASK).min(states);
-        for s in block * STATES_PER_TASK..end {
+/// `(sum, min(0, smallest))` of a row's probabilities in four interleaved lanes:
+/// the sum is only compared with 1 within [`ROW_SUM_TOLERANCE`], and four short
+/// dependency chains instead of one long one keep the validation at memory speed.
+#[inline(always)]
+fn row_total_and_min(row: &[f64]) -> (f64, f64) {
+    let (mut sums, mut mins) = ([0.0f64; 4], [0.0f64; 4]);
+    let mut chunks = row.chunks_exact(4);
+    for chunk in &mut chunks {
+        for lane in 0..4 {
+            sums[lane] += chunk[lane];
+            // A compare and select rather than f64::min's NaN handling: a NaN
+            // makes the sum NaN, which fails the sum test anyway.
+            mins[lane] = if chunk[lane] < mins[lane] {
+                chunk[lane]
+            } else {
+                mins[lane]
+            };
+        }
+    }
+    for (lane, &x) in chunks.remainder().iter().enumerate() {
+        sums[lane] += x;
+        mins[lane] = if x < mins[lane] { x } else { mins[lane] };
+    }
+    let lowest = mins.into_iter().fold(0.0, |lo, m| if m < lo { m } else { lo });
+    ((sums[0] + sums[1]) + (sums[2] + sums[3]), lowest)
+}
+
+/// Whether the rows of `p` for the states of `block` are distributions over
+/// `0..S`: the fast test behind [`check_rows`], a pass over the block's indices
+/// and one over its probabilities, with no early exit and no per-element branch
+/// (one loop per row with every test inside measured twice as slow). Finiteness
+/// needs no test of its own: once every probability is >= 0, an infinity or a
+/// NaN makes its row's sum fail.
+fn block_is_valid(states: usize, p: &Csr<'_>, block: usize) -> bool {
+    let (lo, hi) = (block * STATES_PER_TASK, ((block + 1) * STATES_PER_TASK).min(states));
+    let bounds = &p.indptr[lo..=hi];
+    let base = bounds[0] as usize;
+    let (cols, probs) = (
+        &p.indices[base..bounds[hi - lo] as usize],
+        &p.data[base..bounds[hi - lo] as usize],
+    );
+    // A negative index wraps to above i32::MAX >= S as u32.
+    let cols_ok = cols.iter().fold(true, |ok, &j| ok & ((j as u32) < states as u32));
+    let mut lowest = 0.0f64;
+    let sums_ok = bounds.windows(2).fold(true, |ok, w| {
+        let (total, row_lowest) = row_total_and_min(&probs[w[0] as usize - base..w[1] as usize - base]);
+        lowest = if row_lowest < lowest { row_lowest } else { lowest };
+        ok & ((total - 1.0).abs() <= ROW_SUM_TOLERANCE)
+    });
+    cols_ok & sums_ok & (lowest >= 0.0)
+}
+
+/// Column indices in range, probabilities finite, non-negative and summing to 1
+/// in every row of every action; the error names the first bad row, actions in
+/// order, then states.
+fn check_rows(function: &'static str, states: usize, transitions: &[Csr<'_>]) -> Result<()> {
+    let blocks = states.div_ceil(STATES_PER_TASK);
+    if (0..blocks)
+        .into_par_iter()
+        .all(|block| transitions.iter().all(|p| block_is_valid(states, p, block)))
+    {
+        return Ok(());
+    }
+    // Some row is bad: find the first and say what is wrong with it.
+    let first_problem = |a: usize, p: &Csr<'_>| -> Option<String> {
+        (0..states).find_map(|s| {
             let (cols, probs) = p.row(s);
-            // One branch-free pass per row; the slow search for what went wrong
-            // runs only on a bad row.
-            let (mut total, mut valid) = (0.0, true);
-            let probs_in_row = &probs[..cols.len()];
-            for k in 0..cols.len() {
-                let (j, x) = (cols[k], probs_in_row[k]);
-                total += x;
-                valid &= (j >= 0) & ((j as usize) < states) & (x >= 0.0) & x.is_finite();
-            }
-            if valid && (total - 1.0).abs() <= ROW_SUM_TOLERANCE {
-                continue;
-            }
             if let Some(k) = cols.iter().position(|&j| j < 0 || j as usize >= states) {
-                return Some((
-                    s,
-                    format!("P[{a}][{s}, :] has a successor index {} outside 0..{states}", cols[k]),
+                return Some(format!(
+                    "P[{a}][{s}, :] has a successor index {} outside 0..{states}",
+                    cols[k]
                 ));
             }
             if let Some(k) = probs.iter().position(|&x| !(x >= 0.0 && x.is_finite())) {
-                return Some((s, format!("P[{a}][{s}, {}] = {}, not a probability", cols[k], probs[k])));
+                return Some(format!("P[{a}][{s}, {}] = {}, not a probability", cols[k], probs[k]));
             }
-            return Some((
-                s,
-                format!("P[{a}][{s}, :] sums to {total}, not 1 (action {a}, state {s})"),
-            ));
-        }
-        None
+            let (total, _) = row_total_and_min(probs);
+            ((total - 1.0).abs() > ROW_SUM_TOLERANCE)
+                .then(|| format!("P[{a}][{s}, :] sums to {total}, not 1 (action {a}, state {s})"))
+        })
     };
-    let blocks = states.div_ceil(STATES_PER_TASK);
-    // The first bad row in state order, whatever the thread count.
-    let first = (0..blocks)
-        .into_par_iter()
-        .map(check_block)
-        .find_first(|problem| problem.is_some())
-        .flatten();
-    match first {
-        Some((_, got)) => Err(FerropsError::value(
+    match transitions.iter().enumerate().find_map(|(a, p)| first_problem(a, p)) {
+        Some(got) => Err(FerropsError::value(
             function,
             "P",
             "rows of non-negative transition probabilities summing to 1",
@@ -285,6 +320,11 @@ fn check_policy(function: &'static str, policy: &[i64], states: usize, actions: 
 /// otherwise wait on L3 or memory.
 const PREFETCH_AHEAD: usize = 32;
 
+/// Bytes of `V` above which a backup prefetches its reads of `V`: about a core's
+/// L2. Below it `V` stays cached and the prefetches only cost instructions
+/// (measured 15% slower sweeps at S = 30,000, 3% faster at S = 100,000).
+const PREFETCH_ABOVE_BYTES: usize = 512 << 10;
+
 /// Hints the cache to load `v[j]` (`j` a checked successor index).
 #[inline(always)]
 fn prefetch(v: &[f64], j: i32) {
@@ -296,6 +336,34 @@ fn prefetch(v: &[f64], j: i32) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (v, j);
+}
+
+/// `sums[i] = sum_k P[s, k] V[k]` over the rows `s = first..first + sums.len()` of
+/// one action's CSR matrix, left to right in CSR order (SciPy's mat-vec order).
+#[inline(always)]
+fn row_sums<const PREFETCH: bool>(p: &Csr<'_>, v: &[f64], first: usize, sums: &mut [f64]) {
+    let n = sums.len();
+    let bounds = &p.indptr[first..=first + n];
+    // This block's stored transitions; row bounds relative to `base`.
+    let base = bounds[0] as usize;
+    let (cols, probs) = (&p.indices[base..bounds[n] as usize], &p.data[base..bounds[n] as usize]);
+    let last = cols.len().saturating_sub(1);
+    // Plain index loops: a chain of iterator adapters here was not inlined.
+    for (i, sum) in sums.iter_mut().enumerate() {
+        let mut acc = 0.0;
+        for k in bounds[i] as usize - base..bounds[i + 1] as usize - base {
+            // SAFETY: `Mdp::new` checked that indptr is non-decreasing within
+            // 0..=nnz, so k < cols.len() and the prefetch position too, and that
+            // every column index is in 0..S = v.len().
+            unsafe {
+                if PREFETCH {
+                    prefetch(v, *cols.get_unchecked((k + PREFETCH_AHEAD).min(last)));
+                }
+                acc += *probs.get_unchecked(k) * *v.get_unchecked(*cols.get_unchecked(k) as usize);
+            }
+        }
+        *sum = acc;
+    }
 }
 
 /// One Jacobi Bellman backup of a block of states: writes `max_a Q` and the
@@ -318,32 +386,33 @@ impl SimdKernel for BackupBlock<'_> {
         let n = self.v_new.len();
         // Action by action over the block, as SciPy's per-action mat-vec reads
         // memory: two sequential streams (indices, data) at a time instead of
-        // 2A interleaved ones, which measured several times faster.
-        for (a, p) in mdp.transitions.iter().enumerate() {
-            let bounds = &p.indptr[first..=first + n];
-            let rewards = &mdp.reward[first * actions..(first + n) * actions];
-            // This block's stored transitions; row bounds relative to `base`.
-            let base = bounds[0] as usize;
-            let (cols, probs) = (&p.indices[base..bounds[n] as usize], &p.data[base..bounds[n] as usize]);
-            let last = cols.len().saturating_sub(1);
-            // Plain index loops: a chain of iterator adapters here was not inlined.
-            for i in 0..n {
-                let mut acc = 0.0;
-                for k in bounds[i] as usize - base..bounds[i + 1] as usize - base {
-                    // SAFETY: `Mdp::new` checked that indptr is non-decreasing
-                    // within 0..=nnz, so k < cols.len() and the prefetch position
-                    // too, and that every column index is in 0..S = v.len().
-                    unsafe {
-                        prefetch(v, *cols.get_unchecked((k + PREFETCH_AHEAD).min(last)));
-                        acc += *probs.get_unchecked(k) * *v.get_unchecked(*cols.get_unchecked(k) as usize);
-                    }
-                }
-                let q = rewards[i * actions + a] + gamma * acc;
+        // 2A interleaved ones, which measured several times faster. The row sums
+        // go to a buffer and the max over actions runs after them, without a
+        // branch per row on which action is ahead: those branches are as good as
+        // random and each miss stalled the next rows (measured 20% of a sweep
+        // with `V` in cache).
+        let mut sums = vec![0.0; n * actions];
+        let prefetch_v = std::mem::size_of_val(v) > PREFETCH_ABOVE_BYTES;
+        for (p, sums) in mdp.transitions.iter().zip(sums.chunks_exact_mut(n)) {
+            if prefetch_v {
+                row_sums::<true>(p, v, first, sums);
+            } else {
+                row_sums::<false>(p, v, first, sums);
+            }
+        }
+        let rewards = &mdp.reward[first * actions..(first + n) * actions];
+        for (i, (best, action)) in self.v_new.iter_mut().zip(self.policy.iter_mut()).enumerate() {
+            *best = rewards[i * actions] + gamma * sums[i];
+            *action = 0;
+        }
+        for a in 1..actions {
+            let sums = &sums[a * n..(a + 1) * n];
+            for (i, (best, action)) in self.v_new.iter_mut().zip(self.policy.iter_mut()).enumerate() {
+                let q = rewards[i * actions + a] + gamma * sums[i];
                 // Strictly greater: ties keep the lowest action.
-                if a == 0 || q > self.v_new[i] {
-                    self.v_new[i] = q;
-                    self.policy[i] = a as i64;
-                }
+                let ahead = q > *best;
+                *best = if ahead { q } else { *best };
+                *action = if ahead { a as i64 } else { *action };
             }
         }
         let (mut hi, mut lo) = (f64::NEG_INFINITY, f64::INFINITY);
@@ -799,6 +868,53 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("state 1, action 0"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_entry_is_caught_and_named() {
+        // Several blocks of states, rows of 9 entries (two 4-lane chunks and a
+        // tail); each corruption is caught by the block test and named by the
+        // search that follows it.
+        let states = 2 * STATES_PER_TASK + 100;
+        let (mats, reward) = random_mdp(states, 3, 9, 7);
+        assert!(Mdp::new("f", states, views(&mats), &reward).is_ok());
+        let mut rng = mc::Stream::new(11, 0);
+        type Corrupt = fn(&mut OwnedCsr, usize);
+        let corruptions: [(&str, Corrupt); 8] = [
+            ("not a probability", |m, k| m.data[k] = -1e-300),
+            ("not a probability", |m, k| m.data[k] = f64::NAN),
+            ("not a probability", |m, k| m.data[k] = f64::INFINITY),
+            ("not a probability", |m, k| m.data[k] = f64::NEG_INFINITY),
+            ("sums to", |m, k| m.data[k] *= 0.5),
+            ("sums to", |m, k| m.data[k] += 1e-5),
+            ("outside 0..", |m, k| m.indices[k] = -1),
+            ("outside 0..", |m, k| m.indices[k] = (m.indptr.len() - 1) as i32),
+        ];
+        for (expected, corrupt) in corruptions {
+            for _ in 0..4 {
+                let (mut mats, reward) = random_mdp(states, 3, 9, 7);
+                let (a, s) = (rng.below(3), rng.below(states));
+                let lo = mats[a].indptr[s] as usize;
+                let k = lo + rng.below(mats[a].indptr[s + 1] as usize - lo);
+                corrupt(&mut mats[a], k);
+                let err = Mdp::new("f", states, views(&mats), &reward).unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!("P[{a}][{s}, ")) && err.contains(expected),
+                    "{err}"
+                );
+            }
+        }
+        // -0.0 is a probability (0), as `x >= 0.0` says.
+        let zero = csr_from_dense(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
+        let mut signed = OwnedCsr {
+            indptr: vec![0, 2, 3],
+            indices: vec![0, 1, 1],
+            data: vec![-0.0, 1.0, 1.0],
+        };
+        assert!(Mdp::new("f", 2, views(&[zero]), &[0.0; 2]).is_ok());
+        assert!(Mdp::new("f", 2, views(std::slice::from_ref(&signed)), &[0.0; 2]).is_ok());
+        signed.data[0] = -f64::MIN_POSITIVE;
+        assert!(Mdp::new("f", 2, views(&[signed]), &[0.0; 2]).is_err());
     }
 
     #[test]
