@@ -325,17 +325,17 @@ const PREFETCH_AHEAD: usize = 32;
 /// (measured 15% slower sweeps at S = 30,000, 3% faster at S = 100,000).
 const PREFETCH_ABOVE_BYTES: usize = 512 << 10;
 
-/// Hints the cache to load `v[j]` (`j` a checked successor index).
+/// Hints the cache to load `values[i]`.
 #[inline(always)]
-fn prefetch(v: &[f64], j: i32) {
+fn prefetch<T>(values: &[T], i: usize) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults; the address is inside `v` (j in 0..S).
+    // SAFETY: a prefetch never faults, whatever the address.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().wrapping_add(j as usize) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().wrapping_add(i) as *const i8);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (v, j);
+    let _ = (values, i);
 }
 
 /// `sums[i] = sum_k P[s, k] V[k]` over the rows `s = first..first + sums.len()` of
@@ -357,7 +357,7 @@ fn row_sums<const PREFETCH: bool>(p: &Csr<'_>, v: &[f64], first: usize, sums: &m
             // every column index is in 0..S = v.len().
             unsafe {
                 if PREFETCH {
-                    prefetch(v, *cols.get_unchecked((k + PREFETCH_AHEAD).min(last)));
+                    prefetch(v, *cols.get_unchecked((k + PREFETCH_AHEAD).min(last)) as usize);
                 }
                 acc += *probs.get_unchecked(k) * *v.get_unchecked(*cols.get_unchecked(k) as usize);
             }
@@ -448,6 +448,12 @@ fn backup_into(mdp: &Mdp<'_>, gamma: f64, v: &[f64], v_new: &mut [f64], policy: 
         )
 }
 
+/// States ahead of the one being backed up whose rows a Gauss-Seidel sweep asks
+/// the cache for. A state reads one row from each of the `A` matrices: 2A streams
+/// at once, more than the hardware prefetchers follow, so without this each cache
+/// line of them waited on memory (measured 2-2.8x slower sweeps at S = 100,000).
+const GS_ROWS_AHEAD: usize = 8;
+
 /// A Gauss-Seidel sweep (RL-GS): states in order, each backed up with the values
 /// already updated in this sweep. Serial by definition.
 struct GaussSeidelSweep<'a> {
@@ -462,7 +468,21 @@ impl SimdKernel for GaussSeidelSweep<'_> {
     #[inline(always)]
     fn run(self) -> (f64, f64) {
         let (mut hi, mut lo) = (f64::NEG_INFINITY, f64::INFINITY);
-        for s in 0..self.mdp.states {
+        let states = self.mdp.states;
+        // Per action, the stored transitions asked for so far, a cache line of
+        // probabilities (8) at a time; the indices' lines (16) are asked for at
+        // the same positions, twice each, which is cheaper than tracking them.
+        let mut asked = vec![0usize; self.mdp.actions()];
+        for s in 0..states {
+            let ahead = (s + GS_ROWS_AHEAD).min(states);
+            for (p, asked) in self.mdp.transitions.iter().zip(&mut asked) {
+                let until = p.indptr[ahead] as usize;
+                while *asked < until {
+                    prefetch(p.data, *asked);
+                    prefetch(p.indices, *asked);
+                    *asked += 8;
+                }
+            }
             let (value, a) = self.mdp.best(s, self.gamma, self.v);
             let delta = value - self.v[s];
             hi = hi.max(delta);
