@@ -719,6 +719,8 @@ def test_pr_curves(files):
     assert np.array_equal(curves["recall"], ev.params.recThrs)
     with pytest.raises(ValueError, match="pr_curves.*'area'"):
         pr_curves(ev, area="tiny")
+    with pytest.raises(TypeError, match=r"pr_curves\(\): argument 'coco_eval': expected a COCOeval, got ndarray"):
+        pr_curves(np.zeros(3))
 
 
 @pytest.mark.spec("DET-COCO")

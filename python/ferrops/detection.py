@@ -143,6 +143,9 @@ def pr_curves(coco_eval: COCOeval, *, area: str = "all", max_dets: int | None = 
         (ndarray[T, R, K], the score threshold reaching each point),
         ``iou_thresholds`` (ndarray[T]) and ``category_ids`` (list[K]).
     """
+    # Duck-typed: pycocotools' COCOeval keeps the same ``eval`` dict.
+    if not hasattr(coco_eval, "eval"):
+        raise TypeError(f"pr_curves(): argument 'coco_eval': expected a COCOeval, got {type(coco_eval).__name__}")
     if not coco_eval.eval:
         raise ValueError("pr_curves(): argument 'coco_eval': expected an accumulated COCOeval, got one without eval")
     p = coco_eval.eval["params"]
