@@ -625,6 +625,8 @@ def test_bad_arguments():
         mdp.value_iteration(P, R, 0.9, epsilon=0)
     with pytest.raises(ValueError, match=r"'max_iter': expected a positive"):
         mdp.value_iteration(P, R, 0.9, max_iter=0)
+    with pytest.raises(ValueError, match=r"'max_iter': expected a positive count that fits in 64 bits, got 2361"):
+        mdp.value_iteration(P, R, 0.9, max_iter=2**71)
     with pytest.raises(TypeError, match=r"'discount': expected a real number"):
         mdp.value_iteration(P, R, "0.9")
     with pytest.raises(ValueError, match=r"mc_epsilon_greedy\(\): argument 'epsilon'"):

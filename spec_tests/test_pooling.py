@@ -527,6 +527,10 @@ def test_bad_arguments_raise_clear_errors(backend):
         ferrops.sppf(x, 5.0, **kw)
     with pytest.raises(ValueError, match=r"max_pool2d\(\): argument 'kernel_size'"):
         ferrops.max_pool2d(x, 0, **kw)
+    with pytest.raises(ValueError, match=r"max_pool2d\(\): argument 'stride': expected an int of at least 1 that fits in 64 bits"):
+        ferrops.max_pool2d(x, 2, 2**70, **kw)
+    with pytest.raises(ValueError, match=r"roi_align\(\): argument 'sampling_ratio'"):
+        ferrops.roi_align(x, backend.input(np.zeros((1, 5), np.float32)), 2, sampling_ratio=2**70, **kw)
     with pytest.raises(ValueError, match=r"max_pool2d\(\): argument 'padding': expected at most half"):
         ferrops.max_pool2d(x, 3, 1, 2, **kw)
     with pytest.raises(ValueError, match=r"max_pool2d\(\): argument 'input'"):

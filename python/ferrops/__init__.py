@@ -7,7 +7,7 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
-from . import _core, attention, boxes, coco, detection, mdp, nn, pooling, segmentation
+from . import _core, _dispatch, attention, boxes, coco, detection, mdp, nn, pooling, segmentation
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
     batched_nms,
@@ -54,11 +54,7 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Sets the threads ferrops' kernels use. Results do not depend on it."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads(): argument 'n': expected an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"set_num_threads(): argument 'n': expected a positive thread count, got {n}")
-    _core.set_num_threads(n)
+    _core.set_num_threads(_dispatch.check_int("set_num_threads", "n", n, 1, "a positive thread count"))
 
 
 def simd_level() -> str:

@@ -20,6 +20,7 @@ before any arithmetic. With several inputs, float64 if any input is float64.
 
 from __future__ import annotations
 
+import numbers
 import sys
 from typing import Any, Literal
 
@@ -86,6 +87,24 @@ def select_backend(
 def _describe(x: object) -> str:
     dtype = getattr(x, "dtype", None)
     return f"{type(x).__name__} of dtype {dtype}" if dtype is not None else type(x).__name__
+
+
+#: The range of the 64-bit ints that kernels take.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_int(function: str, argument: str, value: object, minimum: int, expected: str) -> int:
+    """``value`` as an int in ``[minimum, 2^63 - 1]`` (``minimum >= -2^63``);
+    ``expected`` says what it is in the error (``"a positive count"``). Bools are
+    refused; an int outside 64 bits would otherwise surface as an OverflowError
+    from the binding."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{function}(): argument '{argument}': expected an int, got {_describe(value)}")
+    if INT64_MIN < minimum and value < minimum:
+        raise ValueError(f"{function}(): argument '{argument}': expected {expected}, got {value}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{function}(): argument '{argument}': expected {expected} that fits in 64 bits, got {value}")
+    return int(value)
 
 
 def float_array(function: str, argument: str, x: object) -> np.ndarray:

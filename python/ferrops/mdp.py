@@ -133,11 +133,7 @@ def _positive(function: str, argument: str, value: object) -> float:
 
 
 def _count(function: str, argument: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{function}(): argument '{argument}': expected an int, got {_describe(value)}")
-    if value < 1:
-        raise ValueError(f"{function}(): argument '{argument}': expected a positive count, got {value!r}")
-    return int(value)
+    return d.check_int(function, argument, value, 1, "a positive count")
 
 
 def _choice(function: str, argument: str, value: object, allowed: Sequence[str]) -> str:

@@ -16,7 +16,6 @@ average pooling spreads it evenly over the bin. Gradients are first order only.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
@@ -56,11 +55,7 @@ def _check_nchw(function: str, argument: str, x: Any) -> tuple[int, int, int, in
 
 
 def _int(function: str, argument: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{function}(): argument '{argument}': expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{function}(): argument '{argument}': expected an int of at least {minimum}, got {value}")
-    return int(value)
+    return d.check_int(function, argument, value, minimum, f"an int of at least {minimum}")
 
 
 def _pair(function: str, argument: str, value: Any, minimum: int) -> tuple[int, int]:
@@ -421,9 +416,7 @@ def roi_align(
     shape = _check_nchw(F, "input", input)
     size = _pair(F, "output_size", output_size, 1)
     scale = _scale(F, spatial_scale)
-    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, numbers.Integral):
-        raise TypeError(f"{F}(): argument 'sampling_ratio': expected an int, got {type(sampling_ratio).__name__}")
-    ratio = max(int(sampling_ratio), 0)
+    ratio = max(d.check_int(F, "sampling_ratio", sampling_ratio, d.INT64_MIN, "an int"), 0)
     if not isinstance(aligned, (bool, np.bool_)):
         raise TypeError(f"{F}(): argument 'aligned': expected a bool, got {type(aligned).__name__}")
     box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]

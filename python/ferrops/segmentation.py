@@ -49,7 +49,6 @@ __all__ = [
     "LayerReceptiveField",
 ]
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _torch_impl() -> Any:
@@ -59,12 +58,7 @@ def _torch_impl() -> Any:
 
 
 def _check_num_classes(function: str, num_classes: object) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise TypeError(f"{function}(): argument 'num_classes': expected an int, got {type(num_classes).__name__}")
-    c = int(num_classes)
-    if c < 1:
-        raise ValueError(f"{function}(): argument 'num_classes': expected a class count >= 1, got {c}")
-    return c
+    return d.check_int(function, "num_classes", num_classes, 1, "a class count >= 1")
 
 
 def _check_ignore_index(function: str, ignore_index: object) -> int | None:
@@ -74,10 +68,7 @@ def _check_ignore_index(function: str, ignore_index: object) -> int | None:
         raise TypeError(
             f"{function}(): argument 'ignore_index': expected an int or None, got {type(ignore_index).__name__}"
         )
-    v = int(ignore_index)
-    if not _INT64_MIN <= v <= _INT64_MAX:
-        raise ValueError(f"{function}(): argument 'ignore_index': expected an int64 value, got {v}")
-    return v
+    return d.check_int(function, "ignore_index", ignore_index, d.INT64_MIN, "an int")
 
 
 def _shape(x: object) -> tuple[int, ...]:

@@ -17,14 +17,12 @@ use crate::error::{FerropsError, Result};
 
 static POOL: OnceLock<RwLock<Arc<ThreadPool>>> = OnceLock::new();
 
-fn build(threads: usize) -> Arc<ThreadPool> {
-    Arc::new(
-        ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("ferrops-{i}"))
-            .build()
-            .expect("creating a thread pool"),
-    )
+fn build(threads: usize) -> std::result::Result<Arc<ThreadPool>, rayon::ThreadPoolBuildError> {
+    ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("ferrops-{i}"))
+        .build()
+        .map(Arc::new)
 }
 
 fn default_threads() -> usize {
@@ -36,7 +34,9 @@ fn default_threads() -> usize {
 }
 
 fn pool() -> Arc<ThreadPool> {
-    POOL.get_or_init(|| RwLock::new(build(default_threads())))
+    // Kernels run under `catch_unwind` in the bindings, so a pool the system
+    // cannot start becomes an error there.
+    POOL.get_or_init(|| RwLock::new(build(default_threads()).expect("starting ferrops' thread pool")))
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone()
@@ -60,8 +60,16 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
             "0",
         ));
     }
-    let lock = POOL.get_or_init(|| RwLock::new(build(threads)));
-    *lock.write().unwrap_or_else(|e| e.into_inner()) = build(threads);
+    let pool = build(threads).map_err(|e| {
+        FerropsError::value(
+            "set_num_threads",
+            "n",
+            "a thread count the system can start",
+            format!("{threads} ({e})"),
+        )
+    })?;
+    let lock = POOL.get_or_init(|| RwLock::new(Arc::clone(&pool)));
+    *lock.write().unwrap_or_else(|e| e.into_inner()) = pool;
     Ok(())
 }
 
