@@ -50,7 +50,6 @@ __all__ = [
 ]
 
 
-
 def _torch_impl() -> Any:
     from . import _torch_segmentation
 
