@@ -338,6 +338,21 @@ fn prefetch<T>(values: &[T], i: usize) {
     let _ = (values, i);
 }
 
+/// Asks the cache for the stored transitions `from..to` of `p`, a cache line of
+/// probabilities (8) at a time; the indices' lines (16) are asked for at the same
+/// positions, twice each, which is cheaper than tracking them. Returns the first
+/// position not asked for (`>= to`), where a caller walking forward goes on.
+#[inline(always)]
+fn prefetch_transitions(p: &Csr<'_>, from: usize, to: usize) -> usize {
+    let mut k = from;
+    while k < to {
+        prefetch(p.data, k);
+        prefetch(p.indices, k);
+        k += 8;
+    }
+    k
+}
+
 /// `sums[i] = sum_k P[s, k] V[k]` over the rows `s = first..first + sums.len()` of
 /// one action's CSR matrix, left to right in CSR order (SciPy's mat-vec order).
 #[inline(always)]
@@ -474,19 +489,12 @@ impl SimdKernel for GaussSeidelSweep<'_> {
     fn run(self) -> (f64, f64) {
         let (mut hi, mut lo) = (f64::NEG_INFINITY, f64::INFINITY);
         let states = self.mdp.states;
-        // Per action, the stored transitions asked for so far, a cache line of
-        // probabilities (8) at a time; the indices' lines (16) are asked for at
-        // the same positions, twice each, which is cheaper than tracking them.
+        // Per action, the first stored transition not yet asked for.
         let mut asked = vec![0usize; self.mdp.actions()];
         for s in 0..states {
             let ahead = (s + GS_ROWS_AHEAD).min(states);
             for (p, asked) in self.mdp.transitions.iter().zip(&mut asked) {
-                let until = p.indptr[ahead] as usize;
-                while *asked < until {
-                    prefetch(p.data, *asked);
-                    prefetch(p.indices, *asked);
-                    *asked += 8;
-                }
+                *asked = prefetch_transitions(p, *asked, p.indptr[ahead] as usize);
             }
             let (value, a) = self.mdp.best(s, self.gamma, self.v);
             let delta = value - self.v[s];
@@ -714,9 +722,9 @@ pub fn evaluate_policy_iterative(
                 for (i, slot) in out.iter_mut().enumerate() {
                     let s = first + i;
                     if let Some(&a) = policy.get(s + PE_ROWS_AHEAD) {
-                        let (cols, probs) = mdp.transitions[a as usize].row(s + PE_ROWS_AHEAD);
-                        (0..probs.len()).step_by(8).for_each(|k| prefetch(probs, k));
-                        (0..cols.len()).step_by(16).for_each(|k| prefetch(cols, k));
+                        let p = &mdp.transitions[a as usize];
+                        let ahead = s + PE_ROWS_AHEAD;
+                        prefetch_transitions(p, p.indptr[ahead] as usize, p.indptr[ahead + 1] as usize);
                     }
                     *slot = mdp.q(s, policy[s] as usize, discount, &v);
                     change = change.max((*slot - v[s]).abs());
