@@ -16,6 +16,8 @@ pub mod pooling;
 pub mod real;
 pub mod segmentation;
 pub mod simd;
+#[cfg(test)]
+pub(crate) mod test_rng;
 
 pub use error::{FerropsError, Result};
 pub use real::Real;
