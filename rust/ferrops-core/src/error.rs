@@ -33,6 +33,10 @@ pub enum FerropsError {
         expected: String,
         got: String,
     },
+    /// A result or working buffer larger than the machine can hold (or than `usize`
+    /// can count). Maps to Python's `MemoryError`.
+    #[error("{function}(): {what} needs {bytes} bytes, more than can be allocated")]
+    OutOfMemory { function: Name, what: String, bytes: u128 },
 }
 
 impl FerropsError {
@@ -62,6 +66,14 @@ impl FerropsError {
             expected: expected.into(),
             got: got.into(),
         }
+    }
+}
+
+impl FerropsError {
+    /// `what` ("the output of shape [N, M]") needs `bytes` bytes (a u128, so that a
+    /// size that overflows `usize` is still reported as it is).
+    pub fn out_of_memory(function: impl Into<Name>, what: impl Into<String>, bytes: u128) -> Self {
+        FerropsError::OutOfMemory { function: function.into(), what: what.into(), bytes }
     }
 }
 

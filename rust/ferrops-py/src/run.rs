@@ -6,13 +6,14 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ferrops_core::{parallel, FerropsError};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 pub fn to_py_err(err: FerropsError) -> PyErr {
     match err {
         FerropsError::InvalidValue { .. } => PyValueError::new_err(err.to_string()),
         FerropsError::InvalidType { .. } => PyTypeError::new_err(err.to_string()),
+        FerropsError::OutOfMemory { .. } => PyMemoryError::new_err(err.to_string()),
     }
 }
 
