@@ -7,6 +7,7 @@ use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
+use crate::error::BindingResult;
 use crate::convert::{for_float_dtype, owned1, owned2, slice1, slice2};
 use crate::run::{run_kernel, to_py_err};
 
@@ -44,14 +45,14 @@ fn box_area<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>) -> PyResult<Py<PyAn
 }
 
 #[pyfunction]
-fn box_convert<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>, in_fmt: &str, out_fmt: &str) -> PyResult<Py<PyAny>> {
-    let from = BoxFormat::parse("box_convert", "in_fmt", in_fmt).map_err(to_py_err)?;
-    let to = BoxFormat::parse("box_convert", "out_fmt", out_fmt).map_err(to_py_err)?;
+fn box_convert<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>, in_fmt: &str, out_fmt: &str) -> BindingResult<Py<PyAny>> {
+    let from = BoxFormat::parse("box_convert", "in_fmt", in_fmt)?;
+    let to = BoxFormat::parse("box_convert", "out_fmt", out_fmt)?;
     for_float_dtype!("box_convert", "boxes", boxes, T => {
         let b = boxes_arg::<T>(boxes)?;
         let b = slice2("box_convert", "boxes", 4, &b)?;
         let out = run_kernel(py, || boxes::box_convert(b, from, to))?;
-        owned2(py, out, b.len() / 4, 4).into_py_any(py)
+        Ok(owned2(py, out, b.len() / 4, 4).into_py_any(py)?)
     })
 }
 

@@ -6,6 +6,7 @@ mod attention;
 mod boxes;
 mod convert;
 mod detection;
+mod error;
 mod mdp;
 mod pooling;
 mod run;

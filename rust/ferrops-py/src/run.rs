@@ -6,15 +6,13 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ferrops_core::{parallel, FerropsError};
-use pyo3::exceptions::{PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
+use crate::error::BindingError;
+
 pub fn to_py_err(err: FerropsError) -> PyErr {
-    match err {
-        FerropsError::InvalidValue { .. } => PyValueError::new_err(err.to_string()),
-        FerropsError::InvalidType { .. } => PyTypeError::new_err(err.to_string()),
-        FerropsError::OutOfMemory { .. } => PyMemoryError::new_err(err.to_string()),
-    }
+    BindingError::from(err).into()
 }
 
 pub fn run_kernel<T, F>(py: Python<'_>, kernel: F) -> PyResult<T>
