@@ -20,8 +20,10 @@ before any arithmetic. With several inputs, float64 if any input is float64.
 
 from __future__ import annotations
 
+import importlib
 import numbers
 import sys
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -174,6 +176,24 @@ def index_tensor(function: str, argument: str, x: object, device: Any = None) ->
     else:
         t = torch.from_numpy(index_array(function, argument, x))
     return t if device is None else t.to(device)
+
+
+def torch_implementation(family: str) -> ModuleType:
+    """The PyTorch implementation of a family (``ferrops._torch_<family>``), imported
+    on first use so that ``import ferrops`` never imports torch."""
+    return importlib.import_module(f"ferrops._torch_{family}")
+
+
+def tensors_in(*inputs: object) -> list[Any]:
+    """The tensors among ``inputs``, looking inside lists and tuples (a family that
+    takes a list of per-action matrices, say), in order."""
+    found: list[Any] = []
+    for x in inputs:
+        if isinstance(x, (list, tuple)):
+            found.extend(tensors_in(*x))
+        elif is_tensor(x):
+            found.append(x)
+    return found
 
 
 def device_of(*inputs: object) -> Any:
