@@ -9,8 +9,9 @@ use numpy::{Element, PyReadonlyArray1, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::{for_float_dtype, owned1, slice1};
-use crate::run::{run_kernel, to_py_err};
+use crate::convert::{contiguous, extract_array, for_float_dtype, owned1, slice1};
+use crate::error::BindingResult;
+use crate::run::run_kernel;
 
 /// The options of one call, as the Python layer passes them.
 #[derive(FromPyObject)]
@@ -40,6 +41,9 @@ struct Options<'py> {
     mask_col_stride: usize,
 }
 
+/// The public function's name as the `&'static str` that `Attention::function`
+/// (in `ferrops_core::attention`) still takes; goes away once that field is a
+/// `ferrops_core::error::Name` and the options' `String` can be passed on.
 fn function_name(name: &str) -> &'static str {
     match name {
         "scaled_dot_product_attention" => "scaled_dot_product_attention",
@@ -49,37 +53,34 @@ fn function_name(name: &str) -> &'static str {
     }
 }
 
-fn contiguous<'a, T: Element>(function: &'static str, argument: &'static str, a: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<&'a [T]> {
-    a.as_slice()
-        .map_err(|_| to_py_err(FerropsError::value(function, argument, "a contiguous array", "a strided view")))
-}
-
 /// Extracted arrays the [`Attention`] borrows from.
 struct Held<'py, T: Element> {
     mask_bool: Option<PyReadonlyArrayDyn<'py, bool>>,
     mask_add: Option<PyReadonlyArrayDyn<'py, T>>,
 }
 
-fn hold<'py, T: Element>(function: &'static str, o: &Options<'py>) -> PyResult<Held<'py, T>> {
+fn hold<'py, T: Element>(function: &'static str, o: &Options<'py>) -> BindingResult<Held<'py, T>> {
     let mut held = Held { mask_bool: None, mask_add: None };
     if let Some(mask) = &o.mask {
         if let Ok(b) = mask.extract::<PyReadonlyArrayDyn<'py, bool>>() {
             held.mask_bool = Some(b);
         } else {
-            held.mask_add = Some(mask.extract().map_err(|_| {
-                to_py_err(FerropsError::type_(function, "attn_mask", "a bool mask or one of the query's dtype", "another dtype"))
-            })?);
+            held.mask_add = Some(extract_array(function, "attn_mask", "a bool mask or one of the query's dtype", mask)?);
         }
     }
     Ok(held)
 }
 
-fn describe<'a, T: AttnFloat + Element>(function: &'static str, o: &'a Options<'_>, held: &'a Held<'_, T>) -> PyResult<Attention<'a, T>> {
+fn describe<'a, T: AttnFloat + Element>(
+    function: &'static str,
+    o: &'a Options<'_>,
+    held: &'a Held<'_, T>,
+) -> BindingResult<Attention<'a, T>> {
     let layout = match o.layout.as_str() {
         "head" => Layout::HeadMajor,
         "token" => Layout::TokenMajor,
         other => {
-            return Err(to_py_err(FerropsError::value(function, "layout", "'head' or 'token'", format!("'{other}'"))));
+            return Err(FerropsError::value(function, "layout", "'head' or 'token'", format!("'{other}'")).into());
         }
     };
     let batch = match (&o.dense, &o.cu_seqlens_q, &o.cu_seqlens_k) {
@@ -89,7 +90,7 @@ fn describe<'a, T: AttnFloat + Element>(function: &'static str, o: &'a Options<'
             cu_seqlens_k: slice1(function, "cu_seqlens_k", ck)?,
         },
         _ => {
-            return Err(to_py_err(FerropsError::value(function, "batch", "dense lengths or both cu_seqlens", "neither or a mix")));
+            return Err(FerropsError::value(function, "batch", "dense lengths or both cu_seqlens", "neither or a mix").into());
         }
     };
     let alibi_slopes = match &o.alibi_slopes {
@@ -110,7 +111,7 @@ fn describe<'a, T: AttnFloat + Element>(function: &'static str, o: &'a Options<'
         }),
         (None, _) => None,
         (Some(_), None) => {
-            return Err(to_py_err(FerropsError::value(function, "attn_mask", "offsets with the mask", "none")));
+            return Err(FerropsError::value(function, "attn_mask", "offsets with the mask", "none").into());
         }
     };
     Ok(Attention {
@@ -141,7 +142,7 @@ fn attention_forward<'py>(
     key: &Bound<'py, PyAny>,
     value: &Bound<'py, PyAny>,
     options: Options<'py>,
-) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
     let function = function_name(&options.function);
     if let Ok(q) = query.extract::<PyReadonlyArrayDyn<'py, u16>>() {
         return bfloat16_forward(py, function, q, key, value, options);
@@ -166,12 +167,10 @@ fn bfloat16_forward<'py>(
     key: &Bound<'py, PyAny>,
     value: &Bound<'py, PyAny>,
     options: Options<'py>,
-) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-    let wrong = |argument: &'static str| {
-        to_py_err(FerropsError::type_(function, argument, "bfloat16 bits (uint16) like the query", "another dtype"))
-    };
-    let k: PyReadonlyArrayDyn<u16> = key.extract().map_err(|_| wrong("key"))?;
-    let v: PyReadonlyArrayDyn<u16> = value.extract().map_err(|_| wrong("value"))?;
+) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
+    const BITS: &str = "bfloat16 bits (uint16) like the query";
+    let k: PyReadonlyArrayDyn<u16> = extract_array(function, "key", BITS, key)?;
+    let v: PyReadonlyArrayDyn<u16> = extract_array(function, "value", BITS, value)?;
     let (q, k, v) = (contiguous(function, "query", &query)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
     let held = hold::<f32>(function, &options)?;
     let att = describe(function, &options, &held)?;
@@ -191,7 +190,7 @@ fn attention_backward<'py>(
     lse: &Bound<'py, PyAny>,
     grad_out: &Bound<'py, PyAny>,
     options: Options<'py>,
-) -> PyResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
+) -> BindingResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
     let function = function_name(&options.function);
     for_float_dtype!(function, "query", query, T => {
         let arrays: Vec<PyReadonlyArrayDyn<T>> = [query, key, value, out, lse, grad_out]

@@ -16,6 +16,8 @@ use ferrops_core::simd::{self, SimdLevel};
 use ferrops_core::{parallel, FerropsError};
 use pyo3::prelude::*;
 
+use crate::error::BindingResult;
+
 /// The SIMD level kernels run at: "avx512", "avx2" or "scalar".
 #[pyfunction]
 fn simd_level() -> &'static str {
@@ -30,15 +32,11 @@ fn detected_simd_level() -> &'static str {
 
 /// Forces a SIMD level (clamped to what the CPU supports); returns the active one.
 #[pyfunction]
-fn set_simd_level(level: &str) -> PyResult<&'static str> {
-    let wanted = SimdLevel::parse(level).ok_or_else(|| {
-        run::to_py_err(FerropsError::value(
-            "set_simd_level",
-            "level",
-            "one of 'scalar', 'avx2', 'avx512'",
-            format!("'{level}'"),
-        ))
-    })?;
+fn set_simd_level(level: &str) -> BindingResult<&'static str> {
+    let Some(wanted) = SimdLevel::parse(level) else {
+        let got = format!("'{level}'");
+        return Err(FerropsError::value("set_simd_level", "level", "one of 'scalar', 'avx2', 'avx512'", got).into());
+    };
     Ok(simd::set_level(wanted).name())
 }
 
@@ -55,8 +53,8 @@ fn get_num_threads() -> usize {
 }
 
 #[pyfunction]
-fn set_num_threads(n: usize) -> PyResult<()> {
-    parallel::set_num_threads(n).map_err(run::to_py_err)
+fn set_num_threads(n: usize) -> BindingResult<()> {
+    Ok(parallel::set_num_threads(n)?)
 }
 
 #[pymodule]

@@ -3,14 +3,15 @@
 //! input's dtype.
 
 use ferrops_core::pooling::{self, PoolMode, Shape};
-use ferrops_core::FerropsError;
+use ferrops_core::{ensure, FerropsError};
 use numpy::ndarray::{ArrayD, IxDyn};
-use numpy::{Element, IntoPyArray, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::for_float_dtype;
-use crate::run::{run_kernel, to_py_err};
+use crate::convert::{extract_array, for_float_dtype};
+use crate::error::BindingResult;
+use crate::run::run_kernel;
 
 /// A C-contiguous array of element type `T` (the dtype of the function's first
 /// array) and its shape.
@@ -18,24 +19,17 @@ fn array<'py, T: Element>(
     function: &'static str,
     argument: &'static str,
     obj: &Bound<'py, PyAny>,
-) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
-    let array: PyReadonlyArrayDyn<'py, T> = obj.extract().map_err(|_| {
-        let got = obj
-            .cast::<PyUntypedArray>()
-            .map(|a| a.dtype().to_string())
-            .unwrap_or_else(|_| obj.get_type().name().map(|n| n.to_string()).unwrap_or_default());
-        to_py_err(FerropsError::type_(function, argument, "an array of the dtype the kernel takes here", got))
-    })?;
-    if !array.is_c_contiguous() {
-        return Err(to_py_err(FerropsError::value(function, argument, "a contiguous array", "a strided view")));
-    }
+) -> BindingResult<PyReadonlyArrayDyn<'py, T>> {
+    let array: PyReadonlyArrayDyn<'py, T> =
+        extract_array(function, argument, "an array of the dtype the kernel takes here", obj)?;
+    ensure!(array.is_c_contiguous(), FerropsError::value(function, argument, "a contiguous array", "a strided view"));
     Ok(array)
 }
 
-fn nchw(function: &'static str, argument: &'static str, dims: &[usize]) -> PyResult<Shape> {
+fn nchw(function: &'static str, argument: &'static str, dims: &[usize]) -> BindingResult<Shape> {
     match dims {
         &[n, c, h, w] => Ok(Shape::new([n, c, h, w])),
-        _ => Err(to_py_err(FerropsError::value(function, argument, "a 4-D [N, C, H, W] array", format!("shape {dims:?}")))),
+        _ => Err(FerropsError::value(function, argument, "a 4-D [N, C, H, W] array", format!("shape {dims:?}")).into()),
     }
 }
 
@@ -43,15 +37,9 @@ fn data<'a, T: Element>(array: &'a PyReadonlyArrayDyn<'_, T>) -> &'a [T] {
     array.as_slice().expect("checked to be C-contiguous")
 }
 
-fn owned<T: Element>(py: Python<'_>, values: Vec<T>, dims: &[usize]) -> PyResult<Py<PyAny>> {
-    ArrayD::from_shape_vec(IxDyn(dims), values)
-        .expect("the kernel returned a value per output element")
-        .into_pyarray(py)
-        .into_py_any(py)
-}
-
-fn mode(function: &'static str, name: &str) -> PyResult<PoolMode> {
-    PoolMode::parse(function, name).map_err(to_py_err)
+fn owned<T: Element>(py: Python<'_>, values: Vec<T>, dims: &[usize]) -> BindingResult<Py<PyAny>> {
+    let array = ArrayD::from_shape_vec(IxDyn(dims), values).expect("the kernel returned a value per output element");
+    Ok(array.into_pyarray(py).into_py_any(py)?)
 }
 
 #[pyfunction]
@@ -61,7 +49,7 @@ fn max_pool2d<'py>(
     kernel_size: [usize; 2],
     stride: [usize; 2],
     padding: [usize; 2],
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     for_float_dtype!("max_pool2d", "input", x, T => {
         let a_array = array::<T>("max_pool2d", "input", x)?;
         let a = data(&a_array);
@@ -79,7 +67,7 @@ fn max_pool2d_backward<'py>(
     stride: [usize; 2],
     padding: [usize; 2],
     grad_output: &Bound<'py, PyAny>,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "max_pool2d_backward";
     for_float_dtype!("max_pool2d_backward", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
@@ -93,7 +81,7 @@ fn max_pool2d_backward<'py>(
 }
 
 #[pyfunction]
-fn sppf<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, kernel_size: usize) -> PyResult<Py<PyAny>> {
+fn sppf<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, kernel_size: usize) -> BindingResult<Py<PyAny>> {
     for_float_dtype!("sppf", "input", x, T => {
         let a_array = array::<T>("sppf", "input", x)?;
         let a = data(&a_array);
@@ -109,7 +97,7 @@ fn sppf_backward<'py>(
     x: &Bound<'py, PyAny>,
     kernel_size: usize,
     grad_output: &Bound<'py, PyAny>,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "sppf_backward";
     for_float_dtype!("sppf_backward", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
@@ -129,9 +117,9 @@ fn adaptive_pool2d<'py>(
     x: &Bound<'py, PyAny>,
     output_size: [usize; 2],
     mode: &str,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "adaptive_pool2d";
-    let m = self::mode(F, mode)?;
+    let m = PoolMode::parse(F, mode)?;
     for_float_dtype!("adaptive_pool2d", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
         let a = data(&a_array);
@@ -147,7 +135,7 @@ fn adaptive_max_pool2d_with_indices<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     output_size: [usize; 2],
-) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
     const F: &str = "adaptive_max_pool2d";
     for_float_dtype!("adaptive_max_pool2d", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
@@ -166,9 +154,9 @@ fn adaptive_pool2d_backward<'py>(
     output_size: [usize; 2],
     mode: &str,
     grad_output: &Bound<'py, PyAny>,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "adaptive_pool2d_backward";
-    let m = self::mode(F, mode)?;
+    let m = PoolMode::parse(F, mode)?;
     for_float_dtype!("adaptive_pool2d_backward", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
         let a = data(&a_array);
@@ -186,9 +174,9 @@ fn spatial_pyramid_pool<'py>(
     x: &Bound<'py, PyAny>,
     levels: Vec<usize>,
     mode: &str,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "spatial_pyramid_pool";
-    let m = self::mode(F, mode)?;
+    let m = PoolMode::parse(F, mode)?;
     for_float_dtype!("spatial_pyramid_pool", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
         let a = data(&a_array);
@@ -206,9 +194,9 @@ fn spatial_pyramid_pool_backward<'py>(
     levels: Vec<usize>,
     mode: &str,
     grad_output: &Bound<'py, PyAny>,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "spatial_pyramid_pool_backward";
-    let m = self::mode(F, mode)?;
+    let m = PoolMode::parse(F, mode)?;
     for_float_dtype!("spatial_pyramid_pool_backward", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
         let a = data(&a_array);
@@ -228,7 +216,7 @@ fn roi_pool<'py>(
     boxes: &Bound<'py, PyAny>,
     output_size: [usize; 2],
     spatial_scale: f64,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "roi_pool";
     for_float_dtype!("roi_pool", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
@@ -249,7 +237,7 @@ fn roi_pool_with_argmax<'py>(
     boxes: &Bound<'py, PyAny>,
     output_size: [usize; 2],
     spatial_scale: f64,
-) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
     const F: &str = "roi_pool";
     for_float_dtype!("roi_pool", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
@@ -271,7 +259,7 @@ fn roi_pool_backward<'py>(
     boxes: &Bound<'py, PyAny>,
     input_shape: [usize; 4],
     output_size: [usize; 2],
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "roi_pool_backward";
     for_float_dtype!("roi_pool_backward", "grad_output", grad_output, T => {
         let g_array = array::<T>(F, "grad_output", grad_output)?;
@@ -296,7 +284,7 @@ fn roi_align<'py>(
     spatial_scale: f64,
     sampling_ratio: i64,
     aligned: bool,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "roi_align";
     for_float_dtype!("roi_align", "input", x, T => {
         let a_array = array::<T>(F, "input", x)?;
@@ -322,7 +310,7 @@ fn roi_align_backward<'py>(
     spatial_scale: f64,
     sampling_ratio: i64,
     aligned: bool,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "roi_align_backward";
     for_float_dtype!("roi_align_backward", "grad_output", grad_output, T => {
         let g_array = array::<T>(F, "grad_output", grad_output)?;

@@ -9,7 +9,8 @@ use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
 use crate::convert::{owned2, slice1, untyped_array};
-use crate::run::{run_kernel, to_py_err};
+use crate::error::BindingResult;
+use crate::run::run_kernel;
 
 /// A borrowed NumPy label array of one of the integer dtypes the core reads.
 enum LabelArray<'py> {
@@ -24,7 +25,7 @@ enum LabelArray<'py> {
 }
 
 impl<'py> LabelArray<'py> {
-    fn extract(function: &'static str, argument: &'static str, obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+    fn extract(function: &'static str, argument: &'static str, obj: &Bound<'py, PyAny>) -> BindingResult<Self> {
         let py = obj.py();
         let array = untyped_array(function, argument, obj)?;
         let dtype = array.dtype();
@@ -36,15 +37,16 @@ impl<'py> LabelArray<'py> {
             )*};
         }
         try_dtype!(u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32, u64 => U64, i64 => I64);
-        Err(to_py_err(FerropsError::type_(
+        Err(FerropsError::type_(
             function,
             argument,
             "an integer label array (int8/16/32/64 or uint8/16/32/64)",
             format!("dtype {dtype}"),
-        )))
+        )
+        .into())
     }
 
-    fn labels(&self, function: &'static str, argument: &'static str) -> PyResult<Labels<'_>> {
+    fn labels(&self, function: &'static str, argument: &'static str) -> BindingResult<Labels<'_>> {
         Ok(match self {
             LabelArray::U8(a) => Labels::U8(slice1(function, argument, a)?),
             LabelArray::I8(a) => Labels::I8(slice1(function, argument, a)?),
@@ -67,12 +69,12 @@ fn confusion_matrix<'py>(
     pred: &Bound<'py, PyAny>,
     num_classes: usize,
     ignore_index: Option<i64>,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     const F: &str = "confusion_matrix";
     let (t, p) = (LabelArray::extract(F, "target", target)?, LabelArray::extract(F, "pred", pred)?);
     let (t, p) = (t.labels(F, "target")?, p.labels(F, "pred")?);
     let out = run_kernel(py, || segmentation::confusion_matrix(t, p, num_classes, ignore_index))?;
-    owned2(py, out, num_classes, num_classes).into_py_any(py)
+    Ok(owned2(py, out, num_classes, num_classes).into_py_any(py)?)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
