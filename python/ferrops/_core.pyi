@@ -2,28 +2,51 @@
 # documented API is in the family modules (ferrops.boxes, ...); these functions
 # expect C-contiguous float32/float64 arrays of one dtype, as those modules pass.
 
+from typing import Any, Literal
+
 import numpy as np
 import numpy.typing as npt
 
+# The string options the kernels parse (rust/ferrops-core: SimdLevel::parse,
+# BoxFormat::parse, ...).
+_SimdLevel = Literal["scalar", "avx2", "avx512"]
+_BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
+_IouKind = Literal["iou", "giou", "diou", "ciou"]
+_Reduction = Literal["none", "mean", "sum"]
+_SoftNmsMethod = Literal["linear", "gaussian"]
+_MatrixNmsKernel = Literal["linear", "gaussian"]
+_StopRule = Literal["span", "supnorm"]
+_Sweep = Literal["jacobi", "gauss-seidel"]
+_McMethod = Literal["basic", "exploring_starts", "epsilon_greedy"]
+_PoolMode = Literal["max", "avg"]
+
 __version__: str
 
-def simd_level() -> str: ...
-def detected_simd_level() -> str: ...
-def set_simd_level(level: str) -> str: ...
+def simd_level() -> _SimdLevel: ...
+def detected_simd_level() -> _SimdLevel: ...
+def set_simd_level(level: _SimdLevel) -> _SimdLevel: ...
 def bf16_dot_products() -> bool: ...
 def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 
 # boxes
 def box_area(boxes: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]: ...
-def box_convert(boxes: npt.NDArray[np.floating], in_fmt: str, out_fmt: str) -> npt.NDArray[np.floating]: ...
+def box_convert(
+    boxes: npt.NDArray[np.floating], in_fmt: _BoxFormat, out_fmt: _BoxFormat
+) -> npt.NDArray[np.floating]: ...
 def pairwise_iou(
-    kind: str, boxes1: npt.NDArray[np.floating], boxes2: npt.NDArray[np.floating]
+    kind: _IouKind, boxes1: npt.NDArray[np.floating], boxes2: npt.NDArray[np.floating]
 ) -> npt.NDArray[np.floating]: ...
 def box_iou_loss(
-    kind: str, boxes1: npt.NDArray[np.floating], boxes2: npt.NDArray[np.floating], reduction: str, eps: float
+    kind: _IouKind,
+    boxes1: npt.NDArray[np.floating],
+    boxes2: npt.NDArray[np.floating],
+    reduction: _Reduction,
+    eps: float,
 ) -> npt.NDArray[np.floating]: ...
-def nms(boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], iou_threshold: float) -> npt.NDArray[np.int64]: ...
+def nms(
+    boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], iou_threshold: float
+) -> npt.NDArray[np.int64]: ...
 def batched_nms(
     boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], idxs: npt.NDArray[np.int64], iou_threshold: float
 ) -> npt.NDArray[np.int64]: ...
@@ -33,13 +56,13 @@ def soft_nms(
     iou_threshold: float,
     sigma: float,
     score_threshold: float,
-    method: str,
+    method: _SoftNmsMethod,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]: ...
 def matrix_nms(
     boxes: npt.NDArray[np.floating],
     scores: npt.NDArray[np.floating],
     idxs: npt.NDArray[np.int64] | None,
-    kernel: str,
+    kernel: _MatrixNmsKernel,
     sigma: float,
 ) -> npt.NDArray[np.floating]: ...
 
@@ -55,19 +78,29 @@ def mdp_value_iteration(
     epsilon: float,
     max_iter: int,
     initial_value: npt.NDArray[np.float64] | None,
-    stop: str,
-    method: str,
+    stop: _StopRule,
+    method: _Sweep,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int, bool, float]: ...
 def mdp_bellman_backup(
-    function: str, p: _Transitions, reward: npt.NDArray[np.float64], states: int, discount: float,
+    function: str,
+    p: _Transitions,
+    reward: npt.NDArray[np.float64],
+    states: int,
+    discount: float,
     values: npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
 def mdp_q_values(
     p: _Transitions, reward: npt.NDArray[np.float64], states: int, discount: float, values: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]: ...
 def mdp_policy_evaluation(
-    function: str, p: _Transitions, reward: npt.NDArray[np.float64], states: int, policy: npt.NDArray[np.int64],
-    discount: float, epsilon: float, max_iter: int,
+    function: str,
+    p: _Transitions,
+    reward: npt.NDArray[np.float64],
+    states: int,
+    policy: npt.NDArray[np.int64],
+    discount: float,
+    epsilon: float,
+    max_iter: int,
 ) -> tuple[npt.NDArray[np.float64], int, bool]: ...
 def mdp_policy_system(
     function: str, p: _Transitions, reward: npt.NDArray[np.float64], states: int, policy: npt.NDArray[np.int64]
@@ -77,7 +110,7 @@ def mdp_mc_control(
     reward: npt.NDArray[np.float64],
     step_rewards: list[npt.NDArray[np.float64]],
     states: int,
-    method: str,
+    method: _McMethod,
     discount: float,
     episodes: int,
     episode_length: int,
@@ -86,10 +119,12 @@ def mdp_mc_control(
     epsilon: float,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]: ...
 def incremental_mean(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+
 # segmentation: flat, C-contiguous integer label arrays (int8..int64, uint8..uint64)
 def confusion_matrix(
     target: npt.NDArray[np.integer], pred: npt.NDArray[np.integer], num_classes: int, ignore_index: int | None
 ) -> npt.NDArray[np.int64]: ...
+
 # pooling (inputs [N, C, H, W]; boxes [K, 5] in the input's dtype)
 def max_pool2d(
     x: npt.NDArray[np.floating], kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
@@ -105,16 +140,20 @@ def sppf(x: npt.NDArray[np.floating], kernel_size: int) -> npt.NDArray[np.floati
 def sppf_backward(
     x: npt.NDArray[np.floating], kernel_size: int, grad_output: npt.NDArray[np.floating]
 ) -> npt.NDArray[np.floating]: ...
-def adaptive_pool2d(x: npt.NDArray[np.floating], output_size: tuple[int, int], mode: str) -> npt.NDArray[np.floating]: ...
+def adaptive_pool2d(
+    x: npt.NDArray[np.floating], output_size: tuple[int, int], mode: _PoolMode
+) -> npt.NDArray[np.floating]: ...
 def adaptive_max_pool2d_with_indices(
     x: npt.NDArray[np.floating], output_size: tuple[int, int]
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]: ...
 def adaptive_pool2d_backward(
-    x: npt.NDArray[np.floating], output_size: tuple[int, int], mode: str, grad_output: npt.NDArray[np.floating]
+    x: npt.NDArray[np.floating], output_size: tuple[int, int], mode: _PoolMode, grad_output: npt.NDArray[np.floating]
 ) -> npt.NDArray[np.floating]: ...
-def spatial_pyramid_pool(x: npt.NDArray[np.floating], levels: list[int], mode: str) -> npt.NDArray[np.floating]: ...
+def spatial_pyramid_pool(
+    x: npt.NDArray[np.floating], levels: list[int], mode: _PoolMode
+) -> npt.NDArray[np.floating]: ...
 def spatial_pyramid_pool_backward(
-    x: npt.NDArray[np.floating], levels: list[int], mode: str, grad_output: npt.NDArray[np.floating]
+    x: npt.NDArray[np.floating], levels: list[int], mode: _PoolMode, grad_output: npt.NDArray[np.floating]
 ) -> npt.NDArray[np.floating]: ...
 def roi_pool(
     x: npt.NDArray[np.floating], boxes: npt.NDArray[np.floating], output_size: tuple[int, int], spatial_scale: float
@@ -146,6 +185,7 @@ def roi_align_backward(
     sampling_ratio: int,
     aligned: bool,
 ) -> npt.NDArray[np.floating]: ...
+
 # attention: `options` is the dict built by ferrops.attention._options (layout,
 # heads, dims, dense lengths or cu_seqlens, scale, band, softcap, ALiBi, mask view).
 # Forward inputs are float32/float64, or bfloat16 bits as uint16 (then `out` is too).
@@ -153,7 +193,7 @@ def attention_forward(
     query: npt.NDArray[np.floating] | npt.NDArray[np.uint16],
     key: npt.NDArray[np.floating] | npt.NDArray[np.uint16],
     value: npt.NDArray[np.floating] | npt.NDArray[np.uint16],
-    options: dict,
+    options: dict[str, Any],
 ) -> tuple[npt.NDArray[np.floating] | npt.NDArray[np.uint16], npt.NDArray[np.floating]]: ...
 def attention_backward(
     query: npt.NDArray[np.floating],
@@ -162,8 +202,9 @@ def attention_backward(
     out: npt.NDArray[np.floating],
     lse: npt.NDArray[np.floating],
     grad_out: npt.NDArray[np.floating],
-    options: dict,
+    options: dict[str, Any],
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.floating]]: ...
+
 # detection (ferrops.coco, ferrops.detection)
 class CocoData:
     def __len__(self) -> int: ...
