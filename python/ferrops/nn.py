@@ -6,7 +6,11 @@ classes is first used (``ferrops.nn.SPPF``); ``import ferrops.nn`` works without
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .pooling import PoolMode
 
 __all__ = ["SPP", "SPPF"]
 
@@ -29,7 +33,7 @@ def _build() -> dict[str, type]:
             mode (str): "max" or "avg".
         """
 
-        def __init__(self, levels: Any = (4, 2, 1), mode: str = "max") -> None:
+        def __init__(self, levels: Sequence[int] = (4, 2, 1), mode: PoolMode = "max") -> None:
             super().__init__()
             self.levels = tuple(levels)
             self.mode = mode
@@ -65,7 +69,7 @@ def _build() -> dict[str, type]:
     return _classes
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type:
     if name in __all__:
         return _build()[name]
     raise AttributeError(f"module 'ferrops.nn' has no attribute {name!r}")
