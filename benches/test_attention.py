@@ -11,7 +11,6 @@ import pytest
 pytest.importorskip("torch")
 
 from benches.support import bench_params, run_side  # noqa: E402
-
 from ferrops._bench import attention  # noqa: E402
 
 CASES = list(attention.cases(quick=True, small=True))

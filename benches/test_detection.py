@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from benches.support import run_side
 
+from benches.support import run_side
 from ferrops._bench import detection
 
 CI_IMAGES = 300

@@ -5,8 +5,8 @@ Each case times ferrops and its peer in one group and checks they agree."""
 from __future__ import annotations
 
 import pytest
-from benches.support import bench_params, run_side
 
+from benches.support import bench_params, run_side
 from ferrops._bench import pooling
 
 CASES = list(pooling.cases(quick=True, small=True))

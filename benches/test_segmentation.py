@@ -5,8 +5,8 @@ In the default test run each case runs once and both results must agree exactly.
 from __future__ import annotations
 
 import pytest
-from benches.support import bench_params, run_side
 
+from benches.support import bench_params, run_side
 from ferrops._bench import segmentation
 
 CASES = list(segmentation.cases(quick=True))

@@ -435,7 +435,7 @@ def test_all_reduce_sums_over_ranks():
         for r in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     # rank 0: (0,0) (0,0) (2,1); rank 1: (1,1) (1,0) (2,1)
     want = [[2, 0, 0], [1, 1, 0], [0, 2, 0]]

@@ -31,7 +31,7 @@ target keeps IoU 0 (a false positive is an error). Peers differ:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
