@@ -24,7 +24,7 @@ import importlib
 import numbers
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ from ._errors import describe, type_error, value_error
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import TypeIs
 
     #: What the public functions take: anything ``numpy.asarray`` accepts, or a tensor.
     ArrayLike: TypeAlias = npt.ArrayLike | torch.Tensor
@@ -52,7 +53,7 @@ def torch_module() -> Any:
     return sys.modules.get("torch")
 
 
-def is_tensor(x: object) -> bool:
+def is_tensor(x: object) -> TypeIs[torch.Tensor]:
     torch = torch_module()
     return torch is not None and isinstance(x, torch.Tensor)
 
@@ -110,11 +111,12 @@ def check_int(function: str, argument: str, value: object, minimum: int, expecte
     from the binding."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise type_error(function, argument, "an int", describe(value))
-    if INT64_MIN < minimum and value < minimum:
+    v = int(value)
+    if INT64_MIN < minimum and v < minimum:
         raise value_error(function, argument, expected, value)
-    if not INT64_MIN <= value <= INT64_MAX:
+    if not INT64_MIN <= v <= INT64_MAX:
         raise value_error(function, argument, f"{expected} that fits in 64 bits", value)
-    return int(value)
+    return v
 
 
 def float_array(function: str, argument: str, x: object) -> np.ndarray:
@@ -162,7 +164,7 @@ def kernel_array(function: str, argument: str, x: object) -> np.ndarray:
 
 def shape_of(x: object) -> tuple[int, ...]:
     """The shape of an array, tensor or nested sequence, without converting it."""
-    return tuple(getattr(x, "shape", np.shape(x)))
+    return tuple(getattr(x, "shape", np.shape(cast("npt.ArrayLike", x))))
 
 
 def common_float_dtype(*arrays: np.ndarray) -> np.dtype:

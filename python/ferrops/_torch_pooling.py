@@ -33,8 +33,10 @@ def sppf(x: torch.Tensor, k: int) -> torch.Tensor:
 def adaptive_pool2d(
     x: torch.Tensor, size: tuple[int, int], mode: PoolMode, return_indices: bool = False
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    if mode == "max" and return_indices:
+        return F.adaptive_max_pool2d(x, size, return_indices=True)
     if mode == "max":
-        return F.adaptive_max_pool2d(x, size, return_indices=return_indices)
+        return F.adaptive_max_pool2d(x, size)
     return F.adaptive_avg_pool2d(x, size)
 
 

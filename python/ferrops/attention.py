@@ -23,6 +23,7 @@ forward pass. CUDA tensors run a PyTorch implementation on their device.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,7 +45,7 @@ def _dtype_name(x: ArrayLike) -> str:
     return str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).replace("torch.", "")
 
 
-def _check_float_inputs(function: str, named: dict[str, ArrayLike]) -> str:
+def _check_float_inputs(function: str, named: Mapping[str, ArrayLike]) -> str:
     """All of query/key/value of one float dtype; returns its name."""
     names = {n: _dtype_name(x) for n, x in named.items()}
     for n, dt in names.items():
@@ -108,11 +109,14 @@ def _check_scale(function: str, name: str, value: object, head_dim: int) -> floa
 
 
 def _check_window(function: str, window_size: object) -> tuple[int | None, int | None]:
-    ok = isinstance(window_size, (tuple, list)) and len(window_size) == 2 and all(
-        isinstance(w, (int, np.integer)) and not isinstance(w, bool) for w in window_size)
-    if not ok or any(w < -1 for w in window_size):
+    if not (
+        isinstance(window_size, (tuple, list))
+        and len(window_size) == 2
+        and all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= -1 for w in window_size)
+    ):
         raise value_error(function, "window_size", "a pair (left, right) of ints >= -1 (-1 = unbounded)", repr(window_size))
-    return tuple(None if w == -1 else int(w) for w in window_size)  # type: ignore[return-value]
+    left, right = window_size
+    return None if left == -1 else int(left), None if right == -1 else int(right)
 
 
 def _check_softcap(function: str, softcap: object) -> float:
@@ -178,10 +182,13 @@ def _mask_options(function: str, attn_mask: ArrayLike, full: tuple[int, ...], co
                 mask_row_stride=strides[-2], mask_col_stride=strides[-1])
 
 
-def _kernel_arrays(options: dict[str, Any], q: Array, k: Array, v: Array) -> list[np.ndarray]:
+def _kernel_arrays(
+    options: dict[str, Any], q: Array, k: Array, v: Array
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Query, key and value as the float32/float64 arrays the Rust kernels read
     (float16 and bfloat16 upcast to float32)."""
-    return [d.kernel_array(options["function"], name, x) for name, x in zip(("query", "key", "value"), (q, k, v))]
+    function = options["function"]
+    return d.kernel_array(function, "query", q), d.kernel_array(function, "key", k), d.kernel_array(function, "value", v)
 
 
 _AUTOGRAD_FUNCTION: Any = None
@@ -193,12 +200,13 @@ def _autograd_function() -> Any:
     global _AUTOGRAD_FUNCTION
     if _AUTOGRAD_FUNCTION is None:
         torch = d.require_torch("attention")
+        function_base: Any = torch.autograd.Function
 
-        class RustAttention(torch.autograd.Function):
+        class RustAttention(function_base):
             @staticmethod
             def forward(ctx: Any, q: Any, k: Any, v: Any, options: dict) -> Any:
                 arrays = _kernel_arrays(options, q, k, v)
-                out, lse = _core.attention_forward(*arrays, options)
+                out, lse = _core.attention_forward(arrays[0], arrays[1], arrays[2], options)
                 ctx.arrays, ctx.out, ctx.lse, ctx.options = arrays, out, lse, options
                 ctx.like = [(x.shape, x.dtype, x.device) for x in (q, k, v)]
                 result = torch.from_numpy(out).to(device=q.device, dtype=q.dtype)
@@ -209,7 +217,8 @@ def _autograd_function() -> Any:
             @staticmethod
             def backward(ctx: Any, grad_out: Any, _grad_lse: Any) -> Any:
                 g = d.contiguous(d.float_array(ctx.options["function"], "grad", grad_out), ctx.out.dtype)
-                dq, dk, dv = _core.attention_backward(*ctx.arrays, ctx.out, ctx.lse, g, ctx.options)
+                aq, ak, av = ctx.arrays
+                dq, dk, dv = _core.attention_backward(aq, ak, av, ctx.out, ctx.lse, g, ctx.options)
                 grads = [torch.from_numpy(gr).reshape(shape).to(device=device, dtype=dtype)
                          for gr, (shape, dtype, device) in zip((dq, dk, dv), ctx.like)]
                 return grads[0], grads[1], grads[2], None
@@ -226,14 +235,15 @@ def _run_rust(q: Array, k: Array, v: Array, options: dict[str, Any]) -> tuple[Ar
     if tensors and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         out, lse = _autograd_function().apply(q, k, v, options)
         return out, lse.numpy()
-    if tensors and all(t.dtype == torch.bfloat16 for t in (q, k, v)):
+    if len(tensors) == 3 and all(t.dtype == torch.bfloat16 for t in tensors):
         # bfloat16 goes to Rust as its bits: the bfloat16 dot products read them
         # as they are, and widening in Rust, in parallel, costs less than
         # converting in torch first (more than a tenth of the kernel).
-        bits = [np.ascontiguousarray(t.detach().cpu().view(torch.int16).numpy()).view(np.uint16) for t in (q, k, v)]
-        out, lse = _core.attention_forward(*bits, options)
+        bq, bk, bv = (np.ascontiguousarray(t.detach().cpu().view(torch.int16).numpy()).view(np.uint16) for t in tensors)
+        out, lse = _core.attention_forward(bq, bk, bv, options)
         return torch.from_numpy(out.view(np.int16)).view(torch.bfloat16).to(q.device), lse
-    out, lse = _core.attention_forward(*_kernel_arrays(options, q, k, v), options)
+    aq, ak, av = _kernel_arrays(options, q, k, v)
+    out, lse = _core.attention_forward(aq, ak, av, options)
     return _result(out, q), lse
 
 

@@ -250,8 +250,8 @@ def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, backend: B
     _boxes_and_scores("nms", boxes, scores)
     threshold = d.check_unit_interval("nms", "iou_threshold", iou_threshold)
     if d.select_backend("nms", backend, boxes, scores) == "torch":
-        b, s = _torch_floats("nms", {"boxes": boxes, "scores": scores})
-        return d.like(d.torch_implementation("boxes").nms("nms", b, s, threshold), boxes)
+        tb, ts = _torch_floats("nms", {"boxes": boxes, "scores": scores})
+        return d.like(d.torch_implementation("boxes").nms("nms", tb, ts, threshold), boxes)
     b, s = _rust_floats("nms", {"boxes": boxes, "scores": scores})
     return d.like(_core.nms(b, s, threshold), boxes)
 
@@ -272,9 +272,9 @@ def batched_nms(boxes: ArrayLike, scores: ArrayLike, idxs: ArrayLike, iou_thresh
     d.check_vector("batched_nms", "idxs", idxs, np.shape(boxes)[0])
     threshold = d.check_unit_interval("batched_nms", "iou_threshold", iou_threshold)
     if d.select_backend("batched_nms", backend, boxes, scores, idxs) == "torch":
-        b, s = _torch_floats("batched_nms", {"boxes": boxes, "scores": scores})
-        classes = d.index_tensor("batched_nms", "idxs", idxs, b.device)
-        return d.like(d.torch_implementation("boxes").batched_nms(b, s, classes, threshold), boxes)
+        tb, ts = _torch_floats("batched_nms", {"boxes": boxes, "scores": scores})
+        tclasses = d.index_tensor("batched_nms", "idxs", idxs, tb.device)
+        return d.like(d.torch_implementation("boxes").batched_nms(tb, ts, tclasses, threshold), boxes)
     b, s = _rust_floats("batched_nms", {"boxes": boxes, "scores": scores})
     classes = d.index_array("batched_nms", "idxs", idxs)
     return d.like(_core.batched_nms(b, s, classes, threshold), boxes)
@@ -318,8 +318,8 @@ def soft_nms(
     if not np.isfinite(score_threshold):
         raise value_error("soft_nms", "score_threshold", "a finite value", repr(score_threshold))
     if d.select_backend("soft_nms", backend, boxes, scores) == "torch":
-        b, s = _torch_floats("soft_nms", {"boxes": boxes, "scores": scores})
-        keep, kept = d.torch_implementation("boxes").soft_nms(b, s, threshold, float(sigma), float(score_threshold), method)
+        tb, ts = _torch_floats("soft_nms", {"boxes": boxes, "scores": scores})
+        keep, kept = d.torch_implementation("boxes").soft_nms(tb, ts, threshold, float(sigma), float(score_threshold), method)
     else:
         b, s = _rust_floats("soft_nms", {"boxes": boxes, "scores": scores})
         keep, kept = _core.soft_nms(b, s, threshold, float(sigma), float(score_threshold), method)
@@ -360,9 +360,9 @@ def matrix_nms(
     if kernel == "gaussian" and not (np.isfinite(sigma) and sigma > 0):
         raise value_error("matrix_nms", "sigma", "a finite value > 0", repr(sigma))
     if d.select_backend("matrix_nms", backend, boxes, scores, idxs) == "torch":
-        b, s = _torch_floats("matrix_nms", {"boxes": boxes, "scores": scores})
-        classes = None if idxs is None else d.index_tensor("matrix_nms", "idxs", idxs, b.device)
-        return d.like(d.torch_implementation("boxes").matrix_nms(b, s, classes, kernel, float(sigma)), boxes)
+        tb, ts = _torch_floats("matrix_nms", {"boxes": boxes, "scores": scores})
+        tclasses = None if idxs is None else d.index_tensor("matrix_nms", "idxs", idxs, tb.device)
+        return d.like(d.torch_implementation("boxes").matrix_nms(tb, ts, tclasses, kernel, float(sigma)), boxes)
     b, s = _rust_floats("matrix_nms", {"boxes": boxes, "scores": scores})
     classes = None if idxs is None else d.index_array("matrix_nms", "idxs", idxs)
     return d.like(_core.matrix_nms(b, s, classes, kernel, float(sigma)), boxes)

@@ -149,6 +149,6 @@ def receptive_field(layers: Sequence[Sequence[PerAxis]] | torch.nn.Module) -> li
         return v[0] if uniform else tuple(v)
 
     return [
-        LayerReceptiveField(name, *(out(vs) for vs in per_axis), out(r), out(j), out(st))
-        for name, per_axis, r, j, st in rows
+        LayerReceptiveField(name, out(k), out(s), out(p), out(dl), out(r), out(j), out(st))
+        for name, (k, s, p, dl), r, j, st in rows
     ]

@@ -7,7 +7,7 @@ classes is first used (``ferrops.nn.SPPF``); ``import ferrops.nn`` works without
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from .pooling import PoolMode
@@ -41,7 +41,7 @@ def _build() -> dict[str, type]:
             pooling.spatial_pyramid_pool(torch.zeros(0, 1, 1, 1), self.levels, self.mode)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return pooling.spatial_pyramid_pool(x, self.levels, self.mode)
+            return cast(torch.Tensor, pooling.spatial_pyramid_pool(x, self.levels, self.mode))
 
         def extra_repr(self) -> str:
             return f"levels={self.levels}, mode={self.mode!r}"
@@ -60,7 +60,7 @@ def _build() -> dict[str, type]:
             pooling.sppf(torch.zeros(0, 1, 1, 1), kernel_size)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return pooling.sppf(x, self.kernel_size)
+            return cast(torch.Tensor, pooling.sppf(x, self.kernel_size))
 
         def extra_repr(self) -> str:
             return f"kernel_size={self.kernel_size}"

@@ -17,7 +17,7 @@ average pooling spreads it evenly over the bin. Gradients are first order only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -121,7 +121,7 @@ def _back(result: np.ndarray, x: ArrayLike) -> Array:
     low = _low_precision(x)
     if low is None:
         return out
-    return out.to(low) if d.is_tensor(out) else out.astype(low)
+    return out.to(low) if d.is_tensor(out) else out.astype(low)  # type: ignore[arg-type]
 
 
 def _needs_grad(x: ArrayLike) -> bool:
@@ -289,7 +289,7 @@ def adaptive_avg_pool2d(
     Returns:
         Tensor[N, C, OH, OW] | ndarray[N, C, OH, OW]: each bin's mean.
     """
-    return _adaptive("adaptive_avg_pool2d", input, output_size, "avg", backend)
+    return cast(Array, _adaptive("adaptive_avg_pool2d", input, output_size, "avg", backend))
 
 
 def spatial_pyramid_pool(

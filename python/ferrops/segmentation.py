@@ -136,9 +136,9 @@ def confusion_matrix(
         raise value_error(f, "pred", f"the shape of target {list(d.shape_of(target))}", list(d.shape_of(pred)))
     if d.select_backend(f, backend, target, pred) == "torch":
         device = d.device_of(target, pred)
-        t = _label_tensor(f, "target", target, device)
-        p = _label_tensor(f, "pred", pred, device)
-        cm = d.torch_implementation("segmentation").confusion_matrix(t, p, c, ignore)
+        tt = _label_tensor(f, "target", target, device)
+        tp = _label_tensor(f, "pred", pred, device)
+        cm = d.torch_implementation("segmentation").confusion_matrix(tt, tp, c, ignore)
         return d.like(cm, target if d.is_tensor(target) else pred)
     t = _label_array(f, "target", target)
     p = _label_array(f, "pred", pred)
