@@ -31,8 +31,15 @@ def bench_params(cases: list[Case]) -> list[Any]:
     return params
 
 
-def run_side(benchmark: Any, case: Case, side: str) -> None:
+def run_side(benchmark: Any, case: Case, side: str, tolerance: float | None = None) -> Any:
+    """Times one side of ``case`` (group = the case) and returns its result. With a
+    ``tolerance``, ferrops' result must be within it of the peer's, when the peer
+    is installed: the default run calls each case once, so a wrong result fails CI."""
     benchmark.group = f"{case.kernel} {case.size}"
     benchmark.extra_info["peer"] = case.peer_name
     fn = case.ferrops if side == "ferrops" else case.peer
-    benchmark(fn)
+    result = benchmark(fn)
+    if side == "ferrops" and tolerance is not None and case.peer is not None:
+        difference = case.difference(result, case.peer())
+        assert difference <= tolerance, f"{case.kernel} {case.size}: differs from {case.peer_name} by {difference}"
+    return result

@@ -10,23 +10,12 @@ import pytest
 
 pytest.importorskip("torch")
 
+from benches.support import bench_params, run_side  # noqa: E402
 from ferrops._bench import attention  # noqa: E402
 
-CASES = {f"{c.kernel} {c.size}": c for c in attention.cases(quick=True, small=True)}
+CASES = list(attention.cases(quick=True, small=True))
 
 
-@pytest.fixture(params=list(CASES), scope="module")
-def case(request):
-    return CASES[request.param]
-
-
-def test_ferrops(benchmark, case):
-    benchmark.group = f"{case.kernel} {case.size}"
-    ours = benchmark(case.ferrops)
-    tolerance = 0.05 if "bf16" in case.size else 1e-3
-    assert case.difference(ours, case.peer()) < tolerance
-
-
-def test_peer(benchmark, case):
-    benchmark.group = f"{case.kernel} {case.size}"
-    benchmark(case.peer)
+@pytest.mark.parametrize("case, side", bench_params(CASES))
+def test_attention(benchmark, case, side):
+    run_side(benchmark, case, side, tolerance=0.05 if "bf16" in case.size else 1e-3)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from benches.support import bench_params, run_side
 
+from benches.support import bench_params, run_side
 from ferrops._bench import boxes
 
 CASES = list(boxes.cases(quick=True))

@@ -3,6 +3,7 @@ loadRes, evaluate, accumulate, summarize) of ferrops and each installed peer.
 
 CI runs it on 300 images (pycocotools needs tens of seconds on the 5,000-image
 set); ``ferrops bench detection`` runs the full size and reports peak memory.
+Every case times the same ferrops pipeline, so ferrops is timed once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benches.support import run_side
 from ferrops._bench import detection
 
 CI_IMAGES = 300
@@ -21,8 +23,7 @@ def cases():
 
 
 def test_ferrops(benchmark, cases):
-    benchmark.group = "coco-pipeline"
-    stats = benchmark(next(iter(cases.values())).ferrops)
+    stats = run_side(benchmark, next(iter(cases.values())), "ferrops")
     assert stats.shape == (12,)
 
 
@@ -31,8 +32,7 @@ def test_peer(benchmark, cases, peer):
     case = cases[peer]
     if case.peer is None:
         pytest.skip(f"{peer} is not installed")
-    benchmark.group = "coco-pipeline"
-    theirs = benchmark(case.peer)
+    theirs = run_side(benchmark, case, "peer")
     ours = case.ferrops()
     # pycocotools is the reference, bit for bit; faster-coco-eval differs in the last bits.
     if peer == "pycocotools":

@@ -6,21 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from benches.support import bench_params, run_side
 from ferrops._bench import pooling
 
 CASES = list(pooling.cases(quick=True, small=True))
-IDS = [f"{c.kernel}-{c.peer_name}".replace(" ", "_") for c in CASES]
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_ferrops(benchmark, case):
-    benchmark.group = f"pooling {case.kernel} {case.size}"
-    result = benchmark(case.ferrops)
-    if case.peer is not None:
-        assert case.difference(result, case.peer()) < 1e-4
-
-
-@pytest.mark.parametrize("case", [c for c in CASES if c.peer is not None], ids=[i for c, i in zip(CASES, IDS) if c.peer])
-def test_peer(benchmark, case):
-    benchmark.group = f"pooling {case.kernel} {case.size}"
-    benchmark(case.peer)
+@pytest.mark.parametrize("case, side", bench_params(CASES))
+def test_pooling(benchmark, case, side):
+    run_side(benchmark, case, side, tolerance=1e-4)

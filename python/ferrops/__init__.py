@@ -7,7 +7,7 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
-from . import _core, _dispatch, attention, boxes, coco, detection, mdp, nn, pooling, segmentation
+from . import _core, _dispatch, attention, boxes, coco, detection, layers, mdp, nn, pooling, segmentation
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
     batched_nms,
@@ -24,12 +24,11 @@ from .boxes import (
     nms,
     soft_nms,
 )
+from .layers import LayerReceptiveField, receptive_field
 from .segmentation import (
-    LayerReceptiveField,
     SegmentationMetric,
     all_reduce_confusion_matrix,
     confusion_matrix,
-    receptive_field,
     segmentation_metrics,
 )
 
@@ -78,6 +77,7 @@ __all__ = [
     *boxes.__all__,
     "mdp",
     *segmentation.__all__,
+    *layers.__all__,
     *pooling.__all__,
     *detection.__all__,
 ]

@@ -24,9 +24,25 @@ import importlib
 import numbers
 import sys
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
+
+from ._errors import describe, type_error, value_error
+
+if TYPE_CHECKING:
+    import torch
+    from typing_extensions import TypeIs
+
+    #: What the public functions take: anything ``numpy.asarray`` accepts, or a tensor.
+    ArrayLike: TypeAlias = npt.ArrayLike | torch.Tensor
+    #: What they return: the input's kind.
+    Array: TypeAlias = np.ndarray | torch.Tensor
+else:
+    # torch is optional: at run time the aliases only name the NumPy side.
+    ArrayLike = npt.ArrayLike
+    Array = np.ndarray
 
 Backend = Literal["auto", "rust", "torch"]
 _BACKENDS = ("auto", "rust", "torch")
@@ -37,7 +53,7 @@ def torch_module() -> Any:
     return sys.modules.get("torch")
 
 
-def is_tensor(x: object) -> bool:
+def is_tensor(x: object) -> TypeIs[torch.Tensor]:
     torch = torch_module()
     return torch is not None and isinstance(x, torch.Tensor)
 
@@ -54,7 +70,7 @@ def require_torch(function: str) -> Any:
 
 
 def select_backend(
-    function: str, backend: str, *inputs: object, rust_autograd: bool = False
+    function: str, backend: Backend, *inputs: object, rust_autograd: bool = False
 ) -> Literal["rust", "torch"]:
     """Which implementation runs ``function`` for these inputs.
 
@@ -63,9 +79,7 @@ def select_backend(
     PyTorch implementation so that autograd keeps working.
     """
     if backend not in _BACKENDS:
-        raise ValueError(
-            f"{function}(): argument 'backend': expected one of 'auto', 'rust', 'torch', got {backend!r}"
-        )
+        raise value_error(function, "backend", "one of 'auto', 'rust', 'torch'", repr(backend))
     tensors = [x for x in inputs if is_tensor(x)]
     devices = {t.device for t in tensors}
     if len(devices) > 1:
@@ -86,11 +100,6 @@ def select_backend(
     return "rust"
 
 
-def _describe(x: object) -> str:
-    dtype = getattr(x, "dtype", None)
-    return f"{type(x).__name__} of dtype {dtype}" if dtype is not None else type(x).__name__
-
-
 #: The range of the 64-bit ints that kernels take.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -101,12 +110,13 @@ def check_int(function: str, argument: str, value: object, minimum: int, expecte
     refused; an int outside 64 bits would otherwise surface as an OverflowError
     from the binding."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{function}(): argument '{argument}': expected an int, got {_describe(value)}")
-    if INT64_MIN < minimum and value < minimum:
-        raise ValueError(f"{function}(): argument '{argument}': expected {expected}, got {value}")
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(f"{function}(): argument '{argument}': expected {expected} that fits in 64 bits, got {value}")
-    return int(value)
+        raise type_error(function, argument, "an int", describe(value))
+    v = int(value)
+    if INT64_MIN < minimum and v < minimum:
+        raise value_error(function, argument, expected, value)
+    if not INT64_MIN <= v <= INT64_MAX:
+        raise value_error(function, argument, f"{expected} that fits in 64 bits", value)
+    return v
 
 
 def float_array(function: str, argument: str, x: object) -> np.ndarray:
@@ -116,16 +126,16 @@ def float_array(function: str, argument: str, x: object) -> np.ndarray:
         torch = torch_module()
         t = x.detach()
         if t.is_complex():
-            raise TypeError(f"{function}(): argument '{argument}': expected real numbers, got {_describe(x)}")
+            raise type_error(function, argument, "real numbers", describe(x))
         if t.dtype not in (torch.float32, torch.float64):
             t = t.to(torch.float32)
         return t.cpu().numpy()
     try:
         a = np.asarray(x)
     except (ValueError, TypeError) as exc:
-        raise TypeError(f"{function}(): argument '{argument}': expected an array of numbers, got {_describe(x)}") from exc
+        raise type_error(function, argument, "an array of numbers", describe(x)) from exc
     if a.dtype.kind not in "fiub":
-        raise TypeError(f"{function}(): argument '{argument}': expected real numbers, got {_describe(a)}")
+        raise type_error(function, argument, "real numbers", describe(a))
     if a.dtype not in (np.float32, np.float64):
         a = a.astype(np.float32)
     return a
@@ -137,12 +147,24 @@ def index_array(function: str, argument: str, x: object) -> np.ndarray:
         torch = torch_module()
         t = x.detach()
         if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"{function}(): argument '{argument}': expected integers, got {_describe(x)}")
+            raise type_error(function, argument, "integers", describe(x))
         return np.ascontiguousarray(t.cpu().numpy(), dtype=np.int64)
     a = np.asarray(x)
     if a.dtype.kind not in "iu":
-        raise TypeError(f"{function}(): argument '{argument}': expected integers, got {_describe(a)}")
+        raise type_error(function, argument, "integers", describe(a))
     return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def kernel_array(function: str, argument: str, x: object) -> np.ndarray:
+    """``x`` as the C-contiguous float32/float64 array a Rust kernel reads (the
+    dtype rule above; no copy when it already is one)."""
+    a = float_array(function, argument, x)
+    return contiguous(a, a.dtype)
+
+
+def shape_of(x: object) -> tuple[int, ...]:
+    """The shape of an array, tensor or nested sequence, without converting it."""
+    return tuple(getattr(x, "shape", np.shape(cast("npt.ArrayLike", x))))
 
 
 def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -160,7 +182,7 @@ def float_tensor(function: str, argument: str, x: object, device: Any = None) ->
     torch = torch_module()
     if is_tensor(x):
         if x.is_complex():
-            raise TypeError(f"{function}(): argument '{argument}': expected real numbers, got {_describe(x)}")
+            raise type_error(function, argument, "real numbers", describe(x))
         t = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
     else:
         t = torch.from_numpy(np.ascontiguousarray(float_array(function, argument, x)))
@@ -171,7 +193,7 @@ def index_tensor(function: str, argument: str, x: object, device: Any = None) ->
     torch = torch_module()
     if is_tensor(x):
         if x.dtype.is_floating_point or x.is_complex() or x.dtype == torch.bool:
-            raise TypeError(f"{function}(): argument '{argument}': expected integers, got {_describe(x)}")
+            raise type_error(function, argument, "integers", describe(x))
         t = x.to(torch.int64)
     else:
         t = torch.from_numpy(index_array(function, argument, x))
@@ -218,17 +240,17 @@ def like(result: Any, reference: object) -> Any:
 
 def check_matrix(function: str, argument: str, x: object, width: int) -> None:
     """Raises unless ``x`` has shape ``[N, width]``."""
-    shape = tuple(getattr(x, "shape", np.shape(x)))
+    shape = shape_of(x)
     if len(shape) != 2 or shape[1] != width:
-        raise ValueError(f"{function}(): argument '{argument}': expected shape [N, {width}], got {list(shape)}")
+        raise value_error(function, argument, f"shape [N, {width}]", list(shape))
 
 
 def check_vector(function: str, argument: str, x: object, length: int | None = None) -> None:
     """Raises unless ``x`` is 1-D (of ``length`` when given)."""
-    shape = tuple(getattr(x, "shape", np.shape(x)))
+    shape = shape_of(x)
     if len(shape) != 1 or (length is not None and shape[0] != length):
         want = f"[{length}]" if length is not None else "[N]"
-        raise ValueError(f"{function}(): argument '{argument}': expected shape {want}, got {list(shape)}")
+        raise value_error(function, argument, f"shape {want}", list(shape))
 
 
 def check_unit_interval(function: str, argument: str, value: float) -> float:
@@ -236,7 +258,7 @@ def check_unit_interval(function: str, argument: str, value: float) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{function}(): argument '{argument}': expected a number, got {_describe(value)}") from exc
+        raise type_error(function, argument, "a number", describe(value)) from exc
     if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{function}(): argument '{argument}': expected a value in [0, 1], got {value!r}")
+        raise value_error(function, argument, "a value in [0, 1]", repr(value))
     return v

@@ -98,6 +98,7 @@ def dense(
         outs.append(o)
         if want_lse:
             lses.append((shift + torch.log(total)).squeeze(-1))
+    lse: torch.Tensor | None
     if L == 0:
         out = q.new_zeros(B, Hq, 0, v.shape[-1], dtype=compute)
         lse = q.new_zeros(B, Hq, 0, dtype=compute)
@@ -146,7 +147,7 @@ def flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[i
         o, lse = flash(q[None, qs], k[None, ks], v[None, ks], scale=scale, window=window, softcap=softcap,
                        alibi_slopes=slopes, want_lse=want_lse)
         outs.append(o[0])
-        if want_lse:
+        if lse is not None:
             lses.append(lse[0])
     compute = torch.float64 if q.dtype == torch.float64 else torch.float32
     out = torch.cat(outs, dim=0) if outs else q.new_zeros(0, q.shape[1], v.shape[-1])

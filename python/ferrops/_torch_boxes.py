@@ -5,8 +5,14 @@ operation is, and checked by the same spec tests as the Rust kernels."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
+
+from ._errors import value_error
+
+if TYPE_CHECKING:
+    from .boxes import BoxFormat, IouKind, MatrixNmsKernel, Reduction, SoftNmsMethod
 
 _EPS = 1e-7
 
@@ -17,9 +23,8 @@ def check_xyxy(function: str, argument: str, boxes: torch.Tensor) -> None:
     if bool(bad.any()):
         i = int(torch.nonzero(bad)[0, 0])
         values = ", ".join(f"{v:g}" for v in boxes[i].tolist())
-        raise ValueError(
-            f"{function}(): argument '{argument}': expected finite (x1, y1, x2, y2) boxes with "
-            f"x1 <= x2 and y1 <= y2, got box {i} = [{values}]"
+        raise value_error(
+            function, argument, "finite (x1, y1, x2, y2) boxes with x1 <= x2 and y1 <= y2", f"box {i} = [{values}]"
         )
 
 
@@ -27,7 +32,7 @@ def check_scores(function: str, scores: torch.Tensor) -> None:
     bad = ~torch.isfinite(scores)
     if bool(bad.any()):
         i = int(torch.nonzero(bad)[0, 0])
-        raise ValueError(f"{function}(): argument 'scores': expected finite scores, got scores[{i}] = {scores[i].item()}")
+        raise value_error(function, "scores", "finite scores", f"scores[{i}] = {scores[i].item()}")
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -35,10 +40,10 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
-def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
+def box_convert(boxes: torch.Tensor, in_fmt: BoxFormat, out_fmt: BoxFormat) -> torch.Tensor:
     if not bool(torch.isfinite(boxes).all()):
         i = int(torch.nonzero(~torch.isfinite(boxes).all(dim=1))[0, 0])
-        raise ValueError(f"box_convert(): argument 'boxes': expected finite box coordinates, got box {i}")
+        raise value_error("box_convert", "boxes", "finite box coordinates", f"box {i}")
     a, b, c, e = boxes.unbind(dim=1)
     if in_fmt == "xywh":
         a, b, c, e = a, b, a + c, b + e
@@ -81,7 +86,7 @@ def _aspect_term(b1: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
     return (4.0 / math.pi**2) * d * d
 
 
-def pairwise(function: str, kind: str, b1: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+def pairwise(function: str, kind: IouKind, b1: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
     check_xyxy(function, "boxes1", b1)
     check_xyxy(function, "boxes2", b2)
     inter, union, ew, eh, e1, e2 = _inter_union(b1, b2, pairwise=True)
@@ -99,11 +104,11 @@ def pairwise(function: str, kind: str, b1: torch.Tensor, b2: torch.Tensor) -> to
     return diou - alpha * v
 
 
-def box_loss(function: str, kind: str, b1: torch.Tensor, b2: torch.Tensor, reduction: str, eps: float) -> torch.Tensor:
+def box_loss(
+    function: str, kind: IouKind, b1: torch.Tensor, b2: torch.Tensor, reduction: Reduction, eps: float
+) -> torch.Tensor:
     check_xyxy(function, "boxes1", b1)
     check_xyxy(function, "boxes2", b2)
-    if not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"{function}(): argument 'eps': expected a finite value >= 0, got {eps}")
     inter, union, ew, eh, _, _ = _inter_union(b1, b2, pairwise=False)
     iou = inter / (union + eps)
     if kind == "giou":
@@ -174,7 +179,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, t
 
 
 def soft_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, threshold: float, sigma: float, score_threshold: float, method: str
+    boxes: torch.Tensor, scores: torch.Tensor, threshold: float, sigma: float, score_threshold: float, method: SoftNmsMethod
 ) -> tuple[torch.Tensor, torch.Tensor]:
     check_xyxy("soft_nms", "boxes", boxes)
     check_scores("soft_nms", scores)
@@ -202,7 +207,7 @@ def soft_nms(
 
 
 def matrix_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor | None, kernel: str, sigma: float
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor | None, kernel: MatrixNmsKernel, sigma: float
 ) -> torch.Tensor:
     check_xyxy("matrix_nms", "boxes", boxes)
     check_scores("matrix_nms", scores)

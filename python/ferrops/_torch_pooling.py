@@ -5,12 +5,17 @@ forward and backward for CPU tensors that need gradients."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+from . import _dispatch as d
+from ._errors import value_error
+
+if TYPE_CHECKING:
+    from .pooling import PoolMode, _RustOp
 
 
 def max_pool2d(x: torch.Tensor, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int]) -> torch.Tensor:
@@ -25,30 +30,34 @@ def sppf(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat([x, y1, y2, y3], dim=1)
 
 
-def adaptive_pool2d(x: torch.Tensor, size: tuple[int, int], mode: str, return_indices: bool = False) -> Any:
+def adaptive_pool2d(
+    x: torch.Tensor, size: tuple[int, int], mode: PoolMode, return_indices: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    if mode == "max" and return_indices:
+        return F.adaptive_max_pool2d(x, size, return_indices=True)
     if mode == "max":
-        return F.adaptive_max_pool2d(x, size, return_indices=return_indices)
+        return F.adaptive_max_pool2d(x, size)
     return F.adaptive_avg_pool2d(x, size)
 
 
-def spatial_pyramid_pool(x: torch.Tensor, levels: list[int], mode: str) -> torch.Tensor:
+def spatial_pyramid_pool(x: torch.Tensor, levels: list[int], mode: PoolMode) -> torch.Tensor:
     """POOL-SPP: each level pooled to n x n adaptive bins, flattened channel-major."""
     n, c = x.shape[:2]
-    return torch.cat([adaptive_pool2d(x, (lv, lv), mode).reshape(n, c * lv * lv) for lv in levels], dim=1)
+    pool = F.adaptive_max_pool2d if mode == "max" else F.adaptive_avg_pool2d
+    return torch.cat([pool(x, (lv, lv)).reshape(n, c * lv * lv) for lv in levels], dim=1)
 
 
 def _check_rois(function: str, rois: torch.Tensor, batch: int) -> None:
     if rois.numel() == 0:
         return
     if not bool(torch.isfinite(rois).all()):
-        raise ValueError(f"{function}(): argument 'boxes': expected finite values, got a non-finite box")
+        raise value_error(function, "boxes", "finite values", "a non-finite box")
     idx = rois[:, 0]
     bad = (idx < 0) | (idx >= batch) | (idx != idx.floor())
     if bool(bad.any()):
         k = int(torch.nonzero(bad)[0, 0])
-        raise ValueError(
-            f"{function}(): argument 'boxes': expected batch indices that are integers in [0, {batch}), "
-            f"got {idx[k].item()} in box {k}"
+        raise value_error(
+            function, "boxes", f"batch indices that are integers in [0, {batch})", f"{idx[k].item()} in box {k}"
         )
 
 
@@ -72,23 +81,15 @@ def roi_align(
     return _torchvision("roi_align").roi_align(x, rois, size, scale, ratio if ratio > 0 else -1, aligned)
 
 
-def _numpy(t: torch.Tensor, dtype: np.dtype | None = None) -> np.ndarray:
-    """A CPU tensor as a contiguous float32/float64 array (low precision upcast)."""
-    t = t.detach()
-    if dtype is None:
-        dtype = np.dtype(np.float64) if t.dtype == torch.float64 else np.dtype(np.float32)
-    return np.ascontiguousarray(t.to(torch.float64 if dtype == np.float64 else torch.float32).cpu().numpy())
-
-
 class _RustFunction(torch.autograd.Function):
     """Forward and backward in Rust; ``op`` is a ``pooling._RustOp`` (``function``
     names the public function, for autograd's graph printouts)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, function: str, op: Any) -> torch.Tensor:
-        a = _numpy(x)
+    def forward(ctx: Any, x: torch.Tensor, function: str, op: _RustOp) -> torch.Tensor:
+        a = d.kernel_array(function, "input", x)
         out, op.saved = op.forward(a)
-        ctx.op = op
+        ctx.op, ctx.function = op, function
         ctx.save_for_backward(x)
         return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
 
@@ -96,11 +97,11 @@ class _RustFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None]:
         (x,) = ctx.saved_tensors
-        a = _numpy(x)
-        g = _numpy(grad, a.dtype)
+        a = d.kernel_array(ctx.function, "input", x)
+        g = d.contiguous(d.float_array(ctx.function, "grad", grad), a.dtype)
         grad_x = ctx.op.backward(a, ctx.op.saved, g)
         return torch.from_numpy(grad_x).to(device=x.device, dtype=x.dtype), None, None
 
 
-def rust_autograd(function: str, x: torch.Tensor, op: Any) -> torch.Tensor:
+def rust_autograd(function: str, x: torch.Tensor, op: _RustOp) -> torch.Tensor:
     return _RustFunction.apply(x, function, op)

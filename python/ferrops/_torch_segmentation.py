@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import torch
 
+from ._errors import type_error, value_error
+
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
     c = num_classes
     if c * c + 1 > 2**62:  # the flat bin index t * C + p must stay an int64
-        raise ValueError(
-            "confusion_matrix(): argument 'num_classes': expected a class count whose [C, C] int64 matrix "
-            f"fits in memory, got {c}"
-        )
+        raise value_error("confusion_matrix", "num_classes", "a class count whose [C, C] int64 matrix fits in memory", c)
     t_raw, p_raw = target.reshape(-1), pred.reshape(-1)
     t, p = t_raw.long(), p_raw.long()
     # uint64 labels above int64's range wrap to negative values: still out of range.
@@ -26,13 +25,8 @@ def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int,
         i = int(torch.nonzero(bad)[0, 0])
         if bool(bad_target[i]):
             expected = f"class labels in [0, {c})" + (f" or ignore_index={ignore_index}" if ignore_index is not None else "")
-            raise ValueError(
-                f"confusion_matrix(): argument 'target': expected {expected}, got {t_raw[i].item()} at flat index {i}"
-            )
-        raise ValueError(
-            f"confusion_matrix(): argument 'pred': expected class labels in [0, {c}) where the target is not "
-            f"ignored, got {p_raw[i].item()} at flat index {i}"
-        )
+            raise value_error("confusion_matrix", "target", expected, f"{t_raw[i].item()} at flat index {i}")
+        raise value_error("confusion_matrix", "pred", f"class labels in [0, {c}) where the target is not ignored", f"{p_raw[i].item()} at flat index {i}")
     # Ignored pixels go to one extra bin, dropped after counting (no boolean
     # indexing, so no data-dependent shape and no device sync).
     key = torch.where(kept, t * c + p, torch.full_like(t, c * c))
@@ -46,7 +40,7 @@ def _nan_mean(values: torch.Tensor) -> torch.Tensor:
 
 def segmentation_metrics(cm: torch.Tensor) -> dict[str, torch.Tensor]:
     if cm.is_complex():
-        raise TypeError(f"segmentation_metrics(): argument 'cm': expected real counts, got Tensor of dtype {cm.dtype}")
+        raise type_error("segmentation_metrics", "cm", "real counts", f"Tensor of dtype {cm.dtype}")
     m = cm.detach().to(torch.float64)
     if not bool((torch.isfinite(m) & (m >= 0)).all()):
         raise ValueError("segmentation_metrics(): argument 'cm': expected finite, non-negative counts")

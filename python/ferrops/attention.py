@@ -23,63 +23,46 @@ forward pass. CUDA tensors run a PyTorch implementation on their device.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _core
 from . import _dispatch as d
+from ._dispatch import Array, ArrayLike, Backend
+from ._errors import type_error, value_error
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["scaled_dot_product_attention", "flash_attn_func", "flash_attn_varlen_func"]
 
 _FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
 
 
-def _torch_impl() -> Any:
-    from . import _torch_attention
-
-    return _torch_attention
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
-
-
-def _dtype_name(x: Any) -> str:
+def _dtype_name(x: ArrayLike) -> str:
     return str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).replace("torch.", "")
 
 
-def _check_float_inputs(function: str, named: dict[str, Any]) -> str:
+def _check_float_inputs(function: str, named: Mapping[str, ArrayLike]) -> str:
     """All of query/key/value of one float dtype; returns its name."""
     names = {n: _dtype_name(x) for n, x in named.items()}
     for n, dt in names.items():
         if dt not in _FLOAT_NAMES:
-            raise TypeError(f"{function}(): argument '{n}': expected a float16, bfloat16, float32 or float64 "
-                            f"array or tensor, got dtype {dt}")
+            raise type_error(function, n, "a float16, bfloat16, float32 or float64 array or tensor", f"dtype {dt}")
     if len(set(names.values())) > 1:
         got = ", ".join(f"{n} {dt}" for n, dt in names.items())
         raise TypeError(f"{function}(): expected query, key and value of one dtype, got {got}")
     return next(iter(names.values()))
 
 
-def _as_inputs(named: dict[str, Any]) -> dict[str, Any]:
+def _as_inputs(named: dict[str, ArrayLike]) -> dict[str, Array]:
     """NumPy inputs stay arrays (anything array-like becomes one); tensors stay tensors."""
     return {n: x if d.is_tensor(x) else np.asarray(x) for n, x in named.items()}
 
 
-def _compute_array(x: Any) -> np.ndarray:
-    """C-contiguous float32/float64 host array (bfloat16/float16 are upcast)."""
-    if d.is_tensor(x):
-        torch = d.torch_module()
-        t = x.detach()
-        if t.dtype not in (torch.float32, torch.float64):
-            t = t.to(torch.float32)
-        return np.ascontiguousarray(t.cpu().numpy())
-    a = np.asarray(x)
-    return np.ascontiguousarray(a if a.dtype in (np.float32, np.float64) else a.astype(np.float32))
-
-
-def _check_finite(function: str, **tensors: Any) -> None:
+def _check_finite(function: str, **tensors: torch.Tensor) -> None:
     """The Rust path's rule on the PyTorch path too: non-finite query, key or value
     raise instead of turning into NaN output."""
     torch = d.torch_module()
@@ -87,12 +70,10 @@ def _check_finite(function: str, **tensors: Any) -> None:
         bad = ~torch.isfinite(t.reshape(-1))
         if bool(bad.any()):
             i = int(torch.nonzero(bad)[0, 0])
-            raise ValueError(
-                f"{function}(): argument '{name}': expected finite values, got {name}[{i}] = {t.reshape(-1)[i].item()}"
-            )
+            raise value_error(function, name, "finite values", f"{name}[{i}] = {t.reshape(-1)[i].item()}")
 
 
-def _host_tensor(x: Any) -> Any:
+def _host_tensor(x: ArrayLike) -> torch.Tensor:
     """A tensor of ``x`` (NumPy arrays shared when writable; torch cannot share read-only memory)."""
     if d.is_tensor(x):
         return x
@@ -101,7 +82,7 @@ def _host_tensor(x: Any) -> Any:
     return torch.from_numpy(np.ascontiguousarray(a) if a.flags.writeable else a.copy())
 
 
-def _result(values: np.ndarray, reference: Any) -> Any:
+def _result(values: np.ndarray, reference: Array) -> Array:
     """``values`` in the kind, dtype and device of ``reference``."""
     if d.is_tensor(reference):
         torch = d.torch_module()
@@ -109,7 +90,7 @@ def _result(values: np.ndarray, reference: Any) -> Any:
     return values.astype(reference.dtype, copy=False)
 
 
-def _lse_result(values: np.ndarray, reference: Any) -> Any:
+def _lse_result(values: np.ndarray, reference: Array) -> Array:
     """The log-sum-exp: float32 (float64 for float64 inputs), of the reference's kind."""
     if d.is_tensor(reference):
         torch = d.torch_module()
@@ -117,48 +98,51 @@ def _lse_result(values: np.ndarray, reference: Any) -> Any:
     return values
 
 
-def _check_scale(function: str, name: str, value: Any, head_dim: int) -> float:
+def _check_scale(function: str, name: str, value: object, head_dim: int) -> float:
     if value is None:
         return 1.0 / math.sqrt(head_dim) if head_dim > 0 else 1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{function}(): argument '{name}': expected a float or None, got {type(value).__name__}")
+        raise type_error(function, name, "a float or None", type(value).__name__)
     if not math.isfinite(value):
-        raise ValueError(f"{function}(): argument '{name}': expected a finite number, got {value!r}")
+        raise value_error(function, name, "a finite number", repr(value))
     return float(value)
 
 
-def _check_window(function: str, window_size: Any) -> tuple[int | None, int | None]:
-    ok = isinstance(window_size, (tuple, list)) and len(window_size) == 2 and all(
-        isinstance(w, (int, np.integer)) and not isinstance(w, bool) for w in window_size)
-    if not ok or any(w < -1 for w in window_size):
-        raise ValueError(f"{function}(): argument 'window_size': expected a pair (left, right) of ints >= -1 "
-                         f"(-1 = unbounded), got {window_size!r}")
-    return tuple(None if w == -1 else int(w) for w in window_size)  # type: ignore[return-value]
+def _check_window(function: str, window_size: object) -> tuple[int | None, int | None]:
+    if not (
+        isinstance(window_size, (tuple, list))
+        and len(window_size) == 2
+        and all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= -1 for w in window_size)
+    ):
+        raise value_error(function, "window_size", "a pair (left, right) of ints >= -1 (-1 = unbounded)", repr(window_size))
+    left, right = window_size
+    return None if left == -1 else int(left), None if right == -1 else int(right)
 
 
-def _check_softcap(function: str, softcap: Any) -> float:
+def _check_softcap(function: str, softcap: object) -> float:
     if isinstance(softcap, bool) or not isinstance(softcap, (int, float)):
-        raise TypeError(f"{function}(): argument 'softcap': expected a float, got {type(softcap).__name__}")
+        raise type_error(function, "softcap", "a float", type(softcap).__name__)
     if not (math.isfinite(softcap) and softcap >= 0):
-        raise ValueError(f"{function}(): argument 'softcap': expected a finite number >= 0, got {softcap!r}")
+        raise value_error(function, "softcap", "a finite number >= 0", repr(softcap))
     return float(softcap)
 
 
-def _slopes(function: str, alibi_slopes: Any, batch: int, heads: int) -> np.ndarray | None:
+def _slopes(function: str, alibi_slopes: ArrayLike | None, batch: int, heads: int) -> np.ndarray | None:
     """ALiBi slopes as float64 ``[batch * heads]`` (``[heads]`` broadcast), or None."""
     if alibi_slopes is None:
         return None
-    shape = _shape(alibi_slopes)
+    shape = d.shape_of(alibi_slopes)
     if shape not in ((heads,), (batch, heads)):
-        raise ValueError(f"{function}(): argument 'alibi_slopes': expected shape [{heads}] or [{batch}, {heads}], "
-                         f"got {list(shape)}")
+        raise value_error(function, "alibi_slopes", f"shape [{heads}] or [{batch}, {heads}]", list(shape))
     a = d.float_array(function, "alibi_slopes", alibi_slopes).astype(np.float64)
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{function}(): argument 'alibi_slopes': expected finite slopes, got {a.ravel().tolist()}")
+        raise value_error(function, "alibi_slopes", "finite slopes", a.ravel().tolist())
     return np.broadcast_to(a, (batch, heads)).reshape(-1).copy()
 
 
-def _options(function: str, layout: str, heads_q: int, heads_kv: int, dim_qk: int, dim_v: int, **kw: Any) -> dict:
+def _options(
+    function: str, layout: str, heads_q: int, heads_kv: int, dim_qk: int, dim_v: int, **kw: Any
+) -> dict[str, Any]:
     options = dict(
         function=function, layout=layout, heads_q=heads_q, heads_kv=heads_kv, dim_qk=dim_qk, dim_v=dim_v,
         dense=None, cu_seqlens_q=None, cu_seqlens_k=None, scale=1.0, bottom_right=True, window_left=None,
@@ -169,25 +153,24 @@ def _options(function: str, layout: str, heads_q: int, heads_kv: int, dim_qk: in
     return options
 
 
-def _mask_options(function: str, attn_mask: Any, full: tuple[int, ...], compute: np.dtype) -> dict:
+def _mask_options(function: str, attn_mask: ArrayLike, full: tuple[int, ...], compute: np.dtype) -> dict[str, Any]:
     """The mask as a contiguous array plus per-(batch, head) offsets and strides of
     its broadcast to ``full = (*batch, H, L, S)`` (no copy of the broadcast)."""
     if d.is_tensor(attn_mask):
         torch = d.torch_module()
         t = attn_mask.detach().cpu()
         if t.dtype != torch.bool and not t.dtype.is_floating_point:
-            raise TypeError(f"{function}(): argument 'attn_mask': expected a bool or float mask, got {t.dtype}")
+            raise type_error(function, "attn_mask", "a bool or float mask", t.dtype)
         m = t.numpy() if t.dtype == torch.bool else t.to(torch.float64).numpy()
     else:
         m = np.asarray(attn_mask)
         if m.dtype != np.bool_ and m.dtype.kind != "f":
-            raise TypeError(f"{function}(): argument 'attn_mask': expected a bool or float mask, got {m.dtype}")
+            raise type_error(function, "attn_mask", "a bool or float mask", m.dtype)
     m = np.ascontiguousarray(m if m.dtype == np.bool_ else m.astype(compute))
     try:
         view = np.broadcast_to(m, full)
     except ValueError:
-        raise ValueError(f"{function}(): argument 'attn_mask': expected a shape broadcastable to {list(full)}, "
-                         f"got {list(m.shape)}") from None
+        raise value_error(function, "attn_mask", f"a shape broadcastable to {list(full)}", list(m.shape)) from None
     strides = [s // m.itemsize for s in view.strides]
     lead = full[:-2]
     offsets = np.zeros(lead, dtype=np.uintp)
@@ -199,6 +182,15 @@ def _mask_options(function: str, attn_mask: Any, full: tuple[int, ...], compute:
                 mask_row_stride=strides[-2], mask_col_stride=strides[-1])
 
 
+def _kernel_arrays(
+    options: dict[str, Any], q: Array, k: Array, v: Array
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Query, key and value as the float32/float64 arrays the Rust kernels read
+    (float16 and bfloat16 upcast to float32)."""
+    function = options["function"]
+    return d.kernel_array(function, "query", q), d.kernel_array(function, "key", k), d.kernel_array(function, "value", v)
+
+
 _AUTOGRAD_FUNCTION: Any = None
 
 
@@ -208,12 +200,13 @@ def _autograd_function() -> Any:
     global _AUTOGRAD_FUNCTION
     if _AUTOGRAD_FUNCTION is None:
         torch = d.require_torch("attention")
+        function_base: Any = torch.autograd.Function
 
-        class RustAttention(torch.autograd.Function):
+        class RustAttention(function_base):
             @staticmethod
             def forward(ctx: Any, q: Any, k: Any, v: Any, options: dict) -> Any:
-                arrays = [_compute_array(x) for x in (q, k, v)]
-                out, lse = _core.attention_forward(*arrays, options)
+                arrays = _kernel_arrays(options, q, k, v)
+                out, lse = _core.attention_forward(arrays[0], arrays[1], arrays[2], options)
                 ctx.arrays, ctx.out, ctx.lse, ctx.options = arrays, out, lse, options
                 ctx.like = [(x.shape, x.dtype, x.device) for x in (q, k, v)]
                 result = torch.from_numpy(out).to(device=q.device, dtype=q.dtype)
@@ -223,10 +216,9 @@ def _autograd_function() -> Any:
 
             @staticmethod
             def backward(ctx: Any, grad_out: Any, _grad_lse: Any) -> Any:
-                g = _compute_array(grad_out)
-                if g.dtype != ctx.out.dtype:
-                    g = g.astype(ctx.out.dtype)
-                dq, dk, dv = _core.attention_backward(*ctx.arrays, ctx.out, ctx.lse, np.ascontiguousarray(g), ctx.options)
+                g = d.contiguous(d.float_array(ctx.options["function"], "grad", grad_out), ctx.out.dtype)
+                aq, ak, av = ctx.arrays
+                dq, dk, dv = _core.attention_backward(aq, ak, av, ctx.out, ctx.lse, g, ctx.options)
                 grads = [torch.from_numpy(gr).reshape(shape).to(device=device, dtype=dtype)
                          for gr, (shape, dtype, device) in zip((dq, dk, dv), ctx.like)]
                 return grads[0], grads[1], grads[2], None
@@ -235,7 +227,7 @@ def _autograd_function() -> Any:
     return _AUTOGRAD_FUNCTION
 
 
-def _run_rust(q: Any, k: Any, v: Any, options: dict) -> tuple[Any, np.ndarray]:
+def _run_rust(q: Array, k: Array, v: Array, options: dict[str, Any]) -> tuple[Array, np.ndarray]:
     """The Rust kernel on contiguous inputs in the given layout; returns the flat
     output in the query's kind and dtype, and the flat ``[Hq, total_q]`` lse."""
     torch = d.torch_module()
@@ -243,14 +235,15 @@ def _run_rust(q: Any, k: Any, v: Any, options: dict) -> tuple[Any, np.ndarray]:
     if tensors and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         out, lse = _autograd_function().apply(q, k, v, options)
         return out, lse.numpy()
-    if tensors and all(t.dtype == torch.bfloat16 for t in (q, k, v)):
+    if len(tensors) == 3 and all(t.dtype == torch.bfloat16 for t in tensors):
         # bfloat16 goes to Rust as its bits: the bfloat16 dot products read them
         # as they are, and widening in Rust, in parallel, costs less than
         # converting in torch first (more than a tenth of the kernel).
-        bits = [np.ascontiguousarray(t.detach().cpu().view(torch.int16).numpy()).view(np.uint16) for t in (q, k, v)]
-        out, lse = _core.attention_forward(*bits, options)
+        bq, bk, bv = (np.ascontiguousarray(t.detach().cpu().view(torch.int16).numpy()).view(np.uint16) for t in tensors)
+        out, lse = _core.attention_forward(bq, bk, bv, options)
         return torch.from_numpy(out.view(np.int16)).view(torch.bfloat16).to(q.device), lse
-    out, lse = _core.attention_forward(*(_compute_array(x) for x in (q, k, v)), options)
+    aq, ak, av = _kernel_arrays(options, q, k, v)
+    out, lse = _core.attention_forward(aq, ak, av, options)
     return _result(out, q), lse
 
 
@@ -259,17 +252,17 @@ def _run_rust(q: Any, k: Any, v: Any, options: dict) -> tuple[Any, np.ndarray]:
 
 
 def scaled_dot_product_attention(
-    query: Any,
-    key: Any,
-    value: Any,
-    attn_mask: Any = None,
+    query: ArrayLike,
+    key: ArrayLike,
+    value: ArrayLike,
+    attn_mask: ArrayLike | None = None,
     dropout_p: float = 0.0,
     is_causal: bool = False,
     scale: float | None = None,
     enable_gqa: bool = False,
     *,
-    backend: str = "auto",
-) -> Any:
+    backend: Backend = "auto",
+) -> Array:
     """``torch.nn.functional.scaled_dot_product_attention`` (ATT-REF, ATT-MASK,
     ATT-CAUSAL top-left, ATT-GQA).
 
@@ -293,43 +286,38 @@ def scaled_dot_product_attention(
     named = _as_inputs({"query": query, "key": key, "value": value})
     query, key, value = named["query"], named["key"], named["value"]
     _check_float_inputs(f, named)
-    qs, ks, vs = _shape(query), _shape(key), _shape(value)
+    qs, ks, vs = d.shape_of(query), d.shape_of(key), d.shape_of(value)
     for n, s in (("query", qs), ("key", ks), ("value", vs)):
         if len(s) < 3:
-            raise ValueError(f"{f}(): argument '{n}': expected at least 3 dimensions (..., H, L, E), got {list(s)}")
+            raise value_error(f, n, "at least 3 dimensions (..., H, L, E)", list(s))
     if ks[-1] != qs[-1]:
-        raise ValueError(f"{f}(): argument 'key': expected head dimension {qs[-1]} (the query's), got {ks[-1]}")
+        raise value_error(f, "key", f"head dimension {qs[-1]} (the query's)", ks[-1])
     if vs[:-1] != ks[:-1]:
-        raise ValueError(f"{f}(): argument 'value': expected shape [{', '.join(map(str, ks[:-1]))}, Ev] "
-                         f"(the key's but the last), got {list(vs)}")
+        raise value_error(f, "value", f"shape [{', '.join(map(str, ks[:-1]))}, Ev] (the key's but the last)", list(vs))
     if ks[:-3] != qs[:-3]:
-        raise ValueError(f"{f}(): argument 'key': expected batch dimensions {list(qs[:-3])} (the query's), "
-                         f"got {list(ks[:-3])}")
+        raise value_error(f, "key", f"batch dimensions {list(qs[:-3])} (the query's)", list(ks[:-3]))
     hq, hkv = qs[-3], ks[-3]
     if enable_gqa:
         if hkv == 0 or hq % hkv:
-            raise ValueError(f"{f}(): argument 'key': expected a number of heads dividing the query's {hq} "
-                             f"(enable_gqa), got {hkv}")
+            raise value_error(f, "key", f"a number of heads dividing the query's {hq} (enable_gqa)", hkv)
     elif hkv != hq:
-        raise ValueError(f"{f}(): argument 'key': expected {hq} heads (the query's; set enable_gqa for fewer), "
-                         f"got {hkv}")
+        raise value_error(f, "key", f"{hq} heads (the query's; set enable_gqa for fewer)", hkv)
     if not 0.0 <= float(dropout_p) <= 1.0:
-        raise ValueError(f"{f}(): argument 'dropout_p': expected a value in [0, 1], got {dropout_p!r}")
+        raise value_error(f, "dropout_p", "a value in [0, 1]", repr(dropout_p))
     if is_causal and attn_mask is not None:
         raise ValueError(f"{f}(): expected attn_mask=None with is_causal=True (torch's rule), got a mask")
     scale = _check_scale(f, "scale", scale, qs[-1])
     L, S = qs[-2], ks[-2]
     full = (*qs[:-3], hq, L, S)
     if attn_mask is not None:
-        mshape = _shape(attn_mask)
+        mshape = d.shape_of(attn_mask)
         try:
             np.broadcast_shapes(mshape, full)
             ok = len(mshape) <= len(full) and np.broadcast_shapes(mshape, full) == full
         except ValueError:
             ok = False
         if not ok:
-            raise ValueError(f"{f}(): argument 'attn_mask': expected a shape broadcastable to {list(full)}, "
-                             f"got {list(mshape)}")
+            raise value_error(f, "attn_mask", f"a shape broadcastable to {list(full)}", list(mshape))
     inputs = (query, key, value) if attn_mask is None else (query, key, value, attn_mask)
     if d.select_backend(f, backend, *inputs, rust_autograd=True) == "torch" or (
         attn_mask is not None and d.is_tensor(attn_mask) and attn_mask.requires_grad
@@ -343,12 +331,11 @@ def scaled_dot_product_attention(
         mask = None
         if attn_mask is not None:
             mask = _host_tensor(attn_mask)
-        out = _torch_impl().sdpa(q, k, v, attn_mask=mask, dropout_p=float(dropout_p), is_causal=bool(is_causal),
+        out = d.torch_implementation("attention").sdpa(q, k, v, attn_mask=mask, dropout_p=float(dropout_p), is_causal=bool(is_causal),
                                  scale=scale)
         return d.like(out, query)
     if dropout_p > 0.0:
-        raise ValueError(f"{f}(): argument 'dropout_p': expected 0 on the Rust path (dropout runs only in the "
-                         f"PyTorch implementation: CUDA tensors or backend='torch'), got {dropout_p!r}")
+        raise value_error(f, "dropout_p", "0 on the Rust path (dropout runs only in the PyTorch implementation: CUDA tensors or backend='torch')", repr(dropout_p))
     batch = math.prod(qs[:-3])
     compute = np.dtype(np.float64) if _dtype_name(query) == "float64" else np.dtype(np.float32)
     extra = {} if attn_mask is None else _mask_options(f, attn_mask, full, compute)
@@ -362,29 +349,29 @@ def scaled_dot_product_attention(
 # FlashAttention-2 API
 
 
-def _flash_checks(function: str, q: Any, k: Any, v: Any, rank: int, softmax_scale: Any, window_size: Any,
-                  softcap: Any) -> tuple[float, tuple[int | None, int | None], float]:
+def _flash_checks(function: str, q: Array, k: Array, v: Array, rank: int, softmax_scale: object,
+                  window_size: object, softcap: object) -> tuple[float, tuple[int | None, int | None], float]:
     layout = "[B, L, H, D]" if rank == 4 else "[tokens, H, D]"
-    qs, ks, vs = _shape(q), _shape(k), _shape(v)
+    qs, ks, vs = d.shape_of(q), d.shape_of(k), d.shape_of(v)
     for n, s in (("q", qs), ("k", ks), ("v", vs)):
         if len(s) != rank:
-            raise ValueError(f"{function}(): argument '{n}': expected {rank} dimensions {layout}, got {list(s)}")
+            raise value_error(function, n, f"{rank} dimensions {layout}", list(s))
     if ks[-1] != qs[-1]:
-        raise ValueError(f"{function}(): argument 'k': expected head dimension {qs[-1]} (q's), got {ks[-1]}")
+        raise value_error(function, "k", f"head dimension {qs[-1]} (q's)", ks[-1])
     if vs[:-1] != ks[:-1]:
-        raise ValueError(f"{function}(): argument 'v': expected shape [{', '.join(map(str, ks[:-1]))}, Dv] "
-                         f"(k's but the last), got {list(vs)}")
+        raise value_error(function, "v", f"shape [{', '.join(map(str, ks[:-1]))}, Dv] (k's but the last)", list(vs))
     if rank == 4 and ks[0] != qs[0]:
-        raise ValueError(f"{function}(): argument 'k': expected batch size {qs[0]} (q's), got {ks[0]}")
+        raise value_error(function, "k", f"batch size {qs[0]} (q's)", ks[0])
     hq, hkv = qs[-2], ks[-2]
     if hkv == 0 and hq > 0 or hkv and hq % hkv:
-        raise ValueError(f"{function}(): argument 'k': expected a number of heads dividing q's {hq} "
-                         f"(GQA/MQA), got {hkv}")
+        raise value_error(function, "k", f"a number of heads dividing q's {hq} (GQA/MQA)", hkv)
     scale = _check_scale(function, "softmax_scale", softmax_scale, qs[-1])
     return scale, _check_window(function, window_size), _check_softcap(function, softcap)
 
 
-def _flash_torch(function: str, q: Any, k: Any, v: Any, alibi: np.ndarray | None, batch: int) -> tuple:
+def _flash_torch(
+    function: str, q: Array, k: Array, v: Array, alibi: np.ndarray | None, batch: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     torch = d.require_torch(function)
     device = d.device_of(q, k, v) or torch.device("cpu")
     q, k, v = (_host_tensor(x) for x in (q, k, v))
@@ -393,18 +380,18 @@ def _flash_torch(function: str, q: Any, k: Any, v: Any, alibi: np.ndarray | None
 
 
 def flash_attn_func(
-    q: Any,
-    k: Any,
-    v: Any,
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
     softmax_scale: float | None = None,
     causal: bool = False,
     window_size: tuple[int, int] = (-1, -1),
     softcap: float = 0.0,
-    alibi_slopes: Any = None,
+    alibi_slopes: ArrayLike | None = None,
     return_lse: bool = False,
     *,
-    backend: str = "auto",
-) -> Any:
+    backend: Backend = "auto",
+) -> Array | tuple[Array, Array]:
     """FlashAttention-2's ``flash_attn_func`` (ATT-CAUSAL bottom-right, ATT-WINDOW,
     ATT-SOFTCAP, ATT-ALIBI, ATT-GQA).
 
@@ -432,13 +419,13 @@ def flash_attn_func(
     scale, window, cap = _flash_checks(f, q, k, v, 4, softmax_scale, window_size, softcap)
     if causal:
         window = (window[0], 0)
-    B, L, hq, D = _shape(q)
-    S, hkv, Dv = _shape(k)[1], _shape(k)[2], _shape(v)[3]
+    B, L, hq, D = d.shape_of(q)
+    S, hkv, Dv = d.shape_of(k)[1], d.shape_of(k)[2], d.shape_of(v)[3]
     alibi = _slopes(f, alibi_slopes, B, hq)
     if d.select_backend(f, backend, q, k, v, rust_autograd=True) == "torch":
         tq, tk, tv, slopes = _flash_torch(f, q, k, v, alibi, B)
         _check_finite(f, q=tq, k=tk, v=tv)
-        out, lse = _torch_impl().flash(tq, tk, tv, scale=scale, window=window, softcap=cap, alibi_slopes=slopes,
+        out, lse = d.torch_implementation("attention").flash(tq, tk, tv, scale=scale, window=window, softcap=cap, alibi_slopes=slopes,
                                        want_lse=return_lse)
         return (d.like(out, q), d.like(lse, q)) if return_lse else d.like(out, q)
     options = _options(f, "token", hq, hkv, D, Dv, dense=(B, L, S), scale=scale, window_left=window[0],
@@ -450,40 +437,38 @@ def flash_attn_func(
     return out, _lse_result(np.ascontiguousarray(lse.reshape(hq, B, L).transpose(1, 0, 2)), q)
 
 
-def _cu_seqlens(function: str, name: str, cu: Any, total: int) -> np.ndarray:
-    shape = _shape(cu)
+def _cu_seqlens(function: str, name: str, cu: ArrayLike, total: int) -> np.ndarray:
+    shape = d.shape_of(cu)
     if len(shape) != 1 or shape[0] < 1:
-        raise ValueError(f"{function}(): argument '{name}': expected a 1-D array [B + 1], got shape {list(shape)}")
+        raise value_error(function, name, "a 1-D array [B + 1]", f"shape {list(shape)}")
     a = d.index_array(function, name, cu)
     if a[0] != 0:
-        raise ValueError(f"{function}(): argument '{name}': expected a first entry of 0, got {int(a[0])}")
+        raise value_error(function, name, "a first entry of 0", int(a[0]))
     if np.any(np.diff(a) < 0):
         i = int(np.nonzero(np.diff(a) < 0)[0][0]) + 1
-        raise ValueError(f"{function}(): argument '{name}': expected non-decreasing offsets, got {int(a[i])} "
-                         f"after {int(a[i - 1])} at index {i}")
+        raise value_error(function, name, "non-decreasing offsets", f"{int(a[i])} after {int(a[i - 1])} at index {i}")
     if a[-1] != total:
-        raise ValueError(f"{function}(): argument '{name}': expected a last entry equal to the {total} packed "
-                         f"tokens, got {int(a[-1])}")
+        raise value_error(function, name, f"a last entry equal to the {total} packed tokens", int(a[-1]))
     return np.ascontiguousarray(a.astype(np.int32))
 
 
 def flash_attn_varlen_func(
-    q: Any,
-    k: Any,
-    v: Any,
-    cu_seqlens_q: Any,
-    cu_seqlens_k: Any,
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
+    cu_seqlens_q: ArrayLike,
+    cu_seqlens_k: ArrayLike,
     max_seqlen_q: int,
     max_seqlen_k: int,
     softmax_scale: float | None = None,
     causal: bool = False,
     window_size: tuple[int, int] = (-1, -1),
     softcap: float = 0.0,
-    alibi_slopes: Any = None,
+    alibi_slopes: ArrayLike | None = None,
     return_lse: bool = False,
     *,
-    backend: str = "auto",
-) -> Any:
+    backend: Backend = "auto",
+) -> Array | tuple[Array, Array]:
     """FlashAttention-2's ``flash_attn_varlen_func``: packed sequences (ATT-VARLEN),
     each attending only within itself, with :func:`flash_attn_func`'s options.
 
@@ -508,24 +493,22 @@ def flash_attn_varlen_func(
     scale, window, cap = _flash_checks(f, q, k, v, 3, softmax_scale, window_size, softcap)
     if causal:
         window = (window[0], 0)
-    total_q, hq, D = _shape(q)
-    total_k, hkv, Dv = _shape(k)[0], _shape(k)[1], _shape(v)[2]
+    total_q, hq, D = d.shape_of(q)
+    total_k, hkv, Dv = d.shape_of(k)[0], d.shape_of(k)[1], d.shape_of(v)[2]
     cq = _cu_seqlens(f, "cu_seqlens_q", cu_seqlens_q, total_q)
     ck = _cu_seqlens(f, "cu_seqlens_k", cu_seqlens_k, total_k)
     if len(cq) != len(ck):
-        raise ValueError(f"{f}(): argument 'cu_seqlens_k': expected {len(cq)} entries (as cu_seqlens_q), "
-                         f"got {len(ck)}")
+        raise value_error(f, "cu_seqlens_k", f"{len(cq)} entries (as cu_seqlens_q)", len(ck))
     for name, limit, cu in (("max_seqlen_q", max_seqlen_q, cq), ("max_seqlen_k", max_seqlen_k, ck)):
         longest = int(np.max(np.diff(cu))) if len(cu) > 1 else 0
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < longest:
-            raise ValueError(f"{f}(): argument '{name}': expected an int >= the longest sequence ({longest}), "
-                             f"got {limit!r}")
+            raise value_error(f, name, f"an int >= the longest sequence ({longest})", repr(limit))
     batch = len(cq) - 1
     alibi = _slopes(f, alibi_slopes, batch, hq)
     if d.select_backend(f, backend, q, k, v, rust_autograd=True) == "torch":
         tq, tk, tv, slopes = _flash_torch(f, q, k, v, alibi, batch)
         _check_finite(f, q=tq, k=tk, v=tv)
-        out, lse = _torch_impl().flash_varlen(tq, tk, tv, cq.tolist(), ck.tolist(), scale=scale, window=window,
+        out, lse = d.torch_implementation("attention").flash_varlen(tq, tk, tv, cq.tolist(), ck.tolist(), scale=scale, window=window,
                                               softcap=cap, alibi_slopes=slopes, want_lse=return_lse)
         return (d.like(out, q), d.like(lse, q)) if return_lse else d.like(out, q)
     options = _options(f, "token", hq, hkv, D, Dv, cu_seqlens_q=cq, cu_seqlens_k=ck, scale=scale,

@@ -16,12 +16,18 @@ PyTorch implementation runs (``backend="auto"``), so autograd keeps working.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from . import _core
 from . import _dispatch as d
+from ._dispatch import Array, ArrayLike, Backend
+from ._errors import value_error
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "box_area",
@@ -41,22 +47,20 @@ __all__ = [
 
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 Reduction = Literal["none", "mean", "sum"]
+SoftNmsMethod = Literal["linear", "gaussian"]
+MatrixNmsKernel = Literal["gaussian", "linear"]
+#: The pairwise kinds of ``_core.pairwise_iou`` and ``_core.box_iou_loss``.
+IouKind = Literal["iou", "giou", "diou", "ciou"]
 _FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
-def _torch_impl() -> Any:
-    from . import _torch_boxes
-
-    return _torch_boxes
-
-
-def _rust_floats(function: str, named: dict[str, Any]) -> list[np.ndarray]:
+def _rust_floats(function: str, named: dict[str, ArrayLike]) -> list[np.ndarray]:
     arrays = [d.float_array(function, name, x) for name, x in named.items()]
     dtype = d.common_float_dtype(*arrays)
     return [d.contiguous(a, dtype) for a in arrays]
 
 
-def _torch_floats(function: str, named: dict[str, Any]) -> list[Any]:
+def _torch_floats(function: str, named: dict[str, ArrayLike]) -> list[torch.Tensor]:
     device = d.device_of(*named.values())
     tensors = [d.float_tensor(function, name, x, device) for name, x in named.items()]
     torch = d.torch_module()
@@ -65,7 +69,7 @@ def _torch_floats(function: str, named: dict[str, Any]) -> list[Any]:
     return tensors
 
 
-def box_area(boxes: Any, *, backend: str = "auto") -> Any:
+def box_area(boxes: ArrayLike, *, backend: Backend = "auto") -> Array:
     """Area of each box (BOX-AREA).
 
     Args:
@@ -78,12 +82,12 @@ def box_area(boxes: Any, *, backend: str = "auto") -> Any:
     d.check_matrix("box_area", "boxes", boxes, 4)
     if d.select_backend("box_area", backend, boxes) == "torch":
         (t,) = _torch_floats("box_area", {"boxes": boxes})
-        return d.like(_torch_impl().box_area(t), boxes)
+        return d.like(d.torch_implementation("boxes").box_area(t), boxes)
     (a,) = _rust_floats("box_area", {"boxes": boxes})
     return d.like(_core.box_area(a), boxes)
 
 
-def box_convert(boxes: Any, in_fmt: BoxFormat, out_fmt: BoxFormat, *, backend: str = "auto") -> Any:
+def box_convert(boxes: ArrayLike, in_fmt: BoxFormat, out_fmt: BoxFormat, *, backend: Backend = "auto") -> Array:
     """Converts boxes between ``xyxy``, ``xywh`` and ``cxcywh`` (BOX-CONVERT).
 
     Args:
@@ -95,26 +99,26 @@ def box_convert(boxes: Any, in_fmt: BoxFormat, out_fmt: BoxFormat, *, backend: s
     """
     for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
         if fmt not in _FORMATS:
-            raise ValueError(f"box_convert(): argument '{name}': expected one of {_FORMATS}, got {fmt!r}")
+            raise value_error("box_convert", name, f"one of {_FORMATS}", repr(fmt))
     d.check_matrix("box_convert", "boxes", boxes, 4)
     if d.select_backend("box_convert", backend, boxes) == "torch":
         (t,) = _torch_floats("box_convert", {"boxes": boxes})
-        return d.like(_torch_impl().box_convert(t, in_fmt, out_fmt), boxes)
+        return d.like(d.torch_implementation("boxes").box_convert(t, in_fmt, out_fmt), boxes)
     (a,) = _rust_floats("box_convert", {"boxes": boxes})
     return d.like(_core.box_convert(a, in_fmt, out_fmt), boxes)
 
 
-def _pairwise(function: str, kind: str, boxes1: Any, boxes2: Any, backend: str) -> Any:
+def _pairwise(function: str, kind: IouKind, boxes1: ArrayLike, boxes2: ArrayLike, backend: Backend) -> Array:
     d.check_matrix(function, "boxes1", boxes1, 4)
     d.check_matrix(function, "boxes2", boxes2, 4)
     if d.select_backend(function, backend, boxes1, boxes2) == "torch":
         t1, t2 = _torch_floats(function, {"boxes1": boxes1, "boxes2": boxes2})
-        return d.like(_torch_impl().pairwise(function, kind, t1, t2), boxes1)
+        return d.like(d.torch_implementation("boxes").pairwise(function, kind, t1, t2), boxes1)
     a1, a2 = _rust_floats(function, {"boxes1": boxes1, "boxes2": boxes2})
     return d.like(_core.pairwise_iou(kind, a1, a2), boxes1)
 
 
-def box_iou(boxes1: Any, boxes2: Any, *, backend: str = "auto") -> Any:
+def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, backend: Backend = "auto") -> Array:
     """Pairwise intersection over union (BOX-IOU).
 
     Args:
@@ -127,7 +131,7 @@ def box_iou(boxes1: Any, boxes2: Any, *, backend: str = "auto") -> Any:
     return _pairwise("box_iou", "iou", boxes1, boxes2, backend)
 
 
-def generalized_box_iou(boxes1: Any, boxes2: Any, *, backend: str = "auto") -> Any:
+def generalized_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, backend: Backend = "auto") -> Array:
     """Pairwise generalized IoU, in [-1, 1] (BOX-GIOU).
 
     Args:
@@ -139,7 +143,7 @@ def generalized_box_iou(boxes1: Any, boxes2: Any, *, backend: str = "auto") -> A
     return _pairwise("generalized_box_iou", "giou", boxes1, boxes2, backend)
 
 
-def distance_box_iou(boxes1: Any, boxes2: Any, *, backend: str = "auto") -> Any:
+def distance_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, backend: Backend = "auto") -> Array:
     """Pairwise distance IoU with ``eps = 1e-7`` (BOX-DIOU).
 
     Args:
@@ -151,7 +155,7 @@ def distance_box_iou(boxes1: Any, boxes2: Any, *, backend: str = "auto") -> Any:
     return _pairwise("distance_box_iou", "diou", boxes1, boxes2, backend)
 
 
-def complete_box_iou(boxes1: Any, boxes2: Any, *, backend: str = "auto") -> Any:
+def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, backend: Backend = "auto") -> Array:
     """Pairwise complete IoU with ``eps = 1e-7`` (BOX-CIOU).
 
     Args:
@@ -163,25 +167,29 @@ def complete_box_iou(boxes1: Any, boxes2: Any, *, backend: str = "auto") -> Any:
     return _pairwise("complete_box_iou", "ciou", boxes1, boxes2, backend)
 
 
-def _loss(function: str, kind: str, boxes1: Any, boxes2: Any, reduction: str, eps: float, backend: str) -> Any:
+def _loss(
+    function: str, kind: IouKind, boxes1: ArrayLike, boxes2: ArrayLike, reduction: Reduction, eps: float, backend: Backend
+) -> Array:
     if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{function}(): argument 'reduction': expected 'none', 'mean' or 'sum', got {reduction!r}")
+        raise value_error(function, "reduction", "'none', 'mean' or 'sum'", repr(reduction))
+    if not (math.isfinite(eps) and eps >= 0):
+        raise value_error(function, "eps", "a finite value >= 0", eps)
     d.check_matrix(function, "boxes1", boxes1, 4)
     d.check_matrix(function, "boxes2", boxes2, 4)
     n1, n2 = np.shape(boxes1)[0], np.shape(boxes2)[0]
     if n1 != n2:
-        raise ValueError(f"{function}(): argument 'boxes2': expected {n1} boxes like boxes1, got {n2}")
+        raise value_error(function, "boxes2", f"{n1} boxes like boxes1", n2)
     if d.select_backend(function, backend, boxes1, boxes2) == "torch":
         t1, t2 = _torch_floats(function, {"boxes1": boxes1, "boxes2": boxes2})
-        return d.like(_torch_impl().box_loss(function, kind, t1, t2, reduction, float(eps)), boxes1)
+        return d.like(d.torch_implementation("boxes").box_loss(function, kind, t1, t2, reduction, float(eps)), boxes1)
     a1, a2 = _rust_floats(function, {"boxes1": boxes1, "boxes2": boxes2})
     out = _core.box_iou_loss(kind, a1, a2, reduction, float(eps))
     return d.like(out if reduction == "none" else out.reshape(()), boxes1)
 
 
 def generalized_box_iou_loss(
-    boxes1: Any, boxes2: Any, reduction: Reduction = "none", eps: float = 1e-7, *, backend: str = "auto"
-) -> Any:
+    boxes1: ArrayLike, boxes2: ArrayLike, reduction: Reduction = "none", eps: float = 1e-7, *, backend: Backend = "auto"
+) -> Array:
     """``1 - GIoU`` of matching boxes, torchvision's loss formula.
 
     Args:
@@ -194,8 +202,8 @@ def generalized_box_iou_loss(
 
 
 def distance_box_iou_loss(
-    boxes1: Any, boxes2: Any, reduction: Reduction = "none", eps: float = 1e-7, *, backend: str = "auto"
-) -> Any:
+    boxes1: ArrayLike, boxes2: ArrayLike, reduction: Reduction = "none", eps: float = 1e-7, *, backend: Backend = "auto"
+) -> Array:
     """``1 - DIoU`` of matching boxes, torchvision's loss formula.
 
     Args:
@@ -207,8 +215,8 @@ def distance_box_iou_loss(
 
 
 def complete_box_iou_loss(
-    boxes1: Any, boxes2: Any, reduction: Reduction = "none", eps: float = 1e-7, *, backend: str = "auto"
-) -> Any:
+    boxes1: ArrayLike, boxes2: ArrayLike, reduction: Reduction = "none", eps: float = 1e-7, *, backend: Backend = "auto"
+) -> Array:
     """``1 - CIoU`` of matching boxes, torchvision's loss formula.
 
     Args:
@@ -219,12 +227,12 @@ def complete_box_iou_loss(
     return _loss("complete_box_iou_loss", "ciou", boxes1, boxes2, reduction, eps, backend)
 
 
-def _boxes_and_scores(function: str, boxes: Any, scores: Any) -> None:
+def _boxes_and_scores(function: str, boxes: ArrayLike, scores: ArrayLike) -> None:
     d.check_matrix(function, "boxes", boxes, 4)
     d.check_vector(function, "scores", scores, np.shape(boxes)[0])
 
 
-def nms(boxes: Any, scores: Any, iou_threshold: float, *, backend: str = "auto") -> Any:
+def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, backend: Backend = "auto") -> Array:
     """Greedy non-maximum suppression (NMS-GREEDY).
 
     Walks the boxes by descending score (ties: lower index first) and keeps a box
@@ -242,13 +250,13 @@ def nms(boxes: Any, scores: Any, iou_threshold: float, *, backend: str = "auto")
     _boxes_and_scores("nms", boxes, scores)
     threshold = d.check_unit_interval("nms", "iou_threshold", iou_threshold)
     if d.select_backend("nms", backend, boxes, scores) == "torch":
-        b, s = _torch_floats("nms", {"boxes": boxes, "scores": scores})
-        return d.like(_torch_impl().nms("nms", b, s, threshold), boxes)
+        tb, ts = _torch_floats("nms", {"boxes": boxes, "scores": scores})
+        return d.like(d.torch_implementation("boxes").nms("nms", tb, ts, threshold), boxes)
     b, s = _rust_floats("nms", {"boxes": boxes, "scores": scores})
     return d.like(_core.nms(b, s, threshold), boxes)
 
 
-def batched_nms(boxes: Any, scores: Any, idxs: Any, iou_threshold: float, *, backend: str = "auto") -> Any:
+def batched_nms(boxes: ArrayLike, scores: ArrayLike, idxs: ArrayLike, iou_threshold: float, *, backend: Backend = "auto") -> Array:
     """NMS run independently per category (NMS-BATCHED).
 
     Args:
@@ -264,24 +272,24 @@ def batched_nms(boxes: Any, scores: Any, idxs: Any, iou_threshold: float, *, bac
     d.check_vector("batched_nms", "idxs", idxs, np.shape(boxes)[0])
     threshold = d.check_unit_interval("batched_nms", "iou_threshold", iou_threshold)
     if d.select_backend("batched_nms", backend, boxes, scores, idxs) == "torch":
-        b, s = _torch_floats("batched_nms", {"boxes": boxes, "scores": scores})
-        classes = d.index_tensor("batched_nms", "idxs", idxs, b.device)
-        return d.like(_torch_impl().batched_nms(b, s, classes, threshold), boxes)
+        tb, ts = _torch_floats("batched_nms", {"boxes": boxes, "scores": scores})
+        tclasses = d.index_tensor("batched_nms", "idxs", idxs, tb.device)
+        return d.like(d.torch_implementation("boxes").batched_nms(tb, ts, tclasses, threshold), boxes)
     b, s = _rust_floats("batched_nms", {"boxes": boxes, "scores": scores})
     classes = d.index_array("batched_nms", "idxs", idxs)
     return d.like(_core.batched_nms(b, s, classes, threshold), boxes)
 
 
 def soft_nms(
-    boxes: Any,
-    scores: Any,
+    boxes: ArrayLike,
+    scores: ArrayLike,
     iou_threshold: float = 0.3,
     sigma: float = 0.5,
     score_threshold: float = 0.001,
-    method: Literal["linear", "gaussian"] = "linear",
+    method: SoftNmsMethod = "linear",
     *,
-    backend: str = "auto",
-) -> tuple[Any, Any]:
+    backend: Backend = "auto",
+) -> tuple[Array, Array]:
     """Soft-NMS (NMS-SOFT, Bodla et al. 2017, mmcv's rescoring).
 
     Repeatedly selects the box with the highest current score (ties: lower index)
@@ -302,16 +310,16 @@ def soft_nms(
         their scores when selected.
     """
     if method not in ("linear", "gaussian"):
-        raise ValueError(f"soft_nms(): argument 'method': expected 'linear' or 'gaussian', got {method!r}")
+        raise value_error("soft_nms", "method", "'linear' or 'gaussian'", repr(method))
     _boxes_and_scores("soft_nms", boxes, scores)
     threshold = d.check_unit_interval("soft_nms", "iou_threshold", iou_threshold)
     if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"soft_nms(): argument 'sigma': expected a finite value > 0, got {sigma!r}")
+        raise value_error("soft_nms", "sigma", "a finite value > 0", repr(sigma))
     if not np.isfinite(score_threshold):
-        raise ValueError(f"soft_nms(): argument 'score_threshold': expected a finite value, got {score_threshold!r}")
+        raise value_error("soft_nms", "score_threshold", "a finite value", repr(score_threshold))
     if d.select_backend("soft_nms", backend, boxes, scores) == "torch":
-        b, s = _torch_floats("soft_nms", {"boxes": boxes, "scores": scores})
-        keep, kept = _torch_impl().soft_nms(b, s, threshold, float(sigma), float(score_threshold), method)
+        tb, ts = _torch_floats("soft_nms", {"boxes": boxes, "scores": scores})
+        keep, kept = d.torch_implementation("boxes").soft_nms(tb, ts, threshold, float(sigma), float(score_threshold), method)
     else:
         b, s = _rust_floats("soft_nms", {"boxes": boxes, "scores": scores})
         keep, kept = _core.soft_nms(b, s, threshold, float(sigma), float(score_threshold), method)
@@ -319,14 +327,14 @@ def soft_nms(
 
 
 def matrix_nms(
-    boxes: Any,
-    scores: Any,
-    idxs: Any = None,
-    kernel: Literal["gaussian", "linear"] = "gaussian",
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    idxs: ArrayLike | None = None,
+    kernel: MatrixNmsKernel = "gaussian",
     sigma: float = 2.0,
     *,
-    backend: str = "auto",
-) -> Any:
+    backend: Backend = "auto",
+) -> Array:
     """Matrix NMS (NMS-MATRIX, SOLOv2) on boxes: every score decayed at once.
 
     Within a category, with boxes by descending score, box ``j`` is decayed by
@@ -345,16 +353,16 @@ def matrix_nms(
         Tensor[N] | ndarray[N]: decayed scores, in input order (threshold them to select).
     """
     if kernel not in ("gaussian", "linear"):
-        raise ValueError(f"matrix_nms(): argument 'kernel': expected 'gaussian' or 'linear', got {kernel!r}")
+        raise value_error("matrix_nms", "kernel", "'gaussian' or 'linear'", repr(kernel))
     _boxes_and_scores("matrix_nms", boxes, scores)
     if idxs is not None:
         d.check_vector("matrix_nms", "idxs", idxs, np.shape(boxes)[0])
     if kernel == "gaussian" and not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"matrix_nms(): argument 'sigma': expected a finite value > 0, got {sigma!r}")
+        raise value_error("matrix_nms", "sigma", "a finite value > 0", repr(sigma))
     if d.select_backend("matrix_nms", backend, boxes, scores, idxs) == "torch":
-        b, s = _torch_floats("matrix_nms", {"boxes": boxes, "scores": scores})
-        classes = None if idxs is None else d.index_tensor("matrix_nms", "idxs", idxs, b.device)
-        return d.like(_torch_impl().matrix_nms(b, s, classes, kernel, float(sigma)), boxes)
+        tb, ts = _torch_floats("matrix_nms", {"boxes": boxes, "scores": scores})
+        tclasses = None if idxs is None else d.index_tensor("matrix_nms", "idxs", idxs, tb.device)
+        return d.like(d.torch_implementation("boxes").matrix_nms(tb, ts, tclasses, kernel, float(sigma)), boxes)
     b, s = _rust_floats("matrix_nms", {"boxes": boxes, "scores": scores})
     classes = None if idxs is None else d.index_array("matrix_nms", "idxs", idxs)
     return d.like(_core.matrix_nms(b, s, classes, kernel, float(sigma)), boxes)

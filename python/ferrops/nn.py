@@ -6,7 +6,11 @@ classes is first used (``ferrops.nn.SPPF``); ``import ferrops.nn`` works without
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from .pooling import PoolMode
 
 __all__ = ["SPP", "SPPF"]
 
@@ -29,7 +33,7 @@ def _build() -> dict[str, type]:
             mode (str): "max" or "avg".
         """
 
-        def __init__(self, levels: Any = (4, 2, 1), mode: str = "max") -> None:
+        def __init__(self, levels: Sequence[int] = (4, 2, 1), mode: PoolMode = "max") -> None:
             super().__init__()
             self.levels = tuple(levels)
             self.mode = mode
@@ -37,7 +41,7 @@ def _build() -> dict[str, type]:
             pooling.spatial_pyramid_pool(torch.zeros(0, 1, 1, 1), self.levels, self.mode)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return pooling.spatial_pyramid_pool(x, self.levels, self.mode)
+            return cast(torch.Tensor, pooling.spatial_pyramid_pool(x, self.levels, self.mode))
 
         def extra_repr(self) -> str:
             return f"levels={self.levels}, mode={self.mode!r}"
@@ -56,7 +60,7 @@ def _build() -> dict[str, type]:
             pooling.sppf(torch.zeros(0, 1, 1, 1), kernel_size)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return pooling.sppf(x, self.kernel_size)
+            return cast(torch.Tensor, pooling.sppf(x, self.kernel_size))
 
         def extra_repr(self) -> str:
             return f"kernel_size={self.kernel_size}"
@@ -65,7 +69,7 @@ def _build() -> dict[str, type]:
     return _classes
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type:
     if name in __all__:
         return _build()[name]
     raise AttributeError(f"module 'ferrops.nn' has no attribute {name!r}")

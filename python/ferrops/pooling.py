@@ -16,12 +16,18 @@ average pooling spreads it evenly over the bin. Gradients are first order only.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 from . import _core
 from . import _dispatch as d
+from ._dispatch import Array, ArrayLike, Backend
+from ._errors import type_error, value_error
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "spatial_pyramid_pool",
@@ -35,62 +41,59 @@ __all__ = [
 
 PoolMode = Literal["max", "avg"]
 IntPair = int | tuple[int, int]
-
-
-def _torch_impl() -> Any:
-    from . import _torch_pooling
-
-    return _torch_pooling
+OutputSize = int | tuple[int | None, int | None]
 
 
 # ---------------------------------------------------------------------------
 # argument checks
 
 
-def _check_nchw(function: str, argument: str, x: Any) -> tuple[int, int, int, int]:
-    shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+def _check_nchw(function: str, argument: str, x: ArrayLike) -> tuple[int, int, int, int]:
+    shape = d.shape_of(x)
     if len(shape) != 4:
-        raise ValueError(f"{function}(): argument '{argument}': expected a 4-D [N, C, H, W] input, got shape {list(shape)}")
-    return tuple(int(v) for v in shape)  # type: ignore[return-value]
+        raise value_error(function, argument, "a 4-D [N, C, H, W] input", f"shape {list(shape)}")
+    n, c, h, w = (int(v) for v in shape)
+    return n, c, h, w
 
 
-def _int(function: str, argument: str, value: Any, minimum: int) -> int:
+def _int(function: str, argument: str, value: object, minimum: int) -> int:
     return d.check_int(function, argument, value, minimum, f"an int of at least {minimum}")
 
 
-def _pair(function: str, argument: str, value: Any, minimum: int) -> tuple[int, int]:
+def _pair(function: str, argument: str, value: object, minimum: int) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"{function}(): argument '{argument}': expected an int or a pair of ints, got {value!r}")
+            raise value_error(function, argument, "an int or a pair of ints", repr(value))
         return _int(function, argument, value[0], minimum), _int(function, argument, value[1], minimum)
     v = _int(function, argument, value, minimum)
     return v, v
 
 
-def _output_size(function: str, value: Any, hw: tuple[int, int]) -> tuple[int, int]:
+def _output_size(function: str, value: object, hw: tuple[int, int]) -> tuple[int, int]:
     """torch's ``output_size``: an int, or a pair whose ``None`` keeps the input size."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"{function}(): argument 'output_size': expected an int or a pair, got {value!r}")
-        return tuple(  # type: ignore[return-value]
-            hw[i] if v is None else _int(function, "output_size", v, 1) for i, v in enumerate(value)
-        )
+            raise value_error(function, "output_size", "an int or a pair", repr(value))
+        oh, ow = (hw[i] if v is None else _int(function, "output_size", v, 1) for i, v in enumerate(value))
+        return oh, ow
     return _pair(function, "output_size", value, 1)
 
 
-def _mode(function: str, mode: Any) -> str:
-    if mode not in ("max", "avg"):
-        raise ValueError(f"{function}(): argument 'mode': expected 'max' or 'avg', got {mode!r}")
-    return mode
+def _mode(function: str, mode: object) -> PoolMode:
+    if mode == "max":
+        return "max"
+    if mode == "avg":
+        return "avg"
+    raise value_error(function, "mode", "'max' or 'avg'", repr(mode))
 
 
-def _scale(function: str, value: Any) -> float:
+def _scale(function: str, value: object) -> float:
     try:
-        v = float(value)
+        v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{function}(): argument 'spatial_scale': expected a number, got {type(value).__name__}") from exc
+        raise type_error(function, "spatial_scale", "a number", type(value).__name__) from exc
     if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{function}(): argument 'spatial_scale': expected a positive finite number, got {value!r}")
+        raise value_error(function, "spatial_scale", "a positive finite number", repr(value))
     return v
 
 
@@ -98,7 +101,7 @@ def _scale(function: str, value: Any) -> float:
 # dtypes and the Rust path
 
 
-def _low_precision(x: Any) -> Any:
+def _low_precision(x: ArrayLike) -> np.dtype | torch.dtype | None:
     """The dtype a result goes back to: float16/bfloat16 inputs, else None."""
     if d.is_tensor(x):
         torch = d.torch_module()
@@ -107,26 +110,21 @@ def _low_precision(x: Any) -> Any:
     return np.dtype(np.float16) if dtype == np.float16 else None
 
 
-def _numpy_input(function: str, x: Any) -> np.ndarray:
-    a = d.float_array(function, "input", x)
-    return d.contiguous(a, a.dtype)
-
-
-def _kernel_dtype(x: Any) -> np.dtype:
+def _kernel_dtype(x: ArrayLike) -> np.dtype:
     """The dtype the Rust kernels run ``x`` in (the dtype rule of _dispatch)."""
     return np.dtype(np.float64) if str(getattr(x, "dtype", "")) in ("float64", "torch.float64") else np.dtype(np.float32)
 
 
-def _back(result: np.ndarray, x: Any) -> Any:
+def _back(result: np.ndarray, x: ArrayLike) -> Array:
     """A Rust result as the kind and (low-precision) dtype of the input ``x``."""
     out = d.like(result, x)
     low = _low_precision(x)
     if low is None:
         return out
-    return out.to(low) if d.is_tensor(out) else out.astype(low)
+    return out.to(low) if d.is_tensor(out) else out.astype(low)  # type: ignore[arg-type]
 
 
-def _needs_grad(x: Any) -> bool:
+def _needs_grad(x: ArrayLike) -> bool:
     if not d.is_tensor(x):
         return False
     return bool(d.torch_module().is_grad_enabled() and x.requires_grad)
@@ -150,18 +148,18 @@ class _RustOp:
         self.saved: Any = None
 
 
-def _run(function: str, x: Any, op: _RustOp) -> Any:
+def _run(function: str, x: ArrayLike, op: _RustOp) -> Array:
     """Runs ``op`` on the Rust path: through autograd when ``x`` needs a gradient."""
     if _needs_grad(x):
-        return _torch_impl().rust_autograd(function, x, op)
-    a = _numpy_input(function, x)
+        return d.torch_implementation("pooling").rust_autograd(function, x, op)
+    a = d.kernel_array(function, "input", x)
     if op.inference is not None:
         return _back(op.inference(a), x)
     out, op.saved = op.forward(a)
     return _back(out, x)
 
 
-def _torch_input(x: Any) -> Any:
+def _torch_input(x: ArrayLike) -> torch.Tensor:
     """``x`` as a floating tensor (NumPy inputs without a copy; float16/bfloat16 kept)."""
     torch = d.require_torch("pooling")
     t = x if d.is_tensor(x) else torch.as_tensor(np.asarray(x))
@@ -175,8 +173,8 @@ def _torch_input(x: Any) -> Any:
 
 
 def max_pool2d(
-    input: Any, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0, *, backend: str = "auto"
-) -> Any:
+    input: ArrayLike, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0, *, backend: Backend = "auto"
+) -> Array:
     """2-D max pooling with torch's semantics (POOL-MAX): ``-inf`` padding, NaN
     propagates, output ``floor((H + 2 p - k) / s) + 1`` (no dilation, no ceil mode).
 
@@ -197,20 +195,18 @@ def max_pool2d(
     p = _pair(F, "padding", padding, 0)
     for i in range(2):
         if p[i] > k[i] // 2:
-            raise ValueError(f"{F}(): argument 'padding': expected at most half the kernel size {k}, got {p}")
+            raise value_error(F, "padding", f"at most half the kernel size {k}", p)
         if (h, w)[i] + 2 * p[i] < k[i]:
-            raise ValueError(
-                f"{F}(): argument 'input': expected a padded size of at least the kernel {k}, got {h}x{w} padded by {p}"
-            )
+            raise value_error(F, "input", f"a padded size of at least the kernel {k}", f"{h}x{w} padded by {p}")
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
-        return d.like(_torch_impl().max_pool2d(_torch_input(input), k, s, p), input)
+        return d.like(d.torch_implementation("pooling").max_pool2d(_torch_input(input), k, s, p), input)
     return _run(F, input, _RustOp(
         lambda a: (_core.max_pool2d(a, k, s, p), None),
         lambda a, _, g: _core.max_pool2d_backward(a, k, s, p, g),
     ))
 
 
-def sppf(input: Any, kernel_size: int = 5, *, backend: str = "auto") -> Any:
+def sppf(input: ArrayLike, kernel_size: int = 5, *, backend: Backend = "auto") -> Array:
     """SPPF, YOLOv5's fast spatial pyramid pooling (POOL-SPPF).
 
     ``y1 = maxpool(x)``, ``y2 = maxpool(y1)``, ``y3 = maxpool(y2)`` with kernel
@@ -229,22 +225,24 @@ def sppf(input: Any, kernel_size: int = 5, *, backend: str = "auto") -> Any:
     _check_nchw(F, "input", input)
     k = _int(F, "kernel_size", kernel_size, 1)
     if k % 2 == 0:
-        raise ValueError(f"{F}(): argument 'kernel_size': expected an odd kernel size, got {k}")
+        raise value_error(F, "kernel_size", "an odd kernel size", k)
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
-        return d.like(_torch_impl().sppf(_torch_input(input), k), input)
+        return d.like(d.torch_implementation("pooling").sppf(_torch_input(input), k), input)
     return _run(F, input, _RustOp(
         lambda a: (_core.sppf(a, k), None),
         lambda a, _, g: _core.sppf_backward(a, k, g),
     ))
 
 
-def _adaptive(F: str, input: Any, output_size: Any, mode: str, backend: str, return_indices: bool = False) -> Any:
+def _adaptive(
+    F: str, input: ArrayLike, output_size: OutputSize, mode: PoolMode, backend: Backend, return_indices: bool = False
+) -> Array | tuple[Array, Array]:
     n, c, h, w = _check_nchw(F, "input", input)
     size = _output_size(F, output_size, (h, w))
     if n * c > 0 and h * w == 0:
-        raise ValueError(f"{F}(): argument 'input': expected a non-empty spatial size, got {h}x{w}")
+        raise value_error(F, "input", "a non-empty spatial size", f"{h}x{w}")
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
-        out = _torch_impl().adaptive_pool2d(_torch_input(input), size, mode, return_indices)
+        out = d.torch_implementation("pooling").adaptive_pool2d(_torch_input(input), size, mode, return_indices)
         return tuple(d.like(t, input) for t in out) if return_indices else d.like(out, input)
     if return_indices:
         op = _RustOp(
@@ -260,8 +258,8 @@ def _adaptive(F: str, input: Any, output_size: Any, mode: str, backend: str, ret
 
 
 def adaptive_max_pool2d(
-    input: Any, output_size: int | tuple[int | None, int | None], return_indices: bool = False, *, backend: str = "auto"
-) -> Any:
+    input: ArrayLike, output_size: OutputSize, return_indices: bool = False, *, backend: Backend = "auto"
+) -> Array | tuple[Array, Array]:
     """Adaptive max pooling (POOL-ADAPTIVE): output bin ``i`` of ``n`` over an
     extent ``a`` covers ``[floor(i a / n), ceil((i + 1) a / n))``, as in torch.
 
@@ -275,15 +273,13 @@ def adaptive_max_pool2d(
         Tensor[N, C, OH, OW] | ndarray[N, C, OH, OW], and the indices when asked.
     """
     if not isinstance(return_indices, bool):
-        raise TypeError(
-            f"adaptive_max_pool2d(): argument 'return_indices': expected a bool, got {type(return_indices).__name__}"
-        )
+        raise type_error("adaptive_max_pool2d", "return_indices", "a bool", type(return_indices).__name__)
     return _adaptive("adaptive_max_pool2d", input, output_size, "max", backend, return_indices)
 
 
 def adaptive_avg_pool2d(
-    input: Any, output_size: int | tuple[int | None, int | None], *, backend: str = "auto"
-) -> Any:
+    input: ArrayLike, output_size: OutputSize, *, backend: Backend = "auto"
+) -> Array:
     """Adaptive average pooling (POOL-ADAPTIVE bins, torch's semantics).
 
     Args:
@@ -293,12 +289,12 @@ def adaptive_avg_pool2d(
     Returns:
         Tensor[N, C, OH, OW] | ndarray[N, C, OH, OW]: each bin's mean.
     """
-    return _adaptive("adaptive_avg_pool2d", input, output_size, "avg", backend)
+    return cast(Array, _adaptive("adaptive_avg_pool2d", input, output_size, "avg", backend))
 
 
 def spatial_pyramid_pool(
-    input: Any, levels: Sequence[int] = (4, 2, 1), mode: PoolMode = "max", *, backend: str = "auto"
-) -> Any:
+    input: ArrayLike, levels: Sequence[int] = (4, 2, 1), mode: PoolMode = "max", *, backend: Backend = "auto"
+) -> Array:
     """Spatial pyramid pooling (SPP-net; POOL-SPP): a fixed-length vector from any
     input size.
 
@@ -317,46 +313,71 @@ def spatial_pyramid_pool(
     F = "spatial_pyramid_pool"
     n, c, h, w = _check_nchw(F, "input", input)
     if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
-        raise TypeError(f"{F}(): argument 'levels': expected a sequence of ints, got {type(levels).__name__}")
+        raise type_error(F, "levels", "a sequence of ints", type(levels).__name__)
     lv = [_int(F, "levels", v, 1) for v in levels]
     if not lv:
-        raise ValueError(f"{F}(): argument 'levels': expected at least one level, got none")
+        raise value_error(F, "levels", "at least one level", "none")
     mode = _mode(F, mode)
     if n * c > 0 and h * w == 0:
-        raise ValueError(f"{F}(): argument 'input': expected a non-empty spatial size, got {h}x{w}")
+        raise value_error(F, "input", "a non-empty spatial size", f"{h}x{w}")
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
-        return d.like(_torch_impl().spatial_pyramid_pool(_torch_input(input), lv, mode), input)
+        return d.like(d.torch_implementation("pooling").spatial_pyramid_pool(_torch_input(input), lv, mode), input)
     return _run(F, input, _RustOp(
         lambda a: (_core.spatial_pyramid_pool(a, lv, mode), None),
         lambda a, _, g: _core.spatial_pyramid_pool_backward(a, lv, mode, g),
     ))
 
 
-def _rois(function: str, boxes: Any, dtype: np.dtype) -> np.ndarray:
+def _check_roi_shape(function: str, shape: tuple[int, ...], image: int | None) -> None:
+    """``boxes`` is one ``[K, 5]`` array, or (``image`` given) that image's ``[L, 4]`` array of a list."""
+    if image is not None:
+        if len(shape) != 2 or shape[1] != 4:
+            raise value_error(
+                function, "boxes", "a list of [L, 4] boxes per image", f"shape {list(shape)} for image {image}"
+            )
+    elif len(shape) != 2 or shape[1] != 5:
+        raise value_error(
+            function,
+            "boxes",
+            "a [K, 5] array of (batch_index, x1, y1, x2, y2) or a list of [L, 4] arrays",
+            f"shape {list(shape)}",
+        )
+
+
+def _rois_array(function: str, boxes: ArrayLike | Sequence[ArrayLike], dtype: np.dtype) -> np.ndarray:
     """``boxes`` as a contiguous ``[K, 5]`` array ``(batch_index, x1, y1, x2, y2)``."""
     if isinstance(boxes, (list, tuple)):
         parts = []
         for i, b in enumerate(boxes):
             a = d.float_array(function, "boxes", b)
-            if a.ndim != 2 or a.shape[1] != 4:
-                raise ValueError(
-                    f"{function}(): argument 'boxes': expected a list of [L, 4] boxes per image, "
-                    f"got shape {list(a.shape)} for image {i}"
-                )
+            _check_roi_shape(function, a.shape, i)
             parts.append(np.concatenate([np.full((a.shape[0], 1), i, dtype=dtype), a.astype(dtype)], axis=1))
         return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros((0, 5), dtype), dtype=dtype)
     a = d.float_array(function, "boxes", boxes)
-    if a.ndim != 2 or a.shape[1] != 5:
-        raise ValueError(
-            f"{function}(): argument 'boxes': expected a [K, 5] array of (batch_index, x1, y1, x2, y2) "
-            f"or a list of [L, 4] arrays, got shape {list(a.shape)}"
-        )
+    _check_roi_shape(function, a.shape, None)
     return d.contiguous(a, dtype)
 
 
+def _rois_tensor(function: str, boxes: ArrayLike | Sequence[ArrayLike], input: ArrayLike) -> torch.Tensor:
+    """``boxes`` as one ``[K, 5]`` tensor on the input's device and dtype."""
+    torch = d.require_torch(function)
+    t_in = _torch_input(input)
+    if isinstance(boxes, (list, tuple)):
+        rows = []
+        for i, b in enumerate(boxes):
+            bt = torch.as_tensor(b) if not d.is_tensor(b) else b
+            _check_roi_shape(function, tuple(bt.shape), i)
+            bt = bt.to(device=t_in.device, dtype=t_in.dtype)
+            rows.append(torch.cat([torch.full_like(bt[:, :1], i), bt], dim=1))
+        return torch.cat(rows) if rows else torch.zeros((0, 5), dtype=t_in.dtype, device=t_in.device)
+    bt = torch.as_tensor(boxes) if not d.is_tensor(boxes) else boxes
+    _check_roi_shape(function, tuple(bt.shape), None)
+    return bt.to(device=t_in.device, dtype=t_in.dtype)
+
+
 def roi_pool(
-    input: Any, boxes: Any, output_size: IntPair, spatial_scale: float = 1.0, *, backend: str = "auto"
-) -> Any:
+    input: ArrayLike, boxes: ArrayLike | Sequence[ArrayLike], output_size: IntPair, spatial_scale: float = 1.0, *, backend: Backend = "auto"
+) -> Array:
     """RoI max pooling with torchvision's semantics (POOL-ROI): box corners scaled
     and rounded to pixels, size ``x2 - x1 + 1``, bins ``floor``/``ceil`` of the
     fractional edges; an empty bin gives 0.
@@ -377,8 +398,8 @@ def roi_pool(
     scale = _scale(F, spatial_scale)
     box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]
     if d.select_backend(F, backend, input, *box_list, rust_autograd=True) == "torch":
-        return d.like(_torch_impl().roi_pool(_torch_input(input), _torch_boxes(F, boxes, input), size, scale), input)
-    rois = _rois(F, boxes, _kernel_dtype(input))
+        return d.like(d.torch_implementation("pooling").roi_pool(_torch_input(input), _rois_tensor(F, boxes, input), size, scale), input)
+    rois = _rois_array(F, boxes, _kernel_dtype(input))
     return _run(F, input, _RustOp(
         lambda a: _core.roi_pool_with_argmax(a, rois, size, scale),
         lambda a, argmax, g: _core.roi_pool_backward(g, argmax, rois, shape, size),
@@ -387,15 +408,15 @@ def roi_pool(
 
 
 def roi_align(
-    input: Any,
-    boxes: Any,
+    input: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
     output_size: IntPair,
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
     *,
-    backend: str = "auto",
-) -> Any:
+    backend: Backend = "auto",
+) -> Array:
     """RoI align with torchvision's semantics (POOL-ROI): each bin is the mean of
     bilinear samples on a regular grid.
 
@@ -418,38 +439,13 @@ def roi_align(
     scale = _scale(F, spatial_scale)
     ratio = max(d.check_int(F, "sampling_ratio", sampling_ratio, d.INT64_MIN, "an int"), 0)
     if not isinstance(aligned, (bool, np.bool_)):
-        raise TypeError(f"{F}(): argument 'aligned': expected a bool, got {type(aligned).__name__}")
+        raise type_error(F, "aligned", "a bool", type(aligned).__name__)
     box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]
     if d.select_backend(F, backend, input, *box_list, rust_autograd=True) == "torch":
-        t = _torch_impl().roi_align(_torch_input(input), _torch_boxes(F, boxes, input), size, scale, ratio, bool(aligned))
+        t = d.torch_implementation("pooling").roi_align(_torch_input(input), _rois_tensor(F, boxes, input), size, scale, ratio, bool(aligned))
         return d.like(t, input)
-    rois = _rois(F, boxes, _kernel_dtype(input))
+    rois = _rois_array(F, boxes, _kernel_dtype(input))
     return _run(F, input, _RustOp(
         lambda a: (_core.roi_align(a, rois, size, scale, ratio, bool(aligned)), None),
         lambda a, _, g: _core.roi_align_backward(g, rois, shape, size, scale, ratio, bool(aligned)),
     ))
-
-
-def _torch_boxes(function: str, boxes: Any, input: Any) -> Any:
-    """``boxes`` as one ``[K, 5]`` tensor on the input's device and dtype."""
-    torch = d.require_torch(function)
-    t_in = _torch_input(input)
-    if isinstance(boxes, (list, tuple)):
-        rows = []
-        for i, b in enumerate(boxes):
-            bt = torch.as_tensor(b) if not d.is_tensor(b) else b
-            if bt.dim() != 2 or bt.shape[1] != 4:
-                raise ValueError(
-                    f"{function}(): argument 'boxes': expected a list of [L, 4] boxes per image, "
-                    f"got shape {list(bt.shape)} for image {i}"
-                )
-            bt = bt.to(device=t_in.device, dtype=t_in.dtype)
-            rows.append(torch.cat([torch.full_like(bt[:, :1], i), bt], dim=1))
-        return torch.cat(rows) if rows else torch.zeros((0, 5), dtype=t_in.dtype, device=t_in.device)
-    bt = torch.as_tensor(boxes) if not d.is_tensor(boxes) else boxes
-    if bt.dim() != 2 or bt.shape[1] != 5:
-        raise ValueError(
-            f"{function}(): argument 'boxes': expected a [K, 5] array of (batch_index, x1, y1, x2, y2) "
-            f"or a list of [L, 4] arrays, got shape {list(bt.shape)}"
-        )
-    return bt.to(device=t_in.device, dtype=t_in.dtype)

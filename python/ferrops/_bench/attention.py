@@ -12,7 +12,8 @@ import functools
 import subprocess
 import sys
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def _torch() -> Any:
     return torch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sgemm_gflops(n: int) -> float:
     """This machine's float32 matrix-product speed (``torch.mm``, n x n), the
     ceiling attention's two tile products are measured against."""

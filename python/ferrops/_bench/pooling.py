@@ -8,7 +8,8 @@ speed-up targets apply to the faster of the two.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 

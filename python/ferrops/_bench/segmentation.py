@@ -3,7 +3,7 @@ NumPy idiom most segmentation code uses, ``np.bincount(C * target + pred)``."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
