@@ -321,5 +321,3 @@ class COCO:
             {"image_id": int(r[0]), "bbox": [r[1], r[2], r[3], r[4]], "score": r[5], "category_id": int(r[6])}
             for r in data
         ]
-
-

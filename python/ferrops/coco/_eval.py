@@ -187,4 +187,3 @@ class COCOeval:
         stats[10] = self._summarize(0, areaRng="medium", maxDets=m[2])
         stats[11] = self._summarize(0, areaRng="large", maxDets=m[2])
         self.stats = stats
-

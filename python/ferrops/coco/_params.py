@@ -57,4 +57,3 @@ def snapshot(p: Params) -> Params:
         elif isinstance(value, list):
             setattr(q, name, [list(v) if isinstance(v, list) else copy.deepcopy(v) if isinstance(v, dict) else v for v in value])
     return q
-

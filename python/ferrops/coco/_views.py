@@ -144,5 +144,3 @@ class Ious(Mapping[tuple[int, int], "np.ndarray | list[Any]"]):
 
     def __repr__(self) -> str:
         return f"<ferrops.coco.Ious: {len(self)} (imgId, catId) pairs, computed on access>"
-
-
