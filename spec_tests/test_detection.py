@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import ferrops
 from ferrops import coco as fcoco
 from ferrops._bench.detection import synthetic_coco
-from ferrops.detection import MeanAveragePrecision, pr_curves, voc_ap, voc_eval
+from ferrops.detection import MeanAveragePrecision, per_category_ap, pr_curves, voc_ap, voc_eval
 
 pycoco = pytest.importorskip("pycocotools.coco")
 pycocoeval = pytest.importorskip("pycocotools.cocoeval")
@@ -721,6 +721,20 @@ def test_pr_curves(files):
         pr_curves(ev, area="tiny")
     with pytest.raises(TypeError, match=r"pr_curves\(\): argument 'coco_eval': expected a COCOeval, got ndarray"):
         pr_curves(np.zeros(3))
+
+
+@pytest.mark.spec("DET-COCO")
+def test_per_category_ap(files):
+    """The AP of each category is summarize()'s AP restricted to that category,
+    for ferrops' COCOeval and pycocotools' alike."""
+    gt_path, dt_path, _, _ = files
+    ev = _run(fcoco, fcoco, gt_path, dt_path)
+    ap = per_category_ap(ev)
+    assert list(ap) == [int(c) for c in ev.params.catIds]
+    with contextlib.redirect_stdout(io.StringIO()):
+        expected = [float(ev._summarize(1, category=k)) for k in range(len(ev.params.catIds))]
+    assert list(ap.values()) == expected
+    assert per_category_ap(_run(pycoco, pycocoeval, gt_path, dt_path)) == ap
 
 
 @pytest.mark.spec("DET-COCO")

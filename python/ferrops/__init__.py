@@ -41,7 +41,8 @@ from .pooling import (
     spatial_pyramid_pool,
     sppf,
 )
-from .detection import MeanAveragePrecision, plot_pr_curves, pr_curves, voc_ap, voc_eval
+from .detection import MeanAveragePrecision, per_category_ap, plot_pr_curves, pr_curves, voc_ap, voc_eval
+from ._info import info
 
 __version__: str = _core.__version__
 
@@ -73,6 +74,7 @@ __all__ = [
     "set_num_threads",
     "simd_level",
     "set_simd_level",
+    "info",
     *attention.__all__,
     *boxes.__all__,
     "mdp",

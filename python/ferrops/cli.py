@@ -9,19 +9,18 @@ import ferrops
 
 
 def _info() -> int:
-    print(f"ferrops {ferrops.__version__}")
-    print(f"SIMD level: {ferrops.simd_level()} (CPU supports {ferrops._core.detected_simd_level()})")
-    print(f"threads: {ferrops.get_num_threads()}")
-    bf16 = "AVX-512 BF16 dot products" if ferrops._core.bf16_dot_products() else "widened to float32"
+    info = ferrops.info()
+    print(f"ferrops {info['version']}")
+    print(f"SIMD level: {info['simd_level']} (CPU supports {info['detected_simd_level']})")
+    print(f"threads: {info['threads']}")
+    bf16 = "AVX-512 BF16 dot products" if info["bf16_dot_products"] else "widened to float32"
     print(f"bfloat16 attention: {bf16}")
-    try:
-        import torch
-    except ImportError:
+    if info["torch"] is None:
         print("torch: not installed (NumPy inputs only)")
     else:
-        cuda = torch.cuda.is_available()
-        devices = f", {torch.cuda.device_count()} CUDA device(s)" if cuda else ""
-        print(f"torch: {torch.__version__}, CUDA {'available' if cuda else 'not available'}{devices}")
+        cuda = info["cuda_available"]
+        devices = f", {info['cuda_devices']} CUDA device(s)" if cuda else ""
+        print(f"torch: {info['torch']}, CUDA {'available' if cuda else 'not available'}{devices}")
     return 0
 
 
@@ -79,9 +78,8 @@ def _coco_eval(gt_path: str, dt_path: str, json_out: str | None, plot: str | Non
     import io
     import json
 
-    import numpy as np
-
     from ferrops.coco import COCO, COCOeval
+    from ferrops.detection import per_category_ap, plot_pr_curves
 
     progress = _Progress(["loading ground truth", "loading results", "evaluating", "accumulating"])
     try:
@@ -99,22 +97,15 @@ def _coco_eval(gt_path: str, dt_path: str, json_out: str | None, plot: str | Non
         progress.close()
     ev.summarize()
     if json_out:
-        precision = ev.eval["precision"][:, :, :, 0, -1]  # area "all", largest maxDets
-        per_class = {}
-        for k, cat in enumerate(ev.params.catIds):
-            valid = precision[:, :, k][precision[:, :, k] > -1]
-            per_class[str(int(cat))] = float(np.mean(valid)) if valid.size else -1.0
         report = {
             "ground_truth": gt_path,
             "results": dt_path,
             "stats": dict(zip(_STAT_NAMES, (float(v) for v in ev.stats))),
-            "ap_per_category": per_class,
+            "ap_per_category": {str(cat): ap for cat, ap in per_category_ap(ev).items()},
         }
         with open(json_out, "w") as f:
             json.dump(report, f, indent=2)
     if plot:
-        from ferrops.detection import plot_pr_curves
-
         plot_pr_curves(ev, plot)
     return 0
 

@@ -1,0 +1,323 @@
+"""``COCO``: a COCO dataset (ground truth or detection results), parsed in Rust,
+with pycocotools' Python views and query API built on first use."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _core
+from .._errors import type_error, value_error
+from ._json import Path, read, to_json
+
+#: A COCO JSON record or dataset: JSON data, typed by its keys only at run time.
+Record = dict[str, Any]
+
+#: An id or a collection of ids, as pycocotools' query methods take them.
+Ids = int | Collection[int] | npt.NDArray[np.integer]
+
+
+def _is_array_like(obj: object) -> bool:
+    return hasattr(obj, "__iter__") and hasattr(obj, "__len__")
+
+
+def _collection(ids: object) -> Collection[Any]:
+    """``ids`` itself when it is a collection (pycocotools' duck test), else ``[ids]``."""
+    return cast("Collection[Any]", ids) if _is_array_like(ids) else [ids]
+
+
+class COCO:
+    """A COCO dataset (ground truth or detections), pycocotools' ``COCO``.
+
+    Args:
+        annotation_file (str | os.PathLike | dict | None): a COCO JSON file, or
+            the already loaded dict; ``None`` for an empty dataset (fill
+            ``dataset`` and call ``createIndex()``, as with pycocotools).
+    """
+
+    def __init__(self, annotation_file: Path | Record | None = None) -> None:
+        self._dataset: Record | None = None
+        self._path: str | None = None
+        self._results_of: COCO | None = None
+        self._index: dict[str, dict[Any, Any]] | None = None
+        self._rust: _core.CocoData | None = None
+        if annotation_file is None:
+            self._dataset = {}
+        elif isinstance(annotation_file, dict):
+            self._dataset = annotation_file
+        elif isinstance(annotation_file, (str, os.PathLike)):
+            print("loading annotations into memory...")
+            tic = time.time()
+            data, self._path = read(annotation_file)
+            self._rust = _core.coco_parse_ground_truth(data, self._path)
+            print(f"Done (t={time.time() - tic:0.2f}s)")
+        else:
+            raise type_error("COCO", "annotation_file", "a path, a dict or None", type(annotation_file).__name__)
+
+    @classmethod
+    def _from_rust(cls, data: _core.CocoData, results_of: COCO | None = None) -> COCO:
+        """A dataset already parsed in Rust; its Python views are built from the columns."""
+        coco = cls()
+        coco._dataset = None
+        coco._rust = data
+        coco._results_of = results_of
+        return coco
+
+    # -- the Rust dataset and the lazily built Python views -----------------------------
+
+    @property
+    def _data(self) -> _core.CocoData:
+        """The parsed dataset in Rust, (re)built from ``dataset`` when needed."""
+        if self._rust is None:
+            assert self._dataset is not None
+            payload = to_json(self._dataset, "COCO", "annotation_file", "<dict>", "annotations")
+            self._rust = _core.coco_parse_ground_truth(payload, "<dict>")
+        return self._rust
+
+    @property
+    def dataset(self) -> Record:
+        if self._dataset is None:
+            if self._path is not None:
+                with open(self._path) as f:
+                    self._dataset = json.load(f)
+            elif self._results_of is not None:
+                self._dataset = self._results_dataset()
+            else:
+                self._dataset = self._ground_truth_dataset()
+        return self._dataset
+
+    @dataset.setter
+    def dataset(self, value: Record) -> None:
+        if not isinstance(value, dict):
+            raise TypeError(f"COCO.dataset: expected a dict, got {type(value).__name__}")
+        self._dataset = value
+        self._path = None
+        self._results_of = None
+        self._rust = None
+        self._index = None
+
+    def _results_dataset(self) -> Record:
+        gt = self._results_of
+        assert gt is not None
+        columns = self._data.columns()
+        annotations = []
+        for i, (image_id, category_id, (x, y, w, h), score, area) in enumerate(
+            zip(
+                columns["image_id"].tolist(),
+                columns["category_id"].tolist(),
+                columns["bbox"].tolist(),
+                columns["score"].tolist(),
+                columns["area"].tolist(),
+            )
+        ):
+            annotations.append(
+                {
+                    "image_id": image_id,
+                    "bbox": [x, y, w, h],
+                    "score": score,
+                    "category_id": category_id,
+                    "segmentation": [[x, y, x, y + h, x + w, y + h, x + w, y]],
+                    "area": area,
+                    "id": i + 1,
+                    "iscrowd": 0,
+                }
+            )
+        return {
+            "info": copy.deepcopy(gt.dataset.get("info", {})),
+            "images": list(gt.dataset.get("images", [])),
+            "categories": copy.deepcopy(gt.dataset.get("categories", [])),
+            "annotations": annotations,
+        }
+
+    def _ground_truth_dataset(self) -> Record:
+        columns = self._data.columns()
+        annotations = [
+            {"id": i, "image_id": image_id, "category_id": category_id, "bbox": bbox, "area": area, "iscrowd": int(crowd)}
+            for i, image_id, category_id, bbox, area, crowd in zip(
+                columns["id"].tolist(),
+                columns["image_id"].tolist(),
+                columns["category_id"].tolist(),
+                columns["bbox"].tolist(),
+                columns["area"].tolist(),
+                columns["iscrowd"].tolist(),
+            )
+        ]
+        return {
+            "images": [{"id": i} for i in self._data.image_ids().tolist()],
+            "categories": [{"id": c} for c in self._data.category_ids().tolist()],
+            "annotations": annotations,
+        }
+
+    def createIndex(self) -> None:  # noqa: N802 (pycocotools' name)
+        """Rebuilds the index, and the Rust dataset when ``dataset`` was assigned."""
+        print("creating index...")
+        if self._dataset is not None and self._path is None and self._results_of is None:
+            self._rust = None
+            _ = self._data
+        self._index = None
+        print("index created!")
+
+    def _get_index(self) -> dict[str, dict[Any, Any]]:
+        if self._index is None:
+            anns: dict[Any, Record] = {}
+            cats: dict[Any, Record] = {}
+            imgs: dict[Any, Record] = {}
+            img_to_anns: defaultdict[Any, list[Record]] = defaultdict(list)
+            cat_to_imgs: defaultdict[Any, list[Any]] = defaultdict(list)
+            dataset = self.dataset
+            for ann in dataset.get("annotations", []):
+                img_to_anns[ann["image_id"]].append(ann)
+                anns[ann["id"]] = ann
+            for img in dataset.get("images", []):
+                imgs[img["id"]] = img
+            for cat in dataset.get("categories", []):
+                cats[cat["id"]] = cat
+            if "annotations" in dataset and "categories" in dataset:
+                for ann in dataset["annotations"]:
+                    cat_to_imgs[ann["category_id"]].append(ann["image_id"])
+            self._index = {"anns": anns, "cats": cats, "imgs": imgs, "imgToAnns": img_to_anns, "catToImgs": cat_to_imgs}
+        return self._index
+
+    anns = property(lambda self: self._get_index()["anns"])
+    cats = property(lambda self: self._get_index()["cats"])
+    imgs = property(lambda self: self._get_index()["imgs"])
+    imgToAnns = property(lambda self: self._get_index()["imgToAnns"])  # noqa: N815
+    catToImgs = property(lambda self: self._get_index()["catToImgs"])  # noqa: N815
+
+    # -- pycocotools' query API -----------------------------------------------------------
+
+    def info(self) -> None:
+        for key, value in self.dataset["info"].items():
+            print(f"{key}: {value}")
+
+    def getAnnIds(self, imgIds: Ids = [], catIds: Ids = [], areaRng: Collection[float] = [], iscrowd: int | None = None) -> list[int]:  # noqa: B006,N802,N803
+        """Ids of the annotations on the given images, of the given categories,
+        with area strictly inside ``areaRng``, of the given crowd flag."""
+        img_ids, cat_ids = _collection(imgIds), _collection(catIds)
+        area_rng = cast("Sequence[float]", areaRng)
+        if len(img_ids) == len(cat_ids) == len(areaRng) == 0:
+            anns = self.dataset["annotations"]
+        else:
+            if len(img_ids) != 0:
+                img_to_anns = self.imgToAnns
+                anns = list(itertools.chain.from_iterable(img_to_anns[i] for i in img_ids if i in img_to_anns))
+            else:
+                anns = self.dataset["annotations"]
+            if len(cat_ids) != 0:
+                anns = [a for a in anns if a["category_id"] in cat_ids]
+            if len(areaRng) != 0:
+                anns = [a for a in anns if area_rng[0] < a["area"] < area_rng[1]]
+        if iscrowd is not None:
+            return [a["id"] for a in anns if a["iscrowd"] == iscrowd]
+        return [a["id"] for a in anns]
+
+    def getCatIds(self, catNms: str | Collection[str] = [], supNms: str | Collection[str] = [], catIds: Ids = []) -> list[int]:  # noqa: B006,N802,N803
+        """Ids of the categories with the given names, supercategories and ids."""
+        nms, sups, ids = _collection(catNms), _collection(supNms), _collection(catIds)
+        if len(nms) == len(sups) == len(ids) == 0 and self._dataset is None:
+            return self._data.category_ids().tolist()
+        cats = self.dataset.get("categories", [])
+        if len(nms):
+            cats = [c for c in cats if c["name"] in nms]
+        if len(sups):
+            cats = [c for c in cats if c["supercategory"] in sups]
+        if len(ids):
+            cats = [c for c in cats if c["id"] in ids]
+        return [c["id"] for c in cats]
+
+    def getImgIds(self, imgIds: Ids = [], catIds: Ids = []) -> list[int]:  # noqa: B006,N802,N803
+        """Ids of the given images that hold every given category."""
+        img_ids, cat_ids = _collection(imgIds), _collection(catIds)
+        if len(img_ids) == len(cat_ids) == 0:
+            if self._index is None and self._dataset is None:
+                # From the Rust dataset: no Python view needed. dict keys: first
+                # occurrence of each id.
+                return list(dict.fromkeys(self._data.image_ids().tolist()))
+            return list(self.imgs.keys())
+        ids = set(img_ids)
+        for i, cat_id in enumerate(cat_ids):
+            if i == 0 and len(ids) == 0:
+                ids = set(self.catToImgs[cat_id])
+            else:
+                ids &= set(self.catToImgs[cat_id])
+        return list(ids)
+
+    def _load(self, table: dict[Any, Record], ids: Ids) -> list[Record]:
+        if _is_array_like(ids):
+            return [table[i] for i in _collection(ids)]
+        if isinstance(ids, (int, np.integer)):
+            return [table[ids]]
+        return []
+
+    def loadAnns(self, ids: Ids = []) -> list[Record]:  # noqa: B006,N802
+        return self._load(self.anns, ids)
+
+    def loadCats(self, ids: Ids = []) -> list[Record]:  # noqa: B006,N802
+        return self._load(self.cats, ids)
+
+    def loadImgs(self, ids: Ids = []) -> list[Record]:  # noqa: B006,N802
+        return self._load(self.imgs, ids)
+
+    def loadRes(self, resFile: Path | list[Record] | np.ndarray) -> COCO:  # noqa: N802,N803
+        """Loads bbox detection results against this ground truth.
+
+        Args:
+            resFile (str | os.PathLike | list[dict] | ndarray[N, 7]): a JSON file
+                or list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
+                "score"}`` records, or rows ``(image_id, x, y, w, h, score,
+                category_id)``.
+
+        Returns:
+            COCO: the results, with ids ``1..N`` in input order, ``area = w * h``
+            and ``iscrowd = 0``.
+        """
+        print("Loading and preparing results...")
+        tic = time.time()
+        if isinstance(resFile, (str, os.PathLike)):
+            data, source = read(resFile)
+            rust = _core.coco_parse_results(data, self._data, source)
+        elif isinstance(resFile, np.ndarray):
+            rust = self._results_from_array(resFile)
+        elif isinstance(resFile, list):
+            payload = to_json(resFile, "COCO.loadRes", "resFile", "<list>", "results")
+            rust = _core.coco_parse_results(payload, self._data, "<list>")
+        else:
+            raise type_error(
+                "COCO.loadRes", "resFile", "a path, a list of dicts or an [N, 7] array", type(resFile).__name__
+            )
+        res = COCO._from_rust(rust, results_of=self)
+        print(f"DONE (t={time.time() - tic:0.2f}s)")
+        return res
+
+    def _results_from_array(self, data: np.ndarray) -> _core.CocoData:
+        if data.ndim != 2 or data.shape[1] != 7:
+            raise value_error("COCO.loadRes", "resFile", "an [N, 7] array", f"shape {data.shape}")
+        if data.dtype.kind not in "fiu":
+            raise type_error("COCO.loadRes", "resFile", "a numeric array", f"dtype {data.dtype}")
+        # pycocotools multiplies w * h in the array's own precision.
+        area = (data[:, 3] * data[:, 4]).astype(np.float64)
+        return _core.coco_results_from_arrays(
+            self._data,
+            np.ascontiguousarray(data[:, 0].astype(np.int64)),
+            np.ascontiguousarray(data[:, 6].astype(np.int64)),
+            np.ascontiguousarray(data[:, 1:5], dtype=np.float64),
+            np.ascontiguousarray(data[:, 5], dtype=np.float64),
+            np.ascontiguousarray(area),
+            "<ndarray>",
+        )
+
+    def loadNumpyAnnotations(self, data: np.ndarray) -> list[Record]:  # noqa: N802
+        """Rows ``(image_id, x, y, w, h, score, category_id)`` as result dicts."""
+        return [
+            {"image_id": int(r[0]), "bbox": [r[1], r[2], r[3], r[4]], "score": r[5], "category_id": int(r[6])}
+            for r in data
+        ]

@@ -1,0 +1,189 @@
+"""``COCOeval``: pycocotools' evaluate / accumulate / summarize, with the matching
+and accumulation in Rust."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any, cast
+
+import numpy as np
+
+from .. import _core
+from .._errors import type_error, value_error
+from ._dataset import COCO
+from ._params import EVALUATED_IOU_TYPES, IouType, Params, snapshot
+from ._views import EvalImgs, Ious
+
+
+def _int_ids(name: str, ids: object) -> np.ndarray:
+    array = np.asarray(ids)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise type_error("COCOeval.evaluate", f"params.{name}", "a list of integer ids", f"{array.dtype} {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+
+class COCOeval:
+    """pycocotools' ``COCOeval`` for ``iouType="bbox"``, computed in Rust.
+
+    Args:
+        cocoGt (COCO): ground truth. cocoDt (COCO): detections (``cocoGt.loadRes``).
+        iouType (str): must be "bbox" (pycocotools' default "segm" is not supported).
+
+    After ``evaluate()`` and ``accumulate()``, ``eval`` holds ``precision``
+    (ndarray[T, R, K, A, M]), ``recall`` (ndarray[T, K, A, M]) and ``scores``
+    (ndarray[T, R, K, A, M]), -1 where a setting has no ground truth;
+    ``summarize()`` prints the 12 lines and fills ``stats`` (ndarray[12]).
+    """
+
+    def __init__(self, cocoGt: COCO | None = None, cocoDt: COCO | None = None, iouType: IouType = "segm") -> None:  # noqa: N803
+        for name, value in (("cocoGt", cocoGt), ("cocoDt", cocoDt)):
+            if value is not None and not isinstance(value, COCO):
+                raise type_error("COCOeval", name, "a ferrops.coco.COCO", type(value).__name__)
+        self.cocoGt = cocoGt
+        self.cocoDt = cocoDt
+        self.params = Params(iouType=iouType)
+        # pycocotools' empty values until evaluate() / summarize() set them.
+        self.evalImgs: EvalImgs | list[Any] = []
+        self.ious: Ious | dict[Any, Any] = {}
+        self._evaluation: _core.CocoEvaluation | None = None
+        self.eval: dict[str, Any] = {}
+        self._paramsEval: Params | dict[str, Any] = {}
+        self.stats: np.ndarray | list[float] = []
+        if cocoGt is not None:
+            self.params.imgIds = sorted(cocoGt.getImgIds())
+            self.params.catIds = sorted(cocoGt.getCatIds())
+
+    def evaluate(self) -> None:
+        """Matches detections to ground truth per image and category (Rust, threaded)."""
+        tic = time.time()
+        print("Running per image evaluation...")
+        p = self.params
+        if p.useSegm is not None:
+            raise value_error("COCOeval.evaluate", "params.useSegm", "None (bbox only)", repr(p.useSegm))
+        if p.iouType not in EVALUATED_IOU_TYPES:
+            raise value_error("COCOeval.evaluate", "params.iouType", "'bbox'", repr(p.iouType))
+        if self.cocoGt is None or self.cocoDt is None:
+            raise ValueError("COCOeval.evaluate(): arguments 'cocoGt' and 'cocoDt': expected COCO datasets, got None")
+        print(f"Evaluate annotation type *{p.iouType}*")
+        p.imgIds = list(np.unique(p.imgIds))
+        if p.useCats:
+            p.catIds = list(np.unique(p.catIds))
+        p.maxDets = sorted(p.maxDets)
+        if len(p.maxDets) == 0 or any(int(m) != m or m < 1 for m in p.maxDets):
+            raise value_error("COCOeval.evaluate", "params.maxDets", "positive integers", p.maxDets)
+        area_rngs = np.asarray(p.areaRng, dtype=np.float64).reshape(-1, 2) if len(p.areaRng) else np.zeros((0, 2))
+        iou_thrs = np.ascontiguousarray(np.asarray(p.iouThrs, dtype=np.float64).reshape(-1))
+        self.params = p
+        self._evaluation = _core.coco_evaluate(
+            self.cocoGt._data,
+            self.cocoDt._data,
+            _int_ids("imgIds", p.imgIds),
+            _int_ids("catIds", p.catIds),
+            bool(p.useCats),
+            iou_thrs,
+            np.ascontiguousarray(area_rngs),
+            int(p.maxDets[-1]),
+        )
+        cat_ids = list(p.catIds) if p.useCats else [-1]
+        img_ids = list(p.imgIds)
+        self.evalImgs = EvalImgs(self._evaluation, img_ids, cat_ids, list(p.areaRng), p.maxDets[-1])
+        self.ious = Ious(self._evaluation, img_ids, cat_ids)
+        self._paramsEval = snapshot(self.params)
+        print(f"DONE (t={time.time() - tic:0.2f}s).")
+
+    def accumulate(self, p: Params | None = None) -> None:
+        """Builds ``eval`` (precision, recall, scores) from ``evaluate()``'s matches."""
+        print("Accumulating evaluation results...")
+        tic = time.time()
+        if self._evaluation is None:
+            raise RuntimeError("COCOeval.accumulate(): run evaluate() first")
+        if not (isinstance(self.evalImgs, EvalImgs) and self.evalImgs._evaluation is self._evaluation):
+            raise TypeError(
+                "COCOeval.accumulate(): attribute 'evalImgs': expected the EvalImgs evaluate() made (ferrops "
+                f"accumulates from its Rust results), got {type(self.evalImgs).__name__}"
+            )
+        if p is None:
+            p = self.params
+        p.catIds = p.catIds if p.useCats == 1 else [-1]
+        T, R = len(p.iouThrs), len(p.recThrs)
+        K = len(p.catIds) if p.useCats else 1
+        A, M = len(p.areaRng), len(p.maxDets)
+        if T != self._evaluation.num_thresholds:
+            expected = f"the {self._evaluation.num_thresholds} thresholds evaluate() ran with"
+            raise value_error("COCOeval.accumulate", "p.iouThrs", expected, T)
+        pe = cast(Params, self._paramsEval)  # set by evaluate(), as _evaluation is
+        set_k = set(pe.catIds if pe.useCats else [-1])
+        set_a = {tuple(a) for a in pe.areaRng}
+        set_m = set(pe.maxDets)
+        set_i = set(pe.imgIds)
+        k_list = [n for n, k in enumerate(p.catIds) if k in set_k]
+        m_list = [int(m) for m in p.maxDets if m in set_m]
+        a_list = [n for n, a in enumerate(p.areaRng) if tuple(a) in set_a]
+        i_list = [n for n, i in enumerate(p.imgIds) if i in set_i]
+        precision, recall, scores = _core.coco_accumulate(
+            self._evaluation,
+            k_list,
+            a_list,
+            m_list,
+            i_list,
+            K,
+            A,
+            M,
+            np.ascontiguousarray(np.asarray(p.recThrs, dtype=np.float64).reshape(-1)),
+        )
+        self.eval = {
+            "params": p,
+            "counts": [T, R, K, A, M],
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+            "precision": precision,
+            "recall": recall,
+            "scores": scores,
+        }
+        print(f"DONE (t={time.time() - tic:0.2f}s).")
+
+    def _summarize(
+        self, ap: int = 1, iouThr: float | None = None, areaRng: str = "all", maxDets: int = 100, category: int | None = None  # noqa: N803
+    ) -> float:
+        """One summary value (pycocotools' ``_summarize``); ``category`` restricts
+        it to one index of ``params.catIds`` (the per-class metrics)."""
+        p = self.params
+        title = "Average Precision" if ap == 1 else "Average Recall"
+        kind = "(AP)" if ap == 1 else "(AR)"
+        iou = f"{p.iouThrs[0]:0.2f}:{p.iouThrs[-1]:0.2f}" if iouThr is None else f"{iouThr:0.2f}"
+        aind = [i for i, label in enumerate(p.areaRngLbl) if label == areaRng]
+        mind = [i for i, m in enumerate(p.maxDets) if m == maxDets]
+        s = self.eval["precision"] if ap == 1 else self.eval["recall"]
+        if iouThr is not None:
+            s = s[np.where(iouThr == np.asarray(p.iouThrs))[0]]
+        if category is not None:
+            s = s[:, :, category : category + 1] if ap == 1 else s[:, category : category + 1]
+        s = s[:, :, :, aind, mind] if ap == 1 else s[:, :, aind, mind]
+        valid = s[s > -1]
+        mean = -1 if len(valid) == 0 else np.mean(valid)
+        print(f" {title:<18} {kind} @[ IoU={iou:<9} | area={areaRng:>6s} | maxDets={maxDets:>3d} ] = {mean:0.3f}")
+        return mean
+
+    def summarize(self) -> None:
+        """Prints pycocotools' 12 summary lines and sets ``stats`` (ndarray[12]):
+        AP, AP50, AP75, AP small/medium/large, AR@maxDets[0..2], AR small/medium/large."""
+        if not self.eval:
+            raise RuntimeError("COCOeval.summarize(): run accumulate() first")
+        m = self.params.maxDets
+        stats = np.zeros((12,))
+        stats[0] = self._summarize(1)
+        stats[1] = self._summarize(1, iouThr=0.5, maxDets=m[2])
+        stats[2] = self._summarize(1, iouThr=0.75, maxDets=m[2])
+        stats[3] = self._summarize(1, areaRng="small", maxDets=m[2])
+        stats[4] = self._summarize(1, areaRng="medium", maxDets=m[2])
+        stats[5] = self._summarize(1, areaRng="large", maxDets=m[2])
+        stats[6] = self._summarize(0, maxDets=m[0])
+        stats[7] = self._summarize(0, maxDets=m[1])
+        stats[8] = self._summarize(0, maxDets=m[2])
+        stats[9] = self._summarize(0, areaRng="small", maxDets=m[2])
+        stats[10] = self._summarize(0, areaRng="medium", maxDets=m[2])
+        stats[11] = self._summarize(0, areaRng="large", maxDets=m[2])
+        self.stats = stats

@@ -1,0 +1,56 @@
+"""Python data and files to the bytes the Rust COCO parser reads."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+from .._errors import type_error, value_error
+
+#: What ferrops accepts as a file name.
+Path = str | os.PathLike[str]
+
+
+def _json_scalar(obj: object) -> object:
+    """json.dumps hook: NumPy scalars and arrays as Python numbers and lists."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not a JSON value")
+
+
+def _first_non_finite(records: Iterable[object]) -> int | None:
+    for i, record in enumerate(records):
+        values = record.values() if isinstance(record, dict) else ()
+        for value in values:
+            numbers = value if isinstance(value, (list, tuple, np.ndarray)) else [value]
+            for v in numbers:
+                if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+                    return i
+    return None
+
+
+def to_json(obj: object, function: str, argument: str, source: str, what: str) -> bytes:
+    """Encodes Python data for the Rust parser, naming the first record with a
+    non-finite number (JSON cannot hold NaN)."""
+    try:
+        return json.dumps(obj, allow_nan=False, default=_json_scalar).encode()
+    except ValueError:
+        records = obj.get("annotations", []) if isinstance(obj, dict) else obj
+        i = _first_non_finite(records if isinstance(records, Iterable) else ())
+        where = f"{what}[{i}]" if i is not None else "a record"
+        raise value_error(function, argument, "finite numbers", f"{source}: {where} has a NaN or infinite value") from None
+    except TypeError as exc:
+        raise type_error(function, argument, "JSON-like data", f"{source}: {exc}") from None
+
+
+def read(path: Path) -> tuple[bytes, str]:
+    """The bytes of a file and its name (for the parser's messages)."""
+    name = os.fspath(path)
+    with open(name, "rb") as f:
+        return f.read(), str(name)
