@@ -40,12 +40,20 @@ their device (dense ``(A, S, S)`` tensors); ``backend="torch"`` forces it.
 
 from __future__ import annotations
 
-from ._environments import GRID_MOVES, from_gymnasium, grid_world
+# GRID_MOVES is public but was never in __all__.
+from ._environments import GRID_MOVES as GRID_MOVES
+from ._environments import from_gymnasium, grid_world
 from ._monte_carlo import MCResult, mc_basic, mc_epsilon_greedy, mc_exploring_starts
-from ._solvers import MDPSolution, policy_evaluation, policy_iteration, q_values, value_iteration
+from ._solvers import (
+    MDPSolution,
+    policy_evaluation,
+    policy_iteration,
+    q_values,
+    value_iteration,
+)
 from ._stochastic_approximation import incremental_mean, robbins_monro
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - the order it always had
     "MDPSolution",
     "MCResult",
     "value_iteration",

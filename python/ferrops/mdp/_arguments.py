@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Sequence
+from typing import TypeVar
 
 from .. import _dispatch as d
 from .._errors import describe, type_error, value_error
+
+Choice = TypeVar("Choice", bound=str)
 
 
 def check_number(function: str, argument: str, value: object) -> float:
@@ -36,7 +38,8 @@ def check_count(function: str, argument: str, value: object) -> int:
     return d.check_int(function, argument, value, 1, "a positive count")
 
 
-def check_choice(function: str, argument: str, value: object, allowed: Sequence[str]) -> str:
+def check_choice(function: str, argument: str, value: object, allowed: tuple[Choice, ...]) -> Choice:
+    """``value`` as the one of ``allowed`` it equals (typed as the caller's ``Literal``)."""
     if value not in allowed:
-        raise value_error(function, argument, f"one of {tuple(allowed)}", repr(value))
-    return str(value)
+        raise value_error(function, argument, f"one of {allowed}", repr(value))
+    return allowed[allowed.index(value)]

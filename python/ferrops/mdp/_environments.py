@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._errors import describe, type_error, value_error
 from ._arguments import check_count, check_number
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import scipy.sparse
+
+    #: ``P`` as these return it: dense ``(A, S, S)`` or one SciPy CSR array per action.
+    Transitions: TypeAlias = np.ndarray | list[scipy.sparse.csr_array]
+    #: gymnasium's ``(prob, next_state, reward, done)``.
+    GymTransition: TypeAlias = tuple[float, int, float, bool]
+    #: ``env.unwrapped.P``: ``P[s][a]``, a list of transitions, by state and action.
+    GymModel: TypeAlias = (
+        Mapping[int, Mapping[int, Sequence[GymTransition]]] | Sequence[Sequence[Sequence[GymTransition]]]
+    )
+
 #: Grid-world actions (RL-GRID), as (row, column) moves.
 GRID_MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1), (0, 0))
 
 
-def _cell(function: str, argument: str, cell: Any, rows: int, cols: int) -> tuple[int, int]:
+def _cell(function: str, argument: str, cell: tuple[int, int], rows: int, cols: int) -> tuple[int, int]:
     try:
         r, c = cell
     except (TypeError, ValueError) as exc:
@@ -39,7 +54,7 @@ def grid_world(
     r_other: float = 0.0,
     *,
     sparse: bool = False,
-) -> tuple[Any, np.ndarray]:
+) -> tuple[Transitions, np.ndarray]:
     """The grid world of RL-GRID as an MDP.
 
     Cells are 0-indexed ``(row, col)``, state ``row * cols + col``; actions 0..4
@@ -83,7 +98,7 @@ def grid_world(
     if sparse:
         import scipy.sparse
 
-        P: Any = [scipy.sparse.csr_array((np.ones(S), (np.arange(S), nxt[a])), shape=(S, S)) for a in range(5)]
+        P: Transitions = [scipy.sparse.csr_array((np.ones(S), (np.arange(S), nxt[a])), shape=(S, S)) for a in range(5)]
     else:
         P = np.zeros((5, S, S))
         for a in range(5):
@@ -91,7 +106,7 @@ def grid_world(
     return P, R
 
 
-def from_gymnasium(env_P: Any, *, sparse: bool = False) -> tuple[Any, np.ndarray]:
+def from_gymnasium(env_P: GymModel, *, sparse: bool = False) -> tuple[Transitions, np.ndarray]:
     """Converts gymnasium's tabular model ``env.unwrapped.P``,
     ``P[s][a] = [(prob, next_state, reward, done), ...]``, to ``(P, R)``.
 
@@ -146,7 +161,7 @@ def from_gymnasium(env_P: Any, *, sparse: bool = False) -> tuple[Any, np.ndarray
     if sparse:
         import scipy.sparse
 
-        P: Any = [
+        P: Transitions = [
             scipy.sparse.csr_array((prob[a_i == a], (s_i[a_i == a], nxt[a_i == a])), shape=(n, n)) for a in range(actions)
         ]
     else:

@@ -4,13 +4,29 @@ accepts, with the checks of the model's arrays."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import _dispatch as d
 from .._errors import type_error, value_error
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import scipy.sparse
+    import torch
+
+    from .._dispatch import Array, ArrayLike
+
+    #: One action's ``(S, S)`` matrix: dense, a tensor, or ``scipy.sparse``.
+    Matrix: TypeAlias = ArrayLike | scipy.sparse.sparray | scipy.sparse.spmatrix
+    #: ``P``: a dense ``(A, S, S)`` array or tensor, or one matrix per action.
+    Transitions: TypeAlias = ArrayLike | Sequence[Matrix]
+    #: ``R``: ``(S,)``, ``(S, A)``, ``(A, S, S)``, or one ``(S, S)`` matrix per action.
+    Rewards: TypeAlias = ArrayLike | Sequence[Matrix]
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -33,15 +49,15 @@ class Model:
     #: The dense (A, S, S) input, when P came dense (for the exact dense solve).
     dense: np.ndarray | None
     #: A tensor of the input: results come back as tensors on its device.
-    reference: Any
+    reference: torch.Tensor | None
     #: The per-transition reward input (A, S, S) / list, if R came in that form.
-    transition_reward: Any
+    transition_reward: list[Matrix] | None
 
     @property
     def csr(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         return self.indptr, self.indices, self.data
 
-    def out(self, x: np.ndarray) -> Any:
+    def out(self, x: np.ndarray) -> Array:
         return x if self.reference is None else d.like(x, self.reference)
 
     def step_rewards(self) -> list[np.ndarray]:
@@ -56,7 +72,7 @@ class Model:
         return out
 
 
-def _gather(matrix: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _gather(matrix: Matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``matrix[rows, cols]`` as float64, for a dense or scipy.sparse matrix."""
     if is_scipy_sparse(matrix):
         values = np.asarray(matrix.tocsr()[rows, cols]).ravel()
@@ -65,13 +81,13 @@ def _gather(matrix: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float64)
 
 
-def _tensor_to_numpy(function: str, argument: str, x: Any) -> np.ndarray:
+def _tensor_to_numpy(function: str, argument: str, x: torch.Tensor) -> np.ndarray:
     if x.layout != d.torch_module().strided:
         raise type_error(function, argument, "dense tensors", f"layout {x.layout}")
     return d.float_array(function, argument, x)
 
 
-def _csr_of(function: str, a: int, matrix: Any) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+def _csr_of(function: str, a: int, matrix: Matrix) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, cols, indptr, indices, data)`` of one action's matrix: int32
     index arrays and float64 data, the input's own buffers where they already are."""
     if is_scipy_sparse(matrix):
@@ -96,7 +112,7 @@ def _csr_of(function: str, a: int, matrix: Any) -> tuple[int, int, np.ndarray, n
     return dense.shape[0], dense.shape[1], indptr, cols.astype(np.int32), data
 
 
-def _split_actions(function: str, P: Any) -> tuple[list[Any], np.ndarray | None]:
+def _split_actions(function: str, P: Transitions) -> tuple[list[Matrix], np.ndarray | None]:
     """The per-action matrices of ``P``, and ``P`` as a dense array when it is one."""
     if isinstance(P, (list, tuple)):
         if len(P) == 0:
@@ -114,7 +130,7 @@ def _split_actions(function: str, P: Any) -> tuple[list[Any], np.ndarray | None]
     return list(dense), dense
 
 
-def build_model(function: str, P: Any, R: Any) -> Model:
+def build_model(function: str, P: Transitions, R: Rewards) -> Model:
     matrices, dense = _split_actions(function, P)
     actions = len(matrices)
     indptr, indices, data = [], [], []
@@ -150,13 +166,13 @@ def _check_finite(function: str, values: np.ndarray, describe: Callable[[tuple[i
 
 def _expected_reward(
     function: str,
-    R: Any,
+    R: Rewards,
     states: int,
     actions: int,
     indptr: list[np.ndarray],
     indices: list[np.ndarray],
     data: list[np.ndarray],
-) -> tuple[np.ndarray, Any]:
+) -> tuple[np.ndarray, list[Matrix] | None]:
     """``r (S, A)`` float64, and the per-transition reward input when R is one."""
     if isinstance(R, (list, tuple)) and len(R) == actions and all(
         is_scipy_sparse(x) or np.ndim(x) == 2 for x in R
@@ -189,21 +205,21 @@ def _expected_reward(
     return reward, per_transition
 
 
-def _numeric(function: str, x: Any) -> np.ndarray:
+def _numeric(function: str, x: ArrayLike) -> np.ndarray:
     a = _tensor_to_numpy(function, "R", x) if d.is_tensor(x) else np.asarray(x)
     if a.dtype.kind not in "fiub":
         raise type_error(function, "R", "real numbers", f"dtype {a.dtype}")
     return np.asarray(a, dtype=np.float64)
 
 
-def state_vector(function: str, argument: str, x: Any, states: int) -> np.ndarray:
+def state_vector(function: str, argument: str, x: ArrayLike, states: int) -> np.ndarray:
     v = d.float_array(function, argument, x)
     if v.shape != (states,):
         raise value_error(function, argument, f"shape ({states},)", list(v.shape))
     return np.ascontiguousarray(v, dtype=np.float64)
 
 
-def policy_vector(function: str, policy: Any, states: int, actions: int) -> np.ndarray:
+def policy_vector(function: str, policy: ArrayLike, states: int, actions: int) -> np.ndarray:
     pi = d.index_array(function, "policy", policy)
     if pi.shape != (states,):
         raise value_error(function, "policy", f"shape ({states},)", list(pi.shape))
@@ -214,7 +230,7 @@ def policy_vector(function: str, policy: Any, states: int, actions: int) -> np.n
     return pi
 
 
-def torch_path(function: str, backend: str, *inputs: Any) -> bool:
+def torch_path(function: str, backend: str, *inputs: object) -> bool:
     """Whether ``function`` runs the PyTorch implementation (tensors may sit in
     lists of per-action matrices)."""
     return d.select_backend(function, backend, *d.tensors_in(*inputs)) == "torch"

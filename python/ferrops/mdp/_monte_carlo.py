@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 from .. import _core
 from .._errors import type_error, value_error
 from ._arguments import check_count, check_discount, check_number
 from ._model import build_model
+
+if TYPE_CHECKING:
+    from .._dispatch import Array
+    from ._model import Rewards, Transitions
+
+#: The kernel's name of each method.
+Method = Literal["basic", "exploring_starts", "epsilon_greedy"]
 
 
 @dataclass(frozen=True)
@@ -24,9 +31,9 @@ class MCResult:
         iterations (int): improvement rounds (``mc_basic``) or episodes.
     """
 
-    q: Any
-    policy: Any
-    visits: Any
+    q: Array
+    policy: Array
+    visits: Array
     iterations: int
 
 
@@ -36,7 +43,7 @@ def _seed(function: str, seed: object) -> int:
     return int(seed)
 
 
-def _mc(function: str, method: str, P: Any, R: Any, discount: float, episodes: int, episode_length: int,
+def _mc(function: str, method: Method, P: Transitions, R: Rewards, discount: float, episodes: int, episode_length: int,
         seed: int, iterations: int, epsilon: float) -> MCResult:
     gamma = check_discount(function, discount, allow_one=True)
     n_episodes = check_count(function, "episodes", episodes)
@@ -51,7 +58,7 @@ def _mc(function: str, method: str, P: Any, R: Any, discount: float, episodes: i
 
 
 def mc_basic(
-    P: Any, R: Any, discount: float, episodes: int = 1, episode_length: int = 100, iterations: int = 100, seed: int = 0
+    P: Transitions, R: Rewards, discount: float, episodes: int = 1, episode_length: int = 100, iterations: int = 100, seed: int = 0
 ) -> MCResult:
     """MC Basic (RL-MC): policy iteration whose evaluation step estimates every
     ``q(s, a)`` as the mean discounted return of ``episodes`` episodes of
@@ -68,7 +75,7 @@ def mc_basic(
 
 
 def mc_exploring_starts(
-    P: Any, R: Any, discount: float, episodes: int = 10_000, episode_length: int = 100, seed: int = 0
+    P: Transitions, R: Rewards, discount: float, episodes: int = 10_000, episode_length: int = 100, seed: int = 0
 ) -> MCResult:
     """MC Exploring Starts (RL-MC): each episode starts at a uniformly drawn
     ``(s, a)``, follows the greedy policy, and is walked backwards
@@ -82,8 +89,8 @@ def mc_exploring_starts(
 
 
 def mc_epsilon_greedy(
-    P: Any,
-    R: Any,
+    P: Transitions,
+    R: Rewards,
     discount: float,
     epsilon: float = 0.1,
     episodes: int = 10_000,

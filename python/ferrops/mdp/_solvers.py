@@ -4,7 +4,7 @@ RL-VI-STOP, RL-GS, RL-PI)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -14,6 +14,14 @@ from .._dispatch import Backend
 from .._errors import value_error
 from ._arguments import check_choice, check_count, check_discount, check_positive
 from ._model import Model, build_model, policy_vector, state_vector, torch_path
+
+if TYPE_CHECKING:
+    from .._dispatch import Array, ArrayLike
+    from ._model import Rewards, Transitions
+
+StopRule = Literal["span", "supnorm"]
+SweepMethod = Literal["jacobi", "gauss-seidel"]
+Evaluation = Literal["exact", "iterative"]
 
 
 @dataclass(frozen=True)
@@ -31,24 +39,24 @@ class MDPSolution:
             last improvement (0 when converged).
     """
 
-    V: Any
-    policy: Any
+    V: Array
+    policy: Array
     iterations: int
     converged: bool
     residual: float
 
 
 def value_iteration(
-    P: Any,
-    R: Any,
+    P: Transitions,
+    R: Rewards,
     discount: float,
     epsilon: float = 0.01,
     max_iter: int = 1000,
-    initial_value: Any = None,
-    stop: str = "span",
-    method: str = "jacobi",
+    initial_value: ArrayLike | None = None,
+    stop: StopRule = "span",
+    method: SweepMethod = "jacobi",
     *,
-    backend: str = "auto",
+    backend: Backend = "auto",
 ) -> MDPSolution:
     """Value iteration ``V_{k+1}(s) = max_a r(s, a) + gamma sum_s' P[a, s, s'] V_k(s')``
     (RL-BELLMAN), from ``initial_value`` (default 0).
@@ -89,7 +97,7 @@ def value_iteration(
     return MDPSolution(m.out(V), m.out(policy), k, converged, residual)
 
 
-def q_values(P: Any, R: Any, V: Any, discount: float, *, backend: str = "auto") -> Any:
+def q_values(P: Transitions, R: Rewards, V: ArrayLike, discount: float, *, backend: Backend = "auto") -> Array:
     """``Q(s, a) = r(s, a) + gamma sum_s' P[a, s, s'] V(s')`` (RL-BELLMAN).
 
     Args:
@@ -128,16 +136,16 @@ def _solve_exact(function: str, m: Model, policy: np.ndarray, gamma: float) -> n
 
 
 def policy_evaluation(
-    P: Any,
-    R: Any,
-    policy: Any,
+    P: Transitions,
+    R: Rewards,
+    policy: ArrayLike,
     discount: float,
-    evaluation: str = "exact",
+    evaluation: Evaluation = "exact",
     epsilon: float = 1e-10,
     max_iter: int = 100_000,
     *,
-    backend: str = "auto",
-) -> Any:
+    backend: Backend = "auto",
+) -> Array:
     """The value of a deterministic policy, ``V_pi = r_pi + gamma P_pi V_pi`` (RL-PI).
 
     Args:
@@ -173,15 +181,15 @@ def _evaluate(function: str, m: Model, pi: np.ndarray, gamma: float, evaluation:
 
 
 def policy_iteration(
-    P: Any,
-    R: Any,
+    P: Transitions,
+    R: Rewards,
     discount: float,
     max_iter: int = 1000,
-    evaluation: str = "exact",
-    initial_policy: Any = None,
+    evaluation: Evaluation = "exact",
+    initial_policy: ArrayLike | None = None,
     epsilon: float = 1e-10,
     *,
-    backend: str = "auto",
+    backend: Backend = "auto",
 ) -> MDPSolution:
     """Policy iteration (RL-PI): evaluate ``V_pi``, improve greedily (ties to the
     lowest action), stop when the policy is stable.

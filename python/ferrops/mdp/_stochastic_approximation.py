@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,8 +13,11 @@ from .. import _dispatch as d
 from .._errors import describe, type_error, value_error
 from ._arguments import check_count, check_number
 
+if TYPE_CHECKING:
+    from .._dispatch import Array, ArrayLike
 
-def incremental_mean(x: Any) -> Any:
+
+def incremental_mean(x: ArrayLike) -> Array:
     """Running means by ``w_{k+1} = w_k - (1/k)(w_k - x_k)`` (RL-SA).
 
     Args:
@@ -34,8 +38,8 @@ def incremental_mean(x: Any) -> Any:
 
 
 def robbins_monro(
-    g: Callable[[Any], Any],
-    w0: Any,
+    g: Callable[[float | np.ndarray], ArrayLike],
+    w0: ArrayLike,
     steps: int,
     step_size: Callable[[int], float] = lambda k: 1.0 / k,
 ) -> np.ndarray:
