@@ -10,19 +10,16 @@ from typing import Any
 import torch
 
 from . import _dispatch as d
-from .mdp import MDPSolution, _first_tensor, _is_scipy_sparse
+from ._errors import value_error
+from .mdp._model import is_scipy_sparse
+from .mdp._solvers import MDPSolution
 
 #: As ferrops_core::mdp::ROW_SUM_TOLERANCE.
 _ROW_SUM_TOLERANCE = 1e-6
 
 
-def _device(*xs: Any) -> Any:
-    t = _first_tensor(*xs)
-    return None if t is None else t.device
-
-
 def _dense(function: str, argument: str, x: Any, device: Any) -> torch.Tensor:
-    if _is_scipy_sparse(x) or (d.is_tensor(x) and x.layout != torch.strided):
+    if is_scipy_sparse(x) or (d.is_tensor(x) and x.layout != torch.strided):
         raise TypeError(
             f"{function}(): argument '{argument}': the PyTorch implementation takes dense arrays or tensors, "
             f"got {type(x).__name__}; use the Rust backend for sparse models"
@@ -38,44 +35,35 @@ def _first_true(mask: torch.Tensor) -> tuple[int, ...]:
 
 def model(function: str, P: Any, R: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``P (A, S, S)`` and the expected reward ``r (S, A)``, float64, validated."""
-    device = _device(P, R)
+    device = d.device_of(*d.tensors_in(P, R))
     p = _dense(function, "P", P, device)
     if p.ndim != 3 or p.shape[1] != p.shape[2] or p.shape[0] == 0:
-        raise ValueError(f"{function}(): argument 'P': expected shape (A, S, S), got {list(p.shape)}")
+        raise value_error(function, "P", "shape (A, S, S)", list(p.shape))
     A, S = p.shape[0], p.shape[1]
     bad = ~(torch.isfinite(p) & (p >= 0))
     if bool(bad.any()):
         a, s, t = _first_true(bad)
-        raise ValueError(
-            f"{function}(): argument 'P': expected rows of non-negative transition probabilities summing to 1, "
-            f"got P[{a}][{s}, {t}] = {p[a, s, t].item()}, not a probability"
-        )
+        raise value_error(function, "P", "rows of non-negative transition probabilities summing to 1", f"P[{a}][{s}, {t}] = {p[a, s, t].item()}, not a probability")
     off = (p.sum(dim=2) - 1).abs() > _ROW_SUM_TOLERANCE
     if bool(off.any()):
         a, s = _first_true(off)
-        raise ValueError(
-            f"{function}(): argument 'P': expected rows of non-negative transition probabilities summing to 1, "
-            f"got P[{a}][{s}, :] sums to {p[a, s].sum().item()}, not 1 (action {a}, state {s})"
-        )
+        raise value_error(function, "P", "rows of non-negative transition probabilities summing to 1", f"P[{a}][{s}, :] sums to {p[a, s].sum().item()}, not 1 (action {a}, state {s})")
     r = _dense(function, "R", R, p.device)
     if tuple(r.shape) == (S,):
         r = r[:, None].expand(S, A)
     elif tuple(r.shape) == (A, S, S):
         r = (p * r).sum(dim=2).T
     elif tuple(r.shape) != (S, A):
-        raise ValueError(
-            f"{function}(): argument 'R': expected (S,) = ({S},), (S, A) = ({S}, {A}) or "
-            f"(A, S, S) = ({A}, {S}, {S}), got {list(r.shape)}"
-        )
+        raise value_error(function, "R", f"(S,) = ({S},), (S, A) = ({S}, {A}) or (A, S, S) = ({A}, {S}, {S})", list(r.shape))
     if not bool(torch.isfinite(r).all()):
         s, a = _first_true(~torch.isfinite(r))
-        raise ValueError(f"{function}(): argument 'R': expected finite rewards, got reward {r[s, a].item()} for state {s}, action {a}")
+        raise value_error(function, "R", "finite rewards", f"reward {r[s, a].item()} for state {s}, action {a}")
     return p, r.contiguous()
 
 
 def _out(x: torch.Tensor, P: Any, R: Any) -> Any:
-    ref = _first_tensor(P, R)
-    return d.like(x, ref) if ref is not None else x.cpu().numpy()
+    tensors = d.tensors_in(P, R)
+    return d.like(x, tensors[0]) if tensors else x.cpu().numpy()
 
 
 def _q(p: torch.Tensor, r: torch.Tensor, v: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -99,7 +87,7 @@ def value_iteration(function: str, P: Any, R: Any, gamma: float, eps: float, max
     else:
         v = d.float_tensor(function, "initial_value", initial_value, p.device).to(torch.float64).clone()
         if tuple(v.shape) != (S,):
-            raise ValueError(f"{function}(): argument 'initial_value': expected shape ({S},), got {list(v.shape)}")
+            raise value_error(function, "initial_value", f"shape ({S},)", list(v.shape))
         if not bool(torch.isfinite(v).all()):
             raise ValueError(f"{function}(): argument 'initial_value': expected finite values")
     if stop == "span":
@@ -136,18 +124,18 @@ def q_values(function: str, P: Any, R: Any, V: Any, gamma: float) -> Any:
     p, r = model(function, P, R)
     v = d.float_tensor(function, "V", V, p.device).to(torch.float64)
     if tuple(v.shape) != (p.shape[1],):
-        raise ValueError(f"{function}(): argument 'V': expected shape ({p.shape[1]},), got {list(v.shape)}")
+        raise value_error(function, "V", f"shape ({p.shape[1]},)", list(v.shape))
     return _out(_q(p, r, v, gamma), P, R)
 
 
 def _policy(function: str, policy: Any, S: int, A: int, device: Any) -> torch.Tensor:
     pi = d.index_tensor(function, "policy", policy, device)
     if tuple(pi.shape) != (S,):
-        raise ValueError(f"{function}(): argument 'policy': expected shape ({S},), got {list(pi.shape)}")
+        raise value_error(function, "policy", f"shape ({S},)", list(pi.shape))
     bad = (pi < 0) | (pi >= A)
     if bool(bad.any()):
         (s,) = _first_true(bad)
-        raise ValueError(f"{function}(): argument 'policy': expected actions in 0..{A - 1}, got {pi[s].item()} for state {s}")
+        raise value_error(function, "policy", f"actions in 0..{A - 1}", f"{pi[s].item()} for state {s}")
     return pi
 
 
@@ -167,10 +155,7 @@ def _evaluate(function: str, p: torch.Tensor, r: torch.Tensor, pi: torch.Tensor,
         v = v_new
         if change < threshold:
             return v
-    raise ValueError(
-        f"{function}(): argument 'max_iter': expected enough sweeps to evaluate the policy within "
-        f"epsilon={eps}, got max_iter={max_iter}"
-    )
+    raise value_error(function, "max_iter", f"enough sweeps to evaluate the policy within epsilon={eps}", f"max_iter={max_iter}")
 
 
 def policy_evaluation(function: str, P: Any, R: Any, policy: Any, gamma: float, evaluation: str, eps: float,

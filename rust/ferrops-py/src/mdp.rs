@@ -2,15 +2,16 @@
 //! (SciPy's int32 `indptr`/`indices` and float64 `data`, passed without a copy),
 //! rewards as the expected reward `r[s, a]`, a C-contiguous float64 `(S, A)` array.
 
-use ferrops_core::mdp::mc::{self, McConfig, McMethod};
-use ferrops_core::mdp::{self, Csr, Mdp, StopRule, Sweep};
-use ferrops_core::FerropsError;
+use ferrops_core::mdp::monte_carlo::{self, McConfig, McMethod};
+use ferrops_core::mdp::{self, stochastic_approximation, Csr, Mdp, StopRule, Sweep};
+use ferrops_core::{ensure, FerropsError};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::{owned1, owned2, slice1};
-use crate::run::{run_kernel, to_py_err};
+use crate::convert::{owned1, owned2, slice1, slice2};
+use crate::error::BindingResult;
+use crate::run::run_kernel;
 
 /// `(V, policy, iterations, converged, residual)`.
 type ViResult = (Py<PyAny>, Py<PyAny>, usize, bool, f64);
@@ -34,16 +35,12 @@ fn views<'a>(
     function: &'static str,
     p: &'a Transitions<'_>,
     reward: &'a PyReadonlyArray2<'_, f64>,
-) -> PyResult<(Vec<Csr<'a>>, &'a [f64])> {
+) -> BindingResult<(Vec<Csr<'a>>, &'a [f64])> {
     let Transitions(indptrs, indices, data) = p;
-    if indptrs.len() != indices.len() || indptrs.len() != data.len() {
-        return Err(to_py_err(FerropsError::value(
-            function,
-            "P",
-            "matching CSR arrays per action",
-            "ragged lists",
-        )));
-    }
+    ensure!(
+        indptrs.len() == indices.len() && indptrs.len() == data.len(),
+        FerropsError::value(function, "P", "matching CSR arrays per action", "ragged lists")
+    );
     let mut out = Vec::with_capacity(indptrs.len());
     for ((indptr, indices), data) in indptrs.iter().zip(indices).zip(data) {
         out.push(Csr {
@@ -52,14 +49,8 @@ fn views<'a>(
             data: slice1(function, "P", data)?,
         });
     }
-    let r = reward.as_slice().map_err(|_| {
-        to_py_err(FerropsError::value(
-            function,
-            "R",
-            "a contiguous array",
-            "a strided view",
-        ))
-    })?;
+    // Any width: `Mdp::new` checks that R holds one reward per (state, action).
+    let r = slice2(function, "R", reward.shape()[1], reward)?;
     Ok((out, r))
 }
 
@@ -78,10 +69,10 @@ fn mdp_value_iteration<'py>(
     initial_value: Option<PyReadonlyArray1<'py, f64>>,
     stop: &str,
     method: &str,
-) -> PyResult<ViResult> {
+) -> BindingResult<ViResult> {
     const F: &str = "value_iteration";
-    let stop = StopRule::parse(F, stop).map_err(to_py_err)?;
-    let sweep = Sweep::parse(F, method).map_err(to_py_err)?;
+    let stop = StopRule::parse(F, stop)?;
+    let sweep = Sweep::parse(F, method)?;
     let (csr, r) = views(F, &p, &reward)?;
     let v0 = match &initial_value {
         Some(v) => Some(slice1(F, "initial_value", v)?),
@@ -100,6 +91,10 @@ fn mdp_value_iteration<'py>(
     ))
 }
 
+// The next three serve several public functions (policy iteration backs up and
+// evaluates too): `function`, the caller's name, is what the model's errors carry.
+// The contiguity checks name the kernel: the Python layer passes contiguous arrays.
+
 /// One Bellman backup: `(max_a Q, argmax_a Q)`.
 #[pyfunction]
 fn mdp_bellman_backup<'py>(
@@ -110,41 +105,14 @@ fn mdp_bellman_backup<'py>(
     states: usize,
     discount: f64,
     values: PyReadonlyArray1<'py, f64>,
-) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-    let name = static_name(function);
-    let (csr, r) = views(name, &p, &reward)?;
-    let v = slice1(name, "V", &values)?;
+) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
+    const F: &str = "bellman_backup";
+    let (csr, r) = views(F, &p, &reward)?;
+    let v = slice1(F, "V", &values)?;
     let (v_new, policy) = run_kernel(py, || {
-        mdp::bellman_backup(&Mdp::new(name, states, csr, r)?, discount, v)
+        mdp::bellman_backup(&Mdp::new(function, states, csr, r)?, discount, v)
     })?;
     Ok((owned1(py, v_new).into_py_any(py)?, owned1(py, policy).into_py_any(py)?))
-}
-
-/// The public function a shared helper reports errors under.
-fn static_name(function: &str) -> &'static str {
-    match function {
-        "policy_iteration" => "policy_iteration",
-        "policy_evaluation" => "policy_evaluation",
-        "q_values" => "q_values",
-        _ => "bellman_backup",
-    }
-}
-
-#[pyfunction]
-fn mdp_q_values<'py>(
-    py: Python<'py>,
-    p: Transitions<'py>,
-    reward: PyReadonlyArray2<'py, f64>,
-    states: usize,
-    discount: f64,
-    values: PyReadonlyArray1<'py, f64>,
-) -> PyResult<Py<PyAny>> {
-    const F: &str = "q_values";
-    let (csr, r) = views(F, &p, &reward)?;
-    let actions = csr.len();
-    let v = slice1(F, "V", &values)?;
-    let q = run_kernel(py, || mdp::q_values(&Mdp::new(F, states, csr, r)?, discount, v))?;
-    owned2(py, q, states, actions).into_py_any(py)
 }
 
 /// Returns `(V, sweeps, converged)`.
@@ -160,12 +128,12 @@ fn mdp_policy_evaluation<'py>(
     discount: f64,
     epsilon: f64,
     max_iter: usize,
-) -> PyResult<(Py<PyAny>, usize, bool)> {
-    let name = static_name(function);
-    let (csr, r) = views(name, &p, &reward)?;
-    let pi = slice1(name, "policy", &policy)?;
+) -> BindingResult<(Py<PyAny>, usize, bool)> {
+    const F: &str = "policy_evaluation";
+    let (csr, r) = views(F, &p, &reward)?;
+    let pi = slice1(F, "policy", &policy)?;
     let (v, sweeps, converged) = run_kernel(py, || {
-        mdp::evaluate_policy_iterative(&Mdp::new(name, states, csr, r)?, pi, discount, epsilon, max_iter)
+        mdp::evaluate_policy_iterative(&Mdp::new(function, states, csr, r)?, pi, discount, epsilon, max_iter)
     })?;
     Ok((owned1(py, v).into_py_any(py)?, sweeps, converged))
 }
@@ -179,17 +147,34 @@ fn mdp_policy_system<'py>(
     reward: PyReadonlyArray2<'py, f64>,
     states: usize,
     policy: PyReadonlyArray1<'py, i64>,
-) -> PyResult<SystemResult> {
-    let name = static_name(function);
-    let (csr, r) = views(name, &p, &reward)?;
-    let pi = slice1(name, "policy", &policy)?;
-    let system = run_kernel(py, || mdp::policy_system(&Mdp::new(name, states, csr, r)?, pi))?;
+) -> BindingResult<SystemResult> {
+    const F: &str = "policy_evaluation";
+    let (csr, r) = views(F, &p, &reward)?;
+    let pi = slice1(F, "policy", &policy)?;
+    let system = run_kernel(py, || mdp::policy_system(&Mdp::new(function, states, csr, r)?, pi))?;
     Ok((
         owned1(py, system.indptr).into_py_any(py)?,
         owned1(py, system.indices).into_py_any(py)?,
         owned1(py, system.data).into_py_any(py)?,
         owned1(py, system.reward).into_py_any(py)?,
     ))
+}
+
+#[pyfunction]
+fn mdp_q_values<'py>(
+    py: Python<'py>,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    states: usize,
+    discount: f64,
+    values: PyReadonlyArray1<'py, f64>,
+) -> BindingResult<Py<PyAny>> {
+    const F: &str = "q_values";
+    let (csr, r) = views(F, &p, &reward)?;
+    let actions = csr.len();
+    let v = slice1(F, "V", &values)?;
+    let q = run_kernel(py, || mdp::q_values(&Mdp::new(F, states, csr, r)?, discount, v))?;
+    Ok(owned2(py, q, states, actions).into_py_any(py)?)
 }
 
 /// Monte Carlo control; `method` is "basic", "exploring_starts" or
@@ -210,17 +195,13 @@ fn mdp_mc_control<'py>(
     seed: u64,
     iterations: usize,
     epsilon: f64,
-) -> PyResult<McResult> {
+) -> BindingResult<McResult> {
     let method = match method {
         "basic" => McMethod::Basic { iterations },
         "exploring_starts" => McMethod::ExploringStarts,
         _ => McMethod::EpsilonGreedy { epsilon },
     };
-    let name = match method {
-        McMethod::Basic { .. } => "mc_basic",
-        McMethod::ExploringStarts => "mc_exploring_starts",
-        McMethod::EpsilonGreedy { .. } => "mc_epsilon_greedy",
-    };
+    let name = method.function_name();
     let (csr, r) = views(name, &p, &reward)?;
     let actions = csr.len();
     let rewards = step_rewards
@@ -234,7 +215,7 @@ fn mdp_mc_control<'py>(
         seed,
     };
     let result = run_kernel(py, || {
-        mc::mc_control(&Mdp::new(name, states, csr, r)?, &rewards, method, config)
+        monte_carlo::mc_control(&Mdp::new(name, states, csr, r)?, &rewards, method, config)
     })?;
     Ok((
         owned2(py, result.q, states, actions).into_py_any(py)?,
@@ -246,18 +227,11 @@ fn mdp_mc_control<'py>(
 
 /// Running means of the rows of a float64 `(N, D)` array.
 #[pyfunction]
-fn incremental_mean<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>) -> PyResult<Py<PyAny>> {
+fn incremental_mean<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f64>) -> BindingResult<Py<PyAny>> {
     let (rows, width) = (x.shape()[0], x.shape()[1]);
-    let data = x.as_slice().map_err(|_| {
-        to_py_err(FerropsError::value(
-            "incremental_mean",
-            "x",
-            "a contiguous array",
-            "a strided view",
-        ))
-    })?;
-    let out = run_kernel(py, || mdp::sa::incremental_mean(data, width))?;
-    owned2(py, out, rows, width).into_py_any(py)
+    let data = slice2("incremental_mean", "x", width, &x)?;
+    let out = run_kernel(py, || stochastic_approximation::incremental_mean(data, width))?;
+    Ok(owned2(py, out, rows, width).into_py_any(py)?)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 
 use super::{check_discount, Mdp};
+use crate::ensure;
 use crate::error::{FerropsError, Result};
 
 /// One SplitMix64 stream (Steele, Lea and Flood 2014), keyed by a seed and a
@@ -65,7 +66,8 @@ pub enum McMethod {
 }
 
 impl McMethod {
-    fn function_name(self) -> &'static str {
+    /// The public function that runs this method, the name its errors carry.
+    pub fn function_name(self) -> &'static str {
         match self {
             McMethod::Basic { .. } => "mc_basic",
             McMethod::ExploringStarts => "mc_exploring_starts",
@@ -137,27 +139,27 @@ fn greedy(row: &[f64]) -> usize {
 fn check(function: &'static str, mdp: &Mdp<'_>, rewards: &[&[f64]], config: &McConfig) -> Result<()> {
     check_discount(function, config.discount, true)?;
     for (name, value) in [("episodes", config.episodes), ("episode_length", config.episode_length)] {
-        if value == 0 {
-            return Err(FerropsError::value(function, name, "a positive count", "0"));
-        }
+        ensure!(value != 0, FerropsError::value(function, name, "a positive count", "0"));
     }
-    if rewards.len() != mdp.actions() {
-        return Err(FerropsError::value(
+    ensure!(
+        rewards.len() == mdp.actions(),
+        FerropsError::value(
             function,
             "R",
             format!("transition rewards for {} actions", mdp.actions()),
             format!("{} actions", rewards.len()),
-        ));
-    }
+        )
+    );
     for (a, (r, p)) in rewards.iter().zip(&mdp.transitions).enumerate() {
-        if r.len() != p.data.len() {
-            return Err(FerropsError::value(
+        ensure!(
+            r.len() == p.data.len(),
+            FerropsError::value(
                 function,
                 "R",
                 format!("one reward per stored transition of P[{a}] ({})", p.data.len()),
                 format!("{} rewards", r.len()),
-            ));
-        }
+            )
+        );
         if let Some(k) = r.iter().position(|x| !x.is_finite()) {
             let s = p.indptr.partition_point(|&start| start as usize <= k) - 1;
             return Err(FerropsError::value(
@@ -180,21 +182,15 @@ pub fn mc_control(mdp: &Mdp<'_>, rewards: &[&[f64]], method: McMethod, config: M
     let sim = Simulator { mdp, rewards };
     match method {
         McMethod::Basic { iterations } => {
-            if iterations == 0 {
-                return Err(FerropsError::value(function, "iterations", "a positive count", "0"));
-            }
+            ensure!(iterations != 0, FerropsError::value(function, "iterations", "a positive count", "0"));
             Ok(mc_basic(&sim, iterations, &config))
         }
         McMethod::ExploringStarts => Ok(mc_per_episode(&sim, None, &config)),
         McMethod::EpsilonGreedy { epsilon } => {
-            if !(0.0..=1.0).contains(&epsilon) {
-                return Err(FerropsError::value(
-                    function,
-                    "epsilon",
-                    "a value in [0, 1]",
-                    format!("{epsilon}"),
-                ));
-            }
+            ensure!(
+                (0.0..=1.0).contains(&epsilon),
+                FerropsError::value(function, "epsilon", "a value in [0, 1]", format!("{epsilon}"))
+            );
             Ok(mc_per_episode(&sim, Some(epsilon), &config))
         }
     }
@@ -316,11 +312,11 @@ fn mc_per_episode(sim: &Simulator<'_>, epsilon: Option<f64>, config: &McConfig) 
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{forest, views};
+    use super::super::test_models::{forest, views, OwnedCsr};
     use super::super::{value_iteration, StopRule, Sweep};
     use super::*;
 
-    fn pair_rewards(mats: &[super::super::tests::OwnedCsr], r: &[f64], actions: usize) -> Vec<Vec<f64>> {
+    fn pair_rewards(mats: &[OwnedCsr], r: &[f64], actions: usize) -> Vec<Vec<f64>> {
         mats.iter()
             .enumerate()
             .map(|(a, m)| {

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use crate::ensure;
 use crate::error::{FerropsError, Result};
 
 /// Columns per parallel work item: the recurrence runs down each column
@@ -16,14 +17,10 @@ pub fn incremental_mean(x: &[f64], width: usize) -> Result<Vec<f64>> {
     if width == 0 || x.is_empty() {
         return Ok(Vec::new());
     }
-    if !x.len().is_multiple_of(width) {
-        return Err(FerropsError::value(
-            F,
-            "x",
-            format!("rows of {width} values"),
-            format!("{} values", x.len()),
-        ));
-    }
+    ensure!(
+        x.len().is_multiple_of(width),
+        FerropsError::value(F, "x", format!("rows of {width} values"), format!("{} values", x.len()))
+    );
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         return Err(FerropsError::value(
             F,

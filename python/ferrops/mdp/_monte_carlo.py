@@ -1,0 +1,112 @@
+"""Monte Carlo control (RL-MC): MC Basic, MC Exploring Starts and MC
+epsilon-greedy, simulated in Rust from the model's own transitions."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from .. import _core
+from .._errors import type_error, value_error
+from ._arguments import check_count, check_discount, check_number
+from ._model import build_model
+
+if TYPE_CHECKING:
+    from .._dispatch import Array
+    from ._model import Rewards, Transitions
+
+#: The kernel's name of each method.
+Method = Literal["basic", "exploring_starts", "epsilon_greedy"]
+
+
+@dataclass(frozen=True)
+class MCResult:
+    """What Monte Carlo control estimated.
+
+    Attributes:
+        q (ndarray[S, A] | Tensor[S, A]): float64 action values (0 where never visited).
+        policy (ndarray[S] | Tensor[S]): int64 greedy actions of ``q`` (ties to the lowest).
+        visits (ndarray[S, A] | Tensor[S, A]): int64 returns averaged into each ``q``.
+        iterations (int): improvement rounds (``mc_basic``) or episodes.
+    """
+
+    q: Array
+    policy: Array
+    visits: Array
+    iterations: int
+
+
+def _seed(function: str, seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise type_error(function, "seed", "an int in [0, 2^64)", repr(seed))
+    return int(seed)
+
+
+def _mc(function: str, method: Method, P: Transitions, R: Rewards, discount: float, episodes: int, episode_length: int,
+        seed: int, iterations: int, epsilon: float) -> MCResult:
+    gamma = check_discount(function, discount, allow_one=True)
+    n_episodes = check_count(function, "episodes", episodes)
+    length = check_count(function, "episode_length", episode_length)
+    rounds = check_count(function, "iterations", iterations)
+    seed = _seed(function, seed)
+    m = build_model(function, P, R)
+    q, policy, visits, k = _core.mdp_mc_control(
+        m.csr, m.reward, m.step_rewards(), m.states, method, gamma, n_episodes, length, seed, rounds, epsilon
+    )
+    return MCResult(m.out(q), m.out(policy), m.out(visits), k)
+
+
+def mc_basic(
+    P: Transitions, R: Rewards, discount: float, episodes: int = 1, episode_length: int = 100, iterations: int = 100, seed: int = 0
+) -> MCResult:
+    """MC Basic (RL-MC): policy iteration whose evaluation step estimates every
+    ``q(s, a)`` as the mean discounted return of ``episodes`` episodes of
+    ``episode_length`` rewards starting at ``(s, a)`` and then following the
+    current greedy policy; improves greedily; stops when the policy is stable or
+    after ``iterations`` rounds. Pairs are simulated in parallel, episode ``i``
+    from its own random stream keyed by ``(seed, i)``: the result depends on the
+    seed only, not on the thread count.
+
+    Returns:
+        MCResult
+    """
+    return _mc("mc_basic", "basic", P, R, discount, episodes, episode_length, seed, iterations, 0.0)
+
+
+def mc_exploring_starts(
+    P: Transitions, R: Rewards, discount: float, episodes: int = 10_000, episode_length: int = 100, seed: int = 0
+) -> MCResult:
+    """MC Exploring Starts (RL-MC): each episode starts at a uniformly drawn
+    ``(s, a)``, follows the greedy policy, and is walked backwards
+    (``g = gamma g + r_{t+1}``) updating every-visit averages ``q(s, a)`` and the
+    greedy action of each visited state.
+
+    Returns:
+        MCResult
+    """
+    return _mc("mc_exploring_starts", "exploring_starts", P, R, discount, episodes, episode_length, seed, 1, 0.0)
+
+
+def mc_epsilon_greedy(
+    P: Transitions,
+    R: Rewards,
+    discount: float,
+    epsilon: float = 0.1,
+    episodes: int = 10_000,
+    episode_length: int = 100,
+    seed: int = 0,
+) -> MCResult:
+    """MC epsilon-greedy (RL-MC): episodes start at a uniform state and follow the
+    epsilon-greedy policy ``pi(a*|s) = 1 - (|A| - 1) eps / |A|``, other actions
+    ``eps / |A|``; every-visit averages, returns computed backwards. ``policy`` is
+    the greedy action ``a*`` of the final ``q``.
+
+    Returns:
+        MCResult
+    """
+    F = "mc_epsilon_greedy"
+    eps = check_number(F, "epsilon", epsilon)
+    if not 0.0 <= eps <= 1.0:
+        raise value_error(F, "epsilon", "a value in [0, 1]", repr(epsilon))
+    return _mc(F, "epsilon_greedy", P, R, discount, episodes, episode_length, seed, 1, eps)
