@@ -117,8 +117,6 @@ class Backend:
         if isinstance(y, tuple):
             return tuple(self.output(v) for v in y)
         if hasattr(y, "detach"):
-            import torch
-
             assert y.device.type == ("cuda" if self.name == "cuda" else "cpu"), f"result on {y.device}"
             return y.detach().cpu().numpy()
         assert self.name == "rust", f"backend {self.name} returned {type(y).__name__}, not a tensor"

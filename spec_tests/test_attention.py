@@ -23,8 +23,9 @@ def rand(shape, seed, scale=1.0):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
 
 
-def reference(q, k, v, *, scale=None, bottom_right=True, window=(None, None), softcap=0.0, slopes=None, mask=None,
-              xp=np):
+def reference(
+    q, k, v, *, scale=None, bottom_right=True, window=(None, None), softcap=0.0, slopes=None, mask=None, xp=np
+):
     """ATT-REF with every option, on ``[B, H, L, D]`` arrays in float64 (``xp`` is
     numpy or torch, for autograd). Returns ``(out [B, Hq, L, Dv], lse [B, Hq, L])``."""
     B, Hq, L, D = q.shape
@@ -92,8 +93,11 @@ def bhld(x):
 @pytest.mark.parametrize("causal", [False, True])
 def test_sdpa_matches_reference(backend, L, S, D, causal):
     q, k, v = rand((2, 2, L, D), 1), rand((2, 2, S, D), 2), rand((2, 2, S, D), 3)
-    got = backend.output(F.scaled_dot_product_attention(
-        backend.input(q), backend.input(k), backend.input(v), is_causal=causal, **backend.kwargs))
+    got = backend.output(
+        F.scaled_dot_product_attention(
+            backend.input(q), backend.input(k), backend.input(v), is_causal=causal, **backend.kwargs
+        )
+    )
     want, _ = reference(f64(q), f64(k), f64(v), bottom_right=False, window=(None, 0 if causal else None))
     assert got.dtype == np.float32 and got.shape == (2, 2, L, D)
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
@@ -120,8 +124,11 @@ def test_sdpa_masks_broadcast(backend, mask_shape, kind):
     q, k, v = rand((2, 3, 9, 16), 1), rand((2, 3, 11, 16), 2), rand((2, 3, 11, 8), 3)
     rng = np.random.default_rng(4)
     mask = rng.random(mask_shape) > 0.3 if kind == "bool" else rng.standard_normal(mask_shape).astype(np.float32)
-    got = backend.output(F.scaled_dot_product_attention(
-        backend.input(q), backend.input(k), backend.input(v), attn_mask=backend.input(mask), **backend.kwargs))
+    got = backend.output(
+        F.scaled_dot_product_attention(
+            backend.input(q), backend.input(k), backend.input(v), attn_mask=backend.input(mask), **backend.kwargs
+        )
+    )
     want, _ = reference(f64(q), f64(k), f64(v), bottom_right=False, mask=mask)
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
 
@@ -134,23 +141,32 @@ def test_fully_masked_rows_are_zero_not_nan(backend):
     additive = np.zeros((5, 6), dtype=np.float32)
     additive[4] = -np.inf
     for m in (mask, additive):
-        got = backend.output(F.scaled_dot_product_attention(
-            backend.input(q), backend.input(k), backend.input(v), attn_mask=backend.input(m), **backend.kwargs))
+        got = backend.output(
+            F.scaled_dot_product_attention(
+                backend.input(q), backend.input(k), backend.input(v), attn_mask=backend.input(m), **backend.kwargs
+            )
+        )
         assert not np.isnan(got).any()
         row = 2 if m.dtype == bool else 4
         assert np.all(got[:, :, row] == 0)
     # FlashAttention layout: bottom-right causal with L > S leaves the first rows empty.
     qf, kf, vf = rand((1, 6, 2, 8), 4), rand((1, 3, 2, 8), 5), rand((1, 3, 2, 8), 6)
-    out, lse = backend.output(F.flash_attn_func(backend.input(qf), backend.input(kf), backend.input(vf),
-                                                causal=True, return_lse=True, **backend.kwargs))
+    out, lse = backend.output(
+        F.flash_attn_func(
+            backend.input(qf), backend.input(kf), backend.input(vf), causal=True, return_lse=True, **backend.kwargs
+        )
+    )
     assert np.all(out[:, :3] == 0) and np.all(lse[:, :, :3] == -np.inf) and np.all(np.isfinite(lse[:, :, 3:]))
 
 
 @pytest.mark.spec("ATT-GQA")
 def test_sdpa_gqa(backend):
     q, k, v = rand((2, 6, 17, 32), 1), rand((2, 2, 23, 32), 2), rand((2, 2, 23, 32), 3)
-    got = backend.output(F.scaled_dot_product_attention(
-        backend.input(q), backend.input(k), backend.input(v), is_causal=True, enable_gqa=True, **backend.kwargs))
+    got = backend.output(
+        F.scaled_dot_product_attention(
+            backend.input(q), backend.input(k), backend.input(v), is_causal=True, enable_gqa=True, **backend.kwargs
+        )
+    )
     want, _ = reference(f64(q), f64(k), f64(v), bottom_right=False, window=(None, 0))
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
 
@@ -195,9 +211,16 @@ def test_flash_attn_func_matches_reference(backend, opts, L, S):
     B, Hq, Hk, D = 2, 4, 2, 32
     q, k, v = rand((B, L, Hq, D), 1), rand((B, S, Hk, D), 2, 2.0), rand((B, S, Hk, D), 3)
     kw, slopes = _flash_kwargs(opts, Hq, B, per_sequence=L == S)
-    out, lse = backend.output(F.flash_attn_func(
-        backend.input(q), backend.input(k), backend.input(v), return_lse=True,
-        **{n: backend.input(x) if n == "alibi_slopes" else x for n, x in kw.items()}, **backend.kwargs))
+    out, lse = backend.output(
+        F.flash_attn_func(
+            backend.input(q),
+            backend.input(k),
+            backend.input(v),
+            return_lse=True,
+            **{n: backend.input(x) if n == "alibi_slopes" else x for n, x in kw.items()},
+            **backend.kwargs,
+        )
+    )
     want, want_lse = reference(bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), **_reference_options(kw, slopes, B, Hq))
     assert out.shape == (B, L, Hq, D) and lse.shape == (B, Hq, L)
     np.testing.assert_allclose(out, bhld(want), atol=2e-5, rtol=1e-4)
@@ -212,10 +235,20 @@ def test_varlen_equals_each_sequence_alone(backend, opts):
     cu_q, cu_k = np.cumsum([0, *lens_q]).astype(np.int32), np.cumsum([0, *lens_k]).astype(np.int32)
     q, k, v = rand((cu_q[-1], Hq, D), 1), rand((cu_k[-1], Hk, D), 2), rand((cu_k[-1], Hk, D), 3)
     kw, slopes = _flash_kwargs(opts, Hq, len(lens_q), per_sequence=True)
-    out, lse = backend.output(F.flash_attn_varlen_func(
-        backend.input(q), backend.input(k), backend.input(v), backend.input(cu_q), backend.input(cu_k),
-        max(lens_q), max(lens_k), return_lse=True,
-        **{n: backend.input(x) if n == "alibi_slopes" else x for n, x in kw.items()}, **backend.kwargs))
+    out, lse = backend.output(
+        F.flash_attn_varlen_func(
+            backend.input(q),
+            backend.input(k),
+            backend.input(v),
+            backend.input(cu_q),
+            backend.input(cu_k),
+            max(lens_q),
+            max(lens_k),
+            return_lse=True,
+            **{n: backend.input(x) if n == "alibi_slopes" else x for n, x in kw.items()},
+            **backend.kwargs,
+        )
+    )
     assert out.shape == (cu_q[-1], Hq, D) and lse.shape == (Hq, cu_q[-1])
     for b in range(len(lens_q)):
         qs, ks = slice(cu_q[b], cu_q[b + 1]), slice(cu_k[b], cu_k[b + 1])
@@ -232,8 +265,14 @@ def test_varlen_equals_each_sequence_alone(backend, opts):
 
 @pytest.mark.spec("ATT-REF", "ATT-ONLINE")
 @given(
-    L=st.integers(1, 70), S=st.integers(1, 70), group=st.sampled_from([1, 2]), D=st.sampled_from([8, 24]),
-    causal=st.booleans(), left=st.integers(-1, 40), softcap=st.sampled_from([0.0, 2.0]), seed=st.integers(0, 99),
+    L=st.integers(1, 70),
+    S=st.integers(1, 70),
+    group=st.sampled_from([1, 2]),
+    D=st.sampled_from([8, 24]),
+    causal=st.booleans(),
+    left=st.integers(-1, 40),
+    softcap=st.sampled_from([0.0, 2.0]),
+    seed=st.integers(0, 99),
 )
 def test_flash_attn_property(L, S, group, D, causal, left, softcap, seed):
     q, k, v = rand((1, L, 2 * group, D), seed), rand((1, S, 2, D), seed + 1, 3.0), rand((1, S, 2, D), seed + 2)
@@ -262,8 +301,11 @@ def test_results_do_not_depend_on_thread_count():
 @pytest.mark.spec("ATT-REF")
 def test_float64_is_computed_in_float64(backend):
     q, k, v = (f64(rand((1, 2, 33, 16), s)) for s in (1, 2, 3))
-    got = backend.output(F.scaled_dot_product_attention(
-        backend.input(q), backend.input(k), backend.input(v), is_causal=True, **backend.kwargs))
+    got = backend.output(
+        F.scaled_dot_product_attention(
+            backend.input(q), backend.input(k), backend.input(v), is_causal=True, **backend.kwargs
+        )
+    )
     want, _ = reference(q, k, v, bottom_right=False, window=(None, 0))
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, want, atol=1e-12, rtol=1e-12)
@@ -298,17 +340,34 @@ def test_low_precision_follows_flash_attention_tolerance(dtype):
 @pytest.mark.spec("ATT-REF")
 def test_empty_inputs_give_typed_empty_results(backend):
     q, k, v = rand((2, 3, 0, 8), 1), rand((2, 3, 4, 8), 2), rand((2, 3, 4, 5), 3)
-    got = backend.output(F.scaled_dot_product_attention(
-        backend.input(q), backend.input(k), backend.input(v), **backend.kwargs))
+    got = backend.output(
+        F.scaled_dot_product_attention(backend.input(q), backend.input(k), backend.input(v), **backend.kwargs)
+    )
     assert got.shape == (2, 3, 0, 5) and got.dtype == np.float32
-    no_keys = backend.output(F.flash_attn_func(
-        backend.input(rand((1, 3, 2, 8), 1)), backend.input(rand((1, 0, 2, 8), 2)),
-        backend.input(rand((1, 0, 2, 8), 3)), return_lse=True, **backend.kwargs))
+    no_keys = backend.output(
+        F.flash_attn_func(
+            backend.input(rand((1, 3, 2, 8), 1)),
+            backend.input(rand((1, 0, 2, 8), 2)),
+            backend.input(rand((1, 0, 2, 8), 3)),
+            return_lse=True,
+            **backend.kwargs,
+        )
+    )
     assert np.all(no_keys[0] == 0) and np.all(no_keys[1] == -np.inf)
     cu = np.array([0], dtype=np.int32)
-    out, lse = backend.output(F.flash_attn_varlen_func(
-        backend.input(rand((0, 2, 8), 1)), backend.input(rand((0, 2, 8), 2)), backend.input(rand((0, 2, 8), 3)),
-        backend.input(cu), backend.input(cu), 0, 0, return_lse=True, **backend.kwargs))
+    out, lse = backend.output(
+        F.flash_attn_varlen_func(
+            backend.input(rand((0, 2, 8), 1)),
+            backend.input(rand((0, 2, 8), 2)),
+            backend.input(rand((0, 2, 8), 3)),
+            backend.input(cu),
+            backend.input(cu),
+            0,
+            0,
+            return_lse=True,
+            **backend.kwargs,
+        )
+    )
     assert out.shape == (0, 2, 8) and lse.shape == (2, 0)
 
 
@@ -329,14 +388,22 @@ def _torch_reference_grads(torch, q, k, v, grad, **ref_opts):
 def test_flash_gradients_match_autograd_of_reference(impl, opts):
     torch = pytest.importorskip("torch")
     B, L, S, Hq, Hk, D = 2, 70, 110, 4, 2, 24
-    q, k, v = (torch.from_numpy(rand(shape, s)).requires_grad_() for shape, s in
-               (((B, L, Hq, D), 1), ((B, S, Hk, D), 2), ((B, S, Hk, D), 3)))
+    q, k, v = (
+        torch.from_numpy(rand(shape, s)).requires_grad_()
+        for shape, s in (((B, L, Hq, D), 1), ((B, S, Hk, D), 2), ((B, S, Hk, D), 3))
+    )
     kw, slopes = _flash_kwargs(opts, Hq, B)
     out = F.flash_attn_func(q, k, v, backend=impl, **kw)
     grad = torch.from_numpy(rand(out.shape, 4))
     out.backward(grad)
-    want = _torch_reference_grads(torch, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                  grad.transpose(1, 2), **_reference_options(kw, slopes, B, Hq))
+    want = _torch_reference_grads(
+        torch,
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        grad.transpose(1, 2),
+        **_reference_options(kw, slopes, B, Hq),
+    )
     for got, w in zip((q.grad, k.grad, v.grad), want):
         np.testing.assert_allclose(got.numpy(), w.transpose(1, 2).numpy(), atol=1e-4, rtol=1e-3)
 
@@ -345,8 +412,10 @@ def test_flash_gradients_match_autograd_of_reference(impl, opts):
 @pytest.mark.parametrize("impl", ["rust", "torch"])
 def test_sdpa_gradients_with_mask_and_gqa(impl):
     torch = pytest.importorskip("torch")
-    q, k, v = (torch.from_numpy(rand(shape, s)).double().requires_grad_() for shape, s in
-               (((2, 4, 50, 16), 1), ((2, 2, 61, 16), 2), ((2, 2, 61, 12), 3)))
+    q, k, v = (
+        torch.from_numpy(rand(shape, s)).double().requires_grad_()
+        for shape, s in (((2, 4, 50, 16), 1), ((2, 2, 61, 16), 2), ((2, 2, 61, 12), 3))
+    )
     mask = np.random.default_rng(5).random((50, 61)) > 0.5
     mask[7] = False
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.from_numpy(mask), enable_gqa=True, backend=impl)
@@ -388,13 +457,11 @@ def test_bad_input_is_a_clear_error(backend):
     with pytest.raises(ValueError, match="argument 'key': expected 4 heads"):
         F.scaled_dot_product_attention(i(q), i(rand((1, 3, 6, 8), 2)), i(rand((1, 3, 6, 8), 3)), **kw)
     with pytest.raises(ValueError, match="heads dividing"):
-        F.scaled_dot_product_attention(i(q), i(rand((1, 3, 6, 8), 2)), i(rand((1, 3, 6, 8), 3)), enable_gqa=True,
-                                       **kw)
+        F.scaled_dot_product_attention(i(q), i(rand((1, 3, 6, 8), 2)), i(rand((1, 3, 6, 8), 3)), enable_gqa=True, **kw)
     with pytest.raises(ValueError, match="argument 'attn_mask': expected a shape broadcastable"):
         F.scaled_dot_product_attention(i(q), i(k), i(v), attn_mask=i(np.ones((5, 7), dtype=bool)), **kw)
     with pytest.raises(ValueError, match="is_causal"):
-        F.scaled_dot_product_attention(i(q), i(k), i(v), attn_mask=i(np.ones((5, 6), dtype=bool)), is_causal=True,
-                                       **kw)
+        F.scaled_dot_product_attention(i(q), i(k), i(v), attn_mask=i(np.ones((5, 6), dtype=bool)), is_causal=True, **kw)
     with pytest.raises(TypeError, match="one dtype"):
         F.scaled_dot_product_attention(i(q), i(k.astype(np.float64)), i(v), **kw)
     with pytest.raises(TypeError, match="argument 'query': expected a float16"):
@@ -410,16 +477,23 @@ def test_bad_input_is_a_clear_error(backend):
         with pytest.raises(ValueError, match=msg):
             F.flash_attn_varlen_func(i(qf), i(kf), i(kf), i(cq.astype(np.int32)), i(ck.astype(np.int32)), 9, 9, **kw)
     with pytest.raises(ValueError, match="max_seqlen_q"):
-        F.flash_attn_varlen_func(i(qf), i(kf), i(kf), i(np.array([0, 8], np.int32)), i(np.array([0, 9], np.int32)),
-                                 4, 9, **kw)
+        F.flash_attn_varlen_func(
+            i(qf), i(kf), i(kf), i(np.array([0, 8], np.int32)), i(np.array([0, 9], np.int32)), 4, 9, **kw
+        )
     with pytest.raises(ValueError, match="heads dividing"):
         F.flash_attn_func(i(rand((1, 5, 3, 8), 1)), i(rand((1, 5, 2, 8), 1)), i(rand((1, 5, 2, 8), 1)), **kw)
     with pytest.raises(ValueError, match="window_size"):
-        F.flash_attn_func(i(rand((1, 5, 2, 8), 1)), i(rand((1, 5, 2, 8), 1)), i(rand((1, 5, 2, 8), 1)),
-                          window_size=(-2, 0), **kw)
+        F.flash_attn_func(
+            i(rand((1, 5, 2, 8), 1)), i(rand((1, 5, 2, 8), 1)), i(rand((1, 5, 2, 8), 1)), window_size=(-2, 0), **kw
+        )
     with pytest.raises(ValueError, match="alibi_slopes"):
-        F.flash_attn_func(i(rand((1, 5, 2, 8), 1)), i(rand((1, 5, 2, 8), 1)), i(rand((1, 5, 2, 8), 1)),
-                          alibi_slopes=i(np.ones(3, np.float32)), **kw)
+        F.flash_attn_func(
+            i(rand((1, 5, 2, 8), 1)),
+            i(rand((1, 5, 2, 8), 1)),
+            i(rand((1, 5, 2, 8), 1)),
+            alibi_slopes=i(np.ones(3, np.float32)),
+            **kw,
+        )
 
 
 @pytest.mark.spec("ATT-REF")

@@ -26,7 +26,9 @@ def ref_pairwise(kind: str, a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> 
     inter = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None) * np.clip(
         np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
     )
-    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    union = (
+        (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = inter / union
         if kind == "iou":
@@ -62,7 +64,9 @@ def ref_loss(kind: str, p: np.ndarray, g: np.ndarray, eps: float = 1e-7) -> np.n
     ch = np.maximum(p[:, 3], g[:, 3]) - np.minimum(p[:, 1], g[:, 1])
     if kind == "giou":
         return 1 - (iou - (cw * ch - union) / (cw * ch + eps))
-    rho2 = ((p[:, 0] + p[:, 2]) / 2 - (g[:, 0] + g[:, 2]) / 2) ** 2 + ((p[:, 1] + p[:, 3]) / 2 - (g[:, 1] + g[:, 3]) / 2) ** 2
+    rho2 = ((p[:, 0] + p[:, 2]) / 2 - (g[:, 0] + g[:, 2]) / 2) ** 2 + (
+        (p[:, 1] + p[:, 3]) / 2 - (g[:, 1] + g[:, 3]) / 2
+    ) ** 2
     loss = 1 - iou + rho2 / (cw**2 + ch**2 + eps)
     if kind == "ciou":
         v = (4 / math.pi**2) * (
@@ -423,7 +427,9 @@ def test_nms_invariants(boxes, threshold, seed):
 @pytest.mark.spec("NMS-GREEDY")
 def test_nms_empty_input(backend):
     got = backend.output(
-        ferrops.nms(backend.input(np.zeros((0, 4), np.float32)), backend.input(np.zeros(0, np.float32)), 0.5, **backend.kwargs)
+        ferrops.nms(
+            backend.input(np.zeros((0, 4), np.float32)), backend.input(np.zeros(0, np.float32)), 0.5, **backend.kwargs
+        )
     )
     assert got.shape == (0,) and got.dtype == np.int64
 
@@ -431,18 +437,46 @@ def test_nms_empty_input(backend):
 @pytest.mark.parametrize(
     "call, error, what",
     [
-        (lambda: ferrops.nms(np.zeros((3, 5)), np.zeros(3), 0.5), ValueError, r"nms\(\): argument 'boxes': expected shape \[N, 4\], got \[3, 5\]"),
+        (
+            lambda: ferrops.nms(np.zeros((3, 5)), np.zeros(3), 0.5),
+            ValueError,
+            r"nms\(\): argument 'boxes': expected shape \[N, 4\], got \[3, 5\]",
+        ),
         (lambda: ferrops.nms(np.zeros((3,)), np.zeros(3), 0.5), ValueError, r"argument 'boxes'"),
-        (lambda: ferrops.nms(np.zeros((3, 4)), np.zeros(2), 0.5), ValueError, r"argument 'scores': expected shape \[3\], got \[2\]"),
-        (lambda: ferrops.nms(np.zeros((3, 4)), np.zeros(3), 1.5), ValueError, r"argument 'iou_threshold': expected a value in \[0, 1\], got 1.5"),
+        (
+            lambda: ferrops.nms(np.zeros((3, 4)), np.zeros(2), 0.5),
+            ValueError,
+            r"argument 'scores': expected shape \[3\], got \[2\]",
+        ),
+        (
+            lambda: ferrops.nms(np.zeros((3, 4)), np.zeros(3), 1.5),
+            ValueError,
+            r"argument 'iou_threshold': expected a value in \[0, 1\], got 1.5",
+        ),
         (lambda: ferrops.nms(np.zeros((3, 4)), np.zeros(3), -0.1), ValueError, r"iou_threshold"),
         (lambda: ferrops.nms(np.zeros((3, 4)), np.zeros(3), "0.5x"), TypeError, r"iou_threshold"),
-        (lambda: ferrops.nms(np.zeros((1, 4)), np.array([np.nan]), 0.5), ValueError, r"argument 'scores': expected finite scores, got scores\[0\] = NaN"),
-        (lambda: ferrops.nms(np.zeros((1, 4), complex), np.zeros(1), 0.5), TypeError, r"argument 'boxes': expected real numbers"),
+        (
+            lambda: ferrops.nms(np.zeros((1, 4)), np.array([np.nan]), 0.5),
+            ValueError,
+            r"argument 'scores': expected finite scores, got scores\[0\] = NaN",
+        ),
+        (
+            lambda: ferrops.nms(np.zeros((1, 4), complex), np.zeros(1), 0.5),
+            TypeError,
+            r"argument 'boxes': expected real numbers",
+        ),
         (lambda: ferrops.nms(np.array([["a"] * 4]), np.zeros(1), 0.5), TypeError, r"argument 'boxes'"),
         (lambda: ferrops.nms(np.zeros((1, 4)), np.zeros(1), 0.5, backend="gpu"), ValueError, r"argument 'backend'"),
-        (lambda: ferrops.batched_nms(np.zeros((2, 4)), np.zeros(2), np.zeros(2), 0.5), TypeError, r"argument 'idxs': expected integers"),
-        (lambda: ferrops.batched_nms(np.zeros((2, 4)), np.zeros(2), np.zeros(3, int), 0.5), ValueError, r"argument 'idxs': expected shape \[2\]"),
+        (
+            lambda: ferrops.batched_nms(np.zeros((2, 4)), np.zeros(2), np.zeros(2), 0.5),
+            TypeError,
+            r"argument 'idxs': expected integers",
+        ),
+        (
+            lambda: ferrops.batched_nms(np.zeros((2, 4)), np.zeros(2), np.zeros(3, int), 0.5),
+            ValueError,
+            r"argument 'idxs': expected shape \[2\]",
+        ),
         (lambda: ferrops.soft_nms(np.zeros((1, 4)), np.zeros(1), sigma=0), ValueError, r"argument 'sigma'"),
         (lambda: ferrops.soft_nms(np.zeros((1, 4)), np.zeros(1), method="hard"), ValueError, r"argument 'method'"),
         (lambda: ferrops.matrix_nms(np.zeros((1, 4)), np.zeros(1), kernel="box"), ValueError, r"argument 'kernel'"),
@@ -499,7 +533,13 @@ def test_batched_nms_equals_torchvision():
 def test_batched_nms_empty(backend):
     e = np.zeros((0, 4), np.float32)
     got = backend.output(
-        ferrops.batched_nms(backend.input(e), backend.input(np.zeros(0, np.float32)), backend.input(np.zeros(0, np.int64)), 0.5, **backend.kwargs)
+        ferrops.batched_nms(
+            backend.input(e),
+            backend.input(np.zeros(0, np.float32)),
+            backend.input(np.zeros(0, np.int64)),
+            0.5,
+            **backend.kwargs,
+        )
     )
     assert got.shape == (0,) and got.dtype == np.int64
 
@@ -541,7 +581,12 @@ def test_matrix_nms_matches_reference(backend, kernel, with_classes):
     classes = np.random.default_rng(31).integers(0, 4, 150) if with_classes else None
     got = backend.output(
         ferrops.matrix_nms(
-            backend.input(b), backend.input(s), None if classes is None else backend.input(classes), kernel, 2.0, **backend.kwargs
+            backend.input(b),
+            backend.input(s),
+            None if classes is None else backend.input(classes),
+            kernel,
+            2.0,
+            **backend.kwargs,
         )
     )
     np.testing.assert_allclose(got, ref_matrix_nms(b, s, classes, kernel, 2.0), rtol=1e-10, atol=1e-12)

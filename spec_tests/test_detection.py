@@ -93,8 +93,10 @@ SCENARIOS = {
     "custom-iouThrs": lambda p: setattr(p, "iouThrs", np.array([0.1, 0.5, 0.75, 0.999999])),
     "iouThrs-without-0.5": lambda p: setattr(p, "iouThrs", np.array([0.3, 0.6])),
     "custom-recThrs-unsorted": lambda p: setattr(p, "recThrs", np.array([0.0, 0.9, 0.2, 1.0, 0.5])),
-    "custom-areaRng": lambda p: (setattr(p, "areaRng", [[0, 1e10], [100, 2000], [2000, 2000]]),
-                                 setattr(p, "areaRngLbl", ["all", "small", "medium"])),  # fmt: skip
+    "custom-areaRng": lambda p: (
+        setattr(p, "areaRng", [[0, 1e10], [100, 2000], [2000, 2000]]),
+        setattr(p, "areaRngLbl", ["all", "small", "medium"]),
+    ),  # fmt: skip
 }
 
 
@@ -155,8 +157,14 @@ QUIRK_SETS = {
     # Score ties across images and within an image: stable order decides.
     "score-ties": (
         [_ann(1, 1, 1, (0, 0, 10, 10)), _ann(2, 2, 1, (0, 0, 10, 10)), _ann(3, 3, 2, (5, 5, 10, 10))],
-        [_det(2, 1, (30, 30, 10, 10), 0.5), _det(1, 1, (0, 0, 10, 10), 0.5), _det(1, 1, (0, 0, 10, 9), 0.5),
-         _det(2, 1, (0, 0, 10, 10), 0.5), _det(3, 2, (5, 5, 10, 10), 0.5), _det(3, 2, (5, 5, 9, 10), 0.5)],
+        [
+            _det(2, 1, (30, 30, 10, 10), 0.5),
+            _det(1, 1, (0, 0, 10, 10), 0.5),
+            _det(1, 1, (0, 0, 10, 9), 0.5),
+            _det(2, 1, (0, 0, 10, 10), 0.5),
+            _det(3, 2, (5, 5, 10, 10), 0.5),
+            _det(3, 2, (5, 5, 9, 10), 0.5),
+        ],
     ),  # fmt: skip
     # Recall never reaches 1: later recall points stay 0.
     "unreached-recall": (
@@ -287,7 +295,14 @@ def test_eval_imgs_behaves_like_a_list(files):
 
     for i in (0, 1, n // 2, n - 1, -1, -n):
         assert same(ev.evalImgs[i], entries[i])
-    for part in (slice(None, 50), slice(-30, None), slice(7, 400, 13), slice(None, None, -997), slice(5, 2), slice(n, None)):
+    for part in (
+        slice(None, 50),
+        slice(-30, None),
+        slice(7, 400, 13),
+        slice(None, None, -997),
+        slice(5, 2),
+        slice(n, None),
+    ):
         got = ev.evalImgs[part]
         assert isinstance(got, list) and len(got) == len(entries[part])
         assert all(same(a, b) for a, b in zip(got, entries[part]))
@@ -396,12 +411,18 @@ def test_empty_inputs():
 
 BAD_GT = {
     "malformed": (b'{"images": [', "invalid JSON"),
-    "missing-key": (json.dumps(_tiny_gt([{"id": 3, "image_id": 1, "category_id": 1}])).encode(),
-                    r"annotations\[0\] \(id 3\) has no 'bbox'"),  # fmt: skip
-    "negative-width": (json.dumps(_tiny_gt([_ann(1, 1, 1, (0, 0, 5, 5)), _ann(9, 1, 1, (0, 0, -1, 5))])).encode(),
-                       r"annotations\[1\] \(id 9\) has a negative width"),  # fmt: skip
-    "short-bbox": (json.dumps(_tiny_gt([{"id": 2, "image_id": 1, "category_id": 1, "bbox": [0, 1, 2]}])).encode(),
-                   r"annotations\[0\] \(id 2\) has a 'bbox' of 3 numbers"),  # fmt: skip
+    "missing-key": (
+        json.dumps(_tiny_gt([{"id": 3, "image_id": 1, "category_id": 1}])).encode(),
+        r"annotations\[0\] \(id 3\) has no 'bbox'",
+    ),  # fmt: skip
+    "negative-width": (
+        json.dumps(_tiny_gt([_ann(1, 1, 1, (0, 0, 5, 5)), _ann(9, 1, 1, (0, 0, -1, 5))])).encode(),
+        r"annotations\[1\] \(id 9\) has a negative width",
+    ),  # fmt: skip
+    "short-bbox": (
+        json.dumps(_tiny_gt([{"id": 2, "image_id": 1, "category_id": 1, "bbox": [0, 1, 2]}])).encode(),
+        r"annotations\[0\] \(id 2\) has a 'bbox' of 3 numbers",
+    ),  # fmt: skip
 }
 
 
@@ -419,7 +440,10 @@ def test_bad_ground_truth_names_file_and_record(tmp_path, case):
 def test_bad_results_name_file_and_record(tmp_path):
     gt = _quiet(fcoco.COCO, _tiny_gt([_ann(1, 1, 1, (0, 0, 5, 5))]))
     cases = {
-        "unknown-image": ([_det(1, 1, (0, 0, 1, 1), 0.5), _det(42, 1, (0, 0, 1, 1), 0.5)], r"results\[1\] has image_id 42"),
+        "unknown-image": (
+            [_det(1, 1, (0, 0, 1, 1), 0.5), _det(42, 1, (0, 0, 1, 1), 0.5)],
+            r"results\[1\] has image_id 42",
+        ),
         "missing-score": ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}], r"results\[0\] has no 'score'"),
         "negative-height": ([_det(1, 1, (0, 0, 1, -2), 0.5)], r"results\[0\] has a negative width or height"),
     }
@@ -464,16 +488,30 @@ def _small_sets(draw):
     coord = st.integers(0, 12).map(float)
     size = st.sampled_from([0.0, 1.0, 2.0, 3.0, 5.0, 8.0])
     anns = [
-        _ann(j + 1, draw(st.integers(1, n_img)), draw(st.integers(1, 2)), (draw(coord), draw(coord), draw(size), draw(size)),
-             crowd=int(draw(st.booleans()) and draw(st.booleans())))  # fmt: skip
+        _ann(
+            j + 1,
+            draw(st.integers(1, n_img)),
+            draw(st.integers(1, 2)),
+            (draw(coord), draw(coord), draw(size), draw(size)),
+            crowd=int(draw(st.booleans()) and draw(st.booleans())),
+        )  # fmt: skip
         for j in range(draw(st.integers(0, 6)))
     ]
     dets = [
-        _det(draw(st.integers(1, n_img)), draw(st.integers(1, 2)), (draw(coord), draw(coord), draw(size), draw(size)),
-             draw(st.sampled_from([0.1, 0.5, 0.9])))  # fmt: skip
+        _det(
+            draw(st.integers(1, n_img)),
+            draw(st.integers(1, 2)),
+            (draw(coord), draw(coord), draw(size), draw(size)),
+            draw(st.sampled_from([0.1, 0.5, 0.9])),
+        )  # fmt: skip
         for _ in range(draw(st.integers(0, 8)))
     ]
-    return _tiny_gt(anns, images=range(1, n_img + 1)), dets, draw(st.sampled_from([1, 0])), draw(st.sampled_from([[1, 2, 3], [1, 10, 100]]))
+    return (
+        _tiny_gt(anns, images=range(1, n_img + 1)),
+        dets,
+        draw(st.sampled_from([1, 0])),
+        draw(st.sampled_from([[1, 2, 3], [1, 10, 100]])),
+    )
 
 
 @pytest.mark.spec("DET-COCO")
@@ -548,7 +586,11 @@ def _voc_eval_reference(det_img, det_boxes, det_scores, gt_img, gt_boxes, diffic
             iw = max(min(d[2], g[2]) - max(d[0], g[0]) + offset, 0.0)
             ih = max(min(d[3], g[3]) - max(d[1], g[1]) + offset, 0.0)
             inter = iw * ih
-            union = (d[2] - d[0] + offset) * (d[3] - d[1] + offset) + (g[2] - g[0] + offset) * (g[3] - g[1] + offset) - inter
+            union = (
+                (d[2] - d[0] + offset) * (d[3] - d[1] + offset)
+                + (g[2] - g[0] + offset) * (g[3] - g[1] + offset)
+                - inter
+            )
             if inter / union > best:
                 best, best_j = inter / union, j
         if best > thr:
@@ -568,7 +610,13 @@ def _voc_eval_reference(det_img, det_boxes, det_scores, gt_img, gt_boxes, diffic
 @st.composite
 def _voc_class(draw):
     def boxes(n):
-        xy = draw(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(1, 12), st.integers(1, 12)), min_size=n, max_size=n))
+        xy = draw(
+            st.lists(
+                st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(1, 12), st.integers(1, 12)),
+                min_size=n,
+                max_size=n,
+            )
+        )
         return np.array([[x, y, x + w, y + h] for x, y, w, h in xy], dtype=np.float64).reshape(-1, 4)
 
     n_gt, n_det = draw(st.integers(0, 6)), draw(st.integers(0, 10))
@@ -588,7 +636,14 @@ def test_voc_eval_matches_reference(data, legacy):
     det_img, det_boxes, det_scores, gt_img, gt_boxes, difficult = data
     rec, prec, ap = voc_eval(det_img, det_boxes, det_scores, gt_img, gt_boxes, difficult, use_legacy_coordinate=legacy)
     ref_rec, ref_prec = _voc_eval_reference(
-        det_img.tolist(), det_boxes.tolist(), det_scores.tolist(), gt_img.tolist(), gt_boxes.tolist(), difficult.tolist(), 0.5, 1.0 if legacy else 0.0
+        det_img.tolist(),
+        det_boxes.tolist(),
+        det_scores.tolist(),
+        gt_img.tolist(),
+        gt_boxes.tolist(),
+        difficult.tolist(),
+        0.5,
+        1.0 if legacy else 0.0,
     )
     np.testing.assert_array_equal(rec, ref_rec)
     np.testing.assert_array_equal(prec, ref_prec)
@@ -654,8 +709,12 @@ def _tensor_batches(gt, dt, torch, fmt):
 @pytest.mark.spec("DET-COCO")
 @pytest.mark.parametrize(
     "kwargs",
-    [{"box_format": "xyxy", "class_metrics": True}, {"box_format": "cxcywh"}, {"box_format": "xywh", "average": "micro", "class_metrics": True},
-     {"max_detection_thresholds": [2, 5, 50], "iou_thresholds": [0.4, 0.5, 0.8]}],  # fmt: skip
+    [
+        {"box_format": "xyxy", "class_metrics": True},
+        {"box_format": "cxcywh"},
+        {"box_format": "xywh", "average": "micro", "class_metrics": True},
+        {"max_detection_thresholds": [2, 5, 50], "iou_thresholds": [0.4, 0.5, 0.8]},
+    ],  # fmt: skip
 )
 def test_mean_average_precision_equals_torchmetrics(files, kwargs):
     torch = pytest.importorskip("torch")

@@ -91,13 +91,15 @@ GRID_FORBIDDEN = [(1, 1), (1, 2), (2, 2), (3, 1), (3, 3), (4, 1)]
 #: Optimal state values of the 5 x 5 grid world (target (3, 2), the forbidden
 #: cells above, r_boundary = r_forbidden = -1, r_target = 1, gamma = 0.9), as
 #: tabulated to one decimal in Zhao's "Mathematical Foundations of RL", ch. 3.
-GRID_OPTIMAL = np.array([
-    [5.8, 5.6, 6.2, 6.5, 5.8],
-    [6.5, 7.2, 8.0, 7.2, 6.5],
-    [7.2, 8.0, 10.0, 8.0, 7.2],
-    [8.0, 10.0, 10.0, 10.0, 8.0],
-    [7.2, 9.0, 10.0, 9.0, 8.1],
-])
+GRID_OPTIMAL = np.array(
+    [
+        [5.8, 5.6, 6.2, 6.5, 5.8],
+        [6.5, 7.2, 8.0, 7.2, 6.5],
+        [7.2, 8.0, 10.0, 8.0, 7.2],
+        [8.0, 10.0, 10.0, 10.0, 8.0],
+        [7.2, 9.0, 10.0, 9.0, 8.1],
+    ]
+)
 
 
 # ---------------------------------------------------------------------------
@@ -172,8 +174,11 @@ def test_supnorm_rule_is_within_epsilon_of_exact_solve(backend, seed):
 
 @pytest.mark.spec("RL-VI-STOP", "RL-BELLMAN")
 @given(
-    st.integers(1, 8), st.integers(1, 3), st.integers(0, 2**32 - 1),
-    st.floats(0.1, 0.97), st.sampled_from(["jacobi", "gauss-seidel"]),
+    st.integers(1, 8),
+    st.integers(1, 3),
+    st.integers(0, 2**32 - 1),
+    st.floats(0.1, 0.97),
+    st.sampled_from(["jacobi", "gauss-seidel"]),
 )
 def test_supnorm_rule_property(S, A, seed, gamma, method):
     rng = np.random.default_rng(seed)
@@ -272,8 +277,12 @@ def test_same_result_for_any_thread_count():
     sp = pytest.importorskip("scipy.sparse")
     rng = np.random.default_rng(3)
     S, A, k = 6000, 3, 5
-    P = [sp.csr_matrix((rng.dirichlet(np.ones(k), S).ravel(), rng.integers(0, S, S * k), np.arange(0, S * k + 1, k)),
-                       shape=(S, S)) for _ in range(A)]
+    P = [
+        sp.csr_matrix(
+            (rng.dirichlet(np.ones(k), S).ravel(), rng.integers(0, S, S * k), np.arange(0, S * k + 1, k)), shape=(S, S)
+        )
+        for _ in range(A)
+    ]
     R = rng.normal(size=(S, A))
     before = ferrops.get_num_threads()
     try:
@@ -364,7 +373,9 @@ def test_grid_world_optimal_values(backend):
 
 @pytest.mark.spec("RL-GRID")
 def test_grid_world_dynamics():
-    P, R = mdp.grid_world(2, 3, target=(1, 2), forbidden=[(0, 1)], r_boundary=-5, r_forbidden=-3, r_target=7, r_other=0.5)
+    P, R = mdp.grid_world(
+        2, 3, target=(1, 2), forbidden=[(0, 1)], r_boundary=-5, r_forbidden=-3, r_target=7, r_other=0.5
+    )
     up, right, down, left, stay = range(5)
     # Off the grid: stay put, r_boundary (even on the target).
     assert P[up, 0, 0] == 1 and R[0, up] == -5

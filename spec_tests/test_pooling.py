@@ -102,8 +102,12 @@ def ref_roi_align(x, rois, ph, pw, scale, ratio, aligned):
                             xh = xl + 1
                         ly, lx = yy2 - yl, xx2 - xl
                         img = x[int(b)]
-                        total += ((1 - ly) * (1 - lx) * img[:, yl, xl] + (1 - ly) * lx * img[:, yl, xh]
-                                  + ly * (1 - lx) * img[:, yh, xl] + ly * lx * img[:, yh, xh])
+                        total += (
+                            (1 - ly) * (1 - lx) * img[:, yl, xl]
+                            + (1 - ly) * lx * img[:, yl, xh]
+                            + ly * (1 - lx) * img[:, yh, xl]
+                            + ly * lx * img[:, yh, xh]
+                        )
                 out[k, :, i, j] = total / count
     return out
 
@@ -188,10 +192,19 @@ def test_adaptive_matches_torch():
     x = feature_map((2, 4, 11, 9), seed=3)
     t = torch.from_numpy(x)
     for out in [(3, 3), (5, 2), (12, 10)]:
-        np.testing.assert_array_equal(ferrops.adaptive_max_pool2d(x, out), torch.nn.functional.adaptive_max_pool2d(t, out).numpy())
+        np.testing.assert_array_equal(
+            ferrops.adaptive_max_pool2d(x, out), torch.nn.functional.adaptive_max_pool2d(t, out).numpy()
+        )
         v, i = ferrops.adaptive_max_pool2d(x, out, return_indices=True)
-        np.testing.assert_array_equal(i, torch.nn.functional.adaptive_max_pool2d(t, out, return_indices=True)[1].numpy())
-        np.testing.assert_allclose(ferrops.adaptive_avg_pool2d(x, out), torch.nn.functional.adaptive_avg_pool2d(t, out).numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(
+            i, torch.nn.functional.adaptive_max_pool2d(t, out, return_indices=True)[1].numpy()
+        )
+        np.testing.assert_allclose(
+            ferrops.adaptive_avg_pool2d(x, out),
+            torch.nn.functional.adaptive_avg_pool2d(t, out).numpy(),
+            rtol=1e-6,
+            atol=1e-6,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -210,8 +223,12 @@ def test_spp_is_levels_of_adaptive_bins_channel_major(backend, mode, hw):
 
 @pytest.mark.spec("POOL-SPP")
 @given(
-    n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 12), w=st.integers(1, 12),
-    levels=st.lists(st.integers(1, 7), min_size=1, max_size=4), mode=st.sampled_from(["max", "avg"]),
+    n=st.integers(1, 2),
+    c=st.integers(1, 3),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    levels=st.lists(st.integers(1, 7), min_size=1, max_size=4),
+    mode=st.sampled_from(["max", "avg"]),
     seed=st.integers(0, 2**16),
 )
 def test_spp_property_fixed_length_for_any_input_size(n, c, h, w, levels, mode, seed):
@@ -235,8 +252,14 @@ def test_spp_matches_torch_adaptive_pools_and_concat():
 # POOL-MAX
 
 
-MAX_CASES = [((3, 3), (1, 1), (1, 1)), ((2, 2), (2, 2), (0, 0)), ((3, 2), (2, 3), (1, 1)), ((5, 5), (1, 1), (2, 2)),
-             ((1, 1), (1, 1), (0, 0)), ((4, 3), (3, 1), (2, 0))]
+MAX_CASES = [
+    ((3, 3), (1, 1), (1, 1)),
+    ((2, 2), (2, 2), (0, 0)),
+    ((3, 2), (2, 3), (1, 1)),
+    ((5, 5), (1, 1), (2, 2)),
+    ((1, 1), (1, 1), (0, 0)),
+    ((4, 3), (3, 1), (2, 0)),
+]
 
 
 @pytest.mark.spec("POOL-MAX")
@@ -265,9 +288,13 @@ def test_max_pool_propagates_nan_and_keeps_infinities(backend):
 def test_max_pool_stride_defaults_to_the_kernel_and_matches_torch():
     torch = pytest.importorskip("torch")
     x = feature_map((2, 3, 11, 10), seed=4)
-    np.testing.assert_array_equal(ferrops.max_pool2d(x, 3), torch.nn.functional.max_pool2d(torch.from_numpy(x), 3).numpy())
-    np.testing.assert_array_equal(ferrops.max_pool2d(x, (3, 2), (1, 2), (1, 1)),
-                                  torch.nn.functional.max_pool2d(torch.from_numpy(x), (3, 2), (1, 2), (1, 1)).numpy())
+    np.testing.assert_array_equal(
+        ferrops.max_pool2d(x, 3), torch.nn.functional.max_pool2d(torch.from_numpy(x), 3).numpy()
+    )
+    np.testing.assert_array_equal(
+        ferrops.max_pool2d(x, (3, 2), (1, 2), (1, 1)),
+        torch.nn.functional.max_pool2d(torch.from_numpy(x), (3, 2), (1, 2), (1, 1)).numpy(),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -300,8 +327,14 @@ def test_sppf_matches_yolov5_chain_in_torch():
 # POOL-ROI
 
 ROIS = np.array(
-    [[0, 1.0, 1.0, 10.0, 8.0], [1, 0.5, 2.3, 16.0, 12.7], [1, 3.0, 3.0, 3.2, 3.1], [0, -3.0, -2.0, 20.0, 20.0],
-     [1, 14.2, 10.1, 30.0, 30.0], [0, 6.0, 2.0, 4.0, 9.0]],
+    [
+        [0, 1.0, 1.0, 10.0, 8.0],
+        [1, 0.5, 2.3, 16.0, 12.7],
+        [1, 3.0, 3.0, 3.2, 3.1],
+        [0, -3.0, -2.0, 20.0, 20.0],
+        [1, 14.2, 10.1, 30.0, 30.0],
+        [0, 6.0, 2.0, 4.0, 9.0],
+    ],
     np.float32,
 )
 
@@ -312,8 +345,9 @@ ROIS = np.array(
 @pytest.mark.parametrize("scale", [1.0, 0.7])
 def test_roi_align_follows_torchvision_sampling(backend, aligned, ratio, scale):
     x = feature_map((2, 3, 13, 17), seed=8)
-    got = backend.output(ferrops.roi_align(backend.input(x), backend.input(ROIS), (3, 4), scale, ratio, aligned,
-                                           **backend.kwargs))
+    got = backend.output(
+        ferrops.roi_align(backend.input(x), backend.input(ROIS), (3, 4), scale, ratio, aligned, **backend.kwargs)
+    )
     close(got, ref_roi_align(x, ROIS, 3, 4, scale, ratio, aligned))
 
 
@@ -332,8 +366,12 @@ def test_roi_ops_match_torchvision_and_accept_box_lists():
     x = feature_map((2, 3, 13, 17), seed=10)
     t, r = torch.from_numpy(x), torch.from_numpy(ROIS)
     for aligned in (False, True):
-        np.testing.assert_allclose(ferrops.roi_align(x, ROIS, 4, 0.7, -1, aligned),
-                                   tv.ops.roi_align(t, r, 4, 0.7, -1, aligned).numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            ferrops.roi_align(x, ROIS, 4, 0.7, -1, aligned),
+            tv.ops.roi_align(t, r, 4, 0.7, -1, aligned).numpy(),
+            rtol=1e-6,
+            atol=1e-6,
+        )
     np.testing.assert_array_equal(ferrops.roi_pool(x, ROIS, (2, 3), 0.5), tv.ops.roi_pool(t, r, (2, 3), 0.5).numpy())
     per_image = [ROIS[ROIS[:, 0] == i, 1:] for i in range(2)]
     ordered = np.concatenate([ROIS[ROIS[:, 0] == i] for i in range(2)])
@@ -360,12 +398,21 @@ def _torch_reference_grads(torch, tv):
         ("max_pool2d", lambda z: ferrops.max_pool2d(z, 3, 2, 1), lambda z: F.max_pool2d(z, 3, 2, 1)),
         ("adaptive_max", lambda z: ferrops.adaptive_max_pool2d(z, (4, 3)), lambda z: F.adaptive_max_pool2d(z, (4, 3))),
         ("adaptive_avg", lambda z: ferrops.adaptive_avg_pool2d(z, (4, 3)), lambda z: F.adaptive_avg_pool2d(z, (4, 3))),
-        ("spp", lambda z: ferrops.spatial_pyramid_pool(z, (4, 2, 1), "avg"),
-         lambda z: torch.cat([F.adaptive_avg_pool2d(z, n).flatten(1) for n in (4, 2, 1)], 1)),
-        ("spp_max", lambda z: ferrops.spatial_pyramid_pool(z, (3, 1)),
-         lambda z: torch.cat([F.adaptive_max_pool2d(z, n).flatten(1) for n in (3, 1)], 1)),
-        ("roi_align", lambda z: ferrops.roi_align(z, boxes, 3, 0.7, 2, True),
-         lambda z: tv.ops.roi_align(z, boxes, 3, 0.7, 2, True)),
+        (
+            "spp",
+            lambda z: ferrops.spatial_pyramid_pool(z, (4, 2, 1), "avg"),
+            lambda z: torch.cat([F.adaptive_avg_pool2d(z, n).flatten(1) for n in (4, 2, 1)], 1),
+        ),
+        (
+            "spp_max",
+            lambda z: ferrops.spatial_pyramid_pool(z, (3, 1)),
+            lambda z: torch.cat([F.adaptive_max_pool2d(z, n).flatten(1) for n in (3, 1)], 1),
+        ),
+        (
+            "roi_align",
+            lambda z: ferrops.roi_align(z, boxes, 3, 0.7, 2, True),
+            lambda z: tv.ops.roi_align(z, boxes, 3, 0.7, 2, True),
+        ),
         ("roi_pool", lambda z: ferrops.roi_pool(z, boxes, 3, 0.7), lambda z: tv.ops.roi_pool(z, boxes, 3, 0.7)),
     ]
 
@@ -446,8 +493,18 @@ def test_empty_inputs_give_typed_empty_results(backend):
     assert out.shape == (0, 3, 3, 3) and out.dtype == np.float32
     feats = feature_map((1, 3, 8, 8))
     none = np.zeros((0, 5), np.float32)
-    assert backend.output(ferrops.roi_align(backend.input(feats), backend.input(none), 2, **backend.kwargs)).shape == (0, 3, 2, 2)
-    assert backend.output(ferrops.roi_pool(backend.input(feats), backend.input(none), 2, **backend.kwargs)).shape == (0, 3, 2, 2)
+    assert backend.output(ferrops.roi_align(backend.input(feats), backend.input(none), 2, **backend.kwargs)).shape == (
+        0,
+        3,
+        2,
+        2,
+    )
+    assert backend.output(ferrops.roi_pool(backend.input(feats), backend.input(none), 2, **backend.kwargs)).shape == (
+        0,
+        3,
+        2,
+        2,
+    )
 
 
 @pytest.mark.spec("POOL-SPPF", "POOL-SPP", "POOL-ROI")
@@ -459,10 +516,14 @@ def test_results_do_not_depend_on_the_thread_count():
     try:
         for threads in (1, 2):
             ferrops.set_num_threads(threads)
-            runs.append([
-                ferrops.sppf(x), ferrops.spatial_pyramid_pool(x, (4, 2, 1), "avg"), ferrops.max_pool2d(x, 3, 2, 1),
-                ferrops.roi_align(x, ROIS[:, :] * [1, 1, 1, 1, 1], 3, 0.7, -1, True),
-            ])
+            runs.append(
+                [
+                    ferrops.sppf(x),
+                    ferrops.spatial_pyramid_pool(x, (4, 2, 1), "avg"),
+                    ferrops.max_pool2d(x, 3, 2, 1),
+                    ferrops.roi_align(x, ROIS[:, :] * [1, 1, 1, 1, 1], 3, 0.7, -1, True),
+                ]
+            )
     finally:
         ferrops.set_num_threads(before)
     for a, b in zip(*runs):
@@ -478,7 +539,9 @@ def test_nn_modules_pool_and_backpropagate():
     net = torch.nn.Sequential(SPPF(5), SPP((2, 1), "max"))
     out = net(x)
     assert out.shape == (2, 12 * 5)
-    np.testing.assert_array_equal(out.detach().numpy(), ref_spp(ref_sppf(x.detach().numpy(), 5), (2, 1), "max").astype(np.float32))
+    np.testing.assert_array_equal(
+        out.detach().numpy(), ref_spp(ref_sppf(x.detach().numpy(), 5), (2, 1), "max").astype(np.float32)
+    )
     out.sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
     assert "kernel_size=5" in repr(net)
@@ -509,8 +572,12 @@ def test_bad_arguments_raise_clear_errors(backend):
     x = backend.input(feature_map((1, 2, 6, 6)))
     kw = backend.kwargs
     three_d = backend.input(feature_map((2, 6, 6)))
-    for call in (lambda: ferrops.sppf(three_d, **kw), lambda: ferrops.spatial_pyramid_pool(three_d, **kw),
-                 lambda: ferrops.max_pool2d(three_d, 2, **kw), lambda: ferrops.adaptive_avg_pool2d(three_d, 2, **kw)):
+    for call in (
+        lambda: ferrops.sppf(three_d, **kw),
+        lambda: ferrops.spatial_pyramid_pool(three_d, **kw),
+        lambda: ferrops.max_pool2d(three_d, 2, **kw),
+        lambda: ferrops.adaptive_avg_pool2d(three_d, 2, **kw),
+    ):
         with pytest.raises(ValueError, match=r"\(\): argument 'input': expected a 4-D"):
             call()
     with pytest.raises(ValueError, match=r"spatial_pyramid_pool\(\): argument 'levels'"):
@@ -527,7 +594,9 @@ def test_bad_arguments_raise_clear_errors(backend):
         ferrops.sppf(x, 5.0, **kw)
     with pytest.raises(ValueError, match=r"max_pool2d\(\): argument 'kernel_size'"):
         ferrops.max_pool2d(x, 0, **kw)
-    with pytest.raises(ValueError, match=r"max_pool2d\(\): argument 'stride': expected an int of at least 1 that fits in 64 bits"):
+    with pytest.raises(
+        ValueError, match=r"max_pool2d\(\): argument 'stride': expected an int of at least 1 that fits in 64 bits"
+    ):
         ferrops.max_pool2d(x, 2, 2**70, **kw)
     with pytest.raises(ValueError, match=r"roi_align\(\): argument 'sampling_ratio'"):
         ferrops.roi_align(x, backend.input(np.zeros((1, 5), np.float32)), 2, sampling_ratio=2**70, **kw)
@@ -570,8 +639,13 @@ def ref_roi_pool_torchvision_rule(x, rois, ph, pw):
 
 @pytest.mark.spec("POOL-MAX")
 @given(
-    h=st.integers(1, 12), w=st.integers(1, 12), kh=st.integers(1, 5), kw=st.integers(1, 5),
-    sh=st.integers(1, 3), sw=st.integers(1, 3), data=st.data(),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    kh=st.integers(1, 5),
+    kw=st.integers(1, 5),
+    sh=st.integers(1, 3),
+    sw=st.integers(1, 3),
+    data=st.data(),
 )
 def test_max_pool_property_matches_the_definition(h, w, kh, kw, sh, sw, data):
     ph = data.draw(st.integers(0, kh // 2))
@@ -593,4 +667,6 @@ def test_strided_and_channels_last_inputs_give_the_same_results():
     torch = pytest.importorskip("torch")
     t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
     np.testing.assert_array_equal(ferrops.sppf(t).numpy(), ref_sppf(x, 5).astype(np.float32))
-    np.testing.assert_allclose(ferrops.spatial_pyramid_pool(t, (3, 1), "avg").numpy(), ref_spp(x, (3, 1), "avg"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ferrops.spatial_pyramid_pool(t, (3, 1), "avg").numpy(), ref_spp(x, (3, 1), "avg"), rtol=1e-5, atol=1e-6
+    )

@@ -43,7 +43,9 @@ def test_receptive_field_of_a_torch_module():
     got = receptive_field(features)
     assert [(r.rf, r.jump, r.start) for r in got] == [(r.rf, r.jump, r.start) for r in receptive_field(VGG16)]
     nn = torch.nn
-    net = nn.Sequential(nn.Conv2d(1, 1, (3, 5), padding=(1, 2)), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3, dilation=2))
+    net = nn.Sequential(
+        nn.Conv2d(1, 1, (3, 5), padding=(1, 2)), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(1, 1, 3, dilation=2)
+    )
     layers = receptive_field(net)
     assert [r.name for r in layers] == ["0", "2", "3"]
     assert layers[0].rf == (3, 5) and layers[-1].rf == (3 + 1 + 4 * 2, 5 + 1 + 4 * 2) and layers[-1].jump == (2, 2)
@@ -58,7 +60,9 @@ def test_receptive_field_of_a_torch_module():
 
 @spec("RF")
 def test_receptive_field_bad_layers():
-    with pytest.raises(ValueError, match=r"expected \(kernel, stride\[, padding\[, dilation\]\]\) tuples, got layers\[1\] = \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"expected \(kernel, stride\[, padding\[, dilation\]\]\) tuples, got layers\[1\] = \(3,\)"
+    ):
         receptive_field([(3, 1), (3,)])
     with pytest.raises(ValueError, match=r"expected stride >= 1"):
         receptive_field([(3, 0)])

@@ -233,14 +233,18 @@ def test_float_labels_are_a_type_error(backend):
 @spec("SEG-CM")
 def test_shape_mismatch(backend):
     with pytest.raises(ValueError, match=r"argument 'pred': expected the shape of target \[2, 3\], got \[3, 2\]"):
-        confusion_matrix(backend.input(np.zeros((2, 3), np.uint8)), backend.input(np.zeros((3, 2), np.uint8)), 2, **backend.kwargs)
+        confusion_matrix(
+            backend.input(np.zeros((2, 3), np.uint8)), backend.input(np.zeros((3, 2), np.uint8)), 2, **backend.kwargs
+        )
 
 
 @spec("SEG-CM")
 def test_out_of_range_labels_name_the_value(backend):
     target = np.array([0, 1, 2, 1], dtype=np.int16)
     pred = np.array([0, 1, 1, 1], dtype=np.int16)
-    with pytest.raises(ValueError, match=r"argument 'target': expected class labels in \[0, 2\), got 2 at flat index 2"):
+    with pytest.raises(
+        ValueError, match=r"argument 'target': expected class labels in \[0, 2\), got 2 at flat index 2"
+    ):
         cm_of(backend, target, pred, 2)
     with pytest.raises(ValueError, match=r"in \[0, 2\) or ignore_index=255, got -4 at flat index 1"):
         cm_of(backend, np.array([0, -4], np.int16), np.array([0, 0], np.int16), 2, 255)
@@ -269,7 +273,9 @@ def test_bad_num_classes_and_ignore_index(backend):
 @spec("SEG-CM")
 def test_a_matrix_too_big_for_memory_is_a_value_error(backend):
     labels = backend.input(np.zeros(1, np.uint8))
-    with pytest.raises(ValueError, match=r"argument 'num_classes': expected a class count whose \[C, C\] int64 matrix fits in memory"):
+    with pytest.raises(
+        ValueError, match=r"argument 'num_classes': expected a class count whose \[C, C\] int64 matrix fits in memory"
+    ):
         confusion_matrix(labels, labels, 2**40, **backend.kwargs)
 
 
@@ -431,7 +437,13 @@ def test_all_reduce_sums_over_ranks():
     )
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", worker], env={**env, "RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", worker],
+            env={**env, "RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for r in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]

@@ -8,6 +8,7 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 from __future__ import annotations
 
 from . import _core, _dispatch, attention, boxes, coco, detection, layers, mdp, nn, pooling, segmentation
+from ._info import info
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
     batched_nms,
@@ -24,14 +25,8 @@ from .boxes import (
     nms,
     soft_nms,
 )
+from .detection import MeanAveragePrecision, per_category_ap, plot_pr_curves, pr_curves, voc_ap, voc_eval
 from .layers import LayerReceptiveField, receptive_field
-from .segmentation import (
-    SegmentationMetric,
-    all_reduce_confusion_matrix,
-    confusion_matrix,
-    segmentation_metrics,
-)
-
 from .pooling import (
     adaptive_avg_pool2d,
     adaptive_max_pool2d,
@@ -41,8 +36,12 @@ from .pooling import (
     spatial_pyramid_pool,
     sppf,
 )
-from .detection import MeanAveragePrecision, per_category_ap, plot_pr_curves, pr_curves, voc_ap, voc_eval
-from ._info import info
+from .segmentation import (
+    SegmentationMetric,
+    all_reduce_confusion_matrix,
+    confusion_matrix,
+    segmentation_metrics,
+)
 
 __version__: str = _core.__version__
 

@@ -63,8 +63,7 @@ def require_torch(function: str) -> Any:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            f"{function}(): backend='torch' needs PyTorch; install it with "
-            "pip install 'ferrops[torch]'"
+            f"{function}(): backend='torch' needs PyTorch; install it with pip install 'ferrops[torch]'"
         ) from exc
     return torch
 
@@ -83,9 +82,7 @@ def select_backend(
     tensors = [x for x in inputs if is_tensor(x)]
     devices = {t.device for t in tensors}
     if len(devices) > 1:
-        raise ValueError(
-            f"{function}(): expected all tensors on one device, got {sorted(map(str, devices))}"
-        )
+        raise ValueError(f"{function}(): expected all tensors on one device, got {sorted(map(str, devices))}")
     if backend == "torch":
         require_torch(function)
         return "torch"

@@ -108,8 +108,16 @@ def dense(
     return out.to(q.dtype), lse
 
 
-def sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, attn_mask: Any, dropout_p: float,
-         is_causal: bool, scale: float) -> torch.Tensor:
+def sdpa(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    *,
+    attn_mask: Any,
+    dropout_p: float,
+    is_causal: bool,
+    scale: float,
+) -> torch.Tensor:
     """``scaled_dot_product_attention`` on ``(..., H, L, E)`` tensors (heads already
     checked); leading dimensions are flattened into the batch."""
     lead = query.shape[:-3]
@@ -122,30 +130,78 @@ def sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, attn_ma
     mask = None
     if attn_mask is not None:
         mask = attn_mask.to(query.device).broadcast_to((*lead, Hq, L, S)).reshape(B, Hq, L, S)
-    out, _ = dense(q, k, v, scale=scale, bottom_right=False, window=(None, 0 if is_causal else None), softcap=0.0,
-                   alibi_slopes=None, mask=mask, dropout_p=dropout_p, want_lse=False)
+    out, _ = dense(
+        q,
+        k,
+        v,
+        scale=scale,
+        bottom_right=False,
+        window=(None, 0 if is_causal else None),
+        softcap=0.0,
+        alibi_slopes=None,
+        mask=mask,
+        dropout_p=dropout_p,
+        want_lse=False,
+    )
     return out.reshape(*lead, Hq, L, value.shape[-1])
 
 
-def flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float, window: tuple[int | None, int | None],
-          softcap: float, alibi_slopes: torch.Tensor | None, want_lse: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def flash(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float,
+    window: tuple[int | None, int | None],
+    softcap: float,
+    alibi_slopes: torch.Tensor | None,
+    want_lse: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """FlashAttention layout ``[B, L, H, D]``; ``alibi_slopes [B, Hq]``; lse ``[B, Hq, L]``."""
-    out, lse = dense(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=scale, bottom_right=True,
-                     window=window, softcap=softcap, alibi_slopes=alibi_slopes, mask=None, dropout_p=0.0,
-                     want_lse=want_lse)
+    out, lse = dense(
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        scale=scale,
+        bottom_right=True,
+        window=window,
+        softcap=softcap,
+        alibi_slopes=alibi_slopes,
+        mask=None,
+        dropout_p=0.0,
+        want_lse=want_lse,
+    )
     return out.transpose(1, 2), lse
 
 
-def flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: list[int], cu_k: list[int], *,
-                 scale: float, window: tuple[int | None, int | None], softcap: float,
-                 alibi_slopes: torch.Tensor | None, want_lse: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def flash_varlen(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_q: list[int],
+    cu_k: list[int],
+    *,
+    scale: float,
+    window: tuple[int | None, int | None],
+    softcap: float,
+    alibi_slopes: torch.Tensor | None,
+    want_lse: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Packed ``[tokens, H, D]`` sequences, each alone (ATT-VARLEN); alibi ``[B, Hq]``, lse ``[Hq, total_q]``."""
     outs, lses = [], []
     for b in range(len(cu_q) - 1):
         qs, ks = slice(cu_q[b], cu_q[b + 1]), slice(cu_k[b], cu_k[b + 1])
         slopes = None if alibi_slopes is None else alibi_slopes[b : b + 1]
-        o, lse = flash(q[None, qs], k[None, ks], v[None, ks], scale=scale, window=window, softcap=softcap,
-                       alibi_slopes=slopes, want_lse=want_lse)
+        o, lse = flash(
+            q[None, qs],
+            k[None, ks],
+            v[None, ks],
+            scale=scale,
+            window=window,
+            softcap=softcap,
+            alibi_slopes=slopes,
+            want_lse=want_lse,
+        )
         outs.append(o[0])
         if lse is not None:
             lses.append(lse[0])

@@ -179,7 +179,12 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, t
 
 
 def soft_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, threshold: float, sigma: float, score_threshold: float, method: SoftNmsMethod
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    threshold: float,
+    sigma: float,
+    score_threshold: float,
+    method: SoftNmsMethod,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     check_xyxy("soft_nms", "boxes", boxes)
     check_scores("soft_nms", scores)
@@ -212,9 +217,11 @@ def matrix_nms(
     check_xyxy("matrix_nms", "boxes", boxes)
     check_scores("matrix_nms", scores)
     out = scores.clone()
-    groups = [torch.arange(scores.numel(), device=scores.device)] if idxs is None else [
-        torch.nonzero(idxs == c).flatten() for c in torch.unique(idxs)
-    ]
+    groups = (
+        [torch.arange(scores.numel(), device=scores.device)]
+        if idxs is None
+        else [torch.nonzero(idxs == c).flatten() for c in torch.unique(idxs)]
+    )
 
     def f(x: torch.Tensor) -> torch.Tensor:
         return torch.exp(-sigma * x * x) if kernel == "gaussian" else 1 - x

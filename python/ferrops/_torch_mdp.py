@@ -43,18 +43,30 @@ def model(function: str, P: Any, R: Any) -> tuple[torch.Tensor, torch.Tensor]:
     bad = ~(torch.isfinite(p) & (p >= 0))
     if bool(bad.any()):
         a, s, t = _first_true(bad)
-        raise value_error(function, "P", "rows of non-negative transition probabilities summing to 1", f"P[{a}][{s}, {t}] = {p[a, s, t].item()}, not a probability")
+        raise value_error(
+            function,
+            "P",
+            "rows of non-negative transition probabilities summing to 1",
+            f"P[{a}][{s}, {t}] = {p[a, s, t].item()}, not a probability",
+        )
     off = (p.sum(dim=2) - 1).abs() > _ROW_SUM_TOLERANCE
     if bool(off.any()):
         a, s = _first_true(off)
-        raise value_error(function, "P", "rows of non-negative transition probabilities summing to 1", f"P[{a}][{s}, :] sums to {p[a, s].sum().item()}, not 1 (action {a}, state {s})")
+        raise value_error(
+            function,
+            "P",
+            "rows of non-negative transition probabilities summing to 1",
+            f"P[{a}][{s}, :] sums to {p[a, s].sum().item()}, not 1 (action {a}, state {s})",
+        )
     r = _dense(function, "R", R, p.device)
     if tuple(r.shape) == (S,):
         r = r[:, None].expand(S, A)
     elif tuple(r.shape) == (A, S, S):
         r = (p * r).sum(dim=2).T
     elif tuple(r.shape) != (S, A):
-        raise value_error(function, "R", f"(S,) = ({S},), (S, A) = ({S}, {A}) or (A, S, S) = ({A}, {S}, {S})", list(r.shape))
+        raise value_error(
+            function, "R", f"(S,) = ({S},), (S, A) = ({S}, {A}) or (A, S, S) = ({A}, {S}, {S})", list(r.shape)
+        )
     if not bool(torch.isfinite(r).all()):
         s, a = _first_true(~torch.isfinite(r))
         raise value_error(function, "R", "finite rewards", f"reward {r[s, a].item()} for state {s}, action {a}")
@@ -78,8 +90,9 @@ def _greedy(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.gather(1, policy[:, None])[:, 0], policy
 
 
-def value_iteration(function: str, P: Any, R: Any, gamma: float, eps: float, max_iter: int, initial_value: Any,
-                    stop: str, method: str) -> MDPSolution:
+def value_iteration(
+    function: str, P: Any, R: Any, gamma: float, eps: float, max_iter: int, initial_value: Any, stop: str, method: str
+) -> MDPSolution:
     p, r = model(function, P, R)
     S = p.shape[1]
     if initial_value is None:
@@ -139,8 +152,16 @@ def _policy(function: str, policy: Any, S: int, A: int, device: Any) -> torch.Te
     return pi
 
 
-def _evaluate(function: str, p: torch.Tensor, r: torch.Tensor, pi: torch.Tensor, gamma: float, evaluation: str,
-              eps: float, max_iter: int) -> torch.Tensor:
+def _evaluate(
+    function: str,
+    p: torch.Tensor,
+    r: torch.Tensor,
+    pi: torch.Tensor,
+    gamma: float,
+    evaluation: str,
+    eps: float,
+    max_iter: int,
+) -> torch.Tensor:
     S = p.shape[1]
     states = torch.arange(S, device=p.device)
     p_pi, r_pi = p[pi, states, :], r[states, pi]
@@ -155,18 +176,22 @@ def _evaluate(function: str, p: torch.Tensor, r: torch.Tensor, pi: torch.Tensor,
         v = v_new
         if change < threshold:
             return v
-    raise value_error(function, "max_iter", f"enough sweeps to evaluate the policy within epsilon={eps}", f"max_iter={max_iter}")
+    raise value_error(
+        function, "max_iter", f"enough sweeps to evaluate the policy within epsilon={eps}", f"max_iter={max_iter}"
+    )
 
 
-def policy_evaluation(function: str, P: Any, R: Any, policy: Any, gamma: float, evaluation: str, eps: float,
-                      max_iter: int) -> Any:
+def policy_evaluation(
+    function: str, P: Any, R: Any, policy: Any, gamma: float, evaluation: str, eps: float, max_iter: int
+) -> Any:
     p, r = model(function, P, R)
     pi = _policy(function, policy, p.shape[1], p.shape[0], p.device)
     return _out(_evaluate(function, p, r, pi, gamma, evaluation, eps, max_iter), P, R)
 
 
-def policy_iteration(function: str, P: Any, R: Any, gamma: float, max_iter: int, evaluation: str,
-                     initial_policy: Any, eps: float) -> MDPSolution:
+def policy_iteration(
+    function: str, P: Any, R: Any, gamma: float, max_iter: int, evaluation: str, initial_policy: Any, eps: float
+) -> MDPSolution:
     p, r = model(function, P, R)
     S, A = p.shape[1], p.shape[0]
     if initial_policy is None:
@@ -183,4 +208,3 @@ def policy_iteration(function: str, P: Any, R: Any, gamma: float, max_iter: int,
             break
         pi = improved
     return MDPSolution(_out(v, P, R), _out(pi, P, R), rounds, changed == 0, float(changed))
-

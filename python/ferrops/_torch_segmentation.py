@@ -10,10 +10,14 @@ import torch
 from ._errors import type_error, value_error
 
 
-def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
+def confusion_matrix(
+    target: torch.Tensor, pred: torch.Tensor, num_classes: int, ignore_index: int | None
+) -> torch.Tensor:
     c = num_classes
     if c * c + 1 > 2**62:  # the flat bin index t * C + p must stay an int64
-        raise value_error("confusion_matrix", "num_classes", "a class count whose [C, C] int64 matrix fits in memory", c)
+        raise value_error(
+            "confusion_matrix", "num_classes", "a class count whose [C, C] int64 matrix fits in memory", c
+        )
     t_raw, p_raw = target.reshape(-1), pred.reshape(-1)
     t, p = t_raw.long(), p_raw.long()
     # uint64 labels above int64's range wrap to negative values: still out of range.
@@ -24,9 +28,16 @@ def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, num_classes: int,
     if bool(bad.any()):
         i = int(torch.nonzero(bad)[0, 0])
         if bool(bad_target[i]):
-            expected = f"class labels in [0, {c})" + (f" or ignore_index={ignore_index}" if ignore_index is not None else "")
+            expected = f"class labels in [0, {c})" + (
+                f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+            )
             raise value_error("confusion_matrix", "target", expected, f"{t_raw[i].item()} at flat index {i}")
-        raise value_error("confusion_matrix", "pred", f"class labels in [0, {c}) where the target is not ignored", f"{p_raw[i].item()} at flat index {i}")
+        raise value_error(
+            "confusion_matrix",
+            "pred",
+            f"class labels in [0, {c}) where the target is not ignored",
+            f"{p_raw[i].item()} at flat index {i}",
+        )
     # Ignored pixels go to one extra bin, dropped after counting (no boolean
     # indexing, so no data-dependent shape and no device sync).
     key = torch.where(kept, t * c + p, torch.full_like(t, c * c))

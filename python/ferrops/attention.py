@@ -114,7 +114,9 @@ def _check_window(function: str, window_size: object) -> tuple[int | None, int |
         and len(window_size) == 2
         and all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= -1 for w in window_size)
     ):
-        raise value_error(function, "window_size", "a pair (left, right) of ints >= -1 (-1 = unbounded)", repr(window_size))
+        raise value_error(
+            function, "window_size", "a pair (left, right) of ints >= -1 (-1 = unbounded)", repr(window_size)
+        )
     left, right = window_size
     return None if left == -1 else int(left), None if right == -1 else int(right)
 
@@ -144,9 +146,24 @@ def _options(
     function: str, layout: str, heads_q: int, heads_kv: int, dim_qk: int, dim_v: int, **kw: Any
 ) -> dict[str, Any]:
     options = dict(
-        function=function, layout=layout, heads_q=heads_q, heads_kv=heads_kv, dim_qk=dim_qk, dim_v=dim_v,
-        dense=None, cu_seqlens_q=None, cu_seqlens_k=None, scale=1.0, bottom_right=True, window_left=None,
-        window_right=None, softcap=0.0, alibi_slopes=None, mask=None, mask_offsets=None, mask_row_stride=0,
+        function=function,
+        layout=layout,
+        heads_q=heads_q,
+        heads_kv=heads_kv,
+        dim_qk=dim_qk,
+        dim_v=dim_v,
+        dense=None,
+        cu_seqlens_q=None,
+        cu_seqlens_k=None,
+        scale=1.0,
+        bottom_right=True,
+        window_left=None,
+        window_right=None,
+        softcap=0.0,
+        alibi_slopes=None,
+        mask=None,
+        mask_offsets=None,
+        mask_row_stride=0,
         mask_col_stride=0,
     )
     options.update(kw)
@@ -178,17 +195,23 @@ def _mask_options(function: str, attn_mask: ArrayLike, full: tuple[int, ...], co
         shape = [1] * len(lead)
         shape[axis] = n
         offsets = offsets + (np.arange(n, dtype=np.uintp) * np.uintp(stride)).reshape(shape)
-    return dict(mask=m, mask_offsets=np.ascontiguousarray(offsets.reshape(-1)),
-                mask_row_stride=strides[-2], mask_col_stride=strides[-1])
+    return dict(
+        mask=m,
+        mask_offsets=np.ascontiguousarray(offsets.reshape(-1)),
+        mask_row_stride=strides[-2],
+        mask_col_stride=strides[-1],
+    )
 
 
-def _kernel_arrays(
-    options: dict[str, Any], q: Array, k: Array, v: Array
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _kernel_arrays(options: dict[str, Any], q: Array, k: Array, v: Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Query, key and value as the float32/float64 arrays the Rust kernels read
     (float16 and bfloat16 upcast to float32)."""
     function = options["function"]
-    return d.kernel_array(function, "query", q), d.kernel_array(function, "key", k), d.kernel_array(function, "value", v)
+    return (
+        d.kernel_array(function, "query", q),
+        d.kernel_array(function, "key", k),
+        d.kernel_array(function, "value", v),
+    )
 
 
 _AUTOGRAD_FUNCTION: Any = None
@@ -219,8 +242,10 @@ def _autograd_function() -> Any:
                 g = d.contiguous(d.float_array(ctx.options["function"], "grad", grad_out), ctx.out.dtype)
                 aq, ak, av = ctx.arrays
                 dq, dk, dv = _core.attention_backward(aq, ak, av, ctx.out, ctx.lse, g, ctx.options)
-                grads = [torch.from_numpy(gr).reshape(shape).to(device=device, dtype=dtype)
-                         for gr, (shape, dtype, device) in zip((dq, dk, dv), ctx.like)]
+                grads = [
+                    torch.from_numpy(gr).reshape(shape).to(device=device, dtype=dtype)
+                    for gr, (shape, dtype, device) in zip((dq, dk, dv), ctx.like)
+                ]
                 return grads[0], grads[1], grads[2], None
 
         _AUTOGRAD_FUNCTION = RustAttention
@@ -331,16 +356,33 @@ def scaled_dot_product_attention(
         mask = None
         if attn_mask is not None:
             mask = _host_tensor(attn_mask)
-        out = d.torch_implementation("attention").sdpa(q, k, v, attn_mask=mask, dropout_p=float(dropout_p), is_causal=bool(is_causal),
-                                 scale=scale)
+        out = d.torch_implementation("attention").sdpa(
+            q, k, v, attn_mask=mask, dropout_p=float(dropout_p), is_causal=bool(is_causal), scale=scale
+        )
         return d.like(out, query)
     if dropout_p > 0.0:
-        raise value_error(f, "dropout_p", "0 on the Rust path (dropout runs only in the PyTorch implementation: CUDA tensors or backend='torch')", repr(dropout_p))
+        raise value_error(
+            f,
+            "dropout_p",
+            "0 on the Rust path (dropout runs only in the PyTorch implementation: CUDA tensors or backend='torch')",
+            repr(dropout_p),
+        )
     batch = math.prod(qs[:-3])
     compute = np.dtype(np.float64) if _dtype_name(query) == "float64" else np.dtype(np.float32)
     extra = {} if attn_mask is None else _mask_options(f, attn_mask, full, compute)
-    options = _options(f, "head", hq, hkv, qs[-1], vs[-1], dense=(batch, L, S), scale=scale, bottom_right=False,
-                       window_right=0 if is_causal else None, **extra)
+    options = _options(
+        f,
+        "head",
+        hq,
+        hkv,
+        qs[-1],
+        vs[-1],
+        dense=(batch, L, S),
+        scale=scale,
+        bottom_right=False,
+        window_right=0 if is_causal else None,
+        **extra,
+    )
     out, _ = _run_rust(query, key, value, options)
     return out.reshape(*qs[:-1], vs[-1])
 
@@ -349,8 +391,9 @@ def scaled_dot_product_attention(
 # FlashAttention-2 API
 
 
-def _flash_checks(function: str, q: Array, k: Array, v: Array, rank: int, softmax_scale: object,
-                  window_size: object, softcap: object) -> tuple[float, tuple[int | None, int | None], float]:
+def _flash_checks(
+    function: str, q: Array, k: Array, v: Array, rank: int, softmax_scale: object, window_size: object, softcap: object
+) -> tuple[float, tuple[int | None, int | None], float]:
     layout = "[B, L, H, D]" if rank == 4 else "[tokens, H, D]"
     qs, ks, vs = d.shape_of(q), d.shape_of(k), d.shape_of(v)
     for n, s in (("q", qs), ("k", ks), ("v", vs)):
@@ -425,11 +468,24 @@ def flash_attn_func(
     if d.select_backend(f, backend, q, k, v, rust_autograd=True) == "torch":
         tq, tk, tv, slopes = _flash_torch(f, q, k, v, alibi, B)
         _check_finite(f, q=tq, k=tk, v=tv)
-        out, lse = d.torch_implementation("attention").flash(tq, tk, tv, scale=scale, window=window, softcap=cap, alibi_slopes=slopes,
-                                       want_lse=return_lse)
+        out, lse = d.torch_implementation("attention").flash(
+            tq, tk, tv, scale=scale, window=window, softcap=cap, alibi_slopes=slopes, want_lse=return_lse
+        )
         return (d.like(out, q), d.like(lse, q)) if return_lse else d.like(out, q)
-    options = _options(f, "token", hq, hkv, D, Dv, dense=(B, L, S), scale=scale, window_left=window[0],
-                       window_right=window[1], softcap=cap, alibi_slopes=alibi)
+    options = _options(
+        f,
+        "token",
+        hq,
+        hkv,
+        D,
+        Dv,
+        dense=(B, L, S),
+        scale=scale,
+        window_left=window[0],
+        window_right=window[1],
+        softcap=cap,
+        alibi_slopes=alibi,
+    )
     out, lse = _run_rust(q, k, v, options)
     out = out.reshape(B, L, hq, Dv)
     if not return_lse:
@@ -508,11 +564,34 @@ def flash_attn_varlen_func(
     if d.select_backend(f, backend, q, k, v, rust_autograd=True) == "torch":
         tq, tk, tv, slopes = _flash_torch(f, q, k, v, alibi, batch)
         _check_finite(f, q=tq, k=tk, v=tv)
-        out, lse = d.torch_implementation("attention").flash_varlen(tq, tk, tv, cq.tolist(), ck.tolist(), scale=scale, window=window,
-                                              softcap=cap, alibi_slopes=slopes, want_lse=return_lse)
+        out, lse = d.torch_implementation("attention").flash_varlen(
+            tq,
+            tk,
+            tv,
+            cq.tolist(),
+            ck.tolist(),
+            scale=scale,
+            window=window,
+            softcap=cap,
+            alibi_slopes=slopes,
+            want_lse=return_lse,
+        )
         return (d.like(out, q), d.like(lse, q)) if return_lse else d.like(out, q)
-    options = _options(f, "token", hq, hkv, D, Dv, cu_seqlens_q=cq, cu_seqlens_k=ck, scale=scale,
-                       window_left=window[0], window_right=window[1], softcap=cap, alibi_slopes=alibi)
+    options = _options(
+        f,
+        "token",
+        hq,
+        hkv,
+        D,
+        Dv,
+        cu_seqlens_q=cq,
+        cu_seqlens_k=ck,
+        scale=scale,
+        window_left=window[0],
+        window_right=window[1],
+        softcap=cap,
+        alibi_slopes=alibi,
+    )
     out, lse = _run_rust(q, k, v, options)
     out = out.reshape(total_q, hq, Dv)
     if not return_lse:

@@ -168,7 +168,13 @@ def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, backend: Backend =
 
 
 def _loss(
-    function: str, kind: IouKind, boxes1: ArrayLike, boxes2: ArrayLike, reduction: Reduction, eps: float, backend: Backend
+    function: str,
+    kind: IouKind,
+    boxes1: ArrayLike,
+    boxes2: ArrayLike,
+    reduction: Reduction,
+    eps: float,
+    backend: Backend,
 ) -> Array:
     if reduction not in ("none", "mean", "sum"):
         raise value_error(function, "reduction", "'none', 'mean' or 'sum'", repr(reduction))
@@ -256,7 +262,9 @@ def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, backend: B
     return d.like(_core.nms(b, s, threshold), boxes)
 
 
-def batched_nms(boxes: ArrayLike, scores: ArrayLike, idxs: ArrayLike, iou_threshold: float, *, backend: Backend = "auto") -> Array:
+def batched_nms(
+    boxes: ArrayLike, scores: ArrayLike, idxs: ArrayLike, iou_threshold: float, *, backend: Backend = "auto"
+) -> Array:
     """NMS run independently per category (NMS-BATCHED).
 
     Args:
@@ -319,7 +327,9 @@ def soft_nms(
         raise value_error("soft_nms", "score_threshold", "a finite value", repr(score_threshold))
     if d.select_backend("soft_nms", backend, boxes, scores) == "torch":
         tb, ts = _torch_floats("soft_nms", {"boxes": boxes, "scores": scores})
-        keep, kept = d.torch_implementation("boxes").soft_nms(tb, ts, threshold, float(sigma), float(score_threshold), method)
+        keep, kept = d.torch_implementation("boxes").soft_nms(
+            tb, ts, threshold, float(sigma), float(score_threshold), method
+        )
     else:
         b, s = _rust_floats("soft_nms", {"boxes": boxes, "scores": scores})
         keep, kept = _core.soft_nms(b, s, threshold, float(sigma), float(score_threshold), method)

@@ -51,16 +51,37 @@ def _layer_from_module(module: torch.nn.Module) -> tuple[PerAxis, PerAxis, PerAx
     import torch.nn as nn
 
     conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    pool = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.LPPool1d, nn.LPPool2d)
+    pool = (
+        nn.MaxPool1d,
+        nn.MaxPool2d,
+        nn.MaxPool3d,
+        nn.AvgPool1d,
+        nn.AvgPool2d,
+        nn.AvgPool3d,
+        nn.LPPool1d,
+        nn.LPPool2d,
+    )
     uncovered = (
-        nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-        nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-        nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-        nn.FractionalMaxPool2d, nn.FractionalMaxPool3d,
+        nn.ConvTranspose1d,
+        nn.ConvTranspose2d,
+        nn.ConvTranspose3d,
+        nn.AdaptiveAvgPool1d,
+        nn.AdaptiveAvgPool2d,
+        nn.AdaptiveAvgPool3d,
+        nn.AdaptiveMaxPool1d,
+        nn.AdaptiveMaxPool2d,
+        nn.AdaptiveMaxPool3d,
+        nn.FractionalMaxPool2d,
+        nn.FractionalMaxPool3d,
     )
     if isinstance(module, uncovered):
         # Their window depends on the input size (or is random): no fixed k, s, p.
-        raise value_error("receptive_field", "layers", "convolution and pooling layers with a fixed kernel, stride and padding (pass the feature extractor, e.g. model.features)", type(module).__name__)
+        raise value_error(
+            "receptive_field",
+            "layers",
+            "convolution and pooling layers with a fixed kernel, stride and padding (pass the feature extractor, e.g. model.features)",
+            type(module).__name__,
+        )
     if isinstance(module, conv):
         if isinstance(module.padding, str):
             if module.padding == "valid":
@@ -111,10 +132,17 @@ def receptive_field(layers: Sequence[Sequence[PerAxis]] | torch.nn.Module) -> li
                 specs.append((name or type(module).__name__, *spec))
     else:
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
-            raise type_error(f, "layers", "a sequence of (kernel, stride, padding, dilation) tuples or a torch.nn.Module", type(layers).__name__)
+            raise type_error(
+                f,
+                "layers",
+                "a sequence of (kernel, stride, padding, dilation) tuples or a torch.nn.Module",
+                type(layers).__name__,
+            )
         for i, layer in enumerate(layers):
             if not isinstance(layer, (tuple, list)) or not 2 <= len(layer) <= 4:
-                raise value_error(f, "layers", "(kernel, stride[, padding[, dilation]]) tuples", f"layers[{i}] = {layer!r}")
+                raise value_error(
+                    f, "layers", "(kernel, stride[, padding[, dilation]]) tuples", f"layers[{i}] = {layer!r}"
+                )
             k, s, p, dd = tuple(layer) + (0, 1)[len(layer) - 2 :]
             specs.append((str(i), k, s, p, dd))
 

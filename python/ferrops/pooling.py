@@ -112,7 +112,9 @@ def _low_precision(x: ArrayLike) -> np.dtype | torch.dtype | None:
 
 def _kernel_dtype(x: ArrayLike) -> np.dtype:
     """The dtype the Rust kernels run ``x`` in (the dtype rule of _dispatch)."""
-    return np.dtype(np.float64) if str(getattr(x, "dtype", "")) in ("float64", "torch.float64") else np.dtype(np.float32)
+    return (
+        np.dtype(np.float64) if str(getattr(x, "dtype", "")) in ("float64", "torch.float64") else np.dtype(np.float32)
+    )
 
 
 def _back(result: np.ndarray, x: ArrayLike) -> Array:
@@ -173,7 +175,12 @@ def _torch_input(x: ArrayLike) -> torch.Tensor:
 
 
 def max_pool2d(
-    input: ArrayLike, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0, *, backend: Backend = "auto"
+    input: ArrayLike,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    *,
+    backend: Backend = "auto",
 ) -> Array:
     """2-D max pooling with torch's semantics (POOL-MAX): ``-inf`` padding, NaN
     propagates, output ``floor((H + 2 p - k) / s) + 1`` (no dilation, no ceil mode).
@@ -200,10 +207,14 @@ def max_pool2d(
             raise value_error(F, "input", f"a padded size of at least the kernel {k}", f"{h}x{w} padded by {p}")
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
         return d.like(d.torch_implementation("pooling").max_pool2d(_torch_input(input), k, s, p), input)
-    return _run(F, input, _RustOp(
-        lambda a: (_core.max_pool2d(a, k, s, p), None),
-        lambda a, _, g: _core.max_pool2d_backward(a, k, s, p, g),
-    ))
+    return _run(
+        F,
+        input,
+        _RustOp(
+            lambda a: (_core.max_pool2d(a, k, s, p), None),
+            lambda a, _, g: _core.max_pool2d_backward(a, k, s, p, g),
+        ),
+    )
 
 
 def sppf(input: ArrayLike, kernel_size: int = 5, *, backend: Backend = "auto") -> Array:
@@ -228,10 +239,14 @@ def sppf(input: ArrayLike, kernel_size: int = 5, *, backend: Backend = "auto") -
         raise value_error(F, "kernel_size", "an odd kernel size", k)
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
         return d.like(d.torch_implementation("pooling").sppf(_torch_input(input), k), input)
-    return _run(F, input, _RustOp(
-        lambda a: (_core.sppf(a, k), None),
-        lambda a, _, g: _core.sppf_backward(a, k, g),
-    ))
+    return _run(
+        F,
+        input,
+        _RustOp(
+            lambda a: (_core.sppf(a, k), None),
+            lambda a, _, g: _core.sppf_backward(a, k, g),
+        ),
+    )
 
 
 def _adaptive(
@@ -251,10 +266,14 @@ def _adaptive(
         )
         values = _run(F, input, op)
         return values, d.like(op.saved, input)
-    return _run(F, input, _RustOp(
-        lambda a: (_core.adaptive_pool2d(a, size, mode), None),
-        lambda a, _, g: _core.adaptive_pool2d_backward(a, size, mode, g),
-    ))
+    return _run(
+        F,
+        input,
+        _RustOp(
+            lambda a: (_core.adaptive_pool2d(a, size, mode), None),
+            lambda a, _, g: _core.adaptive_pool2d_backward(a, size, mode, g),
+        ),
+    )
 
 
 def adaptive_max_pool2d(
@@ -277,9 +296,7 @@ def adaptive_max_pool2d(
     return _adaptive("adaptive_max_pool2d", input, output_size, "max", backend, return_indices)
 
 
-def adaptive_avg_pool2d(
-    input: ArrayLike, output_size: OutputSize, *, backend: Backend = "auto"
-) -> Array:
+def adaptive_avg_pool2d(input: ArrayLike, output_size: OutputSize, *, backend: Backend = "auto") -> Array:
     """Adaptive average pooling (POOL-ADAPTIVE bins, torch's semantics).
 
     Args:
@@ -322,10 +339,14 @@ def spatial_pyramid_pool(
         raise value_error(F, "input", "a non-empty spatial size", f"{h}x{w}")
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
         return d.like(d.torch_implementation("pooling").spatial_pyramid_pool(_torch_input(input), lv, mode), input)
-    return _run(F, input, _RustOp(
-        lambda a: (_core.spatial_pyramid_pool(a, lv, mode), None),
-        lambda a, _, g: _core.spatial_pyramid_pool_backward(a, lv, mode, g),
-    ))
+    return _run(
+        F,
+        input,
+        _RustOp(
+            lambda a: (_core.spatial_pyramid_pool(a, lv, mode), None),
+            lambda a, _, g: _core.spatial_pyramid_pool_backward(a, lv, mode, g),
+        ),
+    )
 
 
 def _check_roi_shape(function: str, shape: tuple[int, ...], image: int | None) -> None:
@@ -376,7 +397,12 @@ def _rois_tensor(function: str, boxes: ArrayLike | Sequence[ArrayLike], input: A
 
 
 def roi_pool(
-    input: ArrayLike, boxes: ArrayLike | Sequence[ArrayLike], output_size: IntPair, spatial_scale: float = 1.0, *, backend: Backend = "auto"
+    input: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
+    output_size: IntPair,
+    spatial_scale: float = 1.0,
+    *,
+    backend: Backend = "auto",
 ) -> Array:
     """RoI max pooling with torchvision's semantics (POOL-ROI): box corners scaled
     and rounded to pixels, size ``x2 - x1 + 1``, bins ``floor``/``ceil`` of the
@@ -398,13 +424,20 @@ def roi_pool(
     scale = _scale(F, spatial_scale)
     box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]
     if d.select_backend(F, backend, input, *box_list, rust_autograd=True) == "torch":
-        return d.like(d.torch_implementation("pooling").roi_pool(_torch_input(input), _rois_tensor(F, boxes, input), size, scale), input)
+        return d.like(
+            d.torch_implementation("pooling").roi_pool(_torch_input(input), _rois_tensor(F, boxes, input), size, scale),
+            input,
+        )
     rois = _rois_array(F, boxes, _kernel_dtype(input))
-    return _run(F, input, _RustOp(
-        lambda a: _core.roi_pool_with_argmax(a, rois, size, scale),
-        lambda a, argmax, g: _core.roi_pool_backward(g, argmax, rois, shape, size),
-        inference=lambda a: _core.roi_pool(a, rois, size, scale),
-    ))
+    return _run(
+        F,
+        input,
+        _RustOp(
+            lambda a: _core.roi_pool_with_argmax(a, rois, size, scale),
+            lambda a, argmax, g: _core.roi_pool_backward(g, argmax, rois, shape, size),
+            inference=lambda a: _core.roi_pool(a, rois, size, scale),
+        ),
+    )
 
 
 def roi_align(
@@ -442,10 +475,16 @@ def roi_align(
         raise type_error(F, "aligned", "a bool", type(aligned).__name__)
     box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]
     if d.select_backend(F, backend, input, *box_list, rust_autograd=True) == "torch":
-        t = d.torch_implementation("pooling").roi_align(_torch_input(input), _rois_tensor(F, boxes, input), size, scale, ratio, bool(aligned))
+        t = d.torch_implementation("pooling").roi_align(
+            _torch_input(input), _rois_tensor(F, boxes, input), size, scale, ratio, bool(aligned)
+        )
         return d.like(t, input)
     rois = _rois_array(F, boxes, _kernel_dtype(input))
-    return _run(F, input, _RustOp(
-        lambda a: (_core.roi_align(a, rois, size, scale, ratio, bool(aligned)), None),
-        lambda a, _, g: _core.roi_align_backward(g, rois, shape, size, scale, ratio, bool(aligned)),
-    ))
+    return _run(
+        F,
+        input,
+        _RustOp(
+            lambda a: (_core.roi_align(a, rois, size, scale, ratio, bool(aligned)), None),
+            lambda a, _, g: _core.roi_align_backward(g, rois, shape, size, scale, ratio, bool(aligned)),
+        ),
+    )

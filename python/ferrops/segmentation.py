@@ -334,7 +334,12 @@ class SegmentationMetric:
         if not isinstance(other, SegmentationMetric):
             raise type_error("SegmentationMetric.merge", "other", "a SegmentationMetric", type(other).__name__)
         if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):
-            raise value_error("SegmentationMetric.merge", "other", f"num_classes={self.num_classes}, ignore_index={self.ignore_index}", f"num_classes={other.num_classes}, ignore_index={other.ignore_index}")
+            raise value_error(
+                "SegmentationMetric.merge",
+                "other",
+                f"num_classes={self.num_classes}, ignore_index={self.ignore_index}",
+                f"num_classes={other.num_classes}, ignore_index={other.ignore_index}",
+            )
         if other._matrix is not None:
             self._add(other._matrix)
         return self

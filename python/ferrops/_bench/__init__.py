@@ -75,7 +75,11 @@ def max_abs_difference(a: Any, b: Any) -> float:
 
 def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
-        return x.detach().cpu().float().numpy() if x.dtype.is_floating_point and x.dtype != _f64() else x.detach().cpu().numpy()
+        return (
+            x.detach().cpu().float().numpy()
+            if x.dtype.is_floating_point and x.dtype != _f64()
+            else x.detach().cpu().numpy()
+        )
     return np.asarray(x)
 
 

@@ -111,19 +111,27 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
         q, k, v = _tensors(torch, (1, H, L, D), 0)
         flops = 4 * H * L * L * D / (2 if causal else 1)
         yield Case(
-            "attention", "scaled_dot_product_attention", f"fp32 B=1 H={H} L=S={L} D={D}{' causal' if causal else ''}",
+            "attention",
+            "scaled_dot_product_attention",
+            f"fp32 B=1 H={H} L=S={L} D={D}{' causal' if causal else ''}",
             lambda q=q, k=k, v=v, c=causal: ferrops.scaled_dot_product_attention(q, k, v, is_causal=c),
             "torch SDPA (CPU flash)",
             lambda q=q, k=k, v=v, c=causal: sdpa(q, k, v, is_causal=c),
-            max_abs_difference, target=1.0, note=_throughput(flops, sgemm_n),
+            max_abs_difference,
+            target=1.0,
+            note=_throughput(flops, sgemm_n),
         )
     qb, kb, vb = _tensors(torch, (1, H, L, D), 1, torch.bfloat16)
     yield Case(
-        "attention", "scaled_dot_product_attention", f"bf16 B=1 H={H} L=S={L} D={D} causal",
+        "attention",
+        "scaled_dot_product_attention",
+        f"bf16 B=1 H={H} L=S={L} D={D} causal",
         lambda: ferrops.scaled_dot_product_attention(qb, kb, vb, is_causal=True),
         "torch SDPA (CPU flash)",
         lambda: sdpa(qb, kb, vb, is_causal=True),
-        max_abs_difference, target=1.0, note=_throughput(2 * H * L * L * D, sgemm_n),
+        max_abs_difference,
+        target=1.0,
+        note=_throughput(2 * H * L * L * D, sgemm_n),
     )
 
     # Packed variable-length batch vs what users do today: pad to the longest
@@ -140,11 +148,14 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
     causal_mask = torch.ones(longest, longest, dtype=torch.bool).tril()
     mask = (valid[:, None, None, :] & causal_mask[None, None]).contiguous()
     yield Case(
-        "attention", "flash_attn_varlen_func", f"{len(lengths)} seqs, {total} tokens, H={H} D={D}, causal",
+        "attention",
+        "flash_attn_varlen_func",
+        f"{len(lengths)} seqs, {total} tokens, H={H} D={D}, causal",
         lambda: ferrops.flash_attn_varlen_func(qp, kp, vp, cu, cu, longest, longest, causal=True),
         "torch SDPA, padded + mask",
         lambda: sdpa(*padded, attn_mask=mask),
-        _varlen_difference(lengths, H), target=3.0,
+        _varlen_difference(lengths, H),
+        target=3.0,
         note=_throughput(sum(2 * H * n * n * D for n in lengths), sgemm_n),
     )
 
@@ -162,11 +173,15 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
         return run
 
     yield Case(
-        "attention", "scaled_dot_product_attention fwd+bwd", f"fp32 B=1 H={H} L=S={Lb} D={D} causal",
+        "attention",
+        "scaled_dot_product_attention fwd+bwd",
+        f"fp32 B=1 H={H} L=S={Lb} D={D} causal",
         forward_backward(ferrops.scaled_dot_product_attention),
         "torch SDPA fwd+bwd",
         forward_backward(sdpa),
-        _grads_difference, target=1.0, note=_throughput(3.5 * 2 * H * Lb * Lb * D, sgemm_n),
+        _grads_difference,
+        target=1.0,
+        note=_throughput(3.5 * 2 * H * Lb * Lb * D, sgemm_n),
     )
 
     # Memory: a long causal sequence; the note reports the peak memory it adds.
@@ -174,7 +189,9 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
     qm, km, vm = _tensors(torch, (1, Lm, Hm, D), 5)
     peak = functools.lru_cache(maxsize=None)(lambda: _peak_memory_mb(Lm, Hm, D))
     yield Case(
-        "attention", "flash_attn_func", f"fp32 {Lm} tokens, H={Hm} D={D}, causal (memory)",
+        "attention",
+        "flash_attn_func",
+        f"fp32 {Lm} tokens, H={Hm} D={D}, causal (memory)",
         lambda: ferrops.flash_attn_func(qm, km, vm, causal=True),
         "torch SDPA (CPU flash)",
         lambda: sdpa(qm.transpose(1, 2), km.transpose(1, 2), vm.transpose(1, 2), is_causal=True).transpose(1, 2),

@@ -44,41 +44,62 @@ def _peer(make: Callable[[Any, Any], Callable[[], Any]]) -> Callable[[], Any] | 
 def cases(quick: bool) -> Iterable[Case]:
     a = random_boxes(4000, 0)
     yield Case(
-        "boxes", "box_iou", "4000 x 4000",
+        "boxes",
+        "box_iou",
+        "4000 x 4000",
         lambda: ferrops.box_iou(a, a),
         "torchvision.ops.box_iou",
-        _peer(lambda torch, tv: (lambda t=torch.from_numpy(a): tv.ops.box_iou(t, t))),
-        max_abs_difference, target=20,
+        _peer(lambda torch, tv: lambda t=torch.from_numpy(a): tv.ops.box_iou(t, t)),
+        max_abs_difference,
+        target=20,
         note=lambda s: f"{4000 * 4000 * 4 / s / 1e9:.1f} GB/s written",
     )
     for n, target in ((1000, 1.5), (50_000, 50)):
         boxes, scores = random_boxes(n, 1), distinct_scores(n, 2)
         yield Case(
-            "boxes", "nms", f"{n} boxes, IoU 0.5",
+            "boxes",
+            "nms",
+            f"{n} boxes, IoU 0.5",
             lambda b=boxes, s=scores: ferrops.nms(b, s, 0.5),
             "torchvision.ops.nms",
-            _peer(lambda torch, tv, b=boxes, s=scores: (
-                lambda tb=torch.from_numpy(b), ts=torch.from_numpy(s): tv.ops.nms(tb, ts, 0.5))),
-            max_abs_difference, target=target,
+            _peer(
+                lambda torch, tv, b=boxes, s=scores: (
+                    lambda tb=torch.from_numpy(b), ts=torch.from_numpy(s): tv.ops.nms(tb, ts, 0.5)
+                )
+            ),
+            max_abs_difference,
+            target=target,
         )
     n = 50_000
     boxes, scores = random_boxes(n, 3), distinct_scores(n, 4)
     classes = np.random.default_rng(5).integers(0, 80, n)
     yield Case(
-        "boxes", "batched_nms", f"{n} boxes, 80 classes",
+        "boxes",
+        "batched_nms",
+        f"{n} boxes, 80 classes",
         lambda: ferrops.batched_nms(boxes, scores, classes, 0.5),
         "torchvision.ops.batched_nms",
-        _peer(lambda torch, tv: (
-            lambda tb=torch.from_numpy(boxes), ts=torch.from_numpy(scores), tc=torch.from_numpy(classes):
-            tv.ops.batched_nms(tb, ts, tc, 0.5))),
-        max_abs_difference, target=10,
+        _peer(
+            lambda torch, tv: (
+                lambda tb=torch.from_numpy(boxes), ts=torch.from_numpy(scores), tc=torch.from_numpy(classes): (
+                    tv.ops.batched_nms(tb, ts, tc, 0.5)
+                )
+            )
+        ),
+        max_abs_difference,
+        target=10,
     )
     b1, b2 = random_boxes(100_000, 6), random_boxes(100_000, 7)
     yield Case(
-        "boxes", "complete_box_iou_loss", "100000 pairs, mean",
+        "boxes",
+        "complete_box_iou_loss",
+        "100000 pairs, mean",
         lambda: ferrops.complete_box_iou_loss(b1, b2, "mean"),
         "torchvision.ops.complete_box_iou_loss",
-        _peer(lambda torch, tv: (
-            lambda t1=torch.from_numpy(b1), t2=torch.from_numpy(b2): tv.ops.complete_box_iou_loss(t1, t2, "mean"))),
+        _peer(
+            lambda torch, tv: (
+                lambda t1=torch.from_numpy(b1), t2=torch.from_numpy(b2): tv.ops.complete_box_iou_loss(t1, t2, "mean")
+            )
+        ),
         max_abs_difference,
     )

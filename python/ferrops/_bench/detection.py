@@ -16,7 +16,8 @@ import io
 import json
 import os
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,12 @@ def synthetic_coco(
         }
         for j in range(total_gt)
     ]
-    ground_truth = {"info": {"description": "ferrops synthetic"}, "images": images, "annotations": annotations, "categories": categories}
+    ground_truth = {
+        "info": {"description": "ferrops synthetic"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
 
     # True detections: jittered copies of ground truth (some twice), then noise.
     hit = rng.random(total_gt) < 0.8

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,11 @@ def random_sparse_mdp(states: int, actions: int, successors: int, seed: int) -> 
     indptr = np.arange(0, states * successors + 1, successors)
     P = [
         sp.csr_matrix(
-            (rng.dirichlet(np.ones(successors), states).ravel(),
-             rng.integers(0, states, states * successors).astype(np.int32), indptr),
+            (
+                rng.dirichlet(np.ones(successors), states).ravel(),
+                rng.integers(0, states, states * successors).astype(np.int32),
+                indptr,
+            ),
             shape=(states, states),
         )
         for _ in range(actions)
@@ -75,18 +79,22 @@ def cases(quick: bool) -> list[Case]:
         # probability) plus R, reads V at random and writes V_new and the policy.
         sweep_bytes = S * A * K * 12 + R.nbytes + 3 * 8 * S
         bandwidth = read_bandwidth()
-        out.append(Case(
-            "mdp", "value_iteration sweeps", f"S={S}, A={A}, {K} successors, {SWEEPS} sweeps",
-            lambda: mdp.value_iteration(P, R, gamma, epsilon=1e-300, max_iter=SWEEPS),
-            "SciPy CSR sweep: max_a R + gamma P_a V",
-            scipy_sweeps,
-            lambda ours, theirs: max_abs_difference(ours.V, theirs),
-            target=3,
-            note=lambda s: (
-                f"{s / SWEEPS * 1e3:.2f} ms/sweep; bound {sweep_bytes / bandwidth * 1e3:.2f} ms at "
-                f"{bandwidth / 1e9:.1f} GB/s (1-core read); {sweep_bytes / (s / SWEEPS) / 1e9:.1f} GB/s"
-            ),
-        ))
+        out.append(
+            Case(
+                "mdp",
+                "value_iteration sweeps",
+                f"S={S}, A={A}, {K} successors, {SWEEPS} sweeps",
+                lambda: mdp.value_iteration(P, R, gamma, epsilon=1e-300, max_iter=SWEEPS),
+                "SciPy CSR sweep: max_a R + gamma P_a V",
+                scipy_sweeps,
+                lambda ours, theirs: max_abs_difference(ours.V, theirs),
+                target=3,
+                note=lambda s: (
+                    f"{s / SWEEPS * 1e3:.2f} ms/sweep; bound {sweep_bytes / bandwidth * 1e3:.2f} ms at "
+                    f"{bandwidth / 1e9:.1f} GB/s (1-core read); {sweep_bytes / (s / SWEEPS) / 1e9:.1f} GB/s"
+                ),
+            )
+        )
     small = random_sparse_mdp(5000, 4, 10, 0)
     if small is not None:
         Ps, Rs = small
@@ -100,12 +108,16 @@ def cases(quick: bool) -> list[Case]:
             _quiet(vi.run)
             return vi
 
-        out.append(Case(
-            "mdp", "value_iteration end to end", "S=5000 sparse, A=4, 10 successors",
-            lambda: mdp.value_iteration(Ps, Rs, 0.95),
-            "mdptoolbox.mdp.ValueIteration",
-            None if pm is None else pymdptoolbox_vi,
-            lambda ours, theirs: max_abs_difference(ours.V, np.asarray(theirs.V)),
-            target=2000,
-        ))
+        out.append(
+            Case(
+                "mdp",
+                "value_iteration end to end",
+                "S=5000 sparse, A=4, 10 successors",
+                lambda: mdp.value_iteration(Ps, Rs, 0.95),
+                "mdptoolbox.mdp.ValueIteration",
+                None if pm is None else pymdptoolbox_vi,
+                lambda ours, theirs: max_abs_difference(ours.V, np.asarray(theirs.V)),
+                target=2000,
+            )
+        )
     return out

@@ -55,10 +55,14 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
     torch, tv = _torch()
     x = feature_map(sizes["map"], 0)
     shape = "x".join(map(str, x.shape))
-    layouts = [] if torch is None else [
-        ("contiguous", torch.from_numpy(x)),
-        ("channels_last", torch.from_numpy(x).contiguous(memory_format=torch.channels_last)),
-    ]
+    layouts = (
+        []
+        if torch is None
+        else [
+            ("contiguous", torch.from_numpy(x)),
+            ("channels_last", torch.from_numpy(x).contiguous(memory_format=torch.channels_last)),
+        ]
+    )
 
     def sppf_chain(t: Any) -> Any:
         F = torch.nn.functional
@@ -68,35 +72,48 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
 
     for layout, t in layouts or [("contiguous", None)]:
         yield Case(
-            "pooling", "sppf", f"{shape} fp32, k=5",
+            "pooling",
+            "sppf",
+            f"{shape} fp32, k=5",
             lambda: ferrops.sppf(x, 5),
             f"torch max_pool2d x3 + cat ({layout})",
             None if t is None else (lambda t=t: sppf_chain(t)),
-            max_abs_difference, target=10,
+            max_abs_difference,
+            target=10,
             note=_gbps(5 * x.nbytes),
         )
     for layout, t in layouts or [("contiguous", None)]:
         yield Case(
-            "pooling", "spatial_pyramid_pool", f"{shape} fp32, levels (4,2,1)",
+            "pooling",
+            "spatial_pyramid_pool",
+            f"{shape} fp32, levels (4,2,1)",
             lambda: ferrops.spatial_pyramid_pool(x, (4, 2, 1)),
             f"torch adaptive_max_pool2d x3 + cat ({layout})",
-            None if t is None else (lambda t=t: torch.cat(
-                [torch.nn.functional.adaptive_max_pool2d(t, n).flatten(1) for n in (4, 2, 1)], 1)),
+            None
+            if t is None
+            else (
+                lambda t=t: torch.cat([torch.nn.functional.adaptive_max_pool2d(t, n).flatten(1) for n in (4, 2, 1)], 1)
+            ),
             # The SPP target is against torch's default layout; the
             # channels_last row is shown for information.
-            max_abs_difference, target=5 if layout == "contiguous" else None,
+            max_abs_difference,
+            target=5 if layout == "contiguous" else None,
             note=_gbps(x.nbytes),
         )
     t = None if torch is None else torch.from_numpy(x)
     yield Case(
-        "pooling", "max_pool2d", f"{shape} fp32, k=3 s=2 p=1",
+        "pooling",
+        "max_pool2d",
+        f"{shape} fp32, k=3 s=2 p=1",
         lambda: ferrops.max_pool2d(x, 3, 2, 1),
         "torch.nn.functional.max_pool2d",
         None if t is None else (lambda: torch.nn.functional.max_pool2d(t, 3, 2, 1)),
         max_abs_difference,
     )
     yield Case(
-        "pooling", "adaptive_avg_pool2d", f"{shape} fp32, 7x7",
+        "pooling",
+        "adaptive_avg_pool2d",
+        f"{shape} fp32, 7x7",
         lambda: ferrops.adaptive_avg_pool2d(x, 7),
         "torch.nn.functional.adaptive_avg_pool2d",
         None if t is None else (lambda: torch.nn.functional.adaptive_avg_pool2d(t, 7)),
@@ -107,14 +124,18 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
     roi_size = f"{'x'.join(map(str, feats.shape))} fp32, {len(rois)} boxes, 7x7, scale 1/8"
     tf, tr = (None, None) if tv is None else (torch.from_numpy(feats), torch.from_numpy(rois))
     yield Case(
-        "pooling", "roi_align", roi_size + ", ratio 2",
+        "pooling",
+        "roi_align",
+        roi_size + ", ratio 2",
         lambda: ferrops.roi_align(feats, rois, 7, 0.125, 2, True),
         "torchvision.ops.roi_align",
         None if tv is None else (lambda: tv.ops.roi_align(tf, tr, 7, 0.125, 2, True)),
         max_abs_difference,
     )
     yield Case(
-        "pooling", "roi_pool", roi_size,
+        "pooling",
+        "roi_pool",
+        roi_size,
         lambda: ferrops.roi_pool(feats, rois, 7, 0.125),
         "torchvision.ops.roi_pool",
         None if tv is None else (lambda: tv.ops.roi_pool(tf, tr, 7, 0.125)),
@@ -129,10 +150,13 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
                 z = torch.from_numpy(g).requires_grad_()
                 (grad,) = torch.autograd.grad(run(z), z, grad_out)
                 return grad
+
             return step
 
         yield Case(
-            "pooling", "sppf forward + backward", f"{'x'.join(map(str, g.shape))} fp32, k=5",
+            "pooling",
+            "sppf forward + backward",
+            f"{'x'.join(map(str, g.shape))} fp32, k=5",
             backward(lambda z: ferrops.sppf(z, 5)),
             "torch autograd, max_pool2d x3 + cat",
             backward(sppf_chain),

@@ -52,11 +52,15 @@ def cases(quick: bool) -> Iterable[Case]:
     n = b * h * w
     target, pred = segmentation_maps(b, h, w, c, seed=0)
     yield Case(
-        "segmentation", "confusion_matrix", f"{b}x{h}x{w} uint8, {c} classes",
+        "segmentation",
+        "confusion_matrix",
+        f"{b}x{h}x{w} uint8, {c} classes",
         lambda: ferrops.confusion_matrix(target, pred, c),
         "np.bincount(C * target + pred)",
         lambda: _bincount(target, pred, c),
-        max_abs_difference, target=10, note=_gpx(n),
+        max_abs_difference,
+        target=10,
+        note=_gpx(n),
     )
     # The worst case for the kernel: independent random labels, no runs to exploit.
     # Shown without a target: the 10x is for label maps (the row above).
@@ -64,20 +68,26 @@ def cases(quick: bool) -> Iterable[Case]:
     noise_t = rng.integers(0, c, (b, h, w), dtype=np.uint8)
     noise_p = rng.integers(0, c, (b, h, w), dtype=np.uint8)
     yield Case(
-        "segmentation", "confusion_matrix", f"{b}x{h}x{w} uint8 random labels, {c} classes",
+        "segmentation",
+        "confusion_matrix",
+        f"{b}x{h}x{w} uint8 random labels, {c} classes",
         lambda: ferrops.confusion_matrix(noise_t, noise_p, c),
         "np.bincount(C * target + pred)",
         lambda: _bincount(noise_t, noise_p, c),
-        max_abs_difference, note=_gpx(n),
+        max_abs_difference,
+        note=_gpx(n),
     )
     # ADE20K-like: 150 classes, int64 predictions (argmax output), 255 ignored.
     b, h, w, c = 4, 512, 512, 150
     t150, p150 = segmentation_maps(b, h, w, c, seed=2, cell=16, void=0.1)
     p150 = p150.astype(np.int64)
     yield Case(
-        "segmentation", "confusion_matrix", f"{b}x{h}x{w} uint8/int64, {c} classes, ignore 255",
+        "segmentation",
+        "confusion_matrix",
+        f"{b}x{h}x{w} uint8/int64, {c} classes, ignore 255",
         lambda: ferrops.confusion_matrix(t150, p150, c, ignore_index=255),
         "np.bincount(C * target[kept] + pred[kept])",
         lambda: _bincount_ignore(t150, p150, c, 255),
-        max_abs_difference, note=_gpx(b * h * w),
+        max_abs_difference,
+        note=_gpx(b * h * w),
     )

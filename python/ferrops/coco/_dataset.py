@@ -141,7 +141,14 @@ class COCO:
     def _ground_truth_dataset(self) -> Record:
         columns = self._data.columns()
         annotations = [
-            {"id": i, "image_id": image_id, "category_id": category_id, "bbox": bbox, "area": area, "iscrowd": int(crowd)}
+            {
+                "id": i,
+                "image_id": image_id,
+                "category_id": category_id,
+                "bbox": bbox,
+                "area": area,
+                "iscrowd": int(crowd),
+            }
             for i, image_id, category_id, bbox, area, crowd in zip(
                 columns["id"].tolist(),
                 columns["image_id"].tolist(),
@@ -199,7 +206,9 @@ class COCO:
         for key, value in self.dataset["info"].items():
             print(f"{key}: {value}")
 
-    def getAnnIds(self, imgIds: Ids = [], catIds: Ids = [], areaRng: Collection[float] = [], iscrowd: int | None = None) -> list[int]:  # noqa: B006,N802,N803
+    def getAnnIds(
+        self, imgIds: Ids = [], catIds: Ids = [], areaRng: Collection[float] = [], iscrowd: int | None = None
+    ) -> list[int]:  # noqa: B006,N802,N803
         """Ids of the annotations on the given images, of the given categories,
         with area strictly inside ``areaRng``, of the given crowd flag."""
         img_ids, cat_ids = _collection(imgIds), _collection(catIds)
@@ -220,7 +229,9 @@ class COCO:
             return [a["id"] for a in anns if a["iscrowd"] == iscrowd]
         return [a["id"] for a in anns]
 
-    def getCatIds(self, catNms: str | Collection[str] = [], supNms: str | Collection[str] = [], catIds: Ids = []) -> list[int]:  # noqa: B006,N802,N803
+    def getCatIds(
+        self, catNms: str | Collection[str] = [], supNms: str | Collection[str] = [], catIds: Ids = []
+    ) -> list[int]:  # noqa: B006,N802,N803
         """Ids of the categories with the given names, supercategories and ids."""
         nms, sups, ids = _collection(catNms), _collection(supNms), _collection(catIds)
         if len(nms) == len(sups) == len(ids) == 0 and self._dataset is None:

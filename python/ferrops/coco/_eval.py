@@ -25,7 +25,6 @@ def _int_ids(name: str, ids: object) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
-
 class COCOeval:
     """pycocotools' ``COCOeval`` for ``iouType="bbox"``, computed in Rust.
 
@@ -146,7 +145,12 @@ class COCOeval:
         print(f"DONE (t={time.time() - tic:0.2f}s).")
 
     def _summarize(
-        self, ap: int = 1, iouThr: float | None = None, areaRng: str = "all", maxDets: int = 100, category: int | None = None  # noqa: N803
+        self,
+        ap: int = 1,
+        iouThr: float | None = None,
+        areaRng: str = "all",
+        maxDets: int = 100,
+        category: int | None = None,  # noqa: N803
     ) -> float:
         """One summary value (pycocotools' ``_summarize``); ``category`` restricts
         it to one index of ``params.catIds`` (the per-class metrics)."""

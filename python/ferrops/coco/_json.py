@@ -44,7 +44,9 @@ def to_json(obj: object, function: str, argument: str, source: str, what: str) -
         records = obj.get("annotations", []) if isinstance(obj, dict) else obj
         i = _first_non_finite(records if isinstance(records, Iterable) else ())
         where = f"{what}[{i}]" if i is not None else "a record"
-        raise value_error(function, argument, "finite numbers", f"{source}: {where} has a NaN or infinite value") from None
+        raise value_error(
+            function, argument, "finite numbers", f"{source}: {where} has a NaN or infinite value"
+        ) from None
     except TypeError as exc:
         raise type_error(function, argument, "JSON-like data", f"{source}: {exc}") from None
 

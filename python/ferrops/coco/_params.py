@@ -55,5 +55,9 @@ def snapshot(p: Params) -> Params:
         if isinstance(value, np.ndarray):
             setattr(q, name, value.copy())
         elif isinstance(value, list):
-            setattr(q, name, [list(v) if isinstance(v, list) else copy.deepcopy(v) if isinstance(v, dict) else v for v in value])
+            setattr(
+                q,
+                name,
+                [list(v) if isinstance(v, list) else copy.deepcopy(v) if isinstance(v, dict) else v for v in value],
+            )
     return q

@@ -109,7 +109,9 @@ class MeanAveragePrecision:
         if max_detection_thresholds is not None and (
             not isinstance(max_detection_thresholds, list)
             or len(max_detection_thresholds) != 3
-            or any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in max_detection_thresholds)
+            or any(
+                isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in max_detection_thresholds
+            )
         ):
             expected = "None or a list of 3 positive ints"
             raise value_error(name, "max_detection_thresholds", expected, repr(max_detection_thresholds))
@@ -125,8 +127,7 @@ class MeanAveragePrecision:
     def reset(self) -> None:
         """Forgets every update."""
         self._state: dict[str, list[np.ndarray]] = {
-            k: []
-            for k in ("det_boxes", "det_scores", "det_labels", "gt_boxes", "gt_labels", "gt_crowds", "gt_area")
+            k: [] for k in ("det_boxes", "det_scores", "det_labels", "gt_boxes", "gt_labels", "gt_crowds", "gt_area")
         }
 
     def state_dict(self) -> dict[str, list[np.ndarray]]:
@@ -146,7 +147,9 @@ class MeanAveragePrecision:
         """Adds a batch: one preds dict and one target dict per image."""
         f = "MeanAveragePrecision.update"
         if not isinstance(preds, Sequence) or not isinstance(target, Sequence):
-            raise ValueError(f"{f}(): arguments 'preds' and 'target': expected lists of dicts, got {type(preds).__name__} and {type(target).__name__}")
+            raise ValueError(
+                f"{f}(): arguments 'preds' and 'target': expected lists of dicts, got {type(preds).__name__} and {type(target).__name__}"
+            )
         if len(preds) != len(target):
             raise value_error(f, "target", f"{len(preds)} images like preds", len(target))
         batch: dict[str, list[np.ndarray]] = {k: [] for k in self._state}
@@ -159,20 +162,22 @@ class MeanAveragePrecision:
             det_labels = host_array(p["labels"]).reshape(-1)
             gt_boxes = _to_xywh(self._box_array(f, "target", i, t["boxes"]), self.box_format)
             gt_labels = host_array(t["labels"]).reshape(-1)
-            gt_crowds = host_array(t["iscrowd"]).reshape(-1) if "iscrowd" in t else np.zeros(len(gt_labels), dtype=np.int64)
+            gt_crowds = (
+                host_array(t["iscrowd"]).reshape(-1) if "iscrowd" in t else np.zeros(len(gt_labels), dtype=np.int64)
+            )
             gt_area = host_array(t["area"]).reshape(-1) if "area" in t else np.zeros(len(gt_labels), dtype=np.float32)
             if not (len(det_boxes) == len(det_scores) == len(det_labels)):
                 raise ValueError(f"{f}(): argument 'preds': boxes, scores and labels of image {i} differ in length")
             if not (len(gt_boxes) == len(gt_labels) == len(gt_crowds) == len(gt_area)):
-                raise ValueError(f"{f}(): argument 'target': boxes, labels, iscrowd and area of image {i} differ in length")
+                raise ValueError(
+                    f"{f}(): argument 'target': boxes, labels, iscrowd and area of image {i} differ in length"
+                )
             for name, labels in (("preds", det_labels), ("target", gt_labels)):
                 if labels.size and labels.dtype.kind not in "iu":
                     raise value_error(f, name, "integer labels", f"{labels.dtype} at index {i}")
             if det_scores.size and det_scores.dtype.kind != "f":
                 raise value_error(f, "preds", "float scores", f"{det_scores.dtype} at index {i}")
-            for key, value in zip(
-                batch, (det_boxes, det_scores, det_labels, gt_boxes, gt_labels, gt_crowds, gt_area)
-            ):
+            for key, value in zip(batch, (det_boxes, det_scores, det_labels, gt_boxes, gt_labels, gt_crowds, gt_area)):
                 batch[key].append(value)
         for key, values in batch.items():
             self._state[key].extend(values)
@@ -265,7 +270,9 @@ class MeanAveragePrecision:
                 macro = ev if self.average == "macro" else self._evaluate("macro")
                 with contextlib.redirect_stdout(io.StringIO()):
                     per_class_map = np.array([macro._summarize(1, category=k) for k in range(len(classes))])
-                    per_class_mar = np.array([macro._summarize(0, maxDets=mdt[2], category=k) for k in range(len(classes))])
+                    per_class_mar = np.array(
+                        [macro._summarize(0, maxDets=mdt[2], category=k) for k in range(len(classes))]
+                    )
         out: dict[str, np.generic | np.ndarray] = {name: np.float32(v) for name, v in zip(names, stats)}
         out["map_per_class"] = per_class_map.astype(np.float32)
         out[f"mar_{mdt[2]}_per_class"] = per_class_mar.astype(np.float32)

@@ -107,7 +107,13 @@ def plot_pr_curves(
             k = cats.index(c)
             if precision[0, k] > -1:
                 ax.plot(recall, precision[:, k], linewidth=0.8, label=str(c))
-        ax.set(title=f"IoU={thresholds[t]:.2f}, area={area}", xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
+        ax.set(
+            title=f"IoU={thresholds[t]:.2f}, area={area}",
+            xlabel="recall",
+            ylabel="precision",
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()

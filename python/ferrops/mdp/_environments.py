@@ -73,8 +73,15 @@ def grid_world(
     bad_cells = {_cell(F, "forbidden", c, rows, cols) for c in forbidden}
     if (tr, tc) in bad_cells:
         raise value_error(F, "forbidden", "cells other than the target", repr(target))
-    rewards = {n: check_number(F, n, v) for n, v in
-               (("r_boundary", r_boundary), ("r_forbidden", r_forbidden), ("r_target", r_target), ("r_other", r_other))}
+    rewards = {
+        n: check_number(F, n, v)
+        for n, v in (
+            ("r_boundary", r_boundary),
+            ("r_forbidden", r_forbidden),
+            ("r_target", r_target),
+            ("r_other", r_other),
+        )
+    }
     for n, v in rewards.items():
         if not math.isfinite(v):
             raise value_error(F, n, "a finite reward", repr(v))
@@ -140,7 +147,9 @@ def from_gymnasium(env_P: GymModel, *, sparse: bool = False) -> tuple[Transition
                 try:
                     prob, nxt, reward, done = item
                 except (TypeError, ValueError) as exc:
-                    raise type_error(F, "env_P", "(prob, next_state, reward, done) tuples", f"{item!r} for state {s}, action {a}") from exc
+                    raise type_error(
+                        F, "env_P", "(prob, next_state, reward, done) tuples", f"{item!r} for state {s}, action {a}"
+                    ) from exc
                 if not 0 <= int(nxt) < states:
                     raise value_error(F, "env_P", f"next states in 0..{states - 1}", f"{nxt} for state {s}, action {a}")
                 entries.append((a, s, float(prob), int(nxt), float(reward), bool(done)))
@@ -162,7 +171,8 @@ def from_gymnasium(env_P: GymModel, *, sparse: bool = False) -> tuple[Transition
         import scipy.sparse
 
         P: Transitions = [
-            scipy.sparse.csr_array((prob[a_i == a], (s_i[a_i == a], nxt[a_i == a])), shape=(n, n)) for a in range(actions)
+            scipy.sparse.csr_array((prob[a_i == a], (s_i[a_i == a], nxt[a_i == a])), shape=(n, n))
+            for a in range(actions)
         ]
     else:
         P = np.zeros((actions, n, n))

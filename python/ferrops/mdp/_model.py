@@ -119,7 +119,9 @@ def _split_actions(function: str, P: Transitions) -> tuple[list[Matrix], np.ndar
             raise value_error(function, "P", "at least one action", "an empty list")
         return list(P), None
     if is_scipy_sparse(P):
-        raise type_error(function, "P", "a list of A sparse (S, S) matrices (one per action)", f"a single {type(P).__name__}")
+        raise type_error(
+            function, "P", "a list of A sparse (S, S) matrices (one per action)", f"a single {type(P).__name__}"
+        )
     dense = _tensor_to_numpy(function, "P", P) if d.is_tensor(P) else np.asarray(P)
     if dense.dtype.kind not in "fiub":
         raise type_error(function, "P", "real numbers", f"dtype {dense.dtype}")
@@ -174,9 +176,7 @@ def _expected_reward(
     data: list[np.ndarray],
 ) -> tuple[np.ndarray, list[Matrix] | None]:
     """``r (S, A)`` float64, and the per-transition reward input when R is one."""
-    if isinstance(R, (list, tuple)) and len(R) == actions and all(
-        is_scipy_sparse(x) or np.ndim(x) == 2 for x in R
-    ):
+    if isinstance(R, (list, tuple)) and len(R) == actions and all(is_scipy_sparse(x) or np.ndim(x) == 2 for x in R):
         per_transition = [x if is_scipy_sparse(x) else _numeric(function, x) for x in R]
     elif is_scipy_sparse(R):
         raise type_error(function, "R", _reward_shapes(states, actions), "a sparse matrix")
@@ -200,7 +200,12 @@ def _expected_reward(
         bad = ~np.isfinite(values)
         if bad.any():
             k = int(np.argmax(bad))
-            raise value_error(function, "R", "finite rewards", f"R[{a}][{rows[k]}, {indices[a][k]}] = {values[k]} (action {a}, state {rows[k]})")
+            raise value_error(
+                function,
+                "R",
+                "finite rewards",
+                f"R[{a}][{rows[k]}, {indices[a][k]}] = {values[k]} (action {a}, state {rows[k]})",
+            )
         reward[:, a] = np.bincount(rows, weights=data[a] * values, minlength=states)
     return reward, per_transition
 

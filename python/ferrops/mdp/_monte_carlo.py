@@ -43,8 +43,18 @@ def _seed(function: str, seed: object) -> int:
     return int(seed)
 
 
-def _mc(function: str, method: Method, P: Transitions, R: Rewards, discount: float, episodes: int, episode_length: int,
-        seed: int, iterations: int, epsilon: float) -> MCResult:
+def _mc(
+    function: str,
+    method: Method,
+    P: Transitions,
+    R: Rewards,
+    discount: float,
+    episodes: int,
+    episode_length: int,
+    seed: int,
+    iterations: int,
+    epsilon: float,
+) -> MCResult:
     gamma = check_discount(function, discount, allow_one=True)
     n_episodes = check_count(function, "episodes", episodes)
     length = check_count(function, "episode_length", episode_length)
@@ -58,7 +68,13 @@ def _mc(function: str, method: Method, P: Transitions, R: Rewards, discount: flo
 
 
 def mc_basic(
-    P: Transitions, R: Rewards, discount: float, episodes: int = 1, episode_length: int = 100, iterations: int = 100, seed: int = 0
+    P: Transitions,
+    R: Rewards,
+    discount: float,
+    episodes: int = 1,
+    episode_length: int = 100,
+    iterations: int = 100,
+    seed: int = 0,
 ) -> MCResult:
     """MC Basic (RL-MC): policy iteration whose evaluation step estimates every
     ``q(s, a)`` as the mean discounted return of ``episodes`` episodes of

@@ -171,12 +171,16 @@ def policy_evaluation(
     return m.out(_evaluate(F, m, pi, gamma, evaluation, eps, iters))
 
 
-def _evaluate(function: str, m: Model, pi: np.ndarray, gamma: float, evaluation: str, eps: float, iters: int) -> np.ndarray:
+def _evaluate(
+    function: str, m: Model, pi: np.ndarray, gamma: float, evaluation: str, eps: float, iters: int
+) -> np.ndarray:
     if evaluation == "exact":
         return _solve_exact(function, m, pi, gamma)
     V, _, converged = _core.mdp_policy_evaluation(function, m.csr, m.reward, m.states, pi, gamma, eps, iters)
     if not converged:
-        raise value_error(function, "max_iter", f"enough sweeps to evaluate the policy within epsilon={eps}", f"max_iter={iters}")
+        raise value_error(
+            function, "max_iter", f"enough sweeps to evaluate the policy within epsilon={eps}", f"max_iter={iters}"
+        )
     return V
 
 
