@@ -33,7 +33,7 @@
 //! the same thread count setting are made on first use. The handler only adds to
 //! an atomic, which is async-signal-safe as a handler run inside `fork` must be.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -150,7 +150,7 @@ unsafe extern "C" fn after_fork_in_child() {
 /// not a `Once`: a `Once` caught mid-call by a fork would block the child forever.
 #[cfg(target_os = "linux")]
 fn watch_forks() {
-    static REGISTERED: AtomicBool = AtomicBool::new(false);
+    static REGISTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !REGISTERED.swap(true, Ordering::AcqRel) {
         // SAFETY: registers a handler that only increments an atomic. If
         // registration fails (no memory), forks are simply not detected.
