@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::window::planes_per_task;
 use super::{adaptive_bin, beats, check_grad, has_nan, max_of, max_reduce, positive, strided_max, PoolReal, Shape};
+use crate::buffer;
 use crate::error::{FerropsError, Result};
 use crate::simd::{dispatch, SimdKernel};
 
@@ -229,7 +230,9 @@ fn adaptive_plane_backward<T: PoolReal>(
     }
 }
 
-fn check_output_size(function: &'static str, shape: Shape, out: [usize; 2]) -> Result<()> {
+/// Checks `out` and that the `[N, C, OH, OW]` output is one a buffer can hold
+/// (so products of its dimensions do not overflow).
+fn check_output_size<T>(function: &'static str, shape: Shape, out: [usize; 2]) -> Result<()> {
     positive(function, "output_size", out[0])?;
     positive(function, "output_size", out[1])?;
     if shape.planes() > 0 && (shape.h == 0 || shape.w == 0) {
@@ -240,6 +243,7 @@ fn check_output_size(function: &'static str, shape: Shape, out: [usize; 2]) -> R
             format!("{}x{}", shape.h, shape.w),
         ));
     }
+    buffer::checked_len::<T>(function, "the output", &[shape.n, shape.c, out[0], out[1]])?;
     Ok(())
 }
 
@@ -264,19 +268,28 @@ impl<T: PoolReal> SimdKernel for PoolPlanes<'_, T> {
     }
 }
 
-/// Each plane pooled at every level, `[planes, sum n^2]`.
-fn pool_levels<T: PoolReal>(x: &[T], shape: Shape, levels: &[[usize; 2]], mode: PoolMode) -> Vec<T> {
+/// Each plane pooled at every level, `[planes, sum n^2]`, in a buffer of
+/// `out_dims` (the same count, shaped as `function` returns it). The caller has
+/// checked that count, so the sums and products here do not overflow.
+fn pool_levels<T: PoolReal>(
+    function: &'static str,
+    x: &[T],
+    shape: Shape,
+    levels: &[[usize; 2]],
+    mode: PoolMode,
+    out_dims: &[usize],
+) -> Result<Vec<T>> {
     let per_plane: usize = levels.iter().map(|l| l[0] * l[1]).sum();
-    let mut out = vec![T::ZERO; shape.planes() * per_plane];
+    let mut out = buffer::try_zeroed::<T>(function, "the output", out_dims)?;
     if out.is_empty() {
-        return out;
+        return Ok(out);
     }
     let plan = Plan::new(shape, levels, mode);
     let per_task = planes_per_task(shape.plane_len());
     out.par_chunks_mut(per_task * per_plane)
         .zip(x.par_chunks(per_task * shape.plane_len()))
         .for_each(|(dst, src)| dispatch(PoolPlanes { src, dst, plan: &plan }));
-    out
+    Ok(out)
 }
 
 /// Adaptive max or average pooling to `[N, C, OH, OW]` (POOL-ADAPTIVE; torch's
@@ -287,8 +300,8 @@ pub fn adaptive_pool2d<T: PoolReal>(x: &[T], shape: Shape, output_size: [usize; 
         PoolMode::Avg => "adaptive_avg_pool2d",
     };
     shape.check(function, "input", x.len())?;
-    check_output_size(function, shape, output_size)?;
-    Ok(pool_levels(x, shape, &[output_size], mode))
+    check_output_size::<T>(function, shape, output_size)?;
+    pool_levels(function, x, shape, &[output_size], mode, &[shape.n, shape.c, output_size[0], output_size[1]])
 }
 
 /// Adaptive max pooling with the flat `h * W + w` index of each bin's first arg
@@ -300,10 +313,11 @@ pub fn adaptive_max_pool2d_with_indices<T: PoolReal>(
 ) -> Result<(Vec<T>, Vec<i64>)> {
     const F: &str = "adaptive_max_pool2d";
     shape.check(F, "input", x.len())?;
-    check_output_size(F, shape, output_size)?;
+    check_output_size::<T>(F, shape, output_size)?;
     let [oh, ow] = output_size;
     let (h, w) = (shape.h, shape.w);
-    let mut indices = vec![0i64; shape.planes() * oh * ow];
+    let dims = [shape.n, shape.c, oh, ow];
+    let mut indices = buffer::try_zeroed::<i64>(F, "the output's indices", &dims)?;
     if indices.is_empty() {
         return Ok((Vec::new(), indices));
     }
@@ -314,7 +328,11 @@ pub fn adaptive_max_pool2d_with_indices<T: PoolReal>(
             }
         }
     });
-    let values = indices.iter().enumerate().map(|(o, &i)| x[(o / (oh * ow)) * h * w + i as usize]).collect();
+    let values = buffer::try_filled(F, "the output", &dims, |values| {
+        for (o, (value, &i)) in values.iter_mut().zip(&indices).enumerate() {
+            value.write(x[(o / (oh * ow)) * h * w + i as usize]);
+        }
+    })?;
     Ok((values, indices))
 }
 
@@ -329,8 +347,8 @@ pub fn adaptive_pool2d_backward<T: PoolReal>(
 ) -> Result<Vec<T>> {
     const F: &str = "adaptive_pool2d_backward";
     shape.check(F, "input", x.len())?;
-    check_output_size(F, shape, output_size)?;
-    check_grad(F, shape.planes() * output_size[0] * output_size[1], grad_output.len())?;
+    check_output_size::<T>(F, shape, output_size)?;
+    check_grad(F, &[shape.planes(), output_size[0], output_size[1]], grad_output.len())?;
     levels_backward(x, shape, &[output_size], mode, |plane, _| {
         &grad_output[plane * output_size[0] * output_size[1]..][..output_size[0] * output_size[1]]
     })
@@ -366,18 +384,35 @@ fn check_levels(function: &'static str, levels: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// The values per plane of a spatial pyramid pooling output, `sum n^2`, when
+/// the whole output, `[N, C * sum n^2]`, is one a buffer can hold.
+fn spp_plane_len<T>(function: &'static str, shape: Shape, levels: &[usize]) -> Result<usize> {
+    // In u128: n^2 < 2^128 for any n < 2^64; the sum and products saturate.
+    let squares = levels.iter().fold(0u128, |sum, &n| sum.saturating_add(n as u128 * n as u128));
+    let width = squares.saturating_mul(shape.c as u128);
+    let too_large = || {
+        let bytes = width.saturating_mul(shape.n as u128).saturating_mul(std::mem::size_of::<T>() as u128);
+        FerropsError::out_of_memory(function, format!("the output of shape [{}, {width}]", shape.n), bytes)
+    };
+    let per_plane = usize::try_from(squares).map_err(|_| too_large())?;
+    let width = usize::try_from(width).map_err(|_| too_large())?;
+    buffer::checked_len::<T>(function, "the output", &[shape.n, width])?;
+    Ok(per_plane)
+}
+
 /// Spatial pyramid pooling (POOL-SPP): each level `n` pooled to `n x n` adaptive
 /// bins, flattened channel-major, levels concatenated in order: `[N, C * sum n^2]`.
 pub fn spatial_pyramid_pool<T: PoolReal>(x: &[T], shape: Shape, levels: &[usize], mode: PoolMode) -> Result<Vec<T>> {
     const F: &str = "spatial_pyramid_pool";
     shape.check(F, "input", x.len())?;
     check_levels(F, levels)?;
-    check_output_size(F, shape, [1, 1])?;
+    check_output_size::<T>(F, shape, [1, 1])?;
+    let per_plane = spp_plane_len::<T>(F, shape, levels)?;
+    let out_dims = [shape.n, shape.c * per_plane];
     let squares: Vec<[usize; 2]> = levels.iter().map(|&n| [n, n]).collect();
-    let per_plane: usize = levels.iter().map(|n| n * n).sum();
-    let pooled = pool_levels(x, shape, &squares, mode);
+    let pooled = pool_levels(F, x, shape, &squares, mode, &out_dims)?;
     // [planes, sum n^2] -> [N, levels of C x n^2]: small, a plain gather.
-    let mut out = Vec::with_capacity(pooled.len());
+    let mut out = buffer::try_with_capacity(F, "the output", &out_dims)?;
     for b in 0..shape.n {
         let mut at = 0;
         for &n in levels {
@@ -401,9 +436,9 @@ pub fn spatial_pyramid_pool_backward<T: PoolReal>(
     const F: &str = "spatial_pyramid_pool_backward";
     shape.check(F, "input", x.len())?;
     check_levels(F, levels)?;
-    check_output_size(F, shape, [1, 1])?;
-    let per_plane: usize = levels.iter().map(|n| n * n).sum();
-    check_grad(F, shape.planes() * per_plane, grad_output.len())?;
+    check_output_size::<T>(F, shape, [1, 1])?;
+    let per_plane = spp_plane_len::<T>(F, shape, levels)?;
+    check_grad(F, &[shape.planes(), per_plane], grad_output.len())?;
     let offsets: Vec<usize> = levels.iter().scan(0, |at, &n| {
         let start = *at;
         *at += shape.c * n * n;
@@ -439,6 +474,33 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn outputs_too_large_to_allocate_are_out_of_memory_errors() {
+        let s = Shape::new([1, 2, 6, 6]);
+        let x = vec![0.0f32; s.len()];
+        let oom = |e: FerropsError, function: &str| matches!(e, FerropsError::OutOfMemory { function: ref f, .. } if f == function);
+        for size in [[1 << 17, 1 << 17], [1 << 32, 1 << 32], [usize::MAX, usize::MAX]] {
+            assert!(oom(adaptive_pool2d(&x, s, size, PoolMode::Avg).unwrap_err(), "adaptive_avg_pool2d"));
+            assert!(oom(adaptive_max_pool2d_with_indices(&x, s, size).unwrap_err(), "adaptive_max_pool2d"));
+            let grad = adaptive_pool2d_backward(&x, s, size, PoolMode::Max, &[]).unwrap_err();
+            // Refused as the forward output would be, or (on a machine that could
+            // hold it) as a gradient of the wrong size.
+            assert!(matches!(grad, FerropsError::InvalidValue { .. }) || oom(grad, "adaptive_pool2d_backward"));
+        }
+        // n^2 overflows usize at 2^32: once silently an empty output.
+        for levels in [[1usize << 17], [1 << 31], [1 << 32], [usize::MAX]] {
+            let err = spatial_pyramid_pool(&x, s, &levels, PoolMode::Max).unwrap_err();
+            assert!(oom(err, "spatial_pyramid_pool"));
+            assert!(spatial_pyramid_pool_backward(&x, s, &levels, PoolMode::Max, &[]).is_err());
+        }
+        let err = spatial_pyramid_pool(&x, s, &[1 << 32], PoolMode::Max).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spatial_pyramid_pool(): the output of shape [1, 36893488147419103232] needs \
+             147573952589676412928 bytes, more than can be allocated"
+        );
     }
 
     #[test]

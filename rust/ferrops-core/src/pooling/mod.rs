@@ -21,6 +21,7 @@ pub use adaptive::{
 pub use roi::{roi_align, roi_align_backward, roi_pool, roi_pool_backward, roi_pool_with_argmax};
 pub use window::{max_pool2d, max_pool2d_backward, sppf, sppf_backward};
 
+use crate::buffer::{self, Zeroable};
 use crate::error::{FerropsError, Result};
 use crate::Real;
 
@@ -48,6 +49,10 @@ impl Shape {
 
     pub fn len(&self) -> usize {
         self.planes() * self.plane_len()
+    }
+
+    pub fn dims(&self) -> [usize; 4] {
+        [self.n, self.c, self.h, self.w]
     }
 
     pub fn is_empty(&self) -> bool {
@@ -93,8 +98,9 @@ pub(crate) fn nan_max<T: Real>(a: T, b: T) -> T {
 /// vectorises (`vmaxps` and a blend) where a compare-and-select written in Rust
 /// over a slice in place becomes a conditional store (`vmaskmovps`), microcoded
 /// and many times slower. `maxNum` ignores a NaN operand, so planes that contain a
-/// NaN take the [`nan_max`] path instead (see [`has_nan`]).
-pub trait PoolReal: Real {
+/// NaN take the [`nan_max`] path instead (see [`has_nan`]). Zero-initialised
+/// outputs come from zeroed pages ([`Zeroable`]).
+pub trait PoolReal: Real + Zeroable {
     fn max_num(self, other: Self) -> Self;
 }
 
@@ -197,9 +203,21 @@ pub(crate) fn positive(function: &'static str, argument: &'static str, value: us
     Ok(())
 }
 
-/// Checks a gradient's length against the output shape it belongs to.
-pub(crate) fn check_grad(function: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
+/// The `PH x PW` bins of each plane of an output of `output_size`, for backward
+/// kernels, which get no forward output to size: both sizes positive and their
+/// product one a buffer can hold, so that products of it with the other output
+/// dimensions can then be checked without overflow.
+pub(crate) fn plane_bins<T>(function: &'static str, output_size: [usize; 2]) -> Result<usize> {
+    positive(function, "output_size", output_size[0])?;
+    positive(function, "output_size", output_size[1])?;
+    buffer::checked_len::<T>(function, "each plane of the output", &output_size)
+}
+
+/// Checks a gradient's length against the output shape it belongs to, `dims`
+/// (counted in u128: a shape whose size overflows matches no gradient).
+pub(crate) fn check_grad(function: &'static str, dims: &[usize], got: usize) -> Result<()> {
+    let expected = dims.iter().fold(1u128, |n, &d| n.saturating_mul(d as u128));
+    if expected != got as u128 {
         return Err(FerropsError::value(
             function,
             "grad_output",

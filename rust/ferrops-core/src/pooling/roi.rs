@@ -9,7 +9,8 @@
 
 use rayon::prelude::*;
 
-use super::{check_grad, positive, strided_max, PoolReal, Shape};
+use super::{check_grad, plane_bins, positive, strided_max, PoolReal, Shape};
+use crate::buffer::{self, Zeroable};
 use crate::error::{FerropsError, Result};
 use crate::simd::{dispatch, SimdKernel};
 use crate::Real;
@@ -71,6 +72,7 @@ fn check_common<T: Real>(
     if !batch.is_empty() && shape.c > 0 && (shape.h == 0 || shape.w == 0) {
         return Err(FerropsError::value(function, "input", "a non-empty spatial size", format!("{}x{}", shape.h, shape.w)));
     }
+    buffer::checked_len::<T>(function, "the output", &[batch.len(), shape.c, output_size[0], output_size[1]])?;
     Ok(batch)
 }
 
@@ -165,15 +167,17 @@ impl<T: PoolReal> SimdKernel for RoiPoolPlane<'_, T> {
 /// block][per]`. Visiting each block once keeps its planes in cache for all its
 /// regions, where going region by region would fetch the region's window of every
 /// channel from memory. The split depends only on the shapes, so results do not
-/// depend on the thread count.
-fn channel_blocks<T: Real>(
+/// depend on the thread count. `function` is named if the buffers cannot be
+/// allocated.
+fn channel_blocks<T: Real + Zeroable>(
+    function: &'static str,
     x: &[T],
     shape: Shape,
     batch: &[usize],
     per: usize,
     block: usize,
     fill: impl Fn(&[T], &[usize], &mut [T]) + Sync,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     let mut regions_of: Vec<Vec<usize>> = vec![Vec::new(); shape.n];
     let mut local = vec![0; batch.len()];
     for (k, &n) in batch.iter().enumerate() {
@@ -182,7 +186,8 @@ fn channel_blocks<T: Real>(
     }
     // Staging `[N][channel block][regions of n][channels of the block][per]`,
     // then gathered into `[K][C][per]`.
-    let mut staging = vec![T::ZERO; batch.len() * shape.c * per];
+    let dims = [batch.len(), shape.c, per];
+    let mut staging = buffer::try_zeroed::<T>(function, "the output's staging copy", &dims)?;
     let mut image_start = Vec::with_capacity(shape.n);
     let mut at = 0;
     for regions in &regions_of {
@@ -204,7 +209,7 @@ fn channel_blocks<T: Real>(
         }
     }
     tasks.into_par_iter().for_each(|(planes, regions, out)| fill(planes, regions, out));
-    let mut out = vec![T::ZERO; batch.len() * shape.c * per];
+    let mut out = buffer::try_zeroed::<T>(function, "the output", &dims)?;
     out.par_chunks_mut((shape.c * per).max(1)).enumerate().for_each(|(k, out)| {
         let n = batch[k];
         let count = regions_of[n].len();
@@ -214,7 +219,7 @@ fn channel_blocks<T: Real>(
             values.copy_from_slice(&staging[at..at + per]);
         }
     });
-    out
+    Ok(out)
 }
 
 /// Channels per block in [`channel_blocks`]: as many planes as fit in 256 KiB
@@ -239,9 +244,9 @@ pub fn roi_pool<T: PoolReal>(
     }
     let scale = T::from_f64(spatial_scale);
     let bins: Vec<PoolBins> = rois.chunks_exact(5).map(|roi| PoolBins::new(roi, shape, output_size, scale)).collect();
-    Ok(channel_blocks(x, shape, &batch, per, 1, |plane, regions, out| {
+    channel_blocks("roi_pool", x, shape, &batch, per, 1, |plane, regions, out| {
         dispatch(RoiPoolPlane { plane, w: shape.w, regions, bins: &bins, out })
-    }))
+    })
 }
 
 /// [`roi_pool`] with, for the backward pass, the flat in-plane index of each
@@ -254,11 +259,13 @@ pub fn roi_pool_with_argmax<T: PoolReal>(
     output_size: [usize; 2],
     spatial_scale: f64,
 ) -> Result<(Vec<T>, Vec<i64>)> {
-    let batch = check_common("roi_pool", x, shape, rois, output_size, spatial_scale)?;
+    const F: &str = "roi_pool";
+    let batch = check_common(F, x, shape, rois, output_size, spatial_scale)?;
     let bins = output_size[0] * output_size[1];
     let per_roi = shape.c * bins;
-    let mut values = vec![T::ZERO; batch.len() * per_roi];
-    let mut arg = vec![-1i64; batch.len() * per_roi];
+    let dims = [batch.len(), shape.c, output_size[0], output_size[1]];
+    let mut values = buffer::try_zeroed::<T>(F, "the output", &dims)?;
+    let mut arg = buffer::try_from_elem::<i64>(F, "the output's arg maxes", &dims, -1)?;
     if values.is_empty() {
         return Ok((values, arg));
     }
@@ -296,7 +303,7 @@ pub fn roi_pool_with_argmax<T: PoolReal>(
 }
 
 /// The gradient of [`roi_pool`]: each bin's gradient added at its arg max.
-pub fn roi_pool_backward<T: Real>(
+pub fn roi_pool_backward<T: Real + Zeroable>(
     grad_output: &[T],
     argmax: &[i64],
     rois: &[T],
@@ -305,15 +312,14 @@ pub fn roi_pool_backward<T: Real>(
 ) -> Result<Vec<T>> {
     const F: &str = "roi_pool_backward";
     let batch = check_rois(F, rois, shape)?;
-    positive(F, "output_size", output_size[0])?;
-    positive(F, "output_size", output_size[1])?;
-    let bins = output_size[0] * output_size[1];
-    check_grad(F, batch.len() * shape.c * bins, grad_output.len())?;
-    check_grad(F, grad_output.len(), argmax.len())?;
+    buffer::checked_len::<T>(F, "the input gradient", &shape.dims())?;
+    let bins = plane_bins::<T>(F, output_size)?;
+    check_grad(F, &[batch.len(), shape.c, bins], grad_output.len())?;
+    check_grad(F, &[grad_output.len()], argmax.len())?;
     if let Some(&bad) = argmax.iter().find(|&&a| a < -1 || a >= shape.plane_len() as i64) {
         return Err(FerropsError::value(F, "argmax", format!("indices in [-1, {})", shape.plane_len()), bad.to_string()));
     }
-    scatter_by_blocks(shape, &batch, |k, c, plane| {
+    scatter_by_blocks(F, shape, &batch, |k, c, plane| {
         let at = (k * shape.c + c) * bins;
         for (&g, &a) in grad_output[at..at + bins].iter().zip(&argmax[at..at + bins]) {
             if a >= 0 {
@@ -325,14 +331,15 @@ pub fn roi_pool_backward<T: Real>(
 
 /// A zero input gradient whose planes are filled by `add(roi, channel, plane)`:
 /// tasks own blocks of channels of one image and visit that image's regions in
-/// order.
-fn scatter_by_blocks<T: Real>(
+/// order. `function` is named if the gradient cannot be allocated.
+fn scatter_by_blocks<T: Real + Zeroable>(
+    function: &'static str,
     shape: Shape,
     batch: &[usize],
     add: impl Fn(usize, usize, &mut [T]) + Sync,
 ) -> Result<Vec<T>> {
     let hw = shape.plane_len();
-    let mut grad_in = vec![T::ZERO; shape.len()];
+    let mut grad_in = buffer::try_zeroed::<T>(function, "the input gradient", &shape.dims())?;
     if grad_in.is_empty() {
         return Ok(grad_in);
     }
@@ -519,7 +526,7 @@ fn align_params(
 /// RoI align (torchvision's `roi_align`): each bin the average of bilinear
 /// samples on a regular grid (`sampling_ratio` per side, or `ceil(bin size)` when
 /// it is 0 or -1). Returns `[K, C, PH, PW]`.
-pub fn roi_align<T: Real>(
+pub fn roi_align<T: Real + Zeroable>(
     x: &[T],
     shape: Shape,
     rois: &[T],
@@ -537,7 +544,7 @@ pub fn roi_align<T: Real>(
         return Ok(Vec::new());
     }
     let hw = shape.plane_len();
-    Ok(channel_blocks(x, shape, &batch, bins, block_channels::<T>(shape), |planes, regions, out| {
+    channel_blocks(F, x, shape, &batch, bins, block_channels::<T>(shape), |planes, regions, out| {
         let channels = planes.len() / hw;
         for (&k, out) in regions.iter().zip(out.chunks_exact_mut(channels * bins)) {
             let s = AlignSamples::new(&rois[5 * k..5 * k + 5], shape, p);
@@ -552,13 +559,13 @@ pub fn roi_align<T: Real>(
                 }
             }
         }
-    }))
+    })
 }
 
 /// The gradient of [`roi_align`] with respect to its input: each sample's share
 /// `grad * weight / count` added at its four positions.
 #[allow(clippy::too_many_arguments)]
-pub fn roi_align_backward<T: Real>(
+pub fn roi_align_backward<T: Real + Zeroable>(
     grad_output: &[T],
     rois: &[T],
     shape: Shape,
@@ -569,19 +576,18 @@ pub fn roi_align_backward<T: Real>(
 ) -> Result<Vec<T>> {
     const F: &str = "roi_align_backward";
     let batch = check_rois(F, rois, shape)?;
-    positive(F, "output_size", output_size[0])?;
-    positive(F, "output_size", output_size[1])?;
+    buffer::checked_len::<T>(F, "the input gradient", &shape.dims())?;
+    let bins = plane_bins::<T>(F, output_size)?;
     let p = align_params(F, output_size, spatial_scale, sampling_ratio, aligned)?;
     check_sampling(F, rois, p)?;
-    let bins = output_size[0] * output_size[1];
-    check_grad(F, batch.len() * shape.c * bins, grad_output.len())?;
+    check_grad(F, &[batch.len(), shape.c, bins], grad_output.len())?;
     if !batch.is_empty() && shape.c > 0 && (shape.h == 0 || shape.w == 0) {
         return Err(FerropsError::value(F, "input", "a non-empty spatial size", format!("{}x{}", shape.h, shape.w)));
     }
     // Sampling positions are per region; a task computes them once per region for
     // its block of channels.
     let samples: Vec<std::sync::OnceLock<AlignSamples<T>>> = (0..batch.len()).map(|_| std::sync::OnceLock::new()).collect();
-    scatter_by_blocks(shape, &batch, |k, c, plane| {
+    scatter_by_blocks(F, shape, &batch, |k, c, plane| {
         let s = samples[k].get_or_init(|| AlignSamples::new(&rois[5 * k..5 * k + 5], shape, p));
         let grad = &grad_output[(k * shape.c + c) * bins..][..bins];
         for (b, &g) in grad.iter().enumerate() {
@@ -629,6 +635,27 @@ mod tests {
         let two = parallel::install(|| roi_align_backward(&grad, &rois, s, [3, 3], 1.0, 2, false)).unwrap();
         assert_eq!(one, two);
         assert!((one.iter().sum::<f64>() - out.len() as f64).abs() < 1e-9);
+    }
+
+    fn is_out_of_memory<T: std::fmt::Debug>(result: Result<T>, function: &str) -> bool {
+        matches!(result, Err(FerropsError::OutOfMemory { function: f, .. }) if f == function)
+    }
+
+    #[test]
+    fn outputs_too_large_to_allocate_are_out_of_memory_errors() {
+        let s = Shape::new([1, 1, 4, 4]);
+        let x = vec![0.0f32; 16];
+        let roi = [0.0f32, 0.0, 0.0, 2.0, 2.0];
+        for size in [[1 << 31, 1 << 31], [1 << 32, 1 << 32], [usize::MAX, 2]] {
+            assert!(is_out_of_memory(roi_pool(&x, s, &roi, size, 1.0), "roi_pool"));
+            assert!(is_out_of_memory(roi_pool_with_argmax(&x, s, &roi, size, 1.0), "roi_pool"));
+            assert!(is_out_of_memory(roi_align(&x, s, &roi, size, 1.0, 1, false), "roi_align"));
+            assert!(is_out_of_memory(roi_pool_backward(&[], &[], &roi, s, size), "roi_pool_backward"));
+            assert!(is_out_of_memory(roi_align_backward(&[], &roi, s, size, 1.0, 1, false), "roi_align_backward"));
+        }
+        // An input shape given to a backward kernel whose size overflows.
+        let huge = Shape::new([1, 1, 1 << 32, 1 << 32]);
+        assert!(is_out_of_memory(roi_pool_backward(&[0.0f32], &[0], &roi, huge, [1, 1]), "roi_pool_backward"));
     }
 
     #[test]

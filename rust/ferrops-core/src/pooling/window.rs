@@ -296,16 +296,16 @@ pub fn max_pool2d<T: PoolReal>(
     const F: &str = "max_pool2d";
     shape.check(F, "input", x.len())?;
     let g = Window::new(F, shape.h, shape.w, kernel, stride, padding)?;
-    let out_len = shape.planes() * g.oh * g.ow;
-    if out_len == 0 {
+    let dims = [shape.n, shape.c, g.oh, g.ow];
+    if buffer::checked_len::<T>(F, "the output", &dims)? == 0 {
         return Ok((Vec::new(), [g.oh, g.ow]));
     }
     let per_task = planes_per_task(shape.plane_len());
-    let out = buffer::filled(out_len, |out| {
+    let out = buffer::try_filled(F, "the output", &dims, |out| {
         out.par_chunks_mut(per_task * g.oh * g.ow)
             .zip(x.par_chunks(per_task * shape.plane_len()))
             .for_each(|(dst, src)| dispatch(MaxPoolPlanes { src, dst, g }));
-    });
+    })?;
     Ok((out, [g.oh, g.ow]))
 }
 
@@ -323,7 +323,7 @@ pub fn max_pool2d_backward<T: PoolReal>(
     const F: &str = "max_pool2d_backward";
     shape.check(F, "input", x.len())?;
     let g = Window::new(F, shape.h, shape.w, kernel, stride, padding)?;
-    check_grad(F, shape.planes() * g.oh * g.ow, grad_output.len())?;
+    check_grad(F, &[shape.planes(), g.oh, g.ow], grad_output.len())?;
     let mut grad_in = vec![T::ZERO; x.len()];
     if grad_output.is_empty() {
         return Ok(grad_in);
@@ -391,7 +391,7 @@ pub fn sppf<T: PoolReal>(x: &[T], shape: Shape, kernel_size: usize) -> Result<Ve
     }
     let hw = shape.plane_len();
     let per_task = planes_per_task(hw).min(shape.c);
-    Ok(buffer::filled(4 * x.len(), |out| {
+    buffer::try_filled(F, "the output", &[shape.n, 4 * shape.c, shape.h, shape.w], |out| {
         out.par_chunks_mut(4 * shape.c * hw)
             .zip(x.par_chunks(shape.c * hw))
             .for_each(|(out, x)| {
@@ -404,7 +404,7 @@ pub fn sppf<T: PoolReal>(x: &[T], shape: Shape, kernel_size: usize) -> Result<Ve
                     .zip((d2.par_chunks_mut(chunk), d3.par_chunks_mut(chunk)).into_par_iter())
                     .for_each(|((src, d0, d1), (d2, d3))| dispatch(SppfPlanes { src, dst: [d0, d1, d2, d3], g }));
             });
-    }))
+    })
 }
 
 /// The gradient of [`sppf`] with respect to `x`, through the chain as autograd
@@ -414,7 +414,7 @@ pub fn sppf_backward<T: PoolReal>(x: &[T], shape: Shape, kernel_size: usize, gra
     const F: &str = "sppf_backward";
     shape.check(F, "input", x.len())?;
     check_sppf_kernel(F, kernel_size)?;
-    check_grad(F, 4 * x.len(), grad_output.len())?;
+    check_grad(F, &[4, x.len()], grad_output.len())?;
     let g = Window::same(shape.h, shape.w, kernel_size);
     let mut grad_in = vec![T::ZERO; x.len()];
     if x.is_empty() {
