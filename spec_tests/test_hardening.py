@@ -84,7 +84,7 @@ def test_a_forked_child_runs_kernels_with_the_thread_count_set_before_the_fork()
             os._exit(0 if ok else 1)
         print("child", wait_for_child(pid))
         assert np.array_equal(ferrops.box_iou(b, b), iou)
-        """
+        """,
     )
     assert_clean_exit(result)
     assert result.stdout.split() == ["child", "0"]
@@ -120,7 +120,7 @@ def test_forks_while_another_thread_runs_kernels_leave_working_children() -> Non
         stop.set()
         worker.join()
         print(*statuses)
-        """
+        """,
     )
     assert_clean_exit(result)
     assert result.stdout.split() == ["0"] * 20
@@ -210,14 +210,16 @@ def check_huge_call(call: str, function: str | None, needed_bytes: int) -> None:
 
 @pytest.mark.spec("POOL-ROI", "POOL-ADAPTIVE", "POOL-SPP", "POOL-MAX")
 @pytest.mark.parametrize(("call", "function", "needed_bytes"), HUGE_CALLS)
-def test_pooling_outputs_no_machine_can_hold_are_memory_errors(call: str, function: str | None, needed_bytes: int) -> None:
+def test_pooling_outputs_no_machine_can_hold_are_memory_errors(
+    call: str, function: str | None, needed_bytes: int
+) -> None:
     check_huge_call(call, function, needed_bytes)
 
 
 @pytest.mark.spec("BOX-IOU")
 @pytest.mark.xfail(
     reason="boxes/iou.rs still allocates with buffer::filled (a RuntimeError, no longer an abort); "
-    "switching it to buffer::try_filled(function, \"the output\", &[n, m], ...) makes this a MemoryError",
+    'switching it to buffer::try_filled(function, "the output", &[n, m], ...) makes this a MemoryError',
     strict=False,
 )
 def test_a_box_iou_matrix_no_machine_can_hold_is_a_memory_error() -> None:
@@ -261,7 +263,7 @@ def test_thread_counts_above_the_maximum_are_refused_at_once_and_results_do_not_
         ferrops.set_num_threads(1)
         assert np.array_equal(ferrops.box_iou(b, b), at_max)
         print("maximum", top)
-        """
+        """,
     )
     assert_clean_exit(result)
     lines = result.stdout.splitlines()
