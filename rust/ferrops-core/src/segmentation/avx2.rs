@@ -29,7 +29,6 @@ avx2_fn! {
         !same
     }
 
-
     /// The uint8 / uint8 case (masks read from PNGs, predictions stored as uint8),
     /// the most common and the one worth a kernel of its own: run starts come from
     /// byte compares of the raw labels, 32 pixels per instruction, and a (target,

@@ -43,10 +43,10 @@ mod tests;
 
 pub use labels::{Label, Labels};
 
-use histogram::{count_private, Grid};
-use shared::count_shared;
 use crate::ensure;
 use crate::error::{FerropsError, Result};
+use histogram::{count_private, Grid};
+use shared::count_shared;
 
 const FUNCTION: &str = "confusion_matrix";
 
