@@ -16,9 +16,8 @@
 //! Kernels written with intrinsics ask [`supports`] (a level) or
 //! [`supports_extension`] (an [`Extension`] on top of a level) before calling
 //! their `#[target_feature]` bodies, and mark those bodies with this module's
-//! macros ([`avx2_fn!`](avx2_fn), [`avx512_fn!`](avx512_fn),
-//! [`avx512_bf16_fn!`](avx512_bf16_fn)), so every feature set is written once,
-//! here. They live in one file per instruction set and family:
+//! macros (`avx2_fn!`, `avx512_fn!`, `avx512_bf16_fn!`), so every feature set is
+//! written once, here. They live in one file per instruction set and family:
 //!
 //! | instruction set | kernels |
 //! |---|---|
