@@ -1,4 +1,5 @@
-//! Runtime CPU-feature dispatch.
+//! Runtime CPU-feature dispatch: the one place that defines the SIMD levels, the
+//! CPU features each needs, and the query every hand-written kernel goes through.
 //!
 //! One wheel must run on every x86-64 CPU, so kernels are compiled several times
 //! (AVX-512, AVX2+FMA, baseline) and the best version the CPU supports is picked at
@@ -11,6 +12,20 @@
 //! The level can be forced (for tests and for comparing paths) with the environment
 //! variable `FERROPS_SIMD=scalar|avx2|avx512`, read once, or with [`set_level`]. A
 //! forced level above what the CPU supports is clamped to the detected one.
+//!
+//! Kernels written with intrinsics ask [`supports`] (a level) or
+//! [`supports_extension`] (an [`Extension`] on top of a level) before calling
+//! their `#[target_feature]` bodies, and mark those bodies with this module's
+//! macros (`avx2_fn!`, `avx512_fn!`, `avx512_bf16_fn!`), so every feature set is
+//! written once, here. They live in one file per instruction set and family:
+//!
+//! | instruction set | kernels |
+//! |---|---|
+//! | AVX2 + FMA | `attention/kernels/avx2.rs` (tile product, softmax step, `exp2`, dot), `segmentation/avx2.rs` (run detection, uint8 pairs) |
+//! | AVX-512 F/BW/VL | `attention/kernels/avx512.rs` (tile product, softmax step, `exp2`) |
+//! | AVX-512 BF16 | `attention/kernels/avx512_bf16.rs` (bfloat16 pair products, dot, packing) |
+//!
+//! Every other kernel is portable code compiled per level through [`dispatch`].
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -48,7 +63,9 @@ impl SimdLevel {
     }
 }
 
-/// The best level this CPU supports.
+/// The best level this CPU supports. Each level needs the features its kernels
+/// are compiled with (see the macros below): AVX2 and FMA; for AVX-512 also F,
+/// BW, VL and DQ (the dispatched bodies use DQ).
 pub fn detected() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
@@ -65,6 +82,35 @@ pub fn detected() -> SimdLevel {
         }
     }
     SimdLevel::Scalar
+}
+
+/// An instruction-set extension that kernels use on top of a level. It is not a
+/// level of its own: a CPU can have the level without it, and using it is not
+/// always the faster choice (see `attention::bf16`), so it is asked for apart
+/// from the level ([`supports_extension`]); forcing a lower level turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    /// AVX-512 BF16: bfloat16 pair dot products (`VDPBF16PS`) and conversions.
+    Avx512Bf16,
+}
+
+impl Extension {
+    /// The level it extends: its kernels run only while that level is active.
+    pub fn level(self) -> SimdLevel {
+        match self {
+            Extension::Avx512Bf16 => SimdLevel::Avx512,
+        }
+    }
+
+    /// Whether the CPU has it.
+    pub fn detected(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        match self {
+            Extension::Avx512Bf16 => std::arch::is_x86_feature_detected!("avx512bf16"),
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
 }
 
 // 0 = not yet initialised; otherwise a SimdLevel discriminant.
@@ -91,6 +137,57 @@ pub fn set_level(wanted: SimdLevel) -> SimdLevel {
     chosen
 }
 
+/// Whether kernels compiled for `wanted` may run now: the active level is at
+/// least `wanted` (and so, by [`level`], the CPU has its features).
+#[inline]
+pub fn supports(wanted: SimdLevel) -> bool {
+    level() >= wanted
+}
+
+/// Whether kernels using `extension` may run now: its level is active and the CPU
+/// has the extension.
+#[inline]
+pub fn supports_extension(extension: Extension) -> bool {
+    supports(extension.level()) && extension.detected()
+}
+
+// The `#[target_feature]` sets. The attribute takes only a string literal, so each
+// set is a macro that puts it on the functions it wraps. The hand-written kernels
+// get the vector features their intrinsics need (`avx512f` implies AVX2 and FMA);
+// the dispatch trampolines below add the scalar bit-manipulation instructions
+// every CPU of the level has (and AVX-512 DQ) for the portable bodies compiled
+// through them.
+
+/// Marks functions as AVX2 + FMA code ([`SimdLevel::Avx2`]).
+macro_rules! avx2_fn {
+    ($($item:item)*) => {$(
+        #[target_feature(enable = "avx2,fma")]
+        $item
+    )*};
+}
+pub(crate) use avx2_fn;
+
+/// Marks functions as AVX-512 F/BW/VL code ([`SimdLevel::Avx512`]).
+macro_rules! avx512_fn {
+    ($($item:item)*) => {$(
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+        $item
+    )*};
+}
+pub(crate) use avx512_fn;
+
+/// Marks functions as AVX-512 BF16 code ([`Extension::Avx512Bf16`]): the
+/// AVX-512 set plus the extension.
+macro_rules! avx512_bf16_fn {
+    ($($item:item)*) => {$(
+        $crate::simd::avx512_fn! {
+            #[target_feature(enable = "avx512bf16")]
+            $item
+        }
+    )*};
+}
+pub(crate) use avx512_bf16_fn;
+
 /// A kernel body to be compiled once per SIMD level. Implementations must mark
 /// `run` `#[inline(always)]` so that it is inlined into the feature-enabled callers.
 pub trait SimdKernel {
@@ -112,16 +209,20 @@ pub fn dispatch<K: SimdKernel>(kernel: K) -> K::Output {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,popcnt")]
-unsafe fn run_avx512<K: SimdKernel>(kernel: K) -> K::Output {
-    kernel.run()
+avx512_fn! {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512dq,bmi1,bmi2,popcnt")]
+    unsafe fn run_avx512<K: SimdKernel>(kernel: K) -> K::Output {
+        kernel.run()
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,popcnt")]
-unsafe fn run_avx2<K: SimdKernel>(kernel: K) -> K::Output {
-    kernel.run()
+avx2_fn! {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "bmi1,bmi2,popcnt")]
+    unsafe fn run_avx2<K: SimdKernel>(kernel: K) -> K::Output {
+        kernel.run()
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +251,20 @@ mod tests {
         }
         set_level(detected());
         assert!(results.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn supports_follows_the_active_level() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for wanted in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
+            let active = set_level(wanted);
+            for l in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
+                assert_eq!(supports(l), l <= active);
+            }
+            let bf16 = Extension::Avx512Bf16;
+            assert_eq!(supports_extension(bf16), active == SimdLevel::Avx512 && bf16.detected());
+        }
+        set_level(detected());
     }
 
     #[test]

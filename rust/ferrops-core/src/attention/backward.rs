@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::forward::{pack_rows, pack_transposed, Scorer, SharedOut, BLOCK_Q};
 use super::tile::{round_up, AttnFloat, LANES, PAD};
 use super::{Attention, Sequence};
+use crate::ensure;
 use crate::error::{FerropsError, Result};
 
 /// Keys per tile.
@@ -149,9 +150,7 @@ pub fn attention_backward<T: AttnFloat>(
     let (total_q, _) = att.total_rows()?;
     let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
     for (name, got, want) in [("out", out.len(), total_q * hq * dv), ("grad_out", d_out.len(), total_q * hq * dv), ("lse", lse.len(), hq * total_q)] {
-        if got != want {
-            return Err(FerropsError::value(att.function, name, format!("{want} elements"), format!("{got}")));
-        }
+        ensure!(got == want, FerropsError::value(att.function, name, format!("{want} elements"), format!("{got}")));
     }
     let (d_pad, dv_pad) = (round_up(d, LANES), round_up(dv, LANES));
     let group = hq.checked_div(hkv).unwrap_or(1);

@@ -1,5 +1,5 @@
-//! bfloat16 attention, two ways. The kernels of `bf16_avx512.rs` take the inputs
-//! as they are and multiply pairs with AVX-512 BF16's `VDPBF16PS`. Otherwise the
+//! bfloat16 attention, two ways. The forward pass of `bf16_dot.rs` takes the
+//! inputs as they are and multiplies pairs with AVX-512 BF16's `VDPBF16PS`. Otherwise the
 //! inputs are widened to float32 once, in parallel (exactly: bfloat16 is the top
 //! half of a float32), the float32 kernels run, and the output is rounded back to
 //! nearest even. The log-sum-exp is float32 either way.
@@ -20,10 +20,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-use super::bf16_avx512;
+use super::bf16_dot;
 use super::{attention_forward, Attention};
 use crate::error::Result;
 use crate::finite::check_all_finite_bf16;
+use crate::simd::{self, Extension};
 
 /// Elements per parallel piece (fixed, so the work split does not depend on the
 /// thread count; each element's result does not depend on the split anyway).
@@ -74,10 +75,7 @@ pub fn native_dot_products() -> bool {
             _ => set_dot_products(None),
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    return DOT_PRODUCTS.load(Ordering::Relaxed) == 2 && bf16_avx512::available();
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    DOT_PRODUCTS.load(Ordering::Relaxed) == 2 && simd::supports_extension(Extension::Avx512Bf16)
 }
 
 /// [`attention_forward`] for bfloat16 `q`, `k`, `v` given as their bits: the
@@ -93,8 +91,8 @@ pub fn attention_forward_bf16(att: &Attention<'_, f32>, q: &[u16], k: &[u16], v:
         let (out, lse) = super::forward::run_tasks(
             att,
             &seqs,
-            || bf16_avx512::PackedTiles::new(att.dim_qk, dv_pad),
-            |task, scratch, packed| bf16_avx512::attend(att, &seqs, task, q, k, v, scratch, packed),
+            || bf16_dot::PackedTiles::new(att.dim_qk, dv_pad),
+            |task, scratch, packed| bf16_dot::attend(att, &seqs, task, q, k, v, scratch, packed),
         )?;
         return Ok((f32_to_bf16(&out), lse));
     }

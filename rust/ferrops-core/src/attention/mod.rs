@@ -19,14 +19,17 @@
 mod backward;
 pub mod bf16;
 #[cfg(target_arch = "x86_64")]
-mod bf16_avx512;
+mod bf16_dot;
 mod forward;
+#[cfg(target_arch = "x86_64")]
+mod kernels;
 mod tile;
 
 pub use backward::attention_backward;
 pub use forward::attention_forward;
 pub use tile::AttnFloat;
 
+use crate::ensure;
 use crate::error::{FerropsError, Result};
 use crate::finite::check_all_finite;
 
@@ -109,17 +112,19 @@ impl<T: AttnFloat> Attention<'_, T> {
                 .map(|b| Sequence { q_row0: b * len_q, len_q, k_row0: b * len_k, len_k })
                 .collect()),
             Batch::Packed { cu_seqlens_q, cu_seqlens_k } => {
-                if self.layout != Layout::TokenMajor {
-                    return Err(FerropsError::value(self.function, "layout", "the token-major layout for packed sequences", "head-major"));
-                }
-                if cu_seqlens_q.len() != cu_seqlens_k.len() {
-                    return Err(FerropsError::value(
+                ensure!(
+                    self.layout == Layout::TokenMajor,
+                    FerropsError::value(self.function, "layout", "the token-major layout for packed sequences", "head-major")
+                );
+                ensure!(
+                    cu_seqlens_q.len() == cu_seqlens_k.len(),
+                    FerropsError::value(
                         self.function,
                         "cu_seqlens_k",
                         format!("{} entries, as many as cu_seqlens_q", cu_seqlens_q.len()),
                         format!("{}", cu_seqlens_k.len()),
-                    ));
-                }
+                    )
+                );
                 let q = starts(self.function, "cu_seqlens_q", cu_seqlens_q)?;
                 let k = starts(self.function, "cu_seqlens_k", cu_seqlens_k)?;
                 Ok(q.windows(2)
@@ -155,20 +160,21 @@ impl<T: AttnFloat> Attention<'_, T> {
     /// returns the sequences.
     pub(crate) fn validate_shapes(&self, lengths: [usize; 3]) -> Result<Vec<Sequence>> {
         let f = self.function;
-        if self.heads_kv == 0 && self.heads_q > 0 || self.heads_kv > 0 && !self.heads_q.is_multiple_of(self.heads_kv) {
-            return Err(FerropsError::value(
+        // `is_multiple_of(0)` holds only for 0: no key heads fit only no query heads.
+        ensure!(
+            self.heads_q.is_multiple_of(self.heads_kv),
+            FerropsError::value(
                 f,
                 "key",
                 format!("a number of heads dividing the query's {} heads (ATT-GQA)", self.heads_q),
                 format!("{} heads", self.heads_kv),
-            ));
-        }
-        if !self.scale.is_finite() {
-            return Err(FerropsError::value(f, "scale", "a finite number", format!("{}", self.scale)));
-        }
-        if !(self.softcap.is_finite() && self.softcap >= 0.0) {
-            return Err(FerropsError::value(f, "softcap", "a finite number >= 0", format!("{}", self.softcap)));
-        }
+            )
+        );
+        ensure!(self.scale.is_finite(), FerropsError::value(f, "scale", "a finite number", format!("{}", self.scale)));
+        ensure!(
+            self.softcap.is_finite() && self.softcap >= 0.0,
+            FerropsError::value(f, "softcap", "a finite number >= 0", format!("{}", self.softcap))
+        );
         let seqs = self.sequences()?;
         let (total_q, total_k) = self.total_rows()?;
         for (name, length, rows, heads, dim) in [
@@ -176,25 +182,27 @@ impl<T: AttnFloat> Attention<'_, T> {
             ("key", lengths[1], total_k, self.heads_kv, self.dim_qk),
             ("value", lengths[2], total_k, self.heads_kv, self.dim_v),
         ] {
-            if length != rows * heads * dim {
-                return Err(FerropsError::value(
+            ensure!(
+                length == rows * heads * dim,
+                FerropsError::value(
                     f,
                     name,
                     format!("{} elements ({rows} rows x {heads} heads x {dim})", rows * heads * dim),
                     format!("{length}"),
-                ));
-            }
+                )
+            );
         }
         if let Some(slopes) = self.alibi_slopes {
             let per_sequence = seqs.len() * self.heads_q;
-            if slopes.len() != self.heads_q && slopes.len() != per_sequence {
-                return Err(FerropsError::value(
+            ensure!(
+                slopes.len() == self.heads_q || slopes.len() == per_sequence,
+                FerropsError::value(
                     f,
                     "alibi_slopes",
                     format!("{} slopes (one per head) or {per_sequence} (per sequence and head)", self.heads_q),
                     format!("{}", slopes.len()),
-                ));
-            }
+                )
+            );
             if let Some(bad) = slopes.iter().find(|s| !s.is_finite()) {
                 return Err(FerropsError::value(f, "alibi_slopes", "finite slopes", format!("{bad}")));
             }
@@ -204,28 +212,25 @@ impl<T: AttnFloat> Attention<'_, T> {
                 MaskValues::Bool(b) => b.len(),
                 MaskValues::Additive(a) => a.len(),
             };
-            if mask.offsets.len() != seqs.len() * self.heads_q {
-                return Err(FerropsError::value(
+            ensure!(
+                mask.offsets.len() == seqs.len() * self.heads_q,
+                FerropsError::value(
                     f,
                     "attn_mask",
                     format!("{} offsets (one per batch entry and head)", seqs.len() * self.heads_q),
                     format!("{}", mask.offsets.len()),
-                ));
-            }
+                )
+            );
             for (i, &offset) in mask.offsets.iter().enumerate() {
                 let s = seqs[i / self.heads_q.max(1)];
                 if s.len_q == 0 || s.len_k == 0 {
                     continue;
                 }
                 let last = offset + (s.len_q - 1) * mask.row_stride + (s.len_k - 1) * mask.col_stride;
-                if last >= len {
-                    return Err(FerropsError::value(
-                        f,
-                        "attn_mask",
-                        format!("a view inside its {len} values"),
-                        format!("an element at offset {last}"),
-                    ));
-                }
+                ensure!(
+                    last < len,
+                    FerropsError::value(f, "attn_mask", format!("a view inside its {len} values"), format!("an element at offset {last}"))
+                );
             }
         }
         Ok(seqs)
@@ -258,12 +263,8 @@ impl<T: AttnFloat> Attention<'_, T> {
 
 /// The validated starts of `cu_seqlens` as offsets: starts at 0, non-decreasing.
 fn starts(function: &'static str, argument: &'static str, cu: &[i32]) -> Result<Vec<usize>> {
-    if cu.is_empty() {
-        return Err(FerropsError::value(function, argument, "at least one entry (0)", "an empty array"));
-    }
-    if cu[0] != 0 {
-        return Err(FerropsError::value(function, argument, "a first entry of 0", format!("{}", cu[0])));
-    }
+    ensure!(!cu.is_empty(), FerropsError::value(function, argument, "at least one entry (0)", "an empty array"));
+    ensure!(cu[0] == 0, FerropsError::value(function, argument, "a first entry of 0", format!("{}", cu[0])));
     if let Some(i) = cu.windows(2).position(|w| w[1] < w[0]) {
         return Err(FerropsError::value(
             function,

@@ -1,14 +1,11 @@
 use super::*;
+use crate::test_rng::Lcg;
 use crate::{parallel, simd};
 
+/// `n` values uniform in `[-1, 1)`; nearby seeds are spread apart first.
 fn random(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect()
+    let mut rng = Lcg::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    (0..n).map(|_| rng.signed_f64()).collect()
 }
 
 /// The formulas of ATT-REF (with every option) and ATT-BWD, row by row in f64.

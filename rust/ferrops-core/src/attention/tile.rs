@@ -2,14 +2,16 @@
 //! a small matrix product over packed, padded tiles, and the online-softmax row
 //! update (ATT-ONLINE) in the base-2 domain.
 //!
-//! float32 runs hand-written AVX-512 or AVX2+FMA kernels when the active SIMD level
-//! allows it (8 x 32 and 6 x 16 register-blocked micro-kernels and a polynomial
-//! `exp2`); every other case runs the portable code below, which is also the
-//! reference the SIMD code is tested against. The level is read per tile with
-//! [`simd::level`], and the SIMD bodies are `#[target_feature]` functions: the
-//! intrinsics must be compiled with those features, and a call per tile (tens of
-//! thousands of flops) costs nothing.
+//! float32 runs the hand-written AVX-512 or AVX2+FMA kernels of `kernels/` when
+//! the active SIMD level allows it (8 x 32 and 6 x 16 register-blocked
+//! micro-kernels and a polynomial `exp2`); every other case runs the portable code
+//! below, which is also the reference the SIMD code is tested against. The level
+//! is asked per tile with [`simd::supports`], and the SIMD bodies are
+//! `#[target_feature]` functions: the intrinsics must be compiled with those
+//! features, and a call per tile (tens of thousands of flops) costs nothing.
 
+#[cfg(target_arch = "x86_64")]
+use super::kernels::{avx2, avx512};
 use crate::simd::{self, SimdLevel};
 use crate::Real;
 
@@ -51,14 +53,6 @@ pub trait AttnFloat: Real {
     /// score of a single query (decoding), where a product with a padded query
     /// block would waste 7 of every 8 lanes.
     fn dot(a: &[Self], b: &[Self]) -> Self;
-}
-
-fn use_avx2() -> bool {
-    cfg!(target_arch = "x86_64") && simd::level() >= SimdLevel::Avx2
-}
-
-fn use_avx512() -> bool {
-    cfg!(target_arch = "x86_64") && simd::level() >= SimdLevel::Avx512
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -151,15 +145,16 @@ impl AttnFloat for f32 {
         check_extent(k, n, ldb, b.len());
         check_extent(m, n, ldc, c.len());
         #[cfg(target_arch = "x86_64")]
-        if use_avx512() {
-            // SAFETY: use_avx512() says the CPU has AVX-512 (F, BW, VL) and FMA; the
-            // extents were checked.
+        if simd::supports(SimdLevel::Avx512) {
+            // SAFETY: the active level says the CPU has AVX-512 (F, BW, VL) and FMA;
+            // the extents were checked.
             unsafe { avx512::gemm(m, n, k, a.as_ptr(), a_rows, a_cols, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if use_avx2() {
-            // SAFETY: use_avx2() says the CPU has AVX2 and FMA; the extents were checked.
+        if simd::supports(SimdLevel::Avx2) {
+            // SAFETY: the active level says the CPU has AVX2 and FMA; the extents were
+            // checked.
             unsafe { avx2::gemm(m, n, k, a.as_ptr(), a_rows, a_cols, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) };
             return;
         }
@@ -170,13 +165,13 @@ impl AttnFloat for f32 {
         check_extent(keys, queries, ldz, z.len());
         assert!(m.len() >= queries && l.len() >= queries && alpha.len() >= queries);
         #[cfg(target_arch = "x86_64")]
-        if use_avx512() && queries.is_multiple_of(8) {
+        if simd::supports(SimdLevel::Avx512) && queries.is_multiple_of(8) {
             // SAFETY: AVX-512 and FMA present; extents checked above.
             unsafe { avx512::softmax_step(keys, queries, z, ldz, m, l, alpha) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if use_avx2() && queries.is_multiple_of(8) {
+        if simd::supports(SimdLevel::Avx2) && queries.is_multiple_of(8) {
             // SAFETY: AVX2+FMA present; extents checked above.
             unsafe { avx2::softmax_step(keys, queries, z, ldz, m, l, alpha) };
             return;
@@ -188,13 +183,13 @@ impl AttnFloat for f32 {
         check_extent(rows, cols, ldz, z.len());
         assert!(shift.len() >= rows);
         #[cfg(target_arch = "x86_64")]
-        if use_avx512() && cols.is_multiple_of(8) {
+        if simd::supports(SimdLevel::Avx512) && cols.is_multiple_of(8) {
             // SAFETY: AVX-512 and FMA present; extents checked above.
             unsafe { avx512::exp2_shifted(rows, cols, z, ldz, shift) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if use_avx2() && cols.is_multiple_of(8) {
+        if simd::supports(SimdLevel::Avx2) && cols.is_multiple_of(8) {
             // SAFETY: AVX2+FMA present; extents checked above.
             unsafe { avx2::exp2_shifted(rows, cols, z, ldz, shift) };
             return;
@@ -205,7 +200,7 @@ impl AttnFloat for f32 {
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         let b = &b[..a.len()];
         #[cfg(target_arch = "x86_64")]
-        if use_avx2() {
+        if simd::supports(SimdLevel::Avx2) {
             // SAFETY: AVX2+FMA present; both slices have a.len() elements.
             return unsafe { avx2::dot(a, b) };
         }
@@ -219,375 +214,23 @@ fn check_extent(rows: usize, cols: usize, ld: usize, len: usize) {
     assert!(rows == 0 || cols == 0 || (rows - 1) * ld + cols <= len, "tile exceeds its buffer");
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    /// Register blocks of up to 6 rows x 16 columns (2 vectors): 12 accumulators,
-    /// 2 loads of `b` and 6 broadcasts of `a` per step of `k`. Edge blocks use
-    /// fewer rows and 8 columns, so `m` may be anything and `n % 8 == 0`.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm(m: usize, n: usize, k: usize, a: *const f32, a_rows: usize, a_cols: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool) {
-        let mut i0 = 0;
-        while i0 < m {
-            let a0 = a.add(i0 * a_rows);
-            let c0 = c.add(i0 * ldc);
-            let mut j0 = 0;
-            while j0 < n {
-                let args = (k, a0, a_rows, a_cols, b.add(j0), ldb, c0.add(j0), ldc, accumulate);
-                let wide = n - j0 >= 16;
-                match ((m - i0).min(6), wide) {
-                    (6, true) => block::<6, 2>(args),
-                    (5, true) => block::<5, 2>(args),
-                    (4, true) => block::<4, 2>(args),
-                    (3, true) => block::<3, 2>(args),
-                    (2, true) => block::<2, 2>(args),
-                    (1, true) => block::<1, 2>(args),
-                    (6, false) => block::<6, 1>(args),
-                    (5, false) => block::<5, 1>(args),
-                    (4, false) => block::<4, 1>(args),
-                    (3, false) => block::<3, 1>(args),
-                    (2, false) => block::<2, 1>(args),
-                    _ => block::<1, 1>(args),
-                }
-                j0 += if wide { 16 } else { 8 };
-            }
-            i0 += 6;
-        }
-    }
-
-    type BlockArgs = (usize, *const f32, usize, usize, *const f32, usize, *mut f32, usize, bool);
-
-    /// One `MR x 8 NV` block of `c` (`NV` is 1 or 2), accumulated over `k`.
-    #[inline(always)]
-    unsafe fn block<const MR: usize, const NV: usize>((k, a, a_rows, a_cols, b, ldb, c, ldc, accumulate): BlockArgs) {
-        let mut acc0 = [_mm256_setzero_ps(); MR];
-        let mut acc1 = [_mm256_setzero_ps(); MR];
-        if accumulate {
-            for r in 0..MR {
-                acc0[r] = _mm256_loadu_ps(c.add(r * ldc));
-                if NV == 2 {
-                    acc1[r] = _mm256_loadu_ps(c.add(r * ldc + 8));
-                }
-            }
-        }
-        for p in 0..k {
-            let b_row = b.add(p * ldb);
-            let b0 = _mm256_loadu_ps(b_row);
-            let b1 = if NV == 2 { _mm256_loadu_ps(b_row.add(8)) } else { b0 };
-            for r in 0..MR {
-                let a_rp = _mm256_broadcast_ss(&*a.add(r * a_rows + p * a_cols));
-                acc0[r] = _mm256_fmadd_ps(a_rp, b0, acc0[r]);
-                if NV == 2 {
-                    acc1[r] = _mm256_fmadd_ps(a_rp, b1, acc1[r]);
-                }
-            }
-        }
-        for r in 0..MR {
-            _mm256_storeu_ps(c.add(r * ldc), acc0[r]);
-            if NV == 2 {
-                _mm256_storeu_ps(c.add(r * ldc + 8), acc1[r]);
-            }
-        }
-    }
-
-    /// `2^x` to about 2e-7 relative: `x = n + f`, `f` in [-0.5, 0.5], a degree-5
-    /// polynomial (fitted for relative error) for `2^f`, `2^n` built in the
-    /// exponent bits. Inputs below -127 (including -inf) give exactly 0: `n` is
-    /// clamped to -127, whose biased exponent 0 encodes +0.0.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp2(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-127.0)), _mm256_set1_ps(127.0));
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
-        let f = _mm256_sub_ps(x, n);
-        let mut p = _mm256_set1_ps(0.001_327_647_2);
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.009_675_542));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.055_507_13));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.240_221_2));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.693_146_94));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.000_000_1));
-        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
-        _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
-    }
-
-    /// Column-wise: 8 queries per vector, so the running statistics need no
-    /// horizontal reductions.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn softmax_step(keys: usize, queries: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
-        let z = z.as_mut_ptr();
-        let mut c = 0;
-        while c < queries {
-            let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
-            for j in 0..keys {
-                vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(z.add(j * ldz + c)));
-            }
-            let m_old = _mm256_loadu_ps(m.as_ptr().add(c));
-            let m_new = _mm256_max_ps(m_old, vmax);
-            let empty = _mm256_cmp_ps::<_CMP_EQ_OQ>(m_new, _mm256_set1_ps(f32::NEG_INFINITY));
-            let shift = _mm256_andnot_ps(empty, m_new);
-            // exp2(-inf - shift) is 0 through the clamp in exp2.
-            let a = exp2(_mm256_sub_ps(m_old, shift));
-            let mut sum = _mm256_setzero_ps();
-            for j in 0..keys {
-                let at = z.add(j * ldz + c);
-                let p = exp2(_mm256_sub_ps(_mm256_loadu_ps(at), shift));
-                _mm256_storeu_ps(at, p);
-                sum = _mm256_add_ps(sum, p);
-            }
-            _mm256_storeu_ps(m.as_mut_ptr().add(c), m_new);
-            _mm256_storeu_ps(alpha.as_mut_ptr().add(c), a);
-            let l_old = _mm256_loadu_ps(l.as_ptr().add(c));
-            _mm256_storeu_ps(l.as_mut_ptr().add(c), _mm256_fmadd_ps(l_old, a, sum));
-            c += 8;
-        }
-    }
-
-    /// Four independent accumulators (FMA latency), then the tail in scalar.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (u, acc_u) in acc.iter_mut().enumerate() {
-                *acc_u = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * u)), _mm256_loadu_ps(pb.add(i + 8 * u)), *acc_u);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
-            i += 8;
-        }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let s = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
-        let mut total = _mm_cvtss_f32(s);
-        while i < n {
-            total += a[i] * b[i];
-            i += 1;
-        }
-        total
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn exp2_shifted(rows: usize, cols: usize, z: &mut [f32], ldz: usize, shift: &[f32]) {
-        for (r, &row_shift) in shift[..rows].iter().enumerate() {
-            let row = z.as_mut_ptr().add(r * ldz);
-            if row_shift == f32::NEG_INFINITY {
-                std::ptr::write_bytes(row, 0, cols);
-                continue;
-            }
-            let vshift = _mm256_set1_ps(row_shift);
-            let mut j = 0;
-            while j < cols {
-                _mm256_storeu_ps(row.add(j), exp2(_mm256_sub_ps(_mm256_loadu_ps(row.add(j)), vshift)));
-                j += 8;
-            }
-        }
-    }
-
-}
-
-/// The AVX2 kernels with 16-lane vectors: 8 x 32 register blocks for the
-/// product, 16 queries per vector in the softmax. Widths that are a multiple of
-/// 8 but not of 16 end in a half vector, loaded and stored under a mask.
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    const ALL: __mmask16 = 0xFFFF;
-    const LOW_HALF: __mmask16 = 0x00FF;
-
-    /// The mask of the vector starting `done` columns into `width` (a multiple of 8).
-    #[inline(always)]
-    fn lanes(width: usize, done: usize) -> __mmask16 {
-        if width - done >= 16 {
-            ALL
-        } else {
-            LOW_HALF
-        }
-    }
-
-    struct Block {
-        k: usize,
-        a: *const f32,
-        a_rows: usize,
-        a_cols: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-        /// The mask of the block's last vector.
-        last: __mmask16,
-    }
-
-    /// Same contract as `avx2::gemm`.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    pub unsafe fn gemm(m: usize, n: usize, k: usize, a: *const f32, a_rows: usize, a_cols: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize, accumulate: bool) {
-        let mut i0 = 0;
-        while i0 < m {
-            let mut j0 = 0;
-            while j0 < n {
-                let cols = (n - j0).min(32);
-                let block = Block {
-                    k,
-                    a: a.add(i0 * a_rows),
-                    a_rows,
-                    a_cols,
-                    b: b.add(j0),
-                    ldb,
-                    c: c.add(i0 * ldc + j0),
-                    ldc,
-                    accumulate,
-                    last: lanes(cols, (cols - 1) / 16 * 16),
-                };
-                let two = cols > 16;
-                match (m - i0).min(8) {
-                    8 => rows::<8>(two, &block),
-                    7 => rows::<7>(two, &block),
-                    6 => rows::<6>(two, &block),
-                    5 => rows::<5>(two, &block),
-                    4 => rows::<4>(two, &block),
-                    3 => rows::<3>(two, &block),
-                    2 => rows::<2>(two, &block),
-                    _ => rows::<1>(two, &block),
-                }
-                j0 += cols;
-            }
-            i0 += 8;
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn rows<const MR: usize>(two: bool, block: &Block) {
-        if two {
-            product::<MR, 2>(block)
-        } else {
-            product::<MR, 1>(block)
-        }
-    }
-
-    /// One `MR x 16 NV` block of `c`, accumulated over `k`.
-    #[inline(always)]
-    unsafe fn product<const MR: usize, const NV: usize>(p: &Block) {
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        if p.accumulate {
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                for (v, acc_rv) in acc_r.iter_mut().enumerate() {
-                    let mask = if v + 1 == NV { p.last } else { ALL };
-                    *acc_rv = _mm512_maskz_loadu_ps(mask, p.c.add(r * p.ldc + 16 * v));
-                }
-            }
-        }
-        for q in 0..p.k {
-            let b_row = p.b.add(q * p.ldb);
-            let mut b = [_mm512_setzero_ps(); NV];
-            for (v, b_v) in b.iter_mut().enumerate() {
-                let mask = if v + 1 == NV { p.last } else { ALL };
-                *b_v = _mm512_maskz_loadu_ps(mask, b_row.add(16 * v));
-            }
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let a_rq = _mm512_set1_ps(*p.a.add(r * p.a_rows + q * p.a_cols));
-                for v in 0..NV {
-                    acc_r[v] = _mm512_fmadd_ps(a_rq, b[v], acc_r[v]);
-                }
-            }
-        }
-        for (r, acc_r) in acc.iter().enumerate() {
-            for (v, &acc_rv) in acc_r.iter().enumerate() {
-                let mask = if v + 1 == NV { p.last } else { ALL };
-                _mm512_mask_storeu_ps(p.c.add(r * p.ldc + 16 * v), mask, acc_rv);
-            }
-        }
-    }
-
-    /// `avx2::exp2` on 16 lanes: the same clamp, polynomial and exponent bits, so
-    /// inputs below -127 (including -inf) give exactly 0.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    unsafe fn exp2(x: __m512) -> __m512 {
-        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-127.0)), _mm512_set1_ps(127.0));
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
-        let f = _mm512_sub_ps(x, n);
-        let mut p = _mm512_set1_ps(0.001_327_647_2);
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.009_675_542));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.055_507_13));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240_221_2));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.693_146_94));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000_000_1));
-        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
-        _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
-    }
-
-    /// Same contract as `avx2::softmax_step`, 16 queries per vector.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    pub unsafe fn softmax_step(keys: usize, queries: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
-        let z = z.as_mut_ptr();
-        let mut c = 0;
-        while c < queries {
-            let mask = lanes(queries, c);
-            let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
-            for j in 0..keys {
-                vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, mask, z.add(j * ldz + c)));
-            }
-            let m_old = _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), mask, m.as_ptr().add(c));
-            let m_new = _mm512_max_ps(m_old, vmax);
-            let empty = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(m_new, _mm512_set1_ps(f32::NEG_INFINITY));
-            // 0 where nothing was attended yet: exp2(-inf - 0) is 0 through the clamp.
-            let shift = _mm512_maskz_mov_ps(!empty, m_new);
-            let a = exp2(_mm512_sub_ps(m_old, shift));
-            let mut sum = _mm512_setzero_ps();
-            for j in 0..keys {
-                let at = z.add(j * ldz + c);
-                let p = exp2(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, at), shift));
-                _mm512_mask_storeu_ps(at, mask, p);
-                sum = _mm512_add_ps(sum, p);
-            }
-            _mm512_mask_storeu_ps(m.as_mut_ptr().add(c), mask, m_new);
-            _mm512_mask_storeu_ps(alpha.as_mut_ptr().add(c), mask, a);
-            let l_old = _mm512_maskz_loadu_ps(mask, l.as_ptr().add(c));
-            _mm512_mask_storeu_ps(l.as_mut_ptr().add(c), mask, _mm512_fmadd_ps(l_old, a, sum));
-            c += if mask == ALL { 16 } else { 8 };
-        }
-    }
-
-    /// Same contract as `avx2::exp2_shifted`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    pub unsafe fn exp2_shifted(rows: usize, cols: usize, z: &mut [f32], ldz: usize, shift: &[f32]) {
-        for (r, &row_shift) in shift[..rows].iter().enumerate() {
-            let row = z.as_mut_ptr().add(r * ldz);
-            if row_shift == f32::NEG_INFINITY {
-                std::ptr::write_bytes(row, 0, cols);
-                continue;
-            }
-            let vshift = _mm512_set1_ps(row_shift);
-            let mut j = 0;
-            while j < cols {
-                let mask = lanes(cols, j);
-                _mm512_mask_storeu_ps(row.add(j), mask, exp2(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row.add(j)), vshift)));
-                j += if mask == ALL { 16 } else { 8 };
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Lcg;
+
+    /// Uniform in `[-1, 1)`, from the top 24 bits (exact in float32).
+    fn signed(rng: &mut Lcg) -> f32 {
+        ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
 
     #[test]
     fn shifted_exponentials_agree_across_levels() {
         let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // 24 columns: a whole vector and a half one at every level.
         let (rows, cols) = (6, 24);
-        let mut seed = 7;
-        let z: Vec<f32> = (0..rows * cols).map(|_| 20.0 * lcg(&mut seed)).collect();
+        let mut rng = Lcg::new(7);
+        let z: Vec<f32> = (0..rows * cols).map(|_| 20.0 * signed(&mut rng)).collect();
         let shift: Vec<f32> = (0..rows).map(|i| if i == 3 { f32::NEG_INFINITY } else { i as f32 - 5.0 }).collect();
         let mut out = Vec::new();
         for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
@@ -608,10 +251,10 @@ mod tests {
     #[test]
     fn dot_agrees_across_levels() {
         let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let mut seed = 3;
+        let mut rng = Lcg::new(3);
         for n in [0, 1, 7, 8, 33, 64, 80, 129] {
-            let a: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
-            let b: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+            let a: Vec<f32> = (0..n).map(|_| signed(&mut rng)).collect();
+            let b: Vec<f32> = (0..n).map(|_| signed(&mut rng)).collect();
             let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
             for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
                 simd::set_level(level);
@@ -621,18 +264,13 @@ mod tests {
         simd::set_level(simd::detected());
     }
 
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
     #[test]
     fn simd_gemm_and_softmax_match_the_portable_code() {
         let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let (m, n, k) = (13, 40, 37);
-        let mut seed = 1;
-        let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
-        let b: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
+        let mut rng = Lcg::new(1);
+        let a: Vec<f32> = (0..m * k).map(|_| signed(&mut rng)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| signed(&mut rng)).collect();
         let mut results = Vec::new();
         for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
             simd::set_level(level);

@@ -455,6 +455,7 @@ mod tests {
     use super::*;
     use crate::parallel;
     use crate::simd::{self, SimdLevel};
+    use crate::test_rng::Lcg;
 
     fn naive_max_pool(x: &[f64], s: Shape, k: [usize; 2], st: [usize; 2], p: [usize; 2]) -> Vec<f64> {
         let oh = (s.h + 2 * p[0] - k[0]) / st[0] + 1;
@@ -480,14 +481,11 @@ mod tests {
     }
 
     fn data(len: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                // Few distinct values, so ties are common.
-                ((state >> 33) % 7) as f64
-            })
-            .collect()
+        let mut rng = Lcg::new(seed);
+        // The first state only mixes the seed.
+        rng.next_u64();
+        // Few distinct values, so ties are common.
+        (0..len).map(|_| rng.below(7) as f64).collect()
     }
 
     #[test]
