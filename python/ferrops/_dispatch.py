@@ -250,12 +250,32 @@ def check_vector(function: str, argument: str, x: object, length: int | None = N
         raise value_error(function, argument, f"shape {want}", list(shape))
 
 
-def check_unit_interval(function: str, argument: str, value: float) -> float:
-    """A float in [0, 1]."""
+def check_float(function: str, argument: str, value: object) -> float:
+    """``value`` as a float: a real number (Python, NumPy, a one-element tensor).
+    Strings are refused although ``float("0.5")`` would take them: an option read
+    from a config file as text must fail loudly, not be parsed behind the user's back."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise type_error(function, argument, "a number", describe(value))
     try:
-        v = float(value)
+        return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise type_error(function, argument, "a number", describe(value)) from exc
+
+
+def check_bool(function: str, argument: str, value: object) -> bool:
+    """``value`` as a bool: ``True``/``False`` (Python or NumPy) or the ints 0 and 1,
+    as torch accepts. Anything else is refused: ``bool("false")`` is True, so a
+    string would silently switch the option on."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    raise type_error(function, argument, "a bool", repr(value) if isinstance(value, (str, int)) else describe(value))
+
+
+def check_unit_interval(function: str, argument: str, value: object) -> float:
+    """A float in [0, 1]."""
+    v = check_float(function, argument, value)
     if not 0.0 <= v <= 1.0:
         raise value_error(function, argument, "a value in [0, 1]", repr(value))
     return v
