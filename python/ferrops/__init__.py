@@ -7,6 +7,8 @@ the kernel families and ``ferrops bench`` for speed against each peer.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from . import _core, _dispatch, attention, boxes, coco, detection, layers, mdp, nn, pooling, segmentation
 from ._info import info
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
@@ -56,12 +58,16 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(_dispatch.check_int("set_num_threads", "n", n, 1, "a positive thread count"))
 
 
-def simd_level() -> str:
+#: The SIMD levels kernels are compiled for, lowest first.
+SimdLevel = Literal["scalar", "avx2", "avx512"]
+
+
+def simd_level() -> SimdLevel:
     """The SIMD level kernels run at: "avx512", "avx2" or "scalar"."""
     return _core.simd_level()
 
 
-def set_simd_level(level: str) -> str:
+def set_simd_level(level: SimdLevel) -> SimdLevel:
     """Forces a SIMD level ("scalar", "avx2", "avx512"; clamped to what the CPU
     supports) and returns the one now active. ``FERROPS_SIMD`` sets it at start-up."""
     return _core.set_simd_level(level)

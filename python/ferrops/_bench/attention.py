@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -114,9 +115,9 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
             "attention",
             "scaled_dot_product_attention",
             f"fp32 B=1 H={H} L=S={L} D={D}{' causal' if causal else ''}",
-            lambda q=q, k=k, v=v, c=causal: ferrops.scaled_dot_product_attention(q, k, v, is_causal=c),
+            partial(ferrops.scaled_dot_product_attention, q, k, v, is_causal=causal),
             "torch SDPA (CPU flash)",
-            lambda q=q, k=k, v=v, c=causal: sdpa(q, k, v, is_causal=c),
+            partial(sdpa, q, k, v, is_causal=causal),
             max_abs_difference,
             target=1.0,
             note=_throughput(flops, sgemm_n),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,11 @@ def _torchvision() -> Any:
     return torch, torchvision
 
 
+def _same_twice(function: Callable[[Any, Any], Any], x: Any) -> Any:
+    """``function(x, x)``: the peer's pairwise op of a set with itself."""
+    return function(x, x)
+
+
 def _peer(make: Callable[[Any, Any], Callable[[], Any]]) -> Callable[[], Any] | None:
     torch, tv = _torchvision()
     return None if tv is None else make(torch, tv)
@@ -49,7 +55,7 @@ def cases(quick: bool) -> Iterable[Case]:
         "4000 x 4000",
         lambda: ferrops.box_iou(a, a),
         "torchvision.ops.box_iou",
-        _peer(lambda torch, tv: lambda t=torch.from_numpy(a): tv.ops.box_iou(t, t)),
+        _peer(lambda torch, tv: partial(_same_twice, tv.ops.box_iou, torch.from_numpy(a))),
         max_abs_difference,
         target=20,
         note=lambda s: f"{4000 * 4000 * 4 / s / 1e9:.1f} GB/s written",
@@ -60,11 +66,13 @@ def cases(quick: bool) -> Iterable[Case]:
             "boxes",
             "nms",
             f"{n} boxes, IoU 0.5",
-            lambda b=boxes, s=scores: ferrops.nms(b, s, 0.5),
+            partial(ferrops.nms, boxes, scores, 0.5),
             "torchvision.ops.nms",
             _peer(
-                lambda torch, tv, b=boxes, s=scores: (
-                    lambda tb=torch.from_numpy(b), ts=torch.from_numpy(s): tv.ops.nms(tb, ts, 0.5)
+                partial(
+                    lambda torch, tv, b, s: partial(tv.ops.nms, torch.from_numpy(b), torch.from_numpy(s), 0.5),
+                    b=boxes,
+                    s=scores,
                 )
             ),
             max_abs_difference,
@@ -80,10 +88,8 @@ def cases(quick: bool) -> Iterable[Case]:
         lambda: ferrops.batched_nms(boxes, scores, classes, 0.5),
         "torchvision.ops.batched_nms",
         _peer(
-            lambda torch, tv: (
-                lambda tb=torch.from_numpy(boxes), ts=torch.from_numpy(scores), tc=torch.from_numpy(classes): (
-                    tv.ops.batched_nms(tb, ts, tc, 0.5)
-                )
+            lambda torch, tv: partial(
+                tv.ops.batched_nms, torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), 0.5
             )
         ),
         max_abs_difference,
@@ -97,9 +103,7 @@ def cases(quick: bool) -> Iterable[Case]:
         lambda: ferrops.complete_box_iou_loss(b1, b2, "mean"),
         "torchvision.ops.complete_box_iou_loss",
         _peer(
-            lambda torch, tv: (
-                lambda t1=torch.from_numpy(b1), t2=torch.from_numpy(b2): tv.ops.complete_box_iou_loss(t1, t2, "mean")
-            )
+            lambda torch, tv: partial(tv.ops.complete_box_iou_loss, torch.from_numpy(b1), torch.from_numpy(b2), "mean")
         ),
         max_abs_difference,
     )

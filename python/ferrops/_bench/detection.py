@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -151,20 +152,18 @@ def _peer(name: str, gt_path: str, dt_path: str) -> Callable[[], np.ndarray] | N
         if name == "pycocotools":
             from pycocotools import coco, cocoeval
         elif name == "ultrafast-pycocotools":
-            from ultrafast_pycocotools import coco, cocoeval  # type: ignore[import-not-found]
+            from ultrafast_pycocotools import coco, cocoeval
         elif name == "hotcoco":
-            import hotcoco  # type: ignore[import-not-found]
+            import hotcoco
 
             coco = cocoeval = hotcoco
         elif name == "faster-coco-eval":
-            from faster_coco_eval import COCO, COCOeval_faster  # type: ignore[import-not-found]
+            from faster_coco_eval import COCO, COCOeval_faster
 
-            class _C:
-                pass
-
-            coco, cocoeval = _C(), _C()
-            coco.COCO = COCO
-            cocoeval.COCOeval = lambda g, d, t: COCOeval_faster(g, d, t, print_function=lambda *a, **k: None)
+            coco = SimpleNamespace(COCO=COCO)
+            cocoeval = SimpleNamespace(
+                COCOeval=lambda g, d, t: COCOeval_faster(g, d, t, print_function=lambda *a, **k: None)
+            )
         else:
             return None
     except ImportError:

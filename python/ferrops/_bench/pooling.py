@@ -9,16 +9,25 @@ speed-up targets apply to the faster of the two.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from functools import partial
+from typing import Any, TypedDict
 
 import numpy as np
 
 import ferrops
 from ferrops._bench import Case, max_abs_difference
 
+
 #: The sizes the issue names, and the small ones the CI test run uses.
-FULL = {"map": (16, 512, 64, 64), "roi_map": (2, 256, 64, 64), "boxes": 1000, "grad_map": (4, 128, 64, 64)}
-SMALL = {"map": (2, 16, 20, 20), "roi_map": (1, 8, 16, 16), "boxes": 20, "grad_map": (1, 8, 12, 12)}
+class Sizes(TypedDict):
+    map: tuple[int, ...]
+    roi_map: tuple[int, ...]
+    boxes: int
+    grad_map: tuple[int, ...]
+
+
+FULL: Sizes = {"map": (16, 512, 64, 64), "roi_map": (2, 256, 64, 64), "boxes": 1000, "grad_map": (4, 128, 64, 64)}
+SMALL: Sizes = {"map": (2, 16, 20, 20), "roi_map": (1, 8, 16, 16), "boxes": 20, "grad_map": (1, 8, 12, 12)}
 
 
 def feature_map(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -50,6 +59,13 @@ def _gbps(nbytes: int) -> Callable[[float], str]:
     return lambda s: f"{nbytes / s / 1e9:.1f} GB/s useful traffic"
 
 
+def _spp_chain(t: Any, levels: tuple[int, ...]) -> Any:
+    """torch's SPP: adaptive max pooling at each level, flattened and concatenated."""
+    import torch
+
+    return torch.cat([torch.nn.functional.adaptive_max_pool2d(t, n).flatten(1) for n in levels], 1)
+
+
 def cases(quick: bool, small: bool = False) -> Iterable[Case]:
     sizes = SMALL if small else FULL
     torch, tv = _torch()
@@ -77,7 +93,7 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
             f"{shape} fp32, k=5",
             lambda: ferrops.sppf(x, 5),
             f"torch max_pool2d x3 + cat ({layout})",
-            None if t is None else (lambda t=t: sppf_chain(t)),
+            None if t is None else partial(sppf_chain, t),
             max_abs_difference,
             target=10,
             note=_gbps(5 * x.nbytes),
@@ -89,11 +105,7 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
             f"{shape} fp32, levels (4,2,1)",
             lambda: ferrops.spatial_pyramid_pool(x, (4, 2, 1)),
             f"torch adaptive_max_pool2d x3 + cat ({layout})",
-            None
-            if t is None
-            else (
-                lambda t=t: torch.cat([torch.nn.functional.adaptive_max_pool2d(t, n).flatten(1) for n in (4, 2, 1)], 1)
-            ),
+            None if t is None else partial(_spp_chain, t, (4, 2, 1)),
             # The issue's SPP target is against torch's default layout; the
             # channels_last row is shown for information.
             max_abs_difference,

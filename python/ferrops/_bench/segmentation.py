@@ -3,7 +3,7 @@ NumPy idiom most segmentation code uses, ``np.bincount(C * target + pred)``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def _bincount_ignore(target: np.ndarray, pred: np.ndarray, c: int, ignore: int) 
     return np.bincount(c * target[kept].astype(np.int64) + pred[kept], minlength=c * c).reshape(c, c)
 
 
-def _gpx(pixels: int):
+def _gpx(pixels: int) -> Callable[[float], str]:
     return lambda s: f"{pixels / s / 1e9:.2f} Gpx/s"
 
 

@@ -208,7 +208,7 @@ class COCO:
 
     def getAnnIds(
         self, imgIds: Ids = [], catIds: Ids = [], areaRng: Collection[float] = [], iscrowd: int | None = None
-    ) -> list[int]:  # noqa: B006,N802,N803
+    ) -> list[int]:  # noqa: N802,N803
         """Ids of the annotations on the given images, of the given categories,
         with area strictly inside ``areaRng``, of the given crowd flag."""
         img_ids, cat_ids = _collection(imgIds), _collection(catIds)
@@ -231,7 +231,7 @@ class COCO:
 
     def getCatIds(
         self, catNms: str | Collection[str] = [], supNms: str | Collection[str] = [], catIds: Ids = []
-    ) -> list[int]:  # noqa: B006,N802,N803
+    ) -> list[int]:  # noqa: N802,N803
         """Ids of the categories with the given names, supercategories and ids."""
         nms, sups, ids = _collection(catNms), _collection(supNms), _collection(catIds)
         if len(nms) == len(sups) == len(ids) == 0 and self._dataset is None:
@@ -245,7 +245,7 @@ class COCO:
             cats = [c for c in cats if c["id"] in ids]
         return [c["id"] for c in cats]
 
-    def getImgIds(self, imgIds: Ids = [], catIds: Ids = []) -> list[int]:  # noqa: B006,N802,N803
+    def getImgIds(self, imgIds: Ids = [], catIds: Ids = []) -> list[int]:  # noqa: N802,N803
         """Ids of the given images that hold every given category."""
         img_ids, cat_ids = _collection(imgIds), _collection(catIds)
         if len(img_ids) == len(cat_ids) == 0:
@@ -269,13 +269,13 @@ class COCO:
             return [table[ids]]
         return []
 
-    def loadAnns(self, ids: Ids = []) -> list[Record]:  # noqa: B006,N802
+    def loadAnns(self, ids: Ids = []) -> list[Record]:  # noqa: N802
         return self._load(self.anns, ids)
 
-    def loadCats(self, ids: Ids = []) -> list[Record]:  # noqa: B006,N802
+    def loadCats(self, ids: Ids = []) -> list[Record]:  # noqa: N802
         return self._load(self.cats, ids)
 
-    def loadImgs(self, ids: Ids = []) -> list[Record]:  # noqa: B006,N802
+    def loadImgs(self, ids: Ids = []) -> list[Record]:  # noqa: N802
         return self._load(self.imgs, ids)
 
     def loadRes(self, resFile: Path | list[Record] | np.ndarray) -> COCO:  # noqa: N802,N803
