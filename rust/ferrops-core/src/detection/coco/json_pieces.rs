@@ -83,8 +83,6 @@ fn guess_element_start(json: &[u8], from: usize) -> Option<usize> {
     }
 }
 
-/// Where [`json_scan::records_from`] stopped.
-
 /// A ground-truth file's images, categories and annotation records.
 type GroundTruthParts = (Option<Vec<RawId>>, Option<Vec<RawId>>, RecordPieces);
 
