@@ -44,10 +44,12 @@ pub fn iou_with_areas<T: Real>(a: [T; 4], area_a: T, b: [T; 4], area_b: T) -> T 
     inter / union(area_a, area_b, inter)
 }
 
-/// IoU of two boxes (BOX-IOU).
+/// IoU of two boxes (BOX-IOU): [`iou_with_areas`] with the areas computed after
+/// the intersection, the order the NMS kernels have always used.
 #[inline(always)]
 pub fn iou<T: Real>(a: [T; 4], b: [T; 4]) -> T {
-    iou_with_areas(a, area(a), b, area(b))
+    let inter = intersection(a, b);
+    inter / union(area(a), area(b), inter)
 }
 
 /// Width and height of the smallest box enclosing `a` and `b`.

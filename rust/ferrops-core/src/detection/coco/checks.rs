@@ -8,7 +8,7 @@ use crate::error::{FerropsError, Result};
 pub struct Origin<'a> {
     pub function: &'static str,
     pub argument: &'static str,
-    /// The file name, or a description such as "<dict>".
+    /// The file name, or a description such as `"<dict>"`.
     pub source: &'a str,
 }
 

@@ -6,7 +6,7 @@
 //! thresholds, unreached recall points left at 0.
 //!
 //! [`evaluate`] matches the (category, image) units in parallel, in fixed chunks
-//! of [`CHUNK`] units; a chunk keeps, per unit, the kept detections' scores and
+//! of `CHUNK` units; a chunk keeps, per unit, the kept detections' scores and
 //! one byte per (area range, detection, threshold): true positive, false positive
 //! or ignored. No IoU matrix outlives its unit. [`accumulate`] builds the
 //! precision/recall/score arrays one category per task. Every unit and cell is

@@ -1,7 +1,7 @@
 //! The similarity of one unit's detections and ground truth that matching
 //! compares with the IoU thresholds: pycocotools' `computeIoU` for
 //! `iouType='bbox'`. Mask IoU (`segm`) and keypoint OKS are further functions of
-//! the same shape here, chosen where [`super::matching::Scratch::load`] calls this one.
+//! the same shape here, chosen where `Scratch::load` (in `matching`) calls this one.
 
 use crate::boxes::geometry::coco_iou;
 use crate::detection::coco::Packed as Record;
