@@ -1,15 +1,15 @@
 //! Bindings of `ferrops_core::boxes`. Arguments arrive as C-contiguous float32 or
 //! float64 arrays of one dtype (the Python layer casts them).
 
-use ferrops_core::boxes::{self, BoxFormat, IouKind, MatrixKernel, Reduction, SoftMethod};
+use ferrops_core::boxes::{self, BoxFormat, IouKind, IouLoss, MatrixKernel, Reduction, SoftMethod};
 use ferrops_core::Real;
 use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
-use crate::error::BindingResult;
 use crate::convert::{for_float_dtype, owned1, owned2, slice1, slice2};
-use crate::run::{run_kernel, to_py_err};
+use crate::error::BindingResult;
+use crate::run::run_kernel;
 
 fn boxes_arg<'py, T: Element>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray2<'py, T>> {
     obj.extract()
@@ -19,28 +19,13 @@ fn vector_arg<'py, T: Element>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyAr
     obj.extract()
 }
 
-fn iou_kind(function: &'static str, name: &str) -> PyResult<IouKind> {
-    match name {
-        "iou" => Ok(IouKind::Iou),
-        "giou" => Ok(IouKind::Generalized),
-        "diou" => Ok(IouKind::Distance),
-        "ciou" => Ok(IouKind::Complete),
-        other => Err(to_py_err(ferrops_core::FerropsError::value(
-            function,
-            "kind",
-            "one of 'iou', 'giou', 'diou', 'ciou'",
-            format!("'{other}'"),
-        ))),
-    }
-}
-
 #[pyfunction]
-fn box_area<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
+fn box_area<'py>(py: Python<'py>, boxes: &Bound<'py, PyAny>) -> BindingResult<Py<PyAny>> {
     for_float_dtype!("box_area", "boxes", boxes, T => {
         let b = boxes_arg::<T>(boxes)?;
         let b = slice2("box_area", "boxes", 4, &b)?;
         let out = run_kernel(py, || boxes::box_area(b))?;
-        owned1(py, out).into_py_any(py)
+        Ok(owned1(py, out).into_py_any(py)?)
     })
 }
 
@@ -63,17 +48,18 @@ fn pairwise_iou<'py>(
     kind: &str,
     boxes1: &Bound<'py, PyAny>,
     boxes2: &Bound<'py, PyAny>,
-) -> PyResult<Py<PyAny>> {
-    let kind = iou_kind("pairwise_iou", kind)?;
+) -> BindingResult<Py<PyAny>> {
+    let kind = IouKind::parse("pairwise_iou", kind)?;
     for_float_dtype!("pairwise_iou", "boxes1", boxes1, T => {
         let (a, b) = (boxes_arg::<T>(boxes1)?, boxes_arg::<T>(boxes2)?);
         let (a, b) = (slice2("pairwise_iou", "boxes1", 4, &a)?, slice2("pairwise_iou", "boxes2", 4, &b)?);
         let out = run_kernel(py, || boxes::pairwise_iou(kind, a, b))?;
-        owned2(py, out, a.len() / 4, b.len() / 4).into_py_any(py)
+        Ok(owned2(py, out, a.len() / 4, b.len() / 4).into_py_any(py)?)
     })
 }
 
-/// Elementwise IoU-family loss; a reduced loss comes back as a 1-element array.
+/// Elementwise GIoU/DIoU/CIoU loss (`kind` "giou", "diou" or "ciou"); a reduced
+/// loss comes back as a 1-element array.
 #[pyfunction]
 fn box_iou_loss<'py>(
     py: Python<'py>,
@@ -82,14 +68,14 @@ fn box_iou_loss<'py>(
     boxes2: &Bound<'py, PyAny>,
     reduction: &str,
     eps: f64,
-) -> PyResult<Py<PyAny>> {
-    let kind = iou_kind("box_iou_loss", kind)?;
-    let reduction = Reduction::parse("box_iou_loss", reduction).map_err(to_py_err)?;
+) -> BindingResult<Py<PyAny>> {
+    let kind = IouLoss::parse("box_iou_loss", kind)?;
+    let reduction = Reduction::parse("box_iou_loss", reduction)?;
     for_float_dtype!("box_iou_loss", "boxes1", boxes1, T => {
         let (a, b) = (boxes_arg::<T>(boxes1)?, boxes_arg::<T>(boxes2)?);
         let (a, b) = (slice2("box_iou_loss", "boxes1", 4, &a)?, slice2("box_iou_loss", "boxes2", 4, &b)?);
         let out = run_kernel(py, || boxes::box_iou_loss(kind, a, b, eps, reduction))?;
-        owned1(py, out).into_py_any(py)
+        Ok(owned1(py, out).into_py_any(py)?)
     })
 }
 
@@ -107,12 +93,12 @@ fn nms<'py>(
     boxes: &Bound<'py, PyAny>,
     scores: &Bound<'py, PyAny>,
     iou_threshold: f64,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     for_float_dtype!("nms", "boxes", boxes, T => {
         let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
         let (b, s) = boxes_and_scores("nms", &b, &s)?;
         let keep = run_kernel(py, || boxes::nms(b, s, iou_threshold))?;
-        owned1(py, keep).into_py_any(py)
+        Ok(owned1(py, keep).into_py_any(py)?)
     })
 }
 
@@ -123,13 +109,13 @@ fn batched_nms<'py>(
     scores: &Bound<'py, PyAny>,
     idxs: PyReadonlyArray1<'py, i64>,
     iou_threshold: f64,
-) -> PyResult<Py<PyAny>> {
+) -> BindingResult<Py<PyAny>> {
     let classes = slice1("batched_nms", "idxs", &idxs)?;
     for_float_dtype!("batched_nms", "boxes", boxes, T => {
         let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
         let (b, s) = boxes_and_scores("batched_nms", &b, &s)?;
         let keep = run_kernel(py, || boxes::batched_nms(b, s, classes, iou_threshold))?;
-        owned1(py, keep).into_py_any(py)
+        Ok(owned1(py, keep).into_py_any(py)?)
     })
 }
 
@@ -144,8 +130,8 @@ fn soft_nms<'py>(
     sigma: f64,
     score_threshold: f64,
     method: &str,
-) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-    let method = SoftMethod::parse(method).map_err(to_py_err)?;
+) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
+    let method = SoftMethod::parse(method)?;
     for_float_dtype!("soft_nms", "boxes", boxes, T => {
         let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
         let (b, s) = boxes_and_scores("soft_nms", &b, &s)?;
@@ -164,8 +150,8 @@ fn matrix_nms<'py>(
     idxs: Option<PyReadonlyArray1<'py, i64>>,
     kernel: &str,
     sigma: f64,
-) -> PyResult<Py<PyAny>> {
-    let kernel = MatrixKernel::parse(kernel).map_err(to_py_err)?;
+) -> BindingResult<Py<PyAny>> {
+    let kernel = MatrixKernel::parse(kernel)?;
     let classes = match &idxs {
         Some(i) => Some(slice1("matrix_nms", "idxs", i)?),
         None => None,
@@ -174,7 +160,7 @@ fn matrix_nms<'py>(
         let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
         let (b, s) = boxes_and_scores("matrix_nms", &b, &s)?;
         let out = run_kernel(py, || boxes::matrix_nms(b, s, classes, kernel, sigma))?;
-        owned1(py, out).into_py_any(py)
+        Ok(owned1(py, out).into_py_any(py)?)
     })
 }
 

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::convert::{owned1, owned2, slice1, slice2};
+use crate::error::BindingResult;
 use crate::run::run_kernel;
 
 /// A parsed COCO dataset (ground truth or bbox results), read-only.
@@ -38,7 +39,7 @@ impl CocoData {
 
     /// The annotations as columns: id, image_id, category_id (int64), bbox
     /// (float64 [N, 4] xywh), area, score (float64, NaN where absent), iscrowd (bool).
-    fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn columns<'py>(&self, py: Python<'py>) -> BindingResult<Bound<'py, PyDict>> {
         let a = &self.inner.annotations;
         let out = PyDict::new(py);
         out.set_item("id", owned1(py, a.id.clone()))?;
@@ -58,17 +59,17 @@ fn wrap(dataset: CocoDataset) -> CocoData {
 
 /// Parses ground-truth COCO JSON; `source` names the file in error messages.
 #[pyfunction]
-fn coco_parse_ground_truth(py: Python<'_>, json: &[u8], source: &str) -> PyResult<CocoData> {
+fn coco_parse_ground_truth(py: Python<'_>, json: &[u8], source: &str) -> BindingResult<CocoData> {
     let origin = Origin { function: "COCO", argument: "annotation_file", source };
-    run_kernel(py, || coco::parse_ground_truth(json, &origin)).map(wrap)
+    Ok(wrap(run_kernel(py, || coco::parse_ground_truth(json, &origin))?))
 }
 
 /// Parses a bbox results JSON list against its ground truth (`loadRes`).
 #[pyfunction]
-fn coco_parse_results(py: Python<'_>, json: &[u8], ground_truth: &CocoData, source: &str) -> PyResult<CocoData> {
+fn coco_parse_results(py: Python<'_>, json: &[u8], ground_truth: &CocoData, source: &str) -> BindingResult<CocoData> {
     let origin = Origin { function: "COCO.loadRes", argument: "resFile", source };
     let gt = &ground_truth.inner;
-    run_kernel(py, || coco::parse_results(json, gt, &origin)).map(wrap)
+    Ok(wrap(run_kernel(py, || coco::parse_results(json, gt, &origin))?))
 }
 
 /// bbox results from columns (`loadRes` of an `[N, 7]` array).
@@ -84,7 +85,7 @@ fn coco_results_from_arrays(
     score: PyReadonlyArray1<'_, f64>,
     area: Option<PyReadonlyArray1<'_, f64>>,
     source: &str,
-) -> PyResult<CocoData> {
+) -> BindingResult<CocoData> {
     const F: &str = "COCO.loadRes";
     let area = area.as_ref().map(|a| slice1(F, "resFile", a)).transpose()?;
     let columns = ResultColumns {
@@ -96,7 +97,7 @@ fn coco_results_from_arrays(
     };
     let origin = Origin { function: F, argument: "resFile", source };
     let gt = &ground_truth.inner;
-    run_kernel(py, || coco::results_from_columns(&columns, gt, &origin)).map(wrap)
+    Ok(wrap(run_kernel(py, || coco::results_from_columns(&columns, gt, &origin))?))
 }
 
 /// Ground truth from columns (used by `MeanAveragePrecision`).
@@ -113,7 +114,7 @@ fn coco_ground_truth_from_arrays(
     area: PyReadonlyArray1<'_, f64>,
     iscrowd: PyReadonlyArray1<'_, bool>,
     source: &str,
-) -> PyResult<CocoData> {
+) -> BindingResult<CocoData> {
     const F: &str = "COCO";
     let columns = GroundTruthColumns {
         image_ids: slice1(F, "annotation_file", &image_ids)?,
@@ -126,7 +127,7 @@ fn coco_ground_truth_from_arrays(
         iscrowd: slice1(F, "annotation_file", &iscrowd)?,
     };
     let origin = Origin { function: F, argument: "annotation_file", source };
-    run_kernel(py, || coco::ground_truth_from_columns(&columns, &origin)).map(wrap)
+    Ok(wrap(run_kernel(py, || coco::ground_truth_from_columns(&columns, &origin))?))
 }
 
 /// The per-(category, area, image) results of `evaluate`, consumed by
@@ -162,7 +163,12 @@ impl CocoEvaluation {
     }
 
     /// `evalImgs[start:stop]` (computed in parallel): `None` or the entry's arrays.
-    fn entries<'py>(&self, py: Python<'py>, start: usize, stop: usize) -> PyResult<Vec<Option<EntryArrays<'py>>>> {
+    fn entries<'py>(
+        &self,
+        py: Python<'py>,
+        start: usize,
+        stop: usize,
+    ) -> BindingResult<Vec<Option<EntryArrays<'py>>>> {
         let e = &self.inner;
         let found = run_kernel(py, || e.image_evaluations(start..stop))?;
         let t = e.num_thresholds();
@@ -187,7 +193,7 @@ impl CocoEvaluation {
 
     /// pycocotools' `ious[imgId, catId]` of unit `unit` (`k * I + i`, or `i`
     /// with pooled categories): `[D, G]`, or `None` for its empty list.
-    fn unit_ious<'py>(&self, py: Python<'py>, unit: usize) -> PyResult<Option<Bound<'py, PyArray2<f64>>>> {
+    fn unit_ious<'py>(&self, py: Python<'py>, unit: usize) -> BindingResult<Option<Bound<'py, PyArray2<f64>>>> {
         let e = &self.inner;
         let found = run_kernel(py, || e.unit_ious(unit))?;
         Ok(found.map(|(values, d, g)| owned2(py, values, d, g)))
@@ -206,7 +212,7 @@ fn coco_evaluate(
     iou_thrs: PyReadonlyArray1<'_, f64>,
     area_rngs: PyReadonlyArray2<'_, f64>,
     max_det: usize,
-) -> PyResult<CocoEvaluation> {
+) -> BindingResult<CocoEvaluation> {
     const F: &str = "COCOeval.evaluate";
     let area_rngs: Vec<[f64; 2]> =
         slice2(F, "params.areaRng", 2, &area_rngs)?.chunks_exact(2).map(|r| [r[0], r[1]]).collect();
@@ -219,7 +225,7 @@ fn coco_evaluate(
         max_det,
     };
     let (gt, dt) = (&ground_truth.inner, &detections.inner);
-    run_kernel(py, || cocoeval::evaluate(gt, dt, &params)).map(|inner| CocoEvaluation { inner })
+    Ok(CocoEvaluation { inner: run_kernel(py, || cocoeval::evaluate(gt, dt, &params))? })
 }
 
 type Float64Array<'py> = Bound<'py, PyArrayDyn<f64>>;
@@ -242,7 +248,7 @@ fn coco_accumulate<'py>(
     num_areas: usize,
     num_max_dets: usize,
     rec_thrs: PyReadonlyArray1<'_, f64>,
-) -> PyResult<(Float64Array<'py>, Float64Array<'py>, Float64Array<'py>)> {
+) -> BindingResult<(Float64Array<'py>, Float64Array<'py>, Float64Array<'py>)> {
     let params = AccumulateParams {
         k_list: &k_list,
         a_list: &a_list,
@@ -269,10 +275,10 @@ fn voc_ap(
     recall: PyReadonlyArray1<'_, f64>,
     precision: PyReadonlyArray1<'_, f64>,
     use_07_metric: bool,
-) -> PyResult<f64> {
+) -> BindingResult<f64> {
     let r = slice1("voc_ap", "recall", &recall)?;
     let p = slice1("voc_ap", "precision", &precision)?;
-    run_kernel(py, || voc::voc_ap(r, p, use_07_metric))
+    Ok(run_kernel(py, || voc::voc_ap(r, p, use_07_metric))?)
 }
 
 /// `(recall, precision)` of one class, detections in score order.
@@ -288,7 +294,7 @@ fn voc_eval<'py>(
     gt_difficult: PyReadonlyArray1<'_, bool>,
     iou_threshold: f64,
     pixel_offset: f64,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+) -> BindingResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     const F: &str = "voc_eval";
     let class = VocClass {
         det_image_ids: slice1(F, "det_image_ids", &det_image_ids)?,

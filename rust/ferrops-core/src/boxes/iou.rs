@@ -1,12 +1,15 @@
 //! The IoU family (BOX-IOU, BOX-GIOU, BOX-DIOU, BOX-CIOU): `[N, M]` matrices and
-//! `[N]` elementwise losses.
+//! `[N]` elementwise losses (GIoU, DIoU and CIoU only, as torchvision), both on the
+//! shared arithmetic of [`super::geometry`].
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::geometry::{self, aspect_angle, centre_distance_squared, ciou_aspect_penalty, enclosing_size, intersection};
 use super::{check_xyxy_boxes, ROWS_PER_TASK};
 use crate::buffer;
+use crate::ensure;
 use crate::error::{FerropsError, Result};
 use crate::simd::{dispatch, SimdKernel};
 use crate::Real;
@@ -20,6 +23,22 @@ pub enum IouKind {
 }
 
 impl IouKind {
+    /// `"iou"`, `"giou"`, `"diou"` or `"ciou"`.
+    pub fn parse(function: &'static str, name: &str) -> Result<Self> {
+        match name {
+            "iou" => Ok(IouKind::Iou),
+            "giou" => Ok(IouKind::Generalized),
+            "diou" => Ok(IouKind::Distance),
+            "ciou" => Ok(IouKind::Complete),
+            other => Err(FerropsError::value(
+                function,
+                "kind",
+                "one of 'iou', 'giou', 'diou', 'ciou'",
+                format!("'{other}'"),
+            )),
+        }
+    }
+
     fn function_name(self) -> &'static str {
         match self {
             IouKind::Iou => "box_iou",
@@ -28,13 +47,33 @@ impl IouKind {
             IouKind::Complete => "complete_box_iou",
         }
     }
+}
 
-    fn loss_name(self) -> &'static str {
+/// The elementwise losses torchvision has (and ferrops exposes): there is no
+/// plain IoU loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IouLoss {
+    Generalized,
+    Distance,
+    Complete,
+}
+
+impl IouLoss {
+    /// `"giou"`, `"diou"` or `"ciou"`.
+    pub fn parse(function: &'static str, name: &str) -> Result<Self> {
+        match name {
+            "giou" => Ok(IouLoss::Generalized),
+            "diou" => Ok(IouLoss::Distance),
+            "ciou" => Ok(IouLoss::Complete),
+            other => Err(FerropsError::value(function, "kind", "one of 'giou', 'diou', 'ciou'", format!("'{other}'"))),
+        }
+    }
+
+    fn function_name(self) -> &'static str {
         match self {
-            IouKind::Iou => "box_iou_loss",
-            IouKind::Generalized => "generalized_box_iou_loss",
-            IouKind::Distance => "distance_box_iou_loss",
-            IouKind::Complete => "complete_box_iou_loss",
+            IouLoss::Generalized => "generalized_box_iou_loss",
+            IouLoss::Distance => "distance_box_iou_loss",
+            IouLoss::Complete => "complete_box_iou_loss",
         }
     }
 }
@@ -61,9 +100,6 @@ impl Reduction {
         }
     }
 }
-
-/// 4 / pi^2, the CIoU aspect-ratio weight.
-const CIOU_V_SCALE: f64 = 4.0 / (std::f64::consts::PI * std::f64::consts::PI);
 
 /// The second operand of the matrix kernels in structure-of-arrays form, so the
 /// inner loop over it reads contiguous lanes.
@@ -93,9 +129,10 @@ impl<T: Real> BoxColumns<T> {
             c.y1.push(b[1]);
             c.x2.push(b[2]);
             c.y2.push(b[3]);
-            c.area.push((b[2] - b[0]) * (b[3] - b[1]));
+            let b = [b[0], b[1], b[2], b[3]];
+            c.area.push(geometry::area(b));
             if with_aspect {
-                c.aspect.push(((b[2] - b[0]) / (b[3] - b[1])).atan());
+                c.aspect.push(aspect_angle(b));
             }
         }
         c
@@ -107,33 +144,23 @@ impl<T: Real> BoxColumns<T> {
 #[inline(always)]
 fn pair_value<T: Real, const KIND: u8>(a: [T; 4], area_a: T, aspect_a: T, b: [T; 4], area_b: T, aspect_b: T) -> T {
     let eps = T::from_f64(1e-7);
-    let w = (a[2].min_fast(b[2]) - a[0].max_fast(b[0])).max_fast(T::ZERO);
-    let h = (a[3].min_fast(b[3]) - a[1].max_fast(b[1])).max_fast(T::ZERO);
-    let inter = w * h;
-    let union = area_a + area_b - inter;
+    let inter = intersection(a, b);
+    let union = geometry::union(area_a, area_b, inter);
     let iou = inter / union;
     if KIND == IouKind::Iou as u8 {
         return iou;
     }
-    let ew = a[2].max_fast(b[2]) - a[0].min_fast(b[0]);
-    let eh = a[3].max_fast(b[3]) - a[1].min_fast(b[1]);
+    let (ew, eh) = enclosing_size(a, b);
     if KIND == IouKind::Generalized as u8 {
         let enclosing = ew * eh;
         return iou - (enclosing - union) / enclosing;
     }
     let diagonal2 = ew * ew + eh * eh + eps;
-    // Centre distance from doubled centres: (x1 + x2) / 2 differences, squared.
-    let half = T::from_f64(0.5);
-    let dx = (a[0] + a[2]) * half - (b[0] + b[2]) * half;
-    let dy = (a[1] + a[3]) * half - (b[1] + b[3]) * half;
-    let diou = iou - (dx * dx + dy * dy) / diagonal2;
+    let diou = iou - centre_distance_squared(a, b) / diagonal2;
     if KIND == IouKind::Distance as u8 {
         return diou;
     }
-    let d = aspect_a - aspect_b;
-    let v = T::from_f64(CIOU_V_SCALE) * d * d;
-    let alpha = v / (T::ONE - iou + v + eps);
-    diou - alpha * v
+    diou - ciou_aspect_penalty(iou, aspect_a - aspect_b, eps)
 }
 
 struct MatrixRows<'a, T, const KIND: u8> {
@@ -153,7 +180,7 @@ impl<T: Real, const KIND: u8> SimdKernel for MatrixRows<'_, T, KIND> {
         let with_aspect = KIND == IouKind::Complete as u8;
         for (r, (a, out_row)) in self.rows.chunks_exact(4).zip(self.out.chunks_exact_mut(m)).enumerate() {
             let a = [a[0], a[1], a[2], a[3]];
-            let area_a = (a[2] - a[0]) * (a[3] - a[1]);
+            let area_a = geometry::area(a);
             let aspect_a = if with_aspect { self.aspect_rows[self.first_row + r] } else { T::ZERO };
             // Zipped slices of one length: no bounds checks, so the loop vectorises.
             let lanes = out_row.iter_mut().zip(&c.x1[..m]).zip(&c.y1[..m]).zip(&c.x2[..m]).zip(&c.y2[..m]).zip(&c.area[..m]);
@@ -204,7 +231,8 @@ pub fn pairwise_iou<T: Real>(kind: IouKind, a: &[T], b: &[T]) -> Result<Vec<T>> 
     Ok(out)
 }
 
-/// One task's rows of an elementwise loss. `KIND` as in [`pair_value`].
+/// One task's rows of an elementwise loss. `KIND` is an `IouLoss` discriminant,
+/// as in [`pair_value`].
 struct LossRows<'a, T, const KIND: u8> {
     p: &'a [T],
     g: &'a [T],
@@ -216,33 +244,23 @@ impl<T: Real, const KIND: u8> SimdKernel for LossRows<'_, T, KIND> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let (eps, half) = (self.eps, T::from_f64(0.5));
+        let eps = self.eps;
         for ((o, p), g) in self.out.iter_mut().zip(self.p.chunks_exact(4)).zip(self.g.chunks_exact(4)) {
             let (p, g) = ([p[0], p[1], p[2], p[3]], [g[0], g[1], g[2], g[3]]);
-            let w = (p[2].min_fast(g[2]) - p[0].max_fast(g[0])).max_fast(T::ZERO);
-            let h = (p[3].min_fast(g[3]) - p[1].max_fast(g[1])).max_fast(T::ZERO);
-            let inter = w * h;
-            let union = (p[2] - p[0]) * (p[3] - p[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter;
+            let inter = intersection(p, g);
+            let union = geometry::union(geometry::area(p), geometry::area(g), inter);
             let iou = inter / (union + eps);
-            let ew = p[2].max_fast(g[2]) - p[0].min_fast(g[0]);
-            let eh = p[3].max_fast(g[3]) - p[1].min_fast(g[1]);
-            let loss = if KIND == IouKind::Iou as u8 {
-                T::ONE - iou
-            } else if KIND == IouKind::Generalized as u8 {
+            let (ew, eh) = enclosing_size(p, g);
+            let loss = if KIND == IouLoss::Generalized as u8 {
                 let enclosing = ew * eh;
                 T::ONE - (iou - (enclosing - union) / (enclosing + eps))
             } else {
                 let diagonal2 = ew * ew + eh * eh + eps;
-                let dx = (p[0] + p[2]) * half - (g[0] + g[2]) * half;
-                let dy = (p[1] + p[3]) * half - (g[1] + g[3]) * half;
-                let diou_loss = T::ONE - iou + (dx * dx + dy * dy) / diagonal2;
-                if KIND == IouKind::Distance as u8 {
+                let diou_loss = T::ONE - iou + centre_distance_squared(p, g) / diagonal2;
+                if KIND == IouLoss::Distance as u8 {
                     diou_loss
                 } else {
-                    let d = ((g[2] - g[0]) / (g[3] - g[1])).atan() - ((p[2] - p[0]) / (p[3] - p[1])).atan();
-                    let v = T::from_f64(CIOU_V_SCALE) * d * d;
-                    let alpha = v / (T::ONE - iou + v + eps);
-                    diou_loss + alpha * v
+                    diou_loss + ciou_aspect_penalty(iou, aspect_angle(g) - aspect_angle(p), eps)
                 }
             };
             o.write(loss);
@@ -254,31 +272,27 @@ impl<T: Real, const KIND: u8> SimdKernel for LossRows<'_, T, KIND> {
 /// `*_box_iou_loss` formulas: unlike the matrices, IoU there is
 /// `inter / (union + eps)` and GIoU's enclosing area gets `+ eps` too, so that
 /// degenerate pairs give finite losses.
-pub fn box_iou_loss<T: Real>(kind: IouKind, a: &[T], b: &[T], eps: f64, reduction: Reduction) -> Result<Vec<T>> {
-    let name = kind.loss_name();
+pub fn box_iou_loss<T: Real>(kind: IouLoss, a: &[T], b: &[T], eps: f64, reduction: Reduction) -> Result<Vec<T>> {
+    let name = kind.function_name();
     let n = check_xyxy_boxes(name, "boxes1", a)?;
     let m = check_xyxy_boxes(name, "boxes2", b)?;
-    if n != m {
-        return Err(FerropsError::value(
-            name,
-            "boxes2",
-            format!("as many boxes as boxes1 ({n})"),
-            format!("{m} boxes"),
-        ));
-    }
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(FerropsError::value(name, "eps", "a finite value >= 0", format!("{eps}")));
-    }
+    ensure!(
+        n == m,
+        FerropsError::value(name, "boxes2", format!("as many boxes as boxes1 ({n})"), format!("{m} boxes"))
+    );
+    ensure!(
+        eps.is_finite() && eps >= 0.0,
+        FerropsError::value(name, "eps", "a finite value >= 0", format!("{eps}"))
+    );
     let eps = T::from_f64(eps);
     let losses = buffer::filled(n, |out| {
         out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, out)| {
             let first = t * ROWS_PER_TASK;
             let (p, g) = (&a[4 * first..4 * (first + out.len())], &b[4 * first..4 * (first + out.len())]);
             match kind {
-                IouKind::Iou => dispatch(LossRows::<T, { IouKind::Iou as u8 }> { p, g, eps, out }),
-                IouKind::Generalized => dispatch(LossRows::<T, { IouKind::Generalized as u8 }> { p, g, eps, out }),
-                IouKind::Distance => dispatch(LossRows::<T, { IouKind::Distance as u8 }> { p, g, eps, out }),
-                IouKind::Complete => dispatch(LossRows::<T, { IouKind::Complete as u8 }> { p, g, eps, out }),
+                IouLoss::Generalized => dispatch(LossRows::<T, { IouLoss::Generalized as u8 }> { p, g, eps, out }),
+                IouLoss::Distance => dispatch(LossRows::<T, { IouLoss::Distance as u8 }> { p, g, eps, out }),
+                IouLoss::Complete => dispatch(LossRows::<T, { IouLoss::Complete as u8 }> { p, g, eps, out }),
             }
         })
     });
@@ -295,13 +309,11 @@ pub fn box_iou_loss<T: Real>(kind: IouKind, a: &[T], b: &[T], eps: f64, reductio
 mod tests {
     use super::*;
     use crate::simd::{detected, set_level, SimdLevel};
+    use crate::test_rng::Lcg;
 
-    fn lcg_boxes(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        let mut next = move || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 33) as f32) / (1u64 << 31) as f32
-        };
+    fn random_boxes(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Lcg::new(seed);
+        let mut next = move || rng.unit_f32();
         (0..n)
             .flat_map(|_| {
                 let (x, y, w, h) = (next() * 100.0, next() * 100.0, next() * 30.0, next() * 30.0);
@@ -328,8 +340,8 @@ mod tests {
     #[test]
     fn every_simd_level_and_thread_count_gives_the_same_bits() {
         let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let a = lcg_boxes(37, 1);
-        let b = lcg_boxes(1001, 2);
+        let a = random_boxes(37, 1);
+        let b = random_boxes(1001, 2);
         for kind in [IouKind::Iou, IouKind::Generalized, IouKind::Distance, IouKind::Complete] {
             let mut seen = Vec::new();
             for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
@@ -349,11 +361,13 @@ mod tests {
     fn losses_reduce_and_validate() {
         let a = [0.0f64, 0.0, 2.0, 2.0, 0.0, 0.0, 1.0, 1.0];
         let b = [1.0f64, 1.0, 3.0, 3.0, 0.0, 0.0, 1.0, 1.0];
-        let none = box_iou_loss(IouKind::Generalized, &a, &b, 1e-7, Reduction::None).unwrap();
+        let none = box_iou_loss(IouLoss::Generalized, &a, &b, 1e-7, Reduction::None).unwrap();
         assert!(none[1].abs() < 1e-6);
-        let sum = box_iou_loss(IouKind::Generalized, &a, &b, 1e-7, Reduction::Sum).unwrap();
+        let sum = box_iou_loss(IouLoss::Generalized, &a, &b, 1e-7, Reduction::Sum).unwrap();
         assert_eq!(sum, vec![none[0] + none[1]]);
-        assert!(box_iou_loss(IouKind::Distance, &a, &b[..4], 1e-7, Reduction::None).is_err());
+        assert!(box_iou_loss(IouLoss::Distance, &a, &b[..4], 1e-7, Reduction::None).is_err());
         assert!(Reduction::parse("f", "avg").is_err());
+        assert!(IouLoss::parse("box_iou_loss", "iou").is_err());
+        assert_eq!(IouKind::parse("pairwise_iou", "ciou").unwrap(), IouKind::Complete);
     }
 }

@@ -6,15 +6,17 @@
 //! boxes rejects non-finite coordinates and inverted boxes (`x2 < x1` or `y2 < y1`)
 //! with a `ValueError` naming the first bad box. Zero-width boxes are valid.
 
+pub mod geometry;
 mod iou;
 mod nms;
 
-pub use iou::{box_iou_loss, pairwise_iou, IouKind, Reduction};
+pub use iou::{box_iou_loss, pairwise_iou, IouKind, IouLoss, Reduction};
 pub use nms::{batched_nms, matrix_nms, nms, soft_nms, MatrixKernel, SoftMethod};
 
 use rayon::prelude::*;
 
 use crate::buffer;
+use crate::ensure;
 use crate::error::{FerropsError, Result};
 use crate::simd::{dispatch, SimdKernel};
 use crate::Real;
@@ -48,14 +50,15 @@ impl BoxFormat {
 
 /// Checks that `boxes` holds whole rows of 4 and returns the row count.
 pub fn box_count(function: &'static str, argument: &'static str, boxes_len: usize) -> Result<usize> {
-    if !boxes_len.is_multiple_of(4) {
-        return Err(FerropsError::value(
+    ensure!(
+        boxes_len.is_multiple_of(4),
+        FerropsError::value(
             function,
             argument,
             "a [N, 4] array of boxes",
             format!("{boxes_len} values, not a multiple of 4"),
-        ));
-    }
+        )
+    );
     Ok(boxes_len / 4)
 }
 
@@ -109,14 +112,15 @@ pub fn check_xyxy_boxes<T: Real>(function: &'static str, argument: &'static str,
 
 /// Scores finite, one per box.
 pub fn check_scores<T: Real>(function: &'static str, scores: &[T], n_boxes: usize) -> Result<()> {
-    if scores.len() != n_boxes {
-        return Err(FerropsError::value(
+    ensure!(
+        scores.len() == n_boxes,
+        FerropsError::value(
             function,
             "scores",
             format!("one score per box ({n_boxes})"),
             format!("{} scores", scores.len()),
-        ));
-    }
+        )
+    );
     if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
         return Err(FerropsError::value(
             function,
@@ -130,9 +134,10 @@ pub fn check_scores<T: Real>(function: &'static str, scores: &[T], n_boxes: usiz
 
 /// A threshold in [0, 1].
 pub fn check_unit_interval(function: &'static str, argument: &'static str, value: f64) -> Result<()> {
-    if !(0.0..=1.0).contains(&value) {
-        return Err(FerropsError::value(function, argument, "a value in [0, 1]", format!("{value}")));
-    }
+    ensure!(
+        (0.0..=1.0).contains(&value),
+        FerropsError::value(function, argument, "a value in [0, 1]", format!("{value}"))
+    );
     Ok(())
 }
 
@@ -142,7 +147,7 @@ pub fn box_area<T: Real>(boxes: &[T]) -> Result<Vec<T>> {
     Ok(buffer::filled(n, |out| {
         out.par_chunks_mut(ROWS_PER_TASK).zip(boxes.par_chunks(4 * ROWS_PER_TASK)).for_each(|(out, rows)| {
             for (o, b) in out.iter_mut().zip(rows.chunks_exact(4)) {
-                o.write((b[2] - b[0]) * (b[3] - b[1]));
+                o.write(geometry::area([b[0], b[1], b[2], b[3]]));
             }
         })
     }))

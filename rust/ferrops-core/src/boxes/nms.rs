@@ -12,7 +12,9 @@ use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
+use super::geometry::{area, iou, iou_with_areas};
 use super::{check_scores, check_unit_interval, check_xyxy_boxes};
+use crate::ensure;
 use crate::error::{FerropsError, Result};
 use crate::simd::{dispatch, SimdKernel};
 use crate::Real;
@@ -88,10 +90,6 @@ fn any_overlap<T: Real>(k: &KeptBoxes<T>, b: [T; 4], area_b: T, threshold: T) ->
 fn box_at<T: Real>(boxes: &[T], i: u32) -> [T; 4] {
     let i = i as usize * 4;
     [boxes[i], boxes[i + 1], boxes[i + 2], boxes[i + 3]]
-}
-
-fn area<T: Real>(b: [T; 4]) -> T {
-    (b[2] - b[0]) * (b[3] - b[1])
 }
 
 /// The greedy walk over `order` (boxes by rank); returns the kept boxes in walk order.
@@ -276,13 +274,11 @@ impl<T: Real> SimdKernel for GridWalk<'_, T> {
     }
 }
 
-/// One pair of [`AnyOverlap`]'s test, with the same arithmetic.
+/// Does kept box `k` overlap `b` with IoU > threshold? The one pair test of
+/// [`any_overlap`] and [`CellBlock::any_overlap`].
 #[inline(always)]
 fn overlap_exceeds<T: Real>(k: [T; 4], area_k: T, b: [T; 4], area_b: T, threshold: T) -> bool {
-    let w = (k[2].min_fast(b[2]) - k[0].max_fast(b[0])).max_fast(T::ZERO);
-    let h = (k[3].min_fast(b[3]) - k[1].max_fast(b[1])).max_fast(T::ZERO);
-    let inter = w * h;
-    inter / (area_k + area_b - inter) > threshold
+    iou_with_areas(k, area_k, b, area_b) > threshold
 }
 
 /// NMS-GREEDY: kept indices in descending score order.
@@ -296,21 +292,18 @@ pub fn nms<T: Real>(boxes: &[T], scores: &[T], iou_threshold: f64) -> Result<Vec
 }
 
 fn check_index_range(function: &'static str, n: usize) -> Result<()> {
-    if n > u32::MAX as usize {
-        return Err(FerropsError::value(function, "boxes", "at most 2^32 - 1 boxes", format!("{n}")));
-    }
+    ensure!(
+        n <= u32::MAX as usize,
+        FerropsError::value(function, "boxes", "at most 2^32 - 1 boxes", format!("{n}"))
+    );
     Ok(())
 }
 
 fn check_class_ids(function: &'static str, idxs: &[i64], n: usize) -> Result<()> {
-    if idxs.len() != n {
-        return Err(FerropsError::value(
-            function,
-            "idxs",
-            format!("one class id per box ({n})"),
-            format!("{} ids", idxs.len()),
-        ));
-    }
+    ensure!(
+        idxs.len() == n,
+        FerropsError::value(function, "idxs", format!("one class id per box ({n})"), format!("{} ids", idxs.len()))
+    );
     Ok(())
 }
 
@@ -368,13 +361,6 @@ impl SoftMethod {
     }
 }
 
-fn pair_iou<T: Real>(a: [T; 4], b: [T; 4]) -> T {
-    let w = (a[2].min_fast(b[2]) - a[0].max_fast(b[0])).max_fast(T::ZERO);
-    let h = (a[3].min_fast(b[3]) - a[1].max_fast(b[1])).max_fast(T::ZERO);
-    let inter = w * h;
-    inter / (area(a) + area(b) - inter)
-}
-
 /// NMS-SOFT (Bodla et al. 2017, mmcv's rescoring): returns the selected indices in
 /// selection order and their scores at selection. A box whose score is below
 /// `score_threshold`, at the start or after a rescoring, is dropped (mmcv only
@@ -391,12 +377,14 @@ pub fn soft_nms<T: Real>(
     check_scores("soft_nms", scores, n)?;
     check_unit_interval("soft_nms", "iou_threshold", iou_threshold)?;
     check_index_range("soft_nms", n)?;
-    if !(sigma.is_finite() && sigma > 0.0) {
-        return Err(FerropsError::value("soft_nms", "sigma", "a finite value > 0", format!("{sigma}")));
-    }
-    if !score_threshold.is_finite() {
-        return Err(FerropsError::value("soft_nms", "score_threshold", "a finite value", format!("{score_threshold}")));
-    }
+    ensure!(
+        sigma.is_finite() && sigma > 0.0,
+        FerropsError::value("soft_nms", "sigma", "a finite value > 0", format!("{sigma}"))
+    );
+    ensure!(
+        score_threshold.is_finite(),
+        FerropsError::value("soft_nms", "score_threshold", "a finite value", format!("{score_threshold}"))
+    );
     let overlap_threshold = T::floor_from_f64(iou_threshold);
     let min_score = T::from_f64(score_threshold);
     let inv_sigma = T::from_f64(1.0 / sigma);
@@ -416,7 +404,7 @@ pub fn soft_nms<T: Real>(
         kept_scores.push(current[i as usize]);
         let selected = box_at(boxes, i);
         for &j in &live {
-            let o = pair_iou(selected, box_at(boxes, j));
+            let o = iou(selected, box_at(boxes, j));
             let weight = match method {
                 SoftMethod::Linear if o > overlap_threshold => T::ONE - o,
                 SoftMethod::Linear => T::ONE,
@@ -469,9 +457,10 @@ pub fn matrix_nms<T: Real>(
     if let Some(idxs) = idxs {
         check_class_ids("matrix_nms", idxs, n)?;
     }
-    if kernel == MatrixKernel::Gaussian && !(sigma.is_finite() && sigma > 0.0) {
-        return Err(FerropsError::value("matrix_nms", "sigma", "a finite value > 0", format!("{sigma}")));
-    }
+    ensure!(
+        kernel != MatrixKernel::Gaussian || (sigma.is_finite() && sigma > 0.0),
+        FerropsError::value("matrix_nms", "sigma", "a finite value > 0", format!("{sigma}"))
+    );
     let groups = match idxs {
         Some(idxs) => rank_within_classes(scores, idxs).1,
         None => vec![rank_by_score(scores, 0..n as u32)],
@@ -483,17 +472,17 @@ pub fn matrix_nms<T: Real>(
     };
     let mut decayed = scores.to_vec();
     for order in &groups {
-        let iou = |p: usize, q: usize| pair_iou(box_at(boxes, order[p]), box_at(boxes, order[q]));
+        let ranked_iou = |p: usize, q: usize| iou(box_at(boxes, order[p]), box_at(boxes, order[q]));
         let compensation: Vec<T> = (0..order.len())
             .into_par_iter()
-            .map(|i| (0..i).map(|h| iou(h, i)).fold(T::ZERO, |m, v| m.max_fast(v)))
+            .map(|i| (0..i).map(|h| ranked_iou(h, i)).fold(T::ZERO, |m, v| m.max_fast(v)))
             .collect();
         let comp_f: Vec<T> = compensation.iter().map(|&c| f(c)).collect();
         let decay: Vec<T> = (0..order.len())
             .into_par_iter()
             .map(|j| {
                 (0..j).fold(T::ONE, |m, i| {
-                    let ratio = f(iou(i, j)) / comp_f[i];
+                    let ratio = f(ranked_iou(i, j)) / comp_f[i];
                     if ratio < m {
                         ratio
                     } else {
@@ -512,6 +501,7 @@ pub fn matrix_nms<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Lcg;
 
     /// The quadratic reference walk.
     fn brute_force(boxes: &[f32], scores: &[f32], threshold: f64) -> Vec<i64> {
@@ -519,7 +509,7 @@ mod tests {
         let mut kept: Vec<u32> = Vec::new();
         for &i in &order {
             let b = box_at(boxes, i);
-            if kept.iter().all(|&k| (pair_iou(box_at(boxes, k), b) as f64) <= threshold) {
+            if kept.iter().all(|&k| (iou(box_at(boxes, k), b) as f64) <= threshold) {
                 kept.push(i);
             }
         }
@@ -527,11 +517,8 @@ mod tests {
     }
 
     fn random_boxes(n: usize, seed: u64, extent: f32, size: f32) -> (Vec<f32>, Vec<f32>) {
-        let mut s = seed;
-        let mut next = move || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 33) as f32) / (1u64 << 31) as f32
-        };
+        let mut rng = Lcg::new(seed);
+        let mut next = move || rng.unit_f32();
         let mut boxes = Vec::with_capacity(4 * n);
         let mut scores = Vec::with_capacity(n);
         for k in 0..n {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::boxes::geometry::pixel_iou;
+use crate::ensure;
 use crate::error::{FerropsError, Result};
 
 /// DET-VOC07: mean over `t = 0, 0.1, ..., 1` (as `i * 0.1`, the devkit's
@@ -43,17 +45,19 @@ fn ap_all_point(recall: &[f64], precision: &[f64]) -> f64 {
 
 /// VOC average precision of one class from its recall/precision curve.
 pub fn voc_ap(recall: &[f64], precision: &[f64], use_07_metric: bool) -> Result<f64> {
-    if recall.len() != precision.len() {
-        return Err(FerropsError::value(
+    ensure!(
+        recall.len() == precision.len(),
+        FerropsError::value(
             "voc_ap",
             "precision",
             format!("{} values, as many as recall", recall.len()),
             precision.len().to_string(),
-        ));
-    }
-    if recall.iter().chain(precision).any(|v| v.is_nan()) {
-        return Err(FerropsError::value("voc_ap", "recall", "values without NaN", "NaN"));
-    }
+        )
+    );
+    ensure!(
+        !recall.iter().chain(precision).any(|v| v.is_nan()),
+        FerropsError::value("voc_ap", "recall", "values without NaN", "NaN")
+    );
     Ok(if use_07_metric { ap_11_point(recall, precision) } else { ap_all_point(recall, precision) })
 }
 
@@ -67,18 +71,6 @@ pub struct VocClass<'a> {
     pub gt_difficult: &'a [bool],
 }
 
-/// The devkit's IoU: with `pixel_offset = 1` widths are `x2 - x1 + 1` (pixel
-/// indices, old VOC code); 0 gives the continuous IoU of BOX-IOU.
-#[inline]
-fn voc_iou(d: &[f64], g: &[f64], offset: f64) -> f64 {
-    let iw = (d[2].min(g[2]) - d[0].max(g[0]) + offset).max(0.0);
-    let ih = (d[3].min(g[3]) - d[1].max(g[1]) + offset).max(0.0);
-    let inter = iw * ih;
-    let union =
-        (d[2] - d[0] + offset) * (d[3] - d[1] + offset) + (g[2] - g[0] + offset) * (g[3] - g[1] + offset) - inter;
-    inter / union
-}
-
 /// DET-PR with VOC matching: detections by score (highest first, ties in input
 /// order); each is compared with the ground truth of highest IoU in its image
 /// (the first on ties); IoU > threshold and not yet taken: TP; taken: FP;
@@ -87,22 +79,19 @@ fn voc_iou(d: &[f64], g: &[f64], offset: f64) -> f64 {
 /// no ground truth is non-difficult.
 pub fn voc_eval(class: &VocClass, iou_threshold: f64, pixel_offset: f64) -> Result<(Vec<f64>, Vec<f64>)> {
     let (nd, ng) = (class.det_image_ids.len(), class.gt_image_ids.len());
-    if class.det_boxes.len() != 4 * nd || class.det_scores.len() != nd {
-        return Err(FerropsError::value(
-            "voc_eval",
-            "det_boxes",
-            format!("[{nd}, 4] boxes and {nd} scores"),
-            "other lengths",
-        ));
-    }
-    if class.gt_boxes.len() != 4 * ng || class.gt_difficult.len() != ng {
-        return Err(FerropsError::value(
+    ensure!(
+        class.det_boxes.len() == 4 * nd && class.det_scores.len() == nd,
+        FerropsError::value("voc_eval", "det_boxes", format!("[{nd}, 4] boxes and {nd} scores"), "other lengths")
+    );
+    ensure!(
+        class.gt_boxes.len() == 4 * ng && class.gt_difficult.len() == ng,
+        FerropsError::value(
             "voc_eval",
             "gt_boxes",
             format!("[{ng}, 4] boxes and {ng} difficult flags"),
             "other lengths",
-        ));
-    }
+        )
+    );
     if let Some(i) = class.det_scores.iter().position(|s| s.is_nan()) {
         return Err(FerropsError::value("voc_eval", "det_scores", "scores without NaN", format!("NaN at index {i}")));
     }
@@ -120,7 +109,7 @@ pub fn voc_eval(class: &VocClass, iou_threshold: f64, pixel_offset: f64) -> Resu
         let dbox = &class.det_boxes[4 * d..4 * d + 4];
         let mut best: Option<(f64, usize)> = None;
         for &g in by_image.get(&class.det_image_ids[d]).map_or(&[][..], |v| v.as_slice()) {
-            let iou = voc_iou(dbox, &class.gt_boxes[4 * g..4 * g + 4], pixel_offset);
+            let iou = pixel_iou(dbox, &class.gt_boxes[4 * g..4 * g + 4], pixel_offset);
             if best.is_none_or(|(b, _)| iou > b) {
                 best = Some((iou, g));
             }

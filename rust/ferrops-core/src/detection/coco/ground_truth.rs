@@ -1,0 +1,151 @@
+//! Ground truth: a COCO annotation file (pycocotools' `COCO(path)`) or columns,
+//! checked record by record into a [`CocoDataset`].
+
+use super::checks::{check_bbox, json_error, record_name, Origin, GT_EXPECTED};
+use super::dataset::{Annotations, CocoDataset};
+use super::json_pieces::{ground_truth_direct, in_order, parse_records, RecordPieces};
+use super::raw::{RawAnnotation, RawGroundTruth, RawId};
+use crate::error::Result;
+
+fn ids(origin: &Origin, what: &str, raw: Option<Vec<RawId>>) -> Result<Vec<i64>> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.id.ok_or_else(|| origin.error(GT_EXPECTED, format!("{what}[{i}] has no 'id'"))))
+        .collect()
+}
+
+/// Ground-truth records `offset..` checked and as columns, with the first one
+/// without a score.
+fn ground_truth_piece(
+    records: Vec<RawAnnotation>,
+    offset: usize,
+    origin: &Origin,
+) -> Result<(Annotations, Option<usize>)> {
+    let mut annotations = Annotations::with_capacity(records.len());
+    let mut first_without_score = None;
+    for (i, r) in (offset..).zip(records) {
+        // Formatted only for an error: most records have none.
+        let name = || record_name(i, r.id);
+        let missing = |key: &str| origin.error(GT_EXPECTED, format!("{} has no '{key}'", name()));
+        let id = r.id.ok_or_else(|| missing("id"))?;
+        let image_id = r.image_id.ok_or_else(|| missing("image_id"))?;
+        let category_id = r.category_id.ok_or_else(|| missing("category_id"))?;
+        let bbox = r.bbox.ok_or_else(|| missing("bbox"))?.checked(origin, GT_EXPECTED, name)?;
+        let area = r.area.unwrap_or(bbox[2] * bbox[3]);
+        if !area.is_finite() {
+            return Err(origin.error(GT_EXPECTED, format!("{} has a non-finite 'area' {area}", name())));
+        }
+        if r.score.is_none() && first_without_score.is_none() {
+            first_without_score = Some(i);
+        }
+        annotations.id.push(id);
+        annotations.image_id.push(image_id);
+        annotations.category_id.push(category_id);
+        annotations.bbox.push(bbox);
+        annotations.area.push(area);
+        annotations.iscrowd.push(r.iscrowd.is_some_and(|f| f.0));
+        annotations.score.push(r.score.unwrap_or(f64::NAN));
+    }
+    Ok((annotations, first_without_score))
+}
+
+/// Parses a ground-truth file (the object pycocotools' `COCO(path)` loads). A
+/// missing `area` is the box area and a missing `iscrowd` is 0 (pycocotools
+/// would fail on either); `score` is kept when present.
+pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
+    let (images, categories, records) = match ground_truth_direct(json) {
+        Some(parsed) => parsed,
+        None => {
+            let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
+            let records = match raw.annotations {
+                Some(text) => parse_records(text.get().as_bytes()).map_err(|e| json_error(origin, GT_EXPECTED, e))?,
+                None => RecordPieces::new(),
+            };
+            (raw.images, raw.categories, records)
+        }
+    };
+    let image_ids = ids(origin, "images", images)?;
+    let category_ids = ids(origin, "categories", categories)?;
+    let parts = in_order(records, |records, offset| ground_truth_piece(records, offset, origin))?;
+    let first_without_score = parts.iter().find_map(|(_, first)| *first);
+    let annotations = Annotations::concat(parts.into_iter().map(|(part, _)| part).collect());
+    Ok(CocoDataset::new(image_ids, category_ids, annotations, first_without_score))
+}
+
+/// Ground truth as columns (`bbox` `[N, 4]` row-major `[x, y, w, h]`), for
+/// callers that hold arrays rather than JSON.
+pub struct GroundTruthColumns<'a> {
+    pub image_ids: &'a [i64],
+    pub category_ids: &'a [i64],
+    pub id: &'a [i64],
+    pub image_id: &'a [i64],
+    pub category_id: &'a [i64],
+    pub bbox: &'a [f64],
+    pub area: &'a [f64],
+    pub iscrowd: &'a [bool],
+}
+
+/// Builds a ground-truth dataset from columns, checked like a parsed file.
+pub fn ground_truth_from_columns(columns: &GroundTruthColumns, origin: &Origin) -> Result<CocoDataset> {
+    let n = columns.id.len();
+    if [columns.image_id.len(), columns.category_id.len(), columns.area.len(), columns.iscrowd.len()]
+        .iter()
+        .any(|&len| len != n)
+        || columns.bbox.len() != 4 * n
+    {
+        return Err(origin.error(GT_EXPECTED, "columns of different lengths".to_string()));
+    }
+    let mut annotations = Annotations::with_capacity(n);
+    for i in 0..n {
+        let name = record_name(i, Some(columns.id[i]));
+        let bbox = check_bbox(origin, GT_EXPECTED, &name, &columns.bbox[4 * i..4 * i + 4])?;
+        let area = columns.area[i];
+        if !area.is_finite() {
+            return Err(origin.error(GT_EXPECTED, format!("{name} has a non-finite 'area' {area}")));
+        }
+        annotations.id.push(columns.id[i]);
+        annotations.image_id.push(columns.image_id[i]);
+        annotations.category_id.push(columns.category_id[i]);
+        annotations.bbox.push(bbox);
+        annotations.area.push(area);
+        annotations.iscrowd.push(columns.iscrowd[i]);
+        annotations.score.push(f64::NAN);
+    }
+    Ok(CocoDataset::new(columns.image_ids.to_vec(), columns.category_ids.to_vec(), annotations, (n > 0).then_some(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: Origin = Origin { function: "COCO", argument: "annotation_file", source: "gt.json" };
+
+    #[test]
+    fn parses_ground_truth_with_defaults() {
+        let json = br#"{"images":[{"id":1,"file_name":"a.jpg"},{"id":2}],
+            "categories":[{"id":3,"name":"cat"}],
+            "annotations":[{"id":7,"image_id":1,"category_id":3,"bbox":[1,2,3,4],"iscrowd":true,
+                            "segmentation":[[1,2,3,4]]},
+                           {"id":8,"image_id":2,"category_id":3,"bbox":[0,0,2,2],"area":3.5,"iscrowd":0}]}"#;
+        let d = parse_ground_truth(json, &ORIGIN).unwrap();
+        assert_eq!(d.image_ids, vec![1, 2]);
+        assert_eq!(d.category_ids, vec![3]);
+        assert_eq!(d.annotations.area, vec![12.0, 3.5]);
+        assert_eq!(d.annotations.iscrowd, vec![true, false]);
+        assert_eq!(d.first_without_score, Some(0));
+    }
+
+    #[test]
+    fn names_the_file_and_record() {
+        let json = br#"{"images":[],"annotations":[{"id":1,"image_id":1,"category_id":1,"bbox":[0,0,1,1]},
+                                                  {"id":2,"image_id":1,"category_id":1,"bbox":[0,0,-1,1]}]}"#;
+        let err = parse_ground_truth(json, &ORIGIN).unwrap_err().to_string();
+        assert!(err.contains("gt.json: annotations[1] (id 2) has a negative width"), "{err}");
+        let err = parse_ground_truth(br#"{"annotations":[{"id":1}]}"#, &ORIGIN).unwrap_err().to_string();
+        assert!(err.contains("annotations[0] (id 1) has no 'image_id'"), "{err}");
+        let err = parse_ground_truth(b"{", &ORIGIN).unwrap_err().to_string();
+        assert!(err.contains("gt.json: invalid JSON"), "{err}");
+    }
+
+}

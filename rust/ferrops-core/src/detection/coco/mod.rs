@@ -1,0 +1,25 @@
+//! COCO datasets for bbox evaluation: the JSON of a ground-truth file or of a
+//! results file parsed into columns, each record checked, so evaluation never
+//! meets a missing key or a non-finite number.
+//!
+//! Records keep their file order: pycocotools' results depend on it (ties in
+//! score, the order of ground truth in an image).
+//!
+//! One job per file: `dataset` the parsed columns; `raw` the records as
+//! written; `json_pieces` the parallel split of a record array and
+//! `json_scan` the direct record scanner (serde reads what it declines);
+//! `checks` what a record must satisfy; `ground_truth` and `results` the two
+//! kinds of dataset.
+
+mod checks;
+mod dataset;
+mod ground_truth;
+mod json_pieces;
+mod json_scan;
+mod raw;
+mod results;
+
+pub use checks::Origin;
+pub use dataset::{Annotations, CocoDataset, Packed};
+pub use ground_truth::{ground_truth_from_columns, parse_ground_truth, GroundTruthColumns};
+pub use results::{parse_results, results_from_columns, ResultColumns};

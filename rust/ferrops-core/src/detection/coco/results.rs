@@ -1,0 +1,160 @@
+//! Detection results as pycocotools' `loadRes` builds them for bbox results, from
+//! a results file or from columns, checked against their ground truth.
+
+use rayon::prelude::*;
+
+use super::checks::{check_bbox, json_error, valid_bbox, Origin, RES_EXPECTED};
+use super::dataset::{Annotations, CocoDataset};
+use super::json_pieces::{in_order, parse_records};
+use super::raw::RawAnnotation;
+use crate::error::Result;
+
+/// The image ids of a ground truth, for checking results.
+type ImageSet = rustc_hash::FxHashSet<i64>;
+
+/// What `loadRes` requires of result `i`: an image of the ground truth, a valid
+/// box and a finite score; the error names the record.
+fn check_result(
+    origin: &Origin,
+    known_images: &ImageSet,
+    i: usize,
+    image_id: i64,
+    bbox: &[f64],
+    score: f64,
+) -> Result<()> {
+    let known = known_images.contains(&image_id);
+    if known && valid_bbox(bbox) && score.is_finite() {
+        return Ok(());
+    }
+    let name = format!("results[{i}]");
+    if !known {
+        return Err(origin.error(
+            RES_EXPECTED,
+            format!("{name} has image_id {image_id}, which is not an image of the ground truth"),
+        ));
+    }
+    check_bbox(origin, RES_EXPECTED, &name, bbox)?;
+    Err(origin.error(RES_EXPECTED, format!("{name} has a non-finite 'score' {score}")))
+}
+
+/// Detection results as columns: `bbox` is `[N, 4]` row-major `[x, y, w, h]`.
+pub struct ResultColumns<'a> {
+    pub image_id: &'a [i64],
+    pub category_id: &'a [i64],
+    pub bbox: &'a [f64],
+    pub score: &'a [f64],
+    /// The area of each box when the caller computed it (pycocotools computes
+    /// it in the input's precision for arrays); `w * h` in float64 otherwise.
+    pub area: Option<&'a [f64]>,
+}
+
+/// Builds the dataset pycocotools' `loadRes` makes from bbox results: ids
+/// `1..=N` in input order, `area = w * h`, `iscrowd = 0`, the images and
+/// categories of the ground truth. Every result must name an image of the
+/// ground truth, have a valid box and a finite score.
+pub fn results_from_columns(
+    columns: &ResultColumns,
+    ground_truth: &CocoDataset,
+    origin: &Origin,
+) -> Result<CocoDataset> {
+    let n = columns.image_id.len();
+    if columns.category_id.len() != n
+        || columns.score.len() != n
+        || columns.bbox.len() != 4 * n
+        || columns.area.is_some_and(|a| a.len() != n)
+    {
+        return Err(origin.error(RES_EXPECTED, "columns of different lengths".to_string()));
+    }
+    let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
+    let check = |i: usize| {
+        check_result(origin, &known_images, i, columns.image_id[i], &columns.bbox[4 * i..4 * i + 4], columns.score[i])
+    };
+    // Checked in parallel; the error reported is the first bad record's.
+    if let Some(Err(e)) = (0..n).into_par_iter().with_min_len(4096).map(check).find_first(Result::is_err) {
+        return Err(e);
+    }
+    let bbox: Vec<[f64; 4]> = columns.bbox.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
+    let area = match columns.area {
+        Some(a) => a.to_vec(),
+        None => bbox.iter().map(|b| b[2] * b[3]).collect(),
+    };
+    let annotations = Annotations {
+        id: (1..=n as i64).collect(),
+        image_id: columns.image_id.to_vec(),
+        category_id: columns.category_id.to_vec(),
+        bbox,
+        area,
+        iscrowd: vec![false; n],
+        score: columns.score.to_vec(),
+    };
+    Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None))
+}
+
+/// Parses a results file (a JSON list of bbox detections) against its ground
+/// truth, as pycocotools' `loadRes(path)` does for bbox results.
+pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
+    let pieces = parse_records(json).map_err(|e| json_error(origin, RES_EXPECTED, e))?;
+    let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
+    let parts = in_order(pieces, |records, offset| results_piece(records, offset, &known_images, origin))?;
+    let annotations = Annotations::concat(parts);
+    Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None))
+}
+
+/// Result records `offset..` checked and as `loadRes` stores them: ids counting
+/// from 1 in file order, `area = w * h`, not crowd.
+fn results_piece(
+    records: Vec<RawAnnotation>,
+    offset: usize,
+    known_images: &ImageSet,
+    origin: &Origin,
+) -> Result<Annotations> {
+    let mut annotations = Annotations::with_capacity(records.len());
+    for (i, r) in (offset..).zip(records) {
+        let missing = |key: &str| origin.error(RES_EXPECTED, format!("results[{i}] has no '{key}'"));
+        let image_id = r.image_id.ok_or_else(|| missing("image_id"))?;
+        let category_id = r.category_id.ok_or_else(|| missing("category_id"))?;
+        let b = r.bbox.ok_or_else(|| missing("bbox"))?;
+        if b.len != 4 {
+            return Err(
+                origin.error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len))
+            );
+        }
+        let score = r.score.ok_or_else(|| missing("score"))?;
+        check_result(origin, known_images, i, image_id, &b.values, score)?;
+        annotations.id.push(i as i64 + 1);
+        annotations.image_id.push(image_id);
+        annotations.category_id.push(category_id);
+        annotations.bbox.push(b.values);
+        annotations.area.push(b.values[2] * b.values[3]);
+        annotations.iscrowd.push(false);
+        annotations.score.push(score);
+    }
+    Ok(annotations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detection::coco::parse_ground_truth;
+
+    const ORIGIN: Origin = Origin { function: "COCO", argument: "annotation_file", source: "gt.json" };
+
+    #[test]
+    fn results_follow_load_res() {
+        let gt = parse_ground_truth(br#"{"images":[{"id":1}],"categories":[{"id":1}]}"#, &ORIGIN).unwrap();
+        let origin = Origin { function: "COCO.loadRes", argument: "resFile", source: "dt.json" };
+        let res =
+            parse_results(br#"[{"image_id":1,"category_id":1,"bbox":[0,0,2,3],"score":0.5,"id":99}]"#, &gt, &origin)
+                .unwrap();
+        assert_eq!(res.annotations.id, vec![1]);
+        assert_eq!(res.annotations.area, vec![6.0]);
+        let err = parse_results(br#"[{"image_id":2,"category_id":1,"bbox":[0,0,2,3],"score":0.5}]"#, &gt, &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dt.json: results[0] has image_id 2"), "{err}");
+        let err = parse_results(br#"[{"image_id":1,"category_id":1,"bbox":[0,0,2,3]}]"#, &gt, &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("results[0] has no 'score'"), "{err}");
+    }
+}

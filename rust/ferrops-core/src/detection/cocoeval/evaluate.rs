@@ -1,0 +1,176 @@
+//! pycocotools' `COCOeval.evaluate` for bbox: every (category, image) unit
+//! matched in parallel, in fixed chunks of units.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap as HashMap;
+
+use super::buckets::buckets;
+use super::evaluation::{Chunk, Evaluation, UnitSpan, CHUNK};
+use super::matching::{
+    effective_threshold, match_at, outside, Matching, Scratch, FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
+};
+use crate::detection::coco::CocoDataset;
+use crate::ensure;
+use crate::error::{FerropsError, Result};
+
+/// What `evaluate` needs of pycocotools' `Params` (after its normalisation:
+/// unique sorted image ids, unique sorted category ids when `use_cats`).
+pub struct EvalParams<'a> {
+    pub img_ids: &'a [i64],
+    /// With `use_cats == false`, the ground truth and detections of these
+    /// categories are pooled per image, in this order (repeats included).
+    pub cat_ids: &'a [i64],
+    pub use_cats: bool,
+    pub iou_thrs: &'a [f64],
+    /// `[lo, hi]` per area range, both ends inclusive.
+    pub area_rngs: &'a [[f64; 2]],
+    /// The largest maxDets: detections kept per unit, best scores first.
+    pub max_det: usize,
+}
+
+fn check_params(params: &EvalParams) -> Result<()> {
+    ensure!(
+        params.max_det != 0,
+        FerropsError::value("COCOeval.evaluate", "params.maxDets", "positive integers", "0")
+    );
+    if let Some(t) = params.iou_thrs.iter().find(|t| !t.is_finite()) {
+        return Err(FerropsError::value("COCOeval.evaluate", "params.iouThrs", "finite numbers", t.to_string()));
+    }
+    if let Some(r) = params.area_rngs.iter().find(|r| r.iter().any(|v| v.is_nan())) {
+        return Err(FerropsError::value(
+            "COCOeval.evaluate",
+            "params.areaRng",
+            "[lo, hi] pairs of numbers",
+            format!("{r:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Matches one unit's detections to its ground truth at every threshold and area
+/// range (pycocotools' `computeIoU` + `evaluateImg`), appending its outcomes to
+/// `chunk`.
+fn evaluate_unit(unit: usize, params: &Matching, scratch: &mut Scratch, chunk: &mut Chunk) {
+    let (num_dt, num_gt, num_thr) = (scratch.det.len(), scratch.gt.len(), params.iou_thrs.len());
+    chunk.units.push(UnitSpan {
+        unit: unit as u32,
+        num_dt: num_dt as u32,
+        scores_at: chunk.scores.len() as u32,
+        codes_at: chunk.codes.len() as u32,
+        positives_at: chunk.positives.len() as u32,
+    });
+    chunk.scores.extend(scratch.dts.iter().map(|&(score, _)| score));
+    if num_gt == 0 {
+        // Nothing to match: each detection is a false positive, or ignored
+        // outside the area range, at every threshold.
+        for &rng in &params.area_rngs {
+            chunk.positives.push(0);
+            for d in &scratch.det {
+                let code = if outside(rng, d.area) { IGNORED } else { FALSE_POSITIVE };
+                chunk.codes.extend(std::iter::repeat_n(code, num_thr));
+            }
+        }
+        return;
+    }
+    // The matching sees a threshold only through which IoUs reach it (every
+    // other comparison is between IoUs), so thresholds reached by the same number
+    // of the unit's IoUs match alike: each such group is matched once per area
+    // range and the others copy its outcomes.
+    let Scratch { ious, levels, same_as, .. } = &mut *scratch;
+    levels.clear();
+    levels.extend(params.iou_thrs.iter().map(|&thr| ious.iter().filter(|&&v| v >= effective_threshold(thr)).count()));
+    same_as.clear();
+    same_as.extend((0..num_thr).map(|t| levels.iter().position(|&level| level == levels[t]).unwrap_or(t)));
+    for &rng in &params.area_rngs {
+        let not_ignored = scratch.order_for_area(rng);
+        chunk.positives.push(not_ignored as u32);
+        let codes_at = chunk.codes.len();
+        chunk.codes.resize(codes_at + num_dt * num_thr, FALSE_POSITIVE);
+        let codes = &mut chunk.codes[codes_at..];
+        let Scratch { det, sorted_gt, sorted_ious, matched_by, same_as, .. } = &mut *scratch;
+        for (t, &thr) in params.iou_thrs.iter().enumerate() {
+            if same_as[t] != t {
+                for row in codes.chunks_exact_mut(num_thr) {
+                    row[t] = row[same_as[t]];
+                }
+                continue;
+            }
+            matched_by.fill(0);
+            match_at(det, sorted_gt, not_ignored, sorted_ious, thr, matched_by, |di, matched| {
+                let dt_outside = outside(rng, det[di].area);
+                codes[di * num_thr + t] = match matched {
+                    Some(s) => {
+                        let gt_id = sorted_gt[s].id;
+                        if s >= not_ignored || (gt_id == 0 && dt_outside) {
+                            IGNORED
+                        } else if gt_id != 0 {
+                            TRUE_POSITIVE
+                        } else {
+                            FALSE_POSITIVE
+                        }
+                    }
+                    None if dt_outside => IGNORED,
+                    None => FALSE_POSITIVE,
+                };
+            });
+        }
+    }
+}
+
+/// pycocotools' `COCOeval.evaluate` for bbox: per (category, image) matching.
+pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Result<Evaluation> {
+    check_params(params)?;
+    if let Some(i) = dt.first_without_score {
+        return Err(FerropsError::value(
+            "COCOeval.evaluate",
+            "cocoDt",
+            "detections with a 'score' each",
+            format!("annotations[{i}] (id {}) without 'score'", dt.annotations.id[i]),
+        ));
+    }
+    let num_images = params.img_ids.len();
+    let mut distinct_cats: HashMap<i64, usize> = HashMap::default();
+    for &c in params.cat_ids {
+        let next = distinct_cats.len();
+        distinct_cats.entry(c).or_insert(next);
+    }
+    let (gt_buckets, dt_buckets) = rayon::join(
+        || buckets(gt, params.img_ids, &distinct_cats, params.use_cats),
+        || buckets(dt, params.img_ids, &distinct_cats, params.use_cats),
+    );
+    let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
+    let pooled_slots = (!params.use_cats).then(|| params.cat_ids.iter().map(|c| distinct_cats[c]).collect());
+    let matching =
+        Matching { iou_thrs: params.iou_thrs.to_vec(), area_rngs: params.area_rngs.to_vec(), max_det: params.max_det };
+    let mut evaluation = Evaluation {
+        num_images,
+        num_areas: params.area_rngs.len(),
+        num_thresholds: params.iou_thrs.len(),
+        num_units,
+        chunks: Vec::new(),
+        matching,
+        gt_buckets,
+        dt_buckets,
+        pooled_slots,
+    };
+    let e = &evaluation;
+    let chunks: Vec<Chunk> = (0..num_units.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let mut chunk = Chunk::default();
+            let mut scratch = Scratch::default();
+            let (mut pooled_gt, mut pooled_dt) = (Vec::new(), Vec::new());
+            for u in c * CHUNK..((c + 1) * CHUNK).min(num_units) {
+                let (gts, dts) = e.unit_records(u, &mut pooled_gt, &mut pooled_dt);
+                if gts.is_empty() && dts.is_empty() {
+                    continue;
+                }
+                scratch.load(gts, dts, e.matching.max_det);
+                evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
+            }
+            chunk
+        })
+        .collect();
+    evaluation.chunks = chunks;
+    Ok(evaluation)
+}
