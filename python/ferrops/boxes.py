@@ -17,7 +17,7 @@ PyTorch implementation runs (``backend="auto"``), so autograd keeps working.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -121,10 +121,10 @@ def _exact(x: Array) -> Array:
     return x.double() if d.is_tensor(x) else x.astype(np.float64)
 
 
-def _cast(result: Array, dtype: object) -> Array:
+def _cast(result: Array, dtype: Any) -> Array:
     if result.dtype == dtype:
         return result
-    return result.to(dtype) if d.is_tensor(result) else result.astype(dtype)  # type: ignore[arg-type]
+    return result.to(dtype) if d.is_tensor(result) else result.astype(dtype)
 
 
 def _area_dtype(x: Array) -> object:

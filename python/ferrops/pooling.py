@@ -105,11 +105,11 @@ def _roi_input(function: str, x: ArrayLike) -> ArrayLike:
         raise type_error(function, "input", "an array of numbers", describe(x)) from exc
 
 
-def _quantized(x: ArrayLike) -> bool:
+def _quantized(x: object) -> bool:
     return d.is_tensor(x) and bool(x.is_quantized)
 
 
-def _requantized(function: str, x: torch.Tensor, run: Callable[[torch.Tensor], Array]) -> Array:
+def _requantized(function: str, x: Any, run: Callable[[torch.Tensor], Array]) -> Array:
     """torchvision's quantized RoI ops: computed on the dequantized feature map and
     quantized back with the input's scale, zero point and dtype."""
     torch = d.torch_module()
@@ -121,7 +121,7 @@ def _requantized(function: str, x: torch.Tensor, run: Callable[[torch.Tensor], A
 
 def _dequantized_boxes(boxes: ArrayLike | Sequence[ArrayLike]) -> ArrayLike | Sequence[ArrayLike]:
     if isinstance(boxes, (list, tuple)):
-        return [b.dequantize() if _quantized(b) else b for b in boxes]  # type: ignore[union-attr]
+        return [b.dequantize() if _quantized(b) else b for b in boxes]
     return boxes.dequantize() if _quantized(boxes) else boxes  # type: ignore[union-attr]
 
 
