@@ -1,9 +1,11 @@
 """Box kernels (SPEC section 1), with ``torchvision.ops`` names and semantics.
 
-Boxes are ``(x1, y1, x2, y2)`` unless a format says otherwise. Every function
-takes NumPy arrays or tensors and returns the input's kind (see
-:mod:`ferrops._dispatch` for the backend and dtype rules: results are float64 when
-an input is float64, else float32).
+Boxes are ``(x1, y1, x2, y2)`` unless a format says otherwise, with any leading
+dimensions as in torchvision (BOX-BATCH). Every function takes NumPy arrays or
+tensors and returns the input's kind (:mod:`ferrops._dispatch` has the backend
+rule) in torchvision's dtype (BOX-DTYPE): IoU matrices and losses float64 when an
+input is float64, else float32; ``box_area`` and ``box_convert`` keep more of the
+input's dtype (see each). Quantized tensors are dequantized first.
 
 Invalid boxes (BOX-AREA policy): non-finite coordinates and inverted boxes
 (``x2 < x1`` or ``y2 < y1``) raise ``ValueError`` naming the first bad box;
