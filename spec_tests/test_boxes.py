@@ -342,13 +342,16 @@ def test_losses_equal_torchvision(name, kind):
     np.testing.assert_allclose(getattr(ferrops, name)(p, g), theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.spec("BOX-BATCH")
 def test_loss_arguments_are_checked():
     a = random_boxes(3, 14)
-    with pytest.raises(ValueError, match=r"generalized_box_iou_loss\(\): argument 'boxes2': expected 3 boxes"):
+    with pytest.raises(
+        ValueError, match=r"generalized_box_iou_loss\(\): argument 'boxes2': expected .*broadcast with boxes1's \[3\]"
+    ):
         ferrops.generalized_box_iou_loss(a, a[:2])
-    with pytest.raises(ValueError, match="argument 'reduction'"):
+    with pytest.raises(ValueError, match="argument 'reduction'.*Invalid"):
         ferrops.distance_box_iou_loss(a, a, "avg")
-    assert np.isnan(ferrops.complete_box_iou_loss(a[:0], a[:0], "mean"))
+    assert ferrops.complete_box_iou_loss(a[:0], a[:0], "mean") == 0.0
     assert ferrops.complete_box_iou_loss(a[:0], a[:0]).shape == (0,)
 
 

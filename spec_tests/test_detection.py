@@ -653,6 +653,28 @@ def test_voc_eval_matches_reference(data, legacy):
         assert ap == pytest.approx(_voc_ap_reference(rec, prec, False), rel=1e-12, abs=1e-15)
 
 
+@pytest.mark.spec("DET-VOC10")
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("argument", ["det_boxes", "gt_boxes"])
+def test_voc_eval_refuses_non_finite_boxes(argument, bad):
+    boxes = {"det_boxes": [[0, 0, 9, 9], [1, 1, 8, 8]], "gt_boxes": [[0, 0, 9, 9], [2, 2, 6, 6]]}
+    boxes[argument][1][2] = bad
+    with pytest.raises(ValueError, match=rf"voc_eval\(\): argument '{argument}': expected finite .*got box 1 = "):
+        voc_eval([0, 0], boxes["det_boxes"], [0.9, 0.8], [0, 0], boxes["gt_boxes"])
+
+
+@pytest.mark.spec("DET-VOC07", "DET-VOC10")
+def test_voc_options_and_nan_curves_name_the_right_argument():
+    with pytest.raises(ValueError, match=r"voc_ap\(\): argument 'precision': .*NaN at index 1"):
+        voc_ap([0.5, 1.0], [1.0, math.nan])
+    with pytest.raises(ValueError, match=r"voc_ap\(\): argument 'recall': .*NaN at index 0"):
+        voc_ap([math.nan, 1.0], [1.0, 1.0])
+    with pytest.raises(TypeError, match=r"voc_eval\(\): argument 'iou_threshold': expected a number"):
+        voc_eval([0], [[0, 0, 1, 1]], [1.0], [0], [[0, 0, 1, 1]], iou_threshold="0.5")
+    with pytest.raises(TypeError, match=r"voc_ap\(\): argument 'use_07_metric': expected a bool"):
+        voc_ap([1.0], [1.0], use_07_metric="false")
+
+
 @pytest.mark.spec("DET-PR", "DET-VOC07")
 def test_voc_eval_hand_example():
     # Two images; detection 3 hits the difficult box (ignored), detection 4 duplicates a match.

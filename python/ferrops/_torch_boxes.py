@@ -125,7 +125,7 @@ def box_loss(
     if reduction == "sum":
         return loss.sum()
     if reduction == "mean":
-        return loss.mean() if loss.numel() else loss.new_tensor(float("nan"))
+        return loss.mean()
     return loss
 
 

@@ -1,9 +1,11 @@
 """Box kernels (SPEC section 1), with ``torchvision.ops`` names and semantics.
 
-Boxes are ``(x1, y1, x2, y2)`` unless a format says otherwise. Every function
-takes NumPy arrays or tensors and returns the input's kind (see
-:mod:`ferrops._dispatch` for the backend and dtype rules: results are float64 when
-an input is float64, else float32).
+Boxes are ``(x1, y1, x2, y2)`` unless a format says otherwise, with any leading
+dimensions as in torchvision (BOX-BATCH). Every function takes NumPy arrays or
+tensors and returns the input's kind (:mod:`ferrops._dispatch` has the backend
+rule) in torchvision's dtype (BOX-DTYPE): IoU matrices and losses float64 when an
+input is float64, else float32; ``box_area`` and ``box_convert`` keep more of the
+input's dtype (see each). Quantized tensors are dequantized first.
 
 Invalid boxes (BOX-AREA policy): non-finite coordinates and inverted boxes
 (``x2 < x1`` or ``y2 < y1``) raise ``ValueError`` naming the first bad box;
@@ -17,14 +19,14 @@ PyTorch implementation runs (``backend="auto"``), so autograd keeps working.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from . import _core
 from . import _dispatch as d
 from ._dispatch import Array, ArrayLike, Backend
-from ._errors import value_error
+from ._errors import describe, type_error, value_error
 
 if TYPE_CHECKING:
     import torch
@@ -69,64 +71,198 @@ def _torch_floats(function: str, named: dict[str, ArrayLike]) -> list[torch.Tens
     return tensors
 
 
+# ---------------------------------------------------------------------------
+# inputs: quantized tensors, leading dimensions, torchvision's output dtypes
+
+
+def _array(function: str, argument: str, x: ArrayLike) -> Array:
+    """``x`` as a tensor or a NumPy array. A quantized tensor is dequantized: IoU and
+    score order do not change under quantization's affine map, which is why
+    torchvision's ``nms`` can read quantized boxes; every box op here takes them."""
+    if d.is_tensor(x):
+        return x.dequantize() if x.is_quantized else x
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise type_error(function, argument, "an array of numbers", describe(x)) from exc
+
+
+def _check_boxes(function: str, argument: str, x: Array, pairwise: bool) -> tuple[int, ...]:
+    """The shape ``[..., 4]`` (``[..., N, 4]`` for the pairwise matrices)."""
+    shape = tuple(x.shape)
+    if len(shape) < (2 if pairwise else 1) or shape[-1] != 4:
+        raise value_error(function, argument, "shape [..., N, 4]" if pairwise else "shape [..., 4]", list(shape))
+    return shape
+
+
+def _broadcast(function: str, shape1: tuple[int, ...], shape2: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast of two leading shapes, as torchvision's elementwise arithmetic does it."""
+    try:
+        return tuple(np.broadcast_shapes(shape1, shape2))
+    except ValueError:
+        raise value_error(
+            function, "boxes2", f"leading dimensions that broadcast with boxes1's {list(shape1)}", list(shape2)
+        ) from None
+
+
+def _expand(x: Array, shape: tuple[int, ...]) -> Array:
+    return x.broadcast_to(shape) if d.is_tensor(x) else np.broadcast_to(x, shape)
+
+
+def _is_integer(x: Array) -> bool:
+    if d.is_tensor(x):
+        return not (x.dtype.is_floating_point or x.is_complex())
+    return x.dtype.kind in "iub"
+
+
+def _exact(x: Array) -> Array:
+    """Integer boxes in float64, where their areas and sizes are exact (float32
+    would round coordinates above 2^24)."""
+    if not _is_integer(x):
+        return x
+    return x.double() if d.is_tensor(x) else x.astype(np.float64)
+
+
+def _cast(result: Array, dtype: Any) -> Array:
+    if result.dtype == dtype:
+        return result
+    return result.to(dtype) if d.is_tensor(result) else result.astype(dtype)
+
+
+def _area_dtype(x: Array) -> object:
+    """torchvision's ``box_area`` dtype (its ``_upcast``): floats as the float rule
+    (float16/bfloat16 give float32), int32 and int64 kept, other integers int32."""
+    if d.is_tensor(x):
+        torch = d.torch_module()
+        if x.dtype.is_floating_point:
+            return torch.float64 if x.dtype == torch.float64 else torch.float32
+        return x.dtype if x.dtype in (torch.int32, torch.int64) else torch.int32
+    if x.dtype.kind == "f":
+        return np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
+    return x.dtype if x.dtype in (np.int32, np.int64) else np.dtype(np.int32)
+
+
+def _convert_dtype(x: Array, in_fmt: str, out_fmt: str) -> object:
+    """torchvision's ``box_convert`` dtype: every float dtype kept; integers kept
+    where the conversion only adds and subtracts (no change, xyxy <-> xywh), float32
+    where it halves (cxcywh)."""
+    if not _is_integer(x) or in_fmt == out_fmt:
+        return x.dtype
+    is_bool = str(x.dtype) in ("bool", "torch.bool")
+    if {in_fmt, out_fmt} == {"xyxy", "xywh"} and not is_bool:
+        return x.dtype
+    return d.torch_module().float32 if d.is_tensor(x) else np.dtype(np.float32)
+
+
+def _stack(parts: list[Array], shape: tuple[int, ...]) -> Array:
+    if d.is_tensor(parts[0]):
+        return d.torch_module().stack(parts).reshape(shape)
+    return np.stack(parts).reshape(shape)
+
+
+def _rows(x: Array) -> Array:
+    """``[..., 4]`` as ``[K, 4]`` (a view where it can be)."""
+    return x.reshape(-1, 4)
+
+
 def box_area(boxes: ArrayLike, *, backend: Backend = "auto") -> Array:
     """Area of each box (BOX-AREA).
 
     Args:
-        boxes (Tensor[N, 4] | ndarray[N, 4]): ``(x1, y1, x2, y2)`` boxes.
+        boxes (Tensor[..., 4] | ndarray[..., 4]): ``(x1, y1, x2, y2)`` boxes, any
+            leading dimensions (the first bad box is counted in row-major order).
         backend: "auto", "rust" or "torch".
 
     Returns:
-        Tensor[N] | ndarray[N]: ``(x2 - x1) * (y2 - y1)``.
+        Tensor[...] | ndarray[...]: ``(x2 - x1) * (y2 - y1)``, in torchvision's dtype:
+        float64 stays, other floats give float32, int32/int64 stay, other integers
+        give int32 (integer areas are computed exactly, in float64).
     """
-    d.check_matrix("box_area", "boxes", boxes, 4)
-    if d.select_backend("box_area", backend, boxes) == "torch":
-        (t,) = _torch_floats("box_area", {"boxes": boxes})
-        return d.like(d.torch_implementation("boxes").box_area(t), boxes)
-    (a,) = _rust_floats("box_area", {"boxes": boxes})
-    return d.like(_core.box_area(a), boxes)
+    x = _array("box_area", "boxes", boxes)
+    shape = _check_boxes("box_area", "boxes", x, pairwise=False)
+    rows = _rows(_exact(x))
+    if d.select_backend("box_area", backend, x) == "torch":
+        (t,) = _torch_floats("box_area", {"boxes": rows})
+        area = d.torch_implementation("boxes").box_area(t)
+    else:
+        (a,) = _rust_floats("box_area", {"boxes": rows})
+        area = _core.box_area(a)
+    return _cast(d.like(area, x).reshape(shape[:-1]), _area_dtype(x))
 
 
 def box_convert(boxes: ArrayLike, in_fmt: BoxFormat, out_fmt: BoxFormat, *, backend: Backend = "auto") -> Array:
     """Converts boxes between ``xyxy``, ``xywh`` and ``cxcywh`` (BOX-CONVERT).
 
     Args:
-        boxes (Tensor[N, 4] | ndarray[N, 4]): boxes in ``in_fmt``.
+        boxes (Tensor[..., 4] | ndarray[..., 4]): boxes in ``in_fmt``, any leading dimensions.
         in_fmt, out_fmt: "xyxy" (corners), "xywh" (corner, size) or "cxcywh" (centre, size).
 
     Returns:
-        Tensor[N, 4] | ndarray[N, 4]: the boxes in ``out_fmt``.
+        Tensor[..., 4] | ndarray[..., 4]: the boxes in ``out_fmt``, in torchvision's
+        dtype: floats (float16 and bfloat16 too) keep theirs, computed in float32 or
+        float64; integers keep theirs unless the conversion involves ``cxcywh`` (float32).
     """
     for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
         if fmt not in _FORMATS:
             raise value_error("box_convert", name, f"one of {_FORMATS}", repr(fmt))
-    d.check_matrix("box_convert", "boxes", boxes, 4)
-    if d.select_backend("box_convert", backend, boxes) == "torch":
-        (t,) = _torch_floats("box_convert", {"boxes": boxes})
-        return d.like(d.torch_implementation("boxes").box_convert(t, in_fmt, out_fmt), boxes)
-    (a,) = _rust_floats("box_convert", {"boxes": boxes})
-    return d.like(_core.box_convert(a, in_fmt, out_fmt), boxes)
+    x = _array("box_convert", "boxes", boxes)
+    shape = _check_boxes("box_convert", "boxes", x, pairwise=False)
+    rows = _rows(_exact(x))
+    if d.select_backend("box_convert", backend, x) == "torch":
+        (t,) = _torch_floats("box_convert", {"boxes": rows})
+        out = d.torch_implementation("boxes").box_convert(t, in_fmt, out_fmt)
+    else:
+        (a,) = _rust_floats("box_convert", {"boxes": rows})
+        out = _core.box_convert(a, in_fmt, out_fmt)
+    return _cast(d.like(out, x).reshape(shape), _convert_dtype(x, in_fmt, out_fmt))
+
+
+def _pairwise_matrix(function: str, kind: IouKind, b1: Array, b2: Array, backend: Backend) -> Array:
+    """One ``[N, M]`` matrix of ``[N, 4]`` and ``[M, 4]`` boxes."""
+    if d.select_backend(function, backend, b1, b2) == "torch":
+        t1, t2 = _torch_floats(function, {"boxes1": b1, "boxes2": b2})
+        return d.like(d.torch_implementation("boxes").pairwise(function, kind, t1, t2), b1)
+    a1, a2 = _rust_floats(function, {"boxes1": b1, "boxes2": b2})
+    return d.like(_core.pairwise_iou(kind, a1, a2), b1)
 
 
 def _pairwise(function: str, kind: IouKind, boxes1: ArrayLike, boxes2: ArrayLike, backend: Backend) -> Array:
-    d.check_matrix(function, "boxes1", boxes1, 4)
-    d.check_matrix(function, "boxes2", boxes2, 4)
-    if d.select_backend(function, backend, boxes1, boxes2) == "torch":
-        t1, t2 = _torch_floats(function, {"boxes1": boxes1, "boxes2": boxes2})
-        return d.like(d.torch_implementation("boxes").pairwise(function, kind, t1, t2), boxes1)
-    a1, a2 = _rust_floats(function, {"boxes1": boxes1, "boxes2": boxes2})
-    return d.like(_core.pairwise_iou(kind, a1, a2), boxes1)
+    """``[..., N, 4]`` and ``[..., M, 4]`` boxes give ``[..., N, M]``, the leading
+    dimensions broadcast as in torchvision; one kernel call per batch element."""
+    x1 = _array(function, "boxes1", boxes1)
+    x2 = _array(function, "boxes2", boxes2)
+    s1 = _check_boxes(function, "boxes1", x1, pairwise=True)
+    s2 = _check_boxes(function, "boxes2", x2, pairwise=True)
+    batch = _broadcast(function, s1[:-2], s2[:-2])
+    if not batch:
+        return _pairwise_matrix(function, kind, x1, x2, backend)
+    n, m = s1[-2], s2[-2]
+    if math.prod(batch) == 0:
+        empty = _pairwise_matrix(function, kind, x1.reshape(-1, 4)[:0], x2.reshape(-1, 4)[:0], backend)
+        return empty.reshape(batch + (n, m))
+    e1 = _expand(x1, batch + (n, 4)).reshape(-1, n, 4)
+    e2 = _expand(x2, batch + (m, 4)).reshape(-1, m, 4)
+    parts = []
+    for i in range(e1.shape[0]):
+        try:
+            parts.append(_pairwise_matrix(function, kind, e1[i], e2[i], backend))
+        except ValueError as exc:
+            where = tuple(int(v) for v in np.unravel_index(i, batch))
+            raise ValueError(f"{exc} (in batch element {where})") from None
+    return _stack(parts, batch + (n, m))
 
 
 def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, backend: Backend = "auto") -> Array:
     """Pairwise intersection over union (BOX-IOU).
 
     Args:
-        boxes1 (Tensor[N, 4] | ndarray[N, 4]): ``(x1, y1, x2, y2)`` boxes.
-        boxes2 (Tensor[M, 4] | ndarray[M, 4]): ``(x1, y1, x2, y2)`` boxes.
+        boxes1 (Tensor[..., N, 4] | ndarray[..., N, 4]): ``(x1, y1, x2, y2)`` boxes.
+        boxes2 (Tensor[..., M, 4] | ndarray[..., M, 4]): ``(x1, y1, x2, y2)`` boxes;
+            the leading dimensions broadcast with ``boxes1``'s.
 
     Returns:
-        Tensor[N, M] | ndarray[N, M]: ``IoU[i, j]`` of ``boxes1[i]`` and ``boxes2[j]``.
+        Tensor[..., N, M] | ndarray[..., N, M]: ``IoU[..., i, j]`` of ``boxes1[..., i]``
+        and ``boxes2[..., j]``.
     """
     return _pairwise("box_iou", "iou", boxes1, boxes2, backend)
 
@@ -135,10 +271,11 @@ def generalized_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, backend: Backen
     """Pairwise generalized IoU, in [-1, 1] (BOX-GIOU).
 
     Args:
-        boxes1 (Tensor[N, 4] | ndarray[N, 4]), boxes2 (Tensor[M, 4] | ndarray[M, 4]): xyxy boxes.
+        boxes1 (Tensor[..., N, 4] | ndarray[..., N, 4]), boxes2 (Tensor[..., M, 4] |
+            ndarray[..., M, 4]): xyxy boxes, leading dimensions broadcast.
 
     Returns:
-        Tensor[N, M] | ndarray[N, M]
+        Tensor[..., N, M] | ndarray[..., N, M]
     """
     return _pairwise("generalized_box_iou", "giou", boxes1, boxes2, backend)
 
@@ -147,10 +284,11 @@ def distance_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, backend: Backend =
     """Pairwise distance IoU with ``eps = 1e-7`` (BOX-DIOU).
 
     Args:
-        boxes1 (Tensor[N, 4] | ndarray[N, 4]), boxes2 (Tensor[M, 4] | ndarray[M, 4]): xyxy boxes.
+        boxes1 (Tensor[..., N, 4] | ndarray[..., N, 4]), boxes2 (Tensor[..., M, 4] |
+            ndarray[..., M, 4]): xyxy boxes, leading dimensions broadcast.
 
     Returns:
-        Tensor[N, M] | ndarray[N, M]
+        Tensor[..., N, M] | ndarray[..., N, M]
     """
     return _pairwise("distance_box_iou", "diou", boxes1, boxes2, backend)
 
@@ -159,10 +297,11 @@ def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, backend: Backend =
     """Pairwise complete IoU with ``eps = 1e-7`` (BOX-CIOU).
 
     Args:
-        boxes1 (Tensor[N, 4] | ndarray[N, 4]), boxes2 (Tensor[M, 4] | ndarray[M, 4]): xyxy boxes.
+        boxes1 (Tensor[..., N, 4] | ndarray[..., N, 4]), boxes2 (Tensor[..., M, 4] |
+            ndarray[..., M, 4]): xyxy boxes, leading dimensions broadcast.
 
     Returns:
-        Tensor[N, M] | ndarray[N, M]
+        Tensor[..., N, M] | ndarray[..., N, M]
     """
     return _pairwise("complete_box_iou", "ciou", boxes1, boxes2, backend)
 
@@ -177,20 +316,28 @@ def _loss(
     backend: Backend,
 ) -> Array:
     if reduction not in ("none", "mean", "sum"):
-        raise value_error(function, "reduction", "'none', 'mean' or 'sum'", repr(reduction))
-    if not (math.isfinite(eps) and eps >= 0):
-        raise value_error(function, "eps", "a finite value >= 0", eps)
-    d.check_matrix(function, "boxes1", boxes1, 4)
-    d.check_matrix(function, "boxes2", boxes2, 4)
-    n1, n2 = np.shape(boxes1)[0], np.shape(boxes2)[0]
-    if n1 != n2:
-        raise value_error(function, "boxes2", f"{n1} boxes like boxes1", n2)
-    if d.select_backend(function, backend, boxes1, boxes2) == "torch":
-        t1, t2 = _torch_floats(function, {"boxes1": boxes1, "boxes2": boxes2})
-        return d.like(d.torch_implementation("boxes").box_loss(function, kind, t1, t2, reduction, float(eps)), boxes1)
-    a1, a2 = _rust_floats(function, {"boxes1": boxes1, "boxes2": boxes2})
-    out = _core.box_iou_loss(kind, a1, a2, reduction, float(eps))
-    return d.like(out if reduction == "none" else out.reshape(()), boxes1)
+        # torchvision's message starts "Invalid Value"; its users' tests match on it.
+        raise value_error(function, "reduction", "'none', 'mean' or 'sum'", f"{reduction!r} (Invalid reduction)")
+    eps_value = d.check_float(function, "eps", eps)
+    if not (math.isfinite(eps_value) and eps_value >= 0):
+        raise value_error(function, "eps", "a finite value >= 0", repr(eps))
+    x1 = _array(function, "boxes1", boxes1)
+    x2 = _array(function, "boxes2", boxes2)
+    s1 = _check_boxes(function, "boxes1", x1, pairwise=False)
+    s2 = _check_boxes(function, "boxes2", x2, pairwise=False)
+    batch = _broadcast(function, s1[:-1], s2[:-1])
+    r1, r2 = _rows(_expand(x1, batch + (4,))), _rows(_expand(x2, batch + (4,)))
+    # torchvision's mean of no boxes is 0 * sum, a 0.0 that backpropagates.
+    run = "sum" if reduction == "mean" and r1.shape[0] == 0 else reduction
+    if d.select_backend(function, backend, x1, x2) == "torch":
+        t1, t2 = _torch_floats(function, {"boxes1": r1, "boxes2": r2})
+        out = d.torch_implementation("boxes").box_loss(function, kind, t1, t2, run, eps_value)
+    else:
+        a1, a2 = _rust_floats(function, {"boxes1": r1, "boxes2": r2})
+        # The kernel's empty sum is -0.0 (IEEE's additive identity); torch's is 0.0.
+        empty = run == "sum" and a1.shape[0] == 0
+        out = np.zeros((), a1.dtype) if empty else _core.box_iou_loss(kind, a1, a2, run, eps_value)
+    return d.like(out, x1).reshape(batch if reduction == "none" else ())
 
 
 def generalized_box_iou_loss(
@@ -253,6 +400,7 @@ def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, backend: B
     Returns:
         Tensor[K] | ndarray[K] (int64): indices of the kept boxes, by descending score.
     """
+    boxes, scores = _array("nms", "boxes", boxes), _array("nms", "scores", scores)
     _boxes_and_scores("nms", boxes, scores)
     threshold = d.check_unit_interval("nms", "iou_threshold", iou_threshold)
     if d.select_backend("nms", backend, boxes, scores) == "torch":
@@ -276,9 +424,15 @@ def batched_nms(
     Returns:
         Tensor[K] | ndarray[K] (int64): kept indices by descending score (ties: lower index first).
     """
+    threshold = d.check_unit_interval("batched_nms", "iou_threshold", iou_threshold)
+    boxes = _array("batched_nms", "boxes", boxes)
+    d.check_matrix("batched_nms", "boxes", boxes, 4)
+    if d.shape_of(boxes)[0] == 0:
+        # torchvision's fast path: no boxes, nothing kept, scores and idxs unread.
+        return d.like(np.empty(0, np.int64), boxes)
+    scores = _array("batched_nms", "scores", scores)
     _boxes_and_scores("batched_nms", boxes, scores)
     d.check_vector("batched_nms", "idxs", idxs, np.shape(boxes)[0])
-    threshold = d.check_unit_interval("batched_nms", "iou_threshold", iou_threshold)
     if d.select_backend("batched_nms", backend, boxes, scores, idxs) == "torch":
         tb, ts = _torch_floats("batched_nms", {"boxes": boxes, "scores": scores})
         tclasses = d.index_tensor("batched_nms", "idxs", idxs, tb.device)
@@ -319,11 +473,14 @@ def soft_nms(
     """
     if method not in ("linear", "gaussian"):
         raise value_error("soft_nms", "method", "'linear' or 'gaussian'", repr(method))
+    boxes, scores = _array("soft_nms", "boxes", boxes), _array("soft_nms", "scores", scores)
     _boxes_and_scores("soft_nms", boxes, scores)
     threshold = d.check_unit_interval("soft_nms", "iou_threshold", iou_threshold)
-    if not (np.isfinite(sigma) and sigma > 0):
+    sigma = d.check_float("soft_nms", "sigma", sigma)
+    if not (math.isfinite(sigma) and sigma > 0):
         raise value_error("soft_nms", "sigma", "a finite value > 0", repr(sigma))
-    if not np.isfinite(score_threshold):
+    score_threshold = d.check_float("soft_nms", "score_threshold", score_threshold)
+    if not math.isfinite(score_threshold):
         raise value_error("soft_nms", "score_threshold", "a finite value", repr(score_threshold))
     if d.select_backend("soft_nms", backend, boxes, scores) == "torch":
         tb, ts = _torch_floats("soft_nms", {"boxes": boxes, "scores": scores})
@@ -364,10 +521,12 @@ def matrix_nms(
     """
     if kernel not in ("gaussian", "linear"):
         raise value_error("matrix_nms", "kernel", "'gaussian' or 'linear'", repr(kernel))
+    boxes, scores = _array("matrix_nms", "boxes", boxes), _array("matrix_nms", "scores", scores)
     _boxes_and_scores("matrix_nms", boxes, scores)
     if idxs is not None:
         d.check_vector("matrix_nms", "idxs", idxs, np.shape(boxes)[0])
-    if kernel == "gaussian" and not (np.isfinite(sigma) and sigma > 0):
+    sigma = d.check_float("matrix_nms", "sigma", sigma)
+    if kernel == "gaussian" and not (math.isfinite(sigma) and sigma > 0):
         raise value_error("matrix_nms", "sigma", "a finite value > 0", repr(sigma))
     if d.select_backend("matrix_nms", backend, boxes, scores, idxs) == "torch":
         tb, ts = _torch_floats("matrix_nms", {"boxes": boxes, "scores": scores})

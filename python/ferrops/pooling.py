@@ -24,7 +24,7 @@ import numpy as np
 from . import _core
 from . import _dispatch as d
 from ._dispatch import Array, ArrayLike, Backend
-from ._errors import type_error, value_error
+from ._errors import describe, type_error, value_error
 
 if TYPE_CHECKING:
     import torch
@@ -88,13 +88,41 @@ def _mode(function: str, mode: object) -> PoolMode:
 
 
 def _scale(function: str, value: object) -> float:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise type_error(function, "spatial_scale", "a number", type(value).__name__) from exc
+    v = d.check_float(function, "spatial_scale", value)
     if not np.isfinite(v) or v <= 0:
         raise value_error(function, "spatial_scale", "a positive finite number", repr(value))
     return v
+
+
+def _roi_input(function: str, x: ArrayLike) -> ArrayLike:
+    """The feature map as a tensor or NumPy array (its dtype kept), so that a bad
+    nested list is blamed on ``input``, before ``boxes`` are converted to its dtype."""
+    if d.is_tensor(x):
+        return x
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise type_error(function, "input", "an array of numbers", describe(x)) from exc
+
+
+def _quantized(x: object) -> bool:
+    return d.is_tensor(x) and bool(x.is_quantized)
+
+
+def _requantized(function: str, x: Any, run: Callable[[torch.Tensor], Array]) -> Array:
+    """torchvision's quantized RoI ops: computed on the dequantized feature map and
+    quantized back with the input's scale, zero point and dtype."""
+    torch = d.torch_module()
+    if x.qscheme() != torch.per_tensor_affine:
+        raise type_error(function, "input", "a float tensor or a per-tensor quantized one", f"qscheme {x.qscheme()}")
+    out = run(x.dequantize())
+    return torch.quantize_per_tensor(out, x.q_scale(), x.q_zero_point(), x.dtype)
+
+
+def _dequantized_boxes(boxes: ArrayLike | Sequence[ArrayLike]) -> ArrayLike | Sequence[ArrayLike]:
+    if isinstance(boxes, (list, tuple)):
+        return [b.dequantize() if _quantized(b) else b for b in boxes]
+    return boxes.dequantize() if _quantized(boxes) else boxes  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------------
@@ -419,6 +447,11 @@ def roi_pool(
         Tensor[K, C, PH, PW] | ndarray[K, C, PH, PW]
     """
     F = "roi_pool"
+    input = _roi_input(F, input)
+    if _quantized(input):
+        return _requantized(
+            F, input, lambda x: roi_pool(x, _dequantized_boxes(boxes), output_size, spatial_scale, backend=backend)
+        )
     shape = _check_nchw(F, "input", input)
     size = _pair(F, "output_size", output_size, 1)
     scale = _scale(F, spatial_scale)
@@ -467,12 +500,20 @@ def roi_align(
         Tensor[K, C, PH, PW] | ndarray[K, C, PH, PW]
     """
     F = "roi_align"
+    input = _roi_input(F, input)
+    if _quantized(input):
+        return _requantized(
+            F,
+            input,
+            lambda x: roi_align(
+                x, _dequantized_boxes(boxes), output_size, spatial_scale, sampling_ratio, aligned, backend=backend
+            ),
+        )
     shape = _check_nchw(F, "input", input)
     size = _pair(F, "output_size", output_size, 1)
     scale = _scale(F, spatial_scale)
     ratio = max(d.check_int(F, "sampling_ratio", sampling_ratio, d.INT64_MIN, "an int"), 0)
-    if not isinstance(aligned, (bool, np.bool_)):
-        raise type_error(F, "aligned", "a bool", type(aligned).__name__)
+    aligned = d.check_bool(F, "aligned", aligned)
     box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]
     if d.select_backend(F, backend, input, *box_list, rust_autograd=True) == "torch":
         t = d.torch_implementation("pooling").roi_align(

@@ -7,7 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._dispatch import contiguous
+from .._dispatch import check_bool, check_float, contiguous
 from .._errors import type_error, value_error
 from ._arrays import host_array
 
@@ -35,7 +35,20 @@ def _boxes(function: str, name: str, x: object) -> np.ndarray:
         raise value_error(function, name, "an [N, 4] array", f"shape {array.shape}")
     if array.dtype.kind not in "fiu":
         raise type_error(function, name, "numbers", f"dtype {array.dtype}")
-    return contiguous(array, np.dtype(np.float64))
+    boxes = contiguous(array, np.dtype(np.float64))
+    bad = ~np.isfinite(boxes).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        values = ", ".join(f"{v:g}" for v in boxes[i])
+        raise value_error(function, name, "finite box coordinates", f"box {i} = [{values}]")
+    return boxes
+
+
+def _without_nan(function: str, name: str, values: np.ndarray) -> None:
+    # The core checks both curves in one test and names recall for either.
+    nan = np.isnan(values)
+    if nan.any():
+        raise value_error(function, name, "values without NaN", f"NaN at index {int(np.argmax(nan))}")
 
 
 def voc_ap(recall: ArrayLike, precision: ArrayLike, use_07_metric: bool = False) -> float:
@@ -56,7 +69,9 @@ def voc_ap(recall: ArrayLike, precision: ArrayLike, use_07_metric: bool = False)
     p = _vector("voc_ap", "precision", precision, np.float64)
     if r.shape != p.shape:
         raise value_error("voc_ap", "precision", f"{r.shape[0]} values like recall", p.shape[0])
-    return float(_core.voc_ap(r, p, bool(use_07_metric)))
+    _without_nan("voc_ap", "recall", r)
+    _without_nan("voc_ap", "precision", p)
+    return float(_core.voc_ap(r, p, check_bool("voc_ap", "use_07_metric", use_07_metric)))
 
 
 def voc_eval(
@@ -108,9 +123,12 @@ def voc_eval(
         raise value_error(f, "det_boxes", f"{len(di)} boxes and scores", f"{len(db)} and {len(ds)}")
     if not (len(gi) == len(gb) == len(gd)):
         raise value_error(f, "gt_boxes", f"{len(gi)} boxes and flags", f"{len(gb)} and {len(gd)}")
-    if not np.isfinite(float(iou_threshold)):
+    threshold = check_float(f, "iou_threshold", iou_threshold)
+    if not np.isfinite(threshold):
         raise value_error(f, "iou_threshold", "a finite number", iou_threshold)
-    rec, prec = _core.voc_eval(di, db, ds, gi, gb, gd, float(iou_threshold), 1.0 if use_legacy_coordinate else 0.0)
+    use_07 = check_bool(f, "use_07_metric", use_07_metric)
+    offset = 1.0 if check_bool(f, "use_legacy_coordinate", use_legacy_coordinate) else 0.0
+    rec, prec = _core.voc_eval(di, db, ds, gi, gb, gd, threshold, offset)
     if len(gd) - int(gd.sum()) == 0:
         return rec, prec, float("nan")
-    return rec, prec, float(_core.voc_ap(rec, prec, bool(use_07_metric)))
+    return rec, prec, float(_core.voc_ap(rec, prec, use_07))
