@@ -217,11 +217,6 @@ def test_pooling_outputs_no_machine_can_hold_are_memory_errors(
 
 
 @pytest.mark.spec("BOX-IOU")
-@pytest.mark.xfail(
-    reason="boxes/iou.rs still allocates with buffer::filled (a RuntimeError, no longer an abort); "
-    'switching it to buffer::try_filled(function, "the output", &[n, m], ...) makes this a MemoryError',
-    strict=False,
-)
 def test_a_box_iou_matrix_no_machine_can_hold_is_a_memory_error() -> None:
     boxes = "np.tile(np.array([[0, 0, 1, 1]], np.float32), (2**18, 1))"
     check_huge_call(f"f.box_iou({boxes}, {boxes})", "box_iou", 4 * 2**36)

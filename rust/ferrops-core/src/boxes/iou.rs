@@ -222,12 +222,13 @@ pub fn pairwise_iou<T: Real>(kind: IouKind, a: &[T], b: &[T]) -> Result<Vec<T>> 
     let with_aspect = kind == IouKind::Complete;
     let cols = BoxColumns::new(b, with_aspect);
     let aspect_a = if with_aspect { BoxColumns::new(a, true).aspect } else { Vec::new() };
-    let out = buffer::filled(n * m, |out| match kind {
+    // The one box output whose size the caller does not already hold in memory.
+    let out = buffer::try_filled(name, "the output", &[n, m], |out| match kind {
         IouKind::Iou => fill_matrix::<T, { IouKind::Iou as u8 }>(a, &cols, &aspect_a, out),
         IouKind::Generalized => fill_matrix::<T, { IouKind::Generalized as u8 }>(a, &cols, &aspect_a, out),
         IouKind::Distance => fill_matrix::<T, { IouKind::Distance as u8 }>(a, &cols, &aspect_a, out),
         IouKind::Complete => fill_matrix::<T, { IouKind::Complete as u8 }>(a, &cols, &aspect_a, out),
-    });
+    })?;
     Ok(out)
 }
 
