@@ -116,6 +116,16 @@ def check_int(function: str, argument: str, value: object, minimum: int, expecte
     return v
 
 
+def host_array(function: str, argument: str, x: object) -> np.ndarray:
+    """``x`` (not a tensor) as a NumPy array of its own dtype; a ragged or
+    non-numeric nested list is a TypeError naming the argument, not NumPy's own
+    message."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise type_error(function, argument, "an array of numbers", describe(x)) from exc
+
+
 def float_array(function: str, argument: str, x: object) -> np.ndarray:
     """``x`` as a NumPy float32/float64 array (the dtype rule above), no copy when
     it already is one. Contiguity is left to :func:`contiguous`."""
@@ -127,10 +137,7 @@ def float_array(function: str, argument: str, x: object) -> np.ndarray:
         if t.dtype not in (torch.float32, torch.float64):
             t = t.to(torch.float32)
         return t.cpu().numpy()
-    try:
-        a = np.asarray(x)
-    except (ValueError, TypeError) as exc:
-        raise type_error(function, argument, "an array of numbers", describe(x)) from exc
+    a = host_array(function, argument, x)
     if a.dtype.kind not in "fiub":
         raise type_error(function, argument, "real numbers", describe(a))
     if a.dtype not in (np.float32, np.float64):
@@ -146,7 +153,7 @@ def index_array(function: str, argument: str, x: object) -> np.ndarray:
         if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
             raise type_error(function, argument, "integers", describe(x))
         return np.ascontiguousarray(t.cpu().numpy(), dtype=np.int64)
-    a = np.asarray(x)
+    a = host_array(function, argument, x)
     if a.dtype.kind not in "iu":
         raise type_error(function, argument, "integers", describe(a))
     return np.ascontiguousarray(a, dtype=np.int64)
