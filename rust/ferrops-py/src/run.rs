@@ -57,11 +57,14 @@ where
 }
 
 /// Kernels whose `work` bound is below this many elementary steps (a backed-up
-/// transition, a simulated step: a few nanoseconds each) end within a few
+/// transition, a simulated step: 1 to 10 ns each) end within a few tens of
 /// milliseconds, too soon for Ctrl-C to matter, and run on [`run_kernel`]'s path:
-/// the thread the interruptible path starts (tens of microseconds) would be most
-/// of a tiny call's time.
-pub const INTERRUPTIBLE_ABOVE_WORK: u128 = 1 << 20;
+/// the thread the interruptible path starts (measured 50-100 us on a busy 2-core
+/// machine) would be most of a small call's time. Above it that thread costs a
+/// few percent of the bound at most; a call converging far below its bound pays
+/// it in full (`ferrops::parallel` scoping onto the pool itself would make it
+/// as cheap as `run_kernel`'s hand-over).
+pub const INTERRUPTIBLE_ABOVE_WORK: u128 = 1 << 22;
 
 /// How long the calling thread waits for the kernel between two looks at
 /// Python's pending signals: Ctrl-C is answered within about this, and the GIL is
