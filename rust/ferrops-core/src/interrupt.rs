@@ -31,9 +31,7 @@ pub struct Cancel {
 
 impl Cancel {
     pub const fn new() -> Self {
-        Cancel {
-            raised: AtomicBool::new(false),
-        }
+        Cancel { raised: AtomicBool::new(false) }
     }
 
     /// Asks the kernel holding this token to stop at its next look.
@@ -56,11 +54,7 @@ impl Cancel {
 
     /// A [`Checkpoint`] that looks at this token every [`CHECK_INTERVAL`] units.
     pub fn checkpoint<'a>(&'a self, function: &'a str) -> Checkpoint<'a> {
-        Checkpoint {
-            cancel: self,
-            function,
-            left: CHECK_INTERVAL,
-        }
+        Checkpoint { cancel: self, function, left: CHECK_INTERVAL }
     }
 }
 
@@ -100,9 +94,7 @@ impl<'a> Checkpoint<'a> {
 impl FerropsError {
     /// `function` stopped because its caller raised its [`Cancel`] token.
     pub fn interrupted(function: impl Into<Name>) -> Self {
-        FerropsError::Interrupted {
-            function: function.into(),
-        }
+        FerropsError::Interrupted { function: function.into() }
     }
 }
 

@@ -62,8 +62,8 @@ where
 /// the thread the interruptible path starts (measured 50-100 us on a busy 2-core
 /// machine) would be most of a small call's time. Above it that thread costs a
 /// few percent of the bound at most; a call converging far below its bound pays
-/// it in full (`ferrops::parallel` scoping onto the pool itself would make it
-/// as cheap as `run_kernel`'s hand-over).
+/// it in full. (Spawning the kernel onto the pool from the calling thread, a
+/// `parallel::in_place_scope`, would cost no more than `run_kernel`'s hand-over.)
 pub const INTERRUPTIBLE_ABOVE_WORK: u128 = 1 << 22;
 
 /// How long the calling thread waits for the kernel between two looks at
@@ -99,14 +99,12 @@ where
     let (cancel, take) = (&cancel, &take);
     std::thread::scope(|scope| {
         let (done, finished) = mpsc::sync_channel::<Outcome<T>>(1);
-        let helper = std::thread::Builder::new()
-            .name("ferrops-call".to_string())
-            .spawn_scoped(scope, move || {
-                let kernel = take().expect("the kernel is taken once");
-                let outcome = catch_unwind(AssertUnwindSafe(|| parallel::install(|| kernel(cancel))));
-                // The receiver is gone only if the caller panicked; nothing to tell then.
-                let _ = done.send(outcome);
-            });
+        let helper = std::thread::Builder::new().name("ferrops-call".to_string()).spawn_scoped(scope, move || {
+            let kernel = take().expect("the kernel is taken once");
+            let outcome = catch_unwind(AssertUnwindSafe(|| parallel::install(|| kernel(cancel))));
+            // The receiver is gone only if the caller panicked; nothing to tell then.
+            let _ = done.send(outcome);
+        });
         if helper.is_err() {
             // No thread to spare (the system's limit): run without Ctrl-C.
             let kernel = take().expect("the helper never started");
@@ -123,7 +121,9 @@ where
                 Ok(outcome) => return raise(outcome),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(PyRuntimeError::new_err("internal error in ferrops: a kernel's thread ended without a result"));
+                    return Err(PyRuntimeError::new_err(
+                        "internal error in ferrops: a kernel's thread ended without a result",
+                    ));
                 }
             }
             if let Err(signal) = py.check_signals() {
