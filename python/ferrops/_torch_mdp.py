@@ -5,13 +5,14 @@ spec tests as the Rust kernels."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from . import _dispatch as d
 from ._errors import value_error
-from .mdp._model import is_scipy_sparse
+from .mdp._model import OVERFLOW_EXPECTED, is_scipy_sparse
 from .mdp._solvers import MDPSolution
 
 #: As ferrops_core::mdp::ROW_SUM_TOLERANCE.
@@ -127,6 +128,8 @@ def value_iteration(
                 policy[s] = a
             delta = v - old
         hi, lo = delta.max().item(), delta.min().item()
+        if not (math.isfinite(hi) and math.isfinite(lo)):
+            _finite_values(function, v)
         residual = hi - lo if stop == "span" else max(abs(hi), abs(lo))
         converged = residual < threshold
         if converged or k == max_iter:
@@ -141,15 +144,24 @@ def q_values(function: str, P: Any, R: Any, V: Any, gamma: float) -> Any:
     return _out(_q(p, r, v, gamma), P, R)
 
 
-def _policy(function: str, policy: Any, S: int, A: int, device: Any) -> torch.Tensor:
-    pi = d.index_tensor(function, "policy", policy, device)
+def _policy(function: str, policy: Any, S: int, A: int, device: Any, argument: str = "policy") -> torch.Tensor:
+    pi = d.index_tensor(function, argument, policy, device)
     if tuple(pi.shape) != (S,):
-        raise value_error(function, "policy", f"shape ({S},)", list(pi.shape))
+        raise value_error(function, argument, f"shape ({S},)", list(pi.shape))
     bad = (pi < 0) | (pi >= A)
     if bool(bad.any()):
         (s,) = _first_true(bad)
-        raise value_error(function, "policy", f"actions in 0..{A - 1}", f"{pi[s].item()} for state {s}")
+        raise value_error(function, argument, f"actions in 0..{A - 1}", f"{pi[s].item()} for state {s}")
     return pi
+
+
+def _finite_values(function: str, v: torch.Tensor) -> torch.Tensor:
+    """``v``, or the error blaming ``R`` when the values overflowed float64."""
+    bad = ~torch.isfinite(v)
+    if bool(bad.any()):
+        (s,) = _first_true(bad)
+        raise value_error(function, "R", OVERFLOW_EXPECTED, f"V[{s}] = {v[s].item()}")
+    return v
 
 
 def _evaluate(
@@ -167,11 +179,11 @@ def _evaluate(
     p_pi, r_pi = p[pi, states, :], r[states, pi]
     if evaluation == "exact":
         eye = torch.eye(S, dtype=torch.float64, device=p.device)
-        return torch.linalg.solve(eye - gamma * p_pi, r_pi)
+        return _finite_values(function, torch.linalg.solve(eye - gamma * p_pi, r_pi))
     threshold = eps * (1 - gamma) / (2 * gamma)
     v = torch.zeros(S, dtype=torch.float64, device=p.device)
     for _ in range(max_iter):
-        v_new = r_pi + gamma * (p_pi @ v)
+        v_new = _finite_values(function, r_pi + gamma * (p_pi @ v))
         change = (v_new - v).abs().max().item() if S else 0.0
         v = v_new
         if change < threshold:
@@ -197,7 +209,7 @@ def policy_iteration(
     if initial_policy is None:
         _, pi = _greedy(r)
     else:
-        pi = _policy(function, initial_policy, S, A, p.device)
+        pi = _policy(function, initial_policy, S, A, p.device, "initial_policy")
     rounds = 0
     while True:
         rounds += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -113,9 +113,52 @@ def grid_world(
     return P, R
 
 
+#: How far the probabilities of one (state, action) may sum from 1, as the solvers allow.
+ROW_SUM_TOLERANCE = 1e-6
+
+
+def _some_keys(keys: Collection[object], state: int | None = None) -> str:
+    shown = ", ".join(repr(k) for k in list(keys)[:6])
+    more = ", ..." if len(keys) > 6 else ""
+    where = "" if state is None else f" for state {state}"
+    return f"keys {{{shown}{more}}}{where}"
+
+
+def _action_count(function: str, by_action: object, s: int) -> int:
+    if not isinstance(by_action, (Mapping, list, tuple)):
+        raise type_error(
+            function, "env_P", "a dict or list of actions per state", f"{describe(by_action)} for state {s}"
+        )
+    return len(by_action)
+
+
+def _transition(function: str, item: object, s: int, a: int, states: int) -> tuple[int, int, float, int, float, bool]:
+    """One checked ``(prob, next_state, reward, done)`` as ``(a, s, prob, next, reward, done)``."""
+    where = f"for state {s}, action {a}"
+    if not isinstance(item, Sequence) or isinstance(item, (str, bytes)) or len(item) != 4:
+        raise type_error(function, "env_P", "(prob, next_state, reward, done) tuples", f"{item!r} {where}")
+    prob, nxt, reward, done = item
+    for name, value in (("probabilities", prob), ("rewards", reward)):
+        if isinstance(value, (bool, str, bytes)) or not isinstance(value, numbers.Real):
+            raise type_error(function, "env_P", f"real {name}", f"{value!r} {where}")
+    if not (math.isfinite(prob) and prob >= 0):
+        raise value_error(function, "env_P", "probabilities that are finite and >= 0", f"{prob!r} {where}")
+    if not math.isfinite(reward):
+        raise value_error(function, "env_P", "finite rewards", f"{reward!r} {where}")
+    if isinstance(nxt, bool) or not isinstance(nxt, numbers.Integral):
+        raise type_error(function, "env_P", "integer next states", f"{nxt!r} {where}")
+    if not 0 <= int(nxt) < states:
+        raise value_error(function, "env_P", f"next states in 0..{states - 1}", f"{nxt} {where}")
+    return a, s, float(prob), int(nxt), float(reward), bool(done)
+
+
 def from_gymnasium(env_P: GymModel, *, sparse: bool = False) -> tuple[Transitions, np.ndarray]:
     """Converts gymnasium's tabular model ``env.unwrapped.P``,
-    ``P[s][a] = [(prob, next_state, reward, done), ...]``, to ``(P, R)``.
+    ``P[s][a] = [(prob, next_state, reward, done), ...]``, to ``(P, R)``. Every
+    state must list the same actions ``0..A-1``, each with transitions whose
+    probabilities are finite, non-negative and sum to 1 (within 1e-6), finite
+    rewards and next states in ``0..S-1``; anything else is a ``ValueError`` or
+    ``TypeError`` naming the state and action.
 
     A transition with ``done`` ends the episode: it is sent to one added absorbing
     state ``S`` (reward 0 forever), so values are those of the episodic task. That
@@ -126,10 +169,10 @@ def from_gymnasium(env_P: GymModel, *, sparse: bool = False) -> tuple[Transition
         arrays), ``R`` float64 ``(S', A)`` expected rewards; ``S' = S`` or ``S + 1``.
     """
     F = "from_gymnasium"
-    if isinstance(env_P, dict):
+    if isinstance(env_P, Mapping):
         states = len(env_P)
-        if sorted(env_P) != list(range(states)):
-            raise value_error(F, "env_P", f"states 0..{states - 1} as keys", f"{sorted(env_P)[:5]}...")
+        if set(env_P) != set(range(states)):
+            raise value_error(F, "env_P", f"states 0..{states - 1} as keys", _some_keys(env_P))
         per_state = [env_P[s] for s in range(states)]
     elif isinstance(env_P, (list, tuple)):
         per_state, states = list(env_P), len(env_P)
@@ -137,22 +180,26 @@ def from_gymnasium(env_P: GymModel, *, sparse: bool = False) -> tuple[Transition
         raise type_error(F, "env_P", "a dict or list of states", describe(env_P))
     if states == 0:
         raise value_error(F, "env_P", "at least one state", "none")
-    actions = len(per_state[0])
+    actions = _action_count(F, per_state[0], 0)
     entries: list[tuple[int, int, float, int, float, bool]] = []
     for s, by_action in enumerate(per_state):
-        if len(by_action) != actions:
+        if _action_count(F, by_action, s) != actions:
             raise value_error(F, "env_P", f"{actions} actions for every state", f"{len(by_action)} for state {s}")
         for a in range(actions):
+            if isinstance(by_action, Mapping) and a not in by_action:
+                raise value_error(F, "env_P", f"actions 0..{actions - 1} for every state", _some_keys(by_action, s))
+            total = 0.0
             for item in by_action[a]:
-                try:
-                    prob, nxt, reward, done = item
-                except (TypeError, ValueError) as exc:
-                    raise type_error(
-                        F, "env_P", "(prob, next_state, reward, done) tuples", f"{item!r} for state {s}, action {a}"
-                    ) from exc
-                if not 0 <= int(nxt) < states:
-                    raise value_error(F, "env_P", f"next states in 0..{states - 1}", f"{nxt} for state {s}, action {a}")
-                entries.append((a, s, float(prob), int(nxt), float(reward), bool(done)))
+                entry = _transition(F, item, s, a, states)
+                total += entry[2]
+                entries.append(entry)
+            if abs(total - 1.0) > ROW_SUM_TOLERANCE:
+                raise value_error(
+                    F,
+                    "env_P",
+                    "probabilities summing to 1 for every (state, action)",
+                    f"{total} for state {s}, action {a}",
+                )
     terminal = any(e[5] for e in entries)
     n = states + 1 if terminal else states
     a_i = np.array([e[0] for e in entries], dtype=np.int64)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -14,15 +14,18 @@ from .. import _dispatch as d
 from .._errors import type_error, value_error
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
+    from typing import TypeAlias, TypeGuard
 
     import scipy.sparse
     import torch
 
-    from .._dispatch import Array, ArrayLike
+    from .._dispatch import Array, ArrayLike, Backend
+
+    #: A ``scipy.sparse`` matrix or array.
+    Sparse: TypeAlias = scipy.sparse.sparray | scipy.sparse.spmatrix
 
     #: One action's ``(S, S)`` matrix: dense, a tensor, or ``scipy.sparse``.
-    Matrix: TypeAlias = ArrayLike | scipy.sparse.sparray | scipy.sparse.spmatrix
+    Matrix: TypeAlias = ArrayLike | Sparse
     #: ``P``: a dense ``(A, S, S)`` array or tensor, or one matrix per action.
     Transitions: TypeAlias = ArrayLike | Sequence[Matrix]
     #: ``R``: ``(S,)``, ``(S, A)``, ``(A, S, S)``, or one ``(S, S)`` matrix per action.
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-def is_scipy_sparse(x: object) -> bool:
+def is_scipy_sparse(x: object) -> TypeGuard[Sparse]:
     return type(x).__module__.startswith("scipy.sparse")
 
 
@@ -181,7 +184,8 @@ def _expected_reward(
     elif is_scipy_sparse(R):
         raise type_error(function, "R", _reward_shapes(states, actions), "a sparse matrix")
     else:
-        r = _numeric(function, R)
+        # Not a list of per-action matrices: one array (or nested lists) of rewards.
+        r = _numeric(function, cast("ArrayLike", R))
         if r.shape == (states,):
             _check_finite(function, r, lambda i: f"R[{i[0]}] = {r[i]} (state {i[0]})")
             return np.ascontiguousarray(np.repeat(r[:, None], actions, axis=1)), None
@@ -224,18 +228,33 @@ def state_vector(function: str, argument: str, x: ArrayLike, states: int) -> np.
     return np.ascontiguousarray(v, dtype=np.float64)
 
 
-def policy_vector(function: str, policy: ArrayLike, states: int, actions: int) -> np.ndarray:
-    pi = d.index_array(function, "policy", policy)
+def policy_vector(function: str, policy: ArrayLike, states: int, actions: int, argument: str = "policy") -> np.ndarray:
+    """``policy`` (the caller's ``argument``) as int64 actions, one per state."""
+    pi = d.index_array(function, argument, policy)
     if pi.shape != (states,):
-        raise value_error(function, "policy", f"shape ({states},)", list(pi.shape))
+        raise value_error(function, argument, f"shape ({states},)", list(pi.shape))
     bad = (pi < 0) | (pi >= actions)
     if bad.any():
         s = int(np.argmax(bad))
-        raise value_error(function, "policy", f"actions in 0..{actions - 1}", f"{pi[s]} for state {s}")
+        raise value_error(function, argument, f"actions in 0..{actions - 1}", f"{pi[s]} for state {s}")
     return pi
 
 
-def torch_path(function: str, backend: str, *inputs: object) -> bool:
+#: What a solver says when its values overflow float64 (as ferrops_core's
+#: ``check_finite_values``): rewards near float64's limit, which the caller chose.
+OVERFLOW_EXPECTED = (
+    "rewards small enough for the values to stay finite in float64 (|V| grows to about max |R| / (1 - discount))"
+)
+
+
+def check_finite_values(function: str, V: np.ndarray) -> None:
+    bad = ~np.isfinite(V)
+    if bad.any():
+        s = int(np.argmax(bad))
+        raise value_error(function, "R", OVERFLOW_EXPECTED, f"V[{s}] = {V[s]}")
+
+
+def torch_path(function: str, backend: Backend, *inputs: object) -> bool:
     """Whether ``function`` runs the PyTorch implementation (tensors may sit in
     lists of per-action matrices)."""
     return d.select_backend(function, backend, *d.tensors_in(*inputs)) == "torch"

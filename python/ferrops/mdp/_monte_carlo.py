@@ -38,9 +38,12 @@ class MCResult:
 
 
 def _seed(function: str, seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise type_error(function, "seed", "an int in [0, 2^64)", repr(seed))
-    return int(seed)
+    value = int(seed)
+    if not 0 <= value < 2**64:
+        raise value_error(function, "seed", "an int in [0, 2^64)", repr(seed))
+    return value
 
 
 def _mc(

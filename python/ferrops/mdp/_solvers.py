@@ -13,7 +13,7 @@ from .. import _dispatch as d
 from .._dispatch import Backend
 from .._errors import value_error
 from ._arguments import check_choice, check_count, check_discount, check_positive
-from ._model import Model, build_model, policy_vector, state_vector, torch_path
+from ._model import Model, build_model, check_finite_values, policy_vector, state_vector, torch_path
 
 if TYPE_CHECKING:
     from .._dispatch import Array, ArrayLike
@@ -119,20 +119,24 @@ def q_values(P: Transitions, R: Rewards, V: ArrayLike, discount: float, *, backe
 
 def _solve_exact(function: str, m: Model, policy: np.ndarray, gamma: float) -> np.ndarray:
     """``V_pi = (I - gamma P_pi)^-1 r_pi``: a dense solve for dense input, a sparse
-    LU (SciPy) for sparse input, never a dense ``S x S`` built from sparse data."""
+    LU (SciPy) for sparse input, never a dense ``S x S`` built from sparse data.
+    The model is validated by the kernel that gathers ``P_pi`` and ``r_pi``, for
+    dense input too."""
     if m.states == 0:
         return np.zeros(0)
-    if m.dense is not None:
-        rows = np.arange(m.states)
-        system = np.eye(m.states) - gamma * m.dense[policy, rows, :]
-        return np.linalg.solve(system, m.reward[rows, policy])
-    import scipy.sparse
-    import scipy.sparse.linalg
-
     indptr, indices, data, r_pi = _core.mdp_policy_system(function, m.csr, m.reward, m.states, policy)
-    p_pi = scipy.sparse.csr_array((data, indices, indptr), shape=(m.states, m.states))
-    system = (scipy.sparse.identity(m.states, format="csr") - gamma * p_pi).tocsc()
-    return np.asarray(scipy.sparse.linalg.spsolve(system, r_pi), dtype=np.float64).reshape(m.states)
+    if m.dense is not None:
+        system = np.eye(m.states) - gamma * m.dense[policy, np.arange(m.states), :]
+        V = np.linalg.solve(system, r_pi)
+    else:
+        import scipy.sparse
+        import scipy.sparse.linalg
+
+        p_pi = scipy.sparse.csr_array((data, indices, indptr), shape=(m.states, m.states))
+        system = (scipy.sparse.identity(m.states, format="csr") - gamma * p_pi).tocsc()
+        V = np.asarray(scipy.sparse.linalg.spsolve(system, r_pi), dtype=np.float64).reshape(m.states)
+    check_finite_values(function, V)
+    return V
 
 
 def policy_evaluation(
@@ -221,7 +225,7 @@ def policy_iteration(
     if initial_policy is None:
         _, pi = _core.mdp_bellman_backup(F, m.csr, m.reward, m.states, gamma, np.zeros(m.states))
     else:
-        pi = policy_vector(F, initial_policy, m.states, m.actions)
+        pi = policy_vector(F, initial_policy, m.states, m.actions, "initial_policy")
     rounds, changed = 0, 0
     while True:
         rounds += 1

@@ -59,6 +59,8 @@ def robbins_monro(
         raise type_error(F, "step_size", "a callable", describe(step_size))
     n = check_count(F, "steps", steps)
     w = np.array(d.float_array(F, "w0", w0), dtype=np.float64)
+    if not np.all(np.isfinite(w)):
+        raise value_error(F, "w0", "finite values", repr(w0))
     history = np.empty((n + 1, *w.shape))
     history[0] = w
     for k in range(1, n + 1):

@@ -37,6 +37,11 @@ pub enum FerropsError {
     /// can count). Maps to Python's `MemoryError`.
     #[error("{function}(): {what} needs {bytes} bytes, more than can be allocated")]
     OutOfMemory { function: Name, what: String, bytes: u128 },
+    /// The caller raised the kernel's cancellation token ([`crate::interrupt`]):
+    /// a signal handler raised an exception while the kernel ran. Maps to
+    /// Python's `KeyboardInterrupt`.
+    #[error("{function}(): interrupted")]
+    Interrupted { function: Name },
 }
 
 impl FerropsError {

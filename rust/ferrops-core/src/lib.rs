@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod detection;
 pub mod error;
 pub mod finite;
+pub mod interrupt;
 pub mod mdp;
 pub mod parallel;
 pub mod pooling;

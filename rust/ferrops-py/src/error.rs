@@ -5,7 +5,7 @@
 //! on PyO3 results alike, and PyO3 raises it as the matching Python exception.
 
 use ferrops_core::FerropsError;
-use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
 pub struct BindingError(PyErr);
@@ -19,6 +19,7 @@ impl From<FerropsError> for BindingError {
             FerropsError::InvalidValue { .. } => PyValueError::new_err(text),
             FerropsError::InvalidType { .. } => PyTypeError::new_err(text),
             FerropsError::OutOfMemory { .. } => PyMemoryError::new_err(text),
+            FerropsError::Interrupted { .. } => PyKeyboardInterrupt::new_err(text),
         })
     }
 }

@@ -11,7 +11,7 @@ use pyo3::IntoPyObjectExt;
 
 use crate::convert::{owned1, owned2, slice1, slice2};
 use crate::error::BindingResult;
-use crate::run::run_kernel;
+use crate::run::{run_kernel, run_kernel_interruptible};
 
 /// `(V, policy, iterations, converged, residual)`.
 type ViResult = (Py<PyAny>, Py<PyAny>, usize, bool, f64);
@@ -54,6 +54,12 @@ fn views<'a>(
     Ok((out, r))
 }
 
+/// Stored transitions plus rewards of the model: what one sweep reads, the unit
+/// of the solvers' `work` bound for [`run_kernel_interruptible`].
+fn sweep_work(csr: &[Csr<'_>], reward: &[f64]) -> u128 {
+    csr.iter().map(|p| p.data.len() as u128).sum::<u128>() + reward.len() as u128
+}
+
 /// Returns `(V, policy, iterations, converged, residual)`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
@@ -78,9 +84,10 @@ fn mdp_value_iteration<'py>(
         Some(v) => Some(slice1(F, "initial_value", v)?),
         None => None,
     };
-    let sol = run_kernel(py, || {
+    let work = sweep_work(&csr, r) * (max_iter as u128 + 1);
+    let sol = run_kernel_interruptible(py, work, |cancel| {
         let mdp = Mdp::new(F, states, csr, r)?;
-        mdp::value_iteration(&mdp, discount, epsilon, max_iter, v0, stop, sweep)
+        mdp::value_iteration(&mdp, discount, epsilon, max_iter, v0, stop, sweep, cancel)
     })?;
     Ok((
         owned1(py, sol.values).into_py_any(py)?,
@@ -110,7 +117,7 @@ fn mdp_bellman_backup<'py>(
     let (csr, r) = views(F, &p, &reward)?;
     let v = slice1(F, "V", &values)?;
     let (v_new, policy) = run_kernel(py, || {
-        mdp::bellman_backup(&Mdp::new(function, states, csr, r)?, discount, v)
+        mdp::bellman_backup(function, &Mdp::new(function, states, csr, r)?, discount, v)
     })?;
     Ok((owned1(py, v_new).into_py_any(py)?, owned1(py, policy).into_py_any(py)?))
 }
@@ -132,8 +139,10 @@ fn mdp_policy_evaluation<'py>(
     const F: &str = "policy_evaluation";
     let (csr, r) = views(F, &p, &reward)?;
     let pi = slice1(F, "policy", &policy)?;
-    let (v, sweeps, converged) = run_kernel(py, || {
-        mdp::evaluate_policy_iterative(&Mdp::new(function, states, csr, r)?, pi, discount, epsilon, max_iter)
+    let work = sweep_work(&csr, r) * (max_iter as u128 + 1);
+    let (v, sweeps, converged) = run_kernel_interruptible(py, work, |cancel| {
+        let mdp = Mdp::new(function, states, csr, r)?;
+        mdp::evaluate_policy_iterative(function, &mdp, pi, discount, epsilon, max_iter, cancel)
     })?;
     Ok((owned1(py, v).into_py_any(py)?, sweeps, converged))
 }
@@ -151,7 +160,7 @@ fn mdp_policy_system<'py>(
     const F: &str = "policy_evaluation";
     let (csr, r) = views(F, &p, &reward)?;
     let pi = slice1(F, "policy", &policy)?;
-    let system = run_kernel(py, || mdp::policy_system(&Mdp::new(function, states, csr, r)?, pi))?;
+    let system = run_kernel(py, || mdp::policy_system(function, &Mdp::new(function, states, csr, r)?, pi))?;
     Ok((
         owned1(py, system.indptr).into_py_any(py)?,
         owned1(py, system.indices).into_py_any(py)?,
@@ -214,8 +223,14 @@ fn mdp_mc_control<'py>(
         episode_length,
         seed,
     };
-    let result = run_kernel(py, || {
-        monte_carlo::mc_control(&Mdp::new(name, states, csr, r)?, &rewards, method, config)
+    // Simulated steps: MC Basic runs `episodes` per pair in each round.
+    let runs = match method {
+        McMethod::Basic { iterations } => iterations as u128 * r.len() as u128,
+        _ => 1,
+    };
+    let work = sweep_work(&csr, r) + runs * episodes as u128 * episode_length as u128;
+    let result = run_kernel_interruptible(py, work, |cancel| {
+        monte_carlo::mc_control(&Mdp::new(name, states, csr, r)?, &rewards, method, config, cancel)
     })?;
     Ok((
         owned2(py, result.q, states, actions).into_py_any(py)?,

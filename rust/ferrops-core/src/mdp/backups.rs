@@ -195,9 +195,10 @@ pub(super) fn backup_into(mdp: &Mdp<'_>, gamma: f64, v: &[f64], v_new: &mut [f64
 }
 
 /// One Jacobi backup: `(max_a Q(s, a), argmax_a Q(s, a))` for every state.
-pub fn bellman_backup(mdp: &Mdp<'_>, discount: f64, values: &[f64]) -> Result<(Vec<f64>, Vec<i64>)> {
-    check_discount("bellman_backup", discount, true)?;
-    check_vector("bellman_backup", "V", values, mdp.states)?;
+/// Errors name `function`, the public function served (policy iteration).
+pub fn bellman_backup(function: &str, mdp: &Mdp<'_>, discount: f64, values: &[f64]) -> Result<(Vec<f64>, Vec<i64>)> {
+    check_discount(function, discount, true)?;
+    check_vector(function, "V", values, mdp.states)?;
     let mut v_new = vec![0.0; mdp.states];
     let mut policy = vec![0i64; mdp.states];
     backup_into(mdp, discount, values, &mut v_new, &mut policy);
@@ -239,7 +240,7 @@ mod tests {
             let mdp = Mdp::new("f", states, views(&mats), &reward).unwrap();
             let v: Vec<f64> = (0..states).map(|s| (s % 17) as f64 * 0.37 - 2.0).collect();
             let q = q_values(&mdp, 0.9, &v).unwrap();
-            let (v_new, policy) = bellman_backup(&mdp, 0.9, &v).unwrap();
+            let (v_new, policy) = bellman_backup("f", &mdp, 0.9, &v).unwrap();
             for s in 0..states {
                 for a in 0..3 {
                     assert_eq!(q[s * 3 + a].to_bits(), mdp.q(s, a, 0.9, &v).to_bits(), "Q({s}, {a})");

@@ -255,6 +255,21 @@ pub(super) fn check_vector(function: &str, argument: &'static str, values: &[f64
     Ok(())
 }
 
+/// The values a solver computed after `sweeps` sweeps are still finite: with
+/// rewards near float64's limit they overflow (`V` grows to about
+/// `|r| / (1 - gamma)`), which the caller's `R` caused.
+pub(super) fn check_finite_values(function: &str, values: &[f64], sweeps: usize) -> Result<()> {
+    if let Some(s) = values.iter().position(|v| !v.is_finite()) {
+        return Err(FerropsError::value(
+            function.to_owned(),
+            "R",
+            "rewards small enough for the values to stay finite in float64 (|V| grows to about max |R| / (1 - discount))",
+            format!("V[{s}] = {} after {sweeps} sweeps", values[s]),
+        ));
+    }
+    Ok(())
+}
+
 /// One action in `0..A` per state.
 pub(super) fn check_policy(function: &str, policy: &[i64], states: usize, actions: usize) -> Result<()> {
     ensure!(

@@ -6,12 +6,18 @@
 //! on which thread ran which episode. MC Basic evaluates every (state, action)
 //! pair of an iteration in parallel (the policy is fixed during evaluation); the
 //! other two update the policy after every episode, which makes them serial.
+//!
+//! Every simulated step ticks a [`Checkpoint`], so a raised [`Cancel`] token stops
+//! a run within [`crate::interrupt::CHECK_INTERVAL`] steps of each thread, however
+//! the work is split into episodes.
 
 use rayon::prelude::*;
 
 use super::{check_discount, Mdp};
+use crate::buffer;
 use crate::ensure;
 use crate::error::{FerropsError, Result};
+use crate::interrupt::{Cancel, Checkpoint};
 
 /// One SplitMix64 stream (Steele, Lea and Flood 2014), keyed by a seed and a
 /// stream index: a cheap generator of full period that passes BigCrush, with
@@ -176,28 +182,36 @@ fn check(function: &'static str, mdp: &Mdp<'_>, rewards: &[&[f64]], config: &McC
 /// Monte Carlo control (RL-MC) with every-visit averages and returns computed
 /// backwards, `g = gamma g + r_{t+1}`. `rewards[a]` holds the reward of each
 /// stored transition of `P[a]` (for `R` given per `(s, a)`, that value repeated).
-pub fn mc_control(mdp: &Mdp<'_>, rewards: &[&[f64]], method: McMethod, config: McConfig) -> Result<McResult> {
+/// Stops with [`FerropsError::Interrupted`] once `cancel` is raised.
+pub fn mc_control(
+    mdp: &Mdp<'_>,
+    rewards: &[&[f64]],
+    method: McMethod,
+    config: McConfig,
+    cancel: &Cancel,
+) -> Result<McResult> {
     let function = method.function_name();
     check(function, mdp, rewards, &config)?;
     let sim = Simulator { mdp, rewards };
     match method {
         McMethod::Basic { iterations } => {
             ensure!(iterations != 0, FerropsError::value(function, "iterations", "a positive count", "0"));
-            Ok(mc_basic(&sim, iterations, &config))
+            mc_basic(&sim, iterations, &config, &cancel.checkpoint(function))
         }
-        McMethod::ExploringStarts => Ok(mc_per_episode(&sim, None, &config)),
+        McMethod::ExploringStarts => mc_per_episode(&sim, None, &config, &mut cancel.checkpoint(function)),
         McMethod::EpsilonGreedy { epsilon } => {
             ensure!(
                 (0.0..=1.0).contains(&epsilon),
                 FerropsError::value(function, "epsilon", "a value in [0, 1]", format!("{epsilon}"))
             );
-            Ok(mc_per_episode(&sim, Some(epsilon), &config))
+            mc_per_episode(&sim, Some(epsilon), &config, &mut cancel.checkpoint(function))
         }
     }
 }
 
 /// The discounted return of one episode of `length` rewards from `(s, a)`,
 /// following the deterministic `policy` after the first action.
+#[allow(clippy::too_many_arguments)]
 fn episode_return(
     sim: &Simulator<'_>,
     policy: &[i64],
@@ -206,38 +220,58 @@ fn episode_return(
     config: &McConfig,
     rng: &mut Stream,
     rewards: &mut Vec<f64>,
-) -> f64 {
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<f64> {
     rewards.clear();
     let (mut s, mut a) = (s, a);
     for _ in 0..config.episode_length {
+        checkpoint.tick(1)?;
         let (next, r) = sim.step(s, a, rng);
         rewards.push(r);
         s = next;
         a = policy[s] as usize;
     }
-    rewards.iter().rev().fold(0.0, |g, &r| config.discount * g + r)
+    Ok(rewards.iter().rev().fold(0.0, |g, &r| config.discount * g + r))
 }
 
-fn mc_basic(sim: &Simulator<'_>, iterations: usize, config: &McConfig) -> McResult {
+/// Steps of room an episode's buffer starts with; it grows to longer episodes.
+const EPISODE_BUFFER_START: usize = 1 << 12;
+
+/// An empty buffer for the steps of one episode of `length` steps, or the
+/// `OutOfMemory` error when a whole episode would not fit in memory: refused up
+/// front, where growing to it would abort the process or meet the OOM killer.
+fn episode_buffer<T>(function: &str, length: usize) -> Result<Vec<T>> {
+    buffer::checked_len::<T>(function.to_owned(), "the steps of one episode", &[length])?;
+    Ok(Vec::with_capacity(length.min(EPISODE_BUFFER_START)))
+}
+
+/// `checkpoint` is the template of each parallel task's own.
+fn mc_basic(sim: &Simulator<'_>, iterations: usize, config: &McConfig, checkpoint: &Checkpoint<'_>) -> Result<McResult> {
     let (states, actions) = (sim.mdp.states(), sim.mdp.actions());
     let pairs = states * actions;
     let mut policy = vec![0i64; states];
     let mut q = vec![0.0; pairs];
     let mut rounds = 0;
+    episode_buffer::<f64>(checkpoint.function(), config.episode_length)?;
     for round in 0..iterations {
         rounds = round + 1;
-        q.par_iter_mut()
-            .enumerate()
-            .for_each_init(Vec::new, |rewards, (pair, slot)| {
+        q.par_iter_mut().enumerate().try_for_each_init(
+            || (Vec::with_capacity(config.episode_length.min(EPISODE_BUFFER_START)), checkpoint.clone()),
+            |(rewards, checkpoint), (pair, slot)| {
                 let (s, a) = (pair / actions, pair % actions);
                 let mut total = 0.0;
                 for e in 0..config.episodes {
-                    let index = ((round * pairs + pair) * config.episodes + e) as u64;
+                    // Wrapping: a key past 2^64 (a huge `episodes`) only reuses streams.
+                    let index = ((round * pairs + pair) as u64)
+                        .wrapping_mul(config.episodes as u64)
+                        .wrapping_add(e as u64);
                     let mut rng = Stream::new(config.seed, index);
-                    total += episode_return(sim, &policy, s, a, config, &mut rng, rewards);
+                    total += episode_return(sim, &policy, s, a, config, &mut rng, rewards, checkpoint)?;
                 }
                 *slot = total / config.episodes as f64;
-            });
+                Ok(())
+            },
+        )?;
         let improved: Vec<i64> = q.chunks_exact(actions).map(|row| greedy(row) as i64).collect();
         let stable = improved == policy;
         policy = improved;
@@ -245,26 +279,31 @@ fn mc_basic(sim: &Simulator<'_>, iterations: usize, config: &McConfig) -> McResu
             break;
         }
     }
-    let visits = vec![(rounds * config.episodes) as i64; pairs];
-    McResult {
+    let visits = vec![(rounds as i64).saturating_mul(config.episodes as i64); pairs];
+    Ok(McResult {
         q,
         policy,
         visits,
         iterations: rounds,
-    }
+    })
 }
 
 /// MC Exploring Starts (`epsilon = None`) or MC epsilon-greedy: episode `e` starts
 /// from a uniformly drawn pair (or a uniform state and an epsilon-greedy action),
 /// follows the current policy, and updates `q` and the greedy action of each
 /// visited state walking the episode backwards.
-fn mc_per_episode(sim: &Simulator<'_>, epsilon: Option<f64>, config: &McConfig) -> McResult {
+fn mc_per_episode(
+    sim: &Simulator<'_>,
+    epsilon: Option<f64>,
+    config: &McConfig,
+    checkpoint: &mut Checkpoint<'_>,
+) -> Result<McResult> {
     let (states, actions) = (sim.mdp.states(), sim.mdp.actions());
     let mut q = vec![0.0; states * actions];
     let mut sums = vec![0.0; states * actions];
     let mut visits = vec![0i64; states * actions];
     let mut policy = vec![0i64; states];
-    let mut trajectory: Vec<(usize, usize, f64)> = Vec::with_capacity(config.episode_length);
+    let mut trajectory: Vec<(usize, usize, f64)> = episode_buffer(checkpoint.function(), config.episode_length)?;
     // pi(a* | s) = 1 - (|A| - 1) eps / |A|: a uniform action with probability eps,
     // otherwise the greedy one.
     let choose = |s: usize, policy: &[i64], rng: &mut Stream| -> usize {
@@ -287,6 +326,7 @@ fn mc_per_episode(sim: &Simulator<'_>, epsilon: Option<f64>, config: &McConfig) 
         };
         trajectory.clear();
         for _ in 0..config.episode_length {
+            checkpoint.tick(1)?;
             let (next, r) = sim.step(s, a, &mut rng);
             trajectory.push((s, a, r));
             s = next;
@@ -302,12 +342,12 @@ fn mc_per_episode(sim: &Simulator<'_>, epsilon: Option<f64>, config: &McConfig) 
             policy[s] = greedy(&q[s * actions..(s + 1) * actions]) as i64;
         }
     }
-    McResult {
+    Ok(McResult {
         q,
         policy,
         visits,
         iterations: config.episodes,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -355,7 +395,8 @@ mod tests {
         let mdp = Mdp::new("mc_basic", 3, views(&mats), &r).unwrap();
         let rewards = pair_rewards(&mats, &r, 2);
         let rewards: Vec<&[f64]> = rewards.iter().map(|v| v.as_slice()).collect();
-        let exact = value_iteration(&mdp, 0.9, 1e-9, 10000, None, StopRule::SupNorm, Sweep::Jacobi).unwrap();
+        let exact =
+            value_iteration(&mdp, 0.9, 1e-9, 10000, None, StopRule::SupNorm, Sweep::Jacobi, &Cancel::new()).unwrap();
         let config = McConfig {
             discount: 0.9,
             episodes: 400,
@@ -366,7 +407,7 @@ mod tests {
         for threads in [1, 2] {
             crate::parallel::set_num_threads(threads).unwrap();
             runs.push(crate::parallel::install(|| {
-                mc_control(&mdp, &rewards, McMethod::Basic { iterations: 10 }, config).unwrap()
+                mc_control(&mdp, &rewards, McMethod::Basic { iterations: 10 }, config, &Cancel::new()).unwrap()
             }));
         }
         assert_eq!(runs[0], runs[1]);
@@ -379,8 +420,57 @@ mod tests {
                 episodes: 3000,
                 ..config
             },
+            &Cancel::new(),
         )
         .unwrap();
         assert_eq!(es.policy, exact.policy);
+    }
+
+    #[test]
+    fn a_raised_token_stops_every_method_within_an_interval() {
+        let (mats, r) = forest();
+        let mdp = Mdp::new("mc_basic", 3, views(&mats), &r).unwrap();
+        let rewards = pair_rewards(&mats, &r, 2);
+        let rewards: Vec<&[f64]> = rewards.iter().map(|v| v.as_slice()).collect();
+        let cancel = Cancel::new();
+        cancel.raise();
+        // Episodes far longer than the check interval, and many short ones.
+        for (episodes, episode_length) in [(1, 1 << 24), (1 << 40, 1)] {
+            let config = McConfig {
+                discount: 0.9,
+                episodes,
+                episode_length,
+                seed: 0,
+            };
+            for method in [
+                McMethod::Basic { iterations: 1 },
+                McMethod::ExploringStarts,
+                McMethod::EpsilonGreedy { epsilon: 0.1 },
+            ] {
+                let err = mc_control(&mdp, &rewards, method, config, &cancel).unwrap_err();
+                assert_eq!(err, FerropsError::interrupted(method.function_name()));
+            }
+        }
+    }
+
+    #[test]
+    fn an_episode_longer_than_memory_is_refused_up_front() {
+        let (mats, r) = forest();
+        let mdp = Mdp::new("mc_basic", 3, views(&mats), &r).unwrap();
+        let rewards = pair_rewards(&mats, &r, 2);
+        let rewards: Vec<&[f64]> = rewards.iter().map(|v| v.as_slice()).collect();
+        let config = McConfig {
+            discount: 0.9,
+            episodes: 1,
+            episode_length: usize::MAX,
+            seed: 0,
+        };
+        for method in [McMethod::Basic { iterations: 1 }, McMethod::ExploringStarts] {
+            let err = mc_control(&mdp, &rewards, method, config, &Cancel::new()).unwrap_err();
+            assert!(
+                matches!(&err, FerropsError::OutOfMemory { function, .. } if function == method.function_name()),
+                "{err}"
+            );
+        }
     }
 }

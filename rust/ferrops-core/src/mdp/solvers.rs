@@ -9,10 +9,11 @@
 use rayon::prelude::*;
 
 use super::backups::{backup_into, prefetch_transitions};
-use super::model::{check_discount, check_policy, check_tolerance, check_vector, Mdp};
+use super::model::{check_discount, check_finite_values, check_policy, check_tolerance, check_vector, Mdp};
 use super::STATES_PER_TASK;
 use crate::ensure;
 use crate::error::{FerropsError, Result};
+use crate::interrupt::Cancel;
 use crate::simd::{dispatch, SimdKernel};
 
 /// States ahead of the one being backed up whose rows a Gauss-Seidel sweep asks
@@ -113,6 +114,8 @@ pub struct Solution {
 /// `V_k` from `V_{k-1}` and stops once the rule holds or `k == max_iter`; the
 /// result is the last `V_k` and the greedy policy of that sweep, as in
 /// pymdptoolbox's `ValueIteration.run` (whose `max_iter` is not rewritten here).
+/// Looks at `cancel` before each sweep.
+#[allow(clippy::too_many_arguments)]
 pub fn value_iteration(
     mdp: &Mdp<'_>,
     discount: f64,
@@ -121,6 +124,7 @@ pub fn value_iteration(
     initial_value: Option<&[f64]>,
     stop: StopRule,
     sweep: Sweep,
+    cancel: &Cancel,
 ) -> Result<Solution> {
     const F: &str = "value_iteration";
     check_discount(F, discount, stop == StopRule::Span)?;
@@ -152,6 +156,7 @@ pub fn value_iteration(
     let mut v_new = vec![0.0; n];
     let mut iterations = 0;
     loop {
+        cancel.check(F)?;
         iterations += 1;
         let (hi, lo) = match sweep {
             Sweep::Jacobi => {
@@ -166,6 +171,11 @@ pub fn value_iteration(
                 policy: &mut policy,
             }),
         };
+        // A change of values that overflowed is infinite: the one test per sweep
+        // that a value may have left float64 (the scan runs only then).
+        if !(hi.is_finite() && lo.is_finite()) {
+            check_finite_values(F, &v, iterations)?;
+        }
         let residual = match stop {
             StopRule::Span => hi - lo,
             StopRule::SupNorm => hi.abs().max(lo.abs()),
@@ -190,19 +200,25 @@ const PE_ROWS_AHEAD: usize = 8;
 
 /// Iterative policy evaluation (RL-PI): Jacobi sweeps `V <- r_pi + gamma P_pi V`
 /// from `V = 0` until `||V_{k+1} - V_k||_inf < tol (1 - gamma) / (2 gamma)`, which
-/// puts `V` within `tol` of `V_pi`. Returns `(V, sweeps, converged)`.
+/// puts `V` within `tol` of `V_pi`. Returns `(V, sweeps, converged)`. Errors name
+/// `function`, the public function served (policy evaluation or iteration); looks
+/// at `cancel` before each sweep.
 pub fn evaluate_policy_iterative(
+    function: &str,
     mdp: &Mdp<'_>,
     policy: &[i64],
     discount: f64,
     tol: f64,
     max_iter: usize,
+    cancel: &Cancel,
 ) -> Result<(Vec<f64>, usize, bool)> {
-    const F: &str = "policy_evaluation";
-    check_discount(F, discount, false)?;
-    check_policy(F, policy, mdp.states, mdp.actions())?;
-    check_tolerance(F, "epsilon", tol)?;
-    ensure!(max_iter != 0, FerropsError::value(F, "max_iter", "a positive iteration count", "0"));
+    check_discount(function, discount, false)?;
+    check_policy(function, policy, mdp.states, mdp.actions())?;
+    check_tolerance(function, "epsilon", tol)?;
+    ensure!(
+        max_iter != 0,
+        FerropsError::value(function.to_owned(), "max_iter", "a positive iteration count", "0")
+    );
     let n = mdp.states;
     let threshold = tol * (1.0 - discount) / (2.0 * discount);
     let (mut v, mut v_new) = (vec![0.0; n], vec![0.0; n]);
@@ -210,6 +226,7 @@ pub fn evaluate_policy_iterative(
         return Ok((v, 0, true));
     }
     for sweep in 1..=max_iter {
+        cancel.check(function)?;
         let change = v_new
             .par_chunks_mut(STATES_PER_TASK)
             .enumerate()
@@ -230,6 +247,9 @@ pub fn evaluate_policy_iterative(
             })
             .reduce(|| 0.0, f64::max);
         std::mem::swap(&mut v, &mut v_new);
+        if !change.is_finite() {
+            check_finite_values(function, &v, sweep)?;
+        }
         if change < threshold {
             return Ok((v, sweep, true));
         }
@@ -247,9 +267,9 @@ pub struct PolicySystem {
 }
 
 /// The rows of `P_pi` (row `s` of `P[pi(s)]`) and `r_pi`, for an exact sparse
-/// solve of `(I - gamma P_pi) V = r_pi`.
-pub fn policy_system(mdp: &Mdp<'_>, policy: &[i64]) -> Result<PolicySystem> {
-    check_policy("policy_evaluation", policy, mdp.states, mdp.actions())?;
+/// solve of `(I - gamma P_pi) V = r_pi`. Errors name `function`.
+pub fn policy_system(function: &str, mdp: &Mdp<'_>, policy: &[i64]) -> Result<PolicySystem> {
+    check_policy(function, policy, mdp.states, mdp.actions())?;
     let actions = mdp.actions();
     let mut indptr = Vec::with_capacity(mdp.states + 1);
     indptr.push(0i64);
@@ -280,7 +300,7 @@ mod tests {
     fn forest_matches_pymdptoolbox_docstring() {
         let (mats, r) = forest();
         let mdp = Mdp::new("value_iteration", 3, views(&mats), &r).unwrap();
-        let sol = value_iteration(&mdp, 0.96, 0.01, 1000, None, StopRule::Span, Sweep::Jacobi).unwrap();
+        let sol = value_iteration(&mdp, 0.96, 0.01, 1000, None, StopRule::Span, Sweep::Jacobi, &Cancel::new()).unwrap();
         let expected = [5.93215488, 9.38815488, 13.38815488];
         for (v, e) in sol.values.iter().zip(expected) {
             assert!((v - e).abs() < 1e-8, "{:?}", sol.values);
@@ -299,7 +319,7 @@ mod tests {
             crate::parallel::set_num_threads(threads).unwrap();
             crate::simd::set_level(level);
             results.push(crate::parallel::install(|| {
-                value_iteration(&mdp, 0.95, 1e-6, 1000, None, StopRule::SupNorm, Sweep::Jacobi).unwrap()
+                value_iteration(&mdp, 0.95, 1e-6, 1000, None, StopRule::SupNorm, Sweep::Jacobi, &Cancel::new()).unwrap()
             }));
         }
         crate::simd::set_level(crate::simd::detected());
@@ -311,7 +331,9 @@ mod tests {
     fn gauss_seidel_needs_fewer_sweeps() {
         let (mats, r) = random_mdp(500, 3, 4, 3);
         let mdp = Mdp::new("value_iteration", 500, views(&mats), &r).unwrap();
-        let run = |sweep| value_iteration(&mdp, 0.99, 1e-6, 100000, None, StopRule::SupNorm, sweep).unwrap();
+        let run = |sweep| {
+            value_iteration(&mdp, 0.99, 1e-6, 100000, None, StopRule::SupNorm, sweep, &Cancel::new()).unwrap()
+        };
         let (jacobi, gs) = (run(Sweep::Jacobi), run(Sweep::GaussSeidel));
         assert!(
             gs.iterations < jacobi.iterations,
@@ -332,12 +354,47 @@ mod tests {
     fn iterative_evaluation_solves_the_linear_system() {
         let (mats, r) = forest();
         let mdp = Mdp::new("policy_evaluation", 3, views(&mats), &r).unwrap();
-        let (v, _, converged) = evaluate_policy_iterative(&mdp, &[0, 0, 0], 0.9, 1e-10, 100000).unwrap();
+        let (v, _, converged) = evaluate_policy_iterative("f", &mdp, &[0, 0, 0], 0.9, 1e-10, 100000, &Cancel::new()).unwrap();
         assert!(converged);
         // Residual of V = r_pi + gamma P_pi V.
         let q = q_values(&mdp, 0.9, &v).unwrap();
         for s in 0..3 {
             assert!((q[s * 2] - v[s]).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn a_raised_token_stops_every_solver() {
+        let (mats, r) = random_mdp(500, 3, 4, 3);
+        let mdp = Mdp::new("value_iteration", 500, views(&mats), &r).unwrap();
+        let cancel = Cancel::new();
+        cancel.raise();
+        for sweep in [Sweep::Jacobi, Sweep::GaussSeidel] {
+            let err = value_iteration(&mdp, 0.99, 1e-6, 1000, None, StopRule::SupNorm, sweep, &cancel).unwrap_err();
+            assert_eq!(err, FerropsError::interrupted("value_iteration"));
+        }
+        let err = evaluate_policy_iterative("policy_iteration", &mdp, &[0; 500], 0.9, 1e-6, 1000, &cancel).unwrap_err();
+        assert_eq!(err, FerropsError::interrupted("policy_iteration"));
+    }
+
+    #[test]
+    fn values_that_overflow_blame_the_rewards() {
+        let (mats, _) = forest();
+        let huge = [1e308; 6];
+        let mdp = Mdp::new("value_iteration", 3, views(&mats), &huge).unwrap();
+        for sweep in [Sweep::Jacobi, Sweep::GaussSeidel] {
+            let err = value_iteration(&mdp, 0.9, 0.01, 1000, None, StopRule::SupNorm, sweep, &Cancel::new()).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("value_iteration(): argument 'R': expected rewards small enough"), "{text}");
+            assert!(text.contains("= inf after "), "{text}");
+        }
+        let err = evaluate_policy_iterative("policy_iteration", &mdp, &[0; 3], 0.9, 1e-6, 1000, &Cancel::new()).unwrap_err();
+        assert!(err.to_string().starts_with("policy_iteration(): argument 'R'"), "{err}");
+        // A change that overflows between finite values is not an error.
+        let (mats, r) = forest();
+        let mdp = Mdp::new("value_iteration", 3, views(&mats), &r).unwrap();
+        let start = [-1e308, 1e308, -1e308];
+        let sol = value_iteration(&mdp, 0.9, 0.01, 3, Some(&start), StopRule::Span, Sweep::Jacobi, &Cancel::new()).unwrap();
+        assert!(sol.values.iter().all(|v| v.is_finite()));
     }
 }
