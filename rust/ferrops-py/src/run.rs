@@ -16,17 +16,11 @@ use std::sync::{mpsc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ferrops_core::interrupt::Cancel;
-use ferrops_core::{parallel, FerropsError};
+use ferrops_core::parallel;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::error::BindingError;
-
-/// Kept for the bindings that still map errors by hand (boxes, detection, mdp);
-/// delete once none uses it.
-pub fn to_py_err(err: FerropsError) -> PyErr {
-    BindingError::from(err).into()
-}
 
 /// What running a kernel under `catch_unwind` gives: its result, or a panic's payload.
 type Outcome<T> = std::thread::Result<ferrops_core::Result<T>>;
