@@ -76,6 +76,22 @@ def reference(
     return (p @ v) / xp.where(total > 0, total, xp.ones_like(total)), None
 
 
+def flash_causal(window, seqlen_k):
+    """flash-attn's kernel runs causal (its ALiBi LSE convention) when the right window
+    is 0 and the left one is unbounded or at least seqlen_k (its clamp)."""
+    return window[1] == 0 and (window[0] is None or window[0] >= seqlen_k)
+
+
+def flash_lse(lse, ref_opts, L, S, seqlen_k):
+    """ATT-ALIBI's flash-attn LSE clause: with causal masking its kernel's bias is
+    ``+slope * j``, so its LSE is ATT-REF's plus ``slope * (i + S - L)``."""
+    slopes = ref_opts["slopes"]
+    if slopes is None or not flash_causal(ref_opts["window"], seqlen_k):
+        return lse
+    position = np.arange(L) + S - L
+    return lse + np.asarray(slopes, dtype=np.float64)[:, :, None] * position
+
+
 def f64(x):
     return np.asarray(x, dtype=np.float64)
 
@@ -221,7 +237,9 @@ def test_flash_attn_func_matches_reference(backend, opts, L, S):
             **backend.kwargs,
         )
     )
-    want, want_lse = reference(bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), **_reference_options(kw, slopes, B, Hq))
+    ref_opts = _reference_options(kw, slopes, B, Hq)
+    want, want_lse = reference(bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), **ref_opts)
+    want_lse = flash_lse(want_lse, ref_opts, L, S, S)
     assert out.shape == (B, L, Hq, D) and lse.shape == (B, Hq, L)
     np.testing.assert_allclose(out, bhld(want), atol=2e-5, rtol=1e-4)
     np.testing.assert_allclose(lse, want_lse, atol=2e-5, rtol=1e-5)
@@ -257,10 +275,16 @@ def test_varlen_equals_each_sequence_alone(backend, opts):
             kw_b["alibi_slopes"] = slopes[b]
         alone, alone_lse = F.flash_attn_func(q[None, qs], k[None, ks], v[None, ks], return_lse=True, **kw_b)
         np.testing.assert_allclose(out[qs], alone[0], atol=2e-6, rtol=1e-5)
-        np.testing.assert_allclose(lse[:, qs], alone_lse[0], atol=2e-6, rtol=1e-5)
         ref_opts = _reference_options(kw, None if slopes is None else slopes[b], 1, Hq)
-        want, _ = reference(bhld(f64(q[None, qs])), bhld(f64(k[None, ks])), bhld(f64(v[None, ks])), **ref_opts)
+        # flash-attn decides the ALiBi LSE convention with max_seqlen_k, a call alone with its own S.
+        if slopes is None or flash_causal(ref_opts["window"], lens_k[b]) == flash_causal(
+            ref_opts["window"], max(lens_k)
+        ):
+            np.testing.assert_allclose(lse[:, qs], alone_lse[0], atol=2e-6, rtol=1e-5)
+        want, want_lse = reference(bhld(f64(q[None, qs])), bhld(f64(k[None, ks])), bhld(f64(v[None, ks])), **ref_opts)
+        want_lse = flash_lse(want_lse, ref_opts, lens_q[b], lens_k[b], max(lens_k))
         np.testing.assert_allclose(out[qs], bhld(want)[0], atol=2e-5, rtol=1e-4)
+        np.testing.assert_allclose(lse[:, qs], want_lse[0], atol=3e-5, rtol=1e-5)
 
 
 @pytest.mark.spec("ATT-REF", "ATT-ONLINE")

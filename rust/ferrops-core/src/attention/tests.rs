@@ -68,7 +68,8 @@ fn reference(att: &Attention<'_, f64>, q: &[f64], k: &[f64], v: &[f64], d_out: &
                     continue;
                 }
                 let sum: f64 = scores.iter().map(|x| (x - mx).exp()).sum();
-                r.lse[h * total_q + seq.q_row0 + i] = mx + sum.ln();
+                // The kernels' log-sum-exp is base 2 (see `attention_forward`).
+                r.lse[h * total_q + seq.q_row0 + i] = (mx + sum.ln()) * std::f64::consts::LOG2_E;
                 let p: Vec<f64> = scores.iter().map(|x| (x - mx).exp() / sum).collect();
                 for (j, &pj) in p.iter().enumerate() {
                     let va = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, j, dv);
@@ -104,9 +105,16 @@ fn assert_close(name: &str, got: &[f64], want: &[f64], tol: f64) {
     }
 }
 
-fn base(layout: Layout, batch: Batch<'static>, heads_q: usize, heads_kv: usize, d: usize, dv: usize) -> Attention<'static, f64> {
+fn base(
+    layout: Layout,
+    batch: Batch<'static>,
+    heads_q: usize,
+    heads_kv: usize,
+    d: usize,
+    dv: usize,
+) -> Attention<'static, f64> {
     Attention {
-        function: "test",
+        function: "test".into(),
         layout,
         batch,
         heads_q,
@@ -146,7 +154,7 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
         _ => Vec::new(),
     };
     let att32 = Attention::<f32> {
-        function: att.function,
+        function: att.function.clone(),
         layout: att.layout,
         batch: att.batch,
         heads_q: att.heads_q,
@@ -201,12 +209,20 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
 /// bfloat16 inputs against the f64 formula on the same (rounded) values: widened
 /// at the scalar and the detected level, and on the AVX-512 BF16 dot products
 /// where the CPU has them; for 1 and 2 threads (bitwise the same).
-fn check_bfloat16(att: &Attention<'_, f64>, att32: &Attention<'_, f32>, q: &[f32], k: &[f32], v: &[f32], d_out: &[f64]) {
+fn check_bfloat16(
+    att: &Attention<'_, f64>,
+    att32: &Attention<'_, f32>,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d_out: &[f64],
+) {
     let (q, k, v) = (bf16::f32_to_bf16(q), bf16::f32_to_bf16(k), bf16::f32_to_bf16(v));
     let up = |x: &[u16]| bf16::bf16_to_f32(x).iter().map(|&y| y as f64).collect::<Vec<f64>>();
     let want = reference(att, &up(&q), &up(&k), &up(&v), d_out);
     let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for (level, dot_products) in [(simd::SimdLevel::Scalar, false), (simd::detected(), false), (simd::detected(), true)] {
+    for (level, dot_products) in [(simd::SimdLevel::Scalar, false), (simd::detected(), false), (simd::detected(), true)]
+    {
         simd::set_level(level);
         bf16::set_dot_products(Some(dot_products));
         let level = (level, bf16::native_dot_products());
