@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -499,7 +499,10 @@ def _alibi_causal_lse_offset(alibi: np.ndarray, heads: int, cu_q: np.ndarray, cu
     return (alibi.reshape(-1, heads)[seq] * position[:, None].astype(np.float64)).T
 
 
-def _shift_lse(lse: Array, offset: np.ndarray) -> Array:
+_Lse = TypeVar("_Lse", np.ndarray, "torch.Tensor")
+
+
+def _shift_lse(lse: _Lse, offset: np.ndarray) -> _Lse:
     """``lse + offset`` added in float64, rounded once to the lse's dtype (-inf stays)."""
     if d.is_tensor(lse):
         torch = d.torch_module()

@@ -125,7 +125,7 @@ fn describe<'a, T: AttnFloat + Element>(
 }
 
 /// Returns `(out, lse)` flat: `out` in the query's layout with `dim_v` columns,
-/// `lse` as `[heads_q, total_q]`. float32/float64 arrays, or bfloat16 bits as
+/// `lse` (base 2: `LSE / ln 2`) as `[heads_q, total_q]`. float32/float64 arrays, or bfloat16 bits as
 /// uint16 arrays (see [`bfloat16_forward`]).
 #[pyfunction]
 fn attention_forward<'py>(

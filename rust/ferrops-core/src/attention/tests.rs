@@ -338,3 +338,59 @@ fn few_queries_against_many_keys_split_the_keys() {
         check(&one, 14);
     }
 }
+
+/// ATT-BWD's single-key clause: `P = 1` and `dP - Delta = 0` exactly, so `dQ` and
+/// `dK` are exactly 0 and `dV` the sum of `dO`, at every SIMD level, including a
+/// one-row query tile (scored by a dot product) and softcap.
+#[test]
+fn a_single_key_has_exactly_zero_score_gradients() {
+    let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (b, hq, hkv, d, dv) = (2, 4, 2, 24, 20);
+    for len_q in [1, 7, 97] {
+        for softcap in [0.0, 2.0] {
+            let mut att64 = base(Layout::TokenMajor, Batch::Dense { batch: b, len_q, len_k: 1 }, hq, hkv, d, dv);
+            att64.softcap = softcap;
+            let att32 = Attention::<f32> {
+                function: "test".into(),
+                layout: att64.layout,
+                batch: att64.batch,
+                heads_q: hq,
+                heads_kv: hkv,
+                dim_qk: d,
+                dim_v: dv,
+                scale: att64.scale,
+                bottom_right: true,
+                window_left: None,
+                window_right: None,
+                softcap,
+                alibi_slopes: None,
+                mask: None,
+            };
+            let f = |x: Vec<f64>| x.iter().map(|&y| (3.0 * y) as f32).collect::<Vec<f32>>();
+            let (q, k, v) = (random(b * len_q * hq * d, 1), random(b * hkv * d, 2), random(b * hkv * dv, 3));
+            // Multiples of 1/256: their float32 sums are exact, so dV must equal the
+            // float64 sum bitwise, which it does only if every P is exactly 1.
+            let d_out: Vec<f64> = random(b * len_q * hq * dv, 4).iter().map(|x| (x * 256.0).round() / 768.0).collect();
+            for level in [simd::SimdLevel::Scalar, simd::SimdLevel::Avx2, simd::SimdLevel::Avx512] {
+                simd::set_level(level);
+                let (q32, k32, v32, do32) = (f(q.clone()), f(k.clone()), f(v.clone()), f(d_out.clone()));
+                let (o, l) = attention_forward(&att32, &q32, &k32, &v32).unwrap();
+                let (dq, dk, dvv) = attention_backward(&att32, &q32, &k32, &v32, &o, &l, &do32).unwrap();
+                assert!(dq.iter().chain(&dk).all(|&x| x == 0.0), "{level:?} len_q {len_q} softcap {softcap}");
+                // dV of key head hk: dO summed over the rows and the group's heads.
+                for (at, &g) in dvv.iter().enumerate() {
+                    let (batch, hk, c) = (at / (hkv * dv), at / dv % hkv, at % dv);
+                    let exact: f64 = (0..len_q)
+                        .flat_map(|i| (hk * 2..hk * 2 + 2).map(move |h| ((batch * len_q + i) * hq + h) * dv + c))
+                        .map(|n| do32[n] as f64)
+                        .sum();
+                    assert_eq!(g as f64, exact, "{level:?} dv[{at}]");
+                }
+            }
+            simd::set_level(simd::detected());
+            let (o, l) = attention_forward(&att64, &q, &k, &v).unwrap();
+            let (dq, dk, _) = attention_backward(&att64, &q, &k, &v, &o, &l, &d_out).unwrap();
+            assert!(dq.iter().chain(&dk).all(|&x| x == 0.0), "f64 len_q {len_q} softcap {softcap}");
+        }
+    }
+}
