@@ -76,6 +76,22 @@ def reference(
     return (p @ v) / xp.where(total > 0, total, xp.ones_like(total)), None
 
 
+def flash_causal(window, seqlen_k):
+    """flash-attn's kernel runs causal (its ALiBi LSE convention) when the right window
+    is 0 and the left one is unbounded or at least seqlen_k (its clamp)."""
+    return window[1] == 0 and (window[0] is None or window[0] >= seqlen_k)
+
+
+def flash_lse(lse, ref_opts, L, S, seqlen_k):
+    """ATT-ALIBI's flash-attn LSE clause: with causal masking its kernel's bias is
+    ``+slope * j``, so its LSE is ATT-REF's plus ``slope * (i + S - L)``."""
+    slopes = ref_opts["slopes"]
+    if slopes is None or not flash_causal(ref_opts["window"], seqlen_k):
+        return lse
+    position = np.arange(L) + S - L
+    return lse + np.asarray(slopes, dtype=np.float64)[:, :, None] * position
+
+
 def f64(x):
     return np.asarray(x, dtype=np.float64)
 
@@ -221,7 +237,9 @@ def test_flash_attn_func_matches_reference(backend, opts, L, S):
             **backend.kwargs,
         )
     )
-    want, want_lse = reference(bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), **_reference_options(kw, slopes, B, Hq))
+    ref_opts = _reference_options(kw, slopes, B, Hq)
+    want, want_lse = reference(bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), **ref_opts)
+    want_lse = flash_lse(want_lse, ref_opts, L, S, S)
     assert out.shape == (B, L, Hq, D) and lse.shape == (B, Hq, L)
     np.testing.assert_allclose(out, bhld(want), atol=2e-5, rtol=1e-4)
     np.testing.assert_allclose(lse, want_lse, atol=2e-5, rtol=1e-5)
@@ -257,10 +275,16 @@ def test_varlen_equals_each_sequence_alone(backend, opts):
             kw_b["alibi_slopes"] = slopes[b]
         alone, alone_lse = F.flash_attn_func(q[None, qs], k[None, ks], v[None, ks], return_lse=True, **kw_b)
         np.testing.assert_allclose(out[qs], alone[0], atol=2e-6, rtol=1e-5)
-        np.testing.assert_allclose(lse[:, qs], alone_lse[0], atol=2e-6, rtol=1e-5)
         ref_opts = _reference_options(kw, None if slopes is None else slopes[b], 1, Hq)
-        want, _ = reference(bhld(f64(q[None, qs])), bhld(f64(k[None, ks])), bhld(f64(v[None, ks])), **ref_opts)
+        # flash-attn decides the ALiBi LSE convention with max_seqlen_k, a call alone with its own S.
+        if slopes is None or flash_causal(ref_opts["window"], lens_k[b]) == flash_causal(
+            ref_opts["window"], max(lens_k)
+        ):
+            np.testing.assert_allclose(lse[:, qs], alone_lse[0], atol=2e-6, rtol=1e-5)
+        want, want_lse = reference(bhld(f64(q[None, qs])), bhld(f64(k[None, ks])), bhld(f64(v[None, ks])), **ref_opts)
+        want_lse = flash_lse(want_lse, ref_opts, lens_q[b], lens_k[b], max(lens_k))
         np.testing.assert_allclose(out[qs], bhld(want)[0], atol=2e-5, rtol=1e-4)
+        np.testing.assert_allclose(lse[:, qs], want_lse[0], atol=3e-5, rtol=1e-5)
 
 
 @pytest.mark.spec("ATT-REF", "ATT-ONLINE")
@@ -521,3 +545,213 @@ def test_non_finite_query_key_value_are_rejected(backend, bad, which):
     cu = backend.input(np.array([0, 6], np.int32))
     with pytest.raises(ValueError, match=r"flash_attn_varlen_func\(\): argument '\w+': expected finite values"):
         ferrops.flash_attn_varlen_func(*packed, cu, cu, 6, 6, **backend.kwargs)
+
+
+# --------------------------------------------------------------------------- flash-attn's API, exactly
+
+
+@pytest.mark.spec("ATT-REF", "ATT-CAUSAL")
+def test_flash_positional_order_is_flash_attns(backend):
+    """flash-attn's own call ``flash_attn_func(q, k, v, 0.0, causal=True)``: the fourth
+    argument is dropout_p, not the scale (with scale 0 attention would be uniform)."""
+    q, k, v = rand((1, 9, 2, 16), 1), rand((1, 9, 2, 16), 2, 2.0), rand((1, 9, 2, 16), 3)
+    i = backend.input
+    got = backend.output(F.flash_attn_func(i(q), i(k), i(v), 0.0, causal=True, **backend.kwargs))
+    want, _ = reference(bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), window=(None, 0))
+    np.testing.assert_allclose(got, bhld(want), atol=2e-5, rtol=1e-4)
+    # Every flash-attn argument by position, varlen included.
+    slopes = np.array([0.3, 0.1], np.float32)
+    by_position = backend.output(
+        F.flash_attn_func(i(q), i(k), i(v), 0.0, 0.2, True, (4, -1), 2.0, i(slopes), True, False, **backend.kwargs)
+    )
+    want, _ = reference(
+        bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), scale=0.2, window=(4, 0), softcap=2.0, slopes=slopes[None]
+    )
+    np.testing.assert_allclose(by_position, bhld(want), atol=2e-5, rtol=1e-4)
+    cu = i(np.array([0, 9], np.int32))
+    packed = backend.output(
+        F.flash_attn_varlen_func(
+            i(q[0]),
+            i(k[0]),
+            i(v[0]),
+            cu,
+            cu,
+            9,
+            9,
+            0.0,
+            0.2,
+            True,
+            (4, -1),
+            2.0,
+            i(slopes),
+            True,
+            False,
+            None,
+            **backend.kwargs,
+        )
+    )
+    np.testing.assert_allclose(packed, by_position[0], atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.spec("ATT-REF")
+def test_flash_return_attn_probs_is_flash_attns_triple(backend):
+    q, k, v = rand((2, 5, 2, 8), 1), rand((2, 7, 2, 8), 2), rand((2, 7, 2, 8), 3)
+    i = backend.input
+    out, lse, s_dmask = backend.output(
+        F.flash_attn_func(i(q), i(k), i(v), causal=True, return_attn_probs=True, **backend.kwargs)
+    )
+    want, want_lse = reference(bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), window=(None, 0))
+    np.testing.assert_allclose(out, bhld(want), atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(lse, want_lse, atol=2e-5, rtol=1e-5)
+    # Without dropout flash-attn returns an empty S_dmask of q's dtype.
+    assert s_dmask.shape == (0,) and s_dmask.dtype == np.float32
+    cu = i(np.array([0, 5, 10], np.int32))
+    cu_k = i(np.array([0, 7, 14], np.int32))
+    triple = F.flash_attn_varlen_func(
+        i(q.reshape(10, 2, 8)),
+        i(k.reshape(14, 2, 8)),
+        i(v.reshape(14, 2, 8)),
+        cu,
+        cu_k,
+        5,
+        7,
+        causal=True,
+        return_attn_probs=True,
+        **backend.kwargs,
+    )
+    assert len(triple) == 3 and tuple(backend.output(triple[2]).shape) == (0,)
+    np.testing.assert_allclose(backend.output(triple[1]), lse.transpose(1, 0, 2).reshape(2, 10), atol=1e-6)
+    with pytest.raises(ValueError, match="return_attn_probs"):
+        F.flash_attn_func(i(q), i(k), i(v), return_attn_probs=True, return_lse=True, **backend.kwargs)
+
+
+@pytest.mark.spec("ATT-REF")
+def test_flash_dropout_is_refused_on_the_rust_path_and_deterministic_accepted():
+    q = rand((1, 4, 2, 8), 1)
+    with pytest.raises(ValueError, match=r"flash_attn_func\(\): argument 'dropout_p'"):
+        F.flash_attn_func(q, q, q, 0.1)
+    cu = np.array([0, 4], np.int32)
+    with pytest.raises(ValueError, match=r"flash_attn_varlen_func\(\): argument 'dropout_p'"):
+        F.flash_attn_varlen_func(q[0], q[0], q[0], cu, cu, 4, 4, 0.1)
+    with pytest.raises(ValueError, match="block_table"):
+        F.flash_attn_varlen_func(q[0], q[0], q[0], cu, cu, 4, 4, block_table=np.zeros((1, 1), np.int32))
+    assert np.array_equal(F.flash_attn_func(q, q, q, deterministic=True), F.flash_attn_func(q, q, q))
+
+
+@pytest.mark.spec("ATT-WINDOW")
+@pytest.mark.parametrize("kind", ["list", "ndarray", "tensor"])
+def test_window_size_as_list_array_or_tensor(backend, kind):
+    q, k, v = rand((1, 12, 2, 8), 1), rand((1, 15, 2, 8), 2), rand((1, 15, 2, 8), 3)
+    window = {"list": [3, 2], "ndarray": np.array([3, 2]), "tensor": None}[kind]
+    if kind == "tensor":
+        torch = pytest.importorskip("torch")
+        window = torch.tensor([3, 2])
+    i = backend.input
+    got = backend.output(F.flash_attn_func(i(q), i(k), i(v), window_size=window, **backend.kwargs))
+    want = backend.output(F.flash_attn_func(i(q), i(k), i(v), window_size=(3, 2), **backend.kwargs))
+    assert np.array_equal(got, want)
+    ref, _ = reference(bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), window=(3, 2))
+    np.testing.assert_allclose(got, bhld(ref), atol=2e-5, rtol=1e-4)
+    for bad in ([3], [3.0, 2], np.array([3, -2]), "32"):
+        with pytest.raises(ValueError, match="window_size"):
+            F.flash_attn_func(i(q), i(k), i(v), window_size=bad, **backend.kwargs)
+
+
+@pytest.mark.spec("ATT-ALIBI", "ATT-CAUSAL")
+@pytest.mark.parametrize("L,S", [(9, 9), (5, 13), (13, 5)])
+@pytest.mark.parametrize("window", [(-1, -1), (100, -1), (2, -1)])
+def test_alibi_causal_lse_is_flash_attns(backend, L, S, window):
+    """Causal with ALiBi: flash-attn's kernel adds ``+slope * j``, so its LSE is ATT-REF's
+    plus ``slope * (i + S - L)``; outputs are unchanged. A window whose left side is
+    at least S counts as none (flash-attn's clamp); a narrower one keeps ATT-REF's."""
+    B, H = 2, 3
+    q, k, v = rand((B, L, H, 8), 1), rand((B, S, H, 8), 2), rand((B, S, H, 8), 3)
+    slopes = np.array([[0.5, 0.25, 0.125], [1.0, 0.75, 0.5]], np.float32)
+    i = backend.input
+    out, lse = backend.output(
+        F.flash_attn_func(
+            i(q), i(k), i(v), causal=True, window_size=window, alibi_slopes=i(slopes), return_lse=True, **backend.kwargs
+        )
+    )
+    ref_window = (None if window[0] == -1 else window[0], 0)
+    want, want_lse = reference(bhld(f64(q)), bhld(f64(k)), bhld(f64(v)), window=ref_window, slopes=slopes)
+    np.testing.assert_allclose(out, bhld(want), atol=2e-5, rtol=1e-4)
+    # Written out from the clause: log sum_j exp(scale q.k + slope j) over the keys row i sees.
+    scores = np.einsum("bhld,bhsd->bhls", bhld(f64(q)), bhld(f64(k))) / math.sqrt(8)
+    pos = np.arange(L)[:, None] + S - L
+    j = np.arange(S)[None, :]
+    seen = (j <= pos) & ((j >= pos - ref_window[0]) if ref_window[0] is not None else True)
+    flash_bias = np.where(ref_window[0] is None or ref_window[0] >= S, 1.0, 0.0) * f64(slopes)[:, :, None, None] * j
+    if not (ref_window[0] is None or ref_window[0] >= S):
+        flash_bias = -f64(slopes)[:, :, None, None] * np.abs(pos - j)
+    with np.errstate(divide="ignore"):
+        flash_lse = np.log(np.where(seen, np.exp(scores + flash_bias), 0.0).sum(-1))
+    np.testing.assert_allclose(lse, flash_lse, atol=3e-5, rtol=1e-5)
+    empty = ~seen.any(-1)
+    assert np.all(lse[:, :, empty] == -np.inf) and np.all(np.isfinite(lse[:, :, ~empty]))
+
+
+@pytest.mark.spec("ATT-BWD")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("opts", [dict(), dict(softcap=2.0, alibi=True)])
+def test_single_key_gradients_are_exact(dtype, opts):
+    """Softmax over one key is 1 whatever the score, so dQ and dK are exactly 0 and dV
+    is the sum of dO over the rows (flash-attn's tests compare these with no slack)."""
+    torch = pytest.importorskip("torch")
+    dt = getattr(torch, dtype)
+    B, L, Hq, Hk, D = 2, 7, 4, 2, 24
+    kw, _ = _flash_kwargs(opts, Hq, B)
+    leaves = [
+        torch.from_numpy(rand(shape, s, 2.0)).to(dt).requires_grad_()
+        for shape, s in (((B, L, Hq, D), 1), ((B, 1, Hk, D), 2), ((B, 1, Hk, D), 3))
+    ]
+    q, k, v = leaves
+    out = F.flash_attn_func(q, k, v, **{n: torch.from_numpy(x) if n == "alibi_slopes" else x for n, x in kw.items()})
+    assert torch.equal(out, v.detach().repeat_interleave(Hq // Hk, dim=2).expand(B, L, Hq, D))
+    grad = torch.from_numpy(rand(out.shape, 4)).to(dt)
+    out.backward(grad)
+    assert torch.count_nonzero(q.grad) == 0 and torch.count_nonzero(k.grad) == 0
+    exact = grad.double().reshape(B, L, Hk, Hq // Hk, D).sum(dim=(1, 3), keepdim=False)[:, None]
+    if dtype == "float32":
+        torch.testing.assert_close(v.grad.double(), exact, atol=1e-6, rtol=1e-6)
+    else:
+        # Summed in float32 (exact for these few low-precision values), rounded once.
+        assert torch.equal(v.grad, exact.to(dt))
+
+
+@pytest.mark.spec("ATT-REF", "ATT-CAUSAL")
+def test_boolean_options_refuse_strings(backend):
+    q = rand((1, 4, 2, 8), 1)
+    i = backend.input
+    sdpa_q = q.transpose(0, 2, 1, 3).copy()
+    for name in ("is_causal", "enable_gqa"):
+        with pytest.raises(TypeError, match=rf"scaled_dot_product_attention\(\): argument '{name}': expected a bool"):
+            F.scaled_dot_product_attention(i(sdpa_q), i(sdpa_q), i(sdpa_q), **{name: "false"}, **backend.kwargs)
+    for name in ("causal", "deterministic", "return_attn_probs", "return_lse"):
+        with pytest.raises(TypeError, match=rf"flash_attn_func\(\): argument '{name}': expected a bool"):
+            F.flash_attn_func(i(q), i(q), i(q), **{name: "false"}, **backend.kwargs)
+        cu = i(np.array([0, 4], np.int32))
+        with pytest.raises(TypeError, match=rf"flash_attn_varlen_func\(\): argument '{name}'"):
+            F.flash_attn_varlen_func(i(q[0]), i(q[0]), i(q[0]), cu, cu, 4, 4, **{name: "false"}, **backend.kwargs)
+    # torch's rule: bools or the ints 0 and 1.
+    assert np.array_equal(
+        backend.output(F.flash_attn_func(i(q), i(q), i(q), causal=1, **backend.kwargs)),
+        backend.output(F.flash_attn_func(i(q), i(q), i(q), causal=True, **backend.kwargs)),
+    )
+    with pytest.raises(TypeError, match="dropout_p"):
+        F.scaled_dot_product_attention(i(sdpa_q), i(sdpa_q), i(sdpa_q), dropout_p="0", **backend.kwargs)
+
+
+@pytest.mark.spec("ATT-MASK")
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_float_masks_with_plus_inf_or_nan_are_refused(backend, bad):
+    q, k, v = rand((1, 2, 5, 8), 1), rand((1, 2, 6, 8), 2), rand((1, 2, 6, 8), 3)
+    mask = np.zeros((5, 6), np.float32)
+    mask[1, 2] = -np.inf  # -inf says "never attend": allowed
+    i = backend.input
+    got = backend.output(F.scaled_dot_product_attention(i(q), i(k), i(v), attn_mask=i(mask), **backend.kwargs))
+    want, _ = reference(f64(q), f64(k), f64(v), bottom_right=False, mask=mask)
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
+    mask[3, 4] = bad
+    with pytest.raises(ValueError, match=r"scaled_dot_product_attention\(\): argument 'attn_mask'.*attn_mask\[22\]"):
+        F.scaled_dot_product_attention(i(q), i(k), i(v), attn_mask=i(mask), **backend.kwargs)

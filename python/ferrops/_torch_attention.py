@@ -155,6 +155,7 @@ def flash(
     window: tuple[int | None, int | None],
     softcap: float,
     alibi_slopes: torch.Tensor | None,
+    dropout_p: float,
     want_lse: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """FlashAttention layout ``[B, L, H, D]``; ``alibi_slopes [B, Hq]``; lse ``[B, Hq, L]``."""
@@ -168,7 +169,7 @@ def flash(
         softcap=softcap,
         alibi_slopes=alibi_slopes,
         mask=None,
-        dropout_p=0.0,
+        dropout_p=dropout_p,
         want_lse=want_lse,
     )
     return out.transpose(1, 2), lse
@@ -185,6 +186,7 @@ def flash_varlen(
     window: tuple[int | None, int | None],
     softcap: float,
     alibi_slopes: torch.Tensor | None,
+    dropout_p: float,
     want_lse: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Packed ``[tokens, H, D]`` sequences, each alone (ATT-VARLEN); alibi ``[B, Hq]``, lse ``[Hq, total_q]``."""
@@ -200,6 +202,7 @@ def flash_varlen(
             window=window,
             softcap=softcap,
             alibi_slopes=slopes,
+            dropout_p=dropout_p,
             want_lse=want_lse,
         )
         outs.append(o[0])

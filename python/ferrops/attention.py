@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from . import _core
 from . import _dispatch as d
 from ._dispatch import Array, ArrayLike, Backend
-from ._errors import type_error, value_error
+from ._errors import describe, type_error, value_error
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["scaled_dot_product_attention", "flash_attn_func", "flash_attn_varlen_func"]
 
 _FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
+#: The kernels' log-sum-exp is in base 2; this turns it into the public natural log.
+_LN2 = math.log(2.0)
 
 
 def _dtype_name(x: ArrayLike) -> str:
@@ -71,6 +73,34 @@ def _check_finite(function: str, **tensors: torch.Tensor) -> None:
         if bool(bad.any()):
             i = int(torch.nonzero(bad)[0, 0])
             raise value_error(function, name, "finite values", f"{name}[{i}] = {t.reshape(-1)[i].item()}")
+
+
+def _check_mask_values(function: str, attn_mask: ArrayLike) -> None:
+    """A float mask may hold -inf ("never attend") but not +inf or NaN, which would
+    silently give zeros or drop the key (ATT-MASK)."""
+    if d.is_tensor(attn_mask):
+        if not attn_mask.dtype.is_floating_point:
+            return
+        flat = attn_mask.detach().reshape(-1)
+        torch = d.torch_module()
+        bad = torch.isnan(flat) | torch.isposinf(flat)
+        if not bool(bad.any()):
+            return
+        i = int(torch.nonzero(bad)[0, 0])
+        value = flat[i].item()
+    else:
+        a = np.asarray(attn_mask)
+        if a.dtype.kind != "f":
+            return
+        flat_a = a.reshape(-1)
+        bad_a = np.isnan(flat_a) | np.isposinf(flat_a)
+        if not bad_a.any():
+            return
+        i = int(np.flatnonzero(bad_a)[0])
+        value = flat_a[i].item()
+    raise value_error(
+        function, "attn_mask", "a bool mask or float values < +inf (-inf = never attend)", f"attn_mask[{i}] = {value}"
+    )
 
 
 def _host_tensor(x: ArrayLike) -> torch.Tensor:
@@ -109,16 +139,19 @@ def _check_scale(function: str, name: str, value: object, head_dim: int) -> floa
 
 
 def _check_window(function: str, window_size: object) -> tuple[int | None, int | None]:
+    """``(left, right)`` as a tuple, list, array or tensor of two ints >= -1 (flash-attn's
+    tests pass tensors); -1 becomes None (unbounded)."""
+    values = window_size.tolist() if hasattr(window_size, "tolist") else window_size
     if not (
-        isinstance(window_size, (tuple, list))
-        and len(window_size) == 2
-        and all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= -1 for w in window_size)
+        isinstance(values, (tuple, list))
+        and len(values) == 2
+        and all(isinstance(w, (int, np.integer)) and not isinstance(w, (bool, np.bool_)) and w >= -1 for w in values)
     ):
         raise value_error(
             function, "window_size", "a pair (left, right) of ints >= -1 (-1 = unbounded)", repr(window_size)
         )
-    left, right = window_size
-    return None if left == -1 else int(left), None if right == -1 else int(right)
+    left, right = (int(w) for w in values)
+    return None if left == -1 else left, None if right == -1 else right
 
 
 def _check_softcap(function: str, softcap: object) -> float:
@@ -229,19 +262,19 @@ def _autograd_function() -> Any:
             @staticmethod
             def forward(ctx: Any, q: Any, k: Any, v: Any, options: dict) -> Any:
                 arrays = _kernel_arrays(options, q, k, v)
-                out, lse = _core.attention_forward(arrays[0], arrays[1], arrays[2], options)
-                ctx.arrays, ctx.out, ctx.lse, ctx.options = arrays, out, lse, options
+                out, lse2 = _core.attention_forward(arrays[0], arrays[1], arrays[2], options)
+                ctx.arrays, ctx.out, ctx.lse2, ctx.options = arrays, out, lse2, options
                 ctx.like = [(x.shape, x.dtype, x.device) for x in (q, k, v)]
                 result = torch.from_numpy(out).to(device=q.device, dtype=q.dtype)
-                lse_t = torch.from_numpy(lse)
-                ctx.mark_non_differentiable(lse_t)
-                return result, lse_t
+                lse2_t = torch.from_numpy(lse2)
+                ctx.mark_non_differentiable(lse2_t)
+                return result, lse2_t
 
             @staticmethod
             def backward(ctx: Any, grad_out: Any, _grad_lse: Any) -> Any:
                 g = d.contiguous(d.float_array(ctx.options["function"], "grad", grad_out), ctx.out.dtype)
                 aq, ak, av = ctx.arrays
-                dq, dk, dv = _core.attention_backward(aq, ak, av, ctx.out, ctx.lse, g, ctx.options)
+                dq, dk, dv = _core.attention_backward(aq, ak, av, ctx.out, ctx.lse2, g, ctx.options)
                 grads = [
                     torch.from_numpy(gr).reshape(shape).to(device=device, dtype=dtype)
                     for gr, (shape, dtype, device) in zip((dq, dk, dv), ctx.like)
@@ -254,22 +287,24 @@ def _autograd_function() -> Any:
 
 def _run_rust(q: Array, k: Array, v: Array, options: dict[str, Any]) -> tuple[Array, np.ndarray]:
     """The Rust kernel on contiguous inputs in the given layout; returns the flat
-    output in the query's kind and dtype, and the flat ``[Hq, total_q]`` lse."""
+    output in the query's kind and dtype, and the flat ``[Hq, total_q]`` lse (natural
+    log: the kernels return it in base 2, the unit the backward pass recomputes the
+    probabilities in, exactly)."""
     torch = d.torch_module()
     tensors = [x for x in (q, k, v) if d.is_tensor(x)]
     if tensors and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        out, lse = _autograd_function().apply(q, k, v, options)
-        return out, lse.numpy()
+        out, lse2 = _autograd_function().apply(q, k, v, options)
+        return out, lse2.numpy() * _LN2
     if len(tensors) == 3 and all(t.dtype == torch.bfloat16 for t in tensors):
         # bfloat16 goes to Rust as its bits: the bfloat16 dot products read them
         # as they are, and widening in Rust, in parallel, costs less than
         # converting in torch first (more than a tenth of the kernel).
         bq, bk, bv = (np.ascontiguousarray(t.detach().cpu().view(torch.int16).numpy()).view(np.uint16) for t in tensors)
-        out, lse = _core.attention_forward(bq, bk, bv, options)
-        return torch.from_numpy(out.view(np.int16)).view(torch.bfloat16).to(q.device), lse
+        out, lse2 = _core.attention_forward(bq, bk, bv, options)
+        return torch.from_numpy(out.view(np.int16)).view(torch.bfloat16).to(q.device), lse2 * _LN2
     aq, ak, av = _kernel_arrays(options, q, k, v)
-    out, lse = _core.attention_forward(aq, ak, av, options)
-    return _result(out, q), lse
+    out, lse2 = _core.attention_forward(aq, ak, av, options)
+    return _result(out, q), lse2 * _LN2
 
 
 # ----------------------------------------------------------------------------
@@ -308,6 +343,9 @@ def scaled_dot_product_attention(
         to no key are 0.
     """
     f = "scaled_dot_product_attention"
+    is_causal = d.check_bool(f, "is_causal", is_causal)
+    enable_gqa = d.check_bool(f, "enable_gqa", enable_gqa)
+    dropout_p = d.check_unit_interval(f, "dropout_p", dropout_p)
     named = _as_inputs({"query": query, "key": key, "value": value})
     query, key, value = named["query"], named["key"], named["value"]
     _check_float_inputs(f, named)
@@ -327,8 +365,6 @@ def scaled_dot_product_attention(
             raise value_error(f, "key", f"a number of heads dividing the query's {hq} (enable_gqa)", hkv)
     elif hkv != hq:
         raise value_error(f, "key", f"{hq} heads (the query's; set enable_gqa for fewer)", hkv)
-    if not 0.0 <= float(dropout_p) <= 1.0:
-        raise value_error(f, "dropout_p", "a value in [0, 1]", repr(dropout_p))
     if is_causal and attn_mask is not None:
         raise ValueError(f"{f}(): expected attn_mask=None with is_causal=True (torch's rule), got a mask")
     scale = _check_scale(f, "scale", scale, qs[-1])
@@ -343,6 +379,7 @@ def scaled_dot_product_attention(
             ok = False
         if not ok:
             raise value_error(f, "attn_mask", f"a shape broadcastable to {list(full)}", list(mshape))
+        _check_mask_values(f, attn_mask)
     inputs = (query, key, value) if attn_mask is None else (query, key, value, attn_mask)
     if d.select_backend(f, backend, *inputs, rust_autograd=True) == "torch" or (
         attn_mask is not None and d.is_tensor(attn_mask) and attn_mask.requires_grad
@@ -357,16 +394,10 @@ def scaled_dot_product_attention(
         if attn_mask is not None:
             mask = _host_tensor(attn_mask)
         out = d.torch_implementation("attention").sdpa(
-            q, k, v, attn_mask=mask, dropout_p=float(dropout_p), is_causal=bool(is_causal), scale=scale
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
         )
         return d.like(out, query)
-    if dropout_p > 0.0:
-        raise value_error(
-            f,
-            "dropout_p",
-            "0 on the Rust path (dropout runs only in the PyTorch implementation: CUDA tensors or backend='torch')",
-            repr(dropout_p),
-        )
+    _refuse_rust_dropout(f, dropout_p)
     batch = math.prod(qs[:-3])
     compute = np.dtype(np.float64) if _dtype_name(query) == "float64" else np.dtype(np.float32)
     extra = {} if attn_mask is None else _mask_options(f, attn_mask, full, compute)
@@ -412,6 +443,81 @@ def _flash_checks(
     return scale, _check_window(function, window_size), _check_softcap(function, softcap)
 
 
+def _flash_flags(
+    function: str,
+    dropout_p: object,
+    causal: object,
+    deterministic: object,
+    return_attn_probs: object,
+    return_lse: object,
+) -> tuple[float, bool, bool, bool]:
+    """``(dropout_p, causal, return_attn_probs, return_lse)`` checked. ``deterministic``
+    is checked and otherwise has no effect: every path here is deterministic."""
+    dropout = d.check_unit_interval(function, "dropout_p", dropout_p)
+    causal = d.check_bool(function, "causal", causal)
+    d.check_bool(function, "deterministic", deterministic)
+    probs = d.check_bool(function, "return_attn_probs", return_attn_probs)
+    lse = d.check_bool(function, "return_lse", return_lse)
+    if probs and lse:
+        raise ValueError(
+            f"{function}(): expected one of return_attn_probs (out, softmax_lse, S_dmask) and "
+            "return_lse (out, softmax_lse), got both"
+        )
+    if probs and dropout > 0.0:
+        raise value_error(
+            function, "dropout_p", "0 with return_attn_probs (the dropout pattern S_dmask is not kept)", repr(dropout_p)
+        )
+    return dropout, causal, probs, lse
+
+
+def _refuse_rust_dropout(function: str, dropout_p: float) -> None:
+    if dropout_p > 0.0:
+        raise value_error(
+            function,
+            "dropout_p",
+            "0 on the Rust path (dropout runs only in the PyTorch implementation: CUDA tensors or backend='torch')",
+            repr(dropout_p),
+        )
+
+
+def _flash_causal(window: tuple[int | None, int | None], seqlen_k: int) -> bool:
+    """Whether flash-attn's kernel runs this call as causal: right window 0 and no
+    left limit, a left window of at least ``seqlen_k`` (its ``max_seqlen_k`` for
+    varlen) counting as none, as flash-attn clamps it."""
+    left, right = window
+    return right == 0 and (left is None or left >= seqlen_k)
+
+
+def _alibi_causal_lse_offset(alibi: np.ndarray, heads: int, cu_q: np.ndarray, cu_k: np.ndarray) -> np.ndarray:
+    """``[heads, total_q]``: what flash-attn's causal LSE adds to ATT-REF's with the
+    ATT-ALIBI bias. Under causal masking its kernel adds ``+slope * j`` instead of
+    ``-slope * |i + S - L - j|``: the same bias less ``slope * (i + S - L)`` on every
+    key row ``i`` sees, so outputs agree and the LSE is larger by that constant."""
+    len_q, len_k = np.diff(cu_q), np.diff(cu_k)
+    seq = np.repeat(np.arange(len(len_q)), len_q)
+    position = np.arange(int(cu_q[-1])) - cu_q[:-1][seq] + (len_k - len_q)[seq]
+    return (alibi.reshape(-1, heads)[seq] * position[:, None].astype(np.float64)).T
+
+
+_Lse = TypeVar("_Lse", np.ndarray, "torch.Tensor")
+
+
+def _shift_lse(lse: _Lse, offset: np.ndarray) -> _Lse:
+    """``lse + offset`` added in float64, rounded once to the lse's dtype (-inf stays)."""
+    if d.is_tensor(lse):
+        torch = d.torch_module()
+        return (lse.double() + torch.from_numpy(offset).to(lse.device)).to(lse.dtype)
+    return (lse.astype(np.float64) + offset).astype(lse.dtype)
+
+
+def _flash_result(out: Array, lse: Array, q: Array, return_attn_probs: bool, return_lse: bool) -> Any:
+    if return_attn_probs:
+        # flash-attn returns S_dmask only with dropout; without it an empty tensor
+        # of q's dtype, as here.
+        return out, lse, _result(np.empty((0,), dtype=np.float32), q)
+    return (out, lse) if return_lse else out
+
+
 def _flash_torch(
     function: str, q: Array, k: Array, v: Array, alibi: np.ndarray | None, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -426,36 +532,50 @@ def flash_attn_func(
     q: ArrayLike,
     k: ArrayLike,
     v: ArrayLike,
+    dropout_p: float = 0.0,
     softmax_scale: float | None = None,
     causal: bool = False,
-    window_size: tuple[int, int] = (-1, -1),
+    window_size: tuple[int, int] | ArrayLike = (-1, -1),
     softcap: float = 0.0,
     alibi_slopes: ArrayLike | None = None,
-    return_lse: bool = False,
+    deterministic: bool = False,
+    return_attn_probs: bool = False,
     *,
+    return_lse: bool = False,
     backend: Backend = "auto",
-) -> Array | tuple[Array, Array]:
-    """FlashAttention-2's ``flash_attn_func`` (ATT-CAUSAL bottom-right, ATT-WINDOW,
-    ATT-SOFTCAP, ATT-ALIBI, ATT-GQA).
+) -> Any:
+    """FlashAttention-2's ``flash_attn_func``, with its positional order (ATT-CAUSAL
+    bottom-right, ATT-WINDOW, ATT-SOFTCAP, ATT-ALIBI, ATT-GQA).
 
     Args:
         q (Tensor[B, L, Hq, D] | ndarray): queries.
         k (Tensor[B, S, Hkv, D] | ndarray): keys; ``Hq % Hkv == 0`` (GQA/MQA).
         v (Tensor[B, S, Hkv, Dv] | ndarray): values.
+        dropout_p: must be 0 except on the PyTorch path (CUDA tensors, ``backend="torch"``),
+            where it runs when torch's own SDPA computes the case.
         softmax_scale: multiplies ``q . k``; default ``1 / sqrt(D)``.
         causal: query ``i`` sees keys ``j <= i + S - L`` (bottom-right aligned).
-        window_size: ``(left, right)``: query ``i`` sees keys in
-            ``[i + S - L - left, i + S - L + right]``; -1 = unbounded.
+        window_size: ``(left, right)`` (tuple, list, array or tensor): query ``i`` sees
+            keys in ``[i + S - L - left, i + S - L + right]``; -1 = unbounded.
         softcap: when > 0, scores become ``softcap * tanh(score / softcap)``.
         alibi_slopes (Tensor[Hq] | Tensor[B, Hq], optional): adds ``-slope * |i + S - L - j|``.
-        return_lse: also return the log-sum-exp of each row.
+        deterministic: accepted for flash-attn's signature; every path is deterministic.
+        return_attn_probs: also return ``softmax_lse`` and ``S_dmask``, as flash-attn.
+            ``S_dmask`` is what flash-attn returns without dropout: an empty ``[0]``
+            tensor of q's dtype (flash-attn fills it only when ``dropout_p > 0``).
+        return_lse: keyword-only: also return ``softmax_lse`` alone (a 2-tuple).
         backend: "auto", "rust" or "torch".
 
     Returns:
-        Tensor[B, L, Hq, Dv] | ndarray, and with ``return_lse`` ``lse (Tensor[B, Hq, L])``
-        (float32; float64 for float64 inputs; ``-inf`` for rows that see no key).
+        Tensor[B, L, Hq, Dv] | ndarray; with ``return_attn_probs`` ``(out, softmax_lse,
+        S_dmask)``, with ``return_lse`` ``(out, softmax_lse)``. ``softmax_lse
+        (Tensor[B, Hq, L])`` is float32 (float64 for float64 inputs), ``-inf`` for rows
+        that see no key (flash-attn's kernel writes ``+inf`` there). With causal
+        masking and ALiBi it is flash-attn's: the log-sum-exp of the scores plus
+        ``slope * j`` (ATT-ALIBI's bias less the row constant ``slope * (i + S - L)``).
     """
     f = "flash_attn_func"
+    dropout, causal, probs, want_lse = _flash_flags(f, dropout_p, causal, deterministic, return_attn_probs, return_lse)
     named = _as_inputs({"q": q, "k": k, "v": v})
     q, k, v = named["q"], named["k"], named["v"]
     _check_float_inputs(f, named)
@@ -465,13 +585,30 @@ def flash_attn_func(
     B, L, hq, D = d.shape_of(q)
     S, hkv, Dv = d.shape_of(k)[1], d.shape_of(k)[2], d.shape_of(v)[3]
     alibi = _slopes(f, alibi_slopes, B, hq)
+    lse_wanted = probs or want_lse
+    offset = None
+    if lse_wanted and alibi is not None and _flash_causal(window, S):
+        cu_q, cu_k = np.arange(B + 1) * L, np.arange(B + 1) * S
+        offset = _alibi_causal_lse_offset(alibi, hq, cu_q, cu_k).reshape(hq, B, L).transpose(1, 0, 2)
     if d.select_backend(f, backend, q, k, v, rust_autograd=True) == "torch":
         tq, tk, tv, slopes = _flash_torch(f, q, k, v, alibi, B)
         _check_finite(f, q=tq, k=tk, v=tv)
-        out, lse = d.torch_implementation("attention").flash(
-            tq, tk, tv, scale=scale, window=window, softcap=cap, alibi_slopes=slopes, want_lse=return_lse
+        out_t, lse_t = d.torch_implementation("attention").flash(
+            tq,
+            tk,
+            tv,
+            scale=scale,
+            window=window,
+            softcap=cap,
+            alibi_slopes=slopes,
+            dropout_p=dropout,
+            want_lse=lse_wanted,
         )
-        return (d.like(out, q), d.like(lse, q)) if return_lse else d.like(out, q)
+        if not lse_wanted:
+            return d.like(out_t, q)
+        lse_t = lse_t if offset is None else _shift_lse(lse_t, offset)
+        return _flash_result(d.like(out_t, q), d.like(lse_t, q), q, probs, want_lse)
+    _refuse_rust_dropout(f, dropout)
     options = _options(
         f,
         "token",
@@ -488,9 +625,11 @@ def flash_attn_func(
     )
     out, lse = _run_rust(q, k, v, options)
     out = out.reshape(B, L, hq, Dv)
-    if not return_lse:
+    if not lse_wanted:
         return out
-    return out, _lse_result(np.ascontiguousarray(lse.reshape(hq, B, L).transpose(1, 0, 2)), q)
+    lse = np.ascontiguousarray(lse.reshape(hq, B, L).transpose(1, 0, 2))
+    lse = lse if offset is None else _shift_lse(lse, offset)
+    return _flash_result(out, _lse_result(lse, q), q, probs, want_lse)
 
 
 def _cu_seqlens(function: str, name: str, cu: ArrayLike, total: int) -> np.ndarray:
@@ -516,17 +655,22 @@ def flash_attn_varlen_func(
     cu_seqlens_k: ArrayLike,
     max_seqlen_q: int,
     max_seqlen_k: int,
+    dropout_p: float = 0.0,
     softmax_scale: float | None = None,
     causal: bool = False,
-    window_size: tuple[int, int] = (-1, -1),
+    window_size: tuple[int, int] | ArrayLike = (-1, -1),
     softcap: float = 0.0,
     alibi_slopes: ArrayLike | None = None,
-    return_lse: bool = False,
+    deterministic: bool = False,
+    return_attn_probs: bool = False,
+    block_table: ArrayLike | None = None,
     *,
+    return_lse: bool = False,
     backend: Backend = "auto",
-) -> Array | tuple[Array, Array]:
-    """FlashAttention-2's ``flash_attn_varlen_func``: packed sequences (ATT-VARLEN),
-    each attending only within itself, with :func:`flash_attn_func`'s options.
+) -> Any:
+    """FlashAttention-2's ``flash_attn_varlen_func``, with its positional order: packed
+    sequences (ATT-VARLEN), each attending only within itself, with
+    :func:`flash_attn_func`'s options.
 
     Args:
         q (Tensor[total_q, Hq, D] | ndarray): the queries of all sequences, packed.
@@ -535,14 +679,22 @@ def flash_attn_varlen_func(
             starts at 0, non-decreasing, ends at ``total_q``.
         cu_seqlens_k (Tensor[B + 1] | ndarray): the same for keys.
         max_seqlen_q, max_seqlen_k: at least the longest sequence (as FlashAttention).
-        softmax_scale, causal, window_size, softcap: as :func:`flash_attn_func`.
+        dropout_p, softmax_scale, causal, window_size, softcap, deterministic,
+            return_attn_probs: as :func:`flash_attn_func`.
         alibi_slopes (Tensor[Hq] | Tensor[B, Hq], optional): per head or per sequence and head.
-        return_lse: also return the log-sum-exp.
+        block_table: must be None (a paged KV cache is not supported).
+        return_lse: keyword-only: also return the log-sum-exp alone.
 
     Returns:
-        Tensor[total_q, Hq, Dv] | ndarray, and with ``return_lse`` ``lse (Tensor[Hq, total_q])``.
+        Tensor[total_q, Hq, Dv] | ndarray; with ``return_attn_probs`` ``(out, softmax_lse,
+        S_dmask)``, with ``return_lse`` ``(out, softmax_lse)``; ``softmax_lse``
+        ``[Hq, total_q]`` follows :func:`flash_attn_func`'s rules (flash-attn decides
+        causality with ``max_seqlen_k``, and so does this function).
     """
     f = "flash_attn_varlen_func"
+    dropout, causal, probs, want_lse = _flash_flags(f, dropout_p, causal, deterministic, return_attn_probs, return_lse)
+    if block_table is not None:
+        raise value_error(f, "block_table", "None (a paged KV cache is not supported)", describe(block_table))
     named = _as_inputs({"q": q, "k": k, "v": v})
     q, k, v = named["q"], named["k"], named["v"]
     _check_float_inputs(f, named)
@@ -561,10 +713,14 @@ def flash_attn_varlen_func(
             raise value_error(f, name, f"an int >= the longest sequence ({longest})", repr(limit))
     batch = len(cq) - 1
     alibi = _slopes(f, alibi_slopes, batch, hq)
+    lse_wanted = probs or want_lse
+    offset = None
+    if lse_wanted and alibi is not None and _flash_causal(window, int(max_seqlen_k)):
+        offset = _alibi_causal_lse_offset(alibi, hq, cq, ck)
     if d.select_backend(f, backend, q, k, v, rust_autograd=True) == "torch":
         tq, tk, tv, slopes = _flash_torch(f, q, k, v, alibi, batch)
         _check_finite(f, q=tq, k=tk, v=tv)
-        out, lse = d.torch_implementation("attention").flash_varlen(
+        out_t, lse_t = d.torch_implementation("attention").flash_varlen(
             tq,
             tk,
             tv,
@@ -574,9 +730,14 @@ def flash_attn_varlen_func(
             window=window,
             softcap=cap,
             alibi_slopes=slopes,
-            want_lse=return_lse,
+            dropout_p=dropout,
+            want_lse=lse_wanted,
         )
-        return (d.like(out, q), d.like(lse, q)) if return_lse else d.like(out, q)
+        if not lse_wanted:
+            return d.like(out_t, q)
+        lse_t = lse_t if offset is None else _shift_lse(lse_t, offset)
+        return _flash_result(d.like(out_t, q), d.like(lse_t, q), q, probs, want_lse)
+    _refuse_rust_dropout(f, dropout)
     options = _options(
         f,
         "token",
@@ -594,6 +755,8 @@ def flash_attn_varlen_func(
     )
     out, lse = _run_rust(q, k, v, options)
     out = out.reshape(total_q, hq, Dv)
-    if not return_lse:
+    if not lse_wanted:
         return out
-    return out, _lse_result(lse.reshape(hq, total_q), q)
+    lse = lse.reshape(hq, total_q)
+    lse = lse if offset is None else _shift_lse(lse, offset)
+    return _flash_result(out, _lse_result(lse, q), q, probs, want_lse)

@@ -17,6 +17,7 @@ use crate::run::run_kernel;
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
 struct Options<'py> {
+    /// The public function, named in the core's errors (shapes, values).
     function: String,
     /// "head" (`[B, H, L, D]`) or "token" (`[tokens, H, D]`).
     layout: String,
@@ -41,18 +42,6 @@ struct Options<'py> {
     mask_col_stride: usize,
 }
 
-/// The public function's name as the `&'static str` that `Attention::function`
-/// (in `ferrops_core::attention`) still takes; goes away once that field is a
-/// `ferrops_core::error::Name` and the options' `String` can be passed on.
-fn function_name(name: &str) -> &'static str {
-    match name {
-        "scaled_dot_product_attention" => "scaled_dot_product_attention",
-        "flash_attn_func" => "flash_attn_func",
-        "flash_attn_varlen_func" => "flash_attn_varlen_func",
-        _ => "attention",
-    }
-}
-
 /// Extracted arrays the [`Attention`] borrows from.
 struct Held<'py, T: Element> {
     mask_bool: Option<PyReadonlyArrayDyn<'py, bool>>,
@@ -65,7 +54,8 @@ fn hold<'py, T: Element>(function: &'static str, o: &Options<'py>) -> BindingRes
         if let Ok(b) = mask.extract::<PyReadonlyArrayDyn<'py, bool>>() {
             held.mask_bool = Some(b);
         } else {
-            held.mask_add = Some(extract_array(function, "attn_mask", "a bool mask or one of the query's dtype", mask)?);
+            held.mask_add =
+                Some(extract_array(function, "attn_mask", "a bool mask or one of the query's dtype", mask)?);
         }
     }
     Ok(held)
@@ -90,7 +80,9 @@ fn describe<'a, T: AttnFloat + Element>(
             cu_seqlens_k: slice1(function, "cu_seqlens_k", ck)?,
         },
         _ => {
-            return Err(FerropsError::value(function, "batch", "dense lengths or both cu_seqlens", "neither or a mix").into());
+            return Err(
+                FerropsError::value(function, "batch", "dense lengths or both cu_seqlens", "neither or a mix").into()
+            );
         }
     };
     let alibi_slopes = match &o.alibi_slopes {
@@ -115,7 +107,7 @@ fn describe<'a, T: AttnFloat + Element>(
         }
     };
     Ok(Attention {
-        function,
+        function: o.function.clone().into(),
         layout,
         batch,
         heads_q: o.heads_q,
@@ -133,7 +125,7 @@ fn describe<'a, T: AttnFloat + Element>(
 }
 
 /// Returns `(out, lse)` flat: `out` in the query's layout with `dim_v` columns,
-/// `lse` as `[heads_q, total_q]`. float32/float64 arrays, or bfloat16 bits as
+/// `lse` (base 2: `LSE / ln 2`) as `[heads_q, total_q]`. float32/float64 arrays, or bfloat16 bits as
 /// uint16 arrays (see [`bfloat16_forward`]).
 #[pyfunction]
 fn attention_forward<'py>(
@@ -143,7 +135,9 @@ fn attention_forward<'py>(
     value: &Bound<'py, PyAny>,
     options: Options<'py>,
 ) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
-    let function = function_name(&options.function);
+    // Conversion errors name this binding: the Python layer hands it contiguous
+    // arrays of one dtype, so they only arise when `_core` is called directly.
+    let function = "attention_forward";
     if let Ok(q) = query.extract::<PyReadonlyArrayDyn<'py, u16>>() {
         return bfloat16_forward(py, function, q, key, value, options);
     }
@@ -171,7 +165,8 @@ fn bfloat16_forward<'py>(
     const BITS: &str = "bfloat16 bits (uint16) like the query";
     let k: PyReadonlyArrayDyn<u16> = extract_array(function, "key", BITS, key)?;
     let v: PyReadonlyArrayDyn<u16> = extract_array(function, "value", BITS, value)?;
-    let (q, k, v) = (contiguous(function, "query", &query)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
+    let (q, k, v) =
+        (contiguous(function, "query", &query)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
     let held = hold::<f32>(function, &options)?;
     let att = describe(function, &options, &held)?;
     let (out, lse) = run_kernel(py, || bf16::attention_forward_bf16(&att, q, k, v))?;
@@ -191,7 +186,8 @@ fn attention_backward<'py>(
     grad_out: &Bound<'py, PyAny>,
     options: Options<'py>,
 ) -> BindingResult<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
-    let function = function_name(&options.function);
+    // As in `attention_forward`: conversion errors name the binding.
+    let function = "attention_backward";
     for_float_dtype!(function, "query", query, T => {
         let arrays: Vec<PyReadonlyArrayDyn<T>> = [query, key, value, out, lse, grad_out]
             .iter()

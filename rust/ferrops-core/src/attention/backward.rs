@@ -9,8 +9,13 @@
 //! Operands are read in place from the inputs wherever the tile shape allows
 //! (whole groups of 6 rows, widths a multiple of 16); the key tile is transposed
 //! once per tile and reused by every query tile of the group's heads.
-
-use std::f64::consts::LOG2_E;
+//!
+//! Scores are recomputed with the forward's arithmetic (the query times the score
+//! factor, the same products summed in the same order, a dot product for a
+//! one-row tile) against the forward's base-2 log-sum-exp, and `Delta` by the
+//! product routine that computes `dP`: a row that sees one key then gets `P = 1`
+//! and `dP - Delta = 0` exactly, so `dQ` and `dK` are exactly 0 and `dV` is the
+//! plain sum of `dO`, as the softmax's derivative says.
 
 use rayon::prelude::*;
 
@@ -62,7 +67,15 @@ impl<T: AttnFloat> Rows<'_, T> {
 /// `dim_pad`, else copied into `buf` as `round_up(rows, 6) x dim_pad` with zeros
 /// around. Returns the operand and its row stride.
 #[allow(clippy::too_many_arguments)]
-fn operand<'a, T: AttnFloat>(buf: &'a mut [T], src: &'a [T], start: usize, stride: usize, rows: usize, dim: usize, dim_pad: usize) -> (&'a [T], usize) {
+fn operand<'a, T: AttnFloat>(
+    buf: &'a mut [T],
+    src: &'a [T],
+    start: usize,
+    stride: usize,
+    rows: usize,
+    dim: usize,
+    dim_pad: usize,
+) -> (&'a [T], usize) {
     let rows6 = round_up(rows, 6);
     if rows == rows6 && dim == dim_pad {
         return (&src[start..], stride);
@@ -72,10 +85,32 @@ fn operand<'a, T: AttnFloat>(buf: &'a mut [T], src: &'a [T], start: usize, strid
     (buf, dim_pad)
 }
 
+/// `Delta = sum_c d_out[c] out[c]` computed by `T::gemm`, the routine (and so the
+/// chain of fused products) that computes `dP = dO V^T`: where `out` is a value row
+/// (a query that sees one key), `dP - Delta` is exactly 0. `column` is a
+/// `len x 8` buffer, zero but for its first column.
+fn row_delta<T: AttnFloat>(d_out: &[T], out: &[T], column: &mut [T]) -> T {
+    for (c, &o) in out.iter().enumerate() {
+        column[c * 8] = o;
+    }
+    let mut product = [T::ZERO; 8];
+    T::gemm(1, 8, out.len(), d_out, out.len(), 1, column, 8, &mut product, 8, false);
+    product[0]
+}
+
 /// `dS = P * (dP - Delta) * softcap'` over a tile, with one Delta per row
 /// (`delta_by_row`, the key pass) or per column (the query pass, transposed).
 #[allow(clippy::too_many_arguments)]
-fn score_grads<T: AttnFloat>(rows: usize, cols: usize, ld: usize, p: &[T], dp: &mut [T], cap_grad: Option<&[T]>, delta_by_row: bool, delta: &[T]) {
+fn score_grads<T: AttnFloat>(
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    p: &[T],
+    dp: &mut [T],
+    cap_grad: Option<&[T]>,
+    delta_by_row: bool,
+    delta: &[T],
+) {
     for r in 0..rows {
         let (p_row, dp_row) = (&p[r * ld..r * ld + cols], &mut dp[r * ld..r * ld + cols]);
         if delta_by_row {
@@ -100,6 +135,8 @@ struct Scratch<T> {
     fixed_a: Vec<T>,
     fixed_b: Vec<T>,
     q: Vec<T>,
+    /// The query tile times the score factor, for the scores.
+    q_scaled: Vec<T>,
     d_out: Vec<T>,
     z: Vec<T>,
     dp: Vec<T>,
@@ -121,6 +158,7 @@ impl<T: AttnFloat> Scratch<T> {
             fixed_a: zero(wide * rows.max(keys)),
             fixed_b: zero(wide * rows.max(keys)),
             q: zero(rows.max(keys) * wide),
+            q_scaled: zero(rows.max(keys) * wide),
             d_out: zero(rows.max(keys) * wide),
             z: zero(rows * keys),
             dp: zero(rows * keys),
@@ -135,7 +173,8 @@ impl<T: AttnFloat> Scratch<T> {
 }
 
 /// Gradients `(dq, dk, dv)` of the attention [`super::attention_forward`]
-/// computed, given its `out` and `lse` and the gradient `d_out` of the output.
+/// computed, given its `out` and base-2 `lse` and the gradient `d_out` of the
+/// output.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: AttnFloat>(
     att: &Attention<'_, T>,
@@ -149,26 +188,34 @@ pub fn attention_backward<T: AttnFloat>(
     let seqs = att.validate(q, k, v)?;
     let (total_q, _) = att.total_rows()?;
     let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
-    for (name, got, want) in [("out", out.len(), total_q * hq * dv), ("grad_out", d_out.len(), total_q * hq * dv), ("lse", lse.len(), hq * total_q)] {
-        ensure!(got == want, FerropsError::value(att.function, name, format!("{want} elements"), format!("{got}")));
+    for (name, got, want) in [
+        ("out", out.len(), total_q * hq * dv),
+        ("grad_out", d_out.len(), total_q * hq * dv),
+        ("lse", lse.len(), hq * total_q),
+    ] {
+        ensure!(
+            got == want,
+            FerropsError::value(att.function.clone(), name, format!("{want} elements"), format!("{got}"))
+        );
     }
     let (d_pad, dv_pad) = (round_up(d, LANES), round_up(dv, LANES));
     let group = hq.checked_div(hkv).unwrap_or(1);
-    let log2e = T::from_f64(LOG2_E);
 
-    // Per query row: the base-2 log-sum-exp P is recomputed against, and
-    // Delta_i = sum_d dO_id O_id.
-    let shift: Vec<T> = lse.iter().map(|&x| x * log2e).collect();
+    // Per query row, Delta_i = sum_d dO_id O_id (P is recomputed against `lse`).
     let mut delta = vec![T::ZERO; hq * total_q];
+    let mut column = vec![T::ZERO; dv * 8];
     for seq in &seqs {
         for h in 0..hq {
             let rows_of = Rows { att, seq: *seq, h, hk: 0, total_q };
             for i in 0..seq.len_q {
                 let at = rows_of.q(i, dv);
-                delta[rows_of.stat(i)] = d_out[at..at + dv].iter().zip(&out[at..at + dv]).map(|(&a, &b)| a * b).sum();
+                delta[rows_of.stat(i)] = row_delta(&d_out[at..at + dv], &out[at..at + dv], &mut column);
             }
         }
     }
+    // The query times the factor the forward pass scales it by before the scores.
+    let factor = att.score_factor();
+    let q_scaled: Vec<T> = q.iter().map(|&x| x * factor).collect();
 
     let mut dq = vec![T::ZERO; q.len()];
     let mut dk = vec![T::ZERO; k.len()];
@@ -209,7 +256,7 @@ pub fn attention_backward<T: AttnFloat>(
                 let rows = round_up(end_row, BLOCK_Q).min(seq.len_q).saturating_sub(row0);
                 let mut part = PartialDq { row0, rows, values: vec![T::ZERO; group * rows * d_pad] };
                 for j0 in (k_begin..k_end).step_by(BLOCK_KB) {
-                    key_tile(att, &seqs, s, hk, j0, k_end, sc, q, k, v, d_out, &shift, &delta, &mut part);
+                    key_tile(att, &seqs, s, hk, j0, k_end, sc, [q, &q_scaled, k, v, d_out], lse, &delta, &mut part);
                     let kc = BLOCK_KB.min(k_end - j0);
                     let first = Rows { att, seq, h: hk * group, hk, total_q };
                     let scale = T::from_f64(att.scale);
@@ -290,7 +337,8 @@ struct PartialDq<T> {
 
 /// `dK`, `dV` (unscaled `dS^T Q` in `sc.acc_a`, `P^T dO` in `sc.acc_b`, `kc` rows)
 /// of the key tile at `j0` (up to `k_end`) of key head `hk`, over the query heads
-/// of its group; adds this tile's `dS K` into the chunk's partial dQ.
+/// of its group; adds this tile's `dS K` into the chunk's partial dQ. `tensors`
+/// are `q`, `q` times the score factor, `k`, `v` and `d_out`.
 #[allow(clippy::too_many_arguments)]
 fn key_tile<T: AttnFloat>(
     att: &Attention<'_, T>,
@@ -300,14 +348,12 @@ fn key_tile<T: AttnFloat>(
     j0: usize,
     k_end: usize,
     sc: &mut Scratch<T>,
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    d_out: &[T],
+    tensors: [&[T]; 5],
     shift: &[T],
     delta: &[T],
     dq_part: &mut PartialDq<T>,
 ) {
+    let [q, q_scaled, k, v, d_out] = tensors;
     let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
     let (d_pad, dv_pad) = (round_up(d, LANES), round_up(dv, LANES));
     let group = hq / hkv;
@@ -316,11 +362,9 @@ fn key_tile<T: AttnFloat>(
     let kc = BLOCK_KB.min(k_end - j0);
     let kc_pad = round_up(kc, PAD);
     let first = Rows { att, seq, h: hk * group, hk, total_q };
-    let q_factor = Scorer::new(att, s, &seq, hk * group).q_factor();
     let kt = &mut sc.fixed_a[..d * kc_pad];
     kt.fill(T::ZERO);
     pack_transposed(kt, kc_pad, k, first.k(j0, d), first.k_stride(d), kc, d);
-    kt.iter_mut().for_each(|x| *x *= q_factor);
     let vt = &mut sc.fixed_b[..dv * kc_pad];
     vt.fill(T::ZERO);
     pack_transposed(vt, kc_pad, v, first.k(j0, dv), first.k_stride(dv), kc, dv);
@@ -340,19 +384,40 @@ fn key_tile<T: AttnFloat>(
         let g = h - hk * group;
         for i0 in (0..seq.len_q).step_by(BLOCK_Q) {
             let rows = BLOCK_Q.min(seq.len_q - i0);
-            if scorer.range(i0 + rows - 1).1 <= j0 || scorer.range(i0).0 >= j0 + kc || scorer.mask_removes_tile(i0, rows, j0, kc) {
+            if scorer.range(i0 + rows - 1).1 <= j0
+                || scorer.range(i0).0 >= j0 + kc
+                || scorer.mask_removes_tile(i0, rows, j0, kc)
+            {
                 continue;
             }
             let rows6 = round_up(rows, 6);
             let (q_tile, q_ld) = operand(&mut sc.q, q, rows_of.q(i0, d), rows_of.q_stride(d), rows, d, d_pad);
-            let (do_tile, do_ld) = operand(&mut sc.d_out, d_out, rows_of.q(i0, dv), rows_of.q_stride(dv), rows, dv, dv_pad);
+            let (do_tile, do_ld) =
+                operand(&mut sc.d_out, d_out, rows_of.q(i0, dv), rows_of.q_stride(dv), rows, dv, dv_pad);
             for r in 0..rows6 {
-                let (sh, de) = if r < rows { (shift[rows_of.stat(i0 + r)], delta[rows_of.stat(i0 + r)]) } else { (T::from_f64(f64::NEG_INFINITY), T::ZERO) };
+                let (sh, de) = if r < rows {
+                    (shift[rows_of.stat(i0 + r)], delta[rows_of.stat(i0 + r)])
+                } else {
+                    (T::from_f64(f64::NEG_INFINITY), T::ZERO)
+                };
                 sc.shift[r] = sh;
                 sc.delta[r] = de;
             }
             let z = &mut sc.z[..rows6 * kc_pad];
-            T::gemm(rows6, kc_pad, d, q_tile, q_ld, 1, &sc.fixed_a, kc_pad, z, kc_pad, false);
+            if rows == 1 {
+                // As the forward scores a one-row tile: a dot product per key.
+                let at = rows_of.q(i0, d);
+                let q_row = &q_scaled[at..at + d];
+                z.fill(T::ZERO);
+                for (j, x) in z[..kc].iter_mut().enumerate() {
+                    let at_k = first.k(j0 + j, d);
+                    *x = T::dot(&k[at_k..at_k + d], q_row);
+                }
+            } else {
+                let (qs_tile, qs_ld) =
+                    operand(&mut sc.q_scaled, q_scaled, rows_of.q(i0, d), rows_of.q_stride(d), rows, d, d_pad);
+                T::gemm(rows6, kc_pad, d, qs_tile, qs_ld, 1, &sc.fixed_a, kc_pad, z, kc_pad, false);
+            }
             let softcap = att.softcap > 0.0;
             if !scorer.is_plain(i0, rows, j0, kc, kc_pad) {
                 let grad = if softcap { Some(&mut sc.cap_grad[..rows6 * kc_pad]) } else { None };

@@ -79,13 +79,18 @@ pub fn native_dot_products() -> bool {
 }
 
 /// [`attention_forward`] for bfloat16 `q`, `k`, `v` given as their bits: the
-/// output as bfloat16 bits and the log-sum-exp as float32.
-pub fn attention_forward_bf16(att: &Attention<'_, f32>, q: &[u16], k: &[u16], v: &[u16]) -> Result<(Vec<u16>, Vec<f32>)> {
+/// output as bfloat16 bits and the (base-2) log-sum-exp as float32.
+pub fn attention_forward_bf16(
+    att: &Attention<'_, f32>,
+    q: &[u16],
+    k: &[u16],
+    v: &[u16],
+) -> Result<(Vec<u16>, Vec<f32>)> {
     #[cfg(target_arch = "x86_64")]
     if native_dot_products() {
         let seqs = att.validate_shapes([q.len(), k.len(), v.len()])?;
         for (name, data) in [("query", q), ("key", k), ("value", v)] {
-            check_all_finite_bf16(att.function, name, data)?;
+            att.named(check_all_finite_bf16("", name, data))?;
         }
         let dv_pad = super::tile::round_up(att.dim_v, super::tile::LANES);
         let (out, lse) = super::forward::run_tasks(
@@ -139,10 +144,16 @@ mod tests {
     fn round_trip_and_rounding() {
         let exact = [0.0f32, -0.0, 1.0, -2.5, 65280.0, f32::INFINITY, f32::NEG_INFINITY];
         let back = bf16_to_f32(&f32_to_bf16(&exact));
-        assert_eq!(back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), exact.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            exact.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
         // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even one (1);
         // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: even is 1 + 2^-6.
-        assert_eq!(bf16_to_f32(&f32_to_bf16(&[1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, 1.0 + 1.1 / 256.0])), vec![1.0, 1.0 + 4.0 / 256.0, 1.0 + 2.0 / 256.0]);
+        assert_eq!(
+            bf16_to_f32(&f32_to_bf16(&[1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, 1.0 + 1.1 / 256.0])),
+            vec![1.0, 1.0 + 4.0 / 256.0, 1.0 + 2.0 / 256.0]
+        );
         assert!(bf16_to_f32(&f32_to_bf16(&[f32::NAN, -f32::NAN])).iter().all(|x| x.is_nan()));
         assert_eq!(f32_to_bf16(&[f32::MAX])[0], 0x7F80, "rounds to infinity like torch");
     }

@@ -40,7 +40,16 @@ impl PackedTiles {
 /// [`super::forward`]'s `attend` for bfloat16 inputs: leaves the task's
 /// unnormalised float32 output and statistics in `scratch`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn attend(att: &Attention<'_, f32>, seqs: &[Sequence], task: &Task, q: &[u16], k: &[u16], v: &[u16], scratch: &mut Scratch<f32>, packed: &mut PackedTiles) {
+pub(crate) fn attend(
+    att: &Attention<'_, f32>,
+    seqs: &[Sequence],
+    task: &Task,
+    q: &[u16],
+    k: &[u16],
+    v: &[u16],
+    scratch: &mut Scratch<f32>,
+    packed: &mut PackedTiles,
+) {
     assert!(simd::supports_extension(Extension::Avx512Bf16), "the AVX-512 BF16 kernels need a CPU with them");
     let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
     let dv_pad = round_up(dv, LANES);
@@ -88,13 +97,26 @@ pub(crate) fn attend(att: &Attention<'_, f32>, seqs: &[Sequence], task: &Task, q
             for (j, z_row) in z.chunks_exact_mut(rows_pad).enumerate() {
                 // SAFETY: the CPU has AVX-512 BF16 (asserted above); key row j and
                 // the padded query both hold d values, checked by the assert.
-                z_row[0] = unsafe { avx512_bf16::dot(k.as_ptr().add(k_start + j * k_stride), packed.query1.as_ptr(), d) } * factor;
+                z_row[0] =
+                    unsafe { avx512_bf16::dot(k.as_ptr().add(k_start + j * k_stride), packed.query1.as_ptr(), d) }
+                        * factor;
                 z_row[1..].fill(0.0);
             }
         } else {
             // SAFETY: as above; the query pairs hold d_pairs x rows_pad lanes and z
             // kc x rows_pad values.
-            unsafe { avx512_bf16::scores(kc, rows_pad, d, k.as_ptr().add(k_start), k_stride, query_pairs.as_ptr(), z.as_mut_ptr(), factor) };
+            unsafe {
+                avx512_bf16::scores(
+                    kc,
+                    rows_pad,
+                    d,
+                    k.as_ptr().add(k_start),
+                    k_stride,
+                    query_pairs.as_ptr(),
+                    z.as_mut_ptr(),
+                    factor,
+                )
+            };
         }
         scratch.online_softmax(&scorer, i0, rows, rows_pad, k0, kc, dv_pad);
         let key_pairs = kc.div_ceil(2);
@@ -106,7 +128,15 @@ pub(crate) fn attend(att: &Attention<'_, f32>, seqs: &[Sequence], task: &Task, q
         unsafe {
             avx512_bf16::pack_probabilities(kc, rows_pad, scratch.z.as_ptr(), packed.probs.as_mut_ptr());
             avx512_bf16::pack_values(kc, dv, dv_pad, v.as_ptr().add(v_start), v_stride, packed.values.as_mut_ptr());
-            avx512_bf16::accumulate_values(rows, dv_pad, key_pairs, packed.probs.as_ptr(), rows_pad, packed.values.as_ptr(), scratch.o.as_mut_ptr());
+            avx512_bf16::accumulate_values(
+                rows,
+                dv_pad,
+                key_pairs,
+                packed.probs.as_ptr(),
+                rows_pad,
+                packed.values.as_ptr(),
+                scratch.o.as_mut_ptr(),
+            );
         }
         k0 += kc;
     }

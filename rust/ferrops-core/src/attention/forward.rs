@@ -1,7 +1,7 @@
 //! The forward pass: per (sequence, head, query tile), loop over the key tiles
 //! the band allows, score, online-softmax, accumulate `P V` (ATT-ONLINE).
 
-use std::f64::consts::{LN_2, LOG2_E};
+use std::f64::consts::LOG2_E;
 
 use rayon::prelude::*;
 
@@ -38,7 +38,7 @@ impl<'a, T: AttnFloat> Scorer<'a, T> {
     /// `log2(e)` (scores come out base-2), or only the scale when softcap must see
     /// natural-unit scores first.
     pub(crate) fn q_factor(&self) -> T {
-        T::from_f64(if self.att.softcap > 0.0 { self.att.scale } else { self.att.scale * LOG2_E })
+        self.att.score_factor()
     }
 
     pub(crate) fn range(&self, i: usize) -> (usize, usize) {
@@ -58,7 +58,17 @@ impl<'a, T: AttnFloat> Scorer<'a, T> {
     /// of the tile `z` (`ldz` apart), keys `[k0, k0 + kc)`, padded columns up to
     /// `kc_pad`. With `softcap_grad`, also stores `1 - tanh^2` there (for ATT-BWD).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn adjust(&self, z: &mut [T], ldz: usize, i0: usize, rows: usize, k0: usize, kc: usize, kc_pad: usize, mut softcap_grad: Option<&mut [T]>) {
+    pub(crate) fn adjust(
+        &self,
+        z: &mut [T],
+        ldz: usize,
+        i0: usize,
+        rows: usize,
+        k0: usize,
+        kc: usize,
+        kc_pad: usize,
+        mut softcap_grad: Option<&mut [T]>,
+    ) {
         let att = self.att;
         let neg_inf = T::from_f64(f64::NEG_INFINITY);
         let log2e = T::from_f64(LOG2_E);
@@ -93,7 +103,8 @@ impl<'a, T: AttnFloat> Scorer<'a, T> {
                 }
             }
             if let Some(mask) = &att.mask {
-                let base = mask.offsets[self.seq_index * att.heads_q + self.head] + i * mask.row_stride + k0 * mask.col_stride;
+                let base =
+                    mask.offsets[self.seq_index * att.heads_q + self.head] + i * mask.row_stride + k0 * mask.col_stride;
                 match mask.values {
                     MaskValues::Bool(values) => {
                         for (j, x) in row[..kc].iter_mut().enumerate() {
@@ -164,7 +175,9 @@ impl<T: AttnFloat> Scorer<'_, T> {
             // key >= i + offset - left, i.e. i in [key - offset - right, key - offset + left].
             let rel = key as i64 - self.offset;
             let first = att.window_right.map_or(0, |w| (rel - w as i64 - i0 as i64).clamp(0, rows as i64) as usize);
-            let end = att.window_left.map_or(rows, |w| (rel + w as i64 + 1 - i0 as i64).clamp(first as i64, rows as i64) as usize);
+            let end = att
+                .window_left
+                .map_or(rows, |w| (rel + w as i64 + 1 - i0 as i64).clamp(first as i64, rows as i64) as usize);
             row[..first].fill(neg_inf);
             row[end..].fill(neg_inf);
         }
@@ -193,7 +206,16 @@ impl<T: AttnFloat> Scorer<'_, T> {
 /// Copies `rows` rows of `dim` values (`src_stride` apart, starting at `src`) into
 /// `dst` as a `rows x ld` block times `factor`, zeroing the padding columns.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pack_rows<T: AttnFloat>(dst: &mut [T], ld: usize, src: &[T], start: usize, src_stride: usize, rows: usize, dim: usize, factor: T) {
+pub(crate) fn pack_rows<T: AttnFloat>(
+    dst: &mut [T],
+    ld: usize,
+    src: &[T],
+    start: usize,
+    src_stride: usize,
+    rows: usize,
+    dim: usize,
+    factor: T,
+) {
     for r in 0..rows {
         let from = &src[start + r * src_stride..start + r * src_stride + dim];
         let to = &mut dst[r * ld..(r + 1) * ld];
@@ -205,7 +227,15 @@ pub(crate) fn pack_rows<T: AttnFloat>(dst: &mut [T], ld: usize, src: &[T], start
 }
 
 /// Like [`pack_rows`] but transposed: `dst[d * ld + r] = src row r, column d`.
-pub(crate) fn pack_transposed<T: AttnFloat>(dst: &mut [T], ld: usize, src: &[T], start: usize, src_stride: usize, rows: usize, dim: usize) {
+pub(crate) fn pack_transposed<T: AttnFloat>(
+    dst: &mut [T],
+    ld: usize,
+    src: &[T],
+    start: usize,
+    src_stride: usize,
+    rows: usize,
+    dim: usize,
+) {
     for r in 0..rows {
         let from = &src[start + r * src_stride..start + r * src_stride + dim];
         for (d, &f) in from.iter().enumerate() {
@@ -286,7 +316,16 @@ impl<T: AttnFloat> Scratch<T> {
     /// from `i0`, `rows` of them real) into probabilities (ATT-ONLINE) and rescales
     /// the output rows by how much their running max grew.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn online_softmax(&mut self, scorer: &Scorer<'_, T>, i0: usize, rows: usize, rows_pad: usize, k0: usize, kc: usize, dv_pad: usize) {
+    pub(crate) fn online_softmax(
+        &mut self,
+        scorer: &Scorer<'_, T>,
+        i0: usize,
+        rows: usize,
+        rows_pad: usize,
+        k0: usize,
+        kc: usize,
+        dv_pad: usize,
+    ) {
         let z = &mut self.z[..kc * rows_pad];
         if !scorer.is_plain(i0, rows, k0, kc, kc) {
             scorer.adjust_transposed(z, rows_pad, i0, rows, k0, kc);
@@ -350,7 +389,15 @@ fn tasks_of<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence]) -> Vec<Task
 /// Runs the online softmax of one task, leaving the unnormalised output and
 /// the running max and sum of its rows in `scratch.o`, `.m`, `.l`.
 #[allow(clippy::too_many_arguments)]
-fn attend<T: AttnFloat>(att: &Attention<'_, T>, seqs: &[Sequence], task: &Task, q: &[T], k: &[T], v: &[T], scratch: &mut Scratch<T>) {
+fn attend<T: AttnFloat>(
+    att: &Attention<'_, T>,
+    seqs: &[Sequence],
+    task: &Task,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    scratch: &mut Scratch<T>,
+) {
     let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
     let dv_pad = round_up(dv, LANES);
     let Task { s, h, i0, .. } = *task;
@@ -423,7 +470,7 @@ struct Outputs<T> {
 }
 
 impl<T: AttnFloat> Outputs<T> {
-    /// Writes `O = o / l` and `LSE = (m + log2 l) ln 2` of the task's rows.
+    /// Writes `O = o / l` and the base-2 `LSE2 = m + log2 l` of the task's rows.
     ///
     /// # Safety
     /// No other thread writes these rows (tasks partition the query rows; a split
@@ -444,14 +491,18 @@ impl<T: AttnFloat> Outputs<T> {
                 *self.out.at(at + c) = o[r * dv_pad + c] * inv;
             }
             if l[r] > T::ZERO {
-                *self.lse.at(lse_at) = (m[r] + T::from_f64(l[r].to_f64().log2())) * T::from_f64(LN_2);
+                *self.lse.at(lse_at) = m[r] + T::from_f64(l[r].to_f64().log2());
             }
         }
     }
 }
 
 /// Attention output `[rows, Hq, Dv]` in the query's layout and the log-sum-exp
-/// `[Hq, total_q]` (natural log; `-inf` for rows that attend to nothing).
+/// `[Hq, total_q]` in base 2 (`LSE / ln 2`, `-inf` for rows that attend to
+/// nothing): the unit the scores are computed in, so that the backward pass
+/// recomputes `P = exp2(z - LSE2)` from exactly the forward's statistics (a row
+/// with one key gets `P = 1` exactly). Callers multiply by `ln 2` for the
+/// natural log.
 pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T], v: &[T]) -> Result<(Vec<T>, Vec<T>)> {
     let seqs = att.validate(q, k, v)?;
     run_tasks(att, &seqs, || (), |task, scratch, _| attend(att, &seqs, task, q, k, v, scratch))
@@ -461,7 +512,12 @@ pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T],
 /// log-sum-exp: `attend` leaves a task's unnormalised output and statistics in
 /// its [`Scratch`] (with `extra`, per-thread state of its own, made by
 /// `new_extra`); split key ranges are merged here, in chunk order.
-pub(crate) fn run_tasks<T, X, NewExtra, Attend>(att: &Attention<'_, T>, seqs: &[Sequence], new_extra: NewExtra, attend: Attend) -> Result<(Vec<T>, Vec<T>)>
+pub(crate) fn run_tasks<T, X, NewExtra, Attend>(
+    att: &Attention<'_, T>,
+    seqs: &[Sequence],
+    new_extra: NewExtra,
+    attend: Attend,
+) -> Result<(Vec<T>, Vec<T>)>
 where
     T: AttnFloat,
     NewExtra: Fn() -> X + Sync + Send,
@@ -510,7 +566,10 @@ where
         }
         let first = tasks[n];
         let mut end = n;
-        while end < tasks.len() && tasks[end].split && (tasks[end].s, tasks[end].h, tasks[end].i0) == (first.s, first.h, first.i0) {
+        while end < tasks.len()
+            && tasks[end].split
+            && (tasks[end].s, tasks[end].h, tasks[end].i0) == (first.s, first.h, first.i0)
+        {
             end += 1;
         }
         let chunks: Vec<&Partial<T>> = partials[n..end].iter().flatten().collect();

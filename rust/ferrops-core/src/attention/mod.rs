@@ -30,7 +30,7 @@ pub use forward::attention_forward;
 pub use tile::AttnFloat;
 
 use crate::ensure;
-use crate::error::{FerropsError, Result};
+use crate::error::{FerropsError, Name, Result};
 use crate::finite::check_all_finite;
 
 /// Where a tensor's rows live.
@@ -72,8 +72,8 @@ pub struct Mask<'a, T> {
 /// Everything about one attention call except the tensors.
 #[derive(Debug, Clone)]
 pub struct Attention<'a, T> {
-    /// The public function, for error messages.
-    pub function: &'static str,
+    /// The public function, for error messages (the binding passes the caller's).
+    pub function: Name,
     pub layout: Layout,
     pub batch: Batch<'a>,
     pub heads_q: usize,
@@ -108,25 +108,30 @@ pub(crate) struct Sequence {
 impl<T: AttnFloat> Attention<'_, T> {
     pub(crate) fn sequences(&self) -> Result<Vec<Sequence>> {
         match self.batch {
-            Batch::Dense { batch, len_q, len_k } => Ok((0..batch)
-                .map(|b| Sequence { q_row0: b * len_q, len_q, k_row0: b * len_k, len_k })
-                .collect()),
+            Batch::Dense { batch, len_q, len_k } => {
+                Ok((0..batch).map(|b| Sequence { q_row0: b * len_q, len_q, k_row0: b * len_k, len_k }).collect())
+            }
             Batch::Packed { cu_seqlens_q, cu_seqlens_k } => {
                 ensure!(
                     self.layout == Layout::TokenMajor,
-                    FerropsError::value(self.function, "layout", "the token-major layout for packed sequences", "head-major")
+                    FerropsError::value(
+                        self.function.clone(),
+                        "layout",
+                        "the token-major layout for packed sequences",
+                        "head-major"
+                    )
                 );
                 ensure!(
                     cu_seqlens_q.len() == cu_seqlens_k.len(),
                     FerropsError::value(
-                        self.function,
+                        self.function.clone(),
                         "cu_seqlens_k",
                         format!("{} entries, as many as cu_seqlens_q", cu_seqlens_q.len()),
                         format!("{}", cu_seqlens_k.len()),
                     )
                 );
-                let q = starts(self.function, "cu_seqlens_q", cu_seqlens_q)?;
-                let k = starts(self.function, "cu_seqlens_k", cu_seqlens_k)?;
+                let q = starts(&self.function, "cu_seqlens_q", cu_seqlens_q)?;
+                let k = starts(&self.function, "cu_seqlens_k", cu_seqlens_k)?;
                 Ok(q.windows(2)
                     .zip(k.windows(2))
                     .map(|(q, k)| Sequence { q_row0: q[0], len_q: q[1] - q[0], k_row0: k[0], len_k: k[1] - k[0] })
@@ -139,8 +144,8 @@ impl<T: AttnFloat> Attention<'_, T> {
         Ok(match self.batch {
             Batch::Dense { batch, len_q, len_k } => (batch * len_q, batch * len_k),
             Batch::Packed { cu_seqlens_q, cu_seqlens_k } => (
-                starts(self.function, "cu_seqlens_q", cu_seqlens_q)?.last().copied().unwrap_or(0),
-                starts(self.function, "cu_seqlens_k", cu_seqlens_k)?.last().copied().unwrap_or(0),
+                starts(&self.function, "cu_seqlens_q", cu_seqlens_q)?.last().copied().unwrap_or(0),
+                starts(&self.function, "cu_seqlens_k", cu_seqlens_k)?.last().copied().unwrap_or(0),
             ),
         })
     }
@@ -151,7 +156,7 @@ impl<T: AttnFloat> Attention<'_, T> {
         let seqs = self.validate_shapes([q.len(), k.len(), v.len()])?;
         for (name, data) in [("query", q), ("key", k), ("value", v)] {
             // The tile max skips NaN, so a NaN key would be silently ignored.
-            check_all_finite(self.function, name, data)?;
+            self.named(check_all_finite("", name, data))?;
         }
         Ok(seqs)
     }
@@ -159,21 +164,24 @@ impl<T: AttnFloat> Attention<'_, T> {
     /// Checks every argument against the lengths of the query, key and value;
     /// returns the sequences.
     pub(crate) fn validate_shapes(&self, lengths: [usize; 3]) -> Result<Vec<Sequence>> {
-        let f = self.function;
+        let f = || self.function.clone();
         // `is_multiple_of(0)` holds only for 0: no key heads fit only no query heads.
         ensure!(
             self.heads_q.is_multiple_of(self.heads_kv),
             FerropsError::value(
-                f,
+                f(),
                 "key",
                 format!("a number of heads dividing the query's {} heads (ATT-GQA)", self.heads_q),
                 format!("{} heads", self.heads_kv),
             )
         );
-        ensure!(self.scale.is_finite(), FerropsError::value(f, "scale", "a finite number", format!("{}", self.scale)));
+        ensure!(
+            self.scale.is_finite(),
+            FerropsError::value(f(), "scale", "a finite number", format!("{}", self.scale))
+        );
         ensure!(
             self.softcap.is_finite() && self.softcap >= 0.0,
-            FerropsError::value(f, "softcap", "a finite number >= 0", format!("{}", self.softcap))
+            FerropsError::value(f(), "softcap", "a finite number >= 0", format!("{}", self.softcap))
         );
         let seqs = self.sequences()?;
         let (total_q, total_k) = self.total_rows()?;
@@ -185,7 +193,7 @@ impl<T: AttnFloat> Attention<'_, T> {
             ensure!(
                 length == rows * heads * dim,
                 FerropsError::value(
-                    f,
+                    f(),
                     name,
                     format!("{} elements ({rows} rows x {heads} heads x {dim})", rows * heads * dim),
                     format!("{length}"),
@@ -197,14 +205,14 @@ impl<T: AttnFloat> Attention<'_, T> {
             ensure!(
                 slopes.len() == self.heads_q || slopes.len() == per_sequence,
                 FerropsError::value(
-                    f,
+                    f(),
                     "alibi_slopes",
                     format!("{} slopes (one per head) or {per_sequence} (per sequence and head)", self.heads_q),
                     format!("{}", slopes.len()),
                 )
             );
             if let Some(bad) = slopes.iter().find(|s| !s.is_finite()) {
-                return Err(FerropsError::value(f, "alibi_slopes", "finite slopes", format!("{bad}")));
+                return Err(FerropsError::value(f(), "alibi_slopes", "finite slopes", format!("{bad}")));
             }
         }
         if let Some(mask) = &self.mask {
@@ -215,7 +223,7 @@ impl<T: AttnFloat> Attention<'_, T> {
             ensure!(
                 mask.offsets.len() == seqs.len() * self.heads_q,
                 FerropsError::value(
-                    f,
+                    f(),
                     "attn_mask",
                     format!("{} offsets (one per batch entry and head)", seqs.len() * self.heads_q),
                     format!("{}", mask.offsets.len()),
@@ -229,7 +237,12 @@ impl<T: AttnFloat> Attention<'_, T> {
                 let last = offset + (s.len_q - 1) * mask.row_stride + (s.len_k - 1) * mask.col_stride;
                 ensure!(
                     last < len,
-                    FerropsError::value(f, "attn_mask", format!("a view inside its {len} values"), format!("an element at offset {last}"))
+                    FerropsError::value(
+                        f(),
+                        "attn_mask",
+                        format!("a view inside its {len} values"),
+                        format!("an element at offset {last}")
+                    )
                 );
             }
         }
@@ -256,18 +269,39 @@ impl<T: AttnFloat> Attention<'_, T> {
         }
     }
 
+    /// What queries are multiplied by before the scores: the scale folded with
+    /// `log2(e)` (scores come out base-2), or only the scale when softcap must see
+    /// natural-unit scores first.
+    pub(crate) fn score_factor(&self) -> T {
+        T::from_f64(if self.softcap > 0.0 { self.scale } else { self.scale * std::f64::consts::LOG2_E })
+    }
+
+    /// `result` of a shared check that names a `&'static str` function (`finite.rs`
+    /// takes no run-time name), with this call's public function put in its place.
+    pub(crate) fn named(&self, result: Result<()>) -> Result<()> {
+        result.map_err(|error| match error {
+            FerropsError::InvalidValue { argument, expected, got, .. } => {
+                FerropsError::InvalidValue { function: self.function.clone(), argument, expected, got }
+            }
+            other => other,
+        })
+    }
+
     pub(crate) fn alibi_slope(&self, seq: usize, h: usize) -> Option<f64> {
         self.alibi_slopes.map(|s| if s.len() == self.heads_q { s[h] } else { s[seq * self.heads_q + h] })
     }
 }
 
 /// The validated starts of `cu_seqlens` as offsets: starts at 0, non-decreasing.
-fn starts(function: &'static str, argument: &'static str, cu: &[i32]) -> Result<Vec<usize>> {
-    ensure!(!cu.is_empty(), FerropsError::value(function, argument, "at least one entry (0)", "an empty array"));
-    ensure!(cu[0] == 0, FerropsError::value(function, argument, "a first entry of 0", format!("{}", cu[0])));
+fn starts(function: &Name, argument: &'static str, cu: &[i32]) -> Result<Vec<usize>> {
+    ensure!(
+        !cu.is_empty(),
+        FerropsError::value(function.clone(), argument, "at least one entry (0)", "an empty array")
+    );
+    ensure!(cu[0] == 0, FerropsError::value(function.clone(), argument, "a first entry of 0", format!("{}", cu[0])));
     if let Some(i) = cu.windows(2).position(|w| w[1] < w[0]) {
         return Err(FerropsError::value(
-            function,
+            function.clone(),
             argument,
             "non-decreasing offsets",
             format!("{} after {} at index {}", cu[i + 1], cu[i], i + 1),
@@ -278,7 +312,13 @@ fn starts(function: &'static str, argument: &'static str, cu: &[i32]) -> Result<
 
 /// The band of keys query `i` may see: `[lo, hi)`, empty when `lo >= hi`.
 #[inline]
-pub(crate) fn key_range(i: usize, offset: i64, len_k: usize, left: Option<usize>, right: Option<usize>) -> (usize, usize) {
+pub(crate) fn key_range(
+    i: usize,
+    offset: i64,
+    len_k: usize,
+    left: Option<usize>,
+    right: Option<usize>,
+) -> (usize, usize) {
     let pos = i as i64 + offset;
     let lo = left.map_or(0, |w| (pos - w as i64).max(0) as usize).min(len_k);
     let hi = right.map_or(len_k as i64, |w| (pos + w as i64 + 1).clamp(0, len_k as i64)) as usize;

@@ -68,7 +68,8 @@ fn reference(att: &Attention<'_, f64>, q: &[f64], k: &[f64], v: &[f64], d_out: &
                     continue;
                 }
                 let sum: f64 = scores.iter().map(|x| (x - mx).exp()).sum();
-                r.lse[h * total_q + seq.q_row0 + i] = mx + sum.ln();
+                // The kernels' log-sum-exp is base 2 (see `attention_forward`).
+                r.lse[h * total_q + seq.q_row0 + i] = (mx + sum.ln()) * std::f64::consts::LOG2_E;
                 let p: Vec<f64> = scores.iter().map(|x| (x - mx).exp() / sum).collect();
                 for (j, &pj) in p.iter().enumerate() {
                     let va = att.row_offset(seq.k_row0, seq.len_k, hkv, hk, j, dv);
@@ -104,9 +105,16 @@ fn assert_close(name: &str, got: &[f64], want: &[f64], tol: f64) {
     }
 }
 
-fn base(layout: Layout, batch: Batch<'static>, heads_q: usize, heads_kv: usize, d: usize, dv: usize) -> Attention<'static, f64> {
+fn base(
+    layout: Layout,
+    batch: Batch<'static>,
+    heads_q: usize,
+    heads_kv: usize,
+    d: usize,
+    dv: usize,
+) -> Attention<'static, f64> {
     Attention {
-        function: "test",
+        function: "test".into(),
         layout,
         batch,
         heads_q,
@@ -146,7 +154,7 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
         _ => Vec::new(),
     };
     let att32 = Attention::<f32> {
-        function: att.function,
+        function: att.function.clone(),
         layout: att.layout,
         batch: att.batch,
         heads_q: att.heads_q,
@@ -201,12 +209,20 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
 /// bfloat16 inputs against the f64 formula on the same (rounded) values: widened
 /// at the scalar and the detected level, and on the AVX-512 BF16 dot products
 /// where the CPU has them; for 1 and 2 threads (bitwise the same).
-fn check_bfloat16(att: &Attention<'_, f64>, att32: &Attention<'_, f32>, q: &[f32], k: &[f32], v: &[f32], d_out: &[f64]) {
+fn check_bfloat16(
+    att: &Attention<'_, f64>,
+    att32: &Attention<'_, f32>,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d_out: &[f64],
+) {
     let (q, k, v) = (bf16::f32_to_bf16(q), bf16::f32_to_bf16(k), bf16::f32_to_bf16(v));
     let up = |x: &[u16]| bf16::bf16_to_f32(x).iter().map(|&y| y as f64).collect::<Vec<f64>>();
     let want = reference(att, &up(&q), &up(&k), &up(&v), d_out);
     let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for (level, dot_products) in [(simd::SimdLevel::Scalar, false), (simd::detected(), false), (simd::detected(), true)] {
+    for (level, dot_products) in [(simd::SimdLevel::Scalar, false), (simd::detected(), false), (simd::detected(), true)]
+    {
         simd::set_level(level);
         bf16::set_dot_products(Some(dot_products));
         let level = (level, bf16::native_dot_products());
@@ -320,5 +336,61 @@ fn few_queries_against_many_keys_split_the_keys() {
         one.softcap = softcap;
         one.window_right = Some(0);
         check(&one, 14);
+    }
+}
+
+/// ATT-BWD's single-key clause: `P = 1` and `dP - Delta = 0` exactly, so `dQ` and
+/// `dK` are exactly 0 and `dV` the sum of `dO`, at every SIMD level, including a
+/// one-row query tile (scored by a dot product) and softcap.
+#[test]
+fn a_single_key_has_exactly_zero_score_gradients() {
+    let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (b, hq, hkv, d, dv) = (2, 4, 2, 24, 20);
+    for len_q in [1, 7, 97] {
+        for softcap in [0.0, 2.0] {
+            let mut att64 = base(Layout::TokenMajor, Batch::Dense { batch: b, len_q, len_k: 1 }, hq, hkv, d, dv);
+            att64.softcap = softcap;
+            let att32 = Attention::<f32> {
+                function: "test".into(),
+                layout: att64.layout,
+                batch: att64.batch,
+                heads_q: hq,
+                heads_kv: hkv,
+                dim_qk: d,
+                dim_v: dv,
+                scale: att64.scale,
+                bottom_right: true,
+                window_left: None,
+                window_right: None,
+                softcap,
+                alibi_slopes: None,
+                mask: None,
+            };
+            let f = |x: Vec<f64>| x.iter().map(|&y| (3.0 * y) as f32).collect::<Vec<f32>>();
+            let (q, k, v) = (random(b * len_q * hq * d, 1), random(b * hkv * d, 2), random(b * hkv * dv, 3));
+            // Multiples of 1/256: their float32 sums are exact, so dV must equal the
+            // float64 sum bitwise, which it does only if every P is exactly 1.
+            let d_out: Vec<f64> = random(b * len_q * hq * dv, 4).iter().map(|x| (x * 256.0).round() / 768.0).collect();
+            for level in [simd::SimdLevel::Scalar, simd::SimdLevel::Avx2, simd::SimdLevel::Avx512] {
+                simd::set_level(level);
+                let (q32, k32, v32, do32) = (f(q.clone()), f(k.clone()), f(v.clone()), f(d_out.clone()));
+                let (o, l) = attention_forward(&att32, &q32, &k32, &v32).unwrap();
+                let (dq, dk, dvv) = attention_backward(&att32, &q32, &k32, &v32, &o, &l, &do32).unwrap();
+                assert!(dq.iter().chain(&dk).all(|&x| x == 0.0), "{level:?} len_q {len_q} softcap {softcap}");
+                // dV of key head hk: dO summed over the rows and the group's heads.
+                for (at, &g) in dvv.iter().enumerate() {
+                    let (batch, hk, c) = (at / (hkv * dv), at / dv % hkv, at % dv);
+                    let exact: f64 = (0..len_q)
+                        .flat_map(|i| (hk * 2..hk * 2 + 2).map(move |h| ((batch * len_q + i) * hq + h) * dv + c))
+                        .map(|n| do32[n] as f64)
+                        .sum();
+                    assert_eq!(g as f64, exact, "{level:?} dv[{at}]");
+                }
+            }
+            simd::set_level(simd::detected());
+            let (o, l) = attention_forward(&att64, &q, &k, &v).unwrap();
+            let (dq, dk, _) = attention_backward(&att64, &q, &k, &v, &o, &l, &d_out).unwrap();
+            assert!(dq.iter().chain(&dk).all(|&x| x == 0.0), "f64 len_q {len_q} softcap {softcap}");
+        }
     }
 }

@@ -33,7 +33,19 @@ pub trait AttnFloat: Real {
     /// (row-major A has `a_cols = 1`; a transposed one `a_rows = 1`), `b` and `c`
     /// row-major with leading dimensions `ldb`, `ldc`; `n % 8 == 0`.
     #[allow(clippy::too_many_arguments)]
-    fn gemm(m: usize, n: usize, k: usize, a: &[Self], a_rows: usize, a_cols: usize, b: &[Self], ldb: usize, c: &mut [Self], ldc: usize, accumulate: bool);
+    fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[Self],
+        a_rows: usize,
+        a_cols: usize,
+        b: &[Self],
+        ldb: usize,
+        c: &mut [Self],
+        ldc: usize,
+        accumulate: bool,
+    );
 
     /// One online-softmax step on a transposed score tile: `z` holds `keys` rows
     /// (`ldz` apart) of base-2 scores for `queries` columns (`queries % 8 == 0`,
@@ -42,7 +54,15 @@ pub trait AttnFloat: Real {
     /// returns in `alpha` the factor `exp2(m - m')` its unnormalised output must be
     /// multiplied by.
     #[allow(clippy::too_many_arguments)]
-    fn softmax_step(keys: usize, queries: usize, z: &mut [Self], ldz: usize, m: &mut [Self], l: &mut [Self], alpha: &mut [Self]);
+    fn softmax_step(
+        keys: usize,
+        queries: usize,
+        z: &mut [Self],
+        ldz: usize,
+        m: &mut [Self],
+        l: &mut [Self],
+        alpha: &mut [Self],
+    );
 
     /// `z[i] = exp2(z[i] - shift)` for each row, with its own shift (`-inf` shift
     /// gives 0: a row that attends to nothing): the probabilities recomputed from
@@ -56,7 +76,19 @@ pub trait AttnFloat: Real {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn gemm_portable<T: Real>(m: usize, n: usize, k: usize, a: &[T], a_rows: usize, a_cols: usize, b: &[T], ldb: usize, c: &mut [T], ldc: usize, accumulate: bool) {
+fn gemm_portable<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    a_rows: usize,
+    a_cols: usize,
+    b: &[T],
+    ldb: usize,
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
     for i in 0..m {
         let c_row = &mut c[i * ldc..i * ldc + n];
         if !accumulate {
@@ -83,7 +115,15 @@ fn exp2_portable<T: Real>(x: T) -> T {
     }
 }
 
-fn softmax_step_portable<T: Real>(keys: usize, queries: usize, z: &mut [T], ldz: usize, m: &mut [T], l: &mut [T], alpha: &mut [T]) {
+fn softmax_step_portable<T: Real>(
+    keys: usize,
+    queries: usize,
+    z: &mut [T],
+    ldz: usize,
+    m: &mut [T],
+    l: &mut [T],
+    alpha: &mut [T],
+) {
     let neg_inf = T::from_f64(f64::NEG_INFINITY);
     let mut shift = vec![T::ZERO; queries];
     for c in 0..queries {
@@ -124,10 +164,30 @@ fn dot_portable<T: Real>(a: &[T], b: &[T]) -> T {
 }
 
 impl AttnFloat for f64 {
-    fn gemm(m: usize, n: usize, k: usize, a: &[f64], a_rows: usize, a_cols: usize, b: &[f64], ldb: usize, c: &mut [f64], ldc: usize, accumulate: bool) {
+    fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f64],
+        a_rows: usize,
+        a_cols: usize,
+        b: &[f64],
+        ldb: usize,
+        c: &mut [f64],
+        ldc: usize,
+        accumulate: bool,
+    ) {
         gemm_portable(m, n, k, a, a_rows, a_cols, b, ldb, c, ldc, accumulate)
     }
-    fn softmax_step(keys: usize, queries: usize, z: &mut [f64], ldz: usize, m: &mut [f64], l: &mut [f64], alpha: &mut [f64]) {
+    fn softmax_step(
+        keys: usize,
+        queries: usize,
+        z: &mut [f64],
+        ldz: usize,
+        m: &mut [f64],
+        l: &mut [f64],
+        alpha: &mut [f64],
+    ) {
         softmax_step_portable(keys, queries, z, ldz, m, l, alpha)
     }
     fn exp2_shifted(rows: usize, cols: usize, z: &mut [f64], ldz: usize, shift: &[f64]) {
@@ -139,7 +199,19 @@ impl AttnFloat for f64 {
 }
 
 impl AttnFloat for f32 {
-    fn gemm(m: usize, n: usize, k: usize, a: &[f32], a_rows: usize, a_cols: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
+    fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        a_rows: usize,
+        a_cols: usize,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
         assert!(n.is_multiple_of(8), "tile not padded");
         assert!(m == 0 || k == 0 || (m - 1) * a_rows + (k - 1) * a_cols < a.len(), "tile exceeds its buffer");
         check_extent(k, n, ldb, b.len());
@@ -148,20 +220,32 @@ impl AttnFloat for f32 {
         if simd::supports(SimdLevel::Avx512) {
             // SAFETY: the active level says the CPU has AVX-512 (F, BW, VL) and FMA;
             // the extents were checked.
-            unsafe { avx512::gemm(m, n, k, a.as_ptr(), a_rows, a_cols, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) };
+            unsafe {
+                avx512::gemm(m, n, k, a.as_ptr(), a_rows, a_cols, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate)
+            };
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if simd::supports(SimdLevel::Avx2) {
             // SAFETY: the active level says the CPU has AVX2 and FMA; the extents were
             // checked.
-            unsafe { avx2::gemm(m, n, k, a.as_ptr(), a_rows, a_cols, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate) };
+            unsafe {
+                avx2::gemm(m, n, k, a.as_ptr(), a_rows, a_cols, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, accumulate)
+            };
             return;
         }
         gemm_portable(m, n, k, a, a_rows, a_cols, b, ldb, c, ldc, accumulate)
     }
 
-    fn softmax_step(keys: usize, queries: usize, z: &mut [f32], ldz: usize, m: &mut [f32], l: &mut [f32], alpha: &mut [f32]) {
+    fn softmax_step(
+        keys: usize,
+        queries: usize,
+        z: &mut [f32],
+        ldz: usize,
+        m: &mut [f32],
+        l: &mut [f32],
+        alpha: &mut [f32],
+    ) {
         check_extent(keys, queries, ldz, z.len());
         assert!(m.len() >= queries && l.len() >= queries && alpha.len() >= queries);
         #[cfg(target_arch = "x86_64")]

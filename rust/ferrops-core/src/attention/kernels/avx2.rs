@@ -4,6 +4,8 @@
 
 use std::arch::x86_64::*;
 
+use super::EXP2_POLYNOMIAL;
+
 use crate::simd::avx2_fn;
 
 avx2_fn! {
@@ -77,21 +79,20 @@ unsafe fn block<const MR: usize, const NV: usize>((k, a, a_rows, a_cols, b, ldb,
 }
 
 avx2_fn! {
-    /// `2^x` to about 2e-7 relative: `x = n + f`, `f` in [-0.5, 0.5], a degree-5
-    /// polynomial (fitted for relative error) for `2^f`, `2^n` built in the
-    /// exponent bits. Inputs below -127 (including -inf) give exactly 0: `n` is
+    /// `2^x` to about 1.6e-7 relative: `x = n + f`, `f` in [-0.5, 0.5],
+    /// [`EXP2_POLYNOMIAL`] for `2^f` (exact at 0, so `2^n` is exact for whole `n`:
+    /// a score at its row's max gives probability exactly 1, in the forward pass
+    /// and when the backward recomputes it), `2^n` built in the exponent bits. Inputs below -127 (including -inf) give exactly 0: `n` is
     /// clamped to -127, whose biased exponent 0 encodes +0.0.
     #[inline]
     unsafe fn exp2(x: __m256) -> __m256 {
         let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-127.0)), _mm256_set1_ps(127.0));
         let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
         let f = _mm256_sub_ps(x, n);
-        let mut p = _mm256_set1_ps(0.001_327_647_2);
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.009_675_542));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.055_507_13));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.240_221_2));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.693_146_94));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.000_000_1));
+        let mut p = _mm256_set1_ps(EXP2_POLYNOMIAL[0]);
+        for &c in &EXP2_POLYNOMIAL[1..] {
+            p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(c));
+        }
         let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
         _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
     }

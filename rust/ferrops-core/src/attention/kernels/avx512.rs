@@ -5,6 +5,8 @@
 
 use std::arch::x86_64::*;
 
+use super::EXP2_POLYNOMIAL;
+
 use crate::simd::avx512_fn;
 
 const ALL: __mmask16 = 0xFFFF;
@@ -124,12 +126,10 @@ avx512_fn! {
         let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-127.0)), _mm512_set1_ps(127.0));
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
         let f = _mm512_sub_ps(x, n);
-        let mut p = _mm512_set1_ps(0.001_327_647_2);
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.009_675_542));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.055_507_13));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240_221_2));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.693_146_94));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.000_000_1));
+        let mut p = _mm512_set1_ps(EXP2_POLYNOMIAL[0]);
+        for &c in &EXP2_POLYNOMIAL[1..] {
+            p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+        }
         let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
         _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
     }
