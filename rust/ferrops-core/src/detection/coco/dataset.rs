@@ -3,6 +3,8 @@
 
 use rayon::prelude::*;
 
+use super::ids::IdStrings;
+
 /// The annotations of a dataset, one entry per record, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotations {
@@ -71,6 +73,7 @@ pub struct Packed {
 }
 
 /// A parsed dataset: image and category ids in file order, and the annotations.
+/// Ids are integers or the codes of string ids (see [`super::ids`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CocoDataset {
     pub image_ids: Vec<i64>,
@@ -81,6 +84,8 @@ pub struct CocoDataset {
     /// The first annotation without a score, if any (such a dataset cannot be
     /// evaluated as detections).
     pub first_without_score: Option<usize>,
+    /// The string ids the codes stand for.
+    pub id_strings: IdStrings,
 }
 
 impl CocoDataset {
@@ -89,6 +94,7 @@ impl CocoDataset {
         category_ids: Vec<i64>,
         annotations: Annotations,
         first_without_score: Option<usize>,
+        id_strings: IdStrings,
     ) -> Self {
         let a = &annotations;
         let packed = (0..a.len())
@@ -96,6 +102,6 @@ impl CocoDataset {
             .with_min_len(4096)
             .map(|j| Packed { bbox: a.bbox[j], area: a.area[j], score: a.score[j], id: a.id[j], crowd: a.iscrowd[j] })
             .collect();
-        CocoDataset { image_ids, category_ids, annotations, packed, first_without_score }
+        CocoDataset { image_ids, category_ids, annotations, packed, first_without_score, id_strings }
     }
 }

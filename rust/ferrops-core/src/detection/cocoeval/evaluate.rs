@@ -9,7 +9,7 @@ use super::evaluation::{Chunk, Evaluation, UnitSpan, CHUNK};
 use super::matching::{
     effective_threshold, match_at, outside, Matching, Scratch, FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
 };
-use crate::detection::coco::CocoDataset;
+use crate::detection::coco::{CocoDataset, IdStrings};
 use crate::ensure;
 use crate::error::{FerropsError, Result};
 
@@ -125,8 +125,20 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
             "COCOeval.evaluate",
             "cocoDt",
             "detections with a 'score' each",
-            format!("annotations[{i}] (id {}) without 'score'", dt.annotations.id[i]),
+            format!("annotations[{i}] (id {}) without 'score'", dt.id_strings.describe(dt.annotations.id[i])),
         ));
+    }
+    // pycocotools stores matched annotation ids in float arrays, and fails on a
+    // string id ("could not convert string to float"): refused up front.
+    for (argument, d) in [("cocoGt", gt), ("cocoDt", dt)] {
+        if let Some(j) = d.annotations.id.iter().position(|&id| IdStrings::is_string_code(id)) {
+            return Err(FerropsError::value(
+                "COCOeval.evaluate",
+                argument,
+                "integer annotation ids (pycocotools keeps matched ids in float arrays)",
+                format!("annotations[{j}] with id {}", d.id_strings.describe(d.annotations.id[j])),
+            ));
+        }
     }
     let num_images = params.img_ids.len();
     let mut distinct_cats: HashMap<i64, usize> = HashMap::default();
