@@ -104,4 +104,32 @@ impl CocoDataset {
             .collect();
         CocoDataset { image_ids, category_ids, annotations, packed, first_without_score, id_strings }
     }
+
+    /// This dataset with its string ids coded as `reference` codes them (a
+    /// string `reference` lacks gets the next code, in this dataset's order);
+    /// `None` when the codes already agree (`reference`'s strings come first
+    /// here, as in results loaded against it). Datasets parsed apart code
+    /// strings apart, and evaluation compares codes.
+    pub fn coded_like(&self, reference: &IdStrings) -> Option<CocoDataset> {
+        let (mine, theirs) = (self.id_strings.strings(), reference.strings());
+        if mine.len() >= theirs.len() && mine[..theirs.len()] == *theirs {
+            return None;
+        }
+        let mut combined = reference.clone();
+        let codes: Vec<i64> = mine.iter().map(|s| combined.intern(s)).collect();
+        let recode_one = |id: i64| IdStrings::string_index(id).map_or(id, |k| codes[k]);
+        let recode = |ids: &[i64]| -> Vec<i64> { ids.iter().map(|&id| recode_one(id)).collect() };
+        let mut annotations = self.annotations.clone();
+        annotations.image_id = recode(&annotations.image_id);
+        annotations.category_id = recode(&annotations.category_id);
+        annotations.id = recode(&annotations.id);
+        Some(CocoDataset {
+            image_ids: recode(&self.image_ids),
+            category_ids: recode(&self.category_ids),
+            annotations,
+            packed: self.packed.iter().map(|p| Packed { id: recode_one(p.id), ..*p }).collect(),
+            first_without_score: self.first_without_score,
+            id_strings: combined,
+        })
+    }
 }

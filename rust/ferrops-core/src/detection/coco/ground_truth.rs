@@ -98,6 +98,10 @@ pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
         Some(parsed) => parsed,
         None => {
             check_json(json, origin, GT_EXPECTED)?;
+            // serde would read a struct from an array too; pycocotools wants an object.
+            if json.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
+                return Err(origin.error(GT_EXPECTED, "a JSON document that is not an object".to_string()));
+            }
             let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
             let records = match raw.annotations {
                 Some(text) => parse_records(text.get().as_bytes(), origin, GT_EXPECTED)?,

@@ -89,6 +89,11 @@ impl IdStrings {
         self.codes.get(s).copied()
     }
 
+    /// The index of the string `code` stands for, `None` for an integer id.
+    pub(super) fn string_index(code: i64) -> Option<usize> {
+        Self::is_string_code(code).then(|| code.wrapping_sub(STRING_CODE_BASE) as usize)
+    }
+
     /// Whether `code` stands for a string id.
     pub fn is_string_code(code: i64) -> bool {
         code < FIRST_INTEGER_ID
@@ -96,9 +101,9 @@ impl IdStrings {
 
     /// The id `code` stands for, for messages.
     pub fn describe(&self, code: i64) -> String {
-        match usize::try_from(code.wrapping_sub(STRING_CODE_BASE)).ok().and_then(|k| self.strings.get(k)) {
-            Some(s) if Self::is_string_code(code) => format!("{s:?}"),
-            _ => code.to_string(),
+        match Self::string_index(code).and_then(|k| self.strings.get(k)) {
+            Some(s) => format!("{s:?}"),
+            None => code.to_string(),
         }
     }
 }

@@ -140,6 +140,10 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
             ));
         }
     }
+    // Python codes the parameters' string ids as the ground truth does, then
+    // the detections' own strings: the detections are coded alike.
+    let recoded = dt.coded_like(&gt.id_strings);
+    let dt = recoded.as_ref().unwrap_or(dt);
     let num_images = params.img_ids.len();
     let mut distinct_cats: HashMap<i64, usize> = HashMap::default();
     for &c in params.cat_ids {
