@@ -25,8 +25,8 @@ def _is_max_det(m: object) -> bool:
     if isinstance(m, (bool, np.bool_)):
         return False
     if isinstance(m, (float, np.floating)):
-        return math.isfinite(m) and float(m).is_integer() and m >= 1
-    return isinstance(m, (int, np.integer)) and m >= 1
+        return bool(math.isfinite(m) and float(m).is_integer() and m >= 1)
+    return bool(isinstance(m, (int, np.integer)) and m >= 1)
 
 
 def _detections_kept(m: float) -> int:

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use ferrops_core::detection::coco::json_tokens::{Decoded, JsonStr, JsonToken, JsonTokens};
 use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origin, ResultColumns};
-use ferrops_core::FerropsError;
 use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
 use ferrops_core::detection::voc::{self, VocClass};
+use ferrops_core::FerropsError;
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -92,9 +92,9 @@ fn coco_load_json<'py>(
     let mut keys: HashMap<&[u8], Bound<'py, PyAny>> = HashMap::new();
     let int = py.import("builtins")?.getattr("int")?;
     loop {
-        let token = tokens
-            .next()
-            .map_err(|e| FerropsError::value(function.clone(), argument.clone(), "JSON", format!("{source}: invalid JSON ({e})")))?;
+        let token = tokens.next().map_err(|e| {
+            FerropsError::value(function.clone(), argument.clone(), "JSON", format!("{source}: invalid JSON ({e})"))
+        })?;
         let value: Bound<'py, PyAny> = match token {
             None => unreachable!("the reader ends after the top-level value"),
             Some(JsonToken::ArrayStart) => {
@@ -250,12 +250,7 @@ impl CocoEvaluation {
     }
 
     /// `evalImgs[start:stop]` (computed in parallel): `None` or the entry's arrays.
-    fn entries<'py>(
-        &self,
-        py: Python<'py>,
-        start: usize,
-        stop: usize,
-    ) -> BindingResult<Vec<Option<EntryArrays<'py>>>> {
+    fn entries<'py>(&self, py: Python<'py>, start: usize, stop: usize) -> BindingResult<Vec<Option<EntryArrays<'py>>>> {
         let e = &self.inner;
         let found = run_kernel(py, || e.image_evaluations(start..stop))?;
         let t = e.num_thresholds();

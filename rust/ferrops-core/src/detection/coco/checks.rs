@@ -45,10 +45,8 @@ pub(super) fn check_integer_id(origin: &Origin, expected: &str, id: i64, what: i
     if id >= FIRST_INTEGER_ID {
         return Ok(id);
     }
-    Err(origin.error(
-        expected,
-        format!("{} is {id}, below -2**62 (the integer ids ferrops supports start there)", what()),
-    ))
+    Err(origin
+        .error(expected, format!("{} is {id}, below -2**62 (the integer ids ferrops supports start there)", what())))
 }
 
 /// Four finite numbers, width and height >= 0.

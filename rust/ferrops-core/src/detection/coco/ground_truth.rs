@@ -3,7 +3,7 @@
 
 use super::checks::{check_bbox, check_integer_id, check_json, json_error, record_name, Origin, GT_EXPECTED};
 use super::dataset::{Annotations, CocoDataset};
-use super::ids::{IdStrings, IdValue, STRING_CODE_BASE};
+use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{ground_truth_direct, in_order, parse_records, RecordPieces};
 use super::raw::{RawAnnotation, RawGroundTruth, RawId};
 use crate::error::Result;
@@ -24,9 +24,9 @@ fn ids(origin: &Origin, what: &str, raw: Option<Vec<RawId>>, strings: &mut IdStr
 /// parallel pass (in file order, so the codes do not depend on the pieces).
 #[derive(Default)]
 struct PendingStrings {
-    id: Vec<(usize, Box<str>)>,
-    image_id: Vec<(usize, Box<str>)>,
-    category_id: Vec<(usize, Box<str>)>,
+    id: StringsAt,
+    image_id: StringsAt,
+    category_id: StringsAt,
 }
 
 /// An id's code: the integer itself, or a placeholder until the string is coded.
@@ -34,7 +34,7 @@ fn id_code(
     origin: &Origin,
     value: IdValue,
     row: usize,
-    pending: &mut Vec<(usize, Box<str>)>,
+    pending: &mut StringsAt,
     what: impl Fn() -> String,
 ) -> Result<i64> {
     match value {
@@ -74,7 +74,8 @@ fn ground_truth_piece(
         let image_id = id_code(origin, image_id, i, &mut pending.image_id, || format!("{}'s 'image_id'", name()))?;
         let category_id =
             id_code(origin, category_id, i, &mut pending.category_id, || format!("{}'s 'category_id'", name()))?;
-        let id = id_code(origin, id.expect("checked above"), i, &mut pending.id, || format!("annotations[{i}]'s 'id'"))?;
+        let id =
+            id_code(origin, id.expect("checked above"), i, &mut pending.id, || format!("annotations[{i}]'s 'id'"))?;
         if score.is_none() && first_without_score.is_none() {
             first_without_score = Some(i);
         }
@@ -187,7 +188,13 @@ pub fn ground_truth_from_columns(columns: &GroundTruthColumns, origin: &Origin) 
             check_integer_id(origin, GT_EXPECTED, id, || format!("{what}[{i}]"))?;
         }
     }
-    Ok(CocoDataset::new(image_ids.to_vec(), category_ids.to_vec(), annotations, (n > 0).then_some(0), IdStrings::default()))
+    Ok(CocoDataset::new(
+        image_ids.to_vec(),
+        category_ids.to_vec(),
+        annotations,
+        (n > 0).then_some(0),
+        IdStrings::default(),
+    ))
 }
 
 #[cfg(test)]
@@ -222,5 +229,4 @@ mod tests {
         let err = parse_ground_truth(b"{", &ORIGIN).unwrap_err().to_string();
         assert!(err.contains("gt.json: invalid JSON"), "{err}");
     }
-
 }

@@ -56,6 +56,9 @@ impl std::fmt::Display for IdValue {
     }
 }
 
+/// String ids met in records, by record index, to be coded after a parallel pass.
+pub(super) type StringsAt = Vec<(usize, Box<str>)>;
+
 /// The string ids of a dataset, in order of first appearance, and their codes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IdStrings {

@@ -182,9 +182,13 @@ pub enum JsonToken<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// A value (at the top, after `:` or `,` in an array), or `]` after `[`.
-    Value { or_close: bool },
+    Value {
+        or_close: bool,
+    },
     /// A key (after `,` in an object), or `}` after `{`.
-    Key { or_close: bool },
+    Key {
+        or_close: bool,
+    },
     /// `,` or the container's close after a member.
     AfterValue,
     Done,

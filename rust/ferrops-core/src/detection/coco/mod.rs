@@ -24,6 +24,6 @@ mod results;
 
 pub use checks::Origin;
 pub use dataset::{Annotations, CocoDataset, Packed};
-pub use ids::{IdStrings, FIRST_INTEGER_ID, STRING_CODE_BASE};
 pub use ground_truth::{ground_truth_from_columns, parse_ground_truth, GroundTruthColumns};
+pub use ids::{IdStrings, FIRST_INTEGER_ID, STRING_CODE_BASE};
 pub use results::{parse_results, results_from_columns, ResultColumns};

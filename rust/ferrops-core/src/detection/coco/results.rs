@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::checks::{check_bbox, check_integer_id, valid_bbox, Origin, RES_EXPECTED};
 use super::dataset::{Annotations, CocoDataset};
-use super::ids::{IdStrings, IdValue, STRING_CODE_BASE};
+use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{in_order, parse_records};
 use super::raw::RawAnnotation;
 use crate::error::Result;
@@ -107,8 +107,7 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
     let pieces = parse_records(json, origin, RES_EXPECTED)?;
     let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
     let gt_strings = &ground_truth.id_strings;
-    let parts =
-        in_order(pieces, |records, offset| results_piece(records, offset, &known_images, gt_strings, origin))?;
+    let parts = in_order(pieces, |records, offset| results_piece(records, offset, &known_images, gt_strings, origin))?;
     let mut strings = gt_strings.clone();
     let mut pending = Vec::with_capacity(parts.len());
     let mut annotations = Annotations::concat(
@@ -123,13 +122,7 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
     for (row, s) in pending.into_iter().flatten() {
         annotations.category_id[row] = strings.intern(&s);
     }
-    Ok(CocoDataset::new(
-        ground_truth.image_ids.clone(),
-        ground_truth.category_ids.clone(),
-        annotations,
-        None,
-        strings,
-    ))
+    Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None, strings))
 }
 
 /// Result records `offset..` checked and as `loadRes` stores them: ids counting
@@ -141,7 +134,7 @@ fn results_piece(
     known_images: &ImageSet,
     gt_strings: &IdStrings,
     origin: &Origin,
-) -> Result<(Annotations, Vec<(usize, Box<str>)>)> {
+) -> Result<(Annotations, StringsAt)> {
     let mut annotations = Annotations::with_capacity(records.len());
     let mut new_categories = Vec::new();
     for (i, r) in (offset..).zip(records) {
