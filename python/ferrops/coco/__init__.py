@@ -23,7 +23,15 @@ Differences from pycocotools, all on input it would reject or mishandle:
 * a ground-truth annotation without ``area`` gets the box area and one without
   ``iscrowd`` is not crowd (pycocotools raises ``KeyError``);
 * ``loadRes`` of an empty list gives an empty result set;
-* only ``iouType="bbox"``.
+* only ``iouType="bbox"``;
+* ids are integers or strings (as in pycocotools, SPEC DET-COCO-IDS), but
+  integer ids below ``-2**62`` are refused (string ids are coded there), and
+  ``evaluate()`` refuses string annotation ids up front (pycocotools fails on the
+  first match, storing ids in float arrays);
+* one Rust reader judges a file (SPEC DET-COCO-JSON): invalid UTF-8, nesting
+  deeper than 128 levels, ``NaN``/``Infinity`` literals or a top level that is
+  not an object are a ``ValueError`` naming the file, and ``dataset`` is built
+  by that reader (equal to what Python's ``json`` makes of an accepted file).
 
 ``evalImgs`` and ``ious`` hold pycocotools' values without pycocotools' memory:
 ``evalImgs`` is a read-only sequence (``len``, indexing with negative indices

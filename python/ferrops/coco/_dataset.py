@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import os
 import time
 from collections import defaultdict
@@ -17,13 +16,15 @@ import numpy.typing as npt
 
 from .. import _core
 from .._errors import type_error, value_error
+from ._ids import decode
 from ._json import Path, read, to_json
 
 #: A COCO JSON record or dataset: JSON data, typed by its keys only at run time.
 Record = dict[str, Any]
 
-#: An id or a collection of ids, as pycocotools' query methods take them.
-Ids = int | Collection[int] | npt.NDArray[np.integer]
+#: An id or a collection of ids, as pycocotools' query methods take them (ids
+#: are integers or strings).
+Ids = int | str | Collection[int | str] | npt.NDArray[Any]
 
 
 def _is_array_like(obj: object) -> bool:
@@ -83,12 +84,19 @@ class COCO:
             self._rust = _core.coco_parse_ground_truth(payload, "<dict>")
         return self._rust
 
+    def _ids(self, codes: np.ndarray) -> list[Any]:
+        """The ids (ints, strs) of a column of the Rust dataset."""
+        return decode(codes, self._data.id_strings())
+
     @property
     def dataset(self) -> Record:
         if self._dataset is None:
             if self._path is not None:
-                with open(self._path) as f:
-                    self._dataset = json.load(f)
+                # Read by the Rust reader that accepted the file at load, so the
+                # two never disagree (Python's json would differ on bad UTF-8 or
+                # deep nesting, with errors that do not name the file).
+                data, name = read(self._path)
+                self._dataset = _core.coco_load_json(data, name, "COCO", "annotation_file")
             elif self._results_of is not None:
                 self._dataset = self._results_dataset()
             else:
@@ -112,8 +120,8 @@ class COCO:
         annotations = []
         for i, (image_id, category_id, (x, y, w, h), score, area) in enumerate(
             zip(
-                columns["image_id"].tolist(),
-                columns["category_id"].tolist(),
+                self._ids(columns["image_id"]),
+                self._ids(columns["category_id"]),
                 columns["bbox"].tolist(),
                 columns["score"].tolist(),
                 columns["area"].tolist(),
@@ -150,17 +158,17 @@ class COCO:
                 "iscrowd": int(crowd),
             }
             for i, image_id, category_id, bbox, area, crowd in zip(
-                columns["id"].tolist(),
-                columns["image_id"].tolist(),
-                columns["category_id"].tolist(),
+                self._ids(columns["id"]),
+                self._ids(columns["image_id"]),
+                self._ids(columns["category_id"]),
                 columns["bbox"].tolist(),
                 columns["area"].tolist(),
                 columns["iscrowd"].tolist(),
             )
         ]
         return {
-            "images": [{"id": i} for i in self._data.image_ids().tolist()],
-            "categories": [{"id": c} for c in self._data.category_ids().tolist()],
+            "images": [{"id": i} for i in self._ids(self._data.image_ids())],
+            "categories": [{"id": c} for c in self._ids(self._data.category_ids())],
             "annotations": annotations,
         }
 
@@ -208,7 +216,7 @@ class COCO:
 
     def getAnnIds(
         self, imgIds: Ids = [], catIds: Ids = [], areaRng: Collection[float] = [], iscrowd: int | None = None
-    ) -> list[int]:  # noqa: N802,N803
+    ) -> list[Any]:  # noqa: N802,N803
         """Ids of the annotations on the given images, of the given categories,
         with area strictly inside ``areaRng``, of the given crowd flag."""
         img_ids, cat_ids = _collection(imgIds), _collection(catIds)
@@ -231,11 +239,11 @@ class COCO:
 
     def getCatIds(
         self, catNms: str | Collection[str] = [], supNms: str | Collection[str] = [], catIds: Ids = []
-    ) -> list[int]:  # noqa: N802,N803
+    ) -> list[Any]:  # noqa: N802,N803
         """Ids of the categories with the given names, supercategories and ids."""
         nms, sups, ids = _collection(catNms), _collection(supNms), _collection(catIds)
         if len(nms) == len(sups) == len(ids) == 0 and self._dataset is None:
-            return self._data.category_ids().tolist()
+            return self._ids(self._data.category_ids())
         cats = self.dataset.get("categories", [])
         if len(nms):
             cats = [c for c in cats if c["name"] in nms]
@@ -245,14 +253,14 @@ class COCO:
             cats = [c for c in cats if c["id"] in ids]
         return [c["id"] for c in cats]
 
-    def getImgIds(self, imgIds: Ids = [], catIds: Ids = []) -> list[int]:  # noqa: N802,N803
+    def getImgIds(self, imgIds: Ids = [], catIds: Ids = []) -> list[Any]:  # noqa: N802,N803
         """Ids of the given images that hold every given category."""
         img_ids, cat_ids = _collection(imgIds), _collection(catIds)
         if len(img_ids) == len(cat_ids) == 0:
             if self._index is None and self._dataset is None:
                 # From the Rust dataset: no Python view needed. dict keys: first
                 # occurrence of each id.
-                return list(dict.fromkeys(self._data.image_ids().tolist()))
+                return list(dict.fromkeys(self._ids(self._data.image_ids())))
             return list(self.imgs.keys())
         ids = set(img_ids)
         for i, cat_id in enumerate(cat_ids):

@@ -4,6 +4,8 @@ and accumulation in Rust."""
 from __future__ import annotations
 
 import datetime
+import math
+import sys
 import time
 from typing import Any, cast
 
@@ -12,17 +14,25 @@ import numpy as np
 from .. import _core
 from .._errors import type_error, value_error
 from ._dataset import COCO
+from ._ids import combined_strings, encode
 from ._params import EVALUATED_IOU_TYPES, IouType, Params, snapshot
 from ._views import EvalImgs, Ious
 
 
-def _int_ids(name: str, ids: object) -> np.ndarray:
-    array = np.asarray(ids)
-    if array.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if array.ndim != 1 or array.dtype.kind not in "iu":
-        raise type_error("COCOeval.evaluate", f"params.{name}", "a list of integer ids", f"{array.dtype} {array.shape}")
-    return np.ascontiguousarray(array, dtype=np.int64)
+def _is_max_det(m: object) -> bool:
+    """A positive integer (an integral float too), however large: pycocotools
+    slices with it, so 2**64 keeps every detection."""
+    if isinstance(m, (bool, np.bool_)):
+        return False
+    if isinstance(m, (float, np.floating)):
+        return bool(math.isfinite(m) and float(m).is_integer() and m >= 1)
+    return bool(isinstance(m, (int, np.integer)) and m >= 1)
+
+
+def _detections_kept(m: float) -> int:
+    """A checked maxDets as the kernel's count: past ``sys.maxsize`` every
+    detection is kept anyway."""
+    return min(int(m), sys.maxsize)
 
 
 class COCOeval:
@@ -72,20 +82,22 @@ class COCOeval:
         if p.useCats:
             p.catIds = list(np.unique(p.catIds))
         p.maxDets = sorted(p.maxDets)
-        if len(p.maxDets) == 0 or any(int(m) != m or m < 1 for m in p.maxDets):
+        if len(p.maxDets) == 0 or not all(_is_max_det(m) for m in p.maxDets):
             raise value_error("COCOeval.evaluate", "params.maxDets", "positive integers", p.maxDets)
         area_rngs = np.asarray(p.areaRng, dtype=np.float64).reshape(-1, 2) if len(p.areaRng) else np.zeros((0, 2))
         iou_thrs = np.ascontiguousarray(np.asarray(p.iouThrs, dtype=np.float64).reshape(-1))
         self.params = p
+        gt, dt = self.cocoGt._data, self.cocoDt._data
+        strings = combined_strings(gt.id_strings(), dt.id_strings())
         self._evaluation = _core.coco_evaluate(
-            self.cocoGt._data,
-            self.cocoDt._data,
-            _int_ids("imgIds", p.imgIds),
-            _int_ids("catIds", p.catIds),
+            gt,
+            dt,
+            encode(p.imgIds, strings),
+            encode(p.catIds, strings),
             bool(p.useCats),
             iou_thrs,
             np.ascontiguousarray(area_rngs),
-            int(p.maxDets[-1]),
+            _detections_kept(p.maxDets[-1]),
         )
         cat_ids = list(p.catIds) if p.useCats else [-1]
         img_ids = list(p.imgIds)
@@ -120,7 +132,7 @@ class COCOeval:
         set_m = set(pe.maxDets)
         set_i = set(pe.imgIds)
         k_list = [n for n, k in enumerate(p.catIds) if k in set_k]
-        m_list = [int(m) for m in p.maxDets if m in set_m]
+        m_list = [_detections_kept(m) for m in p.maxDets if m in set_m]
         a_list = [n for n, a in enumerate(p.areaRng) if tuple(a) in set_a]
         i_list = [n for n, i in enumerate(p.imgIds) if i in set_i]
         precision, recall, scores = _core.coco_accumulate(

@@ -17,6 +17,8 @@ from .._errors import value_error
 from ..coco import COCO, COCOeval
 from ._arrays import host_array
 
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
 if TYPE_CHECKING:
     import torch
 
@@ -110,10 +112,12 @@ class MeanAveragePrecision:
             not isinstance(max_detection_thresholds, list)
             or len(max_detection_thresholds) != 3
             or any(
-                isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in max_detection_thresholds
+                isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= m <= _INT32_MAX
+                for m in max_detection_thresholds
             )
         ):
-            expected = "None or a list of 3 positive ints"
+            # torchmetrics fails beyond int32 (it reports the thresholds as int32).
+            expected = f"None or a list of 3 ints in [1, {_INT32_MAX}]"
             raise value_error(name, "max_detection_thresholds", expected, repr(max_detection_thresholds))
         self.iou_type = iou_type
         self.box_format = box_format
@@ -175,6 +179,10 @@ class MeanAveragePrecision:
             for name, labels in (("preds", det_labels), ("target", gt_labels)):
                 if labels.size and labels.dtype.kind not in "iu":
                     raise value_error(f, name, "integer labels", f"{labels.dtype} at index {i}")
+                # torchmetrics reports classes as int32 and fails on larger labels.
+                if labels.size and not (_INT32_MIN <= int(labels.min()) and int(labels.max()) <= _INT32_MAX):
+                    expected = f"labels in [{_INT32_MIN}, {_INT32_MAX}] (int32, as torchmetrics reports classes)"
+                    raise value_error(f, name, expected, f"{labels.min()}..{labels.max()} at index {i}")
             if det_scores.size and det_scores.dtype.kind != "f":
                 raise value_error(f, "preds", "float scores", f"{det_scores.dtype} at index {i}")
             for key, value in zip(batch, (det_boxes, det_scores, det_labels, gt_boxes, gt_labels, gt_crowds, gt_area)):

@@ -1,15 +1,18 @@
 //! Bindings of `ferrops_core::detection`: COCO datasets held in Rust (the Python
 //! `COCO` object keeps a handle), the bbox evaluation and VOC AP.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use ferrops_core::detection::coco::json_tokens::{Decoded, JsonStr, JsonToken, JsonTokens};
 use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origin, ResultColumns};
 use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
 use ferrops_core::detection::voc::{self, VocClass};
+use ferrops_core::FerropsError;
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 
 use crate::convert::{owned1, owned2, slice1, slice2};
 use crate::error::BindingResult;
@@ -32,6 +35,11 @@ impl CocoData {
         owned1(py, self.inner.image_ids.clone()).into_any()
     }
 
+    /// The string ids: string `k` is the id whose code is `-2**63 + k`.
+    fn id_strings(&self) -> Vec<String> {
+        self.inner.id_strings.strings().iter().map(|s| s.to_string()).collect()
+    }
+
     /// Category ids in file order (int64).
     fn category_ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
         owned1(py, self.inner.category_ids.clone()).into_any()
@@ -50,6 +58,85 @@ impl CocoData {
         out.set_item("iscrowd", owned1(py, a.iscrowd.clone()))?;
         out.set_item("score", owned1(py, a.score.clone()))?;
         Ok(out)
+    }
+}
+
+/// A JSON string as Python's `json` makes it (lone surrogates included).
+fn py_string<'py>(py: Python<'py>, s: JsonStr<'_>) -> PyResult<Bound<'py, PyAny>> {
+    match s.decode() {
+        Decoded::Text(text) => Ok(PyString::new(py, &text).into_any()),
+        Decoded::WithSurrogates(bytes) => PyBytes::new(py, &bytes).call_method1("decode", ("utf-8", "surrogatepass")),
+    }
+}
+
+/// An array or object being filled, with an object's pending key.
+enum Open<'py> {
+    List(Bound<'py, PyList>),
+    Dict(Bound<'py, PyDict>, Option<Bound<'py, PyAny>>),
+}
+
+/// A whole JSON text as the Python objects `json.loads` would make, read by the
+/// reader that judges COCO files (so `dataset` agrees with the load); errors
+/// name `function`, `argument` and `source`.
+#[pyfunction]
+fn coco_load_json<'py>(
+    py: Python<'py>,
+    json: &[u8],
+    source: &str,
+    function: String,
+    argument: String,
+) -> BindingResult<Bound<'py, PyAny>> {
+    let mut tokens = JsonTokens::new(json);
+    let mut open: Vec<Open<'py>> = Vec::new();
+    // Keys repeat in every record: one Python string per distinct key, as json's memo.
+    let mut keys: HashMap<&[u8], Bound<'py, PyAny>> = HashMap::new();
+    let int = py.import("builtins")?.getattr("int")?;
+    loop {
+        let token = tokens.next().map_err(|e| {
+            FerropsError::value(function.clone(), argument.clone(), "JSON", format!("{source}: invalid JSON ({e})"))
+        })?;
+        let value: Bound<'py, PyAny> = match token {
+            None => unreachable!("the reader ends after the top-level value"),
+            Some(JsonToken::ArrayStart) => {
+                open.push(Open::List(PyList::empty(py)));
+                continue;
+            }
+            Some(JsonToken::ObjectStart) => {
+                open.push(Open::Dict(PyDict::new(py), None));
+                continue;
+            }
+            Some(JsonToken::Key(k)) => {
+                let key = match keys.get(k.raw) {
+                    Some(key) if !k.escaped => key.clone(),
+                    _ => {
+                        let key = py_string(py, k)?;
+                        if !k.escaped {
+                            keys.insert(k.raw, key.clone());
+                        }
+                        key
+                    }
+                };
+                if let Some(Open::Dict(_, pending)) = open.last_mut() {
+                    *pending = Some(key);
+                }
+                continue;
+            }
+            Some(JsonToken::ArrayEnd | JsonToken::ObjectEnd) => match open.pop().expect("a container is open") {
+                Open::List(list) => list.into_any(),
+                Open::Dict(dict, _) => dict.into_any(),
+            },
+            Some(JsonToken::Str(s)) => py_string(py, s)?,
+            Some(JsonToken::Int(v)) => PyInt::new(py, v).into_any(),
+            Some(JsonToken::BigInt(text)) => int.call1((text,))?,
+            Some(JsonToken::Float(v)) => PyFloat::new(py, v).into_any(),
+            Some(JsonToken::Bool(v)) => PyBool::new(py, v).to_owned().into_any(),
+            Some(JsonToken::Null) => py.None().into_bound(py),
+        };
+        match open.last_mut() {
+            None => return Ok(value),
+            Some(Open::List(list)) => list.append(value)?,
+            Some(Open::Dict(dict, pending)) => dict.set_item(pending.take().expect("a key precedes a value"), value)?,
+        }
     }
 }
 
@@ -163,12 +250,7 @@ impl CocoEvaluation {
     }
 
     /// `evalImgs[start:stop]` (computed in parallel): `None` or the entry's arrays.
-    fn entries<'py>(
-        &self,
-        py: Python<'py>,
-        start: usize,
-        stop: usize,
-    ) -> BindingResult<Vec<Option<EntryArrays<'py>>>> {
+    fn entries<'py>(&self, py: Python<'py>, start: usize, stop: usize) -> BindingResult<Vec<Option<EntryArrays<'py>>>> {
         let e = &self.inner;
         let found = run_kernel(py, || e.image_evaluations(start..stop))?;
         let t = e.num_thresholds();
@@ -311,6 +393,7 @@ fn voc_eval<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CocoData>()?;
     m.add_class::<CocoEvaluation>()?;
+    m.add_function(wrap_pyfunction!(coco_load_json, m)?)?;
     m.add_function(wrap_pyfunction!(coco_parse_ground_truth, m)?)?;
     m.add_function(wrap_pyfunction!(coco_parse_results, m)?)?;
     m.add_function(wrap_pyfunction!(coco_results_from_arrays, m)?)?;

@@ -1,6 +1,7 @@
 //! What every COCO record must satisfy, and the error messages that name the
 //! file and the record when one does not.
 
+use super::ids::FIRST_INTEGER_ID;
 use crate::error::{FerropsError, Result};
 
 /// What the public function and argument are called, for error messages.
@@ -25,11 +26,27 @@ pub(super) fn json_error(origin: &Origin, expected: &str, err: serde_json::Error
     origin.error(expected, format!("invalid JSON ({err})"))
 }
 
-pub(super) fn record_name(i: usize, id: Option<i64>) -> String {
+/// The strict reader's verdict on a text the fast scanner declined (serde alone
+/// would accept invalid UTF-8 or any nesting in values it skips).
+pub(super) fn check_json(json: &[u8], origin: &Origin, expected: &str) -> Result<()> {
+    super::json_tokens::check_json(json).map_err(|e| origin.error(expected, format!("invalid JSON ({e})")))
+}
+
+pub(super) fn record_name(i: usize, id: Option<impl std::fmt::Display>) -> String {
     match id {
         Some(id) => format!("annotations[{i}] (id {id})"),
         None => format!("annotations[{i}]"),
     }
+}
+
+/// An integer id is at least [`FIRST_INTEGER_ID`] (smaller values are the codes
+/// of string ids); `what` names the record and key, formatted only for an error.
+pub(super) fn check_integer_id(origin: &Origin, expected: &str, id: i64, what: impl Fn() -> String) -> Result<i64> {
+    if id >= FIRST_INTEGER_ID {
+        return Ok(id);
+    }
+    Err(origin
+        .error(expected, format!("{} is {id}, below -2**62 (the integer ids ferrops supports start there)", what())))
 }
 
 /// Four finite numbers, width and height >= 0.

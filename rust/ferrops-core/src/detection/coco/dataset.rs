@@ -3,6 +3,8 @@
 
 use rayon::prelude::*;
 
+use super::ids::IdStrings;
+
 /// The annotations of a dataset, one entry per record, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotations {
@@ -71,6 +73,7 @@ pub struct Packed {
 }
 
 /// A parsed dataset: image and category ids in file order, and the annotations.
+/// Ids are integers or the codes of string ids (see [`super::ids`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CocoDataset {
     pub image_ids: Vec<i64>,
@@ -81,6 +84,8 @@ pub struct CocoDataset {
     /// The first annotation without a score, if any (such a dataset cannot be
     /// evaluated as detections).
     pub first_without_score: Option<usize>,
+    /// The string ids the codes stand for.
+    pub id_strings: IdStrings,
 }
 
 impl CocoDataset {
@@ -89,6 +94,7 @@ impl CocoDataset {
         category_ids: Vec<i64>,
         annotations: Annotations,
         first_without_score: Option<usize>,
+        id_strings: IdStrings,
     ) -> Self {
         let a = &annotations;
         let packed = (0..a.len())
@@ -96,6 +102,34 @@ impl CocoDataset {
             .with_min_len(4096)
             .map(|j| Packed { bbox: a.bbox[j], area: a.area[j], score: a.score[j], id: a.id[j], crowd: a.iscrowd[j] })
             .collect();
-        CocoDataset { image_ids, category_ids, annotations, packed, first_without_score }
+        CocoDataset { image_ids, category_ids, annotations, packed, first_without_score, id_strings }
+    }
+
+    /// This dataset with its string ids coded as `reference` codes them (a
+    /// string `reference` lacks gets the next code, in this dataset's order);
+    /// `None` when the codes already agree (`reference`'s strings come first
+    /// here, as in results loaded against it). Datasets parsed apart code
+    /// strings apart, and evaluation compares codes.
+    pub fn coded_like(&self, reference: &IdStrings) -> Option<CocoDataset> {
+        let (mine, theirs) = (self.id_strings.strings(), reference.strings());
+        if mine.len() >= theirs.len() && mine[..theirs.len()] == *theirs {
+            return None;
+        }
+        let mut combined = reference.clone();
+        let codes: Vec<i64> = mine.iter().map(|s| combined.intern(s)).collect();
+        let recode_one = |id: i64| IdStrings::string_index(id).map_or(id, |k| codes[k]);
+        let recode = |ids: &[i64]| -> Vec<i64> { ids.iter().map(|&id| recode_one(id)).collect() };
+        let mut annotations = self.annotations.clone();
+        annotations.image_id = recode(&annotations.image_id);
+        annotations.category_id = recode(&annotations.category_id);
+        annotations.id = recode(&annotations.id);
+        Some(CocoDataset {
+            image_ids: recode(&self.image_ids),
+            category_ids: recode(&self.category_ids),
+            annotations,
+            packed: self.packed.iter().map(|p| Packed { id: recode_one(p.id), ..*p }).collect(),
+            first_without_score: self.first_without_score,
+            id_strings: combined,
+        })
     }
 }

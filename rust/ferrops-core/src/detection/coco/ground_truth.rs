@@ -1,42 +1,82 @@
 //! Ground truth: a COCO annotation file (pycocotools' `COCO(path)`) or columns,
 //! checked record by record into a [`CocoDataset`].
 
-use super::checks::{check_bbox, json_error, record_name, Origin, GT_EXPECTED};
+use super::checks::{check_bbox, check_integer_id, check_json, json_error, record_name, Origin, GT_EXPECTED};
 use super::dataset::{Annotations, CocoDataset};
+use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{ground_truth_direct, in_order, parse_records, RecordPieces};
 use super::raw::{RawAnnotation, RawGroundTruth, RawId};
 use crate::error::Result;
 
-fn ids(origin: &Origin, what: &str, raw: Option<Vec<RawId>>) -> Result<Vec<i64>> {
+fn ids(origin: &Origin, what: &str, raw: Option<Vec<RawId>>, strings: &mut IdStrings) -> Result<Vec<i64>> {
     raw.unwrap_or_default()
         .into_iter()
         .enumerate()
-        .map(|(i, r)| r.id.ok_or_else(|| origin.error(GT_EXPECTED, format!("{what}[{i}] has no 'id'"))))
+        .map(|(i, r)| match r.id {
+            None => Err(origin.error(GT_EXPECTED, format!("{what}[{i}] has no 'id'"))),
+            Some(IdValue::Int(v)) => check_integer_id(origin, GT_EXPECTED, v, || format!("{what}[{i}]'s 'id'")),
+            Some(IdValue::Str(s)) => Ok(strings.intern(&s)),
+        })
         .collect()
 }
 
+/// The string ids of a piece's records, by record index, coded after the
+/// parallel pass (in file order, so the codes do not depend on the pieces).
+#[derive(Default)]
+struct PendingStrings {
+    id: StringsAt,
+    image_id: StringsAt,
+    category_id: StringsAt,
+}
+
+/// An id's code: the integer itself, or a placeholder until the string is coded.
+fn id_code(
+    origin: &Origin,
+    value: IdValue,
+    row: usize,
+    pending: &mut StringsAt,
+    what: impl Fn() -> String,
+) -> Result<i64> {
+    match value {
+        IdValue::Int(v) => check_integer_id(origin, GT_EXPECTED, v, what),
+        IdValue::Str(s) => {
+            pending.push((row, s));
+            Ok(STRING_CODE_BASE)
+        }
+    }
+}
+
 /// Ground-truth records `offset..` checked and as columns, with the first one
-/// without a score.
+/// without a score and the string ids still to code.
 fn ground_truth_piece(
     records: Vec<RawAnnotation>,
     offset: usize,
     origin: &Origin,
-) -> Result<(Annotations, Option<usize>)> {
+) -> Result<(Annotations, Option<usize>, PendingStrings)> {
     let mut annotations = Annotations::with_capacity(records.len());
     let mut first_without_score = None;
+    let mut pending = PendingStrings::default();
     for (i, r) in (offset..).zip(records) {
+        let RawAnnotation { id, image_id, category_id, bbox, area, iscrowd, score } = r;
         // Formatted only for an error: most records have none.
-        let name = || record_name(i, r.id);
+        let name = || record_name(i, id.as_ref());
         let missing = |key: &str| origin.error(GT_EXPECTED, format!("{} has no '{key}'", name()));
-        let id = r.id.ok_or_else(|| missing("id"))?;
-        let image_id = r.image_id.ok_or_else(|| missing("image_id"))?;
-        let category_id = r.category_id.ok_or_else(|| missing("category_id"))?;
-        let bbox = r.bbox.ok_or_else(|| missing("bbox"))?.checked(origin, GT_EXPECTED, name)?;
-        let area = r.area.unwrap_or(bbox[2] * bbox[3]);
+        if id.is_none() {
+            return Err(missing("id"));
+        }
+        let image_id = image_id.ok_or_else(|| missing("image_id"))?;
+        let category_id = category_id.ok_or_else(|| missing("category_id"))?;
+        let bbox = bbox.ok_or_else(|| missing("bbox"))?.checked(origin, GT_EXPECTED, name)?;
+        let area = area.unwrap_or(bbox[2] * bbox[3]);
         if !area.is_finite() {
             return Err(origin.error(GT_EXPECTED, format!("{} has a non-finite 'area' {area}", name())));
         }
-        if r.score.is_none() && first_without_score.is_none() {
+        let image_id = id_code(origin, image_id, i, &mut pending.image_id, || format!("{}'s 'image_id'", name()))?;
+        let category_id =
+            id_code(origin, category_id, i, &mut pending.category_id, || format!("{}'s 'category_id'", name()))?;
+        let id =
+            id_code(origin, id.expect("checked above"), i, &mut pending.id, || format!("annotations[{i}]'s 'id'"))?;
+        if score.is_none() && first_without_score.is_none() {
             first_without_score = Some(i);
         }
         annotations.id.push(id);
@@ -44,33 +84,60 @@ fn ground_truth_piece(
         annotations.category_id.push(category_id);
         annotations.bbox.push(bbox);
         annotations.area.push(area);
-        annotations.iscrowd.push(r.iscrowd.is_some_and(|f| f.0));
-        annotations.score.push(r.score.unwrap_or(f64::NAN));
+        annotations.iscrowd.push(iscrowd.is_some_and(|f| f.0));
+        annotations.score.push(score.unwrap_or(f64::NAN));
     }
-    Ok((annotations, first_without_score))
+    Ok((annotations, first_without_score, pending))
 }
 
 /// Parses a ground-truth file (the object pycocotools' `COCO(path)` loads). A
 /// missing `area` is the box area and a missing `iscrowd` is 0 (pycocotools
-/// would fail on either); `score` is kept when present.
+/// would fail on either); `score` is kept when present. Ids are integers or
+/// strings (see [`super::ids`]).
 pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
     let (images, categories, records) = match ground_truth_direct(json) {
         Some(parsed) => parsed,
         None => {
+            check_json(json, origin, GT_EXPECTED)?;
+            // serde would read a struct from an array too; pycocotools wants an object.
+            if json.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
+                return Err(origin.error(GT_EXPECTED, "a JSON document that is not an object".to_string()));
+            }
             let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
             let records = match raw.annotations {
-                Some(text) => parse_records(text.get().as_bytes()).map_err(|e| json_error(origin, GT_EXPECTED, e))?,
+                Some(text) => parse_records(text.get().as_bytes(), origin, GT_EXPECTED)?,
                 None => RecordPieces::new(),
             };
             (raw.images, raw.categories, records)
         }
     };
-    let image_ids = ids(origin, "images", images)?;
-    let category_ids = ids(origin, "categories", categories)?;
+    let mut strings = IdStrings::default();
+    let image_ids = ids(origin, "images", images, &mut strings)?;
+    let category_ids = ids(origin, "categories", categories, &mut strings)?;
     let parts = in_order(records, |records, offset| ground_truth_piece(records, offset, origin))?;
-    let first_without_score = parts.iter().find_map(|(_, first)| *first);
-    let annotations = Annotations::concat(parts.into_iter().map(|(part, _)| part).collect());
-    Ok(CocoDataset::new(image_ids, category_ids, annotations, first_without_score))
+    let first_without_score = parts.iter().find_map(|(_, first, _)| *first);
+    let mut pending = Vec::with_capacity(parts.len());
+    let mut annotations = Annotations::concat(
+        parts
+            .into_iter()
+            .map(|(part, _, strings)| {
+                pending.push(strings);
+                part
+            })
+            .collect(),
+    );
+    for piece in pending {
+        for (column, list) in [
+            (&mut annotations.id, piece.id),
+            (&mut annotations.image_id, piece.image_id),
+            (&mut annotations.category_id, piece.category_id),
+        ] {
+            for (row, s) in list {
+                column[row] = strings.intern(&s);
+            }
+        }
+    }
+    Ok(CocoDataset::new(image_ids, category_ids, annotations, first_without_score, strings))
 }
 
 /// Ground truth as columns (`bbox` `[N, 4]` row-major `[x, y, w, h]`), for
@@ -112,7 +179,22 @@ pub fn ground_truth_from_columns(columns: &GroundTruthColumns, origin: &Origin) 
         annotations.iscrowd.push(columns.iscrowd[i]);
         annotations.score.push(f64::NAN);
     }
-    Ok(CocoDataset::new(columns.image_ids.to_vec(), columns.category_ids.to_vec(), annotations, (n > 0).then_some(0)))
+    let (image_ids, category_ids) = (columns.image_ids, columns.category_ids);
+    for (what, ids) in [("image_ids", image_ids), ("category_ids", category_ids), ("image_id", columns.image_id)]
+        .into_iter()
+        .chain([("category_id", columns.category_id), ("id", columns.id)])
+    {
+        for (i, &id) in ids.iter().enumerate() {
+            check_integer_id(origin, GT_EXPECTED, id, || format!("{what}[{i}]"))?;
+        }
+    }
+    Ok(CocoDataset::new(
+        image_ids.to_vec(),
+        category_ids.to_vec(),
+        annotations,
+        (n > 0).then_some(0),
+        IdStrings::default(),
+    ))
 }
 
 #[cfg(test)]
@@ -147,5 +229,4 @@ mod tests {
         let err = parse_ground_truth(b"{", &ORIGIN).unwrap_err().to_string();
         assert!(err.contains("gt.json: invalid JSON"), "{err}");
     }
-
 }

@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::checks::{check_json, json_error, Origin};
 use super::json_scan::{self, Stop};
 use super::raw::{RawAnnotation, RawId};
 use crate::error::Result;
@@ -110,16 +111,18 @@ pub(super) fn ground_truth_direct(json: &[u8]) -> Option<GroundTruthParts> {
 }
 
 /// Parses a JSON array of annotation records in parallel pieces. Any failure
-/// re-parses serially, so the error is serde_json's, with its line and column
-/// in the whole text.
-pub(super) fn parse_records(json: &[u8]) -> std::result::Result<RecordPieces, serde_json::Error> {
+/// checks the text with the strict reader and re-parses it serially, so the
+/// error is the reader's or serde_json's, with its line and column in the
+/// whole text.
+pub(super) fn parse_records(json: &[u8], origin: &Origin, expected: &str) -> Result<RecordPieces> {
     let open = json.iter().position(|&b| !is_space(b));
     if let Some((pieces, end)) = open.and_then(|open| records_in_pieces(json, open, SPLIT_PIECE)) {
         if json[end..].iter().all(|&c| is_space(c)) {
             return Ok(pieces);
         }
     }
-    serde_json::from_slice(json).map(|records| vec![records])
+    check_json(json, origin, expected)?;
+    serde_json::from_slice(json).map(|records| vec![records]).map_err(|e| json_error(origin, expected, e))
 }
 
 /// Converts record pieces in parallel, each with the index of its first record;
@@ -192,7 +195,7 @@ mod tests {
             br#"[{"a": 1}, {"b": 2},, {"c": 3}]"#,
             br#"[{"a": 1}, {"b": 2}, ]"#,
             br#"[{"a": 1}, {"b": 2}"#,
-            br#"[{"a": 1}, {"id": "x"}, {"c": 3}]"#,
+            br#"[{"a": 1}, {"id": true}, {"c": 3}]"#,
             br#"[{"a": 1}, 2, {"c": 3}]"#,
             br#"[{"id": 2}, {"id": 1.0}]"#,
             br#"[{"id": 2}, {"bbox": [1e400]}]"#,
@@ -201,7 +204,8 @@ mod tests {
             for piece in 1..text.len() + 2 {
                 assert!(records_in_pieces(text, 0, piece).is_none(), "piece {piece}");
             }
-            assert!(parse_records(text).is_err());
+            let origin = Origin { function: "t", argument: "t", source: "t" };
+            assert!(parse_records(text, &origin, "records").is_err());
         }
     }
 
@@ -224,5 +228,4 @@ mod tests {
         assert!(ground_truth_direct(br#"{"annotations": null}"#).is_none());
         assert_eq!(parse_ground_truth(br#"{"annotations": null}"#, &O).unwrap().annotations.len(), 0);
     }
-
 }

@@ -8,7 +8,9 @@
 //! doubles (nearly every number in COCO files), by the standard library's
 //! parser otherwise.
 
+use super::ids::IdValue;
 use super::json_pieces::{records_in_pieces, RecordPieces, SPLIT_PIECE};
+use super::json_tokens::scan_string;
 use super::raw::{Flag, RawAnnotation, RawBox};
 
 /// Where [`records_from`] stopped.
@@ -32,8 +34,8 @@ struct Number<'a> {
 
 /// 10^0 ..= 10^22, every one an exact double.
 const POWERS_OF_TEN: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-    1e20, 1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
 ];
 
 struct Cursor<'a> {
@@ -92,20 +94,32 @@ impl<'a> Cursor<'a> {
         self.b[self.i..].starts_with(word).then(|| self.i += word.len())
     }
 
+    /// A valid string without escapes (UTF-8 checked), its text between the quotes.
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let (end, escaped) = scan_string(self.b, self.i).ok()?;
+        if escaped {
+            return None;
+        }
+        let text = &self.b[self.i + 1..end - 1];
+        self.i = end;
+        Some(text)
+    }
+
     /// A key without escapes.
     fn key(&mut self) -> Option<&'a [u8]> {
-        self.eat(b'"')?;
-        let start = self.i;
-        loop {
-            match self.peek()? {
-                b'"' => break,
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
-            }
+        self.plain_string()
+    }
+
+    /// An id: an integer, or a string without escapes.
+    fn id(&mut self) -> Option<IdValue> {
+        if self.peek()? == b'"' {
+            let text = std::str::from_utf8(self.plain_string()?).ok()?;
+            return Some(IdValue::Str(text.into()));
         }
-        self.i += 1;
-        Some(&self.b[start..self.i - 1])
+        self.int().map(IdValue::Int)
     }
 
     /// A JSON number, validated by its grammar, read in one pass.
@@ -251,16 +265,8 @@ impl<'a> Cursor<'a> {
         }
         match self.peek()? {
             b'"' => {
-                self.i += 1;
-                loop {
-                    match self.peek()? {
-                        b'"' => break,
-                        b'\\' => self.i += 2,
-                        c if c < 0x20 => return None,
-                        _ => self.i += 1,
-                    }
-                }
-                self.i += 1;
+                // Escapes and UTF-8 checked: this scanner judges what it skips.
+                self.i = scan_string(self.b, self.i).ok()?.0;
                 Some(())
             }
             open @ (b'[' | b'{') => {
@@ -344,9 +350,9 @@ impl Cursor<'_> {
             loop {
                 let key = self.member_key()?;
                 let bit = match key {
-                    b"id" => (r.id = Some(self.int()?), 1).1,
-                    b"image_id" => (r.image_id = Some(self.int()?), 2).1,
-                    b"category_id" => (r.category_id = Some(self.int()?), 4).1,
+                    b"id" => (r.id = Some(self.id()?), 1).1,
+                    b"image_id" => (r.image_id = Some(self.id()?), 2).1,
+                    b"category_id" => (r.category_id = Some(self.id()?), 4).1,
                     b"bbox" => (r.bbox = Some(self.numbers()?), 8).1,
                     b"area" => (r.area = Some(self.float()?), 16).1,
                     b"iscrowd" => (r.iscrowd = Some(self.flag()?), 32).1,
@@ -384,12 +390,7 @@ pub(super) fn record(bytes: &[u8]) -> Option<RawAnnotation> {
 /// the `[`, `first`, or a `,`), while they start before `limit`. An element
 /// this scanner declines is delimited by [`Cursor::skip`] and read by serde;
 /// `None` if serde rejects it or the array is malformed.
-pub(super) fn records_from(
-    json: &[u8],
-    from: usize,
-    limit: usize,
-    first: bool,
-) -> Option<(Vec<RawAnnotation>, Stop)> {
+pub(super) fn records_from(json: &[u8], from: usize, limit: usize, first: bool) -> Option<(Vec<RawAnnotation>, Stop)> {
     let mut c = Cursor { b: json, i: from };
     let mut records = Vec::new();
     c.ws();
@@ -502,10 +503,9 @@ mod tests {
         }
         let ids = [("-9223372036854775808", Some(i64::MIN)), ("9223372036854775807", Some(i64::MAX))];
         for (text, id) in ids {
-            assert_eq!(record(format!(r#"{{"id": {text}}}"#).as_bytes()).unwrap().id, id);
+            assert_eq!(record(format!(r#"{{"id": {text}}}"#).as_bytes()).unwrap().id, id.map(IdValue::Int));
         }
         assert!(record(br#"{"id": 9223372036854775808}"#).is_none());
         assert!(record(br#"{"id": -9223372036854775809}"#).is_none());
     }
-
 }

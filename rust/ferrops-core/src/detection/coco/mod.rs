@@ -7,19 +7,23 @@
 //!
 //! One job per file: `dataset` the parsed columns; `raw` the records as
 //! written; `json_pieces` the parallel split of a record array and
-//! `json_scan` the direct record scanner (serde reads what it declines);
-//! `checks` what a record must satisfy; `ground_truth` and `results` the two
-//! kinds of dataset.
+//! `json_scan` the direct record scanner (serde reads what it declines,
+//! `json_tokens`, the strict reader, judges it);
+//! `checks` what a record must satisfy; `ids` integer and string ids;
+//! `ground_truth` and `results` the two kinds of dataset.
 
 mod checks;
 mod dataset;
 mod ground_truth;
+mod ids;
 mod json_pieces;
 mod json_scan;
+pub mod json_tokens;
 mod raw;
 mod results;
 
 pub use checks::Origin;
 pub use dataset::{Annotations, CocoDataset, Packed};
 pub use ground_truth::{ground_truth_from_columns, parse_ground_truth, GroundTruthColumns};
+pub use ids::{IdStrings, FIRST_INTEGER_ID, STRING_CODE_BASE};
 pub use results::{parse_results, results_from_columns, ResultColumns};

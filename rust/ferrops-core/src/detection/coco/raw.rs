@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::checks::{check_bbox, valid_bbox, Origin};
+use super::ids::IdValue;
 use crate::error::Result;
 
 /// `iscrowd` as written by COCO tools: 0/1 or false/true.
@@ -84,9 +85,9 @@ impl RawBox {
 /// reported with the record's index rather than a line and column.
 #[derive(Deserialize, Default)]
 pub(super) struct RawAnnotation {
-    pub(super) id: Option<i64>,
-    pub(super) image_id: Option<i64>,
-    pub(super) category_id: Option<i64>,
+    pub(super) id: Option<IdValue>,
+    pub(super) image_id: Option<IdValue>,
+    pub(super) category_id: Option<IdValue>,
     pub(super) bbox: Option<RawBox>,
     pub(super) area: Option<f64>,
     pub(super) iscrowd: Option<Flag>,
@@ -95,7 +96,7 @@ pub(super) struct RawAnnotation {
 
 #[derive(Deserialize)]
 pub(super) struct RawId {
-    pub(super) id: Option<i64>,
+    pub(super) id: Option<IdValue>,
 }
 
 /// The top level of a ground-truth file; the annotations are kept as raw JSON

@@ -3,8 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::checks::{check_bbox, json_error, valid_bbox, Origin, RES_EXPECTED};
+use super::checks::{check_bbox, check_integer_id, valid_bbox, Origin, RES_EXPECTED};
 use super::dataset::{Annotations, CocoDataset};
+use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{in_order, parse_records};
 use super::raw::RawAnnotation;
 use crate::error::Result;
@@ -67,6 +68,8 @@ pub fn results_from_columns(
     }
     let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
     let check = |i: usize| {
+        check_integer_id(origin, RES_EXPECTED, columns.image_id[i], || format!("results[{i}]'s image_id"))?;
+        check_integer_id(origin, RES_EXPECTED, columns.category_id[i], || format!("results[{i}]'s category_id"))?;
         check_result(origin, &known_images, i, columns.image_id[i], &columns.bbox[4 * i..4 * i + 4], columns.score[i])
     };
     // Checked in parallel; the error reported is the first bad record's.
@@ -87,32 +90,71 @@ pub fn results_from_columns(
         iscrowd: vec![false; n],
         score: columns.score.to_vec(),
     };
-    Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None))
+    Ok(CocoDataset::new(
+        ground_truth.image_ids.clone(),
+        ground_truth.category_ids.clone(),
+        annotations,
+        None,
+        ground_truth.id_strings.clone(),
+    ))
 }
 
 /// Parses a results file (a JSON list of bbox detections) against its ground
-/// truth, as pycocotools' `loadRes(path)` does for bbox results.
+/// truth, as pycocotools' `loadRes(path)` does for bbox results. A string
+/// `image_id` names the ground truth's image of that string id; a string
+/// `category_id` is coded like the ground truth's (a new one gets a new code).
 pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
-    let pieces = parse_records(json).map_err(|e| json_error(origin, RES_EXPECTED, e))?;
+    let pieces = parse_records(json, origin, RES_EXPECTED)?;
     let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
-    let parts = in_order(pieces, |records, offset| results_piece(records, offset, &known_images, origin))?;
-    let annotations = Annotations::concat(parts);
-    Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None))
+    let gt_strings = &ground_truth.id_strings;
+    let parts = in_order(pieces, |records, offset| results_piece(records, offset, &known_images, gt_strings, origin))?;
+    let mut strings = gt_strings.clone();
+    let mut pending = Vec::with_capacity(parts.len());
+    let mut annotations = Annotations::concat(
+        parts
+            .into_iter()
+            .map(|(part, new_categories)| {
+                pending.push(new_categories);
+                part
+            })
+            .collect(),
+    );
+    for (row, s) in pending.into_iter().flatten() {
+        annotations.category_id[row] = strings.intern(&s);
+    }
+    Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None, strings))
 }
 
 /// Result records `offset..` checked and as `loadRes` stores them: ids counting
-/// from 1 in file order, `area = w * h`, not crowd.
+/// from 1 in file order, `area = w * h`, not crowd; with the string category
+/// ids the ground truth does not have, by record index, coded afterwards.
 fn results_piece(
     records: Vec<RawAnnotation>,
     offset: usize,
     known_images: &ImageSet,
+    gt_strings: &IdStrings,
     origin: &Origin,
-) -> Result<Annotations> {
+) -> Result<(Annotations, StringsAt)> {
     let mut annotations = Annotations::with_capacity(records.len());
+    let mut new_categories = Vec::new();
     for (i, r) in (offset..).zip(records) {
         let missing = |key: &str| origin.error(RES_EXPECTED, format!("results[{i}] has no '{key}'"));
-        let image_id = r.image_id.ok_or_else(|| missing("image_id"))?;
-        let category_id = r.category_id.ok_or_else(|| missing("category_id"))?;
+        let image_id = match r.image_id.ok_or_else(|| missing("image_id"))? {
+            IdValue::Int(v) => check_integer_id(origin, RES_EXPECTED, v, || format!("results[{i}]'s image_id"))?,
+            IdValue::Str(s) => gt_strings.code(&s).ok_or_else(|| {
+                origin.error(
+                    RES_EXPECTED,
+                    format!("results[{i}] has image_id {s:?}, which is not an image of the ground truth"),
+                )
+            })?,
+        };
+        let category_id = match r.category_id.ok_or_else(|| missing("category_id"))? {
+            IdValue::Int(v) => check_integer_id(origin, RES_EXPECTED, v, || format!("results[{i}]'s category_id"))?,
+            IdValue::Str(s) => gt_strings.code(&s).unwrap_or_else(|| {
+                new_categories.push((i, s));
+                STRING_CODE_BASE
+            }),
+        };
         let b = r.bbox.ok_or_else(|| missing("bbox"))?;
         if b.len != 4 {
             return Err(
@@ -129,7 +171,7 @@ fn results_piece(
         annotations.iscrowd.push(false);
         annotations.score.push(score);
     }
-    Ok(annotations)
+    Ok((annotations, new_categories))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::evaluation::{Chunk, Evaluation, UnitSpan, CHUNK};
 use super::matching::{
     effective_threshold, match_at, outside, Matching, Scratch, FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
 };
-use crate::detection::coco::CocoDataset;
+use crate::detection::coco::{CocoDataset, IdStrings};
 use crate::ensure;
 use crate::error::{FerropsError, Result};
 
@@ -29,10 +29,7 @@ pub struct EvalParams<'a> {
 }
 
 fn check_params(params: &EvalParams) -> Result<()> {
-    ensure!(
-        params.max_det != 0,
-        FerropsError::value("COCOeval.evaluate", "params.maxDets", "positive integers", "0")
-    );
+    ensure!(params.max_det != 0, FerropsError::value("COCOeval.evaluate", "params.maxDets", "positive integers", "0"));
     if let Some(t) = params.iou_thrs.iter().find(|t| !t.is_finite()) {
         return Err(FerropsError::value("COCOeval.evaluate", "params.iouThrs", "finite numbers", t.to_string()));
     }
@@ -125,9 +122,25 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
             "COCOeval.evaluate",
             "cocoDt",
             "detections with a 'score' each",
-            format!("annotations[{i}] (id {}) without 'score'", dt.annotations.id[i]),
+            format!("annotations[{i}] (id {}) without 'score'", dt.id_strings.describe(dt.annotations.id[i])),
         ));
     }
+    // pycocotools stores matched annotation ids in float arrays, and fails on a
+    // string id ("could not convert string to float"): refused up front.
+    for (argument, d) in [("cocoGt", gt), ("cocoDt", dt)] {
+        if let Some(j) = d.annotations.id.iter().position(|&id| IdStrings::is_string_code(id)) {
+            return Err(FerropsError::value(
+                "COCOeval.evaluate",
+                argument,
+                "integer annotation ids (pycocotools keeps matched ids in float arrays)",
+                format!("annotations[{j}] with id {}", d.id_strings.describe(d.annotations.id[j])),
+            ));
+        }
+    }
+    // Python codes the parameters' string ids as the ground truth does, then
+    // the detections' own strings: the detections are coded alike.
+    let recoded = dt.coded_like(&gt.id_strings);
+    let dt = recoded.as_ref().unwrap_or(dt);
     let num_images = params.img_ids.len();
     let mut distinct_cats: HashMap<i64, usize> = HashMap::default();
     for &c in params.cat_ids {
