@@ -58,7 +58,8 @@ RESULT_TYPES = {
 
 # Defects other helpers are fixing (issues 19/20): the generator skips these
 # (function or "*", argument or "*", mutation label or None for all, reason,
-# issue) so the suite passes meanwhile. Empty it as the fixes land.
+# issue) so the suite passes meanwhile; the label "empty_input" skips well-formed
+# calls with an empty array. Empty the table as the fixes land.
 KNOWN_DEFECTS: list[tuple[str, str, str | None, str, int]] = [
     ("*", "*", "ragged_list", "NumPy's 'inhomogeneous shape' ValueError, naming no function (item 7)", 19),
     ("ferrops.matrix_nms", "sigma", None, "float()'s TypeError for a non-number, naming no function", 19),
@@ -72,7 +73,6 @@ KNOWN_DEFECTS: list[tuple[str, str, str | None, str, int]] = [
         "PyO3's \"'bytes' object is not an instance of 'str'\" for non-strings",
         19,
     ),
-    ("ferrops.coco.COCO", "dataset", None, "createIndex on a dataset without 'annotations' raises KeyError", 19),
     ("ferrops.generalized_box_iou_loss", "eps", None, "float()'s TypeError for non-numbers, naming no function", 19),
     ("ferrops.distance_box_iou_loss", "eps", None, "float()'s TypeError for non-numbers, naming no function", 19),
     ("ferrops.complete_box_iou_loss", "eps", None, "float()'s TypeError for non-numbers, naming no function", 19),
@@ -86,6 +86,15 @@ KNOWN_DEFECTS: list[tuple[str, str, str | None, str, int]] = [
         None,
         "'int' object is not iterable (non-sequences), naming no function",
         19,
+    ),
+    ("ferrops.mdp.from_gymnasium", "env_P", None, "raw TypeError/KeyError for malformed models (MDP validation)", 19),
+    ("ferrops.mdp.policy_iteration", "initial_policy", None, "errors blame 'policy' (item 7)", 19),
+    ("ferrops.voc_ap", "*", "tensor_bfloat16", "torch's 'Got unsupported ScalarType BFloat16'", 19),
+    ("ferrops.confusion_matrix", "pred", "complex_dtype", "a complex pred is blamed on 'target'", 19),
+    ("ferrops.SegmentationMetric", "pred", "complex_dtype", "a complex pred is blamed on 'target'", 19),
+    *(
+        (f"ferrops.{loss}", "*", "empty_input", "reduction='mean' of no boxes is NaN; torchvision gives 0.0", 20)
+        for loss in ("generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss")
     ),
     ("*", "*", "huge_dim", "float64 copies of 2**40-row inputs: NumPy's MemoryError, naming no function", 19),
 ]
@@ -182,6 +191,7 @@ def judge(
 def test_hostile_calls_give_a_result_or_a_clean_error(name: str, worker: Worker) -> None:
     driver = DRIVERS[name]
     arguments = [a for a in driver.mutations if open_mutations(name, a)]
+    skips_empty_inputs = any(f == name and label == "empty_input" for f, _, label, _, _ in KNOWN_DEFECTS)
 
     @settings(
         max_examples=EXAMPLES,
@@ -197,6 +207,7 @@ def test_hostile_calls_give_a_result_or_a_clean_error(name: str, worker: Worker)
     @given(st.data())
     def fuzz(data: st.DataObject) -> None:
         kwargs = dict(data.draw(driver.valid, label="well-formed"))
+        assume(not (skips_empty_inputs and any(getattr(v, "size", 1) == 0 for v in kwargs.values())))
         argument = data.draw(st.sampled_from([None, *arguments]), label="argument") if arguments else None
         mutation = None
         if argument is not None:

@@ -41,7 +41,9 @@ def box_pair(draw: Any) -> dict[str, Any]:
 def scored_boxes(draw: Any, classes: bool = False) -> dict[str, Any]:
     rng = draw(seeds())
     n = draw(st.integers(0, 12))
-    kwargs = {"boxes": random_boxes(rng, n), "scores": rng.random(n).astype(np.float32)}
+    # Non-negative coordinates: torchvision's batched_nms offsets boxes by class
+    # id * (max coordinate + 1), which lets classes overlap when coordinates are negative.
+    kwargs = {"boxes": random_boxes(rng, n) + 60, "scores": rng.random(n).astype(np.float32)}
     if classes:
         kwargs["idxs"] = rng.integers(0, 3, n)
     return kwargs
@@ -235,7 +237,8 @@ def torch_pool_oracle(name: str, *names: str) -> Any:
     def oracle(kwargs: dict[str, Any], result: Any) -> None:
         import torch.nn.functional as F
 
-        expected = getattr(F, name)(torch64(kwargs["input"]), *(kwargs[n] for n in names))
+        sizes = (int(kwargs[n]) if isinstance(kwargs[n], np.integer) else kwargs[n] for n in names)
+        expected = getattr(F, name)(torch64(kwargs["input"]), *sizes)
         assert_close(array_of(result, kwargs), expected.numpy())
 
     return oracle

@@ -175,6 +175,16 @@ def run_params(iouType: Any) -> Any:
     return [list(p.maxDets), len(p.iouThrs)]
 
 
+def missing_section(exc_type: str, message: str) -> bool:
+    """As pycocotools: getAnnIds() on a dataset without "annotations" raises KeyError."""
+    return exc_type == "KeyError" and message in ("'annotations'", "'images'", "'categories'")
+
+
+def missing_file(exc_type: str, message: str) -> bool:
+    """As pycocotools (and test_detection.py): loadRes of a path that does not exist."""
+    return exc_type == "FileNotFoundError"
+
+
 def only_bbox(exc_type: str, message: str) -> bool:
     """Documented: ferrops evaluates bounding boxes only ("segm", pycocotools' default, is refused)."""
     return exc_type == "ValueError" and "the only type ferrops evaluates" in message
@@ -235,12 +245,14 @@ DETECTION = {
         st.fixed_dictionaries({"dataset": coco_dataset()}),
         {"dataset": opaque_mutations()},
         ("COCO", "createIndex"),
+        documented=missing_section,
     ),
     "ferrops.coco.COCOeval": Driver(
         "spec_tests.fuzz.detection_mdp:run_cocoeval",
         coco_eval_args(),
         coco_eval_mutations,
         ("COCOeval", "loadRes", "evaluate", "accumulate", "summarize", "COCO"),
+        documented=missing_file,
         sane=stats_sane,
     ),
     "ferrops.coco.Params": Driver(
@@ -255,12 +267,14 @@ DETECTION = {
         coco_eval_args(),
         coco_eval_mutations,
         ("COCOeval", "loadRes", "evaluate", "accumulate", "per_category_ap", "pr_curves", "COCO"),
+        documented=missing_file,
     ),
     "ferrops.plot_pr_curves": Driver(
         "spec_tests.fuzz.detection_mdp:run_plot_pr_curves",
         coco_eval_args(),
         coco_eval_mutations,
         ("COCOeval", "loadRes", "evaluate", "accumulate", "plot_pr_curves", "COCO"),
+        documented=missing_file,
     ),
 }
 # pr_curves is driven with per_category_ap (one runner calls both).

@@ -20,7 +20,7 @@ def mdp_model(draw: Any) -> dict[str, Any]:
     return {
         "P": p / p.sum(axis=2, keepdims=True),
         "R": rng.standard_normal((s, a)),
-        "discount": draw(st.floats(0, 0.95)),
+        "discount": draw(st.floats(0.05, 0.95)),
     }
 
 
@@ -219,7 +219,7 @@ MDP = {
     "ferrops.mdp.robbins_monro": Driver(
         "ferrops.mdp:robbins_monro",
         st.fixed_dictionaries(
-            {"g": st.just(robbins_monro_target), "w0": st.floats(-5, 5), "steps": st.integers(0, 20)}
+            {"g": st.just(robbins_monro_target), "w0": st.floats(-5, 5), "steps": st.integers(1, 20)}
         ),
         {"g": opaque_mutations(), "w0": [*float_mutations(), *array_mutations()], "steps": int_mutations(work=True)},
         ("robbins_monro",),

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from hypothesis import strategies as st
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,16 +208,11 @@ def choice_mutations() -> list[Mutation]:
 
 def opaque_mutations() -> list[Mutation]:
     """For arguments of no numeric kind (callables, models, datasets): wrong kinds only."""
+    records = Mutation("dict", lambda a: {"a": 1})  # a dict is the kind of a dataset: not blamed
     return [
-        *WRONG_KINDS,
+        *(m for m in WRONG_KINDS if m.label != "dict"),
+        records,
         Mutation("int", lambda a: 3),
         Mutation("none", lambda a: None),
         Mutation("list", lambda a: [1, 2]),
     ]
-
-
-def float_arrays(shape: tuple[int, ...], low: float = -10.0, high: float = 10.0) -> st.SearchStrategy[np.ndarray]:
-    """Float32 arrays of `shape` with values in [low, high] drawn from a seed (cheap for hypothesis)."""
-    return st.integers(0, 2**32 - 1).map(
-        lambda seed: np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
-    )
