@@ -90,8 +90,12 @@ KNOWN_DEFECTS: list[tuple[str, str, str | None, str, int]] = [
     ("ferrops.mdp.from_gymnasium", "env_P", None, "raw TypeError/KeyError for malformed models (MDP validation)", 19),
     ("ferrops.mdp.policy_iteration", "initial_policy", None, "errors blame 'policy' (item 7)", 19),
     ("ferrops.voc_ap", "*", "tensor_bfloat16", "torch's 'Got unsupported ScalarType BFloat16'", 19),
-    ("ferrops.confusion_matrix", "pred", "complex_dtype", "a complex pred is blamed on 'target'", 19),
-    ("ferrops.SegmentationMetric", "pred", "complex_dtype", "a complex pred is blamed on 'target'", 19),
+    *(
+        (f"ferrops.{function}", "pred", label, "a non-integer pred is blamed on 'target'", 19)
+        for function in ("confusion_matrix", "SegmentationMetric")
+        for label in ("complex_dtype", "object_dtype")
+    ),
+    ("ferrops.MeanAveragePrecision", "iou_thresholds", "list", "[None] gives an error naming no function", 19),
     *(
         (f"ferrops.{loss}", "*", "empty_input", "reduction='mean' of no boxes is NaN; torchvision gives 0.0", 20)
         for loss in ("generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss")
