@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -305,3 +306,88 @@ def test_the_environment_thread_count_is_clamped_or_ignored_with_a_warning(
         assert "FERROPS_NUM_THREADS" not in result.stderr
     else:
         assert warning in result.stderr
+
+
+def _family_calls() -> dict[str, Any]:
+    """One call per family, on inputs big enough to be split across threads."""
+    import numpy as np
+
+    import ferrops
+    from ferrops import mdp
+
+    rng = np.random.default_rng(3)
+    boxes = rng.uniform(0, 100, (700, 4)).astype(np.float32)
+    boxes[:, 2:] += boxes[:, :2]
+    scores = rng.random(700).astype(np.float32)
+    features = rng.standard_normal((2, 8, 48, 48)).astype(np.float32)
+    rois = np.concatenate([rng.integers(0, 2, (64, 1)), boxes[:64] / 4], axis=1).astype(np.float32)
+    q, k = (rng.standard_normal((2, 4, 300, 32)).astype(np.float32) for _ in range(2))
+    labels = rng.integers(0, 21, (2, 300, 300))
+    p = rng.random((4, 60, 60))
+    p /= p.sum(axis=2, keepdims=True)
+    r = rng.standard_normal((60, 4))
+    image_ids = np.arange(700) % 7
+    return {
+        "boxes": lambda: (
+            ferrops.generalized_box_iou(boxes, boxes),
+            ferrops.complete_box_iou_loss(boxes, boxes[::-1], reduction="sum"),
+            ferrops.nms(boxes, scores, 0.5),
+            ferrops.soft_nms(boxes, scores, method="gaussian"),
+            ferrops.matrix_nms(boxes, scores),
+        ),
+        "pooling": lambda: (
+            ferrops.roi_align(features, rois, 7, sampling_ratio=2),
+            ferrops.roi_pool(features, rois, 5),
+            ferrops.adaptive_avg_pool2d(features, 7),
+            ferrops.spatial_pyramid_pool(features, mode="avg"),
+            ferrops.sppf(features),
+        ),
+        "attention": lambda: (
+            ferrops.scaled_dot_product_attention(q, k, k, is_causal=True),
+            ferrops.flash_attn_func(
+                np.swapaxes(q, 1, 2), np.swapaxes(k, 1, 2), np.swapaxes(k, 1, 2), softcap=5.0, return_lse=True
+            ),
+        ),
+        "segmentation": lambda: (
+            ferrops.confusion_matrix(labels, labels[:, ::-1], 21, ignore_index=0),
+            ferrops.segmentation_metrics(ferrops.confusion_matrix(labels, labels.transpose(0, 2, 1), 21))["miou"],
+        ),
+        "detection": lambda: ferrops.voc_eval(image_ids, boxes, scores, image_ids[::-1].copy(), boxes[::-1].copy()),
+        "mdp": lambda: (
+            mdp.value_iteration(p, r, 0.95, epsilon=1e-8).V,
+            mdp.policy_iteration(p, r, 0.95).V,
+            mdp.mc_epsilon_greedy(p, r, 0.9, episodes=200, episode_length=30).q,
+        ),
+    }
+
+
+def _flatten(result: Any) -> list[Any]:
+    import numpy as np
+
+    if isinstance(result, (tuple, list)):
+        return [x for item in result for x in _flatten(item)]
+    return [np.asarray(result)]
+
+
+@pytest.mark.spec("BOX-IOU", "POOL-ROI", "ATT-ONLINE", "SEG-CM", "DET-VOC10", "RL-BELLMAN")
+@pytest.mark.parametrize("family", ["boxes", "pooling", "attention", "segmentation", "detection", "mdp"])
+def test_every_family_gives_bitwise_equal_results_on_1_2_and_3_threads(family: str) -> None:
+    import numpy as np
+
+    import ferrops
+
+    call = _family_calls()[family]
+    before = ferrops.get_num_threads()
+    try:
+        results = {}
+        for n in (1, 2, 3):
+            ferrops.set_num_threads(n)
+            results[n] = _flatten(call())
+    finally:
+        ferrops.set_num_threads(before)
+    for n in (2, 3):
+        assert len(results[n]) == len(results[1])
+        for i, (got, expected) in enumerate(zip(results[n], results[1])):
+            assert got.dtype == expected.dtype and np.array_equal(got, expected, equal_nan=True), (
+                f"{family}: output {i} differs between 1 and {n} threads"
+            )
