@@ -1,22 +1,18 @@
-"""pytest-benchmark suite over the MDP family's bench cases (``ferrops._bench.mdp``).
+"""MDP solvers against pymdptoolbox and SciPy (the cases of ``ferrops bench mdp``).
 
-``pytest benches/test_mdp.py --benchmark-enable`` times ferrops; ``ferrops bench
-mdp`` prints it beside the peers. In the plain test run each case runs once, and
-the sweep case is checked against its SciPy peer.
-"""
+In the plain test run each side runs once, and the sweep case is checked against its
+SciPy peer."""
 
 from __future__ import annotations
 
 import pytest
 
-from ferrops._bench import mdp as mdp_cases
+from benches.support import bench_params, run_side
+from ferrops._bench import mdp
 
-CASES = {case.kernel: case for case in mdp_cases.cases(quick=True)}
+CASES = list(mdp.cases(quick=True))
 
 
-@pytest.mark.parametrize("kernel", list(CASES))
-def test_mdp_bench(benchmark, kernel):
-    case = CASES[kernel]
-    result = benchmark(case.ferrops)
-    if kernel == "value_iteration sweeps" and case.peer is not None:
-        assert case.difference(result, case.peer()) < 1e-9
+@pytest.mark.parametrize("case, side", bench_params(CASES))
+def test_mdp(benchmark, case, side):
+    run_side(benchmark, case, side, tolerance=1e-9 if case.kernel == "value_iteration sweeps" else None)
