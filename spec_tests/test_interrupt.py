@@ -3,7 +3,9 @@
 The model that never converges: a deterministic 3-cycle with one rewarded state
 and ``discount=1``, whose values grow forever while the change between sweeps
 keeps a span of 1 (Jacobi and Gauss-Seidel alike), so ``max_iter=10**9`` would
-run for minutes. Signals go to the process; Python runs its handlers in the main
+run for minutes. Attention over tens of thousands of tokens and NMS over tens of
+thousands of boxes (soft and matrix NMS are quadratic; greedy NMS is when every
+box is kept) run for seconds. Signals go to the process; Python runs its handlers in the main
 thread, which here is pytest's (in-process tests) or a child's (the Ctrl-C tests).
 """
 
@@ -61,12 +63,59 @@ def raise_stop(signum: int, frame: Any) -> None:
     raise Stop
 
 
+def attention_inputs(tokens: int, heads: int = 2, dim: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[1, tokens, heads, dim]`` query, key and value (flash-attn's layout)."""
+    q, k, v = (
+        np.random.default_rng(seed).standard_normal((1, tokens, heads, dim), dtype=np.float32) for seed in range(3)
+    )
+    return q, k, v
+
+
+def long_flash_attn() -> object:
+    q, k, v = attention_inputs(65536)
+    return ferrops.flash_attn_func(q, k, v, causal=True)
+
+
+def long_sdpa() -> object:
+    q, k, v = (x.transpose(0, 2, 1, 3) for x in attention_inputs(32768))
+    return ferrops.scaled_dot_product_attention(q, k, v)
+
+
+def long_varlen() -> object:
+    q, k, v = (x[0] for x in attention_inputs(65536))
+    cu_seqlens = np.array([0, 30000, 65536], np.int32)
+    return ferrops.flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, 35536, 35536)
+
+
+def random_boxes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    corner = rng.uniform(0, 1000, (n, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(5, 50, (n, 2))], axis=1).astype(np.float32)
+    return boxes, rng.uniform(0, 1, n).astype(np.float32)
+
+
+def identical_boxes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` copies of one box with falling scores: at ``iou_threshold=1`` none
+    suppresses another, so the greedy walk compares every pair."""
+    return np.tile(np.array([[0, 0, 10, 10]], np.float32), (n, 1)), np.linspace(1, 0.5, n, dtype=np.float32)
+
+
 LONG_CALLS: dict[str, Callable[[], object]] = {
     "value_iteration jacobi": lambda: mdp.value_iteration(*cycle(), 1.0, max_iter=10**9),
     "value_iteration gauss-seidel": lambda: mdp.value_iteration(*cycle(), 1.0, max_iter=10**9, method="gauss-seidel"),
     "mc_basic": lambda: mdp.mc_basic(*cycle(), 0.9, episodes=10**9),
     "mc_exploring_starts": lambda: mdp.mc_exploring_starts(*cycle(), 0.9, episodes=10**9),
     "mc_epsilon_greedy": lambda: mdp.mc_epsilon_greedy(*cycle(), 0.9, episodes=10**9),
+    # Each of these runs 10 to 20 s on a 2-core machine, several times what the
+    # signal's delay plus ANSWER_WITHIN_S allow: a call that ignores the signal
+    # fails the time check rather than hanging.
+    "flash_attn_func": long_flash_attn,
+    "scaled_dot_product_attention": long_sdpa,
+    "flash_attn_varlen_func": long_varlen,
+    "nms": lambda: ferrops.nms(*identical_boxes(200_000), 1.0),
+    "batched_nms": lambda: ferrops.batched_nms(*identical_boxes(200_000), np.zeros(200_000, np.int64), 1.0),
+    "soft_nms": lambda: ferrops.soft_nms(*random_boxes(60_000)),
+    "matrix_nms": lambda: ferrops.matrix_nms(*random_boxes(25_000)),
 }
 
 
@@ -77,6 +126,53 @@ def test_a_signal_handlers_exception_stops_a_long_kernel(name):
     with sigint_after(0.3, raise_stop), pytest.raises(Stop):
         LONG_CALLS[name]()
     assert time.perf_counter() - started < 0.3 + ANSWER_WITHIN_S
+
+
+@pytest.mark.spec("RUN-INTERRUPT")
+def test_a_signal_stops_a_long_attention_backward():
+    """Through torch autograd: the forward is short enough to finish, the
+    backward (about three times its work) gets the signal."""
+    torch = pytest.importorskip("torch")
+    q, k, v = (torch.from_numpy(x.transpose(0, 2, 1, 3).copy()).requires_grad_() for x in attention_inputs(24576))
+    out = ferrops.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert isinstance(out, torch.Tensor)
+    grad = torch.ones_like(out)
+    started = time.perf_counter()
+    with sigint_after(0.3, raise_stop), pytest.raises(Stop):
+        out.backward(grad)
+    assert time.perf_counter() - started < 0.3 + ANSWER_WITHIN_S
+    assert q.grad is None and k.grad is None and v.grad is None
+
+
+@pytest.mark.spec("RUN-INTERRUPT")
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_interruptible_attention_and_nms_give_the_same_results(threads):
+    """Calls above the work bound (interruptible) equal the same computation cut
+    into calls below it, bitwise, for any thread count: attention rows are
+    independent across heads, and NMS of a subset of well-separated clusters is
+    the union of each cluster's NMS."""
+    before = ferrops.get_num_threads()
+    ferrops.set_num_threads(threads)
+    try:
+        q, k, v = attention_inputs(1024, heads=8)
+        whole = ferrops.flash_attn_func(q, k, v, causal=True)
+        for h in range(8):
+            part = ferrops.flash_attn_func(q[:, :, h : h + 1], k[:, :, h : h + 1], v[:, :, h : h + 1], causal=True)
+            np.testing.assert_array_equal(whole[:, :, h : h + 1], part)
+        boxes, scores = random_boxes(3000)
+        far = np.concatenate([boxes + 10_000 * c for c in range(40)])
+        far_scores = np.concatenate([scores * (1 - c / 100) for c in range(40)])
+        keep = ferrops.nms(far, far_scores, 0.5)
+        alone = ferrops.nms(boxes, scores, 0.5)
+        kept_of_first = np.sort(keep[keep < 3000])
+        np.testing.assert_array_equal(kept_of_first, np.sort(alone))
+        keep_soft, scores_soft = ferrops.soft_nms(boxes[:2000], scores[:2000])
+        ferrops.set_num_threads(1)
+        again_soft, again_scores = ferrops.soft_nms(boxes[:2000], scores[:2000])
+        np.testing.assert_array_equal(keep_soft, again_soft)
+        np.testing.assert_array_equal(scores_soft, again_scores)
+    finally:
+        ferrops.set_num_threads(before)
 
 
 @pytest.mark.spec("RUN-INTERRUPT")
@@ -141,25 +237,37 @@ CHILD = textwrap.dedent(
     """
     import sys
     import numpy as np
+    import ferrops
     from ferrops import mdp
 
     P = np.roll(np.eye(3), 1, axis=1)[None]
     R = np.array([1.0, 0.0, 0.0])
-    print("calling", flush=True)
+    if sys.argv[1] in ("value_iteration", "mc_epsilon_greedy"):
+        print("calling", flush=True)
     if sys.argv[1] == "value_iteration":
         mdp.value_iteration(P, R, 1.0, max_iter=10**9)
-    else:
+    elif sys.argv[1] == "mc_epsilon_greedy":
         mdp.mc_epsilon_greedy(P, R, 0.9, episodes=10**9)
+    elif sys.argv[1] == "flash_attn_func":
+        q, k, v = (np.random.default_rng(s).standard_normal((1, 65536, 2, 64), dtype=np.float32) for s in range(3))
+        print("calling", flush=True)
+        ferrops.flash_attn_func(q, k, v, causal=True)
+    else:
+        corner = np.random.default_rng(7).uniform(0, 1000, (100_000, 2))
+        boxes = np.concatenate([corner, corner + 20], axis=1)
+        print("calling", flush=True)
+        ferrops.soft_nms(boxes, np.linspace(1, 0.5, 100_000))
     print("returned", flush=True)
     """
 )
 
 
 @pytest.mark.spec("RUN-INTERRUPT")
-@pytest.mark.parametrize("function", ["value_iteration", "mc_epsilon_greedy"])
+@pytest.mark.parametrize("function", ["value_iteration", "mc_epsilon_greedy", "flash_attn_func", "soft_nms"])
 def test_ctrl_c_raises_keyboard_interrupt_within_a_second(function):
-    """The issue's scenario: a script running a 10^9-iteration kernel gets
-    SIGINT (Ctrl-C) and must end with KeyboardInterrupt, not run on."""
+    """The issue's scenario: a script running a 10^9-iteration kernel (or a long
+    attention or soft NMS) gets SIGINT (Ctrl-C) and must end with
+    KeyboardInterrupt, not run on."""
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, function],
         stdout=subprocess.PIPE,

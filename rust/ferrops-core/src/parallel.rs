@@ -132,11 +132,7 @@ fn requested_threads() -> usize {
 }
 
 fn build(threads: usize) -> std::result::Result<Arc<ThreadPool>, rayon::ThreadPoolBuildError> {
-    ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("ferrops-{i}"))
-        .build()
-        .map(Arc::new)
+    ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("ferrops-{i}")).build().map(Arc::new)
 }
 
 /// Runs in the child right after `fork()`. Only adds to an atomic: a handler run
@@ -208,6 +204,28 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     pool().install(f)
 }
 
+/// Runs `job` on one of ferrops' pool threads while `beside` runs on the calling
+/// thread, and returns `beside`'s result once both have ended. The job's own
+/// rayon calls use the whole pool, as under [`install`] (whose caller sleeps
+/// until its closure ends); `beside` is free to do something else meanwhile
+/// (the bindings look for Ctrl-C). Handing over costs what [`install`]'s does: a
+/// job queued on the running pool, no thread started.
+///
+/// Called from one of the pool's own threads, `job` runs first, in place, and
+/// then `beside`: queued on that thread's own deque while `beside` blocks
+/// waiting for it, it could be left unrun (with one thread, always).
+pub fn spawn_beside<'a, B>(job: impl FnOnce() + Send + 'a, beside: impl FnOnce() -> B) -> B {
+    let pool = pool();
+    if pool.current_thread_index().is_some() {
+        job();
+        return beside();
+    }
+    pool.in_place_scope(|scope| {
+        scope.spawn(|_| job());
+        beside()
+    })
+}
+
 pub fn num_threads() -> usize {
     pool().current_num_threads()
 }
@@ -226,9 +244,8 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
             threads.to_string(),
         )
     );
-    let new = build(threads).map_err(|e| {
-        FerropsError::value(F, "n", "a thread count the system can start", format!("{threads} ({e})"))
-    })?;
+    let new = build(threads)
+        .map_err(|e| FerropsError::value(F, "n", "a thread count the system can start", format!("{threads} ({e})")))?;
     let mut pool = slot().pool.write().unwrap_or_else(PoisonError::into_inner);
     REQUESTED_THREADS.store(threads, Ordering::Relaxed);
     *pool = Some(new);
@@ -286,6 +303,37 @@ mod tests {
             assert_eq!(threads, 8, "{bad}");
             assert!(warning.unwrap().contains("ignoring FERROPS_NUM_THREADS"), "{bad}");
         }
+    }
+
+    /// The job runs on the pool with all its threads while `beside` runs on the
+    /// caller; from a pool thread (one thread: nobody else could run a queued
+    /// job) it runs in place instead of deadlocking.
+    #[test]
+    fn spawn_beside_runs_the_job_on_the_whole_pool() {
+        use rayon::prelude::*;
+        use std::sync::mpsc;
+
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for threads in [1, 3] {
+            set_num_threads(threads).unwrap();
+            let (done, finished) = mpsc::channel();
+            let caller = std::thread::current().id();
+            let beside = spawn_beside(
+                || {
+                    let workers: std::collections::HashSet<_> = (0..10_000)
+                        .into_par_iter()
+                        .map(|_| rayon::current_thread_index().expect("on the pool"))
+                        .collect();
+                    let on_caller = std::thread::current().id() == caller;
+                    done.send((rayon::current_num_threads(), workers.len() <= threads, on_caller)).unwrap();
+                },
+                || finished.recv().unwrap(),
+            );
+            assert_eq!(beside, (threads, true, false));
+            let in_place = || assert!(rayon::current_thread_index().is_some());
+            assert_eq!(install(|| spawn_beside(in_place, || 7)), 7);
+        }
+        set_num_threads(2).unwrap();
     }
 
     /// Forks while another thread holds the pool's lock, as a fork from one Python

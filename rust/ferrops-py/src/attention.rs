@@ -11,7 +11,7 @@ use pyo3::IntoPyObjectExt;
 
 use crate::convert::{contiguous, extract_array, for_float_dtype, owned1, slice1};
 use crate::error::BindingResult;
-use crate::run::run_kernel;
+use crate::run::run_kernel_interruptible;
 
 /// The options of one call, as the Python layer passes them.
 #[derive(FromPyObject)]
@@ -147,7 +147,8 @@ fn attention_forward<'py>(
         let (q, k, v) = (contiguous(function, "query", &q)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
         let held = hold::<T>(function, &options)?;
         let att = describe(function, &options, &held)?;
-        let (out, lse) = run_kernel(py, || attention::attention_forward(&att, q, k, v))?;
+        let (out, lse) =
+            run_kernel_interruptible(py, att.work(), |cancel| attention::attention_forward(&att, q, k, v, cancel))?;
         Ok((owned1(py, out).into_py_any(py)?, owned1(py, lse).into_py_any(py)?))
     })
 }
@@ -169,9 +170,14 @@ fn bfloat16_forward<'py>(
         (contiguous(function, "query", &query)?, contiguous(function, "key", &k)?, contiguous(function, "value", &v)?);
     let held = hold::<f32>(function, &options)?;
     let att = describe(function, &options, &held)?;
-    let (out, lse) = run_kernel(py, || bf16::attention_forward_bf16(&att, q, k, v))?;
+    let (out, lse) =
+        run_kernel_interruptible(py, att.work(), |cancel| bf16::attention_forward_bf16(&att, q, k, v, cancel))?;
     Ok((owned1(py, out).into_py_any(py)?, owned1(py, lse).into_py_any(py)?))
 }
+
+/// The backward pass's five tile products against the forward's two, and its
+/// recomputed softmax: about 3 forward passes of work.
+const BACKWARD_WORK: u128 = 3;
 
 /// Returns `(dq, dk, dv)` flat, in the layouts of `query`, `key`, `value`.
 #[pyfunction]
@@ -197,7 +203,9 @@ fn attention_backward<'py>(
         let s: Vec<&[T]> = arrays.iter().zip(names).map(|(a, n)| contiguous(function, n, a)).collect::<PyResult<_>>()?;
         let held = hold::<T>(function, &options)?;
         let att = describe(function, &options, &held)?;
-        let (dq, dk, dv) = run_kernel(py, || attention::attention_backward(&att, s[0], s[1], s[2], s[3], s[4], s[5]))?;
+        let (dq, dk, dv) = run_kernel_interruptible(py, BACKWARD_WORK * att.work(), |cancel| {
+            attention::attention_backward(&att, s[0], s[1], s[2], s[3], s[4], s[5], cancel)
+        })?;
         Ok((owned1(py, dq).into_py_any(py)?, owned1(py, dk).into_py_any(py)?, owned1(py, dv).into_py_any(py)?))
     })
 }

@@ -12,7 +12,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{mpsc, Mutex, PoisonError};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use ferrops_core::interrupt::Cancel;
@@ -50,14 +50,13 @@ where
     raise(py.detach(|| catch_unwind(AssertUnwindSafe(|| parallel::install(kernel)))))
 }
 
-/// Kernels whose `work` bound is below this many elementary steps (a backed-up
-/// transition, a simulated step: 1 to 10 ns each) end within a few tens of
-/// milliseconds, too soon for Ctrl-C to matter, and run on [`run_kernel`]'s path:
-/// the thread the interruptible path starts (measured 50-100 us on a busy 2-core
-/// machine) would be most of a small call's time. Above it that thread costs a
-/// few percent of the bound at most; a call converging far below its bound pays
-/// it in full. (Spawning the kernel onto the pool from the calling thread, a
-/// `parallel::in_place_scope`, would cost no more than `run_kernel`'s hand-over.)
+/// Kernels whose `work` estimate is below this (in nanoseconds of one thread:
+/// see [`run_kernel_interruptible`]) end within a few milliseconds, too soon for
+/// Ctrl-C to matter, and run on [`run_kernel`]'s path. The interruptible path
+/// hands the kernel to the same pool, but its caller wakes up to take the result
+/// from a channel and the pool's scope, which measured a few microseconds more
+/// than [`run_kernel`]'s hand-over on a busy 2-core machine: under 0.1% of a call
+/// this long, where a call of a few microseconds would pay it in full.
 pub const INTERRUPTIBLE_ABOVE_WORK: u128 = 1 << 22;
 
 /// How long the calling thread waits for the kernel between two looks at
@@ -66,17 +65,20 @@ pub const INTERRUPTIBLE_ABOVE_WORK: u128 = 1 << 22;
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
 /// [`run_kernel`] for kernels that can run long. `kernel` gets the call's own
-/// [`Cancel`] token and must look at it at coarse intervals (RUN-INTERRUPT); `work`
-/// bounds its elementary steps (see [`INTERRUPTIBLE_ABOVE_WORK`]).
+/// [`Cancel`] token and must look at it at coarse intervals (RUN-INTERRUPT).
+/// `work` estimates the call's cost in nanoseconds of one thread (elementary
+/// steps times what one costs), an upper bound where the kernel may stop early
+/// (a solver's `max_iter`): below [`INTERRUPTIBLE_ABOVE_WORK`] the call takes
+/// [`run_kernel`]'s path and cannot be interrupted.
 ///
-/// The kernel runs on ferrops' pool from a helper thread while the calling
-/// thread, without the GIL, waits for it in [`SIGNAL_POLL`] slices, taking the GIL
-/// between them to run Python's pending signal handlers. When a handler raises
-/// (`KeyboardInterrupt` for Ctrl-C), the token is raised, the kernel is waited for
-/// (it stops at its next look and its partial results are dropped), and the
-/// handler's exception is what the call raises. Each call has its own token, so
-/// concurrent calls never stop one another; in a thread other than the main one
-/// Python runs no handlers and the call runs to its end.
+/// The kernel runs on ferrops' pool ([`parallel::spawn_beside`]) while the
+/// calling thread, without the GIL, waits for it in [`SIGNAL_POLL`] slices, taking
+/// the GIL between them to run Python's pending signal handlers. When a handler
+/// raises (`KeyboardInterrupt` for Ctrl-C), the token is raised, the kernel is
+/// waited for (it stops at its next look and its partial results are dropped),
+/// and the handler's exception is what the call raises. Each call has its own
+/// token, so concurrent calls never stop one another; in a thread other than the
+/// main one Python runs no handlers and the call runs to its end.
 pub fn run_kernel_interruptible<T, F>(py: Python<'_>, work: u128, kernel: F) -> PyResult<T>
 where
     T: Send,
@@ -86,47 +88,37 @@ where
         return run_kernel(py, || kernel(&Cancel::new()));
     }
     let cancel = Cancel::new();
-    // Where the helper takes the kernel from, so that the calling thread still
-    // has it if the helper cannot be started.
-    let pending = Mutex::new(Some(kernel));
-    let take = || pending.lock().unwrap_or_else(PoisonError::into_inner).take();
-    let (cancel, take) = (&cancel, &take);
-    std::thread::scope(|scope| {
-        let (done, finished) = mpsc::sync_channel::<Outcome<T>>(1);
-        let helper = std::thread::Builder::new().name("ferrops-call".to_string()).spawn_scoped(scope, move || {
-            let kernel = take().expect("the kernel is taken once");
-            let outcome = catch_unwind(AssertUnwindSafe(|| parallel::install(|| kernel(cancel))));
-            // The receiver is gone only if the caller panicked; nothing to tell then.
-            let _ = done.send(outcome);
-        });
-        if helper.is_err() {
-            // No thread to spare (the system's limit): run without Ctrl-C.
-            let kernel = take().expect("the helper never started");
-            return run_kernel(py, || kernel(cancel));
-        }
-        let mut finished = finished;
-        loop {
-            let (receiver, waited) = py.detach(move || {
-                let waited = finished.recv_timeout(SIGNAL_POLL);
-                (finished, waited)
-            });
-            finished = receiver;
-            match waited {
-                Ok(outcome) => return raise(outcome),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(PyRuntimeError::new_err(
-                        "internal error in ferrops: a kernel's thread ended without a result",
-                    ));
-                }
-            }
-            if let Err(signal) = py.check_signals() {
-                cancel.raise();
-                // The kernel's result, if it finished meanwhile, is dropped too:
-                // the handler's exception is the call's outcome.
-                let _ = py.detach(move || finished.recv());
-                return Err(signal);
+    let cancel = &cancel;
+    let (done, finished) = mpsc::sync_channel::<Outcome<T>>(1);
+    let job = move || {
+        let outcome = catch_unwind(AssertUnwindSafe(|| kernel(cancel)));
+        // The receiver is gone only if the caller panicked; nothing to tell then.
+        let _ = done.send(outcome);
+    };
+    let waited = py.detach(move || parallel::spawn_beside(job, || wait_for(&finished, cancel)));
+    raise(waited?)
+}
+
+/// Waits for the kernel's outcome, running Python's signal handlers every
+/// [`SIGNAL_POLL`]; a handler's exception raises `cancel` and, once the kernel
+/// has stopped, is returned instead of the outcome.
+fn wait_for<T>(finished: &mpsc::Receiver<Outcome<T>>, cancel: &Cancel) -> PyResult<Outcome<T>> {
+    loop {
+        match finished.recv_timeout(SIGNAL_POLL) {
+            Ok(outcome) => return Ok(outcome),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(PyRuntimeError::new_err(
+                    "internal error in ferrops: a kernel's thread ended without a result",
+                ));
             }
         }
-    })
+        if let Err(signal) = Python::attach(|py| py.check_signals()) {
+            cancel.raise();
+            // The kernel's result, if it finished meanwhile, is dropped too: the
+            // handler's exception is the call's outcome.
+            let _ = finished.recv();
+            return Err(signal);
+        }
+    }
 }

@@ -24,6 +24,7 @@ use super::tile::{round_up, AttnFloat, LANES, PAD};
 use super::{Attention, Sequence};
 use crate::ensure;
 use crate::error::{FerropsError, Result};
+use crate::interrupt::Cancel;
 
 /// Keys per tile.
 const BLOCK_KB: usize = 96;
@@ -174,7 +175,9 @@ impl<T: AttnFloat> Scratch<T> {
 
 /// Gradients `(dq, dk, dv)` of the attention [`super::attention_forward`]
 /// computed, given its `out` and base-2 `lse` and the gradient `d_out` of the
-/// output.
+/// output. A raised `cancel` stops each running task within one key tile (a pass
+/// over the query rows the tile's band reaches) and the call with
+/// [`FerropsError::Interrupted`] (RUN-INTERRUPT).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: AttnFloat>(
     att: &Attention<'_, T>,
@@ -184,6 +187,7 @@ pub fn attention_backward<T: AttnFloat>(
     out: &[T],
     lse: &[T],
     d_out: &[T],
+    cancel: &Cancel,
 ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
     let seqs = att.validate(q, k, v)?;
     let (total_q, _) = att.total_rows()?;
@@ -256,6 +260,11 @@ pub fn attention_backward<T: AttnFloat>(
                 let rows = round_up(end_row, BLOCK_Q).min(seq.len_q).saturating_sub(row0);
                 let mut part = PartialDq { row0, rows, values: vec![T::ZERO; group * rows * d_pad] };
                 for j0 in (k_begin..k_end).step_by(BLOCK_KB) {
+                    // A chunk holds up to an eighth of a sequence's keys, each
+                    // tile a pass over its queries: look between tiles.
+                    if cancel.is_raised() {
+                        break;
+                    }
                     key_tile(att, &seqs, s, hk, j0, k_end, sc, [q, &q_scaled, k, v, d_out], lse, &delta, &mut part);
                     let kc = BLOCK_KB.min(k_end - j0);
                     let first = Rows { att, seq, h: hk * group, hk, total_q };
@@ -279,6 +288,7 @@ pub fn attention_backward<T: AttnFloat>(
             },
         )
         .collect();
+    cancel.check(&att.function)?;
 
     // dQ = scale * sum over chunks, in chunk order, per (sequence, query head).
     let dq_ptr = SharedOut(dq.as_mut_ptr());

@@ -24,6 +24,7 @@ use super::bf16_dot;
 use super::{attention_forward, Attention};
 use crate::error::Result;
 use crate::finite::check_all_finite_bf16;
+use crate::interrupt::Cancel;
 use crate::simd::{self, Extension};
 
 /// Elements per parallel piece (fixed, so the work split does not depend on the
@@ -79,12 +80,14 @@ pub fn native_dot_products() -> bool {
 }
 
 /// [`attention_forward`] for bfloat16 `q`, `k`, `v` given as their bits: the
-/// output as bfloat16 bits and the (base-2) log-sum-exp as float32.
+/// output as bfloat16 bits and the (base-2) log-sum-exp as float32; `cancel` as
+/// there.
 pub fn attention_forward_bf16(
     att: &Attention<'_, f32>,
     q: &[u16],
     k: &[u16],
     v: &[u16],
+    cancel: &Cancel,
 ) -> Result<(Vec<u16>, Vec<f32>)> {
     #[cfg(target_arch = "x86_64")]
     if native_dot_products() {
@@ -96,12 +99,13 @@ pub fn attention_forward_bf16(
         let (out, lse) = super::forward::run_tasks(
             att,
             &seqs,
+            cancel,
             || bf16_dot::PackedTiles::new(att.dim_qk, dv_pad),
-            |task, scratch, packed| bf16_dot::attend(att, &seqs, task, q, k, v, scratch, packed),
+            |task, scratch, packed| bf16_dot::attend(att, &seqs, task, q, k, v, scratch, packed, cancel),
         )?;
         return Ok((f32_to_bf16(&out), lse));
     }
-    let (out, lse) = attention_forward(att, &bf16_to_f32(q), &bf16_to_f32(k), &bf16_to_f32(v))?;
+    let (out, lse) = attention_forward(att, &bf16_to_f32(q), &bf16_to_f32(k), &bf16_to_f32(v), cancel)?;
     Ok((f32_to_bf16(&out), lse))
 }
 

@@ -10,6 +10,7 @@ use super::forward::{Scorer, Scratch, Task, BLOCK_K, BLOCK_Q};
 use super::kernels::avx512_bf16::{self, QUERIES_PER_VECTOR};
 use super::tile::{round_up, LANES};
 use super::{Attention, Sequence};
+use crate::interrupt::Cancel;
 use crate::simd::{self, Extension};
 
 /// One thread's packed bfloat16 operands (32-bit pairs).
@@ -49,6 +50,7 @@ pub(crate) fn attend(
     v: &[u16],
     scratch: &mut Scratch<f32>,
     packed: &mut PackedTiles,
+    cancel: &Cancel,
 ) {
     assert!(simd::supports_extension(Extension::Avx512Bf16), "the AVX-512 BF16 kernels need a CPU with them");
     let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
@@ -85,6 +87,10 @@ pub(crate) fn attend(
     let v_stride = att.row_stride(hkv, dv);
     let mut k0 = task.k_begin;
     while k0 < task.k_end {
+        // As in the float kernels' `attend`: a raised token stops the task.
+        if cancel.is_raised() {
+            return;
+        }
         let kc = BLOCK_K.min(task.k_end - k0);
         if scorer.mask_removes_tile(i0, rows, k0, kc) {
             k0 += kc;

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use super::tile::{round_up, AttnFloat, LANES, PAD};
 use super::{key_range, Attention, MaskValues, Sequence};
 use crate::error::Result;
+use crate::interrupt::Cancel;
 
 /// Query rows per task and keys per tile. At D = 64 the transposed 96 x 64
 /// query tile (24 KB) and the 96 x 96 score tile (36 KB) stay in L1/L2; 48 to
@@ -397,6 +398,7 @@ fn attend<T: AttnFloat>(
     k: &[T],
     v: &[T],
     scratch: &mut Scratch<T>,
+    cancel: &Cancel,
 ) {
     let (hq, hkv, d, dv) = (att.heads_q, att.heads_kv, att.dim_qk, att.dim_v);
     let dv_pad = round_up(dv, LANES);
@@ -427,6 +429,11 @@ fn attend<T: AttnFloat>(
     let v_stride = att.row_stride(hkv, dv);
     let mut k0 = task.k_begin;
     while k0 < task.k_end {
+        // A query tile of a long sequence sees up to millions of keys: a raised
+        // token stops it within one key tile (the task's rows are dropped).
+        if cancel.is_raised() {
+            return;
+        }
         let kc = BLOCK_K.min(task.k_end - k0);
         if scorer.mask_removes_tile(i0, rows, k0, kc) {
             k0 += kc;
@@ -502,19 +509,30 @@ impl<T: AttnFloat> Outputs<T> {
 /// nothing): the unit the scores are computed in, so that the backward pass
 /// recomputes `P = exp2(z - LSE2)` from exactly the forward's statistics (a row
 /// with one key gets `P = 1` exactly). Callers multiply by `ln 2` for the
-/// natural log.
-pub fn attention_forward<T: AttnFloat>(att: &Attention<'_, T>, q: &[T], k: &[T], v: &[T]) -> Result<(Vec<T>, Vec<T>)> {
+/// natural log. A raised `cancel` stops the call within a key tile of each
+/// running task, with [`FerropsError::Interrupted`](crate::FerropsError::Interrupted)
+/// (RUN-INTERRUPT).
+pub fn attention_forward<T: AttnFloat>(
+    att: &Attention<'_, T>,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    cancel: &Cancel,
+) -> Result<(Vec<T>, Vec<T>)> {
     let seqs = att.validate(q, k, v)?;
-    run_tasks(att, &seqs, || (), |task, scratch, _| attend(att, &seqs, task, q, k, v, scratch))
+    run_tasks(att, &seqs, cancel, || (), |task, scratch, _| attend(att, &seqs, task, q, k, v, scratch, cancel))
 }
 
 /// Runs every task of a validated call in parallel and writes the output and
 /// log-sum-exp: `attend` leaves a task's unnormalised output and statistics in
 /// its [`Scratch`] (with `extra`, per-thread state of its own, made by
-/// `new_extra`); split key ranges are merged here, in chunk order.
+/// `new_extra`); split key ranges are merged here, in chunk order. Once `cancel`
+/// is raised, tasks not yet started are skipped (`attend` stops running ones)
+/// and the call returns `Interrupted` without merging.
 pub(crate) fn run_tasks<T, X, NewExtra, Attend>(
     att: &Attention<'_, T>,
     seqs: &[Sequence],
+    cancel: &Cancel,
     new_extra: NewExtra,
     attend: Attend,
 ) -> Result<(Vec<T>, Vec<T>)>
@@ -541,6 +559,9 @@ where
         .map_init(
             || (Scratch::<T>::new(d, dv_pad), new_extra()),
             |(scratch, extra), task| {
+                if cancel.is_raised() {
+                    return None;
+                }
                 attend(task, scratch, extra);
                 let rows = BLOCK_Q.min(seqs[task.s].len_q - task.i0);
                 if task.split {
@@ -556,6 +577,7 @@ where
             },
         )
         .collect();
+    cancel.check(&att.function)?;
     // Merge the chunks of each split range in chunk order: rescale each to the
     // common max and add.
     let mut n = 0;

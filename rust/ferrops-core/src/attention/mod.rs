@@ -150,6 +150,20 @@ impl<T: AttnFloat> Attention<'_, T> {
         })
     }
 
+    /// The forward pass's cost in elementary steps of about a nanosecond of one
+    /// thread (what `run_kernel_interruptible` compares with its bound): every
+    /// (query head, query, key) score of each sequence costs `dim_qk + dim_v`
+    /// multiply-adds plus about as much again in softmax, band and mask work, at
+    /// about 32 per nanosecond. An upper bound (the band and masks skip tiles);
+    /// 0 when the batch is invalid, an error the call reports at once.
+    pub fn work(&self) -> u128 {
+        let scores: u128 = match self.sequences() {
+            Ok(seqs) => seqs.iter().map(|s| s.len_q as u128 * s.len_k as u128).sum(),
+            Err(_) => 0,
+        };
+        scores * self.heads_q as u128 * (self.dim_qk + self.dim_v + 32) as u128 / 32
+    }
+
     /// Checks every argument against the tensors and that their values are
     /// finite; returns the sequences.
     pub(crate) fn validate(&self, q: &[T], k: &[T], v: &[T]) -> Result<Vec<Sequence>> {

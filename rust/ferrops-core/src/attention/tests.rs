@@ -1,4 +1,5 @@
 use super::*;
+use crate::interrupt::Cancel;
 use crate::test_rng::Lcg;
 use crate::{parallel, simd};
 
@@ -138,10 +139,10 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
     let v = random(tk * att.heads_kv * att.dim_v, seed + 2);
     let d_out = random(tq * att.heads_q * att.dim_v, seed + 3);
     let want = reference(att, &q, &k, &v, &d_out);
-    let (out, lse) = attention_forward(att, &q, &k, &v).unwrap();
+    let (out, lse) = attention_forward(att, &q, &k, &v, &Cancel::new()).unwrap();
     assert_close("out f64", &out, &want.out, 1e-12);
     assert_close("lse f64", &lse, &want.lse, 1e-12);
-    let (dq, dk, dv) = attention_backward(att, &q, &k, &v, &out, &lse, &d_out).unwrap();
+    let (dq, dk, dv) = attention_backward(att, &q, &k, &v, &out, &lse, &d_out, &Cancel::new()).unwrap();
     assert_close("dq f64", &dq, &want.dq, 1e-10);
     assert_close("dk f64", &dk, &want.dk, 1e-10);
     assert_close("dv f64", &dv, &want.dv, 1e-10);
@@ -183,8 +184,9 @@ fn check(att: &Attention<'_, f64>, seed: u64) {
         simd::set_level(level);
         for threads in [1, 2] {
             parallel::set_num_threads(threads).unwrap();
-            let (o, l) = parallel::install(|| attention_forward(&att32, &q32, &k32, &v32)).unwrap();
-            let g = parallel::install(|| attention_backward(&att32, &q32, &k32, &v32, &o, &l, &do32)).unwrap();
+            let (o, l) = parallel::install(|| attention_forward(&att32, &q32, &k32, &v32, &Cancel::new())).unwrap();
+            let g = parallel::install(|| attention_backward(&att32, &q32, &k32, &v32, &o, &l, &do32, &Cancel::new()))
+                .unwrap();
             runs.push((o, l, g));
         }
     }
@@ -229,7 +231,7 @@ fn check_bfloat16(
         let mut runs = Vec::new();
         for threads in [1, 2] {
             parallel::set_num_threads(threads).unwrap();
-            runs.push(parallel::install(|| bf16::attention_forward_bf16(att32, &q, &k, &v)).unwrap());
+            runs.push(parallel::install(|| bf16::attention_forward_bf16(att32, &q, &k, &v, &Cancel::new())).unwrap());
         }
         assert!(runs[0] == runs[1], "bfloat16 at {level:?}: 1 vs 2 threads differ");
         let (o, l) = &runs[0];
@@ -301,12 +303,12 @@ fn bad_arguments_are_errors() {
     let att = base(Layout::TokenMajor, Batch::Dense { batch: 1, len_q: 2, len_k: 2 }, 3, 2, 4, 4);
     let x = vec![0.0; 2 * 3 * 4];
     let y = vec![0.0; 2 * 2 * 4];
-    assert!(attention_forward(&att, &x, &y, &y).unwrap_err().to_string().contains("heads"));
+    assert!(attention_forward(&att, &x, &y, &y, &Cancel::new()).unwrap_err().to_string().contains("heads"));
     let att = base(Layout::TokenMajor, Batch::Dense { batch: 1, len_q: 2, len_k: 2 }, 2, 2, 4, 4);
-    assert!(attention_forward(&att, &y, &y[1..], &y).is_err());
+    assert!(attention_forward(&att, &y, &y[1..], &y, &Cancel::new()).is_err());
     for (cu, needle) in [(&[1, 2][..], "first entry"), (&[0, 3, 2][..], "non-decreasing"), (&[][..], "at least one")] {
         let packed = Attention { batch: Batch::Packed { cu_seqlens_q: cu, cu_seqlens_k: cu }, ..att.clone() };
-        let err = attention_forward(&packed, &y, &y, &y).unwrap_err().to_string();
+        let err = attention_forward(&packed, &y, &y, &y, &Cancel::new()).unwrap_err().to_string();
         assert!(err.contains(needle), "{err}");
     }
 }
@@ -314,10 +316,10 @@ fn bad_arguments_are_errors() {
 #[test]
 fn empty_inputs_give_empty_results() {
     let att = base(Layout::HeadMajor, Batch::Dense { batch: 0, len_q: 3, len_k: 3 }, 2, 2, 4, 4);
-    let (o, l) = attention_forward(&att, &[], &[], &[]).unwrap();
+    let (o, l) = attention_forward(&att, &[], &[], &[], &Cancel::new()).unwrap();
     assert!(o.is_empty() && l.is_empty());
     let att = base(Layout::HeadMajor, Batch::Dense { batch: 1, len_q: 3, len_k: 0 }, 1, 1, 4, 4);
-    let (o, l) = attention_forward(&att, &[0.5; 12], &[], &[]).unwrap();
+    let (o, l) = attention_forward(&att, &[0.5; 12], &[], &[], &Cancel::new()).unwrap();
     assert_eq!(o, vec![0.0; 12]);
     assert!(l.iter().all(|&x| x == f64::NEG_INFINITY));
 }
@@ -374,8 +376,9 @@ fn a_single_key_has_exactly_zero_score_gradients() {
             for level in [simd::SimdLevel::Scalar, simd::SimdLevel::Avx2, simd::SimdLevel::Avx512] {
                 simd::set_level(level);
                 let (q32, k32, v32, do32) = (f(q.clone()), f(k.clone()), f(v.clone()), f(d_out.clone()));
-                let (o, l) = attention_forward(&att32, &q32, &k32, &v32).unwrap();
-                let (dq, dk, dvv) = attention_backward(&att32, &q32, &k32, &v32, &o, &l, &do32).unwrap();
+                let (o, l) = attention_forward(&att32, &q32, &k32, &v32, &Cancel::new()).unwrap();
+                let (dq, dk, dvv) =
+                    attention_backward(&att32, &q32, &k32, &v32, &o, &l, &do32, &Cancel::new()).unwrap();
                 assert!(dq.iter().chain(&dk).all(|&x| x == 0.0), "{level:?} len_q {len_q} softcap {softcap}");
                 // dV of key head hk: dO summed over the rows and the group's heads.
                 for (at, &g) in dvv.iter().enumerate() {
@@ -388,9 +391,49 @@ fn a_single_key_has_exactly_zero_score_gradients() {
                 }
             }
             simd::set_level(simd::detected());
-            let (o, l) = attention_forward(&att64, &q, &k, &v).unwrap();
-            let (dq, dk, _) = attention_backward(&att64, &q, &k, &v, &o, &l, &d_out).unwrap();
+            let (o, l) = attention_forward(&att64, &q, &k, &v, &Cancel::new()).unwrap();
+            let (dq, dk, _) = attention_backward(&att64, &q, &k, &v, &o, &l, &d_out, &Cancel::new()).unwrap();
             assert!(dq.iter().chain(&dk).all(|&x| x == 0.0), "f64 len_q {len_q} softcap {softcap}");
         }
+    }
+}
+
+/// RUN-INTERRUPT: a token raised before or during a call stops the forward and
+/// backward passes with `Interrupted`; an unraised one changes nothing (the other
+/// tests).
+#[test]
+fn a_raised_token_stops_forward_and_backward() {
+    let att = base(Layout::TokenMajor, Batch::Dense { batch: 1, len_q: 300, len_k: 300 }, 2, 1, 8, 8);
+    let (q, kv, d_out) = (random(300 * 2 * 8, 1), random(300 * 8, 2), random(300 * 2 * 8, 3));
+    let (out, lse) = attention_forward(&att, &q, &kv, &kv, &Cancel::new()).unwrap();
+    let raised = Cancel::new();
+    raised.raise();
+    let interrupted = crate::FerropsError::interrupted(att.function.clone());
+    assert_eq!(attention_forward(&att, &q, &kv, &kv, &raised).unwrap_err(), interrupted);
+    assert_eq!(attention_backward(&att, &q, &kv, &kv, &out, &lse, &d_out, &raised).unwrap_err(), interrupted);
+
+    // Four query tiles against 2^20 keys (300M scores, 0.1 s or more): each task
+    // scans every key. Raised from another thread 1 ms in, the token stops the
+    // running tasks within a key tile and skips the rest.
+    let (queries, keys) = (300, 1 << 20);
+    let long = base(Layout::TokenMajor, Batch::Dense { batch: 1, len_q: queries, len_k: keys }, 1, 1, 8, 8);
+    let (q, kv, d_out) = (random(queries * 8, 4), vec![0.5; keys * 8], random(queries * 8, 5));
+    let (out, lse) = (vec![0.5; queries * 8], vec![20.0; queries]);
+    for forward in [true, false] {
+        let cancel = Cancel::new();
+        let started = std::time::Instant::now();
+        let result = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                cancel.raise();
+            });
+            if forward {
+                parallel::install(|| attention_forward(&long, &q, &kv, &kv, &cancel).map(|_| ()))
+            } else {
+                parallel::install(|| attention_backward(&long, &q, &kv, &kv, &out, &lse, &d_out, &cancel).map(|_| ()))
+            }
+        });
+        assert_eq!(result.unwrap_err(), interrupted, "forward: {forward}");
+        assert!(started.elapsed().as_secs() < 5);
     }
 }

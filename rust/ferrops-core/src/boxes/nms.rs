@@ -16,6 +16,7 @@ use super::geometry::{area, iou, iou_with_areas};
 use super::{check_scores, check_unit_interval, check_xyxy_boxes};
 use crate::ensure;
 use crate::error::{FerropsError, Result};
+use crate::interrupt::Cancel;
 use crate::simd::{dispatch, SimdKernel};
 use crate::Real;
 
@@ -25,6 +26,10 @@ const GRID_MIN_BOXES: usize = 256;
 /// A box spanning more grid cells than this is kept in a separate list that every
 /// query scans, so that huge boxes do not make inserts and queries slow.
 const MAX_CELLS_PER_BOX: usize = 16;
+/// The greedy walk looks at its [`Cancel`] token once per this many boxes: a
+/// few microseconds of the usual walk, and well under a second where every box
+/// is kept and compared with up to millions of kept boxes (RUN-INTERRUPT).
+const CHECK_BOXES: usize = 256;
 
 /// Indices sorted by score, descending; ties keep the lower index first. The sort
 /// key (inverted score key, index) is unique, so the order does not depend on the
@@ -92,13 +97,22 @@ fn box_at<T: Real>(boxes: &[T], i: u32) -> [T; 4] {
     [boxes[i], boxes[i + 1], boxes[i + 2], boxes[i + 3]]
 }
 
-/// The greedy walk over `order` (boxes by rank); returns the kept boxes in walk order.
-fn greedy_keep<T: Real>(boxes: &[T], order: &[u32], threshold: f64) -> Vec<u32> {
+/// The greedy walk over `order` (boxes by rank); returns the kept boxes in walk
+/// order, or `Interrupted` (naming `function`) once `cancel` is raised.
+fn greedy_keep<T: Real>(
+    function: &'static str,
+    boxes: &[T],
+    order: &[u32],
+    threshold: f64,
+    cancel: &Cancel,
+) -> Result<Vec<u32>> {
     let threshold = T::floor_from_f64(threshold);
     if order.len() < GRID_MIN_BOXES {
-        dispatch(PlainWalk { boxes, order, threshold })
+        // Fewer boxes than one check's worth: nothing to interrupt.
+        Ok(dispatch(PlainWalk { boxes, order, threshold }))
     } else {
-        dispatch(GridWalk { grid: Grid::new(boxes, order), boxes, order, threshold })
+        let grid = Grid::new(boxes, order);
+        dispatch(GridWalk { grid, boxes, order, threshold, function, cancel })
     }
 }
 
@@ -168,7 +182,6 @@ impl<T: Real> Grid<T> {
         let to_cell = |v: T| (((v.to_f64() - origin) * self.inv_cell).floor().max(0.0) as usize).min(cells - 1);
         (to_cell(lo), to_cell(hi))
     }
-
 }
 
 /// Kept boxes per cell, in blocks of [`LANES`] boxes (structure of arrays, so a
@@ -207,13 +220,15 @@ struct GridWalk<'a, T> {
     boxes: &'a [T],
     order: &'a [u32],
     threshold: T,
+    function: &'static str,
+    cancel: &'a Cancel,
 }
 
 impl<T: Real> SimdKernel for GridWalk<'_, T> {
-    type Output = Vec<u32>;
+    type Output = Result<Vec<u32>>;
     #[inline(always)]
-    fn run(self) -> Vec<u32> {
-        let GridWalk { grid, boxes, order, threshold } = self;
+    fn run(self) -> Result<Vec<u32>> {
+        let GridWalk { grid, boxes, order, threshold, function, cancel } = self;
         let cells = grid.nx * grid.ny;
         let mut head = vec![NO_BLOCK; cells];
         let mut fill = vec![0u8; cells];
@@ -223,7 +238,10 @@ impl<T: Real> SimdKernel for GridWalk<'_, T> {
         // scans this list instead of its cells.
         let mut all = KeptBoxes::default();
         let mut kept = Vec::new();
-        for &i in order {
+        for (n, &i) in order.iter().enumerate() {
+            if n % CHECK_BOXES == 0 {
+                cancel.check(function)?;
+            }
             let b = box_at(boxes, i);
             let area_b = area(b);
             let (cx0, cx1) = grid.cell_range(b[0], b[2], grid.x0, grid.nx);
@@ -270,7 +288,7 @@ impl<T: Real> SimdKernel for GridWalk<'_, T> {
                 }
             }
         }
-        kept
+        Ok(kept)
     }
 }
 
@@ -281,21 +299,19 @@ fn overlap_exceeds<T: Real>(k: [T; 4], area_k: T, b: [T; 4], area_b: T, threshol
     iou_with_areas(k, area_k, b, area_b) > threshold
 }
 
-/// NMS-GREEDY: kept indices in descending score order.
-pub fn nms<T: Real>(boxes: &[T], scores: &[T], iou_threshold: f64) -> Result<Vec<i64>> {
+/// NMS-GREEDY: kept indices in descending score order. This and the other NMS
+/// functions stop with `Interrupted` once `cancel` is raised (RUN-INTERRUPT).
+pub fn nms<T: Real>(boxes: &[T], scores: &[T], iou_threshold: f64, cancel: &Cancel) -> Result<Vec<i64>> {
     let n = check_xyxy_boxes("nms", "boxes", boxes)?;
     check_scores("nms", scores, n)?;
     check_unit_interval("nms", "iou_threshold", iou_threshold)?;
     check_index_range("nms", n)?;
     let order = rank_by_score(scores, 0..n as u32);
-    Ok(greedy_keep(boxes, &order, iou_threshold).into_iter().map(i64::from).collect())
+    Ok(greedy_keep("nms", boxes, &order, iou_threshold, cancel)?.into_iter().map(i64::from).collect())
 }
 
 fn check_index_range(function: &'static str, n: usize) -> Result<()> {
-    ensure!(
-        n <= u32::MAX as usize,
-        FerropsError::value(function, "boxes", "at most 2^32 - 1 boxes", format!("{n}"))
-    );
+    ensure!(n <= u32::MAX as usize, FerropsError::value(function, "boxes", "at most 2^32 - 1 boxes", format!("{n}")));
     Ok(())
 }
 
@@ -324,15 +340,23 @@ fn rank_within_classes<T: Real>(scores: &[T], idxs: &[i64]) -> (Vec<u32>, Vec<Ve
 
 /// NMS-BATCHED: greedy NMS within each class id; kept indices by descending score
 /// (ties: lower index first). Classes run in parallel.
-pub fn batched_nms<T: Real>(boxes: &[T], scores: &[T], idxs: &[i64], iou_threshold: f64) -> Result<Vec<i64>> {
+pub fn batched_nms<T: Real>(
+    boxes: &[T],
+    scores: &[T],
+    idxs: &[i64],
+    iou_threshold: f64,
+    cancel: &Cancel,
+) -> Result<Vec<i64>> {
     let n = check_xyxy_boxes("batched_nms", "boxes", boxes)?;
     check_scores("batched_nms", scores, n)?;
     check_class_ids("batched_nms", idxs, n)?;
     check_unit_interval("batched_nms", "iou_threshold", iou_threshold)?;
     check_index_range("batched_nms", n)?;
     let (order, groups) = rank_within_classes(scores, idxs);
-    let kept_per_class: Vec<Vec<u32>> =
-        groups.par_iter().map(|group| greedy_keep(boxes, group, iou_threshold)).collect();
+    let kept_per_class: Vec<Vec<u32>> = groups
+        .par_iter()
+        .map(|group| greedy_keep("batched_nms", boxes, group, iou_threshold, cancel))
+        .collect::<Result<_>>()?;
     let mut kept = vec![false; n];
     for i in kept_per_class.into_iter().flatten() {
         kept[i as usize] = true;
@@ -351,12 +375,7 @@ impl SoftMethod {
         match name {
             "linear" => Ok(SoftMethod::Linear),
             "gaussian" => Ok(SoftMethod::Gaussian),
-            other => Err(FerropsError::value(
-                "soft_nms",
-                "method",
-                "'linear' or 'gaussian'",
-                format!("'{other}'"),
-            )),
+            other => Err(FerropsError::value("soft_nms", "method", "'linear' or 'gaussian'", format!("'{other}'"))),
         }
     }
 }
@@ -372,6 +391,7 @@ pub fn soft_nms<T: Real>(
     sigma: f64,
     score_threshold: f64,
     method: SoftMethod,
+    cancel: &Cancel,
 ) -> Result<(Vec<i64>, Vec<T>)> {
     let n = check_xyxy_boxes("soft_nms", "boxes", boxes)?;
     check_scores("soft_nms", scores, n)?;
@@ -392,6 +412,8 @@ pub fn soft_nms<T: Real>(
     let mut live: Vec<u32> = (0..n as u32).filter(|&i| scores[i as usize] >= min_score).collect();
     let (mut keep, mut kept_scores) = (Vec::new(), Vec::new());
     while !live.is_empty() {
+        // One selection rescores every live box: O(N) work between two looks.
+        cancel.check("soft_nms")?;
         // Highest current score; ties go to the lower index.
         let best = (0..live.len())
             .max_by(|&p, &q| {
@@ -428,12 +450,7 @@ impl MatrixKernel {
         match name {
             "linear" => Ok(MatrixKernel::Linear),
             "gaussian" => Ok(MatrixKernel::Gaussian),
-            other => Err(FerropsError::value(
-                "matrix_nms",
-                "kernel",
-                "'gaussian' or 'linear'",
-                format!("'{other}'"),
-            )),
+            other => Err(FerropsError::value("matrix_nms", "kernel", "'gaussian' or 'linear'", format!("'{other}'"))),
         }
     }
 }
@@ -450,6 +467,7 @@ pub fn matrix_nms<T: Real>(
     idxs: Option<&[i64]>,
     kernel: MatrixKernel,
     sigma: f64,
+    cancel: &Cancel,
 ) -> Result<Vec<T>> {
     let n = check_xyxy_boxes("matrix_nms", "boxes", boxes)?;
     check_scores("matrix_nms", scores, n)?;
@@ -473,14 +491,25 @@ pub fn matrix_nms<T: Real>(
     let mut decayed = scores.to_vec();
     for order in &groups {
         let ranked_iou = |p: usize, q: usize| iou(box_at(boxes, order[p]), box_at(boxes, order[q]));
+        // Each row below is O(N) work: a raised token skips the rows not yet done
+        // and stops the call after the pass.
         let compensation: Vec<T> = (0..order.len())
             .into_par_iter()
-            .map(|i| (0..i).map(|h| ranked_iou(h, i)).fold(T::ZERO, |m, v| m.max_fast(v)))
+            .map(|i| {
+                if cancel.is_raised() {
+                    return T::ZERO;
+                }
+                (0..i).map(|h| ranked_iou(h, i)).fold(T::ZERO, |m, v| m.max_fast(v))
+            })
             .collect();
+        cancel.check("matrix_nms")?;
         let comp_f: Vec<T> = compensation.iter().map(|&c| f(c)).collect();
         let decay: Vec<T> = (0..order.len())
             .into_par_iter()
             .map(|j| {
+                if cancel.is_raised() {
+                    return T::ONE;
+                }
                 (0..j).fold(T::ONE, |m, i| {
                     let ratio = f(ranked_iou(i, j)) / comp_f[i];
                     if ratio < m {
@@ -491,6 +520,7 @@ pub fn matrix_nms<T: Real>(
                 })
             })
             .collect();
+        cancel.check("matrix_nms")?;
         for (p, &i) in order.iter().enumerate() {
             decayed[i as usize] = scores[i as usize] * decay[p];
         }
@@ -499,98 +529,5 @@ pub fn matrix_nms<T: Real>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_rng::Lcg;
-
-    /// The quadratic reference walk.
-    fn brute_force(boxes: &[f32], scores: &[f32], threshold: f64) -> Vec<i64> {
-        let order = rank_by_score(scores, 0..scores.len() as u32);
-        let mut kept: Vec<u32> = Vec::new();
-        for &i in &order {
-            let b = box_at(boxes, i);
-            if kept.iter().all(|&k| (iou(box_at(boxes, k), b) as f64) <= threshold) {
-                kept.push(i);
-            }
-        }
-        kept.into_iter().map(i64::from).collect()
-    }
-
-    fn random_boxes(n: usize, seed: u64, extent: f32, size: f32) -> (Vec<f32>, Vec<f32>) {
-        let mut rng = Lcg::new(seed);
-        let mut next = move || rng.unit_f32();
-        let mut boxes = Vec::with_capacity(4 * n);
-        let mut scores = Vec::with_capacity(n);
-        for k in 0..n {
-            let (x, y) = (next() * extent, next() * extent);
-            // A few huge boxes exercise the grid's large-box list.
-            let scale = if k % 97 == 0 { 20.0 } else { 1.0 };
-            let (w, h) = (next() * size * scale, next() * size * scale);
-            boxes.extend_from_slice(&[x, y, x + w, y + h]);
-            scores.push((next() * 8.0).round() / 8.0); // many ties
-        }
-        (boxes, scores)
-    }
-
-    #[test]
-    fn plain_and_grid_walks_equal_brute_force() {
-        for n in [GRID_MIN_BOXES - 1, 5000] {
-            for (seed, threshold) in [(1, 0.5), (2, 0.0), (3, 0.3), (4, 1.0), (5, 0.7)] {
-                let (boxes, scores) = random_boxes(n, seed, 1000.0, 60.0);
-                assert_eq!(nms(&boxes, &scores, threshold).unwrap(), brute_force(&boxes, &scores, threshold));
-            }
-        }
-    }
-
-    #[test]
-    fn batched_equals_per_class_nms() {
-        let (boxes, scores) = random_boxes(3000, 9, 300.0, 40.0);
-        let idxs: Vec<i64> = (0..3000).map(|i| (i * 7 % 5) as i64 - 2).collect();
-        let got = batched_nms(&boxes, &scores, &idxs, 0.5).unwrap();
-        let mut want = Vec::new();
-        for class in -2..3 {
-            let members: Vec<usize> = (0..3000).filter(|&i| idxs[i] == class).collect();
-            let sub_boxes: Vec<f32> = members.iter().flat_map(|&i| boxes[4 * i..4 * i + 4].to_vec()).collect();
-            let sub_scores: Vec<f32> = members.iter().map(|&i| scores[i]).collect();
-            want.extend(nms(&sub_boxes, &sub_scores, 0.5).unwrap().into_iter().map(|k| members[k as usize] as i64));
-        }
-        want.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn soft_nms_linear_by_hand() {
-        // Box 1 overlaps box 0 with IoU 1/3 (> 0.3): its score 0.9 becomes 0.6.
-        let boxes = [0.0f64, 0.0, 2.0, 1.0, 1.0, 0.0, 3.0, 1.0, 10.0, 10.0, 11.0, 11.0];
-        let scores = [1.0, 0.9, 0.8];
-        let (keep, s) = soft_nms(&boxes, &scores, 0.3, 0.5, 0.001, SoftMethod::Linear).unwrap();
-        assert_eq!(keep, vec![0, 2, 1]);
-        assert!((s[2] - 0.9 * (2.0 / 3.0)).abs() < 1e-12);
-    }
-
-    #[test]
-    fn matrix_nms_by_hand() {
-        // Box 1 overlaps box 0 with IoU 1/3; box 2 is alone.
-        let boxes = [0.0f64, 0.0, 2.0, 1.0, 1.0, 0.0, 3.0, 1.0, 10.0, 10.0, 11.0, 11.0];
-        let scores = [1.0, 0.9, 0.8];
-        let out = matrix_nms(&boxes, &scores, None, MatrixKernel::Linear, 2.0).unwrap();
-        assert_eq!(out[0], 1.0);
-        assert!((out[1] - 0.9 * (2.0 / 3.0)).abs() < 1e-12);
-        assert_eq!(out[2], 0.8);
-        let classes = [0, 1, 1];
-        let out = matrix_nms(&boxes, &scores, Some(&classes), MatrixKernel::Gaussian, 2.0).unwrap();
-        assert_eq!(out, scores.to_vec());
-    }
-
-    #[test]
-    fn bad_arguments_are_errors() {
-        let boxes = [0.0f32, 0.0, 1.0, 1.0];
-        assert!(nms(&boxes, &[0.5, 0.4], 0.5).is_err());
-        assert!(nms(&boxes, &[f32::NAN], 0.5).is_err());
-        assert!(nms(&boxes, &[0.5], 1.5).is_err());
-        assert!(batched_nms(&boxes, &[0.5], &[], 0.5).is_err());
-        assert!(soft_nms(&boxes, &[0.5], 0.5, 0.0, 0.0, SoftMethod::Gaussian).is_err());
-        assert!(SoftMethod::parse("hard").is_err());
-        assert!(nms::<f32>(&[], &[], 0.5).unwrap().is_empty());
-    }
-}
+#[path = "nms_tests.rs"]
+mod tests;
