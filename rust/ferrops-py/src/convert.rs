@@ -7,8 +7,10 @@
 
 use ferrops_core::FerropsError;
 use numpy::ndarray::{Array1, Array2};
-use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyReadonlyArray1, PyReadonlyArray2,
-            PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 
 use crate::error::BindingError;
@@ -40,7 +42,9 @@ pub fn untyped_array<'a, 'py>(
 ) -> PyResult<&'a Bound<'py, PyUntypedArray>> {
     match obj.cast::<PyUntypedArray>() {
         Ok(array) => Ok(array),
-        Err(_) => Err(BindingError::from(FerropsError::type_(function, argument, "a NumPy array", type_name(obj))).into()),
+        Err(_) => {
+            Err(BindingError::from(FerropsError::type_(function, argument, "a NumPy array", type_name(obj))).into())
+        }
     }
 }
 
@@ -96,7 +100,10 @@ pub fn contiguous<'a, T: Element, D: numpy::ndarray::Dimension>(
 ) -> PyResult<&'a [T]> {
     match array.as_slice() {
         Ok(data) => Ok(data),
-        Err(_) => Err(BindingError::from(FerropsError::value(function, argument, "a contiguous array", "a strided view")).into()),
+        Err(_) => {
+            Err(BindingError::from(FerropsError::value(function, argument, "a contiguous array", "a strided view"))
+                .into())
+        }
     }
 }
 
@@ -119,7 +126,9 @@ pub fn slice2<'a, T: Element>(
     let shape = array.shape();
     if shape[1] != width {
         let got = format!("shape {shape:?}");
-        return Err(BindingError::from(FerropsError::value(function, argument, format!("an [N, {width}] array"), got)).into());
+        return Err(
+            BindingError::from(FerropsError::value(function, argument, format!("an [N, {width}] array"), got)).into()
+        );
     }
     contiguous(function, argument, array)
 }
@@ -129,7 +138,5 @@ pub fn owned1<T: Element>(py: Python<'_>, values: Vec<T>) -> Bound<'_, PyArray1<
 }
 
 pub fn owned2<T: Element>(py: Python<'_>, values: Vec<T>, rows: usize, columns: usize) -> Bound<'_, PyArray2<T>> {
-    Array2::from_shape_vec((rows, columns), values)
-        .expect("the kernel returned rows x columns values")
-        .into_pyarray(py)
+    Array2::from_shape_vec((rows, columns), values).expect("the kernel returned rows x columns values").into_pyarray(py)
 }

@@ -116,9 +116,8 @@ fn mdp_bellman_backup<'py>(
     const F: &str = "bellman_backup";
     let (csr, r) = views(F, &p, &reward)?;
     let v = slice1(F, "V", &values)?;
-    let (v_new, policy) = run_kernel(py, || {
-        mdp::bellman_backup(function, &Mdp::new(function, states, csr, r)?, discount, v)
-    })?;
+    let (v_new, policy) =
+        run_kernel(py, || mdp::bellman_backup(function, &Mdp::new(function, states, csr, r)?, discount, v))?;
     Ok((owned1(py, v_new).into_py_any(py)?, owned1(py, policy).into_py_any(py)?))
 }
 
@@ -213,16 +212,8 @@ fn mdp_mc_control<'py>(
     let name = method.function_name();
     let (csr, r) = views(name, &p, &reward)?;
     let actions = csr.len();
-    let rewards = step_rewards
-        .iter()
-        .map(|x| slice1(name, "R", x))
-        .collect::<PyResult<Vec<_>>>()?;
-    let config = McConfig {
-        discount,
-        episodes,
-        episode_length,
-        seed,
-    };
+    let rewards = step_rewards.iter().map(|x| slice1(name, "R", x)).collect::<PyResult<Vec<_>>>()?;
+    let config = McConfig { discount, episodes, episode_length, seed };
     // Simulated steps: MC Basic runs `episodes` per pair in each round.
     let runs = match method {
         McMethod::Basic { iterations } => iterations as u128 * r.len() as u128,
