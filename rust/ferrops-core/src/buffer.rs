@@ -231,14 +231,7 @@ mod tests {
         let dims = [1, 2, 1 << 32, 1 << 32];
         let err = checked_len::<f32>("adaptive_avg_pool2d", "the output", &dims).unwrap_err();
         assert!(is_out_of_memory(&err, "adaptive_avg_pool2d", "[1, 2, 4294967296, 4294967296]"));
-        assert_eq!(
-            err,
-            FerropsError::out_of_memory(
-                "adaptive_avg_pool2d",
-                "the output of shape [1, 2, 4294967296, 4294967296]",
-                1 << 67
-            )
-        );
+        assert_eq!(err, FerropsError::out_of_memory("adaptive_avg_pool2d", "the output of shape [1, 2, 4294967296, 4294967296]", 1 << 67));
         assert!(try_zeroed::<f64>("f", "the output", &[usize::MAX, 2]).is_err());
         assert!(try_filled::<f32>("f", "the output", &[usize::MAX / 2], |_| unreachable!()).is_err());
         assert!(try_from_elem::<i64>("f", "the output", &[1 << 62], 0).is_err());
@@ -267,12 +260,7 @@ mod tests {
 
     #[test]
     fn infallible_forms_panic_instead_of_aborting() {
-        assert_eq!(
-            filled::<u32>(3, |out| out.iter_mut().for_each(|s| {
-                s.write(7);
-            })),
-            vec![7, 7, 7]
-        );
+        assert_eq!(filled::<u32>(3, |out| out.iter_mut().for_each(|s| { s.write(7); })), vec![7, 7, 7]);
         let caught = std::panic::catch_unwind(|| filled::<f64>(usize::MAX / 4, |_| unreachable!()));
         assert!(caught.is_err());
     }

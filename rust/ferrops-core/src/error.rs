@@ -19,10 +19,20 @@ pub enum FerropsError {
     /// A value is of the right type but not acceptable (shape, range, finiteness...).
     /// Maps to Python's `ValueError`.
     #[error("{function}(): argument '{argument}': expected {expected}, got {got}")]
-    InvalidValue { function: Name, argument: Name, expected: String, got: String },
+    InvalidValue {
+        function: Name,
+        argument: Name,
+        expected: String,
+        got: String,
+    },
     /// A value is of the wrong kind (dtype, container). Maps to Python's `TypeError`.
     #[error("{function}(): argument '{argument}': expected {expected}, got {got}")]
-    InvalidType { function: Name, argument: Name, expected: String, got: String },
+    InvalidType {
+        function: Name,
+        argument: Name,
+        expected: String,
+        got: String,
+    },
     /// A result or working buffer larger than the machine can hold (or than `usize`
     /// can count). Maps to Python's `MemoryError`.
     #[error("{function}(): {what} needs {bytes} bytes, more than can be allocated")]

@@ -132,7 +132,11 @@ fn requested_threads() -> usize {
 }
 
 fn build(threads: usize) -> std::result::Result<Arc<ThreadPool>, rayon::ThreadPoolBuildError> {
-    ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("ferrops-{i}")).build().map(Arc::new)
+    ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("ferrops-{i}"))
+        .build()
+        .map(Arc::new)
 }
 
 /// Runs in the child right after `fork()`. Only adds to an atomic: a handler run
@@ -222,8 +226,9 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
             threads.to_string(),
         )
     );
-    let new = build(threads)
-        .map_err(|e| FerropsError::value(F, "n", "a thread count the system can start", format!("{threads} ({e})")))?;
+    let new = build(threads).map_err(|e| {
+        FerropsError::value(F, "n", "a thread count the system can start", format!("{threads} ({e})"))
+    })?;
     let mut pool = slot().pool.write().unwrap_or_else(PoisonError::into_inner);
     REQUESTED_THREADS.store(threads, Ordering::Relaxed);
     *pool = Some(new);

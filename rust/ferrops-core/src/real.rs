@@ -146,10 +146,7 @@ mod tests {
         let mut by_key = values.clone();
         values.sort_by(|a, b| a.total_cmp(b));
         by_key.sort_by_key(|v| v.total_order_key());
-        assert_eq!(
-            values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            by_key.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+        assert_eq!(values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), by_key.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
         assert!((-1.0f64).total_order_key() < 0.25f64.total_order_key());
     }
 }

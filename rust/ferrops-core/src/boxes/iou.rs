@@ -30,9 +30,12 @@ impl IouKind {
             "giou" => Ok(IouKind::Generalized),
             "diou" => Ok(IouKind::Distance),
             "ciou" => Ok(IouKind::Complete),
-            other => {
-                Err(FerropsError::value(function, "kind", "one of 'iou', 'giou', 'diou', 'ciou'", format!("'{other}'")))
-            }
+            other => Err(FerropsError::value(
+                function,
+                "kind",
+                "one of 'iou', 'giou', 'diou', 'ciou'",
+                format!("'{other}'"),
+            )),
         }
     }
 
@@ -88,9 +91,12 @@ impl Reduction {
             "none" => Ok(Reduction::None),
             "mean" => Ok(Reduction::Mean),
             "sum" => Ok(Reduction::Sum),
-            other => {
-                Err(FerropsError::value(function, "reduction", "one of 'none', 'mean', 'sum'", format!("'{other}'")))
-            }
+            other => Err(FerropsError::value(
+                function,
+                "reduction",
+                "one of 'none', 'mean', 'sum'",
+                format!("'{other}'"),
+            )),
         }
     }
 }
@@ -177,8 +183,7 @@ impl<T: Real, const KIND: u8> SimdKernel for MatrixRows<'_, T, KIND> {
             let area_a = geometry::area(a);
             let aspect_a = if with_aspect { self.aspect_rows[self.first_row + r] } else { T::ZERO };
             // Zipped slices of one length: no bounds checks, so the loop vectorises.
-            let lanes =
-                out_row.iter_mut().zip(&c.x1[..m]).zip(&c.y1[..m]).zip(&c.x2[..m]).zip(&c.y2[..m]).zip(&c.area[..m]);
+            let lanes = out_row.iter_mut().zip(&c.x1[..m]).zip(&c.y1[..m]).zip(&c.x2[..m]).zip(&c.y2[..m]).zip(&c.area[..m]);
             if with_aspect {
                 for ((((((o, &x1), &y1), &x2), &y2), &area_b), &aspect_b) in lanes.zip(&c.aspect[..m]) {
                     o.write(pair_value::<T, KIND>(a, area_a, aspect_a, [x1, y1, x2, y2], area_b, aspect_b));
@@ -276,7 +281,10 @@ pub fn box_iou_loss<T: Real>(kind: IouLoss, a: &[T], b: &[T], eps: f64, reductio
         n == m,
         FerropsError::value(name, "boxes2", format!("as many boxes as boxes1 ({n})"), format!("{m} boxes"))
     );
-    ensure!(eps.is_finite() && eps >= 0.0, FerropsError::value(name, "eps", "a finite value >= 0", format!("{eps}")));
+    ensure!(
+        eps.is_finite() && eps >= 0.0,
+        FerropsError::value(name, "eps", "a finite value >= 0", format!("{eps}"))
+    );
     let eps = T::from_f64(eps);
     let losses = buffer::filled(n, |out| {
         out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, out)| {

@@ -38,9 +38,12 @@ impl BoxFormat {
             "xyxy" => Ok(BoxFormat::Xyxy),
             "xywh" => Ok(BoxFormat::Xywh),
             "cxcywh" => Ok(BoxFormat::Cxcywh),
-            other => {
-                Err(FerropsError::value(function, argument, "one of 'xyxy', 'xywh', 'cxcywh'", format!("'{other}'")))
-            }
+            other => Err(FerropsError::value(
+                function,
+                argument,
+                "one of 'xyxy', 'xywh', 'cxcywh'",
+                format!("'{other}'"),
+            )),
         }
     }
 }
@@ -119,7 +122,12 @@ pub fn check_scores<T: Real>(function: &'static str, scores: &[T], n_boxes: usiz
         )
     );
     if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
-        return Err(FerropsError::value(function, "scores", "finite scores", format!("scores[{i}] = {}", scores[i])));
+        return Err(FerropsError::value(
+            function,
+            "scores",
+            "finite scores",
+            format!("scores[{i}] = {}", scores[i]),
+        ));
     }
     Ok(())
 }
@@ -192,7 +200,10 @@ mod tests {
             let there = box_convert(&boxes, BoxFormat::Xyxy, fmt).unwrap();
             assert_eq!(box_convert(&there, fmt, BoxFormat::Xyxy).unwrap(), boxes.to_vec());
         }
-        assert_eq!(box_convert(&boxes, BoxFormat::Xyxy, BoxFormat::Cxcywh).unwrap()[..4], [1.0, 1.5, 2.0, 3.0]);
+        assert_eq!(
+            box_convert(&boxes, BoxFormat::Xyxy, BoxFormat::Cxcywh).unwrap()[..4],
+            [1.0, 1.5, 2.0, 3.0]
+        );
     }
 
     #[test]

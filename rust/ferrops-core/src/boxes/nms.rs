@@ -168,6 +168,7 @@ impl<T: Real> Grid<T> {
         let to_cell = |v: T| (((v.to_f64() - origin) * self.inv_cell).floor().max(0.0) as usize).min(cells - 1);
         (to_cell(lo), to_cell(hi))
     }
+
 }
 
 /// Kept boxes per cell, in blocks of [`LANES`] boxes (structure of arrays, so a
@@ -291,7 +292,10 @@ pub fn nms<T: Real>(boxes: &[T], scores: &[T], iou_threshold: f64) -> Result<Vec
 }
 
 fn check_index_range(function: &'static str, n: usize) -> Result<()> {
-    ensure!(n <= u32::MAX as usize, FerropsError::value(function, "boxes", "at most 2^32 - 1 boxes", format!("{n}")));
+    ensure!(
+        n <= u32::MAX as usize,
+        FerropsError::value(function, "boxes", "at most 2^32 - 1 boxes", format!("{n}"))
+    );
     Ok(())
 }
 
@@ -347,7 +351,12 @@ impl SoftMethod {
         match name {
             "linear" => Ok(SoftMethod::Linear),
             "gaussian" => Ok(SoftMethod::Gaussian),
-            other => Err(FerropsError::value("soft_nms", "method", "'linear' or 'gaussian'", format!("'{other}'"))),
+            other => Err(FerropsError::value(
+                "soft_nms",
+                "method",
+                "'linear' or 'gaussian'",
+                format!("'{other}'"),
+            )),
         }
     }
 }
@@ -419,7 +428,12 @@ impl MatrixKernel {
         match name {
             "linear" => Ok(MatrixKernel::Linear),
             "gaussian" => Ok(MatrixKernel::Gaussian),
-            other => Err(FerropsError::value("matrix_nms", "kernel", "'gaussian' or 'linear'", format!("'{other}'"))),
+            other => Err(FerropsError::value(
+                "matrix_nms",
+                "kernel",
+                "'gaussian' or 'linear'",
+                format!("'{other}'"),
+            )),
         }
     }
 }

@@ -179,9 +179,19 @@ pub(super) fn backup_into(mdp: &Mdp<'_>, gamma: f64, v: &[f64], v_new: &mut [f64
         .zip(policy.par_chunks_mut(STATES_PER_TASK))
         .enumerate()
         .map(|(block, (v_new, policy))| {
-            dispatch(BackupBlock { mdp, gamma, v, first: block * STATES_PER_TASK, v_new, policy })
+            dispatch(BackupBlock {
+                mdp,
+                gamma,
+                v,
+                first: block * STATES_PER_TASK,
+                v_new,
+                policy,
+            })
         })
-        .reduce(|| (f64::NEG_INFINITY, f64::INFINITY), |x, y| (x.0.max(y.0), x.1.min(y.1)))
+        .reduce(
+            || (f64::NEG_INFINITY, f64::INFINITY),
+            |x, y| (x.0.max(y.0), x.1.min(y.1)),
+        )
 }
 
 /// One Jacobi backup: `(max_a Q(s, a), argmax_a Q(s, a))` for every state.
@@ -201,17 +211,19 @@ pub fn q_values(mdp: &Mdp<'_>, discount: f64, values: &[f64]) -> Result<Vec<f64>
     check_vector("q_values", "V", values, mdp.states)?;
     let actions = mdp.actions();
     let mut q = vec![0.0; mdp.states * actions];
-    q.par_chunks_mut(STATES_PER_TASK * actions).enumerate().for_each(|(block, out)| {
-        // Action by action, as in a Jacobi backup (see `BackupBlock`).
-        let first = block * STATES_PER_TASK;
-        let mut sums = vec![0.0; out.len() / actions];
-        for (a, p) in mdp.transitions.iter().enumerate() {
-            row_sums(p, values, first, &mut sums);
-            for (i, sum) in sums.iter().enumerate() {
-                out[i * actions + a] = mdp.reward[(first + i) * actions + a] + discount * sum;
+    q.par_chunks_mut(STATES_PER_TASK * actions)
+        .enumerate()
+        .for_each(|(block, out)| {
+            // Action by action, as in a Jacobi backup (see `BackupBlock`).
+            let first = block * STATES_PER_TASK;
+            let mut sums = vec![0.0; out.len() / actions];
+            for (a, p) in mdp.transitions.iter().enumerate() {
+                row_sums(p, values, first, &mut sums);
+                for (i, sum) in sums.iter().enumerate() {
+                    out[i * actions + a] = mdp.reward[(first + i) * actions + a] + discount * sum;
+                }
             }
-        }
-    });
+        });
     Ok(q)
 }
 
@@ -234,7 +246,11 @@ mod tests {
                     assert_eq!(q[s * 3 + a].to_bits(), mdp.q(s, a, 0.9, &v).to_bits(), "Q({s}, {a})");
                 }
                 let (best, action) = mdp.best(s, 0.9, &v);
-                assert_eq!((v_new[s].to_bits(), policy[s]), (best.to_bits(), action as i64), "state {s}");
+                assert_eq!(
+                    (v_new[s].to_bits(), policy[s]),
+                    (best.to_bits(), action as i64),
+                    "state {s}"
+                );
             }
         }
     }

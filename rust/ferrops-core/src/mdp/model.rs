@@ -70,7 +70,11 @@ impl<'a> Mdp<'a> {
             ));
         }
         check_rows(function, states, &transitions)?;
-        Ok(Mdp { states, transitions, reward })
+        Ok(Mdp {
+            states,
+            transitions,
+            reward,
+        })
     }
 
     pub fn states(&self) -> usize {
@@ -96,11 +100,20 @@ fn check_structure(function: &str, states: usize, a: usize, p: &Csr<'_>) -> Resu
         p.data.len() == nnz && p.indptr[0] == 0 && p.indptr[states] as usize == nnz && p.indptr[states] >= 0,
         bad(
             format!("P[{a}] in CSR form: indptr from 0 to nnz, indices and data of length nnz"),
-            format!("indptr from {} to {}, {} indices, {} values", p.indptr[0], p.indptr[states], nnz, p.data.len()),
+            format!(
+                "indptr from {} to {}, {} indices, {} values",
+                p.indptr[0],
+                p.indptr[states],
+                nnz,
+                p.data.len()
+            ),
         )
     );
     if let Some(s) = p.indptr.windows(2).position(|w| w[1] < w[0]) {
-        return Err(bad(format!("P[{a}] with a non-decreasing indptr"), format!("indptr[{}] < indptr[{s}]", s + 1)));
+        return Err(bad(
+            format!("P[{a}] with a non-decreasing indptr"),
+            format!("indptr[{}] < indptr[{s}]", s + 1),
+        ));
     }
     Ok(())
 }
@@ -117,7 +130,11 @@ fn row_total_and_min(row: &[f64]) -> (f64, f64) {
             sums[lane] += chunk[lane];
             // A compare and select rather than f64::min's NaN handling: a NaN
             // makes the sum NaN, which fails the sum test anyway.
-            mins[lane] = if chunk[lane] < mins[lane] { chunk[lane] } else { mins[lane] };
+            mins[lane] = if chunk[lane] < mins[lane] {
+                chunk[lane]
+            } else {
+                mins[lane]
+            };
         }
     }
     for (lane, &x) in chunks.remainder().iter().enumerate() {
@@ -138,7 +155,10 @@ fn block_is_valid(states: usize, p: &Csr<'_>, block: usize) -> bool {
     let (lo, hi) = (block * STATES_PER_TASK, ((block + 1) * STATES_PER_TASK).min(states));
     let bounds = &p.indptr[lo..=hi];
     let base = bounds[0] as usize;
-    let (cols, probs) = (&p.indices[base..bounds[hi - lo] as usize], &p.data[base..bounds[hi - lo] as usize]);
+    let (cols, probs) = (
+        &p.indices[base..bounds[hi - lo] as usize],
+        &p.data[base..bounds[hi - lo] as usize],
+    );
     // A negative index wraps to above i32::MAX >= S as u32.
     let cols_ok = cols.iter().fold(true, |ok, &j| ok & ((j as u32) < states as u32));
     let mut lowest = 0.0f64;
@@ -155,7 +175,10 @@ fn block_is_valid(states: usize, p: &Csr<'_>, block: usize) -> bool {
 /// order, then states.
 fn check_rows(function: &str, states: usize, transitions: &[Csr<'_>]) -> Result<()> {
     let blocks = states.div_ceil(STATES_PER_TASK);
-    if (0..blocks).into_par_iter().all(|block| transitions.iter().all(|p| block_is_valid(states, p, block))) {
+    if (0..blocks)
+        .into_par_iter()
+        .all(|block| transitions.iter().all(|p| block_is_valid(states, p, block)))
+    {
         return Ok(());
     }
     // Some row is bad: find the first and say what is wrong with it.
@@ -163,7 +186,10 @@ fn check_rows(function: &str, states: usize, transitions: &[Csr<'_>]) -> Result<
         (0..states).find_map(|s| {
             let (cols, probs) = p.row(s);
             if let Some(k) = cols.iter().position(|&j| j < 0 || j as usize >= states) {
-                return Some(format!("P[{a}][{s}, :] has a successor index {} outside 0..{states}", cols[k]));
+                return Some(format!(
+                    "P[{a}][{s}, :] has a successor index {} outside 0..{states}",
+                    cols[k]
+                ));
             }
             if let Some(k) = probs.iter().position(|&x| !(x >= 0.0 && x.is_finite())) {
                 return Some(format!("P[{a}][{s}, {}] = {}, not a probability", cols[k], probs[k]));
@@ -283,7 +309,9 @@ mod tests {
         let err = Mdp::new("f", 2, views(&[bad]), &r[..2]).unwrap_err().to_string();
         assert!(err.contains("P[0][0, 1] = -0.5"), "{err}");
         let ok = csr_from_dense(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
-        let err = Mdp::new("f", 2, views(&[ok]), &[0.0, f64::NAN]).unwrap_err().to_string();
+        let err = Mdp::new("f", 2, views(&[ok]), &[0.0, f64::NAN])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("state 1, action 0"), "{err}");
     }
 
@@ -315,12 +343,19 @@ mod tests {
                 let k = lo + rng.below((mats[a].indptr[s + 1] as usize - lo) as u64) as usize;
                 corrupt(&mut mats[a], k);
                 let err = Mdp::new("f", states, views(&mats), &reward).unwrap_err().to_string();
-                assert!(err.contains(&format!("P[{a}][{s}, ")) && err.contains(expected), "{err}");
+                assert!(
+                    err.contains(&format!("P[{a}][{s}, ")) && err.contains(expected),
+                    "{err}"
+                );
             }
         }
         // -0.0 is a probability (0), as `x >= 0.0` says.
         let zero = csr_from_dense(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
-        let mut signed = OwnedCsr { indptr: vec![0, 2, 3], indices: vec![0, 1, 1], data: vec![-0.0, 1.0, 1.0] };
+        let mut signed = OwnedCsr {
+            indptr: vec![0, 2, 3],
+            indices: vec![0, 1, 1],
+            data: vec![-0.0, 1.0, 1.0],
+        };
         assert!(Mdp::new("f", 2, views(&[zero]), &[0.0; 2]).is_ok());
         assert!(Mdp::new("f", 2, views(std::slice::from_ref(&signed)), &[0.0; 2]).is_ok());
         signed.data[0] = -f64::MIN_POSITIVE;

@@ -37,7 +37,9 @@ fn mix64(mut z: u64) -> u64 {
 
 impl Stream {
     pub fn new(seed: u64, index: u64) -> Self {
-        Stream { state: mix64(seed ^ mix64(index.wrapping_add(GOLDEN_GAMMA))) }
+        Stream {
+            state: mix64(seed ^ mix64(index.wrapping_add(GOLDEN_GAMMA))),
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -244,12 +246,7 @@ fn episode_buffer<T>(function: &str, length: usize) -> Result<Vec<T>> {
 }
 
 /// `checkpoint` is the template of each parallel task's own.
-fn mc_basic(
-    sim: &Simulator<'_>,
-    iterations: usize,
-    config: &McConfig,
-    checkpoint: &Checkpoint<'_>,
-) -> Result<McResult> {
+fn mc_basic(sim: &Simulator<'_>, iterations: usize, config: &McConfig, checkpoint: &Checkpoint<'_>) -> Result<McResult> {
     let (states, actions) = (sim.mdp.states(), sim.mdp.actions());
     let pairs = states * actions;
     let mut policy = vec![0i64; states];
@@ -265,8 +262,9 @@ fn mc_basic(
                 let mut total = 0.0;
                 for e in 0..config.episodes {
                     // Wrapping: a key past 2^64 (a huge `episodes`) only reuses streams.
-                    let index =
-                        ((round * pairs + pair) as u64).wrapping_mul(config.episodes as u64).wrapping_add(e as u64);
+                    let index = ((round * pairs + pair) as u64)
+                        .wrapping_mul(config.episodes as u64)
+                        .wrapping_add(e as u64);
                     let mut rng = Stream::new(config.seed, index);
                     total += episode_return(sim, &policy, s, a, config, &mut rng, rewards, checkpoint)?;
                 }
@@ -282,7 +280,12 @@ fn mc_basic(
         }
     }
     let visits = vec![(rounds as i64).saturating_mul(config.episodes as i64); pairs];
-    Ok(McResult { q, policy, visits, iterations: rounds })
+    Ok(McResult {
+        q,
+        policy,
+        visits,
+        iterations: rounds,
+    })
 }
 
 /// MC Exploring Starts (`epsilon = None`) or MC epsilon-greedy: episode `e` starts
@@ -339,7 +342,12 @@ fn mc_per_episode(
             policy[s] = greedy(&q[s * actions..(s + 1) * actions]) as i64;
         }
     }
-    Ok(McResult { q, policy, visits, iterations: config.episodes })
+    Ok(McResult {
+        q,
+        policy,
+        visits,
+        iterations: config.episodes,
+    })
 }
 
 #[cfg(test)]
@@ -389,7 +397,12 @@ mod tests {
         let rewards: Vec<&[f64]> = rewards.iter().map(|v| v.as_slice()).collect();
         let exact =
             value_iteration(&mdp, 0.9, 1e-9, 10000, None, StopRule::SupNorm, Sweep::Jacobi, &Cancel::new()).unwrap();
-        let config = McConfig { discount: 0.9, episodes: 400, episode_length: 80, seed: 3 };
+        let config = McConfig {
+            discount: 0.9,
+            episodes: 400,
+            episode_length: 80,
+            seed: 3,
+        };
         let mut runs = Vec::new();
         for threads in [1, 2] {
             crate::parallel::set_num_threads(threads).unwrap();
@@ -403,7 +416,10 @@ mod tests {
             &mdp,
             &rewards,
             McMethod::ExploringStarts,
-            McConfig { episodes: 3000, ..config },
+            McConfig {
+                episodes: 3000,
+                ..config
+            },
             &Cancel::new(),
         )
         .unwrap();
@@ -420,10 +436,17 @@ mod tests {
         cancel.raise();
         // Episodes far longer than the check interval, and many short ones.
         for (episodes, episode_length) in [(1, 1 << 24), (1 << 40, 1)] {
-            let config = McConfig { discount: 0.9, episodes, episode_length, seed: 0 };
-            for method in
-                [McMethod::Basic { iterations: 1 }, McMethod::ExploringStarts, McMethod::EpsilonGreedy { epsilon: 0.1 }]
-            {
+            let config = McConfig {
+                discount: 0.9,
+                episodes,
+                episode_length,
+                seed: 0,
+            };
+            for method in [
+                McMethod::Basic { iterations: 1 },
+                McMethod::ExploringStarts,
+                McMethod::EpsilonGreedy { epsilon: 0.1 },
+            ] {
                 let err = mc_control(&mdp, &rewards, method, config, &cancel).unwrap_err();
                 assert_eq!(err, FerropsError::interrupted(method.function_name()));
             }
@@ -436,7 +459,12 @@ mod tests {
         let mdp = Mdp::new("mc_basic", 3, views(&mats), &r).unwrap();
         let rewards = pair_rewards(&mats, &r, 2);
         let rewards: Vec<&[f64]> = rewards.iter().map(|v| v.as_slice()).collect();
-        let config = McConfig { discount: 0.9, episodes: 1, episode_length: usize::MAX, seed: 0 };
+        let config = McConfig {
+            discount: 0.9,
+            episodes: 1,
+            episode_length: usize::MAX,
+            seed: 0,
+        };
         for method in [McMethod::Basic { iterations: 1 }, McMethod::ExploringStarts] {
             let err = mc_control(&mdp, &rewards, method, config, &Cancel::new()).unwrap_err();
             assert!(

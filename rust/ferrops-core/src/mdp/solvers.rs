@@ -69,7 +69,12 @@ impl StopRule {
         match name {
             "span" => Ok(StopRule::Span),
             "supnorm" => Ok(StopRule::SupNorm),
-            other => Err(FerropsError::value(function, "stop", "one of 'span', 'supnorm'", format!("'{other}'"))),
+            other => Err(FerropsError::value(
+                function,
+                "stop",
+                "one of 'span', 'supnorm'",
+                format!("'{other}'"),
+            )),
         }
     }
 }
@@ -85,9 +90,12 @@ impl Sweep {
         match name {
             "jacobi" => Ok(Sweep::Jacobi),
             "gauss-seidel" => Ok(Sweep::GaussSeidel),
-            other => {
-                Err(FerropsError::value(function, "method", "one of 'jacobi', 'gauss-seidel'", format!("'{other}'")))
-            }
+            other => Err(FerropsError::value(
+                function,
+                "method",
+                "one of 'jacobi', 'gauss-seidel'",
+                format!("'{other}'"),
+            )),
         }
     }
 }
@@ -137,7 +145,13 @@ pub fn value_iteration(
     };
     let mut policy = vec![0i64; n];
     if n == 0 {
-        return Ok(Solution { values: v, policy, iterations: 0, converged: true, residual: 0.0 });
+        return Ok(Solution {
+            values: v,
+            policy,
+            iterations: 0,
+            converged: true,
+            residual: 0.0,
+        });
     }
     let mut v_new = vec![0.0; n];
     let mut iterations = 0;
@@ -150,7 +164,12 @@ pub fn value_iteration(
                 std::mem::swap(&mut v, &mut v_new);
                 range
             }
-            Sweep::GaussSeidel => dispatch(GaussSeidelSweep { mdp, gamma: discount, v: &mut v, policy: &mut policy }),
+            Sweep::GaussSeidel => dispatch(GaussSeidelSweep {
+                mdp,
+                gamma: discount,
+                v: &mut v,
+                policy: &mut policy,
+            }),
         };
         // A change of values that overflowed is infinite: the one test per sweep
         // that a value may have left float64 (the scan runs only then).
@@ -163,7 +182,13 @@ pub fn value_iteration(
         };
         let converged = residual < threshold;
         if converged || iterations == max_iter {
-            return Ok(Solution { values: v, policy, iterations, converged, residual });
+            return Ok(Solution {
+                values: v,
+                policy,
+                iterations,
+                converged,
+                residual,
+            });
         }
     }
 }
@@ -190,7 +215,10 @@ pub fn evaluate_policy_iterative(
     check_discount(function, discount, false)?;
     check_policy(function, policy, mdp.states, mdp.actions())?;
     check_tolerance(function, "epsilon", tol)?;
-    ensure!(max_iter != 0, FerropsError::value(function.to_owned(), "max_iter", "a positive iteration count", "0"));
+    ensure!(
+        max_iter != 0,
+        FerropsError::value(function.to_owned(), "max_iter", "a positive iteration count", "0")
+    );
     let n = mdp.states;
     let threshold = tol * (1.0 - discount) / (2.0 * discount);
     let (mut v, mut v_new) = (vec![0.0; n], vec![0.0; n]);
@@ -254,7 +282,12 @@ pub fn policy_system(function: &str, mdp: &Mdp<'_>, policy: &[i64]) -> Result<Po
         indptr.push(indices.len() as i64);
         reward.push(mdp.reward[s * actions + a as usize]);
     }
-    Ok(PolicySystem { indptr, indices, data, reward })
+    Ok(PolicySystem {
+        indptr,
+        indices,
+        data,
+        reward,
+    })
 }
 
 #[cfg(test)]
@@ -298,11 +331,22 @@ mod tests {
     fn gauss_seidel_needs_fewer_sweeps() {
         let (mats, r) = random_mdp(500, 3, 4, 3);
         let mdp = Mdp::new("value_iteration", 500, views(&mats), &r).unwrap();
-        let run =
-            |sweep| value_iteration(&mdp, 0.99, 1e-6, 100000, None, StopRule::SupNorm, sweep, &Cancel::new()).unwrap();
+        let run = |sweep| {
+            value_iteration(&mdp, 0.99, 1e-6, 100000, None, StopRule::SupNorm, sweep, &Cancel::new()).unwrap()
+        };
         let (jacobi, gs) = (run(Sweep::Jacobi), run(Sweep::GaussSeidel));
-        assert!(gs.iterations < jacobi.iterations, "{} vs {}", gs.iterations, jacobi.iterations);
-        let gap = jacobi.values.iter().zip(&gs.values).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(
+            gs.iterations < jacobi.iterations,
+            "{} vs {}",
+            gs.iterations,
+            jacobi.iterations
+        );
+        let gap = jacobi
+            .values
+            .iter()
+            .zip(&gs.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(gap < 2e-6, "{gap}");
     }
 
@@ -310,8 +354,7 @@ mod tests {
     fn iterative_evaluation_solves_the_linear_system() {
         let (mats, r) = forest();
         let mdp = Mdp::new("policy_evaluation", 3, views(&mats), &r).unwrap();
-        let (v, _, converged) =
-            evaluate_policy_iterative("f", &mdp, &[0, 0, 0], 0.9, 1e-10, 100000, &Cancel::new()).unwrap();
+        let (v, _, converged) = evaluate_policy_iterative("f", &mdp, &[0, 0, 0], 0.9, 1e-10, 100000, &Cancel::new()).unwrap();
         assert!(converged);
         // Residual of V = r_pi + gamma P_pi V.
         let q = q_values(&mdp, 0.9, &v).unwrap();
@@ -340,21 +383,18 @@ mod tests {
         let huge = [1e308; 6];
         let mdp = Mdp::new("value_iteration", 3, views(&mats), &huge).unwrap();
         for sweep in [Sweep::Jacobi, Sweep::GaussSeidel] {
-            let err =
-                value_iteration(&mdp, 0.9, 0.01, 1000, None, StopRule::SupNorm, sweep, &Cancel::new()).unwrap_err();
+            let err = value_iteration(&mdp, 0.9, 0.01, 1000, None, StopRule::SupNorm, sweep, &Cancel::new()).unwrap_err();
             let text = err.to_string();
             assert!(text.starts_with("value_iteration(): argument 'R': expected rewards small enough"), "{text}");
             assert!(text.contains("= inf after "), "{text}");
         }
-        let err =
-            evaluate_policy_iterative("policy_iteration", &mdp, &[0; 3], 0.9, 1e-6, 1000, &Cancel::new()).unwrap_err();
+        let err = evaluate_policy_iterative("policy_iteration", &mdp, &[0; 3], 0.9, 1e-6, 1000, &Cancel::new()).unwrap_err();
         assert!(err.to_string().starts_with("policy_iteration(): argument 'R'"), "{err}");
         // A change that overflows between finite values is not an error.
         let (mats, r) = forest();
         let mdp = Mdp::new("value_iteration", 3, views(&mats), &r).unwrap();
         let start = [-1e308, 1e308, -1e308];
-        let sol =
-            value_iteration(&mdp, 0.9, 0.01, 3, Some(&start), StopRule::Span, Sweep::Jacobi, &Cancel::new()).unwrap();
+        let sol = value_iteration(&mdp, 0.9, 0.01, 3, Some(&start), StopRule::Span, Sweep::Jacobi, &Cancel::new()).unwrap();
         assert!(sol.values.iter().all(|v| v.is_finite()));
     }
 }

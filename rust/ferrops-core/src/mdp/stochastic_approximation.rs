@@ -22,21 +22,29 @@ pub fn incremental_mean(x: &[f64], width: usize) -> Result<Vec<f64>> {
         FerropsError::value(F, "x", format!("rows of {width} values"), format!("{} values", x.len()))
     );
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(FerropsError::value(F, "x", "finite samples", format!("sample {} = {}", i / width, x[i])));
+        return Err(FerropsError::value(
+            F,
+            "x",
+            "finite samples",
+            format!("sample {} = {}", i / width, x[i]),
+        ));
     }
     let rows = x.len() / width;
     // Column-major work buffer: each task owns whole columns.
     let mut columns = vec![0.0; x.len()];
-    columns.par_chunks_mut(COLUMNS_PER_TASK * rows).enumerate().for_each(|(task, out)| {
-        let first = task * COLUMNS_PER_TASK;
-        for (c, col) in out.chunks_exact_mut(rows).enumerate() {
-            let mut w = 0.0;
-            for (k, slot) in col.iter_mut().enumerate() {
-                w = w - (1.0 / (k + 1) as f64) * (w - x[k * width + first + c]);
-                *slot = w;
+    columns
+        .par_chunks_mut(COLUMNS_PER_TASK * rows)
+        .enumerate()
+        .for_each(|(task, out)| {
+            let first = task * COLUMNS_PER_TASK;
+            for (c, col) in out.chunks_exact_mut(rows).enumerate() {
+                let mut w = 0.0;
+                for (k, slot) in col.iter_mut().enumerate() {
+                    w = w - (1.0 / (k + 1) as f64) * (w - x[k * width + first + c]);
+                    *slot = w;
+                }
             }
-        }
-    });
+        });
     let mut out = vec![0.0; x.len()];
     for (c, col) in columns.chunks_exact(rows).enumerate() {
         for (k, &w) in col.iter().enumerate() {

@@ -12,7 +12,11 @@ pub(crate) struct OwnedCsr {
 }
 
 pub(crate) fn csr_from_dense(p: &[Vec<f64>]) -> OwnedCsr {
-    let mut m = OwnedCsr { indptr: vec![0], indices: vec![], data: vec![] };
+    let mut m = OwnedCsr {
+        indptr: vec![0],
+        indices: vec![],
+        data: vec![],
+    };
     for row in p {
         for (j, &x) in row.iter().enumerate() {
             if x != 0.0 {
@@ -26,7 +30,14 @@ pub(crate) fn csr_from_dense(p: &[Vec<f64>]) -> OwnedCsr {
 }
 
 pub(crate) fn views(owned: &[OwnedCsr]) -> Vec<Csr<'_>> {
-    owned.iter().map(|m| Csr { indptr: &m.indptr, indices: &m.indices, data: &m.data }).collect()
+    owned
+        .iter()
+        .map(|m| Csr {
+            indptr: &m.indptr,
+            indices: &m.indices,
+            data: &m.data,
+        })
+        .collect()
 }
 
 /// pymdptoolbox's forest example (S = 3, r1 = 4, r2 = 2, p = 0.1).
@@ -41,7 +52,11 @@ pub(crate) fn random_mdp(states: usize, actions: usize, k: usize, seed: u64) -> 
     let mut rng = Lcg::new(seed);
     let mats = (0..actions)
         .map(|_| {
-            let mut m = OwnedCsr { indptr: vec![0], indices: vec![], data: vec![] };
+            let mut m = OwnedCsr {
+                indptr: vec![0],
+                indices: vec![],
+                data: vec![],
+            };
             for _ in 0..states {
                 let mut cols: Vec<i32> = (0..k).map(|_| rng.below(states as u64) as i32).collect();
                 cols.sort_unstable();

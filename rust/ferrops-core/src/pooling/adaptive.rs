@@ -45,12 +45,10 @@ impl Segments {
     fn new(size: usize, counts: &[usize]) -> Segments {
         let mut edges: Vec<usize> = counts
             .iter()
-            .flat_map(|&n| {
-                (0..n).flat_map(move |i| {
-                    let (start, end) = adaptive_bin(i, n, size);
-                    [start, end]
-                })
-            })
+            .flat_map(|&n| (0..n).flat_map(move |i| {
+                let (start, end) = adaptive_bin(i, n, size);
+                [start, end]
+            }))
             .collect();
         edges.sort_unstable();
         edges.dedup();
@@ -151,7 +149,11 @@ fn pool_plane_with<T: PoolReal, const NAN: bool>(src: &[T], plan: &Plan, scratch
     for (row, cells) in scratch.segment_rows.chunks_exact(w).zip(scratch.cells.chunks_exact_mut(n_cols)) {
         for (c, cell) in cells.iter_mut().enumerate() {
             let part = &row[col_edges[c]..col_edges[c + 1]];
-            *cell = if max { max_reduce::<T, NAN>(part) } else { part.iter().fold(T::ZERO, |s, &v| s + v) };
+            *cell = if max {
+                max_reduce::<T, NAN>(part)
+            } else {
+                part.iter().fold(T::ZERO, |s, &v| s + v)
+            };
         }
     }
     // Each bin of each level combines its cells.
@@ -437,14 +439,11 @@ pub fn spatial_pyramid_pool_backward<T: PoolReal>(
     check_output_size::<T>(F, shape, [1, 1])?;
     let per_plane = spp_plane_len::<T>(F, shape, levels)?;
     check_grad(F, &[shape.planes(), per_plane], grad_output.len())?;
-    let offsets: Vec<usize> = levels
-        .iter()
-        .scan(0, |at, &n| {
-            let start = *at;
-            *at += shape.c * n * n;
-            Some(start)
-        })
-        .collect();
+    let offsets: Vec<usize> = levels.iter().scan(0, |at, &n| {
+        let start = *at;
+        *at += shape.c * n * n;
+        Some(start)
+    }).collect();
     let squares: Vec<[usize; 2]> = levels.iter().map(|&n| [n, n]).collect();
     levels_backward(x, shape, &squares, mode, |plane, l| {
         let (b, c) = (plane / shape.c, plane % shape.c);

@@ -66,21 +66,11 @@ fn check_common<T: Real>(
     positive(function, "output_size", output_size[0])?;
     positive(function, "output_size", output_size[1])?;
     if !spatial_scale.is_finite() || spatial_scale <= 0.0 {
-        return Err(FerropsError::value(
-            function,
-            "spatial_scale",
-            "a positive finite number",
-            spatial_scale.to_string(),
-        ));
+        return Err(FerropsError::value(function, "spatial_scale", "a positive finite number", spatial_scale.to_string()));
     }
     let batch = check_rois(function, rois, shape)?;
     if !batch.is_empty() && shape.c > 0 && (shape.h == 0 || shape.w == 0) {
-        return Err(FerropsError::value(
-            function,
-            "input",
-            "a non-empty spatial size",
-            format!("{}x{}", shape.h, shape.w),
-        ));
+        return Err(FerropsError::value(function, "input", "a non-empty spatial size", format!("{}x{}", shape.h, shape.w)));
     }
     buffer::checked_len::<T>(function, "the output", &[batch.len(), shape.c, output_size[0], output_size[1]])?;
     Ok(batch)
@@ -100,8 +90,7 @@ impl PoolBins {
         let (x1, y1, x2, y2) = (corner(roi[1]), corner(roi[2]), corner(roi[3]), corner(roi[4]));
         let bins = |start: i64, end: i64, count: usize, size: usize| {
             // Saturating: absurd (but finite) boxes must not overflow.
-            let bin =
-                T::from_f64(end.saturating_sub(start).saturating_add(1).max(1) as f64) / T::from_f64(count as f64);
+            let bin = T::from_f64(end.saturating_sub(start).saturating_add(1).max(1) as f64) / T::from_f64(count as f64);
             let clip = |v: i64| v.clamp(0, size as i64) as usize;
             (0..count)
                 .map(|i| {
@@ -282,30 +271,34 @@ pub fn roi_pool_with_argmax<T: PoolReal>(
     }
     let scale = T::from_f64(spatial_scale);
     let lowest = roi_pool_floor::<T>();
-    values.par_chunks_mut(per_roi).zip(arg.par_chunks_mut(per_roi)).enumerate().for_each(|(k, (values, arg))| {
-        let pb = PoolBins::new(&rois[5 * k..5 * k + 5], shape, output_size, scale);
-        let windows = pb.rows.iter().flat_map(|&(h0, h1)| pb.cols.iter().map(move |&(w0, w1)| (h0, h1, w0, w1)));
-        let windows: Vec<_> = windows.collect();
-        for c in 0..shape.c {
-            let plane = &x[(batch[k] * shape.c + c) * shape.plane_len()..][..shape.plane_len()];
-            for (b, &(h0, h1, w0, w1)) in windows.iter().enumerate() {
-                if h1 <= h0 || w1 <= w0 {
-                    continue;
-                }
-                let (mut best, mut at) = (lowest, -1i64);
-                for r in h0..h1 {
-                    for col in w0..w1 {
-                        if plane[r * shape.w + col] > best {
-                            best = plane[r * shape.w + col];
-                            at = (r * shape.w + col) as i64;
+    values
+        .par_chunks_mut(per_roi)
+        .zip(arg.par_chunks_mut(per_roi))
+        .enumerate()
+        .for_each(|(k, (values, arg))| {
+            let pb = PoolBins::new(&rois[5 * k..5 * k + 5], shape, output_size, scale);
+            let windows = pb.rows.iter().flat_map(|&(h0, h1)| pb.cols.iter().map(move |&(w0, w1)| (h0, h1, w0, w1)));
+            let windows: Vec<_> = windows.collect();
+            for c in 0..shape.c {
+                let plane = &x[(batch[k] * shape.c + c) * shape.plane_len()..][..shape.plane_len()];
+                for (b, &(h0, h1, w0, w1)) in windows.iter().enumerate() {
+                    if h1 <= h0 || w1 <= w0 {
+                        continue;
+                    }
+                    let (mut best, mut at) = (lowest, -1i64);
+                    for r in h0..h1 {
+                        for col in w0..w1 {
+                            if plane[r * shape.w + col] > best {
+                                best = plane[r * shape.w + col];
+                                at = (r * shape.w + col) as i64;
+                            }
                         }
                     }
+                    values[c * bins + b] = best;
+                    arg[c * bins + b] = at;
                 }
-                values[c * bins + b] = best;
-                arg[c * bins + b] = at;
             }
-        }
-    });
+        });
     Ok((values, arg))
 }
 
@@ -324,12 +317,7 @@ pub fn roi_pool_backward<T: Real + Zeroable>(
     check_grad(F, &[batch.len(), shape.c, bins], grad_output.len())?;
     check_grad(F, &[grad_output.len()], argmax.len())?;
     if let Some(&bad) = argmax.iter().find(|&&a| a < -1 || a >= shape.plane_len() as i64) {
-        return Err(FerropsError::value(
-            F,
-            "argmax",
-            format!("indices in [-1, {})", shape.plane_len()),
-            bad.to_string(),
-        ));
+        return Err(FerropsError::value(F, "argmax", format!("indices in [-1, {})", shape.plane_len()), bad.to_string()));
     }
     scatter_by_blocks(F, shape, &batch, |k, c, plane| {
         let at = (k * shape.c + c) * bins;
@@ -364,10 +352,7 @@ fn scatter_by_blocks<T: Real + Zeroable>(
         .chunks_mut(shape.c * hw)
         .enumerate()
         .flat_map(|(n, image)| {
-            image
-                .chunks_mut(CHANNELS_PER_TASK * hw)
-                .enumerate()
-                .map(move |(block, planes)| (n, block * CHANNELS_PER_TASK, planes))
+            image.chunks_mut(CHANNELS_PER_TASK * hw).enumerate().map(move |(block, planes)| (n, block * CHANNELS_PER_TASK, planes))
         })
         .collect();
     debug_assert_eq!(chunks.len(), shape.n * blocks_per_image);
@@ -504,19 +489,9 @@ fn check_sampling<T: Real>(function: &'static str, rois: &[T], p: AlignParams) -
     for (k, roi) in rois.chunks_exact(5).enumerate() {
         let extent = |a: T, b: T| {
             let e = (b.to_f64() - a.to_f64()) * p.spatial_scale;
-            if p.aligned {
-                e
-            } else {
-                e.max(1.0)
-            }
+            if p.aligned { e } else { e.max(1.0) }
         };
-        let grid = |e: f64, bins: usize| {
-            if p.sampling_ratio > 0 {
-                p.sampling_ratio as f64
-            } else {
-                (e / bins as f64).ceil().max(0.0)
-            }
-        };
+        let grid = |e: f64, bins: usize| if p.sampling_ratio > 0 { p.sampling_ratio as f64 } else { (e / bins as f64).ceil().max(0.0) };
         let samples = grid(extent(roi[2], roi[4]), ph) * grid(extent(roi[1], roi[3]), pw) * (ph * pw) as f64;
         if samples > MAX_SAMPLES_PER_REGION {
             return Err(FerropsError::value(
@@ -578,8 +553,7 @@ pub fn roi_align<T: Real + Zeroable>(
                     let mut sum = T::ZERO;
                     for t in s.starts[b]..s.starts[b + 1] {
                         let (pos, w) = (s.positions[t], s.weights[t]);
-                        sum +=
-                            w[0] * plane[pos[0]] + w[1] * plane[pos[1]] + w[2] * plane[pos[2]] + w[3] * plane[pos[3]];
+                        sum += w[0] * plane[pos[0]] + w[1] * plane[pos[1]] + w[2] * plane[pos[2]] + w[3] * plane[pos[3]];
                     }
                     *o = sum / s.count;
                 }
@@ -612,8 +586,7 @@ pub fn roi_align_backward<T: Real + Zeroable>(
     }
     // Sampling positions are per region; a task computes them once per region for
     // its block of channels.
-    let samples: Vec<std::sync::OnceLock<AlignSamples<T>>> =
-        (0..batch.len()).map(|_| std::sync::OnceLock::new()).collect();
+    let samples: Vec<std::sync::OnceLock<AlignSamples<T>>> = (0..batch.len()).map(|_| std::sync::OnceLock::new()).collect();
     scatter_by_blocks(F, shape, &batch, |k, c, plane| {
         let s = samples[k].get_or_init(|| AlignSamples::new(&rois[5 * k..5 * k + 5], shape, p));
         let grad = &grad_output[(k * shape.c + c) * bins..][..bins];

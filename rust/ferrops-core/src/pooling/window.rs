@@ -56,12 +56,7 @@ impl Window {
             // Scratch rows are padded by the kernel; beyond this a window is
             // certainly a mistake, and must not become an allocation failure.
             if k > MAX_KERNEL {
-                return Err(FerropsError::value(
-                    function,
-                    "kernel_size",
-                    format!("at most {MAX_KERNEL}"),
-                    k.to_string(),
-                ));
+                return Err(FerropsError::value(function, "kernel_size", format!("at most {MAX_KERNEL}"), k.to_string()));
             }
         }
         positive(function, "stride", stride[0])?;
@@ -83,7 +78,10 @@ impl Window {
                 return Err(FerropsError::value(
                     function,
                     "input",
-                    format!("a padded input of at least the kernel size {}x{}", kernel[0], kernel[1]),
+                    format!(
+                        "a padded input of at least the kernel size {}x{}",
+                        kernel[0], kernel[1]
+                    ),
                     format!("{}x{} padded by {}x{}", h, w, padding[0], padding[1]),
                 ))
             }
@@ -394,16 +392,18 @@ pub fn sppf<T: PoolReal>(x: &[T], shape: Shape, kernel_size: usize) -> Result<Ve
     let hw = shape.plane_len();
     let per_task = planes_per_task(hw).min(shape.c);
     buffer::try_filled(F, "the output", &[shape.n, 4 * shape.c, shape.h, shape.w], |out| {
-        out.par_chunks_mut(4 * shape.c * hw).zip(x.par_chunks(shape.c * hw)).for_each(|(out, x)| {
-            let (d0, rest) = out.split_at_mut(shape.c * hw);
-            let (d1, rest) = rest.split_at_mut(shape.c * hw);
-            let (d2, d3) = rest.split_at_mut(shape.c * hw);
-            let chunk = per_task * hw;
-            (x.par_chunks(chunk), d0.par_chunks_mut(chunk), d1.par_chunks_mut(chunk))
-                .into_par_iter()
-                .zip((d2.par_chunks_mut(chunk), d3.par_chunks_mut(chunk)).into_par_iter())
-                .for_each(|((src, d0, d1), (d2, d3))| dispatch(SppfPlanes { src, dst: [d0, d1, d2, d3], g }));
-        });
+        out.par_chunks_mut(4 * shape.c * hw)
+            .zip(x.par_chunks(shape.c * hw))
+            .for_each(|(out, x)| {
+                let (d0, rest) = out.split_at_mut(shape.c * hw);
+                let (d1, rest) = rest.split_at_mut(shape.c * hw);
+                let (d2, d3) = rest.split_at_mut(shape.c * hw);
+                let chunk = per_task * hw;
+                (x.par_chunks(chunk), d0.par_chunks_mut(chunk), d1.par_chunks_mut(chunk))
+                    .into_par_iter()
+                    .zip((d2.par_chunks_mut(chunk), d3.par_chunks_mut(chunk)).into_par_iter())
+                    .for_each(|((src, d0, d1), (d2, d3))| dispatch(SppfPlanes { src, dst: [d0, d1, d2, d3], g }));
+            });
     })
 }
 
@@ -467,10 +467,7 @@ mod tests {
                     let mut m = f64::NEG_INFINITY;
                     for dy in 0..k[0] {
                         for dx in 0..k[1] {
-                            let (y, x) = (
-                                (oy * st[0] + dy) as isize - p[0] as isize,
-                                (ox * st[1] + dx) as isize - p[1] as isize,
-                            );
+                            let (y, x) = ((oy * st[0] + dy) as isize - p[0] as isize, (ox * st[1] + dx) as isize - p[1] as isize);
                             if y >= 0 && x >= 0 && (y as usize) < s.h && (x as usize) < s.w {
                                 m = m.max(plane[y as usize * s.w + x as usize]);
                             }
@@ -496,9 +493,7 @@ mod tests {
         let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let s = Shape::new([2, 3, 11, 17]);
         let x = data(s.len(), 3);
-        for (k, st, p) in
-            [([3, 3], [1, 1], [1, 1]), ([2, 3], [2, 1], [1, 0]), ([5, 4], [3, 2], [2, 2]), ([1, 1], [1, 1], [0, 0])]
-        {
+        for (k, st, p) in [([3, 3], [1, 1], [1, 1]), ([2, 3], [2, 1], [1, 0]), ([5, 4], [3, 2], [2, 2]), ([1, 1], [1, 1], [0, 0])] {
             let want = naive_max_pool(&x, s, k, st, p);
             let mut results = Vec::new();
             for level in [SimdLevel::Scalar, SimdLevel::Avx512] {
@@ -539,9 +534,7 @@ mod tests {
         x[13] = f64::NAN;
         x[17] = f64::NAN;
         x[120] = f64::NAN;
-        for (k, st, p) in
-            [([3, 3], [1, 1], [1, 1]), ([2, 5], [2, 1], [1, 2]), ([5, 5], [1, 1], [2, 2]), ([4, 3], [3, 2], [0, 1])]
-        {
+        for (k, st, p) in [([3, 3], [1, 1], [1, 1]), ([2, 5], [2, 1], [1, 2]), ([5, 5], [1, 1], [2, 2]), ([4, 3], [3, 2], [0, 1])] {
             let g = Window::new("test", s.h, s.w, k, st, p).unwrap();
             let grad: Vec<f64> = (0..s.planes() * g.oh * g.ow).map(|i| 1.0 + i as f64).collect();
             let got = max_pool2d_backward(&x, s, k, st, p, &grad).unwrap();

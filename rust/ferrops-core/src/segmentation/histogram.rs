@@ -200,13 +200,7 @@ impl SimdKernel for CountPrivate<'_> {
     }
 }
 
-pub(super) fn count_private(
-    target: Labels<'_>,
-    pred: Labels<'_>,
-    c: usize,
-    ignore_index: Option<i64>,
-    grid: Grid,
-) -> Result<Vec<i64>> {
+pub(super) fn count_private(target: Labels<'_>, pred: Labels<'_>, c: usize, ignore_index: Option<i64>, grid: Grid) -> Result<Vec<i64>> {
     let n = target.len();
     let hist_len = grid.cells * grid.copies;
     let tasks = n.div_ceil(PIXELS_PER_TASK);
@@ -228,9 +222,7 @@ pub(super) fn count_private(
                 a
             },
         );
-    let cell = |row: usize, col: usize| -> u64 {
-        (0..grid.copies).map(|k| hist[k * grid.cells + row * grid.width + col]).sum()
-    };
+    let cell = |row: usize, col: usize| -> u64 { (0..grid.copies).map(|k| hist[k * grid.cells + row * grid.width + col]).sum() };
     let bad_targets = (0..grid.width).any(|col| cell(c + 1, col) != 0);
     let bad_predictions = (0..c).any(|row| cell(row, c) != 0);
     ensure!(!bad_targets && !bad_predictions, first_bad_label(target, pred, c, ignore_index));

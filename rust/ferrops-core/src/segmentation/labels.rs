@@ -131,14 +131,7 @@ impl<T: Label> Bounds<T> {
 /// Target row codes: `label << shift` for valid labels (a shift, not a multiply:
 /// rows are a power of two wide), `ignored` / `invalid` otherwise.
 #[inline(always)]
-pub(super) fn row_codes<T: Label>(
-    target: &[T],
-    codes: &mut [u32],
-    b: Bounds<T>,
-    shift: u32,
-    ignored: u32,
-    invalid: u32,
-) {
+pub(super) fn row_codes<T: Label>(target: &[T], codes: &mut [u32], b: Bounds<T>, shift: u32, ignored: u32, invalid: u32) {
     match b.ignore {
         Some(ignore) => {
             for (code, &t) in codes.iter_mut().zip(target) {

@@ -112,12 +112,7 @@ pub fn confusion_matrix(
     ensure!(num_classes != 0, FerropsError::value(FUNCTION, "num_classes", "a class count >= 1", "0"));
     ensure!(
         target.len() == pred.len(),
-        FerropsError::value(
-            FUNCTION,
-            "pred",
-            format!("as many labels as target ({})", target.len()),
-            format!("{} labels", pred.len())
-        )
+        FerropsError::value(FUNCTION, "pred", format!("as many labels as target ({})", target.len()), format!("{} labels", pred.len()))
     );
     let n = target.len();
     match Grid::new(num_classes) {

@@ -102,20 +102,10 @@ impl SimdKernel for CountShared<'_> {
     }
 }
 
-pub(super) fn count_shared(
-    target: Labels<'_>,
-    pred: Labels<'_>,
-    c: usize,
-    ignore_index: Option<i64>,
-) -> Result<Vec<i64>> {
+pub(super) fn count_shared(target: Labels<'_>, pred: Labels<'_>, c: usize, ignore_index: Option<i64>) -> Result<Vec<i64>> {
     ensure!(
         c <= (u32::MAX - 2) as usize,
-        FerropsError::value(
-            FUNCTION,
-            "num_classes",
-            "a class count whose [C, C] int64 matrix fits in memory",
-            format!("{c}")
-        )
+        FerropsError::value(FUNCTION, "num_classes", "a class count whose [C, C] int64 matrix fits in memory", format!("{c}"))
     );
     let mut out = zeroed_matrix(c)?;
     // SAFETY: AtomicI64 has the size and bit validity of i64 and, on the targets

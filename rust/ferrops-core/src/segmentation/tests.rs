@@ -90,12 +90,9 @@ fn every_simd_level_and_thread_count_gives_the_same_matrix() {
         for threads in [1, 2] {
             crate::parallel::set_num_threads(threads).unwrap();
             for c in [19usize, 700] {
-                seen.push((
-                    c,
-                    crate::parallel::install(|| {
-                        confusion_matrix(Labels::U8(&t), Labels::U8(&p), c, Some(255)).unwrap()
-                    }),
-                ));
+                seen.push((c, crate::parallel::install(|| {
+                    confusion_matrix(Labels::U8(&t), Labels::U8(&p), c, Some(255)).unwrap()
+                })));
             }
         }
     }

@@ -147,4 +147,5 @@ mod tests {
         let err = parse_ground_truth(b"{", &ORIGIN).unwrap_err().to_string();
         assert!(err.contains("gt.json: invalid JSON"), "{err}");
     }
+
 }

@@ -224,4 +224,5 @@ mod tests {
         assert!(ground_truth_direct(br#"{"annotations": null}"#).is_none());
         assert_eq!(parse_ground_truth(br#"{"annotations": null}"#, &O).unwrap().annotations.len(), 0);
     }
+
 }

@@ -32,8 +32,8 @@ struct Number<'a> {
 
 /// 10^0 ..= 10^22, every one an exact double.
 const POWERS_OF_TEN: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
-    1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+    1e20, 1e21, 1e22,
 ];
 
 struct Cursor<'a> {
@@ -384,7 +384,12 @@ pub(super) fn record(bytes: &[u8]) -> Option<RawAnnotation> {
 /// the `[`, `first`, or a `,`), while they start before `limit`. An element
 /// this scanner declines is delimited by [`Cursor::skip`] and read by serde;
 /// `None` if serde rejects it or the array is malformed.
-pub(super) fn records_from(json: &[u8], from: usize, limit: usize, first: bool) -> Option<(Vec<RawAnnotation>, Stop)> {
+pub(super) fn records_from(
+    json: &[u8],
+    from: usize,
+    limit: usize,
+    first: bool,
+) -> Option<(Vec<RawAnnotation>, Stop)> {
     let mut c = Cursor { b: json, i: from };
     let mut records = Vec::new();
     c.ws();
@@ -502,4 +507,5 @@ mod tests {
         assert!(record(br#"{"id": 9223372036854775808}"#).is_none());
         assert!(record(br#"{"id": -9223372036854775809}"#).is_none());
     }
+
 }

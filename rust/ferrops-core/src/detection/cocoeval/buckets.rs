@@ -41,12 +41,7 @@ fn last_record_of_each_id(ids: &[i64]) -> Option<Vec<u32>> {
 /// order `getAnnIds` lists them (images in `img_ids` order, file order within
 /// an image). Buckets are indexed `c * num_images + i`, `c` the position of the
 /// category among `distinct_cats`.
-pub(super) fn buckets(
-    dataset: &CocoDataset,
-    img_ids: &[i64],
-    distinct_cats: &HashMap<i64, usize>,
-    filter_cats: bool,
-) -> Buckets {
+pub(super) fn buckets(dataset: &CocoDataset, img_ids: &[i64], distinct_cats: &HashMap<i64, usize>, filter_cats: bool) -> Buckets {
     let ann = &dataset.annotations;
     let num_images = img_ids.len();
     let image_pos: HashMap<i64, usize> = img_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();

@@ -29,7 +29,10 @@ pub struct EvalParams<'a> {
 }
 
 fn check_params(params: &EvalParams) -> Result<()> {
-    ensure!(params.max_det != 0, FerropsError::value("COCOeval.evaluate", "params.maxDets", "positive integers", "0"));
+    ensure!(
+        params.max_det != 0,
+        FerropsError::value("COCOeval.evaluate", "params.maxDets", "positive integers", "0")
+    );
     if let Some(t) = params.iou_thrs.iter().find(|t| !t.is_finite()) {
         return Err(FerropsError::value("COCOeval.evaluate", "params.iouThrs", "finite numbers", t.to_string()));
     }

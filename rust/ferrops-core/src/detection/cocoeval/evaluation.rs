@@ -341,4 +341,5 @@ mod tests {
         assert!(e.image_evaluations(0..5).is_err());
         assert!(e.unit_ious(4).is_err());
     }
+
 }
