@@ -60,3 +60,35 @@ pub fn checked_size(function: impl Into<Name>, argument: impl Into<Name>, h: u64
     ensure!(fits, FerropsError::value(function, argument, "a size [h, w] with h * w < 2**32", format!("[{h}, {w}]")));
     Ok((h as u32, w as u32))
 }
+
+/// One RLE as the caller gave it, before its runs are checked.
+pub enum RleInput {
+    /// A compressed `counts` string.
+    Compressed { h: u64, w: u64, counts: Vec<u8> },
+    /// `counts` as a list of run lengths.
+    Uncompressed { h: u64, w: u64, counts: Vec<u32> },
+}
+
+/// Checks (and decompresses) a batch of RLEs in parallel. Item `i` is reported
+/// as `argument[i]['counts']`; the first bad item in list order is the error,
+/// whatever the thread count.
+pub fn parse_all(function: &'static str, argument: &'static str, inputs: Vec<RleInput>) -> Result<Vec<Rle>> {
+    use rayon::prelude::*;
+    inputs
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let name = format!("{argument}[{i}]['counts']");
+            match input {
+                RleInput::Compressed { h, w, counts } => codec::decompress(function, name, &counts, h, w),
+                RleInput::Uncompressed { h, w, counts } => Rle::new(function, name, h, w, counts),
+            }
+        })
+        .collect()
+}
+
+/// `(h, w, compressed counts)` of each mask, compressed in parallel.
+pub fn compress_all(rles: Vec<Rle>) -> Vec<(u32, u32, Vec<u8>)> {
+    use rayon::prelude::*;
+    rles.into_par_iter().map(|r| (r.h, r.w, r.to_compressed())).collect()
+}
