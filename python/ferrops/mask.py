@@ -213,16 +213,21 @@ def frPyObjects(pyobj: Any, h: int, w: int) -> Any:  # noqa: N802
     return _polygons(pyobj, h, w)
 
 
-def _polygons(polygons: Sequence[Any], h: int, w: int) -> list[RLE]:
+def _polygons(polygons: Sequence[Any], h: int, w: int) -> list[Any]:
     parts = []
     for i, polygon in enumerate(polygons):
         try:
             xy = np.asarray(polygon, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError) as exc:
-            raise type_error("frPyObjects", f"pyobj[{i}]", "a polygon [x0, y0, x1, y1, ...]", describe(polygon)) from exc
+            raise type_error(
+                "frPyObjects", f"pyobj[{i}]", "a polygon [x0, y0, x1, y1, ...]", describe(polygon)
+            ) from exc
         if len(xy) < 6 or len(xy) % 2:
             raise value_error(
-                "frPyObjects", f"pyobj[{i}]", "a polygon of at least 3 points (an even count >= 6)", f"{len(xy)} coordinates"
+                "frPyObjects",
+                f"pyobj[{i}]",
+                "a polygon of at least 3 points (an even count >= 6)",
+                f"{len(xy)} coordinates",
             )
         parts.append(xy)
     offsets = np.zeros(len(parts) + 1, dtype=np.uint64)
@@ -256,4 +261,3 @@ def mask_iou(masks_a: Any, masks_b: Any) -> Any:
     else:
         result = _core.mask_dense_iou(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), w, h)
     return _dispatch.like(result, masks_a)
-
