@@ -108,64 +108,57 @@ impl Edge {
         lo
     }
 
-    /// Feeds the steps `(d - 1, d)` for `d` in `1..=len` that can cross a column
-    /// of the image (whose scaled x lies in `0..=columns_end`).
-    fn walk(&self, columns_end: i64, out: &mut Boundary) {
+    /// Feeds every step `(d - 1, d)` of the edge that cuts a column `n` in
+    /// `0..columns`. Such a step has its smaller end's x (less one when x grows)
+    /// at `5 n + 2`: going right it is the first step reaching `u >= 5 n + 3`,
+    /// going left the first reaching `u <= 5 n + 2`, and u is monotone along the
+    /// edge. So each column is one search (a formula when u moves every step),
+    /// and the steps in between, which cut nothing, are never visited.
+    fn walk(&self, columns: i64, out: &mut Boundary) {
         if self.len == 0 {
             return;
         }
-        // u is monotone in d, so the steps with an end inside the columns form one
-        // interval of d; the steps around it lie wholly left or right of the image.
-        let increasing = self.point(0).0 <= self.point(self.len).0;
-        let (start, end) = if increasing {
-            (self.first(0, |u| u >= 0), self.first(0, |u| u > columns_end))
+        let (u_start, u_end) = (self.point(0).0, self.point(self.len).0);
+        let increasing = u_start <= u_end;
+        // Columns whose threshold the edge passes strictly after its first point.
+        let (first_column, last_column) = if increasing {
+            (ceil_div5(u_start + 1 - 3), (u_end - 3).div_euclid(5))
         } else {
-            (self.first(0, |u| u <= columns_end), self.first(0, |u| u < 0))
+            (ceil_div5(u_end - 2), (u_start - 1 - 2).div_euclid(5))
         };
-        let (from, to) = (start.max(1), end.min(self.len));
-        // Along a steep edge u stays put for several steps, and a step that keeps u
-        // gives nothing: jump from one change of u to the next.
-        let mut d = from - 1;
-        loop {
-            let next = if self.steep { self.next_change(d, to) } else { d + 1 };
-            if next > to {
-                return;
-            }
-            let (a, b) = (self.point(next - 1), self.point(next));
+        let (first_column, last_column) = (first_column.max(0), last_column.min(columns - 1));
+        if first_column > last_column {
+            return;
+        }
+        let mut emit = |d: i64| {
+            let (a, b) = (self.point(d - 1), self.point(d));
             out.step(a.0, a.1, b.0, b.1);
-            d = next;
-        }
-    }
-
-    /// The smallest `d' > d` where u differs from `u(d)`, or `to + 1` when none
-    /// does up to `to`: galloping, then bisection, so a long stretch of equal u
-    /// costs a logarithm of its length.
-    fn next_change(&self, d: i64, to: i64) -> i64 {
-        let u = self.point(d).0;
-        let (mut same, mut gap) = (d, 1);
-        let differs_at = loop {
-            let probe = same + gap;
-            if probe > to {
-                break to + 1;
-            }
-            if self.point(probe).0 != u {
-                break probe;
-            }
-            same = probe;
-            gap *= 2;
         };
-        // u(same) == u; the first change lies in (same, differs_at].
-        let (mut lo, mut hi) = (same + 1, differs_at);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.point(mid).0 != u {
-                hi = mid;
-            } else {
-                lo = mid + 1;
+        let mut from = 1;
+        let column_order: Box<dyn Iterator<Item = i64>> = if increasing {
+            Box::new(first_column..=last_column)
+        } else {
+            Box::new((first_column..=last_column).rev())
+        };
+        for n in column_order {
+            let d = match (self.steep, increasing) {
+                // u moves by one every step: u(d) = u_start +- d.
+                (false, true) => 5 * n + 3 - u_start,
+                (false, false) => u_start - (5 * n + 2),
+                (true, true) => self.first(from, |u| u >= 5 * n + 3),
+                (true, false) => self.first(from, |u| u <= 5 * n + 2),
+            };
+            if (1..=self.len).contains(&d) {
+                emit(d);
+                from = d;
             }
         }
-        lo
     }
+}
+
+/// `ceil(a / 5)` for any sign of `a`.
+fn ceil_div5(a: i64) -> i64 {
+    -(-a).div_euclid(5)
 }
 
 /// Checks the coordinates of one polygon: finite and within
@@ -193,7 +186,7 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
     let scaled = |c: f64| c_int(SCALE * c + 0.5);
     let vertex = |j: usize| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]));
     let mut out = Boundary { h: f64::from(h), w: f64::from(w), h_int: u64::from(h), indices: Vec::new() };
-    let columns_end = 5 * i64::from(w) + 5;
+    let columns = i64::from(w);
     let mut last_point: Option<(i64, i64)> = None;
     for j in 0..k {
         let ((x0, y0), (x1, y1)) = (vertex(j), vertex(j + 1));
@@ -202,7 +195,7 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
         if let Some(p) = last_point {
             out.step(p.0, p.1, first.0, first.1);
         }
-        edge.walk(columns_end, &mut out);
+        edge.walk(columns, &mut out);
         last_point = Some(edge.point(edge.len));
     }
     let mut cuts = out.indices;

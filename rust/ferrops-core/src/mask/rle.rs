@@ -260,32 +260,73 @@ pub fn box_iou_one(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
     i / u
 }
 
+/// What the IoU of a mask needs, computed once per mask: its box (the gate), its
+/// area, and its 1-runs as `[start, end)` pixel intervals in increasing order.
+struct Prepared {
+    bbox: [f64; 4],
+    area: u64,
+    ones: Vec<(u32, u32)>,
+}
+
+impl Prepared {
+    fn new(rle: &Rle) -> Prepared {
+        let mut ones = Vec::with_capacity(rle.counts.len() / 2);
+        let mut start = 0u32;
+        for (j, &count) in rle.counts.iter().enumerate() {
+            if j % 2 == 1 && count > 0 {
+                ones.push((start, start + count));
+            }
+            start += count;
+        }
+        Prepared { bbox: to_bbox(rle), area: u64::from(area(rle)), ones }
+    }
+}
+
+/// Pixels set in both masks, counted over the 1-runs that lie in pixels
+/// `[from, to)` (the columns where both boxes lie, outside which one mask is 0).
+fn intersection(a: &[(u32, u32)], b: &[(u32, u32)], from: u32, to: u32) -> u64 {
+    let (mut i, mut j) = (a.partition_point(|r| r.1 <= from), b.partition_point(|r| r.1 <= from));
+    let mut total = 0u64;
+    while i < a.len() && j < b.len() {
+        let (ra, rb) = (a[i], b[j]);
+        if ra.0 >= to || rb.0 >= to {
+            break;
+        }
+        let (lo, hi) = (ra.0.max(rb.0), ra.1.min(rb.1));
+        if lo < hi {
+            total += u64::from(hi - lo);
+        }
+        if ra.1 <= rb.1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    total
+}
+
 /// The mask IoU of one pair, pycocotools' `rleIou`: 0 when the boxes do not
 /// overlap or the masks do not intersect, -1 when the sizes differ, and for a
-/// crowd ground truth the intersection over the detection's area.
-fn rle_iou_one(d: &Rle, g: &Rle, d_box: &[f64; 4], g_box: &[f64; 4], crowd: bool) -> f64 {
-    let gate = box_iou_one(d_box, g_box, crowd);
+/// crowd ground truth the intersection over the detection's area. The union is
+/// `|d| + |g| - |d & g|`, the same integer pycocotools counts run by run.
+fn rle_iou_one(d: &Rle, g: &Rle, pd: &Prepared, pg: &Prepared, crowd: bool) -> f64 {
+    let gate = box_iou_one(&pd.bbox, &pg.bbox, crowd);
     if !(gate > 0.0) {
         return gate;
     }
     if (d.h, d.w) != (g.h, g.w) {
         return -1.0;
     }
-    let (mut inter, mut union) = (0u64, 0u64);
-    walk_pair(&d.counts, &g.counts, |a, b, l| {
-        if a || b {
-            union += l;
-        }
-        if a && b {
-            inter += l;
-        }
-    });
+    // Both boxes' columns: the pixels before and after them are 0 in one mask.
+    let h = f64::from(d.h);
+    let first_column = pd.bbox[0].max(pg.bbox[0]);
+    let end_column = (pd.bbox[0] + pd.bbox[2]).min(pg.bbox[0] + pg.bbox[2]);
+    let (from, to) = ((first_column * h) as u32, (end_column * h).min(d.pixels() as f64) as u32);
+    let inter = intersection(&pd.ones, &pg.ones, from, to);
     if inter == 0 {
         return 0.0;
     }
-    if crowd {
-        union = u64::from(area(d));
-    }
+    let union = if crowd { pd.area } else { pd.area + pg.area - inter };
     inter as f64 / union as f64
 }
 
@@ -305,8 +346,8 @@ fn check_crowd(function: &'static str, n: usize, iscrowd: &[bool]) -> Result<()>
 /// `[m, n]` (row-major) mask IoU of `m` detections against `n` ground truths.
 pub fn iou(dt: &[Rle], gt: &[Rle], iscrowd: &[bool]) -> Result<Vec<f64>> {
     check_crowd("iou", gt.len(), iscrowd)?;
-    let d_boxes: Vec<[f64; 4]> = dt.par_iter().map(to_bbox).collect();
-    let g_boxes: Vec<[f64; 4]> = gt.par_iter().map(to_bbox).collect();
+    let d_prepared: Vec<Prepared> = dt.par_iter().map(Prepared::new).collect();
+    let g_prepared: Vec<Prepared> = gt.par_iter().map(Prepared::new).collect();
     let n = gt.len();
     buffer::try_filled("iou", "the IoU matrix", &[dt.len(), n], |out| {
         if n == 0 {
@@ -314,7 +355,7 @@ pub fn iou(dt: &[Rle], gt: &[Rle], iscrowd: &[bool]) -> Result<Vec<f64>> {
         }
         out.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
             for (j, slot) in row.iter_mut().enumerate() {
-                slot.write(rle_iou_one(&dt[i], &gt[j], &d_boxes[i], &g_boxes[j], iscrowd[j]));
+                slot.write(rle_iou_one(&dt[i], &gt[j], &d_prepared[i], &g_prepared[j], iscrowd[j]));
             }
         });
     })

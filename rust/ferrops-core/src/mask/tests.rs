@@ -203,7 +203,7 @@ fn merge_and_iou_agree_with_dense_masks_for_any_thread_count() {
 #[test]
 fn rasteriser_matches_the_dense_walk() {
     let mut rng = Lcg::new(4);
-    for case in 0..3000 {
+    for case in 0..20000 {
         let (h, w) = (1 + (rng.next_u64() % 40) as u32, 1 + (rng.next_u64() % 40) as u32);
         let k = 3 + (rng.next_u64() % 8) as usize;
         // Mostly inside the image, some far outside, some on exact pixel centres.
