@@ -214,25 +214,10 @@ def frPyObjects(pyobj: Any, h: int, w: int) -> Any:  # noqa: N802
 
 
 def _polygons(polygons: Sequence[Any], h: int, w: int) -> list[Any]:
-    parts = []
-    for i, polygon in enumerate(polygons):
-        try:
-            xy = np.asarray(polygon, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise type_error(
-                "frPyObjects", f"pyobj[{i}]", "a polygon [x0, y0, x1, y1, ...]", describe(polygon)
-            ) from exc
-        if len(xy) < 6 or len(xy) % 2:
-            raise value_error(
-                "frPyObjects",
-                f"pyobj[{i}]",
-                "a polygon of at least 3 points (an even count >= 6)",
-                f"{len(xy)} coordinates",
-            )
-        parts.append(xy)
-    offsets = np.zeros(len(parts) + 1, dtype=np.uint64)
-    np.cumsum([len(p) for p in parts], out=offsets[1:])
-    return _core.mask_from_polygons(np.concatenate(parts), offsets, h, w)
+    # 1-D float64 arrays pass as they are; lists are read in Rust (no array each).
+    as_lists = [p if isinstance(p, (list, np.ndarray)) else list(p) for p in polygons]
+    parts = [np.ascontiguousarray(p, dtype=np.float64).reshape(-1) if isinstance(p, np.ndarray) else p for p in as_lists]
+    return _core.mask_from_polygons(parts, h, w)
 
 
 def mask_iou(masks_a: Any, masks_b: Any) -> Any:

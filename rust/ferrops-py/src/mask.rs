@@ -8,6 +8,7 @@ use ferrops_core::mask::rle::{self, RunRule};
 use ferrops_core::mask::{compress_all, parse_all, polygon, RleInput};
 use ferrops_core::FerropsError;
 use numpy::PyReadonlyArray1;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::IntoPyObjectExt;
@@ -67,8 +68,8 @@ fn to_dicts<'py>(py: Python<'py>, rles: &[(u32, u32, Vec<u8>)]) -> BindingResult
     let list = PyList::empty(py);
     for (h, w, counts) in rles {
         let dict = PyDict::new(py);
-        dict.set_item("size", PyList::new(py, [*h, *w])?)?;
-        dict.set_item("counts", PyBytes::new(py, counts))?;
+        dict.set_item(intern!(py, "size"), PyList::new(py, [*h, *w])?)?;
+        dict.set_item(intern!(py, "counts"), PyBytes::new(py, counts))?;
         list.append(dict)?;
     }
     Ok(list)
@@ -190,18 +191,34 @@ fn mask_dense_iou<'py>(
     Ok(owned2(py, out, m, n).into_py_any(py)?)
 }
 
-/// Polygon `i` is `coords[offsets[i]..offsets[i + 1]]`.
+/// Rasterises a list of polygons (each a sequence of at least 6 numbers, even
+/// in count), read here straight from the Python objects.
 #[pyfunction]
 fn mask_from_polygons<'py>(
     py: Python<'py>,
-    coords: PyReadonlyArray1<'py, f64>,
-    offsets: PyReadonlyArray1<'py, u64>,
+    polygons: &Bound<'py, PyList>,
     h: u64,
     w: u64,
 ) -> BindingResult<Bound<'py, PyList>> {
-    let coords = slice1("frPyObjects", "pyobj", &coords)?;
-    let offsets: Vec<usize> = slice1("frPyObjects", "pyobj", &offsets)?.iter().map(|&o| o as usize).collect();
-    let out = run_kernel(py, || Ok(compress_all(polygon::from_polygons("frPyObjects", "pyobj", coords, &offsets, h, w)?)))?;
+    const F: &str = "frPyObjects";
+    let mut coords: Vec<f64> = Vec::new();
+    let mut offsets = vec![0usize];
+    for (i, polygon) in polygons.iter().enumerate() {
+        let xy: Vec<f64> = match polygon.extract::<PyReadonlyArray1<'py, f64>>() {
+            Ok(array) => slice1(F, "pyobj", &array)?.to_vec(),
+            Err(_) => polygon.extract().map_err(|_| {
+                FerropsError::type_(F, format!("pyobj[{i}]"), "a polygon [x0, y0, x1, y1, ...] of numbers", type_name(&polygon))
+            })?,
+        };
+        if xy.len() < 6 || xy.len() % 2 == 1 {
+            let got = format!("{} coordinates", xy.len());
+            let expected = "a polygon of at least 3 points (an even count >= 6)";
+            return Err(FerropsError::value(F, format!("pyobj[{i}]"), expected, got).into());
+        }
+        coords.extend_from_slice(&xy);
+        offsets.push(coords.len());
+    }
+    let out = run_kernel(py, || Ok(compress_all(polygon::from_polygons(F, "pyobj", &coords, &offsets, h, w)?)))?;
     to_dicts(py, &out)
 }
 

@@ -28,36 +28,37 @@ fn c_int(x: f64) -> i64 {
     if x.is_nan() || x >= 2147483648.0 || x <= -2147483649.0 {
         i64::from(i32::MIN)
     } else {
-        x.trunc() as i64
+        // `as` truncates toward zero (and compiles to one instruction, where
+        // `f64::trunc` is a libm call on baseline x86-64).
+        x as i64
     }
 }
 
 /// Where the boundary points go: column-major indices `x * h + y`.
 struct Boundary {
-    h: f64,
-    w: f64,
-    h_int: u64,
-    indices: Vec<u64>,
+    h: i64,
+    w: i64,
+    indices: Vec<u32>,
 }
 
 impl Boundary {
     /// One step of the walk, from `(u0, v0)` to `(u1, v1)` (scaled coordinates).
+    /// pycocotools computes `xd = (x + 0.5) / 5 - 0.5` and keeps the step when
+    /// `xd` is a whole number, then `ceil(clamp((min(v) + 0.5) / 5 - 0.5, 0, h))`.
+    /// Both are `(x - 2) / 5` in exact arithmetic, and the float results are
+    /// exact where that is whole and at least 0.2 away from a whole number
+    /// otherwise, so the integer forms below give the same answers.
     fn step(&mut self, u0: i64, v0: i64, u1: i64, v1: i64) {
         if u0 == u1 {
             return;
         }
-        let xd = if u1 < u0 { u1 } else { u1 - 1 } as f64;
-        let xd = (xd + 0.5) / SCALE - 0.5;
-        if xd.floor() != xd || xd < 0.0 || xd > self.w - 1.0 {
+        let x = if u1 < u0 { u1 } else { u1 - 1 } - 2;
+        if x.rem_euclid(5) != 0 || x < 0 || x / 5 > self.w - 1 {
             return;
         }
-        let mut yd = (v1.min(v0) as f64 + 0.5) / SCALE - 0.5;
-        if yd < 0.0 {
-            yd = 0.0;
-        } else if yd > self.h {
-            yd = self.h;
-        }
-        self.indices.push(xd as u64 * self.h_int + yd.ceil() as u64);
+        let y = ceil_div5(v1.min(v0) - 2).clamp(0, self.h);
+        // At most (w - 1) * h + h = h * w, which fits 32 bits (checked_size).
+        self.indices.push(((x / 5) * self.h + y) as u32);
     }
 }
 
@@ -108,6 +109,26 @@ impl Edge {
         lo
     }
 
+    /// [`Edge::first`] for the threshold of column `n` on a steep edge, started
+    /// from the real-valued crossing of `x = 5 n + 2.5` and corrected by a few
+    /// exact steps; a bisection when the guess is far off.
+    fn first_near(&self, lo: i64, n: i64, pred: impl Fn(i64) -> bool) -> i64 {
+        let t = (5.0 * n as f64 + 2.5 - self.xs as f64) / self.slope;
+        let d = if self.flip { self.len as f64 - t } else { t };
+        // Any nearby integer will do: the loop below corrects it exactly.
+        let mut guess = (d as i64).clamp(lo, self.len + 1);
+        for _ in 0..4 {
+            if guess > lo && pred(self.point(guess - 1).0) {
+                guess -= 1;
+            } else if guess <= self.len && !pred(self.point(guess).0) {
+                guess += 1;
+            } else {
+                return guess;
+            }
+        }
+        self.first(lo, pred)
+    }
+
     /// Feeds every step `(d - 1, d)` of the edge that cuts a column `n` in
     /// `0..columns`. Such a step has its smaller end's x (less one when x grows)
     /// at `5 n + 2`: going right it is the first step reaching `u >= 5 n + 3`,
@@ -135,18 +156,15 @@ impl Edge {
             out.step(a.0, a.1, b.0, b.1);
         };
         let mut from = 1;
-        let column_order: Box<dyn Iterator<Item = i64>> = if increasing {
-            Box::new(first_column..=last_column)
-        } else {
-            Box::new((first_column..=last_column).rev())
-        };
-        for n in column_order {
+        // Columns in the order the edge meets them.
+        for k in 0..=last_column - first_column {
+            let n = if increasing { first_column + k } else { last_column - k };
             let d = match (self.steep, increasing) {
                 // u moves by one every step: u(d) = u_start +- d.
                 (false, true) => 5 * n + 3 - u_start,
                 (false, false) => u_start - (5 * n + 2),
-                (true, true) => self.first(from, |u| u >= 5 * n + 3),
-                (true, false) => self.first(from, |u| u <= 5 * n + 2),
+                (true, true) => self.first_near(from, n, |u| u >= 5 * n + 3),
+                (true, false) => self.first_near(from, n, |u| u <= 5 * n + 2),
             };
             if (1..=self.len).contains(&d) {
                 emit(d);
@@ -185,7 +203,7 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
     let k = xy.len() / 2;
     let scaled = |c: f64| c_int(SCALE * c + 0.5);
     let vertex = |j: usize| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]));
-    let mut out = Boundary { h: f64::from(h), w: f64::from(w), h_int: u64::from(h), indices: Vec::new() };
+    let mut out = Boundary { h: i64::from(h), w: i64::from(w), indices: Vec::new() };
     let columns = i64::from(w);
     let mut last_point: Option<(i64, i64)> = None;
     for j in 0..k {
@@ -199,7 +217,7 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
         last_point = Some(edge.point(edge.len));
     }
     let mut cuts = out.indices;
-    cuts.push(u64::from(h) * u64::from(w));
+    cuts.push(h * w);
     cuts.sort_unstable();
     // Run lengths between the sorted cuts; a zero-length run means a boundary met
     // twice, so the run after it joins the one before (pycocotools' rule, which
@@ -208,7 +226,7 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
     let lengths: Vec<u32> = cuts
         .iter()
         .map(|&c| {
-            let length = (c - previous) as u32;
+            let length = c - previous;
             previous = c;
             length
         })
