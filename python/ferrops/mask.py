@@ -216,7 +216,9 @@ def frPyObjects(pyobj: Any, h: int, w: int) -> Any:  # noqa: N802
 def _polygons(polygons: Sequence[Any], h: int, w: int) -> list[Any]:
     # 1-D float64 arrays pass as they are; lists are read in Rust (no array each).
     as_lists = [p if isinstance(p, (list, np.ndarray)) else list(p) for p in polygons]
-    parts = [np.ascontiguousarray(p, dtype=np.float64).reshape(-1) if isinstance(p, np.ndarray) else p for p in as_lists]
+    parts = [
+        np.ascontiguousarray(p, dtype=np.float64).reshape(-1) if isinstance(p, np.ndarray) else p for p in as_lists
+    ]
     return _core.mask_from_polygons(parts, h, w)
 
 

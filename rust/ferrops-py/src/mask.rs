@@ -24,9 +24,8 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// `[h, w]`: two non-negative integers.
 fn read_size(function: &'static str, argument: &str, obj: &Bound<'_, PyAny>) -> BindingResult<(u64, u64)> {
     let expected = "'size' of two non-negative integers [h, w]";
-    let size: Vec<i64> = obj
-        .extract()
-        .map_err(|_| FerropsError::type_(function, argument.to_string(), expected, type_name(obj)))?;
+    let size: Vec<i64> =
+        obj.extract().map_err(|_| FerropsError::type_(function, argument.to_string(), expected, type_name(obj)))?;
     match size[..] {
         [h, w] if h >= 0 && w >= 0 => Ok((h as u64, w as u64)),
         _ => Err(FerropsError::value(function, argument.to_string(), expected, format!("{size:?}")).into()),
@@ -35,9 +34,13 @@ fn read_size(function: &'static str, argument: &str, obj: &Bound<'_, PyAny>) -> 
 
 fn read_rle(function: &'static str, argument: &str, obj: &Bound<'_, PyAny>) -> BindingResult<RleInput> {
     let expected = "an RLE dict {'size': [h, w], 'counts': bytes | str | list of ints}";
-    let dict = obj.cast::<PyDict>().map_err(|_| FerropsError::type_(function, argument.to_string(), expected, type_name(obj)))?;
+    let dict = obj
+        .cast::<PyDict>()
+        .map_err(|_| FerropsError::type_(function, argument.to_string(), expected, type_name(obj)))?;
     let (Some(size), Some(counts)) = (dict.get_item("size")?, dict.get_item("counts")?) else {
-        return Err(FerropsError::value(function, argument.to_string(), expected, "a dict without 'size' or 'counts'").into());
+        return Err(
+            FerropsError::value(function, argument.to_string(), expected, "a dict without 'size' or 'counts'").into()
+        );
     };
     let (h, w) = read_size(function, &format!("{argument}['size']"), &size)?;
     if let Ok(bytes) = counts.cast::<PyBytes>() {
@@ -48,13 +51,17 @@ fn read_rle(function: &'static str, argument: &str, obj: &Bound<'_, PyAny>) -> B
     }
     let counts_argument = format!("{argument}['counts']");
     let values: Vec<i64> = counts.extract().map_err(|_| {
-        FerropsError::type_(function, counts_argument.clone(), "bytes, str or a list of run lengths", type_name(&counts))
+        FerropsError::type_(
+            function,
+            counts_argument.clone(),
+            "bytes, str or a list of run lengths",
+            type_name(&counts),
+        )
     })?;
-    let counts = values
-        .iter()
-        .map(|&c| u32::try_from(c))
-        .collect::<Result<Vec<u32>, _>>()
-        .map_err(|_| FerropsError::value(function, counts_argument, "run lengths in [0, 2**32)", "a value outside"))?;
+    let counts =
+        values.iter().map(|&c| u32::try_from(c)).collect::<Result<Vec<u32>, _>>().map_err(|_| {
+            FerropsError::value(function, counts_argument, "run lengths in [0, 2**32)", "a value outside")
+        })?;
     Ok(RleInput::Uncompressed { h, w, counts })
 }
 
@@ -120,7 +127,9 @@ fn mask_area<'py>(py: Python<'py>, rles: &Bound<'py, PyList>) -> BindingResult<P
 #[pyfunction]
 fn mask_to_bbox<'py>(py: Python<'py>, rles: &Bound<'py, PyList>) -> BindingResult<Py<PyAny>> {
     let raw = read_rles("toBbox", "rleObjs", rles)?;
-    let out = run_kernel(py, || Ok(parse_all("toBbox", "rleObjs", raw)?.iter().flat_map(rle::to_bbox).collect::<Vec<f64>>()))?;
+    let out = run_kernel(py, || {
+        Ok(parse_all("toBbox", "rleObjs", raw)?.iter().flat_map(rle::to_bbox).collect::<Vec<f64>>())
+    })?;
     let n = out.len() / 4;
     Ok(owned2(py, out, n, 4).into_py_any(py)?)
 }
@@ -207,7 +216,12 @@ fn mask_from_polygons<'py>(
         let xy: Vec<f64> = match polygon.extract::<PyReadonlyArray1<'py, f64>>() {
             Ok(array) => slice1(F, "pyobj", &array)?.to_vec(),
             Err(_) => polygon.extract().map_err(|_| {
-                FerropsError::type_(F, format!("pyobj[{i}]"), "a polygon [x0, y0, x1, y1, ...] of numbers", type_name(&polygon))
+                FerropsError::type_(
+                    F,
+                    format!("pyobj[{i}]"),
+                    "a polygon [x0, y0, x1, y1, ...] of numbers",
+                    type_name(&polygon),
+                )
             })?,
         };
         if xy.len() < 6 || xy.len() % 2 == 1 {
@@ -223,7 +237,12 @@ fn mask_from_polygons<'py>(
 }
 
 #[pyfunction]
-fn mask_from_boxes<'py>(py: Python<'py>, boxes: PyReadonlyArray1<'py, f64>, h: u64, w: u64) -> BindingResult<Bound<'py, PyList>> {
+fn mask_from_boxes<'py>(
+    py: Python<'py>,
+    boxes: PyReadonlyArray1<'py, f64>,
+    h: u64,
+    w: u64,
+) -> BindingResult<Bound<'py, PyList>> {
     let boxes = slice1("frPyObjects", "pyobj", &boxes)?;
     let out = run_kernel(py, || Ok(compress_all(polygon::from_boxes("frPyObjects", "pyobj", boxes, h, w)?)))?;
     to_dicts(py, &out)

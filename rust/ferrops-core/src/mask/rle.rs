@@ -311,7 +311,7 @@ fn intersection(a: &[(u32, u32)], b: &[(u32, u32)], from: u32, to: u32) -> u64 {
 /// `|d| + |g| - |d & g|`, the same integer pycocotools counts run by run.
 fn rle_iou_one(d: &Rle, g: &Rle, pd: &Prepared, pg: &Prepared, crowd: bool) -> f64 {
     let gate = box_iou_one(&pd.bbox, &pg.bbox, crowd);
-    if !(gate > 0.0) {
+    if gate <= 0.0 {
         return gate;
     }
     if (d.h, d.w) != (g.h, g.w) {

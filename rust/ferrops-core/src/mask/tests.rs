@@ -240,7 +240,7 @@ fn fuzz_never_panics() {
             assert_eq!(decode(std::slice::from_ref(&rle)).unwrap().len() as u64, h * w);
             let _ = (area(&rle), to_bbox(&rle), rle.to_compressed());
             let other = Rle { h: rle.h, w: rle.w, counts: vec![rle.h * rle.w] };
-            let _ = iou(&[rle.clone()], &[other.clone()], &[true]).unwrap();
+            let _ = iou(std::slice::from_ref(&rle), std::slice::from_ref(&other), &[true]).unwrap();
             let merged = merge(&[rle, other], false).unwrap();
             assert_eq!(merged.counts.iter().map(|&c| u64::from(c)).sum::<u64>(), h * w);
         }
@@ -261,30 +261,4 @@ fn fuzz_never_panics() {
         }
         let _ = from_boxes("t", "b", &xy[..xy.len() / 4 * 4], h, w);
     }
-}
-
-#[test]
-#[ignore]
-fn timing_probe() {
-    let mut rng = Lcg::new(9);
-    let mut coords = Vec::new();
-    let mut offsets = vec![0];
-    for _ in 0..10000 {
-        let k = 6 + (rng.next_u64() % 25) as usize;
-        let (cx, cy) = (rng.unit_f64() * 640.0, rng.unit_f64() * 480.0);
-        let r = (0.05 + 0.2 * rng.unit_f64()) * 480.0;
-        for j in 0..k {
-            let a = j as f64 / k as f64 * std::f64::consts::TAU;
-            let rr = r * (0.6 + 0.4 * rng.unit_f64());
-            coords.push(cx + rr * a.cos());
-            coords.push(cy + rr * a.sin());
-        }
-        offsets.push(coords.len());
-    }
-    let t = std::time::Instant::now();
-    let r = from_polygons("t", "p", &coords, &offsets, 480, 640).unwrap();
-    eprintln!("from_polygons {:?} {}", t.elapsed(), r.len());
-    let t = std::time::Instant::now();
-    let c = super::compress_all(r);
-    eprintln!("compress {:?} {}", t.elapsed(), c.len());
 }
