@@ -6,10 +6,10 @@
 //! the steps where the scaled x crosses a pixel column's centre line: each gives
 //! the first row of a run boundary in that column. The boundaries, sorted as
 //! column-major pixel indices, are the runs. Here the same points come out of the
-//! same arithmetic, but an edge's steps are visited only where they can cross a
-//! column inside the image, and along a steep edge only where x changes (found by
-//! searching the monotone step sequence), so a huge coordinate costs no time or
-//! memory while the result stays the same.
+//! same arithmetic, but each edge is visited only at the steps that cross a column
+//! inside the image (one per column, found by a formula or a short search of the
+//! monotone step sequence), so a huge coordinate costs no time or memory while the
+//! result stays the same.
 
 use super::Rle;
 use crate::ensure;
