@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from . import _core, _dispatch, attention, boxes, coco, detection, layers, mdp, nn, pooling, segmentation
+from . import _core, _dispatch, attention, boxes, coco, detection, layers, mask, mdp, nn, pooling, segmentation
 from ._info import info
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
@@ -82,6 +82,7 @@ __all__ = [
     "info",
     *attention.__all__,
     *boxes.__all__,
+    "mask",
     "mdp",
     *segmentation.__all__,
     *layers.__all__,

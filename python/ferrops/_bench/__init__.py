@@ -29,6 +29,7 @@ FAMILIES: dict[str, str] = {
     "pooling": "ferrops._bench.pooling",
     "attention": "ferrops._bench.attention",
     "detection": "ferrops._bench.detection",
+    "mask": "ferrops._bench.mask",
 }
 
 

@@ -11,6 +11,7 @@ pub mod detection;
 pub mod error;
 pub mod finite;
 pub mod interrupt;
+pub mod mask;
 pub mod mdp;
 pub mod parallel;
 pub mod pooling;

@@ -7,6 +7,7 @@ mod boxes;
 mod convert;
 mod detection;
 mod error;
+mod mask;
 mod mdp;
 mod pooling;
 mod run;
@@ -68,6 +69,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     attention::register(m)?;
     boxes::register(m)?;
+    mask::register(m)?;
     mdp::register(m)?;
     segmentation::register(m)?;
     pooling::register(m)?;

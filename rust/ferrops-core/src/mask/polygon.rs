@@ -1,0 +1,298 @@
+//! Polygon and box rasterisation, pixel for pixel what pycocotools' `rleFrPoly`
+//! gives (MASK-POLY).
+//!
+//! pycocotools scales the vertices by 5 and rounds them, walks every edge one
+//! step per unit of its longer axis (the shorter coordinate rounded), and keeps
+//! the steps where the scaled x crosses a pixel column's centre line: each gives
+//! the first row of a run boundary in that column. The boundaries, sorted as
+//! column-major pixel indices, are the runs. Here the same points come out of the
+//! same arithmetic, but each edge is visited only at the steps that cross a column
+//! inside the image (one per column, found by a formula or a short search of the
+//! monotone step sequence), so a huge coordinate costs no time or memory while the
+//! result stays the same.
+
+use super::Rle;
+use crate::ensure;
+use crate::error::{FerropsError, Name, Result};
+
+const SCALE: f64 = 5.0;
+
+/// Coordinates whose scaled value fits a C `int` (pycocotools' type): beyond
+/// this its arithmetic is undefined.
+pub const MAX_ABS_COORDINATE: f64 = (i32::MAX as f64 - 1.0) / SCALE;
+
+/// C's `(int)x` as x86 computes it: truncation toward zero, and the "integer
+/// indefinite" value `INT_MIN` for NaN and out-of-range values (a degenerate edge
+/// of one point has slope 0/0 in pycocotools, and its y comes out as `INT_MIN`).
+fn c_int(x: f64) -> i64 {
+    if x.is_nan() || x >= 2147483648.0 || x <= -2147483649.0 {
+        i64::from(i32::MIN)
+    } else {
+        // `as` truncates toward zero (and compiles to one instruction, where
+        // `f64::trunc` is a libm call on baseline x86-64).
+        x as i64
+    }
+}
+
+/// Where the boundary points go: column-major indices `x * h + y`.
+struct Boundary {
+    h: i64,
+    w: i64,
+    indices: Vec<u32>,
+}
+
+impl Boundary {
+    /// One step of the walk, from `(u0, v0)` to `(u1, v1)` (scaled coordinates).
+    /// pycocotools computes `xd = (x + 0.5) / 5 - 0.5` and keeps the step when
+    /// `xd` is a whole number, then `ceil(clamp((min(v) + 0.5) / 5 - 0.5, 0, h))`.
+    /// Both are `(x - 2) / 5` in exact arithmetic, and the float results are
+    /// exact where that is whole and at least 0.2 away from a whole number
+    /// otherwise, so the integer forms below give the same answers.
+    fn step(&mut self, u0: i64, v0: i64, u1: i64, v1: i64) {
+        if u0 == u1 {
+            return;
+        }
+        let x = if u1 < u0 { u1 } else { u1 - 1 } - 2;
+        if x.rem_euclid(5) != 0 || x < 0 || x / 5 > self.w - 1 {
+            return;
+        }
+        let y = ceil_div5(v1.min(v0) - 2).clamp(0, self.h);
+        // At most (w - 1) * h + h = h * w, which fits 32 bits (checked_size).
+        self.indices.push(((x / 5) * self.h + y) as u32);
+    }
+}
+
+/// One edge's walk: `point(d)` for `d` in `0..=len`, its stepping coordinate
+/// moving by one per step and the other rounded.
+struct Edge {
+    steep: bool,
+    flip: bool,
+    len: i64,
+    xs: i64,
+    ys: i64,
+    slope: f64,
+}
+
+impl Edge {
+    fn new(x0: i64, y0: i64, x1: i64, y1: i64) -> Edge {
+        let (dx, dy) = ((x1 - x0).abs(), (y1 - y0).abs());
+        let steep = dx < dy;
+        let flip = (!steep && x0 > x1) || (steep && y0 > y1);
+        let (xs, ys, xe, ye) = if flip { (x1, y1, x0, y0) } else { (x0, y0, x1, y1) };
+        let (len, slope) = if steep { (dy, (xe - xs) as f64 / dy as f64) } else { (dx, (ye - ys) as f64 / dx as f64) };
+        Edge { steep, flip, len, xs, ys, slope }
+    }
+
+    /// `(u, v)` of step `d` (scaled x, scaled y).
+    fn point(&self, d: i64) -> (i64, i64) {
+        let t = if self.flip { self.len - d } else { d };
+        let rounded = |start: i64| c_int(start as f64 + self.slope * t as f64 + 0.5);
+        if self.steep {
+            (rounded(self.xs), t + self.ys)
+        } else {
+            (t + self.xs, rounded(self.ys))
+        }
+    }
+
+    /// The first `d` in `lo..=self.len` where `pred(u(d))` holds, `u` being
+    /// monotone in `d` and `pred` switching from false to true at most once.
+    fn first(&self, lo: i64, pred: impl Fn(i64) -> bool) -> i64 {
+        let (mut lo, mut hi) = (lo, self.len + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.point(mid).0) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    }
+
+    /// [`Edge::first`] for the threshold of column `n` on a steep edge, started
+    /// from the real-valued crossing of `x = 5 n + 2.5` and corrected by a few
+    /// exact steps; a bisection when the guess is far off.
+    fn first_near(&self, lo: i64, n: i64, pred: impl Fn(i64) -> bool) -> i64 {
+        let t = (5.0 * n as f64 + 2.5 - self.xs as f64) / self.slope;
+        let d = if self.flip { self.len as f64 - t } else { t };
+        // Any nearby integer will do: the loop below corrects it exactly.
+        let mut guess = (d as i64).clamp(lo, self.len + 1);
+        for _ in 0..4 {
+            if guess > lo && pred(self.point(guess - 1).0) {
+                guess -= 1;
+            } else if guess <= self.len && !pred(self.point(guess).0) {
+                guess += 1;
+            } else {
+                return guess;
+            }
+        }
+        self.first(lo, pred)
+    }
+
+    /// Feeds every step `(d - 1, d)` of the edge that cuts a column `n` in
+    /// `0..columns`. Such a step has its smaller end's x (less one when x grows)
+    /// at `5 n + 2`: going right it is the first step reaching `u >= 5 n + 3`,
+    /// going left the first reaching `u <= 5 n + 2`, and u is monotone along the
+    /// edge. So each column is one search (a formula when u moves every step),
+    /// and the steps in between, which cut nothing, are never visited.
+    fn walk(&self, columns: i64, out: &mut Boundary) {
+        if self.len == 0 {
+            return;
+        }
+        let (u_start, u_end) = (self.point(0).0, self.point(self.len).0);
+        let increasing = u_start <= u_end;
+        // Columns whose threshold the edge passes strictly after its first point.
+        let (first_column, last_column) = if increasing {
+            (ceil_div5(u_start + 1 - 3), (u_end - 3).div_euclid(5))
+        } else {
+            (ceil_div5(u_end - 2), (u_start - 1 - 2).div_euclid(5))
+        };
+        let (first_column, last_column) = (first_column.max(0), last_column.min(columns - 1));
+        if first_column > last_column {
+            return;
+        }
+        let mut emit = |d: i64| {
+            let (a, b) = (self.point(d - 1), self.point(d));
+            out.step(a.0, a.1, b.0, b.1);
+        };
+        let mut from = 1;
+        // Columns in the order the edge meets them.
+        for k in 0..=last_column - first_column {
+            let n = if increasing { first_column + k } else { last_column - k };
+            let d = match (self.steep, increasing) {
+                // u moves by one every step: u(d) = u_start +- d.
+                (false, true) => 5 * n + 3 - u_start,
+                (false, false) => u_start - (5 * n + 2),
+                (true, true) => self.first_near(from, n, |u| u >= 5 * n + 3),
+                (true, false) => self.first_near(from, n, |u| u <= 5 * n + 2),
+            };
+            if (1..=self.len).contains(&d) {
+                emit(d);
+                from = d;
+            }
+        }
+    }
+}
+
+/// `ceil(a / 5)` for any sign of `a`.
+fn ceil_div5(a: i64) -> i64 {
+    -(-a).div_euclid(5)
+}
+
+/// Checks the coordinates of one polygon: finite and within
+/// [`MAX_ABS_COORDINATE`].
+fn check_coordinates(function: &Name, argument: &Name, index: usize, xy: &[f64]) -> Result<()> {
+    for (i, &c) in xy.iter().enumerate() {
+        ensure!(
+            c.is_finite() && c.abs() <= MAX_ABS_COORDINATE,
+            FerropsError::value(
+                function.clone(),
+                argument.clone(),
+                format!("finite coordinates within +-{MAX_ABS_COORDINATE:.0}"),
+                format!("{c} at coordinate {i} of polygon {index}"),
+            )
+        );
+    }
+    Ok(())
+}
+
+/// Rasterises one polygon `[x0, y0, x1, y1, ...]` (an odd last value is ignored,
+/// as pycocotools does) into a mask of `[h, w]`. The coordinates must have been
+/// checked ([`check_coordinates`]).
+fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
+    let k = xy.len() / 2;
+    let scaled = |c: f64| c_int(SCALE * c + 0.5);
+    let vertex = |j: usize| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]));
+    let mut out = Boundary { h: i64::from(h), w: i64::from(w), indices: Vec::new() };
+    let columns = i64::from(w);
+    let mut last_point: Option<(i64, i64)> = None;
+    for j in 0..k {
+        let ((x0, y0), (x1, y1)) = (vertex(j), vertex(j + 1));
+        let edge = Edge::new(x0, y0, x1, y1);
+        let first = edge.point(0);
+        if let Some(p) = last_point {
+            out.step(p.0, p.1, first.0, first.1);
+        }
+        edge.walk(columns, &mut out);
+        last_point = Some(edge.point(edge.len));
+    }
+    let mut cuts = out.indices;
+    cuts.push(h * w);
+    cuts.sort_unstable();
+    // Run lengths between the sorted cuts; a zero-length run means a boundary met
+    // twice, so the run after it joins the one before (pycocotools' rule, which
+    // drops a zero-length last run).
+    let mut previous = 0;
+    let lengths: Vec<u32> = cuts
+        .iter()
+        .map(|&c| {
+            let length = c - previous;
+            previous = c;
+            length
+        })
+        .collect();
+    let mut counts = vec![lengths[0]];
+    let mut j = 1;
+    while j < lengths.len() {
+        if lengths[j] > 0 {
+            counts.push(lengths[j]);
+            j += 1;
+        } else {
+            j += 1;
+            if j < lengths.len() {
+                *counts.last_mut().expect("counts start with one run") += lengths[j];
+                j += 1;
+            }
+        }
+    }
+    Rle { h, w, counts }
+}
+
+/// Rasterises polygons into masks of `[h, w]`, one task per polygon. Polygon `i`
+/// holds the coordinates `coords[offsets[i]..offsets[i + 1]]`.
+pub fn from_polygons(
+    function: impl Into<Name>,
+    argument: impl Into<Name>,
+    coords: &[f64],
+    offsets: &[usize],
+    h: u64,
+    w: u64,
+) -> Result<Vec<Rle>> {
+    use rayon::prelude::*;
+    let (function, argument) = (function.into(), argument.into());
+    let (h, w) = super::checked_size(function.clone(), "h, w", h, w)?;
+    ensure!(
+        !offsets.is_empty() && offsets.windows(2).all(|p| p[0] <= p[1]) && offsets[offsets.len() - 1] <= coords.len(),
+        FerropsError::value(function, argument, "increasing polygon offsets within the coordinates", "others")
+    );
+    let polygons: Vec<&[f64]> = offsets.windows(2).map(|p| &coords[p[0]..p[1]]).collect();
+    for (i, xy) in polygons.iter().enumerate() {
+        check_coordinates(&function, &argument, i, xy)?;
+    }
+    Ok(polygons.par_iter().map(|xy| if xy.len() < 2 { empty(h, w) } else { rasterise(xy, h, w) }).collect())
+}
+
+fn empty(h: u32, w: u32) -> Rle {
+    Rle { h, w, counts: vec![h * w] }
+}
+
+/// Rasterises `[x, y, width, height]` boxes (`boxes` holds 4 values per box) as
+/// the polygons of their corners, as pycocotools' `rleFrBbox`.
+pub fn from_boxes(
+    function: impl Into<Name>,
+    argument: impl Into<Name>,
+    boxes: &[f64],
+    h: u64,
+    w: u64,
+) -> Result<Vec<Rle>> {
+    let corners: Vec<f64> = boxes
+        .chunks_exact(4)
+        .flat_map(|b| {
+            let (xs, ys) = (b[0], b[1]);
+            let (xe, ye) = (xs + b[2], ys + b[3]);
+            [xs, ys, xs, ye, xe, ye, xe, ys]
+        })
+        .collect();
+    let offsets: Vec<usize> = (0..=boxes.len() / 4).map(|i| 8 * i).collect();
+    from_polygons(function, argument, &corners, &offsets, h, w)
+}
