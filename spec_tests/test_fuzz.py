@@ -81,7 +81,7 @@ def public_callables() -> Iterator[str]:
                 yield f"{module.__name__}.{name}"
 
 
-@pytest.mark.spec("BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "RL-BELLMAN", "RF")
+@pytest.mark.spec("RUN-LIMITS")
 def test_every_public_callable_has_a_fuzz_driver() -> None:
     missing = [n for n in public_callables() if n not in DRIVERS and n not in RESULT_TYPES]
     assert not missing, f"add a driver in spec_tests/fuzz/ for {missing}"
@@ -149,7 +149,7 @@ def judge(
             raise AssertionError(f"{call}: implausible result: {e}") from None
 
 
-@pytest.mark.spec("BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "RL-BELLMAN", "RF")
+@pytest.mark.spec("RUN-LIMITS", "BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "RL-BELLMAN", "RF")
 @pytest.mark.parametrize("name", sorted(DRIVERS))
 def test_hostile_calls_give_a_result_or_a_clean_error(name: str, worker: Worker) -> None:
     driver = DRIVERS[name]

@@ -222,7 +222,8 @@ def contiguous(function: str, argument: str, a: np.ndarray, dtype: np.dtype) -> 
     when it already is. A copy the machine cannot hold (a 2^40-row broadcast view,
     say) is a MemoryError naming the function, the argument and the bytes."""
     try:
-        return np.ascontiguousarray(a, dtype=dtype)
+        # Not np.ascontiguousarray, which turns a 0-d array into a 1-d one.
+        return np.asarray(a, dtype=dtype, order="C")
     except MemoryError:
         raise memory_error(function, argument, a.shape, dtype) from None
 
