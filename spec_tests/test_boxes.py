@@ -355,6 +355,13 @@ def test_loss_arguments_are_checked():
     assert ferrops.complete_box_iou_loss(a[:0], a[:0]).shape == (0,)
 
 
+@pytest.mark.spec("BOX-BATCH")
+def test_a_batch_of_empty_box_sets_gives_an_empty_matrix_per_element():
+    a = random_boxes(2, 17)
+    assert ferrops.distance_box_iou(a, np.zeros((3, 0, 4), np.float32)).shape == (3, 2, 0)
+    assert ferrops.box_iou(np.zeros((2, 0, 4)), a).shape == (2, 0, 2)
+
+
 @pytest.mark.spec("BOX-GIOU", "BOX-CIOU")
 def test_autograd_flows_for_tensors_that_require_grad():
     torch = pytest.importorskip("torch")

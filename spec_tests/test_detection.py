@@ -478,8 +478,39 @@ def test_unsupported_settings_raise():
         _quiet(ev.evaluate)
     with pytest.raises(RuntimeError, match="run evaluate"):
         _quiet(fcoco.COCOeval(gt, dt, "bbox").accumulate)
+    with pytest.raises(ValueError, match=r"^Params\(\): argument 'iouType'.*got 'segm'"):
+        fcoco.Params()  # pycocotools' default iouType
     with pytest.raises(ValueError, match="without 'score'"):
         _quiet(fcoco.COCOeval(gt, gt, "bbox").evaluate)
+
+
+@pytest.mark.spec("DET-COCO")
+@pytest.mark.parametrize(
+    ("name", "value", "stage"),
+    [
+        ("iouThrs", ["a"], "evaluate"),
+        ("iouThrs", [[0.5], [0.6, 0.7]], "evaluate"),
+        ("areaRng", [[0, 1], [2]], "evaluate"),
+        ("areaRng", [0, 1, 2], "evaluate"),
+        ("maxDets", [1, "a"], "evaluate"),
+        ("recThrs", ["x"], "accumulate"),
+    ],
+)
+def test_malformed_params_are_errors_naming_the_parameter(name, value, stage):
+    gt = _quiet(fcoco.COCO, _tiny_gt([_ann(1, 1, 1, (0, 0, 5, 5))]))
+    ev = fcoco.COCOeval(gt, _quiet(gt.loadRes, [_det(1, 1, (0, 0, 5, 5), 0.5)]), "bbox")
+    setattr(ev.params, name, value)
+    with pytest.raises((TypeError, ValueError), match=rf"^COCOeval\.{stage}\(\): argument 'params\.{name}'"):
+        _quiet(ev.evaluate)
+        _quiet(ev.accumulate)
+
+
+@pytest.mark.spec("DET-COCO")
+@pytest.mark.parametrize("thresholds", [[None], [0.5, math.nan], ["0.5"], [1 + 2j]])
+def test_mean_average_precision_checks_its_thresholds_when_built(thresholds):
+    for argument in ("iou_thresholds", "rec_thresholds"):
+        with pytest.raises((TypeError, ValueError), match=rf"^MeanAveragePrecision\(\): argument '{argument}'"):
+            MeanAveragePrecision(**{argument: thresholds})
 
 
 @st.composite

@@ -60,48 +60,7 @@ RESULT_TYPES = {
 # (function or "*", argument or "*", mutation label or None for all, reason,
 # issue) so the suite passes meanwhile; the label "empty_input" skips well-formed
 # calls with an empty array. Empty the table as the fixes land.
-KNOWN_DEFECTS: list[tuple[str, str, str | None, str, int]] = [
-    ("*", "*", "ragged_list", "NumPy's 'inhomogeneous shape' ValueError, naming no function (item 7)", 19),
-    ("ferrops.matrix_nms", "sigma", None, "float()'s TypeError for a non-number, naming no function", 19),
-    ("ferrops.soft_nms", "score_threshold", None, "NumPy's isfinite TypeError for [None], naming no function", 19),
-    ("ferrops.soft_nms", "sigma", None, "as score_threshold: raw float()/NumPy errors", 19),
-    ("ferrops.voc_eval", "iou_threshold", None, "float()'s TypeError for a list, naming no function", 19),
-    (
-        "ferrops.set_simd_level",
-        "level",
-        None,
-        "PyO3's \"'bytes' object is not an instance of 'str'\" for non-strings",
-        19,
-    ),
-    ("ferrops.generalized_box_iou_loss", "eps", None, "float()'s TypeError for non-numbers, naming no function", 19),
-    ("ferrops.distance_box_iou_loss", "eps", None, "float()'s TypeError for non-numbers, naming no function", 19),
-    ("ferrops.complete_box_iou_loss", "eps", None, "float()'s TypeError for non-numbers, naming no function", 19),
-    ("ferrops.scaled_dot_product_attention", "dropout_p", None, "float()'s TypeError for None/objects", 19),
-    ("ferrops.voc_eval", "*", "tensor_bfloat16", "torch's 'Got unsupported ScalarType BFloat16'", 19),
-    ("ferrops.mdp.grid_world", "rows", "int_2147483648", "NumPy's MemoryError, naming no function", 19),
-    ("ferrops.mdp.grid_world", "cols", "int_2147483648", "NumPy's MemoryError, naming no function", 19),
-    (
-        "ferrops.mdp.grid_world",
-        "forbidden",
-        None,
-        "'int' object is not iterable (non-sequences), naming no function",
-        19,
-    ),
-    ("ferrops.mdp.from_gymnasium", "env_P", None, "raw TypeError/KeyError for malformed models (MDP validation)", 19),
-    ("ferrops.mdp.policy_iteration", "initial_policy", None, "errors blame 'policy' (item 7)", 19),
-    ("ferrops.voc_ap", "*", "tensor_bfloat16", "torch's 'Got unsupported ScalarType BFloat16'", 19),
-    *(
-        (f"ferrops.{function}", "pred", label, "a non-integer pred is blamed on 'target'", 19)
-        for function in ("confusion_matrix", "SegmentationMetric")
-        for label in ("complex_dtype", "object_dtype")
-    ),
-    ("ferrops.MeanAveragePrecision", "iou_thresholds", "list", "[None] gives an error naming no function", 19),
-    *(
-        (f"ferrops.{loss}", "*", "empty_input", "reduction='mean' of no boxes is NaN; torchvision gives 0.0", 20)
-        for loss in ("generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss")
-    ),
-    ("*", "*", "huge_dim", "float64 copies of 2**40-row inputs: NumPy's MemoryError, naming no function", 19),
-]
+KNOWN_DEFECTS: list[tuple[str, str, str | None, str, int]] = []
 
 ALLOWED = ("ValueError", "TypeError", "MemoryError")
 
@@ -122,7 +81,7 @@ def public_callables() -> Iterator[str]:
                 yield f"{module.__name__}.{name}"
 
 
-@pytest.mark.spec("BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "RL-BELLMAN", "RF")
+@pytest.mark.spec("RUN-LIMITS")
 def test_every_public_callable_has_a_fuzz_driver() -> None:
     missing = [n for n in public_callables() if n not in DRIVERS and n not in RESULT_TYPES]
     assert not missing, f"add a driver in spec_tests/fuzz/ for {missing}"
@@ -190,7 +149,7 @@ def judge(
             raise AssertionError(f"{call}: implausible result: {e}") from None
 
 
-@pytest.mark.spec("BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "RL-BELLMAN", "RF")
+@pytest.mark.spec("RUN-LIMITS", "BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "RL-BELLMAN", "RF")
 @pytest.mark.parametrize("name", sorted(DRIVERS))
 def test_hostile_calls_give_a_result_or_a_clean_error(name: str, worker: Worker) -> None:
     driver = DRIVERS[name]

@@ -369,7 +369,7 @@ def _flatten(result: Any) -> list[Any]:
     return [np.asarray(result)]
 
 
-@pytest.mark.spec("BOX-IOU", "POOL-ROI", "ATT-ONLINE", "SEG-CM", "DET-VOC10", "RL-BELLMAN")
+@pytest.mark.spec("RUN-THREADS")
 @pytest.mark.parametrize("family", ["boxes", "pooling", "attention", "segmentation", "detection", "mdp"])
 def test_every_family_gives_bitwise_equal_results_on_1_2_and_3_threads(family: str) -> None:
     import numpy as np

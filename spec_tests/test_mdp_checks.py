@@ -127,6 +127,11 @@ GYM_ERRORS = {
     "fractional next state": ({"t_0_0": [(1.0, 0.5, 0.0, False)]}, TypeError, r"integer next states, got 0\.5"),
     "next state out of range": ({"t_0_0": [(1.0, 2, 0.0, False)]}, ValueError, r"next states in 0\.\.1, got 2"),
     "not a 4-tuple": ({"t_0_0": [(1.0, 1, 0.0)]}, TypeError, r"\(prob, next_state, reward, done\) tuples"),
+    "transitions not a list": (
+        {"t_0_0": 5},
+        TypeError,
+        r"a list of transitions per action, got int for state 0, action 0",
+    ),
 }
 
 
@@ -148,3 +153,17 @@ def test_from_gymnasium_names_a_missing_action():
     model[1] = {1: model[1][1], 2: model[1][1]}
     with pytest.raises(ValueError, match=r"expected actions 0\.\.1 for every state, got keys \{1, 2\} for state 1"):
         mdp.from_gymnasium(model)
+
+
+@pytest.mark.spec("RL-CHECK")
+@pytest.mark.parametrize("env_P", [[1, 2], [[1, 2]], {0: {0: 5}}, 3])
+def test_from_gymnasium_names_a_model_of_the_wrong_shape(env_P):
+    with pytest.raises(TypeError, match=r"^from_gymnasium\(\): argument 'env_P': expected a (dict|list)"):
+        mdp.from_gymnasium(env_P)
+
+
+@pytest.mark.spec("RL-GRID")
+@pytest.mark.parametrize("forbidden", [3, 1 + 2j, "ab", None])
+def test_grid_world_names_forbidden_cells_that_are_not_a_sequence_of_pairs(forbidden):
+    with pytest.raises(TypeError, match=r"^grid_world\(\): argument 'forbidden': expected"):
+        mdp.grid_world(2, 2, (1, 1), forbidden)

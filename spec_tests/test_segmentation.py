@@ -231,6 +231,20 @@ def test_float_labels_are_a_type_error(backend):
 
 
 @spec("SEG-CM")
+@pytest.mark.parametrize("bad", [np.complex128, object])
+def test_non_integer_pred_is_blamed_on_pred(bad):
+    labels = np.zeros((2, 2), dtype=np.int64)
+    for call in (
+        lambda pred: confusion_matrix(labels, pred, 2),
+        lambda pred: SegmentationMetric(2).update(pred, labels),
+    ):
+        with pytest.raises(TypeError, match=r"confusion_matrix\(\): argument 'pred': expected integer class labels"):
+            call(labels.astype(bad))
+    with pytest.raises(TypeError, match=r"^SegmentationMetric\.update\(\): argument 'pred': expected an array"):
+        SegmentationMetric(2).update([[0, 1], [0]], labels)
+
+
+@spec("SEG-CM")
 def test_shape_mismatch(backend):
     with pytest.raises(ValueError, match=r"argument 'pred': expected the shape of target \[2, 3\], got \[3, 2\]"):
         confusion_matrix(

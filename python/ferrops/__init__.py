@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from . import _core, _dispatch, attention, boxes, coco, detection, layers, mask, mdp, nn, pooling, segmentation
+from . import _core, _dispatch, _errors, attention, boxes, coco, detection, layers, mask, mdp, nn, pooling, segmentation
 from ._info import info
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
@@ -70,6 +70,10 @@ def simd_level() -> SimdLevel:
 def set_simd_level(level: SimdLevel) -> SimdLevel:
     """Forces a SIMD level ("scalar", "avx2", "avx512"; clamped to what the CPU
     supports) and returns the one now active. ``FERROPS_SIMD`` sets it at start-up."""
+    if not isinstance(level, str):
+        raise _errors.type_error(
+            "set_simd_level", "level", "one of 'scalar', 'avx2', 'avx512'", _errors.describe(level)
+        )
     return _core.set_simd_level(level)
 
 

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import importlib
 import numbers
+import os
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import describe, type_error, value_error
+from ._errors import describe, memory_error, type_error, value_error
 
 if TYPE_CHECKING:
     import torch
@@ -117,13 +118,32 @@ def check_int(function: str, argument: str, value: object, minimum: int, expecte
 
 
 def host_array(function: str, argument: str, x: object) -> np.ndarray:
-    """``x`` (not a tensor) as a NumPy array of its own dtype; a ragged or
-    non-numeric nested list is a TypeError naming the argument, not NumPy's own
-    message."""
+    """``x`` as a NumPy array of its own dtype (no copy when it is one): a tensor
+    detached and brought to the host (bfloat16, which NumPy lacks, as float32),
+    anything else through ``np.asarray``. A ragged or non-numeric nested list is a
+    TypeError naming the argument, not NumPy's own message."""
+    if is_tensor(x):
+        torch = torch_module()
+        t = x.detach().cpu()
+        return (converted_tensor(function, argument, t, torch.float32) if t.dtype == torch.bfloat16 else t).numpy()
     try:
         return np.asarray(x)
+    except MemoryError:
+        raise MemoryError(f"{function}(): argument '{argument}' is too large to convert to an array") from None
     except (ValueError, TypeError) as exc:
         raise type_error(function, argument, "an array of numbers", describe(x)) from exc
+
+
+def converted_tensor(function: str, argument: str, t: Any, dtype: Any) -> Any:
+    """Tensor ``t`` in ``dtype`` (the same tensor when it already is); a copy the
+    machine cannot hold is a MemoryError naming the argument, not torch's
+    allocator's RuntimeError."""
+    try:
+        return t.to(dtype)
+    except RuntimeError as exc:
+        if "allocate" not in str(exc):
+            raise
+        raise memory_error(function, argument, t.shape, dtype) from None
 
 
 def float_array(function: str, argument: str, x: object) -> np.ndarray:
@@ -135,13 +155,13 @@ def float_array(function: str, argument: str, x: object) -> np.ndarray:
         if t.is_complex():
             raise type_error(function, argument, "real numbers", describe(x))
         if t.dtype not in (torch.float32, torch.float64):
-            t = t.to(torch.float32)
+            t = converted_tensor(function, argument, t, torch.float32)
         return t.cpu().numpy()
     a = host_array(function, argument, x)
     if a.dtype.kind not in "fiub":
         raise type_error(function, argument, "real numbers", describe(a))
     if a.dtype not in (np.float32, np.float64):
-        a = a.astype(np.float32)
+        a = contiguous(function, argument, a, np.dtype(np.float32))
     return a
 
 
@@ -152,32 +172,60 @@ def index_array(function: str, argument: str, x: object) -> np.ndarray:
         t = x.detach()
         if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
             raise type_error(function, argument, "integers", describe(x))
-        return np.ascontiguousarray(t.cpu().numpy(), dtype=np.int64)
+        return contiguous(function, argument, t.cpu().numpy(), np.dtype(np.int64))
     a = host_array(function, argument, x)
     if a.dtype.kind not in "iu":
         raise type_error(function, argument, "integers", describe(a))
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return contiguous(function, argument, a, np.dtype(np.int64))
 
 
 def kernel_array(function: str, argument: str, x: object) -> np.ndarray:
     """``x`` as the C-contiguous float32/float64 array a Rust kernel reads (the
     dtype rule above; no copy when it already is one)."""
     a = float_array(function, argument, x)
-    return contiguous(a, a.dtype)
+    return contiguous(function, argument, a, a.dtype)
 
 
-def shape_of(x: object) -> tuple[int, ...]:
-    """The shape of an array, tensor or nested sequence, without converting it."""
-    return tuple(getattr(x, "shape", np.shape(cast("npt.ArrayLike", x))))
+def shape_of(function: str, argument: str, x: object) -> tuple[int, ...]:
+    """The shape of an array, tensor or nested sequence (converted as
+    :func:`host_array` converts it: a ragged list is an error naming the argument)."""
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        shape = host_array(function, argument, x).shape
+    return tuple(shape)
+
+
+def _physical_memory() -> int | None:
+    """The machine's memory in bytes, where the OS says (None elsewhere)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def check_allocation(function: str, what: str, nbytes: int) -> None:
+    """Raises MemoryError (in the Rust core's words) when ``what`` needs more bytes
+    than the machine has. Allocating first would not tell: with overcommit a huge
+    allocation succeeds and filling it pages the machine to a halt or wakes the
+    OOM killer."""
+    limit = _physical_memory()
+    if limit is not None and nbytes > limit:
+        raise MemoryError(f"{function}(): {what} needs {nbytes} bytes, more than can be allocated")
 
 
 def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
     return np.dtype(np.float64) if any(a.dtype == np.float64 for a in arrays) else np.dtype(np.float32)
 
 
-def contiguous(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous in ``dtype``; the same object when it already is."""
-    return np.ascontiguousarray(a, dtype=dtype)
+def contiguous(function: str, argument: str, a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``a`` (the value of ``argument``) C-contiguous in ``dtype``; the same object
+    when it already is. A copy the machine cannot hold (a 2^40-row broadcast view,
+    say) is a MemoryError naming the function, the argument and the bytes."""
+    try:
+        # Not np.ascontiguousarray, which turns a 0-d array into a 1-d one.
+        return np.asarray(a, dtype=dtype, order="C")
+    except MemoryError:
+        raise memory_error(function, argument, a.shape, dtype) from None
 
 
 def float_tensor(function: str, argument: str, x: object, device: Any = None) -> Any:
@@ -187,9 +235,10 @@ def float_tensor(function: str, argument: str, x: object, device: Any = None) ->
     if is_tensor(x):
         if x.is_complex():
             raise type_error(function, argument, "real numbers", describe(x))
-        t = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
+        t = x if x.dtype in (torch.float32, torch.float64) else converted_tensor(function, argument, x, torch.float32)
     else:
-        t = torch.from_numpy(np.ascontiguousarray(float_array(function, argument, x)))
+        a = float_array(function, argument, x)
+        t = torch.from_numpy(contiguous(function, argument, a, a.dtype))
     return t if device is None else t.to(device)
 
 
@@ -198,7 +247,7 @@ def index_tensor(function: str, argument: str, x: object, device: Any = None) ->
     if is_tensor(x):
         if x.dtype.is_floating_point or x.is_complex() or x.dtype == torch.bool:
             raise type_error(function, argument, "integers", describe(x))
-        t = x.to(torch.int64)
+        t = converted_tensor(function, argument, x, torch.int64)
     else:
         t = torch.from_numpy(index_array(function, argument, x))
     return t if device is None else t.to(device)
@@ -244,14 +293,14 @@ def like(result: Any, reference: object) -> Any:
 
 def check_matrix(function: str, argument: str, x: object, width: int) -> None:
     """Raises unless ``x`` has shape ``[N, width]``."""
-    shape = shape_of(x)
+    shape = shape_of(function, argument, x)
     if len(shape) != 2 or shape[1] != width:
         raise value_error(function, argument, f"shape [N, {width}]", list(shape))
 
 
 def check_vector(function: str, argument: str, x: object, length: int | None = None) -> None:
     """Raises unless ``x`` is 1-D (of ``length`` when given)."""
-    shape = shape_of(x)
+    shape = shape_of(function, argument, x)
     if len(shape) != 1 or (length is not None and shape[0] != length):
         want = f"[{length}]" if length is not None else "[N]"
         raise value_error(function, argument, f"shape {want}", list(shape))
@@ -263,9 +312,16 @@ def check_float(function: str, argument: str, value: object) -> float:
     from a config file as text must fail loudly, not be parsed behind the user's back."""
     if isinstance(value, (str, bytes, bytearray)):
         raise type_error(function, argument, "a number", describe(value))
+    dtype = getattr(value, "dtype", None)
+    if isinstance(value, complex) or getattr(dtype, "kind", None) == "c" or getattr(dtype, "is_complex", False):
+        # float() would keep the real part of a NumPy complex, with only a warning
+        raise type_error(function, argument, "a real number", describe(value))
     try:
         return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
+    except OverflowError:  # an int beyond float range
+        got = f"an int of {int(value).bit_length()} bits"  # type: ignore[call-overload]
+        raise value_error(function, argument, "a number within float range", got) from None
+    except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: torch's, for a tensor of several elements
         raise type_error(function, argument, "a number", describe(value)) from exc
 
 

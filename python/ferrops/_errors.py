@@ -10,6 +10,12 @@ whichever layer found the problem.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
 
 def describe(x: object) -> str:
     """What ``x`` is, for the ``got`` part of a message: its type, and its dtype if it has one."""
@@ -29,3 +35,20 @@ def value_error(function: str, argument: str, expected: str, got: object) -> Val
 def type_error(function: str, argument: str, expected: str, got: object) -> TypeError:
     """A ``TypeError`` for an argument of the wrong kind (container, dtype)."""
     return TypeError(message(function, argument, expected, got))
+
+
+def memory_error(function: str, argument: str, shape: Iterable[int], dtype: Any) -> MemoryError:
+    """A ``MemoryError`` for a copy of an argument that the machine cannot hold (a
+    2^40-row broadcast view, say), worded as the Rust core words its own failed
+    allocations, so that the user learns which call and which input asked for it.
+    ``dtype``: the copy's NumPy or torch dtype."""
+    dims = [int(n) for n in shape]
+    try:
+        itemsize = np.dtype(dtype).itemsize
+    except TypeError:  # a torch dtype
+        itemsize = dtype.itemsize
+    name = str(dtype).removeprefix("torch.")
+    return MemoryError(
+        f"{function}(): a {name} copy of argument '{argument}' of shape {dims} "
+        f"needs {math.prod(dims) * itemsize} bytes, more than can be allocated"
+    )

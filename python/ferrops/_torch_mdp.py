@@ -27,7 +27,7 @@ def _dense(function: str, argument: str, x: Any, device: Any) -> torch.Tensor:
         )
     if isinstance(x, (list, tuple)):
         return torch.stack([_dense(function, argument, m, device) for m in x])
-    return d.float_tensor(function, argument, x, device).to(torch.float64)
+    return d.converted_tensor(function, argument, d.float_tensor(function, argument, x, device), torch.float64)
 
 
 def _first_true(mask: torch.Tensor) -> tuple[int, ...]:

@@ -98,7 +98,7 @@ class _RustFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None]:
         (x,) = ctx.saved_tensors
         a = d.kernel_array(ctx.function, "input", x)
-        g = d.contiguous(d.float_array(ctx.function, "grad", grad), a.dtype)
+        g = d.contiguous(ctx.function, "grad", d.float_array(ctx.function, "grad", grad), a.dtype)
         grad_x = ctx.op.backward(a, ctx.op.saved, g)
         return torch.from_numpy(grad_x).to(device=x.device, dtype=x.dtype), None, None
 

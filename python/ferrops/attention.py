@@ -31,7 +31,7 @@ import numpy as np
 from . import _core
 from . import _dispatch as d
 from ._dispatch import Array, ArrayLike, Backend
-from ._errors import describe, type_error, value_error
+from ._errors import describe, memory_error, type_error, value_error
 
 if TYPE_CHECKING:
     import torch
@@ -43,11 +43,11 @@ _FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
 _LN2 = math.log(2.0)
 
 
-def _dtype_name(x: ArrayLike) -> str:
-    return str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).replace("torch.", "")
+def _dtype_name(x: Array) -> str:
+    return str(x.dtype).replace("torch.", "")
 
 
-def _check_float_inputs(function: str, named: Mapping[str, ArrayLike]) -> str:
+def _check_float_inputs(function: str, named: Mapping[str, Array]) -> str:
     """All of query/key/value of one float dtype; returns its name."""
     names = {n: _dtype_name(x) for n, x in named.items()}
     for n, dt in names.items():
@@ -59,9 +59,9 @@ def _check_float_inputs(function: str, named: Mapping[str, ArrayLike]) -> str:
     return next(iter(names.values()))
 
 
-def _as_inputs(named: dict[str, ArrayLike]) -> dict[str, Array]:
+def _as_inputs(function: str, named: dict[str, ArrayLike]) -> dict[str, Array]:
     """NumPy inputs stay arrays (anything array-like becomes one); tensors stay tensors."""
-    return {n: x if d.is_tensor(x) else np.asarray(x) for n, x in named.items()}
+    return {n: x if d.is_tensor(x) else d.host_array(function, n, x) for n, x in named.items()}
 
 
 def _check_finite(function: str, **tensors: torch.Tensor) -> None:
@@ -89,7 +89,7 @@ def _check_mask_values(function: str, attn_mask: ArrayLike) -> None:
         i = int(torch.nonzero(bad)[0, 0])
         value = flat[i].item()
     else:
-        a = np.asarray(attn_mask)
+        a = d.host_array(function, "attn_mask", attn_mask)
         if a.dtype.kind != "f":
             return
         flat_a = a.reshape(-1)
@@ -103,13 +103,18 @@ def _check_mask_values(function: str, attn_mask: ArrayLike) -> None:
     )
 
 
-def _host_tensor(x: ArrayLike) -> torch.Tensor:
+def _host_tensor(function: str, argument: str, x: ArrayLike) -> torch.Tensor:
     """A tensor of ``x`` (NumPy arrays shared when writable; torch cannot share read-only memory)."""
     if d.is_tensor(x):
         return x
     torch = d.torch_module()
-    a = np.asarray(x)
-    return torch.from_numpy(np.ascontiguousarray(a) if a.flags.writeable else a.copy())
+    a = d.host_array(function, argument, x)
+    if a.flags.writeable:
+        return torch.from_numpy(d.contiguous(function, argument, a, a.dtype))
+    try:
+        return torch.from_numpy(a.copy())
+    except MemoryError:
+        raise memory_error(function, argument, a.shape, a.dtype) from None
 
 
 def _result(values: np.ndarray, reference: Array) -> Array:
@@ -166,10 +171,12 @@ def _slopes(function: str, alibi_slopes: ArrayLike | None, batch: int, heads: in
     """ALiBi slopes as float64 ``[batch * heads]`` (``[heads]`` broadcast), or None."""
     if alibi_slopes is None:
         return None
-    shape = d.shape_of(alibi_slopes)
+    shape = d.shape_of(function, "alibi_slopes", alibi_slopes)
     if shape not in ((heads,), (batch, heads)):
         raise value_error(function, "alibi_slopes", f"shape [{heads}] or [{batch}, {heads}]", list(shape))
-    a = d.float_array(function, "alibi_slopes", alibi_slopes).astype(np.float64)
+    a = d.contiguous(
+        function, "alibi_slopes", d.float_array(function, "alibi_slopes", alibi_slopes), np.dtype(np.float64)
+    )
     if not np.all(np.isfinite(a)):
         raise value_error(function, "alibi_slopes", "finite slopes", a.ravel().tolist())
     return np.broadcast_to(a, (batch, heads)).reshape(-1).copy()
@@ -213,10 +220,10 @@ def _mask_options(function: str, attn_mask: ArrayLike, full: tuple[int, ...], co
             raise type_error(function, "attn_mask", "a bool or float mask", t.dtype)
         m = t.numpy() if t.dtype == torch.bool else t.to(torch.float64).numpy()
     else:
-        m = np.asarray(attn_mask)
+        m = d.host_array(function, "attn_mask", attn_mask)
         if m.dtype != np.bool_ and m.dtype.kind != "f":
             raise type_error(function, "attn_mask", "a bool or float mask", m.dtype)
-    m = np.ascontiguousarray(m if m.dtype == np.bool_ else m.astype(compute))
+    m = d.contiguous(function, "attn_mask", m, m.dtype if m.dtype == np.bool_ else compute)
     try:
         view = np.broadcast_to(m, full)
     except ValueError:
@@ -272,7 +279,8 @@ def _autograd_function() -> Any:
 
             @staticmethod
             def backward(ctx: Any, grad_out: Any, _grad_lse: Any) -> Any:
-                g = d.contiguous(d.float_array(ctx.options["function"], "grad", grad_out), ctx.out.dtype)
+                function = ctx.options["function"]
+                g = d.contiguous(function, "grad", d.float_array(function, "grad", grad_out), ctx.out.dtype)
                 aq, ak, av = ctx.arrays
                 dq, dk, dv = _core.attention_backward(aq, ak, av, ctx.out, ctx.lse2, g, ctx.options)
                 grads = [
@@ -346,10 +354,10 @@ def scaled_dot_product_attention(
     is_causal = d.check_bool(f, "is_causal", is_causal)
     enable_gqa = d.check_bool(f, "enable_gqa", enable_gqa)
     dropout_p = d.check_unit_interval(f, "dropout_p", dropout_p)
-    named = _as_inputs({"query": query, "key": key, "value": value})
+    named = _as_inputs(f, {"query": query, "key": key, "value": value})
     query, key, value = named["query"], named["key"], named["value"]
     _check_float_inputs(f, named)
-    qs, ks, vs = d.shape_of(query), d.shape_of(key), d.shape_of(value)
+    qs, ks, vs = d.shape_of(f, "query", query), d.shape_of(f, "key", key), d.shape_of(f, "value", value)
     for n, s in (("query", qs), ("key", ks), ("value", vs)):
         if len(s) < 3:
             raise value_error(f, n, "at least 3 dimensions (..., H, L, E)", list(s))
@@ -371,7 +379,7 @@ def scaled_dot_product_attention(
     L, S = qs[-2], ks[-2]
     full = (*qs[:-3], hq, L, S)
     if attn_mask is not None:
-        mshape = d.shape_of(attn_mask)
+        mshape = d.shape_of(f, "attn_mask", attn_mask)
         try:
             np.broadcast_shapes(mshape, full)
             ok = len(mshape) <= len(full) and np.broadcast_shapes(mshape, full) == full
@@ -387,12 +395,12 @@ def scaled_dot_product_attention(
         # A mask that requires grad: only the PyTorch path differentiates it.
         torch = d.require_torch(f)
         device = d.device_of(*inputs) or torch.device("cpu")
-        q, k, v = (_host_tensor(x) for x in (query, key, value))
+        q, k, v = (_host_tensor(f, n, x) for n, x in named.items())
         q, k, v = q.to(device), k.to(device), v.to(device)
         _check_finite(f, query=q, key=k, value=v)
         mask = None
         if attn_mask is not None:
-            mask = _host_tensor(attn_mask)
+            mask = _host_tensor(f, "attn_mask", attn_mask)
         out = d.torch_implementation("attention").sdpa(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
         )
@@ -426,7 +434,7 @@ def _flash_checks(
     function: str, q: Array, k: Array, v: Array, rank: int, softmax_scale: object, window_size: object, softcap: object
 ) -> tuple[float, tuple[int | None, int | None], float]:
     layout = "[B, L, H, D]" if rank == 4 else "[tokens, H, D]"
-    qs, ks, vs = d.shape_of(q), d.shape_of(k), d.shape_of(v)
+    qs, ks, vs = d.shape_of(function, "q", q), d.shape_of(function, "k", k), d.shape_of(function, "v", v)
     for n, s in (("q", qs), ("k", ks), ("v", vs)):
         if len(s) != rank:
             raise value_error(function, n, f"{rank} dimensions {layout}", list(s))
@@ -523,7 +531,7 @@ def _flash_torch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     torch = d.require_torch(function)
     device = d.device_of(q, k, v) or torch.device("cpu")
-    q, k, v = (_host_tensor(x) for x in (q, k, v))
+    q, k, v = (_host_tensor(function, n, x) for n, x in (("q", q), ("k", k), ("v", v)))
     slopes = None if alibi is None else torch.from_numpy(alibi.reshape(batch, -1)).to(device)
     return q.to(device), k.to(device), v.to(device), slopes
 
@@ -576,14 +584,14 @@ def flash_attn_func(
     """
     f = "flash_attn_func"
     dropout, causal, probs, want_lse = _flash_flags(f, dropout_p, causal, deterministic, return_attn_probs, return_lse)
-    named = _as_inputs({"q": q, "k": k, "v": v})
+    named = _as_inputs(f, {"q": q, "k": k, "v": v})
     q, k, v = named["q"], named["k"], named["v"]
     _check_float_inputs(f, named)
     scale, window, cap = _flash_checks(f, q, k, v, 4, softmax_scale, window_size, softcap)
     if causal:
         window = (window[0], 0)
-    B, L, hq, D = d.shape_of(q)
-    S, hkv, Dv = d.shape_of(k)[1], d.shape_of(k)[2], d.shape_of(v)[3]
+    B, L, hq, D = q.shape
+    S, hkv, Dv = k.shape[1], k.shape[2], v.shape[3]
     alibi = _slopes(f, alibi_slopes, B, hq)
     lse_wanted = probs or want_lse
     offset = None
@@ -633,7 +641,7 @@ def flash_attn_func(
 
 
 def _cu_seqlens(function: str, name: str, cu: ArrayLike, total: int) -> np.ndarray:
-    shape = d.shape_of(cu)
+    shape = d.shape_of(function, name, cu)
     if len(shape) != 1 or shape[0] < 1:
         raise value_error(function, name, "a 1-D array [B + 1]", f"shape {list(shape)}")
     a = d.index_array(function, name, cu)
@@ -695,14 +703,14 @@ def flash_attn_varlen_func(
     dropout, causal, probs, want_lse = _flash_flags(f, dropout_p, causal, deterministic, return_attn_probs, return_lse)
     if block_table is not None:
         raise value_error(f, "block_table", "None (a paged KV cache is not supported)", describe(block_table))
-    named = _as_inputs({"q": q, "k": k, "v": v})
+    named = _as_inputs(f, {"q": q, "k": k, "v": v})
     q, k, v = named["q"], named["k"], named["v"]
     _check_float_inputs(f, named)
     scale, window, cap = _flash_checks(f, q, k, v, 3, softmax_scale, window_size, softcap)
     if causal:
         window = (window[0], 0)
-    total_q, hq, D = d.shape_of(q)
-    total_k, hkv, Dv = d.shape_of(k)[0], d.shape_of(k)[1], d.shape_of(v)[2]
+    total_q, hq, D = q.shape
+    total_k, hkv, Dv = k.shape[0], k.shape[1], v.shape[2]
     cq = _cu_seqlens(f, "cu_seqlens_q", cu_seqlens_q, total_q)
     ck = _cu_seqlens(f, "cu_seqlens_k", cu_seqlens_k, total_k)
     if len(cq) != len(ck):

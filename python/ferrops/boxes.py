@@ -26,7 +26,7 @@ import numpy as np
 from . import _core
 from . import _dispatch as d
 from ._dispatch import Array, ArrayLike, Backend
-from ._errors import describe, type_error, value_error
+from ._errors import value_error
 
 if TYPE_CHECKING:
     import torch
@@ -57,9 +57,9 @@ _FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
 def _rust_floats(function: str, named: dict[str, ArrayLike]) -> list[np.ndarray]:
-    arrays = [d.float_array(function, name, x) for name, x in named.items()]
-    dtype = d.common_float_dtype(*arrays)
-    return [d.contiguous(a, dtype) for a in arrays]
+    arrays = {name: d.float_array(function, name, x) for name, x in named.items()}
+    dtype = d.common_float_dtype(*arrays.values())
+    return [d.contiguous(function, name, a, dtype) for name, a in arrays.items()]
 
 
 def _torch_floats(function: str, named: dict[str, ArrayLike]) -> list[torch.Tensor]:
@@ -81,10 +81,7 @@ def _array(function: str, argument: str, x: ArrayLike) -> Array:
     torchvision's ``nms`` can read quantized boxes; every box op here takes them."""
     if d.is_tensor(x):
         return x.dequantize() if x.is_quantized else x
-    try:
-        return np.asarray(x)
-    except (ValueError, TypeError) as exc:
-        raise type_error(function, argument, "an array of numbers", describe(x)) from exc
+    return d.host_array(function, argument, x)
 
 
 def _check_boxes(function: str, argument: str, x: Array, pairwise: bool) -> tuple[int, ...]:
@@ -115,12 +112,14 @@ def _is_integer(x: Array) -> bool:
     return x.dtype.kind in "iub"
 
 
-def _exact(x: Array) -> Array:
+def _exact(function: str, x: Array) -> Array:
     """Integer boxes in float64, where their areas and sizes are exact (float32
     would round coordinates above 2^24)."""
     if not _is_integer(x):
         return x
-    return x.double() if d.is_tensor(x) else x.astype(np.float64)
+    if d.is_tensor(x):
+        return d.converted_tensor(function, "boxes", x, d.torch_module().float64)
+    return d.contiguous(function, "boxes", x, np.dtype(np.float64))
 
 
 def _cast(result: Array, dtype: Any) -> Array:
@@ -180,7 +179,7 @@ def box_area(boxes: ArrayLike, *, backend: Backend = "auto") -> Array:
     """
     x = _array("box_area", "boxes", boxes)
     shape = _check_boxes("box_area", "boxes", x, pairwise=False)
-    rows = _rows(_exact(x))
+    rows = _rows(_exact("box_area", x))
     if d.select_backend("box_area", backend, x) == "torch":
         (t,) = _torch_floats("box_area", {"boxes": rows})
         area = d.torch_implementation("boxes").box_area(t)
@@ -207,7 +206,7 @@ def box_convert(boxes: ArrayLike, in_fmt: BoxFormat, out_fmt: BoxFormat, *, back
             raise value_error("box_convert", name, f"one of {_FORMATS}", repr(fmt))
     x = _array("box_convert", "boxes", boxes)
     shape = _check_boxes("box_convert", "boxes", x, pairwise=False)
-    rows = _rows(_exact(x))
+    rows = _rows(_exact("box_convert", x))
     if d.select_backend("box_convert", backend, x) == "torch":
         (t,) = _torch_floats("box_convert", {"boxes": rows})
         out = d.torch_implementation("boxes").box_convert(t, in_fmt, out_fmt)
@@ -240,8 +239,9 @@ def _pairwise(function: str, kind: IouKind, boxes1: ArrayLike, boxes2: ArrayLike
     if math.prod(batch) == 0:
         empty = _pairwise_matrix(function, kind, x1.reshape(-1, 4)[:0], x2.reshape(-1, 4)[:0], backend)
         return empty.reshape(batch + (n, m))
-    e1 = _expand(x1, batch + (n, 4)).reshape(-1, n, 4)
-    e2 = _expand(x2, batch + (m, 4)).reshape(-1, m, 4)
+    # The batch size spelled out: reshape(-1, 0, 4) of an empty array is ambiguous.
+    e1 = _expand(x1, batch + (n, 4)).reshape(math.prod(batch), n, 4)
+    e2 = _expand(x2, batch + (m, 4)).reshape(math.prod(batch), m, 4)
     parts = []
     for i in range(e1.shape[0]):
         try:
@@ -382,7 +382,7 @@ def complete_box_iou_loss(
 
 def _boxes_and_scores(function: str, boxes: ArrayLike, scores: ArrayLike) -> None:
     d.check_matrix(function, "boxes", boxes, 4)
-    d.check_vector(function, "scores", scores, np.shape(boxes)[0])
+    d.check_vector(function, "scores", scores, d.shape_of(function, "boxes", boxes)[0])
 
 
 def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, backend: Backend = "auto") -> Array:
@@ -427,12 +427,12 @@ def batched_nms(
     threshold = d.check_unit_interval("batched_nms", "iou_threshold", iou_threshold)
     boxes = _array("batched_nms", "boxes", boxes)
     d.check_matrix("batched_nms", "boxes", boxes, 4)
-    if d.shape_of(boxes)[0] == 0:
+    if d.shape_of("batched_nms", "boxes", boxes)[0] == 0:
         # torchvision's fast path: no boxes, nothing kept, scores and idxs unread.
         return d.like(np.empty(0, np.int64), boxes)
     scores = _array("batched_nms", "scores", scores)
     _boxes_and_scores("batched_nms", boxes, scores)
-    d.check_vector("batched_nms", "idxs", idxs, np.shape(boxes)[0])
+    d.check_vector("batched_nms", "idxs", idxs, d.shape_of("batched_nms", "boxes", boxes)[0])
     if d.select_backend("batched_nms", backend, boxes, scores, idxs) == "torch":
         tb, ts = _torch_floats("batched_nms", {"boxes": boxes, "scores": scores})
         tclasses = d.index_tensor("batched_nms", "idxs", idxs, tb.device)
@@ -524,7 +524,7 @@ def matrix_nms(
     boxes, scores = _array("matrix_nms", "boxes", boxes), _array("matrix_nms", "scores", scores)
     _boxes_and_scores("matrix_nms", boxes, scores)
     if idxs is not None:
-        d.check_vector("matrix_nms", "idxs", idxs, np.shape(boxes)[0])
+        d.check_vector("matrix_nms", "idxs", idxs, d.shape_of("matrix_nms", "boxes", boxes)[0])
     sigma = d.check_float("matrix_nms", "sigma", sigma)
     if kernel == "gaussian" and not (math.isfinite(sigma) and sigma > 0):
         raise value_error("matrix_nms", "sigma", "a finite value > 0", repr(sigma))

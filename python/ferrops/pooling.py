@@ -24,7 +24,7 @@ import numpy as np
 from . import _core
 from . import _dispatch as d
 from ._dispatch import Array, ArrayLike, Backend
-from ._errors import describe, type_error, value_error
+from ._errors import describe, memory_error, type_error, value_error
 
 if TYPE_CHECKING:
     import torch
@@ -49,7 +49,7 @@ OutputSize = int | tuple[int | None, int | None]
 
 
 def _check_nchw(function: str, argument: str, x: ArrayLike) -> tuple[int, int, int, int]:
-    shape = d.shape_of(x)
+    shape = d.shape_of(function, argument, x)
     if len(shape) != 4:
         raise value_error(function, argument, "a 4-D [N, C, H, W] input", f"shape {list(shape)}")
     n, c, h, w = (int(v) for v in shape)
@@ -97,12 +97,7 @@ def _scale(function: str, value: object) -> float:
 def _roi_input(function: str, x: ArrayLike) -> ArrayLike:
     """The feature map as a tensor or NumPy array (its dtype kept), so that a bad
     nested list is blamed on ``input``, before ``boxes`` are converted to its dtype."""
-    if d.is_tensor(x):
-        return x
-    try:
-        return np.asarray(x)
-    except (ValueError, TypeError) as exc:
-        raise type_error(function, "input", "an array of numbers", describe(x)) from exc
+    return x if d.is_tensor(x) else d.host_array(function, "input", x)
 
 
 def _quantized(x: object) -> bool:
@@ -189,13 +184,19 @@ def _run(function: str, x: ArrayLike, op: _RustOp) -> Array:
     return _back(out, x)
 
 
-def _torch_input(x: ArrayLike) -> torch.Tensor:
+def _torch_input(function: str, x: ArrayLike) -> torch.Tensor:
     """``x`` as a floating tensor (NumPy inputs without a copy; float16/bfloat16 kept)."""
-    torch = d.require_torch("pooling")
-    t = x if d.is_tensor(x) else torch.as_tensor(np.asarray(x))
+    torch = d.require_torch(function)
+    if d.is_tensor(x):
+        t = x
+    else:
+        a = d.host_array(function, "input", x)
+        if a.dtype.kind not in "fiub":
+            raise type_error(function, "input", "real numbers", describe(a))
+        t = torch.as_tensor(a)
     if t.is_complex():
-        raise TypeError(f"pooling: expected real numbers, got a tensor of dtype {t.dtype}")
-    return t if t.is_floating_point() else t.to(torch.float32)
+        raise type_error(function, "input", "real numbers", describe(t))
+    return t if t.is_floating_point() else d.converted_tensor(function, "input", t, torch.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def max_pool2d(
         if (h, w)[i] + 2 * p[i] < k[i]:
             raise value_error(F, "input", f"a padded size of at least the kernel {k}", f"{h}x{w} padded by {p}")
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
-        return d.like(d.torch_implementation("pooling").max_pool2d(_torch_input(input), k, s, p), input)
+        return d.like(d.torch_implementation("pooling").max_pool2d(_torch_input(F, input), k, s, p), input)
     return _run(
         F,
         input,
@@ -266,7 +267,7 @@ def sppf(input: ArrayLike, kernel_size: int = 5, *, backend: Backend = "auto") -
     if k % 2 == 0:
         raise value_error(F, "kernel_size", "an odd kernel size", k)
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
-        return d.like(d.torch_implementation("pooling").sppf(_torch_input(input), k), input)
+        return d.like(d.torch_implementation("pooling").sppf(_torch_input(F, input), k), input)
     return _run(
         F,
         input,
@@ -285,7 +286,7 @@ def _adaptive(
     if n * c > 0 and h * w == 0:
         raise value_error(F, "input", "a non-empty spatial size", f"{h}x{w}")
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
-        out = d.torch_implementation("pooling").adaptive_pool2d(_torch_input(input), size, mode, return_indices)
+        out = d.torch_implementation("pooling").adaptive_pool2d(_torch_input(F, input), size, mode, return_indices)
         return tuple(d.like(t, input) for t in out) if return_indices else d.like(out, input)
     if return_indices:
         op = _RustOp(
@@ -366,7 +367,7 @@ def spatial_pyramid_pool(
     if n * c > 0 and h * w == 0:
         raise value_error(F, "input", "a non-empty spatial size", f"{h}x{w}")
     if d.select_backend(F, backend, input, rust_autograd=True) == "torch":
-        return d.like(d.torch_implementation("pooling").spatial_pyramid_pool(_torch_input(input), lv, mode), input)
+        return d.like(d.torch_implementation("pooling").spatial_pyramid_pool(_torch_input(F, input), lv, mode), input)
     return _run(
         F,
         input,
@@ -400,26 +401,29 @@ def _rois_array(function: str, boxes: ArrayLike | Sequence[ArrayLike], dtype: np
         for i, b in enumerate(boxes):
             a = d.float_array(function, "boxes", b)
             _check_roi_shape(function, a.shape, i)
-            parts.append(np.concatenate([np.full((a.shape[0], 1), i, dtype=dtype), a.astype(dtype)], axis=1))
-        return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros((0, 5), dtype), dtype=dtype)
+            try:
+                parts.append(np.concatenate([np.full((a.shape[0], 1), i, dtype=dtype), a.astype(dtype)], axis=1))
+            except MemoryError:
+                raise memory_error(function, "boxes", (a.shape[0], 5), dtype) from None
+        return np.concatenate(parts) if parts else np.zeros((0, 5), dtype)
     a = d.float_array(function, "boxes", boxes)
     _check_roi_shape(function, a.shape, None)
-    return d.contiguous(a, dtype)
+    return d.contiguous(function, "boxes", a, dtype)
 
 
 def _rois_tensor(function: str, boxes: ArrayLike | Sequence[ArrayLike], input: ArrayLike) -> torch.Tensor:
     """``boxes`` as one ``[K, 5]`` tensor on the input's device and dtype."""
     torch = d.require_torch(function)
-    t_in = _torch_input(input)
+    t_in = _torch_input(function, input)
     if isinstance(boxes, (list, tuple)):
         rows = []
         for i, b in enumerate(boxes):
-            bt = torch.as_tensor(b) if not d.is_tensor(b) else b
+            bt = d.float_tensor(function, "boxes", b)
             _check_roi_shape(function, tuple(bt.shape), i)
             bt = bt.to(device=t_in.device, dtype=t_in.dtype)
             rows.append(torch.cat([torch.full_like(bt[:, :1], i), bt], dim=1))
         return torch.cat(rows) if rows else torch.zeros((0, 5), dtype=t_in.dtype, device=t_in.device)
-    bt = torch.as_tensor(boxes) if not d.is_tensor(boxes) else boxes
+    bt = d.float_tensor(function, "boxes", boxes)
     _check_roi_shape(function, tuple(bt.shape), None)
     return bt.to(device=t_in.device, dtype=t_in.dtype)
 
@@ -458,7 +462,9 @@ def roi_pool(
     box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]
     if d.select_backend(F, backend, input, *box_list, rust_autograd=True) == "torch":
         return d.like(
-            d.torch_implementation("pooling").roi_pool(_torch_input(input), _rois_tensor(F, boxes, input), size, scale),
+            d.torch_implementation("pooling").roi_pool(
+                _torch_input(F, input), _rois_tensor(F, boxes, input), size, scale
+            ),
             input,
         )
     rois = _rois_array(F, boxes, _kernel_dtype(input))
@@ -517,7 +523,7 @@ def roi_align(
     box_list = boxes if isinstance(boxes, (list, tuple)) else [boxes]
     if d.select_backend(F, backend, input, *box_list, rust_autograd=True) == "torch":
         t = d.torch_implementation("pooling").roi_align(
-            _torch_input(input), _rois_tensor(F, boxes, input), size, scale, ratio, bool(aligned)
+            _torch_input(F, input), _rois_tensor(F, boxes, input), size, scale, ratio, bool(aligned)
         )
         return d.like(t, input)
     rois = _rois_array(F, boxes, _kernel_dtype(input))

@@ -73,17 +73,13 @@ def _label_array(function: str, argument: str, x: object) -> np.ndarray:
     if d.is_tensor(x):
         if x.dtype.is_floating_point or x.is_complex():
             raise type_error(function, argument, "integer class labels", describe(x))
-        a = x.detach().cpu().numpy()
-    else:
-        a = np.asarray(x)
+    a = d.host_array(function, argument, x)
     if a.dtype.kind == "b":
         a = a.view(np.uint8)
     if a.dtype.kind not in "iu":
         raise type_error(function, argument, "integer class labels", describe(a))
-    if not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="))
-    # ravel() is a view of a C-contiguous array; only strided inputs are copied.
-    return np.ascontiguousarray(a).ravel()
+    # ravel() is a view of a C-contiguous array; only strided (or byte-swapped) inputs are copied.
+    return d.contiguous(function, argument, a, a.dtype.newbyteorder("=")).ravel()
 
 
 def _label_tensor(function: str, argument: str, x: object, device: torch.device | None) -> torch.Tensor:
@@ -94,10 +90,10 @@ def _label_tensor(function: str, argument: str, x: object, device: torch.device 
             raise type_error(function, argument, "integer class labels", describe(x))
         t = x
     else:
-        a = np.asarray(x)
+        a = d.host_array(function, argument, x)
         if a.dtype.kind not in "iub":
             raise type_error(function, argument, "integer class labels", describe(a))
-        t = torch.as_tensor(a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("=")))
+        t = torch.as_tensor(a if a.dtype.isnative else d.contiguous(function, argument, a, a.dtype.newbyteorder("=")))
     return t if device is None else t.to(device)
 
 
@@ -132,8 +128,9 @@ def confusion_matrix(
     f = "confusion_matrix"
     c = _check_num_classes(f, num_classes)
     ignore = _check_ignore_index(f, ignore_index)
-    if d.shape_of(target) != d.shape_of(pred):
-        raise value_error(f, "pred", f"the shape of target {list(d.shape_of(target))}", list(d.shape_of(pred)))
+    target_shape, pred_shape = d.shape_of(f, "target", target), d.shape_of(f, "pred", pred)
+    if target_shape != pred_shape:
+        raise value_error(f, "pred", f"the shape of target {list(target_shape)}", list(pred_shape))
     if d.select_backend(f, backend, target, pred) == "torch":
         device = d.device_of(target, pred)
         tt = _label_tensor(f, "target", target, device)
@@ -153,7 +150,7 @@ def _nan_mean(values: np.ndarray) -> float:
 
 
 def _check_matrix(function: str, cm: ArrayLike) -> None:
-    shape = d.shape_of(cm)
+    shape = d.shape_of(function, "cm", cm)
     if len(shape) != 2 or shape[0] != shape[1] or shape[0] < 1:
         raise value_error(function, "cm", "a square [C, C] matrix with C >= 1", f"shape {list(shape)}")
 
@@ -188,10 +185,10 @@ def segmentation_metrics(cm: ArrayLike) -> dict[str, float | Array]:
     _check_matrix(f, cm)
     if d.is_tensor(cm):
         return d.torch_implementation("segmentation").segmentation_metrics(cm)
-    m = np.asarray(cm)
+    m = d.host_array(f, "cm", cm)
     if m.dtype.kind not in "iufb":
         raise type_error(f, "cm", "real counts", describe(m))
-    m = m.astype(np.float64)
+    m = d.contiguous(f, "cm", m, np.dtype(np.float64))
     if not np.isfinite(m).all() or (m < 0).any():
         raise ValueError(f"{f}(): argument 'cm': expected finite, non-negative counts")
     diag = np.diag(m)
@@ -313,9 +310,12 @@ class SegmentationMetric:
         if d.is_tensor(pred):
             floating = pred.dtype.is_floating_point
         else:
-            pred = np.asarray(pred)
+            pred = d.host_array("SegmentationMetric.update", "pred", pred)
             floating = pred.dtype.kind == "f"
-        ps, ts = d.shape_of(pred), d.shape_of(target)
+        ps, ts = (
+            d.shape_of("SegmentationMetric.update", "pred", pred),
+            d.shape_of("SegmentationMetric.update", "target", target),
+        )
         is_scores = len(ps) == len(ts) + 1 >= 2 and ps[1] == self.num_classes and ps[:1] + ps[2:] == ts
         if floating and is_scores:
             return pred.argmax(1) if d.is_tensor(pred) else np.argmax(pred, axis=1)

@@ -174,7 +174,7 @@ def run_segmentation_metric(num_classes: Any, ignore_index: Any, target: Any, pr
     from ferrops import SegmentationMetric
 
     metric = SegmentationMetric(num_classes, ignore_index)
-    metric.update(target, pred)
+    metric.update(pred, target)
     return metric.compute()
 
 

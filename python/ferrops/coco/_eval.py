@@ -12,10 +12,11 @@ from typing import Any, cast
 import numpy as np
 
 from .. import _core
-from .._errors import type_error, value_error
+from .._dispatch import contiguous, host_array
+from .._errors import describe, type_error, value_error
 from ._dataset import COCO
 from ._ids import combined_strings, encode
-from ._params import EVALUATED_IOU_TYPES, IouType, Params, snapshot
+from ._params import EVALUATED_IOU_TYPES, IouType, Params, check_iou_type, snapshot
 from ._views import EvalImgs, Ious
 
 
@@ -35,6 +36,21 @@ def _detections_kept(m: float) -> int:
     return min(int(m), sys.maxsize)
 
 
+def _float_params(function: str, name: str, value: object) -> np.ndarray:
+    """A list of numbers in ``params`` as a flat float64 array (NaN where a None
+    stood, which the core then refuses, naming the parameter)."""
+    argument = f"params.{name}"
+    array = host_array(function, argument, value)
+    if array.dtype == object:  # None among numbers: NumPy's float() of it is NaN, as pycocotools would get
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise type_error(function, argument, "numbers", describe(value)) from None
+    if array.dtype.kind not in "fiub":
+        raise type_error(function, argument, "numbers", describe(array))
+    return contiguous(function, argument, array, np.dtype(np.float64)).reshape(-1)
+
+
 class COCOeval:
     """pycocotools' ``COCOeval`` for ``iouType="bbox"``, computed in Rust.
 
@@ -52,6 +68,7 @@ class COCOeval:
         for name, value in (("cocoGt", cocoGt), ("cocoDt", cocoDt)):
             if value is not None and not isinstance(value, COCO):
                 raise type_error("COCOeval", name, "a ferrops.coco.COCO", type(value).__name__)
+        check_iou_type("COCOeval", iouType)
         self.cocoGt = cocoGt
         self.cocoDt = cocoDt
         self.params = Params(iouType=iouType)
@@ -81,11 +98,14 @@ class COCOeval:
         p.imgIds = list(np.unique(p.imgIds))
         if p.useCats:
             p.catIds = list(np.unique(p.catIds))
-        p.maxDets = sorted(p.maxDets)
         if len(p.maxDets) == 0 or not all(_is_max_det(m) for m in p.maxDets):
             raise value_error("COCOeval.evaluate", "params.maxDets", "positive integers", p.maxDets)
-        area_rngs = np.asarray(p.areaRng, dtype=np.float64).reshape(-1, 2) if len(p.areaRng) else np.zeros((0, 2))
-        iou_thrs = np.ascontiguousarray(np.asarray(p.iouThrs, dtype=np.float64).reshape(-1))
+        p.maxDets = sorted(p.maxDets)
+        area_rngs = _float_params("COCOeval.evaluate", "areaRng", p.areaRng) if len(p.areaRng) else np.zeros(0)
+        if area_rngs.size % 2:
+            raise value_error("COCOeval.evaluate", "params.areaRng", "[lo, hi] pairs", p.areaRng)
+        area_rngs = area_rngs.reshape(-1, 2)
+        iou_thrs = _float_params("COCOeval.evaluate", "iouThrs", p.iouThrs)
         self.params = p
         gt, dt = self.cocoGt._data, self.cocoDt._data
         strings = combined_strings(gt.id_strings(), dt.id_strings())
@@ -96,7 +116,7 @@ class COCOeval:
             encode(p.catIds, strings),
             bool(p.useCats),
             iou_thrs,
-            np.ascontiguousarray(area_rngs),
+            area_rngs,
             _detections_kept(p.maxDets[-1]),
         )
         cat_ids = list(p.catIds) if p.useCats else [-1]
@@ -144,7 +164,7 @@ class COCOeval:
             K,
             A,
             M,
-            np.ascontiguousarray(np.asarray(p.recThrs, dtype=np.float64).reshape(-1)),
+            _float_params("COCOeval.accumulate", "recThrs", p.recThrs),
         )
         self.eval = {
             "params": p,

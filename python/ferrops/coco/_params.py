@@ -17,6 +17,12 @@ IouType = Literal["segm", "bbox", "keypoints"]
 EVALUATED_IOU_TYPES: tuple[IouType, ...] = ("bbox",)
 
 
+def check_iou_type(function: str, iouType: object) -> None:  # noqa: N803
+    """Refuses an iouType ferrops does not evaluate (pycocotools' default "segm" too)."""
+    if iouType not in EVALUATED_IOU_TYPES:
+        raise value_error(function, "iouType", "'bbox' (the only type ferrops evaluates)", repr(iouType))
+
+
 class Params:
     """Evaluation parameters, pycocotools' ``Params`` for bbox.
 
@@ -28,8 +34,7 @@ class Params:
     """
 
     def __init__(self, iouType: IouType = "segm") -> None:  # noqa: N803
-        if iouType not in EVALUATED_IOU_TYPES:
-            raise value_error("COCOeval", "iouType", "'bbox' (the only type ferrops evaluates)", repr(iouType))
+        check_iou_type("Params", iouType)
         self.setDetParams()
         self.iouType: IouType = iouType
         self.useSegm: int | None = None

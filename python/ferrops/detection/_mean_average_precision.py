@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -13,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .._dispatch import check_float, host_array
 from .._errors import value_error
 from ..coco import COCO, COCOeval
-from ._arrays import host_array
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
@@ -108,6 +109,11 @@ class MeanAveragePrecision:
         for arg, value in (("iou_thresholds", iou_thresholds), ("rec_thresholds", rec_thresholds)):
             if value is not None and (not isinstance(value, list) or not value):
                 raise value_error(name, arg, "None or a non-empty list of floats", repr(value))
+            for threshold in value or ():
+                # Checked here, not at compute(), where the error would come long after the
+                # mistake. Any finite number, as torchmetrics (pycocotools caps IoU ones below 1).
+                if not math.isfinite(check_float(name, arg, threshold)):
+                    raise value_error(name, arg, "finite thresholds", repr(value))
         if max_detection_thresholds is not None and (
             not isinstance(max_detection_thresholds, list)
             or len(max_detection_thresholds) != 3
@@ -162,14 +168,20 @@ class MeanAveragePrecision:
                 if not isinstance(item, dict) or any(k not in item for k in keys):
                     raise value_error(f, which, f"dicts with keys {list(keys)}", f"{item!r:.80} at index {i}")
             det_boxes = _to_xywh(self._box_array(f, "preds", i, p["boxes"]), self.box_format)
-            det_scores = host_array(p["scores"]).reshape(-1)
-            det_labels = host_array(p["labels"]).reshape(-1)
+            det_scores = host_array(f, "preds", p["scores"]).reshape(-1)
+            det_labels = host_array(f, "preds", p["labels"]).reshape(-1)
             gt_boxes = _to_xywh(self._box_array(f, "target", i, t["boxes"]), self.box_format)
-            gt_labels = host_array(t["labels"]).reshape(-1)
+            gt_labels = host_array(f, "target", t["labels"]).reshape(-1)
             gt_crowds = (
-                host_array(t["iscrowd"]).reshape(-1) if "iscrowd" in t else np.zeros(len(gt_labels), dtype=np.int64)
+                host_array(f, "target", t["iscrowd"]).reshape(-1)
+                if "iscrowd" in t
+                else np.zeros(len(gt_labels), dtype=np.int64)
             )
-            gt_area = host_array(t["area"]).reshape(-1) if "area" in t else np.zeros(len(gt_labels), dtype=np.float32)
+            gt_area = (
+                host_array(f, "target", t["area"]).reshape(-1)
+                if "area" in t
+                else np.zeros(len(gt_labels), dtype=np.float32)
+            )
             if not (len(det_boxes) == len(det_scores) == len(det_labels)):
                 raise ValueError(f"{f}(): argument 'preds': boxes, scores and labels of image {i} differ in length")
             if not (len(gt_boxes) == len(gt_labels) == len(gt_crowds) == len(gt_area)):
@@ -192,7 +204,7 @@ class MeanAveragePrecision:
 
     @staticmethod
     def _box_array(function: str, which: str, index: int, boxes: npt.ArrayLike) -> np.ndarray:
-        array = host_array(boxes)
+        array = host_array(function, which, boxes)
         if array.size == 0:
             return np.zeros((0, 4), dtype=array.dtype if array.dtype.kind == "f" else np.float32)
         if array.ndim != 2 or array.shape[1] != 4:

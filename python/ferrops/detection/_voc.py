@@ -7,35 +7,37 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._dispatch import check_bool, check_float, contiguous
+from .._dispatch import check_bool, check_float, contiguous, host_array
 from .._errors import type_error, value_error
-from ._arrays import host_array
 
 #: What the VOC functions take for an array: a NumPy array, a tensor, or nested lists.
 ArrayLike = npt.ArrayLike
 
 
 def _vector(function: str, name: str, x: object, dtype: type[np.generic | bool]) -> np.ndarray:
-    array = host_array(x)
+    array = host_array(function, name, x)
     if array.ndim != 1:
         raise value_error(function, name, "a 1-D array", f"shape {array.shape}")
     if array.size and array.dtype.kind not in ("biu" if dtype is bool else "fiub"):
         raise type_error(function, name, "numbers", f"dtype {array.dtype}")
+    # Contiguous before any check: a broadcast view too large to copy is refused
+    # here, naming the argument, not by a temporary of the checks.
+    array = contiguous(function, name, array, array.dtype)
     float_ids = dtype is np.int64 and array.dtype.kind == "f"
     if float_ids and (not np.all(np.isfinite(array)) or np.any(array != np.round(array))):
         raise value_error(function, name, "integer ids", "non-integer values")
-    return contiguous(array, np.dtype(dtype))
+    return contiguous(function, name, array, np.dtype(dtype))
 
 
 def _boxes(function: str, name: str, x: object) -> np.ndarray:
-    array = host_array(x)
+    array = host_array(function, name, x)
     if array.size == 0:
         return np.zeros((0, 4), dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != 4:
         raise value_error(function, name, "an [N, 4] array", f"shape {array.shape}")
     if array.dtype.kind not in "fiu":
         raise type_error(function, name, "numbers", f"dtype {array.dtype}")
-    boxes = contiguous(array, np.dtype(np.float64))
+    boxes = contiguous(function, name, array, np.dtype(np.float64))
     bad = ~np.isfinite(boxes).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import _dispatch as d
 from .._errors import describe, type_error, value_error
 from ._arguments import check_count, check_number
 
@@ -70,6 +71,8 @@ def grid_world(
     F = "grid_world"
     rows, cols = check_count(F, "rows", rows), check_count(F, "cols", cols)
     tr, tc = _cell(F, "target", target, rows, cols)
+    if isinstance(forbidden, (str, bytes)) or not isinstance(forbidden, Iterable):
+        raise type_error(F, "forbidden", "a sequence of (row, col) pairs", describe(forbidden))
     bad_cells = {_cell(F, "forbidden", c, rows, cols) for c in forbidden}
     if (tr, tc) in bad_cells:
         raise value_error(F, "forbidden", "cells other than the target", repr(target))
@@ -86,6 +89,10 @@ def grid_world(
         if not math.isfinite(v):
             raise value_error(F, n, "a finite reward", repr(v))
     S = rows * cols
+    # P (dense (5, S, S), or 5 CSR arrays of S entries) and R (S, 5), in float64,
+    # plus the int64 work arrays: checked before anything is allocated.
+    p_bytes = 5 * S * (8 + 8 + 8) if sparse else 5 * S * S * 8
+    d.check_allocation(F, f"a grid world of {rows} x {cols} cells", p_bytes + S * 5 * 8 + 4 * S * 8)
     r_idx, c_idx = np.divmod(np.arange(S), cols)
     forbidden_mask = np.zeros((rows, cols), dtype=bool)
     for r, c in bad_cells:
@@ -188,8 +195,13 @@ def from_gymnasium(env_P: GymModel, *, sparse: bool = False) -> tuple[Transition
         for a in range(actions):
             if isinstance(by_action, Mapping) and a not in by_action:
                 raise value_error(F, "env_P", f"actions 0..{actions - 1} for every state", _some_keys(by_action, s))
+            transitions = by_action[a]
+            if not isinstance(transitions, Sequence) or isinstance(transitions, (str, bytes)):
+                raise type_error(
+                    F, "env_P", "a list of transitions per action", f"{describe(transitions)} for state {s}, action {a}"
+                )
             total = 0.0
-            for item in by_action[a]:
+            for item in transitions:
                 entry = _transition(F, item, s, a, states)
                 total += entry[2]
                 entries.append(entry)
@@ -202,6 +214,8 @@ def from_gymnasium(env_P: GymModel, *, sparse: bool = False) -> tuple[Transition
                 )
     terminal = any(e[5] for e in entries)
     n = states + 1 if terminal else states
+    if not sparse:
+        d.check_allocation(F, f"the dense P of {actions} actions and {n} states", actions * n * n * 8)
     a_i = np.array([e[0] for e in entries], dtype=np.int64)
     s_i = np.array([e[1] for e in entries], dtype=np.int64)
     prob = np.array([e[2] for e in entries])

@@ -102,7 +102,7 @@ def _csr_of(function: str, a: int, matrix: Matrix) -> tuple[int, int, np.ndarray
         indices = np.ascontiguousarray(m.indices, dtype=np.int32)
         data = np.ascontiguousarray(m.data, dtype=np.float64)
         return n_rows, n_cols, indptr, indices, data
-    dense = _tensor_to_numpy(function, "P", matrix) if d.is_tensor(matrix) else np.asarray(matrix)
+    dense = _tensor_to_numpy(function, "P", matrix) if d.is_tensor(matrix) else d.host_array(function, "P", matrix)
     if dense.dtype.kind not in "fiub":
         raise type_error(function, "P", "real numbers", f"P[{a}] of dtype {dense.dtype}")
     if dense.ndim != 2:
@@ -125,13 +125,17 @@ def _split_actions(function: str, P: Transitions) -> tuple[list[Matrix], np.ndar
         raise type_error(
             function, "P", "a list of A sparse (S, S) matrices (one per action)", f"a single {type(P).__name__}"
         )
-    dense = _tensor_to_numpy(function, "P", P) if d.is_tensor(P) else np.asarray(P)
+    dense = _tensor_to_numpy(function, "P", P) if d.is_tensor(P) else d.host_array(function, "P", P)
     if dense.dtype.kind not in "fiub":
         raise type_error(function, "P", "real numbers", f"dtype {dense.dtype}")
     if dense.ndim != 3 or dense.shape[1] != dense.shape[2]:
         raise value_error(function, "P", "shape (A, S, S)", list(dense.shape))
     if dense.shape[0] == 0:
         raise value_error(function, "P", "at least one action", f"shape {list(dense.shape)}")
+    # Each action costs its row offsets and three arrays' headers, however sparse:
+    # a broadcast view of 2^40 actions is refused here, not after an endless loop.
+    actions, states = dense.shape[0], dense.shape[1]
+    d.check_allocation(function, f"the model of {actions} actions", actions * (4 * (states + 1) + 3 * 112))
     return list(dense), dense
 
 
@@ -154,7 +158,7 @@ def build_model(function: str, P: Transitions, R: Rewards) -> Model:
     tensors = d.tensors_in(P, R)
     reference = tensors[0] if tensors else None
     if dense is not None:
-        dense = np.asarray(dense, dtype=np.float64)
+        dense = d.contiguous(function, "P", dense, np.dtype(np.float64))
     return Model(states, actions, indptr, indices, data, reward, dense, reference, transition_reward)
 
 
@@ -179,7 +183,11 @@ def _expected_reward(
     data: list[np.ndarray],
 ) -> tuple[np.ndarray, list[Matrix] | None]:
     """``r (S, A)`` float64, and the per-transition reward input when R is one."""
-    if isinstance(R, (list, tuple)) and len(R) == actions and all(is_scipy_sparse(x) or np.ndim(x) == 2 for x in R):
+    if (
+        isinstance(R, (list, tuple))
+        and len(R) == actions
+        and all(is_scipy_sparse(x) or len(d.shape_of(function, "R", x)) == 2 for x in R)
+    ):
         per_transition = [x if is_scipy_sparse(x) else _numeric(function, x) for x in R]
     elif is_scipy_sparse(R):
         raise type_error(function, "R", _reward_shapes(states, actions), "a sparse matrix")
@@ -215,17 +223,17 @@ def _expected_reward(
 
 
 def _numeric(function: str, x: ArrayLike) -> np.ndarray:
-    a = _tensor_to_numpy(function, "R", x) if d.is_tensor(x) else np.asarray(x)
+    a = _tensor_to_numpy(function, "R", x) if d.is_tensor(x) else d.host_array(function, "R", x)
     if a.dtype.kind not in "fiub":
         raise type_error(function, "R", "real numbers", f"dtype {a.dtype}")
-    return np.asarray(a, dtype=np.float64)
+    return d.contiguous(function, "R", a, np.dtype(np.float64))
 
 
 def state_vector(function: str, argument: str, x: ArrayLike, states: int) -> np.ndarray:
     v = d.float_array(function, argument, x)
     if v.shape != (states,):
         raise value_error(function, argument, f"shape ({states},)", list(v.shape))
-    return np.ascontiguousarray(v, dtype=np.float64)
+    return d.contiguous(function, argument, v, np.dtype(np.float64))
 
 
 def policy_vector(function: str, policy: ArrayLike, states: int, actions: int, argument: str = "policy") -> np.ndarray:

@@ -32,7 +32,7 @@ def incremental_mean(x: ArrayLike) -> Array:
     if a.ndim == 0:
         raise value_error(F, "x", "samples along a first axis", "a scalar")
     width = int(np.prod(a.shape[1:]))
-    flat = np.ascontiguousarray(a.reshape(a.shape[0], width), dtype=np.float64)
+    flat = d.contiguous(F, "x", a.reshape(a.shape[0], width), np.dtype(np.float64))
     out = _core.incremental_mean(flat).reshape(a.shape)
     return d.like(out, x) if d.is_tensor(x) else out
 
@@ -58,16 +58,20 @@ def robbins_monro(
     if not callable(step_size):
         raise type_error(F, "step_size", "a callable", describe(step_size))
     n = check_count(F, "steps", steps)
-    w = np.array(d.float_array(F, "w0", w0), dtype=np.float64)
+    w = d.contiguous(F, "w0", d.float_array(F, "w0", w0), np.dtype(np.float64)).copy()
     if not np.all(np.isfinite(w)):
         raise value_error(F, "w0", "finite values", repr(w0))
+    d.check_allocation(F, f"the history of {n} steps", (n + 1) * w.size * 8)
     history = np.empty((n + 1, *w.shape))
     history[0] = w
     for k in range(1, n + 1):
         a_k = check_number(F, "step_size", step_size(k))
         if not (a_k > 0 and math.isfinite(a_k)):
             raise value_error(F, "step_size", "positive finite step sizes", f"{a_k!r} at k={k}")
-        obs = np.asarray(g(w.copy() if w.ndim else float(w)), dtype=np.float64)
+        obs = d.host_array(F, "g", g(w.copy() if w.ndim else float(w)))
+        if obs.dtype.kind not in "fiub":
+            raise type_error(F, "g", "real observations", f"{describe(obs)} at k={k}")
+        obs = obs.astype(np.float64)
         if obs.shape != w.shape:
             raise value_error(F, "g", f"observations of shape {list(w.shape)}", f"{list(obs.shape)} at k={k}")
         if not np.all(np.isfinite(obs)):
