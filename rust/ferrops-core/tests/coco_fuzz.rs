@@ -18,6 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use ferrops_core::detection::coco::json_tokens::check_json;
 use ferrops_core::detection::coco::{parse_ground_truth, parse_results, CocoDataset, Origin};
 use ferrops_core::detection::cocoeval::{evaluate, EvalParams};
+use ferrops_core::interrupt::Cancel;
 
 const GT: Origin = Origin { function: "COCO", argument: "annotation_file", source: "fuzz_gt.json" };
 const RES: Origin = Origin { function: "COCO.loadRes", argument: "resFile", source: "fuzz_dt.json" };
@@ -229,7 +230,7 @@ fn evaluated(gt: &CocoDataset, dt: &CocoDataset) -> bool {
         area_rngs: &[[0.0, 1e10], [0.0, 1024.0]],
         max_det: 100,
     };
-    evaluate(gt, dt, &params).is_ok()
+    evaluate(gt, dt, &params, &Cancel::new()).is_ok()
 }
 
 fn env(name: &str, default: u64) -> u64 {

@@ -16,7 +16,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 
 use crate::convert::{owned1, owned2, slice1, slice2};
 use crate::error::BindingResult;
-use crate::run::run_kernel;
+use crate::run::{run_kernel, run_kernel_interruptible};
 
 /// A parsed COCO dataset (ground truth or bbox results), read-only.
 #[pyclass(frozen, module = "ferrops._core")]
@@ -307,7 +307,12 @@ fn coco_evaluate(
         max_det,
     };
     let (gt, dt) = (&ground_truth.inner, &detections.inner);
-    Ok(CocoEvaluation { inner: run_kernel(py, || cocoeval::evaluate(gt, dt, &params))? })
+    // About 300 ns of matching per record and threshold (5,000 images, 136k
+    // records: ~40 ms), so sets of a few thousand records stay on the free path.
+    let records = (gt.annotations.len() + dt.annotations.len()) as u128;
+    let work = records * params.iou_thrs.len().max(1) as u128 * 30;
+    let inner = run_kernel_interruptible(py, work, |cancel| cocoeval::evaluate(gt, dt, &params, cancel))?;
+    Ok(CocoEvaluation { inner })
 }
 
 type Float64Array<'py> = Bound<'py, PyArrayDyn<f64>>;

@@ -355,6 +355,7 @@ mod tests {
     use super::*;
     use crate::detection::coco::CocoDataset;
     use crate::detection::cocoeval::{evaluate, test_datasets as datasets, EvalParams};
+    use crate::interrupt::Cancel;
 
     fn run(gt: &CocoDataset, dt: &CocoDataset) -> Accumulated {
         let iou_thrs: Vec<f64> = (0..10).map(|i| 0.5 + 0.05 * i as f64).collect();
@@ -368,7 +369,7 @@ mod tests {
             area_rngs: &area_rngs,
             max_det: 100,
         };
-        let e = evaluate(gt, dt, &params).unwrap();
+        let e = evaluate(gt, dt, &params, &Cancel::new()).unwrap();
         let acc = AccumulateParams {
             k_list: &[0, 1],
             a_list: &[0, 1, 2, 3],

@@ -12,6 +12,7 @@ use super::matching::{
 use crate::detection::coco::{CocoDataset, IdStrings};
 use crate::ensure;
 use crate::error::{FerropsError, Result};
+use crate::interrupt::Cancel;
 
 /// What `evaluate` needs of pycocotools' `Params` (after its normalisation:
 /// unique sorted image ids, unique sorted category ids when `use_cats`).
@@ -115,7 +116,8 @@ fn evaluate_unit(unit: usize, params: &Matching, scratch: &mut Scratch, chunk: &
 }
 
 /// pycocotools' `COCOeval.evaluate` for bbox: per (category, image) matching.
-pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Result<Evaluation> {
+/// `cancel` is looked at once per (image, category) unit (RUN-INTERRUPT).
+pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel: &Cancel) -> Result<Evaluation> {
     check_params(params)?;
     if let Some(i) = dt.first_without_score {
         return Err(FerropsError::value(
@@ -178,12 +180,15 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams) -> Resu
                 if gts.is_empty() && dts.is_empty() {
                     continue;
                 }
+                // One relaxed load per non-empty (image, category) unit: a unit is
+                // microseconds of matching at least, and a crowded one can take many.
+                cancel.check("COCOeval.evaluate")?;
                 scratch.load(gts, dts, e.matching.max_det);
                 evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
             }
-            chunk
+            Ok(chunk)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     evaluation.chunks = chunks;
     Ok(evaluation)
 }

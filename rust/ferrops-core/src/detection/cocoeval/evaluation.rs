@@ -261,6 +261,7 @@ impl Evaluation {
 mod tests {
     use super::super::matching::{FALSE_POSITIVE, IGNORED, TRUE_POSITIVE};
     use super::super::{evaluate, test_datasets as datasets, EvalParams};
+    use crate::interrupt::Cancel;
 
     #[test]
     fn image_evaluations_agree_with_the_outcomes_accumulate_reads() {
@@ -276,7 +277,7 @@ mod tests {
                 area_rngs: &area_rngs,
                 max_det: 100,
             };
-            let e = evaluate(&gt, &dt, &params).unwrap();
+            let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
             let entries = e.image_evaluations(0..e.len()).unwrap();
             assert_eq!(entries.len(), e.len());
             for (flat, entry) in entries.iter().enumerate() {
@@ -306,6 +307,26 @@ mod tests {
     }
 
     #[test]
+    fn a_raised_token_stops_the_evaluation() {
+        let (gt, dt) = datasets();
+        let area_rngs = [[0.0, 1e10]];
+        let params = EvalParams {
+            img_ids: &[1, 2],
+            cat_ids: &[1, 2],
+            use_cats: true,
+            iou_thrs: &[0.5],
+            area_rngs: &area_rngs,
+            max_det: 100,
+        };
+        let cancel = Cancel::new();
+        cancel.raise();
+        match evaluate(&gt, &dt, &params, &cancel) {
+            Err(err) => assert_eq!(err, crate::FerropsError::interrupted("COCOeval.evaluate")),
+            Ok(_) => panic!("a raised token must stop the evaluation"),
+        }
+    }
+
+    #[test]
     fn hand_checked_image_evaluation_and_ious() {
         let (gt, dt) = datasets();
         let area_rngs = [[0.0, 1e10]];
@@ -317,7 +338,7 @@ mod tests {
             area_rngs: &area_rngs,
             max_det: 100,
         };
-        let e = evaluate(&gt, &dt, &params).unwrap();
+        let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
         // Category 2 (k = 1), image 2 (i = 1): one crowd ground truth (id 3) and a
         // detection inside it (IoU 1 by the detection's area), ignored when matched.
         let x = e.image_evaluations(3..4).unwrap().pop().unwrap().unwrap();
