@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::Rle;
+use crate::boxes::geometry::coco_iou;
 use crate::buffer;
 use crate::ensure;
 use crate::error::{FerropsError, Result};
@@ -244,22 +245,6 @@ pub fn merge(rles: &[Rle], intersect: bool) -> Result<Rle> {
     Ok(merged)
 }
 
-/// pycocotools' box IoU of `[x, y, w, h]` boxes: a crowd ground truth divides the
-/// intersection by the detection's area alone.
-pub fn box_iou_one(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
-    let w = (d[2] + d[0]).min(g[2] + g[0]) - d[0].max(g[0]);
-    if w <= 0.0 {
-        return 0.0;
-    }
-    let h = (d[3] + d[1]).min(g[3] + g[1]) - d[1].max(g[1]);
-    if h <= 0.0 {
-        return 0.0;
-    }
-    let i = w * h;
-    let u = if crowd { d[2] * d[3] } else { d[2] * d[3] + g[2] * g[3] - i };
-    i / u
-}
-
 /// What the IoU of a mask needs, computed once per mask: its box (the gate), its
 /// area, and its 1-runs as `[start, end)` pixel intervals in increasing order.
 struct Prepared {
@@ -310,7 +295,7 @@ fn intersection(a: &[(u32, u32)], b: &[(u32, u32)], from: u32, to: u32) -> u64 {
 /// crowd ground truth the intersection over the detection's area. The union is
 /// `|d| + |g| - |d & g|`, the same integer pycocotools counts run by run.
 fn rle_iou_one(d: &Rle, g: &Rle, pd: &Prepared, pg: &Prepared, crowd: bool) -> f64 {
-    let gate = box_iou_one(&pd.bbox, &pg.bbox, crowd);
+    let gate = coco_iou(&pd.bbox, &pg.bbox, crowd);
     if gate <= 0.0 {
         return gate;
     }
@@ -371,7 +356,7 @@ pub fn box_iou(dt: &[[f64; 4]], gt: &[[f64; 4]], iscrowd: &[bool]) -> Result<Vec
         }
         out.par_chunks_mut(n).zip(dt.par_iter()).for_each(|(row, d)| {
             for ((slot, g), &crowd) in row.iter_mut().zip(gt).zip(iscrowd) {
-                slot.write(box_iou_one(d, g, crowd));
+                slot.write(coco_iou(d, g, crowd));
             }
         });
     })
