@@ -236,3 +236,14 @@ def test_bad_arguments_raise():
         fm.encode(np.zeros(4, dtype=np.uint8))
     with pytest.raises(ValueError, match="mask_iou\\(\\): argument 'masks_b'"):
         fm.mask_iou(np.zeros((1, 2, 2), bool), np.zeros((1, 2, 3), bool))
+
+
+@pytest.mark.spec("MASK-CHECK")
+def test_a_mask_copy_no_machine_can_hold_is_a_memory_error_naming_the_function():
+    # Zero-stride views: nothing is allocated until the Fortran/C copy is asked for.
+    huge = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (2**20, 2**20, 1))
+    with pytest.raises(MemoryError, match=r"encode\(\).*'bimask'"):
+        fm.encode(huge)
+    stack = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (2**20, 2**10, 2**10))
+    with pytest.raises(MemoryError, match=r"mask_iou\(\).*'masks_a'"):
+        fm.mask_iou(stack, np.zeros((1, 2**10, 2**10), np.uint8))

@@ -217,13 +217,16 @@ def common_float_dtype(*arrays: np.ndarray) -> np.dtype:
     return np.dtype(np.float64) if any(a.dtype == np.float64 for a in arrays) else np.dtype(np.float32)
 
 
-def contiguous(function: str, argument: str, a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``a`` (the value of ``argument``) C-contiguous in ``dtype``; the same object
-    when it already is. A copy the machine cannot hold (a 2^40-row broadcast view,
-    say) is a MemoryError naming the function, the argument and the bytes."""
+def contiguous(
+    function: str, argument: str, a: np.ndarray, dtype: np.dtype, order: Literal["C", "F"] = "C"
+) -> np.ndarray:
+    """``a`` (the value of ``argument``) contiguous in ``dtype`` and ``order`` (C, or
+    Fortran for column-major kernels); the same object when it already is. A copy
+    the machine cannot hold (a 2^40-row broadcast view, say) is a MemoryError naming
+    the function, the argument and the bytes."""
     try:
         # Not np.ascontiguousarray, which turns a 0-d array into a 1-d one.
-        return np.asarray(a, dtype=dtype, order="C")
+        return np.asarray(a, dtype=dtype, order=order)
     except MemoryError:
         raise memory_error(function, argument, a.shape, dtype) from None
 

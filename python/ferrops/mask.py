@@ -70,7 +70,7 @@ def encode(bimask: Any) -> Any:
     if not masks.flags.f_contiguous and per_mask_c_order.flags.c_contiguous:
         # [N, H, W] C-order data seen as [H, W, N]: transposed in Rust, no copy here.
         return _core.mask_encode(per_mask_c_order.reshape(-1), h, w, n, True, False)
-    flat = np.asfortranarray(masks).reshape(-1, order="F")
+    flat = _dispatch.contiguous("encode", "bimask", masks, masks.dtype, order="F").reshape(-1, order="F")
     return _core.mask_encode(flat, h, w, n, False, False)
 
 
@@ -246,5 +246,7 @@ def mask_iou(masks_a: Any, masks_b: Any) -> Any:
     if a.size == 0 or b.size == 0:
         result = np.zeros((a.shape[0], b.shape[0]), dtype=np.float64)
     else:
-        result = _core.mask_dense_iou(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), w, h)
+        flat_a = _dispatch.contiguous("mask_iou", "masks_a", a, a.dtype).reshape(-1)
+        flat_b = _dispatch.contiguous("mask_iou", "masks_b", b, b.dtype).reshape(-1)
+        result = _core.mask_dense_iou(flat_a, flat_b, w, h)
     return _dispatch.like(result, masks_a)
