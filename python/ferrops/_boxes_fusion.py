@@ -68,22 +68,22 @@ def _model_rows(t: int, boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike, 
         raise value_error(_FUNCTION, "boxes_list", "finite coordinates", f"a non-finite box for model {t}")
     x1, y1, x2, y2 = coords.T.copy()
     if (x2 < x1).any():
-        warnings.warn("X2 < X1 value in box. Swap them.", stacklevel=3)
+        warnings.warn("X2 < X1 value in box. Swap them.", stacklevel=4)
         x1, x2 = np.minimum(x1, x2), np.maximum(x1, x2)
     if (y2 < y1).any():
-        warnings.warn("Y2 < Y1 value in box. Swap them.", stacklevel=3)
+        warnings.warn("Y2 < Y1 value in box. Swap them.", stacklevel=4)
         y1, y2 = np.minimum(y1, y2), np.maximum(y1, y2)
     columns = [x1, x2, y1, y2]
     for k, v in enumerate(columns):
         if (v < 0).any():
-            warnings.warn(_CLIP_WARNINGS[2 * k], stacklevel=3)
+            warnings.warn(_CLIP_WARNINGS[2 * k], stacklevel=4)
         if (v > 1).any():
-            warnings.warn(_CLIP_WARNINGS[2 * k + 1], stacklevel=3)
+            warnings.warn(_CLIP_WARNINGS[2 * k + 1], stacklevel=4)
         columns[k] = np.clip(v, 0.0, 1.0)
     x1, x2, y1, y2 = columns
     nonzero = (x2 - x1) * (y2 - y1) != 0.0
     for original in b[keep][~nonzero]:
-        warnings.warn(f"Zero area box skipped: {original}.", stacklevel=3)
+        warnings.warn(f"Zero area box skipped: {original}.", stacklevel=4)
     kept_labels = np.trunc(lab[keep][nonzero].astype(np.float64))
     rows = np.empty((int(nonzero.sum()), 8))
     rows[:, 0] = kept_labels

@@ -95,7 +95,7 @@ fn bad_arguments_are_errors() {
     assert!(batched_nms(&boxes, &[0.5], &[], 0.5, None, &Cancel::new()).is_err());
     assert!(soft_nms(&boxes, &[0.5], 0.5, 0.0, 0.0, SoftMethod::Gaussian, &Cancel::new()).is_err());
     assert!(SoftMethod::parse("hard").is_err());
-    assert!(nms::<f32>(&[], &[], 0.5, &Cancel::new()).unwrap().is_empty());
+    assert!(nms::<f32>(&[], &[], 0.5, None, &Cancel::new()).unwrap().is_empty());
 }
 
 /// RUN-INTERRUPT: a raised token stops every NMS function with `Interrupted`
