@@ -3,6 +3,8 @@ backend, against shapely's exact polygon overlaps."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import numpy as np
@@ -242,3 +244,70 @@ def test_bad_input_is_named():
         ferrops.nms_rotated(good, np.ones(3), 0.5, clockwise="yes")
     empty = ferrops.box_iou_rotated(np.zeros((0, 5), np.float32), good.astype(np.float32))
     assert empty.shape == (0, 3) and empty.dtype == np.float32
+
+
+def _coco_datasets(seed: int):
+    """Axis-aligned scenes (angle 0) as rotated boxes and as pycocotools dicts."""
+    rng = np.random.default_rng(seed)
+    gts, dets, images, annotations, results = [], [], [], [], []
+    for image in range(6):
+        n = int(rng.integers(0, 12))
+        g = np.column_stack([rng.uniform(30, 400, (n, 2)), rng.uniform(8, 60, (n, 2)), np.zeros(n)])
+        labels = rng.integers(1, 4, n)
+        d = np.concatenate([g + np.column_stack([rng.normal(0, 4, (n, 4)), np.zeros(n)]), g[:2] + [40, 0, 0, 0, 0]])
+        d[:, 2:4] = np.abs(d[:, 2:4]) + 1
+        d_labels = np.concatenate([labels, labels[:2]]).astype(np.int64)
+        d_scores = rng.permutation(len(d)) / len(d) + image
+        gts.append({"boxes": g, "labels": labels})
+        dets.append({"boxes": d, "scores": d_scores, "labels": d_labels})
+        images.append({"id": image, "width": 500, "height": 500})
+        for b, lab in zip(g, labels):
+            xywh = [b[0] - b[2] / 2, b[1] - b[3] / 2, b[2], b[3]]
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": image, "category_id": int(lab), "bbox": xywh,
+                 "area": b[2] * b[3], "iscrowd": 0}
+            )
+        for b, lab, s in zip(d, d_labels, d_scores):
+            results.append(
+                {"image_id": image, "category_id": int(lab), "bbox": [b[0] - b[2] / 2, b[1] - b[3] / 2, b[2], b[3]],
+                 "score": float(s)}
+            )
+    return gts, dets, images, annotations, results
+
+
+@pytest.mark.spec("DET-ROT")
+def test_rotated_evaluation_equals_pycocotools_on_axis_aligned_boxes():
+    coco_module = pytest.importorskip("pycocotools.coco")
+    cocoeval_module = pytest.importorskip("pycocotools.cocoeval")
+    gts, dets, images, annotations, results = _coco_datasets(14)
+    coco = coco_module.COCO()
+    coco.dataset = {"images": images, "annotations": annotations, "categories": [{"id": k} for k in (1, 2, 3)]}
+    coco.createIndex()
+    evaluator = cocoeval_module.COCOeval(coco, coco.loadRes(results), "bbox")
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    got = ferrops.detection.evaluate_rotated(dets, gts)
+    np.testing.assert_allclose(
+        [got["map"], got["map_50"], got["map_75"]], evaluator.stats[:3], rtol=1e-12, atol=1e-12
+    )
+
+
+@pytest.mark.spec("DET-ROT")
+def test_rotated_evaluation_rules():
+    box = np.array([[50.0, 50, 20, 10, 30]])
+    perfect = ferrops.detection.evaluate_rotated(
+        [{"boxes": box, "scores": [0.9], "labels": [1]}], [{"boxes": box, "labels": [1]}]
+    )
+    assert perfect["map"] == pytest.approx(1.0) and perfect["map_50_voc07"] == pytest.approx(1.0)
+    # A duplicate is a false positive; a detection on ignored ground truth is neither.
+    dup = ferrops.detection.evaluate_rotated(
+        [{"boxes": np.vstack([box, box, box + [200, 0, 0, 0, 0]]), "scores": [0.9, 0.8, 0.95], "labels": [1, 1, 1]}],
+        [{"boxes": np.vstack([box, box + [200, 0, 0, 0, 0]]), "labels": [1, 1], "ignore": [False, True]}],
+    )
+    assert dup["map_50"] == pytest.approx(1.0) and dup["map_50_voc07"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"evaluate_rotated\(\): argument 'detections': expected one entry per image"):
+        ferrops.detection.evaluate_rotated([], [{"boxes": box, "labels": [1]}])
+    with pytest.raises(ValueError, match=r"argument 'ground_truths'.*'labels'"):
+        ferrops.detection.evaluate_rotated([{"boxes": box, "scores": [1], "labels": [1]}], [{"boxes": box}])
