@@ -107,7 +107,9 @@ def test_angle_units_and_directions_agree(backend):
     flipped = a.copy(), b.copy()
     flipped[0][:, 4] *= -1
     flipped[1][:, 4] *= -1
-    got = ferrops.box_iou_rotated(backend.input(flipped[0]), backend.input(flipped[1]), clockwise=True, **backend.kwargs)
+    got = ferrops.box_iou_rotated(
+        backend.input(flipped[0]), backend.input(flipped[1]), clockwise=True, **backend.kwargs
+    )
     check_close(backend.output(got), want, rtol=1e-12)
 
 
@@ -264,13 +266,23 @@ def _coco_datasets(seed: int):
         for b, lab in zip(g, labels):
             xywh = [b[0] - b[2] / 2, b[1] - b[3] / 2, b[2], b[3]]
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": image, "category_id": int(lab), "bbox": xywh,
-                 "area": b[2] * b[3], "iscrowd": 0}
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image,
+                    "category_id": int(lab),
+                    "bbox": xywh,
+                    "area": b[2] * b[3],
+                    "iscrowd": 0,
+                }
             )
         for b, lab, s in zip(d, d_labels, d_scores):
             results.append(
-                {"image_id": image, "category_id": int(lab), "bbox": [b[0] - b[2] / 2, b[1] - b[3] / 2, b[2], b[3]],
-                 "score": float(s)}
+                {
+                    "image_id": image,
+                    "category_id": int(lab),
+                    "bbox": [b[0] - b[2] / 2, b[1] - b[3] / 2, b[2], b[3]],
+                    "score": float(s),
+                }
             )
     return gts, dets, images, annotations, results
 
@@ -289,9 +301,7 @@ def test_rotated_evaluation_equals_pycocotools_on_axis_aligned_boxes():
         evaluator.accumulate()
         evaluator.summarize()
     got = ferrops.detection.evaluate_rotated(dets, gts)
-    np.testing.assert_allclose(
-        [got["map"], got["map_50"], got["map_75"]], evaluator.stats[:3], rtol=1e-12, atol=1e-12
-    )
+    np.testing.assert_allclose([got["map"], got["map_50"], got["map_75"]], evaluator.stats[:3], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.spec("DET-ROT")

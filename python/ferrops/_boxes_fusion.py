@@ -153,7 +153,9 @@ def weighted_boxes_fusion(
     iou = d.check_float(_FUNCTION, "iou_thr", iou_thr)
     threshold = d.check_float(_FUNCTION, "skip_box_thr", skip_box_thr)
     overflow = d.check_bool(_FUNCTION, "allows_overflow", allows_overflow)
-    parts = [_model_rows(t, *models_t, threshold) for t, models_t in enumerate(zip(boxes_list, scores_list, labels_list))]
+    parts = [
+        _model_rows(t, *models_t, threshold) for t, models_t in enumerate(zip(boxes_list, scores_list, labels_list))
+    ]
     rows = np.concatenate(parts) if parts else np.empty((0, 8))
     if rows.shape[0] == 0:
         return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,))

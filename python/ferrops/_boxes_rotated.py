@@ -125,7 +125,9 @@ def _radians_per_unit(angle_unit: str, clockwise: bool) -> float:
     return -scale if clockwise else scale
 
 
-def _nms_inputs(function: str, boxes: ArrayLike, scores: ArrayLike, iou_threshold: object) -> tuple[Array, Array, float]:
+def _nms_inputs(
+    function: str, boxes: ArrayLike, scores: ArrayLike, iou_threshold: object
+) -> tuple[Array, Array, float]:
     b = _boxes(function, "boxes", boxes)
     s = scores if d.is_tensor(scores) else d.host_array(function, "scores", scores)
     d.check_vector(function, "scores", s, b.shape[0])
@@ -325,7 +327,7 @@ def box_convert_rotated(boxes: ArrayLike, in_fmt: RotatedFormat, out_fmt: Rotate
     for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
         if fmt not in ROTATED_FORMATS:
             raise value_error(function, name, f"one of {ROTATED_FORMATS}", repr(fmt))
-    x = boxes if d.is_tensor(boxes) else d.host_array(function, "boxes", boxes)
+    x: Any = boxes if d.is_tensor(boxes) else d.host_array(function, "boxes", boxes)
     d.check_matrix(function, "boxes", x, 8 if in_fmt == "xyxyxyxy" else 5)
     if in_fmt == out_fmt:
         return x.clone() if d.is_tensor(x) else x.copy()

@@ -24,22 +24,23 @@ drop-in) live in their own files and are re-exported here.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 from . import _core
 from . import _dispatch as d
-from ._dispatch import Array, ArrayLike, Backend
 from ._boxes_fusion import weighted_boxes_fusion
 from ._boxes_rotated import (
     ROTATED_FORMATS,
+    RotatedFormat,
     batched_nms_rotated,
     box_convert_rotated,
     box_iou_rotated,
     nms_rotated,
     probiou,
 )
+from ._dispatch import Array, ArrayLike, Backend
 from ._errors import value_error
 
 if TYPE_CHECKING:
@@ -67,7 +68,9 @@ __all__ = [
     "weighted_boxes_fusion",
 ]
 
-BoxFormat = Literal["xyxy", "xywh", "cxcywh", "cxcywhr", "xywhr", "xyxyxyxy"]
+BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
+#: ``box_convert``'s formats: the axis-aligned ones and torchvision's rotated ones.
+AnyBoxFormat = Literal["xyxy", "xywh", "cxcywh", "cxcywhr", "xywhr", "xyxyxyxy"]
 Reduction = Literal["none", "mean", "sum"]
 SoftNmsMethod = Literal["linear", "gaussian"]
 MatrixNmsKernel = Literal["gaussian", "linear"]
@@ -209,7 +212,7 @@ def box_area(boxes: ArrayLike, *, backend: Backend = "auto") -> Array:
     return _cast(d.like(area, x).reshape(shape[:-1]), _area_dtype(x))
 
 
-def box_convert(boxes: ArrayLike, in_fmt: BoxFormat, out_fmt: BoxFormat, *, backend: Backend = "auto") -> Array:
+def box_convert(boxes: ArrayLike, in_fmt: AnyBoxFormat, out_fmt: AnyBoxFormat, *, backend: Backend = "auto") -> Array:
     """Converts boxes between ``xyxy``, ``xywh`` and ``cxcywh`` (BOX-CONVERT), or,
     as torchvision does, between the rotated formats ``cxcywhr``, ``xywhr`` and
     ``xyxyxyxy`` (:func:`box_convert_rotated`, ``[N, 5]`` or ``[N, 8]`` boxes).
@@ -224,10 +227,11 @@ def box_convert(boxes: ArrayLike, in_fmt: BoxFormat, out_fmt: BoxFormat, *, back
         float64; integers keep theirs unless the conversion involves ``cxcywh`` (float32).
     """
     if in_fmt in ROTATED_FORMATS and out_fmt in ROTATED_FORMATS:
-        return box_convert_rotated(boxes, in_fmt, out_fmt)  # type: ignore[arg-type]
+        return box_convert_rotated(boxes, cast(RotatedFormat, in_fmt), cast(RotatedFormat, out_fmt))
     for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
         if fmt not in _FORMATS:
             raise value_error("box_convert", name, f"one of {_FORMATS} (or, both, of {ROTATED_FORMATS})", repr(fmt))
+    in_fmt, out_fmt = cast(BoxFormat, in_fmt), cast(BoxFormat, out_fmt)
     x = _array("box_convert", "boxes", boxes)
     shape = _check_boxes("box_convert", "boxes", x, pairwise=False)
     rows = _rows(_exact("box_convert", x))

@@ -52,9 +52,7 @@ def random_rotated(n: int, seed: int, image: float = 1024.0) -> np.ndarray:
     """``n`` float64 ``(cx, cy, w, h, angle)`` boxes: centres over an
     ``image``-sized square, sides in [16, 128], angles in degrees in [-180, 180)."""
     rng = np.random.default_rng(seed)
-    return np.column_stack(
-        [rng.uniform(0, image, (n, 2)), rng.uniform(16, 128, (n, 2)), rng.uniform(-180, 180, n)]
-    )
+    return np.column_stack([rng.uniform(0, image, (n, 2)), rng.uniform(16, 128, (n, 2)), rng.uniform(-180, 180, n)])
 
 
 def _polygons(boxes: np.ndarray) -> Any:
@@ -94,7 +92,9 @@ def _shapely_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.
     return np.array(keep, np.int64)
 
 
-def _fusion_workload(seed: int, models: int = 3, n: int = 300, classes: int = 80) -> tuple[list[Any], ...]:
+def _fusion_workload(
+    seed: int, models: int = 3, n: int = 300, classes: int = 80
+) -> tuple[list[Any], list[Any], list[Any]]:
     """``models`` jittered copies of ``n`` normalised boxes with random scores and labels."""
     rng = np.random.default_rng(seed)
     base = rng.uniform(0, 0.85, (n, 2))

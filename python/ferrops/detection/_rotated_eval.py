@@ -190,7 +190,9 @@ def evaluate_rotated(
                 hits[t].append(matched[~to_ignored])
             voc_scores.append(dt_scores[chosen])
             _match_dota(iou, ig, voc_tp, voc_fp)
-        coco[c] = [_coco_ap(np.concatenate(scores[t]), np.concatenate(hits[t]), positives) for t in range(len(thresholds))]
+        coco[c] = [
+            _coco_ap(np.concatenate(scores[t]), np.concatenate(hits[t]), positives) for t in range(len(thresholds))
+        ]
         voc[c] = _voc07_ap(np.concatenate(voc_scores), np.array(voc_tp, bool), np.array(voc_fp, bool), positives)
     return _summary(classes, thresholds, coco, voc)
 

@@ -201,10 +201,8 @@ pub fn weighted_boxes_fusion(
                 }
                 ConfType::AbsentModelAwareAvg => {
                     let present = present_models(&c.members, rows, models);
-                    let absent: Vec<f64> = (0..models)
-                        .filter(|m| present.iter().all(|&(p, _)| p != *m))
-                        .map(|m| weights[m])
-                        .collect();
+                    let absent: Vec<f64> =
+                        (0..models).filter(|m| present.iter().all(|&(p, _)| p != *m)).map(|m| weights[m]).collect();
                     fused[1] * count / (fused[2] + numpy_sum(&absent))
                 }
                 ConfType::Max => fused[1] / weight_max,

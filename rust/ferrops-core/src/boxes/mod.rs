@@ -12,9 +12,9 @@ mod iou;
 mod nms;
 mod rotated;
 
-pub use iou::{box_iou_loss, pairwise_iou, IouKind, IouLoss, Reduction};
 pub use fusion::{numpy_sum, weighted_boxes_fusion, ConfType};
 pub use iou::pairwise_iou_batched;
+pub use iou::{box_iou_loss, pairwise_iou, IouKind, IouLoss, Reduction};
 pub use nms::{batched_nms, matrix_nms, nms, soft_nms, MatrixKernel, SoftMethod};
 pub use rotated::{batched_nms_rotated, box_iou_rotated, check_rotated_boxes, nms_rotated, Convention, OverlapMode};
 

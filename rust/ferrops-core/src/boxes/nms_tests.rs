@@ -55,7 +55,10 @@ fn batched_equals_per_class_nms() {
         let sub_boxes: Vec<f32> = members.iter().flat_map(|&i| boxes[4 * i..4 * i + 4].to_vec()).collect();
         let sub_scores: Vec<f32> = members.iter().map(|&i| scores[i]).collect();
         want.extend(
-            nms(&sub_boxes, &sub_scores, 0.5, None, &Cancel::new()).unwrap().into_iter().map(|k| members[k as usize] as i64),
+            nms(&sub_boxes, &sub_scores, 0.5, None, &Cancel::new())
+                .unwrap()
+                .into_iter()
+                .map(|k| members[k as usize] as i64),
         );
     }
     want.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));

@@ -348,10 +348,7 @@ pub fn nms_rotated<T: Real>(
     check_scores_and_threshold("nms_rotated", scores, n, iou_threshold)?;
     let order = rank_by_score(scores, 0..n as u32);
     let rects = rects(boxes, convention);
-    Ok(rotated_greedy_keep("nms_rotated", &rects, &order, iou_threshold, cancel)?
-        .into_iter()
-        .map(i64::from)
-        .collect())
+    Ok(rotated_greedy_keep("nms_rotated", &rects, &order, iou_threshold, cancel)?.into_iter().map(i64::from).collect())
 }
 
 /// NMS-ROT per class id; kept indices by descending score (ties: lower index first).

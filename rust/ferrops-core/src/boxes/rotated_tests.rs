@@ -59,7 +59,13 @@ fn random_rotated(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
     let mut boxes = Vec::new();
     let mut scores = Vec::new();
     for _ in 0..n {
-        boxes.extend_from_slice(&[next() * 300.0, next() * 300.0, 5.0 + next() * 40.0, 5.0 + next() * 40.0, next() * 720.0]);
+        boxes.extend_from_slice(&[
+            next() * 300.0,
+            next() * 300.0,
+            5.0 + next() * 40.0,
+            5.0 + next() * 40.0,
+            next() * 720.0,
+        ]);
         scores.push((next() * 16.0).round() / 16.0);
     }
     (boxes, scores)
