@@ -81,6 +81,7 @@ def _intersection_area(b1: torch.Tensor, b2: torch.Tensor, radians: float) -> to
     area = 0.5 * twice.abs()
     area = torch.where(valid.sum(dim=1) >= 3, area, torch.zeros_like(area))
     area1, area2 = b1[:, 2] * b1[:, 3], b2[:, 2] * b2[:, 3]
+    area = torch.where((b1 == b2).all(dim=1), area1, area)  # the same box: exactly its area
     return torch.minimum(torch.minimum(area, area1), area2)
 
 

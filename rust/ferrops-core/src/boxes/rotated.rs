@@ -151,6 +151,11 @@ fn intersection_area(a: &Rect, b: &Rect) -> f64 {
     if dx * dx + dy * dy >= reach * reach || a.area == 0.0 || b.area == 0.0 {
         return 0.0;
     }
+    if a.centre == b.centre && a.u == b.u && a.v == b.v {
+        // The same rectangle: exactly its area (clipping would round), so that a
+        // duplicate has IoU 1 and is suppressed even at `iou_threshold=1`.
+        return a.area;
+    }
     // Relative to the midpoint of the centres: a at +d/2, b at -d/2.
     let (ca, cb) = ([0.5 * dx, 0.5 * dy], [-0.5 * dx, -0.5 * dy]);
     let corner = |s: f64, t: f64| [ca[0] + s * a.u[0] + t * a.v[0], ca[1] + s * a.u[1] + t * a.v[1]];
