@@ -320,3 +320,25 @@ def test_rotated_evaluation_rules():
         ferrops.detection.evaluate_rotated([], [{"boxes": box, "labels": [1]}])
     with pytest.raises(ValueError, match=r"argument 'ground_truths'.*'labels'"):
         ferrops.detection.evaluate_rotated([{"boxes": box, "scores": [1], "labels": [1]}], [{"boxes": box}])
+
+
+@pytest.mark.spec("BOX-ROT-IOU", "NMS-ROT")
+def test_results_do_not_depend_on_the_thread_count():
+    boxes = random_rotated(3000, 15, extent=400)
+    scores = np.random.default_rng(16).random(3000)
+    idxs = np.random.default_rng(17).integers(0, 5, 3000)
+    before = ferrops.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            ferrops.set_num_threads(threads)
+            results.append(
+                (
+                    ferrops.box_iou_rotated(boxes[:400], boxes),
+                    ferrops.batched_nms_rotated(boxes, scores, idxs, 0.2),
+                )
+            )
+    finally:
+        ferrops.set_num_threads(before)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
