@@ -43,9 +43,12 @@ _CLIP_WARNINGS = (
 )
 
 
-def _model_rows(t: int, boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike, thr: float) -> np.ndarray:
-    """Model ``t``'s boxes as the package's prefiltered rows ``[label, score,
-    weight (filled later), t, x1, y1, x2, y2]``, checked and clipped as there."""
+def _model_boxes(
+    t: int, boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike, thr: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model ``t``'s checked boxes ``[K, 4]`` (float64), scores and labels, without
+    those scored below ``thr`` (compared in the scores' own dtype, as the package's
+    NumPy scalars compare)."""
     b = d.host_array(_FUNCTION, "boxes_list", boxes)
     s = d.host_array(_FUNCTION, "scores_list", scores)
     lab = d.host_array(_FUNCTION, "labels_list", labels)
@@ -59,37 +62,46 @@ def _model_rows(t: int, boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike, 
             raise value_error(_FUNCTION, name, f"{n} values for model {t} (one per box)", list(v.shape))
     if s.dtype.kind not in "fiub" or lab.dtype.kind not in "fiub":
         raise value_error(_FUNCTION, "scores_list", "real numbers", f"{s.dtype} scores, {lab.dtype} labels")
-    if np.isnan(s.astype(np.float64)).any():
+    if np.isnan(s).any() if s.dtype.kind == "f" else False:
         raise value_error(_FUNCTION, "scores_list", "scores that are not NaN", f"a NaN score for model {t}")
-    # The package skips `score < thr` in the scores' own dtype (NumPy's scalar rules).
     keep = ~(s < thr)
     coords = b[keep, :4].astype(np.float64)
     if not np.isfinite(coords).all():
         raise value_error(_FUNCTION, "boxes_list", "finite coordinates", f"a non-finite box for model {t}")
-    x1, y1, x2, y2 = coords.T.copy()
+    return coords, s[keep].astype(np.float64), lab[keep].astype(np.float64)
+
+
+def _prefiltered_rows(coords: np.ndarray, scores: np.ndarray, labels: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """The package's prefiltered rows ``[label, score, weight (filled later),
+    model, x1, y1, x2, y2]``: corners swapped and clipped to [0, 1] with its
+    warnings, zero-area boxes skipped."""
+    x1, y1, x2, y2 = coords.T
     if (x2 < x1).any():
-        warnings.warn("X2 < X1 value in box. Swap them.", stacklevel=4)
+        warnings.warn("X2 < X1 value in box. Swap them.", stacklevel=3)
         x1, x2 = np.minimum(x1, x2), np.maximum(x1, x2)
     if (y2 < y1).any():
-        warnings.warn("Y2 < Y1 value in box. Swap them.", stacklevel=4)
+        warnings.warn("Y2 < Y1 value in box. Swap them.", stacklevel=3)
         y1, y2 = np.minimum(y1, y2), np.maximum(y1, y2)
     columns = [x1, x2, y1, y2]
     for k, v in enumerate(columns):
         if (v < 0).any():
-            warnings.warn(_CLIP_WARNINGS[2 * k], stacklevel=4)
+            warnings.warn(_CLIP_WARNINGS[2 * k], stacklevel=3)
         if (v > 1).any():
-            warnings.warn(_CLIP_WARNINGS[2 * k + 1], stacklevel=4)
+            warnings.warn(_CLIP_WARNINGS[2 * k + 1], stacklevel=3)
         columns[k] = np.clip(v, 0.0, 1.0)
     x1, x2, y1, y2 = columns
     nonzero = (x2 - x1) * (y2 - y1) != 0.0
-    for original in b[keep][~nonzero]:
-        warnings.warn(f"Zero area box skipped: {original}.", stacklevel=4)
-    kept_labels = np.trunc(lab[keep][nonzero].astype(np.float64))
+    if not nonzero.all():
+        for original in coords[~nonzero]:
+            warnings.warn(f"Zero area box skipped: {original}.", stacklevel=3)
     rows = np.empty((int(nonzero.sum()), 8))
-    rows[:, 0] = kept_labels
-    rows[:, 1] = s[keep][nonzero].astype(np.float64)
-    rows[:, 3] = t
-    rows[:, 4:] = np.stack([x1, y1, x2, y2], axis=1)[nonzero]
+    rows[:, 0] = np.trunc(labels[nonzero])
+    rows[:, 1] = scores[nonzero]
+    rows[:, 3] = model[nonzero]
+    rows[:, 4] = x1[nonzero]
+    rows[:, 5] = y1[nonzero]
+    rows[:, 6] = x2[nonzero]
+    rows[:, 7] = y2[nonzero]
     return rows
 
 
@@ -153,10 +165,12 @@ def weighted_boxes_fusion(
     iou = d.check_float(_FUNCTION, "iou_thr", iou_thr)
     threshold = d.check_float(_FUNCTION, "skip_box_thr", skip_box_thr)
     overflow = d.check_bool(_FUNCTION, "allows_overflow", allows_overflow)
-    parts = [
-        _model_rows(t, *models_t, threshold) for t, models_t in enumerate(zip(boxes_list, scores_list, labels_list))
-    ]
-    rows = np.concatenate(parts) if parts else np.empty((0, 8))
+    parts = [_model_boxes(t, *m, threshold) for t, m in enumerate(zip(boxes_list, scores_list, labels_list))]
+    if not parts:
+        return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,))
+    coords, scores, labels = (np.concatenate(columns) for columns in zip(*parts))
+    model = np.repeat(np.arange(models), [len(p[1]) for p in parts])
+    rows = _prefiltered_rows(coords, scores, labels, model)
     if rows.shape[0] == 0:
         return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,))
     model = rows[:, 3].astype(np.intp)
