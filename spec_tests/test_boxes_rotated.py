@@ -191,6 +191,9 @@ def test_nms_rotated_equals_greedy_reference(backend, threshold):
     assert got.tolist() == want
     iou = shapely_overlaps(boxes, boxes)
     kept = set(got.tolist())
+    for p in kept:
+        for q in kept:
+            assert p == q or iou[p, q] < threshold + 1e-9, "two kept boxes overlap at the threshold"
     for i in range(150):
         if i not in kept and threshold > 0:
             assert any(iou[k, i] >= threshold - 1e-9 and scores[k] > scores[i] for k in kept)
@@ -342,3 +345,11 @@ def test_results_do_not_depend_on_the_thread_count():
         ferrops.set_num_threads(before)
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.spec("NMS-ROT")
+def test_duplicates_are_suppressed_even_at_threshold_one(backend):
+    boxes = np.repeat(random_rotated(5, 18), 2, axis=0)
+    scores = np.arange(10, dtype=np.float64)
+    got = backend.output(ferrops.nms_rotated(backend.input(boxes), backend.input(scores), 1.0, **backend.kwargs))
+    assert got.tolist() == [9, 7, 5, 3, 1]
