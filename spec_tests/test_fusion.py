@@ -116,3 +116,17 @@ def test_bad_input_is_named():
         ferrops.weighted_boxes_fusion(boxes, nan_scores, labels)
     with pytest.raises(TypeError, match=r"argument 'iou_thr'"):
         ferrops.weighted_boxes_fusion(boxes, scores, labels, iou_thr="0.5")
+
+
+@pytest.mark.spec("WBF-NMW")
+@pytest.mark.parametrize("weights", [None, [2, 1, 0.5]])
+@pytest.mark.parametrize("iou_thr", [0.3, 0.55, 0.9])
+def test_non_maximum_weighted_equals_ensemble_boxes(weights, iou_thr):
+    for seed, tie_step in ((5, 0.0), (6, 0.125)):
+        boxes, scores, labels = model_outputs(seed, tie_step=tie_step)
+        kwargs = {"weights": weights, "iou_thr": iou_thr, "skip_box_thr": 0.05}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = ensemble_boxes.non_maximum_weighted(boxes, scores, labels, **kwargs)
+            got = ferrops.non_maximum_weighted(boxes, scores, labels, **kwargs)
+        assert_identical(got, want)

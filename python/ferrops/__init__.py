@@ -29,6 +29,7 @@ from .boxes import (
     matrix_nms,
     nms,
     nms_rotated,
+    non_maximum_weighted,
     probiou,
     soft_nms,
     weighted_boxes_fusion,

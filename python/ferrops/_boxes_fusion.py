@@ -1,4 +1,5 @@
-"""Weighted boxes fusion (SPEC section 1: WBF), re-exported by :mod:`ferrops.boxes`.
+"""Weighted boxes fusion (SPEC section 1: WBF) and non-maximum weighted fusion
+(WBF-NMW), re-exported by :mod:`ferrops.boxes`.
 
 ``weighted_boxes_fusion`` returns what ``ensemble_boxes.weighted_boxes_fusion``
 returns, number for number: the same per-box checks (coordinates clipped to
@@ -77,23 +78,23 @@ def _prefiltered_rows(coords: np.ndarray, scores: np.ndarray, labels: np.ndarray
     warnings, zero-area boxes skipped."""
     x1, y1, x2, y2 = coords.T
     if (x2 < x1).any():
-        warnings.warn("X2 < X1 value in box. Swap them.", stacklevel=3)
+        warnings.warn("X2 < X1 value in box. Swap them.", stacklevel=4)
         x1, x2 = np.minimum(x1, x2), np.maximum(x1, x2)
     if (y2 < y1).any():
-        warnings.warn("Y2 < Y1 value in box. Swap them.", stacklevel=3)
+        warnings.warn("Y2 < Y1 value in box. Swap them.", stacklevel=4)
         y1, y2 = np.minimum(y1, y2), np.maximum(y1, y2)
     columns = [x1, x2, y1, y2]
     for k, v in enumerate(columns):
         if (v < 0).any():
-            warnings.warn(_CLIP_WARNINGS[2 * k], stacklevel=3)
+            warnings.warn(_CLIP_WARNINGS[2 * k], stacklevel=4)
         if (v > 1).any():
-            warnings.warn(_CLIP_WARNINGS[2 * k + 1], stacklevel=3)
+            warnings.warn(_CLIP_WARNINGS[2 * k + 1], stacklevel=4)
         columns[k] = np.clip(v, 0.0, 1.0)
     x1, x2, y1, y2 = columns
     nonzero = (x2 - x1) * (y2 - y1) != 0.0
     if not nonzero.all():
         for original in coords[~nonzero]:
-            warnings.warn(f"Zero area box skipped: {original}.", stacklevel=3)
+            warnings.warn(f"Zero area box skipped: {original}.", stacklevel=4)
     rows = np.empty((int(nonzero.sum()), 8))
     rows[:, 0] = np.trunc(labels[nonzero])
     rows[:, 1] = scores[nonzero]
@@ -108,6 +109,47 @@ def _prefiltered_rows(coords: np.ndarray, scores: np.ndarray, labels: np.ndarray
 def _descending(scores: np.ndarray) -> np.ndarray:
     """The package's ``argsort()[::-1]`` order."""
     return scores.argsort()[::-1]
+
+
+def _prepared_rows(
+    function: str,
+    boxes_list: Sequence[ArrayLike],
+    scores_list: Sequence[ArrayLike],
+    labels_list: Sequence[ArrayLike],
+    weights: Sequence[float] | ArrayLike | None,
+    skip_box_thr: float,
+    weights_by_max: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checked, prefiltered rows with ``score * weight`` and the weights
+    (divided by their maximum where ``weights_by_max``, as the package's NMW does)."""
+    lists = {"boxes_list": boxes_list, "scores_list": scores_list, "labels_list": labels_list}
+    for name, value in lists.items():
+        if not hasattr(value, "__len__"):
+            raise value_error(function, name, "a list with one entry per model", type(value).__name__)
+    models = len(boxes_list)
+    for name in ("scores_list", "labels_list"):
+        if len(lists[name]) != models:
+            raise value_error(function, name, f"one entry per model ({models})", f"{len(lists[name])} entries")
+    if weights is None:
+        weight_array = np.ones(models)
+    else:
+        weight_array = d.host_array(function, "weights", weights).astype(np.float64)
+        if weight_array.shape != (models,):
+            raise value_error(function, "weights", f"one weight per model ({models})", list(weight_array.shape))
+        if not np.isfinite(weight_array).all():
+            raise value_error(function, "weights", "finite weights", weight_array.tolist())
+    if weights_by_max and models:
+        weight_array = weight_array / weight_array.max()
+    threshold = d.check_float(function, "skip_box_thr", skip_box_thr)
+    parts = [_model_boxes(t, *m, threshold) for t, m in enumerate(zip(boxes_list, scores_list, labels_list))]
+    if not parts:
+        return np.empty((0, 8)), weight_array
+    coords, scores, labels = (np.concatenate(columns) for columns in zip(*parts))
+    model = np.repeat(np.arange(models), [len(p[1]) for p in parts])
+    rows = _prefiltered_rows(coords, scores, labels, model)
+    rows[:, 1] *= weight_array[rows[:, 3].astype(np.intp)]
+    rows[:, 2] = weight_array[rows[:, 3].astype(np.intp)]
+    return rows, weight_array
 
 
 def weighted_boxes_fusion(
@@ -146,40 +188,50 @@ def weighted_boxes_fusion(
     """
     if conf_type not in _CONF_TYPES:
         raise value_error(_FUNCTION, "conf_type", f"one of {_CONF_TYPES}", repr(conf_type))
-    lists = {"boxes_list": boxes_list, "scores_list": scores_list, "labels_list": labels_list}
-    for name, value in lists.items():
-        if not isinstance(value, (list, tuple)) and not hasattr(value, "__len__"):
-            raise value_error(_FUNCTION, name, "a list with one entry per model", type(value).__name__)
-    models = len(boxes_list)
-    for name in ("scores_list", "labels_list"):
-        if len(lists[name]) != models:
-            raise value_error(_FUNCTION, name, f"one entry per model ({models})", f"{len(lists[name])} entries")
-    if weights is None:
-        weight_array = np.ones(models)
-    else:
-        weight_array = d.host_array(_FUNCTION, "weights", weights).astype(np.float64)
-        if weight_array.shape != (models,):
-            raise value_error(_FUNCTION, "weights", f"one weight per model ({models})", list(weight_array.shape))
-        if not np.isfinite(weight_array).all():
-            raise value_error(_FUNCTION, "weights", "finite weights", weight_array.tolist())
+    rows, weight_array = _prepared_rows(_FUNCTION, boxes_list, scores_list, labels_list, weights, skip_box_thr, False)
     iou = d.check_float(_FUNCTION, "iou_thr", iou_thr)
-    threshold = d.check_float(_FUNCTION, "skip_box_thr", skip_box_thr)
     overflow = d.check_bool(_FUNCTION, "allows_overflow", allows_overflow)
-    parts = [_model_boxes(t, *m, threshold) for t, m in enumerate(zip(boxes_list, scores_list, labels_list))]
-    if not parts:
-        return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,))
-    coords, scores, labels = (np.concatenate(columns) for columns in zip(*parts))
-    model = np.repeat(np.arange(models), [len(p[1]) for p in parts])
-    rows = _prefiltered_rows(coords, scores, labels, model)
     if rows.shape[0] == 0:
         return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,))
-    model = rows[:, 3].astype(np.intp)
-    rows[:, 1] *= weight_array[model]
-    rows[:, 2] = weight_array[model]
     ordered, ends = _group_by_label(rows)
     fused = _core.weighted_boxes_fusion(ordered, ends, weight_array, iou, conf_type, overflow)
     fused = fused[_descending(fused[:, 1])]
     return fused[:, 4:], fused[:, 1], fused[:, 0]
+
+
+def non_maximum_weighted(
+    boxes_list: Sequence[ArrayLike],
+    scores_list: Sequence[ArrayLike],
+    labels_list: Sequence[ArrayLike],
+    weights: Sequence[float] | ArrayLike | None = None,
+    iou_thr: float = 0.55,
+    skip_box_thr: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-maximum weighted fusion (WBF-NMW, Zhou et al. 2017), equal to
+    ``ensemble_boxes.non_maximum_weighted``.
+
+    Within each label, boxes by descending ``score * weight / max(weights)``; a box
+    joins the cluster whose first box it overlaps most above ``iou_thr``, else
+    starts one. A cluster keeps its first box's score; its box is the mean of its
+    members weighted by ``score * IoU with the first box``.
+
+    Args:
+        boxes_list, scores_list, labels_list, weights, iou_thr, skip_box_thr: as
+            :func:`weighted_boxes_fusion`.
+
+    Returns:
+        (ndarray[K, 4], ndarray[K], ndarray[K]) float32 (the package's dtype):
+        fused boxes, scores and labels, by descending score.
+    """
+    function = "non_maximum_weighted"
+    rows, _ = _prepared_rows(function, boxes_list, scores_list, labels_list, weights, skip_box_thr, True)
+    iou = d.check_float(function, "iou_thr", iou_thr)
+    if rows.shape[0] == 0:
+        return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,))
+    ordered, ends = _group_by_label(rows)
+    fused = _core.non_maximum_weighted(ordered, ends, iou)
+    fused = fused[_descending(fused[:, 1])]
+    return fused[:, 2:], fused[:, 1], fused[:, 0]
 
 
 def _group_by_label(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -106,6 +106,9 @@ def weighted_boxes_fusion(
     conf_type: str,
     allows_overflow: bool,
 ) -> npt.NDArray[np.float64]: ...
+def non_maximum_weighted(
+    rows: npt.NDArray[np.float64], group_ends: npt.NDArray[np.int64], iou_thr: float
+) -> npt.NDArray[np.float32]: ...
 
 # mdp: transitions are a tuple (indptrs, indices, data) of per-action CSR arrays
 # (int32, int32, float64); reward is the expected reward r[s, a], float64 (S, A).

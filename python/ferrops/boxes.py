@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _core
 from . import _dispatch as d
-from ._boxes_fusion import weighted_boxes_fusion
+from ._boxes_fusion import non_maximum_weighted, weighted_boxes_fusion
 from ._boxes_rotated import (
     ROTATED_FORMATS,
     RotatedFormat,
@@ -66,6 +66,7 @@ __all__ = [
     "probiou",
     "box_convert_rotated",
     "weighted_boxes_fusion",
+    "non_maximum_weighted",
 ]
 
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]

@@ -165,6 +165,16 @@ def rotated_cases() -> Iterable[Case]:
         _tuple_difference,
         target=50,
     )
+    yield Case(
+        "boxes",
+        "non_maximum_weighted",
+        "3 models x 300 boxes, 80 classes",
+        partial(ferrops.non_maximum_weighted, *fusion),
+        "ensemble_boxes.non_maximum_weighted",
+        None if package is None else partial(package.non_maximum_weighted, *fusion),
+        _tuple_difference,
+        target=20,
+    )
 
 
 def cases(quick: bool) -> Iterable[Case]:

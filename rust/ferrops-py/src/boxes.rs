@@ -319,12 +319,30 @@ fn weighted_boxes_fusion<'py>(
     Ok(owned2(py, out, clusters, 8).into_py_any(py)?)
 }
 
+/// NMW's clustering and weighting over prepared rows (as for
+/// `weighted_boxes_fusion`); returns the fused `[C, 6]` float32 rows.
+#[pyfunction]
+fn non_maximum_weighted<'py>(
+    py: Python<'py>,
+    rows: PyReadonlyArray2<'py, f64>,
+    group_ends: PyReadonlyArray1<'py, i64>,
+    iou_thr: f64,
+) -> BindingResult<Py<PyAny>> {
+    const NAME: &str = "non_maximum_weighted";
+    let r = slice2(NAME, "rows", 8, &rows)?;
+    let ends: Vec<usize> = slice1(NAME, "group_ends", &group_ends)?.iter().map(|&e| e.max(0) as usize).collect();
+    let out = run_kernel(py, || boxes::non_maximum_weighted(r, &ends, iou_thr))?;
+    let clusters = out.len() / 6;
+    Ok(owned2(py, out, clusters, 6).into_py_any(py)?)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pairwise_iou_batched, m)?)?;
     m.add_function(wrap_pyfunction!(box_iou_rotated, m)?)?;
     m.add_function(wrap_pyfunction!(nms_rotated, m)?)?;
     m.add_function(wrap_pyfunction!(batched_nms_rotated, m)?)?;
     m.add_function(wrap_pyfunction!(weighted_boxes_fusion, m)?)?;
+    m.add_function(wrap_pyfunction!(non_maximum_weighted, m)?)?;
     m.add_function(wrap_pyfunction!(box_area, m)?)?;
     m.add_function(wrap_pyfunction!(box_convert, m)?)?;
     m.add_function(wrap_pyfunction!(pairwise_iou, m)?)?;

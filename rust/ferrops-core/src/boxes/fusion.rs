@@ -216,6 +216,69 @@ pub fn weighted_boxes_fusion(
     Ok(out)
 }
 
+/// Non-maximum weighted fusion (NMW, Zhou et al. 2017), number for number the
+/// package's `non_maximum_weighted`, over the same rows as
+/// [`weighted_boxes_fusion`] (weights already divided by their maximum). A box
+/// joins the cluster whose *first* box it overlaps most, above `iou_thr` (the
+/// first such cluster on ties); a cluster's box is the mean of its members
+/// weighted by `score * IoU with the first box`, accumulated in float32 as the
+/// package's array is. Returns `[C, 6]` float32 rows `[label, score, x1, y1, x2,
+/// y2]`, group by group, clusters in creation order (the caller sorts them).
+pub fn non_maximum_weighted(rows: &[f64], group_ends: &[usize], iou_thr: f64) -> Result<Vec<f32>> {
+    const NAME: &str = "non_maximum_weighted";
+    ensure!(
+        rows.len().is_multiple_of(8),
+        FerropsError::value(NAME, "rows", "a [K, 8] array", format!("{} values", rows.len()))
+    );
+    let k = rows.len() / 8;
+    ensure!(
+        group_ends.windows(2).all(|w| w[0] <= w[1]) && group_ends.last().is_none_or(|&e| e == k),
+        FerropsError::value(NAME, "group_ends", format!("ascending ends up to {k}"), format!("{group_ends:?}"))
+    );
+    let row = |i: usize| &rows[8 * i..8 * i + 8];
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &end in group_ends {
+        // Each cluster's members, the first one its main box.
+        let mut clusters: Vec<Vec<usize>> = Vec::new();
+        for i in start..end {
+            let r = row(i);
+            let (mut best, mut best_iou) = (None, iou_thr);
+            for (c, members) in clusters.iter().enumerate() {
+                let main = row(members[0]);
+                if main[0] != r[0] {
+                    continue;
+                }
+                let o = iou(&main[4..], &r[4..]);
+                if o > best_iou {
+                    (best, best_iou) = (Some(c), o);
+                }
+            }
+            match best {
+                Some(c) => clusters[c].push(i),
+                None => clusters.push(vec![i]),
+            }
+        }
+        for members in &clusters {
+            let main = row(members[0]);
+            let mut coordinates = [0.0f32; 4];
+            let mut confidence = 0.0f64;
+            for &m in members {
+                let b = row(m);
+                let weight = b[1] * iou(&b[4..], &main[4..]);
+                for (acc, &v) in coordinates.iter_mut().zip(&b[4..8]) {
+                    *acc = (f64::from(*acc) + weight * v) as f32;
+                }
+                confidence += weight;
+            }
+            out.extend_from_slice(&[main[0] as f32, main[1] as f32]);
+            out.extend(coordinates.iter().map(|&acc| (f64::from(acc) / confidence) as f32));
+        }
+        start = end;
+    }
+    Ok(out)
+}
+
 /// The models present in a cluster, ascending, each with its first member row
 /// (NumPy's `unique(..., return_index=True)`).
 fn present_models(members: &[usize], rows: &[f64], models: usize) -> Vec<(usize, usize)> {

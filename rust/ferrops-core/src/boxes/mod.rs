@@ -12,7 +12,7 @@ mod iou;
 mod nms;
 mod rotated;
 
-pub use fusion::{numpy_sum, weighted_boxes_fusion, ConfType};
+pub use fusion::{non_maximum_weighted, numpy_sum, weighted_boxes_fusion, ConfType};
 pub use iou::pairwise_iou_batched;
 pub use iou::{box_iou_loss, pairwise_iou, IouKind, IouLoss, Reduction};
 pub use nms::{batched_nms, matrix_nms, nms, soft_nms, MatrixKernel, SoftMethod};
