@@ -675,3 +675,42 @@ def test_outputs_follow_the_input_kind():
 
 def test_lists_are_accepted():
     assert ferrops.box_area([[0, 0, 2, 3]]).tolist() == [6.0]
+
+
+@pytest.mark.spec("NMS-TOPK")
+@pytest.mark.parametrize("max_output", [0, 1, 5, 40, 10_000])
+def test_max_output_is_a_prefix_of_the_full_result(backend, max_output):
+    boxes, scores = random_boxes(400, 21), distinct_scores(400, 22)
+    idxs = np.random.default_rng(23).integers(0, 3, 400)
+    b, s, i = backend.input(boxes), backend.input(scores), backend.input(idxs)
+    full = backend.output(ferrops.nms(b, s, 0.4, **backend.kwargs))
+    top = backend.output(ferrops.nms(b, s, 0.4, max_output=max_output, **backend.kwargs))
+    assert top.dtype == np.int64 and top.tolist() == full[:max_output].tolist()
+    full_batched = backend.output(ferrops.batched_nms(b, s, i, 0.4, **backend.kwargs))
+    top_batched = backend.output(ferrops.batched_nms(b, s, i, 0.4, max_output=max_output, **backend.kwargs))
+    assert top_batched.tolist() == full_batched[:max_output].tolist()
+
+
+@pytest.mark.spec("NMS-TOPK")
+def test_max_output_must_be_a_count():
+    boxes, scores = random_boxes(10, 24), distinct_scores(10, 25)
+    with pytest.raises(ValueError, match=r"nms\(\): argument 'max_output': expected a count >= 0"):
+        ferrops.nms(boxes, scores, 0.5, max_output=-1)
+    with pytest.raises(TypeError, match=r"batched_nms\(\): argument 'max_output': expected an int"):
+        ferrops.batched_nms(boxes, scores, np.zeros(10, np.int64), 0.5, max_output=2.5)
+
+
+@pytest.mark.spec("BOX-BATCH")
+@pytest.mark.parametrize("name", ["box_iou", "generalized_box_iou", "complete_box_iou"])
+def test_batched_matrices_equal_one_matrix_per_element(backend, name):
+    rng = np.random.default_rng(26)
+    corner = rng.uniform(0, 50, (7, 5, 2))
+    a = np.concatenate([corner, corner + rng.uniform(1, 20, (7, 5, 2))], axis=-1).astype(np.float32)
+    corner = rng.uniform(0, 50, (7, 6, 2))
+    b = np.concatenate([corner, corner + rng.uniform(1, 20, (7, 6, 2))], axis=-1).astype(np.float32)
+    function = getattr(ferrops, name)
+    got = backend.output(function(backend.input(a), backend.input(b), **backend.kwargs))
+    assert got.shape == (7, 5, 6) and got.dtype == np.float32
+    for k in range(7):
+        one = backend.output(function(backend.input(a[k]), backend.input(b[k]), **backend.kwargs))
+        np.testing.assert_array_equal(got[k], one)

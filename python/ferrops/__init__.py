@@ -14,9 +14,12 @@ from ._info import info
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
     batched_nms,
+    batched_nms_rotated,
     box_area,
     box_convert,
+    box_convert_rotated,
     box_iou,
+    box_iou_rotated,
     complete_box_iou,
     complete_box_iou_loss,
     distance_box_iou,
@@ -25,7 +28,11 @@ from .boxes import (
     generalized_box_iou_loss,
     matrix_nms,
     nms,
+    nms_rotated,
+    non_maximum_weighted,
+    probiou,
     soft_nms,
+    weighted_boxes_fusion,
 )
 from .detection import MeanAveragePrecision, per_category_ap, plot_pr_curves, pr_curves, voc_ap, voc_eval
 from .layers import LayerReceptiveField, receptive_field

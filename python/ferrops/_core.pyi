@@ -45,10 +45,17 @@ def box_iou_loss(
     eps: float,
 ) -> npt.NDArray[np.floating]: ...
 def nms(
-    boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], iou_threshold: float
+    boxes: npt.NDArray[np.floating],
+    scores: npt.NDArray[np.floating],
+    iou_threshold: float,
+    max_output: int | None = None,
 ) -> npt.NDArray[np.int64]: ...
 def batched_nms(
-    boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating], idxs: npt.NDArray[np.int64], iou_threshold: float
+    boxes: npt.NDArray[np.floating],
+    scores: npt.NDArray[np.floating],
+    idxs: npt.NDArray[np.int64],
+    iou_threshold: float,
+    max_output: int | None = None,
 ) -> npt.NDArray[np.int64]: ...
 def soft_nms(
     boxes: npt.NDArray[np.floating],
@@ -65,6 +72,43 @@ def matrix_nms(
     kernel: _MatrixNmsKernel,
     sigma: float,
 ) -> npt.NDArray[np.floating]: ...
+def pairwise_iou_batched(
+    kind: _IouKind, boxes1: npt.NDArray[np.floating], boxes2: npt.NDArray[np.floating], batch: int
+) -> npt.NDArray[np.floating]: ...
+def box_iou_rotated(
+    boxes1: npt.NDArray[np.floating],
+    boxes2: npt.NDArray[np.floating],
+    mode: str,
+    aligned: bool,
+    angle_unit: str,
+    clockwise: bool,
+) -> npt.NDArray[np.floating]: ...
+def nms_rotated(
+    boxes: npt.NDArray[np.floating],
+    scores: npt.NDArray[np.floating],
+    iou_threshold: float,
+    angle_unit: str,
+    clockwise: bool,
+) -> npt.NDArray[np.int64]: ...
+def batched_nms_rotated(
+    boxes: npt.NDArray[np.floating],
+    scores: npt.NDArray[np.floating],
+    idxs: npt.NDArray[np.int64],
+    iou_threshold: float,
+    angle_unit: str,
+    clockwise: bool,
+) -> npt.NDArray[np.int64]: ...
+def weighted_boxes_fusion(
+    rows: npt.NDArray[np.float64],
+    group_ends: npt.NDArray[np.int64],
+    weights: npt.NDArray[np.float64],
+    iou_thr: float,
+    conf_type: str,
+    allows_overflow: bool,
+) -> npt.NDArray[np.float64]: ...
+def non_maximum_weighted(
+    rows: npt.NDArray[np.float64], group_ends: npt.NDArray[np.int64], iou_thr: float
+) -> npt.NDArray[np.float32]: ...
 
 # mdp: transitions are a tuple (indptrs, indices, data) of per-action CSR arrays
 # (int32, int32, float64); reward is the expected reward r[s, a], float64 (S, A).

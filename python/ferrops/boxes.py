@@ -14,17 +14,32 @@ matrices, as in torchvision (the losses add ``eps`` and stay finite).
 
 Gradients: the Rust kernels are forward-only; with tensors that require grad the
 PyTorch implementation runs (``backend="auto"``), so autograd keeps working.
+
+Rotated boxes (``box_iou_rotated``, ``nms_rotated``, ``batched_nms_rotated``,
+``probiou``, ``box_convert_rotated``; their angle convention is documented in
+``ferrops._boxes_rotated``) and ``weighted_boxes_fusion`` (the ``ensemble_boxes``
+drop-in) live in their own files and are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 from . import _core
 from . import _dispatch as d
+from ._boxes_fusion import non_maximum_weighted, weighted_boxes_fusion
+from ._boxes_rotated import (
+    ROTATED_FORMATS,
+    RotatedFormat,
+    batched_nms_rotated,
+    box_convert_rotated,
+    box_iou_rotated,
+    nms_rotated,
+    probiou,
+)
 from ._dispatch import Array, ArrayLike, Backend
 from ._errors import value_error
 
@@ -45,9 +60,18 @@ __all__ = [
     "batched_nms",
     "soft_nms",
     "matrix_nms",
+    "box_iou_rotated",
+    "nms_rotated",
+    "batched_nms_rotated",
+    "probiou",
+    "box_convert_rotated",
+    "weighted_boxes_fusion",
+    "non_maximum_weighted",
 ]
 
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
+#: ``box_convert``'s formats: the axis-aligned ones and torchvision's rotated ones.
+AnyBoxFormat = Literal["xyxy", "xywh", "cxcywh", "cxcywhr", "xywhr", "xyxyxyxy"]
 Reduction = Literal["none", "mean", "sum"]
 SoftNmsMethod = Literal["linear", "gaussian"]
 MatrixNmsKernel = Literal["gaussian", "linear"]
@@ -189,8 +213,10 @@ def box_area(boxes: ArrayLike, *, backend: Backend = "auto") -> Array:
     return _cast(d.like(area, x).reshape(shape[:-1]), _area_dtype(x))
 
 
-def box_convert(boxes: ArrayLike, in_fmt: BoxFormat, out_fmt: BoxFormat, *, backend: Backend = "auto") -> Array:
-    """Converts boxes between ``xyxy``, ``xywh`` and ``cxcywh`` (BOX-CONVERT).
+def box_convert(boxes: ArrayLike, in_fmt: AnyBoxFormat, out_fmt: AnyBoxFormat, *, backend: Backend = "auto") -> Array:
+    """Converts boxes between ``xyxy``, ``xywh`` and ``cxcywh`` (BOX-CONVERT), or,
+    as torchvision does, between the rotated formats ``cxcywhr``, ``xywhr`` and
+    ``xyxyxyxy`` (:func:`box_convert_rotated`, ``[N, 5]`` or ``[N, 8]`` boxes).
 
     Args:
         boxes (Tensor[..., 4] | ndarray[..., 4]): boxes in ``in_fmt``, any leading dimensions.
@@ -201,9 +227,12 @@ def box_convert(boxes: ArrayLike, in_fmt: BoxFormat, out_fmt: BoxFormat, *, back
         dtype: floats (float16 and bfloat16 too) keep theirs, computed in float32 or
         float64; integers keep theirs unless the conversion involves ``cxcywh`` (float32).
     """
+    if in_fmt in ROTATED_FORMATS and out_fmt in ROTATED_FORMATS:
+        return box_convert_rotated(boxes, cast(RotatedFormat, in_fmt), cast(RotatedFormat, out_fmt))
     for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
         if fmt not in _FORMATS:
-            raise value_error("box_convert", name, f"one of {_FORMATS}", repr(fmt))
+            raise value_error("box_convert", name, f"one of {_FORMATS} (or, both, of {ROTATED_FORMATS})", repr(fmt))
+    in_fmt, out_fmt = cast(BoxFormat, in_fmt), cast(BoxFormat, out_fmt)
     x = _array("box_convert", "boxes", boxes)
     shape = _check_boxes("box_convert", "boxes", x, pairwise=False)
     rows = _rows(_exact("box_convert", x))
@@ -242,6 +271,14 @@ def _pairwise(function: str, kind: IouKind, boxes1: ArrayLike, boxes2: ArrayLike
     # The batch size spelled out: reshape(-1, 0, 4) of an empty array is ambiguous.
     e1 = _expand(x1, batch + (n, 4)).reshape(math.prod(batch), n, 4)
     e2 = _expand(x2, batch + (m, 4)).reshape(math.prod(batch), m, 4)
+    if d.select_backend(function, backend, x1, x2) == "rust" and n * m > 0:
+        # One kernel call for the whole batch: B small matrices cost one round trip.
+        a1, a2 = _rust_floats(function, {"boxes1": e1.reshape(-1, 4), "boxes2": e2.reshape(-1, 4)})
+        try:
+            flat = _core.pairwise_iou_batched(kind, a1, a2, int(e1.shape[0]))
+            return d.like(flat, x1).reshape(batch + (n, m))
+        except ValueError:
+            pass  # the walk below names the bad box's batch element
     parts = []
     for i in range(e1.shape[0]):
         try:
@@ -385,7 +422,20 @@ def _boxes_and_scores(function: str, boxes: ArrayLike, scores: ArrayLike) -> Non
     d.check_vector(function, "scores", scores, d.shape_of(function, "boxes", boxes)[0])
 
 
-def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, backend: Backend = "auto") -> Array:
+def _max_output(function: str, max_output: object) -> int | None:
+    if max_output is None:
+        return None
+    return d.check_int(function, "max_output", max_output, 0, "a count >= 0 or None")
+
+
+def nms(
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    iou_threshold: float,
+    *,
+    max_output: int | None = None,
+    backend: Backend = "auto",
+) -> Array:
     """Greedy non-maximum suppression (NMS-GREEDY).
 
     Walks the boxes by descending score (ties: lower index first) and keeps a box
@@ -396,6 +446,8 @@ def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, backend: B
         boxes (Tensor[N, 4] | ndarray[N, 4]): ``(x1, y1, x2, y2)`` boxes.
         scores (Tensor[N] | ndarray[N]): finite scores.
         iou_threshold (float): in [0, 1].
+        max_output (int | None): keep at most this many boxes (NMS-TOPK): the walk
+            stops there, so the result is the first ``max_output`` of the full one.
 
     Returns:
         Tensor[K] | ndarray[K] (int64): indices of the kept boxes, by descending score.
@@ -403,15 +455,22 @@ def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float, *, backend: B
     boxes, scores = _array("nms", "boxes", boxes), _array("nms", "scores", scores)
     _boxes_and_scores("nms", boxes, scores)
     threshold = d.check_unit_interval("nms", "iou_threshold", iou_threshold)
+    limit = _max_output("nms", max_output)
     if d.select_backend("nms", backend, boxes, scores) == "torch":
         tb, ts = _torch_floats("nms", {"boxes": boxes, "scores": scores})
-        return d.like(d.torch_implementation("boxes").nms("nms", tb, ts, threshold), boxes)
+        return d.like(d.torch_implementation("boxes").nms("nms", tb, ts, threshold)[:limit], boxes)
     b, s = _rust_floats("nms", {"boxes": boxes, "scores": scores})
-    return d.like(_core.nms(b, s, threshold), boxes)
+    return d.like(_core.nms(b, s, threshold, limit), boxes)
 
 
 def batched_nms(
-    boxes: ArrayLike, scores: ArrayLike, idxs: ArrayLike, iou_threshold: float, *, backend: Backend = "auto"
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    idxs: ArrayLike,
+    iou_threshold: float,
+    *,
+    max_output: int | None = None,
+    backend: Backend = "auto",
 ) -> Array:
     """NMS run independently per category (NMS-BATCHED).
 
@@ -420,11 +479,14 @@ def batched_nms(
         scores (Tensor[N] | ndarray[N]): finite scores.
         idxs (Tensor[N] | ndarray[N]): integer category of each box.
         iou_threshold (float): in [0, 1].
+        max_output (int | None): keep at most this many boxes (NMS-TOPK): the first
+            ``max_output`` of the full result (each category's walk stops there).
 
     Returns:
         Tensor[K] | ndarray[K] (int64): kept indices by descending score (ties: lower index first).
     """
     threshold = d.check_unit_interval("batched_nms", "iou_threshold", iou_threshold)
+    limit = _max_output("batched_nms", max_output)
     boxes = _array("batched_nms", "boxes", boxes)
     d.check_matrix("batched_nms", "boxes", boxes, 4)
     if d.shape_of("batched_nms", "boxes", boxes)[0] == 0:
@@ -436,10 +498,10 @@ def batched_nms(
     if d.select_backend("batched_nms", backend, boxes, scores, idxs) == "torch":
         tb, ts = _torch_floats("batched_nms", {"boxes": boxes, "scores": scores})
         tclasses = d.index_tensor("batched_nms", "idxs", idxs, tb.device)
-        return d.like(d.torch_implementation("boxes").batched_nms(tb, ts, tclasses, threshold), boxes)
+        return d.like(d.torch_implementation("boxes").batched_nms(tb, ts, tclasses, threshold)[:limit], boxes)
     b, s = _rust_floats("batched_nms", {"boxes": boxes, "scores": scores})
     classes = d.index_array("batched_nms", "idxs", idxs)
-    return d.like(_core.batched_nms(b, s, classes, threshold), boxes)
+    return d.like(_core.batched_nms(b, s, classes, threshold, limit), boxes)
 
 
 def soft_nms(

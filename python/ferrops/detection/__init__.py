@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from ._mean_average_precision import MeanAveragePrecision
 from ._pr_curves import per_category_ap, plot_pr_curves, pr_curves
+from ._rotated_eval import evaluate_rotated
 from ._voc import voc_ap, voc_eval
 
 __all__ = ["MeanAveragePrecision", "per_category_ap", "plot_pr_curves", "pr_curves", "voc_ap", "voc_eval"]
+__all__ += ["evaluate_rotated"]
 
 # Public names report this module, where users import them from (reprs, pickles,
 # help()), not the private file that defines them.

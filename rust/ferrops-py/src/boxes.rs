@@ -1,7 +1,9 @@
 //! Bindings of `ferrops_core::boxes`. Arguments arrive as C-contiguous float32 or
 //! float64 arrays of one dtype (the Python layer casts them).
 
-use ferrops_core::boxes::{self, BoxFormat, IouKind, IouLoss, MatrixKernel, Reduction, SoftMethod};
+use ferrops_core::boxes::{
+    self, BoxFormat, ConfType, Convention, IouKind, IouLoss, MatrixKernel, OverlapMode, Reduction, SoftMethod,
+};
 use ferrops_core::Real;
 use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -114,36 +116,41 @@ fn boxes_and_scores<'a, T: Element + Real>(
 }
 
 #[pyfunction]
+#[pyo3(signature = (boxes, scores, iou_threshold, max_output=None))]
 fn nms<'py>(
     py: Python<'py>,
     boxes: &Bound<'py, PyAny>,
     scores: &Bound<'py, PyAny>,
     iou_threshold: f64,
+    max_output: Option<usize>,
 ) -> BindingResult<Py<PyAny>> {
     for_float_dtype!("nms", "boxes", boxes, T => {
         let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
         let (b, s) = boxes_and_scores("nms", &b, &s)?;
         let work = greedy_work(s.len());
-        let keep = run_kernel_interruptible(py, work, |cancel| boxes::nms(b, s, iou_threshold, cancel))?;
+        let keep = run_kernel_interruptible(py, work, |cancel| boxes::nms(b, s, iou_threshold, max_output, cancel))?;
         Ok(owned1(py, keep).into_py_any(py)?)
     })
 }
 
 #[pyfunction]
+#[pyo3(signature = (boxes, scores, idxs, iou_threshold, max_output=None))]
 fn batched_nms<'py>(
     py: Python<'py>,
     boxes: &Bound<'py, PyAny>,
     scores: &Bound<'py, PyAny>,
     idxs: PyReadonlyArray1<'py, i64>,
     iou_threshold: f64,
+    max_output: Option<usize>,
 ) -> BindingResult<Py<PyAny>> {
     let classes = slice1("batched_nms", "idxs", &idxs)?;
     for_float_dtype!("batched_nms", "boxes", boxes, T => {
         let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
         let (b, s) = boxes_and_scores("batched_nms", &b, &s)?;
         let work = greedy_work(s.len());
-        let keep =
-            run_kernel_interruptible(py, work, |cancel| boxes::batched_nms(b, s, classes, iou_threshold, cancel))?;
+        let keep = run_kernel_interruptible(py, work, |cancel| {
+            boxes::batched_nms(b, s, classes, iou_threshold, max_output, cancel)
+        })?;
         Ok(owned1(py, keep).into_py_any(py)?)
     })
 }
@@ -196,7 +203,146 @@ fn matrix_nms<'py>(
     })
 }
 
+/// `[B * N, 4]` and `[B * M, 4]` boxes give the flat `[B * N * M]` matrices.
+#[pyfunction]
+fn pairwise_iou_batched<'py>(
+    py: Python<'py>,
+    kind: &str,
+    boxes1: &Bound<'py, PyAny>,
+    boxes2: &Bound<'py, PyAny>,
+    batch: usize,
+) -> BindingResult<Py<PyAny>> {
+    let kind = IouKind::parse("pairwise_iou", kind)?;
+    for_float_dtype!("pairwise_iou", "boxes1", boxes1, T => {
+        let (a, b) = (boxes_arg::<T>(boxes1)?, boxes_arg::<T>(boxes2)?);
+        let (a, b) = (slice2("pairwise_iou", "boxes1", 4, &a)?, slice2("pairwise_iou", "boxes2", 4, &b)?);
+        let out = run_kernel(py, || boxes::pairwise_iou_batched(kind, a, b, batch))?;
+        Ok(owned1(py, out).into_py_any(py)?)
+    })
+}
+
+/// Rotated overlaps: `[N, M]`, or `[N]` when `aligned`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn box_iou_rotated<'py>(
+    py: Python<'py>,
+    boxes1: &Bound<'py, PyAny>,
+    boxes2: &Bound<'py, PyAny>,
+    mode: &str,
+    aligned: bool,
+    angle_unit: &str,
+    clockwise: bool,
+) -> BindingResult<Py<PyAny>> {
+    const NAME: &str = "box_iou_rotated";
+    let mode = OverlapMode::parse(NAME, mode)?;
+    let convention = Convention::parse(NAME, angle_unit, clockwise)?;
+    for_float_dtype!(NAME, "boxes1", boxes1, T => {
+        let (a, b) = (boxes_arg::<T>(boxes1)?, boxes_arg::<T>(boxes2)?);
+        let (a, b) = (slice2(NAME, "boxes1", 5, &a)?, slice2(NAME, "boxes2", 5, &b)?);
+        let out = run_kernel(py, || boxes::box_iou_rotated(a, b, mode, aligned, convention))?;
+        if aligned {
+            Ok(owned1(py, out).into_py_any(py)?)
+        } else {
+            Ok(owned2(py, out, a.len() / 5, b.len() / 5).into_py_any(py)?)
+        }
+    })
+}
+
+/// A rotated pair's polygon clipping is ~16 greedy steps' worth of work.
+fn rotated_work(boxes: usize) -> u128 {
+    greedy_work(boxes) * 16
+}
+
+#[pyfunction]
+fn nms_rotated<'py>(
+    py: Python<'py>,
+    boxes: &Bound<'py, PyAny>,
+    scores: &Bound<'py, PyAny>,
+    iou_threshold: f64,
+    angle_unit: &str,
+    clockwise: bool,
+) -> BindingResult<Py<PyAny>> {
+    let convention = Convention::parse("nms_rotated", angle_unit, clockwise)?;
+    for_float_dtype!("nms_rotated", "boxes", boxes, T => {
+        let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
+        let (b, s) = (slice2("nms_rotated", "boxes", 5, &b)?, slice1("nms_rotated", "scores", &s)?);
+        let keep = run_kernel_interruptible(py, rotated_work(s.len()), |cancel| {
+            boxes::nms_rotated(b, s, iou_threshold, convention, cancel)
+        })?;
+        Ok(owned1(py, keep).into_py_any(py)?)
+    })
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn batched_nms_rotated<'py>(
+    py: Python<'py>,
+    boxes: &Bound<'py, PyAny>,
+    scores: &Bound<'py, PyAny>,
+    idxs: PyReadonlyArray1<'py, i64>,
+    iou_threshold: f64,
+    angle_unit: &str,
+    clockwise: bool,
+) -> BindingResult<Py<PyAny>> {
+    const NAME: &str = "batched_nms_rotated";
+    let convention = Convention::parse(NAME, angle_unit, clockwise)?;
+    let classes = slice1(NAME, "idxs", &idxs)?;
+    for_float_dtype!(NAME, "boxes", boxes, T => {
+        let (b, s) = (boxes_arg::<T>(boxes)?, vector_arg::<T>(scores)?);
+        let (b, s) = (slice2(NAME, "boxes", 5, &b)?, slice1(NAME, "scores", &s)?);
+        let keep = run_kernel_interruptible(py, rotated_work(s.len()), |cancel| {
+            boxes::batched_nms_rotated(b, s, classes, iou_threshold, convention, cancel)
+        })?;
+        Ok(owned1(py, keep).into_py_any(py)?)
+    })
+}
+
+/// WBF's clustering and rescaling over prepared rows (`[K, 8]` float64, see
+/// `ferrops_core::boxes::weighted_boxes_fusion`); returns the fused `[C, 8]` rows.
+#[pyfunction]
+fn weighted_boxes_fusion<'py>(
+    py: Python<'py>,
+    rows: PyReadonlyArray2<'py, f64>,
+    group_ends: PyReadonlyArray1<'py, i64>,
+    weights: PyReadonlyArray1<'py, f64>,
+    iou_thr: f64,
+    conf_type: &str,
+    allows_overflow: bool,
+) -> BindingResult<Py<PyAny>> {
+    const NAME: &str = "weighted_boxes_fusion";
+    let conf = ConfType::parse(conf_type)?;
+    let r = slice2(NAME, "rows", 8, &rows)?;
+    let ends: Vec<usize> = slice1(NAME, "group_ends", &group_ends)?.iter().map(|&e| e.max(0) as usize).collect();
+    let w = slice1(NAME, "weights", &weights)?;
+    let out = run_kernel(py, || boxes::weighted_boxes_fusion(r, &ends, w, iou_thr, conf, allows_overflow))?;
+    let clusters = out.len() / 8;
+    Ok(owned2(py, out, clusters, 8).into_py_any(py)?)
+}
+
+/// NMW's clustering and weighting over prepared rows (as for
+/// `weighted_boxes_fusion`); returns the fused `[C, 6]` float32 rows.
+#[pyfunction]
+fn non_maximum_weighted<'py>(
+    py: Python<'py>,
+    rows: PyReadonlyArray2<'py, f64>,
+    group_ends: PyReadonlyArray1<'py, i64>,
+    iou_thr: f64,
+) -> BindingResult<Py<PyAny>> {
+    const NAME: &str = "non_maximum_weighted";
+    let r = slice2(NAME, "rows", 8, &rows)?;
+    let ends: Vec<usize> = slice1(NAME, "group_ends", &group_ends)?.iter().map(|&e| e.max(0) as usize).collect();
+    let out = run_kernel(py, || boxes::non_maximum_weighted(r, &ends, iou_thr))?;
+    let clusters = out.len() / 6;
+    Ok(owned2(py, out, clusters, 6).into_py_any(py)?)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(pairwise_iou_batched, m)?)?;
+    m.add_function(wrap_pyfunction!(box_iou_rotated, m)?)?;
+    m.add_function(wrap_pyfunction!(nms_rotated, m)?)?;
+    m.add_function(wrap_pyfunction!(batched_nms_rotated, m)?)?;
+    m.add_function(wrap_pyfunction!(weighted_boxes_fusion, m)?)?;
+    m.add_function(wrap_pyfunction!(non_maximum_weighted, m)?)?;
     m.add_function(wrap_pyfunction!(box_area, m)?)?;
     m.add_function(wrap_pyfunction!(box_convert, m)?)?;
     m.add_function(wrap_pyfunction!(pairwise_iou, m)?)?;

@@ -227,6 +227,43 @@ pub fn pairwise_iou<T: Real>(kind: IouKind, a: &[T], b: &[T]) -> Result<Vec<T>> 
     Ok(out)
 }
 
+/// BOX-BATCH: `[B, N, M]` matrices of `a` (`[B, N, 4]`) and `b` (`[B, M, 4]`),
+/// one [`pairwise_iou`] per batch element in one call (many small matrices
+/// would otherwise pay a Python round trip each). Batch elements run in
+/// parallel; each matrix is the same bits as [`pairwise_iou`]'s.
+pub fn pairwise_iou_batched<T: Real>(kind: IouKind, a: &[T], b: &[T], batch: usize) -> Result<Vec<T>> {
+    let name = kind.function_name();
+    let rows_a = check_xyxy_boxes(name, "boxes1", a)?;
+    let rows_b = check_xyxy_boxes(name, "boxes2", b)?;
+    ensure!(
+        batch > 0 && rows_a.is_multiple_of(batch) && rows_b.is_multiple_of(batch),
+        FerropsError::value(
+            name,
+            "boxes1",
+            format!("[B, N, 4] and [B, M, 4] boxes with B = {batch}"),
+            format!("{rows_a} and {rows_b} rows")
+        )
+    );
+    let (n, m) = (rows_a / batch, rows_b / batch);
+    if n == 0 || m == 0 {
+        return Ok(Vec::new());
+    }
+    buffer::try_filled(name, "the output", &[batch, n, m], |out| {
+        out.par_chunks_mut(n * m).enumerate().for_each(|(k, out)| {
+            let (a, b) = (&a[4 * n * k..4 * n * (k + 1)], &b[4 * m * k..4 * m * (k + 1)]);
+            let with_aspect = kind == IouKind::Complete;
+            let cols = BoxColumns::new(b, with_aspect);
+            let aspect_a = if with_aspect { BoxColumns::new(a, true).aspect } else { Vec::new() };
+            match kind {
+                IouKind::Iou => fill_matrix::<T, { IouKind::Iou as u8 }>(a, &cols, &aspect_a, out),
+                IouKind::Generalized => fill_matrix::<T, { IouKind::Generalized as u8 }>(a, &cols, &aspect_a, out),
+                IouKind::Distance => fill_matrix::<T, { IouKind::Distance as u8 }>(a, &cols, &aspect_a, out),
+                IouKind::Complete => fill_matrix::<T, { IouKind::Complete as u8 }>(a, &cols, &aspect_a, out),
+            }
+        })
+    })
+}
+
 /// One task's rows of an elementwise loss. `KIND` is an `IouLoss` discriminant,
 /// as in [`pair_value`].
 struct LossRows<'a, T, const KIND: u8> {

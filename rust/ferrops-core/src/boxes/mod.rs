@@ -6,12 +6,17 @@
 //! boxes rejects non-finite coordinates and inverted boxes (`x2 < x1` or `y2 < y1`)
 //! with a `ValueError` naming the first bad box. Zero-width boxes are valid.
 
+mod fusion;
 pub mod geometry;
 mod iou;
 mod nms;
+mod rotated;
 
+pub use fusion::{non_maximum_weighted, numpy_sum, weighted_boxes_fusion, ConfType};
+pub use iou::pairwise_iou_batched;
 pub use iou::{box_iou_loss, pairwise_iou, IouKind, IouLoss, Reduction};
 pub use nms::{batched_nms, matrix_nms, nms, soft_nms, MatrixKernel, SoftMethod};
+pub use rotated::{batched_nms_rotated, box_iou_rotated, check_rotated_boxes, nms_rotated, Convention, OverlapMode};
 
 use rayon::prelude::*;
 

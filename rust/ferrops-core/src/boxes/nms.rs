@@ -35,7 +35,7 @@ const CHECK_BOXES: usize = 256;
 /// key (inverted score key, index) is unique, so the order does not depend on the
 /// sort algorithm or the thread count; sorting plain integer pairs avoids an
 /// indirect score lookup per comparison.
-fn rank_by_score<T: Real>(scores: &[T], subset: impl Iterator<Item = u32>) -> Vec<u32> {
+pub(super) fn rank_by_score<T: Real>(scores: &[T], subset: impl Iterator<Item = u32>) -> Vec<u32> {
     let mut keyed: Vec<(u64, u32)> = subset.map(|i| (!scores[i as usize].total_order_key(), i)).collect();
     if keyed.len() > 16384 {
         keyed.par_sort_unstable();
@@ -104,15 +104,19 @@ fn greedy_keep<T: Real>(
     boxes: &[T],
     order: &[u32],
     threshold: f64,
+    limit: usize,
     cancel: &Cancel,
 ) -> Result<Vec<u32>> {
     let threshold = T::floor_from_f64(threshold);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     if order.len() < GRID_MIN_BOXES {
         // Fewer boxes than one check's worth: nothing to interrupt.
-        Ok(dispatch(PlainWalk { boxes, order, threshold }))
+        Ok(dispatch(PlainWalk { boxes, order, threshold, limit }))
     } else {
         let grid = Grid::new(boxes, order);
-        dispatch(GridWalk { grid, boxes, order, threshold, function, cancel })
+        dispatch(GridWalk { grid, boxes, order, threshold, limit, function, cancel })
     }
 }
 
@@ -121,6 +125,8 @@ struct PlainWalk<'a, T> {
     boxes: &'a [T],
     order: &'a [u32],
     threshold: T,
+    /// The walk stops once it has kept this many boxes.
+    limit: usize,
 }
 
 impl<T: Real> SimdKernel for PlainWalk<'_, T> {
@@ -135,6 +141,9 @@ impl<T: Real> SimdKernel for PlainWalk<'_, T> {
             if !any_overlap(&kept_boxes, b, area_b, self.threshold) {
                 kept_boxes.push(b, area_b);
                 kept.push(i);
+                if kept.len() == self.limit {
+                    break;
+                }
             }
         }
         kept
@@ -220,6 +229,7 @@ struct GridWalk<'a, T> {
     boxes: &'a [T],
     order: &'a [u32],
     threshold: T,
+    limit: usize,
     function: &'static str,
     cancel: &'a Cancel,
 }
@@ -228,7 +238,7 @@ impl<T: Real> SimdKernel for GridWalk<'_, T> {
     type Output = Result<Vec<u32>>;
     #[inline(always)]
     fn run(self) -> Result<Vec<u32>> {
-        let GridWalk { grid, boxes, order, threshold, function, cancel } = self;
+        let GridWalk { grid, boxes, order, threshold, limit, function, cancel } = self;
         let cells = grid.nx * grid.ny;
         let mut head = vec![NO_BLOCK; cells];
         let mut fill = vec![0u8; cells];
@@ -268,6 +278,9 @@ impl<T: Real> SimdKernel for GridWalk<'_, T> {
                 continue;
             }
             kept.push(i);
+            if kept.len() == limit {
+                break;
+            }
             all.push(b, area_b);
             if covered > MAX_CELLS_PER_BOX {
                 large.push(b, area_b);
@@ -299,15 +312,23 @@ fn overlap_exceeds<T: Real>(k: [T; 4], area_k: T, b: [T; 4], area_b: T, threshol
     iou_with_areas(k, area_k, b, area_b) > threshold
 }
 
-/// NMS-GREEDY: kept indices in descending score order. This and the other NMS
-/// functions stop with `Interrupted` once `cancel` is raised (RUN-INTERRUPT).
-pub fn nms<T: Real>(boxes: &[T], scores: &[T], iou_threshold: f64, cancel: &Cancel) -> Result<Vec<i64>> {
+/// NMS-GREEDY: kept indices in descending score order, at most `max_output` of
+/// them (the walk stops there: NMS-TOPK). This and the other NMS functions stop
+/// with `Interrupted` once `cancel` is raised (RUN-INTERRUPT).
+pub fn nms<T: Real>(
+    boxes: &[T],
+    scores: &[T],
+    iou_threshold: f64,
+    max_output: Option<usize>,
+    cancel: &Cancel,
+) -> Result<Vec<i64>> {
     let n = check_xyxy_boxes("nms", "boxes", boxes)?;
     check_scores("nms", scores, n)?;
     check_unit_interval("nms", "iou_threshold", iou_threshold)?;
     check_index_range("nms", n)?;
     let order = rank_by_score(scores, 0..n as u32);
-    Ok(greedy_keep("nms", boxes, &order, iou_threshold, cancel)?.into_iter().map(i64::from).collect())
+    let limit = max_output.unwrap_or(usize::MAX);
+    Ok(greedy_keep("nms", boxes, &order, iou_threshold, limit, cancel)?.into_iter().map(i64::from).collect())
 }
 
 fn check_index_range(function: &'static str, n: usize) -> Result<()> {
@@ -325,7 +346,7 @@ fn check_class_ids(function: &'static str, idxs: &[i64], n: usize) -> Result<()>
 
 /// All indices by descending score, and the same indices grouped by class id
 /// (groups in ascending class order, each by descending score).
-fn rank_within_classes<T: Real>(scores: &[T], idxs: &[i64]) -> (Vec<u32>, Vec<Vec<u32>>) {
+pub(super) fn rank_within_classes<T: Real>(scores: &[T], idxs: &[i64]) -> (Vec<u32>, Vec<Vec<u32>>) {
     let order = rank_by_score(scores, 0..scores.len() as u32);
     let mut classes = idxs.to_vec();
     classes.sort_unstable();
@@ -339,12 +360,14 @@ fn rank_within_classes<T: Real>(scores: &[T], idxs: &[i64]) -> (Vec<u32>, Vec<Ve
 }
 
 /// NMS-BATCHED: greedy NMS within each class id; kept indices by descending score
-/// (ties: lower index first). Classes run in parallel.
+/// (ties: lower index first), at most `max_output` of them (each class's walk
+/// stops there). Classes run in parallel.
 pub fn batched_nms<T: Real>(
     boxes: &[T],
     scores: &[T],
     idxs: &[i64],
     iou_threshold: f64,
+    max_output: Option<usize>,
     cancel: &Cancel,
 ) -> Result<Vec<i64>> {
     let n = check_xyxy_boxes("batched_nms", "boxes", boxes)?;
@@ -353,15 +376,16 @@ pub fn batched_nms<T: Real>(
     check_unit_interval("batched_nms", "iou_threshold", iou_threshold)?;
     check_index_range("batched_nms", n)?;
     let (order, groups) = rank_within_classes(scores, idxs);
+    let limit = max_output.unwrap_or(usize::MAX);
     let kept_per_class: Vec<Vec<u32>> = groups
         .par_iter()
-        .map(|group| greedy_keep("batched_nms", boxes, group, iou_threshold, cancel))
+        .map(|group| greedy_keep("batched_nms", boxes, group, iou_threshold, limit, cancel))
         .collect::<Result<_>>()?;
     let mut kept = vec![false; n];
     for i in kept_per_class.into_iter().flatten() {
         kept[i as usize] = true;
     }
-    Ok(order.into_iter().filter(|&i| kept[i as usize]).map(i64::from).collect())
+    Ok(order.into_iter().filter(|&i| kept[i as usize]).take(limit).map(i64::from).collect())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

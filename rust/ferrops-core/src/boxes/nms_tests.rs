@@ -37,7 +37,7 @@ fn plain_and_grid_walks_equal_brute_force() {
         for (seed, threshold) in [(1, 0.5), (2, 0.0), (3, 0.3), (4, 1.0), (5, 0.7)] {
             let (boxes, scores) = random_boxes(n, seed, 1000.0, 60.0);
             assert_eq!(
-                nms(&boxes, &scores, threshold, &Cancel::new()).unwrap(),
+                nms(&boxes, &scores, threshold, None, &Cancel::new()).unwrap(),
                 brute_force(&boxes, &scores, threshold)
             );
         }
@@ -48,14 +48,17 @@ fn plain_and_grid_walks_equal_brute_force() {
 fn batched_equals_per_class_nms() {
     let (boxes, scores) = random_boxes(3000, 9, 300.0, 40.0);
     let idxs: Vec<i64> = (0..3000).map(|i| (i * 7 % 5) as i64 - 2).collect();
-    let got = batched_nms(&boxes, &scores, &idxs, 0.5, &Cancel::new()).unwrap();
+    let got = batched_nms(&boxes, &scores, &idxs, 0.5, None, &Cancel::new()).unwrap();
     let mut want = Vec::new();
     for class in -2..3 {
         let members: Vec<usize> = (0..3000).filter(|&i| idxs[i] == class).collect();
         let sub_boxes: Vec<f32> = members.iter().flat_map(|&i| boxes[4 * i..4 * i + 4].to_vec()).collect();
         let sub_scores: Vec<f32> = members.iter().map(|&i| scores[i]).collect();
         want.extend(
-            nms(&sub_boxes, &sub_scores, 0.5, &Cancel::new()).unwrap().into_iter().map(|k| members[k as usize] as i64),
+            nms(&sub_boxes, &sub_scores, 0.5, None, &Cancel::new())
+                .unwrap()
+                .into_iter()
+                .map(|k| members[k as usize] as i64),
         );
     }
     want.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
@@ -89,13 +92,13 @@ fn matrix_nms_by_hand() {
 #[test]
 fn bad_arguments_are_errors() {
     let boxes = [0.0f32, 0.0, 1.0, 1.0];
-    assert!(nms(&boxes, &[0.5, 0.4], 0.5, &Cancel::new()).is_err());
-    assert!(nms(&boxes, &[f32::NAN], 0.5, &Cancel::new()).is_err());
-    assert!(nms(&boxes, &[0.5], 1.5, &Cancel::new()).is_err());
-    assert!(batched_nms(&boxes, &[0.5], &[], 0.5, &Cancel::new()).is_err());
+    assert!(nms(&boxes, &[0.5, 0.4], 0.5, None, &Cancel::new()).is_err());
+    assert!(nms(&boxes, &[f32::NAN], 0.5, None, &Cancel::new()).is_err());
+    assert!(nms(&boxes, &[0.5], 1.5, None, &Cancel::new()).is_err());
+    assert!(batched_nms(&boxes, &[0.5], &[], 0.5, None, &Cancel::new()).is_err());
     assert!(soft_nms(&boxes, &[0.5], 0.5, 0.0, 0.0, SoftMethod::Gaussian, &Cancel::new()).is_err());
     assert!(SoftMethod::parse("hard").is_err());
-    assert!(nms::<f32>(&[], &[], 0.5, &Cancel::new()).unwrap().is_empty());
+    assert!(nms::<f32>(&[], &[], 0.5, None, &Cancel::new()).unwrap().is_empty());
 }
 
 /// RUN-INTERRUPT: a raised token stops every NMS function with `Interrupted`
@@ -107,8 +110,21 @@ fn a_raised_token_stops_every_nms() {
     let raised = Cancel::new();
     raised.raise();
     let stopped = |err: FerropsError, function: &str| assert_eq!(err, FerropsError::interrupted(function.to_owned()));
-    stopped(nms(&boxes, &scores, 0.5, &raised).unwrap_err(), "nms");
-    stopped(batched_nms(&boxes, &scores, &idxs, 0.5, &raised).unwrap_err(), "batched_nms");
+    stopped(nms(&boxes, &scores, 0.5, None, &raised).unwrap_err(), "nms");
+    stopped(batched_nms(&boxes, &scores, &idxs, 0.5, None, &raised).unwrap_err(), "batched_nms");
     stopped(soft_nms(&boxes, &scores, 0.5, 0.5, 0.001, SoftMethod::Linear, &raised).unwrap_err(), "soft_nms");
     stopped(matrix_nms(&boxes, &scores, None, MatrixKernel::Linear, 2.0, &raised).unwrap_err(), "matrix_nms");
+}
+
+#[test]
+fn max_output_is_a_prefix_of_the_full_result() {
+    let (boxes, scores) = random_boxes(3000, 11, 400.0, 40.0);
+    let full = nms(&boxes, &scores, 0.5, None, &Cancel::new()).unwrap();
+    let idxs: Vec<i64> = (0..3000).map(|i| (i % 3) as i64).collect();
+    let full_batched = batched_nms(&boxes, &scores, &idxs, 0.5, None, &Cancel::new()).unwrap();
+    for k in [0, 1, 7, 100, full.len(), full.len() + 5] {
+        assert_eq!(nms(&boxes, &scores, 0.5, Some(k), &Cancel::new()).unwrap(), full[..k.min(full.len())]);
+        let got = batched_nms(&boxes, &scores, &idxs, 0.5, Some(k), &Cancel::new()).unwrap();
+        assert_eq!(got, full_batched[..k.min(full_batched.len())]);
+    }
 }
