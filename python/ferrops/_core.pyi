@@ -117,6 +117,7 @@ def mdp_mc_control(
     seed: int,
     iterations: int,
     epsilon: float,
+    visit: str,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]: ...
 def incremental_mean(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
 

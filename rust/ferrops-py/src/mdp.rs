@@ -2,7 +2,7 @@
 //! (SciPy's int32 `indptr`/`indices` and float64 `data`, passed without a copy),
 //! rewards as the expected reward `r[s, a]`, a C-contiguous float64 `(S, A)` array.
 
-use ferrops_core::mdp::monte_carlo::{self, McConfig, McMethod};
+use ferrops_core::mdp::monte_carlo::{self, McConfig, McMethod, Visit};
 use ferrops_core::mdp::{self, stochastic_approximation, Csr, Mdp, StopRule, Sweep};
 use ferrops_core::{ensure, FerropsError};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -189,7 +189,7 @@ fn mdp_q_values<'py>(
 /// "epsilon_greedy". Returns `(q, policy, visits, iterations)`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (p, reward, step_rewards, states, method, discount, episodes, episode_length, seed, iterations, epsilon))]
+#[pyo3(signature = (p, reward, step_rewards, states, method, discount, episodes, episode_length, seed, iterations, epsilon, visit))]
 fn mdp_mc_control<'py>(
     py: Python<'py>,
     p: Transitions<'py>,
@@ -203,6 +203,7 @@ fn mdp_mc_control<'py>(
     seed: u64,
     iterations: usize,
     epsilon: f64,
+    visit: &str,
 ) -> BindingResult<McResult> {
     let method = match method {
         "basic" => McMethod::Basic { iterations },
@@ -210,10 +211,11 @@ fn mdp_mc_control<'py>(
         _ => McMethod::EpsilonGreedy { epsilon },
     };
     let name = method.function_name();
+    let visit = Visit::parse(name, visit)?;
     let (csr, r) = views(name, &p, &reward)?;
     let actions = csr.len();
     let rewards = step_rewards.iter().map(|x| slice1(name, "R", x)).collect::<PyResult<Vec<_>>>()?;
-    let config = McConfig { discount, episodes, episode_length, seed };
+    let config = McConfig { discount, episodes, episode_length, seed, visit };
     // Simulated steps: MC Basic runs `episodes` per pair in each round.
     let runs = match method {
         McMethod::Basic { iterations } => iterations as u128 * r.len() as u128,
