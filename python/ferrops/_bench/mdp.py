@@ -1,5 +1,7 @@
 """Benchmark cases for the MDP family: value-iteration sweeps against a
-vectorised SciPy CSR sweep, and end to end against pymdptoolbox."""
+vectorised SciPy CSR sweep, end to end against pymdptoolbox, the time to an
+epsilon-optimal policy against mdpsolver (C++), and Q-learning against a plain
+NumPy loop of the same updates."""
 
 from __future__ import annotations
 
@@ -120,4 +122,92 @@ def cases(quick: bool) -> list[Case]:
                 target=2000,
             )
         )
+    out += solve_cases(quick)
+    out.append(q_learning_case())
     return out
+
+
+def mdpsolver_model(P: list[Any], R: np.ndarray, gamma: float) -> Any:
+    """An ``mdpsolver`` model of ``(P, R)`` (its sparse list input, built here so
+    that the timed call is its solve alone); None without mdpsolver."""
+    try:
+        import mdpsolver
+    except ImportError:
+        return None
+    S, A = R.shape
+    probs = [[P[a].data[P[a].indptr[s] : P[a].indptr[s + 1]].tolist() for a in range(A)] for s in range(S)]
+    cols = [[P[a].indices[P[a].indptr[s] : P[a].indptr[s + 1]].tolist() for a in range(A)] for s in range(S)]
+    model = mdpsolver.model()
+    model.mdp(discount=gamma, rewards=R.tolist(), tranMatProbs=probs, tranMatColumns=cols)
+    return model
+
+
+def solve_cases(quick: bool) -> list[Case]:
+    """Time to an epsilon-optimal policy (S = 100,000, A = 4, 10 successors,
+    gamma 0.99, tolerance 1e-4): ``ferrops.mdp.solve`` (input checks included)
+    against mdpsolver's modified policy iteration (its list loading excluded).
+    The difference column is the share of states whose actions differ."""
+    out = []
+    S, A, K, gamma, tol = 100_000, 4, 10, 0.99, 1e-4
+    for seed in (0,) if quick else (0, 1, 2):
+        model = random_sparse_mdp(S, A, K, seed)
+        if model is None:
+            continue
+        P, R = model
+        peer = mdpsolver_model(P, R, gamma)
+
+        def mdpsolver_solve(peer: Any = peer) -> np.ndarray:
+            peer.solve(algorithm="mpi", tolerance=tol, verbose=False)
+            return np.asarray(peer.getPolicy(), dtype=np.int64)
+
+        def ferrops_solve(P: list[Any] = P, R: np.ndarray = R) -> mdp.MDPSolution:
+            return mdp.solve(P, R, gamma, epsilon=tol)
+
+        out.append(
+            Case(
+                "mdp",
+                "solve (epsilon-optimal policy)",
+                f"S={S}, A={A}, {K} successors, gamma={gamma}, eps={tol}, seed {seed}",
+                ferrops_solve,
+                "mdpsolver.model.solve (mpi, C++)",
+                None if peer is None else mdpsolver_solve,
+                lambda ours, theirs: float(np.mean(np.asarray(ours.policy) != theirs)),
+                target=1.5,
+                note=lambda s: "certified: V* - V_policy < eps",
+            )
+        )
+    return out
+
+
+def numpy_q_learning(P: np.ndarray, R: np.ndarray, gamma: float, episodes: int, length: int, seed: int) -> np.ndarray:
+    """Q-learning with epsilon-greedy actions (0.1) and step 0.1 as a plain NumPy
+    loop: the yardstick of the Q-learning case."""
+    rng = np.random.default_rng(seed)
+    S, A = R.shape
+    cumulative = np.cumsum(P, axis=2)
+    Q = np.zeros((S, A))
+    for _ in range(episodes):
+        s = int(rng.integers(S))
+        for _ in range(length):
+            a = int(rng.integers(A)) if rng.random() < 0.1 else int(np.argmax(Q[s]))
+            nxt = min(int(np.searchsorted(cumulative[a, s], rng.random(), side="right")), S - 1)
+            Q[s, a] += 0.1 * (R[s, a] + gamma * Q[nxt].max() - Q[s, a])
+            s = nxt
+    return Q
+
+
+def q_learning_case() -> Case:
+    grid_P, R = mdp.grid_world(5, 5, (3, 2), [(1, 1), (1, 2), (2, 2), (3, 1), (3, 3), (4, 1)])
+    P = np.asarray(grid_P)
+    episodes, length = 200, 100
+    return Case(
+        "mdp",
+        "q_learning",
+        f"grid world 5x5, {episodes} episodes x {length} steps",
+        lambda: mdp.q_learning(P, R, 0.9, episodes=episodes, episode_length=length, epsilon=0.1, alpha=0.1),
+        "plain NumPy loop of the same updates",
+        lambda: numpy_q_learning(P, R, 0.9, episodes, length, 0),
+        # Different random streams: the greedy values agree only roughly.
+        lambda ours, theirs: max_abs_difference(np.asarray(ours.values).max(axis=1), theirs.max(axis=1)),
+        target=50,
+    )

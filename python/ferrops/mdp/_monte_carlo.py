@@ -39,7 +39,7 @@ class MCResult:
     iterations: int
 
 
-def _seed(function: str, seed: object) -> int:
+def check_seed(function: str, seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise type_error(function, "seed", "an int in [0, 2^64)", repr(seed))
     value = int(seed)
@@ -66,7 +66,7 @@ def _mc(
     n_episodes = check_count(function, "episodes", episodes)
     length = check_count(function, "episode_length", episode_length)
     rounds = check_count(function, "iterations", iterations)
-    seed = _seed(function, seed)
+    seed = check_seed(function, seed)
     m = build_model(function, P, R)
     q, policy, visits, k = _core.mdp_mc_control(
         m.csr, m.reward, m.step_rewards(), m.states, method, gamma, n_episodes, length, seed, rounds, epsilon, visit

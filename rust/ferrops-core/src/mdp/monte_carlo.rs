@@ -125,15 +125,15 @@ pub struct McResult {
 
 /// The MDP as a simulator: transitions plus a reward per stored transition
 /// (`rewards[a]` aligned with `P[a]`'s data).
-struct Simulator<'a> {
-    mdp: &'a Mdp<'a>,
-    rewards: &'a [&'a [f64]],
+pub(super) struct Simulator<'a> {
+    pub(super) mdp: &'a Mdp<'a>,
+    pub(super) rewards: &'a [&'a [f64]],
 }
 
 impl Simulator<'_> {
     /// Samples `s' ~ P[a][s, :]`; returns `(s', reward)`.
     #[inline]
-    fn step(&self, s: usize, a: usize, rng: &mut Stream) -> (usize, f64) {
+    pub(super) fn step(&self, s: usize, a: usize, rng: &mut Stream) -> (usize, f64) {
         let p = &self.mdp.transitions[a];
         let (lo, hi) = (p.indptr[s] as usize, p.indptr[s + 1] as usize);
         let u = rng.uniform();
@@ -153,7 +153,8 @@ impl Simulator<'_> {
     }
 }
 
-fn greedy(row: &[f64]) -> usize {
+/// The first action of largest value.
+pub(super) fn greedy(row: &[f64]) -> usize {
     let mut best = 0;
     for (a, &q) in row.iter().enumerate().skip(1) {
         if q > row[best] {
@@ -168,6 +169,11 @@ fn check(function: &'static str, mdp: &Mdp<'_>, rewards: &[&[f64]], config: &McC
     for (name, value) in [("episodes", config.episodes), ("episode_length", config.episode_length)] {
         ensure!(value != 0, FerropsError::value(function, name, "a positive count", "0"));
     }
+    check_step_rewards(function, mdp, rewards)
+}
+
+/// `rewards[a]` holds one finite reward per stored transition of `P[a]`.
+pub(super) fn check_step_rewards(function: &'static str, mdp: &Mdp<'_>, rewards: &[&[f64]]) -> Result<()> {
     ensure!(
         rewards.len() == mdp.actions(),
         FerropsError::value(
@@ -201,8 +207,8 @@ fn check(function: &'static str, mdp: &Mdp<'_>, rewards: &[&[f64]], config: &McC
 }
 
 /// Monte Carlo control (RL-MC) with first- or every-visit averages
-/// (`config.visit`) and returns computed backwards, `g = gamma g + r_{t+1}`. `rewards[a]` holds the reward of each
-/// stored transition of `P[a]` (for `R` given per `(s, a)`, that value repeated).
+/// (`config.visit`) and returns computed backwards, `g = gamma g + r_{t+1}`.
+/// `rewards[a]` holds the reward of each stored transition of `P[a]` (for `R` given per `(s, a)`, that value repeated).
 /// Stops with [`FerropsError::Interrupted`] once `cancel` is raised.
 pub fn mc_control(
     mdp: &Mdp<'_>,
