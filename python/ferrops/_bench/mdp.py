@@ -5,6 +5,7 @@ NumPy loop of the same updates."""
 
 from __future__ import annotations
 
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -127,26 +128,48 @@ def cases(quick: bool) -> list[Case]:
     return out
 
 
-def mdpsolver_model(P: list[Any], R: np.ndarray, gamma: float) -> Any:
-    """An ``mdpsolver`` model of ``(P, R)`` (its sparse list input, built here so
-    that the timed call is its solve alone); None without mdpsolver."""
-    try:
+class MdpsolverCold:
+    """mdpsolver's solve from a cold start, timed alone.
+
+    A second ``solve`` on an mdpsolver model starts from the first one's
+    solution (measured: 9.6 s cold, then 0.35 s), so each call loads a fresh
+    model from lists built once here and solves it; ``solve_seconds`` keeps the
+    solve's own time (its ``getRuntime``), the number the target is about (the
+    issue excludes its list loading)."""
+
+    def __init__(self, P: list[Any], R: np.ndarray, gamma: float, tolerance: float) -> None:
         import mdpsolver
-    except ImportError:
-        return None
-    S, A = R.shape
-    probs = [[P[a].data[P[a].indptr[s] : P[a].indptr[s + 1]].tolist() for a in range(A)] for s in range(S)]
-    cols = [[P[a].indices[P[a].indptr[s] : P[a].indptr[s + 1]].tolist() for a in range(A)] for s in range(S)]
-    model = mdpsolver.model()
-    model.mdp(discount=gamma, rewards=R.tolist(), tranMatProbs=probs, tranMatColumns=cols)
-    return model
+
+        self.new_model = mdpsolver.model
+        S, A = R.shape
+        self.gamma, self.tolerance, self.rewards = gamma, tolerance, R.tolist()
+        self.probs = [[P[a].data[P[a].indptr[s] : P[a].indptr[s + 1]].tolist() for a in range(A)] for s in range(S)]
+        self.cols = [[P[a].indices[P[a].indptr[s] : P[a].indptr[s + 1]].tolist() for a in range(A)] for s in range(S)]
+        self.solve_seconds: list[float] = []
+
+    def __call__(self) -> np.ndarray:
+        model = self.new_model()
+        model.mdp(discount=self.gamma, rewards=self.rewards, tranMatProbs=self.probs, tranMatColumns=self.cols)
+        model.solve(algorithm="mpi", tolerance=self.tolerance, verbose=False)
+        self.solve_seconds.append(model.getRuntime() / 1e3)
+        return np.asarray(model.getPolicy(), dtype=np.int64)
+
+    def note(self, ferrops_seconds: float) -> str:
+        if not self.solve_seconds:
+            return "certified: V* - V_policy < eps"
+        alone = statistics.median(self.solve_seconds)
+        return (
+            f"certified: V* - V_policy < eps; peer time includes its list loading; "
+            f"mdpsolver solve alone {alone:.2f} s: {alone / ferrops_seconds:.1f}x"
+        )
 
 
 def solve_cases(quick: bool) -> list[Case]:
     """Time to an epsilon-optimal policy (S = 100,000, A = 4, 10 successors,
     gamma 0.99, tolerance 1e-4): ``ferrops.mdp.solve`` (input checks included)
-    against mdpsolver's modified policy iteration (its list loading excluded).
-    The difference column is the share of states whose actions differ."""
+    against mdpsolver's modified policy iteration from a cold start (the target,
+    1.5x, is against its solve alone: see the note column). The difference
+    column is the share of states whose actions differ."""
     out = []
     S, A, K, gamma, tol = 100_000, 4, 10, 0.99, 1e-4
     for seed in (0,) if quick else (0, 1, 2):
@@ -154,11 +177,10 @@ def solve_cases(quick: bool) -> list[Case]:
         if model is None:
             continue
         P, R = model
-        peer = mdpsolver_model(P, R, gamma)
-
-        def mdpsolver_solve(peer: Any = peer) -> np.ndarray:
-            peer.solve(algorithm="mpi", tolerance=tol, verbose=False)
-            return np.asarray(peer.getPolicy(), dtype=np.int64)
+        try:
+            peer: MdpsolverCold | None = MdpsolverCold(P, R, gamma, tol)
+        except ImportError:
+            peer = None
 
         def ferrops_solve(P: list[Any] = P, R: np.ndarray = R) -> mdp.MDPSolution:
             return mdp.solve(P, R, gamma, epsilon=tol)
@@ -169,11 +191,11 @@ def solve_cases(quick: bool) -> list[Case]:
                 "solve (epsilon-optimal policy)",
                 f"S={S}, A={A}, {K} successors, gamma={gamma}, eps={tol}, seed {seed}",
                 ferrops_solve,
-                "mdpsolver.model.solve (mpi, C++)",
-                None if peer is None else mdpsolver_solve,
+                "mdpsolver.model.solve (mpi, C++, cold)",
+                peer,
                 lambda ours, theirs: float(np.mean(np.asarray(ours.policy) != theirs)),
                 target=1.5,
-                note=lambda s: "certified: V* - V_policy < eps",
+                note=peer.note if peer is not None else None,
             )
         )
     return out
