@@ -212,3 +212,34 @@ def test_linear_programming_forest():
     v_star, pi_star = reference_optimum(P, R, 0.9)
     np.testing.assert_allclose(sol.V, v_star, atol=1e-6)
     np.testing.assert_array_equal(sol.policy, pi_star)
+
+
+ENTRY_POINTS = {
+    "modified_policy_iteration": lambda P, R: mdp.modified_policy_iteration(P, R, 0.9),
+    "solve": lambda P, R: mdp.solve(P, R, 0.9),
+    "relative_value_iteration": lambda P, R: mdp.relative_value_iteration(P, R),
+    "finite_horizon": lambda P, R: mdp.finite_horizon(P, R, 0.9, 3),
+    "linear_programming": lambda P, R: mdp.linear_programming(P, R, 0.9),
+    "td0": lambda P, R: mdp.td0(P, R, 0.9, np.zeros(3, dtype=np.int64), episodes=1),
+    "sarsa": lambda P, R: mdp.sarsa(P, R, 0.9, episodes=1),
+    "n_step_sarsa": lambda P, R: mdp.n_step_sarsa(P, R, 0.9, episodes=1),
+    "expected_sarsa": lambda P, R: mdp.expected_sarsa(P, R, 0.9, episodes=1),
+    "q_learning": lambda P, R: mdp.q_learning(P, R, 0.9, episodes=1),
+    "pymdptoolbox_q_learning": lambda P, R: mdp.pymdptoolbox_q_learning(P, R, 0.9, n_iter=100),
+}
+
+
+@pytest.mark.spec("RL-CHECK")
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_every_new_entry_point_refuses_bad_models(name):
+    run = ENTRY_POINTS[name]
+    P, R = forest()
+    run(P, R)
+    unnormalised = P.copy()
+    unnormalised[1, 2, 0] = 0.9
+    with pytest.raises(ValueError, match=rf"{name}\(\): argument 'P'.*sums to"):
+        run(unnormalised, R)
+    nan = R.copy()
+    nan[2, 1] = np.nan
+    with pytest.raises(ValueError, match=rf"{name}\(\): argument 'R'.*finite"):
+        run(P, nan)

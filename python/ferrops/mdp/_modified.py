@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .. import _core
-from .._errors import value_error
 from ._arguments import check_choice, check_count, check_discount, check_number, check_positive
 from ._model import build_model, policy_vector, state_vector
-from ._solvers import MDPSolution, policy_iteration
+from ._solvers import MDPSolution, run_policy_iteration
 
 if TYPE_CHECKING:
     from .._dispatch import ArrayLike
@@ -153,8 +152,7 @@ def solve(
     eps = check_positive(F, "epsilon", epsilon)
     small_dense = isinstance(P, np.ndarray) and P.ndim == 3 and P.shape[1] <= EXACT_STATES
     if small_dense and initial_value is None:
-        sol = policy_iteration(P, R, gamma, initial_policy=initial_policy)
-        if not sol.converged:  # pragma: no cover - policy iteration ends in at most A^S rounds
-            raise value_error(F, "P", "an MDP policy iteration solves", "one it did not in 1000 rounds")
-        return MDPSolution(sol.V, sol.policy, sol.iterations, True, 0.0, 0.0, "policy_iteration")
+        # Policy iteration ends in far fewer rounds than this (at most A^S).
+        sol = run_policy_iteration(F, P, R, gamma, 1_000_000, "exact", initial_policy, 1.0)
+        return MDPSolution(sol.V, sol.policy, sol.iterations, sol.converged, 0.0, 0.0, "policy_iteration")
     return _mpi(F, P, R, gamma, eps, 20, initial_value, initial_policy, "jacobi", 1.0, 100_000, SOLVE_SPAN_RATIO)

@@ -243,16 +243,30 @@ def policy_iteration(
     eps = check_positive(F, "epsilon", epsilon)
     if torch_path(F, backend, P, R, initial_policy):
         return d.torch_implementation("mdp").policy_iteration(F, P, R, gamma, iters, evaluation, initial_policy, eps)
-    m = build_model(F, P, R)
+    return run_policy_iteration(F, P, R, gamma, iters, evaluation, initial_policy, eps)
+
+
+def run_policy_iteration(
+    function: str,
+    P: Transitions,
+    R: Rewards,
+    gamma: float,
+    iters: int,
+    evaluation: str,
+    initial_policy: ArrayLike | None,
+    eps: float,
+) -> MDPSolution:
+    """Policy iteration on the Rust path, its errors naming ``function``."""
+    m = build_model(function, P, R)
     if initial_policy is None:
-        _, pi = _core.mdp_bellman_backup(F, m.csr, m.reward, m.states, gamma, np.zeros(m.states))
+        _, pi = _core.mdp_bellman_backup(function, m.csr, m.reward, m.states, gamma, np.zeros(m.states))
     else:
-        pi = policy_vector(F, initial_policy, m.states, m.actions, "initial_policy")
+        pi = policy_vector(function, initial_policy, m.states, m.actions, "initial_policy")
     rounds, changed = 0, 0
     while True:
         rounds += 1
-        V = _evaluate(F, m, pi, gamma, evaluation, eps, 100_000)
-        _, improved = _core.mdp_bellman_backup(F, m.csr, m.reward, m.states, gamma, V)
+        V = _evaluate(function, m, pi, gamma, evaluation, eps, 100_000)
+        _, improved = _core.mdp_bellman_backup(function, m.csr, m.reward, m.states, gamma, V)
         changed = int(np.count_nonzero(improved != pi))
         if changed == 0 or rounds == iters:
             break

@@ -404,7 +404,7 @@ fn mdp_q_learning_toolbox<'py>(
     n_iter: usize,
     seed: u64,
 ) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
-    const F: &str = "QLearning";
+    const F: &str = "pymdptoolbox_q_learning";
     let (csr, r) = views(F, &p, &reward)?;
     let actions = csr.len();
     let rewards = step_rewards.iter().map(|x| slice1(F, "R", x)).collect::<PyResult<Vec<_>>>()?;

@@ -392,7 +392,7 @@ pub fn q_learning_toolbox(
     seed: u64,
     cancel: &Cancel,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    const F: &str = "QLearning";
+    const F: &str = "pymdptoolbox_q_learning";
     check_discount(F, discount, true)?;
     check_step_rewards(F, mdp, rewards)?;
     ensure!(n_iter != 0, FerropsError::value(F, "n_iter", "a positive step count", "0"));
