@@ -95,6 +95,16 @@ def test_mpi_warm_starts():
 
 
 @pytest.mark.spec("RL-MPI")
+def test_diverging_over_relaxation_blames_omega():
+    # On this grid SOR at omega = 1.5 diverges within a few sweeps of its
+    # first evaluation, where Gauss-Seidel converges.
+    P, R = mdp.grid_world(60, 60, (30, 20), [(i, 10) for i in range(50)], sparse=True)
+    assert mdp.modified_policy_iteration(P, R, 0.99, epsilon=1e-4, max_iter=20, method="gauss-seidel").converged
+    with pytest.raises(ValueError, match=r"modified_policy_iteration\(\): argument 'omega'"):
+        mdp.modified_policy_iteration(P, R, 0.99, epsilon=1e-4, max_iter=20, method="sor", omega=1.5)
+
+
+@pytest.mark.spec("RL-MPI")
 def test_mpi_agrees_with_value_and_policy_iteration():
     P, R = random_mdp(120, 4, 8, 7)
     P_sparse = to_sparse(P)

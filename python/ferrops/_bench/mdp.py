@@ -124,7 +124,7 @@ def cases(quick: bool) -> list[Case]:
             )
         )
     out += solve_cases(quick)
-    out.append(q_learning_case())
+    out += td_cases()
     return out
 
 
@@ -201,35 +201,59 @@ def solve_cases(quick: bool) -> list[Case]:
     return out
 
 
-def numpy_q_learning(P: np.ndarray, R: np.ndarray, gamma: float, episodes: int, length: int, seed: int) -> np.ndarray:
-    """Q-learning with epsilon-greedy actions (0.1) and step 0.1 as a plain NumPy
-    loop: the yardstick of the Q-learning case."""
+def numpy_td_control(
+    P: np.ndarray, R: np.ndarray, gamma: float, episodes: int, length: int, seed: int, sarsa: bool
+) -> np.ndarray:
+    """Q-learning (or Sarsa) with epsilon-greedy actions (0.1) and step 0.1 as a
+    plain NumPy loop: the yardstick of the TD cases."""
     rng = np.random.default_rng(seed)
     S, A = R.shape
     cumulative = np.cumsum(P, axis=2)
+
+    def act(s: int) -> int:
+        return int(rng.integers(A)) if rng.random() < 0.1 else int(np.argmax(Q[s]))
+
     Q = np.zeros((S, A))
     for _ in range(episodes):
         s = int(rng.integers(S))
+        a = act(s)
         for _ in range(length):
-            a = int(rng.integers(A)) if rng.random() < 0.1 else int(np.argmax(Q[s]))
             nxt = min(int(np.searchsorted(cumulative[a, s], rng.random(), side="right")), S - 1)
-            Q[s, a] += 0.1 * (R[s, a] + gamma * Q[nxt].max() - Q[s, a])
-            s = nxt
+            a_next = act(nxt)
+            ahead = Q[nxt, a_next] if sarsa else Q[nxt].max()
+            Q[s, a] += 0.1 * (R[s, a] + gamma * ahead - Q[s, a])
+            s, a = nxt, a_next
     return Q
 
 
-def q_learning_case() -> Case:
+def td_cases() -> list[Case]:
     grid_P, R = mdp.grid_world(5, 5, (3, 2), [(1, 1), (1, 2), (2, 2), (3, 1), (3, 3), (4, 1)])
     P = np.asarray(grid_P)
     episodes, length = 200, 100
-    return Case(
-        "mdp",
-        "q_learning",
-        f"grid world 5x5, {episodes} episodes x {length} steps",
-        lambda: mdp.q_learning(P, R, 0.9, episodes=episodes, episode_length=length, epsilon=0.1, alpha=0.1),
-        "plain NumPy loop of the same updates",
-        lambda: numpy_q_learning(P, R, 0.9, episodes, length, 0),
-        # Different random streams: the greedy values agree only roughly.
-        lambda ours, theirs: max_abs_difference(np.asarray(ours.values).max(axis=1), theirs.max(axis=1)),
-        target=50,
+    out = []
+    learners: tuple[tuple[str, Callable[..., mdp.TDResult], bool], ...] = (
+        ("q_learning", mdp.q_learning, False),
+        ("sarsa", mdp.sarsa, True),
     )
+    for name, learn, sarsa in learners:
+
+        def ferrops_run(learn: Callable[..., mdp.TDResult] = learn) -> mdp.TDResult:
+            return learn(P, R, 0.9, episodes=episodes, episode_length=length, epsilon=0.1, alpha=0.1)
+
+        def numpy_run(sarsa: bool = sarsa) -> np.ndarray:
+            return numpy_td_control(P, R, 0.9, episodes, length, 0, sarsa)
+
+        out.append(
+            Case(
+                "mdp",
+                name,
+                f"grid world 5x5, {episodes} episodes x {length} steps",
+                ferrops_run,
+                "plain NumPy loop of the same updates",
+                numpy_run,
+                # Different random streams: the greedy values agree only roughly.
+                lambda ours, theirs: max_abs_difference(np.asarray(ours.values).max(axis=1), theirs.max(axis=1)),
+                target=50,
+            )
+        )
+    return out

@@ -279,6 +279,18 @@ fn evaluate(
             Evaluation::Relaxed { omega } => policy_sweep_relaxed(mdp, policy, config.discount, omega, v),
         };
         if !(hi.is_finite() && lo.is_finite()) {
+            if let Evaluation::Relaxed { omega } = config.evaluation {
+                // Over-relaxation can diverge where Gauss-Seidel converges:
+                // blame omega, not the rewards.
+                if omega > 1.0 {
+                    return Err(FerropsError::value(
+                        function.to_owned(),
+                        "omega",
+                        "a relaxation factor under which the evaluation converges (1: Gauss-Seidel)",
+                        format!("omega = {omega}: the values left float64 after {sweep} sweeps"),
+                    ));
+                }
+            }
             check_finite_values(function, v, sweep)?;
         }
         if hi.abs().max(lo.abs()) < stops.0 || hi - lo < stops.1 {
