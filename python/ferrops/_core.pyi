@@ -161,8 +161,66 @@ def mdp_mc_control(
     seed: int,
     iterations: int,
     epsilon: float,
+    visit: str,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]: ...
 def incremental_mean(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
+def mdp_modified_policy_iteration(
+    function: str,
+    p: _Transitions,
+    reward: npt.NDArray[np.float64],
+    states: int,
+    discount: float,
+    epsilon: float,
+    max_iter: int,
+    max_improvements: int,
+    initial_value: npt.NDArray[np.float64] | None,
+    initial_policy: npt.NDArray[np.int64] | None,
+    method: str,
+    omega: float,
+    span_ratio: float | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int, int, bool, float, float, tuple[float, float]]: ...
+def mdp_relative_value_iteration(
+    p: _Transitions,
+    reward: npt.NDArray[np.float64],
+    states: int,
+    epsilon: float,
+    max_iter: int,
+    initial_value: npt.NDArray[np.float64] | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int, bool, float, float, float]: ...
+def mdp_finite_horizon(
+    p: _Transitions,
+    reward: npt.NDArray[np.float64],
+    states: int,
+    discount: float,
+    horizon: int,
+    terminal: npt.NDArray[np.float64] | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
+def mdp_td_learning(
+    p: _Transitions,
+    reward: npt.NDArray[np.float64],
+    step_rewards: list[npt.NDArray[np.float64]],
+    states: int,
+    method: str,
+    policy: npt.NDArray[np.float64] | None,
+    n: int,
+    discount: float,
+    episodes: int,
+    episode_length: int,
+    epsilon: float,
+    alpha: float,
+    power: float | None,
+    seed: int,
+    terminal: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], int]: ...
+def mdp_q_learning_toolbox(
+    p: _Transitions,
+    reward: npt.NDArray[np.float64],
+    step_rewards: list[npt.NDArray[np.float64]],
+    states: int,
+    discount: float,
+    n_iter: int,
+    seed: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 
 # segmentation: flat, C-contiguous integer label arrays (int8..int64, uint8..uint64)
 def confusion_matrix(

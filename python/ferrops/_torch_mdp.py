@@ -110,7 +110,7 @@ def value_iteration(
         threshold = eps * (1 - gamma) / (2 * gamma)
     policy = torch.zeros(S, dtype=torch.int64, device=p.device)
     if S == 0:
-        return MDPSolution(_out(v, P, R), _out(policy, P, R), 0, True, 0.0)
+        return MDPSolution(_out(v, P, R), _out(policy, P, R), 0, True, 0.0, method="value_iteration")
     k = 0
     while True:
         k += 1
@@ -133,7 +133,7 @@ def value_iteration(
         residual = hi - lo if stop == "span" else max(abs(hi), abs(lo))
         converged = residual < threshold
         if converged or k == max_iter:
-            return MDPSolution(_out(v, P, R), _out(policy, P, R), k, converged, residual)
+            return MDPSolution(_out(v, P, R), _out(policy, P, R), k, converged, residual, method="value_iteration")
 
 
 def q_values(function: str, P: Any, R: Any, V: Any, gamma: float) -> Any:
@@ -219,4 +219,4 @@ def policy_iteration(
         if changed == 0 or rounds == max_iter:
             break
         pi = improved
-    return MDPSolution(_out(v, P, R), _out(pi, P, R), rounds, changed == 0, float(changed))
+    return MDPSolution(_out(v, P, R), _out(pi, P, R), rounds, changed == 0, float(changed), method="policy_iteration")

@@ -1,6 +1,8 @@
 """Finite Markov decision processes (SPEC section 5, RL-*): value iteration,
-policy iteration and evaluation, Q-values, a grid world, Monte Carlo control and
-stochastic approximation.
+policy iteration and evaluation, modified policy iteration with a certified stop
+and ``solve``, relative value iteration, finite horizon, linear programming,
+Q-values, a grid world, Monte Carlo control, TD learning (TD(0), Sarsa, n-step
+Sarsa, Expected Sarsa, Q-learning) and stochastic approximation.
 
 Conventions (pymdptoolbox's, so models move over unchanged):
 
@@ -27,10 +29,21 @@ Where this module differs from pymdptoolbox, on purpose:
   iteration bound and in policy iteration, so large sparse models do not fit.
 * Policy iteration's default start is pymdptoolbox's (greedy for ``V = 0``) and
   gives the same policies; ``residual`` counts changed actions.
+* ``modified_policy_iteration``, ``relative_value_iteration`` and
+  ``finite_horizon`` are pymdptoolbox's ``PolicyIterationModified``,
+  ``RelativeValueIteration`` and ``FiniteHorizon`` (same defaults and results);
+  ``linear_programming`` is its ``LP`` on SciPy's HiGHS instead of cvxopt.
+  ``pymdptoolbox_q_learning`` is its ``QLearning`` on this package's random
+  streams (same distribution of results, reproducible per seed).
+* Monte Carlo control averages first visits by default (``visit="first"``):
+  every-visit averages keep the short returns of visits near an episode's end,
+  a truncation bias more episodes do not remove.
 
 The package is split by job: ``_model`` (the model as the kernels read it),
-``_arguments`` (scalar checks), ``_solvers``, ``_environments`` (grid world,
-gymnasium), ``_monte_carlo`` and ``_stochastic_approximation``; the PyTorch
+``_arguments`` (scalar checks), ``_solvers``, ``_modified`` (MPI, ``solve``),
+``_horizons`` (RVI, finite horizon, LP), ``_environments`` (grid world,
+gymnasium), ``_monte_carlo``, ``_temporal_difference`` and
+``_stochastic_approximation``; the PyTorch
 path is ``ferrops._torch_mdp``.
 
 Backends: NumPy/SciPy inputs and CPU tensors run in Rust (Bellman backups
@@ -43,6 +56,14 @@ from __future__ import annotations
 # GRID_MOVES is public but was never in __all__.
 from ._environments import GRID_MOVES as GRID_MOVES
 from ._environments import from_gymnasium, grid_world
+from ._horizons import (
+    AverageRewardSolution,
+    FiniteHorizonSolution,
+    finite_horizon,
+    linear_programming,
+    relative_value_iteration,
+)
+from ._modified import modified_policy_iteration, solve
 from ._monte_carlo import MCResult, mc_basic, mc_epsilon_greedy, mc_exploring_starts
 from ._solvers import (
     MDPSolution,
@@ -52,6 +73,16 @@ from ._solvers import (
     value_iteration,
 )
 from ._stochastic_approximation import incremental_mean, robbins_monro
+from ._temporal_difference import (
+    QLearningResult,
+    TDResult,
+    expected_sarsa,
+    n_step_sarsa,
+    pymdptoolbox_q_learning,
+    q_learning,
+    sarsa,
+    td0,
+)
 
 __all__ = [  # noqa: RUF022 - the order it always had
     "MDPSolution",
@@ -67,4 +98,19 @@ __all__ = [  # noqa: RUF022 - the order it always had
     "mc_epsilon_greedy",
     "incremental_mean",
     "robbins_monro",
+    "modified_policy_iteration",
+    "solve",
+    "relative_value_iteration",
+    "finite_horizon",
+    "linear_programming",
+    "AverageRewardSolution",
+    "FiniteHorizonSolution",
+    "TDResult",
+    "QLearningResult",
+    "td0",
+    "sarsa",
+    "n_step_sarsa",
+    "expected_sarsa",
+    "q_learning",
+    "pymdptoolbox_q_learning",
 ]

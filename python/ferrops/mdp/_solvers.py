@@ -3,6 +3,7 @@ RL-VI-STOP, RL-GS, RL-PI)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -36,7 +37,13 @@ class MDPSolution:
         converged (bool): the stopping rule held (False: stopped at ``max_iter``).
         residual (float): value iteration: the last ``span`` or sup-norm of
             ``V_k - V_{k-1}``; policy iteration: states whose action changed in the
-            last improvement (0 when converged).
+            last improvement (0 when converged); modified policy iteration: the
+            last ``span(TV - V)``.
+        bound (float): a proved bound ``max_s V*(s) - V_policy(s) <= bound``
+            (RL-MPI: MacQueen's bounds of the last Jacobi backup); ``inf`` where
+            the solver proves none (Gauss-Seidel value iteration, discount 1,
+            policy iteration).
+        method (str): the solver that ran (what :func:`solve` chose).
     """
 
     V: Array
@@ -44,6 +51,8 @@ class MDPSolution:
     iterations: int
     converged: bool
     residual: float
+    bound: float = math.inf
+    method: str = ""
 
 
 def value_iteration(
@@ -94,7 +103,20 @@ def value_iteration(
     V, policy, k, converged, residual = _core.mdp_value_iteration(
         m.csr, m.reward, m.states, gamma, eps, iters, v0, stop, method
     )
-    return MDPSolution(m.out(V), m.out(policy), k, converged, residual)
+    return MDPSolution(
+        m.out(V), m.out(policy), k, converged, residual, _vi_bound(gamma, residual, stop, method), "value_iteration"
+    )
+
+
+def _vi_bound(gamma: float, residual: float, stop: str, method: str) -> float:
+    """The policy of a Jacobi sweep is greedy for ``V_{k-1}``, so MacQueen's bounds
+    give ``V* - V_policy <= gamma / (1 - gamma) span(V_k - V_{k-1})`` (RL-MPI); the
+    span is at most twice the sup-norm. A Gauss-Seidel sweep backs up no fixed
+    ``V``: no bound."""
+    if gamma >= 1.0 or method != "jacobi":
+        return math.inf
+    span = residual if stop == "span" else 2.0 * residual
+    return gamma / (1.0 - gamma) * span
 
 
 def q_values(P: Transitions, R: Rewards, V: ArrayLike, discount: float, *, backend: Backend = "auto") -> Array:
@@ -221,18 +243,32 @@ def policy_iteration(
     eps = check_positive(F, "epsilon", epsilon)
     if torch_path(F, backend, P, R, initial_policy):
         return d.torch_implementation("mdp").policy_iteration(F, P, R, gamma, iters, evaluation, initial_policy, eps)
-    m = build_model(F, P, R)
+    return run_policy_iteration(F, P, R, gamma, iters, evaluation, initial_policy, eps)
+
+
+def run_policy_iteration(
+    function: str,
+    P: Transitions,
+    R: Rewards,
+    gamma: float,
+    iters: int,
+    evaluation: str,
+    initial_policy: ArrayLike | None,
+    eps: float,
+) -> MDPSolution:
+    """Policy iteration on the Rust path, its errors naming ``function``."""
+    m = build_model(function, P, R)
     if initial_policy is None:
-        _, pi = _core.mdp_bellman_backup(F, m.csr, m.reward, m.states, gamma, np.zeros(m.states))
+        _, pi = _core.mdp_bellman_backup(function, m.csr, m.reward, m.states, gamma, np.zeros(m.states))
     else:
-        pi = policy_vector(F, initial_policy, m.states, m.actions, "initial_policy")
+        pi = policy_vector(function, initial_policy, m.states, m.actions, "initial_policy")
     rounds, changed = 0, 0
     while True:
         rounds += 1
-        V = _evaluate(F, m, pi, gamma, evaluation, eps, 100_000)
-        _, improved = _core.mdp_bellman_backup(F, m.csr, m.reward, m.states, gamma, V)
+        V = _evaluate(function, m, pi, gamma, evaluation, eps, 100_000)
+        _, improved = _core.mdp_bellman_backup(function, m.csr, m.reward, m.states, gamma, V)
         changed = int(np.count_nonzero(improved != pi))
         if changed == 0 or rounds == iters:
             break
         pi = improved
-    return MDPSolution(m.out(V), m.out(pi), rounds, changed == 0, float(changed))
+    return MDPSolution(m.out(V), m.out(pi), rounds, changed == 0, float(changed), method="policy_iteration")

@@ -2,8 +2,9 @@
 //! (SciPy's int32 `indptr`/`indices` and float64 `data`, passed without a copy),
 //! rewards as the expected reward `r[s, a]`, a C-contiguous float64 `(S, A)` array.
 
-use ferrops_core::mdp::monte_carlo::{self, McConfig, McMethod};
-use ferrops_core::mdp::{self, stochastic_approximation, Csr, Mdp, StopRule, Sweep};
+use ferrops_core::mdp::monte_carlo::{self, McConfig, McMethod, Visit};
+use ferrops_core::mdp::temporal_difference::{self, StepSize, TdConfig, TdMethod};
+use ferrops_core::mdp::{self, stochastic_approximation, Csr, Evaluation, Mdp, MpiConfig, StopRule, Sweep};
 use ferrops_core::{ensure, FerropsError};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -189,7 +190,7 @@ fn mdp_q_values<'py>(
 /// "epsilon_greedy". Returns `(q, policy, visits, iterations)`.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (p, reward, step_rewards, states, method, discount, episodes, episode_length, seed, iterations, epsilon))]
+#[pyo3(signature = (p, reward, step_rewards, states, method, discount, episodes, episode_length, seed, iterations, epsilon, visit))]
 fn mdp_mc_control<'py>(
     py: Python<'py>,
     p: Transitions<'py>,
@@ -203,6 +204,7 @@ fn mdp_mc_control<'py>(
     seed: u64,
     iterations: usize,
     epsilon: f64,
+    visit: &str,
 ) -> BindingResult<McResult> {
     let method = match method {
         "basic" => McMethod::Basic { iterations },
@@ -210,10 +212,11 @@ fn mdp_mc_control<'py>(
         _ => McMethod::EpsilonGreedy { epsilon },
     };
     let name = method.function_name();
+    let visit = Visit::parse(name, visit)?;
     let (csr, r) = views(name, &p, &reward)?;
     let actions = csr.len();
     let rewards = step_rewards.iter().map(|x| slice1(name, "R", x)).collect::<PyResult<Vec<_>>>()?;
-    let config = McConfig { discount, episodes, episode_length, seed };
+    let config = McConfig { discount, episodes, episode_length, seed, visit };
     // Simulated steps: MC Basic runs `episodes` per pair in each round.
     let runs = match method {
         McMethod::Basic { iterations } => iterations as u128 * r.len() as u128,
@@ -229,6 +232,187 @@ fn mdp_mc_control<'py>(
         owned2(py, result.visits, states, actions).into_py_any(py)?,
         result.iterations,
     ))
+}
+
+/// `(V, policy, improvements, evaluation sweeps, converged, residual, bound,
+/// (min, max) of TV - V)`.
+type MpiResult = (Py<PyAny>, Py<PyAny>, usize, usize, bool, f64, f64, (f64, f64));
+
+/// Modified policy iteration; `function` names the public caller.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (function, p, reward, states, discount, epsilon, max_iter, max_improvements, initial_value, initial_policy, method, omega, span_ratio))]
+fn mdp_modified_policy_iteration<'py>(
+    py: Python<'py>,
+    function: &str,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    states: usize,
+    discount: f64,
+    epsilon: f64,
+    max_iter: usize,
+    max_improvements: usize,
+    initial_value: Option<PyReadonlyArray1<'py, f64>>,
+    initial_policy: Option<PyReadonlyArray1<'py, i64>>,
+    method: &str,
+    omega: f64,
+    span_ratio: Option<f64>,
+) -> BindingResult<MpiResult> {
+    const F: &str = "modified_policy_iteration";
+    let evaluation = Evaluation::parse(F, method, omega)?;
+    let (csr, r) = views(F, &p, &reward)?;
+    let v0 = initial_value.as_ref().map(|v| slice1(F, "initial_value", v)).transpose()?;
+    let pi0 = initial_policy.as_ref().map(|v| slice1(F, "initial_policy", v)).transpose()?;
+    let config = MpiConfig { discount, epsilon, evaluation_sweeps: max_iter, max_improvements, evaluation, span_ratio };
+    let work = sweep_work(&csr, r) * (max_improvements as u128).saturating_mul(max_iter as u128 + 1);
+    let sol = run_kernel_interruptible(py, work, |cancel| {
+        let mdp = Mdp::new(function, states, csr, r)?;
+        mdp::modified_policy_iteration(function, &mdp, config, v0, pi0, cancel)
+    })?;
+    Ok((
+        owned1(py, sol.values).into_py_any(py)?,
+        owned1(py, sol.policy).into_py_any(py)?,
+        sol.iterations,
+        sol.evaluation_sweeps,
+        sol.converged,
+        sol.residual,
+        sol.bound,
+        sol.change,
+    ))
+}
+
+/// `(V, policy, iterations, converged, residual, average reward, its upper bound)`.
+type RviResult = (Py<PyAny>, Py<PyAny>, usize, bool, f64, f64, f64);
+
+#[pyfunction]
+fn mdp_relative_value_iteration<'py>(
+    py: Python<'py>,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    states: usize,
+    epsilon: f64,
+    max_iter: usize,
+    initial_value: Option<PyReadonlyArray1<'py, f64>>,
+) -> BindingResult<RviResult> {
+    const F: &str = "relative_value_iteration";
+    let (csr, r) = views(F, &p, &reward)?;
+    let v0 = initial_value.as_ref().map(|v| slice1(F, "initial_value", v)).transpose()?;
+    let work = sweep_work(&csr, r) * (max_iter as u128 + 1);
+    let sol = run_kernel_interruptible(py, work, |cancel| {
+        mdp::relative_value_iteration(&Mdp::new(F, states, csr, r)?, epsilon, max_iter, v0, cancel)
+    })?;
+    Ok((
+        owned1(py, sol.values).into_py_any(py)?,
+        owned1(py, sol.policy).into_py_any(py)?,
+        sol.iterations,
+        sol.converged,
+        sol.residual,
+        sol.average_reward,
+        sol.average_reward_upper,
+    ))
+}
+
+/// Values `(N + 1, S)` and policies `(N, S)`, stage-major.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn mdp_finite_horizon<'py>(
+    py: Python<'py>,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    states: usize,
+    discount: f64,
+    horizon: usize,
+    terminal: Option<PyReadonlyArray1<'py, f64>>,
+) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
+    const F: &str = "finite_horizon";
+    let (csr, r) = views(F, &p, &reward)?;
+    let h = terminal.as_ref().map(|v| slice1(F, "h", v)).transpose()?;
+    let work = sweep_work(&csr, r) * (horizon as u128);
+    let (values, policies) = run_kernel_interruptible(py, work, |cancel| {
+        mdp::finite_horizon(&Mdp::new(F, states, csr, r)?, discount, horizon, h, cancel)
+    })?;
+    Ok((
+        owned2(py, values, horizon + 1, states).into_py_any(py)?,
+        owned2(py, policies, horizon, states).into_py_any(py)?,
+    ))
+}
+
+/// TD learning; `method` is "td0", "sarsa" (n steps), "expected_sarsa" or
+/// "q_learning"; `policy` is TD(0)'s policy or Q-learning's behaviour (`(S, A)`
+/// probabilities). Returns `(values, updates, steps)`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (p, reward, step_rewards, states, method, policy, n, discount, episodes, episode_length, epsilon, alpha, power, seed, terminal))]
+fn mdp_td_learning<'py>(
+    py: Python<'py>,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    step_rewards: Vec<PyReadonlyArray1<'py, f64>>,
+    states: usize,
+    method: &str,
+    policy: Option<PyReadonlyArray2<'py, f64>>,
+    n: usize,
+    discount: f64,
+    episodes: usize,
+    episode_length: usize,
+    epsilon: f64,
+    alpha: f64,
+    power: Option<f64>,
+    seed: u64,
+    terminal: PyReadonlyArray1<'py, i64>,
+) -> BindingResult<(Py<PyAny>, Py<PyAny>, usize)> {
+    let probs = policy.as_ref().map(|x| slice2("td_learning", "policy", x.shape()[1], x)).transpose()?;
+    let method = match (method, probs) {
+        ("td0", Some(policy)) => TdMethod::Td0 { policy },
+        ("sarsa", _) => TdMethod::Sarsa { n },
+        ("expected_sarsa", _) => TdMethod::ExpectedSarsa,
+        ("q_learning", behaviour) => TdMethod::QLearning { behaviour },
+        (other, _) => {
+            return Err(
+                FerropsError::value("td_learning", "method", "a TD method with its policy", other.to_owned()).into()
+            )
+        }
+    };
+    let name = method.function_name();
+    let (csr, r) = views(name, &p, &reward)?;
+    let width = if matches!(method, TdMethod::Td0 { .. }) { 1 } else { csr.len() };
+    let rewards = step_rewards.iter().map(|x| slice1(name, "R", x)).collect::<PyResult<Vec<_>>>()?;
+    let terminal = slice1(name, "terminal", &terminal)?;
+    let step = StepSize { alpha, power };
+    let config = TdConfig { discount, episodes, episode_length, epsilon, step, seed, terminal };
+    let work = sweep_work(&csr, r) + episodes as u128 * episode_length as u128;
+    let result = run_kernel_interruptible(py, work, |cancel| {
+        temporal_difference::td_learning(&Mdp::new(name, states, csr, r)?, &rewards, method, config, cancel)
+    })?;
+    Ok((
+        owned2(py, result.values, states, width).into_py_any(py)?,
+        owned2(py, result.updates, states, width).into_py_any(py)?,
+        result.steps,
+    ))
+}
+
+/// pymdptoolbox's `QLearning`: `(Q, mean_discrepancy)`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn mdp_q_learning_toolbox<'py>(
+    py: Python<'py>,
+    p: Transitions<'py>,
+    reward: PyReadonlyArray2<'py, f64>,
+    step_rewards: Vec<PyReadonlyArray1<'py, f64>>,
+    states: usize,
+    discount: f64,
+    n_iter: usize,
+    seed: u64,
+) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
+    const F: &str = "pymdptoolbox_q_learning";
+    let (csr, r) = views(F, &p, &reward)?;
+    let actions = csr.len();
+    let rewards = step_rewards.iter().map(|x| slice1(F, "R", x)).collect::<PyResult<Vec<_>>>()?;
+    let work = sweep_work(&csr, r) + n_iter as u128;
+    let (q, means) = run_kernel_interruptible(py, work, |cancel| {
+        temporal_difference::q_learning_toolbox(&Mdp::new(F, states, csr, r)?, &rewards, discount, n_iter, seed, cancel)
+    })?;
+    Ok((owned2(py, q, states, actions).into_py_any(py)?, owned1(py, means).into_py_any(py)?))
 }
 
 /// Running means of the rows of a float64 `(N, D)` array.
@@ -248,5 +432,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mdp_policy_system, m)?)?;
     m.add_function(wrap_pyfunction!(mdp_mc_control, m)?)?;
     m.add_function(wrap_pyfunction!(incremental_mean, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_modified_policy_iteration, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_relative_value_iteration, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_finite_horizon, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_td_learning, m)?)?;
+    m.add_function(wrap_pyfunction!(mdp_q_learning_toolbox, m)?)?;
     Ok(())
 }

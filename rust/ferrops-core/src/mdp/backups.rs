@@ -49,11 +49,11 @@ const PREFETCH_AHEAD: usize = 32;
 /// Bytes of `V` above which a backup prefetches its reads of `V`: about a core's
 /// L2. Below it `V` stays cached and the prefetches only cost instructions
 /// (measured 15% slower sweeps at S = 30,000, 3% faster at S = 100,000).
-const PREFETCH_ABOVE_BYTES: usize = 512 << 10;
+pub(super) const PREFETCH_ABOVE_BYTES: usize = 512 << 10;
 
 /// Hints the cache to load `values[i]`.
 #[inline(always)]
-fn prefetch<T>(values: &[T], i: usize) {
+pub(super) fn prefetch<T>(values: &[T], i: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults, whatever the address.
     unsafe {

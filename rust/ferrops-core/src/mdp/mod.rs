@@ -10,15 +10,20 @@
 //! `r[s, a]`, row-major `(S, A)`.
 
 mod backups;
+mod horizons;
 mod model;
+mod modified;
 pub mod monte_carlo;
 mod solvers;
 pub mod stochastic_approximation;
+pub mod temporal_difference;
 #[cfg(test)]
 mod test_models;
 
 pub use backups::{bellman_backup, q_values};
+pub use horizons::{finite_horizon, relative_value_iteration, RviSolution};
 pub use model::{check_discount, Csr, Mdp, ROW_SUM_TOLERANCE};
+pub use modified::{modified_policy_iteration, Evaluation, MpiConfig, MpiSolution};
 pub use solvers::{evaluate_policy_iterative, policy_system, value_iteration, PolicySystem, Solution, StopRule, Sweep};
 
 /// States per parallel work item (validation, backups, policy evaluation); fixed

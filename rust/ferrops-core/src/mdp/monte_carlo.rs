@@ -80,12 +80,35 @@ impl McMethod {
     }
 }
 
+/// Which visits of a pair in an episode contribute a return to its average.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// Only the first visit of `(s, a)` in each episode: the return with the
+    /// longest horizon the episode offers, so the least cut short by its end.
+    First,
+    /// Every visit: the visits near the end of an episode contribute returns of a
+    /// few rewards only, which biases `q` towards the short-horizon value however
+    /// many episodes run (the truncation bias).
+    Every,
+}
+
+impl Visit {
+    pub fn parse(function: &'static str, name: &str) -> Result<Self> {
+        match name {
+            "first" => Ok(Visit::First),
+            "every" => Ok(Visit::Every),
+            other => Err(FerropsError::value(function, "visit", "one of 'first', 'every'", format!("'{other}'"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct McConfig {
     pub discount: f64,
     pub episodes: usize,
     pub episode_length: usize,
     pub seed: u64,
+    pub visit: Visit,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +117,7 @@ pub struct McResult {
     pub q: Vec<f64>,
     /// Greedy policy from `q` (ties to the lowest action).
     pub policy: Vec<i64>,
-    /// Returns averaged into each `q(s, a)` (every visit counts).
+    /// Returns averaged into each `q(s, a)`.
     pub visits: Vec<i64>,
     /// Policy-improvement rounds (MC Basic) or episodes (the others).
     pub iterations: usize,
@@ -102,15 +125,15 @@ pub struct McResult {
 
 /// The MDP as a simulator: transitions plus a reward per stored transition
 /// (`rewards[a]` aligned with `P[a]`'s data).
-struct Simulator<'a> {
-    mdp: &'a Mdp<'a>,
-    rewards: &'a [&'a [f64]],
+pub(super) struct Simulator<'a> {
+    pub(super) mdp: &'a Mdp<'a>,
+    pub(super) rewards: &'a [&'a [f64]],
 }
 
 impl Simulator<'_> {
     /// Samples `s' ~ P[a][s, :]`; returns `(s', reward)`.
     #[inline]
-    fn step(&self, s: usize, a: usize, rng: &mut Stream) -> (usize, f64) {
+    pub(super) fn step(&self, s: usize, a: usize, rng: &mut Stream) -> (usize, f64) {
         let p = &self.mdp.transitions[a];
         let (lo, hi) = (p.indptr[s] as usize, p.indptr[s + 1] as usize);
         let u = rng.uniform();
@@ -130,7 +153,8 @@ impl Simulator<'_> {
     }
 }
 
-fn greedy(row: &[f64]) -> usize {
+/// The first action of largest value.
+pub(super) fn greedy(row: &[f64]) -> usize {
     let mut best = 0;
     for (a, &q) in row.iter().enumerate().skip(1) {
         if q > row[best] {
@@ -145,6 +169,11 @@ fn check(function: &'static str, mdp: &Mdp<'_>, rewards: &[&[f64]], config: &McC
     for (name, value) in [("episodes", config.episodes), ("episode_length", config.episode_length)] {
         ensure!(value != 0, FerropsError::value(function, name, "a positive count", "0"));
     }
+    check_step_rewards(function, mdp, rewards)
+}
+
+/// `rewards[a]` holds one finite reward per stored transition of `P[a]`.
+pub(super) fn check_step_rewards(function: &'static str, mdp: &Mdp<'_>, rewards: &[&[f64]]) -> Result<()> {
     ensure!(
         rewards.len() == mdp.actions(),
         FerropsError::value(
@@ -177,9 +206,9 @@ fn check(function: &'static str, mdp: &Mdp<'_>, rewards: &[&[f64]], config: &McC
     Ok(())
 }
 
-/// Monte Carlo control (RL-MC) with every-visit averages and returns computed
-/// backwards, `g = gamma g + r_{t+1}`. `rewards[a]` holds the reward of each
-/// stored transition of `P[a]` (for `R` given per `(s, a)`, that value repeated).
+/// Monte Carlo control (RL-MC) with first- or every-visit averages
+/// (`config.visit`) and returns computed backwards, `g = gamma g + r_{t+1}`.
+/// `rewards[a]` holds the reward of each stored transition of `P[a]` (for `R` given per `(s, a)`, that value repeated).
 /// Stops with [`FerropsError::Interrupted`] once `cancel` is raised.
 pub fn mc_control(
     mdp: &Mdp<'_>,
@@ -301,6 +330,12 @@ fn mc_per_episode(
     let mut visits = vec![0i64; states * actions];
     let mut policy = vec![0i64; states];
     let mut trajectory: Vec<(usize, usize, f64)> = episode_buffer(checkpoint.function(), config.episode_length)?;
+    // First visits: the step of each pair's first visit in the episode that last
+    // visited it (`first_seen[pair].0` the episode's number plus one).
+    let mut first_seen = match config.visit {
+        Visit::First => vec![(0u64, 0usize); states * actions],
+        Visit::Every => Vec::new(),
+    };
     // pi(a* | s) = 1 - (|A| - 1) eps / |A|: a uniform action with probability eps,
     // otherwise the greedy one.
     let choose = |s: usize, policy: &[i64], rng: &mut Stream| -> usize {
@@ -329,10 +364,22 @@ fn mc_per_episode(
             s = next;
             a = choose(s, &policy, &mut rng);
         }
+        if config.visit == Visit::First {
+            let stamp = e as u64 + 1;
+            for (t, &(s, a, _)) in trajectory.iter().enumerate() {
+                let seen = &mut first_seen[s * actions + a];
+                if seen.0 != stamp {
+                    *seen = (stamp, t);
+                }
+            }
+        }
         let mut g = 0.0;
-        for &(s, a, r) in trajectory.iter().rev() {
+        for (t, &(s, a, r)) in trajectory.iter().enumerate().rev() {
             g = config.discount * g + r;
             let pair = s * actions + a;
+            if config.visit == Visit::First && first_seen[pair].1 != t {
+                continue;
+            }
             sums[pair] += g;
             visits[pair] += 1;
             q[pair] = sums[pair] / visits[pair] as f64;
@@ -389,7 +436,7 @@ mod tests {
         let rewards: Vec<&[f64]> = rewards.iter().map(|v| v.as_slice()).collect();
         let exact =
             value_iteration(&mdp, 0.9, 1e-9, 10000, None, StopRule::SupNorm, Sweep::Jacobi, &Cancel::new()).unwrap();
-        let config = McConfig { discount: 0.9, episodes: 400, episode_length: 80, seed: 3 };
+        let config = McConfig { discount: 0.9, episodes: 400, episode_length: 80, seed: 3, visit: Visit::First };
         let mut runs = Vec::new();
         for threads in [1, 2] {
             crate::parallel::set_num_threads(threads).unwrap();
@@ -420,7 +467,7 @@ mod tests {
         cancel.raise();
         // Episodes far longer than the check interval, and many short ones.
         for (episodes, episode_length) in [(1, 1 << 24), (1 << 40, 1)] {
-            let config = McConfig { discount: 0.9, episodes, episode_length, seed: 0 };
+            let config = McConfig { discount: 0.9, episodes, episode_length, seed: 0, visit: Visit::Every };
             for method in
                 [McMethod::Basic { iterations: 1 }, McMethod::ExploringStarts, McMethod::EpsilonGreedy { epsilon: 0.1 }]
             {
@@ -436,7 +483,7 @@ mod tests {
         let mdp = Mdp::new("mc_basic", 3, views(&mats), &r).unwrap();
         let rewards = pair_rewards(&mats, &r, 2);
         let rewards: Vec<&[f64]> = rewards.iter().map(|v| v.as_slice()).collect();
-        let config = McConfig { discount: 0.9, episodes: 1, episode_length: usize::MAX, seed: 0 };
+        let config = McConfig { discount: 0.9, episodes: 1, episode_length: usize::MAX, seed: 0, visit: Visit::First };
         for method in [McMethod::Basic { iterations: 1 }, McMethod::ExploringStarts] {
             let err = mc_control(&mdp, &rewards, method, config, &Cancel::new()).unwrap_err();
             assert!(
