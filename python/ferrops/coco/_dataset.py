@@ -52,8 +52,10 @@ class COCO:
         self._results_of: COCO | None = None
         self._index: dict[str, dict[Any, Any]] | None = None
         self._rust: _core.CocoData | None = None
-        # loadRes of a list: its records, whose segmentations the view keeps as given.
+        # loadRes of a list (or file): its records, whose segmentations the view
+        # shows as given.
         self._result_records: list[Record] | None = None
+        self._result_path: str | None = None
         if annotation_file is None:
             self._dataset = {}
         elif isinstance(annotation_file, dict):
@@ -121,9 +123,11 @@ class COCO:
         assert gt is not None
         columns = self._data.columns()
         records = self._result_records
-        given = (
-            [r.get("segmentation") for r in records] if records is not None else self._data.segmentations()
-        )
+        if records is None and self._result_path is not None:
+            # Read by the Rust reader that accepted the file at load.
+            data, name = read(self._result_path)
+            records = _core.coco_load_json(data, name, "COCO.loadRes", "resFile")
+        given = [r.get("segmentation") for r in records] if records is not None else itertools.repeat(None)
         annotations = []
         for i, (image_id, category_id, (x, y, w, h), score, area, segmentation) in enumerate(
             zip(
@@ -329,6 +333,8 @@ class COCO:
         res = COCO._from_rust(rust, results_of=self)
         if isinstance(resFile, list):
             res._result_records = resFile
+        elif isinstance(resFile, (str, os.PathLike)):
+            res._result_path = os.fspath(resFile)
         print(f"DONE (t={time.time() - tic:0.2f}s)")
         return res
 

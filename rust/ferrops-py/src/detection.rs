@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferrops_core::detection::coco::json_tokens::{Decoded, JsonStr, JsonToken, JsonTokens};
-use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origin, ResultColumns, Segmentation};
+use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origin, ResultColumns};
 use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation, IouType};
 use ferrops_core::detection::voc::{self, VocClass};
 use ferrops_core::FerropsError;
@@ -65,42 +65,6 @@ impl CocoData {
     #[getter]
     fn leads_with_segmentation(&self) -> bool {
         self.inner.annotations.segmentation.first().is_some_and(Option::is_some)
-    }
-
-    /// Each record's `segmentation` as `json.loads` makes it (polygons as lists
-    /// of floats, an RLE as a dict with `counts` a str or a list of ints);
-    /// `None` where a record has none (or a shape no COCO tool writes).
-    fn segmentations<'py>(&self, py: Python<'py>) -> BindingResult<Bound<'py, PyList>> {
-        let out = PyList::empty(py);
-        for s in &self.inner.annotations.segmentation {
-            out.append(segmentation_object(py, s.as_deref())?)?;
-        }
-        Ok(out)
-    }
-}
-
-fn segmentation_object<'py>(py: Python<'py>, s: Option<&Segmentation>) -> PyResult<Bound<'py, PyAny>> {
-    let rle = |size: &[i64; 2], counts: Bound<'py, PyAny>| -> PyResult<Bound<'py, PyAny>> {
-        let dict = PyDict::new(py);
-        dict.set_item("size", size.to_vec())?;
-        dict.set_item("counts", counts)?;
-        Ok(dict.into_any())
-    };
-    match s {
-        None | Some(Segmentation::Invalid(_)) => Ok(py.None().into_bound(py)),
-        Some(Segmentation::Polygons { coords, ends }) => {
-            let parts = PyList::empty(py);
-            let mut start = 0;
-            for &end in ends {
-                parts.append(&coords[start..end as usize])?;
-                start = end as usize;
-            }
-            Ok(parts.into_any())
-        }
-        Some(Segmentation::Compressed { size, counts }) => {
-            rle(size, PyString::new(py, &String::from_utf8_lossy(counts)).into_any())
-        }
-        Some(Segmentation::Uncompressed { size, counts }) => rle(size, PyList::new(py, counts)?.into_any()),
     }
 }
 

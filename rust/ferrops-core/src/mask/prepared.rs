@@ -30,8 +30,36 @@ impl PreparedMask {
             }
             start += count;
         }
-        PreparedMask { h: rle.h, w: rle.w, bbox: to_bbox(rle), area: area(rle), ones: ones.into_boxed_slice() }
+        // Runs of positive length (the first aside) have pycocotools' box from
+        // their intervals; zero-length runs take part in its box, so such masks
+        // go through `to_bbox` itself.
+        let bbox = if rle.h > 0 && rle.counts.iter().skip(1).all(|&c| c > 0) {
+            box_of_intervals(&ones, rle.h)
+        } else {
+            to_bbox(rle)
+        };
+        PreparedMask { h: rle.h, w: rle.w, bbox, area: area(rle), ones: ones.into_boxed_slice() }
     }
+}
+
+/// `toBbox` from the 1-runs' first and last pixels (a run across columns
+/// spans the whole height), one division per run where `to_bbox` takes four.
+fn box_of_intervals(ones: &[(u32, u32)], h: u32) -> [f64; 4] {
+    let (Some(first), Some(last)) = (ones.first(), ones.last()) else {
+        return [0.0; 4];
+    };
+    let (xs, xe) = (first.0 / h, (last.1 - 1) / h);
+    let (mut ys, mut ye) = (h, 0u32);
+    for &(s, e) in ones {
+        let column_start = s / h * h;
+        if e - 1 >= column_start + h {
+            (ys, ye) = (0, h - 1);
+            break;
+        }
+        ys = ys.min(s - column_start);
+        ye = ye.max(e - 1 - column_start);
+    }
+    [f64::from(xs), f64::from(ys), f64::from(xe - xs + 1), f64::from(ye - ys + 1)]
 }
 
 /// Pixels in both masks among `[from, to)`, outside which one of them is 0.
@@ -106,6 +134,14 @@ mod tests {
             })
             .collect();
         let prepared: Vec<PreparedMask> = masks.iter().map(PreparedMask::new).collect();
+        for (p, m) in prepared.iter().zip(&masks) {
+            assert_eq!(p.bbox, rle::to_bbox(m));
+        }
+        // Zero-length runs take part in pycocotools' box.
+        for counts in [vec![5, 0, 3, 2, 2], vec![1, 6, 5], vec![0, 2, 9, 1], vec![12], vec![0, 12], vec![2, 1, 1, 1, 7]] {
+            let m = Rle { h: 4, w: 3, counts };
+            assert_eq!(PreparedMask::new(&m).bbox, rle::to_bbox(&m), "{:?}", m.counts);
+        }
         for crowd in [false, true] {
             let flags = vec![crowd; masks.len()];
             let expected = rle::iou(&masks, &masks, &flags).unwrap();

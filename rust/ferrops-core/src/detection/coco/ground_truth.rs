@@ -86,7 +86,7 @@ fn ground_truth_piece(
         annotations.area.push(area);
         annotations.iscrowd.push(iscrowd.is_some_and(|f| f.0));
         annotations.score.push(score.unwrap_or(f64::NAN));
-        annotations.segmentation.push(segmentation.map(Box::new));
+        annotations.segmentation.push(segmentation);
     }
     Ok((annotations, first_without_score, pending))
 }

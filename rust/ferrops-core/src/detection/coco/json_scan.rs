@@ -358,7 +358,7 @@ impl Cursor<'_> {
                     b"area" => (r.area = Some(self.float()?), 16).1,
                     b"iscrowd" => (r.iscrowd = Some(self.flag()?), 32).1,
                     b"score" => (r.score = Some(self.float()?), 64).1,
-                    b"segmentation" => (r.segmentation = Some(self.segmentation()?), 128).1,
+                    b"segmentation" => (r.segmentation = Some(Box::new(self.segmentation()?)), 128).1,
                     _ => {
                         self.skip(0)?;
                         0
@@ -401,6 +401,31 @@ impl Cursor<'_> {
         }
     }
 
+    /// A compressed `counts` string: its characters ('0' to 'o') include the
+    /// backslash, which JSON writes escaped, so `\\` (and `\"`, `\/`) are read
+    /// here; other escapes are declined (serde reads them).
+    fn counts_string(&mut self) -> Option<Vec<u8>> {
+        let (end, escaped) = scan_string(self.b, self.i).ok()?;
+        let text = &self.b[self.i + 1..end - 1];
+        self.i = end;
+        if !escaped {
+            return Some(text.to_vec());
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut bytes = text.iter();
+        while let Some(&c) = bytes.next() {
+            if c != b'\\' {
+                out.push(c);
+                continue;
+            }
+            match bytes.next()? {
+                &e @ (b'\\' | b'"' | b'/') => out.push(e),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
     /// A `segmentation` of the shapes COCO tools write: a list of polygon
     /// lists, or `{"size": [h, w], "counts": "..." | [...]}`. Anything else
     /// (escapes included) is declined and read by serde.
@@ -431,7 +456,7 @@ impl Cursor<'_> {
                     }
                     b"counts" if compressed.is_none() && runs.is_none() => {
                         if self.peek()? == b'"' {
-                            compressed = Some(self.plain_string()?.to_vec());
+                            compressed = Some(self.counts_string()?);
                         } else {
                             let mut values = Vec::new();
                             self.list_of(|c| {
@@ -512,7 +537,7 @@ mod tests {
     fn scanner_agrees_with_serde() {
         let accepted: &[&[u8]] = &[
             br#"{"image_id": 3, "category_id": -2, "bbox": [1.5, 2e3, 0.1, 7], "score": 0.30000000000000004}"#,
-            br#" {"id":1,"iscrowd":true,"area":12.25,"segmentation":[[1,2.5],{"a":[null,"x\"]"]}],"bbox":[]} "#,
+            br#" {"id":1,"iscrowd":true,"area":12.25,"keypoints_extra":[[1,2.5],{"a":[null,"x\"]"]}],"bbox":[]} "#,
             br#"{}"#,
             br#"{"bbox": [1, 2, 3, 4, 5], "iscrowd": 0, "extra": -0.0e-5}"#,
             br#"{"score": 0, "area": 18446744073709551617, "bbox": [-0.0, 9007199254740993, 1e-320, 0]}"#,
@@ -543,6 +568,43 @@ mod tests {
         for text in declined {
             assert!(record(text).is_none(), "{}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn scanned_segmentations_are_serde_s() {
+        let scanned: &[&[u8]] = &[
+            br#"{"segmentation": [[1, 2.5, 3e1, 4, 5, 6], [], [7, 8, 9, 10]]}"#,
+            br#"{"segmentation": []}"#,
+            br#"{"segmentation": {"size": [2, 3], "counts": [1, 2, 3]}}"#,
+            br#"{"segmentation": {"counts": "0a1", "extra": {"x": [1]}, "size": [20, 30]}}"#,
+        ];
+        for text in scanned {
+            let fast = record(text).expect("scanned").segmentation;
+            let slow = serde_json::from_slice::<RawAnnotation>(text).unwrap().segmentation;
+            assert_eq!(fast, slow, "{}", String::from_utf8_lossy(text));
+        }
+        let escaped = br#"{"segmentation": {"size": [2, 3], "counts": "\\a\/\\"}}"#;
+        let counts = Segmentation::Compressed { size: [2, 3], counts: br"\a/\".to_vec() };
+        assert_eq!(record(escaped).unwrap().segmentation.map(|s| *s), Some(counts));
+        // Declined (serde reads them, keeping what no COCO tool writes as invalid).
+        let declined: &[&[u8]] = &[
+            br#"{"segmentation": {"size": [2, 3], "counts": "a\u0030"}}"#,
+            br#"{"segmentation": {"size": [2, 3, 4], "counts": "0"}}"#,
+            br#"{"segmentation": {"size": [2, 3], "counts": [1.5]}}"#,
+            br#"{"segmentation": {"size": [2, 3], "size": [2, 3], "counts": "0"}}"#,
+            br#"{"segmentation": [1, 2, 3]}"#,
+            br#"{"segmentation": null}"#,
+        ];
+        for text in declined {
+            assert!(record(text).is_none(), "{}", String::from_utf8_lossy(text));
+        }
+        let read = |text: &[u8]| serde_json::from_slice::<RawAnnotation>(text).ok().and_then(|r| r.segmentation.map(|s| *s));
+        assert_eq!(
+            read(br#"{"segmentation": {"size": [2, 3], "counts": "a\u0030"}}"#),
+            Some(Segmentation::Compressed { size: [2, 3], counts: b"a0".to_vec() })
+        );
+        assert!(matches!(read(br#"{"segmentation": [1, 2, 3]}"#), Some(Segmentation::Invalid(_))));
+        assert!(matches!(read(br#"{"segmentation": {"counts": "0"}}"#), Some(Segmentation::Invalid(_))));
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub(super) struct RawAnnotation {
     pub(super) area: Option<f64>,
     pub(super) iscrowd: Option<Flag>,
     pub(super) score: Option<f64>,
-    pub(super) segmentation: Option<Segmentation>,
+    pub(super) segmentation: Option<Box<Segmentation>>,
 }
 
 #[derive(Deserialize)]

@@ -233,7 +233,9 @@ fn results_piece(
         annotations.area.push(area);
         annotations.iscrowd.push(false);
         annotations.score.push(score);
-        annotations.segmentation.push(r.segmentation.map(Box::new));
+        // Mask results keep their converted masks only; box results their
+        // segmentation as written, converted if segm evaluation asks.
+        annotations.segmentation.push(if masks_decide { None } else { r.segmentation });
     }
     Ok((annotations, new_categories, masks))
 }

@@ -135,21 +135,23 @@ impl Segmentation {
                 let Some(&first_end) = ends.first() else {
                     return Err("an empty polygon list".into());
                 };
-                let starts = std::iter::once(0).chain(ends.iter().map(|&e| e as usize));
-                let parts: Vec<&[f64]> = starts.zip(ends).map(|(s, &e)| &coords[s..e as usize]).collect();
-                let rles = if first_end == 4 {
-                    if let Some(k) = parts.iter().position(|p| p.len() != 4) {
-                        return Err(format!("boxes (a first part of 4 numbers) and a part {k} of {}", parts[k].len()));
+                let offsets: Vec<usize> = std::iter::once(0).chain(ends.iter().map(|&e| e as usize)).collect();
+                let part_lengths = || offsets.windows(2).map(|p| p[1] - p[0]);
+                let mut rles = if first_end == 4 {
+                    if let Some((k, n)) = part_lengths().enumerate().find(|&(_, n)| n != 4) {
+                        return Err(format!("boxes (a first part of 4 numbers) and a part {k} of {n}"));
                     }
                     polygon::from_boxes("annToRLE", "segmentation", coords, h, w).map_err(message)?
                 } else {
-                    if let Some(k) = parts.iter().position(|p| p.len() < 6 || p.len() % 2 == 1) {
-                        let n = parts[k].len();
+                    if let Some((k, n)) = part_lengths().enumerate().find(|&(_, n)| n < 6 || n % 2 == 1) {
                         return Err(format!("a polygon part {k} of {n} numbers (at least 3 points, an even count)"));
                     }
-                    let offsets: Vec<usize> = std::iter::once(0).chain(ends.iter().map(|&e| e as usize)).collect();
                     polygon::from_polygons("annToRLE", "segmentation", coords, &offsets, h, w).map_err(message)?
                 };
+                // One part is its own union (`merge` would copy it).
+                if rles.len() == 1 {
+                    return Ok(rles.pop().expect("one part"));
+                }
                 rle::merge(&rles, false).map_err(message)
             }
         }
