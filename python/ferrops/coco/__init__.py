@@ -49,7 +49,7 @@ bytes), ``_dataset`` (``COCO``), ``_params`` (``Params``, the iouTypes),
 
 from __future__ import annotations
 
-from . import mask
+from . import mask as mask  # ferrops.mask under pycocotools.mask's path
 from ._dataset import COCO
 from ._eval import COCOeval
 from ._params import Params

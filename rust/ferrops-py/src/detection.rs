@@ -61,10 +61,12 @@ impl CocoData {
     }
 
     /// Whether the first record has a `segmentation` (what `loadRes` and the
-    /// CLI go by).
+    /// CLI go by): mask results keep only their masks, box results what was written.
     #[getter]
     fn leads_with_segmentation(&self) -> bool {
-        self.inner.annotations.segmentation.first().is_some_and(Option::is_some)
+        let d = &self.inner;
+        let mask_results = !d.box_segmentation && d.masks.get().is_some_and(|m| !m.is_empty());
+        mask_results || d.annotations.segmentation.first().is_some_and(Option::is_some)
     }
 }
 
