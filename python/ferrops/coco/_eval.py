@@ -169,13 +169,15 @@ class COCOeval:
             M,
             _float_params("COCOeval.accumulate", "recThrs", p.recThrs),
         )
+        # Computed category-major (each category one slice, no copy out of
+        # per-category buffers); pycocotools' axis order as views.
         self.eval = {
             "params": p,
             "counts": [T, R, K, A, M],
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
-            "precision": precision,
-            "recall": recall,
-            "scores": scores,
+            "precision": np.moveaxis(precision, 0, 2),
+            "recall": np.moveaxis(recall, 0, 1),
+            "scores": np.moveaxis(scores, 0, 2),
         }
         print(f"DONE (t={time.time() - tic:0.2f}s).")
 

@@ -337,7 +337,9 @@ fn shaped<'py>(py: Python<'py>, values: Vec<f64>, shape: &[usize]) -> Bound<'py,
     ArrayD::from_shape_vec(IxDyn(shape), values).expect("the kernel returned a full array").into_pyarray(py)
 }
 
-/// `(precision [T,R,K,A,M], recall [T,K,A,M], scores [T,R,K,A,M])`.
+/// `(precision [K,T,R,A,M], recall [K,T,A,M], scores [K,T,R,A,M])`: category
+/// first (pycocotools' arrays with the K axis moved first; Python moves it back
+/// as a view).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn coco_accumulate<'py>(
@@ -366,9 +368,9 @@ fn coco_accumulate<'py>(
     let out = run_kernel(py, || cocoeval::accumulate(e, &params))?;
     let [t, r, k, a, m] = out.shape;
     Ok((
-        shaped(py, out.precision, &[t, r, k, a, m]),
-        shaped(py, out.recall, &[t, k, a, m]),
-        shaped(py, out.scores, &[t, r, k, a, m]),
+        shaped(py, out.precision, &[k, t, r, a, m]),
+        shaped(py, out.recall, &[k, t, a, m]),
+        shaped(py, out.scores, &[k, t, r, a, m]),
     ))
 }
 

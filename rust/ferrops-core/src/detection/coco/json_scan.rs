@@ -598,7 +598,8 @@ mod tests {
         for text in declined {
             assert!(record(text).is_none(), "{}", String::from_utf8_lossy(text));
         }
-        let read = |text: &[u8]| serde_json::from_slice::<RawAnnotation>(text).ok().and_then(|r| r.segmentation.map(|s| *s));
+        let read =
+            |text: &[u8]| serde_json::from_slice::<RawAnnotation>(text).ok().and_then(|r| r.segmentation.map(|s| *s));
         assert_eq!(
             read(br#"{"segmentation": {"size": [2, 3], "counts": "a\u0030"}}"#),
             Some(Segmentation::Compressed { size: [2, 3], counts: b"a0".to_vec() })

@@ -10,6 +10,7 @@ use super::dataset::{Annotations, CocoDataset};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{in_order, parse_records};
 use super::raw::RawAnnotation;
+use super::segmentation::Segmentation;
 use crate::error::Result;
 use crate::mask::prepared::PreparedMask;
 
@@ -176,7 +177,7 @@ fn results_piece(
     let mut annotations = Annotations::with_capacity(records.len());
     let mut new_categories = Vec::new();
     let mut masks = Vec::with_capacity(if masks_decide { records.len() } else { 0 });
-    for (i, r) in (offset..).zip(records) {
+    for (i, mut r) in (offset..).zip(records) {
         let missing = |key: &str| origin.error(RES_EXPECTED, format!("results[{i}] has no '{key}'"));
         let image_id = match r.image_id.ok_or_else(|| missing("image_id"))? {
             IdValue::Int(v) => check_integer_id(origin, RES_EXPECTED, v, || format!("results[{i}]'s image_id"))?,
@@ -196,16 +197,20 @@ fn results_piece(
         };
         let score = r.score.ok_or_else(|| missing("score"))?;
         let (bbox, area) = if masks_decide {
-            let segmentation = r.segmentation.as_ref().ok_or_else(|| missing("segmentation"))?;
+            let segmentation = r.segmentation.take().ok_or_else(|| missing("segmentation"))?;
             if !images.known.contains(&image_id) {
                 // The same message as for box results.
                 check_result(origin, &images.known, i, image_id, &[0.0; 4], score)?;
             }
             let size = images.sizes.get(&image_id).copied().flatten();
-            let mask = segmentation.to_rle(size).map_err(|e| {
-                origin.error(RES_EXPECTED, format!("results[{i}] has a bad 'segmentation': {e}"))
-            })?;
-            let prepared = PreparedMask::new(&mask);
+            let mask = segmentation
+                .to_rle(size)
+                .map_err(|e| origin.error(RES_EXPECTED, format!("results[{i}] has a bad 'segmentation': {e}")))?;
+            let prepared = match *segmentation {
+                // The string the mask came from is its compressed form.
+                Segmentation::Compressed { counts, .. } => PreparedMask::with_compressed(&mask, counts),
+                _ => PreparedMask::new(&mask),
+            };
             // pycocotools keeps a given box (an empty one is treated as absent here).
             let bbox = match r.bbox {
                 Some(b) if b.len > 0 => {
@@ -220,8 +225,9 @@ fn results_piece(
         } else {
             let b = r.bbox.ok_or_else(|| missing("bbox"))?;
             if b.len != 4 {
-                return Err(origin
-                    .error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len)));
+                return Err(
+                    origin.error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len))
+                );
             }
             (b.values, b.values[2] * b.values[3])
         };

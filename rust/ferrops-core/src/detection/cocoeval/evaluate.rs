@@ -6,10 +6,10 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::buckets::{buckets, Buckets};
 use super::evaluation::{Chunk, Evaluation, UnitSpan, CHUNK};
-use super::similarity::{IouType, Similarity};
 use super::matching::{
     effective_threshold, match_at, outside, Matching, Scratch, FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
 };
+use super::similarity::{IouType, Similarity};
 use crate::detection::coco::{CocoDataset, IdStrings, MaskColumn};
 use crate::ensure;
 use crate::error::{FerropsError, Result};

@@ -4,6 +4,7 @@
 
 use super::similarity::Similarity;
 use crate::detection::coco::Packed as Record;
+use crate::mask::prepared::Decoded;
 
 /// A detection's outcome at one IoU threshold.
 pub(super) const FALSE_POSITIVE: u8 = 0;
@@ -51,6 +52,8 @@ pub(super) struct Scratch {
     /// threshold whose matching is the same.
     pub(super) levels: Vec<usize>,
     pub(super) same_as: Vec<usize>,
+    /// The unit's decoded masks (segm).
+    pub(super) decoded: Decoded,
 }
 
 impl Scratch {
@@ -67,7 +70,7 @@ impl Scratch {
         self.gt.clear();
         self.gt.extend_from_slice(gts);
         self.ious.clear();
-        similarity.fill(&self.det, &self.gt, &mut self.ious);
+        similarity.fill(&self.det, &self.gt, &mut self.ious, &mut self.decoded);
         self.matched_by.clear();
         self.matched_by.resize(self.gt.len(), 0);
     }

@@ -5,7 +5,7 @@
 
 use crate::boxes::geometry::coco_iou;
 use crate::detection::coco::{MaskColumn, Packed as Record};
-use crate::mask::prepared::{self, PreparedMask};
+use crate::mask::prepared::{self, Decoded, PreparedMask};
 
 /// pycocotools' `iouType`s that ferrops evaluates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,20 +31,24 @@ impl IouType {
 pub(super) enum Similarity {
     Bbox,
     /// The masks of the ground truth and of the detections, by record index.
-    Segm { gt: MaskColumn, dt: MaskColumn },
+    Segm {
+        gt: MaskColumn,
+        dt: MaskColumn,
+    },
 }
 
 impl Similarity {
     /// Appends the `[D, G]` row-major similarity of `det` (best first) and `gt`
     /// (unit order) to `out`; nothing when there is no ground truth.
+    /// `decoded` is a reused buffer for the masks' runs.
     #[inline]
-    pub(super) fn fill(&self, det: &[Record], gt: &[Record], out: &mut Vec<f64>) {
+    pub(super) fn fill(&self, det: &[Record], gt: &[Record], out: &mut Vec<f64>, decoded: &mut Decoded) {
         if gt.is_empty() {
             return;
         }
         match self {
             Similarity::Bbox => bbox_ious(det, gt, out),
-            Similarity::Segm { gt: gt_masks, dt: dt_masks } => mask_ious(det, gt, dt_masks, gt_masks, out),
+            Similarity::Segm { gt: gt_masks, dt: dt_masks } => mask_ious(det, gt, dt_masks, gt_masks, out, decoded),
         }
     }
 }
@@ -64,9 +68,21 @@ fn mask<'a>(column: &'a MaskColumn, r: &Record) -> &'a PreparedMask {
     column[r.row as usize].as_ref().ok().expect("checked by evaluate")
 }
 
-fn mask_ious(det: &[Record], gt: &[Record], dt_masks: &MaskColumn, gt_masks: &MaskColumn, out: &mut Vec<f64>) {
-    for d in det {
-        let dm = mask(dt_masks, d);
-        out.extend(gt.iter().map(|g| prepared::iou(dm, mask(gt_masks, g), g.crowd)));
+fn mask_ious(
+    det: &[Record],
+    gt: &[Record],
+    dt_masks: &MaskColumn,
+    gt_masks: &MaskColumn,
+    out: &mut Vec<f64>,
+    decoded: &mut Decoded,
+) {
+    // The unit's masks decoded once: ground truth first, then detections.
+    let masks = gt.iter().map(|g| mask(gt_masks, g)).chain(det.iter().map(|d| mask(dt_masks, d)));
+    decoded.decode(masks);
+    for (i, d) in det.iter().enumerate() {
+        let (dm, d_ones) = (mask(dt_masks, d), decoded.ones(gt.len() + i));
+        out.extend(
+            gt.iter().enumerate().map(|(j, g)| prepared::iou(dm, d_ones, mask(gt_masks, g), decoded.ones(j), g.crowd)),
+        );
     }
 }
