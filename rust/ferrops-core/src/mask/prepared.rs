@@ -140,7 +140,7 @@ fn box_of_runs(counts: &[u32], h: u32) -> [f64; 4] {
             last_end = end;
             if ys > 0 || ye < h - 1 {
                 let column_start = start / h * h;
-                if end - 1 >= column_start + h {
+                if end > column_start + h {
                     (ys, ye) = (0, h - 1);
                 } else {
                     ys = ys.min(start - column_start);

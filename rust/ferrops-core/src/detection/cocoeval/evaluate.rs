@@ -126,7 +126,7 @@ fn check_masks(argument: &'static str, d: &CocoDataset, masks: &MaskColumn, buck
         return Ok(());
     };
     let j = row as usize;
-    let why = masks[j].as_ref().err().expect("found above");
+    let why = masks[j].as_ref().expect_err("found above");
     Err(FerropsError::value(
         "COCOeval.evaluate",
         argument,

@@ -65,7 +65,7 @@ fn bbox_ious(det: &[Record], gt: &[Record], out: &mut Vec<f64>) {
 /// Mask IoU, pycocotools' `maskUtils.iou(d, g, iscrowd)` ([`prepared::iou`]).
 /// Evaluation checked that every record of its units has a mask.
 fn mask<'a>(column: &'a MaskColumn, r: &Record) -> &'a PreparedMask {
-    column[r.row as usize].as_ref().ok().expect("checked by evaluate")
+    column[r.row as usize].as_ref().expect("checked by evaluate")
 }
 
 fn mask_ious(
