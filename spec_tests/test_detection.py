@@ -469,8 +469,8 @@ def test_bad_results_name_file_and_record(tmp_path):
 @pytest.mark.spec("DET-COCO")
 def test_unsupported_settings_raise():
     gt = _quiet(fcoco.COCO, _tiny_gt([_ann(1, 1, 1, (0, 0, 5, 5))]))
-    with pytest.raises(ValueError, match="iouType.*expected 'bbox'"):
-        fcoco.COCOeval(gt, gt, "segm")
+    with pytest.raises(ValueError, match="iouType.*expected one of 'bbox', 'segm'"):
+        fcoco.COCOeval(gt, gt, "mask")
     dt = _quiet(gt.loadRes, [_det(1, 1, (0, 0, 5, 5), 0.5)])
     ev = fcoco.COCOeval(gt, dt, "bbox")
     ev.params.maxDets = [0, 10]
@@ -478,8 +478,9 @@ def test_unsupported_settings_raise():
         _quiet(ev.evaluate)
     with pytest.raises(RuntimeError, match="run evaluate"):
         _quiet(fcoco.COCOeval(gt, dt, "bbox").accumulate)
-    with pytest.raises(ValueError, match=r"^Params\(\): argument 'iouType'.*got 'segm'"):
-        fcoco.Params()  # pycocotools' default iouType
+    with pytest.raises(ValueError, match=r"^Params\(\): argument 'iouType'.*got 'mask'"):
+        fcoco.Params("mask")  # type: ignore[arg-type]
+    assert fcoco.Params().iouType == "segm"  # pycocotools' default
     with pytest.raises(ValueError, match="without 'score'"):
         _quiet(fcoco.COCOeval(gt, gt, "bbox").evaluate)
 

@@ -1,10 +1,12 @@
 """Detection evaluation against pycocotools and the fast COCO evaluators.
 
 The case is the whole pipeline a user runs: load the ground-truth JSON, load the
-results JSON, evaluate, accumulate, summarize, on a synthetic COCO-like set
-(5,000 images, 80 classes, ~100k detections) written to temporary files. Peers:
-pycocotools (the reference, target 100x), and the Rust/C++ evaluators
-ultrafast-pycocotools (the issue's speed peer, target 1.2x), hotcoco and
+results JSON, evaluate, accumulate, summarize, on synthetic COCO-like sets
+written to temporary files: bbox (5,000 images, 80 classes, ~100k detections;
+targets 100x pycocotools, 1.2x ultrafast-pycocotools) and segm (5,000 images,
+~30k polygon ground-truth masks, ~62k RLE detections; targets 30x pycocotools,
+1.5x hotcoco, peak memory no more than hotcoco's). Peers: pycocotools (the
+reference), and the Rust/C++ evaluators ultrafast-pycocotools, hotcoco and
 faster-coco-eval when installed. Every peer's 12 ``stats`` are compared with
 ours. Peak memory (RSS growth of a fresh process) is printed for each.
 """
@@ -125,6 +127,115 @@ def synthetic_coco(
     return ground_truth, results
 
 
+#: Image sizes ([height, width]) the mask sets draw from: COCO's common ones.
+_IMAGE_SIZES = ((480, 640), (427, 640), (640, 480), (375, 500), (640, 427))
+
+
+def _polygon(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float) -> list[float]:
+    """A star-shaped polygon of 6 to 24 vertices around ``(cx, cy)``, rounded to 0.01."""
+    k = int(rng.integers(6, 25))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, size=k))
+    radius = rng.uniform(0.55, 1.0, size=k)
+    xy = np.stack([cx + rx * radius * np.cos(angles), cy + ry * radius * np.sin(angles)], axis=1)
+    return [float(v) for v in np.round(xy, 2).reshape(-1)]
+
+
+def _uncompressed(dense: np.ndarray) -> dict:
+    """The uncompressed RLE of a ``[H, W]`` 0/1 mask (column-major runs, 0-run first)."""
+    flat = np.asarray(dense, dtype=np.uint8).reshape(-1, order="F")
+    ends = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], ends, [flat.size]])).tolist()
+    if flat.size and flat[0] == 1:
+        counts = [0, *counts]
+    return {"size": list(dense.shape), "counts": counts}
+
+
+def synthetic_segm(
+    num_images: int, num_classes: int, gt_per_image: float = 6.0, dets_per_image: float = 12.4, seed: int = 0
+) -> tuple[dict, list[dict]]:
+    """A COCO-like instance-segmentation ground truth and mask results.
+
+    Ground truth: polygons (a tenth in two parts, some running past the image
+    border), about 1% crowd regions as uncompressed RLE; images of COCO's sizes,
+    some without annotations. Results: compressed RLEs (``counts`` str) of
+    jittered ground-truth polygons, duplicates, wrong classes and noise, scores
+    rounded to produce ties.
+    """
+    from .. import mask as mask_api
+
+    rng = np.random.default_rng(seed)
+    image_ids = rng.choice(np.arange(1, 4 * num_images + 1), size=num_images, replace=False)
+    cat_ids = np.sort(rng.choice(np.arange(1, 3 * num_classes + 1), size=num_classes, replace=False))
+    sizes = [_IMAGE_SIZES[int(k)] for k in rng.integers(0, len(_IMAGE_SIZES), size=num_images)]
+    images = [
+        {"id": int(i), "height": h, "width": w, "file_name": f"{int(i):012d}.jpg"}
+        for i, (h, w) in zip(image_ids, sizes)
+    ]
+    categories = [{"id": int(c), "name": f"class{int(c)}", "supercategory": "thing"} for c in cat_ids]
+    annotations: list[dict] = []
+    results: list[dict] = []
+    shapes: list[tuple[int, int, list[float], float]] = []  # image index, category, polygon, radius
+    for n, (image_id, (h, w)) in enumerate(zip(image_ids, sizes)):
+        for _ in range(int(rng.poisson(gt_per_image))):
+            rx, ry = np.exp(rng.uniform(np.log(2), np.log(w / 3), size=2))
+            cx, cy = rng.uniform(-10, w + 10), rng.uniform(-10, h + 10)
+            category = int(rng.choice(cat_ids))
+            crowd = rng.random() < 0.01
+            if crowd:
+                dense = mask_api.decode(mask_api.merge(mask_api.frPyObjects([_polygon(rng, cx, cy, rx, ry)], h, w)))
+                segmentation: Any = _uncompressed(dense)
+            else:
+                segmentation = [_polygon(rng, cx, cy, rx, ry)]
+                if rng.random() < 0.1:
+                    segmentation.append(_polygon(rng, cx + rx, cy, rx / 2, ry / 2))
+            rle = mask_api.merge(mask_api.frPyObjects(segmentation, h, w)) if not crowd else segmentation
+            area = float(mask_api.area(mask_api.frPyObjects(rle, h, w) if crowd else rle))
+            x, y, bw, bh = (float(v) for v in mask_api.toBbox(mask_api.frPyObjects(rle, h, w) if crowd else rle))
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": int(image_id),
+                    "category_id": category,
+                    "segmentation": segmentation,
+                    "area": area,
+                    "bbox": [x, y, bw, bh],
+                    "iscrowd": int(crowd),
+                }
+            )
+            shapes.append((n, category, segmentation[0] if not crowd else _polygon(rng, cx, cy, rx, ry), (rx + ry) / 2))
+    # Detections: most ground truth found (a tenth twice), some with the wrong class, then noise.
+    found = [s for s in shapes if rng.random() < 0.8]
+    found += [s for s in found if rng.random() < 0.1]
+    noise = max(0, int(dets_per_image * num_images) - len(found))
+    for _ in range(noise):
+        n = int(rng.integers(0, num_images))
+        h, w = sizes[n]
+        rx, ry = np.exp(rng.uniform(np.log(2), np.log(w / 3), size=2))
+        polygon = _polygon(rng, rng.uniform(0, w), rng.uniform(0, h), rx, ry)
+        found.append((n, int(rng.choice(cat_ids)), polygon, (rx + ry) / 2))
+    order = rng.permutation(len(found))
+    polygons_by_image: dict[int, list[tuple[int, list[float]]]] = {}
+    for j in order:
+        n, category, source, radius = found[int(j)]
+        if rng.random() < 0.05:
+            category = int(rng.choice(cat_ids))
+        # The shape moved and each vertex shaken, by up to about a tenth of its size.
+        shift = rng.normal(0, 0.06 * radius, size=2)
+        shaken = np.asarray(source).reshape(-1, 2) + shift + rng.normal(0, 0.05 * radius, size=(len(source) // 2, 2))
+        polygon = [float(v) for v in np.round(shaken, 2).reshape(-1)]
+        polygons_by_image.setdefault(n, []).append((len(results), polygon))
+        results.append({"image_id": int(image_ids[n]), "category_id": category})
+    scores = np.round(rng.uniform(0.0, 1.0, size=len(results)), 2)
+    for n, items in polygons_by_image.items():
+        h, w = sizes[n]
+        for (r, _), rle in zip(items, mask_api.frPyObjects([p for _, p in items], h, w)):
+            results[r]["segmentation"] = {"size": [h, w], "counts": rle["counts"].decode()}
+            results[r]["score"] = float(scores[r])
+    ground_truth = {"info": {"description": "ferrops synthetic masks"}, "images": images}
+    ground_truth.update({"annotations": annotations, "categories": categories})
+    return ground_truth, results
+
+
 def _quiet(fn: Callable[[], Any]) -> Callable[[], Any]:
     def run() -> Any:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -133,11 +244,13 @@ def _quiet(fn: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-def _pipeline(coco_module: Any, cocoeval_module: Any, gt_path: str, dt_path: str) -> Callable[[], np.ndarray]:
+def _pipeline(
+    coco_module: Any, cocoeval_module: Any, gt_path: str, dt_path: str, iou_type: str = "bbox"
+) -> Callable[[], np.ndarray]:
     def run() -> np.ndarray:
         gt = coco_module.COCO(gt_path)
         dt = gt.loadRes(dt_path)
-        ev = cocoeval_module.COCOeval(gt, dt, "bbox")
+        ev = cocoeval_module.COCOeval(gt, dt, iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -146,7 +259,7 @@ def _pipeline(coco_module: Any, cocoeval_module: Any, gt_path: str, dt_path: str
     return _quiet(run)
 
 
-def _peer(name: str, gt_path: str, dt_path: str) -> Callable[[], np.ndarray] | None:
+def _peer(name: str, gt_path: str, dt_path: str, iou_type: str = "bbox") -> Callable[[], np.ndarray] | None:
     """The pipeline with a peer's drop-in modules, None when not installed."""
     try:
         if name == "pycocotools":
@@ -168,7 +281,7 @@ def _peer(name: str, gt_path: str, dt_path: str) -> Callable[[], np.ndarray] | N
             return None
     except ImportError:
         return None
-    return _pipeline(coco, cocoeval, gt_path, dt_path)
+    return _pipeline(coco, cocoeval, gt_path, dt_path, iou_type)
 
 
 def write_set(num_images: int, num_classes: int, dets_per_image: float, directory: str) -> tuple[str, str]:
@@ -187,40 +300,69 @@ _TMP: list[tempfile.TemporaryDirectory] = []
 PEERS = ("pycocotools", "ultrafast-pycocotools", "hotcoco", "faster-coco-eval")
 
 
-def cases(quick: bool, num_images: int = 5000, peers: tuple[str, ...] = PEERS, with_memory: bool = True) -> list[Case]:
-    """One row per peer on the full-size set (``ferrops bench``); ``benches/`` runs
-    a smaller set because pycocotools takes tens of seconds on the full one."""
+def write_segm_set(num_images: int, num_classes: int, directory: str) -> tuple[str, str]:
+    gt, dt = synthetic_segm(num_images, num_classes, seed=1)
+    gt_path, dt_path = os.path.join(directory, "segm_gt.json"), os.path.join(directory, "segm_dt.json")
+    with open(gt_path, "w") as f:
+        json.dump(gt, f)
+    with open(dt_path, "w") as f:
+        json.dump(dt, f)
+    return gt_path, dt_path
+
+
+def cases(
+    quick: bool,
+    num_images: int = 5000,
+    peers: tuple[str, ...] = PEERS,
+    with_memory: bool = True,
+    iou_types: tuple[str, ...] = ("bbox", "segm"),
+) -> list[Case]:
+    """One row per peer and iouType on the full-size sets (``ferrops bench``);
+    ``benches/`` runs smaller sets because pycocotools takes tens of seconds on
+    the full ones. bbox: 80 classes, ~100k detections. segm: 80 classes, ~30k
+    polygon ground-truth masks, ~62k RLE detections, images of COCO's sizes."""
     from ferrops import coco as ferrops_coco
 
     tmp = tempfile.TemporaryDirectory(prefix="ferrops-bench-det-")
     _TMP.append(tmp)  # kept until the process ends: the cases read the files lazily
-    gt_path, dt_path = write_set(num_images, 80, 20.0, tmp.name)
-    ours = _pipeline(ferrops_coco, ferrops_coco, gt_path, dt_path)
-    size = f"{num_images} img, 80 cls, {20 * num_images // 1000}k det"
-    targets = {"pycocotools": 100.0, "ultrafast-pycocotools": 1.2}
+    rows = []
+    for iou_type in iou_types:
+        if iou_type == "bbox":
+            gt_path, dt_path = write_set(num_images, 80, 20.0, tmp.name)
+            size = f"{num_images} img, 80 cls, {20 * num_images // 1000}k det"
+            kernel = "COCO load+eval+summarize"
+            targets = {"pycocotools": 100.0, "ultrafast-pycocotools": 1.2}
+        else:
+            gt_path, dt_path = write_segm_set(num_images, 80, tmp.name)
+            size = f"{num_images} img, {6 * num_images // 1000}k poly GT, {62 * num_images // 5000}k RLE det"
+            kernel = "COCO segm load+eval+summarize"
+            targets = {"pycocotools": 30.0, "hotcoco": 1.5}
+        ours = _pipeline(ferrops_coco, ferrops_coco, gt_path, dt_path, iou_type)
+        rows += [
+            Case(
+                family="detection",
+                kernel=kernel,
+                size=size,
+                ferrops=ours,
+                peer_name=name,
+                peer=_peer(name, gt_path, dt_path, iou_type),
+                difference=max_abs_difference,
+                target=targets.get(name),
+                note=_memory_note(name, gt_path, dt_path, iou_type) if with_memory else None,
+            )
+            for name in peers
+        ]
+    return rows
 
-    def memory_note(name: str) -> Callable[[float], str]:
-        def note(_: float) -> str:
-            ours_mb, theirs_mb = peak_memory_mb("ferrops", gt_path, dt_path), peak_memory_mb(name, gt_path, dt_path)
-            fmt = lambda mb: "n/a" if mb is None else f"{mb:.0f} MiB"  # noqa: E731
-            return f"peak RSS +{fmt(ours_mb)} vs +{fmt(theirs_mb)}"
 
-        return note
+def _memory_note(name: str, gt_path: str, dt_path: str, iou_type: str) -> Callable[[float], str]:
+    def note(_: float) -> str:
+        ours_mb = peak_memory_mb("ferrops", gt_path, dt_path, iou_type)
+        theirs_mb = peak_memory_mb(name, gt_path, dt_path, iou_type)
+        fmt = lambda mb: "n/a" if mb is None else f"{mb:.0f} MiB"  # noqa: E731
+        return f"peak RSS +{fmt(ours_mb)} vs +{fmt(theirs_mb)}"
 
-    return [
-        Case(
-            family="detection",
-            kernel="COCO load+eval+summarize",
-            size=size,
-            ferrops=ours,
-            peer_name=name,
-            peer=_peer(name, gt_path, dt_path),
-            difference=max_abs_difference,
-            target=targets.get(name),
-            note=memory_note(name) if with_memory else None,
-        )
-        for name in peers
-    ]
+    return note
 
 
 _PEAK_SCRIPT = """
@@ -229,19 +371,19 @@ from ferrops._bench.detection import _peer, _pipeline
 def rss(field):
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith(field))
-name, gt, dt = sys.argv[1:4]
+name, gt, dt, iou_type = sys.argv[1:5]
 if name == "ferrops":
     from ferrops import coco
-    run = _pipeline(coco, coco, gt, dt)
+    run = _pipeline(coco, coco, gt, dt, iou_type)
 else:
-    run = _peer(name, gt, dt)
+    run = _peer(name, gt, dt, iou_type)
 before = rss("VmRSS:")
 run()
 print((rss("VmHWM:") - before) / 1024)
 """
 
 
-def peak_memory_mb(name: str, gt_path: str, dt_path: str) -> float | None:
+def peak_memory_mb(name: str, gt_path: str, dt_path: str, iou_type: str = "bbox") -> float | None:
     """Peak RSS growth (MiB) of one pipeline run in a fresh process, after imports;
     None where /proc is not available or the peer is not installed."""
     import subprocess
@@ -249,7 +391,8 @@ def peak_memory_mb(name: str, gt_path: str, dt_path: str) -> float | None:
 
     if not os.path.exists("/proc/self/status"):
         return None
-    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, name, gt_path, dt_path], capture_output=True, text=True)
+    command = [sys.executable, "-c", _PEAK_SCRIPT, name, gt_path, dt_path, iou_type]
+    out = subprocess.run(command, capture_output=True, text=True)
     try:
         return float(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

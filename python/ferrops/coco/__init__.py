@@ -1,8 +1,9 @@
-"""COCO bbox evaluation: drop-in ``COCO`` and ``COCOeval`` (SPEC DET-COCO).
+"""COCO box and mask evaluation: drop-in ``COCO``, ``COCOeval`` and ``mask``
+(SPEC DET-COCO, DET-COCO-SEGM).
 
 ``ferrops.coco.COCO`` and ``ferrops.coco.COCOeval`` follow
 ``pycocotools.coco.COCO`` and ``pycocotools.cocoeval.COCOeval`` for
-``iouType="bbox"``: same constructor arguments, ``params``, ``evaluate()``,
+``iouType="bbox"`` and ``"segm"``: same constructor arguments, ``params``, ``evaluate()``,
 ``accumulate()``, ``summarize()`` (same printed lines), ``stats`` and ``eval``,
 and the same numbers bit for bit, pycocotools' quirks included (crowd matching,
 inclusive area-range ends, stable score sorts, unreached recall points at 0,
@@ -11,7 +12,10 @@ thresholds, a ground truth with id 0 counted as unmatched, repeated annotation
 ids resolving to the last record).
 
 The JSON is parsed in Rust and the matching and accumulation run in Rust across
-threads; Python only holds parameters. The Python views of a dataset
+threads; Python only holds parameters. Segmentations are kept as written and
+turned into run-length masks (compressed, about 2 bytes a run) on the first
+segm evaluation, pycocotools' ``annToRLE`` of each record; mask IoU intersects
+runs, never dense masks. ``ferrops.coco.mask`` is ``ferrops.mask``. The Python views of a dataset
 (``dataset``, ``anns``, ``imgs``, ``cats``, ``imgToAnns``, ``catToImgs``) are
 built on first use.
 
@@ -23,7 +27,15 @@ Differences from pycocotools, all on input it would reject or mishandle:
 * a ground-truth annotation without ``area`` gets the box area and one without
   ``iscrowd`` is not crowd (pycocotools raises ``KeyError``);
 * ``loadRes`` of an empty list gives an empty result set;
-* only ``iouType="bbox"``;
+* ``iouType`` "bbox" and "segm" (not "keypoints");
+* segm: a malformed segmentation (runs not summing to the image's pixels, bad
+  characters, an RLE ``size`` other than the image's, polygon parts of fewer
+  than 3 points or an odd count, NaN) is a ``ValueError`` naming the file and
+  the record, raised by ``loadRes`` for mask results and by ``evaluate()`` for
+  ground truth (pycocotools crashes, reads out of bounds or gives garbage);
+  mask results may also be polygons or uncompressed RLE (pycocotools wants
+  compressed RLE), a first part of 4 numbers is read as boxes as in
+  pycocotools but works for a list too; ``counts`` may be ``str`` or ``bytes``;
 * ids are integers or strings (as in pycocotools, SPEC DET-COCO-IDS), but
   integer ids below ``-2**62`` are refused (string ids are coded there), and
   ``evaluate()`` refuses string annotation ids up front (pycocotools fails on the
@@ -33,6 +45,8 @@ Differences from pycocotools, all on input it would reject or mishandle:
   not an object are a ``ValueError`` naming the file, and ``dataset`` is built
   by that reader (equal to what Python's ``json`` makes of an accepted file).
 
+``eval["precision"]``, ``["recall"]`` and ``["scores"]`` are pycocotools'
+arrays (same shape, dtype and values) as views of category-major buffers.
 ``evalImgs`` and ``ious`` hold pycocotools' values without pycocotools' memory:
 ``evalImgs`` is a read-only sequence (``len``, indexing with negative indices
 and slices, iteration) whose entries, ``None`` or pycocotools' dict with the
@@ -49,6 +63,7 @@ bytes), ``_dataset`` (``COCO``), ``_params`` (``Params``, the iouTypes),
 
 from __future__ import annotations
 
+from . import mask as mask  # ferrops.mask under pycocotools.mask's path
 from ._dataset import COCO
 from ._eval import COCOeval
 from ._params import Params

@@ -3,10 +3,11 @@
 //! and string ids) or mutated from the seed corpus in `fuzz_corpus/coco/`
 //! (truncations, deletions, byte flips, splices, and insertions of troublesome
 //! tokens: deep nesting, huge numbers, bad UTF-8 and escapes, duplicate keys,
-//! ids of the wrong type). Every document must load to `Ok` or to an error
+//! ids of the wrong type; segmentations of every kind, valid or not: polygons,
+//! uncompressed and compressed RLE). Every document must load to `Ok` or to an error
 //! naming its source, never panic; a document the loader accepts must also be
-//! accepted by the strict reader that builds the Python view; results and an
-//! evaluation of accepted pairs must not panic either.
+//! accepted by the strict reader that builds the Python view; results and a
+//! bbox and a segm evaluation of accepted pairs must not panic either.
 //!
 //! The default budget is a few seconds; `FERROPS_COCO_FUZZ_CASES=N` runs N
 //! cases and `FERROPS_COCO_FUZZ_SEED=S` another sequence, e.g.
@@ -17,7 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ferrops_core::detection::coco::json_tokens::check_json;
 use ferrops_core::detection::coco::{parse_ground_truth, parse_results, CocoDataset, Origin};
-use ferrops_core::detection::cocoeval::{evaluate, EvalParams};
+use ferrops_core::detection::cocoeval::{evaluate, EvalParams, IouType};
 use ferrops_core::interrupt::Cancel;
 
 const GT: Origin = Origin { function: "COCO", argument: "annotation_file", source: "fuzz_gt.json" };
@@ -130,17 +131,26 @@ fn generated(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
         2 => format!("{}e{}", rng.below(10), rng.below(3)),
         _ => format!("{}", rng.next() as f64 / u64::MAX as f64 * 50.0),
     };
-    let image_list: Vec<String> = (0..images).map(|i| format!("{{\"id\": {}}}", id_text(i, strings))).collect();
+    // Small images (some without a size) and segmentations of every kind, valid or not.
+    let sizes: Vec<(usize, usize)> = (0..images).map(|_| (rng.below(9), rng.below(9))).collect();
+    let image_list: Vec<String> = (0..images)
+        .map(|i| match rng.below(5) {
+            0 => format!("{{\"id\": {}}}", id_text(i, strings)),
+            _ => format!("{{\"id\": {}, \"height\": {}, \"width\": {}}}", id_text(i, strings), sizes[i].0, sizes[i].1),
+        })
+        .collect();
     let cat_list: Vec<String> = (0..cats).map(|c| format!("{{\"id\": {}}}", id_text(c, strings))).collect();
     let mut annotations = Vec::new();
     for a in 0..rng.below(12) {
         let (img, cat) = (id(rng, strings, images), id(rng, strings, cats));
         let bbox: Vec<String> = (0..4).map(|_| number(rng)).collect();
+        let size = sizes[rng.below(images)];
         annotations.push(format!(
-            "{{\"id\": {}, \"image_id\": {img}, \"category_id\": {cat}, \"bbox\": [{}], \"iscrowd\": {}}}",
+            "{{\"id\": {}, \"image_id\": {img}, \"category_id\": {cat}, \"bbox\": [{}], \"iscrowd\": {}{}}}",
             a + 1,
             bbox.join(", "),
-            rng.below(2)
+            rng.below(2),
+            segmentation(rng, &number, size)
         ));
     }
     let gt = format!(
@@ -150,16 +160,69 @@ fn generated(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
         annotations.join(", ")
     );
     let mut results = Vec::new();
+    let masks = rng.chance(3);
     for _ in 0..rng.below(12) {
         let (img, cat) = (id(rng, strings, images), id(rng, strings, cats + 1));
         let bbox: Vec<String> = (0..4).map(|_| number(rng)).collect();
-        results.push(format!(
-            "{{\"image_id\": {img}, \"category_id\": {cat}, \"bbox\": [{}], \"score\": {}}}",
-            bbox.join(", "),
-            number(rng)
-        ));
+        let size = sizes[rng.below(images)];
+        if masks {
+            results.push(format!(
+                "{{\"image_id\": {img}, \"category_id\": {cat}{}, \"score\": {}}}",
+                segmentation(rng, &number, size),
+                number(rng)
+            ));
+        } else {
+            results.push(format!(
+                "{{\"image_id\": {img}, \"category_id\": {cat}, \"bbox\": [{}], \"score\": {}{}}}",
+                bbox.join(", "),
+                number(rng),
+                if rng.chance(2) { segmentation(rng, &number, size) } else { String::new() }
+            ));
+        }
     }
     (gt.into_bytes(), format!("[{}]", results.join(", ")).into_bytes())
+}
+
+/// `, "segmentation": ...` for an image of about `(h, w)`: polygons (some of 4
+/// or 5 numbers), an uncompressed RLE (runs summing to `h * w` or not), a
+/// compressed one (random characters, backslashes escaped), or nothing.
+fn segmentation(rng: &mut Rng, number: &dyn Fn(&mut Rng) -> String, (h, w): (usize, usize)) -> String {
+    let size = if rng.chance(8) { format!("[{}, {}]", h + rng.below(2), w) } else { format!("[{h}, {w}]") };
+    let value = match rng.below(5) {
+        0 => return String::new(),
+        1 => {
+            let parts: Vec<String> = (0..1 + rng.below(3))
+                .map(|_| {
+                    let n = [4, 5, 6, 8, 12][rng.below(5)];
+                    format!("[{}]", (0..n).map(|_| number(rng)).collect::<Vec<_>>().join(", "))
+                })
+                .collect();
+            format!("[{}]", parts.join(", "))
+        }
+        2 => {
+            let mut left = h * w;
+            let mut runs = Vec::new();
+            while left > 0 && runs.len() < 10 {
+                let run = rng.below(left + 1).max(usize::from(runs.len() > 0));
+                runs.push(run.to_string());
+                left -= run.min(left);
+            }
+            if rng.chance(4) {
+                runs.push(rng.below(3).to_string());
+            }
+            format!("{{\"size\": {size}, \"counts\": [{}]}}", runs.join(", "))
+        }
+        _ => {
+            let counts: String = (0..rng.below(8))
+                .map(|_| match (b'0' + rng.below(64) as u8) as char {
+                    '\\' => "\\\\".to_string(),
+                    c => c.to_string(),
+                })
+                .collect();
+            format!("{{\"size\": {size}, \"counts\": \"{counts}\"}}")
+        }
+    };
+    format!(", \"segmentation\": {value}")
 }
 
 fn mutate(rng: &mut Rng, doc: &[u8], corpus: &[Vec<u8>], tokens: &[Vec<u8>]) -> Vec<u8> {
@@ -222,15 +285,20 @@ fn evaluated(gt: &CocoDataset, dt: &CocoDataset) -> bool {
     let mut cat_ids = gt.category_ids.clone();
     cat_ids.sort_unstable();
     cat_ids.dedup();
-    let params = EvalParams {
-        img_ids: &img_ids,
-        cat_ids: &cat_ids,
-        use_cats: true,
-        iou_thrs: &[0.5, 0.75],
-        area_rngs: &[[0.0, 1e10], [0.0, 1024.0]],
-        max_det: 100,
-    };
-    evaluate(gt, dt, &params, &Cancel::new()).is_ok()
+    [IouType::Bbox, IouType::Segm]
+        .map(|iou_type| {
+            let params = EvalParams {
+                img_ids: &img_ids,
+                cat_ids: &cat_ids,
+                use_cats: true,
+                iou_thrs: &[0.5, 0.75],
+                area_rngs: &[[0.0, 1e10], [0.0, 1024.0]],
+                max_det: 100,
+                iou_type,
+            };
+            evaluate(gt, dt, &params, &Cancel::new()).is_ok()
+        })
+        .contains(&true)
 }
 
 fn env(name: &str, default: u64) -> u64 {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferrops_core::detection::coco::json_tokens::{Decoded, JsonStr, JsonToken, JsonTokens};
 use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origin, ResultColumns};
-use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
+use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation, IouType};
 use ferrops_core::detection::voc::{self, VocClass};
 use ferrops_core::FerropsError;
 use numpy::ndarray::{ArrayD, IxDyn};
@@ -58,6 +58,15 @@ impl CocoData {
         out.set_item("iscrowd", owned1(py, a.iscrowd.clone()))?;
         out.set_item("score", owned1(py, a.score.clone()))?;
         Ok(out)
+    }
+
+    /// Whether the first record has a `segmentation` (what `loadRes` and the
+    /// CLI go by): mask results keep only their masks, box results what was written.
+    #[getter]
+    fn leads_with_segmentation(&self) -> bool {
+        let d = &self.inner;
+        let mask_results = !d.box_segmentation && d.masks.get().is_some_and(|m| !m.is_empty());
+        mask_results || d.annotations.segmentation.first().is_some_and(Option::is_some)
     }
 }
 
@@ -283,6 +292,7 @@ impl CocoEvaluation {
 }
 
 #[pyfunction]
+#[pyo3(signature = (ground_truth, detections, img_ids, cat_ids, use_cats, iou_thrs, area_rngs, max_det, iou_type = "bbox"))]
 #[allow(clippy::too_many_arguments)]
 fn coco_evaluate(
     py: Python<'_>,
@@ -294,8 +304,11 @@ fn coco_evaluate(
     iou_thrs: PyReadonlyArray1<'_, f64>,
     area_rngs: PyReadonlyArray2<'_, f64>,
     max_det: usize,
+    iou_type: &str,
 ) -> BindingResult<CocoEvaluation> {
     const F: &str = "COCOeval.evaluate";
+    let iou_type = IouType::from_name(iou_type)
+        .ok_or_else(|| FerropsError::value(F, "params.iouType", "'bbox' or 'segm'", format!("{iou_type:?}")))?;
     let area_rngs: Vec<[f64; 2]> =
         slice2(F, "params.areaRng", 2, &area_rngs)?.chunks_exact(2).map(|r| [r[0], r[1]]).collect();
     let params = EvalParams {
@@ -305,12 +318,15 @@ fn coco_evaluate(
         iou_thrs: slice1(F, "params.iouThrs", &iou_thrs)?,
         area_rngs: &area_rngs,
         max_det,
+        iou_type,
     };
     let (gt, dt) = (&ground_truth.inner, &detections.inner);
     // About 300 ns of matching per record and threshold (5,000 images, 136k
-    // records: ~40 ms), so sets of a few thousand records stay on the free path.
+    // records: ~40 ms), so sets of a few thousand records stay on the free path;
+    // masks cost more (their conversion and IoU): counted as ten thresholds more.
     let records = (gt.annotations.len() + dt.annotations.len()) as u128;
-    let work = records * params.iou_thrs.len().max(1) as u128 * 30;
+    let masks = if iou_type == IouType::Segm { 10 } else { 0 };
+    let work = records * (params.iou_thrs.len().max(1) + masks) as u128 * 30;
     let inner = run_kernel_interruptible(py, work, |cancel| cocoeval::evaluate(gt, dt, &params, cancel))?;
     Ok(CocoEvaluation { inner })
 }
@@ -321,7 +337,9 @@ fn shaped<'py>(py: Python<'py>, values: Vec<f64>, shape: &[usize]) -> Bound<'py,
     ArrayD::from_shape_vec(IxDyn(shape), values).expect("the kernel returned a full array").into_pyarray(py)
 }
 
-/// `(precision [T,R,K,A,M], recall [T,K,A,M], scores [T,R,K,A,M])`.
+/// `(precision [K,T,R,A,M], recall [K,T,A,M], scores [K,T,R,A,M])`: category
+/// first (pycocotools' arrays with the K axis moved first; Python moves it back
+/// as a view).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn coco_accumulate<'py>(
@@ -350,9 +368,9 @@ fn coco_accumulate<'py>(
     let out = run_kernel(py, || cocoeval::accumulate(e, &params))?;
     let [t, r, k, a, m] = out.shape;
     Ok((
-        shaped(py, out.precision, &[t, r, k, a, m]),
-        shaped(py, out.recall, &[t, k, a, m]),
-        shaped(py, out.scores, &[t, r, k, a, m]),
+        shaped(py, out.precision, &[k, t, r, a, m]),
+        shaped(py, out.recall, &[k, t, a, m]),
+        shaped(py, out.scores, &[k, t, r, a, m]),
     ))
 }
 

@@ -12,6 +12,7 @@ use super::ids::IdValue;
 use super::json_pieces::{records_in_pieces, RecordPieces, SPLIT_PIECE};
 use super::json_tokens::scan_string;
 use super::raw::{Flag, RawAnnotation, RawBox};
+use super::segmentation::Segmentation;
 
 /// Where [`records_from`] stopped.
 pub(super) enum Stop {
@@ -357,6 +358,7 @@ impl Cursor<'_> {
                     b"area" => (r.area = Some(self.float()?), 16).1,
                     b"iscrowd" => (r.iscrowd = Some(self.flag()?), 32).1,
                     b"score" => (r.score = Some(self.float()?), 64).1,
+                    b"segmentation" => (r.segmentation = Some(Box::new(self.segmentation()?)), 128).1,
                     _ => {
                         self.skip(0)?;
                         0
@@ -373,6 +375,110 @@ impl Cursor<'_> {
             }
         }
         Some(r)
+    }
+}
+
+impl Cursor<'_> {
+    /// Items of a JSON list, each read by `item`, up to and past its `]`.
+    fn list_of(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.ws();
+            item(self)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A compressed `counts` string: its characters ('0' to 'o') include the
+    /// backslash, which JSON writes escaped, so `\\` (and `\"`, `\/`) are read
+    /// here; other escapes are declined (serde reads them).
+    fn counts_string(&mut self) -> Option<Vec<u8>> {
+        let (end, escaped) = scan_string(self.b, self.i).ok()?;
+        let text = &self.b[self.i + 1..end - 1];
+        self.i = end;
+        if !escaped {
+            return Some(text.to_vec());
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut bytes = text.iter();
+        while let Some(&c) = bytes.next() {
+            if c != b'\\' {
+                out.push(c);
+                continue;
+            }
+            match bytes.next()? {
+                &e @ (b'\\' | b'"' | b'/') => out.push(e),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// A `segmentation` of the shapes COCO tools write: a list of polygon
+    /// lists, or `{"size": [h, w], "counts": "..." | [...]}`. Anything else
+    /// (escapes included) is declined and read by serde.
+    fn segmentation(&mut self) -> Option<Segmentation> {
+        if self.peek()? == b'[' {
+            let (mut coords, mut ends) = (Vec::new(), Vec::new());
+            self.list_of(|c| {
+                c.list_of(|c| {
+                    coords.push(c.float()?);
+                    Some(())
+                })?;
+                ends.push(u32::try_from(coords.len()).ok()?);
+                Some(())
+            })?;
+            return Some(Segmentation::Polygons { coords, ends });
+        }
+        let (mut size, mut compressed, mut runs) = (None, None, None);
+        if self.object_opened()? {
+            loop {
+                match self.member_key()? {
+                    b"size" if size.is_none() => {
+                        let mut values = Vec::with_capacity(2);
+                        self.list_of(|c| {
+                            values.push(c.int()?);
+                            Some(())
+                        })?;
+                        size = Some(<[i64; 2]>::try_from(values).ok()?);
+                    }
+                    b"counts" if compressed.is_none() && runs.is_none() => {
+                        if self.peek()? == b'"' {
+                            compressed = Some(self.counts_string()?);
+                        } else {
+                            let mut values = Vec::new();
+                            self.list_of(|c| {
+                                values.push(c.int()?);
+                                Some(())
+                            })?;
+                            runs = Some(values);
+                        }
+                    }
+                    b"size" | b"counts" => return None,
+                    _ => self.skip(0)?,
+                }
+                if self.object_closed()? {
+                    break;
+                }
+            }
+        }
+        match (size?, compressed, runs) {
+            (size, Some(counts), None) => Some(Segmentation::Compressed { size, counts }),
+            (size, None, Some(counts)) => Some(Segmentation::Uncompressed { size, counts }),
+            _ => None,
+        }
     }
 }
 
@@ -431,7 +537,7 @@ mod tests {
     fn scanner_agrees_with_serde() {
         let accepted: &[&[u8]] = &[
             br#"{"image_id": 3, "category_id": -2, "bbox": [1.5, 2e3, 0.1, 7], "score": 0.30000000000000004}"#,
-            br#" {"id":1,"iscrowd":true,"area":12.25,"segmentation":[[1,2.5],{"a":[null,"x\"]"]}],"bbox":[]} "#,
+            br#" {"id":1,"iscrowd":true,"area":12.25,"keypoints_extra":[[1,2.5],{"a":[null,"x\"]"]}],"bbox":[]} "#,
             br#"{}"#,
             br#"{"bbox": [1, 2, 3, 4, 5], "iscrowd": 0, "extra": -0.0e-5}"#,
             br#"{"score": 0, "area": 18446744073709551617, "bbox": [-0.0, 9007199254740993, 1e-320, 0]}"#,
@@ -462,6 +568,44 @@ mod tests {
         for text in declined {
             assert!(record(text).is_none(), "{}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn scanned_segmentations_are_serde_s() {
+        let scanned: &[&[u8]] = &[
+            br#"{"segmentation": [[1, 2.5, 3e1, 4, 5, 6], [], [7, 8, 9, 10]]}"#,
+            br#"{"segmentation": []}"#,
+            br#"{"segmentation": {"size": [2, 3], "counts": [1, 2, 3]}}"#,
+            br#"{"segmentation": {"counts": "0a1", "extra": {"x": [1]}, "size": [20, 30]}}"#,
+        ];
+        for text in scanned {
+            let fast = record(text).expect("scanned").segmentation;
+            let slow = serde_json::from_slice::<RawAnnotation>(text).unwrap().segmentation;
+            assert_eq!(fast, slow, "{}", String::from_utf8_lossy(text));
+        }
+        let escaped = br#"{"segmentation": {"size": [2, 3], "counts": "\\a\/\\"}}"#;
+        let counts = Segmentation::Compressed { size: [2, 3], counts: br"\a/\".to_vec() };
+        assert_eq!(record(escaped).unwrap().segmentation.map(|s| *s), Some(counts));
+        // Declined (serde reads them, keeping what no COCO tool writes as invalid).
+        let declined: &[&[u8]] = &[
+            br#"{"segmentation": {"size": [2, 3], "counts": "a\u0030"}}"#,
+            br#"{"segmentation": {"size": [2, 3, 4], "counts": "0"}}"#,
+            br#"{"segmentation": {"size": [2, 3], "counts": [1.5]}}"#,
+            br#"{"segmentation": {"size": [2, 3], "size": [2, 3], "counts": "0"}}"#,
+            br#"{"segmentation": [1, 2, 3]}"#,
+            br#"{"segmentation": null}"#,
+        ];
+        for text in declined {
+            assert!(record(text).is_none(), "{}", String::from_utf8_lossy(text));
+        }
+        let read =
+            |text: &[u8]| serde_json::from_slice::<RawAnnotation>(text).ok().and_then(|r| r.segmentation.map(|s| *s));
+        assert_eq!(
+            read(br#"{"segmentation": {"size": [2, 3], "counts": "a\u0030"}}"#),
+            Some(Segmentation::Compressed { size: [2, 3], counts: b"a0".to_vec() })
+        );
+        assert!(matches!(read(br#"{"segmentation": [1, 2, 3]}"#), Some(Segmentation::Invalid(_))));
+        assert!(matches!(read(br#"{"segmentation": {"counts": "0"}}"#), Some(Segmentation::Invalid(_))));
     }
 
     #[test]

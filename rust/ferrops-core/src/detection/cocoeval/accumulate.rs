@@ -26,7 +26,9 @@ pub struct AccumulateParams<'a> {
     pub rec_thrs: &'a [f64],
 }
 
-/// pycocotools' `eval` arrays, C-order: `precision` and `scores` `[T, R, K, A, M]`,
+/// pycocotools' `eval` arrays, category-major (C-order `[K, T, R, A, M]` and
+/// `[K, T, A, M]`: pycocotools' `[T, R, K, A, M]` with the K axis moved first, so
+/// that each category is one slice): `precision` and `scores` `[T, R, K, A, M]`,
 /// `recall` `[T, K, A, M]`, -1 where a setting has no ground truth.
 pub struct Accumulated {
     pub precision: Vec<f64>,
@@ -35,34 +37,20 @@ pub struct Accumulated {
     pub shape: [usize; 5],
 }
 
-/// The cells of one output category, laid out as its slice of the output:
+/// The cells of one output category, its slice of the category-major output:
 /// `[T, R, A, M]` precision and scores, `[T, A, M]` recall (the output's A and
-/// M), -1 where a cell has no ground truth. One block per category keeps a
-/// task's writes in a small buffer, and the output is then written in order,
-/// `A * M` values at a time.
-struct CategoryBlock {
-    k: usize,
-    precision: Vec<f64>,
-    scores: Vec<f64>,
-    recall: Vec<f64>,
+/// M), -1 where a cell has no ground truth.
+struct CategoryBlock<'a> {
+    precision: &'a mut [f64],
+    scores: &'a mut [f64],
+    recall: &'a mut [f64],
 }
 
-impl CategoryBlock {
-    fn new(k: usize, p: &AccumulateParams, num_thr: usize) -> Self {
-        let per_threshold = p.num_areas * p.num_max_dets;
-        let values = num_thr * p.rec_thrs.len() * per_threshold;
-        CategoryBlock {
-            k,
-            precision: vec![-1.0; values],
-            scores: vec![-1.0; values],
-            recall: vec![-1.0; num_thr * per_threshold],
-        }
-    }
-
+impl CategoryBlock<'_> {
     /// Copies cell `(a, from)` onto cell `(a, to)`.
     fn copy_cell(&mut self, p: &AccumulateParams, a: usize, (from, to): (usize, usize)) {
         let (run, at) = (p.num_areas * p.num_max_dets, a * p.num_max_dets);
-        for values in [&mut self.precision, &mut self.scores, &mut self.recall] {
+        for values in [&mut *self.precision, &mut *self.scores, &mut *self.recall] {
             for cells in values.chunks_exact_mut(run) {
                 cells[at + to] = cells[at + from];
             }
@@ -236,10 +224,10 @@ fn accumulate_category(
     p: &AccumulateParams,
     k: usize,
     all_images: bool,
-) -> Result<CategoryBlock> {
+    block: &mut CategoryBlock,
+) -> Result<()> {
     let mut entries = Vec::new();
     let mut s = AccScratch::default();
-    let mut block = CategoryBlock::new(k, p, evaluation.num_thresholds);
     let widest = p.m_list.iter().copied().max().unwrap_or(0);
     let k0 = p.k_list[k];
     // The usual case (every evaluated image, in order): a category's units are the
@@ -291,13 +279,13 @@ fn accumulate_category(
             match computed.iter().find(|&&(picks, _)| picks == s.picks.len()) {
                 Some(&(_, from)) => block.copy_cell(p, a, (from, m)),
                 None => {
-                    accumulate_cell(evaluation, p, positives, &mut s, (a, m), &mut block);
+                    accumulate_cell(evaluation, p, positives, &mut s, (a, m), block);
                     computed.push((s.picks.len(), m));
                 }
             }
         }
     }
-    Ok(block)
+    Ok(())
 }
 
 /// pycocotools' `COCOeval.accumulate`.
@@ -312,41 +300,26 @@ pub fn accumulate(evaluation: &Evaluation, p: &AccumulateParams) -> Result<Accum
         FerropsError::value("COCOeval.accumulate", "p", "index lists no longer than K, A, M", "longer lists")
     );
     let all_images = p.i_list.len() == evaluation.num_images && p.i_list.iter().enumerate().all(|(n, &i)| n == i);
-    let blocks: Vec<CategoryBlock> = (0..p.k_list.len())
-        .into_par_iter()
-        .map(|k| accumulate_category(evaluation, p, k, all_images))
-        .collect::<Result<_>>()?;
-
-    let mut by_category: Vec<Option<&CategoryBlock>> = vec![None; k_n];
-    for block in &blocks {
-        by_category[block.k] = Some(block);
-    }
-    // Each output row of `K * A * M` values is the categories' `A * M` runs in
-    // order (-1 for a category without a block); one task per threshold.
+    // Category-major, each category's cells one contiguous slice its task fills
+    // in place (no per-category buffers to copy out): -1 where no ground truth.
     let run = a_n * m_n;
-    let assemble = |rows: usize, value_of: fn(&CategoryBlock) -> &[f64]| {
-        let slab = rows * k_n * run;
-        crate::buffer::filled(t_n * slab, |out| {
-            out.par_chunks_mut(slab.max(1)).enumerate().for_each(|(t, part)| {
-                for (row, dest) in part.chunks_exact_mut((k_n * run).max(1)).enumerate() {
-                    let from = (t * rows + row) * run;
-                    for (dest, block) in dest.chunks_exact_mut(run.max(1)).zip(&by_category) {
-                        match block {
-                            Some(block) => {
-                                for (d, &v) in dest.iter_mut().zip(&value_of(block)[from..from + run]) {
-                                    *d = MaybeUninit::new(v);
-                                }
-                            }
-                            None => dest.fill(MaybeUninit::new(-1.0)),
-                        }
-                    }
-                }
+    let (per_k, per_k_recall) = (t_n * r_n * run, t_n * run);
+    let f = "COCOeval.accumulate";
+    let mut precision = crate::buffer::try_filled(f, "precision", &[k_n, per_k], |o| o.fill(MaybeUninit::new(-1.0)))?;
+    let mut scores = crate::buffer::try_filled(f, "scores", &[k_n, per_k], |o| o.fill(MaybeUninit::new(-1.0)))?;
+    let mut recall = crate::buffer::try_filled(f, "recall", &[k_n, per_k_recall], |o| o.fill(MaybeUninit::new(-1.0)))?;
+    if per_k > 0 && per_k_recall > 0 {
+        precision
+            .par_chunks_mut(per_k)
+            .zip(scores.par_chunks_mut(per_k))
+            .zip(recall.par_chunks_mut(per_k_recall))
+            .take(p.k_list.len())
+            .enumerate()
+            .map(|(k, ((precision, scores), recall))| {
+                accumulate_category(evaluation, p, k, all_images, &mut CategoryBlock { precision, scores, recall })
             })
-        })
-    };
-    let precision = assemble(r_n, |block| &block.precision);
-    let scores = assemble(r_n, |block| &block.scores);
-    let recall = assemble(1, |block| &block.recall);
+            .collect::<Result<()>>()?;
+    }
     Ok(Accumulated { precision, recall, scores, shape: [t_n, r_n, k_n, a_n, m_n] })
 }
 
@@ -354,7 +327,7 @@ pub fn accumulate(evaluation: &Evaluation, p: &AccumulateParams) -> Result<Accum
 mod tests {
     use super::*;
     use crate::detection::coco::CocoDataset;
-    use crate::detection::cocoeval::{evaluate, test_datasets as datasets, EvalParams};
+    use crate::detection::cocoeval::{evaluate, test_datasets as datasets, EvalParams, IouType};
     use crate::interrupt::Cancel;
 
     fn run(gt: &CocoDataset, dt: &CocoDataset) -> Accumulated {
@@ -368,6 +341,7 @@ mod tests {
             iou_thrs: &iou_thrs,
             area_rngs: &area_rngs,
             max_det: 100,
+            iou_type: IouType::Bbox,
         };
         let e = evaluate(gt, dt, &params, &Cancel::new()).unwrap();
         let acc = AccumulateParams {
@@ -387,15 +361,16 @@ mod tests {
     fn hand_checked_recall_and_precision() {
         let (gt, dt) = datasets();
         let out = run(&gt, &dt);
-        let [t_n, _, k_n, a_n, m_n] = out.shape;
+        let [t_n, _, _, a_n, m_n] = out.shape;
         assert_eq!(out.shape, [10, 101, 2, 4, 3]);
+        // Category-major: category k's recall is [T, A, M] at k * T * A * M.
         // Category 2 has only crowd ground truth: -1 everywhere.
-        assert!((0..t_n).all(|t| out.recall[((t * k_n + 1) * a_n) * m_n + 2] == -1.0));
+        assert!((0..t_n).all(|t| out.recall[((t_n + t) * a_n) * m_n + 2] == -1.0));
         // Category 1, area all, maxDets 100, IoU 0.5: 3 ground truth, detections by
         // score 0.9 (TP), 0.9 (TP), 0.8 (FP), 0.1 (TP, IoU 100/110).
         let recall = out.recall[2];
         assert_eq!(recall, 1.0);
-        let p_at = |r: usize| out.precision[r * k_n * a_n * m_n + 2];
+        let p_at = |r: usize| out.precision[r * a_n * m_n + 2];
         // 1 / (1 + eps) at the first detection, lifted to 2 / 2 by the envelope.
         assert_eq!(p_at(0), 1.0);
         assert_eq!(p_at(100), 3.0 / (4.0 + f64::EPSILON));

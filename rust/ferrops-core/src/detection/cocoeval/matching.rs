@@ -2,8 +2,9 @@
 //! detections and ground truth loaded with their similarity matrix, the ground
 //! truth ordered for an area range, and the matching at one IoU threshold.
 
-use super::similarity::bbox_ious;
+use super::similarity::Similarity;
 use crate::detection::coco::Packed as Record;
+use crate::mask::prepared::Decoded;
 
 /// A detection's outcome at one IoU threshold.
 pub(super) const FALSE_POSITIVE: u8 = 0;
@@ -51,13 +52,15 @@ pub(super) struct Scratch {
     /// threshold whose matching is the same.
     pub(super) levels: Vec<usize>,
     pub(super) same_as: Vec<usize>,
+    /// The unit's decoded masks (segm).
+    pub(super) decoded: Decoded,
 }
 
 impl Scratch {
     /// pycocotools' `computeIoU`: the unit's detections sorted by score (stable)
     /// and cut to `max_det`, its ground truth in unit order, their `[D, G]` IoU
     /// (empty when either side is).
-    pub(super) fn load(&mut self, gts: &[Record], dts: &[Record], max_det: usize) {
+    pub(super) fn load(&mut self, gts: &[Record], dts: &[Record], max_det: usize, similarity: &Similarity) {
         self.dts.clear();
         self.dts.extend(dts.iter().enumerate().map(|(d, record)| (record.score, d as u32)));
         self.dts.sort_by(|a, b| descending(a.0, b.0));
@@ -67,7 +70,7 @@ impl Scratch {
         self.gt.clear();
         self.gt.extend_from_slice(gts);
         self.ious.clear();
-        bbox_ious(&self.det, &self.gt, &mut self.ious);
+        similarity.fill(&self.det, &self.gt, &mut self.ious, &mut self.decoded);
         self.matched_by.clear();
         self.matched_by.resize(self.gt.len(), 0);
     }

@@ -1,0 +1,255 @@
+//! Masks prepared once for many IoUs (`segm` evaluation, SPEC DET-COCO-SEGM):
+//! each keeps its size, its box (pycocotools' gate), its area and its runs in
+//! pycocotools' compressed form (about 2 bytes a run: the masks of a dataset
+//! stay small). The masks an IoU matrix needs are decoded into 1-run intervals
+//! in a reused buffer ([`Decoded`]); an IoU is then a merge of two short
+//! interval lists restricted to the columns both boxes cover, never a dense
+//! decode.
+
+use super::codec::compress;
+use super::rle::{area, to_bbox};
+use super::Rle;
+use crate::boxes::geometry::coco_iou;
+
+/// One mask as the IoU reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedMask {
+    pub h: u32,
+    pub w: u32,
+    /// pycocotools' `toBbox` of the mask.
+    pub bbox: [f64; 4],
+    /// pycocotools' `area` of the mask.
+    pub area: u32,
+    /// The runs, compressed (MASK-COUNTS); checked when the mask was built.
+    counts: Box<[u8]>,
+}
+
+impl PreparedMask {
+    pub fn new(rle: &Rle) -> PreparedMask {
+        PreparedMask::with_compressed(rle, compress(&rle.counts))
+    }
+
+    /// The mask of `rle`, whose compressed string the caller has (`rle` was
+    /// decompressed from it).
+    pub fn with_compressed(rle: &Rle, compressed: Vec<u8>) -> PreparedMask {
+        // Runs of positive length (the first aside) have pycocotools' box from
+        // their 1-runs; zero-length runs take part in its box, so such masks go
+        // through `to_bbox` itself.
+        let bbox = if rle.h > 0 && rle.counts.iter().skip(1).all(|&c| c > 0) {
+            box_of_runs(&rle.counts, rle.h)
+        } else {
+            to_bbox(rle)
+        };
+        PreparedMask { h: rle.h, w: rle.w, bbox, area: area(rle), counts: compressed.into_boxed_slice() }
+    }
+
+    /// Appends the 1-runs as `[start, end)` column-major pixel intervals.
+    fn push_ones_into(&self, out: &mut Vec<(u32, u32)>) {
+        push_ones(Runs { s: &self.counts, at: 0, before: [0, 0], m: 0 }, out);
+    }
+}
+
+/// The 1-runs of `counts` (0-run first) as intervals, zero-length ones left out.
+fn push_ones(counts: impl Iterator<Item = u32>, out: &mut Vec<(u32, u32)>) {
+    let mut start = 0u32;
+    for (j, count) in counts.enumerate() {
+        if j % 2 == 1 && count > 0 {
+            out.push((start, start + count));
+        }
+        start = start.wrapping_add(count);
+    }
+}
+
+/// The run lengths of a compressed string checked when its mask was built
+/// (`codec::decompress` judged it), read without checks or allocation.
+struct Runs<'a> {
+    s: &'a [u8],
+    at: usize,
+    /// The last two runs (a run from the fourth on is a difference from the
+    /// run two back).
+    before: [i64; 2],
+    m: usize,
+}
+
+impl Iterator for Runs<'_> {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        if self.at >= self.s.len() {
+            return None;
+        }
+        let (mut x, mut shift) = (0i64, 0u32);
+        loop {
+            let c = i64::from(self.s[self.at] - 48);
+            self.at += 1;
+            x |= (c & 0x1f) << shift;
+            shift += 5;
+            if c & 0x20 == 0 {
+                if c & 0x10 != 0 {
+                    x |= -1i64 << shift;
+                }
+                break;
+            }
+        }
+        if self.m > 2 {
+            x += self.before[0];
+        }
+        self.before = [self.before[1], x];
+        self.m += 1;
+        Some(x as u32)
+    }
+}
+
+/// The decoded 1-runs of the masks one IoU matrix needs, in one reused buffer.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    ones: Vec<(u32, u32)>,
+    /// Where each mask's intervals end in `ones`.
+    ends: Vec<usize>,
+}
+
+impl Decoded {
+    /// Decodes `masks` in order (replacing what was there).
+    pub fn decode<'a>(&mut self, masks: impl Iterator<Item = &'a PreparedMask>) {
+        self.ones.clear();
+        self.ends.clear();
+        for mask in masks {
+            mask.push_ones_into(&mut self.ones);
+            self.ends.push(self.ones.len());
+        }
+    }
+
+    /// The intervals of mask `i` (in decoding order).
+    pub fn ones(&self, i: usize) -> &[(u32, u32)] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.ones[start..self.ends[i]]
+    }
+}
+
+/// `toBbox` from the 1-runs' first and last pixels (a run across columns
+/// spans the whole height), one division per run where `to_bbox` takes four.
+fn box_of_runs(counts: &[u32], h: u32) -> [f64; 4] {
+    let (mut first, mut last_end) = (None, 0u32);
+    let (mut ys, mut ye) = (h, 0u32);
+    let mut start = 0u32;
+    for (j, &count) in counts.iter().enumerate() {
+        if j % 2 == 1 && count > 0 {
+            let end = start + count;
+            first.get_or_insert(start);
+            last_end = end;
+            if ys > 0 || ye < h - 1 {
+                let column_start = start / h * h;
+                if end > column_start + h {
+                    (ys, ye) = (0, h - 1);
+                } else {
+                    ys = ys.min(start - column_start);
+                    ye = ye.max(end - 1 - column_start);
+                }
+            }
+        }
+        start = start.wrapping_add(count);
+    }
+    let Some(first) = first else {
+        return [0.0; 4];
+    };
+    let (xs, xe) = (first / h, (last_end - 1) / h);
+    [f64::from(xs), f64::from(ys), f64::from(xe - xs + 1), f64::from(ye - ys + 1)]
+}
+
+/// Pixels in both masks among `[from, to)`, outside which one of them is 0.
+fn intersection(a: &[(u32, u32)], b: &[(u32, u32)], from: u32, to: u32) -> u64 {
+    let (mut i, mut j) = (a.partition_point(|r| r.1 <= from), b.partition_point(|r| r.1 <= from));
+    let mut total = 0u64;
+    while i < a.len() && j < b.len() {
+        let (ra, rb) = (a[i], b[j]);
+        if ra.0 >= to || rb.0 >= to {
+            break;
+        }
+        let (lo, hi) = (ra.0.max(rb.0), ra.1.min(rb.1));
+        if lo < hi {
+            total += u64::from(hi - lo);
+        }
+        if ra.1 <= rb.1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    total
+}
+
+/// pycocotools' `rleIou` of a detection and a ground truth: the box IoU when it
+/// is not positive (0), -1 for masks of different sizes, 0 when the masks do not
+/// meet, else intersection over union, the union being the detection's area for
+/// crowd ground truth. The same integers divided, so the same double.
+/// `d_ones` and `g_ones` are the masks' 1-runs ([`Decoded::ones`]).
+pub fn iou(d: &PreparedMask, d_ones: &[(u32, u32)], g: &PreparedMask, g_ones: &[(u32, u32)], crowd: bool) -> f64 {
+    let gate = coco_iou(&d.bbox, &g.bbox, crowd);
+    if gate <= 0.0 {
+        return gate;
+    }
+    if (d.h, d.w) != (g.h, g.w) {
+        return -1.0;
+    }
+    // The columns both boxes cover (whole numbers: the boxes come from runs).
+    let h = u64::from(d.h);
+    let first_column = d.bbox[0].max(g.bbox[0]) as u64;
+    let end_column = (d.bbox[0] + d.bbox[2]).min(g.bbox[0] + g.bbox[2]) as u64;
+    let pixels = h * u64::from(d.w);
+    let (from, to) = ((first_column * h).min(pixels) as u32, (end_column * h).min(pixels) as u32);
+    let inter = intersection(d_ones, g_ones, from, to);
+    if inter == 0 {
+        return 0.0;
+    }
+    let union = if crowd { u64::from(d.area) } else { u64::from(d.area) + u64::from(g.area) - inter };
+    inter as f64 / union as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::rle;
+    use crate::test_rng::Lcg;
+
+    #[test]
+    fn prepared_iou_is_the_mask_module_s() {
+        let mut rng = Lcg::new(7);
+        let (h, w) = (13u32, 11u32);
+        let masks: Vec<Rle> = (0..24)
+            .map(|k| {
+                let mut data = vec![0u8; (h * w) as usize];
+                let (x0, y0) = (rng.below(u64::from(w)) as usize, rng.below(u64::from(h)) as usize);
+                let (x1, y1) = (x0 + rng.below(6) as usize, y0 + rng.below(7) as usize);
+                for x in x0..x1.min(w as usize) {
+                    for y in y0..y1.min(h as usize) {
+                        data[x * h as usize + y] = u8::from(k % 5 != 0 || rng.below(2) == 0);
+                    }
+                }
+                rle::encode(&data, u64::from(h), u64::from(w), 1, rle::RunRule::ValueChange).unwrap().remove(0)
+            })
+            .collect();
+        let prepared: Vec<PreparedMask> = masks.iter().map(PreparedMask::new).collect();
+        let mut decoded = Decoded::default();
+        decoded.decode(prepared.iter());
+        for (p, m) in prepared.iter().zip(&masks) {
+            assert_eq!(p.bbox, rle::to_bbox(m));
+        }
+        // Zero-length runs take part in pycocotools' box.
+        for counts in [vec![5, 0, 3, 2, 2], vec![1, 6, 5], vec![0, 2, 9, 1], vec![12], vec![0, 12], vec![2, 1, 1, 1, 7]]
+        {
+            let m = Rle { h: 4, w: 3, counts };
+            assert_eq!(PreparedMask::new(&m).bbox, rle::to_bbox(&m), "{:?}", m.counts);
+        }
+        for crowd in [false, true] {
+            let flags = vec![crowd; masks.len()];
+            let expected = rle::iou(&masks, &masks, &flags).unwrap();
+            for (i, d) in prepared.iter().enumerate() {
+                for (j, g) in prepared.iter().enumerate() {
+                    let value = iou(d, decoded.ones(i), g, decoded.ones(j), crowd);
+                    assert_eq!(value.to_bits(), expected[i * masks.len() + j].to_bits(), "{i} {j}");
+                }
+            }
+        }
+    }
+}
