@@ -44,6 +44,9 @@ fn output(program: &str, args: &[&str]) -> Option<String> {
 /// The short commit of a git checkout, and a rebuild when it moves (HEAD and the
 /// branch it names); None in an sdist or without git.
 fn commit() -> Option<String> {
+    // Only this checkout's own repository: an unpacked sdist inside some other git
+    // work tree must not report that tree's commit.
+    output("git", &["ls-files", "--error-unmatch", "build.rs"])?;
     let hash = output("git", &["rev-parse", "--short=12", "HEAD"])?;
     let branch = output("git", &["symbolic-ref", "-q", "HEAD"]);
     for file in std::iter::once("HEAD").chain(branch.as_deref()) {
