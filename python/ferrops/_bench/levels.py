@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ferrops import _core
 from ferrops._bench import Case, _format_time, load_cases, machine_description, max_abs_difference
 
@@ -89,8 +91,30 @@ def time_levels(case: Case, levels: list[str], quick: bool) -> LevelRow:
                 case.ferrops()
             best[variant] = min(best[variant], (time.perf_counter() - start) / number[variant])
     _select(AUTO)
-    difference = max(max_abs_difference(results[level], results[AUTO]) for level in levels)
+    difference = max(result_difference(results[level], results[AUTO]) for level in levels)
     return LevelRow(case, best, _core.simd_auto_level(case.family), difference)
+
+
+def result_difference(a: Any, b: Any) -> float:
+    """Largest difference between two results of one kernel: arrays and tensors
+    elementwise, dicts and sequences item by item, other values 0 if equal else inf."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return float("inf")
+        return max((result_difference(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return float("inf")
+        return max((result_difference(x, y) for x, y in zip(a, b)), default=0.0)
+    if isinstance(a, (int, float, np.ndarray, np.generic)) or hasattr(a, "detach"):
+        try:
+            return max_abs_difference(a, b)
+        except (TypeError, ValueError):
+            pass
+    try:
+        return 0.0 if bool(a == b) else float("inf")
+    except (TypeError, ValueError):  # an == without a single truth value
+        return float("inf")
 
 
 def unique_cases(cases: Iterable[Case]) -> list[Case]:
