@@ -13,6 +13,7 @@ the same ferrops call, are timed once).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -97,7 +98,11 @@ def time_levels(case: Case, levels: list[str], quick: bool) -> LevelRow:
 
 def result_difference(a: Any, b: Any) -> float:
     """Largest difference between two results of one kernel: arrays and tensors
-    elementwise, dicts and sequences item by item, other values 0 if equal else inf."""
+    elementwise, dataclasses, dicts and sequences item by item, other values 0 if
+    equal else inf."""
+    if dataclasses.is_dataclass(a) and type(a) is type(b):
+        names = [f.name for f in dataclasses.fields(a)]
+        return result_difference([getattr(a, n) for n in names], [getattr(b, n) for n in names])
     if isinstance(a, dict) and isinstance(b, dict):
         if a.keys() != b.keys():
             return float("inf")
