@@ -112,8 +112,9 @@ fi
 if [[ -n $SDIST ]]; then
 	stage "sdist: pip install $(basename "$SDIST") (builds with cargo)"
 	"$PYTHON" -m venv --system-site-packages "$CI_DIR/sdist"
-	# Its own target directory: the build is the one a user's pip runs.
-	CARGO_TARGET_DIR=$CI_DIR/sdist-target "$CI_DIR/sdist/bin/python" "${PIP[@]}" "$SDIST"
+	# The build a user's pip runs (release profile), in the checkout's target
+	# directory so that the dependencies compiled for the wheel are reused.
+	CARGO_TARGET_DIR=$ROOT/target "$CI_DIR/sdist/bin/python" "${PIP[@]}" "$SDIST"
 	run_installed "$CI_DIR/sdist" "$ROOT/spec_tests/test_stubs.py" "$ROOT/spec_tests/test_pooling.py"
 fi
 
