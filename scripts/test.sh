@@ -10,7 +10,8 @@
 #       ...; taken from its site-packages when present there, else installed
 #       from PyPI): spec_tests and each bench case once;
 #     - CPython 3.10 with NumPy 1.26 and CPython 3.13 with the newest NumPy 2.x
-#       (from pyenv; skipped with a message where absent), NumPy alone: the
+#       (from pyenv; skipped with a message where absent), NumPy (and SciPy,
+#       which spec_tests/test_mdp_checks.py imports) without torch: the
 #       NumPy-input spec tests (the torch backends skip), which is what
 #       `pip install ferrops` gives a user without torch.
 #  4. The core's unit tests and clippy.
@@ -95,7 +96,7 @@ for pair in "3.10 numpy==1.26.*" "3.13 numpy>=2"; do
 	fi
 	stage "CPython $version + $numpy, NumPy alone"
 	"$interpreter" -m venv "$CI_DIR/py$version"
-	"$CI_DIR/py$version/bin/python" "${PIP[@]}" "$WHEEL" "$numpy" "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4"
+	"$CI_DIR/py$version/bin/python" "${PIP[@]}" "$WHEEL" "$numpy" "scipy>=1.10" "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4"
 	"$CI_DIR/py$version/bin/python" -c "import numpy, sys; print('numpy', numpy.__version__, 'on', sys.version.split()[0])"
 	# The spec suite minus the soak and fuzz runs (long, and they exercise the
 	# same binaries as the main run); the torch backends skip without torch.
