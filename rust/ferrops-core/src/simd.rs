@@ -212,12 +212,15 @@ pub fn microarchitecture() -> Microarchitecture {
 /// per-microarchitecture exceptions, each with the measurement behind it.
 pub fn preferred_level(workload: Workload, level: SimdLevel, cpu: Microarchitecture) -> SimdLevel {
     match (workload, level, cpu) {
-        // Zen 4, 2 threads, in-cache `sppf` 1x16x64x64 float32: 0.344 ms at avx512,
-        // 0.269 ms at avx2, 0.309 ms at scalar (min of 30 alternating rounds); the
-        // issue's 16x512x64x64 took 122 ms at avx512, 86 ms at avx2. Its row maxima
-        // update a row in place over the window, and there a 512-bit load of the
-        // 512-bit store just made is not forwarded at full speed (two 256-bit
-        // halves). `ferrops bench --levels pooling` shows the other pooling rows.
+        // Zen 4 (EPYC, AVX-512 with BF16), 1 thread, in cache, min of 40 alternating
+        // rounds, ms at scalar / avx2 / avx512: `sppf` 1x16x64x64 k=5 0.262 / 0.172
+        // / 0.203, `roi_pool` 0.243 / 0.204 / 0.237, `max_pool2d` k=3 s=2 0.077 /
+        // 0.063 / 0.064, `adaptive_avg_pool2d` 0.041 / 0.042 / 0.045, SPP 0.039 /
+        // 0.033 / 0.032: AVX-512 never wins by more than noise and loses up to 18%
+        // (the 16x512x64x64 `sppf`: 122 ms at avx512, 86 ms at avx2). The
+        // row maxima load each vector their previous pass stored; a 512-bit store
+        // is two 256-bit halves on Zen 4 and the reload is not forwarded at full
+        // speed. `ferrops bench --levels pooling` re-measures this on any CPU.
         (Workload::Pooling, SimdLevel::Avx512, Microarchitecture::Zen4) => SimdLevel::Avx2,
         _ => level,
     }
