@@ -84,7 +84,7 @@ extra_python() {
 	local version=$1
 	local root
 	root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
-	ls -d "$root"/versions/"$version".*/bin/python"$version" 2>/dev/null | sort -V | tail -n 1
+	ls -d "$root"/versions/"$version".*/bin/python"$version" 2>/dev/null | sort -V | tail -n 1 || true
 }
 for pair in "3.10 numpy==1.26.*" "3.13 numpy>=2"; do
 	read -r version numpy <<<"$pair"
