@@ -670,3 +670,43 @@ def test_strided_and_channels_last_inputs_give_the_same_results():
     np.testing.assert_allclose(
         ferrops.spatial_pyramid_pool(t, (3, 1), "avg").numpy(), ref_spp(x, (3, 1), "avg"), rtol=1e-5, atol=1e-6
     )
+
+
+# ---------------------------------------------------------------------------
+# SIMD levels: the automatic choice per workload (simd.rs) changes speed only
+
+
+@pytest.mark.spec("POOL-SPPF", "POOL-MAX", "POOL-ADAPTIVE", "POOL-SPP", "POOL-ROI")
+def test_pooling_is_bitwise_identical_at_every_simd_level_and_the_automatic_choice():
+    from ferrops import _core
+
+    rng = np.random.default_rng(71)
+    x = rng.standard_normal((2, 5, 19, 70)).astype(np.float32)
+    x_nan = x.copy()
+    x_nan[1, 2, 7, 33] = np.nan
+    rois = np.array([[0, 1.5, 2.0, 40.0, 15.0], [1, 0.0, 0.0, 69.0, 18.0], [1, 30.2, 4.4, 35.1, 9.9]], np.float32)
+
+    def results() -> list[bytes]:
+        out = []
+        for inp in (x, x_nan, x.astype(np.float64)):
+            out += [
+                ferrops.sppf(inp, 5).tobytes(),
+                ferrops.max_pool2d(inp, 3, 2, 1).tobytes(),
+                ferrops.adaptive_max_pool2d(inp, (4, 9)).tobytes(),
+                ferrops.adaptive_avg_pool2d(inp, 7).tobytes(),
+                ferrops.spatial_pyramid_pool(inp, (4, 2, 1)).tobytes(),
+                ferrops.roi_pool(inp, rois.astype(inp.dtype), 3, 0.5).tobytes(),
+                ferrops.roi_align(inp, rois.astype(inp.dtype), 3, 0.5, 2, True).tobytes(),
+            ]
+        return out
+
+    levels = ("scalar", "avx2", "avx512")
+    try:
+        runs = {level: (ferrops.set_simd_level(level), results()) for level in levels}
+        _core.reset_simd_level()
+        auto = results()
+        assert _core.simd_auto_level("pooling") in levels
+    finally:
+        _core.reset_simd_level()
+    for level, (active, run) in runs.items():
+        assert run == auto, f"pooling at {level} (ran at {active}) differs from the automatic choice"

@@ -21,12 +21,26 @@ def _info() -> int:
         cuda = info["cuda_available"]
         devices = f", {info['cuda_devices']} CUDA device(s)" if cuda else ""
         print(f"torch: {info['torch']}, CUDA {'available' if cuda else 'not available'}{devices}")
+    exceptions = ", ".join(f"{family} at {level}" for family, level in info["auto_level_exceptions"].items())
+    print(f"CPU: {info['microarchitecture']}; automatic per-family levels: {exceptions or 'none'}")
+    build = info["build"]
+    print(
+        f"built with: {build['rustc']}, profile {build['profile']} (opt-level {build['opt_level']}), {build['target']}"
+    )
+    print(f"compiled-in CPU features: {build['target_features']}")
+    print(f"run-time SIMD levels: {build['dispatched_levels']}")
+    print(f"build: commit {build['commit']}, {build['date']}, {build['pyo3']}")
     return 0
 
 
-def _bench(families: list[str], quick: bool) -> int:
+def _bench(families: list[str], quick: bool, levels: bool) -> int:
     from ferrops import _bench
 
+    if levels:
+        from ferrops._bench import levels as bench_levels
+
+        bench_levels.run(families or list(_bench.FAMILIES), quick)
+        return 0
     _bench.run(families or list(_bench.FAMILIES), quick)
     return 0
 
@@ -121,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="time each kernel against its peer and print a markdown table")
     bench.add_argument("families", nargs="*", metavar="FAMILY", help="families to run (default: all)")
     bench.add_argument("--quick", action="store_true", help="fewer samples per kernel (same sizes)")
+    bench.add_argument("--levels", action="store_true", help="time ferrops at every SIMD level the CPU supports")
     coco_eval = commands.add_parser("coco-eval", help="COCO evaluation of a results file (pycocotools' numbers)")
     coco_eval.add_argument("gt", metavar="GT.json", help="ground-truth annotations (COCO JSON)")
     coco_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox/segmentation records)")
@@ -137,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             return _info()
         if args.command == "coco-eval":
             return _coco_eval(args.gt, args.dt, args.iou_type, args.json, args.plot)
-        return _bench(args.families, args.quick)
+        return _bench(args.families, args.quick, args.levels)
     except (OSError, ImportError) as exc:
         print(f"ferrops: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,14 @@
 //!
 //! The level can be forced (for tests and for comparing paths) with the environment
 //! variable `FERROPS_SIMD=scalar|avx2|avx512`, read once, or with [`set_level`]. A
-//! forced level above what the CPU supports is clamped to the detected one.
+//! forced level above what the CPU supports is clamped to the detected one;
+//! [`reset_level`] returns to the automatic choice.
+//!
+//! The automatic choice is the highest level, except for the kernel groups
+//! ([`Workload`]) measured to run faster one level lower on a microarchitecture:
+//! their kernels call [`dispatch_for`], and the table is [`preferred_level`], the
+//! one place such exceptions live. A forced level applies to every kernel as it
+//! is, so each path can still be timed (`ferrops bench --levels`).
 //!
 //! Kernels written with intrinsics ask [`supports`] (a level) or
 //! [`supports_extension`] (an [`Extension`] on top of a level) before calling
@@ -27,7 +34,8 @@
 //!
 //! Every other kernel is portable code compiled per level through [`dispatch`].
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
@@ -115,26 +123,128 @@ impl Extension {
 
 // 0 = not yet initialised; otherwise a SimdLevel discriminant.
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
+// Whether ACTIVE was forced (`FERROPS_SIMD` or `set_level`): then every kernel
+// runs at it, with no per-workload exception.
+static FORCED: AtomicBool = AtomicBool::new(false);
 
 /// The level kernels run at now: the detected one, lowered by `FERROPS_SIMD` or
 /// [`set_level`].
 pub fn level() -> SimdLevel {
     match ACTIVE.load(Ordering::Relaxed) {
-        0 => {
-            let from_env = std::env::var("FERROPS_SIMD").ok().and_then(|v| SimdLevel::parse(&v));
-            let chosen = from_env.map_or(detected(), |l| l.min(detected()));
-            ACTIVE.store(chosen as u8, Ordering::Relaxed);
-            chosen
-        }
+        0 => reset_level(),
         v => SimdLevel::from_u8(v),
     }
 }
 
-/// Forces a level (clamped to the detected one); returns the level now active.
-pub fn set_level(wanted: SimdLevel) -> SimdLevel {
-    let chosen = wanted.min(detected());
+/// `FERROPS_SIMD`'s level, clamped to the detected one, when it names one.
+fn level_from_env() -> Option<SimdLevel> {
+    std::env::var("FERROPS_SIMD").ok().and_then(|v| SimdLevel::parse(&v)).map(|l| l.min(detected()))
+}
+
+/// Returns to the automatic choice (or to `FERROPS_SIMD`'s level, which stays
+/// forced); returns the level now active.
+pub fn reset_level() -> SimdLevel {
+    let from_env = level_from_env();
+    let chosen = from_env.unwrap_or_else(detected);
+    FORCED.store(from_env.is_some(), Ordering::Relaxed);
     ACTIVE.store(chosen as u8, Ordering::Relaxed);
     chosen
+}
+
+/// Forces a level (clamped to the detected one) for every kernel; returns the
+/// level now active.
+pub fn set_level(wanted: SimdLevel) -> SimdLevel {
+    let chosen = wanted.min(detected());
+    FORCED.store(true, Ordering::Relaxed);
+    ACTIVE.store(chosen as u8, Ordering::Relaxed);
+    chosen
+}
+
+/// A group of kernels that picks its own level when none is forced, because on
+/// some microarchitecture the highest level is not its fastest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// The pooling family (`pooling::*`): maxima and sums over rows of a plane.
+    Pooling,
+}
+
+impl Workload {
+    /// The family name the group is known by (`ferrops bench` families).
+    pub fn parse(family: &str) -> Option<Workload> {
+        match family {
+            "pooling" => Some(Workload::Pooling),
+            _ => None,
+        }
+    }
+}
+
+/// The microarchitectures with an exception in [`preferred_level`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Microarchitecture {
+    /// AMD Zen 4 (family 19h with AVX-512): 512-bit operations run as two 256-bit
+    /// halves.
+    Zen4,
+    Other,
+}
+
+/// The CPU's microarchitecture, as far as [`preferred_level`] needs to know it.
+pub fn microarchitecture() -> Microarchitecture {
+    static DETECTED: OnceLock<Microarchitecture> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::__cpuid;
+            // Leaves 0 (vendor) and 1 (signature) exist on every x86-64 CPU.
+            let (vendor, signature) = (__cpuid(0), __cpuid(1).eax);
+            let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+            let base = (signature >> 8) & 0xf;
+            let family = if base == 0xf { base + ((signature >> 20) & 0xff) } else { base };
+            // Zen 3 is family 19h too, but has no AVX-512.
+            if amd && family == 0x19 && detected() == SimdLevel::Avx512 {
+                return Microarchitecture::Zen4;
+            }
+        }
+        Microarchitecture::Other
+    })
+}
+
+/// The level `workload` runs at when `level` is the automatic choice: the table of
+/// per-microarchitecture exceptions, each with the measurement behind it.
+pub fn preferred_level(workload: Workload, level: SimdLevel, cpu: Microarchitecture) -> SimdLevel {
+    match (workload, level, cpu) {
+        // Zen 4 (EPYC, AVX-512 with BF16), 1 thread, in cache, min of 40 alternating
+        // rounds, ms at scalar / avx2 / avx512: `sppf` 1x16x64x64 k=5 0.262 / 0.172
+        // / 0.203, `roi_pool` 0.243 / 0.204 / 0.237, `max_pool2d` k=3 s=2 0.077 /
+        // 0.063 / 0.064, `adaptive_avg_pool2d` 0.041 / 0.042 / 0.045, SPP 0.039 /
+        // 0.033 / 0.032: AVX-512 never wins by more than noise and loses up to 18%
+        // (the 16x512x64x64 `sppf`: 122 ms at avx512, 86 ms at avx2). The
+        // row maxima load each vector their previous pass stored; a 512-bit store
+        // is two 256-bit halves on Zen 4 and the reload is not forwarded at full
+        // speed. `ferrops bench --levels pooling` re-measures this on any CPU.
+        (Workload::Pooling, SimdLevel::Avx512, Microarchitecture::Zen4) => SimdLevel::Avx2,
+        _ => level,
+    }
+}
+
+/// The level `workload`'s kernels run at now: the active level when forced,
+/// else its [`preferred_level`].
+pub fn level_for(workload: Workload) -> SimdLevel {
+    let active = level();
+    if FORCED.load(Ordering::Relaxed) {
+        active
+    } else {
+        preferred_level(workload, active, microarchitecture())
+    }
+}
+
+/// The level `workload` (None: every other kernel) runs at under the automatic
+/// choice, whatever is forced now; `FERROPS_SIMD` is part of the automatic choice.
+pub fn automatic_level(workload: Option<Workload>) -> SimdLevel {
+    match (level_from_env(), workload) {
+        (Some(forced), _) => forced,
+        (None, Some(w)) => preferred_level(w, detected(), microarchitecture()),
+        (None, None) => detected(),
+    }
 }
 
 /// Whether kernels compiled for `wanted` may run now: the active level is at
@@ -198,9 +308,21 @@ pub trait SimdKernel {
 /// Runs `kernel` compiled for the active level.
 #[inline]
 pub fn dispatch<K: SimdKernel>(kernel: K) -> K::Output {
-    match level() {
+    run_at(level(), kernel)
+}
+
+/// Runs `kernel`, one of `workload`'s, compiled for [`level_for`] that workload.
+#[inline]
+pub fn dispatch_for<K: SimdKernel>(workload: Workload, kernel: K) -> K::Output {
+    run_at(level_for(workload), kernel)
+}
+
+#[inline]
+fn run_at<K: SimdKernel>(level: SimdLevel, kernel: K) -> K::Output {
+    match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: level() never exceeds detected(), so the CPU has these features.
+        // SAFETY: levels come from level(), never above detected(), so the CPU
+        // has these features (preferred_level only lowers them).
         SimdLevel::Avx512 => unsafe { run_avx512(kernel) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
@@ -265,6 +387,27 @@ mod tests {
             assert_eq!(supports_extension(bf16), active == SimdLevel::Avx512 && bf16.detected());
         }
         set_level(detected());
+    }
+
+    #[test]
+    fn forcing_a_level_overrides_the_workload_table_and_reset_restores_it() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let zen4 = Microarchitecture::Zen4;
+        assert_eq!(preferred_level(Workload::Pooling, SimdLevel::Avx512, zen4), SimdLevel::Avx2);
+        assert_eq!(preferred_level(Workload::Pooling, SimdLevel::Avx2, zen4), SimdLevel::Avx2);
+        let other = Microarchitecture::Other;
+        assert_eq!(preferred_level(Workload::Pooling, SimdLevel::Avx512, other), SimdLevel::Avx512);
+        set_level(SimdLevel::Avx512);
+        assert_eq!(level_for(Workload::Pooling), SimdLevel::Avx512.min(detected()));
+        let active = reset_level();
+        if std::env::var_os("FERROPS_SIMD").is_none() {
+            assert_eq!(active, detected());
+            let expected = preferred_level(Workload::Pooling, detected(), microarchitecture());
+            assert_eq!(level_for(Workload::Pooling), expected);
+            assert_eq!(automatic_level(Some(Workload::Pooling)), expected);
+        }
+        assert_eq!(Workload::parse("pooling"), Some(Workload::Pooling));
+        assert_eq!(Workload::parse("boxes"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod detection;
 mod error;
 mod mask;
 mod mdp;
+mod platform;
 mod pooling;
 mod run;
 mod segmentation;
@@ -74,5 +75,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     segmentation::register(m)?;
     pooling::register(m)?;
     detection::register(m)?;
+    platform::register(m)?;
     Ok(())
 }

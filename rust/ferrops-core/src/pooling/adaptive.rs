@@ -12,7 +12,7 @@ use super::window::planes_per_task;
 use super::{adaptive_bin, beats, check_grad, has_nan, max_of, max_reduce, positive, strided_max, PoolReal, Shape};
 use crate::buffer;
 use crate::error::{FerropsError, Result};
-use crate::simd::{dispatch, SimdKernel};
+use crate::simd::{dispatch_for, SimdKernel, Workload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolMode {
@@ -286,7 +286,7 @@ fn pool_levels<T: PoolReal>(
     let per_task = planes_per_task(shape.plane_len());
     out.par_chunks_mut(per_task * per_plane)
         .zip(x.par_chunks(per_task * shape.plane_len()))
-        .for_each(|(dst, src)| dispatch(PoolPlanes { src, dst, plan: &plan }));
+        .for_each(|(dst, src)| dispatch_for(Workload::Pooling, PoolPlanes { src, dst, plan: &plan }));
     Ok(out)
 }
 

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::{check_grad, plane_bins, positive, strided_max, PoolReal, Shape};
 use crate::buffer::{self, Zeroable};
 use crate::error::{FerropsError, Result};
-use crate::simd::{dispatch, SimdKernel};
+use crate::simd::{dispatch_for, SimdKernel, Workload};
 use crate::Real;
 
 /// Channels per backward task: each task recomputes a region's sampling
@@ -256,7 +256,7 @@ pub fn roi_pool<T: PoolReal>(
     let scale = T::from_f64(spatial_scale);
     let bins: Vec<PoolBins> = rois.chunks_exact(5).map(|roi| PoolBins::new(roi, shape, output_size, scale)).collect();
     channel_blocks("roi_pool", x, shape, &batch, per, 1, |plane, regions, out| {
-        dispatch(RoiPoolPlane { plane, w: shape.w, regions, bins: &bins, out })
+        dispatch_for(Workload::Pooling, RoiPoolPlane { plane, w: shape.w, regions, bins: &bins, out })
     })
 }
 

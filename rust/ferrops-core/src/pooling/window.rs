@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::{beats, check_grad, has_nan, max_of, positive, strided_max, PoolReal, Shape};
 use crate::buffer;
 use crate::error::{FerropsError, Result};
-use crate::simd::{dispatch, SimdKernel};
+use crate::simd::{dispatch_for, SimdKernel, Workload};
 use crate::Real;
 
 /// Elements per parallel task (whole planes, at least one): big enough to hide
@@ -306,7 +306,7 @@ pub fn max_pool2d<T: PoolReal>(
     let out = buffer::try_filled(F, "the output", &dims, |out| {
         out.par_chunks_mut(per_task * g.oh * g.ow)
             .zip(x.par_chunks(per_task * shape.plane_len()))
-            .for_each(|(dst, src)| dispatch(MaxPoolPlanes { src, dst, g }));
+            .for_each(|(dst, src)| dispatch_for(Workload::Pooling, MaxPoolPlanes { src, dst, g }));
     })?;
     Ok((out, [g.oh, g.ow]))
 }
@@ -402,7 +402,9 @@ pub fn sppf<T: PoolReal>(x: &[T], shape: Shape, kernel_size: usize) -> Result<Ve
             (x.par_chunks(chunk), d0.par_chunks_mut(chunk), d1.par_chunks_mut(chunk))
                 .into_par_iter()
                 .zip((d2.par_chunks_mut(chunk), d3.par_chunks_mut(chunk)).into_par_iter())
-                .for_each(|((src, d0, d1), (d2, d3))| dispatch(SppfPlanes { src, dst: [d0, d1, d2, d3], g }));
+                .for_each(|((src, d0, d1), (d2, d3))| {
+                    dispatch_for(Workload::Pooling, SppfPlanes { src, dst: [d0, d1, d2, d3], g })
+                });
         });
     })
 }
