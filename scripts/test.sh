@@ -99,14 +99,9 @@ for pair in "3.10 numpy==1.26.*" "3.13 numpy>=2"; do
 	"$CI_DIR/py$version/bin/python" "${PIP[@]}" "$WHEEL" "$numpy" "scipy>=1.10" "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4"
 	"$CI_DIR/py$version/bin/python" -c "import numpy, sys; print('numpy', numpy.__version__, 'on', sys.version.split()[0])"
 	# The spec suite minus the soak and fuzz runs (long, and they exercise the
-	# same binaries as the main run); the torch backends skip without torch. The
-	# two deselected cases call ferrops.nn's torch modules without skipping when
-	# torch is absent (node ids are relative to the rootdir): drop the deselects
-	# once test_conversion.py skips them there.
+	# same binaries as the main run); the torch backends skip without torch.
 	run_installed "$CI_DIR/py$version" "$ROOT/spec_tests" \
-		--ignore "$ROOT/spec_tests/test_soak.py" --ignore "$ROOT/spec_tests/test_fuzz.py" \
-		--deselect "spec_tests/test_conversion.py::test_a_ragged_nested_list_is_an_error_naming_the_function_and_argument[spatial_pyramid_pool-input1]" \
-		--deselect "spec_tests/test_conversion.py::test_a_copy_no_machine_can_hold_is_a_memory_error_naming_function_argument_shape_and_bytes[sppf]"
+		--ignore "$ROOT/spec_tests/test_soak.py" --ignore "$ROOT/spec_tests/test_fuzz.py"
 done
 
 if [[ ${FERROPS_CI_SKIP_RUST:-0} != 1 ]]; then

@@ -74,13 +74,17 @@ def simd_level() -> SimdLevel:
     return _core.simd_level()
 
 
-def set_simd_level(level: SimdLevel) -> SimdLevel:
+def set_simd_level(level: SimdLevel | Literal["auto"]) -> SimdLevel:
     """Forces a SIMD level ("scalar", "avx2", "avx512"; clamped to what the CPU
-    supports) and returns the one now active. ``FERROPS_SIMD`` sets it at start-up."""
+    supports) for every kernel and returns the one now active; "auto" goes back to the
+    automatic choice, which may pick a lower level for one family on one CPU (``ferrops
+    info`` lists such exceptions). ``FERROPS_SIMD`` forces a level at start-up."""
     if not isinstance(level, str):
         raise _errors.type_error(
-            "set_simd_level", "level", "one of 'scalar', 'avx2', 'avx512'", _errors.describe(level)
+            "set_simd_level", "level", "one of 'scalar', 'avx2', 'avx512', 'auto'", _errors.describe(level)
         )
+    if level == "auto":
+        return _core.reset_simd_level()
     return _core.set_simd_level(level)
 
 
