@@ -17,6 +17,8 @@
 //! fixed order (see `backward.rs`).
 
 mod backward;
+mod decode;
+mod decode_task;
 pub mod bf16;
 #[cfg(target_arch = "x86_64")]
 mod bf16_dot;
@@ -26,6 +28,7 @@ mod kernels;
 mod tile;
 
 pub use backward::attention_backward;
+pub use decode::{kvcache_append, kvcache_attention, CacheValues, KvCacheAttention, DEFAULT_SPLIT};
 pub use forward::attention_forward;
 pub use tile::AttnFloat;
 
