@@ -11,6 +11,10 @@ use super::decode::{CacheValues, KvCacheAttention, Unit};
 use super::tile::{round_up, AttnFloat};
 use crate::buffer;
 use crate::error::Result;
+#[cfg(target_arch = "x86_64")]
+use super::kernels::avx512;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::SimdLevel;
 use crate::simd::{self, SimdKernel};
 
 /// Cache positions prefetched ahead of the one being read.
@@ -96,12 +100,37 @@ impl SimdKernel for Chunk<'_, '_> {
         let factor = if att.softcap > 0.0 { att.scale } else { att.scale * std::f64::consts::LOG2_E } as f32;
         let q_first = (unit.seq * att.len_q + unit.i0) * hq * dk;
         let queries: Vec<f32> = q[q_first..q_first + rows * dk].iter().map(|&x| x * factor).collect();
+        #[cfg(target_arch = "x86_64")]
+        let vectorised = simd::supports(SimdLevel::Avx512);
+        #[cfg(not(target_arch = "x86_64"))]
+        let vectorised = false;
         let row_elems = att.heads_kv * dk;
         for j in lo..hi {
             if j + PREFETCH_AHEAD < hi {
                 prefetch(&keys, att.cache_row(unit.seq, unit.key_start + j + PREFETCH_AHEAD) * dk, row_elems);
             }
             let at = att.cache_row(unit.seq, unit.key_start + j) * dk;
+            #[cfg(target_arch = "x86_64")]
+            if vectorised {
+                let (base, size, format) = raw(&keys, at, row_elems);
+                for g in 0..att.heads_kv {
+                    for i in 0..unit.positions {
+                        let r0 = i * hq + g * group;
+                        // SAFETY: AVX-512 is active; `raw` checked the row's `row_elems`
+                        // elements; the `group` query rows and score cells are inside
+                        // `queries` and `z`.
+                        unsafe {
+                            let (key, q_rows, out) = (base.add(g * dk * size), queries.as_ptr().add(r0 * dk), z.as_mut_ptr().add(r0 * ldz + j - lo));
+                            match format {
+                                avx512::FORMAT_F32 => avx512::dot_rows::<{ avx512::FORMAT_F32 }>(key, dk, q_rows, dk, group, out, ldz),
+                                avx512::FORMAT_BF16 => avx512::dot_rows::<{ avx512::FORMAT_BF16 }>(key, dk, q_rows, dk, group, out, ldz),
+                                _ => avx512::dot_rows::<{ avx512::FORMAT_F16 }>(key, dk, q_rows, dk, group, out, ldz),
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             let key_row = widened(&keys, at, row_elems, scratch);
             for g in 0..att.heads_kv {
                 let k = &key_row[g * dk..(g + 1) * dk];
@@ -130,6 +159,26 @@ impl SimdKernel for Chunk<'_, '_> {
                 prefetch(&values, att.cache_row(unit.seq, unit.key_start + j + PREFETCH_AHEAD) * dv, row_elems);
             }
             let at = att.cache_row(unit.seq, unit.key_start + j) * dv;
+            #[cfg(target_arch = "x86_64")]
+            if vectorised {
+                let (base, size, format) = raw(&values, at, row_elems);
+                for g in 0..att.heads_kv {
+                    for i in 0..unit.positions {
+                        let r0 = i * hq + g * group;
+                        // SAFETY: as for the keys; the `group` output rows are inside
+                        // `partial` (`rows x stride`), their probabilities inside `z`.
+                        unsafe {
+                            let (value, p, o) = (base.add(g * dv * size), z.as_ptr().add(r0 * ldz + j - lo), partial.as_mut_ptr().add(r0 * stride));
+                            match format {
+                                avx512::FORMAT_F32 => avx512::accumulate_rows::<{ avx512::FORMAT_F32 }>(value, dv, p, ldz, group, o, stride),
+                                avx512::FORMAT_BF16 => avx512::accumulate_rows::<{ avx512::FORMAT_BF16 }>(value, dv, p, ldz, group, o, stride),
+                                _ => avx512::accumulate_rows::<{ avx512::FORMAT_F16 }>(value, dv, p, ldz, group, o, stride),
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             let value_row = widened(&values, at, row_elems, scratch);
             for g in 0..att.heads_kv {
                 let v = &value_row[g * dv..(g + 1) * dv];
@@ -262,6 +311,18 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
         _ => ((exponent + 112) << 23) | (mantissa << 13),
     };
     f32::from_bits(sign | magnitude)
+}
+
+/// The start of the `len` elements at `at` (bounds-checked here), the bytes of
+/// one element and the cache's format, for the AVX-512 kernels.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn raw(cache: &CacheValues, at: usize, len: usize) -> (*const u8, usize, u8) {
+    match cache {
+        CacheValues::F32(v) => (v[at..at + len].as_ptr() as *const u8, 4, avx512::FORMAT_F32),
+        CacheValues::Bf16(v) => (v[at..at + len].as_ptr() as *const u8, 2, avx512::FORMAT_BF16),
+        CacheValues::F16(v) => (v[at..at + len].as_ptr() as *const u8, 2, avx512::FORMAT_F16),
+    }
 }
 
 /// Asks for the `len` elements at `at` to be brought into the cache.

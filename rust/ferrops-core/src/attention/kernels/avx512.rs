@@ -183,3 +183,89 @@ avx512_fn! {
         }
     }
 }
+
+/// Cache element formats of the decoding kernels below (`decode_task.rs`):
+/// float32, bfloat16 bits, float16 bits.
+pub const FORMAT_F32: u8 = 0;
+pub const FORMAT_BF16: u8 = 1;
+pub const FORMAT_F16: u8 = 2;
+
+/// The mask of the `d - c` (at most 16) lanes left of a row of `d`.
+#[inline(always)]
+fn tail(d: usize, c: usize) -> __mmask16 {
+    if d - c >= 16 {
+        ALL
+    } else {
+        ((1u32 << (d - c)) - 1) as __mmask16
+    }
+}
+
+/// Elements `index..index + 16` (those under `mask`; 0 elsewhere) of a cache
+/// row in `FORMAT`, as float32: bfloat16 is the top half of a float32, float16
+/// goes through `VCVTPH2PS`; both exact.
+#[inline(always)]
+unsafe fn load16<const FORMAT: u8>(row: *const u8, index: usize, mask: __mmask16) -> __m512 {
+    match FORMAT {
+        FORMAT_F32 => _mm512_maskz_loadu_ps(mask, (row as *const f32).add(index)),
+        FORMAT_BF16 => {
+            let bits = _mm256_maskz_loadu_epi16(mask, (row as *const i16).add(index));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)))
+        }
+        _ => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, (row as *const i16).add(index))),
+    }
+}
+
+avx512_fn! {
+    /// `out[r * ld_out] = sum_c q[r * ldq + c] * key[c]` for `rows` float32 query
+    /// rows and one cache row `key` of `d` elements in `FORMAT`, read once for up
+    /// to four query rows.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn dot_rows<const FORMAT: u8>(key: *const u8, d: usize, q: *const f32, ldq: usize, rows: usize, out: *mut f32, ld_out: usize) {
+        let mut r = 0;
+        while r < rows {
+            let (q, out) = (q.add(r * ldq), out.add(r * ld_out));
+            r += match rows - r {
+                1 => dot_block::<FORMAT, 1>(key, d, q, ldq, out, ld_out),
+                2 => dot_block::<FORMAT, 2>(key, d, q, ldq, out, ld_out),
+                3 => dot_block::<FORMAT, 3>(key, d, q, ldq, out, ld_out),
+                _ => dot_block::<FORMAT, 4>(key, d, q, ldq, out, ld_out),
+            };
+        }
+    }
+
+    /// `o[r * ldo + c] += p[r * ldp] * value[c]` for `rows` output rows and one
+    /// cache row `value` of `d` elements in `FORMAT`, read once for all rows.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn accumulate_rows<const FORMAT: u8>(value: *const u8, d: usize, p: *const f32, ldp: usize, rows: usize, o: *mut f32, ldo: usize) {
+        let mut c = 0;
+        while c < d {
+            let mask = tail(d, c);
+            let v = load16::<FORMAT>(value, c, mask);
+            for r in 0..rows {
+                let at = o.add(r * ldo + c);
+                let sum = _mm512_fmadd_ps(_mm512_set1_ps(*p.add(r * ldp)), v, _mm512_maskz_loadu_ps(mask, at));
+                _mm512_mask_storeu_ps(at, mask, sum);
+            }
+            c += 16;
+        }
+    }
+}
+
+/// `N` rows of [`dot_rows`]; returns `N`.
+#[inline(always)]
+unsafe fn dot_block<const FORMAT: u8, const N: usize>(key: *const u8, d: usize, q: *const f32, ldq: usize, out: *mut f32, ld_out: usize) -> usize {
+    let mut acc = [_mm512_setzero_ps(); N];
+    let mut c = 0;
+    while c < d {
+        let mask = tail(d, c);
+        let k = load16::<FORMAT>(key, c, mask);
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, q.add(i * ldq + c)), k, *a);
+        }
+        c += 16;
+    }
+    for (i, &a) in acc.iter().enumerate() {
+        *out.add(i * ld_out) = _mm512_reduce_add_ps(a);
+    }
+    N
+}
