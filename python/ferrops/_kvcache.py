@@ -93,6 +93,8 @@ def _plan(
     tree_mask: Any,
 ) -> KvPlan:
     f = _FUNCTION
+    if (k is None) != (v is None):
+        raise value_error(f, "v" if v is None else "k", "k and v together (or neither)", "only one of them")
     names = {"q": q, "k_cache": k_cache, "v_cache": v_cache} | ({} if k is None else {"k": k, "v": v})
     for n, x in names.items():
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -116,8 +118,6 @@ def _plan(
     if heads_kv == 0 and heads_q > 0 or heads_kv and heads_q % heads_kv:
         raise value_error(f, "k_cache", f"a number of heads dividing q's {heads_q} (GQA/MQA)", heads_kv)
     len_new = 0
-    if (k is None) != (v is None):
-        raise value_error(f, "v" if v is None else "k", "k and v together (or neither)", "only one of them")
     if k is not None and v is not None:
         for n, x, last in (("k", k, dim), ("v", v, vs[3])):
             s = tuple(x.shape)
