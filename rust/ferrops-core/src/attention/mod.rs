@@ -343,4 +343,6 @@ pub(crate) fn key_range(
 }
 
 #[cfg(test)]
+mod decode_tests;
+#[cfg(test)]
 mod tests;
