@@ -17,8 +17,8 @@ use super::kernels::avx512;
 use crate::simd::SimdLevel;
 use crate::simd::{self, SimdKernel};
 
-/// Cache positions prefetched ahead of the one being read.
-const PREFETCH_AHEAD: usize = 4;
+/// Cache positions looked at ahead of the one being read, for prefetching.
+const PREFETCH_AHEAD: usize = 8;
 
 /// One task: a unit of the wave and a chunk of its keys.
 #[derive(Debug, Clone, Copy)]
@@ -100,47 +100,30 @@ impl SimdKernel for Chunk<'_, '_> {
         let factor = if att.softcap > 0.0 { att.scale } else { att.scale * std::f64::consts::LOG2_E } as f32;
         let q_first = (unit.seq * att.len_q + unit.i0) * hq * dk;
         let queries: Vec<f32> = q[q_first..q_first + rows * dk].iter().map(|&x| x * factor).collect();
+        let shape = Shape { group, rows: unit.positions, hq, ldz, stride, lo };
         #[cfg(target_arch = "x86_64")]
         let vectorised = simd::supports(SimdLevel::Avx512);
         #[cfg(not(target_arch = "x86_64"))]
         let vectorised = false;
-        let row_elems = att.heads_kv * dk;
-        for j in lo..hi {
-            if j + PREFETCH_AHEAD < hi {
-                prefetch(&keys, att.cache_row(unit.seq, unit.key_start + j + PREFETCH_AHEAD) * dk, row_elems);
-            }
-            let at = att.cache_row(unit.seq, unit.key_start + j) * dk;
+        let rows_of = |j: usize| att.cache_row(unit.seq, unit.key_start + j);
+        if vectorised {
             #[cfg(target_arch = "x86_64")]
-            if vectorised {
-                let (base, size, format) = raw(&keys, at, row_elems);
-                for g in 0..att.heads_kv {
-                    for i in 0..unit.positions {
-                        let r0 = i * hq + g * group;
-                        // SAFETY: AVX-512 is active; `raw` checked the row's `row_elems`
-                        // elements; the `group` query rows and score cells are inside
-                        // `queries` and `z`.
-                        unsafe {
-                            let (key, q_rows, out) = (base.add(g * dk * size), queries.as_ptr().add(r0 * dk), z.as_mut_ptr().add(r0 * ldz + j - lo));
-                            match format {
-                                avx512::FORMAT_F32 => avx512::dot_rows::<{ avx512::FORMAT_F32 }>(key, dk, q_rows, dk, group, out, ldz),
-                                avx512::FORMAT_BF16 => avx512::dot_rows::<{ avx512::FORMAT_BF16 }>(key, dk, q_rows, dk, group, out, ldz),
-                                _ => avx512::dot_rows::<{ avx512::FORMAT_F16 }>(key, dk, q_rows, dk, group, out, ldz),
-                            }
-                        }
+            positions_avx512(att, &shape, lo..hi, &rows_of, &keys, dk, |key, n, col, r0| {
+                // SAFETY: AVX-512 is active; `positions_avx512` bounds-checked the
+                // cache rows; the query rows `r0..r0 + group` and their `n` score
+                // cells from `j - lo` are inside `queries` and `z`.
+                unsafe {
+                    let out = z.as_mut_ptr().add(r0 * ldz + col);
+                    let q_rows = queries.as_ptr().add(r0 * dk);
+                    match key.1 {
+                        avx512::FORMAT_F32 => avx512::dot_positions::<{ avx512::FORMAT_F32 }>(key.0, n, dk, q_rows, dk, group, out, ldz),
+                        avx512::FORMAT_BF16 => avx512::dot_positions::<{ avx512::FORMAT_BF16 }>(key.0, n, dk, q_rows, dk, group, out, ldz),
+                        _ => avx512::dot_positions::<{ avx512::FORMAT_F16 }>(key.0, n, dk, q_rows, dk, group, out, ldz),
                     }
                 }
-                continue;
-            }
-            let key_row = widened(&keys, at, row_elems, scratch);
-            for g in 0..att.heads_kv {
-                let k = &key_row[g * dk..(g + 1) * dk];
-                for i in 0..unit.positions {
-                    for h in g * group..(g + 1) * group {
-                        let r = i * hq + h;
-                        z[r * ldz + j - lo] = f32::dot(&queries[r * dk..(r + 1) * dk], k);
-                    }
-                }
-            }
+            });
+        } else {
+            portable_scores(att, &shape, lo..hi, &rows_of, &keys, &queries, dk, scratch, z);
         }
         adjust_scores(att, unit, lo, hi, ldz, bands, z);
         let mut maxima = vec![f32::NEG_INFINITY; rows];
@@ -153,51 +136,147 @@ impl SimdKernel for Chunk<'_, '_> {
             }
         }
         f32::exp2_shifted(rows, ldz, z, ldz, &maxima);
-        let row_elems = att.heads_kv * dv;
-        for j in lo..hi {
-            if j + PREFETCH_AHEAD < hi {
-                prefetch(&values, att.cache_row(unit.seq, unit.key_start + j + PREFETCH_AHEAD) * dv, row_elems);
-            }
-            let at = att.cache_row(unit.seq, unit.key_start + j) * dv;
+        if vectorised {
             #[cfg(target_arch = "x86_64")]
-            if vectorised {
-                let (base, size, format) = raw(&values, at, row_elems);
-                for g in 0..att.heads_kv {
-                    for i in 0..unit.positions {
-                        let r0 = i * hq + g * group;
-                        // SAFETY: as for the keys; the `group` output rows are inside
-                        // `partial` (`rows x stride`), their probabilities inside `z`.
-                        unsafe {
-                            let (value, p, o) = (base.add(g * dv * size), z.as_ptr().add(r0 * ldz + j - lo), partial.as_mut_ptr().add(r0 * stride));
-                            match format {
-                                avx512::FORMAT_F32 => avx512::accumulate_rows::<{ avx512::FORMAT_F32 }>(value, dv, p, ldz, group, o, stride),
-                                avx512::FORMAT_BF16 => avx512::accumulate_rows::<{ avx512::FORMAT_BF16 }>(value, dv, p, ldz, group, o, stride),
-                                _ => avx512::accumulate_rows::<{ avx512::FORMAT_F16 }>(value, dv, p, ldz, group, o, stride),
-                            }
-                        }
+            positions_avx512(att, &shape, lo..hi, &rows_of, &values, dv, |value, n, col, r0| {
+                // SAFETY: as for the keys; the `group` output rows from `r0` are inside
+                // `partial` (`rows x stride`), their `n` probabilities inside `z`.
+                unsafe {
+                    let (p, o) = (z.as_ptr().add(r0 * ldz + col), partial.as_mut_ptr().add(r0 * stride));
+                    match value.1 {
+                        avx512::FORMAT_F32 => avx512::accumulate_positions::<{ avx512::FORMAT_F32 }>(value.0, n, dv, p, ldz, group, o, stride),
+                        avx512::FORMAT_BF16 => avx512::accumulate_positions::<{ avx512::FORMAT_BF16 }>(value.0, n, dv, p, ldz, group, o, stride),
+                        _ => avx512::accumulate_positions::<{ avx512::FORMAT_F16 }>(value.0, n, dv, p, ldz, group, o, stride),
                     }
                 }
-                continue;
-            }
-            let value_row = widened(&values, at, row_elems, scratch);
-            for g in 0..att.heads_kv {
-                let v = &value_row[g * dv..(g + 1) * dv];
-                for i in 0..unit.positions {
-                    for h in g * group..(g + 1) * group {
-                        let r = i * hq + h;
-                        let p = z[r * ldz + j - lo];
-                        if p != 0.0 {
-                            for (o, &x) in partial[r * stride..r * stride + dv].iter_mut().zip(v) {
-                                *o += p * x;
-                            }
-                        }
-                    }
-                }
-            }
+            });
+        } else {
+            portable_values(att, &shape, lo..hi, &rows_of, &values, dv, z, scratch, partial);
         }
         for (r, &m) in maxima.iter().enumerate() {
             partial[r * stride + dv] = m;
             partial[r * stride + dv + 1] = z[r * ldz..r * ldz + hi - lo].iter().sum();
+        }
+    }
+}
+
+/// Where a task's rows live: query rows `i * hq + g * group ..` of position `i`
+/// and key head `g`; scores `ldz` apart from key `lo`; partial rows `stride` apart.
+struct Shape {
+    group: usize,
+    rows: usize,
+    hq: usize,
+    ldz: usize,
+    stride: usize,
+    lo: usize,
+}
+
+/// Calls `each((cache rows, format), n, col, r0)` for every run of up to
+/// [`avx512::POSITIONS`] positions from `range`, every key head and query
+/// position: the head's rows at those `n` positions (each bounds-checked whole),
+/// the positions' first score column `col` and the group's first query row `r0`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn positions_avx512(
+    att: &KvCacheAttention,
+    shape: &Shape,
+    range: std::ops::Range<usize>,
+    rows_of: &impl Fn(usize) -> usize,
+    cache: &CacheValues,
+    dim: usize,
+    mut each: impl FnMut(([*const u8; avx512::POSITIONS], u8), usize, usize, usize),
+) {
+    let row_elems = att.heads_kv * dim;
+    let mut j = range.start;
+    while j < range.end {
+        let n = (range.end - j).min(avx512::POSITIONS);
+        // Only where the next position is not the next row in memory (a new block
+        // of a paged cache): the hardware prefetcher follows runs of rows, and
+        // prefetching those too measured slower (the prefetches wait for the
+        // same fill buffers the loads need).
+        for t in j + PREFETCH_AHEAD..(j + n + PREFETCH_AHEAD).min(range.end) {
+            if rows_of(t) != rows_of(t - 1) + att.heads_kv {
+                prefetch(cache, rows_of(t) * dim, row_elems);
+            }
+        }
+        let mut rows = [(std::ptr::null(), 0, 0); avx512::POSITIONS];
+        for (t, row) in rows.iter_mut().enumerate() {
+            // Unused slots repeat the last position: read, never stored.
+            *row = raw(cache, rows_of(j + t.min(n - 1)) * dim, row_elems);
+        }
+        let (size, format) = (rows[0].1, rows[0].2);
+        for g in 0..att.heads_kv {
+            let mut heads = [std::ptr::null(); avx512::POSITIONS];
+            for (head, row) in heads.iter_mut().zip(rows) {
+                // SAFETY: `g * dim + dim <= row_elems`, inside each checked row.
+                *head = unsafe { row.0.add(g * dim * size) };
+            }
+            for i in 0..shape.rows {
+                each((heads, format), n, j - shape.lo, i * shape.hq + g * shape.group);
+            }
+        }
+        j += n;
+    }
+}
+
+/// The scores of keys `range` for the portable path: each cache row widened to
+/// float32, one dot product per query row.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn portable_scores(
+    att: &KvCacheAttention,
+    shape: &Shape,
+    range: std::ops::Range<usize>,
+    rows_of: &impl Fn(usize) -> usize,
+    keys: &CacheValues,
+    queries: &[f32],
+    dk: usize,
+    scratch: &mut [f32],
+    z: &mut [f32],
+) {
+    let row_elems = att.heads_kv * dk;
+    for j in range {
+        let key_row = widened(keys, rows_of(j) * dk, row_elems, scratch);
+        for g in 0..att.heads_kv {
+            let k = &key_row[g * dk..(g + 1) * dk];
+            for i in 0..shape.rows {
+                for r in i * shape.hq + g * shape.group..i * shape.hq + (g + 1) * shape.group {
+                    z[r * shape.ldz + j - shape.lo] = f32::dot(&queries[r * dk..(r + 1) * dk], k);
+                }
+            }
+        }
+    }
+}
+
+/// The probability-weighted values of keys `range` for the portable path.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn portable_values(
+    att: &KvCacheAttention,
+    shape: &Shape,
+    range: std::ops::Range<usize>,
+    rows_of: &impl Fn(usize) -> usize,
+    values: &CacheValues,
+    dv: usize,
+    z: &[f32],
+    scratch: &mut [f32],
+    partial: &mut [f32],
+) {
+    let row_elems = att.heads_kv * dv;
+    for j in range {
+        let value_row = widened(values, rows_of(j) * dv, row_elems, scratch);
+        for g in 0..att.heads_kv {
+            let v = &value_row[g * dv..(g + 1) * dv];
+            for i in 0..shape.rows {
+                for r in i * shape.hq + g * shape.group..i * shape.hq + (g + 1) * shape.group {
+                    let p = z[r * shape.ldz + j - shape.lo];
+                    if p != 0.0 {
+                        for (o, &x) in partial[r * shape.stride..r * shape.stride + dv].iter_mut().zip(v) {
+                            *o += p * x;
+                        }
+                    }
+                }
+            }
         }
     }
 }
