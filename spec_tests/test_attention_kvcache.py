@@ -89,8 +89,15 @@ def test_decoding_matches_the_reference_for_gqa_ratios(backend, ratio, Lq):
     q, kc, vc = case(B=3, Lq=Lq, Hq=8, Hkv=8 // ratio, S=300, seed=ratio)
     lens = np.array([1 + Lq, 300, 177], np.int32)
     out, lse = backend.output(
-        fa(backend.input(q), backend.input(kc), backend.input(vc), cache_seqlens=backend.input(lens), causal=True,
-           return_softmax_lse=True, **backend.kwargs)  # fmt: skip
+        fa(
+            backend.input(q),
+            backend.input(kc),
+            backend.input(vc),
+            cache_seqlens=backend.input(lens),
+            causal=True,
+            return_softmax_lse=True,
+            **backend.kwargs,
+        )  # fmt: skip
     )
     ro, rl = reference(q, kc, vc, lens, window=(None, 0))
     np.testing.assert_allclose(out, ro, atol=2e-5)
@@ -120,14 +127,27 @@ def test_appended_keys_land_at_cache_seqlens_and_are_attended(backend):
 def test_an_empty_cache_gives_zero_or_the_new_tokens_only(backend):
     q, kc, vc = case(B=2, Lq=1, S=16, seed=5)
     out, lse = backend.output(
-        fa(backend.input(q), backend.input(kc), backend.input(vc), cache_seqlens=0, return_softmax_lse=True,
-           **backend.kwargs)  # fmt: skip
+        fa(
+            backend.input(q),
+            backend.input(kc),
+            backend.input(vc),
+            cache_seqlens=0,
+            return_softmax_lse=True,
+            **backend.kwargs,
+        )  # fmt: skip
     )
     assert np.all(out == 0) and np.all(lse == -np.inf)
     k_new, v_new = rand((2, 1, 2, 32), 6), rand((2, 1, 2, 32), 7)
     out = backend.output(
-        fa(backend.input(q), backend.input(kc), backend.input(vc), backend.input(k_new), backend.input(v_new),
-           cache_seqlens=0, **backend.kwargs)  # fmt: skip
+        fa(
+            backend.input(q),
+            backend.input(kc),
+            backend.input(vc),
+            backend.input(k_new),
+            backend.input(v_new),
+            cache_seqlens=0,
+            **backend.kwargs,
+        )  # fmt: skip
     )
     # One key: softmax weight 1 on it.
     np.testing.assert_allclose(out, np.repeat(v_new, 4, axis=2), atol=1e-6)
@@ -154,8 +174,14 @@ def test_options_follow_the_formula(backend, options):
         slopes = np.linspace(0.05, 0.4, 8)
         kwargs["alibi_slopes"] = backend.input(slopes)
     out = backend.output(
-        fa(backend.input(q), backend.input(kc), backend.input(vc), cache_seqlens=backend.input(lens),
-           **kwargs, **backend.kwargs)  # fmt: skip
+        fa(
+            backend.input(q),
+            backend.input(kc),
+            backend.input(vc),
+            cache_seqlens=backend.input(lens),
+            **kwargs,
+            **backend.kwargs,
+        )  # fmt: skip
     )
     window = options.get("window_size", (-1, 0 if options.get("causal") else -1))
     ro, _ = reference(q, kc, vc, lens, scale=options.get("softmax_scale"),
@@ -169,8 +195,16 @@ def test_causal_alibi_lse_is_flash_attns(backend):
     q, kc, vc = case(B=1, Lq=2, S=50, seed=9)
     slopes = np.linspace(0.1, 0.8, 8)
     _, lse = backend.output(
-        fa(backend.input(q), backend.input(kc), backend.input(vc), cache_seqlens=50, causal=True,
-           alibi_slopes=backend.input(slopes), return_softmax_lse=True, **backend.kwargs)  # fmt: skip
+        fa(
+            backend.input(q),
+            backend.input(kc),
+            backend.input(vc),
+            cache_seqlens=50,
+            causal=True,
+            alibi_slopes=backend.input(slopes),
+            return_softmax_lse=True,
+            **backend.kwargs,
+        )  # fmt: skip
     )
     _, rl = reference(q, kc, vc, np.array([50]), window=(None, 0), slopes=slopes)
     position = np.arange(2) + 48
@@ -185,15 +219,27 @@ def test_tree_mask_limits_the_new_tokens_and_keeps_the_cache_visible(backend):
     tree = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 0, 1]], bool)
     lens = np.array([40, 9], np.int32)
     out = backend.output(
-        fa(backend.input(q), backend.input(kc), backend.input(vc), cache_seqlens=backend.input(lens),
-           tree_mask=backend.input(tree), **backend.kwargs)  # fmt: skip
+        fa(
+            backend.input(q),
+            backend.input(kc),
+            backend.input(vc),
+            cache_seqlens=backend.input(lens),
+            tree_mask=backend.input(tree),
+            **backend.kwargs,
+        )  # fmt: skip
     )
     ro, _ = reference(q, kc, vc, lens, tree=tree)
     np.testing.assert_allclose(out, ro, atol=2e-5)
     per_batch = np.stack([tree, np.tril(np.ones((Lq, Lq), bool))])
     out = backend.output(
-        fa(backend.input(q), backend.input(kc), backend.input(vc), cache_seqlens=backend.input(lens),
-           tree_mask=backend.input(per_batch), **backend.kwargs)  # fmt: skip
+        fa(
+            backend.input(q),
+            backend.input(kc),
+            backend.input(vc),
+            cache_seqlens=backend.input(lens),
+            tree_mask=backend.input(per_batch),
+            **backend.kwargs,
+        )  # fmt: skip
     )
     np.testing.assert_allclose(out, reference(q, kc, vc, lens, tree=per_batch)[0], atol=2e-5)
 
@@ -205,9 +251,16 @@ def test_cache_batch_idx_and_leftpad(backend):
     idx = np.array([2, 1], np.int32)
     lens, starts = np.array([30, 22], np.int32), np.array([4, 0], np.int32)
     out = backend.output(
-        fa(backend.input(q), backend.input(big_k), backend.input(big_v), cache_seqlens=backend.input(lens),
-           cache_batch_idx=backend.input(idx), cache_leftpad=backend.input(starts), causal=True,
-           **backend.kwargs)  # fmt: skip
+        fa(
+            backend.input(q),
+            backend.input(big_k),
+            backend.input(big_v),
+            cache_seqlens=backend.input(lens),
+            cache_batch_idx=backend.input(idx),
+            cache_leftpad=backend.input(starts),
+            causal=True,
+            **backend.kwargs,
+        )  # fmt: skip
     )
     ro, _ = reference(q, big_k[idx], big_v[idx], lens, starts=starts, window=(None, 0))
     np.testing.assert_allclose(out, ro, atol=2e-5)
@@ -257,9 +310,17 @@ def test_paged_append_and_windows_crossing_blocks(backend):
     vb, _ = paged(vc, 16, 25)
     k_in, v_in = backend.input(kb), backend.input(vb)
     out = backend.output(
-        fa(backend.input(q), k_in, v_in, backend.input(k_new), backend.input(v_new),
-           cache_seqlens=backend.input(before), block_table=backend.input(table), window_size=(21, 0),
-           **backend.kwargs)  # fmt: skip
+        fa(
+            backend.input(q),
+            k_in,
+            v_in,
+            backend.input(k_new),
+            backend.input(v_new),
+            cache_seqlens=backend.input(before),
+            block_table=backend.input(table),
+            window_size=(21, 0),
+            **backend.kwargs,
+        )  # fmt: skip
     )
     expected_k, expected_v = kc.copy(), vc.copy()
     for b in range(2):

@@ -11,8 +11,8 @@ from typing import Literal
 
 from . import _core, _dispatch, _errors, attention, boxes, coco, detection, layers, mask, mdp, nn, pooling, segmentation
 from ._info import info
-from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from ._kvcache import flash_attn_with_kvcache
+from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
     batched_nms,
     box_area,

@@ -95,7 +95,9 @@ def _plan(
     f = _FUNCTION
     if (k is None) != (v is None):
         raise value_error(f, "v" if v is None else "k", "k and v together (or neither)", "only one of them")
-    names = {"q": q, "k_cache": k_cache, "v_cache": v_cache} | ({} if k is None else {"k": k, "v": v})
+    names: dict[str, Array] = {"q": q, "k_cache": k_cache, "v_cache": v_cache}
+    if k is not None and v is not None:
+        names |= {"k": k, "v": v}
     for n, x in names.items():
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise type_error(f, n, "an array or tensor", describe(x))
@@ -163,7 +165,9 @@ def _plan(
         if mask.dtype != np.bool_:
             raise type_error(f, "tree_mask", "a bool array or tensor", f"dtype {mask.dtype}")
         if mask.shape not in ((len_q, len_q), (batch, len_q, len_q)):
-            raise value_error(f, "tree_mask", f"shape [{len_q}, {len_q}] or [{batch}, {len_q}, {len_q}]", list(mask.shape))
+            raise value_error(
+                f, "tree_mask", f"shape [{len_q}, {len_q}] or [{batch}, {len_q}, {len_q}]", list(mask.shape)
+            )
     return KvPlan(
         batch=batch,
         len_q=len_q,

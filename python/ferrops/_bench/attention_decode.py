@@ -16,6 +16,7 @@ import functools
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,17 @@ def _paged(torch: Any, cache: Any, block_size: int, seed: int) -> tuple[Any, Any
     return blocks, order.to(torch.int32)
 
 
+def _sdpa(sdpa: Any, q: Any, k_cache: Any, v_cache: Any) -> Any:
+    """torch's SDPA on the cache as it lies (``[B, S, H, D]`` viewed as ``[B, H, S, D]``)."""
+    return sdpa(q.transpose(1, 2), k_cache.transpose(1, 2), v_cache.transpose(1, 2), enable_gqa=True)
+
+
+def _gathered_sdpa(sdpa: Any, q: Any, k_blocks: Any, v_blocks: Any, table: Any) -> Any:
+    """What a torch user does with a paged cache: gather each sequence's blocks, then SDPA."""
+    k_cache, v_cache = (blocks[table.long()].flatten(1, 2) for blocks in (k_blocks, v_blocks))
+    return _sdpa(sdpa, q, k_cache, v_cache)
+
+
 def decode_cases(torch: Any, small: bool) -> Iterable[Case]:
     sdpa = torch.nn.functional.scaled_dot_product_attention
     generator = torch.Generator().manual_seed(18)
@@ -97,23 +109,14 @@ def decode_cases(torch: Any, small: bool) -> Iterable[Case]:
             size += f", paged block {block_size} shuffled"
             k_blocks, table = _paged(torch, k_cache, block_size, 1)
             v_blocks, _ = _paged(torch, v_cache, block_size, 1)
-
-            def ours(q: Any = q, k: Any = k_blocks, v: Any = v_blocks, table: Any = table, n: int = length) -> Any:
-                return ferrops.flash_attn_with_kvcache(q, k, v, cache_seqlens=n, block_table=table)
-
-            def peer(q: Any = q, k: Any = k_blocks, v: Any = v_blocks, table: Any = table) -> Any:
-                gathered = [c[table.long()].flatten(1, 2).transpose(1, 2) for c in (k, v)]
-                return sdpa(q.transpose(1, 2), *gathered, enable_gqa=True)
-
+            ours = partial(
+                ferrops.flash_attn_with_kvcache, q, k_blocks, v_blocks, cache_seqlens=length, block_table=table
+            )
+            peer = partial(_gathered_sdpa, sdpa, q, k_blocks, v_blocks, table)
             peer_name = "gather pages + torch SDPA (enable_gqa)"
         else:
-
-            def ours(q: Any = q, k: Any = k_cache, v: Any = v_cache, n: int = length) -> Any:
-                return ferrops.flash_attn_with_kvcache(q, k, v, cache_seqlens=n)
-
-            def peer(q: Any = q, k: Any = k_cache, v: Any = v_cache) -> Any:
-                return sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), enable_gqa=True)
-
+            ours = partial(ferrops.flash_attn_with_kvcache, q, k_cache, v_cache, cache_seqlens=length)
+            peer = partial(_sdpa, sdpa, q, k_cache, v_cache)
             peer_name = "torch SDPA (enable_gqa)"
         yield Case(
             "attention",

@@ -166,10 +166,7 @@ impl KvCacheAttention<'_> {
 
     /// Checks every argument against the tensors; returns the units.
     pub(crate) fn validate(&self, q: &[f32], keys_len: usize, values_len: usize) -> Result<Vec<Unit>> {
-        ensure!(
-            self.heads_kv > 0 || self.heads_q == 0,
-            self.error("k_cache", "at least one key head", "0 heads")
-        );
+        ensure!(self.heads_kv > 0 || self.heads_q == 0, self.error("k_cache", "at least one key head", "0 heads"));
         ensure!(
             self.heads_q.is_multiple_of(self.heads_kv.max(1)),
             self.error(
@@ -188,15 +185,19 @@ impl KvCacheAttention<'_> {
         let q_len = dims(&[self.batch, self.len_q, self.heads_q, self.dim_qk])?;
         let k_len = dims(&[self.num_blocks, self.block_size, self.heads_kv, self.dim_qk])?;
         let v_len = dims(&[self.num_blocks, self.block_size, self.heads_kv, self.dim_v])?;
-        for (name, got, want) in [("q", q.len(), q_len), ("k_cache", keys_len, k_len), ("v_cache", values_len, v_len)]
-        {
+        for (name, got, want) in [("q", q.len(), q_len), ("k_cache", keys_len, k_len), ("v_cache", values_len, v_len)] {
             ensure!(got == want, self.error(name, format!("{want} elements"), format!("{got}")));
         }
         ensure!(
             self.block_table.len() == self.batch * self.max_blocks,
             self.error(
                 "block_table",
-                format!("{} entries ({} sequences x {} blocks)", self.batch * self.max_blocks, self.batch, self.max_blocks),
+                format!(
+                    "{} entries ({} sequences x {} blocks)",
+                    self.batch * self.max_blocks,
+                    self.batch,
+                    self.max_blocks
+                ),
                 format!("{}", self.block_table.len()),
             )
         );
@@ -341,7 +342,7 @@ pub fn kvcache_append<E: Copy>(
 /// The new positions in `len` elements `[batch, len_new, heads_kv, dim]`.
 fn new_positions(att: &KvCacheAttention, argument: &'static str, len: usize, dim: usize) -> Result<usize> {
     let per_sequence = att.batch * att.heads_kv * dim;
-    let len_new = if per_sequence == 0 { 0 } else { len / per_sequence };
+    let len_new = len.checked_div(per_sequence).unwrap_or(0);
     ensure!(
         len == len_new * per_sequence,
         att.error(

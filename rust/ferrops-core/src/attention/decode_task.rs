@@ -8,11 +8,11 @@
 //! (`dim_v` floats), the base-2 maximum `m` and the sum `l` of `2^(s - m)`.
 
 use super::decode::{CacheValues, KvCacheAttention, Unit};
+#[cfg(target_arch = "x86_64")]
+use super::kernels::avx512;
 use super::tile::{round_up, AttnFloat};
 use crate::buffer;
 use crate::error::Result;
-#[cfg(target_arch = "x86_64")]
-use super::kernels::avx512;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::SimdLevel;
 use crate::simd::{self, SimdKernel};
@@ -66,7 +66,20 @@ pub(crate) fn run_task(
         "a widened cache row",
         &[att.heads_kv, att.dim_qk.max(att.dim_v)],
     )?;
-    simd::dispatch(Chunk { att, unit, lo, hi, ldz, bands: &bands, q, keys, values, z: &mut z, scratch: &mut scratch, partial });
+    simd::dispatch(Chunk {
+        att,
+        unit,
+        lo,
+        hi,
+        ldz,
+        bands: &bands,
+        q,
+        keys,
+        values,
+        z: &mut z,
+        scratch: &mut scratch,
+        partial,
+    });
     Ok(())
 }
 
@@ -116,8 +129,12 @@ impl SimdKernel for Chunk<'_, '_> {
                     let out = z.as_mut_ptr().add(r0 * ldz + col);
                     let q_rows = queries.as_ptr().add(r0 * dk);
                     match key.1 {
-                        avx512::FORMAT_F32 => avx512::dot_positions::<{ avx512::FORMAT_F32 }>(key.0, n, dk, q_rows, dk, group, out, ldz),
-                        avx512::FORMAT_BF16 => avx512::dot_positions::<{ avx512::FORMAT_BF16 }>(key.0, n, dk, q_rows, dk, group, out, ldz),
+                        avx512::FORMAT_F32 => {
+                            avx512::dot_positions::<{ avx512::FORMAT_F32 }>(key.0, n, dk, q_rows, dk, group, out, ldz)
+                        }
+                        avx512::FORMAT_BF16 => {
+                            avx512::dot_positions::<{ avx512::FORMAT_BF16 }>(key.0, n, dk, q_rows, dk, group, out, ldz)
+                        }
                         _ => avx512::dot_positions::<{ avx512::FORMAT_F16 }>(key.0, n, dk, q_rows, dk, group, out, ldz),
                     }
                 }
@@ -144,9 +161,15 @@ impl SimdKernel for Chunk<'_, '_> {
                 unsafe {
                     let (p, o) = (z.as_ptr().add(r0 * ldz + col), partial.as_mut_ptr().add(r0 * stride));
                     match value.1 {
-                        avx512::FORMAT_F32 => avx512::accumulate_positions::<{ avx512::FORMAT_F32 }>(value.0, n, dv, p, ldz, group, o, stride),
-                        avx512::FORMAT_BF16 => avx512::accumulate_positions::<{ avx512::FORMAT_BF16 }>(value.0, n, dv, p, ldz, group, o, stride),
-                        _ => avx512::accumulate_positions::<{ avx512::FORMAT_F16 }>(value.0, n, dv, p, ldz, group, o, stride),
+                        avx512::FORMAT_F32 => avx512::accumulate_positions::<{ avx512::FORMAT_F32 }>(
+                            value.0, n, dv, p, ldz, group, o, stride,
+                        ),
+                        avx512::FORMAT_BF16 => avx512::accumulate_positions::<{ avx512::FORMAT_BF16 }>(
+                            value.0, n, dv, p, ldz, group, o, stride,
+                        ),
+                        _ => avx512::accumulate_positions::<{ avx512::FORMAT_F16 }>(
+                            value.0, n, dv, p, ldz, group, o, stride,
+                        ),
                     }
                 }
             });

@@ -47,8 +47,8 @@ fn contiguous<'a>(table: &'a [i32], lens: &'a [i32], starts: &'a [i32], split: u
 /// ATT-REF for the causal contiguous case, in f64: `out` row by row.
 fn reference(q: &[f32], k: &[f32], v: &[f32], lens: &[i32]) -> Vec<f64> {
     let mut out = vec![0.0; B * LQ * HQ * D];
-    for b in 0..B {
-        let len = lens[b] as usize;
+    for (b, &len) in lens.iter().enumerate() {
+        let len = len as usize;
         for i in 0..LQ {
             for h in 0..HQ {
                 let g = h / (HQ / HKV);
@@ -142,7 +142,8 @@ fn block_tables_and_lengths_outside_the_cache_are_errors() {
 
 #[test]
 fn float16_widening_is_exact() {
-    for (bits, value) in [(0x3c00u16, 1.0f32), (0xc000, -2.0), (0x0001, 2f32.powi(-24)), (0x7bff, 65504.0), (0x8000, -0.0)]
+    for (bits, value) in
+        [(0x3c00u16, 1.0f32), (0xc000, -2.0), (0x0001, 2f32.powi(-24)), (0x7bff, 65504.0), (0x8000, -0.0)]
     {
         assert_eq!(f16_to_f32(bits).to_bits(), value.to_bits());
     }

@@ -17,11 +17,11 @@
 //! fixed order (see `backward.rs`).
 
 mod backward;
-mod decode;
-mod decode_task;
 pub mod bf16;
 #[cfg(target_arch = "x86_64")]
 mod bf16_dot;
+mod decode;
+mod decode_task;
 mod forward;
 #[cfg(target_arch = "x86_64")]
 mod kernels;
