@@ -17,7 +17,7 @@
 //!   outputs), merged per row in chunk order (ATT-ONLINE's rescaling). Chunk
 //!   boundaries are positions, not threads, nor blocks: results are bitwise the
 //!   same for any thread count and for a paged or contiguous cache.
-//! - Positions a few rows ahead are prefetched: consecutive positions of a paged
+//! - Positions 16 rows ahead are prefetched into L2: consecutive positions of a paged
 //!   cache can be blocks apart, where the hardware prefetcher does not follow.
 //!
 //! bfloat16 and float16 caches are widened to float32 one position at a time, in

@@ -18,7 +18,7 @@ use crate::simd::SimdLevel;
 use crate::simd::{self, SimdKernel};
 
 /// Cache positions looked at ahead of the one being read, for prefetching.
-const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = 16;
 
 /// One task: a unit of the wave and a chunk of its keys.
 #[derive(Debug, Clone, Copy)]
@@ -213,14 +213,11 @@ fn positions_avx512(
     let mut j = range.start;
     while j < range.end {
         let n = (range.end - j).min(avx512::POSITIONS);
-        // Only where the next position is not the next row in memory (a new block
-        // of a paged cache): the hardware prefetcher follows runs of rows, and
-        // prefetching those too measured slower (the prefetches wait for the
-        // same fill buffers the loads need).
+        // Into L2, 16 positions ahead: that measured faster than no prefetch
+        // (bfloat16 by 15%) and than prefetching into L1, whose prefetches wait
+        // for the fill buffers the loads need.
         for t in j + PREFETCH_AHEAD..(j + n + PREFETCH_AHEAD).min(range.end) {
-            if rows_of(t) != rows_of(t - 1) + att.heads_kv {
-                prefetch(cache, rows_of(t) * dim, row_elems);
-            }
+            prefetch(cache, rows_of(t) * dim, row_elems);
         }
         let mut rows = [(std::ptr::null(), 0, 0); avx512::POSITIONS];
         for (t, row) in rows.iter_mut().enumerate() {
@@ -427,12 +424,12 @@ fn raw(cache: &CacheValues, at: usize, len: usize) -> (*const u8, usize, u8) {
     }
 }
 
-/// Asks for the `len` elements at `at` to be brought into the cache.
+/// Asks for the `len` elements at `at` to be brought into the L2 cache.
 #[inline(always)]
 fn prefetch(cache: &CacheValues, at: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         let (start, bytes) = match cache {
             CacheValues::F32(v) => (v[at..at + len].as_ptr() as *const i8, len * 4),
             CacheValues::Bf16(v) | CacheValues::F16(v) => (v[at..at + len].as_ptr() as *const i8, len * 2),
@@ -442,7 +439,7 @@ fn prefetch(cache: &CacheValues, at: usize, len: usize) {
             // inside the slice (`line < bytes`). SSE is part of x86-64.
             #[allow(unused_unsafe)]
             unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(start.add(line))
+                _mm_prefetch::<_MM_HINT_T1>(start.add(line))
             };
         }
     }
