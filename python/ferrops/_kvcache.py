@@ -94,7 +94,7 @@ def _plan(
 ) -> KvPlan:
     f = _FUNCTION
     if (k is None) != (v is None):
-        raise value_error(f, "v" if v is None else "k", "k and v together (or neither)", "only one of them")
+        raise ValueError(f"{f}(): expected k and v together (or neither), got only {'k' if v is None else 'v'}")
     names: dict[str, Array] = {"q": q, "k_cache": k_cache, "v_cache": v_cache}
     if k is not None and v is not None:
         names |= {"k": k, "v": v}
@@ -102,11 +102,11 @@ def _plan(
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise type_error(f, n, "an array or tensor", describe(x))
     dtypes = {n: str(x.dtype).replace("torch.", "") for n, x in names.items()}
+    if len(set(dtypes.values())) > 1:
+        got = ", ".join(f"{n} {dt}" for n, dt in dtypes.items())
+        raise TypeError(f"{f}(): expected {', '.join(dtypes)} of one dtype, got {got}")
     if dtypes["k_cache"] not in _CACHE_DTYPES:
         raise type_error(f, "k_cache", "float32, bfloat16 or float16", f"dtype {dtypes['k_cache']}")
-    for n, dt in dtypes.items():
-        if dt != dtypes["k_cache"]:
-            raise type_error(f, n, f"dtype {dtypes['k_cache']} (k_cache's)", f"dtype {dt}")
     qs, ks, vs = tuple(q.shape), tuple(k_cache.shape), tuple(v_cache.shape)
     for n, s in (("q", qs), ("k_cache", ks), ("v_cache", vs)):
         if len(s) != 4:
@@ -149,7 +149,7 @@ def _plan(
     if cache_seqlens is None:
         before = np.full(batch, capacity, dtype=np.int64)
     elif isinstance(cache_seqlens, (int, np.integer)) and not isinstance(cache_seqlens, (bool, np.bool_)):
-        before = np.full(batch, int(cache_seqlens), dtype=np.int64)
+        before = np.full(batch, d.check_int(f, "cache_seqlens", cache_seqlens, 0, "a length >= 0"), dtype=np.int64)
     else:
         before = _int_vector("cache_seqlens", cache_seqlens, batch)
     starts = np.zeros(batch, np.int64) if cache_leftpad is None else _int_vector("cache_leftpad", cache_leftpad, batch)
@@ -192,22 +192,25 @@ def _plan(
     )
 
 
-def _cache_bits(argument: str, x: Array, dtype: str) -> np.ndarray:
-    """The cache's memory as the NumPy array the kernel reads and writes: float32,
-    or the uint16 bits of bfloat16/float16; never a copy, so that appended keys
-    land in the caller's cache."""
+def _cache_bits(argument: str, x: Array, dtype: str, written: bool) -> np.ndarray:
+    """The cache's memory as the NumPy array the kernel reads (and, when
+    ``written``, writes): float32, or the uint16 bits of bfloat16/float16. A cache
+    that is written is never copied, so that appended keys land in the caller's
+    cache; one that is only read is made contiguous if it is not."""
     if d.is_tensor(x):
         torch = d.torch_module()
         t = x.detach()
         if not t.is_contiguous():
-            raise value_error(_FUNCTION, argument, "a contiguous tensor (it is written in place)", "a strided view")
-        a = t.numpy() if dtype == "float32" else t.view(torch.int16).numpy().view(np.uint16)
-    else:
-        a = np.asarray(x)
-        if not a.flags.c_contiguous:
+            if written:
+                raise value_error(_FUNCTION, argument, "a contiguous tensor (it is written in place)", "a strided view")
+            t = t.contiguous()
+        return t.numpy() if dtype == "float32" else t.view(torch.int16).numpy().view(np.uint16)
+    a = np.asarray(x)
+    if not a.flags.c_contiguous:
+        if written:
             raise value_error(_FUNCTION, argument, "a contiguous array (it is written in place)", "a strided view")
-        a = a if dtype == "float32" else a.view(np.uint16)
-    return a
+        a = d.contiguous(_FUNCTION, argument, a, a.dtype)
+    return a if dtype == "float32" else a.view(np.uint16)
 
 
 def _new_bits(argument: str, x: Array, dtype: str) -> np.ndarray:
@@ -248,7 +251,8 @@ def _run_rust(
         "tree_mask": None if plan.tree_mask is None else np.ascontiguousarray(plan.tree_mask).reshape(-1),
         "split": plan.split,
     }
-    kc, vc = _cache_bits("k_cache", k_cache, plan.dtype), _cache_bits("v_cache", v_cache, plan.dtype)
+    written = k is not None
+    kc, vc = _cache_bits("k_cache", k_cache, plan.dtype, written), _cache_bits("v_cache", v_cache, plan.dtype, written)
     kn = None if k is None else _new_bits("k", k, plan.dtype)
     vn = None if v is None else _new_bits("v", v, plan.dtype)
     out, lse = _core.attention_kvcache(q32, kc, vc, kn, vn, options)
@@ -300,7 +304,7 @@ def flash_attn_with_kvcache(
         q (Tensor[B, Lq, Hq, D] | ndarray): queries (Lq = 1 when decoding).
         k_cache (Tensor[B_cache, S, Hkv, D] | Tensor[num_blocks, block_size, Hkv, D]):
             the key cache, contiguous (with ``block_table``: paged). float32, bfloat16 or
-            float16, q's dtype; written in place when ``k`` is given, so C-contiguous.
+            float16, q's dtype; written in place when ``k`` is given, so then C-contiguous.
         v_cache (Tensor[..., Hkv, Dv]): the value cache, shaped as ``k_cache``.
         k (Tensor[B, L_new, Hkv, D], optional): new keys, written at positions
             ``cache_seqlens .. cache_seqlens + L_new - 1`` of each sequence before attending.
@@ -341,8 +345,9 @@ def flash_attn_with_kvcache(
             raise value_error(f, name, "None (rotate q and k before the call)", describe(value))
     d.check_bool(f, "rotary_interleaved", rotary_interleaved)
     want_lse = d.check_bool(f, "return_softmax_lse", return_softmax_lse)
-    arrays = [x if d.is_tensor(x) else np.asarray(x) for x in (q, k_cache, v_cache)]
-    new = [None if x is None else x if d.is_tensor(x) else np.asarray(x) for x in (k, v)]
+    named = {"q": q, "k_cache": k_cache, "v_cache": v_cache}
+    arrays = [x if d.is_tensor(x) else d.host_array(f, n, x) for n, x in named.items()]
+    new = [None if x is None else x if d.is_tensor(x) else d.host_array(f, n, x) for n, x in (("k", k), ("v", v))]
     plan = _plan(
         arrays[0], arrays[1], arrays[2], new[0], new[1],
         cache_seqlens, cache_batch_idx, cache_leftpad, block_table,
