@@ -103,6 +103,19 @@ def test_decoding_matches_the_reference_for_gqa_ratios(backend, ratio, Lq):
     np.testing.assert_allclose(out, ro, atol=2e-5)
     np.testing.assert_allclose(lse, rl, atol=2e-5)
     assert out.dtype == np.float32 and out.shape == (3, Lq, 8, 32) and lse.shape == (3, 8, Lq)
+    out_again, lse_again = backend.output(
+        fa(
+            backend.input(q),
+            backend.input(kc),
+            backend.input(vc),
+            cache_seqlens=backend.input(lens),
+            causal=True,
+            return_lse=True,
+            **backend.kwargs,
+        )  # fmt: skip
+    )
+    np.testing.assert_array_equal(out_again, out)
+    np.testing.assert_array_equal(lse_again, lse)
 
 
 @pytest.mark.spec("ATT-KVCACHE")

@@ -294,6 +294,7 @@ def flash_attn_with_kvcache(
     return_softmax_lse: bool = False,
     *,
     tree_mask: ArrayLike | None = None,
+    return_lse: bool = False,
     backend: Backend = "auto",
 ) -> Any:
     """FlashAttention-2's ``flash_attn_with_kvcache``, with its positional order:
@@ -332,6 +333,8 @@ def flash_attn_with_kvcache(
             extension for tree (speculative, Medusa-style) decoding: ``tree_mask[i, j]``
             says whether new token ``i`` may see new token ``j`` (the last ``Lq`` keys);
             earlier keys stay visible. It combines with ``causal`` and the window.
+        return_lse: keyword-only, the same as ``return_softmax_lse`` (the name
+            :func:`flash_attn_func` uses).
         backend: "auto", "rust" or "torch".
 
     Returns:
@@ -344,7 +347,7 @@ def flash_attn_with_kvcache(
         if value is not None:
             raise value_error(f, name, "None (rotate q and k before the call)", describe(value))
     d.check_bool(f, "rotary_interleaved", rotary_interleaved)
-    want_lse = d.check_bool(f, "return_softmax_lse", return_softmax_lse)
+    want_lse = d.check_bool(f, "return_softmax_lse", return_softmax_lse) | d.check_bool(f, "return_lse", return_lse)
     named = {"q": q, "k_cache": k_cache, "v_cache": v_cache}
     arrays = [x if d.is_tensor(x) else d.host_array(f, n, x) for n, x in named.items()]
     new = [None if x is None else x if d.is_tensor(x) else d.host_array(f, n, x) for n, x in (("k", k), ("v", v))]

@@ -64,6 +64,7 @@ KVCACHE = {
             "alibi_slopes": array_mutations(optional=True),
             "num_splits": int_mutations(),
             "return_softmax_lse": bool_mutations(),
+            "return_lse": bool_mutations(),
         },
         ("flash_attn_with_kvcache",),
         oracle=kvcache_oracle,
