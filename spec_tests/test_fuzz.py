@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 import ferrops
 
+from .fuzz.attention_kvcache import KVCACHE
 from .fuzz.attention_segmentation import ATTENTION, SEGMENTATION
 from .fuzz.boxes_pooling import BOXES, POOLING
 from .fuzz.detection_mdp import DETECTION
@@ -44,7 +45,7 @@ from .fuzz.worker import Worker
 DEFAULT_EXAMPLES = 12
 EXAMPLES = int(os.environ.get("FERROPS_FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
 
-DRIVERS: dict[str, Driver] = {**BOXES, **POOLING, **ATTENTION, **SEGMENTATION, **DETECTION, **MDP, **MISC}
+DRIVERS: dict[str, Driver] = {**BOXES, **POOLING, **ATTENTION, **KVCACHE, **SEGMENTATION, **DETECTION, **MDP, **MISC}
 
 # Public callables that are result types, built by other calls: their driver is
 # the call that returns them.

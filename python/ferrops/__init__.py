@@ -11,6 +11,7 @@ from typing import Literal
 
 from . import _core, _dispatch, _errors, attention, boxes, coco, detection, layers, mask, mdp, nn, pooling, segmentation
 from ._info import info
+from ._kvcache import flash_attn_with_kvcache
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention
 from .boxes import (
     batched_nms,
@@ -96,6 +97,7 @@ __all__ = [
     "set_simd_level",
     "info",
     *attention.__all__,
+    "flash_attn_with_kvcache",
     *boxes.__all__,
     "mask",
     "mdp",

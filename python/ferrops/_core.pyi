@@ -296,6 +296,14 @@ def roi_align_backward(
 # heads, dims, dense lengths or cu_seqlens, scale, band, softcap, ALiBi, mask view).
 # Forward inputs are float32/float64, or bfloat16 bits as uint16 (then `out` is too).
 # The log-sum-exp is base 2 (LSE / ln 2) both ways: the backward takes the forward's.
+def attention_kvcache(
+    query: npt.NDArray[np.float32],
+    k_cache: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
+    v_cache: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
+    k_new: npt.NDArray[np.float32] | npt.NDArray[np.uint16] | None,
+    v_new: npt.NDArray[np.float32] | npt.NDArray[np.uint16] | None,
+    options: dict[str, Any],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 def attention_forward(
     query: npt.NDArray[np.floating] | npt.NDArray[np.uint16],
     key: npt.NDArray[np.floating] | npt.NDArray[np.uint16],

@@ -32,6 +32,7 @@ from . import _core
 from . import _dispatch as d
 from ._dispatch import Array, ArrayLike, Backend
 from ._errors import describe, memory_error, type_error, value_error
+from ._kvcache import flash_attn_with_kvcache as flash_attn_with_kvcache
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,8 @@
 ``scaled_dot_product_attention`` (its flash kernel) on the same tensors.
 
 The sizes are the issue's (B=1, H=8, L=S=4096, D=64; a packed batch of ~9k
-tokens; forward+backward at L=2048; 32k tokens for memory). ``small=True`` (used
+tokens; forward+backward at L=2048; 32k tokens for memory), then the decoding
+rows of ``attention_decode.py`` (issue 18). ``small=True`` (used
 by ``benches/`` in the plain test run) shrinks every shape so CI stays fast.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 
 import ferrops
 from ferrops._bench import Case, max_abs_difference
+from ferrops._bench.attention_decode import decode_cases
 
 
 def _torch() -> Any:
@@ -199,3 +201,6 @@ def cases(quick: bool, small: bool = False) -> Iterable[Case]:
         max_abs_difference,
         note=lambda s: f"peak memory +{peak():.0f} MB (target < 200 MB)",
     )
+
+    # Decoding over a key/value cache: bound by memory bandwidth.
+    yield from decode_cases(torch, small)

@@ -3,9 +3,11 @@
 //! one dtype, broadcasts the mask to per-(batch, head) offsets, and reshapes the
 //! flat results.
 
-use ferrops_core::attention::{self, bf16, Attention, AttnFloat, Batch, Layout, Mask, MaskValues};
+use ferrops_core::attention::{
+    self, bf16, Attention, AttnFloat, Batch, CacheValues, KvCacheAttention, Layout, Mask, MaskValues,
+};
 use ferrops_core::FerropsError;
-use numpy::{Element, PyReadonlyArray1, PyReadonlyArrayDyn};
+use numpy::{Element, PyReadonlyArray1, PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 
@@ -210,7 +212,137 @@ fn attention_backward<'py>(
     })
 }
 
+/// The options of one `attention_kvcache` call, as `ferrops._kvcache` passes them.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct KvOptions<'py> {
+    function: String,
+    /// The caches' dtype: "float32", "bfloat16" or "float16" (both of the last as
+    /// their uint16 bits).
+    format: String,
+    batch: usize,
+    len_q: usize,
+    heads_q: usize,
+    heads_kv: usize,
+    dim_qk: usize,
+    dim_v: usize,
+    num_blocks: usize,
+    block_size: usize,
+    block_table: PyReadonlyArray1<'py, i32>,
+    max_blocks: usize,
+    seqlens_k: PyReadonlyArray1<'py, i32>,
+    key_starts: PyReadonlyArray1<'py, i32>,
+    scale: f64,
+    window_left: Option<usize>,
+    window_right: Option<usize>,
+    softcap: f64,
+    alibi_slopes: Option<PyReadonlyArray1<'py, f64>>,
+    tree_mask: Option<PyReadonlyArray1<'py, bool>>,
+    split: usize,
+}
+
+fn kv_describe<'a>(function: &'static str, o: &'a KvOptions<'_>) -> BindingResult<KvCacheAttention<'a>> {
+    Ok(KvCacheAttention {
+        function: o.function.clone().into(),
+        batch: o.batch,
+        len_q: o.len_q,
+        heads_q: o.heads_q,
+        heads_kv: o.heads_kv,
+        dim_qk: o.dim_qk,
+        dim_v: o.dim_v,
+        num_blocks: o.num_blocks,
+        block_size: o.block_size,
+        block_table: slice1(function, "block_table", &o.block_table)?,
+        max_blocks: o.max_blocks,
+        seqlens_k: slice1(function, "cache_seqlens", &o.seqlens_k)?,
+        key_starts: slice1(function, "cache_leftpad", &o.key_starts)?,
+        scale: o.scale,
+        window_left: o.window_left,
+        window_right: o.window_right,
+        softcap: o.softcap,
+        alibi_slopes: match &o.alibi_slopes {
+            Some(a) => Some(slice1(function, "alibi_slopes", a)?),
+            None => None,
+        },
+        tree_mask: match &o.tree_mask {
+            Some(m) => Some(slice1(function, "tree_mask", m)?),
+            None => None,
+        },
+        split: o.split,
+    })
+}
+
+/// Attention of float32 queries `[B, Lq, Hq, D]` over a paged cache (a
+/// contiguous one is one block per sequence), after writing `k_new`/`v_new` into
+/// it in place when given. Returns `(out, lse)` flat: `out` float32 `[B, Lq, Hq,
+/// Dv]`, `lse` (natural log) float32 `[B, Lq, Hq]`.
+#[pyfunction]
+#[pyo3(signature = (query, k_cache, v_cache, k_new, v_new, options))]
+fn attention_kvcache<'py>(
+    py: Python<'py>,
+    query: PyReadonlyArrayDyn<'py, f32>,
+    k_cache: &Bound<'py, PyAny>,
+    v_cache: &Bound<'py, PyAny>,
+    k_new: Option<&Bound<'py, PyAny>>,
+    v_new: Option<&Bound<'py, PyAny>>,
+    options: KvOptions<'py>,
+) -> BindingResult<(Py<PyAny>, Py<PyAny>)> {
+    let function = "attention_kvcache";
+    let q = contiguous(function, "query", &query)?;
+    let att = kv_describe(function, &options)?;
+    let new = match (k_new, v_new) {
+        (Some(k), Some(v)) => Some((k, v)),
+        (None, None) => None,
+        _ => return Err(FerropsError::value(function, "k", "k and v together", "only one of them").into()),
+    };
+    let (out, lse) = match options.format.as_str() {
+        "float32" => kvcache_run::<f32>(py, &att, q, (k_cache, v_cache), new, |s| CacheValues::F32(s))?,
+        "bfloat16" => kvcache_run::<u16>(py, &att, q, (k_cache, v_cache), new, |s| CacheValues::Bf16(s))?,
+        "float16" => kvcache_run::<u16>(py, &att, q, (k_cache, v_cache), new, |s| CacheValues::F16(s))?,
+        other => {
+            let expected = "'float32', 'bfloat16' or 'float16'";
+            return Err(FerropsError::value(function, "format", expected, format!("'{other}'")).into());
+        }
+    };
+    Ok((owned1(py, out).into_py_any(py)?, owned1(py, lse).into_py_any(py)?))
+}
+
+type Pair<'a, 'py> = (&'a Bound<'py, PyAny>, &'a Bound<'py, PyAny>);
+
+fn kvcache_run<'py, E: Element + Copy + Send + Sync>(
+    py: Python<'py>,
+    att: &KvCacheAttention,
+    q: &[f32],
+    (k_cache, v_cache): Pair<'_, 'py>,
+    new: Option<Pair<'_, 'py>>,
+    wrap: for<'s> fn(&'s [E]) -> CacheValues<'s>,
+) -> BindingResult<(Vec<f32>, Vec<f32>)> {
+    const SAME: &str = "an array of the cache's format";
+    let function = "attention_kvcache";
+    let Some((k_new, v_new)) = new else {
+        let k: PyReadonlyArrayDyn<E> = extract_array(function, "k_cache", SAME, k_cache)?;
+        let v: PyReadonlyArrayDyn<E> = extract_array(function, "v_cache", SAME, v_cache)?;
+        let (k, v) = (contiguous(function, "k_cache", &k)?, contiguous(function, "v_cache", &v)?);
+        return Ok(run_kernel_interruptible(py, att.work(), |cancel| {
+            attention::kvcache_attention(att, q, wrap(k), wrap(v), cancel)
+        })?);
+    };
+    let k_new: PyReadonlyArrayDyn<E> = extract_array(function, "k", SAME, k_new)?;
+    let v_new: PyReadonlyArrayDyn<E> = extract_array(function, "v", SAME, v_new)?;
+    let (k_new, v_new) = (contiguous(function, "k", &k_new)?, contiguous(function, "v", &v_new)?);
+    let mut k: PyReadwriteArrayDyn<E> = extract_array(function, "k_cache", "a writeable array", k_cache)?;
+    let mut v: PyReadwriteArrayDyn<E> = extract_array(function, "v_cache", "a writeable array", v_cache)?;
+    let strided = || FerropsError::value(function, "k_cache", "a contiguous array", "a strided view");
+    let k = k.as_slice_mut().map_err(|_| strided())?;
+    let v = v.as_slice_mut().map_err(|_| strided())?;
+    Ok(run_kernel_interruptible(py, att.work(), |cancel| {
+        attention::kvcache_append(att, q, (&mut *k, &mut *v), (k_new, v_new))?;
+        attention::kvcache_attention(att, q, wrap(k), wrap(v), cancel)
+    })?)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(attention_kvcache, m)?)?;
     m.add_function(wrap_pyfunction!(attention_forward, m)?)?;
     m.add_function(wrap_pyfunction!(attention_backward, m)?)?;
     Ok(())

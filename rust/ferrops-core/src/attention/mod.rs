@@ -20,12 +20,15 @@ mod backward;
 pub mod bf16;
 #[cfg(target_arch = "x86_64")]
 mod bf16_dot;
+mod decode;
+mod decode_task;
 mod forward;
 #[cfg(target_arch = "x86_64")]
 mod kernels;
 mod tile;
 
 pub use backward::attention_backward;
+pub use decode::{kvcache_append, kvcache_attention, CacheValues, KvCacheAttention, DEFAULT_SPLIT};
 pub use forward::attention_forward;
 pub use tile::AttnFloat;
 
@@ -339,5 +342,7 @@ pub(crate) fn key_range(
     (lo, hi.max(lo))
 }
 
+#[cfg(test)]
+mod decode_tests;
 #[cfg(test)]
 mod tests;

@@ -183,3 +183,159 @@ avx512_fn! {
         }
     }
 }
+
+/// Cache element formats of the decoding kernels below (`decode_task.rs`):
+/// float32, bfloat16 bits, float16 bits.
+pub const FORMAT_F32: u8 = 0;
+pub const FORMAT_BF16: u8 = 1;
+pub const FORMAT_F16: u8 = 2;
+
+/// The mask of the `d - c` (at most 16) lanes left of a row of `d`.
+#[inline(always)]
+fn tail(d: usize, c: usize) -> __mmask16 {
+    if d - c >= 16 {
+        ALL
+    } else {
+        ((1u32 << (d - c)) - 1) as __mmask16
+    }
+}
+
+/// Elements `index..index + 16` (those under `mask`; 0 elsewhere) of a cache
+/// row in `FORMAT`, as float32: bfloat16 is the top half of a float32, float16
+/// goes through `VCVTPH2PS`; both exact.
+#[inline(always)]
+unsafe fn load16<const FORMAT: u8>(row: *const u8, index: usize, mask: __mmask16) -> __m512 {
+    match FORMAT {
+        FORMAT_F32 => _mm512_maskz_loadu_ps(mask, (row as *const f32).add(index)),
+        FORMAT_BF16 => {
+            let bits = _mm256_maskz_loadu_epi16(mask, (row as *const i16).add(index));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)))
+        }
+        _ => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, (row as *const i16).add(index))),
+    }
+}
+
+/// Cache positions the decoding kernels below take at once.
+pub const POSITIONS: usize = 4;
+
+avx512_fn! {
+    /// `out[r * ld_out + t] = sum_c q[r * ldq + c] * key_t[c]` for `rows` query rows
+    /// and the first `n` (at most [`POSITIONS`]) of the cache rows `keys` (`d`
+    /// elements in `FORMAT`; unused entries may repeat a used one): each cache row
+    /// is read once for four query rows, and the sums of four positions are
+    /// reduced together.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn dot_positions<const FORMAT: u8>(keys: [*const u8; POSITIONS], n: usize, d: usize, q: *const f32, ldq: usize, rows: usize, out: *mut f32, ld_out: usize) {
+        let store: __mmask8 = ((1u32 << n) - 1) as __mmask8;
+        let mut r = 0;
+        while r < rows {
+            let (q, out) = (q.add(r * ldq), out.add(r * ld_out));
+            r += match rows - r {
+                1 => dot_positions_block::<FORMAT, 1>(keys, d, q, ldq, out, ld_out, store),
+                2 => dot_positions_block::<FORMAT, 2>(keys, d, q, ldq, out, ld_out, store),
+                3 => dot_positions_block::<FORMAT, 3>(keys, d, q, ldq, out, ld_out, store),
+                _ => dot_positions_block::<FORMAT, 4>(keys, d, q, ldq, out, ld_out, store),
+            };
+        }
+    }
+
+    /// `o[r * ldo + c] += sum_t p[r * ldp + t] * value_t[c]` over the first `n` (at
+    /// most [`POSITIONS`]) cache rows `values` (`d` elements in `FORMAT`) for
+    /// `rows` output rows: each output vector is loaded and stored once per call.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn accumulate_positions<const FORMAT: u8>(values: [*const u8; POSITIONS], n: usize, d: usize, p: *const f32, ldp: usize, rows: usize, o: *mut f32, ldo: usize) {
+        let mut r = 0;
+        while r < rows {
+            let (p, o) = (p.add(r * ldp), o.add(r * ldo));
+            r += match rows - r {
+                1 => accumulate_block::<FORMAT, 1>(values, n, d, p, ldp, o, ldo),
+                2 => accumulate_block::<FORMAT, 2>(values, n, d, p, ldp, o, ldo),
+                3 => accumulate_block::<FORMAT, 3>(values, n, d, p, ldp, o, ldo),
+                _ => accumulate_block::<FORMAT, 4>(values, n, d, p, ldp, o, ldo),
+            };
+        }
+    }
+}
+
+/// `R` rows of [`dot_positions`]; returns `R`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_positions_block<const FORMAT: u8, const R: usize>(
+    keys: [*const u8; POSITIONS],
+    d: usize,
+    q: *const f32,
+    ldq: usize,
+    out: *mut f32,
+    ld_out: usize,
+    store: __mmask8,
+) -> usize {
+    let mut acc = [[_mm512_setzero_ps(); POSITIONS]; R];
+    let mut c = 0;
+    while c < d {
+        let mask = tail(d, c);
+        let k = [
+            load16::<FORMAT>(keys[0], c, mask),
+            load16::<FORMAT>(keys[1], c, mask),
+            load16::<FORMAT>(keys[2], c, mask),
+            load16::<FORMAT>(keys[3], c, mask),
+        ];
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            let q_i = _mm512_maskz_loadu_ps(mask, q.add(i * ldq + c));
+            for t in 0..POSITIONS {
+                acc_i[t] = _mm512_fmadd_ps(q_i, k[t], acc_i[t]);
+            }
+        }
+        c += 16;
+    }
+    for (i, &a) in acc.iter().enumerate() {
+        store_sums(a, out.add(i * ld_out), store);
+    }
+    R
+}
+
+/// `R` rows of [`accumulate_positions`]; returns `R`.
+#[inline(always)]
+unsafe fn accumulate_block<const FORMAT: u8, const R: usize>(
+    values: [*const u8; POSITIONS],
+    n: usize,
+    d: usize,
+    p: *const f32,
+    ldp: usize,
+    o: *mut f32,
+    ldo: usize,
+) -> usize {
+    let mut c = 0;
+    while c < d {
+        let mask = tail(d, c);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_maskz_loadu_ps(mask, o.add(i * ldo + c));
+        }
+        for (t, &value) in values.iter().enumerate().take(n) {
+            let v = load16::<FORMAT>(value, c, mask);
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(_mm512_set1_ps(*p.add(i * ldp + t)), v, *a);
+            }
+        }
+        for (i, &a) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(o.add(i * ldo + c), mask, a);
+        }
+        c += 16;
+    }
+    R
+}
+
+/// Stores the sums of the lanes of each of `a`'s four vectors to `out[0..4]` (the
+/// lanes of `store`): a transposing reduction, cheaper than four horizontal ones.
+#[inline(always)]
+unsafe fn store_sums(a: [__m512; POSITIONS], out: *mut f32, store: __mmask8) {
+    // Per 128-bit lane: the sums of lanes {0, 2} and {1, 3} of vectors 0, 1 (then
+    // 2, 3) side by side, then of all four lanes, one vector each.
+    let s01 = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1]));
+    let s23 = _mm512_add_ps(_mm512_unpacklo_ps(a[2], a[3]), _mm512_unpackhi_ps(a[2], a[3]));
+    let w = _mm512_add_ps(_mm512_shuffle_ps::<0b01_00_01_00>(s01, s23), _mm512_shuffle_ps::<0b11_10_11_10>(s01, s23));
+    // Then the four 128-bit lanes: every lane ends holding the four totals.
+    let h = _mm512_add_ps(w, _mm512_shuffle_f32x4::<0b01_00_11_10>(w, w));
+    let h = _mm512_add_ps(h, _mm512_shuffle_f32x4::<0b10_11_00_01>(h, h));
+    _mm_mask_storeu_ps(out, store, _mm512_castps512_ps128(h));
+}
