@@ -34,11 +34,13 @@ fn c_int(x: f64) -> i64 {
     }
 }
 
-/// Where the boundary points go: column-major indices `x * h + y`.
+/// Where the boundary points go: column-major indices `x * h + y`, with the
+/// column `x` of each kept beside it for [`sorted_cuts`].
 struct Boundary {
     h: i64,
     w: i64,
     indices: Vec<u32>,
+    columns: Vec<u32>,
 }
 
 impl Boundary {
@@ -59,6 +61,7 @@ impl Boundary {
         let y = ceil_div5(v1.min(v0) - 2).clamp(0, self.h);
         // At most (w - 1) * h + h = h * w, which fits 32 bits (checked_size).
         self.indices.push(((x / 5) * self.h + y) as u32);
+        self.columns.push((x / 5) as u32);
     }
 }
 
@@ -203,7 +206,11 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
     let k = xy.len() / 2;
     let scaled = |c: f64| c_int(SCALE * c + 0.5);
     let vertex = |j: usize| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]));
-    let mut out = Boundary { h: i64::from(h), w: i64::from(w), indices: Vec::new() };
+    // Room for every cut: an edge cuts each column it spans once, plus a joining step.
+    let capacity: i64 = (0..k).map(|j| ((vertex(j + 1).0 - vertex(j).0).abs() / 5 + 2).min(i64::from(w) + 2)).sum();
+    let capacity = capacity as usize;
+    let (indices, columns) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
+    let mut out = Boundary { h: i64::from(h), w: i64::from(w), indices, columns };
     let columns = i64::from(w);
     let mut last_point: Option<(i64, i64)> = None;
     for j in 0..k {
@@ -216,9 +223,8 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
         edge.walk(columns, &mut out);
         last_point = Some(edge.point(edge.len));
     }
-    let mut cuts = out.indices;
+    let mut cuts = sorted_cuts(&out.indices, &out.columns);
     cuts.push(h * w);
-    cuts.sort_unstable();
     // Run lengths between the sorted cuts; a zero-length run means a boundary met
     // twice, so the run after it joins the one before (pycocotools' rule, which
     // drops a zero-length last run).
@@ -246,6 +252,47 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
         }
     }
     Rle { h, w, counts }
+}
+
+/// `indices` in increasing order, by a counting sort on their columns and an
+/// insertion sort inside each column (which holds a few cuts: two per crossing
+/// of the outline). An index `x * h + y` lies in `[x * h, (x + 1) * h]`, so
+/// ordering by column first and index second is ordering by index.
+fn sorted_cuts(indices: &[u32], columns: &[u32]) -> Vec<u32> {
+    let (Some(&lo), Some(&hi)) = (columns.iter().min(), columns.iter().max()) else {
+        return Vec::new();
+    };
+    // `next[c]`: where column `lo + c`'s next cut goes; once all are placed it is
+    // the end of that column's bucket. One buffer for starts and ends.
+    let buckets = (hi - lo) as usize + 1;
+    let mut next = vec![0usize; buckets + 1];
+    for &c in columns {
+        next[(c - lo) as usize + 1] += 1;
+    }
+    for k in 1..next.len() {
+        next[k] += next[k - 1];
+    }
+    // One more slot for the closing cut `h * w` the caller appends.
+    let mut sorted = Vec::with_capacity(indices.len() + 1);
+    sorted.resize(indices.len(), 0u32);
+    for (&index, &c) in indices.iter().zip(columns) {
+        let slot = &mut next[(c - lo) as usize];
+        sorted[*slot] = index;
+        *slot += 1;
+    }
+    let mut start = 0;
+    for &end in &next[..buckets] {
+        let column = &mut sorted[start..end];
+        for i in 1..column.len() {
+            let mut j = i;
+            while j > 0 && column[j - 1] > column[j] {
+                column.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        start = end;
+    }
+    sorted
 }
 
 /// Rasterises polygons into masks of `[h, w]`, one task per polygon. Polygon `i`
