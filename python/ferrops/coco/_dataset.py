@@ -340,3 +340,56 @@ class COCO:
             {"image_id": int(r[0]), "bbox": [r[1], r[2], r[3], r[4]], "score": r[5], "category_id": int(r[6])}
             for r in data
         ]
+
+    # -- pickling (DataLoader workers, torch.distributed.all_gather_object) ---------------
+    # The Rust dataset is not pickled: the state is what it was parsed from (the
+    # file's bytes, the dataset dict, or the results' records and their ground
+    # truth), and unpickling parses it again with the same reader, so the copy
+    # evaluates exactly as the original. The index is rebuilt on first use.
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._results_of is not None:
+            return {"results_of": self._results_of, "records": self.dataset["annotations"]}
+        if self._dataset is None and self._path is not None:
+            data, source = read(self._path)
+            return {"json": data, "source": source}
+        return {"dataset": self.dataset}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+        if "results_of" in state:
+            gt: COCO = state["results_of"]
+            self._dataset = None
+            self._rust = COCO._results_from_records(gt, state["records"])
+            self._results_of = gt
+        elif "json" in state:
+            data, source = state["json"], state["source"]
+            self._dataset = None
+            self._rust = _core.coco_parse_ground_truth(data, source)
+            if os.path.isfile(source):
+                self._path = source  # `dataset` is read from it when asked for, as at load
+            else:  # unpickled on a machine without the file: the dict from the same bytes
+                self._dataset = _core.coco_load_json(data, source, "COCO", "annotation_file")
+        else:
+            self._dataset = state["dataset"]
+
+    @staticmethod
+    def _results_from_records(gt: COCO, records: list[Record]) -> _core.CocoData:
+        """Results again from their records. Box results with integer ids keep each
+        record's area as it is (an ``[N, 7]`` float32 array's results have areas
+        computed in float32, which parsing the records would recompute)."""
+        source = "<unpickled results>"
+        boxes = bool(records) and bool(records[0].get("bbox"))
+        ids = [(r["image_id"], r["category_id"]) for r in records]
+        if boxes and all(type(i) is int and type(c) is int for i, c in ids):
+            return _core.coco_results_from_arrays(
+                gt._data,
+                np.array([i for i, _ in ids], dtype=np.int64),
+                np.array([c for _, c in ids], dtype=np.int64),
+                np.array([r["bbox"] for r in records], dtype=np.float64).reshape(-1, 4),
+                np.array([r["score"] for r in records], dtype=np.float64),
+                np.array([r["area"] for r in records], dtype=np.float64),
+                source,
+            )
+        payload = to_json(records, "COCO.loadRes", "resFile", source, "results")
+        return _core.coco_parse_results(payload, gt._data, source)
