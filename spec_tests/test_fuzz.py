@@ -35,6 +35,7 @@ import ferrops
 
 from .fuzz.attention_segmentation import ATTENTION, SEGMENTATION
 from .fuzz.boxes_pooling import BOXES, POOLING
+from .fuzz.coco_switch import SWITCH
 from .fuzz.detection_mdp import DETECTION
 from .fuzz.driver import Args, Driver
 from .fuzz.mask import MASK
@@ -45,7 +46,17 @@ from .fuzz.worker import Worker
 DEFAULT_EXAMPLES = 12
 EXAMPLES = int(os.environ.get("FERROPS_FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
 
-DRIVERS: dict[str, Driver] = {**BOXES, **POOLING, **ATTENTION, **SEGMENTATION, **DETECTION, **MASK, **MDP, **MISC}
+DRIVERS: dict[str, Driver] = {
+    **BOXES,
+    **POOLING,
+    **ATTENTION,
+    **SEGMENTATION,
+    **DETECTION,
+    **MASK,
+    **SWITCH,
+    **MDP,
+    **MISC,
+}
 
 # Public callables that are result types, built by other calls: their driver is
 # the call that returns them.
