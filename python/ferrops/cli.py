@@ -73,7 +73,7 @@ _STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
                "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]  # fmt: skip
 
 
-def _coco_eval(gt_path: str, dt_path: str, json_out: str | None, plot: str | None) -> int:
+def _coco_eval(gt_path: str, dt_path: str, iou_type: str | None, json_out: str | None, plot: str | None) -> int:
     import contextlib
     import io
     import json
@@ -88,7 +88,10 @@ def _coco_eval(gt_path: str, dt_path: str, json_out: str | None, plot: str | Non
             progress.advance()
             dt = gt.loadRes(dt_path)
             progress.advance()
-            ev = COCOeval(gt, dt, "bbox")
+            if iou_type is None:
+                # What the results hold: masks when their records carry a segmentation.
+                iou_type = "segm" if dt._data.leads_with_segmentation else "bbox"
+            ev = COCOeval(gt, dt, iou_type)  # type: ignore[arg-type]
             ev.evaluate()
             progress.advance()
             ev.accumulate()
@@ -100,6 +103,7 @@ def _coco_eval(gt_path: str, dt_path: str, json_out: str | None, plot: str | Non
         report = {
             "ground_truth": gt_path,
             "results": dt_path,
+            "iou_type": iou_type,
             "stats": dict(zip(_STAT_NAMES, (float(v) for v in ev.stats))),
             "ap_per_category": {str(cat): ap for cat, ap in per_category_ap(ev).items()},
         }
@@ -117,9 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="time each kernel against its peer and print a markdown table")
     bench.add_argument("families", nargs="*", metavar="FAMILY", help="families to run (default: all)")
     bench.add_argument("--quick", action="store_true", help="fewer samples per kernel (same sizes)")
-    coco_eval = commands.add_parser("coco-eval", help="COCO bbox evaluation of a results file (pycocotools' numbers)")
+    coco_eval = commands.add_parser("coco-eval", help="COCO evaluation of a results file (pycocotools' numbers)")
     coco_eval.add_argument("gt", metavar="GT.json", help="ground-truth annotations (COCO JSON)")
-    coco_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox records)")
+    coco_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox/segmentation records)")
+    coco_eval.add_argument(
+        "--iou-type",
+        choices=["bbox", "segm"],
+        help="box or mask IoU (default: segm when the results carry a 'segmentation', else bbox)",
+    )
     coco_eval.add_argument("--json", metavar="OUT", help="also write the 12 stats and per-category AP as JSON")
     coco_eval.add_argument("--plot", metavar="PR.png", help="also plot precision-recall curves (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -127,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             return _info()
         if args.command == "coco-eval":
-            return _coco_eval(args.gt, args.dt, args.json, args.plot)
+            return _coco_eval(args.gt, args.dt, args.iou_type, args.json, args.plot)
         return _bench(args.families, args.quick)
     except (OSError, ImportError) as exc:
         print(f"ferrops: {exc}", file=sys.stderr)

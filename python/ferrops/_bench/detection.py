@@ -125,6 +125,115 @@ def synthetic_coco(
     return ground_truth, results
 
 
+#: Image sizes ([height, width]) the mask sets draw from: COCO's common ones.
+_IMAGE_SIZES = ((480, 640), (427, 640), (640, 480), (375, 500), (640, 427))
+
+
+def _polygon(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float) -> list[float]:
+    """A star-shaped polygon of 6 to 24 vertices around ``(cx, cy)``, rounded to 0.01."""
+    k = int(rng.integers(6, 25))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, size=k))
+    radius = rng.uniform(0.55, 1.0, size=k)
+    xy = np.stack([cx + rx * radius * np.cos(angles), cy + ry * radius * np.sin(angles)], axis=1)
+    return [float(v) for v in np.round(xy, 2).reshape(-1)]
+
+
+def _uncompressed(dense: np.ndarray) -> dict:
+    """The uncompressed RLE of a ``[H, W]`` 0/1 mask (column-major runs, 0-run first)."""
+    flat = np.asarray(dense, dtype=np.uint8).reshape(-1, order="F")
+    ends = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], ends, [flat.size]])).tolist()
+    if flat.size and flat[0] == 1:
+        counts = [0, *counts]
+    return {"size": list(dense.shape), "counts": counts}
+
+
+def synthetic_segm(
+    num_images: int, num_classes: int, gt_per_image: float = 6.0, dets_per_image: float = 12.4, seed: int = 0
+) -> tuple[dict, list[dict]]:
+    """A COCO-like instance-segmentation ground truth and mask results.
+
+    Ground truth: polygons (a tenth in two parts, some running past the image
+    border), about 1% crowd regions as uncompressed RLE; images of COCO's sizes,
+    some without annotations. Results: compressed RLEs (``counts`` str) of
+    jittered ground-truth polygons, duplicates, wrong classes and noise, scores
+    rounded to produce ties.
+    """
+    from .. import mask as mask_api
+
+    rng = np.random.default_rng(seed)
+    image_ids = rng.choice(np.arange(1, 4 * num_images + 1), size=num_images, replace=False)
+    cat_ids = np.sort(rng.choice(np.arange(1, 3 * num_classes + 1), size=num_classes, replace=False))
+    sizes = [_IMAGE_SIZES[int(k)] for k in rng.integers(0, len(_IMAGE_SIZES), size=num_images)]
+    images = [
+        {"id": int(i), "height": h, "width": w, "file_name": f"{int(i):012d}.jpg"}
+        for i, (h, w) in zip(image_ids, sizes)
+    ]
+    categories = [{"id": int(c), "name": f"class{int(c)}", "supercategory": "thing"} for c in cat_ids]
+    annotations: list[dict] = []
+    results: list[dict] = []
+    shapes: list[tuple[int, int, list[float], float]] = []  # image index, category, polygon, radius
+    for n, (image_id, (h, w)) in enumerate(zip(image_ids, sizes)):
+        for _ in range(int(rng.poisson(gt_per_image))):
+            rx, ry = np.exp(rng.uniform(np.log(2), np.log(w / 3), size=2))
+            cx, cy = rng.uniform(-10, w + 10), rng.uniform(-10, h + 10)
+            category = int(rng.choice(cat_ids))
+            crowd = rng.random() < 0.01
+            if crowd:
+                dense = mask_api.decode(mask_api.merge(mask_api.frPyObjects([_polygon(rng, cx, cy, rx, ry)], h, w)))
+                segmentation: Any = _uncompressed(dense)
+            else:
+                segmentation = [_polygon(rng, cx, cy, rx, ry)]
+                if rng.random() < 0.1:
+                    segmentation.append(_polygon(rng, cx + rx, cy, rx / 2, ry / 2))
+            rle = mask_api.merge(mask_api.frPyObjects(segmentation, h, w)) if not crowd else segmentation
+            area = float(mask_api.area(mask_api.frPyObjects(rle, h, w) if crowd else rle))
+            x, y, bw, bh = (float(v) for v in mask_api.toBbox(mask_api.frPyObjects(rle, h, w) if crowd else rle))
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": int(image_id),
+                    "category_id": category,
+                    "segmentation": segmentation,
+                    "area": area,
+                    "bbox": [x, y, bw, bh],
+                    "iscrowd": int(crowd),
+                }
+            )
+            shapes.append((n, category, segmentation[0] if not crowd else _polygon(rng, cx, cy, rx, ry), (rx + ry) / 2))
+    # Detections: most ground truth found (a tenth twice), some with the wrong class, then noise.
+    found = [s for s in shapes if rng.random() < 0.8]
+    found += [s for s in found if rng.random() < 0.1]
+    noise = max(0, int(dets_per_image * num_images) - len(found))
+    for _ in range(noise):
+        n = int(rng.integers(0, num_images))
+        h, w = sizes[n]
+        rx, ry = np.exp(rng.uniform(np.log(2), np.log(w / 3), size=2))
+        polygon = _polygon(rng, rng.uniform(0, w), rng.uniform(0, h), rx, ry)
+        found.append((n, int(rng.choice(cat_ids)), polygon, (rx + ry) / 2))
+    order = rng.permutation(len(found))
+    polygons_by_image: dict[int, list[tuple[int, list[float]]]] = {}
+    for j in order:
+        n, category, source, radius = found[int(j)]
+        if rng.random() < 0.05:
+            category = int(rng.choice(cat_ids))
+        # The shape moved and each vertex shaken, by up to about a tenth of its size.
+        shift = rng.normal(0, 0.06 * radius, size=2)
+        shaken = np.asarray(source).reshape(-1, 2) + shift + rng.normal(0, 0.05 * radius, size=(len(source) // 2, 2))
+        polygon = [float(v) for v in np.round(shaken, 2).reshape(-1)]
+        polygons_by_image.setdefault(n, []).append((len(results), polygon))
+        results.append({"image_id": int(image_ids[n]), "category_id": category})
+    scores = np.round(rng.uniform(0.0, 1.0, size=len(results)), 2)
+    for n, items in polygons_by_image.items():
+        h, w = sizes[n]
+        for (r, _), rle in zip(items, mask_api.frPyObjects([p for _, p in items], h, w)):
+            results[r]["segmentation"] = {"size": [h, w], "counts": rle["counts"].decode()}
+            results[r]["score"] = float(scores[r])
+    ground_truth = {"info": {"description": "ferrops synthetic masks"}, "images": images}
+    ground_truth.update({"annotations": annotations, "categories": categories})
+    return ground_truth, results
+
+
 def _quiet(fn: Callable[[], Any]) -> Callable[[], Any]:
     def run() -> Any:
         with contextlib.redirect_stdout(io.StringIO()):

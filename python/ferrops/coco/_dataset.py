@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .. import mask as mask_api
 from .._errors import type_error, value_error
 from ._ids import decode
 from ._json import Path, read, to_json
@@ -51,6 +52,8 @@ class COCO:
         self._results_of: COCO | None = None
         self._index: dict[str, dict[Any, Any]] | None = None
         self._rust: _core.CocoData | None = None
+        # loadRes of a list: its records, whose segmentations the view keeps as given.
+        self._result_records: list[Record] | None = None
         if annotation_file is None:
             self._dataset = {}
         elif isinstance(annotation_file, dict):
@@ -117,23 +120,30 @@ class COCO:
         gt = self._results_of
         assert gt is not None
         columns = self._data.columns()
+        records = self._result_records
+        given = (
+            [r.get("segmentation") for r in records] if records is not None else self._data.segmentations()
+        )
         annotations = []
-        for i, (image_id, category_id, (x, y, w, h), score, area) in enumerate(
+        for i, (image_id, category_id, (x, y, w, h), score, area, segmentation) in enumerate(
             zip(
                 self._ids(columns["image_id"]),
                 self._ids(columns["category_id"]),
                 columns["bbox"].tolist(),
                 columns["score"].tolist(),
                 columns["area"].tolist(),
+                given,
             )
         ):
+            if segmentation is None:  # loadRes writes the box's polygon
+                segmentation = [[x, y, x, y + h, x + w, y + h, x + w, y]]
             annotations.append(
                 {
                     "image_id": image_id,
                     "bbox": [x, y, w, h],
                     "score": score,
                     "category_id": category_id,
-                    "segmentation": [[x, y, x, y + h, x + w, y + h, x + w, y]],
+                    "segmentation": segmentation,
                     "area": area,
                     "id": i + 1,
                     "iscrowd": 0,
@@ -287,17 +297,20 @@ class COCO:
         return self._load(self.imgs, ids)
 
     def loadRes(self, resFile: Path | list[Record] | np.ndarray) -> COCO:  # noqa: N802,N803
-        """Loads bbox detection results against this ground truth.
+        """Loads detection results (boxes or masks) against this ground truth.
 
         Args:
             resFile (str | os.PathLike | list[dict] | ndarray[N, 7]): a JSON file
                 or list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
-                "score"}`` records, or rows ``(image_id, x, y, w, h, score,
-                category_id)``.
+                "score"}`` records (a ``segmentation`` too, or instead of the
+                box: an RLE ``{"size": [h, w], "counts": str | bytes}``), or rows
+                ``(image_id, x, y, w, h, score, category_id)``.
 
         Returns:
-            COCO: the results, with ids ``1..N`` in input order, ``area = w * h``
-            and ``iscrowd = 0``.
+            COCO: the results, with ids ``1..N`` in input order and ``iscrowd =
+            0``. As in pycocotools the first record decides: with a box, ``area
+            = w * h`` (a missing segmentation is the box's polygon); without, the
+            mask's area, and its box where none is given.
         """
         print("Loading and preparing results...")
         tic = time.time()
@@ -314,6 +327,8 @@ class COCO:
                 "COCO.loadRes", "resFile", "a path, a list of dicts or an [N, 7] array", type(resFile).__name__
             )
         res = COCO._from_rust(rust, results_of=self)
+        if isinstance(resFile, list):
+            res._result_records = resFile
         print(f"DONE (t={time.time() - tic:0.2f}s)")
         return res
 
@@ -333,6 +348,26 @@ class COCO:
             np.ascontiguousarray(area),
             "<ndarray>",
         )
+
+    def annToRLE(self, ann: Record) -> mask_api.RLE:  # noqa: N802
+        """pycocotools' ``annToRLE``: the annotation's mask as a compressed RLE.
+
+        Polygons (the parts merged) and uncompressed RLEs are converted for the
+        image's ``height`` and ``width``; a compressed RLE is returned as it is.
+        An uncompressed RLE of another size than the image's is a ``ValueError``.
+        """
+        image = self.imgs[ann["image_id"]]
+        h, w = image["height"], image["width"]
+        segm = ann["segmentation"]
+        if isinstance(segm, list):
+            return mask_api.merge(mask_api.frPyObjects(segm, h, w))
+        if isinstance(segm["counts"], list):
+            return cast(mask_api.RLE, mask_api.frPyObjects(segm, h, w))
+        return cast(mask_api.RLE, segm)
+
+    def annToMask(self, ann: Record) -> npt.NDArray[np.uint8]:  # noqa: N802
+        """pycocotools' ``annToMask``: the annotation's mask, ndarray[H, W] uint8."""
+        return mask_api.decode(self.annToRLE(ann))
 
     def loadNumpyAnnotations(self, data: np.ndarray) -> list[Record]:  # noqa: N802
         """Rows ``(image_id, x, y, w, h, score, category_id)`` as result dicts."""

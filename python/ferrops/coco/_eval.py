@@ -52,11 +52,11 @@ def _float_params(function: str, name: str, value: object) -> np.ndarray:
 
 
 class COCOeval:
-    """pycocotools' ``COCOeval`` for ``iouType="bbox"``, computed in Rust.
+    """pycocotools' ``COCOeval`` for ``iouType="bbox"`` and ``"segm"``, computed in Rust.
 
     Args:
         cocoGt (COCO): ground truth. cocoDt (COCO): detections (``cocoGt.loadRes``).
-        iouType (str): must be "bbox" (pycocotools' default "segm" is not supported).
+        iouType (str): "segm" (mask IoU, pycocotools' default) or "bbox" (box IoU).
 
     After ``evaluate()`` and ``accumulate()``, ``eval`` holds ``precision``
     (ndarray[T, R, K, A, M]), ``recall`` (ndarray[T, K, A, M]) and ``scores``
@@ -89,9 +89,11 @@ class COCOeval:
         print("Running per image evaluation...")
         p = self.params
         if p.useSegm is not None:
-            raise value_error("COCOeval.evaluate", "params.useSegm", "None (bbox only)", repr(p.useSegm))
+            p.iouType = "segm" if p.useSegm == 1 else "bbox"
+            print(f"useSegm (deprecated) is not None. Running {p.iouType} evaluation")
         if p.iouType not in EVALUATED_IOU_TYPES:
-            raise value_error("COCOeval.evaluate", "params.iouType", "'bbox'", repr(p.iouType))
+            expected = "one of " + ", ".join(repr(t) for t in EVALUATED_IOU_TYPES)
+            raise value_error("COCOeval.evaluate", "params.iouType", expected, repr(p.iouType))
         if self.cocoGt is None or self.cocoDt is None:
             raise ValueError("COCOeval.evaluate(): arguments 'cocoGt' and 'cocoDt': expected COCO datasets, got None")
         print(f"Evaluate annotation type *{p.iouType}*")
@@ -118,6 +120,7 @@ class COCOeval:
             iou_thrs,
             area_rngs,
             _detections_kept(p.maxDets[-1]),
+            p.iouType,
         )
         cat_ids = list(p.catIds) if p.useCats else [-1]
         img_ids = list(p.imgIds)

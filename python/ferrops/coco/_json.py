@@ -21,17 +21,30 @@ def _json_scalar(obj: object) -> object:
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
+    if isinstance(obj, bytes):
+        # Compressed RLE counts, as pycocotools.mask writes them: ASCII by
+        # construction; other bytes are kept as characters the parser refuses.
+        return obj.decode("latin-1")
     raise TypeError(f"{type(obj).__name__} is not a JSON value")
+
+
+def _non_finite(value: object) -> bool:
+    """A NaN or infinity anywhere in ``value`` (polygons nest lists in lists)."""
+    if isinstance(value, (float, np.floating)):
+        return not math.isfinite(value)
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind == "f" and not bool(np.isfinite(value).all())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    return False
 
 
 def _first_non_finite(records: Iterable[object]) -> int | None:
     for i, record in enumerate(records):
-        values = record.values() if isinstance(record, dict) else ()
-        for value in values:
-            numbers = value if isinstance(value, (list, tuple, np.ndarray)) else [value]
-            for v in numbers:
-                if isinstance(v, (float, np.floating)) and not math.isfinite(v):
-                    return i
+        if isinstance(record, dict) and _non_finite(record):
+            return i
     return None
 
 

@@ -12,19 +12,20 @@ from .._errors import value_error
 #: pycocotools' iouTypes.
 IouType = Literal["segm", "bbox", "keypoints"]
 
-#: The iouTypes ferrops evaluates. "segm" and "keypoints" join here when their
-#: IoU kernels land beside bbox's (keypoints with pycocotools' setKpParams).
-EVALUATED_IOU_TYPES: tuple[IouType, ...] = ("bbox",)
+#: The iouTypes ferrops evaluates ("keypoints" joins here when its OKS kernel
+#: lands beside the box and mask IoUs, with pycocotools' setKpParams).
+EVALUATED_IOU_TYPES: tuple[IouType, ...] = ("bbox", "segm")
 
 
 def check_iou_type(function: str, iouType: object) -> None:  # noqa: N803
-    """Refuses an iouType ferrops does not evaluate (pycocotools' default "segm" too)."""
+    """Refuses an iouType ferrops does not evaluate."""
     if iouType not in EVALUATED_IOU_TYPES:
-        raise value_error(function, "iouType", "'bbox' (the only type ferrops evaluates)", repr(iouType))
+        expected = "one of " + ", ".join(repr(t) for t in EVALUATED_IOU_TYPES)
+        raise value_error(function, "iouType", expected, repr(iouType))
 
 
 class Params:
-    """Evaluation parameters, pycocotools' ``Params`` for bbox.
+    """Evaluation parameters, pycocotools' ``Params`` for bbox and segm.
 
     Attributes:
         imgIds, catIds: ids to evaluate (default: all of the ground truth).

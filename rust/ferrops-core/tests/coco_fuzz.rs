@@ -17,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ferrops_core::detection::coco::json_tokens::check_json;
 use ferrops_core::detection::coco::{parse_ground_truth, parse_results, CocoDataset, Origin};
-use ferrops_core::detection::cocoeval::{evaluate, EvalParams};
+use ferrops_core::detection::cocoeval::{evaluate, EvalParams, IouType};
 use ferrops_core::interrupt::Cancel;
 
 const GT: Origin = Origin { function: "COCO", argument: "annotation_file", source: "fuzz_gt.json" };
@@ -229,6 +229,7 @@ fn evaluated(gt: &CocoDataset, dt: &CocoDataset) -> bool {
         iou_thrs: &[0.5, 0.75],
         area_rngs: &[[0.0, 1e10], [0.0, 1024.0]],
         max_det: 100,
+        iou_type: IouType::Bbox,
     };
     evaluate(gt, dt, &params, &Cancel::new()).is_ok()
 }

@@ -13,6 +13,7 @@
 
 pub mod codec;
 pub mod polygon;
+pub mod prepared;
 pub mod rle;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,18 @@
 //! A parsed COCO dataset: image and category ids, the annotations as columns in
 //! file order, and the fields evaluation reads packed record by record.
 
+use std::sync::{Arc, OnceLock};
+
 use rayon::prelude::*;
 
 use super::ids::IdStrings;
+use super::segmentation::Segmentation;
+use crate::mask::prepared::PreparedMask;
+
+/// Each record's mask for `segm` evaluation, by record index, or what is wrong
+/// with its segmentation (reported only if evaluation reaches the record, as
+/// pycocotools converts only the records it evaluates).
+pub type MaskColumn = Arc<Vec<std::result::Result<PreparedMask, Box<str>>>>;
 
 /// The annotations of a dataset, one entry per record, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,6 +26,8 @@ pub struct Annotations {
     pub iscrowd: Vec<bool>,
     /// NaN where a ground-truth record has no score.
     pub score: Vec<f64>,
+    /// The `segmentation` as written, `None` where there is none.
+    pub segmentation: Vec<Option<Box<Segmentation>>>,
 }
 
 impl Annotations {
@@ -42,6 +53,7 @@ impl Annotations {
             all.area.extend_from_slice(&part.area);
             all.iscrowd.extend_from_slice(&part.iscrowd);
             all.score.extend_from_slice(&part.score);
+            all.segmentation.extend(part.segmentation);
         }
         all
     }
@@ -55,6 +67,7 @@ impl Annotations {
             area: Vec::with_capacity(n),
             iscrowd: Vec::with_capacity(n),
             score: Vec::with_capacity(n),
+            segmentation: Vec::with_capacity(n),
         }
     }
 }
@@ -70,6 +83,8 @@ pub struct Packed {
     pub score: f64,
     pub id: i64,
     pub crowd: bool,
+    /// The record's index in the dataset (its mask's in [`MaskColumn`]).
+    pub row: u32,
 }
 
 /// A parsed dataset: image and category ids in file order, and the annotations.
@@ -86,6 +101,15 @@ pub struct CocoDataset {
     pub first_without_score: Option<usize>,
     /// The string ids the codes stand for.
     pub id_strings: IdStrings,
+    /// `[height, width]` of each image (by `image_ids` position) where given.
+    pub image_sizes: Vec<Option<[i64; 2]>>,
+    /// Box results: a record without a segmentation stands for its box's
+    /// polygon (what `loadRes` writes there).
+    pub box_segmentation: bool,
+    /// The file (or `"<list>"`...) the dataset came from, for error messages.
+    pub source: Box<str>,
+    /// The masks, converted on first use (see [`CocoDataset::masks`]).
+    pub masks: OnceLock<MaskColumn>,
 }
 
 impl CocoDataset {
@@ -100,9 +124,64 @@ impl CocoDataset {
         let packed = (0..a.len())
             .into_par_iter()
             .with_min_len(4096)
-            .map(|j| Packed { bbox: a.bbox[j], area: a.area[j], score: a.score[j], id: a.id[j], crowd: a.iscrowd[j] })
+            .map(|j| Packed {
+                bbox: a.bbox[j],
+                area: a.area[j],
+                score: a.score[j],
+                id: a.id[j],
+                crowd: a.iscrowd[j],
+                row: j as u32,
+            })
             .collect();
-        CocoDataset { image_ids, category_ids, annotations, packed, first_without_score, id_strings }
+        let image_sizes = vec![None; image_ids.len()];
+        CocoDataset {
+            image_ids,
+            category_ids,
+            annotations,
+            packed,
+            first_without_score,
+            id_strings,
+            image_sizes,
+            box_segmentation: false,
+            source: "".into(),
+            masks: OnceLock::new(),
+        }
+    }
+
+    /// pycocotools' `annToRLE` of every record, prepared for mask IoU, in
+    /// parallel, once: a record of an image the dataset lacks, without a
+    /// segmentation, or with a malformed one gets the reason instead.
+    pub fn masks(&self) -> MaskColumn {
+        self.masks.get_or_init(|| Arc::new(self.convert_masks())).clone()
+    }
+
+    fn convert_masks(&self) -> Vec<std::result::Result<PreparedMask, Box<str>>> {
+        let sizes: rustc_hash::FxHashMap<i64, Option<[i64; 2]>> =
+            self.image_ids.iter().copied().zip(self.image_sizes.iter().copied()).collect();
+        let a = &self.annotations;
+        (0..a.len())
+            .into_par_iter()
+            .with_min_len(64)
+            .map(|j| {
+                let Some(&size) = sizes.get(&a.image_id[j]) else {
+                    let image = self.id_strings.describe(a.image_id[j]);
+                    return Err(format!("has image_id {image}, not an image of the dataset").into());
+                };
+                let boxed;
+                let segmentation = match (&a.segmentation[j], self.box_segmentation) {
+                    (Some(s), _) => &**s,
+                    (None, true) => {
+                        boxed = Segmentation::of_box(&a.bbox[j]);
+                        &boxed
+                    }
+                    (None, false) => return Err("has no 'segmentation'".into()),
+                };
+                segmentation
+                    .to_rle(size)
+                    .map(|rle| PreparedMask::new(&rle))
+                    .map_err(|e| format!("has a bad 'segmentation': {e}").into())
+            })
+            .collect()
     }
 
     /// This dataset with its string ids coded as `reference` codes them (a
@@ -130,6 +209,10 @@ impl CocoDataset {
             packed: self.packed.iter().map(|p| Packed { id: recode_one(p.id), ..*p }).collect(),
             first_without_score: self.first_without_score,
             id_strings: combined,
+            image_sizes: self.image_sizes.clone(),
+            box_segmentation: self.box_segmentation,
+            source: self.source.clone(),
+            masks: self.masks.clone(),
         })
     }
 }

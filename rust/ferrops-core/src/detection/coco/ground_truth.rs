@@ -57,7 +57,7 @@ fn ground_truth_piece(
     let mut first_without_score = None;
     let mut pending = PendingStrings::default();
     for (i, r) in (offset..).zip(records) {
-        let RawAnnotation { id, image_id, category_id, bbox, area, iscrowd, score } = r;
+        let RawAnnotation { id, image_id, category_id, bbox, area, iscrowd, score, segmentation } = r;
         // Formatted only for an error: most records have none.
         let name = || record_name(i, id.as_ref());
         let missing = |key: &str| origin.error(GT_EXPECTED, format!("{} has no '{key}'", name()));
@@ -86,6 +86,7 @@ fn ground_truth_piece(
         annotations.area.push(area);
         annotations.iscrowd.push(iscrowd.is_some_and(|f| f.0));
         annotations.score.push(score.unwrap_or(f64::NAN));
+        annotations.segmentation.push(segmentation.map(Box::new));
     }
     Ok((annotations, first_without_score, pending))
 }
@@ -112,6 +113,7 @@ pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
         }
     };
     let mut strings = IdStrings::default();
+    let image_sizes: Vec<Option<[i64; 2]>> = images.iter().flatten().map(RawId::size).collect();
     let image_ids = ids(origin, "images", images, &mut strings)?;
     let category_ids = ids(origin, "categories", categories, &mut strings)?;
     let parts = in_order(records, |records, offset| ground_truth_piece(records, offset, origin))?;
@@ -137,7 +139,10 @@ pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
             }
         }
     }
-    Ok(CocoDataset::new(image_ids, category_ids, annotations, first_without_score, strings))
+    let mut dataset = CocoDataset::new(image_ids, category_ids, annotations, first_without_score, strings);
+    dataset.image_sizes = image_sizes;
+    dataset.source = origin.source.into();
+    Ok(dataset)
 }
 
 /// Ground truth as columns (`bbox` `[N, 4]` row-major `[x, y, w, h]`), for
@@ -178,6 +183,7 @@ pub fn ground_truth_from_columns(columns: &GroundTruthColumns, origin: &Origin) 
         annotations.area.push(area);
         annotations.iscrowd.push(columns.iscrowd[i]);
         annotations.score.push(f64::NAN);
+        annotations.segmentation.push(None);
     }
     let (image_ids, category_ids) = (columns.image_ids, columns.category_ids);
     for (what, ids) in [("image_ids", image_ids), ("category_ids", category_ids), ("image_id", columns.image_id)]

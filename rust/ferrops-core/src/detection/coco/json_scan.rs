@@ -12,6 +12,7 @@ use super::ids::IdValue;
 use super::json_pieces::{records_in_pieces, RecordPieces, SPLIT_PIECE};
 use super::json_tokens::scan_string;
 use super::raw::{Flag, RawAnnotation, RawBox};
+use super::segmentation::Segmentation;
 
 /// Where [`records_from`] stopped.
 pub(super) enum Stop {
@@ -357,6 +358,7 @@ impl Cursor<'_> {
                     b"area" => (r.area = Some(self.float()?), 16).1,
                     b"iscrowd" => (r.iscrowd = Some(self.flag()?), 32).1,
                     b"score" => (r.score = Some(self.float()?), 64).1,
+                    b"segmentation" => (r.segmentation = Some(self.segmentation()?), 128).1,
                     _ => {
                         self.skip(0)?;
                         0
@@ -373,6 +375,85 @@ impl Cursor<'_> {
             }
         }
         Some(r)
+    }
+}
+
+impl Cursor<'_> {
+    /// Items of a JSON list, each read by `item`, up to and past its `]`.
+    fn list_of(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.ws();
+            item(self)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A `segmentation` of the shapes COCO tools write: a list of polygon
+    /// lists, or `{"size": [h, w], "counts": "..." | [...]}`. Anything else
+    /// (escapes included) is declined and read by serde.
+    fn segmentation(&mut self) -> Option<Segmentation> {
+        if self.peek()? == b'[' {
+            let (mut coords, mut ends) = (Vec::new(), Vec::new());
+            self.list_of(|c| {
+                c.list_of(|c| {
+                    coords.push(c.float()?);
+                    Some(())
+                })?;
+                ends.push(u32::try_from(coords.len()).ok()?);
+                Some(())
+            })?;
+            return Some(Segmentation::Polygons { coords, ends });
+        }
+        let (mut size, mut compressed, mut runs) = (None, None, None);
+        if self.object_opened()? {
+            loop {
+                match self.member_key()? {
+                    b"size" if size.is_none() => {
+                        let mut values = Vec::with_capacity(2);
+                        self.list_of(|c| {
+                            values.push(c.int()?);
+                            Some(())
+                        })?;
+                        size = Some(<[i64; 2]>::try_from(values).ok()?);
+                    }
+                    b"counts" if compressed.is_none() && runs.is_none() => {
+                        if self.peek()? == b'"' {
+                            compressed = Some(self.plain_string()?.to_vec());
+                        } else {
+                            let mut values = Vec::new();
+                            self.list_of(|c| {
+                                values.push(c.int()?);
+                                Some(())
+                            })?;
+                            runs = Some(values);
+                        }
+                    }
+                    b"size" | b"counts" => return None,
+                    _ => self.skip(0)?,
+                }
+                if self.object_closed()? {
+                    break;
+                }
+            }
+        }
+        match (size?, compressed, runs) {
+            (size, Some(counts), None) => Some(Segmentation::Compressed { size, counts }),
+            (size, None, Some(counts)) => Some(Segmentation::Uncompressed { size, counts }),
+            _ => None,
+        }
     }
 }
 

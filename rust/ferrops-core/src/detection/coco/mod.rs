@@ -10,7 +10,8 @@
 //! `json_scan` the direct record scanner (serde reads what it declines,
 //! `json_tokens`, the strict reader, judges it);
 //! `checks` what a record must satisfy; `ids` integer and string ids;
-//! `ground_truth` and `results` the two kinds of dataset.
+//! `ground_truth` and `results` the two kinds of dataset; `segmentation` the
+//! masks as written and pycocotools' `annToRLE` of them.
 
 mod checks;
 mod dataset;
@@ -21,9 +22,11 @@ mod json_scan;
 pub mod json_tokens;
 mod raw;
 mod results;
+mod segmentation;
 
 pub use checks::Origin;
-pub use dataset::{Annotations, CocoDataset, Packed};
+pub use dataset::{Annotations, CocoDataset, MaskColumn, Packed};
 pub use ground_truth::{ground_truth_from_columns, parse_ground_truth, GroundTruthColumns};
 pub use ids::{IdStrings, FIRST_INTEGER_ID, STRING_CODE_BASE};
 pub use results::{parse_results, results_from_columns, ResultColumns};
+pub use segmentation::Segmentation;

@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use super::checks::{check_bbox, valid_bbox, Origin};
 use super::ids::IdValue;
+use super::segmentation::Segmentation;
 use crate::error::Result;
 
 /// `iscrowd` as written by COCO tools: 0/1 or false/true.
@@ -92,11 +93,27 @@ pub(super) struct RawAnnotation {
     pub(super) area: Option<f64>,
     pub(super) iscrowd: Option<Flag>,
     pub(super) score: Option<f64>,
+    pub(super) segmentation: Option<Segmentation>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct RawId {
     pub(super) id: Option<IdValue>,
+    /// An image's size, needed only to rasterise its polygons: any JSON value
+    /// is accepted here and judged then.
+    pub(super) height: Option<serde_json::Value>,
+    pub(super) width: Option<serde_json::Value>,
+}
+
+impl RawId {
+    /// `[height, width]` when both are integers (integral numbers).
+    pub(super) fn size(&self) -> Option<[i64; 2]> {
+        let integer = |v: &Option<serde_json::Value>| {
+            let v = v.as_ref()?;
+            v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
+        };
+        Some([integer(&self.height)?, integer(&self.width)?])
+    }
 }
 
 /// The top level of a ground-truth file; the annotations are kept as raw JSON

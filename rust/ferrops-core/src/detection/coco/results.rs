@@ -1,5 +1,7 @@
-//! Detection results as pycocotools' `loadRes` builds them for bbox results, from
+//! Detection results as pycocotools' `loadRes` builds them for box and mask results, from
 //! a results file or from columns, checked against their ground truth.
+
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -9,6 +11,7 @@ use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{in_order, parse_records};
 use super::raw::RawAnnotation;
 use crate::error::Result;
+use crate::mask::prepared::PreparedMask;
 
 /// The image ids of a ground truth, for checking results.
 type ImageSet = rustc_hash::FxHashSet<i64>;
@@ -89,32 +92,50 @@ pub fn results_from_columns(
         area,
         iscrowd: vec![false; n],
         score: columns.score.to_vec(),
+        segmentation: vec![None; n],
     };
-    Ok(CocoDataset::new(
+    let mut dataset = CocoDataset::new(
         ground_truth.image_ids.clone(),
         ground_truth.category_ids.clone(),
         annotations,
         None,
         ground_truth.id_strings.clone(),
-    ))
+    );
+    dataset.image_sizes = ground_truth.image_sizes.clone();
+    dataset.box_segmentation = true;
+    dataset.source = origin.source.into();
+    Ok(dataset)
 }
 
-/// Parses a results file (a JSON list of bbox detections) against its ground
-/// truth, as pycocotools' `loadRes(path)` does for bbox results. A string
-/// `image_id` names the ground truth's image of that string id; a string
-/// `category_id` is coded like the ground truth's (a new one gets a new code).
+/// Parses a results file (a JSON list of detections) against its ground
+/// truth, as pycocotools' `loadRes(path)` does. As there, the first record
+/// decides: with a non-empty `bbox` every record is a box result (`area = w *
+/// h`; a `segmentation`, if any, is kept for `segm` evaluation, else the box's
+/// polygon stands for it); otherwise, with a `segmentation`, every record is a
+/// mask result whose `area` is the mask's and whose `bbox`, where missing, the
+/// mask's box (the masks are converted here, once). A string `image_id` names
+/// the ground truth's image of that string id; a string `category_id` is coded
+/// like the ground truth's (a new one gets a new code).
 pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
     let pieces = parse_records(json, origin, RES_EXPECTED)?;
-    let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
+    let first = pieces.iter().flatten().next();
+    let masks_decide = first.is_some_and(|r| r.bbox.is_none_or(|b| b.len == 0) && r.segmentation.is_some());
+    let images = Images {
+        known: ground_truth.image_ids.iter().copied().collect(),
+        sizes: ground_truth.image_ids.iter().copied().zip(ground_truth.image_sizes.iter().copied()).collect(),
+    };
     let gt_strings = &ground_truth.id_strings;
-    let parts = in_order(pieces, |records, offset| results_piece(records, offset, &known_images, gt_strings, origin))?;
+    let parts =
+        in_order(pieces, |records, offset| results_piece(records, offset, &images, gt_strings, masks_decide, origin))?;
     let mut strings = gt_strings.clone();
     let mut pending = Vec::with_capacity(parts.len());
+    let mut masks = Vec::new();
     let mut annotations = Annotations::concat(
         parts
             .into_iter()
-            .map(|(part, new_categories)| {
+            .map(|(part, new_categories, part_masks)| {
                 pending.push(new_categories);
+                masks.extend(part_masks.into_iter().map(Ok));
                 part
             })
             .collect(),
@@ -122,21 +143,39 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
     for (row, s) in pending.into_iter().flatten() {
         annotations.category_id[row] = strings.intern(&s);
     }
-    Ok(CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None, strings))
+    let mut dataset =
+        CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None, strings);
+    dataset.image_sizes = ground_truth.image_sizes.clone();
+    dataset.source = origin.source.into();
+    if masks_decide {
+        dataset.masks.get_or_init(|| Arc::new(masks));
+    } else {
+        dataset.box_segmentation = true;
+    }
+    Ok(dataset)
+}
+
+/// The ground truth's images: their ids, and their sizes for polygons.
+struct Images {
+    known: ImageSet,
+    sizes: rustc_hash::FxHashMap<i64, Option<[i64; 2]>>,
 }
 
 /// Result records `offset..` checked and as `loadRes` stores them: ids counting
-/// from 1 in file order, `area = w * h`, not crowd; with the string category
-/// ids the ground truth does not have, by record index, coded afterwards.
+/// from 1 in file order, not crowd, the area of the box or (`masks_decide`) of
+/// the mask; with the string category ids the ground truth does not have, by
+/// record index, coded afterwards, and the masks of mask results.
 fn results_piece(
     records: Vec<RawAnnotation>,
     offset: usize,
-    known_images: &ImageSet,
+    images: &Images,
     gt_strings: &IdStrings,
+    masks_decide: bool,
     origin: &Origin,
-) -> Result<(Annotations, StringsAt)> {
+) -> Result<(Annotations, StringsAt, Vec<PreparedMask>)> {
     let mut annotations = Annotations::with_capacity(records.len());
     let mut new_categories = Vec::new();
+    let mut masks = Vec::with_capacity(if masks_decide { records.len() } else { 0 });
     for (i, r) in (offset..).zip(records) {
         let missing = |key: &str| origin.error(RES_EXPECTED, format!("results[{i}] has no '{key}'"));
         let image_id = match r.image_id.ok_or_else(|| missing("image_id"))? {
@@ -155,23 +194,48 @@ fn results_piece(
                 STRING_CODE_BASE
             }),
         };
-        let b = r.bbox.ok_or_else(|| missing("bbox"))?;
-        if b.len != 4 {
-            return Err(
-                origin.error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len))
-            );
-        }
         let score = r.score.ok_or_else(|| missing("score"))?;
-        check_result(origin, known_images, i, image_id, &b.values, score)?;
+        let (bbox, area) = if masks_decide {
+            let segmentation = r.segmentation.as_ref().ok_or_else(|| missing("segmentation"))?;
+            if !images.known.contains(&image_id) {
+                // The same message as for box results.
+                check_result(origin, &images.known, i, image_id, &[0.0; 4], score)?;
+            }
+            let size = images.sizes.get(&image_id).copied().flatten();
+            let mask = segmentation.to_rle(size).map_err(|e| {
+                origin.error(RES_EXPECTED, format!("results[{i}] has a bad 'segmentation': {e}"))
+            })?;
+            let prepared = PreparedMask::new(&mask);
+            // pycocotools keeps a given box (an empty one is treated as absent here).
+            let bbox = match r.bbox {
+                Some(b) if b.len > 0 => {
+                    b.checked(origin, RES_EXPECTED, || format!("results[{i}]"))?;
+                    b.values
+                }
+                _ => prepared.bbox,
+            };
+            let area = f64::from(prepared.area);
+            masks.push(prepared);
+            (bbox, area)
+        } else {
+            let b = r.bbox.ok_or_else(|| missing("bbox"))?;
+            if b.len != 4 {
+                return Err(origin
+                    .error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len)));
+            }
+            (b.values, b.values[2] * b.values[3])
+        };
+        check_result(origin, &images.known, i, image_id, &bbox, score)?;
         annotations.id.push(i as i64 + 1);
         annotations.image_id.push(image_id);
         annotations.category_id.push(category_id);
-        annotations.bbox.push(b.values);
-        annotations.area.push(b.values[2] * b.values[3]);
+        annotations.bbox.push(bbox);
+        annotations.area.push(area);
         annotations.iscrowd.push(false);
         annotations.score.push(score);
+        annotations.segmentation.push(r.segmentation.map(Box::new));
     }
-    Ok((annotations, new_categories))
+    Ok((annotations, new_categories, masks))
 }
 
 #[cfg(test)]

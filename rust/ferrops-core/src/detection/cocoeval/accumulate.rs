@@ -354,7 +354,7 @@ pub fn accumulate(evaluation: &Evaluation, p: &AccumulateParams) -> Result<Accum
 mod tests {
     use super::*;
     use crate::detection::coco::CocoDataset;
-    use crate::detection::cocoeval::{evaluate, test_datasets as datasets, EvalParams};
+    use crate::detection::cocoeval::{evaluate, test_datasets as datasets, EvalParams, IouType};
     use crate::interrupt::Cancel;
 
     fn run(gt: &CocoDataset, dt: &CocoDataset) -> Accumulated {
@@ -368,6 +368,7 @@ mod tests {
             iou_thrs: &iou_thrs,
             area_rngs: &area_rngs,
             max_det: 100,
+            iou_type: IouType::Bbox,
         };
         let e = evaluate(gt, dt, &params, &Cancel::new()).unwrap();
         let acc = AccumulateParams {

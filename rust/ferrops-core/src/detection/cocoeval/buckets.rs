@@ -15,6 +15,11 @@ pub(super) struct Buckets {
 }
 
 impl Buckets {
+    /// Every bucket's records, bucket after bucket.
+    pub(super) fn records(&self) -> &[Record] {
+        &self.records
+    }
+
     pub(super) fn get(&self, b: usize) -> &[Record] {
         &self.records[self.offsets[b] as usize..self.offsets[b + 1] as usize]
     }

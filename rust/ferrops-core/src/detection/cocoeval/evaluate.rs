@@ -1,15 +1,16 @@
-//! pycocotools' `COCOeval.evaluate` for bbox: every (category, image) unit
+//! pycocotools' `COCOeval.evaluate` for bbox and segm: every (category, image) unit
 //! matched in parallel, in fixed chunks of units.
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
-use super::buckets::buckets;
+use super::buckets::{buckets, Buckets};
 use super::evaluation::{Chunk, Evaluation, UnitSpan, CHUNK};
+use super::similarity::{IouType, Similarity};
 use super::matching::{
     effective_threshold, match_at, outside, Matching, Scratch, FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
 };
-use crate::detection::coco::{CocoDataset, IdStrings};
+use crate::detection::coco::{CocoDataset, IdStrings, MaskColumn};
 use crate::ensure;
 use crate::error::{FerropsError, Result};
 use crate::interrupt::Cancel;
@@ -27,6 +28,8 @@ pub struct EvalParams<'a> {
     pub area_rngs: &'a [[f64; 2]],
     /// The largest maxDets: detections kept per unit, best scores first.
     pub max_det: usize,
+    /// What "IoU" means: of boxes or of masks.
+    pub iou_type: IouType,
 }
 
 fn check_params(params: &EvalParams) -> Result<()> {
@@ -115,7 +118,24 @@ fn evaluate_unit(unit: usize, params: &Matching, scratch: &mut Scratch, chunk: &
     }
 }
 
-/// pycocotools' `COCOeval.evaluate` for bbox: per (category, image) matching.
+/// Every record evaluation reaches has a mask (pycocotools converts those
+/// only); otherwise the error names the first such record in file order.
+fn check_masks(argument: &'static str, d: &CocoDataset, masks: &MaskColumn, buckets: &Buckets) -> Result<()> {
+    let bad = buckets.records().par_iter().filter(|r| masks[r.row as usize].is_err()).map(|r| r.row).min();
+    let Some(row) = bad else {
+        return Ok(());
+    };
+    let j = row as usize;
+    let why = masks[j].as_ref().err().expect("found above");
+    Err(FerropsError::value(
+        "COCOeval.evaluate",
+        argument,
+        "a segmentation pycocotools' annToRLE accepts for every record evaluated",
+        format!("{}: annotations[{j}] (id {}) {why}", d.source, d.id_strings.describe(d.annotations.id[j])),
+    ))
+}
+
+/// pycocotools' `COCOeval.evaluate` (bbox, segm): per (category, image) matching.
 /// `cancel` is looked at once per (image, category) unit (RUN-INTERRUPT).
 pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel: &Cancel) -> Result<Evaluation> {
     check_params(params)?;
@@ -139,6 +159,10 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
             ));
         }
     }
+    let similarity = match params.iou_type {
+        IouType::Bbox => Similarity::Bbox,
+        IouType::Segm => Similarity::Segm { gt: gt.masks(), dt: dt.masks() },
+    };
     // Python codes the parameters' string ids as the ground truth does, then
     // the detections' own strings: the detections are coded alike.
     let recoded = dt.coded_like(&gt.id_strings);
@@ -153,6 +177,10 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
         || buckets(gt, params.img_ids, &distinct_cats, params.use_cats),
         || buckets(dt, params.img_ids, &distinct_cats, params.use_cats),
     );
+    if let Similarity::Segm { gt: gt_masks, dt: dt_masks } = &similarity {
+        check_masks("cocoGt", gt, gt_masks, &gt_buckets)?;
+        check_masks("cocoDt", dt, dt_masks, &dt_buckets)?;
+    }
     let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
     let pooled_slots = (!params.use_cats).then(|| params.cat_ids.iter().map(|c| distinct_cats[c]).collect());
     let matching =
@@ -167,6 +195,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
         gt_buckets,
         dt_buckets,
         pooled_slots,
+        similarity,
     };
     let e = &evaluation;
     let chunks: Vec<Chunk> = (0..num_units.div_ceil(CHUNK))
@@ -183,7 +212,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
                 // One relaxed load per non-empty (image, category) unit: a unit is
                 // microseconds of matching at least, and a crowded one can take many.
                 cancel.check("COCOeval.evaluate")?;
-                scratch.load(gts, dts, e.matching.max_det);
+                scratch.load(gts, dts, e.matching.max_det, &e.similarity);
                 evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
             }
             Ok(chunk)

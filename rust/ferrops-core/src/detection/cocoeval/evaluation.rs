@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::buckets::Buckets;
 use super::matching::{match_at, outside, Matching, Scratch};
+use super::similarity::Similarity;
 use crate::detection::coco::Packed as Record;
 use crate::ensure;
 use crate::error::{FerropsError, Result};
@@ -64,6 +65,7 @@ pub struct Evaluation {
     /// With pooled categories (`use_cats == false`), the bucket slot of each
     /// category a unit pools, in pooling order (perhaps none).
     pub(super) pooled_slots: Option<Vec<usize>>,
+    pub(super) similarity: Similarity,
 }
 
 /// pycocotools' `evaluateImg` result for one (category, area range, image)
@@ -167,7 +169,7 @@ impl Evaluation {
         if gts.is_empty() && dts.is_empty() {
             return false;
         }
-        scratch.load(gts, dts, self.matching.max_det);
+        scratch.load(gts, dts, self.matching.max_det, &self.similarity);
         true
     }
 
@@ -260,7 +262,7 @@ impl Evaluation {
 #[cfg(test)]
 mod tests {
     use super::super::matching::{FALSE_POSITIVE, IGNORED, TRUE_POSITIVE};
-    use super::super::{evaluate, test_datasets as datasets, EvalParams};
+    use super::super::{evaluate, test_datasets as datasets, EvalParams, IouType};
     use crate::interrupt::Cancel;
 
     #[test]
@@ -276,6 +278,7 @@ mod tests {
                 iou_thrs: &iou_thrs,
                 area_rngs: &area_rngs,
                 max_det: 100,
+                iou_type: IouType::Bbox,
             };
             let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
             let entries = e.image_evaluations(0..e.len()).unwrap();
@@ -317,6 +320,7 @@ mod tests {
             iou_thrs: &[0.5],
             area_rngs: &area_rngs,
             max_det: 100,
+            iou_type: IouType::Bbox,
         };
         let cancel = Cancel::new();
         cancel.raise();
@@ -337,6 +341,7 @@ mod tests {
             iou_thrs: &[0.5, 0.95],
             area_rngs: &area_rngs,
             max_det: 100,
+            iou_type: IouType::Bbox,
         };
         let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
         // Category 2 (k = 1), image 2 (i = 1): one crowd ground truth (id 3) and a

@@ -2,7 +2,7 @@
 //! detections and ground truth loaded with their similarity matrix, the ground
 //! truth ordered for an area range, and the matching at one IoU threshold.
 
-use super::similarity::bbox_ious;
+use super::similarity::Similarity;
 use crate::detection::coco::Packed as Record;
 
 /// A detection's outcome at one IoU threshold.
@@ -57,7 +57,7 @@ impl Scratch {
     /// pycocotools' `computeIoU`: the unit's detections sorted by score (stable)
     /// and cut to `max_det`, its ground truth in unit order, their `[D, G]` IoU
     /// (empty when either side is).
-    pub(super) fn load(&mut self, gts: &[Record], dts: &[Record], max_det: usize) {
+    pub(super) fn load(&mut self, gts: &[Record], dts: &[Record], max_det: usize, similarity: &Similarity) {
         self.dts.clear();
         self.dts.extend(dts.iter().enumerate().map(|(d, record)| (record.score, d as u32)));
         self.dts.sort_by(|a, b| descending(a.0, b.0));
@@ -67,7 +67,7 @@ impl Scratch {
         self.gt.clear();
         self.gt.extend_from_slice(gts);
         self.ious.clear();
-        bbox_ious(&self.det, &self.gt, &mut self.ious);
+        similarity.fill(&self.det, &self.gt, &mut self.ious);
         self.matched_by.clear();
         self.matched_by.resize(self.gt.len(), 0);
     }

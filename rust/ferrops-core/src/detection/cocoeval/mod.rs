@@ -1,4 +1,4 @@
-//! The COCO bbox evaluation, bit for bit pycocotools' `COCOeval` (SPEC DET-COCO),
+//! The COCO bbox and segm evaluation, bit for bit pycocotools' `COCOeval` (SPEC DET-COCO),
 //! quirks included: crowd ground truth matched repeatedly with IoU = inter / det
 //! area, ignored ground truth sorted last, stable sorts by score, both ends of an
 //! area range inclusive, a ground truth with id 0 treated as "no match", the
@@ -19,7 +19,7 @@
 //!
 //! One job per file: `buckets` groups the records by (category, image) as
 //! pycocotools' `_prepare`; `similarity` is the unit's `[D, G]` similarity matrix
-//! (bbox IoU: where mask IoU or keypoint OKS plug in); `matching` is one unit's
+//! (bbox IoU, mask IoU; one arm per iouType); `matching` is one unit's
 //! greedy matching (`evaluateImg`); `evaluate` runs it over every unit into an
 //! `evaluation::Evaluation`, which also answers `evalImgs`/`ious` on demand;
 //! `accumulate` builds the precision/recall arrays.
@@ -34,6 +34,7 @@ mod similarity;
 pub use accumulate::{accumulate, AccumulateParams, Accumulated};
 pub use evaluate::{evaluate, EvalParams};
 pub use evaluation::{Evaluation, ImageEvaluation};
+pub use similarity::IouType;
 
 /// A small ground truth and its detections, checked by hand in the tests.
 #[cfg(test)]

@@ -1,20 +1,72 @@
 //! The similarity of one unit's detections and ground truth that matching
-//! compares with the IoU thresholds: pycocotools' `computeIoU` for
-//! `iouType='bbox'`. Mask IoU (`segm`) and keypoint OKS are further functions of
-//! the same shape here, chosen where `Scratch::load` (in `matching`) calls this one.
+//! compares with the IoU thresholds: pycocotools' `computeIoU`, one arm per
+//! iouType (bbox: box IoU; segm: mask IoU). Another iouType is one more
+//! [`IouType`] and one more [`Similarity`] arm.
 
 use crate::boxes::geometry::coco_iou;
-use crate::detection::coco::Packed as Record;
+use crate::detection::coco::{MaskColumn, Packed as Record};
+use crate::mask::prepared::{self, PreparedMask};
 
-/// Appends the `[D, G]` row-major bbox IoU of `det` (best first) and `gt` (unit
-/// order) to `out`; nothing when there is no ground truth. The crowd rule and the
-/// `[x, y, w, h]` arithmetic are pycocotools' ([`coco_iou`]).
-#[inline]
-pub(super) fn bbox_ious(det: &[Record], gt: &[Record], out: &mut Vec<f64>) {
-    if gt.is_empty() {
-        return;
+/// pycocotools' `iouType`s that ferrops evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IouType {
+    Bbox,
+    Segm,
+}
+
+impl IouType {
+    /// The type named as pycocotools names it (`"bbox"`, `"segm"`).
+    pub fn from_name(name: &str) -> Option<IouType> {
+        match name {
+            "bbox" => Some(IouType::Bbox),
+            "segm" => Some(IouType::Segm),
+            _ => None,
+        }
     }
+}
+
+/// What the similarity of a unit reads beyond its records, kept by the
+/// evaluation so that a unit can be recomputed on demand.
+#[derive(Debug, Clone)]
+pub(super) enum Similarity {
+    Bbox,
+    /// The masks of the ground truth and of the detections, by record index.
+    Segm { gt: MaskColumn, dt: MaskColumn },
+}
+
+impl Similarity {
+    /// Appends the `[D, G]` row-major similarity of `det` (best first) and `gt`
+    /// (unit order) to `out`; nothing when there is no ground truth.
+    #[inline]
+    pub(super) fn fill(&self, det: &[Record], gt: &[Record], out: &mut Vec<f64>) {
+        if gt.is_empty() {
+            return;
+        }
+        match self {
+            Similarity::Bbox => bbox_ious(det, gt, out),
+            Similarity::Segm { gt: gt_masks, dt: dt_masks } => mask_ious(det, gt, dt_masks, gt_masks, out),
+        }
+    }
+}
+
+/// Box IoU: the crowd rule and the `[x, y, w, h]` arithmetic are pycocotools'
+/// ([`coco_iou`]).
+#[inline]
+fn bbox_ious(det: &[Record], gt: &[Record], out: &mut Vec<f64>) {
     for d in det {
         out.extend(gt.iter().map(|g| coco_iou(&d.bbox, &g.bbox, g.crowd)));
+    }
+}
+
+/// Mask IoU, pycocotools' `maskUtils.iou(d, g, iscrowd)` ([`prepared::iou`]).
+/// Evaluation checked that every record of its units has a mask.
+fn mask<'a>(column: &'a MaskColumn, r: &Record) -> &'a PreparedMask {
+    column[r.row as usize].as_ref().ok().expect("checked by evaluate")
+}
+
+fn mask_ious(det: &[Record], gt: &[Record], dt_masks: &MaskColumn, gt_masks: &MaskColumn, out: &mut Vec<f64>) {
+    for d in det {
+        let dm = mask(dt_masks, d);
+        out.extend(gt.iter().map(|g| prepared::iou(dm, mask(gt_masks, g), g.crowd)));
     }
 }
