@@ -24,7 +24,8 @@ so nothing half-real is imported. A module that imported pycocotools' names
 before the call keeps them (``from pycocotools.coco import COCO`` at the top of
 a module binds the class then); install first. Uninstalling restores the
 modules that were in ``sys.modules`` before (or removes the names when there
-were none).
+were none); pycocotools' other submodules already imported are out of
+``sys.modules`` while the switch is on, and back after.
 """
 
 from __future__ import annotations
@@ -96,7 +97,12 @@ class PycocotoolsSwitch:
     def install(self) -> None:
         if self._saved is not None:
             return
-        self._saved = {name: sys.modules.get(name) for name in MODULES}
+        # pycocotools' own submodules imported before (pycocotools._mask) leave
+        # sys.modules too while the switch is on, so no import finds them there.
+        others = [name for name in sys.modules if name.startswith("pycocotools.") and name not in MODULES]
+        self._saved = {name: sys.modules.get(name) for name in (*MODULES, *others)}
+        for name in others:
+            del sys.modules[name]
         sys.modules.update(_modules())
         sys.meta_path.insert(0, self._finder)
 
