@@ -1,4 +1,4 @@
-"""Pickling ``ferrops.coco.COCO`` and ``COCOeval`` (SPEC DET-COCO-PICKLE): what a
+"""Pickling ``ferrops.coco.COCO`` and ``COCOeval`` (SPEC DET-COCO-PICKLE), bbox and segm: what a
 spawn DataLoader worker or ``torch.distributed.all_gather_object`` does to them.
 A copy must answer every query and evaluate exactly as the original, before and
 after ``evaluate()`` / ``accumulate()`` / ``summarize()``."""
@@ -193,3 +193,76 @@ def test_spawn_dataloader_workers_get_and_return_evaluations(sets):
     _quiet(original.summarize)
     assert np.array_equal(returned.stats, original.stats)
     _assert_same_eval(returned, original)
+
+
+def _mask_sets(seed: int = 5):
+    """A ground truth with polygon, RLE and crowd masks, and mask results (RLE,
+    str and bytes counts) with and without boxes."""
+    from ferrops import mask
+
+    rng = np.random.default_rng(seed)
+    images = [{"id": i, "height": 40, "width": 50} for i in range(1, 7)]
+    annotations, results = [], []
+    for image in images:
+        for _ in range(int(rng.integers(0, 4))):
+            x, y = rng.random(2) * [35, 25]
+            w, h = 4 + rng.random(2) * 12
+            polygon = [x, y, x + w, y, x + w * 0.7, y + h, x, y + h * 0.8]
+            rle = mask.merge(mask.frPyObjects([polygon], 40, 50))
+            crowd = int(rng.random() < 0.2)
+            segmentation = {"size": [40, 50], "counts": rle["counts"].decode()} if crowd else [polygon]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image["id"],
+                    "category_id": int(rng.integers(1, 3)),
+                    "segmentation": segmentation,
+                    "area": float(mask.area(rle)),
+                    "bbox": mask.toBbox(rle).tolist(),
+                    "iscrowd": crowd,
+                }
+            )
+            shifted = mask.merge(mask.frPyObjects([[v + rng.normal(0, 1) for v in polygon]], 40, 50))
+            counts = shifted["counts"] if rng.random() < 0.5 else shifted["counts"].decode()
+            results.append(
+                {
+                    "image_id": image["id"],
+                    "category_id": annotations[-1]["category_id"],
+                    "segmentation": {"size": [40, 50], "counts": counts},
+                    "score": float(rng.random()),
+                }
+            )
+    gt = {"images": images, "annotations": annotations, "categories": [{"id": 1}, {"id": 2}]}
+    return gt, results
+
+
+@pytest.mark.spec("DET-COCO-PICKLE")
+@pytest.mark.parametrize("source", ["list", "file", "list_with_boxes"])
+def test_mask_results_and_segm_evaluation_round_trip(tmp_path, source):
+    gt, results = _mask_sets()
+    gt_coco = fcoco.COCO()
+    gt_coco.dataset = gt
+    _quiet(gt_coco.createIndex)
+    if source == "file":
+        path = tmp_path / "results.json"
+        path.write_text(json.dumps([{**r, "segmentation": _str_counts(r["segmentation"])} for r in results]))
+        dt_coco = _quiet(gt_coco.loadRes, str(path))
+    elif source == "list_with_boxes":
+        dt_coco = _quiet(gt_coco.loadRes, [{**r, "bbox": [1.0, 2.0, 5.0, 6.0]} for r in results])
+    else:
+        dt_coco = _quiet(gt_coco.loadRes, results)
+    original = fcoco.COCOeval(gt_coco, dt_coco, "segm")
+    _quiet(original.evaluate)
+    copy_ = _round_trip(original)
+    assert copy_.cocoDt.loadAnns(copy_.cocoDt.getAnnIds()) == dt_coco.loadAnns(dt_coco.getAnnIds())
+    _assert_same_eval(copy_, original)
+    for ev in (copy_, original):
+        _quiet(ev.accumulate)
+        _quiet(ev.summarize)
+    assert np.array_equal(copy_.stats, original.stats)
+    assert original.stats[0] > 0.1
+
+
+def _str_counts(segmentation):
+    counts = segmentation["counts"]
+    return {**segmentation, "counts": counts.decode() if isinstance(counts, bytes) else counts}

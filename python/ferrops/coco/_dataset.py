@@ -384,7 +384,7 @@ class COCO:
 
     def __getstate__(self) -> dict[str, Any]:
         if self._results_of is not None:
-            return {"results_of": self._results_of, "records": self.dataset["annotations"]}
+            return {"results_of": self._results_of, **self._results_state()}
         if self._dataset is None and self._path is not None:
             data, source = read(self._path)
             return {"json": data, "source": source}
@@ -394,9 +394,25 @@ class COCO:
         self.__init__()  # type: ignore[misc]
         if "results_of" in state:
             gt: COCO = state["results_of"]
+            records, source = state["records"], "<unpickled results>"
             self._dataset = None
-            self._rust = COCO._results_from_records(gt, state["records"])
             self._results_of = gt
+            if state["as"] == "arrays":
+                ids = np.array([(r["image_id"], r["category_id"]) for r in records], dtype=np.int64).reshape(-1, 2)
+                self._rust = _core.coco_results_from_arrays(
+                    gt._data,
+                    np.ascontiguousarray(ids[:, 0]),
+                    np.ascontiguousarray(ids[:, 1]),
+                    np.array([r["bbox"] for r in records], dtype=np.float64).reshape(-1, 4),
+                    np.array([r["score"] for r in records], dtype=np.float64),
+                    np.array([r["area"] for r in records], dtype=np.float64),
+                    source,
+                )
+            else:
+                payload = to_json(records, "COCO.loadRes", "resFile", source, "results")
+                self._rust = _core.coco_parse_results(payload, gt._data, source)
+                if state["as"] == "given":
+                    self._result_records = records
         elif "json" in state:
             data, source = state["json"], state["source"]
             self._dataset = None
@@ -408,23 +424,21 @@ class COCO:
         else:
             self._dataset = state["dataset"]
 
-    @staticmethod
-    def _results_from_records(gt: COCO, records: list[Record]) -> _core.CocoData:
-        """Results again from their records. Box results with integer ids keep each
-        record's area as it is (an ``[N, 7]`` float32 array's results have areas
-        computed in float32, which parsing the records would recompute)."""
-        source = "<unpickled results>"
-        boxes = bool(records) and bool(records[0].get("bbox"))
-        ids = [(r["image_id"], r["category_id"]) for r in records]
-        if boxes and all(type(i) is int and type(c) is int for i, c in ids):
-            return _core.coco_results_from_arrays(
-                gt._data,
-                np.array([i for i, _ in ids], dtype=np.int64),
-                np.array([c for _, c in ids], dtype=np.int64),
-                np.array([r["bbox"] for r in records], dtype=np.float64).reshape(-1, 4),
-                np.array([r["score"] for r in records], dtype=np.float64),
-                np.array([r["area"] for r in records], dtype=np.float64),
-                source,
-            )
-        payload = to_json(records, "COCO.loadRes", "resFile", source, "results")
-        return _core.coco_parse_results(payload, gt._data, source)
+    def _results_state(self) -> dict[str, Any]:
+        """Records that load into these results again, and how to load them:
+        "given" (the list loadRes had), "arrays" (box results with integer ids,
+        each record's area kept: an ``[N, 7]`` float32 array's areas were
+        computed in float32, which loading a list would redo in float64),
+        "boxes" (box results whose records carry masks) or "masks" (mask
+        results: loaded without their boxes and areas, which loadRes computes
+        from the masks again)."""
+        if self._result_records is not None:
+            return {"records": self._result_records, "as": "given"}
+        records = self.dataset["annotations"]
+        if not any(s is not None for s in self._data.segmentations()):
+            ints = all(type(r["image_id"]) is int and type(r["category_id"]) is int for r in records)
+            return {"records": records, "as": "arrays" if ints else "boxes"}
+        if all(r["area"] == r["bbox"][2] * r["bbox"][3] for r in records):
+            return {"records": records, "as": "boxes"}
+        masks = [{k: r[k] for k in ("image_id", "category_id", "score", "segmentation")} for r in records]
+        return {"records": masks, "as": "masks"}
