@@ -24,6 +24,7 @@ pub const MAX_ABS_COORDINATE: f64 = (i32::MAX as f64 - 1.0) / SCALE;
 /// C's `(int)x` as x86 computes it: truncation toward zero, and the "integer
 /// indefinite" value `INT_MIN` for NaN and out-of-range values (a degenerate edge
 /// of one point has slope 0/0 in pycocotools, and its y comes out as `INT_MIN`).
+#[inline]
 fn c_int(x: f64) -> i64 {
     if x.is_nan() || x >= 2147483648.0 || x <= -2147483649.0 {
         i64::from(i32::MIN)
@@ -50,6 +51,7 @@ impl Boundary {
     /// Both are `(x - 2) / 5` in exact arithmetic, and the float results are
     /// exact where that is whole and at least 0.2 away from a whole number
     /// otherwise, so the integer forms below give the same answers.
+    #[inline]
     fn step(&mut self, u0: i64, v0: i64, u1: i64, v1: i64) {
         if u0 == u1 {
             return;
@@ -77,6 +79,7 @@ struct Edge {
 }
 
 impl Edge {
+    #[inline]
     fn new(x0: i64, y0: i64, x1: i64, y1: i64) -> Edge {
         let (dx, dy) = ((x1 - x0).abs(), (y1 - y0).abs());
         let steep = dx < dy;
@@ -87,6 +90,7 @@ impl Edge {
     }
 
     /// `(u, v)` of step `d` (scaled x, scaled y).
+    #[inline]
     fn point(&self, d: i64) -> (i64, i64) {
         let t = if self.flip { self.len - d } else { d };
         let rounded = |start: i64| c_int(start as f64 + self.slope * t as f64 + 0.5);
@@ -115,6 +119,7 @@ impl Edge {
     /// [`Edge::first`] for the threshold of column `n` on a steep edge, started
     /// from the real-valued crossing of `x = 5 n + 2.5` and corrected by a few
     /// exact steps; a bisection when the guess is far off.
+    #[inline]
     fn first_near(&self, lo: i64, n: i64, pred: impl Fn(i64) -> bool) -> i64 {
         let t = (5.0 * n as f64 + 2.5 - self.xs as f64) / self.slope;
         let d = if self.flip { self.len as f64 - t } else { t };
@@ -178,6 +183,7 @@ impl Edge {
 }
 
 /// `ceil(a / 5)` for any sign of `a`.
+#[inline]
 fn ceil_div5(a: i64) -> i64 {
     -(-a).div_euclid(5)
 }
@@ -205,16 +211,16 @@ fn check_coordinates(function: &Name, argument: &Name, index: usize, xy: &[f64])
 fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
     let k = xy.len() / 2;
     let scaled = |c: f64| c_int(SCALE * c + 0.5);
-    let vertex = |j: usize| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]));
+    let vertices: Vec<(i64, i64)> = (0..=k).map(|j| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]))).collect();
     // Room for every cut: an edge cuts each column it spans once, plus a joining step.
-    let capacity: i64 = (0..k).map(|j| ((vertex(j + 1).0 - vertex(j).0).abs() / 5 + 2).min(i64::from(w) + 2)).sum();
+    let capacity: i64 = vertices.windows(2).map(|e| ((e[1].0 - e[0].0).abs() / 5 + 2).min(i64::from(w) + 2)).sum();
     let capacity = capacity as usize;
     let (indices, columns) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
     let mut out = Boundary { h: i64::from(h), w: i64::from(w), indices, columns };
     let columns = i64::from(w);
     let mut last_point: Option<(i64, i64)> = None;
-    for j in 0..k {
-        let ((x0, y0), (x1, y1)) = (vertex(j), vertex(j + 1));
+    for e in vertices.windows(2) {
+        let ((x0, y0), (x1, y1)) = (e[0], e[1]);
         let edge = Edge::new(x0, y0, x1, y1);
         let first = edge.point(0);
         if let Some(p) = last_point {
@@ -229,15 +235,12 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
     // twice, so the run after it joins the one before (pycocotools' rule, which
     // drops a zero-length last run).
     let mut previous = 0;
-    let lengths: Vec<u32> = cuts
-        .iter()
-        .map(|&c| {
-            let length = c - previous;
-            previous = c;
-            length
-        })
-        .collect();
-    let mut counts = vec![lengths[0]];
+    for cut in cuts.iter_mut() {
+        (*cut, previous) = (*cut - previous, *cut);
+    }
+    let lengths = cuts;
+    let mut counts = Vec::with_capacity(lengths.len());
+    counts.push(lengths[0]);
     let mut j = 1;
     while j < lengths.len() {
         if lengths[j] > 0 {
@@ -259,9 +262,14 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
 /// of the outline). An index `x * h + y` lies in `[x * h, (x + 1) * h]`, so
 /// ordering by column first and index second is ordering by index.
 fn sorted_cuts(indices: &[u32], columns: &[u32]) -> Vec<u32> {
-    let (Some(&lo), Some(&hi)) = (columns.iter().min(), columns.iter().max()) else {
+    if columns.is_empty() {
         return Vec::new();
-    };
+    }
+    // One pass, inlined (`Iterator::min`/`max` compile to a call per element here).
+    let (mut lo, mut hi) = (u32::MAX, 0);
+    for &c in columns {
+        (lo, hi) = (lo.min(c), hi.max(c));
+    }
     // `next[c]`: where column `lo + c`'s next cut goes; once all are placed it is
     // the end of that column's bucket. One buffer for starts and ends.
     let buckets = (hi - lo) as usize + 1;
