@@ -168,7 +168,7 @@ def judge(
 
 
 @pytest.mark.spec(
-    "RUN-LIMITS", "BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "MASK-RLE", "RL-BELLMAN", "RF"
+    "RUN-LIMITS", "BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "MASK-FUZZ", "RL-BELLMAN", "RF"
 )
 @pytest.mark.parametrize("name", sorted(DRIVERS))
 def test_hostile_calls_give_a_result_or_a_clean_error(name: str, worker: Worker) -> None:
