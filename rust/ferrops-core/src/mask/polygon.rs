@@ -60,10 +60,16 @@ impl Boundary {
         if x.rem_euclid(5) != 0 || x < 0 || x / 5 > self.w - 1 {
             return;
         }
-        let y = ceil_div5(v1.min(v0) - 2).clamp(0, self.h);
+        self.cut(x / 5, v1.min(v0));
+    }
+
+    /// The cut of column `n` (in `0..w`) by a step whose smaller `v` is `v_min`.
+    #[inline]
+    fn cut(&mut self, n: i64, v_min: i64) {
+        let y = ceil_div5(v_min - 2).clamp(0, self.h);
         // At most (w - 1) * h + h = h * w, which fits 32 bits (checked_size).
-        self.indices.push(((x / 5) * self.h + y) as u32);
-        self.columns.push((x / 5) as u32);
+        self.indices.push((n * self.h + y) as u32);
+        self.columns.push(n as u32);
     }
 }
 
@@ -98,6 +104,17 @@ impl Edge {
             (rounded(self.xs), t + self.ys)
         } else {
             (t + self.xs, rounded(self.ys))
+        }
+    }
+
+    /// `v` of step `d` alone ([`Edge::point`]'s second value).
+    #[inline]
+    fn v(&self, d: i64) -> i64 {
+        let t = if self.flip { self.len - d } else { d };
+        if self.steep {
+            t + self.ys
+        } else {
+            c_int(self.ys as f64 + self.slope * t as f64 + 0.5)
         }
     }
 
@@ -159,10 +176,9 @@ impl Edge {
         if first_column > last_column {
             return;
         }
-        let mut emit = |d: i64| {
-            let (a, b) = (self.point(d - 1), self.point(d));
-            out.step(a.0, a.1, b.0, b.1);
-        };
+        // The step (d - 1, d) cuts column n (its smaller x is 5 n + 2, u moving by
+        // one), so only its rows are needed: `Boundary::step`'s tests all pass.
+        let mut emit = |n: i64, d: i64| out.cut(n, self.v(d - 1).min(self.v(d)));
         let mut from = 1;
         // Columns in the order the edge meets them.
         for k in 0..=last_column - first_column {
@@ -175,7 +191,7 @@ impl Edge {
                 (true, false) => self.first_near(from, n, |u| u <= 5 * n + 2),
             };
             if (1..=self.len).contains(&d) {
-                emit(d);
+                emit(n, d);
                 from = d;
             }
         }
