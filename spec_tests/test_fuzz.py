@@ -36,8 +36,10 @@ import ferrops
 from .fuzz.attention_kvcache import KVCACHE
 from .fuzz.attention_segmentation import ATTENTION, SEGMENTATION
 from .fuzz.boxes_pooling import BOXES, POOLING
+from .fuzz.coco_switch import SWITCH
 from .fuzz.detection_mdp import DETECTION
 from .fuzz.driver import Args, Driver
+from .fuzz.mask import MASK
 from .fuzz.mdp_misc import MDP, MISC
 from .fuzz.values import Mutation
 from .fuzz.worker import Worker
@@ -45,7 +47,18 @@ from .fuzz.worker import Worker
 DEFAULT_EXAMPLES = 12
 EXAMPLES = int(os.environ.get("FERROPS_FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
 
-DRIVERS: dict[str, Driver] = {**BOXES, **POOLING, **ATTENTION, **KVCACHE, **SEGMENTATION, **DETECTION, **MDP, **MISC}
+DRIVERS: dict[str, Driver] = {
+    **BOXES,
+    **POOLING,
+    **ATTENTION,
+    **KVCACHE,
+    **SEGMENTATION,
+    **DETECTION,
+    **MASK,
+    **SWITCH,
+    **MDP,
+    **MISC,
+}
 
 # Public callables that are result types, built by other calls: their driver is
 # the call that returns them.
@@ -68,7 +81,13 @@ ALLOWED = ("ValueError", "TypeError", "MemoryError")
 
 def public_callables() -> Iterator[str]:
     """Every public callable, by the module path users import it from."""
-    modules = {"ferrops": ferrops, "ferrops.mdp": ferrops.mdp, "ferrops.coco": ferrops.coco, "ferrops.nn": ferrops.nn}
+    modules = {
+        "ferrops": ferrops,
+        "ferrops.mdp": ferrops.mdp,
+        "ferrops.coco": ferrops.coco,
+        "ferrops.nn": ferrops.nn,
+        "ferrops.mask": ferrops.mask,
+    }
     family_modules = [ferrops.attention, ferrops.boxes, ferrops.detection, ferrops.layers, ferrops.pooling]
     top = {id(getattr(ferrops, n)) for n in ferrops.__all__}
     for prefix, module in modules.items():
@@ -150,7 +169,9 @@ def judge(
             raise AssertionError(f"{call}: implausible result: {e}") from None
 
 
-@pytest.mark.spec("RUN-LIMITS", "BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "RL-BELLMAN", "RF")
+@pytest.mark.spec(
+    "RUN-LIMITS", "BOX-IOU", "POOL-ROI", "ATT-REF", "SEG-CM", "DET-VOC10", "DET-COCO", "MASK-FUZZ", "RL-BELLMAN", "RF"
+)
 @pytest.mark.parametrize("name", sorted(DRIVERS))
 def test_hostile_calls_give_a_result_or_a_clean_error(name: str, worker: Worker) -> None:
     driver = DRIVERS[name]

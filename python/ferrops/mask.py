@@ -39,6 +39,8 @@ class RLE(TypedDict):
 def _mask_array(function: str, argument: str, x: object) -> np.ndarray:
     """``x`` (array or tensor) as a NumPy uint8 array (bool viewed, not copied)."""
     if _dispatch.is_tensor(x):
+        if str(x.dtype) not in ("torch.bool", "torch.uint8"):  # bfloat16 has no NumPy form
+            raise type_error(function, argument, "a uint8 or bool mask", describe(x))
         x = x.detach().cpu().numpy()
     if not isinstance(x, np.ndarray):
         raise type_error(function, argument, "a uint8 or bool NumPy array or tensor", describe(x))
@@ -215,7 +217,11 @@ def frPyObjects(pyobj: Any, h: int, w: int) -> Any:  # noqa: N802
 
 def _polygons(polygons: Sequence[Any], h: int, w: int) -> list[Any]:
     # 1-D float64 arrays pass as they are; lists are read in Rust (no array each).
-    as_lists = [p if isinstance(p, (list, np.ndarray)) else list(p) for p in polygons]
+    as_lists = []
+    for i, p in enumerate(polygons):
+        if not isinstance(p, (list, tuple, np.ndarray)):
+            raise type_error("frPyObjects", f"pyobj[{i}]", "a polygon [x0, y0, x1, y1, ...] of numbers", describe(p))
+        as_lists.append(p if isinstance(p, (list, np.ndarray)) else list(p))
     parts = [
         np.ascontiguousarray(p, dtype=np.float64).reshape(-1) if isinstance(p, np.ndarray) else p for p in as_lists
     ]

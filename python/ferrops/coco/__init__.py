@@ -71,6 +71,10 @@ from ._views import EvalImgs, Ious
 
 __all__ = ["COCO", "COCOeval", "EvalImgs", "Ious", "Params"]
 
+from ._install import PycocotoolsSwitch, install_as_pycocotools, uninstall_as_pycocotools  # noqa: E402
+
+__all__ += ["PycocotoolsSwitch", "install_as_pycocotools", "uninstall_as_pycocotools"]
+
 # Public names report this module, where users import them from (reprs, pickles,
 # help()), not the private file that defines them.
 for _name in __all__:

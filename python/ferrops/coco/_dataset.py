@@ -381,3 +381,70 @@ class COCO:
             {"image_id": int(r[0]), "bbox": [r[1], r[2], r[3], r[4]], "score": r[5], "category_id": int(r[6])}
             for r in data
         ]
+
+    # -- pickling (DataLoader workers, torch.distributed.all_gather_object) ---------------
+    # The Rust dataset is not pickled: the state is what it was parsed from (the
+    # file's bytes, the dataset dict, or the results' records and their ground
+    # truth), and unpickling parses it again with the same reader, so the copy
+    # evaluates exactly as the original. The index is rebuilt on first use.
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._results_of is not None:
+            return {"results_of": self._results_of, **self._results_state()}
+        if self._dataset is None and self._path is not None:
+            data, source = read(self._path)
+            return {"json": data, "source": source}
+        return {"dataset": self.dataset}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+        if "results_of" in state:
+            gt: COCO = state["results_of"]
+            records, source = state["records"], "<unpickled results>"
+            self._dataset = None
+            self._results_of = gt
+            if state["as"] == "arrays":
+                ids = np.array([(r["image_id"], r["category_id"]) for r in records], dtype=np.int64).reshape(-1, 2)
+                self._rust = _core.coco_results_from_arrays(
+                    gt._data,
+                    np.ascontiguousarray(ids[:, 0]),
+                    np.ascontiguousarray(ids[:, 1]),
+                    np.array([r["bbox"] for r in records], dtype=np.float64).reshape(-1, 4),
+                    np.array([r["score"] for r in records], dtype=np.float64),
+                    np.array([r["area"] for r in records], dtype=np.float64),
+                    source,
+                )
+            else:
+                payload = to_json(records, "COCO.loadRes", "resFile", source, "results")
+                self._rust = _core.coco_parse_results(payload, gt._data, source)
+                if state["as"] == "given":
+                    self._result_records = records
+        elif "json" in state:
+            data, source = state["json"], state["source"]
+            self._dataset = None
+            self._rust = _core.coco_parse_ground_truth(data, source)
+            if os.path.isfile(source):
+                self._path = source  # `dataset` is read from it when asked for, as at load
+            else:  # unpickled on a machine without the file: the dict from the same bytes
+                self._dataset = _core.coco_load_json(data, source, "COCO", "annotation_file")
+        else:
+            self._dataset = state["dataset"]
+
+    def _results_state(self) -> dict[str, Any]:
+        """Records that load into these results again, and how to load them:
+        "given" (the list loadRes had), "arrays" (box results with integer ids,
+        each record's area kept: an ``[N, 7]`` float32 array's areas were
+        computed in float32, which loading a list would redo in float64),
+        "boxes" (box results whose records carry masks) or "masks" (mask
+        results: loaded without their boxes and areas, which loadRes computes
+        from the masks again)."""
+        if self._result_records is not None:
+            return {"records": self._result_records, "as": "given"}
+        records = self.dataset["annotations"]
+        if not any(s is not None for s in self._data.segmentations()):
+            ints = all(type(r["image_id"]) is int and type(r["category_id"]) is int for r in records)
+            return {"records": records, "as": "arrays" if ints else "boxes"}
+        if all(r["area"] == r["bbox"][2] * r["bbox"][3] for r in records):
+            return {"records": records, "as": "boxes"}
+        masks = [{k: r[k] for k in ("image_id", "category_id", "score", "segmentation")} for r in records]
+        return {"records": masks, "as": "masks"}

@@ -228,3 +228,35 @@ class COCOeval:
         stats[10] = self._summarize(0, areaRng="medium", maxDets=m[2])
         stats[11] = self._summarize(0, areaRng="large", maxDets=m[2])
         self.stats = stats
+
+    # -- pickling (DataLoader workers, torch.distributed.all_gather_object) ---------------
+    # The Rust matches are not pickled: an evaluated COCOeval is unpickled by
+    # evaluating again with the parameters evaluate() ran with (deterministic, so
+    # evalImgs and ious come back equal); eval and stats travel as arrays.
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_evaluation"] = None
+        evaluated = self._evaluation is not None
+        for name, view in (("evalImgs", EvalImgs), ("ious", Ious)):
+            if isinstance(state[name], view):
+                state[name] = None
+        state["_evaluated"] = evaluated
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import contextlib
+        import io
+
+        evaluated = state.pop("_evaluated")
+        self.__dict__.update(state)
+        if not evaluated:
+            return
+        params, params_eval, kept = self.params, self._paramsEval, {"eval": self.eval, "stats": self.stats}
+        views = {name: state[name] for name in ("evalImgs", "ious") if state[name] is not None}
+        self.params = snapshot(cast(Params, params_eval))
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.evaluate()
+        self.params, self._paramsEval = params, params_eval
+        self.__dict__.update(kept)
+        self.__dict__.update(views)

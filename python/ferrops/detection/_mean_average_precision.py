@@ -7,16 +7,18 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._dispatch import check_float, host_array
+from .._dispatch import check_bool, check_float, host_array
 from .._errors import value_error
 from ..coco import COCO, COCOeval
+from ._map_masks import IouType, check_iou_type, coco_datasets, encode_masks, mask_areas
+from ._map_sync import gathered_state
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
@@ -57,51 +59,62 @@ def _to_xywh(boxes: np.ndarray, box_format: BoxFormat) -> np.ndarray:
 
 class MeanAveragePrecision:
     """COCO mAP/mAR over batches of tensors, like ``torchmetrics.detection.MeanAveragePrecision``
-    (``iou_type="bbox"``) and with its numbers.
+    and with its numbers.
 
     Args:
-        iou_type: "bbox" (the only type supported).
+        iou_type: "bbox", "segm" (instance masks) or a tuple of both; with a
+            tuple every output but ``classes`` is prefixed ``bbox_`` / ``segm_``.
         box_format: "xyxy", "xywh" or "cxcywh".
         iou_thresholds, rec_thresholds: lists of floats (default COCO's, as
             torchmetrics builds them).
         max_detection_thresholds: three ints (default ``[1, 10, 100]``).
         class_metrics: also ``map_per_class`` and ``mar_{max}_per_class``.
         average: "macro" (per class, then averaged) or "micro" (classes pooled).
+        sync_on_compute: inside an initialised torch.distributed process group,
+            ``compute()`` gathers every rank's images first (as torchmetrics).
+        process_group: the group to gather over (default: the world).
+        dist_sync_fn: replaces ``torch.distributed.all_gather_object`` as
+            ``dist_sync_fn(state, group) -> list of every rank's state``.
 
     ``update(preds, target)`` takes lists (one entry per image) of dicts: preds
-    ``boxes`` (Tensor[N, 4]), ``scores`` (Tensor[N]), ``labels`` (Tensor[N]);
-    target ``boxes`` (Tensor[M, 4]), ``labels`` (Tensor[M]), optional ``iscrowd``
-    and ``area`` (Tensor[M]). ``compute()`` returns ``map, map_50, map_75,
+    ``boxes`` (Tensor[N, 4], for "bbox"), ``masks`` (bool Tensor[N, H, W], for
+    "segm"), ``scores`` (Tensor[N]), ``labels`` (Tensor[N]); target ``boxes``
+    (Tensor[M, 4]) and/or ``masks`` (bool Tensor[M, H, W]), ``labels``
+    (Tensor[M]), optional ``iscrowd`` and ``area`` (Tensor[M]). Masks are kept
+    run-length encoded, and the segm evaluation compares them by RLE IoU, as
+    pycocotools does. As there, with ``iou_type="segm"`` an image without masks
+    is left out (its detections count nowhere), and a target's area is its
+    mask's unless a positive ``area`` is given (with a tuple, for both types). ``compute()`` returns ``map, map_50, map_75,
     map_small, map_medium, map_large, mar_1, mar_10, mar_100, mar_small,
     mar_medium, mar_large, map_per_class, mar_100_per_class, classes`` as float32
     tensors (``classes`` int32; NumPy arrays when torch is not installed). Inputs
     may be tensors on any device or NumPy arrays.
 
-    Distributed evaluation: the state is plain per-image NumPy arrays. Gather every
-    rank's ``state_dict()`` and merge them in rank order into one metric; the
-    result equals one process seeing the images in that order::
-
-        states = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(states, metric.state_dict())
-        merged = MeanAveragePrecision(**same_arguments)
-        for state in states:
-            merged.merge_state(state)
-        result = merged.compute()  # on every rank, or only on rank 0
+    Distributed evaluation: with a torch.distributed process group initialised,
+    ``compute()`` (on every rank) gathers the ranks' images with
+    ``all_gather_object`` and evaluates them all; the ranks' own states are left
+    as they were. Images are taken in torchmetrics' order: the first image of
+    each rank in rank order, then the second ones, and so on (the dataset's order
+    under a ``DistributedSampler``). ``sync_on_compute=False`` evaluates the
+    local images only; ``state_dict()`` / ``merge_state()`` merge states by hand.
     """
 
     def __init__(
         self,
-        iou_type: Literal["bbox"] = "bbox",
+        iou_type: IouType | tuple[IouType, ...] = "bbox",
         box_format: BoxFormat = "xyxy",
         iou_thresholds: list[float] | None = None,
         rec_thresholds: list[float] | None = None,
         max_detection_thresholds: list[int] | None = None,
         class_metrics: bool = False,
         average: Average = "macro",
+        *,
+        sync_on_compute: bool = True,
+        process_group: Any = None,
+        dist_sync_fn: Callable[[Any, Any], list[Any]] | None = None,
     ) -> None:
         name = "MeanAveragePrecision"
-        if iou_type != "bbox":
-            raise value_error(name, "iou_type", "'bbox'", repr(iou_type))
+        self.iou_type = check_iou_type(name, iou_type)
         if box_format not in ("xyxy", "xywh", "cxcywh"):
             raise value_error(name, "box_format", "'xyxy', 'xywh' or 'cxcywh'", repr(box_format))
         if average not in ("macro", "micro"):
@@ -125,26 +138,28 @@ class MeanAveragePrecision:
             # torchmetrics fails beyond int32 (it reports the thresholds as int32).
             expected = f"None or a list of 3 ints in [1, {_INT32_MAX}]"
             raise value_error(name, "max_detection_thresholds", expected, repr(max_detection_thresholds))
-        self.iou_type = iou_type
         self.box_format = box_format
         self.iou_thresholds = iou_thresholds or _linspace_like_torch(0.5, 0.95, round((0.95 - 0.5) / 0.05) + 1)
         self.rec_thresholds = rec_thresholds or _linspace_like_torch(0.0, 1.0, round(1.0 / 0.01) + 1)
         self.max_detection_thresholds = sorted(int(m) for m in (max_detection_thresholds or [1, 10, 100]))
         self.class_metrics = bool(class_metrics)
         self.average = average
+        self.sync_on_compute = check_bool(name, "sync_on_compute", sync_on_compute)
+        self.process_group = process_group
+        self.dist_sync_fn = dist_sync_fn
         self.reset()
 
     def reset(self) -> None:
         """Forgets every update."""
-        self._state: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("det_boxes", "det_scores", "det_labels", "gt_boxes", "gt_labels", "gt_crowds", "gt_area")
-        }
+        keys = ["det_boxes", "det_masks", "det_scores", "det_labels"]
+        keys += ["gt_boxes", "gt_masks", "gt_labels", "gt_crowds", "gt_area"]
+        self._state: dict[str, list[Any]] = {k: [] for k in keys}
 
-    def state_dict(self) -> dict[str, list[np.ndarray]]:
+    def state_dict(self) -> dict[str, list[Any]]:
         """The accumulated per-image arrays (picklable, for gathering across ranks)."""
         return {k: list(v) for k, v in self._state.items()}
 
-    def merge_state(self, state: dict[str, list[np.ndarray]]) -> None:
+    def merge_state(self, state: dict[str, list[Any]]) -> None:
         """Appends another metric's ``state_dict()`` (its images after ours)."""
         if set(state) != set(self._state):
             raise value_error("MeanAveragePrecision.merge_state", "state", f"keys {sorted(self._state)}", sorted(state))
@@ -162,16 +177,21 @@ class MeanAveragePrecision:
             )
         if len(preds) != len(target):
             raise value_error(f, "target", f"{len(preds)} images like preds", len(target))
-        batch: dict[str, list[np.ndarray]] = {k: [] for k in self._state}
+        batch: dict[str, list[Any]] = {k: [] for k in self._state}
+        boxes, masks = "bbox" in self.iou_type, "segm" in self.iou_type
+        needed = (["boxes"] if boxes else []) + (["masks"] if masks else [])
         for i, (p, t) in enumerate(zip(preds, target)):
-            for which, item, keys in (("preds", p, ("boxes", "scores", "labels")), ("target", t, ("boxes", "labels"))):
+            for which, item, keys in (("preds", p, [*needed, "scores", "labels"]), ("target", t, [*needed, "labels"])):
                 if not isinstance(item, dict) or any(k not in item for k in keys):
                     raise value_error(f, which, f"dicts with keys {list(keys)}", f"{item!r:.80} at index {i}")
-            det_boxes = _to_xywh(self._box_array(f, "preds", i, p["boxes"]), self.box_format)
             det_scores = host_array(f, "preds", p["scores"]).reshape(-1)
             det_labels = host_array(f, "preds", p["labels"]).reshape(-1)
-            gt_boxes = _to_xywh(self._box_array(f, "target", i, t["boxes"]), self.box_format)
             gt_labels = host_array(f, "target", t["labels"]).reshape(-1)
+            no_boxes = np.zeros((0, 4), dtype=np.float32)
+            det_boxes = _to_xywh(self._box_array(f, "preds", i, p["boxes"]), self.box_format) if boxes else no_boxes
+            gt_boxes = _to_xywh(self._box_array(f, "target", i, t["boxes"]), self.box_format) if boxes else no_boxes
+            det_masks = encode_masks(f, "preds", i, p["masks"], len(det_labels)) if masks else ()
+            gt_masks = encode_masks(f, "target", i, t["masks"], len(gt_labels)) if masks else ()
             gt_crowds = (
                 host_array(f, "target", t["iscrowd"]).reshape(-1)
                 if "iscrowd" in t
@@ -182,9 +202,11 @@ class MeanAveragePrecision:
                 if "area" in t
                 else np.zeros(len(gt_labels), dtype=np.float32)
             )
-            if not (len(det_boxes) == len(det_scores) == len(det_labels)):
+            if not (len(det_scores) == len(det_labels) and (not boxes or len(det_boxes) == len(det_labels))):
                 raise ValueError(f"{f}(): argument 'preds': boxes, scores and labels of image {i} differ in length")
-            if not (len(gt_boxes) == len(gt_labels) == len(gt_crowds) == len(gt_area)):
+            if not (
+                len(gt_labels) == len(gt_crowds) == len(gt_area) and (not boxes or len(gt_boxes) == len(gt_labels))
+            ):
                 raise ValueError(
                     f"{f}(): argument 'target': boxes, labels, iscrowd and area of image {i} differ in length"
                 )
@@ -197,7 +219,18 @@ class MeanAveragePrecision:
                     raise value_error(f, name, expected, f"{labels.min()}..{labels.max()} at index {i}")
             if det_scores.size and det_scores.dtype.kind != "f":
                 raise value_error(f, "preds", "float scores", f"{det_scores.dtype} at index {i}")
-            for key, value in zip(batch, (det_boxes, det_scores, det_labels, gt_boxes, gt_labels, gt_crowds, gt_area)):
+            image = {
+                "det_boxes": det_boxes,
+                "det_masks": det_masks,
+                "det_scores": det_scores,
+                "det_labels": det_labels,
+                "gt_boxes": gt_boxes,
+                "gt_masks": gt_masks,
+                "gt_labels": gt_labels,
+                "gt_crowds": gt_crowds,
+                "gt_area": gt_area,
+            }
+            for key, value in image.items():
                 batch[key].append(value)
         for key, values in batch.items():
             self._state[key].extend(values)
@@ -213,12 +246,12 @@ class MeanAveragePrecision:
             raise value_error(function, which, "float boxes", f"{array.dtype} at index {index}")
         return array
 
-    def _datasets(self, average: Average) -> tuple[COCO, COCO]:
-        s = self._state
+    def _datasets(self, s: dict[str, list[Any]], average: Average) -> tuple[COCO, COCO]:
+        """The box evaluation's datasets, built in Rust from the state's arrays."""
         n = len(s["gt_labels"])
         det_labels = [np.zeros_like(x) for x in s["det_labels"]] if average == "micro" else s["det_labels"]
         gt_labels = [np.zeros_like(x) for x in s["gt_labels"]] if average == "micro" else s["gt_labels"]
-        classes = [0] if average == "micro" else self._classes()
+        classes = [0] if average == "micro" else _classes(s)
         image_ids = np.arange(n, dtype=np.int64)
 
         def cat(arrays: list[np.ndarray], dtype: type[np.generic], shape: tuple[int, ...] = ()) -> np.ndarray:
@@ -226,9 +259,11 @@ class MeanAveragePrecision:
 
         gt_counts = np.array([len(x) for x in gt_labels], dtype=np.int64)
         gt_boxes = cat(s["gt_boxes"], np.float64, (4,))
-        # A positive area given with the target is used, else the box area.
+        # A positive area given with the target is used, else the box area (the
+        # mask area when masks are evaluated too, as torchmetrics does).
         given_area = cat(s["gt_area"], np.float64)
-        area = np.where(given_area > 0, given_area, gt_boxes[:, 2] * gt_boxes[:, 3])
+        fallback = cat(mask_areas(s["gt_masks"]), np.float64) if "segm" in self.iou_type else None
+        area = np.where(given_area > 0, given_area, gt_boxes[:, 2] * gt_boxes[:, 3] if fallback is None else fallback)
         gt = COCO._from_rust(
             _core.coco_ground_truth_from_arrays(
                 image_ids,
@@ -257,45 +292,56 @@ class MeanAveragePrecision:
         )
         return gt, dt
 
-    def _classes(self) -> list[int]:
-        labels = self._state["det_labels"] + self._state["gt_labels"]
-        return np.unique(np.concatenate(labels)).astype(np.int64).tolist() if labels else []
-
-    def _evaluate(self, average: Average) -> COCOeval:
-        gt, dt = self._datasets(average)
-        ev = COCOeval(gt, dt, iouType="bbox")
-        ev.params.iouThrs = np.array(self.iou_thresholds, dtype=np.float64)
-        ev.params.recThrs = np.array(self.rec_thresholds, dtype=np.float64)
-        ev.params.maxDets = list(self.max_detection_thresholds)
+    def _evaluate(self, s: dict[str, list[Any]], average: Average, iou_type: IouType) -> COCOeval | None:
+        """The evaluation of one type, or None where torchmetrics reports -1: no
+        images on a side (for "segm" alone: no image with masks)."""
         with contextlib.redirect_stdout(io.StringIO()):
+            if iou_type == "bbox":
+                if not s["gt_labels"]:
+                    return None
+                gt, dt = self._datasets(s, average)
+            else:
+                gt, dt = coco_datasets(s, self.iou_type, average)
+                if not gt.dataset["images"] or not dt.dataset["images"]:
+                    return None
+            ev = COCOeval(gt, dt, iouType=iou_type)
+            ev.params.iouThrs = np.array(self.iou_thresholds, dtype=np.float64)
+            ev.params.recThrs = np.array(self.rec_thresholds, dtype=np.float64)
+            ev.params.maxDets = list(self.max_detection_thresholds)
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
         return ev
 
-    def compute(self) -> dict[str, torch.Tensor | np.ndarray]:
-        """The metrics over every image seen since the last ``reset()``."""
+    def _metrics(self, s: dict[str, list[Any]], iou_type: IouType, classes: list[int]) -> dict[str, Any]:
+        """One type's outputs, unprefixed."""
         mdt = self.max_detection_thresholds
         names = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
                  f"mar_{mdt[0]}", f"mar_{mdt[1]}", f"mar_{mdt[2]}", "mar_small", "mar_medium", "mar_large"]  # fmt: skip
-        classes = self._classes()
-        if not self._state["gt_labels"]:
-            stats = [-1.0] * 12
-            per_class_map = per_class_mar = np.array([-1.0])
-        else:
-            ev = self._evaluate(self.average)
-            stats = list(ev.stats)
-            per_class_map = per_class_mar = np.array([-1.0])
-            if self.class_metrics:
-                macro = ev if self.average == "macro" else self._evaluate("macro")
-                with contextlib.redirect_stdout(io.StringIO()):
-                    per_class_map = np.array([macro._summarize(1, category=k) for k in range(len(classes))])
-                    per_class_mar = np.array(
-                        [macro._summarize(0, maxDets=mdt[2], category=k) for k in range(len(classes))]
-                    )
-        out: dict[str, np.generic | np.ndarray] = {name: np.float32(v) for name, v in zip(names, stats)}
+        ev = self._evaluate(s, self.average, iou_type)
+        if ev is None:  # torchmetrics gives no per-class entries then
+            return {name: np.float32(-1.0) for name in names}
+        out: dict[str, Any] = {name: np.float32(v) for name, v in zip(names, ev.stats)}
+        per_class_map = per_class_mar = np.array([-1.0])
+        if self.class_metrics:
+            macro = ev if self.average == "macro" else self._evaluate(s, "macro", iou_type)
+            assert macro is not None  # the same images as ev's
+            with contextlib.redirect_stdout(io.StringIO()):
+                per_class_map = np.array([macro._summarize(1, category=k) for k in range(len(classes))])
+                per_class_mar = np.array([macro._summarize(0, maxDets=mdt[2], category=k) for k in range(len(classes))])
         out["map_per_class"] = per_class_map.astype(np.float32)
         out[f"mar_{mdt[2]}_per_class"] = per_class_mar.astype(np.float32)
+        return out
+
+    def compute(self) -> dict[str, torch.Tensor | np.ndarray]:
+        """The metrics over every image seen since the last ``reset()`` (on every
+        rank's images when synchronised, see the class docstring)."""
+        s = gathered_state(self._state, self.sync_on_compute, self.process_group, self.dist_sync_fn)
+        classes = _classes(s)
+        out: dict[str, Any] = {}
+        for iou_type in self.iou_type:
+            prefix = "" if len(self.iou_type) == 1 else f"{iou_type}_"
+            out.update({prefix + k: v for k, v in self._metrics(s, iou_type, classes).items()})
         out["classes"] = np.asarray(classes, dtype=np.int32)
         return {k: self._output(v) for k, v in out.items()}
 
@@ -309,3 +355,8 @@ class MeanAveragePrecision:
         except ImportError:
             return array
         return torch.from_numpy(np.array(array))
+
+
+def _classes(s: dict[str, list[Any]]) -> list[int]:
+    labels = s["det_labels"] + s["gt_labels"]
+    return np.unique(np.concatenate(labels)).astype(np.int64).tolist() if labels else []

@@ -10,7 +10,7 @@ use ferrops_core::FerropsError;
 use numpy::PyReadonlyArray1;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString};
 use pyo3::IntoPyObjectExt;
 
 use crate::convert::{owned1, owned2, slice1};
@@ -213,23 +213,37 @@ fn mask_from_polygons<'py>(
     let mut coords: Vec<f64> = Vec::new();
     let mut offsets = vec![0usize];
     for (i, polygon) in polygons.iter().enumerate() {
-        let xy: Vec<f64> = match polygon.extract::<PyReadonlyArray1<'py, f64>>() {
-            Ok(array) => slice1(F, "pyobj", &array)?.to_vec(),
-            Err(_) => polygon.extract().map_err(|_| {
-                FerropsError::type_(
-                    F,
-                    format!("pyobj[{i}]"),
-                    "a polygon [x0, y0, x1, y1, ...] of numbers",
-                    type_name(&polygon),
-                )
-            })?,
+        let not_a_polygon = || {
+            FerropsError::type_(
+                F,
+                format!("pyobj[{i}]"),
+                "a polygon [x0, y0, x1, y1, ...] of numbers",
+                type_name(&polygon),
+            )
         };
-        if xy.len() < 6 || xy.len() % 2 == 1 {
-            let got = format!("{} coordinates", xy.len());
+        let start = coords.len();
+        if let Ok(list) = polygon.cast::<PyList>() {
+            // Lists of floats straight into `coords`: no array or Vec per polygon.
+            coords.reserve(list.len());
+            for item in list.iter() {
+                let value = match item.cast::<PyFloat>() {
+                    Ok(float) => float.value(),
+                    Err(_) => item.extract::<f64>().map_err(|_| not_a_polygon())?,
+                };
+                coords.push(value);
+            }
+        } else if let Ok(array) = polygon.extract::<PyReadonlyArray1<'py, f64>>() {
+            coords.extend_from_slice(slice1(F, "pyobj", &array)?);
+        } else {
+            let xy: Vec<f64> = polygon.extract().map_err(|_| not_a_polygon())?;
+            coords.extend_from_slice(&xy);
+        }
+        let len = coords.len() - start;
+        if len < 6 || len % 2 == 1 {
+            let got = format!("{len} coordinates");
             let expected = "a polygon of at least 3 points (an even count >= 6)";
             return Err(FerropsError::value(F, format!("pyobj[{i}]"), expected, got).into());
         }
-        coords.extend_from_slice(&xy);
         offsets.push(coords.len());
     }
     let out = run_kernel(py, || Ok(compress_all(polygon::from_polygons(F, "pyobj", &coords, &offsets, h, w)?)))?;

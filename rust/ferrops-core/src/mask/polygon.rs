@@ -24,6 +24,7 @@ pub const MAX_ABS_COORDINATE: f64 = (i32::MAX as f64 - 1.0) / SCALE;
 /// C's `(int)x` as x86 computes it: truncation toward zero, and the "integer
 /// indefinite" value `INT_MIN` for NaN and out-of-range values (a degenerate edge
 /// of one point has slope 0/0 in pycocotools, and its y comes out as `INT_MIN`).
+#[inline]
 fn c_int(x: f64) -> i64 {
     if x.is_nan() || x >= 2147483648.0 || x <= -2147483649.0 {
         i64::from(i32::MIN)
@@ -34,11 +35,13 @@ fn c_int(x: f64) -> i64 {
     }
 }
 
-/// Where the boundary points go: column-major indices `x * h + y`.
+/// Where the boundary points go: column-major indices `x * h + y`, with the
+/// column `x` of each kept beside it for [`sorted_cuts`].
 struct Boundary {
     h: i64,
     w: i64,
     indices: Vec<u32>,
+    columns: Vec<u32>,
 }
 
 impl Boundary {
@@ -48,6 +51,7 @@ impl Boundary {
     /// Both are `(x - 2) / 5` in exact arithmetic, and the float results are
     /// exact where that is whole and at least 0.2 away from a whole number
     /// otherwise, so the integer forms below give the same answers.
+    #[inline]
     fn step(&mut self, u0: i64, v0: i64, u1: i64, v1: i64) {
         if u0 == u1 {
             return;
@@ -56,9 +60,16 @@ impl Boundary {
         if x.rem_euclid(5) != 0 || x < 0 || x / 5 > self.w - 1 {
             return;
         }
-        let y = ceil_div5(v1.min(v0) - 2).clamp(0, self.h);
+        self.cut(x / 5, v1.min(v0));
+    }
+
+    /// The cut of column `n` (in `0..w`) by a step whose smaller `v` is `v_min`.
+    #[inline]
+    fn cut(&mut self, n: i64, v_min: i64) {
+        let y = ceil_div5(v_min - 2).clamp(0, self.h);
         // At most (w - 1) * h + h = h * w, which fits 32 bits (checked_size).
-        self.indices.push(((x / 5) * self.h + y) as u32);
+        self.indices.push((n * self.h + y) as u32);
+        self.columns.push(n as u32);
     }
 }
 
@@ -74,6 +85,7 @@ struct Edge {
 }
 
 impl Edge {
+    #[inline]
     fn new(x0: i64, y0: i64, x1: i64, y1: i64) -> Edge {
         let (dx, dy) = ((x1 - x0).abs(), (y1 - y0).abs());
         let steep = dx < dy;
@@ -84,6 +96,7 @@ impl Edge {
     }
 
     /// `(u, v)` of step `d` (scaled x, scaled y).
+    #[inline]
     fn point(&self, d: i64) -> (i64, i64) {
         let t = if self.flip { self.len - d } else { d };
         let rounded = |start: i64| c_int(start as f64 + self.slope * t as f64 + 0.5);
@@ -91,6 +104,17 @@ impl Edge {
             (rounded(self.xs), t + self.ys)
         } else {
             (t + self.xs, rounded(self.ys))
+        }
+    }
+
+    /// `v` of step `d` alone ([`Edge::point`]'s second value).
+    #[inline]
+    fn v(&self, d: i64) -> i64 {
+        let t = if self.flip { self.len - d } else { d };
+        if self.steep {
+            t + self.ys
+        } else {
+            c_int(self.ys as f64 + self.slope * t as f64 + 0.5)
         }
     }
 
@@ -112,6 +136,7 @@ impl Edge {
     /// [`Edge::first`] for the threshold of column `n` on a steep edge, started
     /// from the real-valued crossing of `x = 5 n + 2.5` and corrected by a few
     /// exact steps; a bisection when the guess is far off.
+    #[inline]
     fn first_near(&self, lo: i64, n: i64, pred: impl Fn(i64) -> bool) -> i64 {
         let t = (5.0 * n as f64 + 2.5 - self.xs as f64) / self.slope;
         let d = if self.flip { self.len as f64 - t } else { t };
@@ -151,10 +176,9 @@ impl Edge {
         if first_column > last_column {
             return;
         }
-        let mut emit = |d: i64| {
-            let (a, b) = (self.point(d - 1), self.point(d));
-            out.step(a.0, a.1, b.0, b.1);
-        };
+        // The step (d - 1, d) cuts column n (its smaller x is 5 n + 2, u moving by
+        // one), so only its rows are needed: `Boundary::step`'s tests all pass.
+        let mut emit = |n: i64, d: i64| out.cut(n, self.v(d - 1).min(self.v(d)));
         let mut from = 1;
         // Columns in the order the edge meets them.
         for k in 0..=last_column - first_column {
@@ -167,7 +191,7 @@ impl Edge {
                 (true, false) => self.first_near(from, n, |u| u <= 5 * n + 2),
             };
             if (1..=self.len).contains(&d) {
-                emit(d);
+                emit(n, d);
                 from = d;
             }
         }
@@ -175,6 +199,7 @@ impl Edge {
 }
 
 /// `ceil(a / 5)` for any sign of `a`.
+#[inline]
 fn ceil_div5(a: i64) -> i64 {
     -(-a).div_euclid(5)
 }
@@ -202,12 +227,16 @@ fn check_coordinates(function: &Name, argument: &Name, index: usize, xy: &[f64])
 fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
     let k = xy.len() / 2;
     let scaled = |c: f64| c_int(SCALE * c + 0.5);
-    let vertex = |j: usize| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]));
-    let mut out = Boundary { h: i64::from(h), w: i64::from(w), indices: Vec::new() };
+    let vertices: Vec<(i64, i64)> = (0..=k).map(|j| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]))).collect();
+    // Room for every cut: an edge cuts each column it spans once, plus a joining step.
+    let capacity: i64 = vertices.windows(2).map(|e| ((e[1].0 - e[0].0).abs() / 5 + 2).min(i64::from(w) + 2)).sum();
+    let capacity = capacity as usize;
+    let (indices, columns) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
+    let mut out = Boundary { h: i64::from(h), w: i64::from(w), indices, columns };
     let columns = i64::from(w);
     let mut last_point: Option<(i64, i64)> = None;
-    for j in 0..k {
-        let ((x0, y0), (x1, y1)) = (vertex(j), vertex(j + 1));
+    for e in vertices.windows(2) {
+        let ((x0, y0), (x1, y1)) = (e[0], e[1]);
         let edge = Edge::new(x0, y0, x1, y1);
         let first = edge.point(0);
         if let Some(p) = last_point {
@@ -216,22 +245,18 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
         edge.walk(columns, &mut out);
         last_point = Some(edge.point(edge.len));
     }
-    let mut cuts = out.indices;
+    let mut cuts = sorted_cuts(&out.indices, &out.columns);
     cuts.push(h * w);
-    cuts.sort_unstable();
     // Run lengths between the sorted cuts; a zero-length run means a boundary met
     // twice, so the run after it joins the one before (pycocotools' rule, which
     // drops a zero-length last run).
     let mut previous = 0;
-    let lengths: Vec<u32> = cuts
-        .iter()
-        .map(|&c| {
-            let length = c - previous;
-            previous = c;
-            length
-        })
-        .collect();
-    let mut counts = vec![lengths[0]];
+    for cut in cuts.iter_mut() {
+        (*cut, previous) = (*cut - previous, *cut);
+    }
+    let lengths = cuts;
+    let mut counts = Vec::with_capacity(lengths.len());
+    counts.push(lengths[0]);
     let mut j = 1;
     while j < lengths.len() {
         if lengths[j] > 0 {
@@ -246,6 +271,52 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
         }
     }
     Rle { h, w, counts }
+}
+
+/// `indices` in increasing order, by a counting sort on their columns and an
+/// insertion sort inside each column (which holds a few cuts: two per crossing
+/// of the outline). An index `x * h + y` lies in `[x * h, (x + 1) * h]`, so
+/// ordering by column first and index second is ordering by index.
+fn sorted_cuts(indices: &[u32], columns: &[u32]) -> Vec<u32> {
+    if columns.is_empty() {
+        return Vec::new();
+    }
+    // One pass, inlined (`Iterator::min`/`max` compile to a call per element here).
+    let (mut lo, mut hi) = (u32::MAX, 0);
+    for &c in columns {
+        (lo, hi) = (lo.min(c), hi.max(c));
+    }
+    // `next[c]`: where column `lo + c`'s next cut goes; once all are placed it is
+    // the end of that column's bucket. One buffer for starts and ends.
+    let buckets = (hi - lo) as usize + 1;
+    let mut next = vec![0usize; buckets + 1];
+    for &c in columns {
+        next[(c - lo) as usize + 1] += 1;
+    }
+    for k in 1..next.len() {
+        next[k] += next[k - 1];
+    }
+    // One more slot for the closing cut `h * w` the caller appends.
+    let mut sorted = Vec::with_capacity(indices.len() + 1);
+    sorted.resize(indices.len(), 0u32);
+    for (&index, &c) in indices.iter().zip(columns) {
+        let slot = &mut next[(c - lo) as usize];
+        sorted[*slot] = index;
+        *slot += 1;
+    }
+    let mut start = 0;
+    for &end in &next[..buckets] {
+        let column = &mut sorted[start..end];
+        for i in 1..column.len() {
+            let mut j = i;
+            while j > 0 && column[j - 1] > column[j] {
+                column.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        start = end;
+    }
+    sorted
 }
 
 /// Rasterises polygons into masks of `[h, w]`, one task per polygon. Polygon `i`

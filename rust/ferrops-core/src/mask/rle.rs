@@ -272,20 +272,16 @@ impl Prepared {
 fn intersection(a: &[(u32, u32)], b: &[(u32, u32)], from: u32, to: u32) -> u64 {
     let (mut i, mut j) = (a.partition_point(|r| r.1 <= from), b.partition_point(|r| r.1 <= from));
     let mut total = 0u64;
+    // Branch-free steps: which list moves on is a coin toss to the predictor.
     while i < a.len() && j < b.len() {
         let (ra, rb) = (a[i], b[j]);
         if ra.0 >= to || rb.0 >= to {
             break;
         }
-        let (lo, hi) = (ra.0.max(rb.0), ra.1.min(rb.1));
-        if lo < hi {
-            total += u64::from(hi - lo);
-        }
-        if ra.1 <= rb.1 {
-            i += 1;
-        } else {
-            j += 1;
-        }
+        total += u64::from(ra.1.min(rb.1).saturating_sub(ra.0.max(rb.0)));
+        let a_ends_first = ra.1 <= rb.1;
+        i += usize::from(a_ends_first);
+        j += usize::from(!a_ends_first);
     }
     total
 }
