@@ -7,6 +7,7 @@ mod boxes;
 mod convert;
 mod detection;
 mod error;
+mod lvis;
 mod mask;
 mod mdp;
 mod pooling;
@@ -74,5 +75,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     segmentation::register(m)?;
     pooling::register(m)?;
     detection::register(m)?;
+    lvis::register(m)?;
     Ok(())
 }
