@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use ferrops_core::detection::coco::{self, CocoDataset, Origin};
-use ferrops_core::detection::cocoeval::Evaluation;
 use ferrops_core::detection::lvis::{self, LvisGroundTruth, LvisParams, ResultLimits};
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2};
@@ -114,8 +113,8 @@ fn lvis_parse_results(
 /// The per-(category, area, image) results of `evaluate`, consumed by `accumulate`.
 #[pyclass(frozen, module = "ferrops._core")]
 pub struct LvisEvaluation {
-    inner: Evaluation,
-    shape: (usize, usize, usize),
+    inner: lvis::LvisEvaluation,
+    shape: (usize, usize),
 }
 
 #[pyfunction]
@@ -142,7 +141,7 @@ fn lvis_evaluate(
     let records = (gt.coco.annotations.len() + dt.annotations.len()) as u128;
     let work = records * params.iou_thrs.len().max(1) as u128 * 30;
     let inner = run_kernel_interruptible(py, work, |cancel| lvis::evaluate(gt, dt, &params, cancel))?;
-    let shape = (params.cat_ids.len(), params.img_ids.len(), area_rngs.len());
+    let shape = (params.cat_ids.len(), area_rngs.len());
     Ok(LvisEvaluation { inner, shape })
 }
 
@@ -160,10 +159,10 @@ fn lvis_accumulate<'py>(
     rec_thrs: PyReadonlyArray1<'_, f64>,
 ) -> BindingResult<(Float64Array<'py>, Float64Array<'py>)> {
     let rec_thrs = slice1("LVISEval.accumulate", "params.rec_thrs", &rec_thrs)?;
-    let (k, i, a) = evaluation.shape;
+    let (k, a) = evaluation.shape;
     let e = &evaluation.inner;
     let t = e.num_thresholds();
-    let (precision, recall) = run_kernel(py, || lvis::accumulate(e, k, i, a, rec_thrs))?;
+    let (precision, recall) = run_kernel(py, || lvis::accumulate(e, rec_thrs))?;
     Ok((shaped(py, precision, &[t, rec_thrs.len(), k, a]), shaped(py, recall, &[t, k, a])))
 }
 

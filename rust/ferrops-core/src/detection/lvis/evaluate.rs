@@ -16,11 +16,12 @@
 //!   read for nothing else);
 //! * every detection of a unit is kept (lvis-api cuts per image in `LVISResults`).
 
+use rayon::prelude::*;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::federated::{labels_by_image, LvisGroundTruth};
 use crate::detection::coco::{Annotations, CocoDataset, Packed};
-use crate::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
+use crate::detection::cocoeval::{self, AccumulateParams, Accumulated, EvalParams, Evaluation};
 use crate::error::{FerropsError, Result};
 use crate::interrupt::Cancel;
 
@@ -35,14 +36,20 @@ pub struct LvisParams<'a> {
     pub area_rngs: &'a [[f64; 2]],
 }
 
-/// The records of `d` at `keep`, with `area_of(record)` as their area and no crowd.
-fn subset(d: &CocoDataset, keep: &[u32], area_of: impl Fn(usize) -> f64) -> CocoDataset {
+/// The records of `d` at `keep`, with `area_of(record)` as their area, no
+/// crowd, and `unit_of(record)` as their image id under one category (0).
+fn subset(
+    d: &CocoDataset,
+    keep: &[u32],
+    area_of: impl Fn(usize) -> f64,
+    unit_of: impl Fn(usize) -> i64,
+) -> CocoDataset {
     let a = &d.annotations;
     let at = |j: &u32| *j as usize;
     let annotations = Annotations {
         id: keep.iter().map(|j| a.id[at(j)]).collect(),
-        image_id: keep.iter().map(|j| a.image_id[at(j)]).collect(),
-        category_id: keep.iter().map(|j| a.category_id[at(j)]).collect(),
+        image_id: keep.iter().map(|j| unit_of(at(j))).collect(),
+        category_id: vec![0; keep.len()],
         bbox: keep.iter().map(|j| a.bbox[at(j)]).collect(),
         area: keep.iter().map(|j| area_of(at(j))).collect(),
         iscrowd: vec![false; keep.len()],
@@ -58,12 +65,12 @@ fn subset(d: &CocoDataset, keep: &[u32], area_of: impl Fn(usize) -> f64) -> Coco
         })
         .collect();
     CocoDataset {
-        image_ids: d.image_ids.clone(),
-        category_ids: d.category_ids.clone(),
+        image_ids: Vec::new(),
+        category_ids: vec![0],
         annotations,
         packed,
         first_without_score: None,
-        id_strings: d.id_strings.clone(),
+        id_strings: Default::default(),
     }
 }
 
@@ -96,79 +103,151 @@ fn check_params(gt: &LvisGroundTruth, params: &LvisParams) -> Result<()> {
     Ok(())
 }
 
-/// lvis-api's `LVISEval.evaluate` for bbox: the per (category, image) matching,
-/// addressed like pycocotools' `evalImgs` (category, area range, image).
-pub fn evaluate(gt: &LvisGroundTruth, dt: &CocoDataset, params: &LvisParams, cancel: &Cancel) -> Result<Evaluation> {
+/// The evaluated units: the COCO evaluation's, and for each category of
+/// `params.cat_ids` the range of units that are its (images in order).
+pub struct LvisEvaluation {
+    evaluation: Evaluation,
+    /// `K + 1` offsets into the units.
+    category_units: Vec<usize>,
+    num_areas: usize,
+}
+
+impl LvisEvaluation {
+    pub fn num_thresholds(&self) -> usize {
+        self.evaluation.num_thresholds()
+    }
+}
+
+/// lvis-api's `LVISEval.evaluate` for bbox: the per (category, image) matching.
+///
+/// lvis-api visits every (category, image) pair, and with 1,203 categories
+/// nearly all are empty; here only the pairs holding ground truth or detections
+/// are units, numbered category by category, images in order, and handed to the
+/// COCO evaluation as the images of one category. Each unit holds the same
+/// records in the same order as lvis-api's pair, and `accumulate` reads each
+/// category's units in lvis-api's image order.
+pub fn evaluate(
+    gt: &LvisGroundTruth,
+    dt: &CocoDataset,
+    params: &LvisParams,
+    cancel: &Cancel,
+) -> Result<LvisEvaluation> {
     let federated = gt.federated(F)?;
     check_params(gt, params)?;
     let labels = labels_by_image(&gt.coco, federated);
-    let images: HashSet<i64> = params.img_ids.iter().copied().collect();
-    let categories: HashSet<i64> = params.cat_ids.iter().copied().collect();
-    let taken = |area: f64, image: i64, category: i64| {
-        area > 0.0 && area < f64::INFINITY && images.contains(&image) && categories.contains(&category)
+    let image_pos: HashMap<i64, u32> = params.img_ids.iter().enumerate().map(|(i, &id)| (id, i as u32)).collect();
+    let category_pos: HashMap<i64, u32> = params.cat_ids.iter().enumerate().map(|(k, &id)| (id, k as u32)).collect();
+    // The unit key of a record taking part: (category position, image position).
+    let key = |area: f64, image: i64, category: i64| -> Option<u64> {
+        if !(area > 0.0 && area < f64::INFINITY) {
+            return None;
+        }
+        let (i, k) = (*image_pos.get(&image)?, *category_pos.get(&category)?);
+        Some(u64::from(k) << 32 | u64::from(i))
     };
     let g = &gt.coco.annotations;
-    let gt_keep: Vec<u32> =
-        (0..g.len()).filter(|&j| taken(g.area[j], g.image_id[j], g.category_id[j])).map(|j| j as u32).collect();
+    let gt_keys: Vec<Option<u64>> = (0..g.len()).map(|j| key(g.area[j], g.image_id[j], g.category_id[j])).collect();
     // The categories present on each image (lvis-api's `img_pl`).
-    let present: HashSet<(i64, i64)> =
-        gt_keep.iter().map(|&j| (g.image_id[j as usize], g.category_id[j as usize])).collect();
-    let gt_eval = subset(&gt.coco, &gt_keep, |j| if gt.ignore[j] { f64::INFINITY } else { g.area[j] });
+    let present: HashSet<u64> = gt_keys.iter().flatten().copied().collect();
 
     let d = &dt.annotations;
-    let mut dt_keep = Vec::with_capacity(d.len());
+    let mut dt_keys: Vec<Option<u64>> = vec![None; d.len()];
     let mut not_exhaustive = vec![false; d.len()];
-    // A category's place in an image's short lists: looked up per detection.
+    // An image's short lists as sets, built when a detection first needs them.
     let mut listed: HashMap<i64, (HashSet<i64>, HashSet<i64>)> = HashMap::default();
     for j in 0..d.len() {
+        let Some(unit) = key(d.area[j], d.image_id[j], d.category_id[j]) else { continue };
         let (image, category) = (d.image_id[j], d.category_id[j]);
-        if !taken(d.area[j], image, category) {
-            continue;
-        }
         let (negative, unexhausted) = listed.entry(image).or_insert_with(|| {
             let l = labels[&image];
             (l.neg_category_ids.iter().copied().collect(), l.not_exhaustive_category_ids.iter().copied().collect())
         });
-        if !negative.contains(&category) && !present.contains(&(image, category)) {
+        if !negative.contains(&category) && !present.contains(&unit) {
             continue;
         }
         not_exhaustive[j] = unexhausted.contains(&category);
-        dt_keep.push(j as u32);
+        dt_keys[j] = Some(unit);
     }
-    let dt_eval = subset(dt, &dt_keep, |j| if not_exhaustive[j] { f64::INFINITY } else { d.area[j] });
+    let mut units: Vec<u64> = gt_keys.iter().chain(&dt_keys).flatten().copied().collect();
+    units.sort_unstable();
+    units.dedup();
+    let unit_of = |unit: u64| units.binary_search(&unit).expect("a unit of a kept record") as i64;
+    let mut category_units = vec![0usize; params.cat_ids.len() + 1];
+    for &unit in &units {
+        category_units[(unit >> 32) as usize + 1] += 1;
+    }
+    for k in 0..params.cat_ids.len() {
+        category_units[k + 1] += category_units[k];
+    }
+    let kept = |keys: &[Option<u64>]| -> Vec<u32> {
+        keys.iter().enumerate().filter(|(_, k)| k.is_some()).map(|(j, _)| j as u32).collect()
+    };
+    let gt_eval = subset(
+        &gt.coco,
+        &kept(&gt_keys),
+        |j| if gt.ignore[j] { f64::INFINITY } else { g.area[j] },
+        |j| unit_of(gt_keys[j].expect("kept")),
+    );
+    let dt_eval = subset(
+        dt,
+        &kept(&dt_keys),
+        |j| if not_exhaustive[j] { f64::INFINITY } else { d.area[j] },
+        |j| unit_of(dt_keys[j].expect("kept")),
+    );
+    let unit_ids: Vec<i64> = (0..units.len() as i64).collect();
     let coco_params = EvalParams {
-        img_ids: params.img_ids,
-        cat_ids: params.cat_ids,
+        img_ids: &unit_ids,
+        cat_ids: &[0],
         use_cats: true,
         iou_thrs: params.iou_thrs,
         area_rngs: params.area_rngs,
         max_det: usize::MAX,
     };
-    cocoeval::evaluate(&gt_eval, &dt_eval, &coco_params, cancel)
+    let evaluation = cocoeval::evaluate(&gt_eval, &dt_eval, &coco_params, cancel)?;
+    Ok(LvisEvaluation { evaluation, category_units, num_areas: params.area_rngs.len() })
 }
 
 /// lvis-api's `accumulate`: `precision` `[T, R, K, A]` and `recall` `[T, K, A]`
-/// (C order), -1 where a (category, area range) has no ground truth that counts.
-pub fn accumulate(
-    evaluation: &Evaluation,
-    num_categories: usize,
-    num_images: usize,
-    num_areas: usize,
-    rec_thrs: &[f64],
-) -> Result<(Vec<f64>, Vec<f64>)> {
-    let k_list: Vec<usize> = (0..num_categories).collect();
+/// (C order), -1 where a (category, area range) has no ground truth that
+/// counts. One COCO accumulation per category (its units as the images), in
+/// parallel.
+pub fn accumulate(e: &LvisEvaluation, rec_thrs: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (num_cats, num_areas) = (e.category_units.len() - 1, e.num_areas);
     let a_list: Vec<usize> = (0..num_areas).collect();
-    let i_list: Vec<usize> = (0..num_images).collect();
-    let p = AccumulateParams {
-        k_list: &k_list,
-        a_list: &a_list,
-        m_list: &[usize::MAX],
-        i_list: &i_list,
-        num_categories,
-        num_areas,
-        num_max_dets: 1,
-        rec_thrs,
+    let blocks: Vec<Option<Accumulated>> = (0..num_cats)
+        .into_par_iter()
+        .map(|k| {
+            let units = e.category_units[k]..e.category_units[k + 1];
+            if units.is_empty() {
+                return Ok(None);
+            }
+            let i_list: Vec<usize> = units.collect();
+            let p = AccumulateParams {
+                k_list: &[0],
+                a_list: &a_list,
+                m_list: &[usize::MAX],
+                i_list: &i_list,
+                num_categories: 1,
+                num_areas,
+                num_max_dets: 1,
+                rec_thrs,
+            };
+            cocoeval::accumulate(&e.evaluation, &p).map(Some)
+        })
+        .collect::<Result<_>>()?;
+    let (num_thr, num_rec) = (e.evaluation.num_thresholds(), rec_thrs.len());
+    // A block's precision is `[T, R, 1, A, 1]` and its recall `[T, 1, A, 1]`.
+    let gather = |rows: usize, of: fn(&Accumulated) -> &[f64]| -> Vec<f64> {
+        let mut out = vec![-1.0; num_thr * rows * num_cats * num_areas];
+        out.par_chunks_mut((num_cats * num_areas).max(1)).enumerate().for_each(|(row, dest)| {
+            for (k, block) in blocks.iter().enumerate() {
+                if let Some(block) = block {
+                    dest[k * num_areas..(k + 1) * num_areas]
+                        .copy_from_slice(&of(block)[row * num_areas..(row + 1) * num_areas]);
+                }
+            }
+        });
+        out
     };
-    let out = cocoeval::accumulate(evaluation, &p)?;
-    Ok((out.precision, out.recall))
+    Ok((gather(num_rec, |b| &b.precision), gather(1, |b| &b.recall)))
 }

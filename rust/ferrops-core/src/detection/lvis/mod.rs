@@ -13,6 +13,6 @@ mod evaluate;
 mod federated;
 mod results;
 
-pub use evaluate::{accumulate, evaluate, LvisParams};
+pub use evaluate::{accumulate, evaluate, LvisEvaluation, LvisParams};
 pub use federated::{parse_lvis_ground_truth, Federated, Frequency, ImageLabels, LvisGroundTruth};
 pub use results::{limit_results, ResultLimits};
