@@ -16,12 +16,11 @@
 //!   read for nothing else);
 //! * every detection of a unit is kept (lvis-api cuts per image in `LVISResults`).
 
-use rayon::prelude::*;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::federated::{labels_by_image, LvisGroundTruth};
 use crate::detection::coco::{Annotations, CocoDataset, Packed};
-use crate::detection::cocoeval::{self, AccumulateParams, Accumulated, EvalParams, Evaluation};
+use crate::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
 use crate::error::{FerropsError, Result};
 use crate::interrupt::Cancel;
 
@@ -37,19 +36,19 @@ pub struct LvisParams<'a> {
 }
 
 /// The records of `d` at `keep`, with `area_of(record)` as their area, no
-/// crowd, and `unit_of(record)` as their image id under one category (0).
+/// crowd, and `unit_of(record)` as their (category, image) ids.
 fn subset(
     d: &CocoDataset,
     keep: &[u32],
     area_of: impl Fn(usize) -> f64,
-    unit_of: impl Fn(usize) -> i64,
+    unit_of: impl Fn(usize) -> (i64, i64),
 ) -> CocoDataset {
     let a = &d.annotations;
     let at = |j: &u32| *j as usize;
     let annotations = Annotations {
         id: keep.iter().map(|j| a.id[at(j)]).collect(),
-        image_id: keep.iter().map(|j| unit_of(at(j))).collect(),
-        category_id: vec![0; keep.len()],
+        image_id: keep.iter().map(|j| unit_of(at(j)).1).collect(),
+        category_id: keep.iter().map(|j| unit_of(at(j)).0).collect(),
         bbox: keep.iter().map(|j| a.bbox[at(j)]).collect(),
         area: keep.iter().map(|j| area_of(at(j))).collect(),
         iscrowd: vec![false; keep.len()],
@@ -66,7 +65,7 @@ fn subset(
         .collect();
     CocoDataset {
         image_ids: Vec::new(),
-        category_ids: vec![0],
+        category_ids: Vec::new(),
         annotations,
         packed,
         first_without_score: None,
@@ -103,12 +102,12 @@ fn check_params(gt: &LvisGroundTruth, params: &LvisParams) -> Result<()> {
     Ok(())
 }
 
-/// The evaluated units: the COCO evaluation's, and for each category of
-/// `params.cat_ids` the range of units that are its (images in order).
+/// The COCO evaluation of the (category, image) pairs holding records, laid
+/// out as `K` categories of `width` images (see [`evaluate`]).
 pub struct LvisEvaluation {
     evaluation: Evaluation,
-    /// `K + 1` offsets into the units.
-    category_units: Vec<usize>,
+    num_categories: usize,
+    width: usize,
     num_areas: usize,
 }
 
@@ -121,11 +120,13 @@ impl LvisEvaluation {
 /// lvis-api's `LVISEval.evaluate` for bbox: the per (category, image) matching.
 ///
 /// lvis-api visits every (category, image) pair, and with 1,203 categories
-/// nearly all are empty; here only the pairs holding ground truth or detections
-/// are units, numbered category by category, images in order, and handed to the
-/// COCO evaluation as the images of one category. Each unit holds the same
-/// records in the same order as lvis-api's pair, and `accumulate` reads each
-/// category's units in lvis-api's image order.
+/// nearly all are empty. Here a category's pairs that hold ground truth or
+/// detections are numbered in image order, and the COCO evaluation sees
+/// category `k`'s `n`-th such pair as its image `n`: `K` categories of `width`
+/// images, `width` the most pairs any category holds. Each unit holds the same
+/// records in the same order as lvis-api's pair, and `accumulate` reads a
+/// category's units in lvis-api's image order (the missing ones are its
+/// `None` entries).
 pub fn evaluate(
     gt: &LvisGroundTruth,
     dt: &CocoDataset,
@@ -171,14 +172,21 @@ pub fn evaluate(
     let mut units: Vec<u64> = gt_keys.iter().chain(&dt_keys).flatten().copied().collect();
     units.sort_unstable();
     units.dedup();
-    let unit_of = |unit: u64| units.binary_search(&unit).expect("a unit of a kept record") as i64;
-    let mut category_units = vec![0usize; params.cat_ids.len() + 1];
+    // Each category's pairs are consecutive in `units`: the n-th is its image n.
+    let num_categories = params.cat_ids.len();
+    let mut first_unit = vec![0usize; num_categories + 1];
     for &unit in &units {
-        category_units[(unit >> 32) as usize + 1] += 1;
+        first_unit[(unit >> 32) as usize + 1] += 1;
     }
-    for k in 0..params.cat_ids.len() {
-        category_units[k + 1] += category_units[k];
+    let width = first_unit.iter().copied().max().unwrap_or(0);
+    for k in 0..num_categories {
+        first_unit[k + 1] += first_unit[k];
     }
+    let unit_of = |unit: u64| {
+        let k = (unit >> 32) as usize;
+        let n = units.binary_search(&unit).expect("a unit of a kept record") - first_unit[k];
+        (k as i64, n as i64)
+    };
     let kept = |keys: &[Option<u64>]| -> Vec<u32> {
         keys.iter().enumerate().filter(|(_, k)| k.is_some()).map(|(j, _)| j as u32).collect()
     };
@@ -194,60 +202,37 @@ pub fn evaluate(
         |j| if not_exhaustive[j] { f64::INFINITY } else { d.area[j] },
         |j| unit_of(dt_keys[j].expect("kept")),
     );
-    let unit_ids: Vec<i64> = (0..units.len() as i64).collect();
+    let image_ids: Vec<i64> = (0..width as i64).collect();
+    let category_ids: Vec<i64> = (0..num_categories as i64).collect();
     let coco_params = EvalParams {
-        img_ids: &unit_ids,
-        cat_ids: &[0],
+        img_ids: &image_ids,
+        cat_ids: &category_ids,
         use_cats: true,
         iou_thrs: params.iou_thrs,
         area_rngs: params.area_rngs,
         max_det: usize::MAX,
     };
     let evaluation = cocoeval::evaluate(&gt_eval, &dt_eval, &coco_params, cancel)?;
-    Ok(LvisEvaluation { evaluation, category_units, num_areas: params.area_rngs.len() })
+    Ok(LvisEvaluation { evaluation, num_categories, width, num_areas: params.area_rngs.len() })
 }
 
 /// lvis-api's `accumulate`: `precision` `[T, R, K, A]` and `recall` `[T, K, A]`
-/// (C order), -1 where a (category, area range) has no ground truth that
-/// counts. One COCO accumulation per category (its units as the images), in
-/// parallel.
+/// (C order), -1 where a (category, area range) has no ground truth that counts.
 pub fn accumulate(e: &LvisEvaluation, rec_thrs: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
-    let (num_cats, num_areas) = (e.category_units.len() - 1, e.num_areas);
-    let a_list: Vec<usize> = (0..num_areas).collect();
-    let blocks: Vec<Option<Accumulated>> = (0..num_cats)
-        .into_par_iter()
-        .map(|k| {
-            let units = e.category_units[k]..e.category_units[k + 1];
-            if units.is_empty() {
-                return Ok(None);
-            }
-            let i_list: Vec<usize> = units.collect();
-            let p = AccumulateParams {
-                k_list: &[0],
-                a_list: &a_list,
-                m_list: &[usize::MAX],
-                i_list: &i_list,
-                num_categories: 1,
-                num_areas,
-                num_max_dets: 1,
-                rec_thrs,
-            };
-            cocoeval::accumulate(&e.evaluation, &p).map(Some)
-        })
-        .collect::<Result<_>>()?;
-    let (num_thr, num_rec) = (e.evaluation.num_thresholds(), rec_thrs.len());
-    // A block's precision is `[T, R, 1, A, 1]` and its recall `[T, 1, A, 1]`.
-    let gather = |rows: usize, of: fn(&Accumulated) -> &[f64]| -> Vec<f64> {
-        let mut out = vec![-1.0; num_thr * rows * num_cats * num_areas];
-        out.par_chunks_mut((num_cats * num_areas).max(1)).enumerate().for_each(|(row, dest)| {
-            for (k, block) in blocks.iter().enumerate() {
-                if let Some(block) = block {
-                    dest[k * num_areas..(k + 1) * num_areas]
-                        .copy_from_slice(&of(block)[row * num_areas..(row + 1) * num_areas]);
-                }
-            }
-        });
-        out
+    let k_list: Vec<usize> = (0..e.num_categories).collect();
+    let a_list: Vec<usize> = (0..e.num_areas).collect();
+    let i_list: Vec<usize> = (0..e.width).collect();
+    let p = AccumulateParams {
+        k_list: &k_list,
+        a_list: &a_list,
+        m_list: &[usize::MAX],
+        i_list: &i_list,
+        num_categories: e.num_categories,
+        num_areas: e.num_areas,
+        num_max_dets: 1,
+        rec_thrs,
     };
-    Ok((gather(num_rec, |b| &b.precision), gather(1, |b| &b.recall)))
+    // `[T, R, K, A, 1]` and `[T, K, A, 1]`: lvis-api's arrays.
+    let out = cocoeval::accumulate(&e.evaluation, &p)?;
+    Ok((out.precision, out.recall))
 }

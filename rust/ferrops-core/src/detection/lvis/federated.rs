@@ -9,6 +9,7 @@
 
 use rustc_hash::FxHashMap as HashMap;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::detection::coco::{parse_ground_truth, CocoDataset, Origin};
@@ -85,10 +86,12 @@ struct RawIgnore {
 }
 
 #[derive(Deserialize)]
-struct RawLvis {
+struct RawLvis<'a> {
     images: Option<Vec<RawImage>>,
     categories: Option<Vec<RawCategory>>,
-    annotations: Option<Vec<RawIgnore>>,
+    /// Read only when some record may hold `ignore`: LVIS files have none.
+    #[serde(borrow)]
+    annotations: Option<&'a RawValue>,
 }
 
 /// Python's truth value of a JSON value, as lvis-api tests `if g["ignore"]`.
@@ -174,7 +177,15 @@ pub fn parse_lvis_ground_truth(json: &[u8], origin: &Origin) -> Result<LvisGroun
     let raw: RawLvis = serde_json::from_slice(json).map_err(|e| {
         FerropsError::value(origin.function, origin.argument, "LVIS JSON", format!("{}: {e}", origin.source))
     })?;
-    let ignore = raw.annotations.unwrap_or_default().iter().map(|a| a.ignore.as_ref().is_some_and(truthy)).collect();
+    let mut ignore = vec![false; coco.annotations.len()];
+    if let Some(text) = raw.annotations.map(RawValue::get).filter(|text| text.contains("\"ignore\"")) {
+        let records: Vec<RawIgnore> = serde_json::from_str(text).map_err(|e| {
+            FerropsError::value(origin.function, origin.argument, "LVIS JSON", format!("{}: {e}", origin.source))
+        })?;
+        for (flag, record) in ignore.iter_mut().zip(&records) {
+            *flag = record.ignore.as_ref().is_some_and(truthy);
+        }
+    }
     let federated = federated_fields(&raw.images.unwrap_or_default(), &raw.categories.unwrap_or_default());
     Ok(LvisGroundTruth { coco, ignore, federated, source: origin.source.to_string() })
 }

@@ -22,24 +22,39 @@ pub struct ResultLimits {
 /// `limit` sorted by score, best first (stable), and cut to `limit`. With
 /// `sort_all`, every group is sorted (the Fixed AP script sorts each category).
 fn grouped_top(order: &[u32], key: &[i64], score: &[f64], limit: usize, sort_all: bool) -> Vec<u32> {
-    let mut slot: HashMap<i64, usize> = HashMap::default();
-    let mut groups: Vec<Vec<u32>> = Vec::new();
-    for &j in order {
-        let next = groups.len();
-        let g = *slot.entry(key[j as usize]).or_insert(next);
-        if g == next {
-            groups.push(Vec::new());
-        }
-        groups[g].push(j);
+    // Group of each position (numbered by first appearance), then a counting
+    // sort by group that keeps the order within each.
+    let mut slot: HashMap<i64, u32> = HashMap::default();
+    let groups: Vec<u32> = order
+        .iter()
+        .map(|&j| {
+            let next = slot.len() as u32;
+            *slot.entry(key[j as usize]).or_insert(next)
+        })
+        .collect();
+    let mut starts = vec![0usize; slot.len() + 1];
+    for &g in &groups {
+        starts[g as usize + 1] += 1;
+    }
+    for g in 0..slot.len() {
+        starts[g + 1] += starts[g];
+    }
+    let mut grouped = vec![0u32; order.len()];
+    let mut cursor = starts.clone();
+    for (&j, &g) in order.iter().zip(&groups) {
+        grouped[cursor[g as usize]] = j;
+        cursor[g as usize] += 1;
     }
     let mut out = Vec::with_capacity(order.len());
-    for mut group in groups {
+    for g in 0..slot.len() {
+        let group = &mut grouped[starts[g]..starts[g + 1]];
         if sort_all || group.len() > limit {
-            // Scores are finite (checked on load): a total order, NumPy's and Python's.
+            // Scores are finite (checked on load): a total order, Python's. Stable.
             group.sort_by(|&a, &b| score[b as usize].partial_cmp(&score[a as usize]).expect("finite scores"));
-            group.truncate(limit);
+            out.extend_from_slice(&group[..group.len().min(limit)]);
+        } else {
+            out.extend_from_slice(group);
         }
-        out.extend_from_slice(&group);
     }
     out
 }
