@@ -240,12 +240,13 @@ def cases(quick: bool, num_images: int = 5000, peers: tuple[str, ...] = PEERS, w
     the annotations and detections), its full-set run taking ~90 s."""
     tmp = tempfile.TemporaryDirectory(prefix="ferrops-bench-lvis-")
     _TMP.append(tmp)  # kept until the process ends: the cases read the files lazily
-    full = write_set(num_images, tmp.name)
-    sets = {"full": full}
+    scale = num_images / 5000
+    sets = {"full": (num_images, scale, write_set(num_images, tmp.name, scale))}
     if quick and "lvis-api" in peers:
         small_dir = os.path.join(tmp.name, "small")
         os.mkdir(small_dir)
-        sets["small"] = write_set(max(1, num_images // 10), small_dir, scale=0.1)
+        small = max(1, num_images // 10)
+        sets["small"] = (small, scale / 10, write_set(small, small_dir, scale / 10))
     targets = {"lvis-api": 100.0, "hotcoco": 1.5}
 
     def memory_note(name: str, paths: tuple[str, str]) -> Callable[[float], str]:
@@ -258,14 +259,12 @@ def cases(quick: bool, num_images: int = 5000, peers: tuple[str, ...] = PEERS, w
 
     out = []
     for name in peers:
-        paths = sets["small"] if (quick and name == "lvis-api") else sets["full"]
-        n = num_images // 10 if paths is sets.get("small") else num_images
-        scale = 0.1 if paths is sets.get("small") else 1.0
+        n, part, paths = sets["small"] if (quick and name == "lvis-api") else sets["full"]
         out.append(
             Case(
                 family="lvis",
                 kernel="LVIS bbox load+eval+summarize",
-                size=f"{n} img, 1203 cls, {27 * scale:g}k ann, {126 * scale:g}k det",
+                size=f"{n} img, 1203 cls, {27 * part:.3g}k ann, {126 * part:.3g}k det",
                 ferrops=_ours(*paths),
                 peer_name=name,
                 peer=_peer(name, *paths),
