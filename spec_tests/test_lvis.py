@@ -267,7 +267,9 @@ def test_dataset_views_and_queries(api: Any, tmp_path: Path) -> None:
     img_ids, cat_ids = ours.get_img_ids()[:7], ours.get_cat_ids()[:20]
     assert ours.get_ann_ids(img_ids=img_ids) == theirs.get_ann_ids(img_ids=img_ids)
     assert ours.get_ann_ids(img_ids=img_ids, cat_ids=cat_ids) == theirs.get_ann_ids(img_ids=img_ids, cat_ids=cat_ids)
-    assert ours.get_ann_ids(cat_ids=cat_ids, area_rng=[0, 500]) == theirs.get_ann_ids(cat_ids=cat_ids, area_rng=[0, 500])
+    assert ours.get_ann_ids(cat_ids=cat_ids, area_rng=[0, 500]) == theirs.get_ann_ids(
+        cat_ids=cat_ids, area_rng=[0, 500]
+    )
     assert ours.load_cats(cat_ids[:3]) == theirs.load_cats(cat_ids[:3])
     assert ours.load_imgs(None) == theirs.load_imgs(None)
 

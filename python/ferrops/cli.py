@@ -120,7 +120,11 @@ def _lvis_eval(gt_path: str, dt_path: str, max_dets: int, fixed_ap: bool, json_o
     with contextlib.redirect_stdout(io.StringIO()):
         gt = LVIS(gt_path)
         # Fixed AP (Dave et al. 2021): the top 10,000 per category, no per-image cap.
-        dt = LVISResults(gt, dt_path, max_dets=-1, max_dets_per_cat=10000) if fixed_ap else LVISResults(gt, dt_path, max_dets)
+        dt = (
+            LVISResults(gt, dt_path, max_dets=-1, max_dets_per_cat=10000)
+            if fixed_ap
+            else LVISResults(gt, dt_path, max_dets)
+        )
         ev = LVISEval(gt, dt, "bbox")
         ev.params.max_dets = -1 if fixed_ap else max_dets
         ev.run()

@@ -219,9 +219,7 @@ def _peer(name: str, gt_path: str, dt_path: str) -> Callable[[], np.ndarray] | N
 
 
 def write_set(num_images: int, directory: str, scale: float = 1.0) -> tuple[str, str]:
-    gt, dt = synthetic_lvis(
-        num_images, annotations=int(27_000 * scale), detections=int(126_000 * scale), seed=3
-    )
+    gt, dt = synthetic_lvis(num_images, annotations=int(27_000 * scale), detections=int(126_000 * scale), seed=3)
     gt_path, dt_path = os.path.join(directory, "gt.json"), os.path.join(directory, "dt.json")
     with open(gt_path, "w") as f:
         json.dump(gt, f)

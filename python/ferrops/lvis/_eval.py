@@ -75,7 +75,9 @@ class LVISEval:
     lvis-api's bit for bit.
     """
 
-    def __init__(self, lvis_gt: LVIS | str, lvis_dt: LVISResults | str | list[Record], iou_type: IouType = "segm") -> None:
+    def __init__(
+        self, lvis_gt: LVIS | str, lvis_dt: LVISResults | str | list[Record], iou_type: IouType = "segm"
+    ) -> None:
         self.logger = logging.getLogger(__name__)
         if iou_type not in ("bbox", "segm"):
             raise ValueError(f"iou_type: {iou_type} is not supported.")
