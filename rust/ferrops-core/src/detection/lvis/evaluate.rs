@@ -154,19 +154,14 @@ pub fn evaluate(
     let d = &dt.annotations;
     let mut dt_keys: Vec<Option<u64>> = vec![None; d.len()];
     let mut not_exhaustive = vec![false; d.len()];
-    // An image's short lists as sets, built when a detection first needs them.
-    let mut listed: HashMap<i64, (HashSet<i64>, HashSet<i64>)> = HashMap::default();
     for j in 0..d.len() {
         let Some(unit) = key(d.area[j], d.image_id[j], d.category_id[j]) else { continue };
-        let (image, category) = (d.image_id[j], d.category_id[j]);
-        let (negative, unexhausted) = listed.entry(image).or_insert_with(|| {
-            let l = labels[&image];
-            (l.neg_category_ids.iter().copied().collect(), l.not_exhaustive_category_ids.iter().copied().collect())
-        });
-        if !negative.contains(&category) && !present.contains(&unit) {
+        // An image lists a few categories: a scan beats hashing.
+        let (l, category) = (labels[&d.image_id[j]], d.category_id[j]);
+        if !present.contains(&unit) && !l.neg_category_ids.contains(&category) {
             continue;
         }
-        not_exhaustive[j] = unexhausted.contains(&category);
+        not_exhaustive[j] = l.not_exhaustive_category_ids.contains(&category);
         dt_keys[j] = Some(unit);
     }
     let mut units: Vec<u64> = gt_keys.iter().chain(&dt_keys).flatten().copied().collect();
