@@ -16,6 +16,7 @@
 //!   read for nothing else);
 //! * every detection of a unit is kept (lvis-api cuts per image in `LVISResults`).
 
+use rayon::prelude::*;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::federated::{labels_by_image, LvisGroundTruth};
@@ -211,23 +212,45 @@ pub fn evaluate(
     Ok(LvisEvaluation { evaluation, num_categories, width, num_areas: params.area_rngs.len() })
 }
 
+/// Categories per COCO accumulation: a batch's output (`[T, R, BATCH, A]`,
+/// about 2 MB with scores) is copied into place before the next runs, so the
+/// memory beyond the result is one batch's, not a second and third copy of it.
+const BATCH: usize = 64;
+
 /// lvis-api's `accumulate`: `precision` `[T, R, K, A]` and `recall` `[T, K, A]`
 /// (C order), -1 where a (category, area range) has no ground truth that counts.
+/// The COCO accumulation runs on batches of [`BATCH`] categories, each in
+/// parallel over its categories, and each batch's rows are copied into place.
 pub fn accumulate(e: &LvisEvaluation, rec_thrs: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
-    let k_list: Vec<usize> = (0..e.num_categories).collect();
-    let a_list: Vec<usize> = (0..e.num_areas).collect();
+    const F: &str = "LVISEval.accumulate";
+    let (num_cats, num_areas) = (e.num_categories, e.num_areas);
+    let (num_thr, num_rec) = (e.evaluation.num_thresholds(), rec_thrs.len());
+    let row = num_cats * num_areas;
+    let minus_one = |out: &mut [std::mem::MaybeUninit<f64>]| out.fill(std::mem::MaybeUninit::new(-1.0));
+    let mut precision = crate::buffer::try_filled(F, "the precision array", &[num_thr, num_rec, row], minus_one)?;
+    let mut recall = crate::buffer::try_filled(F, "the recall array", &[num_thr, row], minus_one)?;
+    let a_list: Vec<usize> = (0..num_areas).collect();
     let i_list: Vec<usize> = (0..e.width).collect();
-    let p = AccumulateParams {
-        k_list: &k_list,
-        a_list: &a_list,
-        m_list: &[usize::MAX],
-        i_list: &i_list,
-        num_categories: e.num_categories,
-        num_areas: e.num_areas,
-        num_max_dets: 1,
-        rec_thrs,
-    };
-    // `[T, R, K, A, 1]` and `[T, K, A, 1]`: lvis-api's arrays.
-    let out = cocoeval::accumulate(&e.evaluation, &p)?;
-    Ok((out.precision, out.recall))
+    for first in (0..num_cats).step_by(BATCH) {
+        let k_list: Vec<usize> = (first..(first + BATCH).min(num_cats)).collect();
+        let p = AccumulateParams {
+            k_list: &k_list,
+            a_list: &a_list,
+            m_list: &[usize::MAX],
+            i_list: &i_list,
+            num_categories: k_list.len(),
+            num_areas,
+            num_max_dets: 1,
+            rec_thrs,
+        };
+        // `[T, R, k, A, 1]` and `[T, k, A, 1]`.
+        let batch = cocoeval::accumulate(&e.evaluation, &p)?;
+        let (at, width) = (first * num_areas, k_list.len() * num_areas);
+        for (out, values) in [(&mut precision, &batch.precision), (&mut recall, &batch.recall)] {
+            out.par_chunks_mut(row.max(1))
+                .zip(values.par_chunks(width.max(1)))
+                .for_each(|(dest, from)| dest[at..at + width].copy_from_slice(from));
+        }
+    }
+    Ok((precision, recall))
 }
