@@ -254,3 +254,48 @@ pub fn accumulate(e: &LvisEvaluation, rec_thrs: &[f64]) -> Result<(Vec<f64>, Vec
     }
     Ok((precision, recall))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detection::coco::{parse_results, Origin};
+    use crate::detection::lvis::{limit_results, parse_lvis_ground_truth, ResultLimits};
+
+    const ORIGIN: Origin = Origin { function: "LVIS", argument: "annotation_path", source: "gt.json" };
+
+    /// Image 1 holds category 1 (not exhaustive) and lists 2 as negative; image 2
+    /// lists 1 as negative. Category 2 has no ground truth.
+    fn run(dt: &[u8]) -> (Vec<f64>, Vec<f64>) {
+        let gt = br#"{"images":[{"id":1,"neg_category_ids":[2],"not_exhaustive_category_ids":[1]},
+                                {"id":2,"neg_category_ids":[1],"not_exhaustive_category_ids":[]}],
+            "categories":[{"id":1,"frequency":"r"},{"id":2,"frequency":"f"}],
+            "annotations":[{"id":1,"image_id":1,"category_id":1,"bbox":[0,0,10,10],"area":100}]}"#;
+        let gt = parse_lvis_ground_truth(gt, &ORIGIN).unwrap();
+        let dt = parse_results(dt, &gt.coco, &ORIGIN).unwrap();
+        let dt = limit_results(&dt, &gt.coco, ResultLimits::default(), "t", "t").unwrap();
+        let params = LvisParams { img_ids: &[1, 2], cat_ids: &[1, 2], iou_thrs: &[0.5], area_rngs: &[[0.0, 1e10]] };
+        let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
+        accumulate(&e, &[0.0, 0.5, 1.0]).unwrap()
+    }
+
+    #[test]
+    fn federated_rules_and_the_same_bits_for_any_thread_count() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dt = br#"[{"image_id":1,"category_id":1,"bbox":[50,50,10,10],"score":0.9},
+            {"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.8},
+            {"image_id":2,"category_id":1,"bbox":[0,0,10,10],"score":0.7},
+            {"image_id":2,"category_id":2,"bbox":[0,0,10,10],"score":0.95}]"#;
+        crate::parallel::set_num_threads(1).unwrap();
+        let one = crate::parallel::install(|| run(dt));
+        crate::parallel::set_num_threads(2).unwrap();
+        let (precision, recall) = crate::parallel::install(|| run(dt));
+        assert_eq!((&one.0, &one.1), (&precision, &recall));
+        // [T=1, R=3, K=2, A=1]: category 1's unmatched 0.9 is ignored (not
+        // exhaustive), the TP at 0.8 gives precision 1 until the negative image's
+        // FP at 0.7; category 2 has no ground truth (its detection on image 2 is
+        // not even negative there): -1.
+        let eps = f64::EPSILON;
+        assert_eq!(precision, vec![1.0 / (1.0 + eps), -1.0, 1.0 / (1.0 + eps), -1.0, 1.0 / (1.0 + eps), -1.0]);
+        assert_eq!(recall, vec![1.0, -1.0]);
+    }
+}
