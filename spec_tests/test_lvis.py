@@ -343,3 +343,21 @@ def test_cli_prints_lvis_api_lines(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["lvis-eval", gt_path, dt_path, "--fixed-ap"]) == 0
     assert "maxDets= -1" in capsys.readouterr().out
     assert main(["lvis-eval", gt_path, str(tmp_path / "missing.json")]) == 2
+
+
+@pytest.mark.spec("DET-LVIS")
+def test_empty_sets_give_typed_empty_results() -> None:
+    image = {"id": 1, "neg_category_ids": [], "not_exhaustive_category_ids": []}
+    # No categories: [T, R, 0, A] arrays, every summary -1.
+    ev = fl.LVISEval(fl.LVIS({"images": [image], "categories": [], "annotations": []}), [], "bbox")
+    ev.run()
+    assert ev.eval["precision"].shape == (10, 101, 0, 4) and ev.eval["recall"].shape == (10, 0, 4)
+    assert set(ev.results.values()) == {-1}
+    # No results (lvis-api fails on an empty list) and no images evaluated.
+    gt = {"images": [image], "categories": [{"id": 1, "frequency": "r"}], "annotations": []}
+    for img_ids in (None, []):
+        ev = fl.LVISEval(fl.LVIS(gt), [], "bbox")
+        if img_ids is not None:
+            ev.params.img_ids = img_ids
+        ev.run()
+        assert (ev.eval["precision"] == -1).all() and set(ev.results.values()) == {-1}

@@ -159,7 +159,8 @@ class LVISEval:
         a = aidx[0]
         if summary_type == "ap":
             s = self.eval["precision"][..., a]  # [T, R, K]
-            k = np.asarray(self.freq_groups[freq_group_idx] if freq_group_idx is not None else range(s.shape[2]))
+            group = self.freq_groups[freq_group_idx] if freq_group_idx is not None else range(s.shape[2])
+            k = np.asarray(group, dtype=np.intp)
             k = k[s[0, 0, k] > -1] if s.shape[0] and s.shape[1] else k[:0]
             s = s[np.where(iou_thr == p.iou_thrs)[0]] if iou_thr is not None else s
             values = s[:, :, k]
