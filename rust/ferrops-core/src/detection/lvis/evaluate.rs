@@ -46,10 +46,11 @@ fn subset(
 ) -> CocoDataset {
     let a = &d.annotations;
     let at = |j: &u32| *j as usize;
+    let (category_id, image_id) = keep.iter().map(|j| unit_of(at(j))).unzip();
     let annotations = Annotations {
         id: keep.iter().map(|j| a.id[at(j)]).collect(),
-        image_id: keep.iter().map(|j| unit_of(at(j)).1).collect(),
-        category_id: keep.iter().map(|j| unit_of(at(j)).0).collect(),
+        image_id,
+        category_id,
         bbox: keep.iter().map(|j| a.bbox[at(j)]).collect(),
         area: keep.iter().map(|j| area_of(at(j))).collect(),
         iscrowd: vec![false; keep.len()],
