@@ -109,6 +109,8 @@ fn check_params(gt: &LvisGroundTruth, params: &LvisParams) -> Result<()> {
 pub struct LvisEvaluation {
     evaluation: Evaluation,
     num_categories: usize,
+    /// The categories with ground truth (the others' arrays are -1 throughout).
+    with_ground_truth: Vec<usize>,
     width: usize,
     num_areas: usize,
 }
@@ -210,7 +212,10 @@ pub fn evaluate(
         max_det: usize::MAX,
     };
     let evaluation = cocoeval::evaluate(&gt_eval, &dt_eval, &coco_params, cancel)?;
-    Ok(LvisEvaluation { evaluation, num_categories, width, num_areas: params.area_rngs.len() })
+    let mut with_ground_truth: Vec<usize> = gt_keys.iter().flatten().map(|&unit| (unit >> 32) as usize).collect();
+    with_ground_truth.sort_unstable();
+    with_ground_truth.dedup();
+    Ok(LvisEvaluation { evaluation, num_categories, with_ground_truth, width, num_areas: params.area_rngs.len() })
 }
 
 /// Categories per COCO accumulation: a batch's output (`[T, R, BATCH, A]`,
@@ -220,8 +225,9 @@ const BATCH: usize = 64;
 
 /// lvis-api's `accumulate`: `precision` `[T, R, K, A]` and `recall` `[T, K, A]`
 /// (C order), -1 where a (category, area range) has no ground truth that counts.
-/// The COCO accumulation runs on batches of [`BATCH`] categories, each in
-/// parallel over its categories, and each batch's rows are copied into place.
+/// The COCO accumulation runs on batches of [`BATCH`] categories with ground
+/// truth, each in parallel over its categories, and each batch's rows are
+/// copied into place; the categories without ground truth stay -1.
 pub fn accumulate(e: &LvisEvaluation, rec_thrs: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
     const F: &str = "LVISEval.accumulate";
     let (num_cats, num_areas) = (e.num_categories, e.num_areas);
@@ -232,10 +238,9 @@ pub fn accumulate(e: &LvisEvaluation, rec_thrs: &[f64]) -> Result<(Vec<f64>, Vec
     let mut recall = crate::buffer::try_filled(F, "the recall array", &[num_thr, row], minus_one)?;
     let a_list: Vec<usize> = (0..num_areas).collect();
     let i_list: Vec<usize> = (0..e.width).collect();
-    for first in (0..num_cats).step_by(BATCH) {
-        let k_list: Vec<usize> = (first..(first + BATCH).min(num_cats)).collect();
+    for k_list in e.with_ground_truth.chunks(BATCH) {
         let p = AccumulateParams {
-            k_list: &k_list,
+            k_list,
             a_list: &a_list,
             m_list: &[usize::MAX],
             i_list: &i_list,
@@ -244,13 +249,15 @@ pub fn accumulate(e: &LvisEvaluation, rec_thrs: &[f64]) -> Result<(Vec<f64>, Vec
             num_max_dets: 1,
             rec_thrs,
         };
-        // `[T, R, k, A, 1]` and `[T, k, A, 1]`.
+        // `[T, R, k, A, 1]` and `[T, k, A, 1]`, slot `s` holding category `k_list[s]`.
         let batch = cocoeval::accumulate(&e.evaluation, &p)?;
-        let (at, width) = (first * num_areas, k_list.len() * num_areas);
+        let width = k_list.len() * num_areas;
         for (out, values) in [(&mut precision, &batch.precision), (&mut recall, &batch.recall)] {
-            out.par_chunks_mut(row.max(1))
-                .zip(values.par_chunks(width.max(1)))
-                .for_each(|(dest, from)| dest[at..at + width].copy_from_slice(from));
+            out.par_chunks_mut(row.max(1)).zip(values.par_chunks(width.max(1))).for_each(|(dest, from)| {
+                for (&k, cells) in k_list.iter().zip(from.chunks_exact(num_areas.max(1))) {
+                    dest[k * num_areas..(k + 1) * num_areas].copy_from_slice(cells);
+                }
+            });
         }
     }
     Ok((precision, recall))
