@@ -151,23 +151,30 @@ pub fn evaluate(
         Some(u64::from(k) << 32 | u64::from(i))
     };
     let g = &gt.coco.annotations;
-    let gt_keys: Vec<Option<u64>> = (0..g.len()).map(|j| key(g.area[j], g.image_id[j], g.category_id[j])).collect();
+    let gt_keys: Vec<Option<u64>> = (0..g.len())
+        .into_par_iter()
+        .with_min_len(4096)
+        .map(|j| key(g.area[j], g.image_id[j], g.category_id[j]))
+        .collect();
     // The categories present on each image (lvis-api's `img_pl`).
     let present: HashSet<u64> = gt_keys.iter().flatten().copied().collect();
 
     let d = &dt.annotations;
-    let mut dt_keys: Vec<Option<u64>> = vec![None; d.len()];
-    let mut not_exhaustive = vec![false; d.len()];
-    for j in 0..d.len() {
-        let Some(unit) = key(d.area[j], d.image_id[j], d.category_id[j]) else { continue };
-        // An image lists a few categories: a scan beats hashing.
-        let (l, category) = (labels[&d.image_id[j]], d.category_id[j]);
-        if !present.contains(&unit) && !l.neg_category_ids.contains(&category) {
-            continue;
-        }
-        not_exhaustive[j] = l.not_exhaustive_category_ids.contains(&category);
-        dt_keys[j] = Some(unit);
-    }
+    // Per detection: its unit if it takes part, and whether its category is
+    // not exhaustive on its image (records apart: in parallel).
+    let (dt_keys, not_exhaustive): (Vec<Option<u64>>, Vec<bool>) = (0..d.len())
+        .into_par_iter()
+        .with_min_len(4096)
+        .map(|j| {
+            let Some(unit) = key(d.area[j], d.image_id[j], d.category_id[j]) else { return (None, false) };
+            // An image lists a few categories: a scan beats hashing.
+            let (l, category) = (labels[&d.image_id[j]], d.category_id[j]);
+            if !present.contains(&unit) && !l.neg_category_ids.contains(&category) {
+                return (None, false);
+            }
+            (Some(unit), l.not_exhaustive_category_ids.contains(&category))
+        })
+        .unzip();
     let mut units: Vec<u64> = gt_keys.iter().chain(&dt_keys).flatten().copied().collect();
     units.sort_unstable();
     units.dedup();

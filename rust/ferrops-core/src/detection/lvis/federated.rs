@@ -164,7 +164,10 @@ fn federated_fields(images: &[RawImage], categories: &[RawCategory]) -> std::res
 /// Parses an LVIS ground-truth file: the COCO parser's checks and messages for
 /// what LVIS shares with COCO, integer ids only, and the LVIS fields.
 pub fn parse_lvis_ground_truth(json: &[u8], origin: &Origin) -> Result<LvisGroundTruth> {
-    let coco = parse_ground_truth(json, origin)?;
+    // The LVIS fields are read beside the COCO parse (serde, one thread), which
+    // judges the file first: its errors are reported before serde's.
+    let (coco, raw) = rayon::join(|| parse_ground_truth(json, origin), || serde_json::from_slice::<RawLvis>(json));
+    let coco = coco?;
     if let Some(s) = coco.id_strings.strings().first() {
         return Err(FerropsError::value(
             origin.function,
@@ -174,7 +177,7 @@ pub fn parse_lvis_ground_truth(json: &[u8], origin: &Origin) -> Result<LvisGroun
         ));
     }
     // The COCO parser accepted the JSON, so serde reads it too.
-    let raw: RawLvis = serde_json::from_slice(json).map_err(|e| {
+    let raw = raw.map_err(|e| {
         FerropsError::value(origin.function, origin.argument, "LVIS JSON", format!("{}: {e}", origin.source))
     })?;
     let mut ignore = vec![false; coco.annotations.len()];
