@@ -9,7 +9,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from . import _core, _dispatch, _errors, attention, boxes, coco, detection, layers, mask, mdp, nn, pooling, segmentation
+from . import (
+    _core,
+    _dispatch,
+    _errors,
+    attention,
+    boxes,
+    coco,
+    detection,
+    layers,
+    lvis,
+    mask,
+    mdp,
+    nn,
+    pooling,
+    segmentation,
+)
 from ._info import info
 from ._kvcache import flash_attn_with_kvcache
 from .attention import flash_attn_func, flash_attn_varlen_func, scaled_dot_product_attention

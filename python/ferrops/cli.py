@@ -1,4 +1,4 @@
-"""The ``ferrops`` command: ``ferrops info``, ``ferrops bench`` and ``ferrops coco-eval``."""
+"""The ``ferrops`` command: ``ferrops info``, ``ferrops bench``, ``ferrops coco-eval`` and ``ferrops lvis-eval``."""
 
 from __future__ import annotations
 
@@ -128,6 +128,33 @@ def _coco_eval(gt_path: str, dt_path: str, iou_type: str | None, json_out: str |
     return 0
 
 
+def _lvis_eval(gt_path: str, dt_path: str, max_dets: int, fixed_ap: bool, json_out: str | None) -> int:
+    import contextlib
+    import io
+    import json
+
+    from ferrops.lvis import LVIS, LVISEval, LVISResults
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = LVIS(gt_path)
+        # Fixed AP (Dave et al. 2021): the top 10,000 per category, no per-image cap.
+        dt = (
+            LVISResults(gt, dt_path, max_dets=-1, max_dets_per_cat=10000)
+            if fixed_ap
+            else LVISResults(gt, dt_path, max_dets)
+        )
+        ev = LVISEval(gt, dt, "bbox")
+        ev.params.max_dets = -1 if fixed_ap else max_dets
+        ev.run()
+    ev.print_results()
+    if json_out:
+        report = {"ground_truth": gt_path, "results": dt_path, "fixed_ap": fixed_ap}
+        report["metrics"] = {key: float(value) for key, value in ev.get_results().items()}
+        with open(json_out, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ferrops", description="Fast, spec-checked CPU kernels for ML.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -146,12 +173,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     coco_eval.add_argument("--json", metavar="OUT", help="also write the 12 stats and per-category AP as JSON")
     coco_eval.add_argument("--plot", metavar="PR.png", help="also plot precision-recall curves (needs matplotlib)")
+    lvis_eval = commands.add_parser("lvis-eval", help="LVIS federated bbox evaluation (lvis-api's numbers)")
+    lvis_eval.add_argument("gt", metavar="GT.json", help="ground truth (LVIS JSON)")
+    lvis_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox records)")
+    lvis_eval.add_argument("--max-dets", type=int, default=300, help="detections kept per image (default 300)")
+    lvis_eval.add_argument("--fixed-ap", action="store_true", help="Fixed AP: top 10,000 per category, no image cap")
+    lvis_eval.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
             return _info()
         if args.command == "coco-eval":
             return _coco_eval(args.gt, args.dt, args.iou_type, args.json, args.plot)
+        if args.command == "lvis-eval":
+            return _lvis_eval(args.gt, args.dt, args.max_dets, args.fixed_ap, args.json)
         return _bench(args.families, args.quick, args.levels)
     except (OSError, ImportError) as exc:
         print(f"ferrops: {exc}", file=sys.stderr)

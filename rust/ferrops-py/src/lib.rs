@@ -7,6 +7,7 @@ mod boxes;
 mod convert;
 mod detection;
 mod error;
+mod lvis;
 mod mask;
 mod mdp;
 mod platform;
@@ -76,5 +77,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pooling::register(m)?;
     detection::register(m)?;
     platform::register(m)?;
+    lvis::register(m)?;
     Ok(())
 }

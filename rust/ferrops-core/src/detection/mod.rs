@@ -5,3 +5,4 @@
 pub mod coco;
 pub mod cocoeval;
 pub mod voc;
+pub mod lvis;
