@@ -21,7 +21,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::federated::{labels_by_image, LvisGroundTruth};
 use crate::detection::coco::{Annotations, CocoDataset, Packed};
-use crate::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
+use crate::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation, IouType};
 use crate::error::{FerropsError, Result};
 use crate::interrupt::Cancel;
 
@@ -55,6 +55,7 @@ fn subset(
         area: keep.iter().map(|j| area_of(at(j))).collect(),
         iscrowd: vec![false; keep.len()],
         score: keep.iter().map(|j| a.score[at(j)]).collect(),
+        ..Default::default()
     };
     let packed = (0..keep.len())
         .map(|r| Packed {
@@ -62,17 +63,11 @@ fn subset(
             area: annotations.area[r],
             score: annotations.score[r],
             id: annotations.id[r],
-            crowd: false,
+            row: r as u32,
+            ..Default::default()
         })
         .collect();
-    CocoDataset {
-        image_ids: Vec::new(),
-        category_ids: Vec::new(),
-        annotations,
-        packed,
-        first_without_score: None,
-        id_strings: Default::default(),
-    }
+    CocoDataset { annotations, packed, ..Default::default() }
 }
 
 fn check_params(gt: &LvisGroundTruth, params: &LvisParams) -> Result<()> {
@@ -217,6 +212,7 @@ pub fn evaluate(
         iou_thrs: params.iou_thrs,
         area_rngs: params.area_rngs,
         max_det: usize::MAX,
+        iou_type: IouType::Bbox,
     };
     let evaluation = cocoeval::evaluate(&gt_eval, &dt_eval, &coco_params, cancel)?;
     let mut with_ground_truth: Vec<usize> = gt_keys.iter().flatten().map(|&unit| (unit >> 32) as usize).collect();

@@ -105,6 +105,7 @@ pub fn limit_results(
         area: pick(&a.area),
         iscrowd: vec![false; order.len()],
         score: pick(&a.score),
+        ..Default::default()
     };
     let packed = (0..order.len())
         .map(|r| Packed {
@@ -112,7 +113,8 @@ pub fn limit_results(
             area: annotations.area[r],
             score: annotations.score[r],
             id: annotations.id[r],
-            crowd: false,
+            row: r as u32,
+            ..Default::default()
         })
         .collect();
     Ok(CocoDataset {
@@ -120,8 +122,8 @@ pub fn limit_results(
         category_ids: results.category_ids.clone(),
         annotations,
         packed,
-        first_without_score: None,
         id_strings: results.id_strings.clone(),
+        ..Default::default()
     })
 }
 
