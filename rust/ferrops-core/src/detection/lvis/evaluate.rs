@@ -252,15 +252,17 @@ pub fn accumulate(e: &LvisEvaluation, rec_thrs: &[f64]) -> Result<(Vec<f64>, Vec
             num_max_dets: 1,
             rec_thrs,
         };
-        // `[T, R, k, A, 1]` and `[T, k, A, 1]`, slot `s` holding category `k_list[s]`.
+        // Category-major `[k, T, R, A, 1]` and `[k, T, A, 1]`, slot `s` holding
+        // category `k_list[s]`: each slot's runs of A cells go to column `k`.
         let batch = cocoeval::accumulate(&e.evaluation, &p)?;
-        let width = k_list.len() * num_areas;
+        let areas = num_areas.max(1);
         for (out, values) in [(&mut precision, &batch.precision), (&mut recall, &batch.recall)] {
-            out.par_chunks_mut(row.max(1)).zip(values.par_chunks(width.max(1))).for_each(|(dest, from)| {
-                for (&k, cells) in k_list.iter().zip(from.chunks_exact(num_areas.max(1))) {
-                    dest[k * num_areas..(k + 1) * num_areas].copy_from_slice(cells);
+            let per_category = values.len() / k_list.len().max(1);
+            for (&k, block) in k_list.iter().zip(values.chunks_exact(per_category.max(1))) {
+                for (line, cells) in block.chunks_exact(areas).enumerate() {
+                    out[line * row + k * num_areas..][..num_areas].copy_from_slice(cells);
                 }
-            });
+            }
         }
     }
     Ok((precision, recall))
