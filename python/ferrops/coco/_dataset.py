@@ -417,7 +417,7 @@ class COCO:
             else:
                 payload = to_json(records, "COCO.loadRes", "resFile", source, "results")
                 self._rust = _core.coco_parse_results(payload, gt._data, source)
-                if state["as"] == "given":
+                if state["as"] in ("given", "masks"):  # the view reads mask results' records
                     self._result_records = records
         elif "json" in state:
             data, source = state["json"], state["source"]
@@ -441,7 +441,7 @@ class COCO:
         if self._result_records is not None:
             return {"records": self._result_records, "as": "given"}
         records = self.dataset["annotations"]
-        if not any(s is not None for s in self._data.segmentations()):
+        if not self._data.leads_with_segmentation:
             ints = all(type(r["image_id"]) is int and type(r["category_id"]) is int for r in records)
             return {"records": records, "as": "arrays" if ints else "boxes"}
         if all(r["area"] == r["bbox"][2] * r["bbox"][3] for r in records):
