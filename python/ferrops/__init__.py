@@ -50,7 +50,15 @@ from .boxes import (
     soft_nms,
     weighted_boxes_fusion,
 )
-from .detection import MeanAveragePrecision, per_category_ap, plot_pr_curves, pr_curves, voc_ap, voc_eval
+from .detection import (
+    MeanAveragePrecision,
+    evaluate_rotated,
+    per_category_ap,
+    plot_pr_curves,
+    pr_curves,
+    voc_ap,
+    voc_eval,
+)
 from .layers import LayerReceptiveField, receptive_field
 from .pooling import (
     adaptive_avg_pool2d,
