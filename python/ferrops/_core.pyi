@@ -266,6 +266,7 @@ def coco_evaluate(
     iou_thrs: npt.NDArray[np.float64],
     area_rngs: npt.NDArray[np.float64],
     max_det: int,
+    kpt_oks_sigmas: npt.NDArray[np.float64] | None = None,
 ) -> CocoEvaluation: ...
 def coco_accumulate(
     evaluation: CocoEvaluation,

@@ -229,6 +229,7 @@ fn evaluated(gt: &CocoDataset, dt: &CocoDataset) -> bool {
         iou_thrs: &[0.5, 0.75],
         area_rngs: &[[0.0, 1e10], [0.0, 1024.0]],
         max_det: 100,
+        kpt_oks_sigmas: None,
     };
     evaluate(gt, dt, &params, &Cancel::new()).is_ok()
 }

@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::ids::IdStrings;
+use super::keypoints::Keypoints;
 
 /// The annotations of a dataset, one entry per record, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,6 +18,8 @@ pub struct Annotations {
     pub iscrowd: Vec<bool>,
     /// NaN where a ground-truth record has no score.
     pub score: Vec<f64>,
+    /// `keypoints` and `num_keypoints`, where records have them.
+    pub keypoints: Keypoints,
 }
 
 impl Annotations {
@@ -34,7 +37,10 @@ impl Annotations {
             return parts.pop().expect("one part");
         }
         let mut all = Annotations::with_capacity(parts.iter().map(Annotations::len).sum());
-        for part in parts {
+        let lengths: Vec<usize> = parts.iter().map(Annotations::len).collect();
+        let mut keypoints = Vec::with_capacity(parts.len());
+        for mut part in parts {
+            keypoints.push(std::mem::take(&mut part.keypoints));
             all.id.extend_from_slice(&part.id);
             all.image_id.extend_from_slice(&part.image_id);
             all.category_id.extend_from_slice(&part.category_id);
@@ -43,6 +49,7 @@ impl Annotations {
             all.iscrowd.extend_from_slice(&part.iscrowd);
             all.score.extend_from_slice(&part.score);
         }
+        all.keypoints = Keypoints::concat(keypoints, &lengths);
         all
     }
 
@@ -55,6 +62,7 @@ impl Annotations {
             area: Vec::with_capacity(n),
             iscrowd: Vec::with_capacity(n),
             score: Vec::with_capacity(n),
+            keypoints: Keypoints::default(),
         }
     }
 }
@@ -70,6 +78,12 @@ pub struct Packed {
     pub score: f64,
     pub id: i64,
     pub crowd: bool,
+    /// Ground truth that matching ignores: crowd, and for keypoints also
+    /// `num_keypoints == 0` (set when a keypoint evaluation starts).
+    pub ignore: bool,
+    /// The record's index in the dataset, for what does not fit this line
+    /// (keypoints).
+    pub index: u32,
 }
 
 /// A parsed dataset: image and category ids in file order, and the annotations.
@@ -100,7 +114,15 @@ impl CocoDataset {
         let packed = (0..a.len())
             .into_par_iter()
             .with_min_len(4096)
-            .map(|j| Packed { bbox: a.bbox[j], area: a.area[j], score: a.score[j], id: a.id[j], crowd: a.iscrowd[j] })
+            .map(|j| Packed {
+                bbox: a.bbox[j],
+                area: a.area[j],
+                score: a.score[j],
+                id: a.id[j],
+                crowd: a.iscrowd[j],
+                ignore: a.iscrowd[j],
+                index: j as u32,
+            })
             .collect();
         CocoDataset { image_ids, category_ids, annotations, packed, first_without_score, id_strings }
     }

@@ -92,6 +92,8 @@ pub(super) struct RawAnnotation {
     pub(super) area: Option<f64>,
     pub(super) iscrowd: Option<Flag>,
     pub(super) score: Option<f64>,
+    pub(super) keypoints: Option<Vec<f64>>,
+    pub(super) num_keypoints: Option<f64>,
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@ use super::checks::{check_bbox, check_integer_id, valid_bbox, Origin, RES_EXPECT
 use super::dataset::{Annotations, CocoDataset};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{in_order, parse_records};
+use super::keypoints::{check_keypoints, keypoint_box};
 use super::raw::RawAnnotation;
 use crate::error::Result;
 
@@ -89,6 +90,7 @@ pub fn results_from_columns(
         area,
         iscrowd: vec![false; n],
         score: columns.score.to_vec(),
+        keypoints: Default::default(),
     };
     Ok(CocoDataset::new(
         ground_truth.image_ids.clone(),
@@ -107,7 +109,13 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
     let pieces = parse_records(json, origin, RES_EXPECTED)?;
     let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
     let gt_strings = &ground_truth.id_strings;
-    let parts = in_order(pieces, |records, offset| results_piece(records, offset, &known_images, gt_strings, origin))?;
+    // pycocotools' loadRes picks its branch by the first result: keypoint
+    // results are those whose first record has keypoints and no box.
+    let keypoint_results =
+        pieces.iter().flatten().next().is_some_and(|r| r.bbox.is_none_or(|b| b.len == 0) && r.keypoints.is_some());
+    let parts = in_order(pieces, |records, offset| {
+        results_piece(records, offset, &known_images, gt_strings, origin, keypoint_results)
+    })?;
     let mut strings = gt_strings.clone();
     let mut pending = Vec::with_capacity(parts.len());
     let mut annotations = Annotations::concat(
@@ -128,12 +136,15 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
 /// Result records `offset..` checked and as `loadRes` stores them: ids counting
 /// from 1 in file order, `area = w * h`, not crowd; with the string category
 /// ids the ground truth does not have, by record index, coded afterwards.
+/// `keypoint_results`: the box and area are the keypoints' extent (pycocotools'
+/// keypoints branch); otherwise keypoints are kept beside the box.
 fn results_piece(
     records: Vec<RawAnnotation>,
     offset: usize,
     known_images: &ImageSet,
     gt_strings: &IdStrings,
     origin: &Origin,
+    keypoint_results: bool,
 ) -> Result<(Annotations, StringsAt)> {
     let mut annotations = Annotations::with_capacity(records.len());
     let mut new_categories = Vec::new();
@@ -155,19 +166,32 @@ fn results_piece(
                 STRING_CODE_BASE
             }),
         };
-        let b = r.bbox.ok_or_else(|| missing("bbox"))?;
-        if b.len != 4 {
-            return Err(
-                origin.error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len))
-            );
+        if let Some(k) = &r.keypoints {
+            check_keypoints(origin, RES_EXPECTED, &|| format!("results[{i}]"), k)?;
         }
+        let (bbox, area) = if keypoint_results {
+            match &r.keypoints {
+                Some(k) if !k.is_empty() => keypoint_box(k),
+                Some(_) => return Err(origin.error(RES_EXPECTED, format!("results[{i}] has empty 'keypoints'"))),
+                None => return Err(missing("keypoints")),
+            }
+        } else {
+            let b = r.bbox.ok_or_else(|| missing("bbox"))?;
+            if b.len != 4 {
+                return Err(
+                    origin.error(RES_EXPECTED, format!("results[{i}] has a 'bbox' of {} numbers instead of 4", b.len))
+                );
+            }
+            (b.values, b.values[2] * b.values[3])
+        };
         let score = r.score.ok_or_else(|| missing("score"))?;
-        check_result(origin, known_images, i, image_id, &b.values, score)?;
+        check_result(origin, known_images, i, image_id, &bbox, score)?;
+        annotations.keypoints.push(i - offset, r.keypoints, r.num_keypoints);
         annotations.id.push(i as i64 + 1);
         annotations.image_id.push(image_id);
         annotations.category_id.push(category_id);
-        annotations.bbox.push(b.values);
-        annotations.area.push(b.values[2] * b.values[3]);
+        annotations.bbox.push(bbox);
+        annotations.area.push(area);
         annotations.iscrowd.push(false);
         annotations.score.push(score);
     }

@@ -368,6 +368,7 @@ mod tests {
             iou_thrs: &iou_thrs,
             area_rngs: &area_rngs,
             max_det: 100,
+            kpt_oks_sigmas: None,
         };
         let e = evaluate(gt, dt, &params, &Cancel::new()).unwrap();
         let acc = AccumulateParams {

@@ -18,6 +18,15 @@ impl Buckets {
     pub(super) fn get(&self, b: usize) -> &[Record] {
         &self.records[self.offsets[b] as usize..self.offsets[b + 1] as usize]
     }
+
+    /// Every bucketed record (what an iouType checks before matching).
+    pub(super) fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub(super) fn records_mut(&mut self) -> &mut [Record] {
+        &mut self.records
+    }
 }
 
 /// pycocotools' `loadAnns(getAnnIds(...))` resolves each annotation through its

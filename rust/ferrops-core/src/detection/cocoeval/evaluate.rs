@@ -4,7 +4,11 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
+use std::sync::Arc;
+
 use super::buckets::buckets;
+use super::oks::Oks;
+use super::similarity::Similarity;
 use super::evaluation::{Chunk, Evaluation, UnitSpan, CHUNK};
 use super::matching::{
     effective_threshold, match_at, outside, Matching, Scratch, FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
@@ -27,6 +31,8 @@ pub struct EvalParams<'a> {
     pub area_rngs: &'a [[f64; 2]],
     /// The largest maxDets: detections kept per unit, best scores first.
     pub max_det: usize,
+    /// `Some(params.kpt_oks_sigmas)`: a keypoint evaluation (OKS); bbox IoU otherwise.
+    pub kpt_oks_sigmas: Option<&'a [f64]>,
 }
 
 fn check_params(params: &EvalParams) -> Result<()> {
@@ -149,14 +155,25 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
         let next = distinct_cats.len();
         distinct_cats.entry(c).or_insert(next);
     }
-    let (gt_buckets, dt_buckets) = rayon::join(
+    let similarity = match params.kpt_oks_sigmas {
+        Some(sigmas) => Similarity::Keypoints(Arc::new(Oks::new(sigmas, gt, dt)?)),
+        None => Similarity::Bbox,
+    };
+    let (mut gt_buckets, dt_buckets) = rayon::join(
         || buckets(gt, params.img_ids, &distinct_cats, params.use_cats),
         || buckets(dt, params.img_ids, &distinct_cats, params.use_cats),
     );
     let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
     let pooled_slots = (!params.use_cats).then(|| params.cat_ids.iter().map(|c| distinct_cats[c]).collect());
-    let matching =
-        Matching { iou_thrs: params.iou_thrs.to_vec(), area_rngs: params.area_rngs.to_vec(), max_det: params.max_det };
+    if let Similarity::Keypoints(oks) = &similarity {
+        oks.prepare(&mut gt_buckets, &dt_buckets, &gt.id_strings)?;
+    }
+    let matching = Matching {
+        iou_thrs: params.iou_thrs.to_vec(),
+        area_rngs: params.area_rngs.to_vec(),
+        max_det: params.max_det,
+        similarity,
+    };
     let mut evaluation = Evaluation {
         num_images,
         num_areas: params.area_rngs.len(),
@@ -183,7 +200,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
                 // One relaxed load per non-empty (image, category) unit: a unit is
                 // microseconds of matching at least, and a crowded one can take many.
                 cancel.check("COCOeval.evaluate")?;
-                scratch.load(gts, dts, e.matching.max_det);
+                scratch.load(gts, dts, &e.matching);
                 evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
             }
             Ok(chunk)

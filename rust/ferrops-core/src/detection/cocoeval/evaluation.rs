@@ -167,7 +167,7 @@ impl Evaluation {
         if gts.is_empty() && dts.is_empty() {
             return false;
         }
-        scratch.load(gts, dts, self.matching.max_det);
+        scratch.load(gts, dts, &self.matching);
         true
     }
 
@@ -276,6 +276,7 @@ mod tests {
                 iou_thrs: &iou_thrs,
                 area_rngs: &area_rngs,
                 max_det: 100,
+                kpt_oks_sigmas: None,
             };
             let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
             let entries = e.image_evaluations(0..e.len()).unwrap();
@@ -317,6 +318,7 @@ mod tests {
             iou_thrs: &[0.5],
             area_rngs: &area_rngs,
             max_det: 100,
+            kpt_oks_sigmas: None,
         };
         let cancel = Cancel::new();
         cancel.raise();
@@ -337,6 +339,7 @@ mod tests {
             iou_thrs: &[0.5, 0.95],
             area_rngs: &area_rngs,
             max_det: 100,
+            kpt_oks_sigmas: None,
         };
         let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
         // Category 2 (k = 1), image 2 (i = 1): one crowd ground truth (id 3) and a

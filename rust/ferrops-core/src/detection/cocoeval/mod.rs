@@ -29,6 +29,7 @@ mod buckets;
 mod evaluate;
 mod evaluation;
 mod matching;
+mod oks;
 mod similarity;
 
 pub use accumulate::{accumulate, AccumulateParams, Accumulated};

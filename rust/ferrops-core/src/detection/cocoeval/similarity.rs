@@ -3,8 +3,27 @@
 //! `iouType='bbox'`. Mask IoU (`segm`) and keypoint OKS are further functions of
 //! the same shape here, chosen where `Scratch::load` (in `matching`) calls this one.
 
+use std::sync::Arc;
+
+use super::oks::Oks;
 use crate::boxes::geometry::coco_iou;
 use crate::detection::coco::Packed as Record;
+
+/// The similarity an evaluation matches with (its iouType).
+#[derive(Debug, Clone)]
+pub(super) enum Similarity {
+    Bbox,
+    Keypoints(Arc<Oks>),
+}
+
+/// Appends the `[D, G]` row-major similarity of `det` and `gt` to `out`.
+#[inline]
+pub(super) fn similarities(kind: &Similarity, det: &[Record], gt: &[Record], out: &mut Vec<f64>) {
+    match kind {
+        Similarity::Bbox => bbox_ious(det, gt, out),
+        Similarity::Keypoints(oks) => oks.similarities(det, gt, out),
+    }
+}
 
 /// Appends the `[D, G]` row-major bbox IoU of `det` (best first) and `gt` (unit
 /// order) to `out`; nothing when there is no ground truth. The crowd rule and the

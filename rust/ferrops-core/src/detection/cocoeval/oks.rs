@@ -1,0 +1,182 @@
+//! Object keypoint similarity (OKS): pycocotools' `computeOks`, the similarity
+//! of `iouType='keypoints'`, with its arithmetic in NumPy's order (the per-point
+//! terms, then NumPy's pairwise sum of their exponentials), and the checks and
+//! ignore rule (`num_keypoints == 0`) of its `_prepare`.
+//!
+//! NumPy's `exp` is the one difference left: on CPUs with AVX-512 it is Intel
+//! SVML's vector exp, which rounds about one value in twenty the other way from
+//! the C library's (used here, and by NumPy elsewhere); an OKS may then differ
+//! in its last bit from pycocotools'.
+
+use super::buckets::Buckets;
+use crate::detection::coco::{CocoDataset, IdStrings, Keypoints, Packed as Record};
+use crate::error::{FerropsError, Result};
+
+const F: &str = "COCOeval.evaluate";
+
+/// What OKS reads: `(2 sigma)^2` per keypoint, and both datasets' keypoints
+/// (indexed by the records' `index`).
+#[derive(Debug)]
+pub(super) struct Oks {
+    variances: Vec<f64>,
+    gt: Keypoints,
+    dt: Keypoints,
+}
+
+impl Oks {
+    /// `sigmas`: pycocotools' `params.kpt_oks_sigmas`, one per keypoint.
+    pub(super) fn new(sigmas: &[f64], gt: &CocoDataset, dt: &CocoDataset) -> Result<Oks> {
+        if sigmas.is_empty() || sigmas.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(FerropsError::value(
+                F,
+                "params.kpt_oks_sigmas",
+                "one positive finite sigma per keypoint",
+                format!("{sigmas:?}"),
+            ));
+        }
+        Ok(Oks {
+            variances: sigmas.iter().map(|s| (s * 2.0) * (s * 2.0)).collect(),
+            gt: gt.annotations.keypoints.clone(),
+            dt: dt.annotations.keypoints.clone(),
+        })
+    }
+
+    /// Checks the evaluated records (ground truth with `keypoints` and
+    /// `num_keypoints`, detections with `keypoints`, one triple per sigma;
+    /// the first bad record in file order is named) and marks the ground truth
+    /// with `num_keypoints == 0` ignored, as pycocotools' `_prepare` does.
+    pub(super) fn prepare(&self, gt: &mut Buckets, dt: &Buckets, strings: &IdStrings) -> Result<()> {
+        let numbers = 3 * self.variances.len();
+        let describe = |r: &Record| format!("annotations[{}] (id {})", r.index, strings.describe(r.id));
+        let mismatch = |argument: &'static str, r: &Record, len: usize| {
+            FerropsError::value(
+                F,
+                "params.kpt_oks_sigmas",
+                format!("one sigma per keypoint: {numbers} keypoint numbers per record"),
+                format!(
+                    "{} sigmas, and {argument} {} has {len} keypoint numbers ({} keypoints)",
+                    self.variances.len(),
+                    describe(r),
+                    len / 3
+                ),
+            )
+        };
+        let first = |records: &[Record], bad: &dyn Fn(&Record) -> bool| {
+            records.iter().filter(|r| bad(r)).min_by_key(|r| r.index).copied()
+        };
+        let gt_bad = |r: &Record| self.gt.get(r.index as usize).is_none_or(|k| k.len() != numbers) || self.gt.count(r.index as usize).is_nan();
+        if let Some(r) = first(gt.records(), &gt_bad) {
+            let j = r.index as usize;
+            return Err(match self.gt.get(j) {
+                Some(k) if k.len() != numbers => mismatch("cocoGt", &r, k.len()),
+                Some(_) => missing("cocoGt", "num_keypoints", describe(&r)),
+                None => missing("cocoGt", "keypoints", describe(&r)),
+            });
+        }
+        let dt_bad = |r: &Record| self.dt.get(r.index as usize).is_none_or(|k| k.len() != numbers);
+        if let Some(r) = first(dt.records(), &dt_bad) {
+            return Err(match self.dt.get(r.index as usize) {
+                Some(k) => mismatch("cocoDt", &r, k.len()),
+                None => missing("cocoDt", "keypoints", describe(&r)),
+            });
+        }
+        for r in gt.records_mut() {
+            r.ignore |= self.gt.count(r.index as usize) == 0.0;
+        }
+        Ok(())
+    }
+
+    /// Appends the `[D, G]` row-major OKS of `det` (best first) and `gt` (unit
+    /// order) to `out`; nothing when there is no ground truth. Records were
+    /// checked by [`Oks::prepare`].
+    pub(super) fn similarities(&self, det: &[Record], gt: &[Record], out: &mut Vec<f64>) {
+        if gt.is_empty() || det.is_empty() {
+            return;
+        }
+        let base = out.len();
+        out.resize(base + det.len() * gt.len(), 0.0);
+        let num_points = self.variances.len();
+        let mut terms = Vec::with_capacity(num_points);
+        for (g, truth) in gt.iter().enumerate() {
+            let gk = self.gt.get(truth.index as usize).expect("checked by prepare");
+            let visible = gk.chunks_exact(3).filter(|p| p[2] > 0.0).count();
+            let b = &truth.bbox;
+            let (x0, x1) = (b[0] - b[2], b[0] + b[2] * 2.0);
+            let (y0, y1) = (b[1] - b[3], b[1] + b[3] * 2.0);
+            // pycocotools adds np.spacing(1) to the area.
+            let scale = truth.area + f64::EPSILON;
+            for (d, found) in det.iter().enumerate() {
+                let dk = self.dt.get(found.index as usize).expect("checked by prepare");
+                terms.clear();
+                for ((gp, dp), var) in gk.chunks_exact(3).zip(dk.chunks_exact(3)).zip(&self.variances) {
+                    let (dx, dy) = if visible > 0 {
+                        if gp[2] <= 0.0 {
+                            continue;
+                        }
+                        (dp[0] - gp[0], dp[1] - gp[1])
+                    } else {
+                        // Without visible ground-truth points: the distance
+                        // outside the ground truth's box grown by its size.
+                        ((x0 - dp[0]).max(0.0) + (dp[0] - x1).max(0.0), (y0 - dp[1]).max(0.0) + (dp[1] - y1).max(0.0))
+                    };
+                    let e = (dx * dx + dy * dy) / var / scale / 2.0;
+                    terms.push((-e).exp());
+                }
+                out[base + d * gt.len() + g] = numpy_sum(&terms) / terms.len() as f64;
+            }
+        }
+    }
+}
+
+fn missing(argument: &'static str, key: &str, record: String) -> FerropsError {
+    let expected = match argument {
+        "cocoGt" => "ground truth with 'keypoints' and 'num_keypoints' (iouType 'keypoints')",
+        _ => "detections with 'keypoints' (iouType 'keypoints')",
+    };
+    FerropsError::value(F, argument, expected, format!("{record} without '{key}'"))
+}
+
+/// `np.sum` of a contiguous float64 array: NumPy's pairwise summation (eight
+/// accumulators in blocks of up to 128 values, halves above that).
+fn numpy_sum(a: &[f64]) -> f64 {
+    let n = a.len();
+    if n < 8 {
+        return a.iter().fold(0.0, |s, &v| s + v);
+    }
+    if n <= 128 {
+        let mut r: [f64; 8] = a[..8].try_into().expect("eight values");
+        let whole = n - n % 8;
+        for block in a[8..whole].chunks_exact(8) {
+            for (acc, &v) in r.iter_mut().zip(block) {
+                *acc += v;
+            }
+        }
+        let mut sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[whole..] {
+            sum += v;
+        }
+        return sum;
+    }
+    let half = n / 2;
+    let half = half - half % 8;
+    numpy_sum(&a[..half]) + numpy_sum(&a[half..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numpy_sum_is_pairwise() {
+        // Eight lanes, then the tail in order: the exact sum differs from a
+        // left-to-right one for these values.
+        let mut a = vec![1.0; 9];
+        a[0] = 1e16;
+        let sequential = a.iter().fold(0.0, |s, &v| s + v);
+        let pairwise = ((1e16 + 1.0) + (1.0 + 1.0)) + ((1.0 + 1.0) + (1.0 + 1.0)) + 1.0;
+        assert_eq!(numpy_sum(&a), pairwise);
+        assert_ne!(numpy_sum(&a), sequential);
+        assert_eq!(numpy_sum(&[0.5; 300]), 150.0);
+        assert_eq!(numpy_sum(&[]), 0.0);
+    }
+}
