@@ -30,6 +30,7 @@ FAMILIES: dict[str, str] = {
     "attention": "ferrops._bench.attention",
     "detection": "ferrops._bench.detection",
     "mask": "ferrops._bench.mask",
+    "keypoints": "ferrops._bench.keypoints",
 }
 
 

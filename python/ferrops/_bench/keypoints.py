@@ -62,7 +62,9 @@ def synthetic_keypoints(
     source = rng.integers(0, max(n, 1), num_dets)
     stray = (rng.random(num_dets) < 0.2) | (n == 0)
     scale = wh[source] if n else np.full((num_dets, 2), 50.0)
-    jitter = rng.normal(0, 1, (num_dets, NUM_KEYPOINTS, 2)) * scale[:, None, :] * rng.uniform(0.01, 0.2, (num_dets, 1, 1))
+    jitter = (
+        rng.normal(0, 1, (num_dets, NUM_KEYPOINTS, 2)) * scale[:, None, :] * rng.uniform(0.01, 0.2, (num_dets, 1, 1))
+    )
     base = points[source] if n else np.zeros((num_dets, NUM_KEYPOINTS, 2))
     stray_points = rng.uniform(0, 640, (num_dets, 1, 2)) + rng.uniform(0, 120, (num_dets, NUM_KEYPOINTS, 2))
     det_points = np.where(stray[:, None, None], stray_points, base + jitter)

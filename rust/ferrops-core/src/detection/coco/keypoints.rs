@@ -86,10 +86,8 @@ impl Keypoints {
 /// A `keypoints` list must hold `(x, y, v)` triples of finite numbers.
 pub(super) fn check_keypoints(origin: &Origin, expected: &str, record: &dyn Fn() -> String, k: &[f64]) -> Result<()> {
     if k.len() % 3 != 0 {
-        return Err(origin.error(
-            expected,
-            format!("{} has 'keypoints' of {} numbers, not (x, y, v) triples", record(), k.len()),
-        ));
+        return Err(origin
+            .error(expected, format!("{} has 'keypoints' of {} numbers, not (x, y, v) triples", record(), k.len())));
     }
     if k.iter().any(|v| !v.is_finite()) {
         return Err(origin.error(expected, format!("{} has non-finite 'keypoints'", record())));

@@ -14,6 +14,10 @@ use crate::error::{FerropsError, Result};
 
 const F: &str = "COCOeval.evaluate";
 
+/// Beyond this, `exp(-e)` is 0 in double precision (below half the smallest
+/// subnormal, e^-745.1332...).
+const UNDERFLOW: f64 = 745.2;
+
 /// What OKS reads: `(2 sigma)^2` per keypoint, and both datasets' keypoints
 /// (indexed by the records' `index`).
 #[derive(Debug)]
@@ -64,7 +68,9 @@ impl Oks {
         let first = |records: &[Record], bad: &dyn Fn(&Record) -> bool| {
             records.iter().filter(|r| bad(r)).min_by_key(|r| r.index).copied()
         };
-        let gt_bad = |r: &Record| self.gt.get(r.index as usize).is_none_or(|k| k.len() != numbers) || self.gt.count(r.index as usize).is_nan();
+        let gt_bad = |r: &Record| {
+            self.gt.get(r.index as usize).is_none_or(|k| k.len() != numbers) || self.gt.count(r.index as usize).is_nan()
+        };
         if let Some(r) = first(gt.records(), &gt_bad) {
             let j = r.index as usize;
             return Err(match self.gt.get(j) {
@@ -120,7 +126,9 @@ impl Oks {
                         ((x0 - dp[0]).max(0.0) + (dp[0] - x1).max(0.0), (y0 - dp[1]).max(0.0) + (dp[1] - y1).max(0.0))
                     };
                     let e = (dx * dx + dy * dy) / var / scale / 2.0;
-                    terms.push((-e).exp());
+                    // exp(-e) rounds to 0 below -745.14: skip the call (about
+                    // half the pairs of an image are people apart).
+                    terms.push(if e > UNDERFLOW { 0.0 } else { (-e).exp() });
                 }
                 out[base + d * gt.len() + g] = numpy_sum(&terms) / terms.len() as f64;
             }
