@@ -268,6 +268,13 @@ def coco_evaluate(
     max_det: int,
     kpt_oks_sigmas: npt.NDArray[np.float64] | None = None,
 ) -> CocoEvaluation: ...
+def coco_tide(
+    ground_truth: CocoData,
+    detections: CocoData,
+    pos_thresh: float,
+    bg_thresh: float,
+    max_dets: int,
+) -> dict[str, npt.NDArray[Any]]: ...
 def coco_accumulate(
     evaluation: CocoEvaluation,
     k_list: list[int],

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ferrops_core::detection::coco::json_tokens::{Decoded, JsonStr, JsonToken, JsonTokens};
 use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origin, ResultColumns};
 use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation};
+use ferrops_core::detection::tide::{tide_run, TideParams};
 use ferrops_core::detection::voc::{self, VocClass};
 use ferrops_core::FerropsError;
 use numpy::ndarray::{ArrayD, IxDyn};
@@ -401,6 +402,39 @@ fn voc_eval<'py>(
     Ok((owned1(py, rec).into_any(), owned1(py, prec).into_any()))
 }
 
+/// TIDE's per-image stage (`ferrops.coco.analysis.tide`): its data points,
+/// errors and classes as a dict of arrays.
+#[pyfunction]
+fn coco_tide<'py>(
+    py: Python<'py>,
+    ground_truth: &CocoData,
+    detections: &CocoData,
+    pos_thresh: f64,
+    bg_thresh: f64,
+    max_dets: usize,
+) -> BindingResult<Bound<'py, PyDict>> {
+    let (gt, dt) = (&ground_truth.inner, &detections.inner);
+    let params = TideParams { pos_thresh, bg_thresh, max_dets };
+    let work = (gt.annotations.len() + dt.annotations.len()) as u128 * 200;
+    let r = run_kernel_interruptible(py, work, |cancel| tide_run(gt, dt, &params, cancel))?;
+    let out = PyDict::new(py);
+    out.set_item("point_class", owned1(py, r.point_class))?;
+    out.set_item("point_id", owned1(py, r.point_id))?;
+    out.set_item("point_score", owned1(py, r.point_score))?;
+    out.set_item("point_true", owned1(py, r.point_true))?;
+    out.set_item("error_kind", owned1(py, r.error_kind))?;
+    out.set_item("error_id", owned1(py, r.error_id))?;
+    out.set_item("error_has_original", owned1(py, r.error_has_original))?;
+    out.set_item("error_original_class", owned1(py, r.error_original_class))?;
+    out.set_item("error_score", owned1(py, r.error_score))?;
+    out.set_item("error_fix", owned1(py, r.error_fix))?;
+    out.set_item("error_fixed_class", owned1(py, r.error_fixed_class))?;
+    out.set_item("classes", owned1(py, r.classes))?;
+    out.set_item("gt_positives", owned1(py, r.gt_positives))?;
+    out.set_item("false_negatives", owned1(py, r.false_negatives))?;
+    Ok(out)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CocoData>()?;
     m.add_class::<CocoEvaluation>()?;
@@ -411,6 +445,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(coco_ground_truth_from_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(coco_evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(coco_accumulate, m)?)?;
+    m.add_function(wrap_pyfunction!(coco_tide, m)?)?;
     m.add_function(wrap_pyfunction!(voc_ap, m)?)?;
     m.add_function(wrap_pyfunction!(voc_eval, m)?)?;
     Ok(())

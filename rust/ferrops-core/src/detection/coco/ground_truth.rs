@@ -4,8 +4,8 @@
 use super::checks::{check_bbox, check_integer_id, check_json, json_error, record_name, Origin, GT_EXPECTED};
 use super::dataset::{Annotations, CocoDataset};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
-use super::keypoints::check_keypoints;
 use super::json_pieces::{ground_truth_direct, in_order, parse_records, RecordPieces};
+use super::keypoints::check_keypoints;
 use super::raw::{RawAnnotation, RawGroundTruth, RawId};
 use crate::error::Result;
 

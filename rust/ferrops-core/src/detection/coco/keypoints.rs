@@ -85,7 +85,7 @@ impl Keypoints {
 
 /// A `keypoints` list must hold `(x, y, v)` triples of finite numbers.
 pub(super) fn check_keypoints(origin: &Origin, expected: &str, record: &dyn Fn() -> String, k: &[f64]) -> Result<()> {
-    if k.len() % 3 != 0 {
+    if !k.len().is_multiple_of(3) {
         return Err(origin
             .error(expected, format!("{} has 'keypoints' of {} numbers, not (x, y, v) triples", record(), k.len())));
     }

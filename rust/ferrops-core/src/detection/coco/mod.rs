@@ -17,15 +17,15 @@ mod dataset;
 mod ground_truth;
 mod ids;
 mod json_pieces;
-mod keypoints;
 mod json_scan;
 pub mod json_tokens;
+mod keypoints;
 mod raw;
 mod results;
 
 pub use checks::Origin;
 pub use dataset::{Annotations, CocoDataset, Packed};
 pub use ground_truth::{ground_truth_from_columns, parse_ground_truth, GroundTruthColumns};
-pub use keypoints::Keypoints;
 pub use ids::{IdStrings, FIRST_INTEGER_ID, STRING_CODE_BASE};
+pub use keypoints::Keypoints;
 pub use results::{parse_results, results_from_columns, ResultColumns};

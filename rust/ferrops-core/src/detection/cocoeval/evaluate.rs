@@ -7,12 +7,12 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::buckets::buckets;
-use super::oks::Oks;
-use super::similarity::Similarity;
 use super::evaluation::{Chunk, Evaluation, UnitSpan, CHUNK};
 use super::matching::{
     effective_threshold, match_at, outside, Matching, Scratch, FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
 };
+use super::oks::Oks;
+use super::similarity::Similarity;
 use crate::detection::coco::{CocoDataset, IdStrings};
 use crate::ensure;
 use crate::error::{FerropsError, Result};
