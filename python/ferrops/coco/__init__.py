@@ -49,6 +49,7 @@ bytes), ``_dataset`` (``COCO``), ``_params`` (``Params``, the iouTypes),
 
 from __future__ import annotations
 
+from . import analysis  # noqa: F401 (ferrops.coco.analysis, without a separate import)
 from ._dataset import COCO
 from ._eval import COCOeval
 from ._params import Params
