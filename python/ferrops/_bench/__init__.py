@@ -31,6 +31,7 @@ FAMILIES: dict[str, str] = {
     "detection": "ferrops._bench.detection",
     "mask": "ferrops._bench.mask",
     "keypoints": "ferrops._bench.keypoints",
+    "analysis": "ferrops._bench.analysis",
 }
 
 
