@@ -8,7 +8,7 @@ confusion matrix matches boxes across classes itself."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from .._dispatch import check_float
 from .._errors import type_error, value_error
 from ._dataset import COCO
 from ._eval import COCOeval
+from ._params import Params
 
 
 def _evaluated(function: str, coco_eval: object, accumulated: bool = True) -> COCOeval:
@@ -95,7 +96,7 @@ def _outcomes(ev: COCOeval, k: int, t: int, a: int, max_det: int) -> tuple[np.nd
     """Category ``k``'s kept detections at threshold ``t``, area range ``a``: their
     scores and whether each is a true positive (ignored ones dropped), and the
     ground truth not ignored."""
-    p = ev._paramsEval
+    p = cast(Params, ev._paramsEval)  # set by evaluate()
     num_images, num_areas = len(p.imgIds), len(p.areaRng)
     start = (k * num_areas + a) * num_images
     scores, positives, num_gt = [], [], 0
@@ -135,7 +136,7 @@ def precision_recall_f1(
     ev = _evaluated("precision_recall_f1", coco_eval, accumulated=False)
     s_thr = check_float("precision_recall_f1", "score_threshold", score_threshold)
     i_thr = check_float("precision_recall_f1", "iou_threshold", iou_threshold)
-    p = ev._paramsEval
+    p = cast(Params, ev._paramsEval)  # set by evaluate()
     t = np.where(np.asarray(p.iouThrs) == i_thr)[0]
     if t.size == 0:
         raise value_error("precision_recall_f1", "iou_threshold", f"one of params.iouThrs {list(p.iouThrs)}", i_thr)
