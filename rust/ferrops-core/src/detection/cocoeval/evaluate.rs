@@ -4,8 +4,6 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
-use std::sync::Arc;
-
 use super::buckets::buckets;
 use super::evaluation::{Chunk, Evaluation, UnitSpan, CHUNK};
 use super::matching::{
@@ -156,7 +154,10 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
         distinct_cats.entry(c).or_insert(next);
     }
     let similarity = match params.kpt_oks_sigmas {
-        Some(sigmas) => Similarity::Keypoints(Arc::new(Oks::new(sigmas, gt, dt)?)),
+        Some(sigmas) => {
+            let floor = params.iou_thrs.iter().map(|&t| effective_threshold(t)).fold(f64::INFINITY, f64::min);
+            Similarity::Keypoints(Oks::new(sigmas, gt, dt, if floor.is_finite() { floor } else { 0.0 })?)
+        }
         None => Similarity::Bbox,
     };
     let (mut gt_buckets, dt_buckets) = rayon::join(

@@ -248,10 +248,14 @@ impl Evaluation {
             u < self.num_units,
             FerropsError::value(F, "key", format!("a unit below {}", self.num_units), u.to_string())
         );
-        let mut s = Scratch::default();
-        if !self.load_unit(u, &mut s) || s.det.is_empty() || s.gt.is_empty() {
+        let (mut gts, mut dts) = (Vec::new(), Vec::new());
+        let (gts, dts) = self.unit_records(u, &mut gts, &mut dts);
+        if gts.is_empty() || dts.is_empty() {
             return Ok(None);
         }
+        let exact = Matching { similarity: self.matching.similarity.exact(), ..self.matching.clone() };
+        let mut s = Scratch::default();
+        s.load(gts, dts, &exact);
         let shape = (s.det.len(), s.gt.len());
         Ok(Some((std::mem::take(&mut s.ious), shape.0, shape.1)))
     }

@@ -8,6 +8,8 @@
 //! the C library's (used here, and by NumPy elsewhere); an OKS may then differ
 //! in its last bit from pycocotools'.
 
+use std::sync::Arc;
+
 use super::buckets::Buckets;
 use crate::detection::coco::{CocoDataset, IdStrings, Keypoints, Packed as Record};
 use crate::error::{FerropsError, Result};
@@ -21,15 +23,26 @@ const UNDERFLOW: f64 = 745.2;
 /// What OKS reads: `(2 sigma)^2` per keypoint, and both datasets' keypoints
 /// (indexed by the records' `index`).
 #[derive(Debug)]
-pub(super) struct Oks {
+struct OksData {
     variances: Vec<f64>,
     gt: Keypoints,
     dt: Keypoints,
 }
 
+/// The OKS of an evaluation. Matching only asks whether an OKS reaches a
+/// threshold, so a pair whose OKS is surely below `floor` (the lowest
+/// threshold) is given 0 without its exponentials; `ious` asks for
+/// [`Oks::exact`] values.
+#[derive(Debug, Clone)]
+pub(super) struct Oks {
+    data: Arc<OksData>,
+    floor: f64,
+}
+
 impl Oks {
-    /// `sigmas`: pycocotools' `params.kpt_oks_sigmas`, one per keypoint.
-    pub(super) fn new(sigmas: &[f64], gt: &CocoDataset, dt: &CocoDataset) -> Result<Oks> {
+    /// `sigmas`: pycocotools' `params.kpt_oks_sigmas`, one per keypoint;
+    /// `floor`: the lowest OKS matching compares with (no pruning at or below 0).
+    pub(super) fn new(sigmas: &[f64], gt: &CocoDataset, dt: &CocoDataset, floor: f64) -> Result<Oks> {
         if sigmas.is_empty() || sigmas.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(FerropsError::value(
                 F,
@@ -38,11 +51,17 @@ impl Oks {
                 format!("{sigmas:?}"),
             ));
         }
-        Ok(Oks {
+        let data = OksData {
             variances: sigmas.iter().map(|s| (s * 2.0) * (s * 2.0)).collect(),
             gt: gt.annotations.keypoints.clone(),
             dt: dt.annotations.keypoints.clone(),
-        })
+        };
+        Ok(Oks { data: Arc::new(data), floor })
+    }
+
+    /// The same OKS without pruning: every value as pycocotools computes it.
+    pub(super) fn exact(&self) -> Oks {
+        Oks { data: Arc::clone(&self.data), floor: f64::NEG_INFINITY }
     }
 
     /// Checks the evaluated records (ground truth with `keypoints` and
@@ -50,7 +69,7 @@ impl Oks {
     /// the first bad record in file order is named) and marks the ground truth
     /// with `num_keypoints == 0` ignored, as pycocotools' `_prepare` does.
     pub(super) fn prepare(&self, gt: &mut Buckets, dt: &Buckets, strings: &IdStrings) -> Result<()> {
-        let numbers = 3 * self.variances.len();
+        let numbers = 3 * self.data.variances.len();
         let describe = |r: &Record| format!("annotations[{}] (id {})", r.index, strings.describe(r.id));
         let mismatch = |argument: &'static str, r: &Record, len: usize| {
             FerropsError::value(
@@ -59,7 +78,7 @@ impl Oks {
                 format!("one sigma per keypoint: {numbers} keypoint numbers per record"),
                 format!(
                     "{} sigmas, and {argument} {} has {len} keypoint numbers ({} keypoints)",
-                    self.variances.len(),
+                    self.data.variances.len(),
                     describe(r),
                     len / 3
                 ),
@@ -69,25 +88,26 @@ impl Oks {
             records.iter().filter(|r| bad(r)).min_by_key(|r| r.index).copied()
         };
         let gt_bad = |r: &Record| {
-            self.gt.get(r.index as usize).is_none_or(|k| k.len() != numbers) || self.gt.count(r.index as usize).is_nan()
+            self.data.gt.get(r.index as usize).is_none_or(|k| k.len() != numbers)
+                || self.data.gt.count(r.index as usize).is_nan()
         };
         if let Some(r) = first(gt.records(), &gt_bad) {
             let j = r.index as usize;
-            return Err(match self.gt.get(j) {
+            return Err(match self.data.gt.get(j) {
                 Some(k) if k.len() != numbers => mismatch("cocoGt", &r, k.len()),
                 Some(_) => missing("cocoGt", "num_keypoints", describe(&r)),
                 None => missing("cocoGt", "keypoints", describe(&r)),
             });
         }
-        let dt_bad = |r: &Record| self.dt.get(r.index as usize).is_none_or(|k| k.len() != numbers);
+        let dt_bad = |r: &Record| self.data.dt.get(r.index as usize).is_none_or(|k| k.len() != numbers);
         if let Some(r) = first(dt.records(), &dt_bad) {
-            return Err(match self.dt.get(r.index as usize) {
+            return Err(match self.data.dt.get(r.index as usize) {
                 Some(k) => mismatch("cocoDt", &r, k.len()),
                 None => missing("cocoDt", "keypoints", describe(&r)),
             });
         }
         for r in gt.records_mut() {
-            r.ignore |= self.gt.count(r.index as usize) == 0.0;
+            r.ignore |= self.data.gt.count(r.index as usize) == 0.0;
         }
         Ok(())
     }
@@ -101,34 +121,53 @@ impl Oks {
         }
         let base = out.len();
         out.resize(base + det.len() * gt.len(), 0.0);
-        let num_points = self.variances.len();
-        let mut terms = Vec::with_capacity(num_points);
+        let variances = &self.data.variances;
+        let mut terms = Vec::with_capacity(variances.len());
+        // The ground truth's visible points: (index, x, y, variance).
+        let mut points: Vec<(usize, f64, f64, f64)> = Vec::with_capacity(variances.len());
         for (g, truth) in gt.iter().enumerate() {
-            let gk = self.gt.get(truth.index as usize).expect("checked by prepare");
-            let visible = gk.chunks_exact(3).filter(|p| p[2] > 0.0).count();
+            let gk = self.data.gt.get(truth.index as usize).expect("checked by prepare");
+            points.clear();
+            points.extend(
+                gk.chunks_exact(3)
+                    .zip(variances)
+                    .enumerate()
+                    .filter(|(_, (p, _))| p[2] > 0.0)
+                    .map(|(k, (p, &v))| (k, p[0], p[1], v)),
+            );
             let b = &truth.bbox;
             let (x0, x1) = (b[0] - b[2], b[0] + b[2] * 2.0);
             let (y0, y1) = (b[1] - b[3], b[1] + b[3] * 2.0);
             // pycocotools adds np.spacing(1) to the area.
             let scale = truth.area + f64::EPSILON;
             for (d, found) in det.iter().enumerate() {
-                let dk = self.dt.get(found.index as usize).expect("checked by prepare");
+                let dk = self.data.dt.get(found.index as usize).expect("checked by prepare");
                 terms.clear();
-                for ((gp, dp), var) in gk.chunks_exact(3).zip(dk.chunks_exact(3)).zip(&self.variances) {
-                    let (dx, dy) = if visible > 0 {
-                        if gp[2] <= 0.0 {
-                            continue;
-                        }
-                        (dp[0] - gp[0], dp[1] - gp[1])
-                    } else {
-                        // Without visible ground-truth points: the distance
-                        // outside the ground truth's box grown by its size.
-                        ((x0 - dp[0]).max(0.0) + (dp[0] - x1).max(0.0), (y0 - dp[1]).max(0.0) + (dp[1] - y1).max(0.0))
-                    };
-                    let e = (dx * dx + dy * dy) / var / scale / 2.0;
-                    // exp(-e) rounds to 0 below -745.14: skip the call (about
-                    // half the pairs of an image are people apart).
-                    terms.push(if e > UNDERFLOW { 0.0 } else { (-e).exp() });
+                // `/ 2.0` as `* 0.5`: the same rounding of the same exact value.
+                if points.is_empty() {
+                    // Without visible ground-truth points: the distance outside
+                    // the ground truth's box grown by its size, at every point.
+                    terms.extend(dk.chunks_exact(3).zip(variances).map(|(p, var)| {
+                        let dx = (x0 - p[0]).max(0.0) + (p[0] - x1).max(0.0);
+                        let dy = (y0 - p[1]).max(0.0) + (p[1] - y1).max(0.0);
+                        (dx * dx + dy * dy) / var / scale * 0.5
+                    }));
+                } else {
+                    terms.extend(points.iter().map(|&(k, x, y, var)| {
+                        let (dx, dy) = (dk[3 * k] - x, dk[3 * k + 1] - y);
+                        (dx * dx + dy * dy) / var / scale * 0.5
+                    }));
+                }
+                let nearest = terms.iter().fold(f64::INFINITY, |m, &e| m.min(e));
+                // Each term is at most exp(-nearest) (within an ulp), and so is
+                // their mean (within n + 2 roundings): below the floor, the pair
+                // cannot match at any threshold.
+                if self.floor > 0.0 && (-nearest).exp() * (1.0 + 1e-12) < self.floor {
+                    continue;
+                }
+                for e in terms.iter_mut() {
+                    // exp(-e) rounds to 0 below -745.14: no call.
+                    *e = if *e > UNDERFLOW { 0.0 } else { (-*e).exp() };
                 }
                 out[base + d * gt.len() + g] = numpy_sum(&terms) / terms.len() as f64;
             }

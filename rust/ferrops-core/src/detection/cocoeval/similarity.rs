@@ -3,8 +3,6 @@
 //! `iouType='bbox'`. Mask IoU (`segm`) and keypoint OKS are further functions of
 //! the same shape here, chosen where `Scratch::load` (in `matching`) calls this one.
 
-use std::sync::Arc;
-
 use super::oks::Oks;
 use crate::boxes::geometry::coco_iou;
 use crate::detection::coco::Packed as Record;
@@ -13,7 +11,17 @@ use crate::detection::coco::Packed as Record;
 #[derive(Debug, Clone)]
 pub(super) enum Similarity {
     Bbox,
-    Keypoints(Arc<Oks>),
+    Keypoints(Oks),
+}
+
+impl Similarity {
+    /// This similarity with every value exact (what `ious` shows).
+    pub(super) fn exact(&self) -> Similarity {
+        match self {
+            Similarity::Bbox => Similarity::Bbox,
+            Similarity::Keypoints(oks) => Similarity::Keypoints(oks.exact()),
+        }
+    }
 }
 
 /// Appends the `[D, G]` row-major similarity of `det` and `gt` to `out`.
