@@ -169,6 +169,7 @@ def test_load_res_boxes_keypoint_results_by_their_extent(generated):
     for a, b in zip(ours.loadAnns(ids), theirs.loadAnns(ids)):
         assert a["bbox"] == [float(v) for v in b["bbox"]]
         assert a["area"] == float(b["area"])
+        assert a["keypoints"] == b["keypoints"]
 
 
 @pytest.mark.spec("DET-OKS")
