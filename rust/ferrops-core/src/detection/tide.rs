@@ -304,3 +304,77 @@ pub fn tide_run(gt: &CocoDataset, dt: &CocoDataset, p: &TideParams, cancel: &Can
     run.false_negatives = run.classes.iter().map(|c| negatives.get(c).copied().unwrap_or(0)).collect();
     Ok(run)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detection::coco::{parse_ground_truth, parse_results, Origin};
+    use crate::parallel;
+
+    fn datasets() -> (CocoDataset, CocoDataset) {
+        let o = Origin { function: "t", argument: "t", source: "t" };
+        let gt = br#"{"images":[{"id":1},{"id":2}],"categories":[{"id":1},{"id":2}],
+          "annotations":[
+            {"id":1,"image_id":1,"category_id":1,"bbox":[0,0,10,10],"area":100,"iscrowd":0},
+            {"id":2,"image_id":1,"category_id":2,"bbox":[100,100,10,10],"area":100,"iscrowd":0},
+            {"id":3,"image_id":2,"category_id":1,"bbox":[0,0,10,10],"area":100,"iscrowd":0},
+            {"id":4,"image_id":2,"category_id":1,"bbox":[50,50,40,40],"area":1600,"iscrowd":1}]}"#;
+        let gt = parse_ground_truth(gt, &o).unwrap();
+        let dt = br#"[
+            {"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.9},
+            {"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.8},
+            {"image_id":1,"category_id":2,"bbox":[0,0,10,10],"score":0.7},
+            {"image_id":1,"category_id":1,"bbox":[0,0,10,3],"score":0.6},
+            {"image_id":1,"category_id":1,"bbox":[300,300,5,5],"score":0.5},
+            {"image_id":2,"category_id":2,"bbox":[0,0,10,10],"score":0.4},
+            {"image_id":2,"category_id":1,"bbox":[60,60,10,10],"score":0.3}]"#;
+        let dt = parse_results(dt, &gt, &o).unwrap();
+        (gt, dt)
+    }
+
+    #[test]
+    fn errors_follow_tidecv_s_tests_in_order() {
+        let (gt, dt) = datasets();
+        let p = TideParams { pos_thresh: 0.5, bg_thresh: 0.1, max_dets: 100 };
+        let run = tide_run(&gt, &dt, &p, &Cancel::new()).unwrap();
+        // Image 1: a true positive, then a duplicate, a class error on the used
+        // ground truth (nothing to fix), a localisation error (IoU 0.3, used
+        // ground truth), background; the dog is missed. Image 2: a class error
+        // that fixes the unused cat (it becomes usable, so no miss), and a
+        // detection in the crowd region (ignored: no data point; background,
+        // as nothing overlaps it).
+        assert_eq!(run.point_id, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(run.point_true, vec![true, false, false, false, false, false]);
+        assert_eq!(
+            run.error_kind,
+            vec![DUPLICATE, CLASSIFICATION, LOCALISATION, BACKGROUND, MISSED, CLASSIFICATION, BACKGROUND]
+        );
+        assert_eq!(run.error_id, vec![1, 2, 3, 4, 1, 5, 6]);
+        assert_eq!(
+            run.error_fix,
+            vec![FIX_NONE, FIX_NONE, FIX_NONE, FIX_NONE, FIX_MISSED, FIX_TRUE_POSITIVE, FIX_NONE]
+        );
+        assert_eq!(run.error_fixed_class[5], 1);
+        assert_eq!(run.error_has_original, vec![true, true, true, true, false, true, false]);
+        assert_eq!(run.classes, vec![1, 2]);
+        assert_eq!(run.gt_positives, vec![2, 1]);
+        assert_eq!(run.false_negatives, vec![1, 1]);
+    }
+
+    #[test]
+    fn the_same_for_one_and_two_threads() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let (gt, dt) = datasets();
+        let p = TideParams { pos_thresh: 0.5, bg_thresh: 0.1, max_dets: 3 };
+        let runs: Vec<TideRun> = [1, 2]
+            .iter()
+            .map(|&threads| {
+                parallel::set_num_threads(threads).unwrap();
+                parallel::install(|| tide_run(&gt, &dt, &p, &Cancel::new())).unwrap()
+            })
+            .collect();
+        assert_eq!(runs[0], runs[1]);
+        // Three detections kept in image 1; the crowd's detection has no point.
+        assert_eq!(runs[0].point_id, vec![0, 1, 2, 5]);
+    }
+}

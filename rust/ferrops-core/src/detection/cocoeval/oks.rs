@@ -212,6 +212,55 @@ fn numpy_sum(a: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detection::coco::{parse_ground_truth, parse_results, Origin};
+    use crate::detection::cocoeval::{evaluate, EvalParams};
+    use crate::interrupt::Cancel;
+    use crate::parallel;
+
+    #[test]
+    fn oks_by_hand_and_for_one_and_two_threads() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let o = Origin { function: "t", argument: "t", source: "t" };
+        // Person 1: one visible point of two; person 2: none visible (box rule).
+        let gt = br#"{"images":[{"id":1}],"categories":[{"id":1}],"annotations":[
+            {"id":1,"image_id":1,"category_id":1,"bbox":[0,0,10,10],"area":50,"keypoints":[4,4,2,0,0,0],"num_keypoints":1},
+            {"id":2,"image_id":1,"category_id":1,"bbox":[100,100,10,10],"area":80,"keypoints":[0,0,0,0,0,0],"num_keypoints":2}]}"#;
+        let gt = parse_ground_truth(gt, &o).unwrap();
+        let dt = br#"[{"image_id":1,"category_id":1,"keypoints":[5,6,1,9,9,1],"score":0.9},
+                      {"image_id":1,"category_id":1,"keypoints":[125,100,1,60,115,1],"score":0.8}]"#;
+        let dt = parse_results(dt, &gt, &o).unwrap();
+        let sigmas = [0.5, 0.25];
+        let params = EvalParams {
+            img_ids: &[1],
+            cat_ids: &[1],
+            use_cats: true,
+            iou_thrs: &[0.5, 0.75],
+            area_rngs: &[[0.0, 1e10]],
+            max_det: 20,
+            kpt_oks_sigmas: Some(&sigmas),
+        };
+        let var = |s: f64| (s * 2.0) * (s * 2.0);
+        let term =
+            |dx: f64, dy: f64, s: f64, area: f64| (-((dx * dx + dy * dy) / var(s) / (area + f64::EPSILON) / 2.0)).exp();
+        // [D, G]: detections best first, persons in file order. Person 1 by its
+        // visible point; person 2 by the distance outside [90, 120] x [90, 120].
+        let expected = vec![
+            term(1.0, 2.0, 0.5, 50.0),
+            (term(85.0, 84.0, 0.5, 80.0) + term(81.0, 81.0, 0.25, 80.0)) / 2.0,
+            term(121.0, 96.0, 0.5, 50.0),
+            (term(5.0, 0.0, 0.5, 80.0) + term(30.0, 0.0, 0.25, 80.0)) / 2.0,
+        ];
+        let mut results = Vec::new();
+        for threads in [1, 2] {
+            parallel::set_num_threads(threads).unwrap();
+            let e = parallel::install(|| evaluate(&gt, &dt, &params, &Cancel::new())).unwrap();
+            let (ious, d, g) = e.unit_ious(0).unwrap().unwrap();
+            assert_eq!((d, g), (2, 2));
+            assert_eq!(ious, expected);
+            results.push((ious, e.image_evaluations(0..1).unwrap()));
+        }
+        assert_eq!(results[0], results[1]);
+    }
 
     #[test]
     fn numpy_sum_is_pairwise() {
