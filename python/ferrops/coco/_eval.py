@@ -60,11 +60,13 @@ def _keypoint_sigmas(p: Params) -> np.ndarray | None:
 
 
 class COCOeval:
-    """pycocotools' ``COCOeval`` for ``iouType="bbox"``, computed in Rust.
+    """pycocotools' ``COCOeval`` for ``iouType="bbox"`` and ``"keypoints"`` (OKS), computed in Rust.
 
     Args:
         cocoGt (COCO): ground truth. cocoDt (COCO): detections (``cocoGt.loadRes``).
-        iouType (str): must be "bbox" (pycocotools' default "segm" is not supported).
+        iouType (str): "bbox" or "keypoints" (``params.kpt_oks_sigmas`` settable;
+            ``summarize()`` then prints pycocotools' 10 keypoint lines and ``stats``
+            is ndarray[10]). pycocotools' default "segm" is not supported.
 
     After ``evaluate()`` and ``accumulate()``, ``eval`` holds ``precision``
     (ndarray[T, R, K, A, M]), ``recall`` (ndarray[T, K, A, M]) and ``scores``
