@@ -30,6 +30,8 @@ FAMILIES: dict[str, str] = {
     "attention": "ferrops._bench.attention",
     "detection": "ferrops._bench.detection",
     "mask": "ferrops._bench.mask",
+    "keypoints": "ferrops._bench.keypoints",
+    "analysis": "ferrops._bench.analysis",
 }
 
 

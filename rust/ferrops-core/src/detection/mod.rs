@@ -4,4 +4,5 @@
 
 pub mod coco;
 pub mod cocoeval;
+pub mod tide;
 pub mod voc;
