@@ -329,6 +329,8 @@ class CocoData:
     def columns(self) -> dict[str, np.ndarray]: ...
     @property
     def leads_with_segmentation(self) -> bool: ...
+    @property
+    def leads_with_keypoints(self) -> bool: ...
 
 class CocoEvaluation:
     def __len__(self) -> int: ...
@@ -383,7 +385,15 @@ def coco_evaluate(
     area_rngs: npt.NDArray[np.float64],
     max_det: int,
     iou_type: str = "bbox",
+    kpt_oks_sigmas: npt.NDArray[np.float64] | None = None,
 ) -> CocoEvaluation: ...
+def coco_tide(
+    ground_truth: CocoData,
+    detections: CocoData,
+    pos_thresh: float,
+    bg_thresh: float,
+    max_dets: int,
+) -> dict[str, npt.NDArray[Any]]: ...
 def coco_accumulate(
     evaluation: CocoEvaluation,
     k_list: list[int],

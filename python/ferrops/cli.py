@@ -85,15 +85,28 @@ class _Progress:
 
 _STAT_NAMES = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
                "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"]  # fmt: skip
+_KEYPOINT_STAT_NAMES = ["AP", "AP50", "AP75", "AP_medium", "AP_large", "AR", "AR50", "AR75", "AR_medium", "AR_large"]
 
 
-def _coco_eval(gt_path: str, dt_path: str, iou_type: str | None, json_out: str | None, plot: str | None) -> int:
+def _coco_eval(
+    gt_path: str,
+    dt_path: str,
+    iou_type: str | None,
+    json_out: str | None,
+    plot: str | None,
+    per_class: bool = False,
+    tide: bool = False,
+) -> int:
     import contextlib
     import io
     import json
 
-    from ferrops.coco import COCO, COCOeval
+    from ferrops.coco import COCO, COCOeval, analysis
     from ferrops.detection import per_category_ap, plot_pr_curves
+
+    if tide and iou_type not in (None, "bbox"):
+        print("ferrops: --tide analyses boxes: use it with --iou-type bbox", file=sys.stderr)
+        return 2
 
     progress = _Progress(["loading ground truth", "loading results", "evaluating", "accumulating"])
     try:
@@ -103,8 +116,15 @@ def _coco_eval(gt_path: str, dt_path: str, iou_type: str | None, json_out: str |
             dt = gt.loadRes(dt_path)
             progress.advance()
             if iou_type is None:
-                # What the results hold: masks when their records carry a segmentation.
-                iou_type = "segm" if dt._data.leads_with_segmentation else "bbox"
+                # What the results hold: masks when their records carry a
+                # segmentation, else keypoints when they carry keypoints.
+                leads = dt._data
+                iou_type = (
+                    "segm" if leads.leads_with_segmentation else "keypoints" if leads.leads_with_keypoints else "bbox"
+                )
+            if tide and iou_type != "bbox":
+                print("ferrops: --tide analyses boxes: use it with bbox results or --iou-type bbox", file=sys.stderr)
+                return 2
             ev = COCOeval(gt, dt, iou_type)  # type: ignore[arg-type]
             ev.evaluate()
             progress.advance()
@@ -113,12 +133,20 @@ def _coco_eval(gt_path: str, dt_path: str, iou_type: str | None, json_out: str |
     finally:
         progress.close()
     ev.summarize()
+    if per_class:
+        print()
+        print(analysis.per_category_table(ev))
+    if tide:
+        print()
+        print(analysis.tide(gt, dt).table())
     if json_out:
         report = {
             "ground_truth": gt_path,
             "results": dt_path,
             "iou_type": iou_type,
-            "stats": dict(zip(_STAT_NAMES, (float(v) for v in ev.stats))),
+            "stats": dict(
+                zip(_KEYPOINT_STAT_NAMES if iou_type == "keypoints" else _STAT_NAMES, (float(v) for v in ev.stats))
+            ),
             "ap_per_category": {str(cat): ap for cat, ap in per_category_ap(ev).items()},
         }
         with open(json_out, "w") as f:
@@ -165,14 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--levels", action="store_true", help="time ferrops at every SIMD level the CPU supports")
     coco_eval = commands.add_parser("coco-eval", help="COCO evaluation of a results file (pycocotools' numbers)")
     coco_eval.add_argument("gt", metavar="GT.json", help="ground-truth annotations (COCO JSON)")
-    coco_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox/segmentation records)")
+    coco_eval.add_argument(
+        "dt", metavar="DT.json", help="detection results (JSON list of bbox/segmentation/keypoint records)"
+    )
     coco_eval.add_argument(
         "--iou-type",
-        choices=["bbox", "segm"],
-        help="box or mask IoU (default: segm when the results carry a 'segmentation', else bbox)",
+        choices=["bbox", "segm", "keypoints"],
+        help="box IoU, mask IoU or keypoint OKS (default: segm when the results carry a 'segmentation', "
+        "else keypoints when they carry 'keypoints', else bbox)",
     )
     coco_eval.add_argument("--json", metavar="OUT", help="also write the 12 stats and per-category AP as JSON")
     coco_eval.add_argument("--plot", metavar="PR.png", help="also plot precision-recall curves (needs matplotlib)")
+    coco_eval.add_argument("--per-class", action="store_true", help="also print AP/AR per category")
+    coco_eval.add_argument("--tide", action="store_true", help="also print the TIDE error breakdown (bbox)")
     lvis_eval = commands.add_parser("lvis-eval", help="LVIS federated bbox evaluation (lvis-api's numbers)")
     lvis_eval.add_argument("gt", metavar="GT.json", help="ground truth (LVIS JSON)")
     lvis_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox records)")
@@ -184,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             return _info()
         if args.command == "coco-eval":
-            return _coco_eval(args.gt, args.dt, args.iou_type, args.json, args.plot)
+            return _coco_eval(args.gt, args.dt, args.iou_type, args.json, args.plot, args.per_class, args.tide)
         if args.command == "lvis-eval":
             return _lvis_eval(args.gt, args.dt, args.max_dets, args.fixed_ap, args.json)
         return _bench(args.families, args.quick, args.levels)

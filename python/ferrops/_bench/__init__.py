@@ -31,6 +31,8 @@ FAMILIES: dict[str, str] = {
     "detection": "ferrops._bench.detection",
     "mask": "ferrops._bench.mask",
     "lvis": "ferrops._bench.lvis",
+    "keypoints": "ferrops._bench.keypoints",
+    "analysis": "ferrops._bench.analysis",
 }
 
 

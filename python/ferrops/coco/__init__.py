@@ -1,9 +1,11 @@
-"""COCO box and mask evaluation: drop-in ``COCO``, ``COCOeval`` and ``mask``
-(SPEC DET-COCO, DET-COCO-SEGM).
+"""COCO box, mask and keypoint evaluation: drop-in ``COCO``, ``COCOeval`` and
+``mask`` (SPEC DET-COCO, DET-COCO-SEGM, DET-OKS), and analyses of an evaluation
+(``analysis``: per-category tables, P/R/F1, confusion matrix, TIDE; SPEC
+DET-ANALYSIS, DET-TIDE).
 
 ``ferrops.coco.COCO`` and ``ferrops.coco.COCOeval`` follow
 ``pycocotools.coco.COCO`` and ``pycocotools.cocoeval.COCOeval`` for
-``iouType="bbox"`` and ``"segm"``: same constructor arguments, ``params``, ``evaluate()``,
+``iouType="bbox"``, ``"segm"`` and ``"keypoints"``: same constructor arguments, ``params``, ``evaluate()``,
 ``accumulate()``, ``summarize()`` (same printed lines), ``stats`` and ``eval``,
 and the same numbers bit for bit, pycocotools' quirks included (crowd matching,
 inclusive area-range ends, stable score sorts, unreached recall points at 0,
@@ -12,7 +14,8 @@ thresholds, a ground truth with id 0 counted as unmatched, repeated annotation
 ids resolving to the last record).
 
 The JSON is parsed in Rust and the matching and accumulation run in Rust across
-threads; Python only holds parameters. Segmentations are kept as written and
+threads; Python only holds parameters. Keypoint OKS follows pycocotools'
+``computeOks`` in NumPy's arithmetic order (``setKpParams`` included). Segmentations are kept as written and
 turned into run-length masks (compressed, about 2 bytes a run) on the first
 segm evaluation, pycocotools' ``annToRLE`` of each record; mask IoU intersects
 runs, never dense masks. ``ferrops.coco.mask`` is ``ferrops.mask``. The Python views of a dataset
@@ -27,7 +30,6 @@ Differences from pycocotools, all on input it would reject or mishandle:
 * a ground-truth annotation without ``area`` gets the box area and one without
   ``iscrowd`` is not crowd (pycocotools raises ``KeyError``);
 * ``loadRes`` of an empty list gives an empty result set;
-* ``iouType`` "bbox" and "segm" (not "keypoints");
 * segm: a malformed segmentation (runs not summing to the image's pixels, bad
   characters, an RLE ``size`` other than the image's, polygon parts of fewer
   than 3 points or an odd count, NaN) is a ``ValueError`` naming the file and
@@ -51,7 +53,7 @@ arrays (same shape, dtype and values) as views of category-major buffers.
 ``evalImgs`` is a read-only sequence (``len``, indexing with negative indices
 and slices, iteration) whose entries, ``None`` or pycocotools' dict with the
 same values and dtypes, are recomputed in Rust from the evaluated units when
-read; ``ious`` is a read-only mapping ``(imgId, catId) -> [D, G]`` IoU matrix
+read; ``ious`` is a read-only mapping ``(imgId, catId) -> [D, G]`` IoU (or OKS) matrix
 (``[]`` where a side is empty), computed on access. ``dtScores`` are Python
 floats even where the results file wrote an integer score. ``accumulate()``
 reads the Rust results directly, never these views.
@@ -63,6 +65,7 @@ bytes), ``_dataset`` (``COCO``), ``_params`` (``Params``, the iouTypes),
 
 from __future__ import annotations
 
+from . import analysis  # noqa: F401 (ferrops.coco.analysis, without a separate import)
 from . import mask as mask  # ferrops.mask under pycocotools.mask's path
 from ._dataset import COCO
 from ._eval import COCOeval

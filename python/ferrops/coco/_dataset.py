@@ -37,6 +37,15 @@ def _collection(ids: object) -> Collection[Any]:
     return cast("Collection[Any]", ids) if _is_array_like(ids) else [ids]
 
 
+def _attach_keypoints(annotations: list[Record], columns: dict[str, np.ndarray]) -> None:
+    """Each result's ``keypoints`` list, where it has one (CSR columns of the Rust dataset)."""
+    values = columns["keypoints_values"].tolist()
+    ends = columns["keypoints_ends"].tolist()
+    for j, (annotation, present) in enumerate(zip(annotations, columns["keypoints_present"].tolist())):
+        if present:
+            annotation["keypoints"] = values[ends[j - 1] if j else 0 : ends[j]]
+
+
 class COCO:
     """A COCO dataset (ground truth or detections), pycocotools' ``COCO``.
 
@@ -153,6 +162,8 @@ class COCO:
                     "iscrowd": 0,
                 }
             )
+        if "keypoints_values" in columns:
+            _attach_keypoints(annotations, columns)
         return {
             "info": copy.deepcopy(gt.dataset.get("info", {})),
             "images": list(gt.dataset.get("images", [])),

@@ -51,12 +51,22 @@ def _float_params(function: str, name: str, value: object) -> np.ndarray:
     return contiguous(function, argument, array, np.dtype(np.float64)).reshape(-1)
 
 
+def _keypoint_sigmas(p: Params) -> np.ndarray | None:
+    """``params.kpt_oks_sigmas`` as float64 for a keypoint evaluation (the core
+    checks its length against the keypoints); None for the other iouTypes."""
+    if p.iouType != "keypoints":
+        return None
+    return _float_params("COCOeval.evaluate", "kpt_oks_sigmas", getattr(p, "kpt_oks_sigmas", None))
+
+
 class COCOeval:
-    """pycocotools' ``COCOeval`` for ``iouType="bbox"`` and ``"segm"``, computed in Rust.
+    """pycocotools' ``COCOeval`` for ``iouType="bbox"``, ``"segm"`` and ``"keypoints"``, computed in Rust.
 
     Args:
         cocoGt (COCO): ground truth. cocoDt (COCO): detections (``cocoGt.loadRes``).
-        iouType (str): "segm" (mask IoU, pycocotools' default) or "bbox" (box IoU).
+        iouType (str): "segm" (mask IoU, pycocotools' default), "bbox" (box IoU) or
+            "keypoints" (OKS; ``params.kpt_oks_sigmas`` settable; ``summarize()`` then
+            prints pycocotools' 10 keypoint lines and ``stats`` is ndarray[10]).
 
     After ``evaluate()`` and ``accumulate()``, ``eval`` holds ``precision``
     (ndarray[T, R, K, A, M]), ``recall`` (ndarray[T, K, A, M]) and ``scores``
@@ -121,6 +131,7 @@ class COCOeval:
             area_rngs,
             _detections_kept(p.maxDets[-1]),
             p.iouType,
+            _keypoint_sigmas(p),
         )
         cat_ids = list(p.catIds) if p.useCats else [-1]
         img_ids = list(p.imgIds)
@@ -213,6 +224,9 @@ class COCOeval:
         AP, AP50, AP75, AP small/medium/large, AR@maxDets[0..2], AR small/medium/large."""
         if not self.eval:
             raise RuntimeError("COCOeval.summarize(): run accumulate() first")
+        if self.params.iouType == "keypoints":
+            self.stats = self._summarize_keypoints()
+            return
         m = self.params.maxDets
         stats = np.zeros((12,))
         stats[0] = self._summarize(1)
@@ -228,6 +242,18 @@ class COCOeval:
         stats[10] = self._summarize(0, areaRng="medium", maxDets=m[2])
         stats[11] = self._summarize(0, areaRng="large", maxDets=m[2])
         self.stats = stats
+
+    def _summarize_keypoints(self) -> np.ndarray:
+        """pycocotools' 10 keypoint lines (maxDets 20): AP, AP50, AP75, AP
+        medium/large, AR, AR50, AR75, AR medium/large."""
+        stats = np.zeros((10,))
+        for n, ap in enumerate((1, 0)):
+            stats[5 * n] = self._summarize(ap, maxDets=20)
+            stats[5 * n + 1] = self._summarize(ap, maxDets=20, iouThr=0.5)
+            stats[5 * n + 2] = self._summarize(ap, maxDets=20, iouThr=0.75)
+            stats[5 * n + 3] = self._summarize(ap, maxDets=20, areaRng="medium")
+            stats[5 * n + 4] = self._summarize(ap, maxDets=20, areaRng="large")
+        return stats
 
     # -- pickling (DataLoader workers, torch.distributed.all_gather_object) ---------------
     # The Rust matches are not pickled: an evaluated COCOeval is unpickled by

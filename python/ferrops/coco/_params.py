@@ -12,9 +12,15 @@ from .._errors import value_error
 #: pycocotools' iouTypes.
 IouType = Literal["segm", "bbox", "keypoints"]
 
-#: The iouTypes ferrops evaluates ("keypoints" joins here when its OKS kernel
-#: lands beside the box and mask IoUs, with pycocotools' setKpParams).
-EVALUATED_IOU_TYPES: tuple[IouType, ...] = ("bbox", "segm")
+#: The iouTypes ferrops evaluates: all of pycocotools' (box IoU, mask IoU,
+#: keypoint OKS with setKpParams).
+EVALUATED_IOU_TYPES: tuple[IouType, ...] = ("bbox", "segm", "keypoints")
+
+#: pycocotools' OKS sigmas of the 17 COCO person keypoints.
+COCO_KEYPOINT_SIGMAS = (
+    np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89])
+    / 10.0
+)
 
 
 def check_iou_type(function: str, iouType: object) -> None:  # noqa: N803
@@ -36,7 +42,10 @@ class Params:
 
     def __init__(self, iouType: IouType = "segm") -> None:  # noqa: N803
         check_iou_type("Params", iouType)
-        self.setDetParams()
+        if iouType == "keypoints":
+            self.setKpParams()
+        else:
+            self.setDetParams()
         self.iouType: IouType = iouType
         self.useSegm: int | None = None
 
@@ -50,6 +59,16 @@ class Params:
         self.areaRng: list[list[float]] = [[0**2, 1e5**2], [0**2, 32**2], [32**2, 96**2], [96**2, 1e5**2]]
         self.areaRngLbl = ["all", "small", "medium", "large"]
         self.useCats: int = 1
+
+    def setKpParams(self) -> None:  # noqa: N802
+        """pycocotools' keypoint parameters: maxDets ``[20]``, area ranges all /
+        medium / large, and ``kpt_oks_sigmas`` (ndarray[17]), which may be replaced
+        by one sigma per keypoint of another skeleton."""
+        self.setDetParams()
+        self.maxDets = [20]
+        self.areaRng = [[0**2, 1e5**2], [32**2, 96**2], [96**2, 1e5**2]]
+        self.areaRngLbl = ["all", "medium", "large"]
+        self.kpt_oks_sigmas = COCO_KEYPOINT_SIGMAS.copy()
 
 
 def snapshot(p: Params) -> Params:

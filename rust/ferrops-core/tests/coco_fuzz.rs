@@ -203,7 +203,7 @@ fn segmentation(rng: &mut Rng, number: &dyn Fn(&mut Rng) -> String, (h, w): (usi
             let mut left = h * w;
             let mut runs = Vec::new();
             while left > 0 && runs.len() < 10 {
-                let run = rng.below(left + 1).max(usize::from(runs.len() > 0));
+                let run = rng.below(left + 1).max(usize::from(!runs.is_empty()));
                 runs.push(run.to_string());
                 left -= run.min(left);
             }
@@ -285,7 +285,7 @@ fn evaluated(gt: &CocoDataset, dt: &CocoDataset) -> bool {
     let mut cat_ids = gt.category_ids.clone();
     cat_ids.sort_unstable();
     cat_ids.dedup();
-    [IouType::Bbox, IouType::Segm]
+    [IouType::Bbox, IouType::Segm, IouType::Keypoints]
         .map(|iou_type| {
             let params = EvalParams {
                 img_ids: &img_ids,
@@ -295,6 +295,7 @@ fn evaluated(gt: &CocoDataset, dt: &CocoDataset) -> bool {
                 area_rngs: &[[0.0, 1e10], [0.0, 1024.0]],
                 max_det: 100,
                 iou_type,
+                kpt_oks_sigmas: &[0.5, 0.25],
             };
             evaluate(gt, dt, &params, &Cancel::new()).is_ok()
         })

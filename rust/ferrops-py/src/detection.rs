@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ferrops_core::detection::coco::json_tokens::{Decoded, JsonStr, JsonToken, JsonTokens};
 use ferrops_core::detection::coco::{self, CocoDataset, GroundTruthColumns, Origin, ResultColumns};
 use ferrops_core::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation, IouType};
+use ferrops_core::detection::tide::{tide_run, TideParams};
 use ferrops_core::detection::voc::{self, VocClass};
 use ferrops_core::FerropsError;
 use numpy::ndarray::{ArrayD, IxDyn};
@@ -57,6 +58,12 @@ impl CocoData {
         out.set_item("area", owned1(py, a.area.clone()))?;
         out.set_item("iscrowd", owned1(py, a.iscrowd.clone()))?;
         out.set_item("score", owned1(py, a.score.clone()))?;
+        if a.keypoints.any() {
+            // CSR: record j's keypoints are values[ends[j - 1]:ends[j]] where present[j].
+            out.set_item("keypoints_values", owned1(py, a.keypoints.values.clone()))?;
+            out.set_item("keypoints_ends", owned1(py, a.keypoints.ends.iter().map(|&e| e as i64).collect()))?;
+            out.set_item("keypoints_present", owned1(py, a.keypoints.present.clone()))?;
+        }
         Ok(out)
     }
 
@@ -67,6 +74,13 @@ impl CocoData {
         let d = &self.inner;
         let mask_results = !d.box_segmentation && d.masks.get().is_some_and(|m| !m.is_empty());
         mask_results || d.annotations.segmentation.first().is_some_and(Option::is_some)
+    }
+
+    /// Whether the first record has `keypoints` (what the CLI goes by when
+    /// the results lead with no segmentation).
+    #[getter]
+    fn leads_with_keypoints(&self) -> bool {
+        self.inner.annotations.keypoints.get(0).is_some()
     }
 }
 
@@ -292,7 +306,7 @@ impl CocoEvaluation {
 }
 
 #[pyfunction]
-#[pyo3(signature = (ground_truth, detections, img_ids, cat_ids, use_cats, iou_thrs, area_rngs, max_det, iou_type = "bbox"))]
+#[pyo3(signature = (ground_truth, detections, img_ids, cat_ids, use_cats, iou_thrs, area_rngs, max_det, iou_type = "bbox", kpt_oks_sigmas = None))]
 #[allow(clippy::too_many_arguments)]
 fn coco_evaluate(
     py: Python<'_>,
@@ -305,10 +319,12 @@ fn coco_evaluate(
     area_rngs: PyReadonlyArray2<'_, f64>,
     max_det: usize,
     iou_type: &str,
+    kpt_oks_sigmas: Option<PyReadonlyArray1<'_, f64>>,
 ) -> BindingResult<CocoEvaluation> {
     const F: &str = "COCOeval.evaluate";
-    let iou_type = IouType::from_name(iou_type)
-        .ok_or_else(|| FerropsError::value(F, "params.iouType", "'bbox' or 'segm'", format!("{iou_type:?}")))?;
+    let iou_type = IouType::from_name(iou_type).ok_or_else(|| {
+        FerropsError::value(F, "params.iouType", "'bbox', 'segm' or 'keypoints'", format!("{iou_type:?}"))
+    })?;
     let area_rngs: Vec<[f64; 2]> =
         slice2(F, "params.areaRng", 2, &area_rngs)?.chunks_exact(2).map(|r| [r[0], r[1]]).collect();
     let params = EvalParams {
@@ -319,6 +335,10 @@ fn coco_evaluate(
         area_rngs: &area_rngs,
         max_det,
         iou_type,
+        kpt_oks_sigmas: match &kpt_oks_sigmas {
+            Some(sigmas) => slice1(F, "params.kpt_oks_sigmas", sigmas)?,
+            None => &[],
+        },
     };
     let (gt, dt) = (&ground_truth.inner, &detections.inner);
     // About 300 ns of matching per record and threshold (5,000 images, 136k
@@ -413,6 +433,39 @@ fn voc_eval<'py>(
     Ok((owned1(py, rec).into_any(), owned1(py, prec).into_any()))
 }
 
+/// TIDE's per-image stage (`ferrops.coco.analysis.tide`): its data points,
+/// errors and classes as a dict of arrays.
+#[pyfunction]
+fn coco_tide<'py>(
+    py: Python<'py>,
+    ground_truth: &CocoData,
+    detections: &CocoData,
+    pos_thresh: f64,
+    bg_thresh: f64,
+    max_dets: usize,
+) -> BindingResult<Bound<'py, PyDict>> {
+    let (gt, dt) = (&ground_truth.inner, &detections.inner);
+    let params = TideParams { pos_thresh, bg_thresh, max_dets };
+    let work = (gt.annotations.len() + dt.annotations.len()) as u128 * 200;
+    let r = run_kernel_interruptible(py, work, |cancel| tide_run(gt, dt, &params, cancel))?;
+    let out = PyDict::new(py);
+    out.set_item("point_class", owned1(py, r.point_class))?;
+    out.set_item("point_id", owned1(py, r.point_id))?;
+    out.set_item("point_score", owned1(py, r.point_score))?;
+    out.set_item("point_true", owned1(py, r.point_true))?;
+    out.set_item("error_kind", owned1(py, r.error_kind))?;
+    out.set_item("error_id", owned1(py, r.error_id))?;
+    out.set_item("error_has_original", owned1(py, r.error_has_original))?;
+    out.set_item("error_original_class", owned1(py, r.error_original_class))?;
+    out.set_item("error_score", owned1(py, r.error_score))?;
+    out.set_item("error_fix", owned1(py, r.error_fix))?;
+    out.set_item("error_fixed_class", owned1(py, r.error_fixed_class))?;
+    out.set_item("classes", owned1(py, r.classes))?;
+    out.set_item("gt_positives", owned1(py, r.gt_positives))?;
+    out.set_item("false_negatives", owned1(py, r.false_negatives))?;
+    Ok(out)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CocoData>()?;
     m.add_class::<CocoEvaluation>()?;
@@ -423,6 +476,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(coco_ground_truth_from_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(coco_evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(coco_accumulate, m)?)?;
+    m.add_function(wrap_pyfunction!(coco_tide, m)?)?;
     m.add_function(wrap_pyfunction!(voc_ap, m)?)?;
     m.add_function(wrap_pyfunction!(voc_eval, m)?)?;
     Ok(())

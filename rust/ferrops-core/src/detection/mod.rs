@@ -4,5 +4,6 @@
 
 pub mod coco;
 pub mod cocoeval;
+pub mod tide;
 pub mod voc;
 pub mod lvis;

@@ -13,6 +13,7 @@ use crate::mask::prepared::PreparedMask;
 /// with its segmentation (reported only if evaluation reaches the record, as
 /// pycocotools converts only the records it evaluates).
 pub type MaskColumn = Arc<Vec<std::result::Result<PreparedMask, Box<str>>>>;
+use super::keypoints::Keypoints;
 
 /// The annotations of a dataset, one entry per record, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,6 +29,8 @@ pub struct Annotations {
     pub score: Vec<f64>,
     /// The `segmentation` as written, `None` where there is none.
     pub segmentation: Vec<Option<Box<Segmentation>>>,
+    /// `keypoints` and `num_keypoints`, where records have them.
+    pub keypoints: Keypoints,
 }
 
 impl Annotations {
@@ -45,7 +48,10 @@ impl Annotations {
             return parts.pop().expect("one part");
         }
         let mut all = Annotations::with_capacity(parts.iter().map(Annotations::len).sum());
-        for part in parts {
+        let lengths: Vec<usize> = parts.iter().map(Annotations::len).collect();
+        let mut keypoints = Vec::with_capacity(parts.len());
+        for mut part in parts {
+            keypoints.push(std::mem::take(&mut part.keypoints));
             all.id.extend_from_slice(&part.id);
             all.image_id.extend_from_slice(&part.image_id);
             all.category_id.extend_from_slice(&part.category_id);
@@ -55,6 +61,7 @@ impl Annotations {
             all.score.extend_from_slice(&part.score);
             all.segmentation.extend(part.segmentation);
         }
+        all.keypoints = Keypoints::concat(keypoints, &lengths);
         all
     }
 
@@ -68,6 +75,7 @@ impl Annotations {
             iscrowd: Vec::with_capacity(n),
             score: Vec::with_capacity(n),
             segmentation: Vec::with_capacity(n),
+            keypoints: Keypoints::default(),
         }
     }
 }
@@ -83,7 +91,11 @@ pub struct Packed {
     pub score: f64,
     pub id: i64,
     pub crowd: bool,
-    /// The record's index in the dataset (its mask's in [`MaskColumn`]).
+    /// Ground truth that matching ignores: crowd, and for keypoints also
+    /// `num_keypoints == 0` (set when a keypoint evaluation starts).
+    pub ignore: bool,
+    /// The record's index in the dataset: its mask's in [`MaskColumn`], its
+    /// keypoints' in [`Keypoints`].
     pub row: u32,
 }
 
@@ -130,6 +142,7 @@ impl CocoDataset {
                 score: a.score[j],
                 id: a.id[j],
                 crowd: a.iscrowd[j],
+                ignore: a.iscrowd[j],
                 row: j as u32,
             })
             .collect();

@@ -5,6 +5,7 @@ use super::checks::{check_bbox, check_integer_id, check_json, json_error, record
 use super::dataset::{Annotations, CocoDataset};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{ground_truth_direct, in_order, parse_records, RecordPieces};
+use super::keypoints::check_keypoints;
 use super::raw::{RawAnnotation, RawGroundTruth, RawId};
 use crate::error::Result;
 
@@ -57,7 +58,18 @@ fn ground_truth_piece(
     let mut first_without_score = None;
     let mut pending = PendingStrings::default();
     for (i, r) in (offset..).zip(records) {
-        let RawAnnotation { id, image_id, category_id, bbox, area, iscrowd, score, segmentation } = r;
+        let RawAnnotation {
+            id,
+            image_id,
+            category_id,
+            bbox,
+            area,
+            iscrowd,
+            score,
+            segmentation,
+            keypoints,
+            num_keypoints,
+        } = r;
         // Formatted only for an error: most records have none.
         let name = || record_name(i, id.as_ref());
         let missing = |key: &str| origin.error(GT_EXPECTED, format!("{} has no '{key}'", name()));
@@ -71,11 +83,15 @@ fn ground_truth_piece(
         if !area.is_finite() {
             return Err(origin.error(GT_EXPECTED, format!("{} has a non-finite 'area' {area}", name())));
         }
+        if let Some(k) = &keypoints {
+            check_keypoints(origin, GT_EXPECTED, &name, k)?;
+        }
         let image_id = id_code(origin, image_id, i, &mut pending.image_id, || format!("{}'s 'image_id'", name()))?;
         let category_id =
             id_code(origin, category_id, i, &mut pending.category_id, || format!("{}'s 'category_id'", name()))?;
         let id =
             id_code(origin, id.expect("checked above"), i, &mut pending.id, || format!("annotations[{i}]'s 'id'"))?;
+        annotations.keypoints.push(i - offset, keypoints, num_keypoints);
         if score.is_none() && first_without_score.is_none() {
             first_without_score = Some(i);
         }

@@ -259,6 +259,30 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// A list of numbers of any length (`keypoints`).
+    fn number_list(&mut self) -> Option<Vec<f64>> {
+        self.eat(b'[')?;
+        // COCO's 17 keypoints are 51 numbers: one allocation.
+        let mut out = Vec::with_capacity(64);
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(out);
+        }
+        loop {
+            self.ws();
+            out.push(self.float()?);
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(out);
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// Skips any JSON value, checking its grammar.
     fn skip(&mut self, depth: usize) -> Option<()> {
         if depth > 64 {
@@ -346,7 +370,7 @@ impl Cursor<'_> {
     /// One flat annotation object at the cursor (see the module's note).
     fn record(&mut self) -> Option<RawAnnotation> {
         let mut r = RawAnnotation::default();
-        let mut seen = 0u8;
+        let mut seen = 0u16;
         if self.object_opened()? {
             loop {
                 let key = self.member_key()?;
@@ -359,6 +383,8 @@ impl Cursor<'_> {
                     b"iscrowd" => (r.iscrowd = Some(self.flag()?), 32).1,
                     b"score" => (r.score = Some(self.float()?), 64).1,
                     b"segmentation" => (r.segmentation = Some(Box::new(self.segmentation()?)), 128).1,
+                    b"keypoints" => (r.keypoints = Some(self.number_list()?), 256).1,
+                    b"num_keypoints" => (r.num_keypoints = Some(self.float()?), 512).1,
                     _ => {
                         self.skip(0)?;
                         0

@@ -94,6 +94,8 @@ pub(super) struct RawAnnotation {
     pub(super) iscrowd: Option<Flag>,
     pub(super) score: Option<f64>,
     pub(super) segmentation: Option<Box<Segmentation>>,
+    pub(super) keypoints: Option<Vec<f64>>,
+    pub(super) num_keypoints: Option<f64>,
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@ use super::checks::{check_bbox, check_integer_id, valid_bbox, Origin, RES_EXPECT
 use super::dataset::{Annotations, CocoDataset};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{in_order, parse_records};
+use super::keypoints::{check_keypoints, keypoint_box};
 use super::raw::RawAnnotation;
 use super::segmentation::Segmentation;
 use crate::error::Result;
@@ -94,6 +95,7 @@ pub fn results_from_columns(
         iscrowd: vec![false; n],
         score: columns.score.to_vec(),
         segmentation: vec![None; n],
+        keypoints: Default::default(),
     };
     let mut dataset = CocoDataset::new(
         ground_truth.image_ids.clone(),
@@ -119,15 +121,14 @@ pub fn results_from_columns(
 /// like the ground truth's (a new one gets a new code).
 pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
     let pieces = parse_records(json, origin, RES_EXPECTED)?;
-    let first = pieces.iter().flatten().next();
-    let masks_decide = first.is_some_and(|r| r.bbox.is_none_or(|b| b.len == 0) && r.segmentation.is_some());
+    let branch = pieces.iter().flatten().next().map_or(Branch::Boxes, Branch::of_first);
     let images = Images {
         known: ground_truth.image_ids.iter().copied().collect(),
         sizes: ground_truth.image_ids.iter().copied().zip(ground_truth.image_sizes.iter().copied()).collect(),
     };
     let gt_strings = &ground_truth.id_strings;
     let parts =
-        in_order(pieces, |records, offset| results_piece(records, offset, &images, gt_strings, masks_decide, origin))?;
+        in_order(pieces, |records, offset| results_piece(records, offset, &images, gt_strings, branch, origin))?;
     let mut strings = gt_strings.clone();
     let mut pending = Vec::with_capacity(parts.len());
     let mut masks = Vec::new();
@@ -148,12 +149,36 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
         CocoDataset::new(ground_truth.image_ids.clone(), ground_truth.category_ids.clone(), annotations, None, strings);
     dataset.image_sizes = ground_truth.image_sizes.clone();
     dataset.source = origin.source.into();
-    if masks_decide {
-        dataset.masks.get_or_init(|| Arc::new(masks));
-    } else {
-        dataset.box_segmentation = true;
+    match branch {
+        Branch::Masks => _ = dataset.masks.get_or_init(|| Arc::new(masks)),
+        // pycocotools' keypoints branch writes no segmentation.
+        Branch::Keypoints => {}
+        Branch::Boxes => dataset.box_segmentation = true,
     }
     Ok(dataset)
+}
+
+/// The `loadRes` branch, picked by the first result as pycocotools picks it:
+/// a non-empty `bbox` first, then `segmentation`, then `keypoints`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Branch {
+    Boxes,
+    Masks,
+    Keypoints,
+}
+
+impl Branch {
+    fn of_first(r: &RawAnnotation) -> Branch {
+        if r.bbox.is_some_and(|b| b.len > 0) {
+            Branch::Boxes
+        } else if r.segmentation.is_some() {
+            Branch::Masks
+        } else if r.keypoints.is_some() {
+            Branch::Keypoints
+        } else {
+            Branch::Boxes
+        }
+    }
 }
 
 /// The ground truth's images: their ids, and their sizes for polygons.
@@ -163,20 +188,21 @@ struct Images {
 }
 
 /// Result records `offset..` checked and as `loadRes` stores them: ids counting
-/// from 1 in file order, not crowd, the area of the box or (`masks_decide`) of
-/// the mask; with the string category ids the ground truth does not have, by
-/// record index, coded afterwards, and the masks of mask results.
+/// from 1 in file order, not crowd; with the string category ids the ground
+/// truth does not have, by record index, coded afterwards, and the masks of
+/// mask results. The box and area are as `branch` says; keypoints, where
+/// records have them, are kept beside.
 fn results_piece(
     records: Vec<RawAnnotation>,
     offset: usize,
     images: &Images,
     gt_strings: &IdStrings,
-    masks_decide: bool,
+    branch: Branch,
     origin: &Origin,
 ) -> Result<(Annotations, StringsAt, Vec<PreparedMask>)> {
     let mut annotations = Annotations::with_capacity(records.len());
     let mut new_categories = Vec::new();
-    let mut masks = Vec::with_capacity(if masks_decide { records.len() } else { 0 });
+    let mut masks = Vec::with_capacity(if branch == Branch::Masks { records.len() } else { 0 });
     for (i, mut r) in (offset..).zip(records) {
         let missing = |key: &str| origin.error(RES_EXPECTED, format!("results[{i}] has no '{key}'"));
         let image_id = match r.image_id.ok_or_else(|| missing("image_id"))? {
@@ -196,7 +222,10 @@ fn results_piece(
             }),
         };
         let score = r.score.ok_or_else(|| missing("score"))?;
-        let (bbox, area) = if masks_decide {
+        if let Some(k) = &r.keypoints {
+            check_keypoints(origin, RES_EXPECTED, &|| format!("results[{i}]"), k)?;
+        }
+        let (bbox, area) = if branch == Branch::Masks {
             let segmentation = r.segmentation.take().ok_or_else(|| missing("segmentation"))?;
             if !images.known.contains(&image_id) {
                 // The same message as for box results.
@@ -222,6 +251,12 @@ fn results_piece(
             let area = f64::from(prepared.area);
             masks.push(prepared);
             (bbox, area)
+        } else if branch == Branch::Keypoints {
+            match &r.keypoints {
+                Some(k) if !k.is_empty() => keypoint_box(k),
+                Some(_) => return Err(origin.error(RES_EXPECTED, format!("results[{i}] has empty 'keypoints'"))),
+                None => return Err(missing("keypoints")),
+            }
         } else {
             let b = r.bbox.ok_or_else(|| missing("bbox"))?;
             if b.len != 4 {
@@ -232,6 +267,7 @@ fn results_piece(
             (b.values, b.values[2] * b.values[3])
         };
         check_result(origin, &images.known, i, image_id, &bbox, score)?;
+        annotations.keypoints.push(i - offset, r.keypoints, r.num_keypoints);
         annotations.id.push(i as i64 + 1);
         annotations.image_id.push(image_id);
         annotations.category_id.push(category_id);
@@ -241,7 +277,7 @@ fn results_piece(
         annotations.score.push(score);
         // Mask results keep their converted masks only; box results their
         // segmentation as written, converted if segm evaluation asks.
-        annotations.segmentation.push(if masks_decide { None } else { r.segmentation });
+        annotations.segmentation.push(if branch == Branch::Masks { None } else { r.segmentation });
     }
     Ok((annotations, new_categories, masks))
 }
@@ -270,5 +306,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("results[0] has no 'score'"), "{err}");
+    }
+
+    #[test]
+    fn the_first_result_picks_the_branch_as_load_res() {
+        let gt = br#"{"images":[{"id":1,"height":4,"width":4}],"categories":[{"id":1}]}"#;
+        let gt = parse_ground_truth(gt, &ORIGIN).unwrap();
+        let origin = Origin { function: "COCO.loadRes", argument: "resFile", source: "dt.json" };
+        let kp = r#""keypoints":[1,1,2,3,2,2],"score":0.5"#;
+        // A box first: box results, keypoints kept beside.
+        let res = parse_results(
+            format!(r#"[{{"image_id":1,"category_id":1,"bbox":[0,0,2,3],{kp}}}]"#).as_bytes(),
+            &gt,
+            &origin,
+        )
+        .unwrap();
+        assert_eq!((res.annotations.area[0], res.box_segmentation), (6.0, true));
+        assert_eq!(res.annotations.keypoints.get(0), Some(&[1.0, 1.0, 2.0, 3.0, 2.0, 2.0][..]));
+        // A segmentation before keypoints: mask results (area of the mask).
+        let res = parse_results(
+            format!(r#"[{{"image_id":1,"category_id":1,"segmentation":[[0,0,0,2,2,2,2,0]],{kp}}}]"#).as_bytes(),
+            &gt,
+            &origin,
+        )
+        .unwrap();
+        assert!(res.masks.get().is_some_and(|m| m.len() == 1));
+        // Keypoints alone: their extent is the box.
+        let res =
+            parse_results(format!(r#"[{{"image_id":1,"category_id":1,{kp}}}]"#).as_bytes(), &gt, &origin).unwrap();
+        assert_eq!(res.annotations.bbox[0], [1.0, 1.0, 2.0, 1.0]);
+        assert_eq!((res.annotations.area[0], res.box_segmentation), (2.0, false));
     }
 }

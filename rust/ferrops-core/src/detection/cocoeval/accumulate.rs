@@ -342,6 +342,7 @@ mod tests {
             area_rngs: &area_rngs,
             max_det: 100,
             iou_type: IouType::Bbox,
+            kpt_oks_sigmas: &[],
         };
         let e = evaluate(gt, dt, &params, &Cancel::new()).unwrap();
         let acc = AccumulateParams {

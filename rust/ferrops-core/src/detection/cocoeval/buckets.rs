@@ -15,13 +15,17 @@ pub(super) struct Buckets {
 }
 
 impl Buckets {
-    /// Every bucket's records, bucket after bucket.
+    pub(super) fn get(&self, b: usize) -> &[Record] {
+        &self.records[self.offsets[b] as usize..self.offsets[b + 1] as usize]
+    }
+
+    /// Every bucketed record (what an iouType checks before matching).
     pub(super) fn records(&self) -> &[Record] {
         &self.records
     }
 
-    pub(super) fn get(&self, b: usize) -> &[Record] {
-        &self.records[self.offsets[b] as usize..self.offsets[b + 1] as usize]
+    pub(super) fn records_mut(&mut self) -> &mut [Record] {
+        &mut self.records
     }
 }
 

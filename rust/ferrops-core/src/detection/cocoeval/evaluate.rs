@@ -1,4 +1,4 @@
-//! pycocotools' `COCOeval.evaluate` for bbox and segm: every (category, image) unit
+//! pycocotools' `COCOeval.evaluate` for bbox, segm and keypoints: every (category, image) unit
 //! matched in parallel, in fixed chunks of units.
 
 use rayon::prelude::*;
@@ -9,6 +9,7 @@ use super::evaluation::{Chunk, Evaluation, UnitSpan, CHUNK};
 use super::matching::{
     effective_threshold, match_at, outside, Matching, Scratch, FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
 };
+use super::oks::Oks;
 use super::similarity::{IouType, Similarity};
 use crate::detection::coco::{CocoDataset, IdStrings, MaskColumn};
 use crate::ensure;
@@ -28,8 +29,11 @@ pub struct EvalParams<'a> {
     pub area_rngs: &'a [[f64; 2]],
     /// The largest maxDets: detections kept per unit, best scores first.
     pub max_det: usize,
-    /// What "IoU" means: of boxes or of masks.
+    /// What "IoU" means: of boxes, of masks, or keypoint OKS.
     pub iou_type: IouType,
+    /// pycocotools' `params.kpt_oks_sigmas`, one per keypoint (read for
+    /// keypoints only).
+    pub kpt_oks_sigmas: &'a [f64],
 }
 
 fn check_params(params: &EvalParams) -> Result<()> {
@@ -135,7 +139,7 @@ fn check_masks(argument: &'static str, d: &CocoDataset, masks: &MaskColumn, buck
     ))
 }
 
-/// pycocotools' `COCOeval.evaluate` (bbox, segm): per (category, image) matching.
+/// pycocotools' `COCOeval.evaluate` (bbox, segm, keypoints): per (category, image) matching.
 /// `cancel` is looked at once per (image, category) unit (RUN-INTERRUPT).
 pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel: &Cancel) -> Result<Evaluation> {
     check_params(params)?;
@@ -159,9 +163,15 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
             ));
         }
     }
+    // Before the detections are recoded below: the datasets keep their
+    // converted masks.
     let similarity = match params.iou_type {
         IouType::Bbox => Similarity::Bbox,
         IouType::Segm => Similarity::Segm { gt: gt.masks(), dt: dt.masks() },
+        IouType::Keypoints => {
+            let floor = params.iou_thrs.iter().map(|&t| effective_threshold(t)).fold(f64::INFINITY, f64::min);
+            Similarity::Keypoints(Oks::new(params.kpt_oks_sigmas, gt, dt, if floor.is_finite() { floor } else { 0.0 })?)
+        }
     };
     // Python codes the parameters' string ids as the ground truth does, then
     // the detections' own strings: the detections are coded alike.
@@ -173,7 +183,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
         let next = distinct_cats.len();
         distinct_cats.entry(c).or_insert(next);
     }
-    let (gt_buckets, dt_buckets) = rayon::join(
+    let (mut gt_buckets, dt_buckets) = rayon::join(
         || buckets(gt, params.img_ids, &distinct_cats, params.use_cats),
         || buckets(dt, params.img_ids, &distinct_cats, params.use_cats),
     );
@@ -183,8 +193,15 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
     }
     let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
     let pooled_slots = (!params.use_cats).then(|| params.cat_ids.iter().map(|c| distinct_cats[c]).collect());
-    let matching =
-        Matching { iou_thrs: params.iou_thrs.to_vec(), area_rngs: params.area_rngs.to_vec(), max_det: params.max_det };
+    if let Similarity::Keypoints(oks) = &similarity {
+        oks.prepare(&mut gt_buckets, &dt_buckets, &gt.id_strings)?;
+    }
+    let matching = Matching {
+        iou_thrs: params.iou_thrs.to_vec(),
+        area_rngs: params.area_rngs.to_vec(),
+        max_det: params.max_det,
+        similarity,
+    };
     let mut evaluation = Evaluation {
         num_images,
         num_areas: params.area_rngs.len(),
@@ -195,7 +212,6 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
         gt_buckets,
         dt_buckets,
         pooled_slots,
-        similarity,
     };
     let e = &evaluation;
     let chunks: Vec<Chunk> = (0..num_units.div_ceil(CHUNK))
@@ -212,7 +228,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
                 // One relaxed load per non-empty (image, category) unit: a unit is
                 // microseconds of matching at least, and a crowded one can take many.
                 cancel.check("COCOeval.evaluate")?;
-                scratch.load(gts, dts, e.matching.max_det, &e.similarity);
+                scratch.load(gts, dts, &e.matching);
                 evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
             }
             Ok(chunk)

@@ -6,7 +6,6 @@ use rayon::prelude::*;
 
 use super::buckets::Buckets;
 use super::matching::{match_at, outside, Matching, Scratch};
-use super::similarity::Similarity;
 use crate::detection::coco::Packed as Record;
 use crate::ensure;
 use crate::error::{FerropsError, Result};
@@ -65,7 +64,6 @@ pub struct Evaluation {
     /// With pooled categories (`use_cats == false`), the bucket slot of each
     /// category a unit pools, in pooling order (perhaps none).
     pub(super) pooled_slots: Option<Vec<usize>>,
-    pub(super) similarity: Similarity,
 }
 
 /// pycocotools' `evaluateImg` result for one (category, area range, image)
@@ -169,7 +167,7 @@ impl Evaluation {
         if gts.is_empty() && dts.is_empty() {
             return false;
         }
-        scratch.load(gts, dts, self.matching.max_det, &self.similarity);
+        scratch.load(gts, dts, &self.matching);
         true
     }
 
@@ -250,10 +248,14 @@ impl Evaluation {
             u < self.num_units,
             FerropsError::value(F, "key", format!("a unit below {}", self.num_units), u.to_string())
         );
-        let mut s = Scratch::default();
-        if !self.load_unit(u, &mut s) || s.det.is_empty() || s.gt.is_empty() {
+        let (mut gts, mut dts) = (Vec::new(), Vec::new());
+        let (gts, dts) = self.unit_records(u, &mut gts, &mut dts);
+        if gts.is_empty() || dts.is_empty() {
             return Ok(None);
         }
+        let exact = Matching { similarity: self.matching.similarity.exact(), ..self.matching.clone() };
+        let mut s = Scratch::default();
+        s.load(gts, dts, &exact);
         let shape = (s.det.len(), s.gt.len());
         Ok(Some((std::mem::take(&mut s.ious), shape.0, shape.1)))
     }
@@ -279,6 +281,7 @@ mod tests {
                 area_rngs: &area_rngs,
                 max_det: 100,
                 iou_type: IouType::Bbox,
+                kpt_oks_sigmas: &[],
             };
             let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
             let entries = e.image_evaluations(0..e.len()).unwrap();
@@ -321,6 +324,7 @@ mod tests {
             area_rngs: &area_rngs,
             max_det: 100,
             iou_type: IouType::Bbox,
+            kpt_oks_sigmas: &[],
         };
         let cancel = Cancel::new();
         cancel.raise();
@@ -342,6 +346,7 @@ mod tests {
             area_rngs: &area_rngs,
             max_det: 100,
             iou_type: IouType::Bbox,
+            kpt_oks_sigmas: &[],
         };
         let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
         // Category 2 (k = 1), image 2 (i = 1): one crowd ground truth (id 3) and a

@@ -18,6 +18,7 @@ pub(super) struct Matching {
     pub(super) iou_thrs: Vec<f64>,
     pub(super) area_rngs: Vec<[f64; 2]>,
     pub(super) max_det: usize,
+    pub(super) similarity: Similarity,
 }
 
 /// Outside an area range; both ends are inside.
@@ -60,17 +61,17 @@ impl Scratch {
     /// pycocotools' `computeIoU`: the unit's detections sorted by score (stable)
     /// and cut to `max_det`, its ground truth in unit order, their `[D, G]` IoU
     /// (empty when either side is).
-    pub(super) fn load(&mut self, gts: &[Record], dts: &[Record], max_det: usize, similarity: &Similarity) {
+    pub(super) fn load(&mut self, gts: &[Record], dts: &[Record], matching: &Matching) {
         self.dts.clear();
         self.dts.extend(dts.iter().enumerate().map(|(d, record)| (record.score, d as u32)));
         self.dts.sort_by(|a, b| descending(a.0, b.0));
-        self.dts.truncate(max_det);
+        self.dts.truncate(matching.max_det);
         self.det.clear();
         self.det.extend(self.dts.iter().map(|&(_, d)| dts[d as usize]));
         self.gt.clear();
         self.gt.extend_from_slice(gts);
         self.ious.clear();
-        similarity.fill(&self.det, &self.gt, &mut self.ious, &mut self.decoded);
+        matching.similarity.fill(&self.det, &self.gt, &mut self.ious, &mut self.decoded);
         self.matched_by.clear();
         self.matched_by.resize(self.gt.len(), 0);
     }
@@ -79,7 +80,7 @@ impl Scratch {
     /// does: not ignored (crowd or outside the range) first, each group in unit
     /// order; the IoU columns follow. Returns how many are not ignored.
     pub(super) fn order_for_area(&mut self, rng: [f64; 2]) -> usize {
-        let ignored = |g: &Record| g.crowd || outside(rng, g.area);
+        let ignored = |g: &Record| g.ignore || outside(rng, g.area);
         self.sorted_gt.clear();
         self.sorted_gt.extend(self.gt.iter().filter(|g| !ignored(g)));
         let not_ignored = self.sorted_gt.len();

@@ -1,5 +1,5 @@
-//! The COCO bbox and segm evaluation, bit for bit pycocotools' `COCOeval` (SPEC DET-COCO),
-//! quirks included: crowd ground truth matched repeatedly with IoU = inter / det
+//! The COCO bbox, segm and keypoints evaluation, bit for bit pycocotools'
+//! `COCOeval` (SPEC DET-COCO, DET-COCO-SEGM, DET-OKS), quirks included: crowd ground truth matched repeatedly with IoU = inter / det
 //! area, ignored ground truth sorted last, stable sorts by score, both ends of an
 //! area range inclusive, a ground truth with id 0 treated as "no match", the
 //! right-to-left precision envelope and `searchsorted(side="left")` at the recall
@@ -18,9 +18,9 @@
 //! unit's matching from the kept buckets when asked, with the same code.
 //!
 //! One job per file: `buckets` groups the records by (category, image) as
-//! pycocotools' `_prepare`; `similarity` is the unit's `[D, G]` similarity matrix
-//! (bbox IoU, mask IoU; one arm per iouType); `matching` is one unit's
-//! greedy matching (`evaluateImg`); `evaluate` runs it over every unit into an
+//! pycocotools' `_prepare`; `similarity` is the unit's `[D, G]` similarity
+//! matrix (bbox IoU, mask IoU, keypoint OKS in `oks`; one arm per iouType);
+//! `matching` is one unit's greedy matching (`evaluateImg`); `evaluate` runs it over every unit into an
 //! `evaluation::Evaluation`, which also answers `evalImgs`/`ious` on demand;
 //! `accumulate` builds the precision/recall arrays.
 
@@ -29,6 +29,7 @@ mod buckets;
 mod evaluate;
 mod evaluation;
 mod matching;
+mod oks;
 mod similarity;
 
 pub use accumulate::{accumulate, AccumulateParams, Accumulated};

@@ -1,8 +1,10 @@
 //! The similarity of one unit's detections and ground truth that matching
-//! compares with the IoU thresholds: pycocotools' `computeIoU`, one arm per
-//! iouType (bbox: box IoU; segm: mask IoU). Another iouType is one more
-//! [`IouType`] and one more [`Similarity`] arm.
+//! compares with the IoU thresholds: pycocotools' `computeIoU` and
+//! `computeOks`, one arm per iouType (bbox: box IoU; segm: mask IoU;
+//! keypoints: OKS, in `oks`). Another iouType is one more [`IouType`] and one
+//! more [`Similarity`] arm.
 
+use super::oks::Oks;
 use crate::boxes::geometry::coco_iou;
 use crate::detection::coco::{MaskColumn, Packed as Record};
 use crate::mask::prepared::{self, Decoded, PreparedMask};
@@ -12,14 +14,16 @@ use crate::mask::prepared::{self, Decoded, PreparedMask};
 pub enum IouType {
     Bbox,
     Segm,
+    Keypoints,
 }
 
 impl IouType {
-    /// The type named as pycocotools names it (`"bbox"`, `"segm"`).
+    /// The type named as pycocotools names it (`"bbox"`, `"segm"`, `"keypoints"`).
     pub fn from_name(name: &str) -> Option<IouType> {
         match name {
             "bbox" => Some(IouType::Bbox),
             "segm" => Some(IouType::Segm),
+            "keypoints" => Some(IouType::Keypoints),
             _ => None,
         }
     }
@@ -35,9 +39,19 @@ pub(super) enum Similarity {
         gt: MaskColumn,
         dt: MaskColumn,
     },
+    Keypoints(Oks),
 }
 
 impl Similarity {
+    /// This similarity with every value exact (what `ious` shows): matching
+    /// may give a value surely below the lowest threshold as 0 (keypoints).
+    pub(super) fn exact(&self) -> Similarity {
+        match self {
+            Similarity::Keypoints(oks) => Similarity::Keypoints(oks.exact()),
+            other => other.clone(),
+        }
+    }
+
     /// Appends the `[D, G]` row-major similarity of `det` (best first) and `gt`
     /// (unit order) to `out`; nothing when there is no ground truth.
     /// `decoded` is a reused buffer for the masks' runs.
@@ -49,6 +63,7 @@ impl Similarity {
         match self {
             Similarity::Bbox => bbox_ious(det, gt, out),
             Similarity::Segm { gt: gt_masks, dt: dt_masks } => mask_ious(det, gt, dt_masks, gt_masks, out, decoded),
+            Similarity::Keypoints(oks) => oks.similarities(det, gt, out),
         }
     }
 }
