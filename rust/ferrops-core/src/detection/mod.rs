@@ -4,6 +4,6 @@
 
 pub mod coco;
 pub mod cocoeval;
+pub mod lvis;
 pub mod tide;
 pub mod voc;
-pub mod lvis;
