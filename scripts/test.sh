@@ -38,7 +38,10 @@ cargo fmt --all --check
 stage "tools venv: ruff, mypy"
 "$PYTHON" -m venv --system-site-packages "$CI_DIR/tools"
 TOOLS=$CI_DIR/tools/bin/python
-"$TOOLS" "${PIP[@]}" "maturin>=1.7,<2" "ruff>=0.6" "mypy>=1.10" numpy
+"$TOOLS" "${PIP[@]}" "ruff>=0.6" "mypy>=1.10" numpy
+# maturin's Python module runs the `maturin` program beside the interpreter: with a
+# maturin already in the system's site-packages pip would install nothing here.
+"$TOOLS" "${PIP[@]}" --ignore-installed "maturin>=1.7,<2"
 "$TOOLS" -m ruff check python spec_tests benches scripts
 "$TOOLS" -m ruff format --check python spec_tests benches scripts
 "$TOOLS" -m mypy
