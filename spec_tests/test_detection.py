@@ -812,6 +812,12 @@ def test_mean_average_precision_shards_merge(files):
         merged.merge_state(shard.state_dict())
     a, b = whole.compute(), merged.compute()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    merged = MeanAveragePrecision()
+    for shard in shards:
+        merged.merge_state(shard)  # the metric itself, as torchmetrics' merge_state takes
+    assert all(torch.equal(a[k], v) for k, v in merged.compute().items())
+    with pytest.raises(ValueError, match=r"merge_state\(\): argument 'state'"):
+        merged.merge_state([])
     merged.reset()
     assert float(merged.compute()["map"]) == -1.0
 

@@ -180,10 +180,16 @@ class MeanAveragePrecision:
         """The accumulated per-image arrays (picklable, for gathering across ranks)."""
         return {k: list(v) for k, v in self._state.items()}
 
-    def merge_state(self, state: dict[str, list[Any]]) -> None:
-        """Appends another metric's ``state_dict()`` (its images after ours)."""
-        if set(state) != set(self._state):
-            raise value_error("MeanAveragePrecision.merge_state", "state", f"keys {sorted(self._state)}", sorted(state))
+    def merge_state(self, state: dict[str, list[Any]] | MeanAveragePrecision) -> None:
+        """Appends another metric's images after ours: the metric or its ``state_dict()``
+        (torchmetrics' ``merge_state`` refuses this metric, whose ``full_state_update``
+        is set)."""
+        if isinstance(state, MeanAveragePrecision):
+            state = state.state_dict()
+        if not isinstance(state, dict) or set(state) != set(self._state):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            expected = f"a MeanAveragePrecision or a dict with keys {sorted(self._state)}"
+            raise value_error("MeanAveragePrecision.merge_state", "state", expected, got)
         for k, v in state.items():
             self._state[k].extend(v)
 
