@@ -207,7 +207,7 @@ def test_signature_is_torchmetrics_then_keyword_only_sync_options():
 EXTENDED = [
     {"iou_type": "bbox"},
     {"iou_type": "segm", "class_metrics": True},
-    {"iou_type": ("bbox", "segm")},
+    {"iou_type": ["bbox", "segm"]},  # a list, which torchmetrics takes too
     {"iou_type": ("segm", "bbox"), "average": "micro", "max_detection_thresholds": [1, 2, 3]},
     {"iou_type": "bbox", "box_format": "cxcywh", "iou_thresholds": [0.3, 0.6], "rec_thresholds": [0.0, 0.5, 1.0]},
 ]

@@ -62,7 +62,7 @@ class MeanAveragePrecision:
 
     Args:
         box_format: "xyxy", "xywh" or "cxcywh".
-        iou_type: "bbox", "segm" (instance masks) or a tuple of both; with a
+        iou_type: "bbox", "segm" (instance masks) or a tuple (or list) of both; with a
             tuple every output but ``classes`` is prefixed ``bbox_`` / ``segm_``.
         iou_thresholds, rec_thresholds: lists of floats (default COCO's, as
             torchmetrics builds them).
