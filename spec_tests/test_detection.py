@@ -766,8 +766,8 @@ def _tensor_batches(gt, dt, torch, fmt):
     [
         {"box_format": "xyxy", "class_metrics": True},
         {"box_format": "cxcywh"},
-        {"box_format": "xywh", "average": "micro", "class_metrics": True},
-        {"max_detection_thresholds": [2, 5, 50], "iou_thresholds": [0.4, 0.5, 0.8]},
+        {"box_format": "xywh", "average": "micro", "class_metrics": True, "extended_summary": True},
+        {"max_detection_thresholds": [2, 5, 50], "iou_thresholds": [0.4, 0.5, 0.8], "extended_summary": True},
     ],  # fmt: skip
 )
 def test_mean_average_precision_equals_torchmetrics(files, kwargs):
@@ -782,10 +782,19 @@ def test_mean_average_precision_equals_torchmetrics(files, kwargs):
         theirs.update(preds[i : i + 32], target[i : i + 32])
         ours.update(preds[i : i + 32], target[i : i + 32])
     expected, got = theirs.compute(), ours.compute()
-    assert set(expected) == set(got)
+    assert list(expected) == list(got)
     for key in expected:
-        assert got[key].dtype == expected[key].dtype and got[key].shape == expected[key].shape, key
-        assert torch.equal(got[key], expected[key]), key
+        if key == "ious":  # extended_summary's (image, class) -> IoU matrix (or [])
+            assert list(expected[key]) == list(got[key])
+            pairs = [(got[key][p], expected[key][p]) for p in expected[key]]
+        else:
+            pairs = [(got[key], expected[key])]
+        for mine, theirs_value in pairs:
+            if isinstance(theirs_value, list):
+                assert mine == theirs_value, key
+                continue
+            assert mine.dtype == theirs_value.dtype and mine.shape == theirs_value.shape, key
+            assert torch.equal(mine, theirs_value), key
 
 
 @pytest.mark.spec("DET-COCO")
@@ -803,6 +812,12 @@ def test_mean_average_precision_shards_merge(files):
         merged.merge_state(shard.state_dict())
     a, b = whole.compute(), merged.compute()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    merged = MeanAveragePrecision()
+    for shard in shards:
+        merged.merge_state(shard)  # the metric itself, as torchmetrics' merge_state takes
+    assert all(torch.equal(a[k], v) for k, v in merged.compute().items())
+    with pytest.raises(ValueError, match=r"merge_state\(\): argument 'state'"):
+        merged.merge_state([])
     merged.reset()
     assert float(merged.compute()["map"]) == -1.0
 

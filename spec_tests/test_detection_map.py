@@ -1,10 +1,12 @@
-"""``MeanAveragePrecision`` with instance masks and across processes (SPEC
-DET-MAP-SEGM, DET-MAP-DIST): torchmetrics 1.9 with its pycocotools backend is the
-oracle, compared exactly (every output key, dtype and value); the distributed
-compute of two gloo processes equals one process holding all the images."""
+"""``MeanAveragePrecision`` with instance masks, its torchmetrics interface and
+across processes (SPEC DET-MAP-SEGM, DET-MAP-API, DET-MAP-DIST): torchmetrics 1.9
+with its pycocotools backend is the oracle, compared exactly (every output key in
+order, dtype and value); the distributed compute of two gloo processes equals one
+process holding all the images."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import warnings
@@ -95,8 +97,16 @@ def _ours(preds, target, **options):
 
 
 def _assert_same(got, expected):
-    assert got.keys() == expected.keys()
+    assert list(got) == list(expected)  # the same keys in the same order
     for key in expected:
+        if isinstance(expected[key], dict):  # extended_summary's ious
+            assert list(got[key]) == list(expected[key]), key
+            for pair, ious in expected[key].items():
+                if isinstance(ious, list):
+                    assert got[key][pair] == ious, (key, pair)
+                else:
+                    _assert_same({pair: got[key][pair]}, {pair: ious})
+            continue
         assert got[key].dtype == expected[key].dtype, key
         assert got[key].shape == expected[key].shape, key
         assert np.array_equal(got[key].numpy(), expected[key].numpy()), (key, got[key], expected[key])
@@ -169,6 +179,100 @@ def test_bad_mask_input_is_a_value_error(iou_type, change, match):
         metric = MeanAveragePrecision(iou_type=iou_type)
         change(preds[0], target[0])
         metric.update(preds, target)
+
+
+# -- torchmetrics' interface -------------------------------------------------------------
+
+
+@pytest.mark.spec("DET-MAP-API")
+def test_signature_is_torchmetrics_then_keyword_only_sync_options():
+    detection = pytest.importorskip("torchmetrics.detection")
+    theirs = list(inspect.signature(detection.MeanAveragePrecision).parameters.values())
+    ours = list(inspect.signature(MeanAveragePrecision).parameters.values())
+    assert theirs[-1].kind is inspect.Parameter.VAR_KEYWORD  # torchmetrics' Metric kwargs
+    positional = [(p.name, p.kind, p.default) for p in theirs[:-1]]
+    assert [(p.name, p.kind, p.default) for p in ours[: len(positional)]] == positional
+    rest = ours[len(positional) :]
+    assert [p.name for p in rest] == ["sync_on_compute", "process_group", "dist_sync_fn"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in rest)
+    # Positional arguments land where torchmetrics puts them.
+    args = ("xywh", "segm", [0.5], [0.0, 1.0], [1, 2, 3], True, True, "micro", "faster_coco_eval")
+    metric = MeanAveragePrecision(*args)
+    assert (metric.box_format, metric.iou_type, metric.iou_thresholds, metric.rec_thresholds) == (
+        "xywh", ("segm",), [0.5], [0.0, 1.0])  # fmt: skip
+    assert (metric.max_detection_thresholds, metric.class_metrics, metric.extended_summary) == ([1, 2, 3], True, True)
+    assert (metric.average, metric.backend) == ("micro", "faster_coco_eval")
+
+
+EXTENDED = [
+    {"iou_type": "bbox"},
+    {"iou_type": "segm", "class_metrics": True},
+    {"iou_type": ["bbox", "segm"]},  # a list, which torchmetrics takes too
+    {"iou_type": ("segm", "bbox"), "average": "micro", "max_detection_thresholds": [1, 2, 3]},
+    {"iou_type": "bbox", "box_format": "cxcywh", "iou_thresholds": [0.3, 0.6], "rec_thresholds": [0.0, 0.5, 1.0]},
+]
+
+
+@pytest.mark.spec("DET-MAP-API")
+@pytest.mark.parametrize("options", EXTENDED, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_extended_summary_equals_torchmetrics(options):
+    preds, target = masks_and_boxes(7, 12)
+    expected = _torchmetrics(preds, target, extended_summary=True, **options)
+    prefixes = [""] if isinstance(options["iou_type"], str) else ["bbox_", "segm_"]
+    for prefix in prefixes:
+        assert any(
+            isinstance(v, torch.Tensor) and v.numel() > 1 for v in expected[f"{prefix}ious"].values()
+        )  # matrices, not only []
+        assert any(v == [] for v in expected[f"{prefix}ious"].values())
+    _assert_same(_ours(preds, target, extended_summary=True, **options), expected)
+
+
+@pytest.mark.spec("DET-MAP-API")
+@pytest.mark.parametrize("iou_type", ["bbox", ("bbox", "segm")])
+def test_extended_summary_without_images_adds_nothing(iou_type):
+    options = {"iou_type": iou_type, "extended_summary": True}
+    _assert_same(_ours([], [], **options), _torchmetrics([], [], **options))
+
+
+@pytest.mark.spec("DET-MAP-API")
+def test_calling_the_metric_is_torchmetrics_forward():
+    detection = pytest.importorskip("torchmetrics.detection")
+    preds, target = masks_and_boxes(8, 10)
+    options = {"iou_type": ("bbox", "segm"), "class_metrics": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = detection.MeanAveragePrecision(**options)
+        ours = MeanAveragePrecision(**options).to("cpu")
+        for part in (slice(0, 4), slice(4, 10)):
+            _assert_same(ours(preds[part], target[part]), theirs(preds[part], target[part]))
+        _assert_same(ours.compute(), theirs.compute())
+    with pytest.raises(ValueError, match="masks"):  # a bad batch leaves the state as it was
+        ours([{k: v for k, v in preds[0].items() if k != "masks"}], target[:1])
+    assert len(ours.state_dict()["gt_labels"]) == 10
+
+
+@pytest.mark.spec("DET-MAP-API")
+@pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
+def test_either_backend_gives_pycocotools_numbers(backend):
+    preds, target = masks_and_boxes(9, 10)
+    options = {"iou_type": ("bbox", "segm"), "class_metrics": True, "extended_summary": True}
+    _assert_same(_ours(preds, target, backend=backend, **options), _torchmetrics(preds, target, **options))
+
+
+@pytest.mark.spec("DET-MAP-API")
+@pytest.mark.parametrize(
+    ("options", "error", "argument"),
+    [
+        ({"backend": "coco"}, ValueError, "backend"),
+        ({"box_format": "yxyx"}, ValueError, "box_format"),
+        ({"iou_type": "keypoints"}, ValueError, "iou_type"),
+        ({"extended_summary": "yes"}, TypeError, "extended_summary"),
+        ({"class_metrics": None}, TypeError, "class_metrics"),
+    ],
+)
+def test_bad_options_are_errors_naming_the_argument(options, error, argument):
+    with pytest.raises(error, match=rf"^MeanAveragePrecision\(\): argument '{argument}'"):
+        MeanAveragePrecision(**options)
 
 
 # -- distributed ------------------------------------------------------------------------

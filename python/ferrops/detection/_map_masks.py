@@ -24,8 +24,9 @@ ImageMasks = tuple[tuple[tuple[int, int], bytes], ...]
 
 
 def check_iou_type(function: str, iou_type: object) -> tuple[IouType, ...]:
-    """torchmetrics' rule: a type or a tuple of them, each "bbox" or "segm"."""
-    types = (iou_type,) if isinstance(iou_type, str) else iou_type
+    """torchmetrics' rule: a type or a tuple (or list, which torchmetrics also takes)
+    of them, each "bbox" or "segm"."""
+    types = (iou_type,) if isinstance(iou_type, str) else tuple(iou_type) if isinstance(iou_type, list) else iou_type
     if not isinstance(types, tuple) or not types or any(t not in ("bbox", "segm") for t in types):
         raise value_error(function, "iou_type", "'bbox', 'segm' or a tuple of them", repr(iou_type))
     return types

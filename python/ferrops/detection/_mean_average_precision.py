@@ -1,14 +1,15 @@
-"""``MeanAveragePrecision``: torchmetrics' detection metric (``iou_type="bbox"``),
+"""``MeanAveragePrecision``: torchmetrics' detection metric (boxes and masks),
 feeding :mod:`ferrops.coco` from per-image tensors, so its numbers are
 torchmetrics' (which runs pycocotools) bit for bit before the final cast to float32."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -22,11 +23,9 @@ from ._map_sync import gathered_state
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
-if TYPE_CHECKING:
-    import torch
-
 BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
 Average = Literal["macro", "micro"]
+Backend = Literal["pycocotools", "faster_coco_eval"]
 #: One image's preds or target: names to tensors or arrays.
 ImageDict = Mapping[str, npt.ArrayLike]
 
@@ -59,22 +58,34 @@ def _to_xywh(boxes: np.ndarray, box_format: BoxFormat) -> np.ndarray:
 
 class MeanAveragePrecision:
     """COCO mAP/mAR over batches of tensors, like ``torchmetrics.detection.MeanAveragePrecision``
-    and with its numbers.
+    (same arguments in the same order, same defaults) and with its numbers.
 
     Args:
-        iou_type: "bbox", "segm" (instance masks) or a tuple of both; with a
-            tuple every output but ``classes`` is prefixed ``bbox_`` / ``segm_``.
         box_format: "xyxy", "xywh" or "cxcywh".
+        iou_type: "bbox", "segm" (instance masks) or a tuple (or list) of both; with a
+            tuple every output but ``classes`` is prefixed ``bbox_`` / ``segm_``.
         iou_thresholds, rec_thresholds: lists of floats (default COCO's, as
             torchmetrics builds them).
         max_detection_thresholds: three ints (default ``[1, 10, 100]``).
         class_metrics: also ``map_per_class`` and ``mar_{max}_per_class``.
+        extended_summary: also ``ious`` (a dict ``(image_index, class_id) ->
+            Tensor[D, G]`` float32 IoU matrix, ``[]`` where the image has no
+            detection or no target of the class), ``precision`` (float64
+            ``Tensor[T, R, K, A, M]``), ``recall`` (``Tensor[T, K, A, M]``) and
+            ``scores`` (``Tensor[T, R, K, A, M]``): pycocotools' ``ious`` and
+            ``eval`` arrays (T IoU thresholds, R recall thresholds, K classes,
+            A = 4 areas, M max detections), prefixed as the rest.
         average: "macro" (per class, then averaged) or "micro" (classes pooled).
+        backend: "pycocotools" or "faster_coco_eval", accepted for torchmetrics'
+            sake: both give ferrops' evaluation, which is pycocotools' bit for bit.
         sync_on_compute: inside an initialised torch.distributed process group,
             ``compute()`` gathers every rank's images first (as torchmetrics).
         process_group: the group to gather over (default: the world).
         dist_sync_fn: replaces ``torch.distributed.all_gather_object`` as
             ``dist_sync_fn(state, group) -> list of every rank's state``.
+
+    The last three are keyword-only, as torchmetrics' ``Metric`` keyword
+    arguments (its others, such as ``compute_on_cpu``, are not taken).
 
     ``update(preds, target)`` takes lists (one entry per image) of dicts: preds
     ``boxes`` (Tensor[N, 4], for "bbox"), ``masks`` (bool Tensor[N, H, W], for
@@ -84,11 +95,15 @@ class MeanAveragePrecision:
     run-length encoded, and the segm evaluation compares them by RLE IoU, as
     pycocotools does. As there, with ``iou_type="segm"`` an image without masks
     is left out (its detections count nowhere), and a target's area is its
-    mask's unless a positive ``area`` is given (with a tuple, for both types). ``compute()`` returns ``map, map_50, map_75,
-    map_small, map_medium, map_large, mar_1, mar_10, mar_100, mar_small,
-    mar_medium, mar_large, map_per_class, mar_100_per_class, classes`` as float32
-    tensors (``classes`` int32; NumPy arrays when torch is not installed). Inputs
-    may be tensors on any device or NumPy arrays.
+    mask's unless a positive ``area`` is given (with a tuple, for both types).
+    ``compute()`` returns ``map, map_50, map_75, map_small, map_medium,
+    map_large, mar_1, mar_10, mar_100, mar_small, mar_medium, mar_large,
+    map_per_class, mar_100_per_class, classes`` as float32 tensors (``classes``
+    int32; NumPy arrays when torch is not installed), one-element ones squeezed
+    as torchmetrics does. Inputs may be tensors on any device or NumPy arrays;
+    the state lives on the host, so ``to(device)`` changes nothing. Calling the
+    metric (``forward``) adds the batch and returns the metrics of that batch
+    alone, as torchmetrics' ``forward``.
 
     Distributed evaluation: with a torch.distributed process group initialised,
     ``compute()`` (on every rank) gathers the ranks' images with
@@ -101,24 +116,28 @@ class MeanAveragePrecision:
 
     def __init__(
         self,
-        iou_type: IouType | tuple[IouType, ...] = "bbox",
         box_format: BoxFormat = "xyxy",
+        iou_type: IouType | tuple[IouType, ...] = "bbox",
         iou_thresholds: list[float] | None = None,
         rec_thresholds: list[float] | None = None,
         max_detection_thresholds: list[int] | None = None,
         class_metrics: bool = False,
+        extended_summary: bool = False,
         average: Average = "macro",
+        backend: Backend = "pycocotools",
         *,
         sync_on_compute: bool = True,
         process_group: Any = None,
         dist_sync_fn: Callable[[Any, Any], list[Any]] | None = None,
     ) -> None:
         name = "MeanAveragePrecision"
-        self.iou_type = check_iou_type(name, iou_type)
         if box_format not in ("xyxy", "xywh", "cxcywh"):
             raise value_error(name, "box_format", "'xyxy', 'xywh' or 'cxcywh'", repr(box_format))
+        self.iou_type = check_iou_type(name, iou_type)
         if average not in ("macro", "micro"):
             raise value_error(name, "average", "'macro' or 'micro'", repr(average))
+        if backend not in ("pycocotools", "faster_coco_eval"):
+            raise value_error(name, "backend", "'pycocotools' or 'faster_coco_eval'", repr(backend))
         for arg, value in (("iou_thresholds", iou_thresholds), ("rec_thresholds", rec_thresholds)):
             if value is not None and (not isinstance(value, list) or not value):
                 raise value_error(name, arg, "None or a non-empty list of floats", repr(value))
@@ -142,8 +161,10 @@ class MeanAveragePrecision:
         self.iou_thresholds = iou_thresholds or _linspace_like_torch(0.5, 0.95, round((0.95 - 0.5) / 0.05) + 1)
         self.rec_thresholds = rec_thresholds or _linspace_like_torch(0.0, 1.0, round(1.0 / 0.01) + 1)
         self.max_detection_thresholds = sorted(int(m) for m in (max_detection_thresholds or [1, 10, 100]))
-        self.class_metrics = bool(class_metrics)
+        self.class_metrics = check_bool(name, "class_metrics", class_metrics)
+        self.extended_summary = check_bool(name, "extended_summary", extended_summary)
         self.average = average
+        self.backend = backend
         self.sync_on_compute = check_bool(name, "sync_on_compute", sync_on_compute)
         self.process_group = process_group
         self.dist_sync_fn = dist_sync_fn
@@ -159,10 +180,16 @@ class MeanAveragePrecision:
         """The accumulated per-image arrays (picklable, for gathering across ranks)."""
         return {k: list(v) for k, v in self._state.items()}
 
-    def merge_state(self, state: dict[str, list[Any]]) -> None:
-        """Appends another metric's ``state_dict()`` (its images after ours)."""
-        if set(state) != set(self._state):
-            raise value_error("MeanAveragePrecision.merge_state", "state", f"keys {sorted(self._state)}", sorted(state))
+    def merge_state(self, state: dict[str, list[Any]] | MeanAveragePrecision) -> None:
+        """Appends another metric's images after ours: the metric or its ``state_dict()``
+        (torchmetrics' ``merge_state`` refuses this metric, whose ``full_state_update``
+        is set)."""
+        if isinstance(state, MeanAveragePrecision):
+            state = state.state_dict()
+        if not isinstance(state, dict) or set(state) != set(self._state):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            expected = f"a MeanAveragePrecision or a dict with keys {sorted(self._state)}"
+            raise value_error("MeanAveragePrecision.merge_state", "state", expected, got)
         for k, v in state.items():
             self._state[k].extend(v)
 
@@ -234,6 +261,23 @@ class MeanAveragePrecision:
                 batch[key].append(value)
         for key, values in batch.items():
             self._state[key].extend(values)
+
+    def forward(self, preds: Sequence[ImageDict], target: Sequence[ImageDict]) -> dict[str, Any]:
+        """Adds a batch, as ``update``, and returns the metrics of that batch alone
+        (never synchronised across ranks, as torchmetrics' ``forward``)."""
+        batch = copy.copy(self)
+        batch.sync_on_compute = False
+        batch.reset()  # a fresh state of its own; ours is untouched until the batch is valid
+        batch.update(preds, target)
+        self.merge_state(batch.state_dict())
+        return batch.compute()
+
+    __call__ = forward
+
+    def to(self, *args: Any, **kwargs: Any) -> MeanAveragePrecision:
+        """Returns the metric itself: its state is host arrays whatever the device
+        (torchmetrics' ``metric.to(device)`` lines keep working)."""
+        return self
 
     @staticmethod
     def _box_array(function: str, which: str, index: int, boxes: npt.ArrayLike) -> np.ndarray:
@@ -322,6 +366,13 @@ class MeanAveragePrecision:
         if ev is None:  # torchmetrics gives no per-class entries then
             return {name: np.float32(-1.0) for name in names}
         out: dict[str, Any] = {name: np.float32(v) for name, v in zip(names, ev.stats)}
+        if self.extended_summary:
+            # As torchmetrics: pycocotools' IoU matrices (in float32; [] where a side
+            # is empty) and its accumulated arrays (float64), of the main evaluation.
+            out["ious"] = {
+                key: ious if isinstance(ious, list) else ious.astype(np.float32) for key, ious in ev.ious.items()
+            }
+            out.update({key: ev.eval[key] for key in ("precision", "recall", "scores")})
         per_class_map = per_class_mar = np.array([-1.0])
         if self.class_metrics:
             macro = ev if self.average == "macro" else self._evaluate(s, "macro", iou_type)
@@ -333,7 +384,7 @@ class MeanAveragePrecision:
         out[f"mar_{mdt[2]}_per_class"] = per_class_mar.astype(np.float32)
         return out
 
-    def compute(self) -> dict[str, torch.Tensor | np.ndarray]:
+    def compute(self) -> dict[str, Any]:
         """The metrics over every image seen since the last ``reset()`` (on every
         rank's images when synchronised, see the class docstring)."""
         s = gathered_state(self._state, self.sync_on_compute, self.process_group, self.dist_sync_fn)
@@ -345,8 +396,11 @@ class MeanAveragePrecision:
         out["classes"] = np.asarray(classes, dtype=np.int32)
         return {k: self._output(v) for k, v in out.items()}
 
-    def _output(self, value: object) -> torch.Tensor | np.ndarray:
-        """torchmetrics' form: tensors (NumPy without torch), one-element ones squeezed."""
+    def _output(self, value: object) -> Any:
+        """torchmetrics' form: tensors (NumPy without torch), one-element ones squeezed;
+        within the ``ious`` dict too (its ``[]`` stay lists)."""
+        if isinstance(value, dict):
+            return {key: v if isinstance(v, list) else self._output(v) for key, v in value.items()}
         array = np.asarray(value)
         if array.size == 1:
             array = array.reshape(())
