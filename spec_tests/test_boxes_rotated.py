@@ -353,3 +353,12 @@ def test_duplicates_are_suppressed_even_at_threshold_one(backend):
     scores = np.arange(10, dtype=np.float64)
     got = backend.output(ferrops.nms_rotated(backend.input(boxes), backend.input(scores), 1.0, **backend.kwargs))
     assert got.tolist() == [9, 7, 5, 3, 1]
+
+
+@pytest.mark.spec("BOX-ROT-FORMAT")
+def test_convert_errors_name_box_convert_rotated():
+    # Found by the fuzz suite: the errors named "box_convert()", a function the caller may not have called.
+    with pytest.raises(ValueError, match=r"box_convert_rotated\(\): argument 'in_fmt'"):
+        ferrops.box_convert_rotated(random_rotated(2, 0), "cxcywha", "xywhr")
+    with pytest.raises(ValueError, match=r"box_convert_rotated\(\): argument 'boxes'"):
+        ferrops.box_convert_rotated(np.zeros((2, 4)), "cxcywhr", "xywhr")

@@ -323,7 +323,7 @@ def box_convert_rotated(boxes: ArrayLike, in_fmt: RotatedFormat, out_fmt: Rotate
     Returns:
         Tensor[N, 5 or 8] | ndarray[N, 5 or 8]: the boxes in ``out_fmt``.
     """
-    function = "box_convert"
+    function = "box_convert_rotated"
     for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
         if fmt not in ROTATED_FORMATS:
             raise value_error(function, name, f"one of {ROTATED_FORMATS}", repr(fmt))

@@ -213,6 +213,7 @@ pub fn evaluate(
         area_rngs: params.area_rngs,
         max_det: usize::MAX,
         iou_type: IouType::Bbox,
+        kpt_oks_sigmas: &[],
     };
     let evaluation = cocoeval::evaluate(&gt_eval, &dt_eval, &coco_params, cancel)?;
     let mut with_ground_truth: Vec<usize> = gt_keys.iter().flatten().map(|&unit| (unit >> 32) as usize).collect();
