@@ -25,7 +25,7 @@ import numpy as np
 from . import _core
 from . import _dispatch as d
 from ._dispatch import ArrayLike
-from ._errors import value_error
+from ._errors import describe, type_error, value_error
 
 ConfType = Literal["avg", "max", "box_and_model_avg", "absent_model_aware_avg"]
 _CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
@@ -133,7 +133,10 @@ def _prepared_rows(
     if weights is None:
         weight_array = np.ones(models)
     else:
-        weight_array = d.host_array(function, "weights", weights).astype(np.float64)
+        weight_array = d.host_array(function, "weights", weights)
+        if weight_array.dtype.kind not in "fiub":
+            raise type_error(function, "weights", "numbers", describe(weights))
+        weight_array = weight_array.astype(np.float64)
         if weight_array.shape != (models,):
             raise value_error(function, "weights", f"one weight per model ({models})", list(weight_array.shape))
         if not np.isfinite(weight_array).all():

@@ -59,13 +59,13 @@ def lvis_args(draw: Any) -> dict[str, Any]:
         }
         for a in annotations
     ]
-    return {"dataset": dataset, "results": results, "max_dets": draw(st.sampled_from([300, 2, -1]))}
+    return {"annotation_path": dataset, "results": results, "max_dets": draw(st.sampled_from([300, 2, -1]))}
 
 
-def run_lvis(dataset: Any) -> Any:
+def run_lvis(annotation_path: Any) -> Any:
     from ferrops.lvis import LVIS
 
-    gt = LVIS(dataset)
+    gt = LVIS(annotation_path)
     ann_ids = gt.get_ann_ids()
     anns = gt.load_anns(ann_ids)
     masks = [int(gt.ann_to_mask(a).sum()) for a in anns[:1]]
@@ -80,21 +80,26 @@ def run_lvis(dataset: Any) -> Any:
     ]
 
 
-def run_lvis_results(dataset: Any, results: Any, max_dets: Any, max_dets_per_cat: Any = -1) -> Any:
+def run_lvis_results(annotation_path: Any, results: Any, max_dets: Any, max_dets_per_cat: Any = -1) -> Any:
     from ferrops.lvis import LVIS, LVISResults
 
-    gt = LVIS(dataset)
+    gt = LVIS(annotation_path)
     dt = LVISResults(gt, results, max_dets=max_dets, max_dets_per_cat=max_dets_per_cat)
     tops = [len(dt.get_top_results(i, 0.5)) for i in dt.get_img_ids()]
     return [len(dt.load_anns(dt.get_ann_ids())), dt.get_cat_ids(), tops]
 
 
 def run_lvis_eval(
-    dataset: Any, results: Any, max_dets: Any, iou_type: Any = "bbox", iou_thrs: Any = BUILT, lvis_gt: Any = BUILT
+    annotation_path: Any,
+    results: Any,
+    max_dets: Any,
+    iou_type: Any = "bbox",
+    iou_thrs: Any = BUILT,
+    lvis_gt: Any = BUILT,
 ) -> Any:
     from ferrops.lvis import LVIS, LVISEval, LVISResults
 
-    gt = LVIS(dataset) if isinstance(lvis_gt, str) and lvis_gt == BUILT else lvis_gt
+    gt = LVIS(annotation_path) if isinstance(lvis_gt, str) and lvis_gt == BUILT else lvis_gt
     dt = LVISResults(gt, results, max_dets=max_dets) if isinstance(gt, LVIS) else results
     evaluation = LVISEval(gt, dt, iou_type)
     if not (isinstance(iou_thrs, str) and iou_thrs == BUILT):
@@ -166,16 +171,6 @@ def run_pair_analysis(function: str, dataset: Any, resFile: Any, cocoDt: Any = B
     return getattr(analysis, function)(gt, dt, **options)
 
 
-def run_confusion_matrix_table(dataset: Any, resFile: Any, matrix: Any = BUILT, labels: Any = BUILT) -> Any:  # noqa: N803
-    from ferrops.coco import analysis
-
-    built, ids = analysis.confusion_matrix(*built_coco(dataset, resFile))
-    return analysis.confusion_matrix_table(
-        built if isinstance(matrix, str) and matrix == BUILT else matrix,
-        [str(i) for i in ids] if isinstance(labels, str) and labels == BUILT else labels,
-    )
-
-
 def tide_sane(kwargs: dict[str, Any], result: Any) -> None:
     fields = object_of(result, "TideResult").fields
     assert 0 <= fields["ap"] <= 100, fields
@@ -201,14 +196,28 @@ def pair_args(draw: Any, function: str, **options: st.SearchStrategy[Any]) -> di
     return {"function": function, **kwargs, **draw(st.fixed_dictionaries(options))}
 
 
-lvis_mutations = {"dataset": opaque_mutations(), "results": [*opaque_mutations(), *array_mutations()]}
+@st.composite
+def table_args(draw: Any) -> dict[str, Any]:
+    rng = draw(seeds())
+    k = draw(st.integers(0, 3))
+    return {"matrix": rng.integers(0, 20, (k + 1, k + 1)), "labels": [f"class{i}" for i in range(k)]}
+
+
+def table_oracle(kwargs: dict[str, Any], result: Any) -> None:
+    lines = result.splitlines()
+    assert len(lines) == len(kwargs["labels"]) + 2, result
+    counts = [[int(v) for v in line.split()[1:]] for line in lines[1:]]
+    assert counts == np.asarray(kwargs["matrix"]).tolist(), (counts, kwargs["matrix"])
+
+
+lvis_mutations = {"annotation_path": opaque_mutations(), "results": [*opaque_mutations(), *array_mutations()]}
 analysis_names = ("COCOeval", "loadRes", "evaluate", "accumulate", "COCO")
 
 LVIS_ANALYSIS = {
     "ferrops.lvis.LVIS": Driver(
         "spec_tests.fuzz.lvis_analysis:run_lvis",
-        lvis_args().map(lambda kw: {"dataset": kw["dataset"]}),
-        {"dataset": opaque_mutations()},
+        lvis_args().map(lambda kw: {"annotation_path": kw["annotation_path"]}),
+        {"annotation_path": opaque_mutations()},
         ("LVIS",),
         documented=lvis_documented,
     ),
@@ -279,11 +288,11 @@ LVIS_ANALYSIS = {
         sane=confusion_sane,
     ),
     "ferrops.coco.analysis.confusion_matrix_table": Driver(
-        "spec_tests.fuzz.lvis_analysis:run_confusion_matrix_table",
-        pair_args("confusion_matrix_table").map(lambda kw: {k: v for k, v in kw.items() if k != "function"}),
-        {"matrix": [*opaque_mutations(), *array_mutations(floats=False)], "labels": opaque_mutations()},
-        ("confusion_matrix_table", "confusion_matrix", "loadRes", "COCO"),
-        documented=missing_file,
+        "ferrops.coco.analysis:confusion_matrix_table",
+        table_args(),
+        {"matrix": array_mutations(floats=False), "labels": opaque_mutations()},
+        ("confusion_matrix_table",),
+        oracle=table_oracle,
     ),
     "ferrops.coco.analysis.tide": Driver(
         "spec_tests.fuzz.lvis_analysis:run_pair_analysis",

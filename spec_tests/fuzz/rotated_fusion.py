@@ -1,6 +1,6 @@
 """Drivers of the rotated-box kernels (BOX-ROT, DET-ROT) and of box fusion
-(BOX-WBF). Rotated IoU is checked against shapely's polygon overlap in float64
-(IoU is the same under a reflection, so either angle direction checks)."""
+(BOX-WBF). Rotated IoU is checked against shapely's polygon overlap in float64,
+box fusion against ensemble-boxes."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def polygon(box: np.ndarray) -> Any:
     cx, cy, w, h, a = (float(v) for v in box)
     c, s = np.cos(np.radians(a)), np.sin(np.radians(a))
     corners = [(dx * w / 2, dy * h / 2) for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
-    return Polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in corners])
+    # Counter-clockwise on screen (y down): BOX-ROT-FORMAT.
+    return Polygon([(cx + x * c + y * s, cy - x * s + y * c) for x, y in corners])
 
 
 def rotated_iou_oracle(kwargs: dict[str, Any], result: Any) -> None:

@@ -56,8 +56,13 @@ def _probabilities(function: str, argument: str, policy: ArrayLike, m: Model) ->
 
 
 def _terminal(function: str, terminal: Sequence[int] | ArrayLike) -> np.ndarray:
-    states = d.index_array(function, "terminal", np.asarray(terminal, dtype=np.int64).reshape(-1))
-    return np.ascontiguousarray(states, dtype=np.int64)
+    # Converted as checked arrays (a huge or float input is an error naming the
+    # argument, not a silent truncation or an anonymous MemoryError); an empty
+    # sequence, float64 to NumPy, is no terminal state.
+    states = d.host_array(function, "terminal", terminal)
+    if states.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return d.index_array(function, "terminal", states).reshape(-1)
 
 
 def _td(
