@@ -130,3 +130,12 @@ def test_non_maximum_weighted_equals_ensemble_boxes(weights, iou_thr):
             want = ensemble_boxes.non_maximum_weighted(boxes, scores, labels, **kwargs)
             got = ferrops.non_maximum_weighted(boxes, scores, labels, **kwargs)
         assert_identical(got, want)
+
+
+@pytest.mark.spec("WBF", "WBF-NMW")
+def test_weights_of_no_numeric_kind_are_named():
+    # Found by the fuzz suite: float() of the weights raised a TypeError naming nothing.
+    boxes, scores, labels = model_outputs(0, models=2, n=5)
+    for function in (ferrops.weighted_boxes_fusion, ferrops.non_maximum_weighted):
+        with pytest.raises(TypeError, match=rf"{function.__name__}\(\): argument 'weights'"):
+            function(boxes, scores, labels, weights=[object(), object()])

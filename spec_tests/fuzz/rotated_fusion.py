@@ -1,5 +1,5 @@
 """Drivers of the rotated-box kernels (BOX-ROT, DET-ROT) and of box fusion
-(BOX-WBF). Rotated IoU is checked against shapely's polygon overlap in float64,
+(WBF, WBF-NMW). Rotated IoU is checked against shapely's polygon overlap in float64,
 box fusion against ensemble-boxes."""
 
 from __future__ import annotations
