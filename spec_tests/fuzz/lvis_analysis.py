@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .boxes_pooling import random_boxes
-from .detection_mdp import coco_eval_args, evaluated, missing_file
+from .detection_mdp import coco_eval_args, evaluated, missing_file, missing_section
 from .driver import Driver, object_of, seeds
 from .values import array_mutations, choice_mutations, float_mutations, int_mutations, opaque_mutations
 
@@ -54,7 +54,7 @@ def lvis_args(draw: Any) -> dict[str, Any]:
         {
             "image_id": a["image_id"],
             "category_id": int(rng.integers(1, 4)) if rng.random() < 0.3 else a["category_id"],
-            "bbox": [v + float(rng.uniform(-2, 2)) for v in a["bbox"]],
+            "bbox": [*(v + float(rng.uniform(-2, 2)) for v in a["bbox"][:2]), *(v * 1.1 for v in a["bbox"][2:])],
             "score": float(rng.random()),
         }
         for a in annotations
@@ -94,7 +94,7 @@ def run_lvis_eval(
     results: Any,
     max_dets: Any,
     iou_type: Any = "bbox",
-    iou_thrs: Any = BUILT,
+    iou_thrs: Any = None,
     lvis_gt: Any = BUILT,
 ) -> Any:
     from ferrops.lvis import LVIS, LVISEval, LVISResults
@@ -102,7 +102,7 @@ def run_lvis_eval(
     gt = LVIS(annotation_path) if isinstance(lvis_gt, str) and lvis_gt == BUILT else lvis_gt
     dt = LVISResults(gt, results, max_dets=max_dets) if isinstance(gt, LVIS) else results
     evaluation = LVISEval(gt, dt, iou_type)
-    if not (isinstance(iou_thrs, str) and iou_thrs == BUILT):
+    if iou_thrs is not None:
         evaluation.params.iou_thrs = iou_thrs
     with contextlib.redirect_stdout(io.StringIO()):
         evaluation.run()
@@ -137,7 +137,9 @@ def only_bbox(exc_type: str, message: str) -> bool:
 
 
 def lvis_documented(exc_type: str, message: str) -> bool:
-    return lvis_api_error(exc_type, message) or only_bbox(exc_type, message)
+    """As lvis-api: a path that does not exist is a FileNotFoundError, a dataset
+    without "images", "annotations" or "categories" a KeyError."""
+    return any(f(exc_type, message) for f in (lvis_api_error, only_bbox, missing_file, missing_section))
 
 
 # -- ferrops.coco.analysis ---------------------------------------------------------
@@ -230,12 +232,12 @@ LVIS_ANALYSIS = {
     ),
     "ferrops.lvis.LVISEval": Driver(
         "spec_tests.fuzz.lvis_analysis:run_lvis_eval",
-        lvis_args(),
+        lvis_args().map(lambda kw: {**kw, "iou_thrs": np.linspace(0.5, 0.95, 10)}),
         {
             **lvis_mutations,
             "max_dets": int_mutations(),
             "iou_type": choice_mutations(),
-            "iou_thrs": [*opaque_mutations(), *array_mutations()],
+            "iou_thrs": [*opaque_mutations(), *array_mutations(optional=True)],
             "lvis_gt": opaque_mutations(),
         },
         ("LVISEval", "LVISResults", "LVIS", "evaluate", "accumulate", "summarize"),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._boxes_rotated import AngleUnit, _check_options, box_iou_rotated
-from .._dispatch import check_int, host_array
+from .._dispatch import check_int, contiguous, host_array
 from .._errors import describe, type_error, value_error
 
 _FUNCTION = "evaluate_rotated"
@@ -162,7 +162,7 @@ def evaluate_rotated(
         thresholds = host_array(_FUNCTION, "iou_thresholds", iou_thresholds)
         if thresholds.dtype.kind not in "fiu":
             raise type_error(_FUNCTION, "iou_thresholds", "numbers", describe(iou_thresholds))
-        thresholds = thresholds.astype(np.float64)
+        thresholds = contiguous(_FUNCTION, "iou_thresholds", thresholds, np.dtype(np.float64))
     if thresholds.ndim != 1 or not np.all((thresholds >= 0) & (thresholds <= 1)):
         raise value_error(_FUNCTION, "iou_thresholds", "values in [0, 1]", thresholds.tolist())
     images = []

@@ -89,7 +89,8 @@ def _td(
     exponent = None if power is None else check_number(function, "power", power)
     seed = check_seed(function, seed)
     m = build_model(function, P, R)
-    probs = None if policy is None else _probabilities(function, "policy", policy, m)
+    argument = "behaviour" if method == "q_learning" else "policy"  # q_learning's policy is its behaviour
+    probs = None if policy is None else _probabilities(function, argument, policy, m)
     values, updates, steps = _core.mdp_td_learning(
         m.csr,
         m.reward,
@@ -181,7 +182,7 @@ def n_step_sarsa(
     ``sum_{i<n} gamma^i r_{t+i+1} + gamma^n Q(s_{t+n}, a_{t+n})``."""
     return _td(
         "n_step_sarsa",
-        "sarsa",
+        "n_step_sarsa",
         P,
         R,
         discount,
