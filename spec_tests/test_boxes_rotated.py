@@ -380,3 +380,11 @@ def test_rotated_evaluation_bad_input_is_named():
     with pytest.raises(ValueError, match=r"evaluate_rotated\(\): argument 'angle_unit'"):
         ferrops.evaluate_rotated(dt, gt, angle_unit="grad")
     assert ferrops.evaluate_rotated(dt, gt)["map"] == pytest.approx(1.0)
+
+
+@pytest.mark.spec("BOX-ROT-FORMAT")
+def test_convert_of_more_boxes_than_memory_is_named():
+    # Found by the fuzz suite: NumPy's own MemoryError, naming nothing.
+    huge = np.broadcast_to(np.zeros((), np.float32), (2**40, 5))
+    with pytest.raises(MemoryError, match=r"box_convert_rotated\(\).*'boxes'"):
+        ferrops.box_convert_rotated(huge, "cxcywhr", "xywhr")

@@ -139,3 +139,14 @@ def test_weights_of_no_numeric_kind_are_named():
     for function in (ferrops.weighted_boxes_fusion, ferrops.non_maximum_weighted):
         with pytest.raises(TypeError, match=rf"{function.__name__}\(\): argument 'weights'"):
             function(boxes, scores, labels, weights=[object(), object()])
+
+
+@pytest.mark.spec("WBF")
+def test_list_errors_name_boxes_list():
+    # Found by the fuzz suite: a string or a 1-d object array as boxes_list was
+    # blamed on scores_list (lengths differ), never on boxes_list.
+    boxes, scores, labels = model_outputs(0, models=2, n=5)
+    with pytest.raises(ValueError, match=r"argument 'boxes_list'"):
+        ferrops.weighted_boxes_fusion("abc", scores, labels)
+    with pytest.raises(ValueError, match=r"boxes_list"):
+        ferrops.weighted_boxes_fusion(np.array(["x"] * 3, object), scores, labels)

@@ -361,3 +361,14 @@ def test_empty_sets_give_typed_empty_results() -> None:
             ev.params.img_ids = img_ids
         ev.run()
         assert (ev.eval["precision"] == -1).all() and set(ev.results.values()) == {-1}
+
+
+@pytest.mark.spec("DET-LVIS")
+def test_iou_thresholds_must_be_a_list():
+    # Found by the fuzz suite: a scalar params.iou_thrs passed evaluate() and broke
+    # accumulate() with "len() of unsized object".
+    gt, dt = _hand_set()
+    ev = fl.LVISEval(fl.LVIS(gt), dt, "bbox")
+    ev.params.iou_thrs = np.float64(0.5)
+    with pytest.raises(ValueError, match=r"LVISEval.evaluate\(\): argument 'params.iou_thrs'.*1-d"):
+        ev.evaluate()
