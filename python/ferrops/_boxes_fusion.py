@@ -129,7 +129,9 @@ def _prepared_rows(
     models = len(boxes_list)
     for name in ("scores_list", "labels_list"):
         if len(lists[name]) != models:
-            raise value_error(function, name, f"one entry per model of boxes_list ({models})", f"{len(lists[name])} entries")
+            raise value_error(
+                function, name, f"one entry per model of boxes_list ({models})", f"{len(lists[name])} entries"
+            )
     if weights is None:
         weight_array = np.ones(models)
     else:
