@@ -150,3 +150,5 @@ def test_list_errors_name_boxes_list():
         ferrops.weighted_boxes_fusion("abc", scores, labels)
     with pytest.raises(ValueError, match=r"boxes_list"):
         ferrops.weighted_boxes_fusion(np.array(["x"] * 3, object), scores, labels)
+    with pytest.raises(ValueError, match=r"argument 'labels_list': expected real numbers"):
+        ferrops.weighted_boxes_fusion(boxes, scores, [lab.astype(complex) for lab in labels])

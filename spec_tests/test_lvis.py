@@ -372,3 +372,6 @@ def test_iou_thresholds_must_be_a_list():
     ev.params.iou_thrs = np.float64(0.5)
     with pytest.raises(ValueError, match=r"LVISEval.evaluate\(\): argument 'params.iou_thrs'.*1-d"):
         ev.evaluate()
+    ev.params.iou_thrs = np.zeros(0)  # summarize() reads the first and last
+    with pytest.raises(ValueError, match=r"argument 'params.iou_thrs'.*non-empty"):
+        ev.evaluate()

@@ -61,8 +61,9 @@ def _model_boxes(
     for name, v in (("scores_list", s), ("labels_list", lab)):
         if v.ndim != 1 or v.shape[0] != n:
             raise value_error(function, name, f"{n} values for model {t} (one per box)", list(v.shape))
-    if s.dtype.kind not in "fiub" or lab.dtype.kind not in "fiub":
-        raise value_error(function, "scores_list", "real numbers", f"{s.dtype} scores, {lab.dtype} labels")
+    for name, v in (("scores_list", s), ("labels_list", lab)):
+        if v.dtype.kind not in "fiub":
+            raise value_error(function, name, "real numbers", f"{v.dtype} values for model {t}")
     if np.isnan(s).any() if s.dtype.kind == "f" else False:
         raise value_error(function, "scores_list", "scores that are not NaN", f"a NaN score for model {t}")
     keep = ~(s < thr)

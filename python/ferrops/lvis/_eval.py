@@ -56,8 +56,8 @@ def _float_array(argument: str, values: object, columns: int | None = None) -> n
     if array.dtype.kind not in "fiub":
         raise type_error("LVISEval.evaluate", argument, "numbers", describe(values))
     array = contiguous("LVISEval.evaluate", argument, array, np.dtype(np.float64))
-    if columns is None and array.ndim != 1:  # accumulate() and summarize() index it
-        raise value_error("LVISEval.evaluate", argument, "a 1-d array", f"shape {list(array.shape)}")
+    if columns is None and (array.ndim != 1 or array.size == 0):  # accumulate() and summarize() index it
+        raise value_error("LVISEval.evaluate", argument, "a non-empty 1-d array", f"shape {list(array.shape)}")
     return array.reshape(-1) if columns is None else array.reshape(-1, columns)
 
 
