@@ -353,3 +353,38 @@ def test_duplicates_are_suppressed_even_at_threshold_one(backend):
     scores = np.arange(10, dtype=np.float64)
     got = backend.output(ferrops.nms_rotated(backend.input(boxes), backend.input(scores), 1.0, **backend.kwargs))
     assert got.tolist() == [9, 7, 5, 3, 1]
+
+
+@pytest.mark.spec("BOX-ROT-FORMAT")
+def test_convert_errors_name_box_convert_rotated():
+    # Found by the fuzz suite: the errors named "box_convert()", a function the caller may not have called.
+    with pytest.raises(ValueError, match=r"box_convert_rotated\(\): argument 'in_fmt'"):
+        ferrops.box_convert_rotated(random_rotated(2, 0), "cxcywha", "xywhr")
+    with pytest.raises(ValueError, match=r"box_convert_rotated\(\): argument 'boxes'"):
+        ferrops.box_convert_rotated(np.zeros((2, 4)), "cxcywhr", "xywhr")
+
+
+@pytest.mark.spec("DET-ROT")
+def test_rotated_evaluation_bad_input_is_named():
+    # Found by the fuzz suite: these raised Python's own errors naming nothing, or
+    # (max_detections=-1) silently dropped a detection.
+    gt = [{"boxes": random_rotated(2, 3), "labels": np.array([0, 1])}]
+    dt = [{"boxes": random_rotated(2, 3), "scores": np.ones(2), "labels": np.array([0, 1])}]
+    for bad, argument in ((None, "detections"), ([3], "detections")):
+        with pytest.raises(TypeError, match=rf"evaluate_rotated\(\): argument '{argument}'"):
+            ferrops.evaluate_rotated(bad, gt)
+    with pytest.raises(ValueError, match=r"evaluate_rotated\(\): argument 'max_detections'"):
+        ferrops.evaluate_rotated(dt, gt, max_detections=-1)
+    with pytest.raises(TypeError, match=r"evaluate_rotated\(\): argument 'iou_thresholds'"):
+        ferrops.evaluate_rotated(dt, gt, iou_thresholds=[object()])
+    with pytest.raises(ValueError, match=r"evaluate_rotated\(\): argument 'angle_unit'"):
+        ferrops.evaluate_rotated(dt, gt, angle_unit="grad")
+    assert ferrops.evaluate_rotated(dt, gt)["map"] == pytest.approx(1.0)
+
+
+@pytest.mark.spec("BOX-ROT-FORMAT")
+def test_convert_of_more_boxes_than_memory_is_named():
+    # Found by the fuzz suite: NumPy's own MemoryError, naming nothing.
+    huge = np.broadcast_to(np.zeros((), np.float32), (2**40, 5))
+    with pytest.raises(MemoryError, match=r"box_convert_rotated\(\).*'boxes'"):
+        ferrops.box_convert_rotated(huge, "cxcywhr", "xywhr")

@@ -224,3 +224,27 @@ def test_confusion_matrix_sums(tmp_path):
         kept = [a for a in d.loadAnns(d.getAnnIds(catIds=[cat])) if a["score"] >= 0.3]
         assert matrix[:, k].sum() <= len(kept)
     assert matrix[-1, -1] == 0
+
+
+@pytest.mark.spec("DET-TIDE")
+def test_tide_with_nothing_to_evaluate_is_named():
+    # Found by the fuzz suite: no ground truth and no detections divided by zero
+    # (as tidecv does); ferrops says what is missing.
+    g = fcoco.COCO()
+    g.dataset = {"images": [{"id": 1, "width": 10, "height": 10}], "annotations": [], "categories": [{"id": 1}]}
+    g.createIndex()
+    with pytest.raises(ValueError, match=r"tide\(\): argument 'cocoGt'.*ground truth or detections"):
+        analysis.tide(g, g.loadRes([]))
+
+
+@pytest.mark.spec("DET-ANALYSIS")
+def test_confusion_matrix_table_checks_its_input():
+    # Found by the fuzz suite: a 0-d matrix raised NumPy's "iteration over a 0-d array".
+    table = analysis.confusion_matrix_table(np.arange(4).reshape(2, 2), [7])
+    assert table.splitlines()[1].split() == ["7", "0", "1"]
+    with pytest.raises(ValueError, match=r"confusion_matrix_table\(\): argument 'matrix'.*shape \[2, 2\]"):
+        analysis.confusion_matrix_table(np.array(3), ["a"])
+    with pytest.raises(TypeError, match=r"confusion_matrix_table\(\): argument 'matrix'.*integer"):
+        analysis.confusion_matrix_table(np.ones((2, 2)), ["a"])
+    with pytest.raises(TypeError, match=r"confusion_matrix_table\(\): argument 'labels'"):
+        analysis.confusion_matrix_table(np.ones((2, 2), int), "a")

@@ -130,3 +130,25 @@ def test_non_maximum_weighted_equals_ensemble_boxes(weights, iou_thr):
             want = ensemble_boxes.non_maximum_weighted(boxes, scores, labels, **kwargs)
             got = ferrops.non_maximum_weighted(boxes, scores, labels, **kwargs)
         assert_identical(got, want)
+
+
+@pytest.mark.spec("WBF", "WBF-NMW")
+def test_weights_of_no_numeric_kind_are_named():
+    # Found by the fuzz suite: float() of the weights raised a TypeError naming nothing.
+    boxes, scores, labels = model_outputs(0, models=2, n=5)
+    for function in (ferrops.weighted_boxes_fusion, ferrops.non_maximum_weighted):
+        with pytest.raises(TypeError, match=rf"{function.__name__}\(\): argument 'weights'"):
+            function(boxes, scores, labels, weights=[object(), object()])
+
+
+@pytest.mark.spec("WBF")
+def test_list_errors_name_boxes_list():
+    # Found by the fuzz suite: a string or a 1-d object array as boxes_list was
+    # blamed on scores_list (lengths differ), never on boxes_list.
+    boxes, scores, labels = model_outputs(0, models=2, n=5)
+    with pytest.raises(ValueError, match=r"argument 'boxes_list'"):
+        ferrops.weighted_boxes_fusion("abc", scores, labels)
+    with pytest.raises(ValueError, match=r"boxes_list"):
+        ferrops.weighted_boxes_fusion(np.array(["x"] * 3, object), scores, labels)
+    with pytest.raises(ValueError, match=r"argument 'labels_list': expected real numbers"):
+        ferrops.weighted_boxes_fusion(boxes, scores, [lab.astype(complex) for lab in labels])

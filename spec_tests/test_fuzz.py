@@ -39,8 +39,11 @@ from .fuzz.boxes_pooling import BOXES, POOLING
 from .fuzz.coco_switch import SWITCH
 from .fuzz.detection_mdp import DETECTION
 from .fuzz.driver import Args, Driver
+from .fuzz.lvis_analysis import ANALYSIS_RESULT_TYPES, LVIS_ANALYSIS
 from .fuzz.mask import MASK
 from .fuzz.mdp_misc import MDP, MISC
+from .fuzz.mdp_td import MDP_EXTRA, MDP_RESULT_TYPES
+from .fuzz.rotated_fusion import FUSION, ROTATED
 from .fuzz.values import Mutation
 from .fuzz.worker import Worker
 
@@ -58,6 +61,10 @@ DRIVERS: dict[str, Driver] = {
     **SWITCH,
     **MDP,
     **MISC,
+    **ROTATED,
+    **FUSION,
+    **MDP_EXTRA,
+    **LVIS_ANALYSIS,
 }
 
 # Public callables that are result types, built by other calls: their driver is
@@ -68,6 +75,8 @@ RESULT_TYPES = {
     "ferrops.LayerReceptiveField": "ferrops.receptive_field",
     "ferrops.coco.EvalImgs": "ferrops.coco.COCOeval",
     "ferrops.coco.Ious": "ferrops.coco.COCOeval",
+    **MDP_RESULT_TYPES,
+    **ANALYSIS_RESULT_TYPES,
 }
 
 # Defects other helpers are fixing (issues 19/20): the generator skips these
@@ -87,6 +96,8 @@ def public_callables() -> Iterator[str]:
         "ferrops.coco": ferrops.coco,
         "ferrops.nn": ferrops.nn,
         "ferrops.mask": ferrops.mask,
+        "ferrops.lvis": ferrops.lvis,
+        "ferrops.coco.analysis": ferrops.coco.analysis,
     }
     family_modules = [ferrops.attention, ferrops.boxes, ferrops.detection, ferrops.layers, ferrops.pooling]
     top = {id(getattr(ferrops, n)) for n in ferrops.__all__}

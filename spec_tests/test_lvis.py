@@ -361,3 +361,26 @@ def test_empty_sets_give_typed_empty_results() -> None:
             ev.params.img_ids = img_ids
         ev.run()
         assert (ev.eval["precision"] == -1).all() and set(ev.results.values()) == {-1}
+
+
+@pytest.mark.spec("DET-LVIS")
+def test_iou_thresholds_must_be_a_list():
+    # Found by the fuzz suite: a scalar params.iou_thrs passed evaluate() and broke
+    # accumulate() with "len() of unsized object".
+    gt, dt = _hand_set()
+    ev = fl.LVISEval(fl.LVIS(gt), dt, "bbox")
+    ev.params.iou_thrs = np.float64(0.5)
+    with pytest.raises(ValueError, match=r"LVISEval.evaluate\(\): argument 'params.iou_thrs'.*1-d"):
+        ev.evaluate()
+    # A list summarizes as the array does (it compared unequal to every threshold).
+    results = []
+    for thresholds in ([0.5, 0.75], np.array([0.5, 0.75])):
+        ev = fl.LVISEval(fl.LVIS(gt), dt, "bbox")
+        ev.params.iou_thrs = thresholds
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev.run()
+        results.append(dict(ev.get_results()))
+    assert results[0] == results[1] and results[0]["AP50"] != -1
+    ev.params.iou_thrs = np.zeros(0)  # summarize() reads the first and last
+    with pytest.raises(ValueError, match=r"argument 'params.iou_thrs'.*non-empty"):
+        ev.evaluate()

@@ -253,3 +253,24 @@ def test_every_new_entry_point_refuses_bad_models(name):
     nan[2, 1] = np.nan
     with pytest.raises(ValueError, match=rf"{name}\(\): argument 'R'.*finite"):
         run(P, nan)
+
+
+@pytest.mark.spec("RL-MPI")
+def test_solve_ends_on_tied_actions():
+    # Found by the fuzz suite: with equal rewards every action ties and the greedy
+    # step flipped on rounding noise, cycling policy iteration to its 10^6 rounds.
+    rng = np.random.default_rng(0)
+    p = rng.random((3, 4, 4)) + 0.01
+    sol = mdp.solve(p / p.sum(axis=2, keepdims=True), np.ones((4, 3)), 0.72)
+    assert sol.converged and sol.iterations <= 3
+    np.testing.assert_allclose(sol.V, np.full(4, 1 / (1 - 0.72)))
+
+
+@pytest.mark.spec("RL-LP")
+def test_linear_programming_names_a_bad_model():
+    # Found by the fuzz suite: a non-finite P reached HiGHS, whose error named nothing.
+    P, R = random_mdp(4, 2, 2, 0)
+    P = P.copy()
+    P[0, 1, 1] = -np.inf
+    with pytest.raises(ValueError, match=r"linear_programming\(\): argument 'P'"):
+        mdp.linear_programming(P, R, 0.9)

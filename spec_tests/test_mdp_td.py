@@ -152,3 +152,30 @@ def test_pymdptoolbox_q_learning_semantics():
         mdp.pymdptoolbox_q_learning(P, R, 0.9, seed=0).Q.tolist()
         == mdp.pymdptoolbox_q_learning(P, R, 0.9, seed=0).Q.tolist()
     )
+
+
+@pytest.mark.spec("RL-TD")
+def test_terminal_states_are_checked_integers():
+    # Found by the fuzz suite: terminal=[1.5] was truncated to state 1, and a huge
+    # array raised NumPy's MemoryError, naming neither the function nor the argument.
+    P, R = random_mdp(4, 3, 2, 0)
+    with pytest.raises(TypeError, match=r"sarsa\(\): argument 'terminal'"):
+        mdp.sarsa(P, R, 0.9, episodes=2, terminal=[1.5])
+    huge = np.broadcast_to(np.zeros((), np.int64), (2**40,))
+    with pytest.raises(MemoryError, match=r"expected_sarsa\(\): .*argument 'terminal'"):
+        mdp.expected_sarsa(P, R, 0.9, episodes=2, terminal=huge)
+    same = [mdp.q_learning(P, R, 0.9, episodes=3, terminal=t).values for t in ((), [], np.array([2]), [2])]
+    np.testing.assert_array_equal(same[0], same[1])
+    np.testing.assert_array_equal(same[2], same[3])
+
+
+@pytest.mark.spec("RL-TD")
+def test_errors_name_the_function_called():
+    # Found by the fuzz suite: n_step_sarsa(n=1) errors said "sarsa()", and
+    # q_learning's behaviour was called 'policy'.
+    P, R = random_mdp(4, 3, 2, 0)
+    bad = P * 2
+    with pytest.raises(ValueError, match=r"^n_step_sarsa\(\): argument 'P'"):
+        mdp.n_step_sarsa(bad, R, 0.9, n=1, episodes=2)
+    with pytest.raises(TypeError, match=r"q_learning\(\): argument 'behaviour'"):
+        mdp.q_learning(P, R, 0.9, episodes=2, behaviour=np.ones((4, 3), complex))

@@ -25,7 +25,7 @@ import numpy as np
 from . import _core
 from . import _dispatch as d
 from ._dispatch import ArrayLike
-from ._errors import value_error
+from ._errors import describe, type_error, value_error
 
 ConfType = Literal["avg", "max", "box_and_model_avg", "absent_model_aware_avg"]
 _CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
@@ -45,30 +45,31 @@ _CLIP_WARNINGS = (
 
 
 def _model_boxes(
-    t: int, boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike, thr: float
+    function: str, t: int, boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike, thr: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Model ``t``'s checked boxes ``[K, 4]`` (float64), scores and labels, without
     those scored below ``thr`` (compared in the scores' own dtype, as the package's
     NumPy scalars compare)."""
-    b = d.host_array(_FUNCTION, "boxes_list", boxes)
-    s = d.host_array(_FUNCTION, "scores_list", scores)
-    lab = d.host_array(_FUNCTION, "labels_list", labels)
+    b = d.host_array(function, "boxes_list", boxes)
+    s = d.host_array(function, "scores_list", scores)
+    lab = d.host_array(function, "labels_list", labels)
     n = b.shape[0] if b.ndim else 0
     if b.size == 0:
         b = b.reshape(0, 4)
     if b.ndim != 2 or b.shape[1] < 4:
-        raise value_error(_FUNCTION, "boxes_list", f"[N, 4] boxes for model {t}", list(b.shape))
+        raise value_error(function, "boxes_list", f"[N, 4] boxes for model {t}", list(b.shape))
     for name, v in (("scores_list", s), ("labels_list", lab)):
         if v.ndim != 1 or v.shape[0] != n:
-            raise value_error(_FUNCTION, name, f"{n} values for model {t} (one per box)", list(v.shape))
-    if s.dtype.kind not in "fiub" or lab.dtype.kind not in "fiub":
-        raise value_error(_FUNCTION, "scores_list", "real numbers", f"{s.dtype} scores, {lab.dtype} labels")
+            raise value_error(function, name, f"{n} values for model {t} (one per box)", list(v.shape))
+    for name, v in (("scores_list", s), ("labels_list", lab)):
+        if v.dtype.kind not in "fiub":
+            raise value_error(function, name, "real numbers", f"{v.dtype} values for model {t}")
     if np.isnan(s).any() if s.dtype.kind == "f" else False:
-        raise value_error(_FUNCTION, "scores_list", "scores that are not NaN", f"a NaN score for model {t}")
+        raise value_error(function, "scores_list", "scores that are not NaN", f"a NaN score for model {t}")
     keep = ~(s < thr)
     coords = b[keep, :4].astype(np.float64)
     if not np.isfinite(coords).all():
-        raise value_error(_FUNCTION, "boxes_list", "finite coordinates", f"a non-finite box for model {t}")
+        raise value_error(function, "boxes_list", "finite coordinates", f"a non-finite box for model {t}")
     return coords, s[keep].astype(np.float64), lab[keep].astype(np.float64)
 
 
@@ -124,16 +125,21 @@ def _prepared_rows(
     (divided by their maximum where ``weights_by_max``, as the package's NMW does)."""
     lists = {"boxes_list": boxes_list, "scores_list": scores_list, "labels_list": labels_list}
     for name, value in lists.items():
-        if not hasattr(value, "__len__"):
+        if not hasattr(value, "__len__") or isinstance(value, (str, bytes)):
             raise value_error(function, name, "a list with one entry per model", type(value).__name__)
     models = len(boxes_list)
     for name in ("scores_list", "labels_list"):
         if len(lists[name]) != models:
-            raise value_error(function, name, f"one entry per model ({models})", f"{len(lists[name])} entries")
+            raise value_error(
+                function, name, f"one entry per model of boxes_list ({models})", f"{len(lists[name])} entries"
+            )
     if weights is None:
         weight_array = np.ones(models)
     else:
-        weight_array = d.host_array(function, "weights", weights).astype(np.float64)
+        weight_array = d.host_array(function, "weights", weights)
+        if weight_array.dtype.kind not in "fiub":
+            raise type_error(function, "weights", "numbers", describe(weights))
+        weight_array = d.contiguous(function, "weights", weight_array, np.dtype(np.float64))
         if weight_array.shape != (models,):
             raise value_error(function, "weights", f"one weight per model ({models})", list(weight_array.shape))
         if not np.isfinite(weight_array).all():
@@ -141,7 +147,7 @@ def _prepared_rows(
     if weights_by_max and models:
         weight_array = weight_array / weight_array.max()
     threshold = d.check_float(function, "skip_box_thr", skip_box_thr)
-    parts = [_model_boxes(t, *m, threshold) for t, m in enumerate(zip(boxes_list, scores_list, labels_list))]
+    parts = [_model_boxes(function, t, *m, threshold) for t, m in enumerate(zip(boxes_list, scores_list, labels_list))]
     if not parts:
         return np.empty((0, 8)), weight_array
     coords, scores, labels = (np.concatenate(columns) for columns in zip(*parts))

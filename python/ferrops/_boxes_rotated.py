@@ -323,12 +323,15 @@ def box_convert_rotated(boxes: ArrayLike, in_fmt: RotatedFormat, out_fmt: Rotate
     Returns:
         Tensor[N, 5 or 8] | ndarray[N, 5 or 8]: the boxes in ``out_fmt``.
     """
-    function = "box_convert"
+    function = "box_convert_rotated"
     for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
         if fmt not in ROTATED_FORMATS:
             raise value_error(function, name, f"one of {ROTATED_FORMATS}", repr(fmt))
     x: Any = boxes if d.is_tensor(boxes) else d.host_array(function, "boxes", boxes)
     d.check_matrix(function, "boxes", x, 8 if in_fmt == "xyxyxyxy" else 5)
+    # Converted column by column in NumPy/torch: at least the 13 float64 columns
+    # in and out must fit (a 2^40-row broadcast view would fail inside NumPy).
+    d.check_allocation(function, f"converting argument 'boxes' ({x.shape[0]} boxes)", x.shape[0] * 13 * 8)
     if in_fmt == out_fmt:
         return x.clone() if d.is_tensor(x) else x.copy()
     is_tensor = d.is_tensor(x)

@@ -12,8 +12,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from .._dispatch import check_float
-from .._errors import type_error, value_error
+from .._dispatch import check_float, host_array
+from .._errors import describe, type_error, value_error
 from ._dataset import COCO
 from ._eval import COCOeval
 from ._params import Params
@@ -275,7 +275,16 @@ def _group(image_ids: np.ndarray, images: np.ndarray) -> list[np.ndarray]:
 
 def confusion_matrix_table(matrix: np.ndarray, labels: list[str]) -> str:
     """A confusion matrix as text: rows ground truth, columns detections."""
-    names = [*labels, "background"]
+    if not isinstance(labels, (list, tuple)):
+        raise type_error("confusion_matrix_table", "labels", "a list of names", type(labels).__name__)
+    names = [*(str(n) for n in labels), "background"]
+    counts = host_array("confusion_matrix_table", "matrix", matrix)
+    if counts.dtype.kind not in "iu":
+        raise type_error("confusion_matrix_table", "matrix", "integer counts", describe(matrix))
+    if counts.shape != (len(names), len(names)):
+        expected = f"shape [{len(names)}, {len(names)}] (the labels and background)"
+        raise value_error("confusion_matrix_table", "matrix", expected, list(counts.shape))
+    matrix = counts
     width = max(10, *(len(n) for n in names))
     lines = [" " * width + " " + " ".join(f"{n[:width]:>{width}s}" for n in names)]
     for name, row in zip(names, matrix):

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _core
 from .._dispatch import check_float, check_int
-from .._errors import type_error
+from .._errors import type_error, value_error
 from ._dataset import COCO
 
 #: tidecv's error types, in its order, by short name.
@@ -85,6 +85,8 @@ def _mean_ap(
             continue
         points = order[lo:hi]
         aps.append(_class_ap(scores[points], correct[points], num_gt.get(k, 0)))
+    if not aps:  # tidecv divides by zero here
+        raise value_error("tide", "cocoGt", "ground truth or detections to evaluate", "neither in any category")
     return sum(aps) / len(aps)
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .._boxes_rotated import AngleUnit, box_iou_rotated
-from .._dispatch import host_array
-from .._errors import value_error
+from .._boxes_rotated import AngleUnit, _check_options, box_iou_rotated
+from .._dispatch import check_int, contiguous, host_array
+from .._errors import describe, type_error, value_error
 
 _FUNCTION = "evaluate_rotated"
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -145,11 +145,24 @@ def evaluate_rotated(
         ``map_per_class`` ({label: AP over thresholds}), ``map_50_voc07`` and
         ``ap_50_voc07_per_class``.
     """
+    for argument, value in (("detections", detections), ("ground_truths", ground_truths)):
+        if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+            raise type_error(_FUNCTION, argument, "a list of dicts, one per image", type(value).__name__)
+        for k, entry in enumerate(value):
+            if not isinstance(entry, Mapping):
+                raise type_error(_FUNCTION, argument, f"a dict for image {k}", type(entry).__name__)
+    per_image = check_int(_FUNCTION, "max_detections", max_detections, 1, "a positive count")
+    clockwise = _check_options(_FUNCTION, angle_unit, clockwise)
     if len(detections) != len(ground_truths):
         raise value_error(
             _FUNCTION, "detections", f"one entry per image ({len(ground_truths)})", f"{len(detections)} entries"
         )
-    thresholds = COCO_IOU_THRESHOLDS if iou_thresholds is None else np.asarray(iou_thresholds, np.float64)
+    thresholds = COCO_IOU_THRESHOLDS
+    if iou_thresholds is not None:
+        thresholds = host_array(_FUNCTION, "iou_thresholds", iou_thresholds)
+        if thresholds.dtype.kind not in "fiu":
+            raise type_error(_FUNCTION, "iou_thresholds", "numbers", describe(iou_thresholds))
+        thresholds = contiguous(_FUNCTION, "iou_thresholds", thresholds, np.dtype(np.float64))
     if thresholds.ndim != 1 or not np.all((thresholds >= 0) & (thresholds <= 1)):
         raise value_error(_FUNCTION, "iou_thresholds", "values in [0, 1]", thresholds.tolist())
     images = []
@@ -179,7 +192,7 @@ def evaluate_rotated(
         positives = 0
         for gt_boxes, gt_labels, ignore, dt_boxes, dt_scores, dt_labels in images:
             g, chosen = gt_labels == label, np.flatnonzero(dt_labels == label)
-            chosen = chosen[np.argsort(-dt_scores[chosen], kind="mergesort")][:max_detections]
+            chosen = chosen[np.argsort(-dt_scores[chosen], kind="mergesort")][:per_image]
             gb, ig = gt_boxes[g], ignore[g]
             positives += int((~ig).sum())
             iou = box_iou_rotated(dt_boxes[chosen], gb, angle_unit=angle_unit, clockwise=clockwise)

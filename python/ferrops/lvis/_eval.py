@@ -56,6 +56,8 @@ def _float_array(argument: str, values: object, columns: int | None = None) -> n
     if array.dtype.kind not in "fiub":
         raise type_error("LVISEval.evaluate", argument, "numbers", describe(values))
     array = contiguous("LVISEval.evaluate", argument, array, np.dtype(np.float64))
+    if columns is None and (array.ndim != 1 or array.size == 0):  # accumulate() and summarize() index it
+        raise value_error("LVISEval.evaluate", argument, "a non-empty 1-d array", f"shape {list(array.shape)}")
     return array.reshape(-1) if columns is None else array.reshape(-1, columns)
 
 
@@ -162,12 +164,12 @@ class LVISEval:
             group = self.freq_groups[freq_group_idx] if freq_group_idx is not None else range(s.shape[2])
             k = np.asarray(group, dtype=np.intp)
             k = k[s[0, 0, k] > -1] if s.shape[0] and s.shape[1] else k[:0]
-            s = s[np.where(iou_thr == p.iou_thrs)[0]] if iou_thr is not None else s
+            s = s[np.where(iou_thr == np.asarray(p.iou_thrs))[0]] if iou_thr is not None else s
             values = s[:, :, k]
         else:
             s = self.eval["recall"][..., a]  # [T, K]
             k = np.flatnonzero(s[0] > -1) if s.shape[0] else np.zeros(0, dtype=np.intp)
-            s = s[np.where(iou_thr == p.iou_thrs)[0]] if iou_thr is not None else s
+            s = s[np.where(iou_thr == np.asarray(p.iou_thrs))[0]] if iou_thr is not None else s
             values = s[:, k]
         if values.size == 0:
             return -1
@@ -179,7 +181,7 @@ class LVISEval:
         p = self.params
         s = self.eval["precision" if summary_type == "ap" else "recall"]
         if iou_thr is not None:
-            s = s[np.where(iou_thr == p.iou_thrs)[0]]
+            s = s[np.where(iou_thr == np.asarray(p.iou_thrs))[0]]
         if summary_type == "ap":
             s = s[:, :, self.freq_groups[freq_group_idx], aidx] if freq_group_idx is not None else s[:, :, :, aidx]
         else:

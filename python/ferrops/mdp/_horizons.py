@@ -136,6 +136,9 @@ def linear_programming(P: Transitions, R: Rewards, discount: float) -> MDPSoluti
     if m.states == 0:
         empty = np.zeros(0)
         return MDPSolution(m.out(empty), m.out(empty.astype(np.int64)), 0, True, 0.0, 0.0, "linear_programming")
+    # The model checked as every Rust solver checks it (one backup of V = 0), so a
+    # bad P or R is named here rather than in a message of HiGHS.
+    _core.mdp_bellman_backup(F, m.csr, m.reward, m.states, gamma, np.zeros(m.states))
     import scipy.optimize
     import scipy.sparse as sp
 

@@ -153,6 +153,6 @@ def solve(
     small_dense = isinstance(P, np.ndarray) and P.ndim == 3 and P.shape[1] <= EXACT_STATES
     if small_dense and initial_value is None:
         # Policy iteration ends in far fewer rounds than this (at most A^S).
-        sol = run_policy_iteration(F, P, R, gamma, 1_000_000, "exact", initial_policy, 1.0)
+        sol = run_policy_iteration(F, P, R, gamma, 1_000_000, "exact", initial_policy, 1.0, keep_ties=True)
         return MDPSolution(sol.V, sol.policy, sol.iterations, sol.converged, 0.0, 0.0, "policy_iteration")
     return _mpi(F, P, R, gamma, eps, 20, initial_value, initial_policy, "jacobi", 1.0, 100_000, SOLVE_SPAN_RATIO)

@@ -255,8 +255,12 @@ def run_policy_iteration(
     evaluation: str,
     initial_policy: ArrayLike | None,
     eps: float,
+    keep_ties: bool = False,
 ) -> MDPSolution:
-    """Policy iteration on the Rust path, its errors naming ``function``."""
+    """Policy iteration on the Rust path, its errors naming ``function``.
+    ``keep_ties``: an action changes only where the greedy one is better by more
+    than rounding (Howard's rule), so near-ties (equal rewards, say) cannot cycle
+    (pymdptoolbox's rule, the default, switches to the first maximiser)."""
     m = build_model(function, P, R)
     if initial_policy is None:
         _, pi = _core.mdp_bellman_backup(function, m.csr, m.reward, m.states, gamma, np.zeros(m.states))
@@ -267,6 +271,11 @@ def run_policy_iteration(
         rounds += 1
         V = _evaluate(function, m, pi, gamma, evaluation, eps, 100_000)
         _, improved = _core.mdp_bellman_backup(function, m.csr, m.reward, m.states, gamma, V)
+        if keep_ties:
+            q = _core.mdp_q_values(m.csr, m.reward, m.states, gamma, V)
+            rows = np.arange(m.states)
+            margin = 1e-10 * max(1.0, float(np.abs(V).max(initial=0.0)))
+            improved = np.where(q[rows, improved] > q[rows, pi] + margin, improved, pi)
         changed = int(np.count_nonzero(improved != pi))
         if changed == 0 or rounds == iters:
             break

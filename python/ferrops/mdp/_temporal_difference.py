@@ -56,8 +56,13 @@ def _probabilities(function: str, argument: str, policy: ArrayLike, m: Model) ->
 
 
 def _terminal(function: str, terminal: Sequence[int] | ArrayLike) -> np.ndarray:
-    states = d.index_array(function, "terminal", np.asarray(terminal, dtype=np.int64).reshape(-1))
-    return np.ascontiguousarray(states, dtype=np.int64)
+    # Converted as checked arrays (a huge or float input is an error naming the
+    # argument, not a silent truncation or an anonymous MemoryError); an empty
+    # sequence, float64 to NumPy, is no terminal state.
+    states = d.host_array(function, "terminal", terminal)
+    if states.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return d.index_array(function, "terminal", states).reshape(-1)
 
 
 def _td(
@@ -84,7 +89,8 @@ def _td(
     exponent = None if power is None else check_number(function, "power", power)
     seed = check_seed(function, seed)
     m = build_model(function, P, R)
-    probs = None if policy is None else _probabilities(function, "policy", policy, m)
+    argument = "behaviour" if method == "q_learning" else "policy"  # q_learning's policy is its behaviour
+    probs = None if policy is None else _probabilities(function, argument, policy, m)
     values, updates, steps = _core.mdp_td_learning(
         m.csr,
         m.reward,
@@ -176,7 +182,7 @@ def n_step_sarsa(
     ``sum_{i<n} gamma^i r_{t+i+1} + gamma^n Q(s_{t+n}, a_{t+n})``."""
     return _td(
         "n_step_sarsa",
-        "sarsa",
+        "n_step_sarsa",
         P,
         R,
         discount,

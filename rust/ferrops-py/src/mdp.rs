@@ -364,7 +364,8 @@ fn mdp_td_learning<'py>(
     let probs = policy.as_ref().map(|x| slice2("td_learning", "policy", x.shape()[1], x)).transpose()?;
     let method = match (method, probs) {
         ("td0", Some(policy)) => TdMethod::Td0 { policy },
-        ("sarsa", _) => TdMethod::Sarsa { n },
+        ("sarsa", _) => TdMethod::Sarsa { n, n_step: false },
+        ("n_step_sarsa", _) => TdMethod::Sarsa { n, n_step: true },
         ("expected_sarsa", _) => TdMethod::ExpectedSarsa,
         ("q_learning", behaviour) => TdMethod::QLearning { behaviour },
         (other, _) => {

@@ -22,8 +22,9 @@ const POLICY_SUM_TOLERANCE: f64 = 1e-6;
 pub enum TdMethod<'a> {
     /// TD(0) values of the policy with probabilities `policy[s * A + a]`.
     Td0 { policy: &'a [f64] },
-    /// n-step Sarsa (`n = 1`: Sarsa), epsilon-greedy in `Q`.
-    Sarsa { n: usize },
+    /// n-step Sarsa (`n = 1`: Sarsa), epsilon-greedy in `Q`; `n_step`: called as
+    /// `n_step_sarsa` (errors name it, whatever `n`).
+    Sarsa { n: usize, n_step: bool },
     /// Expected Sarsa: the target averages `Q(s', .)` over the epsilon-greedy policy.
     ExpectedSarsa,
     /// Q-learning; actions from `behaviour` (probabilities per state, off-policy)
@@ -35,8 +36,8 @@ impl TdMethod<'_> {
     pub fn function_name(&self) -> &'static str {
         match self {
             TdMethod::Td0 { .. } => "td0",
-            TdMethod::Sarsa { n: 1 } => "sarsa",
-            TdMethod::Sarsa { .. } => "n_step_sarsa",
+            TdMethod::Sarsa { n_step: false, .. } => "sarsa",
+            TdMethod::Sarsa { n_step: true, .. } => "n_step_sarsa",
             TdMethod::ExpectedSarsa => "expected_sarsa",
             TdMethod::QLearning { .. } => "q_learning",
         }
@@ -163,7 +164,7 @@ fn check(
     match method {
         TdMethod::Td0 { policy } => check_distribution(function, "policy", policy, mdp)?,
         TdMethod::QLearning { behaviour: Some(b) } => check_distribution(function, "behaviour", b, mdp)?,
-        TdMethod::Sarsa { n } => ensure!(*n != 0, FerropsError::value(function, "n", "a positive step count", "0")),
+        TdMethod::Sarsa { n, .. } => ensure!(*n != 0, FerropsError::value(function, "n", "a positive step count", "0")),
         _ => {}
     }
     Ok(())
@@ -252,7 +253,7 @@ pub fn td_learning(
     let learner = Learner { sim: Simulator { mdp, rewards }, actions, terminal, config };
     let mut checkpoint = cancel.checkpoint(function);
     let steps = match method {
-        TdMethod::Sarsa { n } => n_step_sarsa(&learner, n, &mut values, &mut updates, &mut checkpoint)?,
+        TdMethod::Sarsa { n, .. } => n_step_sarsa(&learner, n, &mut values, &mut updates, &mut checkpoint)?,
         _ => one_step(&learner, method, &mut values, &mut updates, &mut checkpoint)?,
     };
     Ok(TdResult { values, updates, steps })
@@ -465,8 +466,8 @@ mod tests {
             terminal: &[],
         };
         for method in [
-            TdMethod::Sarsa { n: 1 },
-            TdMethod::Sarsa { n: 4 },
+            TdMethod::Sarsa { n: 1, n_step: false },
+            TdMethod::Sarsa { n: 4, n_step: true },
             TdMethod::ExpectedSarsa,
             TdMethod::QLearning { behaviour: None },
             TdMethod::QLearning { behaviour: Some(&uniform) },
@@ -513,7 +514,7 @@ mod tests {
         cancel.raise();
         let long = TdConfig { episodes: 1 << 40, ..ok };
         assert_eq!(
-            td_learning(&mdp, &rewards, TdMethod::Sarsa { n: 3 }, long, &cancel).unwrap_err(),
+            td_learning(&mdp, &rewards, TdMethod::Sarsa { n: 3, n_step: true }, long, &cancel).unwrap_err(),
             FerropsError::interrupted("n_step_sarsa")
         );
     }
