@@ -28,11 +28,12 @@ P = np.array([[[0.5, 0.5], [0.0, 1.0]]])
 R = np.array([1.0, 0.0])
 
 
-def torch_module(module: Callable[..., Any], *args: Any) -> Any:
-    """``module(*args)`` from ferrops.nn, whose modules are torch modules: the case
-    skips where torch is not installed (the wheel is tested without it too)."""
+def torch_module(name: str, *args: Any) -> Any:
+    """``ferrops.nn.<name>(*args)``, a torch module (ferrops.nn builds its classes
+    when torch is first used): the case skips where torch is not installed (the
+    wheel is tested without it too)."""
     pytest.importorskip("torch")
-    return module(*args)
+    return getattr(ferrops.nn, name)(*args)
 
 
 def huge(*shape: int, dtype: Any = np.float32) -> np.ndarray:
@@ -49,7 +50,7 @@ RAGGED_CALLS: list[tuple[Callable[[Any], Any], str, str]] = [
     (lambda x: ferrops.matrix_nms(BOXES, SCORES, x), "matrix_nms", "idxs"),
     (lambda x: ferrops.max_pool2d(x, 2), "max_pool2d", "input"),
     (lambda x: ferrops.spatial_pyramid_pool(x, (2, 1)), "spatial_pyramid_pool", "input"),
-    (lambda x: torch_module(ferrops.nn.SPP, (2, 1))(x), "spatial_pyramid_pool", "input"),
+    (lambda x: torch_module("SPP", (2, 1))(x), "spatial_pyramid_pool", "input"),
     (lambda x: ferrops.roi_align(FEATURES, x, 2), "roi_align", "boxes"),
     (lambda x: ferrops.scaled_dot_product_attention(Q, Q, Q, attn_mask=x), "scaled_dot_product_attention", "attn_mask"),
     (lambda x: ferrops.flash_attn_func(x, Q, Q), "flash_attn_func", "q"),
@@ -78,7 +79,7 @@ HUGE_CALLS: list[tuple[Callable[[], Any], str, str, int]] = [
     (lambda: ferrops.box_convert(huge(2**40, 4, dtype=np.int32), "xyxy", "xywh"), "box_convert", "boxes", 2**45),
     (lambda: ferrops.generalized_box_iou_loss(huge(2**40, 4), BOXES[:1]), "generalized_box_iou_loss", "boxes1", 2**44),
     (lambda: ferrops.adaptive_max_pool2d(huge(2**40, 2, 6, 1), 1), "adaptive_max_pool2d", "input", 2**40 * 48),
-    (lambda: torch_module(ferrops.nn.SPPF, 3)(huge(2**40, 2, 6, 6)), "sppf", "input", 2**40 * 288),
+    (lambda: torch_module("SPPF", 3)(huge(2**40, 2, 6, 6)), "sppf", "input", 2**40 * 288),
     (lambda: mdp.incremental_mean(huge(2**40)), "incremental_mean", "x", 2**43),
     (
         lambda: ferrops.voc_eval([], np.zeros((0, 4)), [], huge(2**40), np.zeros((0, 4))),
