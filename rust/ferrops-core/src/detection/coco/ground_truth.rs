@@ -55,6 +55,10 @@ fn ground_truth_piece(
     origin: &Origin,
 ) -> Result<(Annotations, Option<usize>, PendingStrings)> {
     let mut annotations = Annotations::with_capacity(records.len());
+    let keypoint_values: usize = records.iter().filter_map(|r| r.keypoints.as_ref()).map(Vec::len).sum();
+    if keypoint_values > 0 {
+        annotations.keypoints.reserve(keypoint_values, records.len());
+    }
     let mut first_without_score = None;
     let mut pending = PendingStrings::default();
     for (i, r) in (offset..).zip(records) {

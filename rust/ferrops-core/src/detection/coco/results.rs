@@ -201,6 +201,10 @@ fn results_piece(
     origin: &Origin,
 ) -> Result<(Annotations, StringsAt, Vec<PreparedMask>)> {
     let mut annotations = Annotations::with_capacity(records.len());
+    let keypoint_values: usize = records.iter().filter_map(|r| r.keypoints.as_ref()).map(Vec::len).sum();
+    if keypoint_values > 0 {
+        annotations.keypoints.reserve(keypoint_values, records.len());
+    }
     let mut new_categories = Vec::new();
     let mut masks = Vec::with_capacity(if branch == Branch::Masks { records.len() } else { 0 });
     for (i, mut r) in (offset..).zip(records) {
