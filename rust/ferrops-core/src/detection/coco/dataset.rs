@@ -36,7 +36,8 @@ pub struct Annotations {
     /// The `segmentation` as written, `None` where there is none.
     pub segmentation: Vec<Option<Box<Segmentation>>>,
     /// `keypoints` and `num_keypoints`, where records have them.
-    pub keypoints: Keypoints,
+    /// Shared: a keypoint evaluation keeps them without a copy.
+    pub keypoints: Arc<Keypoints>,
 }
 
 impl Annotations {
@@ -57,7 +58,7 @@ impl Annotations {
         let lengths: Vec<usize> = parts.iter().map(Annotations::len).collect();
         let mut keypoints = Vec::with_capacity(parts.len());
         for mut part in parts {
-            keypoints.push(std::mem::take(&mut part.keypoints));
+            keypoints.push(Arc::unwrap_or_clone(std::mem::take(&mut part.keypoints)));
             all.id.extend_from_slice(&part.id);
             all.image_id.extend_from_slice(&part.image_id);
             all.category_id.extend_from_slice(&part.category_id);
@@ -67,7 +68,7 @@ impl Annotations {
             all.score.extend_from_slice(&part.score);
             all.segmentation.extend(part.segmentation);
         }
-        all.keypoints = Keypoints::concat(keypoints, &lengths);
+        all.keypoints = Arc::new(Keypoints::concat(keypoints, &lengths));
         all
     }
 
@@ -81,7 +82,7 @@ impl Annotations {
             iscrowd: Vec::with_capacity(n),
             score: Vec::with_capacity(n),
             segmentation: Vec::with_capacity(n),
-            keypoints: Keypoints::default(),
+            keypoints: Arc::default(),
         }
     }
 }
