@@ -316,16 +316,23 @@ _GOOD_DT = [
         ([], "an empty polygon list"),
         ({"counts": "0<4"}, "without a 'size'"),
         (7, "a number"),
+        ([[1, 1, 5, 1, 3, 1e12]], "finite coordinates within"),
     ],
 )
-def test_malformed_ground_truth_is_a_value_error_at_evaluation(tmp_path, segmentation, message):
+@pytest.mark.parametrize("compared", [True, False], ids=["with a detection", "no detection in its unit"])
+def test_malformed_ground_truth_is_a_value_error_at_evaluation(tmp_path, segmentation, message, compared):
+    # A ground truth no detection is compared with is checked, not rasterised:
+    # the same error either way.
     gt = _one_image_gt(segmentation)
+    gt["categories"].append({"id": 2})
     if segmentation == [[1, 1, 5, 1]]:
         gt["annotations"][0]["segmentation"] = [[1, 1, 5, 1], [1, 1, 5, 1, 3, 3]]
     path = tmp_path / "bad_gt.json"
     path.write_text(json.dumps(gt))
     g = _quiet(fcoco.COCO, str(path))  # loads: a box evaluation never reads masks
-    ev = fcoco.COCOeval(g, _quiet(g.loadRes, copy.deepcopy(_GOOD_DT)), "segm")
+    dt = copy.deepcopy(_GOOD_DT)
+    dt[0]["category_id"] = 1 if compared else 2
+    ev = fcoco.COCOeval(g, _quiet(g.loadRes, dt), "segm")
     with pytest.raises(
         ValueError,
         match=f"COCOeval.evaluate\\(\\): argument 'cocoGt'.*bad_gt.json: annotations\\[0\\] \\(id 1\\).*{message}",

@@ -15,10 +15,12 @@ ids resolving to the last record).
 
 The JSON is parsed in Rust and the matching and accumulation run in Rust across
 threads; Python only holds parameters. Keypoint OKS follows pycocotools'
-``computeOks`` in NumPy's arithmetic order (``setKpParams`` included). Segmentations are kept as written and
-turned into run-length masks (compressed, about 2 bytes a run) on the first
-segm evaluation, pycocotools' ``annToRLE`` of each record; mask IoU intersects
-runs, never dense masks. ``ferrops.coco.mask`` is ``ferrops.mask``. The Python views of a dataset
+``computeOks`` in NumPy's arithmetic order (``setKpParams`` included).
+Segmentations are kept as written and turned into run-length masks
+(compressed, about 2 bytes a run) on the first segm evaluation, pycocotools'
+``annToRLE`` of each record (ground truth that no detection is compared with
+is checked but not rasterised); mask IoU intersects runs, never dense masks.
+``ferrops.coco.mask`` is ``ferrops.mask``. The Python views of a dataset
 (``dataset``, ``anns``, ``imgs``, ``cats``, ``imgToAnns``, ``catToImgs``) are
 built on first use.
 

@@ -13,6 +13,12 @@ use crate::mask::prepared::PreparedMask;
 /// with its segmentation (reported only if evaluation reaches the record, as
 /// pycocotools converts only the records it evaluates).
 pub type MaskColumn = Arc<Vec<std::result::Result<PreparedMask, Box<str>>>>;
+
+/// What [`CocoDataset::masks_where`] holds for a record it was not asked for.
+pub const NOT_CONVERTED: &str = "not converted (not compared with any detection)";
+
+/// `[height, width]` (where given) by image id.
+pub type ImageSizes = rustc_hash::FxHashMap<i64, Option<[i64; 2]>>;
 use super::keypoints::Keypoints;
 
 /// The annotations of a dataset, one entry per record, in file order.
@@ -30,7 +36,8 @@ pub struct Annotations {
     /// The `segmentation` as written, `None` where there is none.
     pub segmentation: Vec<Option<Box<Segmentation>>>,
     /// `keypoints` and `num_keypoints`, where records have them.
-    pub keypoints: Keypoints,
+    /// Shared: a keypoint evaluation keeps them without a copy.
+    pub keypoints: Arc<Keypoints>,
 }
 
 impl Annotations {
@@ -51,7 +58,7 @@ impl Annotations {
         let lengths: Vec<usize> = parts.iter().map(Annotations::len).collect();
         let mut keypoints = Vec::with_capacity(parts.len());
         for mut part in parts {
-            keypoints.push(std::mem::take(&mut part.keypoints));
+            keypoints.push(Arc::unwrap_or_clone(std::mem::take(&mut part.keypoints)));
             all.id.extend_from_slice(&part.id);
             all.image_id.extend_from_slice(&part.image_id);
             all.category_id.extend_from_slice(&part.category_id);
@@ -61,7 +68,7 @@ impl Annotations {
             all.score.extend_from_slice(&part.score);
             all.segmentation.extend(part.segmentation);
         }
-        all.keypoints = Keypoints::concat(keypoints, &lengths);
+        all.keypoints = Arc::new(Keypoints::concat(keypoints, &lengths));
         all
     }
 
@@ -75,7 +82,7 @@ impl Annotations {
             iscrowd: Vec::with_capacity(n),
             score: Vec::with_capacity(n),
             segmentation: Vec::with_capacity(n),
-            keypoints: Keypoints::default(),
+            keypoints: Arc::default(),
         }
     }
 }
@@ -165,36 +172,76 @@ impl CocoDataset {
     /// parallel, once: a record of an image the dataset lacks, without a
     /// segmentation, or with a malformed one gets the reason instead.
     pub fn masks(&self) -> MaskColumn {
-        self.masks.get_or_init(|| Arc::new(self.convert_masks())).clone()
+        self.masks.get_or_init(|| Arc::new(self.convert_masks(None))).clone()
     }
 
-    fn convert_masks(&self) -> Vec<std::result::Result<PreparedMask, Box<str>>> {
-        let sizes: rustc_hash::FxHashMap<i64, Option<[i64; 2]>> =
-            self.image_ids.iter().copied().zip(self.image_sizes.iter().copied()).collect();
-        let a = &self.annotations;
-        (0..a.len())
+    /// The masks of the records `wanted` marks (the records of the others
+    /// hold [`NOT_CONVERTED`]), not kept: for an evaluation that compares only
+    /// those. The dataset's whole column instead where it has one already.
+    pub fn masks_where(&self, wanted: &[bool]) -> MaskColumn {
+        match self.masks.get() {
+            Some(all) => all.clone(),
+            None => Arc::new(self.convert_masks(Some(wanted))),
+        }
+    }
+
+    /// Why record `j`'s mask cannot be made (what [`CocoDataset::masks`]
+    /// would hold), without rasterising a segmentation that surely converts.
+    pub fn mask_problem(&self, j: usize, sizes: &ImageSizes) -> Option<Box<str>> {
+        self.with_segmentation(j, sizes, |segmentation, size| {
+            if segmentation.surely_converts(size) {
+                return Ok(());
+            }
+            segmentation.to_rle(size).map(drop)
+        })
+        .err()
+    }
+
+    /// `[height, width]` by image id, for converting masks.
+    pub fn image_sizes_by_id(&self) -> ImageSizes {
+        self.image_ids.iter().copied().zip(self.image_sizes.iter().copied()).collect()
+    }
+
+    fn convert_masks(&self, wanted: Option<&[bool]>) -> Vec<std::result::Result<PreparedMask, Box<str>>> {
+        let sizes = self.image_sizes_by_id();
+        (0..self.annotations.len())
             .into_par_iter()
             .with_min_len(64)
             .map(|j| {
-                let Some(&size) = sizes.get(&a.image_id[j]) else {
-                    let image = self.id_strings.describe(a.image_id[j]);
-                    return Err(format!("has image_id {image}, not an image of the dataset").into());
-                };
-                let boxed;
-                let segmentation = match (&a.segmentation[j], self.box_segmentation) {
-                    (Some(s), _) => &**s,
-                    (None, true) => {
-                        boxed = Segmentation::of_box(&a.bbox[j]);
-                        &boxed
-                    }
-                    (None, false) => return Err("has no 'segmentation'".into()),
-                };
-                segmentation
-                    .to_rle(size)
-                    .map(|rle| PreparedMask::new(&rle))
-                    .map_err(|e| format!("has a bad 'segmentation': {e}").into())
+                if wanted.is_some_and(|w| !w[j]) {
+                    return Err(NOT_CONVERTED.into());
+                }
+                self.with_segmentation(j, &sizes, |segmentation, size| {
+                    segmentation.to_rle(size).map(|rle| PreparedMask::new(&rle))
+                })
             })
             .collect()
+    }
+
+    /// `f` of record `j`'s segmentation as `annToRLE` reads it (a box result
+    /// without one: its box's polygon) and its image's size; the error says
+    /// what is wrong with the record.
+    fn with_segmentation<T>(
+        &self,
+        j: usize,
+        sizes: &ImageSizes,
+        f: impl FnOnce(&Segmentation, Option<[i64; 2]>) -> std::result::Result<T, String>,
+    ) -> std::result::Result<T, Box<str>> {
+        let a = &self.annotations;
+        let Some(&size) = sizes.get(&a.image_id[j]) else {
+            let image = self.id_strings.describe(a.image_id[j]);
+            return Err(format!("has image_id {image}, not an image of the dataset").into());
+        };
+        let boxed;
+        let segmentation = match (&a.segmentation[j], self.box_segmentation) {
+            (Some(s), _) => &**s,
+            (None, true) => {
+                boxed = Segmentation::of_box(&a.bbox[j]);
+                &boxed
+            }
+            (None, false) => return Err("has no 'segmentation'".into()),
+        };
+        f(segmentation, size).map_err(|e| format!("has a bad 'segmentation': {e}").into())
     }
 
     /// This dataset with its string ids coded as `reference` codes them (a

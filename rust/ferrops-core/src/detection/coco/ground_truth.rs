@@ -5,7 +5,7 @@ use super::checks::{check_bbox, check_integer_id, check_json, json_error, record
 use super::dataset::{Annotations, CocoDataset};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{ground_truth_direct, in_order, parse_records, RecordPieces};
-use super::keypoints::check_keypoints;
+use super::keypoints::{check_keypoints, Keypoints};
 use super::raw::{RawAnnotation, RawGroundTruth, RawId};
 use crate::error::Result;
 
@@ -55,6 +55,11 @@ fn ground_truth_piece(
     origin: &Origin,
 ) -> Result<(Annotations, Option<usize>, PendingStrings)> {
     let mut annotations = Annotations::with_capacity(records.len());
+    let keypoint_values: usize = records.iter().filter_map(|r| r.keypoints.as_ref()).map(Vec::len).sum();
+    let mut keypoints_column = Keypoints::default();
+    if keypoint_values > 0 {
+        keypoints_column.reserve(keypoint_values, records.len());
+    }
     let mut first_without_score = None;
     let mut pending = PendingStrings::default();
     for (i, r) in (offset..).zip(records) {
@@ -91,7 +96,7 @@ fn ground_truth_piece(
             id_code(origin, category_id, i, &mut pending.category_id, || format!("{}'s 'category_id'", name()))?;
         let id =
             id_code(origin, id.expect("checked above"), i, &mut pending.id, || format!("annotations[{i}]'s 'id'"))?;
-        annotations.keypoints.push(i - offset, keypoints, num_keypoints);
+        keypoints_column.push(i - offset, keypoints, num_keypoints);
         if score.is_none() && first_without_score.is_none() {
             first_without_score = Some(i);
         }
@@ -104,6 +109,7 @@ fn ground_truth_piece(
         annotations.score.push(score.unwrap_or(f64::NAN));
         annotations.segmentation.push(segmentation);
     }
+    annotations.keypoints = std::sync::Arc::new(keypoints_column);
     Ok((annotations, first_without_score, pending))
 }
 

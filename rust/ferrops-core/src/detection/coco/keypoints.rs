@@ -57,6 +57,15 @@ impl Keypoints {
         self.num_keypoints.push(num_keypoints.unwrap_or(NO_COUNT));
     }
 
+    /// Room for `values` more numbers of `rows` more records (the columns
+    /// then grow without copies).
+    pub(super) fn reserve(&mut self, values: usize, rows: usize) {
+        self.values.reserve(values);
+        self.ends.reserve(rows);
+        self.present.reserve(rows);
+        self.num_keypoints.reserve(rows);
+    }
+
     /// Records without keypoints up to `rows` records.
     fn pad_to(&mut self, rows: usize) {
         let end = self.values.len();
@@ -70,7 +79,9 @@ impl Keypoints {
         if parts.iter().all(|p| !p.any()) {
             return Keypoints::default();
         }
+        let rows: usize = lengths.iter().sum();
         let mut all = Keypoints::default();
+        all.reserve(parts.iter().map(|p| p.values.len()).sum(), rows);
         for (part, &len) in parts.into_iter().zip(lengths) {
             let (base, rows) = (all.values.len(), all.ends.len());
             all.values.extend_from_slice(&part.values);

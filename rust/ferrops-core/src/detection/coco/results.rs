@@ -9,7 +9,7 @@ use super::checks::{check_bbox, check_integer_id, valid_bbox, Origin, RES_EXPECT
 use super::dataset::{Annotations, CocoDataset};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{in_order, parse_records};
-use super::keypoints::{check_keypoints, keypoint_box};
+use super::keypoints::{check_keypoints, keypoint_box, Keypoints};
 use super::raw::RawAnnotation;
 use super::segmentation::Segmentation;
 use crate::error::Result;
@@ -201,6 +201,11 @@ fn results_piece(
     origin: &Origin,
 ) -> Result<(Annotations, StringsAt, Vec<PreparedMask>)> {
     let mut annotations = Annotations::with_capacity(records.len());
+    let keypoint_values: usize = records.iter().filter_map(|r| r.keypoints.as_ref()).map(Vec::len).sum();
+    let mut keypoints_column = Keypoints::default();
+    if keypoint_values > 0 {
+        keypoints_column.reserve(keypoint_values, records.len());
+    }
     let mut new_categories = Vec::new();
     let mut masks = Vec::with_capacity(if branch == Branch::Masks { records.len() } else { 0 });
     for (i, mut r) in (offset..).zip(records) {
@@ -267,7 +272,7 @@ fn results_piece(
             (b.values, b.values[2] * b.values[3])
         };
         check_result(origin, &images.known, i, image_id, &bbox, score)?;
-        annotations.keypoints.push(i - offset, r.keypoints, r.num_keypoints);
+        keypoints_column.push(i - offset, r.keypoints, r.num_keypoints);
         annotations.id.push(i as i64 + 1);
         annotations.image_id.push(image_id);
         annotations.category_id.push(category_id);
@@ -279,6 +284,7 @@ fn results_piece(
         // segmentation as written, converted if segm evaluation asks.
         annotations.segmentation.push(if branch == Branch::Masks { None } else { r.segmentation });
     }
+    annotations.keypoints = Arc::new(keypoints_column);
     Ok((annotations, new_categories, masks))
 }
 

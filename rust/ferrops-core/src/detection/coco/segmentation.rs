@@ -89,6 +89,29 @@ impl Segmentation {
         Segmentation::Polygons { coords: vec![x1, y1, x1, y2, x2, y2, x2, y1], ends: vec![8] }
     }
 
+    /// Whether [`Segmentation::to_rle`] surely succeeds, judged without
+    /// rasterising: polygons (not boxes) of whole points, at least 3 a part, with
+    /// finite coordinates in range, on an image of a valid size. `false` means
+    /// "not sure": only `to_rle` itself says.
+    pub fn surely_converts(&self, image_size: Option<[i64; 2]>) -> bool {
+        let (Segmentation::Polygons { coords, ends }, Some([h, w])) = (self, image_size) else {
+            return false;
+        };
+        let pixels = u64::try_from(h).ok().zip(u64::try_from(w).ok()).and_then(|(h, w)| h.checked_mul(w));
+        if pixels.is_none_or(|p| p > u64::from(u32::MAX)) || ends.first().is_none_or(|&e| e == 4) {
+            return false;
+        }
+        let mut start = 0;
+        for &end in ends {
+            let n = end.wrapping_sub(start);
+            if end < start || n < 6 || n % 2 == 1 {
+                return false;
+            }
+            start = end;
+        }
+        coords.iter().all(|c| c.is_finite() && c.abs() <= polygon::MAX_ABS_COORDINATE)
+    }
+
     /// pycocotools' `annToRLE`: the mask of this segmentation in an image of
     /// `image_size` (`[height, width]`, `None` when the image has none).
     /// Polygons are rasterised and their parts merged (a first part of 4

@@ -15,6 +15,11 @@ pub(super) struct Buckets {
 }
 
 impl Buckets {
+    /// How many buckets.
+    pub(super) fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
     pub(super) fn get(&self, b: usize) -> &[Record] {
         &self.records[self.offsets[b] as usize..self.offsets[b + 1] as usize]
     }

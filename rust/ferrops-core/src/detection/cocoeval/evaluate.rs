@@ -124,19 +124,64 @@ fn evaluate_unit(unit: usize, params: &Matching, scratch: &mut Scratch, chunk: &
 
 /// Every record evaluation reaches has a mask (pycocotools converts those
 /// only); otherwise the error names the first such record in file order.
-fn check_masks(argument: &'static str, d: &CocoDataset, masks: &MaskColumn, buckets: &Buckets) -> Result<()> {
-    let bad = buckets.records().par_iter().filter(|r| masks[r.row as usize].is_err()).map(|r| r.row).min();
+/// `compared` marks the records whose masks `masks` holds; the others are
+/// checked without rasterising.
+fn check_masks(
+    argument: &'static str,
+    d: &CocoDataset,
+    masks: &MaskColumn,
+    buckets: &Buckets,
+    compared: Option<&[bool]>,
+) -> Result<()> {
+    let sizes = if compared.is_some() { d.image_sizes_by_id() } else { Default::default() };
+    let problem = |j: usize| -> Option<Box<str>> {
+        match compared {
+            Some(rows) if !rows[j] => d.mask_problem(j, &sizes),
+            _ => masks[j].as_ref().err().cloned(),
+        }
+    };
+    let bad = buckets.records().par_iter().filter(|r| problem(r.row as usize).is_some()).map(|r| r.row).min();
     let Some(row) = bad else {
         return Ok(());
     };
     let j = row as usize;
-    let why = masks[j].as_ref().expect_err("found above");
+    let why = problem(j).expect("found above");
     Err(FerropsError::value(
         "COCOeval.evaluate",
         argument,
         "a segmentation pycocotools' annToRLE accepts for every record evaluated",
         format!("{}: annotations[{j}] (id {}) {why}", d.source, d.id_strings.describe(d.annotations.id[j])),
     ))
+}
+
+/// Per ground-truth record, whether a unit compares it with a detection: a
+/// bucket's records where the unit (the bucket; with pooled categories, its
+/// image) has detections.
+fn compared_ground_truth(
+    gt: &CocoDataset,
+    gt_buckets: &Buckets,
+    dt_buckets: &Buckets,
+    num_images: usize,
+    use_cats: bool,
+) -> Vec<bool> {
+    let num_buckets = gt_buckets.len();
+    let mut image_has_detections = vec![false; num_images];
+    if !use_cats {
+        for b in 0..num_buckets {
+            image_has_detections[b % num_images] |= !dt_buckets.get(b).is_empty();
+        }
+    }
+    let mut compared = vec![false; gt.annotations.len()];
+    for b in 0..num_buckets {
+        let has_detections =
+            if use_cats { !dt_buckets.get(b).is_empty() } else { image_has_detections[b % num_images] };
+        if has_detections {
+            for r in gt_buckets.get(b) {
+                compared[r.row as usize] = true;
+            }
+        }
+    }
+    compared
 }
 
 /// pycocotools' `COCOeval.evaluate` (bbox, segm, keypoints): per (category, image) matching.
@@ -163,16 +208,9 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
             ));
         }
     }
-    // Before the detections are recoded below: the datasets keep their
+    // Before the detections are recoded below: the dataset keeps its
     // converted masks.
-    let similarity = match params.iou_type {
-        IouType::Bbox => Similarity::Bbox,
-        IouType::Segm => Similarity::Segm { gt: gt.masks(), dt: dt.masks() },
-        IouType::Keypoints => {
-            let floor = params.iou_thrs.iter().map(|&t| effective_threshold(t)).fold(f64::INFINITY, f64::min);
-            Similarity::Keypoints(Oks::new(params.kpt_oks_sigmas, gt, dt, if floor.is_finite() { floor } else { 0.0 })?)
-        }
-    };
+    let dt_masks = (params.iou_type == IouType::Segm).then(|| dt.masks());
     // Python codes the parameters' string ids as the ground truth does, then
     // the detections' own strings: the detections are coded alike.
     let recoded = dt.coded_like(&gt.id_strings);
@@ -187,15 +225,30 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
         || buckets(gt, params.img_ids, &distinct_cats, params.use_cats),
         || buckets(dt, params.img_ids, &distinct_cats, params.use_cats),
     );
-    if let Similarity::Segm { gt: gt_masks, dt: dt_masks } = &similarity {
-        check_masks("cocoGt", gt, gt_masks, &gt_buckets)?;
-        check_masks("cocoDt", dt, dt_masks, &dt_buckets)?;
-    }
     let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
     let pooled_slots = (!params.use_cats).then(|| params.cat_ids.iter().map(|c| distinct_cats[c]).collect());
-    if let Similarity::Keypoints(oks) = &similarity {
-        oks.prepare(&mut gt_buckets, &dt_buckets, &gt.id_strings)?;
-    }
+    let similarity = match (params.iou_type, dt_masks) {
+        (IouType::Segm, Some(dt_masks)) => {
+            // Ground truth no detection is compared with is checked, not
+            // rasterised (unless the dataset has its masks already).
+            let compared = gt
+                .masks
+                .get()
+                .is_none()
+                .then(|| compared_ground_truth(gt, &gt_buckets, &dt_buckets, num_images, params.use_cats));
+            let gt_masks = compared.as_ref().map_or_else(|| gt.masks(), |rows| gt.masks_where(rows));
+            check_masks("cocoGt", gt, &gt_masks, &gt_buckets, compared.as_deref())?;
+            check_masks("cocoDt", dt, &dt_masks, &dt_buckets, None)?;
+            Similarity::Segm { gt: gt_masks, dt: dt_masks }
+        }
+        (IouType::Keypoints, _) => {
+            let floor = params.iou_thrs.iter().map(|&t| effective_threshold(t)).fold(f64::INFINITY, f64::min);
+            let oks = Oks::new(params.kpt_oks_sigmas, gt, dt, if floor.is_finite() { floor } else { 0.0 })?;
+            oks.prepare(&mut gt_buckets, &dt_buckets, &gt.id_strings)?;
+            Similarity::Keypoints(oks)
+        }
+        _ => Similarity::Bbox,
+    };
     let matching = Matching {
         iou_thrs: params.iou_thrs.to_vec(),
         area_rngs: params.area_rngs.to_vec(),

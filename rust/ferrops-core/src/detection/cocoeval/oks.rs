@@ -25,8 +25,8 @@ const UNDERFLOW: f64 = 745.2;
 #[derive(Debug)]
 struct OksData {
     variances: Vec<f64>,
-    gt: Keypoints,
-    dt: Keypoints,
+    gt: Arc<Keypoints>,
+    dt: Arc<Keypoints>,
 }
 
 /// The OKS of an evaluation. Matching only asks whether an OKS reaches a

@@ -53,11 +53,11 @@ impl Similarity {
     }
 
     /// Appends the `[D, G]` row-major similarity of `det` (best first) and `gt`
-    /// (unit order) to `out`; nothing when there is no ground truth.
+    /// (unit order) to `out`; nothing when either side is empty.
     /// `decoded` is a reused buffer for the masks' runs.
     #[inline]
     pub(super) fn fill(&self, det: &[Record], gt: &[Record], out: &mut Vec<f64>, decoded: &mut Decoded) {
-        if gt.is_empty() {
+        if gt.is_empty() || det.is_empty() {
             return;
         }
         match self {
