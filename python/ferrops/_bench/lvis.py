@@ -154,6 +154,59 @@ def synthetic_lvis(
     return ground_truth, results
 
 
+def _ellipse(box: np.ndarray, points: int) -> list[float]:
+    """A polygon of ``points`` vertices on the ellipse inscribed in ``box`` ``[x, y, w, h]``."""
+    t = np.linspace(0.0, 2.0 * np.pi, points, endpoint=False)
+    x, y, w, h = box
+    xs = x + w / 2 + (w / 2) * np.cos(t)
+    ys = y + h / 2 + (h / 2) * np.sin(t)
+    return np.round(np.stack([xs, ys], axis=1).reshape(-1), 2).tolist()
+
+
+def synthetic_lvis_segm(
+    num_images: int,
+    num_categories: int = 1203,
+    annotations: int = 27_000,
+    detections: int = 126_000,
+    seed: int = 0,
+    results_as: str = "rle",
+) -> tuple[dict, list[dict]]:
+    """:func:`synthetic_lvis` with masks: each annotation gets a polygon
+    segmentation (an ellipse in its box; one in five in two parts, the box's
+    halves), each detection the mask of an ellipse in its box. ``results_as``:
+    "rle" (mask results, compressed RLE with str counts, no box), "rle-bytes"
+    (the same with bytes counts: a Python list only), or "polygons" (box
+    results with a polygon ``segmentation`` beside)."""
+    from .. import mask as mask_utils
+
+    gt, dt = synthetic_lvis(num_images, num_categories, annotations, detections, seed)
+    rng = np.random.default_rng(seed + 1)
+    for ann in gt["annotations"]:
+        box = np.asarray(ann["bbox"], dtype=np.float64)
+        if rng.random() < 0.2:
+            x, y, w, h = box
+            left, right = np.array([x, y, w * 0.45, h]), np.array([x + w * 0.55, y, w * 0.45, h])
+            ann["segmentation"] = [_ellipse(left, 8), _ellipse(right, 8)]
+        else:
+            ann["segmentation"] = [_ellipse(box, int(rng.integers(6, 17)))]
+    height_width = {m["id"]: (m["height"], m["width"]) for m in gt["images"]}
+    by_image: dict[int, list[int]] = {}
+    for j, d in enumerate(dt):
+        by_image.setdefault(d["image_id"], []).append(j)
+    for image_id, rows in by_image.items():
+        h, w = height_width[image_id]
+        polygons = [_ellipse(np.asarray(dt[j]["bbox"]), 12) for j in rows]
+        if results_as == "polygons":
+            for j, polygon in zip(rows, polygons):
+                dt[j]["segmentation"] = [polygon]
+            continue
+        for j, rle in zip(rows, mask_utils.frPyObjects(polygons, h, w)):
+            counts = rle["counts"] if results_as == "rle-bytes" else rle["counts"].decode("ascii")
+            del dt[j]["bbox"]
+            dt[j]["segmentation"] = {"size": [h, w], "counts": counts}
+    return gt, dt
+
+
 def lvis_api() -> Any:
     """lvis-api's ``lvis`` module, importable under NumPy 2: its ``accumulate``
     calls ``np.float``, which NumPy 2 removed; the alias is set back to Python's
