@@ -86,8 +86,8 @@ class LVISEval:
         self, lvis_gt: LVIS | str, lvis_dt: LVISResults | str | list[Record], iou_type: IouType = "segm"
     ) -> None:
         self.logger = logging.getLogger(__name__)
-        if iou_type not in ("bbox", "segm"):
-            raise value_error("LVISEval", "iou_type", "'bbox' or 'segm'", repr(iou_type))
+        if iou_type not in ("bbox", "segm"):  # lvis-api's error, word for word
+            raise ValueError(f"iou_type: {iou_type} is not supported.")
         if isinstance(lvis_gt, LVIS):
             self.lvis_gt = lvis_gt
         elif isinstance(lvis_gt, str):
