@@ -20,8 +20,9 @@
 //!   its image, as lvis-api's `ann_to_rle`), made for every record lvis-api
 //!   converts (those passing the first rule) and handed to the COCO evaluation
 //!   with the records.
-
-use std::sync::Arc;
+//!
+//! The COCO evaluation gets every record at its row (a record taking no part
+//! in a unit it never visits), so the masks are the datasets' own, not copies.
 
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -46,30 +47,36 @@ pub struct LvisParams<'a> {
     pub iou_type: IouType,
 }
 
-/// The records of `d` at `keep`, with `area_of(record)` as their area, no
-/// crowd, `unit_of(record)` as their (category, image) ids, and their masks
-/// from `masks` (by record of `d`) where given.
-fn subset(
+/// Where a record that takes no part is put: no (category, image) unit the
+/// COCO evaluation visits (positions count from 0), so it skips the record.
+const NO_UNIT: (i64, i64) = (-1, -1);
+
+/// The records of `d`, each with `area_of(record)` as its area, no crowd, and
+/// `unit_of(record)` as its (category, image) ids ([`NO_UNIT`] for the records
+/// taking no part), and `masks` where given. Every record stays at its row, so
+/// the masks of `d` serve as they are (shared, not copied).
+fn for_coco(
     d: &CocoDataset,
-    keep: &[u32],
-    area_of: impl Fn(usize) -> f64,
-    unit_of: impl Fn(usize) -> (i64, i64),
-    masks: Option<&MaskColumn>,
+    area_of: impl Fn(usize) -> f64 + Sync,
+    unit_of: impl Fn(usize) -> (i64, i64) + Sync,
+    masks: Option<MaskColumn>,
 ) -> CocoDataset {
     let a = &d.annotations;
-    let at = |j: &u32| *j as usize;
-    let (category_id, image_id) = keep.iter().map(|j| unit_of(at(j))).unzip();
+    let n = a.len();
+    let (category_id, image_id) = (0..n).into_par_iter().with_min_len(4096).map(&unit_of).unzip();
     let annotations = Annotations {
-        id: keep.iter().map(|j| a.id[at(j)]).collect(),
+        id: a.id.clone(),
         image_id,
         category_id,
-        bbox: keep.iter().map(|j| a.bbox[at(j)]).collect(),
-        area: keep.iter().map(|j| area_of(at(j))).collect(),
-        iscrowd: vec![false; keep.len()],
-        score: keep.iter().map(|j| a.score[at(j)]).collect(),
+        bbox: a.bbox.clone(),
+        area: (0..n).into_par_iter().with_min_len(4096).map(&area_of).collect(),
+        iscrowd: vec![false; n],
+        score: a.score.clone(),
         ..Default::default()
     };
-    let packed = (0..keep.len())
+    let packed = (0..n)
+        .into_par_iter()
+        .with_min_len(4096)
         .map(|r| Packed {
             bbox: annotations.bbox[r],
             area: annotations.area[r],
@@ -81,8 +88,7 @@ fn subset(
         .collect();
     let dataset = CocoDataset { annotations, packed, ..Default::default() };
     if let Some(column) = masks {
-        let kept: Vec<_> = keep.iter().map(|&j| column[j as usize].clone()).collect();
-        dataset.masks.set(Arc::new(kept)).expect("a new dataset has no masks");
+        dataset.masks.set(column).expect("a new dataset has no masks");
     }
     dataset
 }
@@ -233,9 +239,6 @@ pub fn evaluate(
         let n = units.binary_search(&unit).expect("a unit of a kept record") - first_unit[k];
         (k as i64, n as i64)
     };
-    let kept = |keys: &[Option<u64>]| -> Vec<u32> {
-        keys.iter().enumerate().filter(|(_, k)| k.is_some()).map(|(j, _)| j as u32).collect()
-    };
     // lvis-api converts the masks of every record passing the area and id
     // filter, the detections the federated rule then leaves out included.
     let (gt_masks, dt_masks) = if params.iou_type == IouType::Segm {
@@ -256,21 +259,18 @@ pub fn evaluate(
     } else {
         (None, None)
     };
-    let gt_eval = subset(
+    let gt_eval = for_coco(
         &gt.coco,
-        &kept(&gt_keys),
         |j| if gt.ignore[j] { f64::INFINITY } else { g.area[j] },
-        |j| unit_of(gt_keys[j].expect("kept")),
-        gt_masks.as_ref(),
+        |j| gt_keys[j].map_or(NO_UNIT, unit_of),
+        gt_masks,
     );
-    let dt_eval = subset(
+    let dt_eval = for_coco(
         dt,
-        &kept(&dt_keys),
         |j| if not_exhaustive[j] { f64::INFINITY } else { d.area[j] },
-        |j| unit_of(dt_keys[j].expect("kept")),
-        dt_masks.as_ref(),
+        |j| dt_keys[j].map_or(NO_UNIT, unit_of),
+        dt_masks,
     );
-    drop((gt_masks, dt_masks));
     let image_ids: Vec<i64> = (0..width as i64).collect();
     let category_ids: Vec<i64> = (0..num_categories as i64).collect();
     let coco_params = EvalParams {
