@@ -130,6 +130,8 @@ pub struct LvisEvaluation {
     shape: (usize, usize),
 }
 
+/// A binding mirrors lvis-api's `Params` fields, one argument each.
+#[allow(clippy::too_many_arguments)]
 #[pyfunction]
 fn lvis_evaluate(
     py: Python<'_>,

@@ -104,9 +104,12 @@ fn masks_of(
     name: impl Fn(usize) -> String,
 ) -> Result<MaskColumn> {
     let column = d.masks_where(wanted);
-    let bad = (0..wanted.len()).into_par_iter().with_min_len(4096).find_first(|&j| wanted[j] && column[j].is_err());
-    if let Some(j) = bad {
-        let why = column[j].as_ref().err().expect("found above");
+    let bad = (0..wanted.len())
+        .into_par_iter()
+        .with_min_len(4096)
+        .filter(|&j| wanted[j])
+        .find_map_first(|j| column[j].as_ref().err().map(|why| (j, why)));
+    if let Some((j, why)) = bad {
         return Err(FerropsError::value(
             F,
             argument,
