@@ -393,6 +393,7 @@ def coco_tide(
     pos_thresh: float,
     bg_thresh: float,
     max_dets: int,
+    mode: str,
 ) -> dict[str, npt.NDArray[Any]]: ...
 def coco_accumulate(
     evaluation: CocoEvaluation,

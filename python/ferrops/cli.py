@@ -104,8 +104,8 @@ def _coco_eval(
     from ferrops.coco import COCO, COCOeval, analysis
     from ferrops.detection import per_category_ap, plot_pr_curves
 
-    if tide and iou_type not in (None, "bbox"):
-        print("ferrops: --tide analyses boxes: use it with --iou-type bbox", file=sys.stderr)
+    if tide and iou_type == "keypoints":
+        print("ferrops: --tide analyses boxes or masks: use it with --iou-type bbox or segm", file=sys.stderr)
         return 2
 
     progress = _Progress(["loading ground truth", "loading results", "evaluating", "accumulating"])
@@ -122,8 +122,8 @@ def _coco_eval(
                 iou_type = (
                     "segm" if leads.leads_with_segmentation else "keypoints" if leads.leads_with_keypoints else "bbox"
                 )
-            if tide and iou_type != "bbox":
-                print("ferrops: --tide analyses boxes: use it with bbox results or --iou-type bbox", file=sys.stderr)
+            if tide and iou_type == "keypoints":
+                print("ferrops: --tide analyses boxes or masks: use it with --iou-type bbox or segm", file=sys.stderr)
                 return 2
             ev = COCOeval(gt, dt, iou_type)  # type: ignore[arg-type]
             ev.evaluate()
@@ -138,7 +138,7 @@ def _coco_eval(
         print(analysis.per_category_table(ev))
     if tide:
         print()
-        print(analysis.tide(gt, dt).table())
+        print(analysis.tide(gt, dt, mode="mask" if iou_type == "segm" else "bbox").table())
     if json_out:
         report = {
             "ground_truth": gt_path,
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     coco_eval.add_argument("--json", metavar="OUT", help="also write the 12 stats and per-category AP as JSON")
     coco_eval.add_argument("--plot", metavar="PR.png", help="also plot precision-recall curves (needs matplotlib)")
     coco_eval.add_argument("--per-class", action="store_true", help="also print AP/AR per category")
-    coco_eval.add_argument("--tide", action="store_true", help="also print the TIDE error breakdown (bbox)")
+    coco_eval.add_argument("--tide", action="store_true", help="also print the TIDE error breakdown (bbox, segm)")
     lvis_eval = commands.add_parser("lvis-eval", help="LVIS federated evaluation (lvis-api's numbers)")
     lvis_eval.add_argument("gt", metavar="GT.json", help="ground truth (LVIS JSON)")
     lvis_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox/segmentation records)")
