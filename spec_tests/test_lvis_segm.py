@@ -100,6 +100,11 @@ def test_segm_is_the_default_iou_type(api: Any, tmp_path: Path) -> None:
         theirs = api.LVISEval(api.LVIS(gt_path), copy.deepcopy(dt))
         theirs.run()
     _assert_same(ours, theirs)
+    # Box results without segmentations: their boxes' polygons are the masks.
+    boxes = [{k: v for k, v in d.items() if k != "segmentation"} for d in _set(4, "polygons")[1]]
+    ours = fl.LVISEval(lvis_gt, boxes)
+    ours.run()
+    _assert_same(ours, _theirs(api, gt_path, boxes))
 
 
 @pytest.mark.spec("DET-LVIS-SEGM")
