@@ -1,6 +1,6 @@
-"""TIDE on masks (``analysis.tide(..., mode="mask")``) against tidecv's
-``TIDE.MASK`` (SPEC DET-TIDE), and the COCOeval analyses on a segm evaluation
-(SPEC DET-ANALYSIS)."""
+"""The analyses on masks: TIDE (``analysis.tide(..., mode="mask")``) against
+tidecv's ``TIDE.MASK`` (SPEC DET-TIDE); the COCOeval analyses on a segm
+evaluation and the confusion matrix of masks (SPEC DET-ANALYSIS)."""
 
 from __future__ import annotations
 
@@ -140,3 +140,48 @@ def test_cli_tide_on_masks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     g = _quiet(fcoco.COCO, gt_path)
     expected = analysis.tide(g, _quiet(g.loadRes, dt_path), mode="mask").table()
     assert expected in printed
+
+
+@pytest.mark.spec("DET-ANALYSIS")
+def test_confusion_matrix_of_masks() -> None:
+    # Whole-pixel boxes: each mask is its box, so masks and boxes count alike;
+    # then one detection's mask moves off its ground truth.
+    gt = {
+        "images": [{"id": 1, "height": 200, "width": 200}, {"id": 2, "height": 200, "width": 200}],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 2, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+            {"id": 4, "image_id": 2, "category_id": 1, "bbox": [100, 100, 50, 50], "area": 2500, "iscrowd": 1},
+        ],
+    }
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        a["segmentation"] = [[x, y, x, y + h, x + w, y + h, x + w, y]]
+    dt = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 9], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "score": 0.8},
+        {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 8], "score": 0.7},
+        {"image_id": 2, "category_id": 1, "bbox": [110, 110, 5, 5], "score": 0.9},
+        {"image_id": 2, "category_id": 2, "bbox": [150, 150, 5, 5], "score": 0.6},
+        {"image_id": 2, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 0.1},
+    ]
+    g = fcoco.COCO()
+    g.dataset = gt
+    _quiet(g.createIndex)
+    d = _quiet(g.loadRes, dt)
+    boxes, ids = analysis.confusion_matrix(g, d)
+    masks, mask_ids = analysis.confusion_matrix(g, d, iou_type="segm")
+    assert ids == mask_ids == [1, 2]
+    assert np.array_equal(boxes, np.array([[1, 0, 0], [1, 0, 1], [0, 2, 0]]))
+    assert np.array_equal(masks, boxes)
+    moved = [dict(r) for r in dt]
+    moved[0]["segmentation"] = [[100, 0, 100, 10, 110, 10, 110, 0]]  # its box still on cat 1
+    d = _quiet(g.loadRes, moved)
+    assert np.array_equal(analysis.confusion_matrix(g, d)[0], boxes)
+    # The moved cat detection is background, and the cat is now paired with the
+    # dog detection its mask overlaps (IoU 0.8), which was background before.
+    assert np.array_equal(analysis.confusion_matrix(g, d, iou_type="segm")[0], [[0, 1, 0], [1, 0, 1], [1, 1, 0]])
+    with pytest.raises(ValueError, match=r"confusion_matrix\(\): argument 'iou_type'"):
+        analysis.confusion_matrix(g, d, iou_type="keypoints")  # type: ignore[arg-type]
