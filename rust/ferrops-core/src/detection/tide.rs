@@ -395,6 +395,69 @@ mod tests {
         (gt, dt)
     }
 
+    /// `datasets()` with sized images and each ground truth's box as its
+    /// polygon; `first` replaces the first ground truth's segmentation.
+    fn datasets_with_masks(first: &str) -> (CocoDataset, CocoDataset) {
+        let (gt, dt) = datasets();
+        let o = Origin { function: "t", argument: "t", source: "gt.json" };
+        let records: Vec<String> = (0..gt.annotations.len())
+            .map(|j| {
+                let [x, y, w, h] = gt.annotations.bbox[j];
+                let polygon = format!("[[{x},{y},{x},{},{},{},{},{y}]]", y + h, x + w, y + h, x + w);
+                format!(
+                    r#"{{"id":{},"image_id":{},"category_id":{},"bbox":[{x},{y},{w},{h}],"area":{},"iscrowd":{},
+                        "segmentation":{}}}"#,
+                    gt.annotations.id[j],
+                    gt.annotations.image_id[j],
+                    gt.annotations.category_id[j],
+                    w * h,
+                    u8::from(gt.annotations.iscrowd[j]),
+                    if j == 0 { first } else { &polygon },
+                )
+            })
+            .collect();
+        let json = format!(
+            r#"{{"images":[{{"id":1,"height":400,"width":400}},{{"id":2,"height":400,"width":400}}],
+                "categories":[{{"id":1}},{{"id":2}}],"annotations":[{}]}}"#,
+            records.join(",")
+        );
+        let masked = parse_ground_truth(json.as_bytes(), &o).unwrap();
+        let results = parse_results(
+            br#"[{"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.9},
+            {"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.8},
+            {"image_id":1,"category_id":2,"bbox":[0,0,10,10],"score":0.7},
+            {"image_id":1,"category_id":1,"bbox":[0,0,10,3],"score":0.6},
+            {"image_id":1,"category_id":1,"bbox":[300,300,5,5],"score":0.5},
+            {"image_id":2,"category_id":2,"bbox":[0,0,10,10],"score":0.4},
+            {"image_id":2,"category_id":1,"bbox":[60,60,10,10],"score":0.3}]"#,
+            &masked,
+            &o,
+        )
+        .unwrap();
+        assert_eq!(results.annotations.bbox, dt.annotations.bbox);
+        (masked, results)
+    }
+
+    #[test]
+    fn masks_that_are_their_boxes_give_the_box_run_for_any_thread_count() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let (gt, dt) = datasets_with_masks("[[0,0,0,10,10,10,10,0]]");
+        let params = |iou_type| TideParams { pos_thresh: 0.5, bg_thresh: 0.1, max_dets: 100, iou_type };
+        let boxes = tide_run(&gt, &dt, &params(IouType::Bbox), &Cancel::new()).unwrap();
+        for threads in [1, 2] {
+            parallel::set_num_threads(threads).unwrap();
+            let masks = parallel::install(|| tide_run(&gt, &dt, &params(IouType::Segm), &Cancel::new())).unwrap();
+            assert_eq!(masks, boxes);
+        }
+        // A mask elsewhere: the first detection no longer matches the first cat.
+        let (gt, dt) = datasets_with_masks("[[200,200,200,210,210,210,210,200]]");
+        let moved = tide_run(&gt, &dt, &params(IouType::Segm), &Cancel::new()).unwrap();
+        assert!(!moved.point_true[0]);
+        let (gt, dt) = datasets_with_masks("[[1,2,3]]");
+        let err = tide_run(&gt, &dt, &params(IouType::Segm), &Cancel::new()).unwrap_err().to_string();
+        assert!(err.contains("'cocoGt'") && err.contains("gt.json: annotations[0] (id 1) has a bad"), "{err}");
+    }
+
     #[test]
     fn errors_follow_tidecv_s_tests_in_order() {
         let (gt, dt) = datasets();
