@@ -1,5 +1,5 @@
-"""pytest-benchmark suite of the LVIS evaluation: the pipeline (load, LVISResults,
-evaluate, accumulate, summarize) of ferrops, lvis-api and hotcoco.
+"""pytest-benchmark suite of the LVIS evaluation (bbox and segm): the pipeline
+(load, LVISResults, evaluate, accumulate, summarize) of ferrops, lvis-api and hotcoco.
 
 CI runs it on 250 images (a twentieth of the 5,000-image set: lvis-api needs
 ~90 s on the full one); ``ferrops bench lvis`` runs the full size and reports
@@ -19,17 +19,22 @@ CI_IMAGES = 250
 
 @pytest.fixture(scope="module")
 def cases():
-    return {case.peer_name: case for case in lvis.cases(quick=False, num_images=CI_IMAGES, with_memory=False)}
+    return {
+        (case.kernel.split()[1], case.peer_name): case
+        for case in lvis.cases(quick=False, num_images=CI_IMAGES, with_memory=False)
+    }
 
 
-def test_ferrops(benchmark, cases):
-    stats = run_side(benchmark, next(iter(cases.values())), "ferrops")
+@pytest.mark.parametrize("iou_type", lvis.IOU_TYPES)
+def test_ferrops(benchmark, cases, iou_type):
+    stats = run_side(benchmark, cases[iou_type, lvis.PEERS[0]], "ferrops")
     assert stats.shape == (len(lvis.AP_KEYS),)
 
 
+@pytest.mark.parametrize("iou_type", lvis.IOU_TYPES)
 @pytest.mark.parametrize("peer", lvis.PEERS)
-def test_peer(benchmark, cases, peer):
-    case = cases[peer]
+def test_peer(benchmark, cases, peer, iou_type):
+    case = cases[iou_type, peer]
     if case.peer is None:
         pytest.skip(f"{peer} is not installed")
     theirs = run_side(benchmark, case, "peer")

@@ -244,6 +244,6 @@ def test_cli_takes_keypoint_results_as_keypoints(generated, tmp_path, capsys):
         "AR_large",
     ]
     assert list(report["stats"].values()) == theirs.stats.tolist()
-    # TIDE analyses boxes only.
+    # TIDE analyses boxes or masks.
     assert main(["coco-eval", gt_path, dt_path, "--tide"]) == 2
-    assert "--tide analyses boxes" in capsys.readouterr().err
+    assert "--tide analyses boxes or masks" in capsys.readouterr().err

@@ -393,6 +393,7 @@ def coco_tide(
     pos_thresh: float,
     bg_thresh: float,
     max_dets: int,
+    mode: str,
 ) -> dict[str, npt.NDArray[Any]]: ...
 def coco_accumulate(
     evaluation: CocoEvaluation,
@@ -443,6 +444,8 @@ class LvisData:
 class LvisResultsData:
     def __len__(self) -> int: ...
     def columns(self) -> dict[str, np.ndarray]: ...
+    @property
+    def has_segmentation(self) -> bool: ...
 
 class LvisEvaluation: ...
 
@@ -457,6 +460,7 @@ def lvis_evaluate(
     cat_ids: npt.NDArray[np.int64],
     iou_thrs: npt.NDArray[np.float64],
     area_rngs: npt.NDArray[np.float64],
+    iou_type: str,
 ) -> LvisEvaluation: ...
 def lvis_accumulate(
     evaluation: LvisEvaluation, rec_thrs: npt.NDArray[np.float64]

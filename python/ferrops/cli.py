@@ -104,8 +104,8 @@ def _coco_eval(
     from ferrops.coco import COCO, COCOeval, analysis
     from ferrops.detection import per_category_ap, plot_pr_curves
 
-    if tide and iou_type not in (None, "bbox"):
-        print("ferrops: --tide analyses boxes: use it with --iou-type bbox", file=sys.stderr)
+    if tide and iou_type == "keypoints":
+        print("ferrops: --tide analyses boxes or masks: use it with --iou-type bbox or segm", file=sys.stderr)
         return 2
 
     progress = _Progress(["loading ground truth", "loading results", "evaluating", "accumulating"])
@@ -122,8 +122,8 @@ def _coco_eval(
                 iou_type = (
                     "segm" if leads.leads_with_segmentation else "keypoints" if leads.leads_with_keypoints else "bbox"
                 )
-            if tide and iou_type != "bbox":
-                print("ferrops: --tide analyses boxes: use it with bbox results or --iou-type bbox", file=sys.stderr)
+            if tide and iou_type == "keypoints":
+                print("ferrops: --tide analyses boxes or masks: use it with --iou-type bbox or segm", file=sys.stderr)
                 return 2
             ev = COCOeval(gt, dt, iou_type)  # type: ignore[arg-type]
             ev.evaluate()
@@ -138,7 +138,7 @@ def _coco_eval(
         print(analysis.per_category_table(ev))
     if tide:
         print()
-        print(analysis.tide(gt, dt).table())
+        print(analysis.tide(gt, dt, mode="mask" if iou_type == "segm" else "bbox").table())
     if json_out:
         report = {
             "ground_truth": gt_path,
@@ -156,7 +156,9 @@ def _coco_eval(
     return 0
 
 
-def _lvis_eval(gt_path: str, dt_path: str, max_dets: int, fixed_ap: bool, json_out: str | None) -> int:
+def _lvis_eval(
+    gt_path: str, dt_path: str, iou_type: str | None, max_dets: int, fixed_ap: bool, json_out: str | None
+) -> int:
     import contextlib
     import io
     import json
@@ -171,12 +173,14 @@ def _lvis_eval(gt_path: str, dt_path: str, max_dets: int, fixed_ap: bool, json_o
             if fixed_ap
             else LVISResults(gt, dt_path, max_dets)
         )
-        ev = LVISEval(gt, dt, "bbox")
+        if iou_type is None:  # what the results hold
+            iou_type = "segm" if dt._results.has_segmentation else "bbox"
+        ev = LVISEval(gt, dt, iou_type)  # type: ignore[arg-type]
         ev.params.max_dets = -1 if fixed_ap else max_dets
         ev.run()
     ev.print_results()
     if json_out:
-        report = {"ground_truth": gt_path, "results": dt_path, "fixed_ap": fixed_ap}
+        report = {"ground_truth": gt_path, "results": dt_path, "iou_type": iou_type, "fixed_ap": fixed_ap}
         report["metrics"] = {key: float(value) for key, value in ev.get_results().items()}
         with open(json_out, "w") as f:
             json.dump(report, f, indent=2)
@@ -205,10 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     coco_eval.add_argument("--json", metavar="OUT", help="also write the 12 stats and per-category AP as JSON")
     coco_eval.add_argument("--plot", metavar="PR.png", help="also plot precision-recall curves (needs matplotlib)")
     coco_eval.add_argument("--per-class", action="store_true", help="also print AP/AR per category")
-    coco_eval.add_argument("--tide", action="store_true", help="also print the TIDE error breakdown (bbox)")
-    lvis_eval = commands.add_parser("lvis-eval", help="LVIS federated bbox evaluation (lvis-api's numbers)")
+    coco_eval.add_argument("--tide", action="store_true", help="also print the TIDE error breakdown (bbox, segm)")
+    lvis_eval = commands.add_parser("lvis-eval", help="LVIS federated evaluation (lvis-api's numbers)")
     lvis_eval.add_argument("gt", metavar="GT.json", help="ground truth (LVIS JSON)")
-    lvis_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox records)")
+    lvis_eval.add_argument("dt", metavar="DT.json", help="detection results (JSON list of bbox/segmentation records)")
+    lvis_eval.add_argument(
+        "--iou-type",
+        choices=["bbox", "segm"],
+        help="box IoU or mask IoU (default: segm when the results carry a 'segmentation', else bbox)",
+    )
     lvis_eval.add_argument("--max-dets", type=int, default=300, help="detections kept per image (default 300)")
     lvis_eval.add_argument("--fixed-ap", action="store_true", help="Fixed AP: top 10,000 per category, no image cap")
     lvis_eval.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
@@ -219,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "coco-eval":
             return _coco_eval(args.gt, args.dt, args.iou_type, args.json, args.plot, args.per_class, args.tide)
         if args.command == "lvis-eval":
-            return _lvis_eval(args.gt, args.dt, args.max_dets, args.fixed_ap, args.json)
+            return _lvis_eval(args.gt, args.dt, args.iou_type, args.max_dets, args.fixed_ap, args.json)
         return _bench(args.families, args.quick, args.levels)
     except (OSError, ImportError) as exc:
         print(f"ferrops: {exc}", file=sys.stderr)

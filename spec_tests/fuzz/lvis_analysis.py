@@ -131,15 +131,10 @@ def lvis_api_error(exc_type: str, message: str) -> bool:
     )
 
 
-def only_bbox(exc_type: str, message: str) -> bool:
-    """Documented: ferrops evaluates LVIS bounding boxes only."""
-    return exc_type == "ValueError" and "the type ferrops evaluates" in message
-
-
 def lvis_documented(exc_type: str, message: str) -> bool:
     """As lvis-api: a path that does not exist is a FileNotFoundError, a dataset
     without "images", "annotations" or "categories" a KeyError."""
-    return any(f(exc_type, message) for f in (lvis_api_error, only_bbox, missing_file, missing_section))
+    return any(f(exc_type, message) for f in (lvis_api_error, missing_file, missing_section))
 
 
 # -- ferrops.coco.analysis ---------------------------------------------------------
@@ -232,7 +227,9 @@ LVIS_ANALYSIS = {
     ),
     "ferrops.lvis.LVISEval": Driver(
         "spec_tests.fuzz.lvis_analysis:run_lvis_eval",
-        lvis_args().map(lambda kw: {**kw, "iou_thrs": np.linspace(0.5, 0.95, 10)}),
+        st.tuples(lvis_args(), st.sampled_from(["bbox", "segm"])).map(
+            lambda drawn: {**drawn[0], "iou_type": drawn[1], "iou_thrs": np.linspace(0.5, 0.95, 10)}
+        ),
         {
             **lvis_mutations,
             "max_dets": int_mutations(),
@@ -246,7 +243,7 @@ LVIS_ANALYSIS = {
     ),
     "ferrops.lvis.Params": Driver(
         "spec_tests.fuzz.lvis_analysis:run_lvis_params",
-        st.fixed_dictionaries({"iou_type": st.just("bbox")}),
+        st.fixed_dictionaries({"iou_type": st.sampled_from(["bbox", "segm"])}),
         {"iou_type": choice_mutations()},
         ("Params",),
     ),

@@ -1,15 +1,17 @@
-"""LVIS federated bbox evaluation against lvis-api and hotcoco.
+"""LVIS federated evaluation (bbox and segm) against lvis-api and hotcoco.
 
 The case is the whole pipeline a user runs: load the ground-truth JSON, load the
 results JSON (300 per image), evaluate, accumulate, summarize, on a synthetic
 LVIS v1-like set (5,000 images, 1,203 categories split rare/common/frequent,
 ~27k annotations, ~126k detections, ``neg_category_ids`` and
-``not_exhaustive_category_ids`` on every image) written to temporary files.
-Peers: lvis-api (the reference, target 100x; it does not run under NumPy 2
-without the shim :func:`lvis_api`, and takes ~90 s on the full set, so the quick
-run gives it a 500-image set of the same shape) and hotcoco's LVIS evaluation
-(target 1.5x). Every peer's AP, AP50, AP75, APs, APm, APl, APr, APc, APf are
-compared with ours; peak memory (RSS growth of a fresh process) is printed.
+``not_exhaustive_category_ids`` on every image) written to temporary files; for
+segm the annotations carry polygons (one or two parts) and the results are
+compressed RLE masks. Peers: lvis-api (the reference, target 100x; it does not
+run under NumPy 2 without the shim :func:`lvis_api`, and takes ~90 s on the full
+bbox set, so the quick run gives it a 500-image set of the same shape) and
+hotcoco's LVIS evaluation (target 1.5x; its segm numbers differ from lvis-api's).
+Every peer's AP, AP50, AP75, APs, APm, APl, APr, APc, APf are compared with
+ours; peak memory (RSS growth of a fresh process) is printed.
 """
 
 from __future__ import annotations
@@ -154,6 +156,59 @@ def synthetic_lvis(
     return ground_truth, results
 
 
+def _ellipse(box: np.ndarray, points: int) -> list[float]:
+    """A polygon of ``points`` vertices on the ellipse inscribed in ``box`` ``[x, y, w, h]``."""
+    t = np.linspace(0.0, 2.0 * np.pi, points, endpoint=False)
+    x, y, w, h = box
+    xs = x + w / 2 + (w / 2) * np.cos(t)
+    ys = y + h / 2 + (h / 2) * np.sin(t)
+    return np.round(np.stack([xs, ys], axis=1).reshape(-1), 2).tolist()
+
+
+def synthetic_lvis_segm(
+    num_images: int,
+    num_categories: int = 1203,
+    annotations: int = 27_000,
+    detections: int = 126_000,
+    seed: int = 0,
+    results_as: str = "rle",
+) -> tuple[dict, list[dict]]:
+    """:func:`synthetic_lvis` with masks: each annotation gets a polygon
+    segmentation (an ellipse in its box; one in five in two parts, the box's
+    halves), each detection the mask of an ellipse in its box. ``results_as``:
+    "rle" (mask results, compressed RLE with str counts, no box), "rle-bytes"
+    (the same with bytes counts: a Python list only), or "polygons" (box
+    results with a polygon ``segmentation`` beside)."""
+    from .. import mask as mask_utils
+
+    gt, dt = synthetic_lvis(num_images, num_categories, annotations, detections, seed)
+    rng = np.random.default_rng(seed + 1)
+    for ann in gt["annotations"]:
+        box = np.asarray(ann["bbox"], dtype=np.float64)
+        if rng.random() < 0.2:
+            x, y, w, h = box
+            left, right = np.array([x, y, w * 0.45, h]), np.array([x + w * 0.55, y, w * 0.45, h])
+            ann["segmentation"] = [_ellipse(left, 8), _ellipse(right, 8)]
+        else:
+            ann["segmentation"] = [_ellipse(box, int(rng.integers(6, 17)))]
+    height_width = {m["id"]: (m["height"], m["width"]) for m in gt["images"]}
+    by_image: dict[int, list[int]] = {}
+    for j, d in enumerate(dt):
+        by_image.setdefault(d["image_id"], []).append(j)
+    for image_id, rows in by_image.items():
+        h, w = height_width[image_id]
+        polygons = [_ellipse(np.asarray(dt[j]["bbox"]), 12) for j in rows]
+        if results_as == "polygons":
+            for j, polygon in zip(rows, polygons):
+                dt[j]["segmentation"] = [polygon]
+            continue
+        for j, rle in zip(rows, mask_utils.frPyObjects(polygons, h, w)):
+            counts = rle["counts"] if results_as == "rle-bytes" else rle["counts"].decode("ascii")
+            del dt[j]["bbox"]
+            dt[j]["segmentation"] = {"size": [h, w], "counts": counts}
+    return gt, dt
+
+
 def lvis_api() -> Any:
     """lvis-api's ``lvis`` module, importable under NumPy 2: its ``accumulate``
     calls ``np.float``, which NumPy 2 removed; the alias is set back to Python's
@@ -175,19 +230,19 @@ def _quiet(fn: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-def _ours(gt_path: str, dt_path: str) -> Callable[[], np.ndarray]:
+def _ours(gt_path: str, dt_path: str, iou_type: str = "bbox") -> Callable[[], np.ndarray]:
     def run() -> np.ndarray:
         from ferrops import lvis
 
         gt = lvis.LVIS(gt_path)
-        ev = lvis.LVISEval(gt, lvis.LVISResults(gt, dt_path), "bbox")
+        ev = lvis.LVISEval(gt, lvis.LVISResults(gt, dt_path), iou_type)  # type: ignore[arg-type]
         ev.run()
         return np.array([ev.results[k] for k in AP_KEYS], dtype=np.float64)
 
     return _quiet(run)
 
 
-def _peer(name: str, gt_path: str, dt_path: str) -> Callable[[], np.ndarray] | None:
+def _peer(name: str, gt_path: str, dt_path: str, iou_type: str = "bbox") -> Callable[[], np.ndarray] | None:
     """A peer's pipeline, None when not installed."""
     if name == "lvis-api":
         api = lvis_api()
@@ -196,7 +251,7 @@ def _peer(name: str, gt_path: str, dt_path: str) -> Callable[[], np.ndarray] | N
 
         def run() -> np.ndarray:
             gt = api.LVIS(gt_path)
-            ev = api.LVISEval(gt, api.LVISResults(gt, dt_path), "bbox")
+            ev = api.LVISEval(gt, api.LVISResults(gt, dt_path), iou_type)
             ev.run()
             return np.array([ev.results[k] for k in AP_KEYS], dtype=np.float64)
 
@@ -209,7 +264,7 @@ def _peer(name: str, gt_path: str, dt_path: str) -> Callable[[], np.ndarray] | N
 
         def run_hotcoco() -> np.ndarray:
             gt = hotcoco.LVIS(gt_path)
-            ev = hotcoco.LVISEval(gt, hotcoco.LVISResults(gt, dt_path), "bbox")
+            ev = hotcoco.LVISEval(gt, hotcoco.LVISResults(gt, dt_path), iou_type)
             ev.run()
             results = ev.get_results()
             return np.array([results[k] for k in AP_KEYS], dtype=np.float64)
@@ -218,8 +273,9 @@ def _peer(name: str, gt_path: str, dt_path: str) -> Callable[[], np.ndarray] | N
     return None
 
 
-def write_set(num_images: int, directory: str, scale: float = 1.0) -> tuple[str, str]:
-    gt, dt = synthetic_lvis(num_images, annotations=int(27_000 * scale), detections=int(126_000 * scale), seed=3)
+def write_set(num_images: int, directory: str, scale: float = 1.0, iou_type: str = "bbox") -> tuple[str, str]:
+    make = synthetic_lvis_segm if iou_type == "segm" else synthetic_lvis
+    gt, dt = make(num_images, annotations=int(27_000 * scale), detections=int(126_000 * scale), seed=3)
     gt_path, dt_path = os.path.join(directory, "gt.json"), os.path.join(directory, "dt.json")
     with open(gt_path, "w") as f:
         json.dump(gt, f)
@@ -231,46 +287,57 @@ def write_set(num_images: int, directory: str, scale: float = 1.0) -> tuple[str,
 _TMP: list[tempfile.TemporaryDirectory] = []
 
 PEERS = ("hotcoco", "lvis-api")
+IOU_TYPES = ("bbox", "segm")
 
 
-def cases(quick: bool, num_images: int = 5000, peers: tuple[str, ...] = PEERS, with_memory: bool = True) -> list[Case]:
-    """One row per peer; in quick mode lvis-api gets a 500-image set (a tenth of
-    the annotations and detections), its full-set run taking ~90 s."""
+def cases(
+    quick: bool,
+    num_images: int = 5000,
+    peers: tuple[str, ...] = PEERS,
+    with_memory: bool = True,
+    iou_types: tuple[str, ...] = IOU_TYPES,
+) -> list[Case]:
+    """One row per iou type and peer; in quick mode lvis-api gets a 500-image
+    set (a tenth of the annotations and detections), its full-set run taking
+    ~90 s (bbox) or more (segm)."""
     tmp = tempfile.TemporaryDirectory(prefix="ferrops-bench-lvis-")
     _TMP.append(tmp)  # kept until the process ends: the cases read the files lazily
     scale = num_images / 5000
-    sets = {"full": (num_images, scale, write_set(num_images, tmp.name, scale))}
-    if quick and "lvis-api" in peers:
-        small_dir = os.path.join(tmp.name, "small")
-        os.mkdir(small_dir)
-        small = max(1, num_images // 10)
-        sets["small"] = (small, scale / 10, write_set(small, small_dir, scale / 10))
     targets = {"lvis-api": 100.0, "hotcoco": 1.5}
 
-    def memory_note(name: str, paths: tuple[str, str]) -> Callable[[float], str]:
+    def memory_note(name: str, paths: tuple[str, str], iou_type: str) -> Callable[[float], str]:
         def note(_: float) -> str:
-            ours_mb, theirs_mb = peak_memory_mb("ferrops", *paths), peak_memory_mb(name, *paths)
+            ours_mb, theirs_mb = peak_memory_mb("ferrops", *paths, iou_type), peak_memory_mb(name, *paths, iou_type)
             fmt = lambda mb: "n/a" if mb is None else f"{mb:.0f} MiB"  # noqa: E731
             return f"peak RSS +{fmt(ours_mb)} vs +{fmt(theirs_mb)}"
 
         return note
 
     out = []
-    for name in peers:
-        n, part, paths = sets["small"] if (quick and name == "lvis-api") else sets["full"]
-        out.append(
-            Case(
-                family="lvis",
-                kernel="LVIS bbox load+eval+summarize",
-                size=f"{n} img, 1203 cls, {27 * part:.3g}k ann, {126 * part:.3g}k det",
-                ferrops=_ours(*paths),
-                peer_name=name,
-                peer=_peer(name, *paths),
-                difference=max_abs_difference,
-                target=targets.get(name),
-                note=memory_note(name, paths) if with_memory else None,
+    for iou_type in iou_types:
+        directory = os.path.join(tmp.name, iou_type)
+        os.mkdir(directory)
+        sets = {"full": (num_images, scale, write_set(num_images, directory, scale, iou_type))}
+        if quick and "lvis-api" in peers:
+            small_dir = os.path.join(directory, "small")
+            os.mkdir(small_dir)
+            small = max(1, num_images // 10)
+            sets["small"] = (small, scale / 10, write_set(small, small_dir, scale / 10, iou_type))
+        for name in peers:
+            n, part, paths = sets["small"] if (quick and name == "lvis-api") else sets["full"]
+            out.append(
+                Case(
+                    family="lvis",
+                    kernel=f"LVIS {iou_type} load+eval+summarize",
+                    size=f"{n} img, 1203 cls, {27 * part:.3g}k ann, {126 * part:.3g}k det",
+                    ferrops=_ours(*paths, iou_type),
+                    peer_name=name,
+                    peer=_peer(name, *paths, iou_type),
+                    difference=max_abs_difference,
+                    target=targets.get(name),
+                    note=memory_note(name, paths, iou_type) if with_memory else None,
+                )
             )
-        )
     return out
 
 
@@ -280,8 +347,8 @@ from ferrops._bench.lvis import _ours, _peer
 def rss(field):
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith(field))
-name, gt, dt = sys.argv[1:4]
-run = _ours(gt, dt) if name == "ferrops" else _peer(name, gt, dt)
+name, gt, dt, iou_type = sys.argv[1:5]
+run = _ours(gt, dt, iou_type) if name == "ferrops" else _peer(name, gt, dt, iou_type)
 import ferrops.lvis, numpy
 before = rss("VmRSS:")
 run()
@@ -289,7 +356,7 @@ print((rss("VmHWM:") - before) / 1024)
 """
 
 
-def peak_memory_mb(name: str, gt_path: str, dt_path: str) -> float | None:
+def peak_memory_mb(name: str, gt_path: str, dt_path: str, iou_type: str = "bbox") -> float | None:
     """Peak RSS growth (MiB) of one pipeline run in a fresh process, after imports;
     None where /proc is not available or the peer is not installed."""
     import subprocess
@@ -297,7 +364,9 @@ def peak_memory_mb(name: str, gt_path: str, dt_path: str) -> float | None:
 
     if not os.path.exists("/proc/self/status"):
         return None
-    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, name, gt_path, dt_path], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, name, gt_path, dt_path, iou_type], capture_output=True, text=True
+    )
     try:
         return float(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

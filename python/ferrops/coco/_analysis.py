@@ -4,14 +4,15 @@ threshold per category, and a detection confusion matrix.
 
 The table and the F1 analysis read an evaluated ``COCOeval`` (its ``eval``
 arrays and ``evalImgs``) and so work for any iouType it evaluates; the
-confusion matrix matches boxes across classes itself."""
+confusion matrix matches boxes or masks across classes itself."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 
+from .. import mask as mask_api
 from .._dispatch import check_float, host_array
 from .._errors import describe, type_error, value_error
 from ._dataset import COCO
@@ -195,11 +196,21 @@ def _box_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
         return np.where(inter > 0, inter / union, 0.0)
 
 
+def _mask_iou(dataset: COCO, rows: np.ndarray, other: COCO, other_rows: np.ndarray, crowd: bool) -> np.ndarray:
+    """pycocotools' mask IoU ``[D, G]`` of the records ``rows`` of ``dataset`` and
+    ``other_rows`` of ``other`` (crowd: over the first one's area), each mask
+    ``annToRLE`` of the record."""
+    d = [dataset.annToRLE(dataset.dataset["annotations"][j]) for j in rows.tolist()]
+    g = [other.annToRLE(other.dataset["annotations"][j]) for j in other_rows.tolist()]
+    return np.asarray(mask_api.iou(d, g, [int(crowd)] * len(g)), dtype=np.float64).reshape(len(d), len(g))
+
+
 def confusion_matrix(
     cocoGt: COCO,  # noqa: N803
     cocoDt: COCO,  # noqa: N803
     iou_threshold: float = 0.5,
     score_threshold: float = 0.25,
+    iou_type: Literal["bbox", "segm"] = "bbox",
 ) -> tuple[np.ndarray, list[Any]]:
     """A detection confusion matrix over the ground truth's categories plus background.
 
@@ -209,7 +220,9 @@ def confusion_matrix(
     class]``; unmatched ground truth in ``[gt class, background]``; unmatched
     detections in ``[background, detected class]``, except those inside a crowd
     region of their class (IoU over their own area at least ``iou_threshold``),
-    which are not counted. Crowd ground truth is not a row entry.
+    which are not counted. Crowd ground truth is not a row entry. IoU is of
+    boxes (``iou_type="bbox"``) or of masks (``"segm"``: each record's
+    ``annToRLE``, as ``COCOeval`` compares them).
 
     Returns:
         (ndarray[K + 1, K + 1] int64, list): counts, rows ground truth and columns
@@ -221,6 +234,14 @@ def confusion_matrix(
             raise type_error("confusion_matrix", name, "a ferrops.coco.COCO", type(value).__name__)
     i_thr = check_float("confusion_matrix", "iou_threshold", iou_threshold)
     s_thr = check_float("confusion_matrix", "score_threshold", score_threshold)
+    if iou_type not in ("bbox", "segm"):
+        raise value_error("confusion_matrix", "iou_type", "'bbox' or 'segm'", repr(iou_type))
+
+    def overlap(d: np.ndarray, g: np.ndarray, crowd: bool) -> np.ndarray:
+        if iou_type == "segm":
+            return _mask_iou(cocoDt, d, cocoGt, g, crowd)
+        return _box_iou(dt["bbox"][d], gt["bbox"][g], np.full(len(g), crowd))
+
     gt, dt = cocoGt._data.columns(), cocoDt._data.columns()
     codes = np.unique(cocoGt._data.category_ids())
     cat_ids = cocoGt._ids(codes)
@@ -247,7 +268,7 @@ def confusion_matrix(
         det_used = np.zeros(len(d), dtype=bool)
         gt_used = np.zeros(len(solid), dtype=bool)
         if len(d) and len(solid):
-            iou = _box_iou(dt["bbox"][d], gt["bbox"][solid], np.zeros(len(solid), dtype=bool))
+            iou = overlap(d, solid, False)
             di, gi = np.nonzero(iou >= i_thr)
             for n in np.argsort(-iou[di, gi], kind="stable"):
                 x, y = di[n], gi[n]
@@ -258,7 +279,7 @@ def confusion_matrix(
         np.add.at(matrix[:, background], gt_class[solid[~gt_used]], 1)
         left = d[~det_used]
         if len(left) and len(regions):
-            inside = _box_iou(dt["bbox"][left], gt["bbox"][regions], np.ones(len(regions), dtype=bool)) >= i_thr
+            inside = overlap(left, regions, True) >= i_thr
             inside &= dt_class[left][:, None] == gt_class[regions][None, :]
             left = left[~inside.any(axis=1)]
         np.add.at(matrix[background], dt_class[left], 1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -35,16 +35,18 @@ class TideResult:
         special_errors (dict[str, float]): dAP of perfect precision (``FalsePos``)
             and perfect recall (``FalseNeg``).
         counts (dict[str, int]): errors of each main type.
+        mode (str): what was compared, "bbox" or "mask".
     """
 
     ap: float
     main_errors: dict[str, float]
     special_errors: dict[str, float]
     counts: dict[str, int] = field(default_factory=dict)
+    mode: str = "bbox"
 
     def table(self) -> str:
         """The dAP tables as text."""
-        rows = [f"bbox AP: {self.ap:.2f}", "", "Main errors (dAP)"]
+        rows = [f"{self.mode} AP: {self.ap:.2f}", "", "Main errors (dAP)"]
         rows.append("  ".join(f"{name:>6s}" for name in MAIN_ERRORS))
         rows.append("  ".join(f"{self.main_errors[name]:6.2f}" for name in MAIN_ERRORS))
         rows += ["", "Special errors (dAP)"]
@@ -141,10 +143,11 @@ def tide(
     pos_threshold: float = 0.5,
     background_threshold: float = 0.1,
     max_dets: int = 100,
+    mode: Literal["bbox", "mask"] = "bbox",
 ) -> TideResult:
-    """The TIDE error breakdown of bbox detections, as ``tidecv`` computes it
-    (``TIDE(pos_threshold, background_threshold).evaluate(gt, dt)`` then
-    ``get_main_errors()`` / ``get_special_errors()``).
+    """The TIDE error breakdown of detections, as ``tidecv`` computes it
+    (``TIDE(pos_threshold, background_threshold).evaluate(gt, dt, mode=mode)``
+    then ``get_main_errors()`` / ``get_special_errors()``).
 
     Args:
         cocoGt (COCO): ground truth (crowd annotations are ignore regions).
@@ -152,6 +155,10 @@ def tide(
         pos_threshold (float): IoU of a true positive (tidecv's 0.5).
         background_threshold (float): IoU below which a detection is background (0.1).
         max_dets (int): detections kept per image, best first (100).
+        mode (str): "bbox" (tidecv's ``TIDE.BOX``: box IoU) or "mask"
+            (``TIDE.MASK``: IoU of the records' masks, each ``annToRLE`` of its
+            segmentation on its image; a malformed one is a ``ValueError``
+            naming the record).
 
     Returns:
         TideResult: AP, dAP per main and special error type, error counts.
@@ -162,7 +169,7 @@ def tide(
     pos = check_float("tide", "pos_threshold", pos_threshold)
     bg = check_float("tide", "background_threshold", background_threshold)
     kept = check_int("tide", "max_dets", max_dets, 1, "a positive count")
-    run: dict[str, Any] = _core.coco_tide(cocoGt._data, cocoDt._data, pos, bg, kept)
+    run: dict[str, Any] = _core.coco_tide(cocoGt._data, cocoDt._data, pos, bg, kept, mode)
     replay = _Replay(run)
     ap = replay.original_ap()
     main = {}
@@ -174,4 +181,4 @@ def tide(
         "FalseNeg": replay.fixed_ap(none, false_negatives=True) - ap,
     }
     counts = {name: int(np.count_nonzero(replay.kind == code)) for code, name in enumerate(MAIN_ERRORS)}
-    return TideResult(ap=ap, main_errors=main, special_errors=special, counts=counts)
+    return TideResult(ap=ap, main_errors=main, special_errors=special, counts=counts, mode=mode)

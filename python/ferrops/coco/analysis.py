@@ -10,7 +10,8 @@
   duplicate, background, missed; dAP of fixing each), equal to ``tidecv``.
 
 The first two read an evaluated ``COCOeval`` and work for every iouType it
-evaluates; the confusion matrix and TIDE match boxes across classes themselves.
+evaluates; the confusion matrix and TIDE match boxes or masks across classes
+themselves (``iou_type="segm"``, ``mode="mask"``).
 """
 
 from __future__ import annotations

@@ -161,7 +161,12 @@ class LVISResults(LVIS):
     Args:
         lvis_gt (LVIS | str): the ground truth (or its file).
         results (str | os.PathLike | list[dict]): a JSON file or list of
-            ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
+            ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` (box
+            results; a ``segmentation`` beside is what ``segm`` evaluation
+            compares, the box's polygon where there is none) or of
+            ``{"image_id", "category_id", "segmentation", "score"}`` (mask
+            results: an RLE ``{"size": [h, w], "counts": str | bytes}``, or
+            polygons). The first record decides, as in lvis-api.
         max_dets (int): detections kept per image, the best scores of an image
             that has more (lvis-api's cut; 300 is LVIS' official value); negative
             keeps all.
@@ -170,8 +175,10 @@ class LVISResults(LVIS):
             al. 2021) is ``max_dets=-1, max_dets_per_cat=10000``.
 
     The results get lvis-api's ids ``1..N`` in their new order (grouped by image
-    when cut per image) and ``area = w * h``. A result for an image or category
-    absent from the ground truth is a ``ValueError`` naming the record.
+    when cut per image) and ``area = w * h`` for box results; mask results get
+    the mask's area and, where they have no ``bbox``, the mask's box. A result
+    for an image or category absent from the ground truth, or a mask result
+    whose segmentation is malformed, is a ``ValueError`` naming the record.
     """
 
     def __init__(
@@ -190,35 +197,58 @@ class LVISResults(LVIS):
         self._path = None
         self._dataset = None
         self._index = None
+        # The input, for the segmentations the dataset view shows as given.
+        self._records: list[Record] | None = None
+        self._results_path: str | None = None
         if isinstance(results, (str, os.PathLike)):
             data, source = read(results)
+            self._results_path = source
         elif isinstance(results, list):
+            self._records = results
             data, source = to_json(results, "LVISResults", "results", "<list>", "results"), "<list>"
         else:
             raise type_error("LVISResults", "results", "a path or a list of dicts", type(results).__name__)
         self._results = _core.lvis_parse_results(data, gt._rust, source, per_image, per_category)
         self._rust = gt._rust
 
+    def _given_segmentations(self) -> list[Any] | None:
+        """Each input record's ``segmentation`` (None where it has none), or
+        None when no record has one."""
+        if not self._results.has_segmentation:
+            return None
+        records = self._records
+        if records is None:
+            assert self._results_path is not None
+            # Read by the Rust reader that accepted the file.
+            data, name = read(self._results_path)
+            records = _core.coco_load_json(data, name, "LVISResults", "results")
+        return [r.get("segmentation") if isinstance(r, dict) else None for r in records]
+
     @property
     def dataset(self) -> Record:
         if self._dataset is None:
             columns = self._results.columns()
+            given = self._given_segmentations()
             annotations = []
-            for i, image_id, category_id, (x, y, w, h), score, area in zip(
+            for i, image_id, category_id, (x, y, w, h), score, area, row in zip(
                 columns["id"].tolist(),
                 columns["image_id"].tolist(),
                 columns["category_id"].tolist(),
                 columns["bbox"].tolist(),
                 columns["score"].tolist(),
                 columns["area"].tolist(),
+                columns["source_row"].tolist(),
             ):
+                segmentation = given[row] if given is not None else None
+                if segmentation is None:  # lvis-api writes the box's polygon
+                    segmentation = [[x, y, x, y + h, x + w, y + h, x + w, y]]
                 annotations.append(
                     {
                         "image_id": image_id,
                         "category_id": category_id,
                         "bbox": [x, y, w, h],
                         "score": score,
-                        "segmentation": [[x, y, x, y + h, x + w, y + h, x + w, y]],
+                        "segmentation": segmentation,
                         "area": area,
                         "id": i,
                     }

@@ -15,7 +15,7 @@ from .._dispatch import contiguous, host_array
 from .._errors import describe, type_error, value_error
 from ._dataset import LVIS, LVISResults, Record
 
-#: lvis-api's iou types; ferrops evaluates "bbox".
+#: lvis-api's iou types: box IoU or mask IoU.
 IouType = Literal["bbox", "segm"]
 
 
@@ -62,13 +62,18 @@ def _float_array(argument: str, values: object, columns: int | None = None) -> n
 
 
 class LVISEval:
-    """lvis-api's ``LVISEval`` for ``iou_type="bbox"``, computed in Rust.
+    """lvis-api's ``LVISEval``, computed in Rust.
 
     Args:
         lvis_gt (LVIS | str): the ground truth (or its file).
         lvis_dt (LVISResults | str | list[dict]): the detections; a file or list
             is read as ``LVISResults(lvis_gt, lvis_dt)`` (300 per image).
-        iou_type (str): "bbox" ("segm", lvis-api's default, is refused for now).
+        iou_type (str): "segm" (mask IoU, lvis-api's default) or "bbox" (box
+            IoU). Masks are the records' ``segmentation`` on their image
+            (polygons, uncompressed or compressed RLE; a box result without one
+            stands for its box's polygon), compared without crowd as lvis-api
+            does; a malformed one among the records evaluated is a
+            ``ValueError`` naming the file and the record.
 
     After ``run()`` (``evaluate()``, ``accumulate()``, ``summarize()``), ``eval``
     holds ``precision`` (ndarray[T, R, K, A]) and ``recall`` (ndarray[T, K, A]),
@@ -81,10 +86,8 @@ class LVISEval:
         self, lvis_gt: LVIS | str, lvis_dt: LVISResults | str | list[Record], iou_type: IouType = "segm"
     ) -> None:
         self.logger = logging.getLogger(__name__)
-        if iou_type not in ("bbox", "segm"):
+        if iou_type not in ("bbox", "segm"):  # lvis-api's error, word for word
             raise ValueError(f"iou_type: {iou_type} is not supported.")
-        if iou_type != "bbox":
-            raise value_error("LVISEval", "iou_type", "'bbox' (the type ferrops evaluates)", repr(iou_type))
         if isinstance(lvis_gt, LVIS):
             self.lvis_gt = lvis_gt
         elif isinstance(lvis_gt, str):
@@ -130,6 +133,7 @@ class LVISEval:
             _id_array("params.cat_ids", p.cat_ids),
             _float_array("params.iou_thrs", p.iou_thrs),
             _float_array("params.area_rng", p.area_rng, 2),
+            p.iou_type,
         )
 
     def accumulate(self) -> None:

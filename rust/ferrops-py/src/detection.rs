@@ -443,9 +443,16 @@ fn coco_tide<'py>(
     pos_thresh: f64,
     bg_thresh: f64,
     max_dets: usize,
+    mode: &str,
 ) -> BindingResult<Bound<'py, PyDict>> {
     let (gt, dt) = (&ground_truth.inner, &detections.inner);
-    let params = TideParams { pos_thresh, bg_thresh, max_dets };
+    // tidecv's modes: TIDE.BOX is "bbox", TIDE.MASK is "mask".
+    let iou_type = match mode {
+        "bbox" => IouType::Bbox,
+        "mask" => IouType::Segm,
+        other => return Err(FerropsError::value("tide", "mode", "'bbox' or 'mask'", format!("{other:?}")).into()),
+    };
+    let params = TideParams { pos_thresh, bg_thresh, max_dets, iou_type };
     let work = (gt.annotations.len() + dt.annotations.len()) as u128 * 200;
     let r = run_kernel_interruptible(py, work, |cancel| tide_run(gt, dt, &params, cancel))?;
     let out = PyDict::new(py);

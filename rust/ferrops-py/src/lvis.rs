@@ -1,11 +1,13 @@
 //! Bindings of `ferrops_core::detection::lvis`: an LVIS ground truth and its
 //! results held in Rust (the Python `LVIS` / `LVISResults` keep a handle), and
-//! lvis-api's bbox evaluation.
+//! lvis-api's bbox and segm evaluation.
 
 use std::sync::Arc;
 
 use ferrops_core::detection::coco::{self, CocoDataset, Origin};
-use ferrops_core::detection::lvis::{self, LvisGroundTruth, LvisParams, ResultLimits};
+use ferrops_core::detection::cocoeval::IouType;
+use ferrops_core::detection::lvis::{self, LvisGroundTruth, LvisParams, LvisResults, ResultLimits};
+use ferrops_core::FerropsError;
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -66,17 +68,28 @@ impl LvisData {
 /// Detection results cut as `LVISResults` cuts them, read-only.
 #[pyclass(frozen, module = "ferrops._core")]
 pub struct LvisResultsData {
-    inner: Arc<CocoDataset>,
+    inner: Arc<LvisResults>,
 }
 
 #[pymethods]
 impl LvisResultsData {
     fn __len__(&self) -> usize {
-        self.inner.annotations.len()
+        self.inner.dataset.annotations.len()
     }
 
+    /// The columns, and `source_row` (int64): each record's index in the input list.
     fn columns<'py>(&self, py: Python<'py>) -> BindingResult<Bound<'py, PyDict>> {
-        columns(py, &self.inner)
+        let out = columns(py, &self.inner.dataset)?;
+        out.set_item("source_row", owned1(py, self.inner.source_rows.iter().map(|&j| i64::from(j)).collect()))?;
+        Ok(out)
+    }
+
+    /// Whether some record carries a `segmentation` (mask results, or box
+    /// results with masks beside).
+    #[getter]
+    fn has_segmentation(&self) -> bool {
+        let d = &self.inner.dataset;
+        d.masks.get().is_some() || d.annotations.segmentation.iter().any(Option::is_some)
     }
 }
 
@@ -88,8 +101,8 @@ fn lvis_parse_ground_truth(py: Python<'_>, json: &[u8], source: &str) -> Binding
     Ok(LvisData { inner: Arc::new(inner) })
 }
 
-/// Parses a bbox results JSON list against its ground truth and cuts it
-/// (`None`: no cut).
+/// Parses a results JSON list (box or mask results, as `LVISResults` reads
+/// them) against its ground truth and cuts it (`None`: no cut).
 #[pyfunction]
 fn lvis_parse_results(
     py: Python<'_>,
@@ -105,7 +118,7 @@ fn lvis_parse_results(
     let limits = ResultLimits { per_image: max_dets, per_category: max_dets_per_cat };
     let inner = run_kernel(py, || {
         let parsed = coco::parse_results(json, gt, &origin)?;
-        lvis::limit_results(&parsed, gt, limits, F, source)
+        lvis::limit_results(parsed, gt, limits, F, source)
     })?;
     Ok(LvisResultsData { inner: Arc::new(inner) })
 }
@@ -117,6 +130,8 @@ pub struct LvisEvaluation {
     shape: (usize, usize),
 }
 
+/// A binding mirrors lvis-api's `Params` fields, one argument each.
+#[allow(clippy::too_many_arguments)]
 #[pyfunction]
 fn lvis_evaluate(
     py: Python<'_>,
@@ -126,8 +141,12 @@ fn lvis_evaluate(
     cat_ids: PyReadonlyArray1<'_, i64>,
     iou_thrs: PyReadonlyArray1<'_, f64>,
     area_rngs: PyReadonlyArray2<'_, f64>,
+    iou_type: &str,
 ) -> BindingResult<LvisEvaluation> {
     const F: &str = "LVISEval.evaluate";
+    // Keypoints are refused by the core, with the others.
+    let iou_type = IouType::from_name(iou_type)
+        .ok_or_else(|| FerropsError::value(F, "params.iou_type", "'bbox' or 'segm'", format!("{iou_type:?}")))?;
     let area_rngs: Vec<[f64; 2]> =
         slice2(F, "params.area_rng", 2, &area_rngs)?.chunks_exact(2).map(|r| [r[0], r[1]]).collect();
     let params = LvisParams {
@@ -135,10 +154,11 @@ fn lvis_evaluate(
         cat_ids: slice1(F, "params.cat_ids", &cat_ids)?,
         iou_thrs: slice1(F, "params.iou_thrs", &iou_thrs)?,
         area_rngs: &area_rngs,
+        iou_type,
     };
     let (gt, dt) = (&ground_truth.inner, &detections.inner);
     // As the COCO evaluation: ~300 ns of matching per record and threshold.
-    let records = (gt.coco.annotations.len() + dt.annotations.len()) as u128;
+    let records = (gt.coco.annotations.len() + dt.dataset.annotations.len()) as u128;
     let work = records * params.iou_thrs.len().max(1) as u128 * 30;
     let inner = run_kernel_interruptible(py, work, |cancel| lvis::evaluate(gt, dt, &params, cancel))?;
     let shape = (params.cat_ids.len(), area_rngs.len());

@@ -6,6 +6,9 @@
 //! detection that is not a true positive classified as a localisation,
 //! classification, duplicate, background or other ("both") error in tidecv's
 //! order of tests, and unmatched ground truth no error can fix as missed.
+//! IoU is of boxes (tidecv's `TIDE.BOX`) or of masks (`TIDE.MASK`: each
+//! record's `annToRLE` mask, crowd regions over the detection's area, as
+//! `pycocotools.mask.iou`).
 //!
 //! What it returns is what tidecv's AP bookkeeping replays: the AP data points
 //! in push order, the errors in order with their original and fixed data
@@ -17,9 +20,11 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::boxes::geometry::coco_iou;
-use crate::detection::coco::CocoDataset;
+use crate::detection::coco::{CocoDataset, MaskColumn};
+use crate::detection::cocoeval::IouType;
 use crate::error::{FerropsError, Result};
 use crate::interrupt::Cancel;
+use crate::mask::prepared::{self, Decoded, PreparedMask};
 
 /// Images per parallel task.
 const CHUNK: usize = 256;
@@ -42,6 +47,8 @@ pub struct TideParams {
     pub pos_thresh: f64,
     pub bg_thresh: f64,
     pub max_dets: usize,
+    /// Box IoU or mask IoU (keypoints are refused).
+    pub iou_type: IouType,
 }
 
 /// TIDE's data points and errors, as columns.
@@ -98,9 +105,14 @@ fn argmax(values: impl Iterator<Item = f64>) -> (usize, f64) {
 
 struct Records<'a> {
     data: &'a CocoDataset,
+    /// Each record's mask, for mask IoU (checked valid for every record read).
+    masks: Option<MaskColumn>,
 }
 
 impl Records<'_> {
+    fn mask(&self, j: usize) -> &PreparedMask {
+        self.masks.as_ref().and_then(|m| m[j].as_ref().ok()).expect("checked by tide_run")
+    }
     fn class(&self, j: usize) -> i64 {
         self.data.annotations.category_id[j]
     }
@@ -109,8 +121,17 @@ impl Records<'_> {
     }
 }
 
-/// One image: tidecv's `_eval_image` (with `TIDEExample`).
-fn image(gt: &Records, dt: &Records, gts: &[u32], preds: &[u32], p: &TideParams, out: &mut Part) {
+/// One image: tidecv's `_eval_image` (with `TIDEExample`). `decoded` is a
+/// reused buffer for the image's masks.
+fn image(
+    gt: &Records,
+    dt: &Records,
+    gts: &[u32],
+    preds: &[u32],
+    p: &TideParams,
+    out: &mut Part,
+    decoded: &mut Decoded,
+) {
     let truths: Vec<usize> = gts.iter().map(|&j| j as usize).filter(|&j| !gt.data.annotations.iscrowd[j]).collect();
     let regions: Vec<usize> = gts.iter().map(|&j| j as usize).filter(|&j| gt.data.annotations.iscrowd[j]).collect();
     for &g in &truths {
@@ -139,8 +160,25 @@ fn image(gt: &Records, dt: &Records, gts: &[u32], preds: &[u32], p: &TideParams,
     order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal));
     order.truncate(p.max_dets);
     let (nd, ng) = (order.len(), truths.len());
+    // Masks decoded once per image: ground truth, crowd regions, detections.
+    let with_masks = gt.masks.is_some() && dt.masks.is_some();
+    if with_masks {
+        let ground = truths.iter().chain(&regions).map(|&g| gt.mask(g));
+        decoded.decode(ground.chain(order.iter().map(|&d| dt.mask(d))));
+    }
+    let decoded = &*decoded;
+    // IoU of detection `d` (position in `order`) and ground truth `g` (record),
+    // the `slot`-th of the image's ground truth then regions.
+    let overlap = |d: usize, g: usize, slot: usize, crowd: bool| -> f64 {
+        if with_masks {
+            let d_ones = decoded.ones(ng + regions.len() + d);
+            prepared::iou(dt.mask(order[d]), d_ones, gt.mask(g), decoded.ones(slot), crowd)
+        } else {
+            coco_iou(dt.bbox(order[d]), gt.bbox(g), crowd)
+        }
+    };
     let iou: Vec<f64> =
-        order.iter().flat_map(|&d| truths.iter().map(move |&g| coco_iou(dt.bbox(d), gt.bbox(g), false))).collect();
+        (0..nd).flat_map(|d| truths.iter().enumerate().map(move |(s, &g)| overlap(d, g, s, false))).collect();
     let same = |d: usize, g: usize| dt.class(order[d]) == gt.class(truths[g]);
     let cls_iou = |d: usize, g: usize| if same(d, g) { iou[d * ng + g] } else { 0.0 };
     let mut used = vec![Used::No; nd];
@@ -158,12 +196,9 @@ fn image(gt: &Records, dt: &Records, gts: &[u32], preds: &[u32], p: &TideParams,
             }
         }
     }
-    for &r in &regions {
+    for (s, &r) in regions.iter().enumerate() {
         for (d, u) in used.iter_mut().enumerate() {
-            if *u != Used::Yes
-                && coco_iou(dt.bbox(order[d]), gt.bbox(r), true) > p.pos_thresh
-                && gt.class(r) == dt.class(order[d])
-            {
+            if *u != Used::Yes && overlap(d, r, ng + s, true) > p.pos_thresh && gt.class(r) == dt.class(order[d]) {
                 *u = Used::Ignored;
             }
         }
@@ -235,6 +270,21 @@ fn image(gt: &Records, dt: &Records, gts: &[u32], preds: &[u32], p: &TideParams,
 
 /// TIDE's per-image stage over every image of `gt` (in file order), for
 /// detections `dt` (coded like `gt`: results loaded against it).
+/// Every record on an image TIDE reads has a mask; otherwise the error names
+/// the first that has none, in file order.
+fn check_masks(argument: &'static str, d: &CocoDataset, masks: &MaskColumn, by_image: &[Vec<u32>]) -> Result<()> {
+    let bad = by_image.par_iter().flatten().filter(|&&j| masks[j as usize].is_err()).min();
+    let Some(&j) = bad else { return Ok(()) };
+    let j = j as usize;
+    let why = masks[j].as_ref().err().map_or("", |why| why);
+    Err(FerropsError::value(
+        "tide",
+        argument,
+        "a segmentation annToRLE accepts for every record (mask mode)",
+        format!("{}: annotations[{j}] (id {}) {why}", d.source, d.id_strings.describe(d.annotations.id[j])),
+    ))
+}
+
 pub fn tide_run(gt: &CocoDataset, dt: &CocoDataset, p: &TideParams, cancel: &Cancel) -> Result<TideRun> {
     const F: &str = "tide";
     for (name, v) in [("pos_threshold", p.pos_thresh), ("background_threshold", p.bg_thresh)] {
@@ -258,15 +308,28 @@ pub fn tide_run(gt: &CocoDataset, dt: &CocoDataset, p: &TideParams, cancel: &Can
         by_image
     };
     let (gt_by_image, dt_by_image) = rayon::join(|| group(gt), || group(dt));
-    let (gr, dr) = (Records { data: gt }, Records { data: dt });
+    let (gt_masks, dt_masks) = match p.iou_type {
+        IouType::Bbox => (None, None),
+        IouType::Segm => {
+            let (gt_masks, dt_masks) = rayon::join(|| gt.masks(), || dt.masks());
+            check_masks("cocoGt", gt, &gt_masks, &gt_by_image)?;
+            check_masks("cocoDt", dt, &dt_masks, &dt_by_image)?;
+            (Some(gt_masks), Some(dt_masks))
+        }
+        IouType::Keypoints => {
+            return Err(FerropsError::value(F, "mode", "'bbox' or 'mask'", "keypoints"));
+        }
+    };
+    let (gr, dr) = (Records { data: gt, masks: gt_masks }, Records { data: dt, masks: dt_masks });
     let num_images = gt.image_ids.len();
     let parts: Vec<Part> = (0..num_images.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
             cancel.check(F)?;
             let mut part = Part::default();
+            let mut decoded = Decoded::default();
             for i in c * CHUNK..((c + 1) * CHUNK).min(num_images) {
-                image(&gr, &dr, &gt_by_image[i], &dt_by_image[i], p, &mut part);
+                image(&gr, &dr, &gt_by_image[i], &dt_by_image[i], p, &mut part, &mut decoded);
             }
             Ok(part)
         })
@@ -332,10 +395,73 @@ mod tests {
         (gt, dt)
     }
 
+    /// `datasets()` with sized images and each ground truth's box as its
+    /// polygon; `first` replaces the first ground truth's segmentation.
+    fn datasets_with_masks(first: &str) -> (CocoDataset, CocoDataset) {
+        let (gt, dt) = datasets();
+        let o = Origin { function: "t", argument: "t", source: "gt.json" };
+        let records: Vec<String> = (0..gt.annotations.len())
+            .map(|j| {
+                let [x, y, w, h] = gt.annotations.bbox[j];
+                let polygon = format!("[[{x},{y},{x},{},{},{},{},{y}]]", y + h, x + w, y + h, x + w);
+                format!(
+                    r#"{{"id":{},"image_id":{},"category_id":{},"bbox":[{x},{y},{w},{h}],"area":{},"iscrowd":{},
+                        "segmentation":{}}}"#,
+                    gt.annotations.id[j],
+                    gt.annotations.image_id[j],
+                    gt.annotations.category_id[j],
+                    w * h,
+                    u8::from(gt.annotations.iscrowd[j]),
+                    if j == 0 { first } else { &polygon },
+                )
+            })
+            .collect();
+        let json = format!(
+            r#"{{"images":[{{"id":1,"height":400,"width":400}},{{"id":2,"height":400,"width":400}}],
+                "categories":[{{"id":1}},{{"id":2}}],"annotations":[{}]}}"#,
+            records.join(",")
+        );
+        let masked = parse_ground_truth(json.as_bytes(), &o).unwrap();
+        let results = parse_results(
+            br#"[{"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.9},
+            {"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.8},
+            {"image_id":1,"category_id":2,"bbox":[0,0,10,10],"score":0.7},
+            {"image_id":1,"category_id":1,"bbox":[0,0,10,3],"score":0.6},
+            {"image_id":1,"category_id":1,"bbox":[300,300,5,5],"score":0.5},
+            {"image_id":2,"category_id":2,"bbox":[0,0,10,10],"score":0.4},
+            {"image_id":2,"category_id":1,"bbox":[60,60,10,10],"score":0.3}]"#,
+            &masked,
+            &o,
+        )
+        .unwrap();
+        assert_eq!(results.annotations.bbox, dt.annotations.bbox);
+        (masked, results)
+    }
+
+    #[test]
+    fn masks_that_are_their_boxes_give_the_box_run_for_any_thread_count() {
+        let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let (gt, dt) = datasets_with_masks("[[0,0,0,10,10,10,10,0]]");
+        let params = |iou_type| TideParams { pos_thresh: 0.5, bg_thresh: 0.1, max_dets: 100, iou_type };
+        let boxes = tide_run(&gt, &dt, &params(IouType::Bbox), &Cancel::new()).unwrap();
+        for threads in [1, 2] {
+            parallel::set_num_threads(threads).unwrap();
+            let masks = parallel::install(|| tide_run(&gt, &dt, &params(IouType::Segm), &Cancel::new())).unwrap();
+            assert_eq!(masks, boxes);
+        }
+        // A mask elsewhere: the first detection no longer matches the first cat.
+        let (gt, dt) = datasets_with_masks("[[200,200,200,210,210,210,210,200]]");
+        let moved = tide_run(&gt, &dt, &params(IouType::Segm), &Cancel::new()).unwrap();
+        assert!(!moved.point_true[0]);
+        let (gt, dt) = datasets_with_masks("[[1,2,3]]");
+        let err = tide_run(&gt, &dt, &params(IouType::Segm), &Cancel::new()).unwrap_err().to_string();
+        assert!(err.contains("'cocoGt'") && err.contains("gt.json: annotations[0] (id 1) has a bad"), "{err}");
+    }
+
     #[test]
     fn errors_follow_tidecv_s_tests_in_order() {
         let (gt, dt) = datasets();
-        let p = TideParams { pos_thresh: 0.5, bg_thresh: 0.1, max_dets: 100 };
+        let p = TideParams { pos_thresh: 0.5, bg_thresh: 0.1, max_dets: 100, iou_type: IouType::Bbox };
         let run = tide_run(&gt, &dt, &p, &Cancel::new()).unwrap();
         // Image 1: a true positive, then a duplicate, a class error on the used
         // ground truth (nothing to fix), a localisation error (IoU 0.3, used
@@ -365,7 +491,7 @@ mod tests {
     fn the_same_for_one_and_two_threads() {
         let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let (gt, dt) = datasets();
-        let p = TideParams { pos_thresh: 0.5, bg_thresh: 0.1, max_dets: 3 };
+        let p = TideParams { pos_thresh: 0.5, bg_thresh: 0.1, max_dets: 3, iou_type: IouType::Bbox };
         let runs: Vec<TideRun> = [1, 2]
             .iter()
             .map(|&threads| {

@@ -1,26 +1,35 @@
-//! lvis-api's `LVISEval.evaluate` and `accumulate` for bbox, run by the COCO
-//! evaluation (`cocoeval::evaluate`, `cocoeval::accumulate`): lvis-api's
-//! matching and accumulation are pycocotools' without crowd ground truth and
-//! without a per-unit detection cap, so what differs is only which records take
-//! part and which are ignored, and that is settled here, before the COCO code
-//! runs:
+//! lvis-api's `LVISEval.evaluate` and `accumulate` for bbox and segm, run by
+//! the COCO evaluation (`cocoeval::evaluate`, `cocoeval::accumulate`):
+//! lvis-api's matching and accumulation are pycocotools' without crowd ground
+//! truth and without a per-unit detection cap, so what differs is only which
+//! records take part and which are ignored, and that is settled here, before
+//! the COCO code runs:
 //!
 //! * ground truth and detections with `area` outside `(0, inf)` are left out
 //!   (lvis-api's `get_ann_ids` filter), as are detections of a category neither
 //!   present on their image nor in its `neg_category_ids` (the federated rule);
-//! * no ground truth is crowd (lvis-api's IoU passes `iscrowd = 0`);
+//! * no ground truth is crowd (lvis-api's IoU passes `iscrowd = 0`, for boxes
+//!   and masks alike);
 //! * a ground truth with `ignore` set, and a detection of a category in its
 //!   image's `not_exhaustive_category_ids`, get area `+inf`: outside every area
 //!   range (upper ends must be finite), so the ground truth is ignored and the
 //!   detection, when unmatched, is ignored, exactly lvis-api's two rules (area is
 //!   read for nothing else);
-//! * every detection of a unit is kept (lvis-api cuts per image in `LVISResults`).
+//! * every detection of a unit is kept (lvis-api cuts per image in `LVISResults`);
+//! * for segm, the masks are the COCO dataset's (`annToRLE` of each record on
+//!   its image, as lvis-api's `ann_to_rle`), made for every record lvis-api
+//!   converts (those passing the first rule) and handed to the COCO evaluation
+//!   with the records.
+//!
+//! The COCO evaluation gets every record at its row (a record taking no part
+//! in a unit it never visits), so the masks are the datasets' own, not copies.
 
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::federated::{labels_by_image, LvisGroundTruth};
-use crate::detection::coco::{Annotations, CocoDataset, Packed};
+use super::results::LvisResults;
+use crate::detection::coco::{Annotations, CocoDataset, MaskColumn, Packed};
 use crate::detection::cocoeval::{self, AccumulateParams, EvalParams, Evaluation, IouType};
 use crate::error::{FerropsError, Result};
 use crate::interrupt::Cancel;
@@ -34,30 +43,40 @@ pub struct LvisParams<'a> {
     pub iou_thrs: &'a [f64],
     /// `[lo, hi]` per area range, both ends inclusive, `hi` finite.
     pub area_rngs: &'a [[f64; 2]],
+    /// Box IoU or mask IoU (lvis-api's `bbox`, `segm`).
+    pub iou_type: IouType,
 }
 
-/// The records of `d` at `keep`, with `area_of(record)` as their area, no
-/// crowd, and `unit_of(record)` as their (category, image) ids.
-fn subset(
+/// Where a record that takes no part is put: no (category, image) unit the
+/// COCO evaluation visits (positions count from 0), so it skips the record.
+const NO_UNIT: (i64, i64) = (-1, -1);
+
+/// The records of `d`, each with `area_of(record)` as its area, no crowd, and
+/// `unit_of(record)` as its (category, image) ids ([`NO_UNIT`] for the records
+/// taking no part), and `masks` where given. Every record stays at its row, so
+/// the masks of `d` serve as they are (shared, not copied).
+fn for_coco(
     d: &CocoDataset,
-    keep: &[u32],
-    area_of: impl Fn(usize) -> f64,
-    unit_of: impl Fn(usize) -> (i64, i64),
+    area_of: impl Fn(usize) -> f64 + Sync,
+    unit_of: impl Fn(usize) -> (i64, i64) + Sync,
+    masks: Option<MaskColumn>,
 ) -> CocoDataset {
     let a = &d.annotations;
-    let at = |j: &u32| *j as usize;
-    let (category_id, image_id) = keep.iter().map(|j| unit_of(at(j))).unzip();
+    let n = a.len();
+    let (category_id, image_id) = (0..n).into_par_iter().with_min_len(4096).map(&unit_of).unzip();
     let annotations = Annotations {
-        id: keep.iter().map(|j| a.id[at(j)]).collect(),
+        id: a.id.clone(),
         image_id,
         category_id,
-        bbox: keep.iter().map(|j| a.bbox[at(j)]).collect(),
-        area: keep.iter().map(|j| area_of(at(j))).collect(),
-        iscrowd: vec![false; keep.len()],
-        score: keep.iter().map(|j| a.score[at(j)]).collect(),
+        bbox: a.bbox.clone(),
+        area: (0..n).into_par_iter().with_min_len(4096).map(&area_of).collect(),
+        iscrowd: vec![false; n],
+        score: a.score.clone(),
         ..Default::default()
     };
-    let packed = (0..keep.len())
+    let packed = (0..n)
+        .into_par_iter()
+        .with_min_len(4096)
         .map(|r| Packed {
             bbox: annotations.bbox[r],
             area: annotations.area[r],
@@ -67,10 +86,44 @@ fn subset(
             ..Default::default()
         })
         .collect();
-    CocoDataset { annotations, packed, ..Default::default() }
+    let dataset = CocoDataset { annotations, packed, ..Default::default() };
+    if let Some(column) = masks {
+        dataset.masks.set(column).expect("a new dataset has no masks");
+    }
+    dataset
+}
+
+/// The masks of `d`'s records that `wanted` marks (by record), every one of
+/// them valid; otherwise the error names the first bad record (`name(j)`)
+/// and says what is wrong.
+fn masks_of(
+    d: &CocoDataset,
+    wanted: &[bool],
+    argument: &'static str,
+    source: &str,
+    name: impl Fn(usize) -> String,
+) -> Result<MaskColumn> {
+    let column = d.masks_where(wanted);
+    let bad = (0..wanted.len())
+        .into_par_iter()
+        .with_min_len(4096)
+        .filter(|&j| wanted[j])
+        .find_map_first(|j| column[j].as_ref().err().map(|why| (j, why)));
+    if let Some((j, why)) = bad {
+        return Err(FerropsError::value(
+            F,
+            argument,
+            "a segmentation lvis-api's ann_to_rle accepts for every record evaluated",
+            format!("{source}: {} {why}", name(j)),
+        ));
+    }
+    Ok(column)
 }
 
 fn check_params(gt: &LvisGroundTruth, params: &LvisParams) -> Result<()> {
+    if params.iou_type == IouType::Keypoints {
+        return Err(FerropsError::value(F, "params.iou_type", "'bbox' or 'segm'", "'keypoints'"));
+    }
     if let Some(r) = params.area_rngs.iter().find(|r| r[1] == f64::INFINITY) {
         return Err(FerropsError::value(
             F,
@@ -116,7 +169,7 @@ impl LvisEvaluation {
     }
 }
 
-/// lvis-api's `LVISEval.evaluate` for bbox: the per (category, image) matching.
+/// lvis-api's `LVISEval.evaluate` for bbox and segm: the per (category, image) matching.
 ///
 /// lvis-api visits every (category, image) pair, and with 1,203 categories
 /// nearly all are empty. Here a category's pairs that hold ground truth or
@@ -128,10 +181,11 @@ impl LvisEvaluation {
 /// `None` entries).
 pub fn evaluate(
     gt: &LvisGroundTruth,
-    dt: &CocoDataset,
+    results: &LvisResults,
     params: &LvisParams,
     cancel: &Cancel,
 ) -> Result<LvisEvaluation> {
+    let dt = &results.dataset;
     let federated = gt.federated(F)?;
     check_params(gt, params)?;
     let labels = labels_by_image(&gt.coco, federated);
@@ -188,20 +242,37 @@ pub fn evaluate(
         let n = units.binary_search(&unit).expect("a unit of a kept record") - first_unit[k];
         (k as i64, n as i64)
     };
-    let kept = |keys: &[Option<u64>]| -> Vec<u32> {
-        keys.iter().enumerate().filter(|(_, k)| k.is_some()).map(|(j, _)| j as u32).collect()
+    // lvis-api converts the masks of every record passing the area and id
+    // filter, the detections the federated rule then leaves out included.
+    let (gt_masks, dt_masks) = if params.iou_type == IouType::Segm {
+        let gt_wanted: Vec<bool> = gt_keys.iter().map(Option::is_some).collect();
+        let dt_wanted: Vec<bool> = (0..d.len())
+            .into_par_iter()
+            .with_min_len(4096)
+            .map(|j| key(d.area[j], d.image_id[j], d.category_id[j]).is_some())
+            .collect();
+        let (gt_masks, dt_masks) = rayon::join(
+            || masks_of(&gt.coco, &gt_wanted, "lvis_gt", &gt.source, |j| format!("annotations[{j}] (id {})", g.id[j])),
+            || {
+                let name = |j: usize| format!("results[{}] (id {})", results.source_rows[j], d.id[j]);
+                masks_of(dt, &dt_wanted, "lvis_dt", &dt.source, name)
+            },
+        );
+        (Some(gt_masks?), Some(dt_masks?))
+    } else {
+        (None, None)
     };
-    let gt_eval = subset(
+    let gt_eval = for_coco(
         &gt.coco,
-        &kept(&gt_keys),
         |j| if gt.ignore[j] { f64::INFINITY } else { g.area[j] },
-        |j| unit_of(gt_keys[j].expect("kept")),
+        |j| gt_keys[j].map_or(NO_UNIT, unit_of),
+        gt_masks,
     );
-    let dt_eval = subset(
+    let dt_eval = for_coco(
         dt,
-        &kept(&dt_keys),
         |j| if not_exhaustive[j] { f64::INFINITY } else { d.area[j] },
-        |j| unit_of(dt_keys[j].expect("kept")),
+        |j| dt_keys[j].map_or(NO_UNIT, unit_of),
+        dt_masks,
     );
     let image_ids: Vec<i64> = (0..width as i64).collect();
     let category_ids: Vec<i64> = (0..num_categories as i64).collect();
@@ -212,7 +283,7 @@ pub fn evaluate(
         iou_thrs: params.iou_thrs,
         area_rngs: params.area_rngs,
         max_det: usize::MAX,
-        iou_type: IouType::Bbox,
+        iou_type: params.iou_type,
         kpt_oks_sigmas: &[],
     };
     let evaluation = cocoeval::evaluate(&gt_eval, &dt_eval, &coco_params, cancel)?;
@@ -278,19 +349,27 @@ mod tests {
     const ORIGIN: Origin = Origin { function: "LVIS", argument: "annotation_path", source: "gt.json" };
 
     /// Image 1 holds category 1 (not exhaustive) and lists 2 as negative; image 2
-    /// lists 1 as negative. Category 2 has no ground truth.
-    fn run(dt: &[u8]) -> (Vec<f64>, Vec<f64>) {
-        let gt = br#"{"images":[{"id":1,"neg_category_ids":[2],"not_exhaustive_category_ids":[1]},
-                                {"id":2,"neg_category_ids":[1],"not_exhaustive_category_ids":[]}],
-            "categories":[{"id":1,"frequency":"r"},{"id":2,"frequency":"f"}],
-            "annotations":[{"id":1,"image_id":1,"category_id":1,"bbox":[0,0,10,10],"area":100}]}"#;
-        let gt = parse_lvis_ground_truth(gt, &ORIGIN).unwrap();
-        let dt = parse_results(dt, &gt.coco, &ORIGIN).unwrap();
-        let dt = limit_results(&dt, &gt.coco, ResultLimits::default(), "t", "t").unwrap();
-        let params = LvisParams { img_ids: &[1, 2], cat_ids: &[1, 2], iou_thrs: &[0.5], area_rngs: &[[0.0, 1e10]] };
-        let e = evaluate(&gt, &dt, &params, &Cancel::new()).unwrap();
-        accumulate(&e, &[0.0, 0.5, 1.0]).unwrap()
+    /// lists 1 as negative. Category 2 has no ground truth. `segmentation` is
+    /// the ground truth's.
+    fn run(dt: &[u8], iou_type: IouType, segmentation: &str) -> Result<(Vec<f64>, Vec<f64>)> {
+        let gt = format!(
+            r#"{{"images":[{{"id":1,"height":100,"width":100,"neg_category_ids":[2],"not_exhaustive_category_ids":[1]}},
+                         {{"id":2,"height":100,"width":100,"neg_category_ids":[1],"not_exhaustive_category_ids":[]}}],
+            "categories":[{{"id":1,"frequency":"r"}},{{"id":2,"frequency":"f"}}],
+            "annotations":[{{"id":1,"image_id":1,"category_id":1,"bbox":[0,0,10,10],"area":100,
+                            "segmentation":{segmentation}}}]}}"#
+        );
+        let gt = parse_lvis_ground_truth(gt.as_bytes(), &ORIGIN).unwrap();
+        let origin = Origin { function: "LVISResults", argument: "results", source: "dt.json" };
+        let dt = parse_results(dt, &gt.coco, &origin).unwrap();
+        let dt = limit_results(dt, &gt.coco, ResultLimits::default(), "t", "t").unwrap();
+        let params =
+            LvisParams { img_ids: &[1, 2], cat_ids: &[1, 2], iou_thrs: &[0.5], area_rngs: &[[0.0, 1e10]], iou_type };
+        let e = evaluate(&gt, &dt, &params, &Cancel::new())?;
+        accumulate(&e, &[0.0, 0.5, 1.0])
     }
+
+    const SQUARE: &str = "[[0,0,0,10,10,10,10,0]]";
 
     #[test]
     fn federated_rules_and_the_same_bits_for_any_thread_count() {
@@ -299,17 +378,39 @@ mod tests {
             {"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.8},
             {"image_id":2,"category_id":1,"bbox":[0,0,10,10],"score":0.7},
             {"image_id":2,"category_id":2,"bbox":[0,0,10,10],"score":0.95}]"#;
-        crate::parallel::set_num_threads(1).unwrap();
-        let one = crate::parallel::install(|| run(dt));
-        crate::parallel::set_num_threads(2).unwrap();
-        let (precision, recall) = crate::parallel::install(|| run(dt));
-        assert_eq!((&one.0, &one.1), (&precision, &recall));
-        // [T=1, R=3, K=2, A=1]: category 1's unmatched 0.9 is ignored (not
-        // exhaustive), the TP at 0.8 gives precision 1 until the negative image's
-        // FP at 0.7; category 2 has no ground truth (its detection on image 2 is
-        // not even negative there): -1.
-        let eps = f64::EPSILON;
-        assert_eq!(precision, vec![1.0 / (1.0 + eps), -1.0, 1.0 / (1.0 + eps), -1.0, 1.0 / (1.0 + eps), -1.0]);
-        assert_eq!(recall, vec![1.0, -1.0]);
+        for iou_type in [IouType::Bbox, IouType::Segm] {
+            crate::parallel::set_num_threads(1).unwrap();
+            let one = crate::parallel::install(|| run(dt, iou_type, SQUARE)).unwrap();
+            crate::parallel::set_num_threads(2).unwrap();
+            let (precision, recall) = crate::parallel::install(|| run(dt, iou_type, SQUARE)).unwrap();
+            assert_eq!((&one.0, &one.1), (&precision, &recall));
+            // [T=1, R=3, K=2, A=1]: category 1's unmatched 0.9 is ignored (not
+            // exhaustive), the TP at 0.8 gives precision 1 until the negative image's
+            // FP at 0.7; category 2 has no ground truth (its detection on image 2 is
+            // not even negative there): -1. The same for masks: the detections'
+            // masks are their boxes' polygons, the ground truth's its box.
+            let eps = f64::EPSILON;
+            assert_eq!(precision, vec![1.0 / (1.0 + eps), -1.0, 1.0 / (1.0 + eps), -1.0, 1.0 / (1.0 + eps), -1.0]);
+            assert_eq!(recall, vec![1.0, -1.0]);
+        }
+    }
+
+    #[test]
+    fn masks_decide_segm_and_bad_segmentations_name_their_record() {
+        // A detection whose box matches the ground truth's but whose mask misses it.
+        let dt = br#"[{"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.8,
+                       "segmentation":[[50,50,50,60,60,60,60,50]]}]"#;
+        assert_eq!(run(dt, IouType::Bbox, SQUARE).unwrap().1, vec![1.0, -1.0]);
+        assert_eq!(run(dt, IouType::Segm, SQUARE).unwrap().1, vec![0.0, -1.0]);
+        let err = run(dt, IouType::Segm, "[[0,0,3]]").unwrap_err().to_string();
+        assert!(err.contains("'lvis_gt'") && err.contains("gt.json: annotations[0] (id 1) has a bad"), "{err}");
+        // Left out by the federated rule (category 2 is neither present nor
+        // negative on image 2), and yet converted, as lvis-api does.
+        let dt = br#"[{"image_id":1,"category_id":1,"bbox":[0,0,10,10],"score":0.8},
+                      {"image_id":2,"category_id":2,"bbox":[0,0,10,10],"score":0.8,"segmentation":[[1,2]]}]"#;
+        let err = run(dt, IouType::Segm, SQUARE).unwrap_err().to_string();
+        assert!(err.contains("'lvis_dt'") && err.contains("dt.json: results[1] (id 2) has a bad"), "{err}");
+        assert!(run(dt, IouType::Bbox, SQUARE).is_ok());
+        assert!(run(dt, IouType::Keypoints, SQUARE).unwrap_err().to_string().contains("iou_type"));
     }
 }

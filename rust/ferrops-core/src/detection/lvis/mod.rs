@@ -1,5 +1,5 @@
 //! LVIS evaluation, bit for bit lvis-api's `LVIS`, `LVISResults` and `LVISEval`
-//! for bbox (SPEC DET-LVIS): the federated rules (`neg_category_ids`,
+//! for bbox and segm (SPEC DET-LVIS, DET-LVIS-SEGM): the federated rules (`neg_category_ids`,
 //! `not_exhaustive_category_ids`), the frequency groups, the per-image cap of
 //! `LVISResults`, and Fixed AP's per-category cap (Dave et al. 2021).
 //!
@@ -15,4 +15,4 @@ mod results;
 
 pub use evaluate::{accumulate, evaluate, LvisEvaluation, LvisParams};
 pub use federated::{parse_lvis_ground_truth, Federated, Frequency, ImageLabels, LvisGroundTruth};
-pub use results::{limit_results, ResultLimits};
+pub use results::{limit_results, LvisResults, ResultLimits};

@@ -3,11 +3,24 @@
 //! scores of an image that has more), and, for Fixed AP (Dave et al. 2021), at
 //! most `max_dets_per_cat` per category over the whole set, as that paper's
 //! reference script cuts them before `LVISResults(..., max_dets=-1)`.
+//! What `segm` evaluation reads (the segmentations as written, the masks of
+//! mask results) follows each kept record.
+
+use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::detection::coco::{Annotations, CocoDataset, Packed};
 use crate::error::{FerropsError, Result};
+
+/// Results as `LVISResults` holds them: the records kept, renumbered `1..=M`,
+/// and where each stood in the input (for error messages and the records' views).
+#[derive(Debug, Clone, Default)]
+pub struct LvisResults {
+    pub dataset: CocoDataset,
+    /// Per kept record, its index in the input list.
+    pub source_rows: Vec<u32>,
+}
 
 /// The cuts `LVISResults` applies; `None` keeps every detection.
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,16 +72,24 @@ fn grouped_top(order: &[u32], key: &[i64], score: &[f64], limit: usize, sort_all
     out
 }
 
+/// Moves the entries at `order` (distinct positions) out of `column`.
+fn take_at<T>(column: Vec<T>, order: &[u32]) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = column.into_iter().map(Some).collect();
+    order.iter().map(|&j| slots[j as usize].take().expect("distinct positions")).collect()
+}
+
 /// `results` (as the COCO parser reads a results list: ids `1..=N` in input
-/// order, `area = w * h`) checked to name categories of `gt`, then cut by
-/// `limits` and renumbered `1..=M` in their new order, as `LVISResults` does.
+/// order; box results with `area = w * h`, mask results with the mask's area
+/// and box, as `LVISResults` picks by the first record) checked to name
+/// categories of `gt`, then cut by `limits` and renumbered `1..=M` in their new
+/// order, as `LVISResults` does.
 pub fn limit_results(
-    results: &CocoDataset,
+    results: CocoDataset,
     gt: &CocoDataset,
     limits: ResultLimits,
     function: &'static str,
     source: &str,
-) -> Result<CocoDataset> {
+) -> Result<LvisResults> {
     let a = &results.annotations;
     let categories: rustc_hash::FxHashSet<i64> = gt.category_ids.iter().copied().collect();
     if let Some(j) = a.category_id.iter().position(|c| !categories.contains(c)) {
@@ -107,6 +128,23 @@ pub fn limit_results(
         score: pick(&a.score),
         ..Default::default()
     };
+    let CocoDataset {
+        image_ids,
+        category_ids,
+        annotations: parsed,
+        id_strings,
+        image_sizes,
+        box_segmentation,
+        source: parsed_from,
+        masks,
+        ..
+    } = results;
+    let annotations = Annotations { segmentation: take_at(parsed.segmentation, &order), ..annotations };
+    // Mask results carry their masks, converted when parsed.
+    let masks = match masks.into_inner() {
+        Some(column) => OnceLock::from(Arc::new(take_at(Arc::unwrap_or_clone(column), &order))),
+        None => OnceLock::new(),
+    };
     let packed = (0..order.len())
         .map(|r| Packed {
             bbox: annotations.bbox[r],
@@ -117,14 +155,19 @@ pub fn limit_results(
             ..Default::default()
         })
         .collect();
-    Ok(CocoDataset {
-        image_ids: results.image_ids.clone(),
-        category_ids: results.category_ids.clone(),
+    let dataset = CocoDataset {
+        image_ids,
+        category_ids,
         annotations,
         packed,
-        id_strings: results.id_strings.clone(),
+        id_strings,
+        image_sizes,
+        box_segmentation,
+        source: parsed_from,
+        masks,
         ..Default::default()
-    })
+    };
+    Ok(LvisResults { dataset, source_rows: order })
 }
 
 #[cfg(test)]
@@ -141,16 +184,18 @@ mod tests {
             {"image_id":1,"category_id":2,"bbox":[0,0,1,1],"score":0.9},
             {"image_id":1,"category_id":1,"bbox":[0,0,1,1],"score":0.9}]"#;
         let dt = parse_results(dt, &gt, &o).unwrap();
-        let scores = |limits| limit_results(&dt, &gt, limits, "t", "t").unwrap().annotations.score;
+        let scores = |limits| limit_results(dt.clone(), &gt, limits, "t", "t").unwrap().dataset.annotations.score;
         // Grouped by image (first appearance); image 1 has 3 > 2: sorted (stable) and cut.
         assert_eq!(scores(ResultLimits { per_image: Some(2), per_category: None }), vec![0.9, 0.9, 0.5]);
         assert_eq!(scores(ResultLimits { per_image: Some(3), per_category: None }), vec![0.1, 0.9, 0.9, 0.5]);
         // Per category (first appearance), each sorted and cut.
         assert_eq!(scores(ResultLimits { per_image: None, per_category: Some(2) }), vec![0.9, 0.5, 0.9]);
-        let cut = limit_results(&dt, &gt, ResultLimits::default(), "t", "t").unwrap();
-        assert_eq!(cut.annotations.id, vec![1, 2, 3, 4]);
+        let cut = limit_results(dt.clone(), &gt, ResultLimits::default(), "t", "t").unwrap();
+        assert_eq!(cut.dataset.annotations.id, vec![1, 2, 3, 4]);
+        let cut = limit_results(dt, &gt, ResultLimits { per_image: Some(2), per_category: None }, "t", "t").unwrap();
+        assert_eq!(cut.source_rows, vec![2, 3, 1]);
         let bad = parse_results(br#"[{"image_id":1,"category_id":7,"bbox":[0,0,1,1],"score":1}]"#, &gt, &o).unwrap();
-        let err = limit_results(&bad, &gt, ResultLimits::default(), "LVISResults", "dt.json").unwrap_err();
+        let err = limit_results(bad, &gt, ResultLimits::default(), "LVISResults", "dt.json").unwrap_err();
         assert!(err.to_string().contains("dt.json: results[0] has category_id 7"), "{err}");
     }
 }
