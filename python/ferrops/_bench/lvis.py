@@ -10,6 +10,7 @@ compressed RLE masks. Peers: lvis-api (the reference, target 100x; it does not
 run under NumPy 2 without the shim :func:`lvis_api`, and takes ~90 s on the full
 bbox set, so the quick run gives it a 500-image set of the same shape) and
 hotcoco's LVIS evaluation (target 1.5x; its segm numbers differ from lvis-api's).
+The targets are issue #14's, set for bbox; the segm rows are shown for information.
 Every peer's AP, AP50, AP75, APs, APm, APl, APr, APc, APf are compared with
 ours; peak memory (RSS growth of a fresh process) is printed.
 """
@@ -334,7 +335,8 @@ def cases(
                     peer_name=name,
                     peer=_peer(name, *paths, iou_type),
                     difference=max_abs_difference,
-                    target=targets.get(name),
+                    # issue #14 sets LVIS speed targets for bbox only
+                    target=targets.get(name) if iou_type == "bbox" else None,
                     note=memory_note(name, paths, iou_type) if with_memory else None,
                 )
             )
