@@ -292,7 +292,7 @@ def roi_align_backward(
     aligned: bool,
 ) -> npt.NDArray[np.floating]: ...
 
-# attention: `options` is the dict built by ferrops.attention._options (layout,
+# attention: `options` is the dict built by ferrops._attention_rust._options (layout,
 # heads, dims, dense lengths or cu_seqlens, scale, band, softcap, ALiBi, mask view).
 # Forward inputs are float32/float64, or bfloat16 bits as uint16 (then `out` is too).
 # The log-sum-exp is base 2 (LSE / ln 2) both ways: the backward takes the forward's.
