@@ -1,12 +1,12 @@
 //! Masks prepared once for many IoUs (`segm` evaluation, SPEC DET-COCO-SEGM):
 //! each keeps its size, its box (pycocotools' gate), its area and its runs in
 //! pycocotools' compressed form (about 2 bytes a run: the masks of a dataset
-//! stay small). The masks an IoU matrix needs are decoded into 1-run intervals
-//! in a reused buffer ([`Decoded`]); an IoU is then a merge of two short
-//! interval lists restricted to the columns both boxes cover, never a dense
-//! decode.
+//! stay small). The masks an IoU matrix needs are decoded by column into a
+//! reused buffer ([`Decoded`], a [`ColumnRuns`]); an IoU then sums the columns
+//! both masks cover, never a dense decode.
 
 use super::codec::compress;
+use super::columns::ColumnRuns;
 use super::rle::{area, to_bbox};
 use super::Rle;
 use crate::boxes::geometry::coco_iou;
@@ -43,20 +43,9 @@ impl PreparedMask {
         PreparedMask { h: rle.h, w: rle.w, bbox, area: area(rle), counts: compressed.into_boxed_slice() }
     }
 
-    /// Appends the 1-runs as `[start, end)` column-major pixel intervals.
-    fn push_ones_into(&self, out: &mut Vec<(u32, u32)>) {
-        push_ones(Runs { s: &self.counts, at: 0, before: [0, 0], m: 0 }, out);
-    }
-}
-
-/// The 1-runs of `counts` (0-run first) as intervals, zero-length ones left out.
-fn push_ones(counts: impl Iterator<Item = u32>, out: &mut Vec<(u32, u32)>) {
-    let mut start = 0u32;
-    for (j, count) in counts.enumerate() {
-        if j % 2 == 1 && count > 0 {
-            out.push((start, start + count));
-        }
-        start = start.wrapping_add(count);
+    /// The run lengths, from the compressed string (no checks: it was checked).
+    fn runs(&self) -> Runs<'_> {
+        Runs { s: &self.counts, at: 0, before: [0, 0], m: 0 }
     }
 }
 
@@ -101,29 +90,19 @@ impl Iterator for Runs<'_> {
     }
 }
 
-/// The decoded 1-runs of the masks one IoU matrix needs, in one reused buffer.
+/// The masks one IoU matrix needs, decoded by column into one reused buffer.
 #[derive(Debug, Default)]
 pub struct Decoded {
-    ones: Vec<(u32, u32)>,
-    /// Where each mask's intervals end in `ones`.
-    ends: Vec<usize>,
+    columns: ColumnRuns,
 }
 
 impl Decoded {
     /// Decodes `masks` in order (replacing what was there).
     pub fn decode<'a>(&mut self, masks: impl Iterator<Item = &'a PreparedMask>) {
-        self.ones.clear();
-        self.ends.clear();
+        self.columns.clear();
         for mask in masks {
-            mask.push_ones_into(&mut self.ones);
-            self.ends.push(self.ones.len());
+            self.columns.push(mask.h, mask.runs());
         }
-    }
-
-    /// The intervals of mask `i` (in decoding order).
-    pub fn ones(&self, i: usize) -> &[(u32, u32)] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.ones[start..self.ends[i]]
     }
 }
 
@@ -157,34 +136,12 @@ fn box_of_runs(counts: &[u32], h: u32) -> [f64; 4] {
     [f64::from(xs), f64::from(ys), f64::from(xe - xs + 1), f64::from(ye - ys + 1)]
 }
 
-/// Pixels in both masks among `[from, to)`, outside which one of them is 0.
-fn intersection(a: &[(u32, u32)], b: &[(u32, u32)], from: u32, to: u32) -> u64 {
-    let (mut i, mut j) = (a.partition_point(|r| r.1 <= from), b.partition_point(|r| r.1 <= from));
-    let mut total = 0u64;
-    while i < a.len() && j < b.len() {
-        let (ra, rb) = (a[i], b[j]);
-        if ra.0 >= to || rb.0 >= to {
-            break;
-        }
-        let (lo, hi) = (ra.0.max(rb.0), ra.1.min(rb.1));
-        if lo < hi {
-            total += u64::from(hi - lo);
-        }
-        if ra.1 <= rb.1 {
-            i += 1;
-        } else {
-            j += 1;
-        }
-    }
-    total
-}
-
 /// pycocotools' `rleIou` of a detection and a ground truth: the box IoU when it
 /// is not positive (0), -1 for masks of different sizes, 0 when the masks do not
 /// meet, else intersection over union, the union being the detection's area for
 /// crowd ground truth. The same integers divided, so the same double.
-/// `d_ones` and `g_ones` are the masks' 1-runs ([`Decoded::ones`]).
-pub fn iou(d: &PreparedMask, d_ones: &[(u32, u32)], g: &PreparedMask, g_ones: &[(u32, u32)], crowd: bool) -> f64 {
+/// `d` and `g` are masks `i` and `j` of `decoded`.
+pub fn iou(d: &PreparedMask, g: &PreparedMask, decoded: &Decoded, i: usize, j: usize, crowd: bool) -> f64 {
     let gate = coco_iou(&d.bbox, &g.bbox, crowd);
     if gate <= 0.0 {
         return gate;
@@ -192,13 +149,7 @@ pub fn iou(d: &PreparedMask, d_ones: &[(u32, u32)], g: &PreparedMask, g_ones: &[
     if (d.h, d.w) != (g.h, g.w) {
         return -1.0;
     }
-    // The columns both boxes cover (whole numbers: the boxes come from runs).
-    let h = u64::from(d.h);
-    let first_column = d.bbox[0].max(g.bbox[0]) as u64;
-    let end_column = (d.bbox[0] + d.bbox[2]).min(g.bbox[0] + g.bbox[2]) as u64;
-    let pixels = h * u64::from(d.w);
-    let (from, to) = ((first_column * h).min(pixels) as u32, (end_column * h).min(pixels) as u32);
-    let inter = intersection(d_ones, g_ones, from, to);
+    let inter = decoded.columns.intersection(i, &decoded.columns, j);
     if inter == 0 {
         return 0.0;
     }
@@ -246,7 +197,7 @@ mod tests {
             let expected = rle::iou(&masks, &masks, &flags).unwrap();
             for (i, d) in prepared.iter().enumerate() {
                 for (j, g) in prepared.iter().enumerate() {
-                    let value = iou(d, decoded.ones(i), g, decoded.ones(j), crowd);
+                    let value = iou(d, g, &decoded, i, j, crowd);
                     assert_eq!(value.to_bits(), expected[i * masks.len() + j].to_bits(), "{i} {j}");
                 }
             }

@@ -95,9 +95,9 @@ fn mask_ious(
     let masks = gt.iter().map(|g| mask(gt_masks, g)).chain(det.iter().map(|d| mask(dt_masks, d)));
     decoded.decode(masks);
     for (i, d) in det.iter().enumerate() {
-        let (dm, d_ones) = (mask(dt_masks, d), decoded.ones(gt.len() + i));
+        let dm = mask(dt_masks, d);
         out.extend(
-            gt.iter().enumerate().map(|(j, g)| prepared::iou(dm, d_ones, mask(gt_masks, g), decoded.ones(j), g.crowd)),
+            gt.iter().enumerate().map(|(j, g)| prepared::iou(dm, mask(gt_masks, g), decoded, gt.len() + i, j, g.crowd)),
         );
     }
 }
