@@ -68,7 +68,7 @@ impl ColumnRuns {
 
     /// Appends a mask of `h` rows given by its run lengths (a 0-run first,
     /// column-major, summing to at most `h * w`; checked by whoever built it).
-    pub fn push(&mut self, h: u32, counts: impl Iterator<Item = u32>) {
+    pub fn push(&mut self, h: u32, mut counts: impl Iterator<Item = u32>) {
         let mut span = Span {
             first_column: 0,
             width: 0,
@@ -76,25 +76,39 @@ impl ColumnRuns {
             several_at: self.several.len() as u32,
             several_len: 0,
         };
-        let mut position = 0u64;
-        for (j, count) in counts.enumerate() {
-            let run_start = position;
-            position += u64::from(count);
-            if j % 2 == 0 || count == 0 || h == 0 {
-                continue;
+        if h == 0 {
+            self.spans.push(span);
+            return;
+        }
+        // The position as (column, row), moved run by run: a division only for
+        // a run that reaches past the next column (most end in theirs or the next).
+        let (mut column, mut row) = (0u32, 0u32);
+        let h64 = u64::from(h);
+        let advance = |column: &mut u32, row: &mut u32, by: u32| {
+            let total = u64::from(*row) + u64::from(by);
+            if total < h64 {
+                *row = total as u32;
+            } else if total < 2 * h64 {
+                (*column, *row) = (*column + 1, (total - h64) as u32);
+            } else {
+                *column += (total / h64) as u32;
+                *row = (total % h64) as u32;
             }
+        };
+        while let Some(zeros) = counts.next() {
+            advance(&mut column, &mut row, zeros);
+            let Some(ones) = counts.next() else { break };
             // The run's pieces, one per column it crosses.
-            let mut column = (run_start / u64::from(h)) as u32;
-            let mut row = (run_start % u64::from(h)) as u32;
-            let mut left = u64::from(count);
-            loop {
-                let piece = left.min(u64::from(h - row)) as u32;
+            let mut left = ones;
+            while left > 0 {
+                let piece = left.min(h - row);
                 self.add_piece(&mut span, column, row, row + piece);
-                left -= u64::from(piece);
-                if left == 0 {
-                    break;
+                left -= piece;
+                if left > 0 {
+                    (column, row) = (column + 1, 0);
+                } else {
+                    advance(&mut column, &mut row, piece);
                 }
-                (column, row) = (column + 1, 0);
             }
         }
         self.spans.push(span);
@@ -102,11 +116,19 @@ impl ColumnRuns {
 
     /// Records rows `[row_start, row_end)` of `column` (columns come in
     /// increasing order, pieces of a column top to bottom).
+    #[inline(always)]
     fn add_piece(&mut self, span: &mut Span, column: u32, row_start: u32, row_end: u32) {
         if span.width == 0 {
             span.first_column = column;
         }
         let index = (column - span.first_column) as usize;
+        if index == span.width as usize {
+            // The common case: the next column.
+            self.start.push(row_start);
+            self.end.push(row_end);
+            span.width += 1;
+            return;
+        }
         if index < span.width as usize {
             // A second (or later) run in this column: the column moves to `several`.
             let slot = span.at as usize + index;

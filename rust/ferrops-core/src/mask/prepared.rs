@@ -97,11 +97,15 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    /// Decodes `masks` in order (replacing what was there).
-    pub fn decode<'a>(&mut self, masks: impl Iterator<Item = &'a PreparedMask>) {
+    /// Decodes `masks` in order (replacing what was there); a `None` holds its
+    /// place as an empty mask (one no IoU will read).
+    pub fn decode<'a>(&mut self, masks: impl Iterator<Item = Option<&'a PreparedMask>>) {
         self.columns.clear();
         for mask in masks {
-            self.columns.push(mask.h, mask.runs());
+            match mask {
+                Some(mask) => self.columns.push(mask.h, mask.runs()),
+                None => self.columns.push(0, std::iter::empty()),
+            }
         }
     }
 }
@@ -142,10 +146,21 @@ fn box_of_runs(counts: &[u32], h: u32) -> [f64; 4] {
 /// crowd ground truth. The same integers divided, so the same double.
 /// `d` and `g` are masks `i` and `j` of `decoded`.
 pub fn iou(d: &PreparedMask, g: &PreparedMask, decoded: &Decoded, i: usize, j: usize, crowd: bool) -> f64 {
-    let gate = coco_iou(&d.bbox, &g.bbox, crowd);
+    let gate = gate(d, g, crowd);
     if gate <= 0.0 {
         return gate;
     }
+    iou_past_gate(d, g, decoded, i, j, crowd)
+}
+
+/// The box IoU [`iou`] starts from: the IoU itself where not positive.
+#[inline]
+pub fn gate(d: &PreparedMask, g: &PreparedMask, crowd: bool) -> f64 {
+    coco_iou(&d.bbox, &g.bbox, crowd)
+}
+
+/// [`iou`] of a pair whose [`gate`] is positive.
+pub fn iou_past_gate(d: &PreparedMask, g: &PreparedMask, decoded: &Decoded, i: usize, j: usize, crowd: bool) -> f64 {
     if (d.h, d.w) != (g.h, g.w) {
         return -1.0;
     }
@@ -182,7 +197,7 @@ mod tests {
             .collect();
         let prepared: Vec<PreparedMask> = masks.iter().map(PreparedMask::new).collect();
         let mut decoded = Decoded::default();
-        decoded.decode(prepared.iter());
+        decoded.decode(prepared.iter().map(Some));
         for (p, m) in prepared.iter().zip(&masks) {
             assert_eq!(p.bbox, rle::to_bbox(m));
         }
