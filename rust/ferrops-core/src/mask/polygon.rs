@@ -253,7 +253,8 @@ fn rasterise_with(scratch: &mut Scratch, xy: &[f64], h: u32, w: u32) -> Rle {
     let capacity: i64 = vertices.windows(2).map(|e| ((e[1].0 - e[0].0).abs() / 5 + 2).min(i64::from(w) + 2)).sum();
     let capacity = capacity as usize;
     let (mut indices, mut columns) = (std::mem::take(&mut scratch.indices), std::mem::take(&mut scratch.columns));
-    (indices.clear(), columns.clear());
+    indices.clear();
+    columns.clear();
     indices.reserve(capacity);
     columns.reserve(capacity);
     let mut out = Boundary { h: i64::from(h), w: i64::from(w), indices, columns };
