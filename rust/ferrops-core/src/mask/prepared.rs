@@ -5,7 +5,7 @@
 //! reused buffer ([`Decoded`], a [`ColumnRuns`]); an IoU then sums the columns
 //! both masks cover, never a dense decode.
 
-use super::codec::compress;
+use super::codec::{compress, for_each_run};
 use super::columns::ColumnRuns;
 use super::rle::{area, to_bbox};
 use super::Rle;
@@ -41,6 +41,29 @@ impl PreparedMask {
             to_bbox(rle)
         };
         PreparedMask { h: rle.h, w: rle.w, bbox, area: area(rle), counts: compressed.into_boxed_slice() }
+    }
+
+    /// The mask of a compressed string of size `[h, w]` (taken as its
+    /// compressed form), checked and measured in one pass without decoding
+    /// it; `Err` gives the string back where it needs [`decompress`] (a fault,
+    /// whose message that gives) or [`to_bbox`] (a run of 0 length after the
+    /// first, which counts in pycocotools' box).
+    ///
+    /// [`decompress`]: super::codec::decompress
+    pub fn from_compressed(counts: Vec<u8>, h: u64, w: u64) -> Result<PreparedMask, Vec<u8>> {
+        let Ok((h, w)) = super::checked_size("", "", h, w) else {
+            return Err(counts);
+        };
+        let mut summary = RunSummary::new(h);
+        if h == 0
+            || for_each_run(&counts, |count| summary.add(count)).is_err()
+            || summary.zero_run
+            || summary.position != u64::from(h) * u64::from(w)
+        {
+            return Err(counts);
+        }
+        let bbox = summary.bbox();
+        Ok(PreparedMask { h, w, bbox, area: summary.area, counts: counts.into_boxed_slice() })
     }
 
     /// The run lengths, from the compressed string (no checks: it was checked).
@@ -107,6 +130,62 @@ impl Decoded {
                 None => self.columns.push(0, std::iter::empty()),
             }
         }
+    }
+}
+
+/// Area and box of a mask gathered run by run ([`PreparedMask::from_compressed`];
+/// the box as [`box_of_runs`] finds it).
+struct RunSummary {
+    h: u32,
+    /// Pixels before the next run.
+    position: u64,
+    runs: usize,
+    area: u32,
+    /// A run of 0 length after the first.
+    zero_run: bool,
+    first: Option<u32>,
+    last_end: u32,
+    ys: u32,
+    ye: u32,
+}
+
+impl RunSummary {
+    fn new(h: u32) -> RunSummary {
+        RunSummary { h, position: 0, runs: 0, area: 0, zero_run: false, first: None, last_end: 0, ys: h, ye: 0 }
+    }
+
+    #[inline]
+    fn add(&mut self, count: u32) {
+        let start = self.position;
+        self.position += u64::from(count);
+        self.zero_run |= count == 0 && self.runs > 0;
+        let is_ones = self.runs % 2 == 1;
+        self.runs += 1;
+        // Past h * w (< 2**32) the mask is refused: nothing below matters then.
+        if !is_ones || count == 0 || self.position > u64::from(u32::MAX) || self.h == 0 {
+            return;
+        }
+        let (start, end, h) = (start as u32, self.position as u32, self.h);
+        self.area = self.area.wrapping_add(count);
+        self.first.get_or_insert(start);
+        self.last_end = end;
+        if self.ys > 0 || self.ye < h - 1 {
+            let column_start = start / h * h;
+            if end > column_start + h {
+                (self.ys, self.ye) = (0, h - 1);
+            } else {
+                self.ys = self.ys.min(start - column_start);
+                self.ye = self.ye.max(end - 1 - column_start);
+            }
+        }
+    }
+
+    fn bbox(&self) -> [f64; 4] {
+        let Some(first) = self.first else {
+            return [0.0; 4];
+        };
+        let (xs, xe) = (first / self.h, (self.last_end - 1) / self.h);
+        [f64::from(xs), f64::from(self.ys), f64::from(xe - xs + 1), f64::from(self.ye - self.ys + 1)]
     }
 }
 
@@ -206,6 +285,15 @@ mod tests {
         {
             let m = Rle { h: 4, w: 3, counts };
             assert_eq!(PreparedMask::new(&m).bbox, rle::to_bbox(&m), "{:?}", m.counts);
+        }
+        for (p, m) in prepared.iter().zip(&masks) {
+            let measured = PreparedMask::from_compressed(m.to_compressed(), u64::from(h), u64::from(w));
+            assert_eq!(measured.as_ref(), Ok(p));
+        }
+        // A run of 0 length, a fault, a wrong total: left to the checked decoder.
+        for (s, size) in [(&b"0003"[..], (1, 3)), (b"0", (1, 3)), (b"3o", (1, 3)), (b"12", (1, 4)), (b"3", (1, 3))] {
+            let measured = PreparedMask::from_compressed(s.to_vec(), size.0, size.1);
+            assert_eq!(measured.is_ok(), s == b"3", "{s:?}");
         }
         for crowd in [false, true] {
             let flags = vec![crowd; masks.len()];
