@@ -359,6 +359,31 @@ pub fn from_polygons(
     h: u64,
     w: u64,
 ) -> Result<Vec<Rle>> {
+    from_polygons_then(function, argument, coords, offsets, h, w, |rle| rle)
+}
+
+/// [`from_polygons`] with each mask compressed (MASK-COUNTS) in the task that
+/// rasterised it: `(h, w, counts)`.
+pub fn from_polygons_compressed(
+    function: impl Into<Name>,
+    argument: impl Into<Name>,
+    coords: &[f64],
+    offsets: &[usize],
+    h: u64,
+    w: u64,
+) -> Result<Vec<(u32, u32, Vec<u8>)>> {
+    from_polygons_then(function, argument, coords, offsets, h, w, |rle| (rle.h, rle.w, rle.to_compressed()))
+}
+
+fn from_polygons_then<T: Send>(
+    function: impl Into<Name>,
+    argument: impl Into<Name>,
+    coords: &[f64],
+    offsets: &[usize],
+    h: u64,
+    w: u64,
+    then: impl Fn(Rle) -> T + Sync,
+) -> Result<Vec<T>> {
     use rayon::prelude::*;
     let (function, argument) = (function.into(), argument.into());
     let (h, w) = super::checked_size(function.clone(), "h, w", h, w)?;
@@ -370,7 +395,7 @@ pub fn from_polygons(
     for (i, xy) in polygons.iter().enumerate() {
         check_coordinates(&function, &argument, i, xy)?;
     }
-    let one = |xy: &&[f64]| if xy.len() < 2 { empty(h, w) } else { rasterise(xy, h, w) };
+    let one = |xy: &&[f64]| then(if xy.len() < 2 { empty(h, w) } else { rasterise(xy, h, w) });
     // A few parts (an annotation's) cost less than a parallel task each.
     if polygons.len() < 8 {
         return Ok(polygons.iter().map(one).collect());
