@@ -455,8 +455,13 @@ def test_box_evaluation_of_ground_truth_without_boxes_names_the_record():
 
 
 @pytest.mark.spec("DET-COCO-NOBOX")
-def test_ground_truth_without_box_or_area_is_refused_at_load():
-    gt, _ = _segm_set(5)
+def test_ground_truth_without_box_or_area_is_refused(tmp_path):
+    gt, dt = _segm_set(5)
     del gt["annotations"][1]["bbox"], gt["annotations"][1]["area"]
-    with pytest.raises(ValueError, match=r"annotations\[1\] \(id 2\) has neither 'bbox' nor 'area'"):
-        _from_dict(fcoco, gt).getImgIds()
+    message = r"annotations\[1\] \(id 2\) has neither 'bbox' nor 'area'"
+    with pytest.raises(ValueError, match=message):
+        _evaluate(fcoco, fcoco, gt, dt)
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    with pytest.raises(ValueError, match=message):
+        _quiet(fcoco.COCO, str(path))

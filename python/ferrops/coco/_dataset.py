@@ -228,10 +228,12 @@ class COCO:
         }
 
     def createIndex(self) -> None:  # noqa: N802 (pycocotools' name)
-        """Rebuilds the index, and the Rust dataset when ``dataset`` was assigned."""
+        """Rebuilds the index; a ``dataset`` given as a dict is parsed again on
+        first use (``evaluate()`` reads it as it stands then)."""
         print("creating index...")
         if self._built_from_dict():
-            self._parse_dict()
+            self._rust = None
+            self._parsed_digest = None
         self._index = None
         print("index created!")
 
