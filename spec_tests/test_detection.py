@@ -413,7 +413,7 @@ BAD_GT = {
     "malformed": (b'{"images": [', "invalid JSON"),
     "missing-key": (
         json.dumps(_tiny_gt([{"id": 3, "image_id": 1, "category_id": 1}])).encode(),
-        r"annotations\[0\] \(id 3\) has no 'bbox'",
+        r"annotations\[0\] \(id 3\) has neither 'bbox' nor 'area'",
     ),  # fmt: skip
     "negative-width": (
         json.dumps(_tiny_gt([_ann(1, 1, 1, (0, 0, 5, 5)), _ann(9, 1, 1, (0, 0, -1, 5))])).encode(),

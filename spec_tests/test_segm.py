@@ -406,3 +406,62 @@ def test_cli_segm(tmp_path, capsys):
     argv = ["coco-eval", str(tmp_path / "gt.json"), str(tmp_path / "dt.json"), "--iou-type", "bbox", "--json", str(out)]
     assert main(argv) == 0
     assert json.loads(out.read_text())["iou_type"] == "bbox"
+
+
+def _without_boxes(gt, every=1):
+    """``gt`` with the ``bbox`` of every ``every``-th annotation removed."""
+    gt = copy.deepcopy(gt)
+    for i, ann in enumerate(gt["annotations"]):
+        if i % every == 0:
+            del ann["bbox"]
+    return gt
+
+
+@pytest.mark.spec("DET-COCO-NOBOX")
+@pytest.mark.parametrize("every", [1, 2])
+def test_ground_truth_without_boxes_is_evaluated_as_segm(tmp_path, every):
+    gt, dt = _segm_set(5)
+    gt = _without_boxes(gt, every)
+    _assert_identical(_evaluate(fcoco, fcoco, gt, dt), _evaluate(pycoco, pycocoeval, gt, dt))
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+
+    def from_file(module, eval_module):
+        g = module.COCO(str(path))
+        ev = eval_module.COCOeval(g, g.loadRes(copy.deepcopy(dt)), "segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        return ev
+
+    _assert_identical(_quiet(from_file, fcoco, fcoco), _quiet(from_file, pycoco, pycocoeval))
+    # The records read as written (pycocotools' evaluate rewrites its own).
+    ours, theirs = _quiet(fcoco.COCO, str(path)), _quiet(pycoco.COCO, str(path))
+    assert "bbox" not in ours.loadAnns(1)[0]
+    assert ours.loadAnns(ours.getAnnIds()) == theirs.loadAnns(theirs.getAnnIds())
+
+
+@pytest.mark.spec("DET-COCO-NOBOX")
+def test_box_evaluation_of_ground_truth_without_boxes_names_the_record():
+    gt, dt = _segm_set(5)
+    gt = _without_boxes(gt, 3)
+    dt = [{**d, "bbox": [1.0, 1.0, 3.0, 3.0]} for d in dt]
+    with pytest.raises(KeyError):
+        _evaluate(pycoco, pycocoeval, gt, dt, iou_type="bbox")
+    with pytest.raises(
+        ValueError, match=r"COCOeval.evaluate\(\).*cocoGt.*<dict>: annotations\[0\] \(id 1\) has no 'bbox'"
+    ):
+        _evaluate(fcoco, fcoco, gt, dt, iou_type="bbox")
+
+
+@pytest.mark.spec("DET-COCO-NOBOX")
+def test_ground_truth_without_box_or_area_is_refused(tmp_path):
+    gt, dt = _segm_set(5)
+    del gt["annotations"][1]["bbox"], gt["annotations"][1]["area"]
+    message = r"annotations\[1\] \(id 2\) has neither 'bbox' nor 'area'"
+    with pytest.raises(ValueError, match=message):
+        _evaluate(fcoco, fcoco, gt, dt)
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    with pytest.raises(ValueError, match=message):
+        _quiet(fcoco.COCO, str(path))

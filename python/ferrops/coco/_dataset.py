@@ -4,6 +4,7 @@ with pycocotools' Python views and query API built on first use."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import os
 import time
@@ -61,6 +62,9 @@ class COCO:
         self._results_of: COCO | None = None
         self._index: dict[str, dict[Any, Any]] | None = None
         self._rust: _core.CocoData | None = None
+        # For a dataset given as a dict: the digest of the JSON ``_rust`` was
+        # parsed from (see ``_evaluated_data``).
+        self._parsed_digest: bytes | None = None
         # loadRes of a list (or file): its records, whose segmentations the view
         # shows as given.
         self._result_records: list[Record] | None = None
@@ -94,9 +98,34 @@ class COCO:
         """The parsed dataset in Rust, (re)built from ``dataset`` when needed."""
         if self._rust is None:
             assert self._dataset is not None
-            payload = to_json(self._dataset, "COCO", "annotation_file", "<dict>", "annotations")
-            self._rust = _core.coco_parse_ground_truth(payload, "<dict>")
+            self._parse_dict()
+            assert self._rust is not None
         return self._rust
+
+    def _parse_dict(self, payload: bytes | None = None) -> None:
+        assert self._dataset is not None
+        if payload is None:
+            payload = to_json(self._dataset, "COCO", "annotation_file", "<dict>", "annotations")
+        self._rust = _core.coco_parse_ground_truth(payload, "<dict>")
+        self._parsed_digest = hashlib.blake2b(payload, digest_size=16).digest()
+
+    def _built_from_dict(self) -> bool:
+        """A dataset given (or assigned) as a dict, not read from a file or loadRes."""
+        return self._dataset is not None and self._path is None and self._results_of is None
+
+    def _evaluated_data(self) -> _core.CocoData:
+        """The Rust dataset as ``COCOeval.evaluate`` reads it. pycocotools reads
+        the annotation dicts themselves at evaluation, so edits made to a
+        dataset given as a dict after ``createIndex()`` count (torchmetrics sets
+        each detection's ``area`` per iouType that way): such a dataset is parsed
+        again when its JSON changed since it was parsed (the converted masks are
+        kept when it did not)."""
+        if self._rust is not None and self._built_from_dict():
+            assert self._dataset is not None
+            payload = to_json(self._dataset, "COCO", "annotation_file", "<dict>", "annotations")
+            if hashlib.blake2b(payload, digest_size=16).digest() != self._parsed_digest:
+                self._parse_dict(payload)
+        return self._data
 
     def _ids(self, codes: np.ndarray) -> list[Any]:
         """The ids (ints, strs) of a column of the Rust dataset."""
@@ -125,6 +154,7 @@ class COCO:
         self._path = None
         self._results_of = None
         self._rust = None
+        self._parsed_digest = None
         self._index = None
 
     def _results_dataset(self) -> Record:
@@ -178,7 +208,7 @@ class COCO:
                 "id": i,
                 "image_id": image_id,
                 "category_id": category_id,
-                "bbox": bbox,
+                **({"bbox": bbox} if bbox[0] == bbox[0] else {}),  # NaN: the record had no box
                 "area": area,
                 "iscrowd": int(crowd),
             }
@@ -198,11 +228,12 @@ class COCO:
         }
 
     def createIndex(self) -> None:  # noqa: N802 (pycocotools' name)
-        """Rebuilds the index, and the Rust dataset when ``dataset`` was assigned."""
+        """Rebuilds the index; a ``dataset`` given as a dict is parsed again on
+        first use (``evaluate()`` reads it as it stands then)."""
         print("creating index...")
-        if self._dataset is not None and self._path is None and self._results_of is None:
+        if self._built_from_dict():
             self._rust = None
-            _ = self._data
+            self._parsed_digest = None
         self._index = None
         print("index created!")
 

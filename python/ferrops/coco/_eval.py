@@ -119,7 +119,7 @@ class COCOeval:
         area_rngs = area_rngs.reshape(-1, 2)
         iou_thrs = _float_params("COCOeval.evaluate", "iouThrs", p.iouThrs)
         self.params = p
-        gt, dt = self.cocoGt._data, self.cocoDt._data
+        gt, dt = self.cocoGt._evaluated_data(), self.cocoDt._evaluated_data()
         strings = combined_strings(gt.id_strings(), dt.id_strings())
         self._evaluation = _core.coco_evaluate(
             gt,

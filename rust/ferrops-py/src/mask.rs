@@ -73,9 +73,16 @@ fn read_rles(function: &'static str, argument: &'static str, list: &Bound<'_, Py
 /// `{"size": [h, w], "counts": bytes}` dicts of compressed strings.
 fn to_dicts<'py>(py: Python<'py>, rles: &[(u32, u32, Vec<u8>)]) -> BindingResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
+    // Each dict gets its own size list, of int objects made once per size
+    // (masks of a call mostly share one).
+    let (mut ints, mut ints_size): (Option<[Bound<'py, PyAny>; 2]>, (u32, u32)) = (None, (0, 0));
     for (h, w, counts) in rles {
+        if ints.is_none() || ints_size != (*h, *w) {
+            (ints, ints_size) = (Some([h.into_bound_py_any(py)?, w.into_bound_py_any(py)?]), (*h, *w));
+        }
+        let ints = ints.as_ref().expect("set above");
         let dict = PyDict::new(py);
-        dict.set_item(intern!(py, "size"), PyList::new(py, [*h, *w])?)?;
+        dict.set_item(intern!(py, "size"), PyList::new(py, ints)?)?;
         dict.set_item(intern!(py, "counts"), PyBytes::new(py, counts))?;
         list.append(dict)?;
     }
@@ -246,7 +253,7 @@ fn mask_from_polygons<'py>(
         }
         offsets.push(coords.len());
     }
-    let out = run_kernel(py, || Ok(compress_all(polygon::from_polygons(F, "pyobj", &coords, &offsets, h, w)?)))?;
+    let out = run_kernel(py, || polygon::from_polygons_compressed(F, "pyobj", &coords, &offsets, h, w))?;
     to_dicts(py, &out)
 }
 

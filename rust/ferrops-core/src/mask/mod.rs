@@ -12,6 +12,7 @@
 //! them read out of bounds or loop forever.
 
 pub mod codec;
+pub mod columns;
 pub mod polygon;
 pub mod prepared;
 pub mod rle;

@@ -225,13 +225,38 @@ fn check_coordinates(function: &Name, argument: &Name, index: usize, xy: &[f64])
 /// as pycocotools does) into a mask of `[h, w]`. The coordinates must have been
 /// checked ([`check_coordinates`]).
 fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
+    SCRATCH.with(|scratch| rasterise_with(&mut scratch.borrow_mut(), xy, h, w))
+}
+
+/// The buffers of one rasterisation, kept per thread: a polygon needs five,
+/// and masks come by the thousand.
+#[derive(Default)]
+struct Scratch {
+    vertices: Vec<(i64, i64)>,
+    indices: Vec<u32>,
+    columns: Vec<u32>,
+    next: Vec<usize>,
+    sorted: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+fn rasterise_with(scratch: &mut Scratch, xy: &[f64], h: u32, w: u32) -> Rle {
     let k = xy.len() / 2;
     let scaled = |c: f64| c_int(SCALE * c + 0.5);
-    let vertices: Vec<(i64, i64)> = (0..=k).map(|j| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]))).collect();
+    let vertices = &mut scratch.vertices;
+    vertices.clear();
+    vertices.extend((0..=k).map(|j| (scaled(xy[2 * (j % k)]), scaled(xy[2 * (j % k) + 1]))));
     // Room for every cut: an edge cuts each column it spans once, plus a joining step.
     let capacity: i64 = vertices.windows(2).map(|e| ((e[1].0 - e[0].0).abs() / 5 + 2).min(i64::from(w) + 2)).sum();
     let capacity = capacity as usize;
-    let (indices, columns) = (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
+    let (mut indices, mut columns) = (std::mem::take(&mut scratch.indices), std::mem::take(&mut scratch.columns));
+    indices.clear();
+    columns.clear();
+    indices.reserve(capacity);
+    columns.reserve(capacity);
     let mut out = Boundary { h: i64::from(h), w: i64::from(w), indices, columns };
     let columns = i64::from(w);
     let mut last_point: Option<(i64, i64)> = None;
@@ -245,7 +270,9 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
         edge.walk(columns, &mut out);
         last_point = Some(edge.point(edge.len));
     }
-    let mut cuts = sorted_cuts(&out.indices, &out.columns);
+    let mut cuts = std::mem::take(&mut scratch.sorted);
+    sorted_cuts(&out.indices, &out.columns, &mut scratch.next, &mut cuts);
+    (scratch.indices, scratch.columns) = (out.indices, out.columns);
     cuts.push(h * w);
     // Run lengths between the sorted cuts; a zero-length run means a boundary met
     // twice, so the run after it joins the one before (pycocotools' rule, which
@@ -254,7 +281,7 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
     for cut in cuts.iter_mut() {
         (*cut, previous) = (*cut - previous, *cut);
     }
-    let lengths = cuts;
+    let lengths = &cuts;
     let mut counts = Vec::with_capacity(lengths.len());
     counts.push(lengths[0]);
     let mut j = 1;
@@ -270,16 +297,19 @@ fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
             }
         }
     }
+    scratch.sorted = cuts;
     Rle { h, w, counts }
 }
 
-/// `indices` in increasing order, by a counting sort on their columns and an
+/// `indices` in increasing order (into `sorted`; `next` a buffer), by a
+/// counting sort on their columns and an
 /// insertion sort inside each column (which holds a few cuts: two per crossing
 /// of the outline). An index `x * h + y` lies in `[x * h, (x + 1) * h]`, so
 /// ordering by column first and index second is ordering by index.
-fn sorted_cuts(indices: &[u32], columns: &[u32]) -> Vec<u32> {
+fn sorted_cuts(indices: &[u32], columns: &[u32], next: &mut Vec<usize>, sorted: &mut Vec<u32>) {
+    sorted.clear();
     if columns.is_empty() {
-        return Vec::new();
+        return;
     }
     // One pass, inlined (`Iterator::min`/`max` compile to a call per element here).
     let (mut lo, mut hi) = (u32::MAX, 0);
@@ -289,7 +319,8 @@ fn sorted_cuts(indices: &[u32], columns: &[u32]) -> Vec<u32> {
     // `next[c]`: where column `lo + c`'s next cut goes; once all are placed it is
     // the end of that column's bucket. One buffer for starts and ends.
     let buckets = (hi - lo) as usize + 1;
-    let mut next = vec![0usize; buckets + 1];
+    next.clear();
+    next.resize(buckets + 1, 0);
     for &c in columns {
         next[(c - lo) as usize + 1] += 1;
     }
@@ -297,7 +328,7 @@ fn sorted_cuts(indices: &[u32], columns: &[u32]) -> Vec<u32> {
         next[k] += next[k - 1];
     }
     // One more slot for the closing cut `h * w` the caller appends.
-    let mut sorted = Vec::with_capacity(indices.len() + 1);
+    sorted.reserve(indices.len() + 1);
     sorted.resize(indices.len(), 0u32);
     for (&index, &c) in indices.iter().zip(columns) {
         let slot = &mut next[(c - lo) as usize];
@@ -316,7 +347,6 @@ fn sorted_cuts(indices: &[u32], columns: &[u32]) -> Vec<u32> {
         }
         start = end;
     }
-    sorted
 }
 
 /// Rasterises polygons into masks of `[h, w]`, one task per polygon. Polygon `i`
@@ -329,6 +359,31 @@ pub fn from_polygons(
     h: u64,
     w: u64,
 ) -> Result<Vec<Rle>> {
+    from_polygons_then(function, argument, coords, offsets, h, w, |rle| rle)
+}
+
+/// [`from_polygons`] with each mask compressed (MASK-COUNTS) in the task that
+/// rasterised it: `(h, w, counts)`.
+pub fn from_polygons_compressed(
+    function: impl Into<Name>,
+    argument: impl Into<Name>,
+    coords: &[f64],
+    offsets: &[usize],
+    h: u64,
+    w: u64,
+) -> Result<Vec<(u32, u32, Vec<u8>)>> {
+    from_polygons_then(function, argument, coords, offsets, h, w, |rle| (rle.h, rle.w, rle.to_compressed()))
+}
+
+fn from_polygons_then<T: Send>(
+    function: impl Into<Name>,
+    argument: impl Into<Name>,
+    coords: &[f64],
+    offsets: &[usize],
+    h: u64,
+    w: u64,
+    then: impl Fn(Rle) -> T + Sync,
+) -> Result<Vec<T>> {
     use rayon::prelude::*;
     let (function, argument) = (function.into(), argument.into());
     let (h, w) = super::checked_size(function.clone(), "h, w", h, w)?;
@@ -340,7 +395,12 @@ pub fn from_polygons(
     for (i, xy) in polygons.iter().enumerate() {
         check_coordinates(&function, &argument, i, xy)?;
     }
-    Ok(polygons.par_iter().map(|xy| if xy.len() < 2 { empty(h, w) } else { rasterise(xy, h, w) }).collect())
+    let one = |xy: &&[f64]| then(if xy.len() < 2 { empty(h, w) } else { rasterise(xy, h, w) });
+    // A few parts (an annotation's) cost less than a parallel task each.
+    if polygons.len() < 8 {
+        return Ok(polygons.iter().map(one).collect());
+    }
+    Ok(polygons.par_iter().map(one).collect())
 }
 
 fn empty(h: u32, w: u32) -> Rle {

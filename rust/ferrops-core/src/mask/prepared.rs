@@ -1,12 +1,12 @@
 //! Masks prepared once for many IoUs (`segm` evaluation, SPEC DET-COCO-SEGM):
 //! each keeps its size, its box (pycocotools' gate), its area and its runs in
 //! pycocotools' compressed form (about 2 bytes a run: the masks of a dataset
-//! stay small). The masks an IoU matrix needs are decoded into 1-run intervals
-//! in a reused buffer ([`Decoded`]); an IoU is then a merge of two short
-//! interval lists restricted to the columns both boxes cover, never a dense
-//! decode.
+//! stay small). The masks an IoU matrix needs are decoded by column into a
+//! reused buffer ([`Decoded`], a [`ColumnRuns`]); an IoU then sums the columns
+//! both masks cover, never a dense decode.
 
-use super::codec::compress;
+use super::codec::{compress, for_each_run};
+use super::columns::ColumnRuns;
 use super::rle::{area, to_bbox};
 use super::Rle;
 use crate::boxes::geometry::coco_iou;
@@ -43,20 +43,32 @@ impl PreparedMask {
         PreparedMask { h: rle.h, w: rle.w, bbox, area: area(rle), counts: compressed.into_boxed_slice() }
     }
 
-    /// Appends the 1-runs as `[start, end)` column-major pixel intervals.
-    fn push_ones_into(&self, out: &mut Vec<(u32, u32)>) {
-        push_ones(Runs { s: &self.counts, at: 0, before: [0, 0], m: 0 }, out);
-    }
-}
-
-/// The 1-runs of `counts` (0-run first) as intervals, zero-length ones left out.
-fn push_ones(counts: impl Iterator<Item = u32>, out: &mut Vec<(u32, u32)>) {
-    let mut start = 0u32;
-    for (j, count) in counts.enumerate() {
-        if j % 2 == 1 && count > 0 {
-            out.push((start, start + count));
+    /// The mask of a compressed string of size `[h, w]` (taken as its
+    /// compressed form), checked and measured in one pass without decoding
+    /// it; `Err` gives the string back where it needs [`decompress`] (a fault,
+    /// whose message that gives) or [`to_bbox`] (a run of 0 length after the
+    /// first, which counts in pycocotools' box).
+    ///
+    /// [`decompress`]: super::codec::decompress
+    pub fn from_compressed(counts: Vec<u8>, h: u64, w: u64) -> Result<PreparedMask, Vec<u8>> {
+        let Ok((h, w)) = super::checked_size("", "", h, w) else {
+            return Err(counts);
+        };
+        let mut summary = RunSummary::new(h);
+        if h == 0
+            || for_each_run(&counts, |count| summary.add(count)).is_err()
+            || summary.zero_run
+            || summary.position != u64::from(h) * u64::from(w)
+        {
+            return Err(counts);
         }
-        start = start.wrapping_add(count);
+        let bbox = summary.bbox();
+        Ok(PreparedMask { h, w, bbox, area: summary.area, counts: counts.into_boxed_slice() })
+    }
+
+    /// The run lengths, from the compressed string (no checks: it was checked).
+    fn runs(&self) -> Runs<'_> {
+        Runs { s: &self.counts, at: 0, before: [0, 0], m: 0 }
     }
 }
 
@@ -101,29 +113,79 @@ impl Iterator for Runs<'_> {
     }
 }
 
-/// The decoded 1-runs of the masks one IoU matrix needs, in one reused buffer.
+/// The masks one IoU matrix needs, decoded by column into one reused buffer.
 #[derive(Debug, Default)]
 pub struct Decoded {
-    ones: Vec<(u32, u32)>,
-    /// Where each mask's intervals end in `ones`.
-    ends: Vec<usize>,
+    columns: ColumnRuns,
 }
 
 impl Decoded {
-    /// Decodes `masks` in order (replacing what was there).
-    pub fn decode<'a>(&mut self, masks: impl Iterator<Item = &'a PreparedMask>) {
-        self.ones.clear();
-        self.ends.clear();
+    /// Decodes `masks` in order (replacing what was there); a `None` holds its
+    /// place as an empty mask (one no IoU will read).
+    pub fn decode<'a>(&mut self, masks: impl Iterator<Item = Option<&'a PreparedMask>>) {
+        self.columns.clear();
         for mask in masks {
-            mask.push_ones_into(&mut self.ones);
-            self.ends.push(self.ones.len());
+            match mask {
+                Some(mask) => self.columns.push(mask.h, mask.runs()),
+                None => self.columns.push(0, std::iter::empty()),
+            }
+        }
+    }
+}
+
+/// Area and box of a mask gathered run by run ([`PreparedMask::from_compressed`];
+/// the box as [`box_of_runs`] finds it).
+struct RunSummary {
+    h: u32,
+    /// Pixels before the next run.
+    position: u64,
+    runs: usize,
+    area: u32,
+    /// A run of 0 length after the first.
+    zero_run: bool,
+    first: Option<u32>,
+    last_end: u32,
+    ys: u32,
+    ye: u32,
+}
+
+impl RunSummary {
+    fn new(h: u32) -> RunSummary {
+        RunSummary { h, position: 0, runs: 0, area: 0, zero_run: false, first: None, last_end: 0, ys: h, ye: 0 }
+    }
+
+    #[inline]
+    fn add(&mut self, count: u32) {
+        let start = self.position;
+        self.position += u64::from(count);
+        self.zero_run |= count == 0 && self.runs > 0;
+        let is_ones = self.runs % 2 == 1;
+        self.runs += 1;
+        // Past h * w (< 2**32) the mask is refused: nothing below matters then.
+        if !is_ones || count == 0 || self.position > u64::from(u32::MAX) || self.h == 0 {
+            return;
+        }
+        let (start, end, h) = (start as u32, self.position as u32, self.h);
+        self.area = self.area.wrapping_add(count);
+        self.first.get_or_insert(start);
+        self.last_end = end;
+        if self.ys > 0 || self.ye < h - 1 {
+            let column_start = start / h * h;
+            if end > column_start + h {
+                (self.ys, self.ye) = (0, h - 1);
+            } else {
+                self.ys = self.ys.min(start - column_start);
+                self.ye = self.ye.max(end - 1 - column_start);
+            }
         }
     }
 
-    /// The intervals of mask `i` (in decoding order).
-    pub fn ones(&self, i: usize) -> &[(u32, u32)] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.ones[start..self.ends[i]]
+    fn bbox(&self) -> [f64; 4] {
+        let Some(first) = self.first else {
+            return [0.0; 4];
+        };
+        let (xs, xe) = (first / self.h, (self.last_end - 1) / self.h);
+        [f64::from(xs), f64::from(self.ys), f64::from(xe - xs + 1), f64::from(self.ye - self.ys + 1)]
     }
 }
 
@@ -157,48 +219,31 @@ fn box_of_runs(counts: &[u32], h: u32) -> [f64; 4] {
     [f64::from(xs), f64::from(ys), f64::from(xe - xs + 1), f64::from(ye - ys + 1)]
 }
 
-/// Pixels in both masks among `[from, to)`, outside which one of them is 0.
-fn intersection(a: &[(u32, u32)], b: &[(u32, u32)], from: u32, to: u32) -> u64 {
-    let (mut i, mut j) = (a.partition_point(|r| r.1 <= from), b.partition_point(|r| r.1 <= from));
-    let mut total = 0u64;
-    while i < a.len() && j < b.len() {
-        let (ra, rb) = (a[i], b[j]);
-        if ra.0 >= to || rb.0 >= to {
-            break;
-        }
-        let (lo, hi) = (ra.0.max(rb.0), ra.1.min(rb.1));
-        if lo < hi {
-            total += u64::from(hi - lo);
-        }
-        if ra.1 <= rb.1 {
-            i += 1;
-        } else {
-            j += 1;
-        }
-    }
-    total
-}
-
 /// pycocotools' `rleIou` of a detection and a ground truth: the box IoU when it
 /// is not positive (0), -1 for masks of different sizes, 0 when the masks do not
 /// meet, else intersection over union, the union being the detection's area for
 /// crowd ground truth. The same integers divided, so the same double.
-/// `d_ones` and `g_ones` are the masks' 1-runs ([`Decoded::ones`]).
-pub fn iou(d: &PreparedMask, d_ones: &[(u32, u32)], g: &PreparedMask, g_ones: &[(u32, u32)], crowd: bool) -> f64 {
-    let gate = coco_iou(&d.bbox, &g.bbox, crowd);
+/// `d` and `g` are masks `i` and `j` of `decoded`.
+pub fn iou(d: &PreparedMask, g: &PreparedMask, decoded: &Decoded, i: usize, j: usize, crowd: bool) -> f64 {
+    let gate = gate(d, g, crowd);
     if gate <= 0.0 {
         return gate;
     }
+    iou_past_gate(d, g, decoded, i, j, crowd)
+}
+
+/// The box IoU [`iou`] starts from: the IoU itself where not positive.
+#[inline]
+pub fn gate(d: &PreparedMask, g: &PreparedMask, crowd: bool) -> f64 {
+    coco_iou(&d.bbox, &g.bbox, crowd)
+}
+
+/// [`iou`] of a pair whose [`gate`] is positive.
+pub fn iou_past_gate(d: &PreparedMask, g: &PreparedMask, decoded: &Decoded, i: usize, j: usize, crowd: bool) -> f64 {
     if (d.h, d.w) != (g.h, g.w) {
         return -1.0;
     }
-    // The columns both boxes cover (whole numbers: the boxes come from runs).
-    let h = u64::from(d.h);
-    let first_column = d.bbox[0].max(g.bbox[0]) as u64;
-    let end_column = (d.bbox[0] + d.bbox[2]).min(g.bbox[0] + g.bbox[2]) as u64;
-    let pixels = h * u64::from(d.w);
-    let (from, to) = ((first_column * h).min(pixels) as u32, (end_column * h).min(pixels) as u32);
-    let inter = intersection(d_ones, g_ones, from, to);
+    let inter = decoded.columns.intersection(i, &decoded.columns, j);
     if inter == 0 {
         return 0.0;
     }
@@ -231,7 +276,7 @@ mod tests {
             .collect();
         let prepared: Vec<PreparedMask> = masks.iter().map(PreparedMask::new).collect();
         let mut decoded = Decoded::default();
-        decoded.decode(prepared.iter());
+        decoded.decode(prepared.iter().map(Some));
         for (p, m) in prepared.iter().zip(&masks) {
             assert_eq!(p.bbox, rle::to_bbox(m));
         }
@@ -241,12 +286,21 @@ mod tests {
             let m = Rle { h: 4, w: 3, counts };
             assert_eq!(PreparedMask::new(&m).bbox, rle::to_bbox(&m), "{:?}", m.counts);
         }
+        for (p, m) in prepared.iter().zip(&masks) {
+            let measured = PreparedMask::from_compressed(m.to_compressed(), u64::from(h), u64::from(w));
+            assert_eq!(measured.as_ref(), Ok(p));
+        }
+        // A run of 0 length, a fault, a wrong total: left to the checked decoder.
+        for (s, size) in [(&b"0003"[..], (1, 3)), (b"0", (1, 3)), (b"3o", (1, 3)), (b"12", (1, 4)), (b"3", (1, 3))] {
+            let measured = PreparedMask::from_compressed(s.to_vec(), size.0, size.1);
+            assert_eq!(measured.is_ok(), s == b"3", "{s:?}");
+        }
         for crowd in [false, true] {
             let flags = vec![crowd; masks.len()];
             let expected = rle::iou(&masks, &masks, &flags).unwrap();
             for (i, d) in prepared.iter().enumerate() {
                 for (j, g) in prepared.iter().enumerate() {
-                    let value = iou(d, decoded.ones(i), g, decoded.ones(j), crowd);
+                    let value = iou(d, g, &decoded, i, j, crowd);
                     assert_eq!(value.to_bits(), expected[i * masks.len() + j].to_bits(), "{i} {j}");
                 }
             }

@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use super::columns::ColumnRuns;
 use super::Rle;
 use crate::boxes::geometry::coco_iou;
 use crate::buffer;
@@ -245,69 +246,50 @@ pub fn merge(rles: &[Rle], intersect: bool) -> Result<Rle> {
     Ok(merged)
 }
 
-/// What the IoU of a mask needs, computed once per mask: its box (the gate), its
-/// area, and its 1-runs as `[start, end)` pixel intervals in increasing order.
-struct Prepared {
-    bbox: [f64; 4],
-    area: u64,
-    ones: Vec<(u32, u32)>,
+/// One side of an IoU matrix as the IoU reads it: each mask's box (the gate)
+/// and area, and the masks by column.
+struct Side<'a> {
+    rles: &'a [Rle],
+    box_area: Vec<([f64; 4], u64)>,
+    columns: ColumnRuns,
 }
 
-impl Prepared {
-    fn new(rle: &Rle) -> Prepared {
-        let mut ones = Vec::with_capacity(rle.counts.len() / 2);
-        let mut start = 0u32;
-        for (j, &count) in rle.counts.iter().enumerate() {
-            if j % 2 == 1 && count > 0 {
-                ones.push((start, start + count));
-            }
-            start += count;
-        }
-        Prepared { bbox: to_bbox(rle), area: u64::from(area(rle)), ones }
+impl<'a> Side<'a> {
+    fn new(rles: &'a [Rle]) -> Side<'a> {
+        let (box_area, columns) = rayon::join(
+            || rles.par_iter().map(|r| (to_bbox(r), u64::from(area(r)))).collect(),
+            || {
+                let mut columns = ColumnRuns::default();
+                for r in rles {
+                    columns.push(r.h, r.counts.iter().copied());
+                }
+                columns
+            },
+        );
+        Side { rles, box_area, columns }
     }
 }
 
-/// Pixels set in both masks, counted over the 1-runs that lie in pixels
-/// `[from, to)` (the columns where both boxes lie, outside which one mask is 0).
-fn intersection(a: &[(u32, u32)], b: &[(u32, u32)], from: u32, to: u32) -> u64 {
-    let (mut i, mut j) = (a.partition_point(|r| r.1 <= from), b.partition_point(|r| r.1 <= from));
-    let mut total = 0u64;
-    // Branch-free steps: which list moves on is a coin toss to the predictor.
-    while i < a.len() && j < b.len() {
-        let (ra, rb) = (a[i], b[j]);
-        if ra.0 >= to || rb.0 >= to {
-            break;
-        }
-        total += u64::from(ra.1.min(rb.1).saturating_sub(ra.0.max(rb.0)));
-        let a_ends_first = ra.1 <= rb.1;
-        i += usize::from(a_ends_first);
-        j += usize::from(!a_ends_first);
-    }
-    total
-}
-
-/// The mask IoU of one pair, pycocotools' `rleIou`: 0 when the boxes do not
-/// overlap or the masks do not intersect, -1 when the sizes differ, and for a
-/// crowd ground truth the intersection over the detection's area. The union is
-/// `|d| + |g| - |d & g|`, the same integer pycocotools counts run by run.
-fn rle_iou_one(d: &Rle, g: &Rle, pd: &Prepared, pg: &Prepared, crowd: bool) -> f64 {
-    let gate = coco_iou(&pd.bbox, &pg.bbox, crowd);
+/// The mask IoU of detection `i` and ground truth `j`, pycocotools' `rleIou`:
+/// 0 when the boxes do not overlap or the masks do not intersect, -1 when the
+/// sizes differ, and for a crowd ground truth the intersection over the
+/// detection's area. The union is `|d| + |g| - |d & g|`, the same integer
+/// pycocotools counts run by run.
+fn rle_iou_one(dt: &Side, i: usize, gt: &Side, j: usize, crowd: bool) -> f64 {
+    let ((d_box, d_area), (g_box, g_area)) = (dt.box_area[i], gt.box_area[j]);
+    let gate = coco_iou(&d_box, &g_box, crowd);
     if gate <= 0.0 {
         return gate;
     }
+    let (d, g) = (&dt.rles[i], &gt.rles[j]);
     if (d.h, d.w) != (g.h, g.w) {
         return -1.0;
     }
-    // Both boxes' columns: the pixels before and after them are 0 in one mask.
-    let h = f64::from(d.h);
-    let first_column = pd.bbox[0].max(pg.bbox[0]);
-    let end_column = (pd.bbox[0] + pd.bbox[2]).min(pg.bbox[0] + pg.bbox[2]);
-    let (from, to) = ((first_column * h) as u32, (end_column * h).min(d.pixels() as f64) as u32);
-    let inter = intersection(&pd.ones, &pg.ones, from, to);
+    let inter = dt.columns.intersection(i, &gt.columns, j);
     if inter == 0 {
         return 0.0;
     }
-    let union = if crowd { pd.area } else { pd.area + pg.area - inter };
+    let union = if crowd { d_area } else { d_area + g_area - inter };
     inter as f64 / union as f64
 }
 
@@ -327,8 +309,7 @@ fn check_crowd(function: &'static str, n: usize, iscrowd: &[bool]) -> Result<()>
 /// `[m, n]` (row-major) mask IoU of `m` detections against `n` ground truths.
 pub fn iou(dt: &[Rle], gt: &[Rle], iscrowd: &[bool]) -> Result<Vec<f64>> {
     check_crowd("iou", gt.len(), iscrowd)?;
-    let d_prepared: Vec<Prepared> = dt.par_iter().map(Prepared::new).collect();
-    let g_prepared: Vec<Prepared> = gt.par_iter().map(Prepared::new).collect();
+    let (d_side, g_side) = rayon::join(|| Side::new(dt), || Side::new(gt));
     let n = gt.len();
     buffer::try_filled("iou", "the IoU matrix", &[dt.len(), n], |out| {
         if n == 0 {
@@ -336,7 +317,7 @@ pub fn iou(dt: &[Rle], gt: &[Rle], iscrowd: &[bool]) -> Result<Vec<f64>> {
         }
         out.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
             for (j, slot) in row.iter_mut().enumerate() {
-                slot.write(rle_iou_one(&dt[i], &gt[j], &d_prepared[i], &g_prepared[j], iscrowd[j]));
+                slot.write(rle_iou_one(&d_side, i, &g_side, j, iscrowd[j]));
             }
         });
     })

@@ -21,13 +21,22 @@ pub const NOT_CONVERTED: &str = "not converted (not compared with any detection)
 pub type ImageSizes = rustc_hash::FxHashMap<i64, Option<[i64; 2]>>;
 use super::keypoints::Keypoints;
 
+/// The box of a ground-truth record written without `bbox` (checked boxes
+/// are finite, so NaN marks none).
+pub const NO_BOX: [f64; 4] = [f64::NAN; 4];
+
+/// Whether `bbox` is a box, not [`NO_BOX`].
+pub fn has_box(bbox: &[f64; 4]) -> bool {
+    !bbox[0].is_nan()
+}
+
 /// The annotations of a dataset, one entry per record, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Annotations {
     pub id: Vec<i64>,
     pub image_id: Vec<i64>,
     pub category_id: Vec<i64>,
-    /// `[x, y, width, height]`.
+    /// `[x, y, width, height]`; [`NO_BOX`] for ground truth given without one.
     pub bbox: Vec<[f64; 4]>,
     pub area: Vec<f64>,
     pub iscrowd: Vec<bool>,

@@ -2,7 +2,7 @@
 //! checked record by record into a [`CocoDataset`].
 
 use super::checks::{check_bbox, check_integer_id, check_json, json_error, record_name, Origin, GT_EXPECTED};
-use super::dataset::{Annotations, CocoDataset};
+use super::dataset::{has_box, Annotations, CocoDataset, NO_BOX};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{ground_truth_direct, in_order, parse_records, RecordPieces};
 use super::keypoints::{check_keypoints, Keypoints};
@@ -83,8 +83,17 @@ fn ground_truth_piece(
         }
         let image_id = image_id.ok_or_else(|| missing("image_id"))?;
         let category_id = category_id.ok_or_else(|| missing("category_id"))?;
-        let bbox = bbox.ok_or_else(|| missing("bbox"))?.checked(origin, GT_EXPECTED, name)?;
-        let area = area.unwrap_or(bbox[2] * bbox[3]);
+        // pycocotools loads records without a box (mask-only ground truth,
+        // evaluated as segm); evaluating boxes or keypoints refuses them.
+        let bbox = match bbox {
+            Some(b) => b.checked(origin, GT_EXPECTED, name)?,
+            None => NO_BOX,
+        };
+        let area = match area {
+            Some(a) => a,
+            None if has_box(&bbox) => bbox[2] * bbox[3],
+            None => return Err(origin.error(GT_EXPECTED, format!("{} has neither 'bbox' nor 'area'", name()))),
+        };
         if !area.is_finite() {
             return Err(origin.error(GT_EXPECTED, format!("{} has a non-finite 'area' {area}", name())));
         }
@@ -244,6 +253,17 @@ mod tests {
         assert_eq!(d.annotations.area, vec![12.0, 3.5]);
         assert_eq!(d.annotations.iscrowd, vec![true, false]);
         assert_eq!(d.first_without_score, Some(0));
+    }
+
+    #[test]
+    fn ground_truth_without_a_box_needs_an_area() {
+        let json = br#"{"images":[{"id":1}],"annotations":[{"id":1,"image_id":1,"category_id":1,"area":5}]}"#;
+        let d = parse_ground_truth(json, &ORIGIN).unwrap();
+        assert!(!has_box(&d.annotations.bbox[0]) && !has_box(&d.packed[0].bbox));
+        assert_eq!(d.annotations.area, vec![5.0]);
+        let json = br#"{"images":[{"id":1}],"annotations":[{"id":4,"image_id":1,"category_id":1}]}"#;
+        let err = parse_ground_truth(json, &ORIGIN).unwrap_err().to_string();
+        assert!(err.contains("annotations[0] (id 4) has neither 'bbox' nor 'area'"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,6 @@ use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{in_order, parse_records};
 use super::keypoints::{check_keypoints, keypoint_box, Keypoints};
 use super::raw::RawAnnotation;
-use super::segmentation::Segmentation;
 use crate::error::Result;
 use crate::mask::prepared::PreparedMask;
 
@@ -237,14 +236,9 @@ fn results_piece(
                 check_result(origin, &images.known, i, image_id, &[0.0; 4], score)?;
             }
             let size = images.sizes.get(&image_id).copied().flatten();
-            let mask = segmentation
-                .to_rle(size)
+            let prepared = (*segmentation)
+                .into_prepared(size)
                 .map_err(|e| origin.error(RES_EXPECTED, format!("results[{i}] has a bad 'segmentation': {e}")))?;
-            let prepared = match *segmentation {
-                // The string the mask came from is its compressed form.
-                Segmentation::Compressed { counts, .. } => PreparedMask::with_compressed(&mask, counts),
-                _ => PreparedMask::new(&mask),
-            };
             // pycocotools keeps a given box (an empty one is treated as absent here).
             let bbox = match r.bbox {
                 Some(b) if b.len > 0 => {

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::mask::prepared::PreparedMask;
 use crate::mask::{codec, polygon, rle, Rle};
 
 /// A `segmentation` value as written. Shapes no COCO tool writes are kept as
@@ -178,6 +179,31 @@ impl Segmentation {
                 rle::merge(&rles, false).map_err(message)
             }
         }
+    }
+}
+
+impl Segmentation {
+    /// [`Segmentation::to_rle`] prepared for IoU; a compressed string is kept
+    /// as the mask's compressed form, and measured without decoding where it
+    /// allows ([`PreparedMask::from_compressed`]).
+    pub fn into_prepared(self, image_size: Option<[i64; 2]>) -> std::result::Result<PreparedMask, String> {
+        let segmentation = match self {
+            Segmentation::Compressed { size, counts }
+                if size[0] >= 0 && size[1] >= 0 && image_size.is_none_or(|s| s == size) =>
+            {
+                match PreparedMask::from_compressed(counts, size[0] as u64, size[1] as u64) {
+                    Ok(prepared) => return Ok(prepared),
+                    Err(counts) => Segmentation::Compressed { size, counts },
+                }
+            }
+            other => other,
+        };
+        let mask = segmentation.to_rle(image_size)?;
+        Ok(match segmentation {
+            // The string the mask came from is its compressed form.
+            Segmentation::Compressed { counts, .. } => PreparedMask::with_compressed(&mask, counts),
+            _ => PreparedMask::new(&mask),
+        })
     }
 }
 

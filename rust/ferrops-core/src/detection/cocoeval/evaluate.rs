@@ -11,7 +11,7 @@ use super::matching::{
 };
 use super::oks::Oks;
 use super::similarity::{IouType, Similarity};
-use crate::detection::coco::{CocoDataset, IdStrings, MaskColumn};
+use crate::detection::coco::{has_box, CocoDataset, IdStrings, MaskColumn};
 use crate::ensure;
 use crate::error::{FerropsError, Result};
 use crate::interrupt::Cancel;
@@ -154,6 +154,21 @@ fn check_masks(
     ))
 }
 
+/// Every record evaluation reaches has a `bbox` (pycocotools reads the boxes
+/// of both sides for bbox, the ground truth's for keypoints); otherwise the
+/// error names the first record without one, in file order.
+fn check_boxes(argument: &'static str, d: &CocoDataset, buckets: &Buckets) -> Result<()> {
+    let Some(j) = buckets.records().par_iter().filter(|r| !has_box(&r.bbox)).map(|r| r.row as usize).min() else {
+        return Ok(());
+    };
+    Err(FerropsError::value(
+        "COCOeval.evaluate",
+        argument,
+        "a 'bbox' in every record evaluated (segm evaluates records without one)",
+        format!("{}: annotations[{j}] (id {}) has no 'bbox'", d.source, d.id_strings.describe(d.annotations.id[j])),
+    ))
+}
+
 /// Per ground-truth record, whether a unit compares it with a detection: a
 /// bucket's records where the unit (the bucket; with pooled categories, its
 /// image) has detections.
@@ -227,6 +242,12 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
     );
     let num_units = if params.use_cats { distinct_cats.len() * num_images } else { num_images };
     let pooled_slots = (!params.use_cats).then(|| params.cat_ids.iter().map(|c| distinct_cats[c]).collect());
+    if params.iou_type != IouType::Segm {
+        check_boxes("cocoGt", gt, &gt_buckets)?;
+    }
+    if params.iou_type == IouType::Bbox {
+        check_boxes("cocoDt", dt, &dt_buckets)?;
+    }
     let similarity = match (params.iou_type, dt_masks) {
         (IouType::Segm, Some(dt_masks)) => {
             // Ground truth no detection is compared with is checked, not

@@ -91,13 +91,29 @@ fn mask_ious(
     out: &mut Vec<f64>,
     decoded: &mut Decoded,
 ) {
-    // The unit's masks decoded once: ground truth first, then detections.
-    let masks = gt.iter().map(|g| mask(gt_masks, g)).chain(det.iter().map(|d| mask(dt_masks, d)));
+    // pycocotools' box gate first; the masks of no pair past it are not
+    // decoded. Then the unit's other masks decoded once (ground truth first,
+    // then detections) and those pairs' IoUs.
+    let (start, n) = (out.len(), gt.len());
+    for d in det {
+        let dm = mask(dt_masks, d);
+        out.extend(gt.iter().map(|g| prepared::gate(dm, mask(gt_masks, g), g.crowd)));
+    }
+    let gates = &out[start..];
+    let gt_needed = (0..n).map(|j| gates.iter().skip(j).step_by(n).any(|&v| v > 0.0));
+    let dt_needed = gates.chunks_exact(n).map(|row| row.iter().any(|&v| v > 0.0));
+    let masks = gt
+        .iter()
+        .zip(gt_needed)
+        .map(|(g, needed)| needed.then(|| mask(gt_masks, g)))
+        .chain(det.iter().zip(dt_needed).map(|(d, needed)| needed.then(|| mask(dt_masks, d))));
     decoded.decode(masks);
-    for (i, d) in det.iter().enumerate() {
-        let (dm, d_ones) = (mask(dt_masks, d), decoded.ones(gt.len() + i));
-        out.extend(
-            gt.iter().enumerate().map(|(j, g)| prepared::iou(dm, d_ones, mask(gt_masks, g), decoded.ones(j), g.crowd)),
-        );
+    for (i, (d, row)) in det.iter().zip(out[start..].chunks_exact_mut(n)).enumerate() {
+        let dm = mask(dt_masks, d);
+        for (j, (g, value)) in gt.iter().zip(row).enumerate() {
+            if *value > 0.0 {
+                *value = prepared::iou_past_gate(dm, mask(gt_masks, g), decoded, n + i, j, g.crowd);
+            }
+        }
     }
 }
