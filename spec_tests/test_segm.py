@@ -455,6 +455,23 @@ def test_box_evaluation_of_ground_truth_without_boxes_names_the_record():
 
 
 @pytest.mark.spec("DET-COCO-NOBOX")
+def test_box_analyses_of_ground_truth_without_boxes_name_the_record():
+    from ferrops.coco.analysis import confusion_matrix, tide
+
+    gt, dt = _segm_set(5)
+    gt = _without_boxes(gt, 3)
+    g = _quiet(fcoco.COCO, gt)
+    d = g.loadRes(copy.deepcopy(dt))
+    with pytest.raises(ValueError, match=r"tide\(\).*cocoGt.*annotations\[0\] \(id 1\) has no 'bbox'"):
+        tide(g, d)
+    with pytest.raises(ValueError, match=r"confusion_matrix\(\).*cocoGt.*annotations\[0\] has no 'bbox'"):
+        confusion_matrix(g, d, score_threshold=0.0)
+    # Masks need no box.
+    assert tide(g, d, mode="mask").ap >= 0
+    assert confusion_matrix(g, d, score_threshold=0.0, iou_type="segm")[0].sum() > 0
+
+
+@pytest.mark.spec("DET-COCO-NOBOX")
 def test_ground_truth_without_box_or_area_is_refused(tmp_path):
     gt, dt = _segm_set(5)
     del gt["annotations"][1]["bbox"], gt["annotations"][1]["area"]

@@ -256,6 +256,13 @@ def confusion_matrix(
         raise value_error("confusion_matrix", "cocoDt", "detections of the ground truth's categories", f"result {bad}")
     matrix = np.zeros((k + 1, k + 1), dtype=np.int64)
     keep = dt["score"] >= s_thr
+    if iou_type == "bbox":
+        # mask-only ground truth loads (as in pycocotools) with NaN boxes
+        for name, columns, rows in (("cocoGt", gt, np.flatnonzero(gt_known)), ("cocoDt", dt, np.flatnonzero(keep))):
+            boxless = rows[np.isnan(columns["bbox"][rows, 0])]
+            if len(boxless):
+                got = f"annotations[{int(boxless[0])}] has no 'bbox'"
+                raise value_error("confusion_matrix", name, "a 'bbox' in every record (iou_type='bbox')", got)
     gt_rows = np.flatnonzero(gt_known)
     dt_rows = np.flatnonzero(keep)
     images = np.union1d(gt["image_id"][gt_rows], dt["image_id"][dt_rows])

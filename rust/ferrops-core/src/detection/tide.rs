@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::boxes::geometry::coco_iou;
-use crate::detection::coco::{CocoDataset, MaskColumn};
+use crate::detection::coco::{has_box, CocoDataset, MaskColumn};
 use crate::detection::cocoeval::IouType;
 use crate::error::{FerropsError, Result};
 use crate::interrupt::Cancel;
@@ -163,16 +163,15 @@ fn image(
     // Masks decoded once per image: ground truth, crowd regions, detections.
     let with_masks = gt.masks.is_some() && dt.masks.is_some();
     if with_masks {
-        let ground = truths.iter().chain(&regions).map(|&g| gt.mask(g));
-        decoded.decode(ground.chain(order.iter().map(|&d| dt.mask(d))));
+        let ground = truths.iter().chain(&regions).map(|&g| Some(gt.mask(g)));
+        decoded.decode(ground.chain(order.iter().map(|&d| Some(dt.mask(d)))));
     }
     let decoded = &*decoded;
     // IoU of detection `d` (position in `order`) and ground truth `g` (record),
     // the `slot`-th of the image's ground truth then regions.
     let overlap = |d: usize, g: usize, slot: usize, crowd: bool| -> f64 {
         if with_masks {
-            let d_ones = decoded.ones(ng + regions.len() + d);
-            prepared::iou(dt.mask(order[d]), d_ones, gt.mask(g), decoded.ones(slot), crowd)
+            prepared::iou(dt.mask(order[d]), gt.mask(g), decoded, ng + regions.len() + d, slot, crowd)
         } else {
             coco_iou(dt.bbox(order[d]), gt.bbox(g), crowd)
         }
@@ -285,6 +284,21 @@ fn check_masks(argument: &'static str, d: &CocoDataset, masks: &MaskColumn, by_i
     ))
 }
 
+/// Every record on an image TIDE reads has a box (box mode; ground truth may
+/// be mask-only, which pycocotools loads); otherwise the error names the first
+/// without one, in file order, instead of comparing NaN boxes.
+fn check_boxes(argument: &'static str, d: &CocoDataset, by_image: &[Vec<u32>]) -> Result<()> {
+    let bad = by_image.par_iter().flatten().filter(|&&j| !has_box(&d.annotations.bbox[j as usize])).min();
+    let Some(&j) = bad else { return Ok(()) };
+    let j = j as usize;
+    Err(FerropsError::value(
+        "tide",
+        argument,
+        "a 'bbox' in every record (bbox mode)",
+        format!("{}: annotations[{j}] (id {}) has no 'bbox'", d.source, d.id_strings.describe(d.annotations.id[j])),
+    ))
+}
+
 pub fn tide_run(gt: &CocoDataset, dt: &CocoDataset, p: &TideParams, cancel: &Cancel) -> Result<TideRun> {
     const F: &str = "tide";
     for (name, v) in [("pos_threshold", p.pos_thresh), ("background_threshold", p.bg_thresh)] {
@@ -309,7 +323,11 @@ pub fn tide_run(gt: &CocoDataset, dt: &CocoDataset, p: &TideParams, cancel: &Can
     };
     let (gt_by_image, dt_by_image) = rayon::join(|| group(gt), || group(dt));
     let (gt_masks, dt_masks) = match p.iou_type {
-        IouType::Bbox => (None, None),
+        IouType::Bbox => {
+            check_boxes("cocoGt", gt, &gt_by_image)?;
+            check_boxes("cocoDt", dt, &dt_by_image)?;
+            (None, None)
+        }
         IouType::Segm => {
             let (gt_masks, dt_masks) = rayon::join(|| gt.masks(), || dt.masks());
             check_masks("cocoGt", gt, &gt_masks, &gt_by_image)?;
