@@ -2,7 +2,8 @@
 //! (each used only where `simd::supports` or `simd::supports_extension` says so):
 //! the float32 tile product, softmax step and exponentials in [`avx2`] and
 //! [`avx512`] (called from `tile.rs`), the bfloat16 pair products in
-//! [`avx512_bf16`] (called from `bf16.rs`).
+//! [`avx512_bf16`] (called from `bf16.rs`), the decoding walks over a key/value
+//! cache in [`avx512_decode`] (called from `decode_task.rs`).
 
 /// `2^f` for `f` in [-0.5, 0.5], highest degree first, evaluated by Horner's rule
 /// with fused multiply-adds: the minimax fit (1.6e-7 relative) with the constant
@@ -14,3 +15,4 @@ const EXP2_POLYNOMIAL: [f32; 6] = [0.001_327_765_4, 0.009_671_974, 0.055_506_85,
 pub(super) mod avx2;
 pub(super) mod avx512;
 pub(super) mod avx512_bf16;
+pub(super) mod avx512_decode;
