@@ -9,7 +9,7 @@
 
 use super::decode::{CacheValues, KvCacheAttention, Unit};
 #[cfg(target_arch = "x86_64")]
-use super::kernels::avx512_decode;
+use super::kernels::{avx2_decode, avx512_decode, Walk};
 use super::tile::{round_up, AttnFloat};
 use crate::buffer;
 use crate::error::Result;
@@ -115,64 +115,52 @@ impl SimdKernel for Chunk<'_, '_> {
         let q_first = (unit.seq * att.len_q + unit.i0) * hq * dk;
         let mut queries: Vec<f32> = q[q_first..q_first + rows_total * dk].iter().map(|&x| x * factor).collect();
         let shape = Shape { group, rows: unit.positions, hq, ldz, stride, lo };
-        #[cfg(target_arch = "x86_64")]
-        let vectorised = simd::supports(SimdLevel::Avx512);
-        #[cfg(not(target_arch = "x86_64"))]
-        let vectorised = false;
         let rows_of = |j: usize| att.cache_row(unit.seq, unit.key_start + j);
-        if vectorised {
-            #[cfg(target_arch = "x86_64")]
-            {
-                let rows: Vec<usize> = (lo..hi).map(rows_of).collect();
-                let walk = |cache: &CacheValues, dim: usize| {
-                    let (start, len) = raw(cache);
-                    // Every row inside the cache: the kernels read without checks.
-                    let last = rows.iter().max().map_or(0, |&r| (r + att.heads_kv) * dim);
-                    assert!(last <= len, "cache rows checked by validate");
-                    let walk = avx512_decode::Walk {
-                        cache: start,
-                        rows: &rows,
-                        heads_kv: att.heads_kv,
-                        dim,
-                        group,
-                        query_positions: unit.positions,
-                        heads_q: hq,
-                        ahead: PREFETCH_AHEAD,
-                    };
-                    (walk, format(cache, dim))
-                };
-                let (key_walk, key_format) = walk(&keys, dk);
-                if key_format == avx512_decode::FORMAT_BF16_PAIRS {
-                    queries = in_pair_order(&queries, dk);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernels) = Kernels::for_cache(&keys, dk, dv) {
+            let rows: Vec<usize> = (lo..hi).map(rows_of).collect();
+            let walk = |cache: &CacheValues, dim: usize| {
+                let (start, len) = raw(cache);
+                // Every row inside the cache: the kernels read without checks.
+                let last = rows.iter().max().map_or(0, |&r| (r + att.heads_kv) * dim);
+                assert!(last <= len, "cache rows checked by validate");
+                Walk {
+                    cache: start,
+                    rows: &rows,
+                    heads_kv: att.heads_kv,
+                    dim,
+                    group,
+                    query_positions: unit.positions,
+                    heads_q: hq,
+                    ahead: PREFETCH_AHEAD,
                 }
-                // SAFETY: AVX-512 is active; the walk's rows are inside the cache;
-                // `queries` holds the task's `rows_total x dk` and `z` their
-                // `hi - lo` columns `ldz` apart.
-                unsafe { avx512_decode::scores(key_format, &key_walk, queries.as_ptr(), z.as_mut_ptr(), ldz) };
-                adjust_scores(att, unit, lo, hi, ldz, bands, z);
-                let mut maxima = vec![f32::NEG_INFINITY; rows_total];
-                for (r, m) in maxima.iter_mut().enumerate() {
-                    // SAFETY: AVX-512 is active; row `r` of `z` holds `hi - lo` scores.
-                    *m = unsafe { avx512_decode::row_max(z.as_ptr().add(r * ldz), hi - lo) };
-                }
-                f32::exp2_shifted(rows_total, ldz, z, ldz, &maxima);
-                let (value_walk, value_format) = walk(&values, dv);
-                // SAFETY: as for the keys; `partial` holds the rows' `dv` outputs
-                // `stride` apart.
-                unsafe {
-                    avx512_decode::accumulate(value_format, &value_walk, z.as_ptr(), ldz, partial.as_mut_ptr(), stride)
-                };
-                for (r, row) in partial.chunks_mut(stride).take(rows_total).enumerate() {
-                    if value_format == avx512_decode::FORMAT_BF16_PAIRS {
-                        let paired = row[..dv].to_vec();
-                        for (c, x) in row[..dv].iter_mut().enumerate() {
-                            *x = paired[avx512_decode::pair_order(c)];
-                        }
+            };
+            let key_format = kernels.format(&keys, dk);
+            if kernels == Kernels::Avx512 && key_format == avx512_decode::FORMAT_BF16_PAIRS {
+                queries = in_pair_order(&queries, dk);
+            }
+            // SAFETY: `for_cache` checked the instruction set and the widths; the
+            // walk's rows are inside the cache; `queries` holds the task's
+            // `rows_total x dk` and `z` their `hi - lo` columns `ldz` apart.
+            unsafe { kernels.scores(key_format, &walk(&keys, dk), queries.as_ptr(), z.as_mut_ptr(), ldz) };
+            adjust_scores(att, unit, lo, hi, ldz, bands, z);
+            let maxima: Vec<f32> = (0..rows_total).map(|r| kernels.row_max(&z[r * ldz..r * ldz + hi - lo])).collect();
+            f32::exp2_shifted(rows_total, ldz, z, ldz, &maxima);
+            let value_format = kernels.format(&values, dv);
+            // SAFETY: as for the keys; `partial` holds the rows' `dv` outputs
+            // `stride` apart.
+            unsafe {
+                kernels.accumulate(value_format, &walk(&values, dv), z.as_ptr(), ldz, partial.as_mut_ptr(), stride)
+            };
+            for (r, row) in partial.chunks_mut(stride).take(rows_total).enumerate() {
+                if kernels == Kernels::Avx512 && value_format == avx512_decode::FORMAT_BF16_PAIRS {
+                    let paired = row[..dv].to_vec();
+                    for (c, x) in row[..dv].iter_mut().enumerate() {
+                        *x = paired[avx512_decode::pair_order(c)];
                     }
-                    row[dv] = maxima[r];
-                    // SAFETY: AVX-512 is active; row `r` of `z` holds `hi - lo` weights.
-                    row[dv + 1] = unsafe { avx512_decode::row_sum(z.as_ptr().add(r * ldz), hi - lo) };
                 }
+                row[dv] = maxima[r];
+                row[dv + 1] = kernels.row_sum(&z[r * ldz..r * ldz + hi - lo]);
             }
             return;
         }
@@ -380,14 +368,74 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(sign | magnitude)
 }
 
-/// How the AVX-512 kernels read a cache of `dim`-element heads.
+/// The vector kernels a task walks its cache with.
 #[cfg(target_arch = "x86_64")]
-fn format(cache: &CacheValues, dim: usize) -> u8 {
-    match cache {
-        CacheValues::F32(_) => avx512_decode::FORMAT_F32,
-        CacheValues::Bf16(_) if dim.is_multiple_of(32) => avx512_decode::FORMAT_BF16_PAIRS,
-        CacheValues::Bf16(_) => avx512_decode::FORMAT_BF16,
-        CacheValues::F16(_) => avx512_decode::FORMAT_F16,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernels {
+    Avx512,
+    Avx2,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Kernels {
+    /// AVX-512 for every cache; AVX2 for float32 and bfloat16 ones whose head
+    /// widths are multiples of 8; none (the portable path) otherwise.
+    fn for_cache(cache: &CacheValues, dk: usize, dv: usize) -> Option<Kernels> {
+        if simd::supports(SimdLevel::Avx512) {
+            return Some(Kernels::Avx512);
+        }
+        let widened = matches!(cache, CacheValues::F32(_) | CacheValues::Bf16(_));
+        (simd::supports(SimdLevel::Avx2) && widened && dk.is_multiple_of(8) && dv.is_multiple_of(8))
+            .then_some(Kernels::Avx2)
+    }
+
+    /// How the kernels read a cache of `dim`-element heads.
+    fn format(self, cache: &CacheValues, dim: usize) -> u8 {
+        match (self, cache) {
+            (Kernels::Avx512, CacheValues::F32(_)) => avx512_decode::FORMAT_F32,
+            (Kernels::Avx512, CacheValues::Bf16(_)) if dim.is_multiple_of(32) => avx512_decode::FORMAT_BF16_PAIRS,
+            (Kernels::Avx512, CacheValues::Bf16(_)) => avx512_decode::FORMAT_BF16,
+            (Kernels::Avx512, CacheValues::F16(_)) => avx512_decode::FORMAT_F16,
+            (Kernels::Avx2, CacheValues::F32(_)) => avx2_decode::FORMAT_F32,
+            (Kernels::Avx2, _) => avx2_decode::FORMAT_BF16,
+        }
+    }
+
+    /// # Safety
+    /// As for the kernels' `scores`; `self` from [`Kernels::for_cache`].
+    unsafe fn scores(self, format: u8, walk: &Walk, q: *const f32, z: *mut f32, ldz: usize) {
+        match self {
+            Kernels::Avx512 => avx512_decode::scores(format, walk, q, z, ldz),
+            Kernels::Avx2 => avx2_decode::scores(format, walk, q, z, ldz),
+        }
+    }
+
+    /// # Safety
+    /// As for the kernels' `accumulate`; `self` from [`Kernels::for_cache`].
+    unsafe fn accumulate(self, format: u8, walk: &Walk, p: *const f32, ldp: usize, o: *mut f32, ldo: usize) {
+        match self {
+            Kernels::Avx512 => avx512_decode::accumulate(format, walk, p, ldp, o, ldo),
+            Kernels::Avx2 => avx2_decode::accumulate(format, walk, p, ldp, o, ldo),
+        }
+    }
+
+    /// The row's largest score, NaN skipped; -inf for none.
+    fn row_max(self, row: &[f32]) -> f32 {
+        match self {
+            // SAFETY: AVX-512 is available (`for_cache`); `row` holds its floats.
+            Kernels::Avx512 => unsafe { avx512_decode::row_max(row.as_ptr(), row.len()) },
+            // `>` skips NaN: a NaN score is exponentiated (NaN) later, not hidden.
+            Kernels::Avx2 => row.iter().fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m }),
+        }
+    }
+
+    /// The row's sum, in a fixed order.
+    fn row_sum(self, row: &[f32]) -> f32 {
+        match self {
+            // SAFETY: AVX-512 is available (`for_cache`); `row` holds its floats.
+            Kernels::Avx512 => unsafe { avx512_decode::row_sum(row.as_ptr(), row.len()) },
+            Kernels::Avx2 => row.iter().sum(),
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 
 use std::arch::x86_64::*;
 
+use super::{offset, Walk, POSITIONS};
 use crate::simd::avx512_fn;
 
 /// Cache element formats: float32, bfloat16 bits, float16 bits.
@@ -36,31 +37,7 @@ pub fn pair_order(c: usize) -> usize {
     c / 32 * 32 + if c.is_multiple_of(2) { c % 32 / 2 } else { 16 + c % 32 / 2 }
 }
 
-/// Cache positions taken at once.
-const POSITIONS: usize = 4;
-
 const ALL: __mmask16 = 0xFFFF;
-
-/// One task's positions in a cache.
-pub struct Walk<'a> {
-    /// The cache's first element.
-    pub cache: *const u8,
-    /// Each position's first head (its cache row times `heads_kv`), in the order
-    /// the scores' columns take them: its `heads_kv * dim` elements, inside the
-    /// cache, start at `rows[t] * dim`.
-    pub rows: &'a [usize],
-    pub heads_kv: usize,
-    /// Elements per key head in a row.
-    pub dim: usize,
-    /// Query heads per key head.
-    pub group: usize,
-    /// Query positions of the task; query row `i * heads_q + g * group + r` is
-    /// head `r` of group `g` at position `i`.
-    pub query_positions: usize,
-    pub heads_q: usize,
-    /// Positions ahead of the ones being read whose rows are prefetched.
-    pub ahead: usize,
-}
 
 #[inline(always)]
 const fn element_bytes<const FORMAT: u8>() -> usize {
@@ -94,38 +71,6 @@ unsafe fn load16<const FORMAT: u8>(row: *const u8, index: usize, mask: __mmask16
         }
         _ => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, (row as *const i16).add(index))),
     }
-}
-
-/// The rows of positions `j..j + n` (the last one repeated to fill four slots:
-/// read, never used). Where the position `walk.ahead` later starts a new run (a
-/// paged cache's next block, which the hardware prefetcher cannot guess), its row
-/// and the next are prefetched into L2; runs of consecutive rows are left to the
-/// hardware, which measured faster than prefetching every row.
-#[inline(always)]
-unsafe fn next_rows<const FORMAT: u8>(walk: &Walk, j: usize, n: usize) -> [*const u8; POSITIONS] {
-    let size = element_bytes::<FORMAT>();
-    let row_elements = walk.heads_kv * walk.dim;
-    let len = walk.rows.len();
-    let ahead = walk.ahead;
-    if ahead > 0 {
-        for t in (j + ahead).min(len)..(j + n + ahead).min(len) {
-            if walk.rows[t] != walk.rows[t - 1] + walk.heads_kv {
-                for u in t..(t + 2).min(len) {
-                    let row = walk.cache.add(walk.rows[u] * walk.dim * size) as *const i8;
-                    let mut line = 0;
-                    while line < row_elements * size {
-                        _mm_prefetch::<_MM_HINT_T1>(row.add(line));
-                        line += 64;
-                    }
-                }
-            }
-        }
-    }
-    let mut rows = [std::ptr::null(); POSITIONS];
-    for t in 0..POSITIONS {
-        rows[t] = walk.cache.add(walk.rows[j + t.min(n - 1)] * walk.dim * size);
-    }
-    rows
 }
 
 /// `z[r * ldz + j] = q_r . key_j` for every query row `r` of the walk and every
@@ -167,7 +112,7 @@ avx512_fn! {
         let mut j = 0;
         while j < walk.rows.len() {
             let n = (walk.rows.len() - j).min(POSITIONS);
-            let rows = next_rows::<FORMAT>(walk, j, n);
+            let rows = walk.rows_at(j, n, size);
             let store: __mmask8 = ((1u32 << n) - 1) as __mmask8;
             for g in 0..walk.heads_kv {
                 let keys = offset(rows, g * d * size);
@@ -209,7 +154,7 @@ avx512_fn! {
         let mut j = 0;
         while j < walk.rows.len() {
             let n = (walk.rows.len() - j).min(POSITIONS);
-            let rows = next_rows::<FORMAT>(walk, j, n);
+            let rows = walk.rows_at(j, n, size);
             for g in 0..walk.heads_kv {
                 let values = offset(rows, g * d * size);
                 for i in 0..walk.query_positions {
@@ -268,12 +213,6 @@ avx512_fn! {
         }
         _mm512_reduce_add_ps(s)
     }
-}
-
-/// The rows moved `bytes` on.
-#[inline(always)]
-unsafe fn offset(rows: [*const u8; POSITIONS], bytes: usize) -> [*const u8; POSITIONS] {
-    [rows[0].add(bytes), rows[1].add(bytes), rows[2].add(bytes), rows[3].add(bytes)]
 }
 
 /// `R` query rows (`d` apart in `q`) against four positions' keys; returns `R`.
