@@ -18,10 +18,10 @@
 //!   boundaries are positions, not threads, nor blocks: results are bitwise the
 //!   same for any thread count and for a paged or contiguous cache.
 //! - With AVX-512, one kernel call walks a task's positions four at a time
-//!   (`kernels/avx512_decode.rs`). Runs of consecutive rows are left to the
-//!   hardware prefetcher; where a paged cache's next block starts, 8 positions
-//!   ahead, its first rows are prefetched into L2, since the hardware does not
-//!   follow a jump.
+//!   (`kernels/avx512_decode.rs`, `avx2_decode.rs` on AVX2). Rows 8 positions
+//!   ahead are prefetched into L2 where the hardware prefetcher falls behind:
+//!   every row of a 2-byte cache, and for float32 where a paged cache's next
+//!   block starts (the hardware does not follow a jump).
 //!
 //! bfloat16 and float16 caches are widened to float32 in registers (bfloat16 in
 //! pairs where the head dimension is a multiple of 32; other levels through a

@@ -17,8 +17,8 @@ use crate::error::Result;
 use crate::simd::SimdLevel;
 use crate::simd::{self, SimdKernel};
 
-/// Cache positions looked at ahead of the ones being read: where one starts a
-/// new run of rows (a paged cache's next block), it is prefetched.
+/// Cache positions looked at ahead of the ones being read, for prefetching
+/// (`kernels::Walk::rows_at` says which).
 const PREFETCH_AHEAD: usize = 8;
 
 /// One task: a unit of the wave and a chunk of its keys.
