@@ -56,7 +56,8 @@ def _bandwidth_note(kv_bytes: int) -> Any:
         bound_ms = kv_bytes / bandwidth / 1e6
         return (
             f"KV {kv_bytes / 1e6:.0f} MB: {rate:.1f} GB/s, {100 * rate / bandwidth:.0f}% of the measured "
-            f"{bandwidth:.1f} GB/s (bound {bound_ms:.1f} ms; target {100 * BANDWIDTH_TARGET:.0f}%)"
+            f"{bandwidth:.1f} GB/s ({ferrops.get_num_threads()}-thread read; bound {bound_ms:.1f} ms; "
+            f"target {100 * BANDWIDTH_TARGET:.0f}%)"
         )
 
     return note
