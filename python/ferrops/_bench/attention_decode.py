@@ -4,9 +4,9 @@ yielded by ``ferrops._bench.attention.cases``.
 Decoding one token reads the whole cache once, so its bound is memory
 bandwidth: every row prints the KV bytes it reads, the time the machine's
 measured read bandwidth needs for them, and the share of that bandwidth reached
-(target: 60%). The bandwidth is measured here, with two threads each summing
-half of an array far larger than the caches (NumPy's reductions release the
-GIL). The peer is torch's SDPA with ``enable_gqa`` on the same cache (for a paged
+(target: 60%). The bandwidth is measured here, in the same process, with as
+many threads as ferrops uses, each summing its share of an array far larger
+than the last-level cache (NumPy's reductions release the GIL). The peer is torch's SDPA with ``enable_gqa`` on the same cache (for a paged
 cache, after gathering its pages, as a torch user must).
 """
 
@@ -31,9 +31,12 @@ BANDWIDTH_TARGET = 0.6
 
 
 @functools.cache
-def read_bandwidth_gbs(threads: int = 2, megabytes: int = 512) -> float:
+def read_bandwidth_gbs(threads: int | None = None, megabytes: int = 512) -> float:
     """Bytes per second (GB/s) the machine streams from memory with ``threads``
-    threads, each summing its share of a ``megabytes`` array: best of 5 rounds."""
+    threads (default: ferrops' own count), each summing its share of a
+    ``megabytes`` array: best of 5 rounds."""
+    if threads is None:
+        threads = ferrops.get_num_threads()
     data = np.ones(megabytes * (1 << 20) // 4, dtype=np.float32)
     parts = np.array_split(data, threads)
     with ThreadPoolExecutor(threads) as pool:
@@ -53,7 +56,8 @@ def _bandwidth_note(kv_bytes: int) -> Any:
         bound_ms = kv_bytes / bandwidth / 1e6
         return (
             f"KV {kv_bytes / 1e6:.0f} MB: {rate:.1f} GB/s, {100 * rate / bandwidth:.0f}% of the measured "
-            f"{bandwidth:.1f} GB/s (bound {bound_ms:.1f} ms; target {100 * BANDWIDTH_TARGET:.0f}%)"
+            f"{bandwidth:.1f} GB/s ({ferrops.get_num_threads()}-thread read; bound {bound_ms:.1f} ms; "
+            f"target {100 * BANDWIDTH_TARGET:.0f}%)"
         )
 
     return note

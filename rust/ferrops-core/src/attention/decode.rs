@@ -17,11 +17,15 @@
 //!   outputs), merged per row in chunk order (ATT-ONLINE's rescaling). Chunk
 //!   boundaries are positions, not threads, nor blocks: results are bitwise the
 //!   same for any thread count and for a paged or contiguous cache.
-//! - Positions 16 rows ahead are prefetched into L2: consecutive positions of a paged
-//!   cache can be blocks apart, where the hardware prefetcher does not follow.
+//! - With AVX-512, one kernel call walks a task's positions four at a time
+//!   (`kernels/avx512_decode.rs`, `avx2_decode.rs` on AVX2). Rows 8 positions
+//!   ahead are prefetched into L2 where the hardware prefetcher falls behind:
+//!   every row of a 2-byte cache, and for float32 where a paged cache's next
+//!   block starts (the hardware does not follow a jump).
 //!
-//! bfloat16 and float16 caches are widened to float32 one position at a time, in
-//! registers and a small buffer; sums and outputs are float32.
+//! bfloat16 and float16 caches are widened to float32 in registers (bfloat16 in
+//! pairs where the head dimension is a multiple of 32; other levels through a
+//! small buffer); sums and outputs are float32.
 
 use rayon::prelude::*;
 

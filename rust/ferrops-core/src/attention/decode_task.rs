@@ -2,14 +2,14 @@
 //! tile) over one chunk of cache positions, and the merge of a unit's partials.
 //!
 //! A task computes the whole chunk's scores first (`rows x chunk`, in L2), takes
-//! each row's maximum, exponentiates with the shared `exp2_shifted` kernel and
-//! then accumulates the values: the chunk's keys are read once, in position
-//! order, then its values. Its partial result, per row: the unnormalised output
+//! each row's maximum (one per chunk, not one per position), exponentiates the
+//! block with the shared vectorised `exp2_shifted` kernel and then accumulates the
+//! values: the chunk's keys are read once, in position order, then its values. Its partial result, per row: the unnormalised output
 //! (`dim_v` floats), the base-2 maximum `m` and the sum `l` of `2^(s - m)`.
 
 use super::decode::{CacheValues, KvCacheAttention, Unit};
 #[cfg(target_arch = "x86_64")]
-use super::kernels::avx512;
+use super::kernels::{avx2_decode, avx512_decode, Walk};
 use super::tile::{round_up, AttnFloat};
 use crate::buffer;
 use crate::error::Result;
@@ -17,8 +17,9 @@ use crate::error::Result;
 use crate::simd::SimdLevel;
 use crate::simd::{self, SimdKernel};
 
-/// Cache positions looked at ahead of the one being read, for prefetching.
-const PREFETCH_AHEAD: usize = 16;
+/// Cache positions looked at ahead of the ones being read, for prefetching
+/// (`kernels::Walk::rows_at` says which).
+const PREFETCH_AHEAD: usize = 8;
 
 /// One task: a unit of the wave and a chunk of its keys.
 #[derive(Debug, Clone, Copy)]
@@ -106,44 +107,66 @@ impl SimdKernel for Chunk<'_, '_> {
         let Chunk { att, unit, lo, hi, ldz, bands, q, keys, values, z, scratch, partial } = self;
         let (hq, dk, dv) = (att.heads_q, att.dim_qk, att.dim_v);
         let group = hq / att.heads_kv;
-        let rows = unit.positions * hq;
+        let rows_total = unit.positions * hq;
         let stride = dv + 2;
         // Queries times the score factor: base-2 scores, or natural ones where
         // softcap must see them first.
         let factor = if att.softcap > 0.0 { att.scale } else { att.scale * std::f64::consts::LOG2_E } as f32;
         let q_first = (unit.seq * att.len_q + unit.i0) * hq * dk;
-        let queries: Vec<f32> = q[q_first..q_first + rows * dk].iter().map(|&x| x * factor).collect();
+        let mut queries: Vec<f32> = q[q_first..q_first + rows_total * dk].iter().map(|&x| x * factor).collect();
         let shape = Shape { group, rows: unit.positions, hq, ldz, stride, lo };
-        #[cfg(target_arch = "x86_64")]
-        let vectorised = simd::supports(SimdLevel::Avx512);
-        #[cfg(not(target_arch = "x86_64"))]
-        let vectorised = false;
         let rows_of = |j: usize| att.cache_row(unit.seq, unit.key_start + j);
-        if vectorised {
-            #[cfg(target_arch = "x86_64")]
-            positions_avx512(att, &shape, lo..hi, &rows_of, &keys, dk, |key, n, col, r0| {
-                // SAFETY: AVX-512 is active; `positions_avx512` bounds-checked the
-                // cache rows; the query rows `r0..r0 + group` and their `n` score
-                // cells from `j - lo` are inside `queries` and `z`.
-                unsafe {
-                    let out = z.as_mut_ptr().add(r0 * ldz + col);
-                    let q_rows = queries.as_ptr().add(r0 * dk);
-                    match key.1 {
-                        avx512::FORMAT_F32 => {
-                            avx512::dot_positions::<{ avx512::FORMAT_F32 }>(key.0, n, dk, q_rows, dk, group, out, ldz)
-                        }
-                        avx512::FORMAT_BF16 => {
-                            avx512::dot_positions::<{ avx512::FORMAT_BF16 }>(key.0, n, dk, q_rows, dk, group, out, ldz)
-                        }
-                        _ => avx512::dot_positions::<{ avx512::FORMAT_F16 }>(key.0, n, dk, q_rows, dk, group, out, ldz),
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernels) = Kernels::for_cache(&keys, dk, dv) {
+            let rows: Vec<usize> = (lo..hi).map(rows_of).collect();
+            let walk = |cache: &CacheValues, dim: usize| {
+                let (start, len) = raw(cache);
+                // Every row inside the cache: the kernels read without checks.
+                let last = rows.iter().max().map_or(0, |&r| (r + att.heads_kv) * dim);
+                assert!(last <= len, "cache rows checked by validate");
+                Walk {
+                    cache: start,
+                    rows: &rows,
+                    heads_kv: att.heads_kv,
+                    dim,
+                    group,
+                    query_positions: unit.positions,
+                    heads_q: hq,
+                    ahead: PREFETCH_AHEAD,
+                }
+            };
+            let key_format = kernels.format(&keys, dk);
+            if kernels == Kernels::Avx512 && key_format == avx512_decode::FORMAT_BF16_PAIRS {
+                queries = in_pair_order(&queries, dk);
+            }
+            // SAFETY: `for_cache` checked the instruction set and the widths; the
+            // walk's rows are inside the cache; `queries` holds the task's
+            // `rows_total x dk` and `z` their `hi - lo` columns `ldz` apart.
+            unsafe { kernels.scores(key_format, &walk(&keys, dk), queries.as_ptr(), z.as_mut_ptr(), ldz) };
+            adjust_scores(att, unit, lo, hi, ldz, bands, z);
+            let maxima: Vec<f32> = (0..rows_total).map(|r| kernels.row_max(&z[r * ldz..r * ldz + hi - lo])).collect();
+            f32::exp2_shifted(rows_total, ldz, z, ldz, &maxima);
+            let value_format = kernels.format(&values, dv);
+            // SAFETY: as for the keys; `partial` holds the rows' `dv` outputs
+            // `stride` apart.
+            unsafe {
+                kernels.accumulate(value_format, &walk(&values, dv), z.as_ptr(), ldz, partial.as_mut_ptr(), stride)
+            };
+            for (r, row) in partial.chunks_mut(stride).take(rows_total).enumerate() {
+                if kernels == Kernels::Avx512 && value_format == avx512_decode::FORMAT_BF16_PAIRS {
+                    let paired = row[..dv].to_vec();
+                    for (c, x) in row[..dv].iter_mut().enumerate() {
+                        *x = paired[avx512_decode::pair_order(c)];
                     }
                 }
-            });
-        } else {
-            portable_scores(att, &shape, lo..hi, &rows_of, &keys, &queries, dk, scratch, z);
+                row[dv] = maxima[r];
+                row[dv + 1] = kernels.row_sum(&z[r * ldz..r * ldz + hi - lo]);
+            }
+            return;
         }
+        portable_scores(att, &shape, lo..hi, &rows_of, &keys, &queries, dk, scratch, z);
         adjust_scores(att, unit, lo, hi, ldz, bands, z);
-        let mut maxima = vec![f32::NEG_INFINITY; rows];
+        let mut maxima = vec![f32::NEG_INFINITY; rows_total];
         for (r, m) in maxima.iter_mut().enumerate() {
             // `>` skips NaN: a NaN score is exponentiated (NaN) below, not hidden.
             for &s in &z[r * ldz..r * ldz + hi - lo] {
@@ -152,30 +175,8 @@ impl SimdKernel for Chunk<'_, '_> {
                 }
             }
         }
-        f32::exp2_shifted(rows, ldz, z, ldz, &maxima);
-        if vectorised {
-            #[cfg(target_arch = "x86_64")]
-            positions_avx512(att, &shape, lo..hi, &rows_of, &values, dv, |value, n, col, r0| {
-                // SAFETY: as for the keys; the `group` output rows from `r0` are inside
-                // `partial` (`rows x stride`), their `n` probabilities inside `z`.
-                unsafe {
-                    let (p, o) = (z.as_ptr().add(r0 * ldz + col), partial.as_mut_ptr().add(r0 * stride));
-                    match value.1 {
-                        avx512::FORMAT_F32 => avx512::accumulate_positions::<{ avx512::FORMAT_F32 }>(
-                            value.0, n, dv, p, ldz, group, o, stride,
-                        ),
-                        avx512::FORMAT_BF16 => avx512::accumulate_positions::<{ avx512::FORMAT_BF16 }>(
-                            value.0, n, dv, p, ldz, group, o, stride,
-                        ),
-                        _ => avx512::accumulate_positions::<{ avx512::FORMAT_F16 }>(
-                            value.0, n, dv, p, ldz, group, o, stride,
-                        ),
-                    }
-                }
-            });
-        } else {
-            portable_values(att, &shape, lo..hi, &rows_of, &values, dv, z, scratch, partial);
-        }
+        f32::exp2_shifted(rows_total, ldz, z, ldz, &maxima);
+        portable_values(att, &shape, lo..hi, &rows_of, &values, dv, z, scratch, partial);
         for (r, &m) in maxima.iter().enumerate() {
             partial[r * stride + dv] = m;
             partial[r * stride + dv + 1] = z[r * ldz..r * ldz + hi - lo].iter().sum();
@@ -192,51 +193,6 @@ struct Shape {
     ldz: usize,
     stride: usize,
     lo: usize,
-}
-
-/// Calls `each((cache rows, format), n, col, r0)` for every run of up to
-/// [`avx512::POSITIONS`] positions from `range`, every key head and query
-/// position: the head's rows at those `n` positions (each bounds-checked whole),
-/// the positions' first score column `col` and the group's first query row `r0`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn positions_avx512(
-    att: &KvCacheAttention,
-    shape: &Shape,
-    range: std::ops::Range<usize>,
-    rows_of: &impl Fn(usize) -> usize,
-    cache: &CacheValues,
-    dim: usize,
-    mut each: impl FnMut(([*const u8; avx512::POSITIONS], u8), usize, usize, usize),
-) {
-    let row_elems = att.heads_kv * dim;
-    let mut j = range.start;
-    while j < range.end {
-        let n = (range.end - j).min(avx512::POSITIONS);
-        // Into L2, 16 positions ahead: that measured faster than no prefetch
-        // (bfloat16 by 15%) and than prefetching into L1, whose prefetches wait
-        // for the fill buffers the loads need.
-        for t in j + PREFETCH_AHEAD..(j + n + PREFETCH_AHEAD).min(range.end) {
-            prefetch(cache, rows_of(t) * dim, row_elems);
-        }
-        let mut rows = [(std::ptr::null(), 0, 0); avx512::POSITIONS];
-        for (t, row) in rows.iter_mut().enumerate() {
-            // Unused slots repeat the last position: read, never stored.
-            *row = raw(cache, rows_of(j + t.min(n - 1)) * dim, row_elems);
-        }
-        let (size, format) = (rows[0].1, rows[0].2);
-        for g in 0..att.heads_kv {
-            let mut heads = [std::ptr::null(); avx512::POSITIONS];
-            for (head, row) in heads.iter_mut().zip(rows) {
-                // SAFETY: `g * dim + dim <= row_elems`, inside each checked row.
-                *head = unsafe { row.0.add(g * dim * size) };
-            }
-            for i in 0..shape.rows {
-                each((heads, format), n, j - shape.lo, i * shape.hq + g * shape.group);
-            }
-        }
-        j += n;
-    }
 }
 
 /// The scores of keys `range` for the portable path: each cache row widened to
@@ -412,37 +368,94 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(sign | magnitude)
 }
 
-/// The start of the `len` elements at `at` (bounds-checked here), the bytes of
-/// one element and the cache's format, for the AVX-512 kernels.
+/// The vector kernels a task walks its cache with.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn raw(cache: &CacheValues, at: usize, len: usize) -> (*const u8, usize, u8) {
-    match cache {
-        CacheValues::F32(v) => (v[at..at + len].as_ptr() as *const u8, 4, avx512::FORMAT_F32),
-        CacheValues::Bf16(v) => (v[at..at + len].as_ptr() as *const u8, 2, avx512::FORMAT_BF16),
-        CacheValues::F16(v) => (v[at..at + len].as_ptr() as *const u8, 2, avx512::FORMAT_F16),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernels {
+    Avx512,
+    Avx2,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Kernels {
+    /// AVX-512 for every cache; AVX2 for float32 and bfloat16 ones whose head
+    /// widths are multiples of 8; none (the portable path) otherwise.
+    fn for_cache(cache: &CacheValues, dk: usize, dv: usize) -> Option<Kernels> {
+        if simd::supports(SimdLevel::Avx512) {
+            return Some(Kernels::Avx512);
+        }
+        let widened = matches!(cache, CacheValues::F32(_) | CacheValues::Bf16(_));
+        (simd::supports(SimdLevel::Avx2) && widened && dk.is_multiple_of(8) && dv.is_multiple_of(8))
+            .then_some(Kernels::Avx2)
+    }
+
+    /// How the kernels read a cache of `dim`-element heads.
+    fn format(self, cache: &CacheValues, dim: usize) -> u8 {
+        match (self, cache) {
+            (Kernels::Avx512, CacheValues::F32(_)) => avx512_decode::FORMAT_F32,
+            (Kernels::Avx512, CacheValues::Bf16(_)) if dim.is_multiple_of(32) => avx512_decode::FORMAT_BF16_PAIRS,
+            (Kernels::Avx512, CacheValues::Bf16(_)) => avx512_decode::FORMAT_BF16,
+            (Kernels::Avx512, CacheValues::F16(_)) => avx512_decode::FORMAT_F16,
+            (Kernels::Avx2, CacheValues::F32(_)) => avx2_decode::FORMAT_F32,
+            (Kernels::Avx2, _) => avx2_decode::FORMAT_BF16,
+        }
+    }
+
+    /// # Safety
+    /// As for the kernels' `scores`; `self` from [`Kernels::for_cache`].
+    unsafe fn scores(self, format: u8, walk: &Walk, q: *const f32, z: *mut f32, ldz: usize) {
+        match self {
+            Kernels::Avx512 => avx512_decode::scores(format, walk, q, z, ldz),
+            Kernels::Avx2 => avx2_decode::scores(format, walk, q, z, ldz),
+        }
+    }
+
+    /// # Safety
+    /// As for the kernels' `accumulate`; `self` from [`Kernels::for_cache`].
+    unsafe fn accumulate(self, format: u8, walk: &Walk, p: *const f32, ldp: usize, o: *mut f32, ldo: usize) {
+        match self {
+            Kernels::Avx512 => avx512_decode::accumulate(format, walk, p, ldp, o, ldo),
+            Kernels::Avx2 => avx2_decode::accumulate(format, walk, p, ldp, o, ldo),
+        }
+    }
+
+    /// The row's largest score, NaN skipped; -inf for none.
+    fn row_max(self, row: &[f32]) -> f32 {
+        match self {
+            // SAFETY: AVX-512 is available (`for_cache`); `row` holds its floats.
+            Kernels::Avx512 => unsafe { avx512_decode::row_max(row.as_ptr(), row.len()) },
+            // `>` skips NaN: a NaN score is exponentiated (NaN) later, not hidden.
+            Kernels::Avx2 => row.iter().fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m }),
+        }
+    }
+
+    /// The row's sum, in a fixed order.
+    fn row_sum(self, row: &[f32]) -> f32 {
+        match self {
+            // SAFETY: AVX-512 is available (`for_cache`); `row` holds its floats.
+            Kernels::Avx512 => unsafe { avx512_decode::row_sum(row.as_ptr(), row.len()) },
+            Kernels::Avx2 => row.iter().sum(),
+        }
     }
 }
 
-/// Asks for the `len` elements at `at` to be brought into the L2 cache.
-#[inline(always)]
-fn prefetch(cache: &CacheValues, at: usize, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        let (start, bytes) = match cache {
-            CacheValues::F32(v) => (v[at..at + len].as_ptr() as *const i8, len * 4),
-            CacheValues::Bf16(v) | CacheValues::F16(v) => (v[at..at + len].as_ptr() as *const i8, len * 2),
-        };
-        for line in (0..bytes).step_by(64) {
-            // SAFETY: a prefetch is a hint that never faults; the address is
-            // inside the slice (`line < bytes`). SSE is part of x86-64.
-            #[allow(unused_unsafe)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T1>(start.add(line))
-            };
+/// `rows` (rows of `dim` floats) with each row in [`avx512_decode::pair_order`].
+#[cfg(target_arch = "x86_64")]
+fn in_pair_order(rows: &[f32], dim: usize) -> Vec<f32> {
+    let mut paired = vec![0.0; rows.len()];
+    for (from, to) in rows.chunks(dim).zip(paired.chunks_mut(dim)) {
+        for (c, &x) in from.iter().enumerate() {
+            to[avx512_decode::pair_order(c)] = x;
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (cache, at, len);
+    paired
+}
+
+/// The cache's first byte and its elements.
+#[cfg(target_arch = "x86_64")]
+fn raw(cache: &CacheValues) -> (*const u8, usize) {
+    match cache {
+        CacheValues::F32(v) => (v.as_ptr() as *const u8, v.len()),
+        CacheValues::Bf16(v) | CacheValues::F16(v) => (v.as_ptr() as *const u8, v.len()),
+    }
 }

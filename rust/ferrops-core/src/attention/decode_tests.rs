@@ -150,3 +150,37 @@ fn float16_widening_is_exact() {
     assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
     assert!(f16_to_f32(0x7e00).is_nan());
 }
+
+#[test]
+fn bfloat16_caches_match_their_float32_widening_at_every_level() {
+    let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (table, lens, starts) = ([0, 1], [600, 333], [0, 0]);
+    // 64 and 96 take the AVX-512 kernels' pair order, 24 the sixteen-lane loads.
+    for dim in [24, 64, 96] {
+        let att = KvCacheAttention { dim_qk: dim, dim_v: dim, ..contiguous(&table, &lens, &starts, DEFAULT_SPLIT) };
+        let q = random(B * LQ * HQ * dim, 6);
+        let bits =
+            |seed| -> Vec<u16> { random(B * S * HKV * dim, seed).iter().map(|x| (x.to_bits() >> 16) as u16).collect() };
+        let (kb, vb) = (bits(7), bits(8));
+        let widen = |b: &[u16]| -> Vec<f32> { b.iter().map(|&h| f32::from_bits((h as u32) << 16)).collect() };
+        let (kf, vf) = (widen(&kb), widen(&vb));
+        for level in [simd::SimdLevel::Scalar, simd::SimdLevel::Avx2, simd::SimdLevel::Avx512] {
+            simd::set_level(level);
+            let want =
+                kvcache_attention(&att, &q, CacheValues::F32(&kf), CacheValues::F32(&vf), &Cancel::new()).unwrap();
+            let mut runs = Vec::new();
+            for threads in [1, 2] {
+                parallel::set_num_threads(threads).unwrap();
+                let run =
+                    || kvcache_attention(&att, &q, CacheValues::Bf16(&kb), CacheValues::Bf16(&vb), &Cancel::new());
+                runs.push(parallel::install(run).unwrap());
+            }
+            assert_eq!(runs[0], runs[1], "threads changed the result at {level:?}, dim {dim}");
+            for (got, want) in runs[0].0.iter().zip(&want.0).chain(runs[0].1.iter().zip(&want.1)) {
+                assert!((got - want).abs() < 2e-6, "{got} against {want} at {level:?}, dim {dim}");
+            }
+        }
+    }
+    simd::set_level(simd::detected());
+    parallel::set_num_threads(2).unwrap();
+}
