@@ -55,10 +55,9 @@ fn ground_truth_piece(
     origin: &Origin,
 ) -> Result<(Annotations, Option<usize>, PendingStrings)> {
     let mut annotations = Annotations::with_capacity(records.len());
-    let keypoint_values: usize = records.iter().filter_map(|r| r.keypoints.as_ref()).map(Vec::len).sum();
     let mut keypoints_column = Keypoints::default();
-    if keypoint_values > 0 {
-        keypoints_column.reserve(keypoint_values, records.len());
+    if records.iter().any(|r| r.keypoints.is_some()) {
+        keypoints_column.reserve(records.len());
     }
     let mut first_without_score = None;
     let mut pending = PendingStrings::default();

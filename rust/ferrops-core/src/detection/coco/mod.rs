@@ -29,6 +29,6 @@ pub use checks::Origin;
 pub use dataset::{Annotations, CocoDataset, ImageSizes, MaskColumn, Packed};
 pub use ground_truth::{ground_truth_from_columns, parse_ground_truth, GroundTruthColumns};
 pub use ids::{IdStrings, FIRST_INTEGER_ID, STRING_CODE_BASE};
-pub use keypoints::Keypoints;
+pub use keypoints::{Keypoints, KeypointsCsr};
 pub use results::{parse_results, results_from_columns, ResultColumns};
 pub use segmentation::Segmentation;

@@ -201,10 +201,9 @@ fn results_piece(
     origin: &Origin,
 ) -> Result<(Annotations, StringsAt, Vec<PreparedMask>)> {
     let mut annotations = Annotations::with_capacity(records.len());
-    let keypoint_values: usize = records.iter().filter_map(|r| r.keypoints.as_ref()).map(Vec::len).sum();
     let mut keypoints_column = Keypoints::default();
-    if keypoint_values > 0 {
-        keypoints_column.reserve(keypoint_values, records.len());
+    if records.iter().any(|r| r.keypoints.is_some()) {
+        keypoints_column.reserve(records.len());
     }
     let mut new_categories = Vec::new();
     let mut masks = Vec::with_capacity(if branch == Branch::Masks { records.len() } else { 0 });
