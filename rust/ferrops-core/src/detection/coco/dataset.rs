@@ -50,26 +50,25 @@ impl Annotations {
     }
 
     /// The parts one after the other (the one part itself, without a copy).
+    /// Column by column, each part's column freed once copied: at a million
+    /// records the parts and the whole never both exist in full.
     pub(super) fn concat(mut parts: Vec<Annotations>) -> Self {
         if parts.len() == 1 {
             return parts.pop().expect("one part");
         }
-        let mut all = Annotations::with_capacity(parts.iter().map(Annotations::len).sum());
         let lengths: Vec<usize> = parts.iter().map(Annotations::len).collect();
-        let mut keypoints = Vec::with_capacity(parts.len());
-        for mut part in parts {
-            keypoints.push(Arc::unwrap_or_clone(std::mem::take(&mut part.keypoints)));
-            all.id.extend_from_slice(&part.id);
-            all.image_id.extend_from_slice(&part.image_id);
-            all.category_id.extend_from_slice(&part.category_id);
-            all.bbox.extend_from_slice(&part.bbox);
-            all.area.extend_from_slice(&part.area);
-            all.iscrowd.extend_from_slice(&part.iscrowd);
-            all.score.extend_from_slice(&part.score);
-            all.segmentation.extend(part.segmentation);
+        let keypoints = parts.iter_mut().map(|part| Arc::unwrap_or_clone(std::mem::take(&mut part.keypoints))).collect();
+        Annotations {
+            id: concat_column(&mut parts, |p| &mut p.id),
+            image_id: concat_column(&mut parts, |p| &mut p.image_id),
+            category_id: concat_column(&mut parts, |p| &mut p.category_id),
+            bbox: concat_column(&mut parts, |p| &mut p.bbox),
+            area: concat_column(&mut parts, |p| &mut p.area),
+            iscrowd: concat_column(&mut parts, |p| &mut p.iscrowd),
+            score: concat_column(&mut parts, |p| &mut p.score),
+            segmentation: concat_column(&mut parts, |p| &mut p.segmentation),
+            keypoints: Arc::new(Keypoints::concat(keypoints, &lengths)),
         }
-        all.keypoints = Arc::new(Keypoints::concat(keypoints, &lengths));
-        all
     }
 
     pub(super) fn with_capacity(n: usize) -> Self {
@@ -85,6 +84,17 @@ impl Annotations {
             keypoints: Arc::default(),
         }
     }
+}
+
+/// One column of every part, one after the other; each part's column is
+/// taken (and freed) as it is copied.
+fn concat_column<T>(parts: &mut [Annotations], column: impl Fn(&mut Annotations) -> &mut Vec<T>) -> Vec<T> {
+    let mut all = Vec::with_capacity(parts.iter_mut().map(|p| column(p).len()).sum());
+    for part in parts {
+        all.append(column(part));
+        *column(part) = Vec::new();
+    }
+    all
 }
 
 /// The fields evaluation reads of one annotation, in one cache line: matching

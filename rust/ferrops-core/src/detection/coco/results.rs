@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::checks::{check_bbox, check_integer_id, valid_bbox, Origin, RES_EXPECTED};
 use super::dataset::{Annotations, CocoDataset};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
-use super::json_pieces::{in_order, parse_records};
+use super::json_pieces::{converted_records, first_record, in_order, parse_records};
 use super::keypoints::{check_keypoints, keypoint_box, Keypoints};
 use super::raw::RawAnnotation;
 use super::segmentation::Segmentation;
@@ -120,15 +120,30 @@ pub fn results_from_columns(
 /// the ground truth's image of that string id; a string `category_id` is coded
 /// like the ground truth's (a new one gets a new code).
 pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
-    let pieces = parse_records(json, origin, RES_EXPECTED)?;
-    let branch = pieces.iter().flatten().next().map_or(Branch::Boxes, Branch::of_first);
     let images = Images {
         known: ground_truth.image_ids.iter().copied().collect(),
         sizes: ground_truth.image_ids.iter().copied().zip(ground_truth.image_sizes.iter().copied()).collect(),
     };
     let gt_strings = &ground_truth.id_strings;
-    let parts =
-        in_order(pieces, |records, offset| results_piece(records, offset, &images, gt_strings, branch, origin))?;
+    // Each piece of records converted as soon as it is parsed, numbered from
+    // 0, then moved to its place; with a bad record (or text the direct
+    // scanner declines), everything again in order, for the first bad
+    // record's error.
+    let converted = first_record(json).and_then(|first| {
+        let branch = first.as_ref().map_or(Branch::Boxes, Branch::of_first);
+        let convert = |records: Vec<RawAnnotation>| results_piece(records, 0, &images, gt_strings, branch, origin);
+        let parts = converted_records(json, &convert)?;
+        Some((branch, parts.into_iter().map(|(part, offset)| shifted(part, offset)).collect::<Vec<_>>()))
+    });
+    let (branch, parts) = match converted {
+        Some(converted) => converted,
+        None => {
+            let pieces = parse_records(json, origin, RES_EXPECTED)?;
+            let branch = pieces.iter().flatten().next().map_or(Branch::Boxes, Branch::of_first);
+            let convert = |records, offset| results_piece(records, offset, &images, gt_strings, branch, origin);
+            (branch, in_order(pieces, convert)?)
+        }
+    };
     let mut strings = gt_strings.clone();
     let mut pending = Vec::with_capacity(parts.len());
     let mut masks = Vec::new();
@@ -156,6 +171,23 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
         Branch::Boxes => dataset.box_segmentation = true,
     }
     Ok(dataset)
+}
+
+/// A piece of results as columns, with the string category ids the ground
+/// truth does not have and the masks of mask results.
+type ResultsPiece = (Annotations, StringsAt, Vec<PreparedMask>);
+
+/// A results piece converted with its records numbered from 0, as if
+/// numbered from `offset` (ids count from 1 in file order).
+fn shifted(piece: ResultsPiece, offset: usize) -> ResultsPiece {
+    let (mut annotations, mut new_categories, masks) = piece;
+    for id in &mut annotations.id {
+        *id += offset as i64;
+    }
+    for (row, _) in &mut new_categories {
+        *row += offset;
+    }
+    (annotations, new_categories, masks)
 }
 
 /// The `loadRes` branch, picked by the first result as pycocotools picks it:
@@ -199,7 +231,7 @@ fn results_piece(
     gt_strings: &IdStrings,
     branch: Branch,
     origin: &Origin,
-) -> Result<(Annotations, StringsAt, Vec<PreparedMask>)> {
+) -> Result<ResultsPiece> {
     let mut annotations = Annotations::with_capacity(records.len());
     let mut keypoints_column = Keypoints::default();
     if records.iter().any(|r| r.keypoints.is_some()) {

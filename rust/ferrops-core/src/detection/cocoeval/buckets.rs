@@ -1,27 +1,47 @@
 //! pycocotools' `_prepare`: each dataset's records grouped by (category, image)
 //! in the order pycocotools visits them.
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::detection::coco::{CocoDataset, Packed as Record};
 
-/// The records of each (category, image) bucket, CSR: bucket `b` holds
-/// `records[offsets[b]..offsets[b + 1]]`, copies of the dataset's records laid
-/// out bucket by bucket, so that matching reads them in order.
+/// The records of each non-empty (category, image) bucket: bucket `keys[k]`
+/// holds `records[starts[k]..starts[k + 1]]`, copies of the dataset's records
+/// laid out bucket by bucket, so that matching reads them in order. Only the
+/// non-empty buckets are listed: there are categories x images buckets (29
+/// million for Objects365), nearly all of them empty, and a dense offset
+/// table of them cost more memory than the records.
 #[derive(Debug, Default)]
 pub(super) struct Buckets {
-    offsets: Vec<u32>,
+    keys: Vec<u64>,
+    starts: Vec<u32>,
     records: Vec<Record>,
 }
 
 impl Buckets {
-    /// How many buckets.
-    pub(super) fn len(&self) -> usize {
-        self.offsets.len().saturating_sub(1)
+    /// Bucket `b`'s records (none where it is empty).
+    pub(super) fn get(&self, b: usize) -> &[Record] {
+        match self.keys.binary_search(&(b as u64)) {
+            Ok(k) => self.slot(k),
+            Err(_) => &[],
+        }
     }
 
-    pub(super) fn get(&self, b: usize) -> &[Record] {
-        &self.records[self.offsets[b] as usize..self.offsets[b + 1] as usize]
+    fn slot(&self, k: usize) -> &[Record] {
+        &self.records[self.starts[k] as usize..self.starts[k + 1] as usize]
+    }
+
+    /// The non-empty buckets and their records, in bucket order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &[Record])> {
+        self.keys.iter().enumerate().map(|(k, &b)| (b as usize, self.slot(k)))
+    }
+
+    /// The non-empty buckets among `range`, ascending.
+    pub(super) fn keys_in(&self, range: std::ops::Range<usize>) -> &[u64] {
+        let from = self.keys.partition_point(|&b| b < range.start as u64);
+        let to = self.keys.partition_point(|&b| b < range.end as u64);
+        &self.keys[from..to]
     }
 
     /// Every bucketed record (what an iouType checks before matching).
@@ -64,13 +84,13 @@ pub(super) fn buckets(
     let ann = &dataset.annotations;
     let num_images = img_ids.len();
     let image_pos: HashMap<i64, usize> = img_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let bucket_of = |r: usize| -> Option<u32> {
+    let bucket_of = |r: usize| -> Option<u64> {
         let i = *image_pos.get(&ann.image_id[r])?;
         let c = *distinct_cats.get(&ann.category_id[r])?;
-        Some((c * num_images + i) as u32)
+        Some((c * num_images + i) as u64)
     };
     // (bucket, record) in visiting order.
-    let placed: Vec<(u32, u32)> = match last_record_of_each_id(&ann.id) {
+    let mut placed: Vec<(u64, u32)> = match last_record_of_each_id(&ann.id) {
         // Each record stands for itself, and a bucket holds one image's records:
         // file order is `getAnnIds`' order within every bucket.
         None => (0..ann.len()).filter_map(|j| Some((bucket_of(j)?, j as u32))).collect(),
@@ -102,22 +122,18 @@ pub(super) fn buckets(
                 .collect()
         }
     };
-    // Counting sort by bucket keeps each bucket's visiting order; the records
-    // are read in that order and written bucket by bucket.
-    let num_buckets = distinct_cats.len() * num_images;
-    let mut offsets = vec![0u32; num_buckets + 1];
-    for &(b, _) in &placed {
-        offsets[b as usize + 1] += 1;
-    }
-    for b in 0..num_buckets {
-        offsets[b + 1] += offsets[b];
-    }
-    let mut cursor = offsets.clone();
-    let records = crate::buffer::filled(placed.len(), |out| {
-        for &(b, r) in &placed {
-            out[cursor[b as usize] as usize] = std::mem::MaybeUninit::new(dataset.packed[r as usize]);
-            cursor[b as usize] += 1;
+    // Sorted by bucket, each bucket in visiting order (the sort is stable),
+    // then the records copied bucket by bucket.
+    placed.par_sort_by_key(|&(b, _)| b);
+    let mut keys = Vec::new();
+    let mut starts = Vec::new();
+    for (at, &(b, _)) in placed.iter().enumerate() {
+        if keys.last() != Some(&b) {
+            keys.push(b);
+            starts.push(at as u32);
         }
-    });
-    Buckets { offsets, records }
+    }
+    starts.push(placed.len() as u32);
+    let records = placed.iter().map(|&(_, r)| dataset.packed[r as usize]).collect();
+    Buckets { keys, starts, records }
 }

@@ -164,19 +164,17 @@ fn compared_ground_truth(
     num_images: usize,
     use_cats: bool,
 ) -> Vec<bool> {
-    let num_buckets = gt_buckets.len();
     let mut image_has_detections = vec![false; num_images];
     if !use_cats {
-        for b in 0..num_buckets {
-            image_has_detections[b % num_images] |= !dt_buckets.get(b).is_empty();
+        for (b, _) in dt_buckets.iter() {
+            image_has_detections[b % num_images] = true;
         }
     }
     let mut compared = vec![false; gt.annotations.len()];
-    for b in 0..num_buckets {
-        let has_detections =
-            if use_cats { !dt_buckets.get(b).is_empty() } else { image_has_detections[b % num_images] };
+    for (b, records) in gt_buckets.iter() {
+        let has_detections = if use_cats { !dt_buckets.get(b).is_empty() } else { image_has_detections[b % num_images] };
         if has_detections {
-            for r in gt_buckets.get(b) {
+            for r in records {
                 compared[r.row as usize] = true;
             }
         }
@@ -273,7 +271,7 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
             let mut chunk = Chunk::default();
             let mut scratch = Scratch::default();
             let (mut pooled_gt, mut pooled_dt) = (Vec::new(), Vec::new());
-            for u in c * CHUNK..((c + 1) * CHUNK).min(num_units) {
+            for u in e.units_with_records(c * CHUNK..((c + 1) * CHUNK).min(num_units)) {
                 let (gts, dts) = e.unit_records(u, &mut pooled_gt, &mut pooled_dt);
                 if gts.is_empty() && dts.is_empty() {
                     continue;

@@ -142,6 +142,24 @@ impl Evaluation {
 
     /// The ground truth and detections of unit `u` (pooled over the categories
     /// without `use_cats`), in pycocotools' order.
+    /// The units among `range` that may have records, ascending: those whose
+    /// bucket has ground truth or detections (every unit with pooled
+    /// categories, whose records lie in several buckets).
+    pub(super) fn units_with_records(&self, range: std::ops::Range<usize>) -> Vec<usize> {
+        if self.pooled_slots.is_some() {
+            return range.collect();
+        }
+        let (mut gt, mut dt) = (self.gt_buckets.keys_in(range.clone()), self.dt_buckets.keys_in(range));
+        let mut units = Vec::with_capacity(gt.len() + dt.len());
+        while let (Some(&g), Some(&d)) = (gt.first(), dt.first()) {
+            units.push(g.min(d) as usize);
+            gt = if g <= d { &gt[1..] } else { gt };
+            dt = if d <= g { &dt[1..] } else { dt };
+        }
+        units.extend(gt.iter().chain(dt).map(|&b| b as usize));
+        units
+    }
+
     pub(super) fn unit_records<'a>(
         &'a self,
         u: usize,
