@@ -86,6 +86,49 @@ impl Annotations {
     }
 }
 
+/// The position of each id in a list of ids (the last one where an id
+/// repeats), for lookups once per record: a table indexed by the id where the
+/// ids are compact (COCO's usual 1..=N), a hash map otherwise. Hashing every
+/// record's image id was a tenth of loading results at a million records.
+#[derive(Debug, Clone)]
+pub struct IdPositions {
+    first: i64,
+    /// Position + 1 by `id - first`; 0 where no id.
+    table: Vec<u32>,
+    map: rustc_hash::FxHashMap<i64, usize>,
+}
+
+impl IdPositions {
+    pub fn new(ids: &[i64]) -> Self {
+        let (Some(&lo), Some(&hi)) = (ids.iter().min(), ids.iter().max()) else {
+            return IdPositions { first: 0, table: Vec::new(), map: Default::default() };
+        };
+        let span = (hi as i128 - lo as i128 + 1) as u128;
+        if span <= 2 * ids.len() as u128 + 1024 && ids.len() < u32::MAX as usize {
+            let mut table = vec![0u32; span as usize];
+            for (position, &id) in ids.iter().enumerate() {
+                table[(id - lo) as usize] = position as u32 + 1;
+            }
+            return IdPositions { first: lo, table, map: Default::default() };
+        }
+        IdPositions { first: 0, table: Vec::new(), map: ids.iter().enumerate().map(|(i, &id)| (id, i)).collect() }
+    }
+
+    #[inline]
+    pub fn get(&self, id: i64) -> Option<usize> {
+        if self.table.is_empty() {
+            return self.map.get(&id).copied();
+        }
+        let at = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        self.table.get(at).and_then(|&p| p.checked_sub(1)).map(|p| p as usize)
+    }
+
+    #[inline]
+    pub fn contains(&self, id: i64) -> bool {
+        self.get(id).is_some()
+    }
+}
+
 /// One column of every part, one after the other; each part's column is
 /// taken (and freed) as it is copied.
 fn concat_column<T>(parts: &mut [Annotations], column: impl Fn(&mut Annotations) -> &mut Vec<T>) -> Vec<T> {
@@ -284,5 +327,21 @@ impl CocoDataset {
             source: self.source.clone(),
             masks: self.masks.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdPositions;
+
+    #[test]
+    fn id_positions_of_compact_and_sparse_ids() {
+        for ids in [vec![3, 1, 2, 1], vec![-5, 1 << 40, 7, i64::MIN, i64::MAX], vec![]] {
+            let positions = IdPositions::new(&ids);
+            for probe in [-6, -5, 0, 1, 2, 3, 4, 7, 1 << 40, i64::MIN, i64::MAX] {
+                let last = ids.iter().rposition(|&id| id == probe);
+                assert_eq!(positions.get(probe), last, "{ids:?} {probe}");
+            }
+        }
     }
 }

@@ -26,7 +26,7 @@ mod results;
 mod segmentation;
 
 pub use checks::Origin;
-pub use dataset::{Annotations, CocoDataset, ImageSizes, MaskColumn, Packed};
+pub use dataset::{Annotations, CocoDataset, IdPositions, ImageSizes, MaskColumn, Packed};
 pub use ground_truth::{ground_truth_from_columns, parse_ground_truth, GroundTruthColumns};
 pub use ids::{IdStrings, FIRST_INTEGER_ID, STRING_CODE_BASE};
 pub use keypoints::{Keypoints, KeypointsCsr};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::checks::{check_bbox, check_integer_id, valid_bbox, Origin, RES_EXPECTED};
-use super::dataset::{Annotations, CocoDataset};
+use super::dataset::{Annotations, CocoDataset, IdPositions};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
 use super::json_pieces::{converted_records, first_record, in_order, parse_records};
 use super::keypoints::{check_keypoints, keypoint_box, Keypoints};
@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::mask::prepared::PreparedMask;
 
 /// The image ids of a ground truth, for checking results.
-type ImageSet = rustc_hash::FxHashSet<i64>;
+type ImageSet = IdPositions;
 
 /// What `loadRes` requires of result `i`: an image of the ground truth, a valid
 /// box and a finite score; the error names the record.
@@ -28,7 +28,7 @@ fn check_result(
     bbox: &[f64],
     score: f64,
 ) -> Result<()> {
-    let known = known_images.contains(&image_id);
+    let known = known_images.contains(image_id);
     if known && valid_bbox(bbox) && score.is_finite() {
         return Ok(());
     }
@@ -71,7 +71,7 @@ pub fn results_from_columns(
     {
         return Err(origin.error(RES_EXPECTED, "columns of different lengths".to_string()));
     }
-    let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
+    let known_images = ImageSet::new(&ground_truth.image_ids);
     let check = |i: usize| {
         check_integer_id(origin, RES_EXPECTED, columns.image_id[i], || format!("results[{i}]'s image_id"))?;
         check_integer_id(origin, RES_EXPECTED, columns.category_id[i], || format!("results[{i}]'s category_id"))?;
@@ -121,7 +121,7 @@ pub fn results_from_columns(
 /// like the ground truth's (a new one gets a new code).
 pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
     let images = Images {
-        known: ground_truth.image_ids.iter().copied().collect(),
+        known: ImageSet::new(&ground_truth.image_ids),
         sizes: ground_truth.image_ids.iter().copied().zip(ground_truth.image_sizes.iter().copied()).collect(),
     };
     let gt_strings = &ground_truth.id_strings;
@@ -263,7 +263,7 @@ fn results_piece(
         }
         let (bbox, area) = if branch == Branch::Masks {
             let segmentation = r.segmentation.take().ok_or_else(|| missing("segmentation"))?;
-            if !images.known.contains(&image_id) {
+            if !images.known.contains(image_id) {
                 // The same message as for box results.
                 check_result(origin, &images.known, i, image_id, &[0.0; 4], score)?;
             }

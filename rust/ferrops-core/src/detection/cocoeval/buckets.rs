@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::detection::coco::{CocoDataset, Packed as Record};
+use crate::detection::coco::{CocoDataset, IdPositions, Packed as Record};
 
 /// The records of each non-empty (category, image) bucket: bucket `keys[k]`
 /// holds `records[starts[k]..starts[k + 1]]`, copies of the dataset's records
@@ -83,9 +83,9 @@ pub(super) fn buckets(
 ) -> Buckets {
     let ann = &dataset.annotations;
     let num_images = img_ids.len();
-    let image_pos: HashMap<i64, usize> = img_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let image_pos = IdPositions::new(img_ids);
     let bucket_of = |r: usize| -> Option<u64> {
-        let i = *image_pos.get(&ann.image_id[r])?;
+        let i = image_pos.get(ann.image_id[r])?;
         let c = *distinct_cats.get(&ann.category_id[r])?;
         Some((c * num_images + i) as u64)
     };
@@ -97,7 +97,7 @@ pub(super) fn buckets(
         // A repeated id stands for the last record carrying it, which may lie in
         // another image: visit in `getAnnIds`' order, images first.
         Some(resolve) => {
-            let positions: Vec<Option<usize>> = ann.image_id.iter().map(|id| image_pos.get(id).copied()).collect();
+            let positions: Vec<Option<usize>> = ann.image_id.iter().map(|&id| image_pos.get(id)).collect();
             let mut starts = vec![0usize; num_images + 1];
             for &i in positions.iter().flatten() {
                 starts[i + 1] += 1;
