@@ -57,7 +57,8 @@ impl Annotations {
             return parts.pop().expect("one part");
         }
         let lengths: Vec<usize> = parts.iter().map(Annotations::len).collect();
-        let keypoints = parts.iter_mut().map(|part| Arc::unwrap_or_clone(std::mem::take(&mut part.keypoints))).collect();
+        let keypoints =
+            parts.iter_mut().map(|part| Arc::unwrap_or_clone(std::mem::take(&mut part.keypoints))).collect();
         Annotations {
             id: concat_column(&mut parts, |p| &mut p.id),
             image_id: concat_column(&mut parts, |p| &mut p.image_id),

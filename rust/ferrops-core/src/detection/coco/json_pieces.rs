@@ -63,7 +63,8 @@ pub(super) fn records_in_pieces<T: Send>(
     while let Some(next) = guess_element_start(json, starts[starts.len() - 1].saturating_add(piece)) {
         starts.push(next);
     }
-    let converted = |(records, stop): (Vec<RawAnnotation>, Stop)| (Piece { len: records.len(), value: convert(records) }, stop);
+    let converted =
+        |(records, stop): (Vec<RawAnnotation>, Stop)| (Piece { len: records.len(), value: convert(records) }, stop);
     let parsed: Vec<Option<(Piece<T>, Stop)>> = (0..starts.len())
         .into_par_iter()
         .map(|j| {

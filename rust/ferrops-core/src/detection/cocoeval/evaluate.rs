@@ -172,7 +172,8 @@ fn compared_ground_truth(
     }
     let mut compared = vec![false; gt.annotations.len()];
     for (b, records) in gt_buckets.iter() {
-        let has_detections = if use_cats { !dt_buckets.get(b).is_empty() } else { image_has_detections[b % num_images] };
+        let has_detections =
+            if use_cats { !dt_buckets.get(b).is_empty() } else { image_has_detections[b % num_images] };
         if has_detections {
             for r in records {
                 compared[r.row as usize] = true;
@@ -271,17 +272,15 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
             let mut chunk = Chunk::default();
             let mut scratch = Scratch::default();
             let (mut pooled_gt, mut pooled_dt) = (Vec::new(), Vec::new());
-            for u in e.units_with_records(c * CHUNK..((c + 1) * CHUNK).min(num_units)) {
-                let (gts, dts) = e.unit_records(u, &mut pooled_gt, &mut pooled_dt);
-                if gts.is_empty() && dts.is_empty() {
-                    continue;
-                }
+            let units = c * CHUNK..((c + 1) * CHUNK).min(num_units);
+            e.units_with_records(units, &mut pooled_gt, &mut pooled_dt, |u, gts, dts| {
                 // One relaxed load per non-empty (image, category) unit: a unit is
                 // microseconds of matching at least, and a crowded one can take many.
                 cancel.check("COCOeval.evaluate")?;
                 scratch.load(gts, dts, &e.matching);
                 evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
-            }
+                Ok(())
+            })?;
             Ok(chunk)
         })
         .collect::<Result<_>>()?;

@@ -142,22 +142,39 @@ impl Evaluation {
 
     /// The ground truth and detections of unit `u` (pooled over the categories
     /// without `use_cats`), in pycocotools' order.
-    /// The units among `range` that may have records, ascending: those whose
-    /// bucket has ground truth or detections (every unit with pooled
-    /// categories, whose records lie in several buckets).
-    pub(super) fn units_with_records(&self, range: std::ops::Range<usize>) -> Vec<usize> {
+    /// The units among `range` with records, ascending, with their records:
+    /// those whose bucket has ground truth or detections, found by walking
+    /// both lists of non-empty buckets together (every unit with pooled
+    /// categories, whose records lie in several buckets, some perhaps empty).
+    pub(super) fn units_with_records<'a>(
+        &'a self,
+        range: std::ops::Range<usize>,
+        pooled_gt: &'a mut Vec<Record>,
+        pooled_dt: &'a mut Vec<Record>,
+        mut visit: impl FnMut(usize, &[Record], &[Record]) -> Result<()>,
+    ) -> Result<()> {
         if self.pooled_slots.is_some() {
-            return range.collect();
+            for u in range {
+                let (gts, dts) = self.unit_records(u, pooled_gt, pooled_dt);
+                if !gts.is_empty() || !dts.is_empty() {
+                    visit(u, gts, dts)?;
+                }
+            }
+            return Ok(());
         }
-        let (mut gt, mut dt) = (self.gt_buckets.keys_in(range.clone()), self.dt_buckets.keys_in(range));
-        let mut units = Vec::with_capacity(gt.len() + dt.len());
-        while let (Some(&g), Some(&d)) = (gt.first(), dt.first()) {
-            units.push(g.min(d) as usize);
-            gt = if g <= d { &gt[1..] } else { gt };
-            dt = if d <= g { &dt[1..] } else { dt };
+        let (gt_keys, mut g) = self.gt_buckets.keys_in(range.clone());
+        let (dt_keys, mut d) = self.dt_buckets.keys_in(range);
+        let (gt_end, dt_end) = (g + gt_keys.len(), d + dt_keys.len());
+        let (gt_first, dt_first) = (g, d);
+        while g < gt_end || d < dt_end {
+            let gt_key = if g < gt_end { gt_keys[g - gt_first] } else { u64::MAX };
+            let dt_key = if d < dt_end { dt_keys[d - dt_first] } else { u64::MAX };
+            let unit = gt_key.min(dt_key);
+            let gts = if gt_key == unit { (g += 1, self.gt_buckets.slot(g - 1)).1 } else { &[] };
+            let dts = if dt_key == unit { (d += 1, self.dt_buckets.slot(d - 1)).1 } else { &[] };
+            visit(unit as usize, gts, dts)?;
         }
-        units.extend(gt.iter().chain(dt).map(|&b| b as usize));
-        units
+        Ok(())
     }
 
     pub(super) fn unit_records<'a>(

@@ -27,6 +27,8 @@ struct OksData {
     variances: Vec<f64>,
     gt: Arc<Keypoints>,
     dt: Arc<Keypoints>,
+    /// See [`Oks::term_bound`].
+    term_bounds: Vec<f64>,
 }
 
 /// The OKS of an evaluation. Matching only asks whether an OKS reaches a
@@ -55,6 +57,7 @@ impl Oks {
             variances: sigmas.iter().map(|s| (s * 2.0) * (s * 2.0)).collect(),
             gt: gt.annotations.keypoints.clone(),
             dt: dt.annotations.keypoints.clone(),
+            term_bounds: term_bounds(),
         };
         Ok(Oks { data: Arc::new(data), floor })
     }
@@ -112,6 +115,15 @@ impl Oks {
         Ok(())
     }
 
+    /// An upper bound on the exponential of a term whose estimate is
+    /// `estimate`: the term is at least `estimate * (1 - ESTIMATE_ERROR)`, and
+    /// exp(-e) is at most exp(-j / STEPS_PER_UNIT) for e at least that.
+    #[inline]
+    fn term_bound(&self, estimate: f64) -> f64 {
+        let step = (estimate * (1.0 - ESTIMATE_ERROR) * STEPS_PER_UNIT) as usize;
+        self.data.term_bounds[step.min(self.data.term_bounds.len() - 1)]
+    }
+
     /// Appends the `[D, G]` row-major OKS of `det` (best first) and `gt` (unit
     /// order) to `out`; nothing when there is no ground truth. Records were
     /// checked by [`Oks::prepare`].
@@ -121,16 +133,6 @@ impl Oks {
         }
         let base = out.len();
         out.resize(base + det.len() * gt.len(), 0.0);
-        // A unit's detections lie anywhere in a results file (it is rarely in
-        // image order), so each one's keypoints are a cache miss, and with the
-        // exponentials between them the processor meets them one at a time.
-        // Asked for all at once, they arrive together.
-        for r in det {
-            prefetch(self.data.dt.get(r.row as usize));
-        }
-        for r in gt {
-            prefetch(self.data.gt.get(r.row as usize));
-        }
         let variances = &self.data.variances;
         let mut terms = Vec::with_capacity(variances.len());
         // The ground truth's visible points: (index, x, y, variance).
@@ -163,20 +165,22 @@ impl Oks {
                 let dk = self.data.dt.get(found.row as usize).expect("checked by prepare");
                 if estimate {
                     // Most pairs are different people, far below the floor:
-                    // told apart by the smallest term's estimate, without the
-                    // exact terms' two divisions per point.
-                    let nearest = if points.is_empty() {
-                        dk.chunks_exact(3).zip(&weights).map(|(p, w)| outside_box(p) * w).fold(f64::INFINITY, f64::min)
+                    // told apart by a bound on their OKS from the terms'
+                    // estimates, without the exact terms' divisions and
+                    // exponentials.
+                    let bound = if points.is_empty() {
+                        dk.chunks_exact(3).zip(&weights).map(|(p, w)| self.term_bound(outside_box(p) * w)).sum::<f64>()
                     } else {
                         points
                             .iter()
                             .map(|&(k, x, y, _)| {
                                 let (dx, dy) = (dk[3 * k] - x, dk[3 * k + 1] - y);
-                                (dx * dx + dy * dy) * weights[k]
+                                self.term_bound((dx * dx + dy * dy) * weights[k])
                             })
-                            .fold(f64::INFINITY, f64::min)
+                            .sum::<f64>()
                     };
-                    if surely_below(nearest * (1.0 - ESTIMATE_ERROR), self.floor) {
+                    let count = if points.is_empty() { variances.len() } else { points.len() };
+                    if bound / count as f64 * (1.0 + 1e-12) < self.floor {
                         continue;
                     }
                 }
@@ -207,8 +211,21 @@ impl Oks {
 /// A bound on the relative error of a term's estimate `d2 * weight` (six
 /// roundings at most, about 7e-16) against the exact `d2 / var / scale / 2`
 /// (two), with a wide margin: `estimate * (1 - ESTIMATE_ERROR)` is never above
-/// the exact term.
+/// the exact term. So the mean of the terms' bounds bounds the OKS (its sum
+/// and division round within 1e-12 of it): below the floor, the pair cannot
+/// match at any threshold.
 const ESTIMATE_ERROR: f64 = 1e-14;
+
+/// The steps of [`Oks::term_bound`]'s table per unit of a term, and the
+/// table's length (terms beyond 16 bound their exponential by e^-16).
+const STEPS_PER_UNIT: f64 = 8.0;
+const TERM_BOUNDS: usize = 129;
+
+/// `exp(-j / STEPS_PER_UNIT)` for each step `j`, rounded up (the C library's
+/// exp is within an ulp; 1e-12 is far above that).
+fn term_bounds() -> Vec<f64> {
+    (0..TERM_BOUNDS).map(|j| (-(j as f64) / STEPS_PER_UNIT).exp() * (1.0 + 1e-12)).collect()
+}
 
 /// Whether a pair whose smallest term is `nearest` cannot reach `floor`: each
 /// term's exponential is at most exp(-nearest) (within an ulp), and so is their
@@ -228,26 +245,6 @@ fn estimate_weights(variances: &[f64], scale: f64, weights: &mut Vec<f64>) -> bo
     weights.clear();
     weights.extend(variances.iter().map(|var| (1.0 / var) * half_inverse_scale));
     weights.iter().all(|w| w.is_normal() && *w > 0.0)
-}
-
-/// Asks for the cache lines of `values` to be brought into the L1 cache.
-#[inline(always)]
-fn prefetch(values: Option<&[f64]>) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(values) = values {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let start = values.as_ptr().cast::<i8>();
-        for line in (0..std::mem::size_of_val(values)).step_by(64) {
-            // SAFETY: a prefetch is a hint that never faults; the address is
-            // inside the slice. SSE is part of x86-64.
-            #[allow(unused_unsafe)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(start.add(line))
-            };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = values;
 }
 
 fn missing(argument: &'static str, key: &str, record: String) -> FerropsError {
@@ -376,14 +373,17 @@ mod tests {
             format!(r#"{{"images":[{{"id":1}}],"categories":[{{"id":1}}],"annotations":[{}]}}"#, gts.join(","));
         let gt = parse_ground_truth(gt_json.as_bytes(), &o).unwrap();
         let dt = parse_results(format!("[{}]", dts.join(",")).as_bytes(), &gt, &o).unwrap();
-        let records = |d: &CocoDataset| d.packed.clone();
-        let (gt_records, dt_records) = (records(&gt), records(&dt));
+        let categories = [(1, 0)].into_iter().collect();
         for sigmas in [[0.025, 0.079, 0.107], [1e-160, 0.05, 0.05], [3.0, 0.5, 1e-5]] {
             let floor = 0.5;
             let oks = Oks::new(&sigmas, &gt, &dt, floor).unwrap();
+            let mut gt_buckets = super::super::buckets::buckets(&gt, &[1], &categories, true);
+            let dt_buckets = super::super::buckets::buckets(&dt, &[1], &categories, true);
+            oks.prepare(&mut gt_buckets, &dt_buckets, &gt.id_strings).unwrap();
+            let (gt_records, dt_records) = (gt_buckets.records(), dt_buckets.records());
             let (mut pruned, mut exact) = (Vec::new(), Vec::new());
-            oks.similarities(&dt_records, &gt_records, &mut pruned);
-            oks.exact().similarities(&dt_records, &gt_records, &mut exact);
+            oks.similarities(dt_records, gt_records, &mut pruned);
+            oks.exact().similarities(dt_records, gt_records, &mut exact);
             for (p, e) in pruned.iter().zip(&exact) {
                 assert!(p.to_bits() == e.to_bits() || (*p == 0.0 && *e < floor), "{p} vs {e} ({sigmas:?})");
             }
