@@ -101,7 +101,10 @@ def write_objects365_like(directory: str, num_images: int = NUM_IMAGES, seed: in
     noise = max(0, int(DETS_PER_IMAGE * num_images) - len(source))
     boxes = np.round(
         np.concatenate(
-            [np.concatenate([det_xy, det_wh], 1), np.concatenate([rng.uniform(0, 700, (noise, 2)), wh[rng.integers(0, n, noise)]], 1)]
+            [
+                np.concatenate([det_xy, det_wh], 1),
+                np.concatenate([rng.uniform(0, 700, (noise, 2)), wh[rng.integers(0, n, noise)]], 1),
+            ]
         ),
         2,
     )

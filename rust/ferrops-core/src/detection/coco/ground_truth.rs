@@ -124,12 +124,12 @@ fn shifted(piece: GroundTruthPiece, offset: usize) -> GroundTruthPiece {
     (annotations, first_without_score.map(|first| first + offset), pending)
 }
 
+/// A ground-truth file's images, categories and annotation records as written.
+type GroundTruthRecords = (Option<Vec<RawId>>, Option<Vec<RawId>>, RecordPieces);
+
 /// A ground-truth file's images, categories and annotation records as
 /// written: read directly, or by serde where the direct reader declines.
-fn ground_truth_records(
-    json: &[u8],
-    origin: &Origin,
-) -> Result<(Option<Vec<RawId>>, Option<Vec<RawId>>, RecordPieces)> {
+fn ground_truth_records(json: &[u8], origin: &Origin) -> Result<GroundTruthRecords> {
     if let Some((images, categories, pieces)) = ground_truth_direct(json, &as_parsed) {
         return Ok((images, categories, pieces.into_iter().map(|p| p.value).collect()));
     }
