@@ -144,6 +144,9 @@ pub(super) fn buckets(
         (keys, starts, placed.iter().map(|&(_, r)| r).collect())
     };
     let records = order.iter().map(|&r| dataset.packed[r as usize]).collect();
+    let (mut keys, mut starts) = (keys, starts);
+    keys.shrink_to_fit();
+    starts.shrink_to_fit();
     Buckets { keys, starts, records }
 }
 

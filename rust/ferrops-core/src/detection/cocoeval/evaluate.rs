@@ -281,6 +281,9 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
                 evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
                 Ok(())
             })?;
+            // Kept until the evaluation is dropped: without the room the
+            // buffers grew into (up to half of each).
+            chunk.shrink_to_fit();
             Ok(chunk)
         })
         .collect::<Result<_>>()?;

@@ -38,6 +38,15 @@ pub(super) struct Chunk {
     pub(super) positives: Vec<u32>,
 }
 
+impl Chunk {
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.units.shrink_to_fit();
+        self.scores.shrink_to_fit();
+        self.codes.shrink_to_fit();
+        self.positives.shrink_to_fit();
+    }
+}
+
 /// One unit's results, borrowed from its chunk.
 #[derive(Clone, Copy)]
 pub(super) struct UnitView<'a> {
