@@ -125,8 +125,8 @@ pub(super) fn buckets(
         }
     };
     let num_buckets = distinct_cats.len() * num_images;
-    let (keys, starts, order) = if num_buckets <= 4 * placed.len() + (1 << 16) {
-        counting_sort(&placed, num_buckets)
+    let (mut keys, mut starts, records) = if num_buckets <= 4 * placed.len() + (1 << 16) {
+        counting_sort(&placed, num_buckets, &dataset.packed)
     } else {
         // Far more buckets than records (Objects365: 29 million for 1.3
         // million records): a comparison sort, stable, so each bucket keeps
@@ -141,10 +141,8 @@ pub(super) fn buckets(
             }
         }
         starts.push(placed.len() as u32);
-        (keys, starts, placed.iter().map(|&(_, r)| r).collect())
+        (keys, starts, placed.iter().map(|&(_, r)| dataset.packed[r as usize]).collect())
     };
-    let records = order.iter().map(|&r| dataset.packed[r as usize]).collect();
-    let (mut keys, mut starts) = (keys, starts);
     keys.shrink_to_fit();
     starts.shrink_to_fit();
     Buckets { keys, starts, records }
@@ -152,8 +150,9 @@ pub(super) fn buckets(
 
 /// Non-empty buckets, their starts and the records bucket by bucket (each in
 /// visiting order), by a counting sort over every bucket: the quickest where
-/// buckets are not many more than records.
-fn counting_sort(placed: &[(u64, u32)], num_buckets: usize) -> (Vec<u64>, Vec<u32>, Vec<u32>) {
+/// buckets are not many more than records. The records are read in visiting
+/// order and written bucket by bucket.
+fn counting_sort(placed: &[(u64, u32)], num_buckets: usize, packed: &[Record]) -> (Vec<u64>, Vec<u32>, Vec<Record>) {
     let mut offsets = vec![0u32; num_buckets + 1];
     for &(b, _) in placed {
         offsets[b as usize + 1] += 1;
@@ -161,12 +160,13 @@ fn counting_sort(placed: &[(u64, u32)], num_buckets: usize) -> (Vec<u64>, Vec<u3
     for b in 0..num_buckets {
         offsets[b + 1] += offsets[b];
     }
-    let mut order = vec![0u32; placed.len()];
     let mut cursor = offsets.clone();
-    for &(b, r) in placed {
-        order[cursor[b as usize] as usize] = r;
-        cursor[b as usize] += 1;
-    }
+    let records = crate::buffer::filled(placed.len(), |out| {
+        for &(b, r) in placed {
+            out[cursor[b as usize] as usize] = std::mem::MaybeUninit::new(packed[r as usize]);
+            cursor[b as usize] += 1;
+        }
+    });
     let (mut keys, mut starts) = (Vec::new(), Vec::new());
     for (b, span) in offsets.windows(2).enumerate() {
         if span[1] > span[0] {
@@ -175,5 +175,5 @@ fn counting_sort(placed: &[(u64, u32)], num_buckets: usize) -> (Vec<u64>, Vec<u3
         }
     }
     starts.push(placed.len() as u32);
-    (keys, starts, order)
+    (keys, starts, records)
 }
