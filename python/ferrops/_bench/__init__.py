@@ -29,6 +29,7 @@ FAMILIES: dict[str, str] = {
     "pooling": "ferrops._bench.pooling",
     "attention": "ferrops._bench.attention",
     "detection": "ferrops._bench.detection",
+    "detection-scale": "ferrops._bench.detection_scale",
     "mask": "ferrops._bench.mask",
     "lvis": "ferrops._bench.lvis",
     "keypoints": "ferrops._bench.keypoints",

@@ -60,9 +60,10 @@ impl CocoData {
         out.set_item("score", owned1(py, a.score.clone()))?;
         if a.keypoints.any() {
             // CSR: record j's keypoints are values[ends[j - 1]:ends[j]] where present[j].
-            out.set_item("keypoints_values", owned1(py, a.keypoints.values.clone()))?;
-            out.set_item("keypoints_ends", owned1(py, a.keypoints.ends.iter().map(|&e| e as i64).collect()))?;
-            out.set_item("keypoints_present", owned1(py, a.keypoints.present.clone()))?;
+            let csr = a.keypoints.csr();
+            out.set_item("keypoints_values", owned1(py, csr.values))?;
+            out.set_item("keypoints_ends", owned1(py, csr.ends.iter().map(|&e| e as i64).collect()))?;
+            out.set_item("keypoints_present", owned1(py, csr.present))?;
         }
         Ok(out)
     }

@@ -59,26 +59,26 @@ impl Annotations {
     }
 
     /// The parts one after the other (the one part itself, without a copy).
+    /// Column by column, each part's column freed once copied: at a million
+    /// records the parts and the whole never both exist in full.
     pub(super) fn concat(mut parts: Vec<Annotations>) -> Self {
         if parts.len() == 1 {
             return parts.pop().expect("one part");
         }
-        let mut all = Annotations::with_capacity(parts.iter().map(Annotations::len).sum());
         let lengths: Vec<usize> = parts.iter().map(Annotations::len).collect();
-        let mut keypoints = Vec::with_capacity(parts.len());
-        for mut part in parts {
-            keypoints.push(Arc::unwrap_or_clone(std::mem::take(&mut part.keypoints)));
-            all.id.extend_from_slice(&part.id);
-            all.image_id.extend_from_slice(&part.image_id);
-            all.category_id.extend_from_slice(&part.category_id);
-            all.bbox.extend_from_slice(&part.bbox);
-            all.area.extend_from_slice(&part.area);
-            all.iscrowd.extend_from_slice(&part.iscrowd);
-            all.score.extend_from_slice(&part.score);
-            all.segmentation.extend(part.segmentation);
+        let keypoints =
+            parts.iter_mut().map(|part| Arc::unwrap_or_clone(std::mem::take(&mut part.keypoints))).collect();
+        Annotations {
+            id: concat_column(&mut parts, |p| &mut p.id),
+            image_id: concat_column(&mut parts, |p| &mut p.image_id),
+            category_id: concat_column(&mut parts, |p| &mut p.category_id),
+            bbox: concat_column(&mut parts, |p| &mut p.bbox),
+            area: concat_column(&mut parts, |p| &mut p.area),
+            iscrowd: concat_column(&mut parts, |p| &mut p.iscrowd),
+            score: concat_column(&mut parts, |p| &mut p.score),
+            segmentation: concat_column(&mut parts, |p| &mut p.segmentation),
+            keypoints: Arc::new(Keypoints::concat(keypoints, &lengths)),
         }
-        all.keypoints = Arc::new(Keypoints::concat(keypoints, &lengths));
-        all
     }
 
     pub(super) fn with_capacity(n: usize) -> Self {
@@ -94,6 +94,60 @@ impl Annotations {
             keypoints: Arc::default(),
         }
     }
+}
+
+/// The position of each id in a list of ids (the last one where an id
+/// repeats), for lookups once per record: a table indexed by the id where the
+/// ids are compact (COCO's usual 1..=N), a hash map otherwise. Hashing every
+/// record's image id was a tenth of loading results at a million records.
+#[derive(Debug, Clone)]
+pub struct IdPositions {
+    first: i64,
+    /// Position + 1 by `id - first`; 0 where no id.
+    table: Vec<u32>,
+    map: rustc_hash::FxHashMap<i64, usize>,
+}
+
+impl IdPositions {
+    pub fn new(ids: &[i64]) -> Self {
+        let (Some(&lo), Some(&hi)) = (ids.iter().min(), ids.iter().max()) else {
+            return IdPositions { first: 0, table: Vec::new(), map: Default::default() };
+        };
+        let span = (hi as i128 - lo as i128 + 1) as u128;
+        if span <= 2 * ids.len() as u128 + 1024 && ids.len() < u32::MAX as usize {
+            let mut table = vec![0u32; span as usize];
+            for (position, &id) in ids.iter().enumerate() {
+                table[(id - lo) as usize] = position as u32 + 1;
+            }
+            return IdPositions { first: lo, table, map: Default::default() };
+        }
+        IdPositions { first: 0, table: Vec::new(), map: ids.iter().enumerate().map(|(i, &id)| (id, i)).collect() }
+    }
+
+    #[inline]
+    pub fn get(&self, id: i64) -> Option<usize> {
+        if self.table.is_empty() {
+            return self.map.get(&id).copied();
+        }
+        let at = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        self.table.get(at).and_then(|&p| p.checked_sub(1)).map(|p| p as usize)
+    }
+
+    #[inline]
+    pub fn contains(&self, id: i64) -> bool {
+        self.get(id).is_some()
+    }
+}
+
+/// One column of every part, one after the other; each part's column is
+/// taken (and freed) as it is copied.
+fn concat_column<T>(parts: &mut [Annotations], column: impl Fn(&mut Annotations) -> &mut Vec<T>) -> Vec<T> {
+    let mut all = Vec::with_capacity(parts.iter_mut().map(|p| column(p).len()).sum());
+    for part in parts {
+        all.append(column(part));
+        *column(part) = Vec::new();
+    }
+    all
 }
 
 /// The fields evaluation reads of one annotation, in one cache line: matching
@@ -283,5 +337,21 @@ impl CocoDataset {
             source: self.source.clone(),
             masks: self.masks.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdPositions;
+
+    #[test]
+    fn id_positions_of_compact_and_sparse_ids() {
+        for ids in [vec![3, 1, 2, 1], vec![-5, 1 << 40, 7, i64::MIN, i64::MAX], vec![]] {
+            let positions = IdPositions::new(&ids);
+            for probe in [-6, -5, 0, 1, 2, 3, 4, 7, 1 << 40, i64::MIN, i64::MAX] {
+                let last = ids.iter().rposition(|&id| id == probe);
+                assert_eq!(positions.get(probe), last, "{ids:?} {probe}");
+            }
+        }
     }
 }

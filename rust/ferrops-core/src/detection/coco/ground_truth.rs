@@ -4,7 +4,7 @@
 use super::checks::{check_bbox, check_integer_id, check_json, json_error, record_name, Origin, GT_EXPECTED};
 use super::dataset::{has_box, Annotations, CocoDataset, NO_BOX};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
-use super::json_pieces::{ground_truth_direct, in_order, parse_records, RecordPieces};
+use super::json_pieces::{as_parsed, ground_truth_direct, in_order, parse_records, with_offsets, RecordPieces};
 use super::keypoints::{check_keypoints, Keypoints};
 use super::raw::{RawAnnotation, RawGroundTruth, RawId};
 use crate::error::Result;
@@ -47,18 +47,17 @@ fn id_code(
     }
 }
 
+/// A piece of ground-truth records as columns, with the first one without a
+/// score and the string ids still to code.
+type GroundTruthPiece = (Annotations, Option<usize>, PendingStrings);
+
 /// Ground-truth records `offset..` checked and as columns, with the first one
 /// without a score and the string ids still to code.
-fn ground_truth_piece(
-    records: Vec<RawAnnotation>,
-    offset: usize,
-    origin: &Origin,
-) -> Result<(Annotations, Option<usize>, PendingStrings)> {
+fn ground_truth_piece(records: Vec<RawAnnotation>, offset: usize, origin: &Origin) -> Result<GroundTruthPiece> {
     let mut annotations = Annotations::with_capacity(records.len());
-    let keypoint_values: usize = records.iter().filter_map(|r| r.keypoints.as_ref()).map(Vec::len).sum();
     let mut keypoints_column = Keypoints::default();
-    if keypoint_values > 0 {
-        keypoints_column.reserve(keypoint_values, records.len());
+    if records.iter().any(|r| r.keypoints.is_some()) {
+        keypoints_column.reserve(records.len());
     }
     let mut first_without_score = None;
     let mut pending = PendingStrings::default();
@@ -122,32 +121,65 @@ fn ground_truth_piece(
     Ok((annotations, first_without_score, pending))
 }
 
+/// A ground-truth piece converted with its records numbered from 0, as if
+/// numbered from `offset`.
+fn shifted(piece: GroundTruthPiece, offset: usize) -> GroundTruthPiece {
+    let (annotations, first_without_score, mut pending) = piece;
+    for list in [&mut pending.id, &mut pending.image_id, &mut pending.category_id] {
+        for (row, _) in list.iter_mut() {
+            *row += offset;
+        }
+    }
+    (annotations, first_without_score.map(|first| first + offset), pending)
+}
+
+/// A ground-truth file's images, categories and annotation records as written.
+type GroundTruthRecords = (Option<Vec<RawId>>, Option<Vec<RawId>>, RecordPieces);
+
+/// A ground-truth file's images, categories and annotation records as
+/// written: read directly, or by serde where the direct reader declines.
+fn ground_truth_records(json: &[u8], origin: &Origin) -> Result<GroundTruthRecords> {
+    if let Some((images, categories, pieces)) = ground_truth_direct(json, &as_parsed) {
+        return Ok((images, categories, pieces.into_iter().map(|p| p.value).collect()));
+    }
+    check_json(json, origin, GT_EXPECTED)?;
+    // serde would read a struct from an array too; pycocotools wants an object.
+    if json.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(origin.error(GT_EXPECTED, "a JSON document that is not an object".to_string()));
+    }
+    let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
+    let records = match raw.annotations {
+        Some(text) => parse_records(text.get().as_bytes(), origin, GT_EXPECTED)?,
+        None => RecordPieces::new(),
+    };
+    Ok((raw.images, raw.categories, records))
+}
+
 /// Parses a ground-truth file (the object pycocotools' `COCO(path)` loads). A
 /// missing `area` is the box area and a missing `iscrowd` is 0 (pycocotools
 /// would fail on either); `score` is kept when present. Ids are integers or
 /// strings (see [`super::ids`]).
 pub fn parse_ground_truth(json: &[u8], origin: &Origin) -> Result<CocoDataset> {
-    let (images, categories, records) = match ground_truth_direct(json) {
-        Some(parsed) => parsed,
+    // Each piece of records converted as soon as it is parsed, numbered from
+    // 0, then moved to its place; with a bad record, everything again in order
+    // (the error is then the first bad record's, numbered in the file).
+    let convert = |records: Vec<RawAnnotation>| ground_truth_piece(records, 0, origin);
+    let direct = ground_truth_direct(json, &convert)
+        .and_then(|(images, categories, pieces)| Some((images, categories, with_offsets(pieces)?)));
+    let (images, categories, parts) = match direct {
+        Some((images, categories, parts)) => {
+            (images, categories, parts.into_iter().map(|(part, offset)| shifted(part, offset)).collect())
+        }
         None => {
-            check_json(json, origin, GT_EXPECTED)?;
-            // serde would read a struct from an array too; pycocotools wants an object.
-            if json.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
-                return Err(origin.error(GT_EXPECTED, "a JSON document that is not an object".to_string()));
-            }
-            let raw: RawGroundTruth = serde_json::from_slice(json).map_err(|e| json_error(origin, GT_EXPECTED, e))?;
-            let records = match raw.annotations {
-                Some(text) => parse_records(text.get().as_bytes(), origin, GT_EXPECTED)?,
-                None => RecordPieces::new(),
-            };
-            (raw.images, raw.categories, records)
+            let (images, categories, records) = ground_truth_records(json, origin)?;
+            let parts = in_order(records, |records, offset| ground_truth_piece(records, offset, origin))?;
+            (images, categories, parts)
         }
     };
     let mut strings = IdStrings::default();
     let image_sizes: Vec<Option<[i64; 2]>> = images.iter().flatten().map(RawId::size).collect();
     let image_ids = ids(origin, "images", images, &mut strings)?;
     let category_ids = ids(origin, "categories", categories, &mut strings)?;
-    let parts = in_order(records, |records, offset| ground_truth_piece(records, offset, origin))?;
     let first_without_score = parts.iter().find_map(|(_, first, _)| *first);
     let mut pending = Vec::with_capacity(parts.len());
     let mut annotations = Annotations::concat(

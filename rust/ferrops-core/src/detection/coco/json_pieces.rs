@@ -19,6 +19,27 @@ pub(super) const SPLIT_PIECE: usize = 1 << 20;
 /// Annotation records in file order, in the pieces they were parsed in.
 pub(super) type RecordPieces = Vec<Vec<RawAnnotation>>;
 
+/// What a piece of an array's records becomes as soon as it is parsed (the
+/// records themselves, or the dataset columns they convert to), so that the
+/// records as written never all exist at once: at a million records they are
+/// a few hundred megabytes, several times their columns.
+pub(super) type Convert<'c, T> = &'c (dyn Fn(Vec<RawAnnotation>) -> T + Sync);
+
+/// One piece of an array's records, converted, and how many records it holds.
+pub(super) struct Piece<T> {
+    pub(super) value: T,
+    pub(super) len: usize,
+}
+
+/// The records themselves (no conversion).
+pub(super) fn as_parsed(records: Vec<RawAnnotation>) -> Vec<RawAnnotation> {
+    records
+}
+
+fn into_record_pieces(pieces: Vec<Piece<Vec<RawAnnotation>>>) -> RecordPieces {
+    pieces.into_iter().map(|p| p.value).collect()
+}
+
 /// The annotation records of the JSON array opening at `json[open]`, parsed in
 /// parallel pieces of about `piece` bytes, and the index just past its `]`;
 /// `None` if the text is not such an array (serde then reports the error).
@@ -28,7 +49,12 @@ pub(super) type RecordPieces = Vec<Vec<RawAnnotation>>;
 /// kept only if the piece before it, itself confirmed, stopped exactly there;
 /// from the first unconfirmed guess on, the rest is parsed serially. So the
 /// records are those of one serial parse whatever the guesses.
-pub(super) fn records_in_pieces(json: &[u8], open: usize, piece: usize) -> Option<(RecordPieces, usize)> {
+pub(super) fn records_in_pieces<T: Send>(
+    json: &[u8],
+    open: usize,
+    piece: usize,
+    convert: Convert<T>,
+) -> Option<(Vec<Piece<T>>, usize)> {
     if *json.get(open)? != b'[' {
         return None;
     }
@@ -37,9 +63,14 @@ pub(super) fn records_in_pieces(json: &[u8], open: usize, piece: usize) -> Optio
     while let Some(next) = guess_element_start(json, starts[starts.len() - 1].saturating_add(piece)) {
         starts.push(next);
     }
-    let parsed: Vec<Option<(Vec<RawAnnotation>, Stop)>> = (0..starts.len())
+    let converted =
+        |(records, stop): (Vec<RawAnnotation>, Stop)| (Piece { len: records.len(), value: convert(records) }, stop);
+    let parsed: Vec<Option<(Piece<T>, Stop)>> = (0..starts.len())
         .into_par_iter()
-        .map(|j| json_scan::records_from(json, starts[j], starts.get(j + 1).copied().unwrap_or(usize::MAX), j == 0))
+        .map(|j| {
+            let limit = starts.get(j + 1).copied().unwrap_or(usize::MAX);
+            json_scan::records_from(json, starts[j], limit, j == 0).map(converted)
+        })
         .collect();
     let mut pieces = Vec::with_capacity(starts.len());
     let mut at = body;
@@ -48,20 +79,20 @@ pub(super) fn records_in_pieces(json: &[u8], open: usize, piece: usize) -> Optio
             break;
         }
         match parsed? {
-            (records, Stop::Next(next)) => {
-                pieces.push(records);
+            (piece, Stop::Next(next)) => {
+                pieces.push(piece);
                 at = next;
             }
-            (records, Stop::Closed(end)) => {
-                pieces.push(records);
+            (piece, Stop::Closed(end)) => {
+                pieces.push(piece);
                 return Some((pieces, end));
             }
         }
     }
     // Past the first piece, so past the first element: `]` cannot follow directly.
-    match json_scan::records_from(json, at, usize::MAX, false)? {
-        (records, Stop::Closed(end)) => {
-            pieces.push(records);
+    match json_scan::records_from(json, at, usize::MAX, false).map(converted)? {
+        (piece, Stop::Closed(end)) => {
+            pieces.push(piece);
             Some((pieces, end))
         }
         (_, Stop::Next(_)) => None,
@@ -84,15 +115,15 @@ fn guess_element_start(json: &[u8], from: usize) -> Option<usize> {
     }
 }
 
-/// A ground-truth file's images, categories and annotation records.
-type GroundTruthParts = (Option<Vec<RawId>>, Option<Vec<RawId>>, RecordPieces);
+/// A ground-truth file's images, categories and annotation records (converted).
+type GroundTruthParts<T> = (Option<Vec<RawId>>, Option<Vec<RawId>>, Vec<Piece<T>>);
 
 /// A ground-truth file read without serde's pass over the annotations: the top
 /// level is walked directly and the annotations parsed in parallel. `None` for
 /// anything unusual (escaped or repeated keys, annotations that are not an
 /// array, a record that does not parse); the caller then parses with serde.
-pub(super) fn ground_truth_direct(json: &[u8]) -> Option<GroundTruthParts> {
-    let members = json_scan::object_members(json)?;
+pub(super) fn ground_truth_direct<T: Send>(json: &[u8], convert: Convert<T>) -> Option<GroundTruthParts<T>> {
+    let members = json_scan::object_members(json, convert)?;
     let mut keys: Vec<&[u8]> = members.iter().map(|m| m.0).collect();
     keys.sort_unstable();
     if keys.windows(2).any(|w| w[0] == w[1]) {
@@ -116,13 +147,52 @@ pub(super) fn ground_truth_direct(json: &[u8]) -> Option<GroundTruthParts> {
 /// whole text.
 pub(super) fn parse_records(json: &[u8], origin: &Origin, expected: &str) -> Result<RecordPieces> {
     let open = json.iter().position(|&b| !is_space(b));
-    if let Some((pieces, end)) = open.and_then(|open| records_in_pieces(json, open, SPLIT_PIECE)) {
+    if let Some((pieces, end)) = open.and_then(|open| records_in_pieces(json, open, SPLIT_PIECE, &as_parsed)) {
         if json[end..].iter().all(|&c| is_space(c)) {
-            return Ok(pieces);
+            return Ok(into_record_pieces(pieces));
         }
     }
     check_json(json, origin, expected)?;
     serde_json::from_slice(json).map(|records| vec![records]).map_err(|e| json_error(origin, expected, e))
+}
+
+/// The records of the JSON array that is the whole of `json`, each piece
+/// converted as soon as it is parsed, its records numbered from 0; the values
+/// in file order, each with the index of its piece's first record. `None`
+/// where the direct scanner does not read the text or a piece fails to
+/// convert: the caller then parses ([`parse_records`]) and converts in order
+/// ([`in_order`]), for the error (of the first bad record in file order).
+pub(super) fn converted_records<T: Send>(json: &[u8], convert: Convert<Result<T>>) -> Option<Vec<(T, usize)>> {
+    let open = json.iter().position(|&b| !is_space(b))?;
+    let (pieces, end) = records_in_pieces(json, open, SPLIT_PIECE, convert)?;
+    json[end..].iter().all(|&c| is_space(c)).then_some(())?;
+    with_offsets(pieces)
+}
+
+/// Converted pieces with the index of each one's first record; `None` if any failed.
+pub(super) fn with_offsets<T>(pieces: Vec<Piece<Result<T>>>) -> Option<Vec<(T, usize)>> {
+    let mut next = 0;
+    pieces
+        .into_iter()
+        .map(|piece| {
+            let offset = next;
+            next += piece.len;
+            piece.value.ok().map(|value| (value, offset))
+        })
+        .collect()
+}
+
+/// The first record of the JSON array that `json` holds (`Some(None)` for an
+/// empty array), what results' `loadRes` branch goes by; `None` where the
+/// direct scanner does not read it.
+pub(super) fn first_record(json: &[u8]) -> Option<Option<RawAnnotation>> {
+    let open = json.iter().position(|&b| !is_space(b))?;
+    if json[open] != b'[' {
+        return None;
+    }
+    // A limit just past the `[`: the scan stops after the first element.
+    let (records, _) = json_scan::records_from(json, open + 1, open + 2, true)?;
+    Some(records.into_iter().next())
 }
 
 /// Converts record pieces in parallel, each with the index of its first record;
@@ -186,8 +256,8 @@ mod tests {
             let expected = describe(&vec![serial]);
             let open = text.iter().position(|&c| c == b'[').unwrap();
             for piece in 1..text.len() + 2 {
-                let (pieces, end) = records_in_pieces(text, open, piece).expect("parsed");
-                assert_eq!(describe(&pieces), expected, "piece {piece}");
+                let (pieces, end) = records_in_pieces(text, open, piece, &as_parsed).expect("parsed");
+                assert_eq!(describe(&into_record_pieces(pieces)), expected, "piece {piece}");
                 assert!(text[end..].iter().all(|&c| is_space(c)));
             }
         }
@@ -202,7 +272,7 @@ mod tests {
         ];
         for text in malformed {
             for piece in 1..text.len() + 2 {
-                assert!(records_in_pieces(text, 0, piece).is_none(), "piece {piece}");
+                assert!(records_in_pieces(text, 0, piece, &as_parsed).is_none(), "piece {piece}");
             }
             let origin = Origin { function: "t", argument: "t", source: "t" };
             assert!(parse_records(text, &origin, "records").is_err());
@@ -218,14 +288,14 @@ mod tests {
         let escaped = br#"{"info": {"x": [1, "]"]}, "images": [{"id": 2, "file_name": "a\"b.jpg"}],
             "annot\u0061tions": [{"id": 5, "image_id": 2, "category_id": 1, "bbox": [0, 0, 2, 2], "segmentation": [[1, 2]]}],
             "categories": [{"id": 1}]}"#;
-        assert!(ground_truth_direct(direct).is_some());
-        assert!(ground_truth_direct(escaped).is_none());
+        assert!(ground_truth_direct(direct, &as_parsed).is_some());
+        assert!(ground_truth_direct(escaped, &as_parsed).is_none());
         const O: Origin = Origin { function: "COCO", argument: "annotation_file", source: "gt.json" };
         // Compared as text: the missing scores are NaN, which `==` never equates.
         let read = |json: &[u8]| format!("{:?}", parse_ground_truth(json, &O).unwrap());
         assert_eq!(read(direct), read(escaped));
-        assert!(ground_truth_direct(br#"{"images": [], "images": []}"#).is_none());
-        assert!(ground_truth_direct(br#"{"annotations": null}"#).is_none());
+        assert!(ground_truth_direct(br#"{"images": [], "images": []}"#, &as_parsed).is_none());
+        assert!(ground_truth_direct(br#"{"annotations": null}"#, &as_parsed).is_none());
         assert_eq!(parse_ground_truth(br#"{"annotations": null}"#, &O).unwrap().annotations.len(), 0);
     }
 }

@@ -9,7 +9,7 @@
 //! parser otherwise.
 
 use super::ids::IdValue;
-use super::json_pieces::{records_in_pieces, RecordPieces, SPLIT_PIECE};
+use super::json_pieces::{records_in_pieces, Convert, Piece, SPLIT_PIECE};
 use super::json_tokens::scan_string;
 use super::raw::{Flag, RawAnnotation, RawBox};
 use super::segmentation::Segmentation;
@@ -389,11 +389,12 @@ impl<'a> Cursor<'a> {
 }
 
 /// A top-level object member: key, value range, and for an `annotations`
-/// array its records (parsed while finding its end, not in a second pass).
-type Member<'a> = (&'a [u8], usize, usize, Option<RecordPieces>);
+/// array its records (parsed while finding its end, not in a second pass,
+/// and converted by the caller's `convert`).
+type Member<'a, T> = (&'a [u8], usize, usize, Option<Vec<Piece<T>>>);
 
 /// The members of the JSON object that is the whole of `json`.
-pub(super) fn object_members(json: &[u8]) -> Option<Vec<Member<'_>>> {
+pub(super) fn object_members<'a, T: Send>(json: &'a [u8], convert: Convert<T>) -> Option<Vec<Member<'a, T>>> {
     let mut c = Cursor { b: json, i: 0 };
     let mut members = Vec::new();
     if c.object_opened()? {
@@ -402,7 +403,7 @@ pub(super) fn object_members(json: &[u8]) -> Option<Vec<Member<'_>>> {
             let start = c.i;
             let mut records = None;
             if key == b"annotations" && c.peek()? == b'[' {
-                let (pieces, end) = records_in_pieces(json, start, SPLIT_PIECE)?;
+                let (pieces, end) = records_in_pieces(json, start, SPLIT_PIECE, convert)?;
                 records = Some(pieces);
                 c.i = end;
             } else {

@@ -8,31 +8,36 @@ use crate::error::Result;
 /// `num_keypoints` of a record that has none.
 pub const NO_COUNT: f64 = f64::NAN;
 
-/// The records' keypoints, CSR: record `j` holds `values[ends[j - 1]..ends[j]]`
-/// (`[x0, y0, v0, x1, ...]`) and `num_keypoints[j]` (NaN where absent). Both
-/// lists are empty when no record has either key (bbox-only data pays nothing).
+/// The records' keypoints: record `j`'s list as scanned (`[x0, y0, v0, x1,
+/// ...]`, `None` where absent) and its `num_keypoints` (NaN where absent). The
+/// lists are moved here from the parsed records, never copied: the keypoint
+/// values are the bulk of a keypoint file, and copying them into one column
+/// (twice: per piece, then all pieces) was a fifth of loading it. Both columns
+/// are empty when no record has either key (bbox-only data pays nothing).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Keypoints {
+    lists: Vec<Option<Vec<f64>>>,
+    num_keypoints: Vec<f64>,
+}
+
+/// [`Keypoints`] as one CSR column: record `j` holds `values[ends[j - 1]..ends[j]]`
+/// where `present[j]`.
+pub struct KeypointsCsr {
     pub values: Vec<f64>,
     pub ends: Vec<usize>,
-    pub num_keypoints: Vec<f64>,
-    /// Per record, whether it has a `keypoints` list at all.
     pub present: Vec<bool>,
 }
 
 impl Keypoints {
     /// Whether any record has keypoints or a keypoint count.
     pub fn any(&self) -> bool {
-        !self.ends.is_empty()
+        !self.lists.is_empty()
     }
 
     /// Record `j`'s keypoints; `None` where it has none.
+    #[inline]
     pub fn get(&self, j: usize) -> Option<&[f64]> {
-        if !self.present.get(j).copied().unwrap_or(false) {
-            return None;
-        }
-        let start = if j == 0 { 0 } else { self.ends[j - 1] };
-        Some(&self.values[start..self.ends[j]])
+        self.lists.get(j)?.as_deref()
     }
 
     /// Record `j`'s `num_keypoints` (NaN where absent).
@@ -40,37 +45,39 @@ impl Keypoints {
         self.num_keypoints.get(j).copied().unwrap_or(NO_COUNT)
     }
 
+    /// The keypoints as one CSR column (what the Python view reads).
+    pub fn csr(&self) -> KeypointsCsr {
+        let mut values = Vec::with_capacity(self.lists.iter().flatten().map(Vec::len).sum());
+        let mut ends = Vec::with_capacity(self.lists.len());
+        for list in &self.lists {
+            values.extend_from_slice(list.as_deref().unwrap_or_default());
+            ends.push(values.len());
+        }
+        KeypointsCsr { values, ends, present: self.lists.iter().map(Option::is_some).collect() }
+    }
+
     /// Appends record `row` (this part's count of records before it); the
     /// records before the first with keypoints are filled in only then.
     pub(super) fn push(&mut self, row: usize, keypoints: Option<Vec<f64>>, num_keypoints: Option<f64>) {
-        if self.ends.is_empty() {
+        if self.lists.is_empty() {
             if keypoints.is_none() && num_keypoints.is_none() {
                 return;
             }
             self.pad_to(row);
         }
-        self.present.push(keypoints.is_some());
-        if let Some(k) = keypoints {
-            self.values.extend_from_slice(&k);
-        }
-        self.ends.push(self.values.len());
+        self.lists.push(keypoints);
         self.num_keypoints.push(num_keypoints.unwrap_or(NO_COUNT));
     }
 
-    /// Room for `values` more numbers of `rows` more records (the columns
-    /// then grow without copies).
-    pub(super) fn reserve(&mut self, values: usize, rows: usize) {
-        self.values.reserve(values);
-        self.ends.reserve(rows);
-        self.present.reserve(rows);
+    /// Room for `rows` more records (the columns then grow without copies).
+    pub(super) fn reserve(&mut self, rows: usize) {
+        self.lists.reserve(rows);
         self.num_keypoints.reserve(rows);
     }
 
     /// Records without keypoints up to `rows` records.
     fn pad_to(&mut self, rows: usize) {
-        let end = self.values.len();
-        self.ends.resize(rows, end);
-        self.present.resize(rows, false);
+        self.lists.resize(rows, None);
         self.num_keypoints.resize(rows, NO_COUNT);
     }
 
@@ -79,14 +86,11 @@ impl Keypoints {
         if parts.iter().all(|p| !p.any()) {
             return Keypoints::default();
         }
-        let rows: usize = lengths.iter().sum();
         let mut all = Keypoints::default();
-        all.reserve(parts.iter().map(|p| p.values.len()).sum(), rows);
+        all.reserve(lengths.iter().sum());
         for (part, &len) in parts.into_iter().zip(lengths) {
-            let (base, rows) = (all.values.len(), all.ends.len());
-            all.values.extend_from_slice(&part.values);
-            all.ends.extend(part.ends.iter().map(|e| e + base));
-            all.present.extend_from_slice(&part.present);
+            let rows = all.lists.len();
+            all.lists.extend(part.lists);
             all.num_keypoints.extend_from_slice(&part.num_keypoints);
             all.pad_to(rows + len);
         }
@@ -139,6 +143,11 @@ mod tests {
         assert_eq!(all.count(3), 0.0);
         assert!(all.count(0).is_nan());
         assert!(!Keypoints::concat(vec![Keypoints::default()], &[5]).any());
+        let csr = all.csr();
+        assert_eq!(
+            (csr.values, csr.ends, csr.present),
+            (vec![1.0, 2.0, 2.0], vec![0, 3, 3, 3], vec![false, true, false, false])
+        );
     }
 
     #[test]

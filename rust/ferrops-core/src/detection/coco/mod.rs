@@ -26,9 +26,9 @@ mod results;
 mod segmentation;
 
 pub use checks::Origin;
-pub use dataset::{has_box, Annotations, CocoDataset, ImageSizes, MaskColumn, Packed, NO_BOX};
+pub use dataset::{has_box, Annotations, CocoDataset, IdPositions, ImageSizes, MaskColumn, Packed, NO_BOX};
 pub use ground_truth::{ground_truth_from_columns, parse_ground_truth, GroundTruthColumns};
 pub use ids::{IdStrings, FIRST_INTEGER_ID, STRING_CODE_BASE};
-pub use keypoints::Keypoints;
+pub use keypoints::{Keypoints, KeypointsCsr};
 pub use results::{parse_results, results_from_columns, ResultColumns};
 pub use segmentation::Segmentation;

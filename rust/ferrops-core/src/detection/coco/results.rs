@@ -6,16 +6,16 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::checks::{check_bbox, check_integer_id, valid_bbox, Origin, RES_EXPECTED};
-use super::dataset::{Annotations, CocoDataset};
+use super::dataset::{Annotations, CocoDataset, IdPositions};
 use super::ids::{IdStrings, IdValue, StringsAt, STRING_CODE_BASE};
-use super::json_pieces::{in_order, parse_records};
+use super::json_pieces::{converted_records, first_record, in_order, parse_records};
 use super::keypoints::{check_keypoints, keypoint_box, Keypoints};
 use super::raw::RawAnnotation;
 use crate::error::Result;
 use crate::mask::prepared::PreparedMask;
 
 /// The image ids of a ground truth, for checking results.
-type ImageSet = rustc_hash::FxHashSet<i64>;
+type ImageSet = IdPositions;
 
 /// What `loadRes` requires of result `i`: an image of the ground truth, a valid
 /// box and a finite score; the error names the record.
@@ -27,7 +27,7 @@ fn check_result(
     bbox: &[f64],
     score: f64,
 ) -> Result<()> {
-    let known = known_images.contains(&image_id);
+    let known = known_images.contains(image_id);
     if known && valid_bbox(bbox) && score.is_finite() {
         return Ok(());
     }
@@ -70,7 +70,7 @@ pub fn results_from_columns(
     {
         return Err(origin.error(RES_EXPECTED, "columns of different lengths".to_string()));
     }
-    let known_images: ImageSet = ground_truth.image_ids.iter().copied().collect();
+    let known_images = ImageSet::new(&ground_truth.image_ids);
     let check = |i: usize| {
         check_integer_id(origin, RES_EXPECTED, columns.image_id[i], || format!("results[{i}]'s image_id"))?;
         check_integer_id(origin, RES_EXPECTED, columns.category_id[i], || format!("results[{i}]'s category_id"))?;
@@ -119,15 +119,30 @@ pub fn results_from_columns(
 /// the ground truth's image of that string id; a string `category_id` is coded
 /// like the ground truth's (a new one gets a new code).
 pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -> Result<CocoDataset> {
-    let pieces = parse_records(json, origin, RES_EXPECTED)?;
-    let branch = pieces.iter().flatten().next().map_or(Branch::Boxes, Branch::of_first);
     let images = Images {
-        known: ground_truth.image_ids.iter().copied().collect(),
+        known: ImageSet::new(&ground_truth.image_ids),
         sizes: ground_truth.image_ids.iter().copied().zip(ground_truth.image_sizes.iter().copied()).collect(),
     };
     let gt_strings = &ground_truth.id_strings;
-    let parts =
-        in_order(pieces, |records, offset| results_piece(records, offset, &images, gt_strings, branch, origin))?;
+    // Each piece of records converted as soon as it is parsed, numbered from
+    // 0, then moved to its place; with a bad record (or text the direct
+    // scanner declines), everything again in order, for the first bad
+    // record's error.
+    let converted = first_record(json).and_then(|first| {
+        let branch = first.as_ref().map_or(Branch::Boxes, Branch::of_first);
+        let convert = |records: Vec<RawAnnotation>| results_piece(records, 0, &images, gt_strings, branch, origin);
+        let parts = converted_records(json, &convert)?;
+        Some((branch, parts.into_iter().map(|(part, offset)| shifted(part, offset)).collect::<Vec<_>>()))
+    });
+    let (branch, parts) = match converted {
+        Some(converted) => converted,
+        None => {
+            let pieces = parse_records(json, origin, RES_EXPECTED)?;
+            let branch = pieces.iter().flatten().next().map_or(Branch::Boxes, Branch::of_first);
+            let convert = |records, offset| results_piece(records, offset, &images, gt_strings, branch, origin);
+            (branch, in_order(pieces, convert)?)
+        }
+    };
     let mut strings = gt_strings.clone();
     let mut pending = Vec::with_capacity(parts.len());
     let mut masks = Vec::new();
@@ -155,6 +170,23 @@ pub fn parse_results(json: &[u8], ground_truth: &CocoDataset, origin: &Origin) -
         Branch::Boxes => dataset.box_segmentation = true,
     }
     Ok(dataset)
+}
+
+/// A piece of results as columns, with the string category ids the ground
+/// truth does not have and the masks of mask results.
+type ResultsPiece = (Annotations, StringsAt, Vec<PreparedMask>);
+
+/// A results piece converted with its records numbered from 0, as if
+/// numbered from `offset` (ids count from 1 in file order).
+fn shifted(piece: ResultsPiece, offset: usize) -> ResultsPiece {
+    let (mut annotations, mut new_categories, masks) = piece;
+    for id in &mut annotations.id {
+        *id += offset as i64;
+    }
+    for (row, _) in &mut new_categories {
+        *row += offset;
+    }
+    (annotations, new_categories, masks)
 }
 
 /// The `loadRes` branch, picked by the first result as pycocotools picks it:
@@ -198,12 +230,11 @@ fn results_piece(
     gt_strings: &IdStrings,
     branch: Branch,
     origin: &Origin,
-) -> Result<(Annotations, StringsAt, Vec<PreparedMask>)> {
+) -> Result<ResultsPiece> {
     let mut annotations = Annotations::with_capacity(records.len());
-    let keypoint_values: usize = records.iter().filter_map(|r| r.keypoints.as_ref()).map(Vec::len).sum();
     let mut keypoints_column = Keypoints::default();
-    if keypoint_values > 0 {
-        keypoints_column.reserve(keypoint_values, records.len());
+    if records.iter().any(|r| r.keypoints.is_some()) {
+        keypoints_column.reserve(records.len());
     }
     let mut new_categories = Vec::new();
     let mut masks = Vec::with_capacity(if branch == Branch::Masks { records.len() } else { 0 });
@@ -231,7 +262,7 @@ fn results_piece(
         }
         let (bbox, area) = if branch == Branch::Masks {
             let segmentation = r.segmentation.take().ok_or_else(|| missing("segmentation"))?;
-            if !images.known.contains(&image_id) {
+            if !images.known.contains(image_id) {
                 // The same message as for box results.
                 check_result(origin, &images.known, i, image_id, &[0.0; 4], score)?;
             }

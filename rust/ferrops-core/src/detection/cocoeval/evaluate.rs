@@ -179,19 +179,18 @@ fn compared_ground_truth(
     num_images: usize,
     use_cats: bool,
 ) -> Vec<bool> {
-    let num_buckets = gt_buckets.len();
     let mut image_has_detections = vec![false; num_images];
     if !use_cats {
-        for b in 0..num_buckets {
-            image_has_detections[b % num_images] |= !dt_buckets.get(b).is_empty();
+        for (b, _) in dt_buckets.iter() {
+            image_has_detections[b % num_images] = true;
         }
     }
     let mut compared = vec![false; gt.annotations.len()];
-    for b in 0..num_buckets {
+    for (b, records) in gt_buckets.iter() {
         let has_detections =
             if use_cats { !dt_buckets.get(b).is_empty() } else { image_has_detections[b % num_images] };
         if has_detections {
-            for r in gt_buckets.get(b) {
+            for r in records {
                 compared[r.row as usize] = true;
             }
         }
@@ -294,17 +293,18 @@ pub fn evaluate(gt: &CocoDataset, dt: &CocoDataset, params: &EvalParams, cancel:
             let mut chunk = Chunk::default();
             let mut scratch = Scratch::default();
             let (mut pooled_gt, mut pooled_dt) = (Vec::new(), Vec::new());
-            for u in c * CHUNK..((c + 1) * CHUNK).min(num_units) {
-                let (gts, dts) = e.unit_records(u, &mut pooled_gt, &mut pooled_dt);
-                if gts.is_empty() && dts.is_empty() {
-                    continue;
-                }
+            let units = c * CHUNK..((c + 1) * CHUNK).min(num_units);
+            e.units_with_records(units, &mut pooled_gt, &mut pooled_dt, |u, gts, dts| {
                 // One relaxed load per non-empty (image, category) unit: a unit is
                 // microseconds of matching at least, and a crowded one can take many.
                 cancel.check("COCOeval.evaluate")?;
                 scratch.load(gts, dts, &e.matching);
                 evaluate_unit(u, &e.matching, &mut scratch, &mut chunk);
-            }
+                Ok(())
+            })?;
+            // Kept until the evaluation is dropped: without the room the
+            // buffers grew into (up to half of each).
+            chunk.shrink_to_fit();
             Ok(chunk)
         })
         .collect::<Result<_>>()?;

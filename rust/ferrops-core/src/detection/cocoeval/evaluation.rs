@@ -38,6 +38,15 @@ pub(super) struct Chunk {
     pub(super) positives: Vec<u32>,
 }
 
+impl Chunk {
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.units.shrink_to_fit();
+        self.scores.shrink_to_fit();
+        self.codes.shrink_to_fit();
+        self.positives.shrink_to_fit();
+    }
+}
+
 /// One unit's results, borrowed from its chunk.
 #[derive(Clone, Copy)]
 pub(super) struct UnitView<'a> {
@@ -142,6 +151,41 @@ impl Evaluation {
 
     /// The ground truth and detections of unit `u` (pooled over the categories
     /// without `use_cats`), in pycocotools' order.
+    /// The units among `range` with records, ascending, with their records:
+    /// those whose bucket has ground truth or detections, found by walking
+    /// both lists of non-empty buckets together (every unit with pooled
+    /// categories, whose records lie in several buckets, some perhaps empty).
+    pub(super) fn units_with_records<'a>(
+        &'a self,
+        range: std::ops::Range<usize>,
+        pooled_gt: &'a mut Vec<Record>,
+        pooled_dt: &'a mut Vec<Record>,
+        mut visit: impl FnMut(usize, &[Record], &[Record]) -> Result<()>,
+    ) -> Result<()> {
+        if self.pooled_slots.is_some() {
+            for u in range {
+                let (gts, dts) = self.unit_records(u, pooled_gt, pooled_dt);
+                if !gts.is_empty() || !dts.is_empty() {
+                    visit(u, gts, dts)?;
+                }
+            }
+            return Ok(());
+        }
+        let (gt_keys, mut g) = self.gt_buckets.keys_in(range.clone());
+        let (dt_keys, mut d) = self.dt_buckets.keys_in(range);
+        let (gt_end, dt_end) = (g + gt_keys.len(), d + dt_keys.len());
+        let (gt_first, dt_first) = (g, d);
+        while g < gt_end || d < dt_end {
+            let gt_key = if g < gt_end { gt_keys[g - gt_first] } else { u64::MAX };
+            let dt_key = if d < dt_end { dt_keys[d - dt_first] } else { u64::MAX };
+            let unit = gt_key.min(dt_key);
+            let gts = if gt_key == unit { (g += 1, self.gt_buckets.slot(g - 1)).1 } else { &[] };
+            let dts = if dt_key == unit { (d += 1, self.dt_buckets.slot(d - 1)).1 } else { &[] };
+            visit(unit as usize, gts, dts)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn unit_records<'a>(
         &'a self,
         u: usize,

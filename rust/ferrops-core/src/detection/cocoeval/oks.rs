@@ -27,6 +27,8 @@ struct OksData {
     variances: Vec<f64>,
     gt: Arc<Keypoints>,
     dt: Arc<Keypoints>,
+    /// See [`Oks::term_bound`].
+    term_bounds: Vec<f64>,
 }
 
 /// The OKS of an evaluation. Matching only asks whether an OKS reaches a
@@ -55,6 +57,7 @@ impl Oks {
             variances: sigmas.iter().map(|s| (s * 2.0) * (s * 2.0)).collect(),
             gt: gt.annotations.keypoints.clone(),
             dt: dt.annotations.keypoints.clone(),
+            term_bounds: term_bounds(),
         };
         Ok(Oks { data: Arc::new(data), floor })
     }
@@ -112,6 +115,15 @@ impl Oks {
         Ok(())
     }
 
+    /// An upper bound on the exponential of a term whose estimate is
+    /// `estimate`: the term is at least `estimate * (1 - ESTIMATE_ERROR)`, and
+    /// exp(-e) is at most exp(-j / STEPS_PER_UNIT) for e at least that.
+    #[inline]
+    fn term_bound(&self, estimate: f64) -> f64 {
+        let step = (estimate * (1.0 - ESTIMATE_ERROR) * STEPS_PER_UNIT) as usize;
+        self.data.term_bounds[step.min(self.data.term_bounds.len() - 1)]
+    }
+
     /// Appends the `[D, G]` row-major OKS of `det` (best first) and `gt` (unit
     /// order) to `out`; nothing when there is no ground truth. Records were
     /// checked by [`Oks::prepare`].
@@ -125,6 +137,7 @@ impl Oks {
         let mut terms = Vec::with_capacity(variances.len());
         // The ground truth's visible points: (index, x, y, variance).
         let mut points: Vec<(usize, f64, f64, f64)> = Vec::with_capacity(variances.len());
+        let mut weights = Vec::with_capacity(variances.len());
         for (g, truth) in gt.iter().enumerate() {
             let gk = self.data.gt.get(truth.row as usize).expect("checked by prepare");
             points.clear();
@@ -138,20 +151,43 @@ impl Oks {
             let b = &truth.bbox;
             let (x0, x1) = (b[0] - b[2], b[0] + b[2] * 2.0);
             let (y0, y1) = (b[1] - b[3], b[1] + b[3] * 2.0);
+            // Without visible ground-truth points: the distance outside the
+            // ground truth's box grown by its size, at every point.
+            let outside_box = |p: &[f64]| {
+                let dx = (x0 - p[0]).max(0.0) + (p[0] - x1).max(0.0);
+                let dy = (y0 - p[1]).max(0.0) + (p[1] - y1).max(0.0);
+                dx * dx + dy * dy
+            };
             // pycocotools adds np.spacing(1) to the area.
             let scale = truth.area + f64::EPSILON;
+            let estimate = self.floor > 0.0 && estimate_weights(variances, scale, &mut weights);
             for (d, found) in det.iter().enumerate() {
                 let dk = self.data.dt.get(found.row as usize).expect("checked by prepare");
+                if estimate {
+                    // Most pairs are different people, far below the floor:
+                    // told apart by a bound on their OKS from the terms'
+                    // estimates, without the exact terms' divisions and
+                    // exponentials.
+                    let bound = if points.is_empty() {
+                        dk.chunks_exact(3).zip(&weights).map(|(p, w)| self.term_bound(outside_box(p) * w)).sum::<f64>()
+                    } else {
+                        points
+                            .iter()
+                            .map(|&(k, x, y, _)| {
+                                let (dx, dy) = (dk[3 * k] - x, dk[3 * k + 1] - y);
+                                self.term_bound((dx * dx + dy * dy) * weights[k])
+                            })
+                            .sum::<f64>()
+                    };
+                    let count = if points.is_empty() { variances.len() } else { points.len() };
+                    if bound / count as f64 * (1.0 + 1e-12) < self.floor {
+                        continue;
+                    }
+                }
                 terms.clear();
                 // `/ 2.0` as `* 0.5`: the same rounding of the same exact value.
                 if points.is_empty() {
-                    // Without visible ground-truth points: the distance outside
-                    // the ground truth's box grown by its size, at every point.
-                    terms.extend(dk.chunks_exact(3).zip(variances).map(|(p, var)| {
-                        let dx = (x0 - p[0]).max(0.0) + (p[0] - x1).max(0.0);
-                        let dy = (y0 - p[1]).max(0.0) + (p[1] - y1).max(0.0);
-                        (dx * dx + dy * dy) / var / scale * 0.5
-                    }));
+                    terms.extend(dk.chunks_exact(3).zip(variances).map(|(p, var)| outside_box(p) / var / scale * 0.5));
                 } else {
                     terms.extend(points.iter().map(|&(k, x, y, var)| {
                         let (dx, dy) = (dk[3 * k] - x, dk[3 * k + 1] - y);
@@ -159,10 +195,7 @@ impl Oks {
                     }));
                 }
                 let nearest = terms.iter().fold(f64::INFINITY, |m, &e| m.min(e));
-                // Each term is at most exp(-nearest) (within an ulp), and so is
-                // their mean (within n + 2 roundings): below the floor, the pair
-                // cannot match at any threshold.
-                if self.floor > 0.0 && (-nearest).exp() * (1.0 + 1e-12) < self.floor {
+                if self.floor > 0.0 && surely_below(nearest, self.floor) {
                     continue;
                 }
                 for e in terms.iter_mut() {
@@ -173,6 +206,45 @@ impl Oks {
             }
         }
     }
+}
+
+/// A bound on the relative error of a term's estimate `d2 * weight` (six
+/// roundings at most, about 7e-16) against the exact `d2 / var / scale / 2`
+/// (two), with a wide margin: `estimate * (1 - ESTIMATE_ERROR)` is never above
+/// the exact term. So the mean of the terms' bounds bounds the OKS (its sum
+/// and division round within 1e-12 of it): below the floor, the pair cannot
+/// match at any threshold.
+const ESTIMATE_ERROR: f64 = 1e-14;
+
+/// The steps of [`Oks::term_bound`]'s table per unit of a term, and the
+/// table's length (terms beyond 16 bound their exponential by e^-16).
+const STEPS_PER_UNIT: f64 = 8.0;
+const TERM_BOUNDS: usize = 129;
+
+/// `exp(-j / STEPS_PER_UNIT)` for each step `j`, rounded up (the C library's
+/// exp is within an ulp; 1e-12 is far above that).
+fn term_bounds() -> Vec<f64> {
+    (0..TERM_BOUNDS).map(|j| (-(j as f64) / STEPS_PER_UNIT).exp() * (1.0 + 1e-12)).collect()
+}
+
+/// Whether a pair whose smallest term is `nearest` cannot reach `floor`: each
+/// term's exponential is at most exp(-nearest) (within an ulp), and so is their
+/// mean (within n + 2 roundings).
+#[inline]
+fn surely_below(nearest: f64, floor: f64) -> bool {
+    (-nearest).exp() * (1.0 + 1e-12) < floor
+}
+
+/// Fills `weights` with `1 / (2 var scale)` per keypoint, the factor that makes
+/// a squared distance an estimate of its term; false where a weight is not a
+/// positive normal number (a tiny sigma or a non-positive area: the bound of
+/// [`ESTIMATE_ERROR`] needs neither underflow nor overflow), and the pair is
+/// then judged by its exact terms only.
+fn estimate_weights(variances: &[f64], scale: f64, weights: &mut Vec<f64>) -> bool {
+    let half_inverse_scale = 0.5 / scale;
+    weights.clear();
+    weights.extend(variances.iter().map(|var| (1.0 / var) * half_inverse_scale));
+    weights.iter().all(|w| w.is_normal() && *w > 0.0)
 }
 
 fn missing(argument: &'static str, key: &str, record: String) -> FerropsError {
@@ -261,6 +333,61 @@ mod tests {
             results.push((ious, e.image_evaluations(0..1).unwrap()));
         }
         assert_eq!(results[0], results[1]);
+    }
+
+    #[test]
+    fn pruned_pairs_are_only_those_surely_below_the_floor() {
+        // Random people (some without visible points), areas from zero to huge,
+        // sigmas from tiny to large: every pair the matching OKS gives as 0
+        // without computing it has an exact OKS below the floor, and every
+        // other pair has its exact value.
+        let o = Origin { function: "t", argument: "t", source: "t" };
+        let mut rng = crate::test_rng::Lcg::new(7);
+        let mut uniform = move |hi: f64| rng.unit_f64() * hi;
+        let point = |u: &mut dyn FnMut(f64) -> f64, visible: bool| {
+            format!("{:.2},{:.2},{}", u(200.0), u(200.0), if visible { 2 } else { 0 })
+        };
+        let (mut gts, mut dts) = (Vec::new(), Vec::new());
+        for j in 0..40 {
+            let visible = j % 5 != 0;
+            let kp: Vec<String> = (0..3)
+                .map(|_| {
+                    let shown = visible && uniform(1.0) < 0.7;
+                    point(&mut uniform, shown)
+                })
+                .collect();
+            let area = [0.0, 1e-300, 3.0, 5000.0, 1e300][j % 5];
+            gts.push(format!(
+                r#"{{"id":{},"image_id":1,"category_id":1,"bbox":[{:.1},{:.1},40,60],"area":{area},"keypoints":[{}],"num_keypoints":3}}"#,
+                j + 1,
+                uniform(150.0),
+                uniform(150.0),
+                kp.join(",")
+            ));
+        }
+        for _ in 0..40 {
+            let kp: Vec<String> = (0..3).map(|_| point(&mut uniform, true)).collect();
+            dts.push(format!(r#"{{"image_id":1,"category_id":1,"keypoints":[{}],"score":0.5}}"#, kp.join(",")));
+        }
+        let gt_json =
+            format!(r#"{{"images":[{{"id":1}}],"categories":[{{"id":1}}],"annotations":[{}]}}"#, gts.join(","));
+        let gt = parse_ground_truth(gt_json.as_bytes(), &o).unwrap();
+        let dt = parse_results(format!("[{}]", dts.join(",")).as_bytes(), &gt, &o).unwrap();
+        let categories = [(1, 0)].into_iter().collect();
+        for sigmas in [[0.025, 0.079, 0.107], [1e-160, 0.05, 0.05], [3.0, 0.5, 1e-5]] {
+            let floor = 0.5;
+            let oks = Oks::new(&sigmas, &gt, &dt, floor).unwrap();
+            let mut gt_buckets = super::super::buckets::buckets(&gt, &[1], &categories, true);
+            let dt_buckets = super::super::buckets::buckets(&dt, &[1], &categories, true);
+            oks.prepare(&mut gt_buckets, &dt_buckets, &gt.id_strings).unwrap();
+            let (gt_records, dt_records) = (gt_buckets.records(), dt_buckets.records());
+            let (mut pruned, mut exact) = (Vec::new(), Vec::new());
+            oks.similarities(dt_records, gt_records, &mut pruned);
+            oks.exact().similarities(dt_records, gt_records, &mut exact);
+            for (p, e) in pruned.iter().zip(&exact) {
+                assert!(p.to_bits() == e.to_bits() || (*p == 0.0 && *e < floor), "{p} vs {e} ({sigmas:?})");
+            }
+        }
     }
 
     #[test]
