@@ -26,8 +26,7 @@ from ferrops._bench.lvis import synthetic_lvis
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="module")
-def api() -> Any:
+def lvis_api_or_skip() -> Any:
     from ferrops._bench.lvis import lvis_api
 
     module = lvis_api()
@@ -36,24 +35,29 @@ def api() -> Any:
     return module
 
 
+@pytest.fixture(scope="module")
+def api() -> Any:
+    return lvis_api_or_skip()
+
+
 def _write(tmp_path: Path, name: str, data: object) -> str:
     path = tmp_path / name
     path.write_text(json.dumps(data))
     return str(path)
 
 
-def _ours(gt_path: str, dt: str | list[dict], **limits: int) -> fl.LVISEval:
-    gt = fl.LVIS(gt_path)
-    ev = fl.LVISEval(gt, fl.LVISResults(gt, dt, **limits), "bbox")
+def _ours(gt: str | dict, dt: str | list[dict], iou_type: str = "bbox", **limits: int) -> fl.LVISEval:
+    lvis_gt = fl.LVIS(gt)
+    ev = fl.LVISEval(lvis_gt, fl.LVISResults(lvis_gt, dt, **limits), iou_type)  # type: ignore[arg-type]
     with contextlib.redirect_stdout(io.StringIO()):
         ev.run()
     return ev
 
 
-def _theirs(api: Any, gt_path: str, dt: str | list[dict], max_dets: int = 300) -> Any:
+def _theirs(api: Any, gt_path: str, dt: str | list[dict], max_dets: int = 300, iou_type: str = "bbox") -> Any:
     with contextlib.redirect_stdout(io.StringIO()):
         gt = api.LVIS(gt_path)
-        ev = api.LVISEval(gt, api.LVISResults(gt, copy.deepcopy(dt), max_dets=max_dets), "bbox")
+        ev = api.LVISEval(gt, api.LVISResults(gt, copy.deepcopy(dt), max_dets=max_dets), iou_type)
         ev.run()
     return ev
 

@@ -24,23 +24,15 @@ from ferrops import lvis as fl
 from ferrops import mask as mask_utils
 from ferrops._bench.lvis import synthetic_lvis_segm
 
+from . import test_lvis as lvis_bbox_tests
+from .test_lvis import _assert_same, _write
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
 def api() -> Any:
-    from ferrops._bench.lvis import lvis_api
-
-    module = lvis_api()
-    if module is None:
-        pytest.skip("lvis-api not installed")
-    return module
-
-
-def _write(tmp_path: Path, name: str, data: object) -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(data))
-    return str(path)
+    return lvis_bbox_tests.lvis_api_or_skip()
 
 
 def _set(seed: int, results_as: str = "rle", images: int = 30, categories: int = 30) -> tuple[dict, list[dict]]:
@@ -50,27 +42,11 @@ def _set(seed: int, results_as: str = "rle", images: int = 30, categories: int =
 
 
 def _ours(gt: str | dict, dt: str | list[dict], iou_type: str = "segm", **limits: int) -> fl.LVISEval:
-    lvis_gt = fl.LVIS(gt)
-    ev = fl.LVISEval(lvis_gt, fl.LVISResults(lvis_gt, dt, **limits), iou_type)  # type: ignore[arg-type]
-    ev.run()
-    return ev
+    return lvis_bbox_tests._ours(gt, dt, iou_type, **limits)
 
 
 def _theirs(api: Any, gt_path: str, dt: str | list[dict], max_dets: int = 300, iou_type: str = "segm") -> Any:
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = api.LVIS(gt_path)
-        ev = api.LVISEval(gt, api.LVISResults(gt, copy.deepcopy(dt), max_dets=max_dets), iou_type)
-        ev.run()
-    return ev
-
-
-def _assert_same(ours: fl.LVISEval, theirs: Any) -> None:
-    assert list(ours.results) == list(theirs.results)
-    for key, value in theirs.results.items():
-        assert ours.results[key] == value, key
-    for name in ("precision", "recall"):
-        np.testing.assert_array_equal(ours.eval[name], theirs.eval[name], err_msg=name)
-    assert ours.eval["counts"] == theirs.eval["counts"]
+    return lvis_bbox_tests._theirs(api, gt_path, dt, max_dets, iou_type)
 
 
 @pytest.mark.spec("DET-LVIS", "DET-LVIS-SEGM")
