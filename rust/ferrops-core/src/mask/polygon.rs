@@ -57,7 +57,7 @@ impl Boundary {
             return;
         }
         let x = if u1 < u0 { u1 } else { u1 - 1 } - 2;
-        if x.rem_euclid(5) != 0 || x < 0 || x / 5 > self.w - 1 {
+        if x < 0 || x % 5 != 0 || x / 5 > self.w - 1 {
             return;
         }
         self.cut(x / 5, v1.min(v0));
@@ -168,9 +168,9 @@ impl Edge {
         let increasing = u_start <= u_end;
         // Columns whose threshold the edge passes strictly after its first point.
         let (first_column, last_column) = if increasing {
-            (ceil_div5(u_start + 1 - 3), (u_end - 3).div_euclid(5))
+            (ceil_div5(u_start + 1 - 3), floor_div5(u_end - 3))
         } else {
-            (ceil_div5(u_end - 2), (u_start - 1 - 2).div_euclid(5))
+            (ceil_div5(u_end - 2), floor_div5(u_start - 1 - 2))
         };
         let (first_column, last_column) = (first_column.max(0), last_column.min(columns - 1));
         if first_column > last_column {
@@ -198,10 +198,22 @@ impl Edge {
     }
 }
 
-/// `ceil(a / 5)` for any sign of `a`.
+/// Added to a dividend to make it non-negative: a multiple of 5 above any
+/// scaled coordinate's magnitude (under 2^32), so that [`floor_div5`] and
+/// [`ceil_div5`] are one unsigned division by a constant (a multiply and a
+/// shift), where `div_euclid` adds sign fix-ups.
+const DIV5_OFFSET: i64 = 5 << 40;
+
+/// `floor(a / 5)` for `|a| < 2^40`.
+#[inline]
+fn floor_div5(a: i64) -> i64 {
+    ((a + DIV5_OFFSET) as u64 / 5) as i64 - (DIV5_OFFSET / 5)
+}
+
+/// `ceil(a / 5)` for `|a| < 2^40`.
 #[inline]
 fn ceil_div5(a: i64) -> i64 {
-    -(-a).div_euclid(5)
+    floor_div5(a + 4)
 }
 
 /// Checks the coordinates of one polygon: finite and within
@@ -426,4 +438,21 @@ pub fn from_boxes(
         .collect();
     let offsets: Vec<usize> = (0..=boxes.len() / 4).map(|i| 8 * i).collect();
     from_polygons(function, argument, &corners, &offsets, h, w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ceil_div5, floor_div5};
+
+    #[test]
+    fn division_by_five_matches_euclidean_division_over_the_coordinate_range() {
+        // Scaled coordinates and the values derived from them stay within
+        // +-(2^31 + a few); well beyond that is checked too.
+        let edges = [0i64, 1 << 31, (1 << 31) + 7, 1 << 33, 5 << 33, (1 << 39) - 3];
+        let values = (-1000..=1000).chain(edges.iter().flat_map(|&e| (-12..=12).flat_map(move |d| [e + d, -e + d])));
+        for a in values {
+            assert_eq!(floor_div5(a), a.div_euclid(5), "floor({a} / 5)");
+            assert_eq!(ceil_div5(a), -(-a).div_euclid(5), "ceil({a} / 5)");
+        }
+    }
 }
