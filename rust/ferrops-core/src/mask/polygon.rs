@@ -82,6 +82,9 @@ struct Edge {
     xs: i64,
     ys: i64,
     slope: f64,
+    /// Steps per unit of x on a steep edge (`1 / slope`, for the guesses of
+    /// [`Edge::first_near`]: one division per edge rather than per column).
+    steps_per_x: f64,
 }
 
 impl Edge {
@@ -92,7 +95,8 @@ impl Edge {
         let flip = (!steep && x0 > x1) || (steep && y0 > y1);
         let (xs, ys, xe, ye) = if flip { (x1, y1, x0, y0) } else { (x0, y0, x1, y1) };
         let (len, slope) = if steep { (dy, (xe - xs) as f64 / dy as f64) } else { (dx, (ye - ys) as f64 / dx as f64) };
-        Edge { steep, flip, len, xs, ys, slope }
+        let steps_per_x = if steep { dy as f64 / (xe - xs) as f64 } else { 0.0 };
+        Edge { steep, flip, len, xs, ys, slope, steps_per_x }
     }
 
     /// `(u, v)` of step `d` (scaled x, scaled y).
@@ -138,7 +142,7 @@ impl Edge {
     /// exact steps; a bisection when the guess is far off.
     #[inline]
     fn first_near(&self, lo: i64, n: i64, pred: impl Fn(i64) -> bool) -> i64 {
-        let t = (5.0 * n as f64 + 2.5 - self.xs as f64) / self.slope;
+        let t = (5.0 * n as f64 + 2.5 - self.xs as f64) * self.steps_per_x;
         let d = if self.flip { self.len as f64 - t } else { t };
         // Any nearby integer will do: the loop below corrects it exactly.
         let mut guess = (d as i64).clamp(lo, self.len + 1);
@@ -234,13 +238,17 @@ fn check_coordinates(function: &Name, argument: &Name, index: usize, xy: &[f64])
 }
 
 /// Rasterises one polygon `[x0, y0, x1, y1, ...]` (an odd last value is ignored,
-/// as pycocotools does) into a mask of `[h, w]`. The coordinates must have been
-/// checked ([`check_coordinates`]).
-fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
-    SCRATCH.with(|scratch| rasterise_with(&mut scratch.borrow_mut(), xy, h, w))
+/// as pycocotools does) into a mask of `[h, w]` and hands its run lengths to
+/// `then`. The coordinates must have been checked ([`check_coordinates`]).
+fn rasterise<T>(xy: &[f64], h: u32, w: u32, then: impl FnOnce(&[u32]) -> T) -> T {
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        rasterise_with(scratch, xy, h, w);
+        then(&scratch.counts)
+    })
 }
 
-/// The buffers of one rasterisation, kept per thread: a polygon needs five,
+/// The buffers of one rasterisation, kept per thread: a polygon needs six,
 /// and masks come by the thousand.
 #[derive(Default)]
 struct Scratch {
@@ -249,13 +257,15 @@ struct Scratch {
     columns: Vec<u32>,
     next: Vec<usize>,
     sorted: Vec<u32>,
+    counts: Vec<u32>,
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-fn rasterise_with(scratch: &mut Scratch, xy: &[f64], h: u32, w: u32) -> Rle {
+/// Leaves the run lengths of the mask in `scratch.counts`.
+fn rasterise_with(scratch: &mut Scratch, xy: &[f64], h: u32, w: u32) {
     let k = xy.len() / 2;
     let scaled = |c: f64| c_int(SCALE * c + 0.5);
     let vertices = &mut scratch.vertices;
@@ -289,28 +299,24 @@ fn rasterise_with(scratch: &mut Scratch, xy: &[f64], h: u32, w: u32) -> Rle {
     // Run lengths between the sorted cuts; a zero-length run means a boundary met
     // twice, so the run after it joins the one before (pycocotools' rule, which
     // drops a zero-length last run).
-    let mut previous = 0;
-    for cut in cuts.iter_mut() {
-        (*cut, previous) = (*cut - previous, *cut);
-    }
-    let lengths = &cuts;
-    let mut counts = Vec::with_capacity(lengths.len());
-    counts.push(lengths[0]);
-    let mut j = 1;
-    while j < lengths.len() {
-        if lengths[j] > 0 {
-            counts.push(lengths[j]);
-            j += 1;
+    let counts = &mut scratch.counts;
+    counts.clear();
+    counts.reserve(cuts.len());
+    counts.push(cuts[0]);
+    let (mut previous, mut joining) = (cuts[0], false);
+    for &cut in &cuts[1..] {
+        let length = cut - previous;
+        previous = cut;
+        if joining {
+            *counts.last_mut().expect("counts start with one run") += length;
+            joining = false;
+        } else if length > 0 {
+            counts.push(length);
         } else {
-            j += 1;
-            if j < lengths.len() {
-                *counts.last_mut().expect("counts start with one run") += lengths[j];
-                j += 1;
-            }
+            joining = true;
         }
     }
     scratch.sorted = cuts;
-    Rle { h, w, counts }
 }
 
 /// `indices` in increasing order (into `sorted`; `next` a buffer), by a
@@ -371,7 +377,7 @@ pub fn from_polygons(
     h: u64,
     w: u64,
 ) -> Result<Vec<Rle>> {
-    from_polygons_then(function, argument, coords, offsets, h, w, |rle| rle)
+    from_polygons_then(function, argument, coords, offsets, h, w, |h, w, counts| Rle { h, w, counts: counts.to_vec() })
 }
 
 /// [`from_polygons`] with each mask compressed (MASK-COUNTS) in the task that
@@ -384,7 +390,7 @@ pub fn from_polygons_compressed(
     h: u64,
     w: u64,
 ) -> Result<Vec<(u32, u32, Vec<u8>)>> {
-    from_polygons_then(function, argument, coords, offsets, h, w, |rle| (rle.h, rle.w, rle.to_compressed()))
+    from_polygons_then(function, argument, coords, offsets, h, w, |h, w, counts| (h, w, super::codec::compress(counts)))
 }
 
 fn from_polygons_then<T: Send>(
@@ -394,7 +400,7 @@ fn from_polygons_then<T: Send>(
     offsets: &[usize],
     h: u64,
     w: u64,
-    then: impl Fn(Rle) -> T + Sync,
+    then: impl Fn(u32, u32, &[u32]) -> T + Sync,
 ) -> Result<Vec<T>> {
     use rayon::prelude::*;
     let (function, argument) = (function.into(), argument.into());
@@ -407,16 +413,18 @@ fn from_polygons_then<T: Send>(
     for (i, xy) in polygons.iter().enumerate() {
         check_coordinates(&function, &argument, i, xy)?;
     }
-    let one = |xy: &&[f64]| then(if xy.len() < 2 { empty(h, w) } else { rasterise(xy, h, w) });
+    let one = |xy: &&[f64]| {
+        if xy.len() < 2 {
+            then(h, w, &[h * w])
+        } else {
+            rasterise(xy, h, w, |counts| then(h, w, counts))
+        }
+    };
     // A few parts (an annotation's) cost less than a parallel task each.
     if polygons.len() < 8 {
         return Ok(polygons.iter().map(one).collect());
     }
     Ok(polygons.par_iter().map(one).collect())
-}
-
-fn empty(h: u32, w: u32) -> Rle {
-    Rle { h, w, counts: vec![h * w] }
 }
 
 /// Rasterises `[x, y, width, height]` boxes (`boxes` holds 4 values per box) as
