@@ -57,7 +57,7 @@ impl Boundary {
             return;
         }
         let x = if u1 < u0 { u1 } else { u1 - 1 } - 2;
-        if x.rem_euclid(5) != 0 || x < 0 || x / 5 > self.w - 1 {
+        if x < 0 || x % 5 != 0 || x / 5 > self.w - 1 {
             return;
         }
         self.cut(x / 5, v1.min(v0));
@@ -82,6 +82,9 @@ struct Edge {
     xs: i64,
     ys: i64,
     slope: f64,
+    /// Steps per unit of x on a steep edge (`1 / slope`, for the guesses of
+    /// [`Edge::first_near`]: one division per edge rather than per column).
+    steps_per_x: f64,
 }
 
 impl Edge {
@@ -92,7 +95,8 @@ impl Edge {
         let flip = (!steep && x0 > x1) || (steep && y0 > y1);
         let (xs, ys, xe, ye) = if flip { (x1, y1, x0, y0) } else { (x0, y0, x1, y1) };
         let (len, slope) = if steep { (dy, (xe - xs) as f64 / dy as f64) } else { (dx, (ye - ys) as f64 / dx as f64) };
-        Edge { steep, flip, len, xs, ys, slope }
+        let steps_per_x = if steep { dy as f64 / (xe - xs) as f64 } else { 0.0 };
+        Edge { steep, flip, len, xs, ys, slope, steps_per_x }
     }
 
     /// `(u, v)` of step `d` (scaled x, scaled y).
@@ -138,7 +142,7 @@ impl Edge {
     /// exact steps; a bisection when the guess is far off.
     #[inline]
     fn first_near(&self, lo: i64, n: i64, pred: impl Fn(i64) -> bool) -> i64 {
-        let t = (5.0 * n as f64 + 2.5 - self.xs as f64) / self.slope;
+        let t = (5.0 * n as f64 + 2.5 - self.xs as f64) * self.steps_per_x;
         let d = if self.flip { self.len as f64 - t } else { t };
         // Any nearby integer will do: the loop below corrects it exactly.
         let mut guess = (d as i64).clamp(lo, self.len + 1);
@@ -168,9 +172,9 @@ impl Edge {
         let increasing = u_start <= u_end;
         // Columns whose threshold the edge passes strictly after its first point.
         let (first_column, last_column) = if increasing {
-            (ceil_div5(u_start + 1 - 3), (u_end - 3).div_euclid(5))
+            (ceil_div5(u_start + 1 - 3), floor_div5(u_end - 3))
         } else {
-            (ceil_div5(u_end - 2), (u_start - 1 - 2).div_euclid(5))
+            (ceil_div5(u_end - 2), floor_div5(u_start - 1 - 2))
         };
         let (first_column, last_column) = (first_column.max(0), last_column.min(columns - 1));
         if first_column > last_column {
@@ -198,10 +202,22 @@ impl Edge {
     }
 }
 
-/// `ceil(a / 5)` for any sign of `a`.
+/// Added to a dividend to make it non-negative: a multiple of 5 above any
+/// scaled coordinate's magnitude (under 2^32), so that [`floor_div5`] and
+/// [`ceil_div5`] are one unsigned division by a constant (a multiply and a
+/// shift), where `div_euclid` adds sign fix-ups.
+const DIV5_OFFSET: i64 = 5 << 40;
+
+/// `floor(a / 5)` for `|a| < 2^40`.
+#[inline]
+fn floor_div5(a: i64) -> i64 {
+    ((a + DIV5_OFFSET) as u64 / 5) as i64 - (DIV5_OFFSET / 5)
+}
+
+/// `ceil(a / 5)` for `|a| < 2^40`.
 #[inline]
 fn ceil_div5(a: i64) -> i64 {
-    -(-a).div_euclid(5)
+    floor_div5(a + 4)
 }
 
 /// Checks the coordinates of one polygon: finite and within
@@ -222,13 +238,17 @@ fn check_coordinates(function: &Name, argument: &Name, index: usize, xy: &[f64])
 }
 
 /// Rasterises one polygon `[x0, y0, x1, y1, ...]` (an odd last value is ignored,
-/// as pycocotools does) into a mask of `[h, w]`. The coordinates must have been
-/// checked ([`check_coordinates`]).
-fn rasterise(xy: &[f64], h: u32, w: u32) -> Rle {
-    SCRATCH.with(|scratch| rasterise_with(&mut scratch.borrow_mut(), xy, h, w))
+/// as pycocotools does) into a mask of `[h, w]` and hands its run lengths to
+/// `then`. The coordinates must have been checked ([`check_coordinates`]).
+fn rasterise<T>(xy: &[f64], h: u32, w: u32, then: impl FnOnce(&[u32]) -> T) -> T {
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        rasterise_with(scratch, xy, h, w);
+        then(&scratch.counts)
+    })
 }
 
-/// The buffers of one rasterisation, kept per thread: a polygon needs five,
+/// The buffers of one rasterisation, kept per thread: a polygon needs six,
 /// and masks come by the thousand.
 #[derive(Default)]
 struct Scratch {
@@ -237,13 +257,15 @@ struct Scratch {
     columns: Vec<u32>,
     next: Vec<usize>,
     sorted: Vec<u32>,
+    counts: Vec<u32>,
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-fn rasterise_with(scratch: &mut Scratch, xy: &[f64], h: u32, w: u32) -> Rle {
+/// Leaves the run lengths of the mask in `scratch.counts`.
+fn rasterise_with(scratch: &mut Scratch, xy: &[f64], h: u32, w: u32) {
     let k = xy.len() / 2;
     let scaled = |c: f64| c_int(SCALE * c + 0.5);
     let vertices = &mut scratch.vertices;
@@ -277,28 +299,24 @@ fn rasterise_with(scratch: &mut Scratch, xy: &[f64], h: u32, w: u32) -> Rle {
     // Run lengths between the sorted cuts; a zero-length run means a boundary met
     // twice, so the run after it joins the one before (pycocotools' rule, which
     // drops a zero-length last run).
-    let mut previous = 0;
-    for cut in cuts.iter_mut() {
-        (*cut, previous) = (*cut - previous, *cut);
-    }
-    let lengths = &cuts;
-    let mut counts = Vec::with_capacity(lengths.len());
-    counts.push(lengths[0]);
-    let mut j = 1;
-    while j < lengths.len() {
-        if lengths[j] > 0 {
-            counts.push(lengths[j]);
-            j += 1;
+    let counts = &mut scratch.counts;
+    counts.clear();
+    counts.reserve(cuts.len());
+    counts.push(cuts[0]);
+    let (mut previous, mut joining) = (cuts[0], false);
+    for &cut in &cuts[1..] {
+        let length = cut - previous;
+        previous = cut;
+        if joining {
+            *counts.last_mut().expect("counts start with one run") += length;
+            joining = false;
+        } else if length > 0 {
+            counts.push(length);
         } else {
-            j += 1;
-            if j < lengths.len() {
-                *counts.last_mut().expect("counts start with one run") += lengths[j];
-                j += 1;
-            }
+            joining = true;
         }
     }
     scratch.sorted = cuts;
-    Rle { h, w, counts }
 }
 
 /// `indices` in increasing order (into `sorted`; `next` a buffer), by a
@@ -359,7 +377,7 @@ pub fn from_polygons(
     h: u64,
     w: u64,
 ) -> Result<Vec<Rle>> {
-    from_polygons_then(function, argument, coords, offsets, h, w, |rle| rle)
+    from_polygons_then(function, argument, coords, offsets, h, w, |h, w, counts| Rle { h, w, counts: counts.to_vec() })
 }
 
 /// [`from_polygons`] with each mask compressed (MASK-COUNTS) in the task that
@@ -372,7 +390,7 @@ pub fn from_polygons_compressed(
     h: u64,
     w: u64,
 ) -> Result<Vec<(u32, u32, Vec<u8>)>> {
-    from_polygons_then(function, argument, coords, offsets, h, w, |rle| (rle.h, rle.w, rle.to_compressed()))
+    from_polygons_then(function, argument, coords, offsets, h, w, |h, w, counts| (h, w, super::codec::compress(counts)))
 }
 
 fn from_polygons_then<T: Send>(
@@ -382,7 +400,7 @@ fn from_polygons_then<T: Send>(
     offsets: &[usize],
     h: u64,
     w: u64,
-    then: impl Fn(Rle) -> T + Sync,
+    then: impl Fn(u32, u32, &[u32]) -> T + Sync,
 ) -> Result<Vec<T>> {
     use rayon::prelude::*;
     let (function, argument) = (function.into(), argument.into());
@@ -395,16 +413,18 @@ fn from_polygons_then<T: Send>(
     for (i, xy) in polygons.iter().enumerate() {
         check_coordinates(&function, &argument, i, xy)?;
     }
-    let one = |xy: &&[f64]| then(if xy.len() < 2 { empty(h, w) } else { rasterise(xy, h, w) });
+    let one = |xy: &&[f64]| {
+        if xy.len() < 2 {
+            then(h, w, &[h * w])
+        } else {
+            rasterise(xy, h, w, |counts| then(h, w, counts))
+        }
+    };
     // A few parts (an annotation's) cost less than a parallel task each.
     if polygons.len() < 8 {
         return Ok(polygons.iter().map(one).collect());
     }
     Ok(polygons.par_iter().map(one).collect())
-}
-
-fn empty(h: u32, w: u32) -> Rle {
-    Rle { h, w, counts: vec![h * w] }
 }
 
 /// Rasterises `[x, y, width, height]` boxes (`boxes` holds 4 values per box) as
@@ -426,4 +446,21 @@ pub fn from_boxes(
         .collect();
     let offsets: Vec<usize> = (0..=boxes.len() / 4).map(|i| 8 * i).collect();
     from_polygons(function, argument, &corners, &offsets, h, w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ceil_div5, floor_div5};
+
+    #[test]
+    fn division_by_five_matches_euclidean_division_over_the_coordinate_range() {
+        // Scaled coordinates and the values derived from them stay within
+        // +-(2^31 + a few); well beyond that is checked too.
+        let edges = [0i64, 1 << 31, (1 << 31) + 7, 1 << 33, 5 << 33, (1 << 39) - 3];
+        let values = (-1000..=1000).chain(edges.iter().flat_map(|&e| (-12..=12).flat_map(move |d| [e + d, -e + d])));
+        for a in values {
+            assert_eq!(floor_div5(a), a.div_euclid(5), "floor({a} / 5)");
+            assert_eq!(ceil_div5(a), -(-a).div_euclid(5), "ceil({a} / 5)");
+        }
+    }
 }
