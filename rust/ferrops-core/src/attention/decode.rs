@@ -18,7 +18,7 @@
 //!   boundaries are positions, not threads, nor blocks: results are bitwise the
 //!   same for any thread count and for a paged or contiguous cache.
 //! - With AVX-512, one kernel call walks a task's positions four at a time
-//!   (`kernels/avx512_decode.rs`, `avx2_decode.rs` on AVX2). The rows 8 positions
+//!   (`kernels/avx512_decode.rs`, `avx2_decode.rs` on AVX2). The rows a few positions
 //!   ahead are prefetched into L2, one key head's slice at a time between the
 //!   arithmetic: the hardware prefetcher stops at page boundaries and does not
 //!   follow a paged cache's jump to its next block.
