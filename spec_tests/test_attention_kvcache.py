@@ -297,6 +297,33 @@ def test_half_precision_caches_accumulate_in_float32(dtype):
     np.testing.assert_allclose(out.double().numpy(), torch_out.double().numpy(), atol=2 * eps * np.abs(ro).max())
 
 
+@pytest.mark.spec("ATT-PAGED", "ATT-SPLITKV")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_caches_are_bitwise_equal_paged_and_on_any_thread_count(dtype):
+    """D = 64 takes the bfloat16 dot products where the CPU has them."""
+    torch = pytest.importorskip("torch")
+    q, kc, vc = case(B=2, Lq=1, Hq=16, Hkv=4, D=64, S=700, seed=40)
+    tdt = getattr(torch, dtype)
+    tq, tk, tv = (torch.from_numpy(x).to(tdt) for x in (q, kc, vc))
+    kb, vb = (torch.from_numpy(paged(t.view(torch.int16).numpy(), 16, 41)[0]).view(tdt) for t in (tk, tv))
+    table = torch.from_numpy(paged(kc, 16, 41)[1])
+    lens = torch.tensor([700, 301], dtype=torch.int32)
+    before = ferrops.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            ferrops.set_num_threads(threads)
+            results.append(fa(tq, tk, tv, cache_seqlens=lens, return_softmax_lse=True))
+            results.append(fa(tq, kb, vb, cache_seqlens=lens, block_table=table, return_softmax_lse=True))
+    finally:
+        ferrops.set_num_threads(before)
+    for out, lse in results[1:]:
+        assert torch.equal(out, results[0][0]) and torch.equal(lse, results[0][1])
+    ro, _ = reference(tq.double().numpy(), tk.double().numpy(), tv.double().numpy(), lens.numpy())
+    eps = 2.0**-8 if dtype == "bfloat16" else 2.0**-11
+    np.testing.assert_allclose(results[0][0].double().numpy(), ro, atol=2 * eps * np.abs(ro).max())
+
+
 @pytest.mark.spec("ATT-PAGED")
 @pytest.mark.parametrize("block_size", [1, 16, 64])
 def test_paged_and_contiguous_caches_give_identical_results(backend, block_size):

@@ -18,10 +18,10 @@
 //!   boundaries are positions, not threads, nor blocks: results are bitwise the
 //!   same for any thread count and for a paged or contiguous cache.
 //! - With AVX-512, one kernel call walks a task's positions four at a time
-//!   (`kernels/avx512_decode.rs`, `avx2_decode.rs` on AVX2). Rows 8 positions
-//!   ahead are prefetched into L2 where the hardware prefetcher falls behind:
-//!   every row of a 2-byte cache, and for float32 where a paged cache's next
-//!   block starts (the hardware does not follow a jump).
+//!   (`kernels/avx512_decode.rs`, `avx2_decode.rs` on AVX2). The rows a few positions
+//!   ahead are prefetched into L2, one key head's slice at a time between the
+//!   arithmetic: the hardware prefetcher stops at page boundaries and does not
+//!   follow a paged cache's jump to its next block.
 //!
 //! bfloat16 and float16 caches are widened to float32 in registers (bfloat16 in
 //! pairs where the head dimension is a multiple of 32; other levels through a

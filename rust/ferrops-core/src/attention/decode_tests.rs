@@ -184,3 +184,66 @@ fn bfloat16_caches_match_their_float32_widening_at_every_level() {
     simd::set_level(simd::detected());
     parallel::set_num_threads(2).unwrap();
 }
+
+/// The rows of a contiguous cache `[B, S, HKV, dim]` moved to shuffled blocks of
+/// 16 positions (block `t` of sequence `b` is `2 * t + b` reversed): the blocks
+/// and their table.
+fn paged_copy<E: Copy + Default>(cache: &[E], dim: usize) -> (Vec<E>, Vec<i32>) {
+    let per = S.div_ceil(16);
+    let table: Vec<i32> = (0..B).flat_map(|b| (0..per).map(move |t| (2 * (per - 1 - t) + b) as i32)).collect();
+    let mut blocks = vec![E::default(); B * per * 16 * HKV * dim];
+    for b in 0..B {
+        for pos in 0..S {
+            let from = (b * S + pos) * HKV * dim;
+            let to = ((table[b * per + pos / 16] as usize * 16) + pos % 16) * HKV * dim;
+            blocks[to..to + HKV * dim].copy_from_slice(&cache[from..from + HKV * dim]);
+        }
+    }
+    (blocks, table)
+}
+
+#[test]
+fn bfloat16_queries_on_bfloat16_dot_products_match_the_widened_cache() {
+    let _guard = crate::GLOBAL_SETTINGS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (table, lens, starts) = ([0, 1], [600, 333], [0, 0]);
+    // 64 and 96 take `VDPBF16PS` where the CPU has it, 24 the widening kernels.
+    for dim in [24, 64, 96] {
+        let att = KvCacheAttention { dim_qk: dim, dim_v: dim, ..contiguous(&table, &lens, &starts, DEFAULT_SPLIT) };
+        let to_bits = |x: &[f32]| -> Vec<u16> { x.iter().map(|x| (x.to_bits() >> 16) as u16).collect() };
+        let widen = |b: &[u16]| -> Vec<f32> { b.iter().map(|&h| f32::from_bits((h as u32) << 16)).collect() };
+        // Queries that are bfloat16 values, as a bfloat16 `q` reaches the core.
+        let q = widen(&to_bits(&random(B * LQ * HQ * dim, 9)));
+        let (kb, vb) = (to_bits(&random(B * S * HKV * dim, 10)), to_bits(&random(B * S * HKV * dim, 11)));
+        let (kf, vf) = (widen(&kb), widen(&vb));
+        let ((pk, paged_table), (pv, _)) = (paged_copy(&kb, dim), paged_copy(&vb, dim));
+        let per = S.div_ceil(16);
+        let paged = KvCacheAttention {
+            num_blocks: B * per,
+            block_size: 16,
+            max_blocks: per,
+            block_table: &paged_table,
+            ..att.clone()
+        };
+        simd::set_level(simd::detected());
+        let want = kvcache_attention(&att, &q, CacheValues::F32(&kf), CacheValues::F32(&vf), &Cancel::new()).unwrap();
+        for dot in [true, false] {
+            crate::attention::bf16::set_dot_products(Some(dot));
+            let mut runs = Vec::new();
+            for threads in [1, 2] {
+                parallel::set_num_threads(threads).unwrap();
+                let run =
+                    || kvcache_attention(&att, &q, CacheValues::Bf16(&kb), CacheValues::Bf16(&vb), &Cancel::new());
+                runs.push(parallel::install(run).unwrap());
+            }
+            assert_eq!(runs[0], runs[1], "threads changed the result, dot products {dot}, dim {dim}");
+            let from_pages =
+                kvcache_attention(&paged, &q, CacheValues::Bf16(&pk), CacheValues::Bf16(&pv), &Cancel::new()).unwrap();
+            assert_eq!(from_pages, runs[0], "paged and contiguous differ, dot products {dot}, dim {dim}");
+            for (got, want) in runs[0].0.iter().zip(&want.0).chain(runs[0].1.iter().zip(&want.1)) {
+                assert!((got - want).abs() < 2e-6, "{got} against {want}, dot products {dot}, dim {dim}");
+            }
+        }
+    }
+    crate::attention::bf16::set_dot_products(None);
+    parallel::set_num_threads(2).unwrap();
+}

@@ -75,6 +75,7 @@ avx2_fn! {
             let n = (walk.rows.len() - j).min(POSITIONS);
             let rows = walk.rows_at(j, n, size);
             for g in 0..walk.heads_kv {
+                walk.prefetch_head(j, n, g, size);
                 let keys = offset(rows, g * d * size);
                 for i in 0..walk.query_positions {
                     let first = i * walk.heads_q + g * walk.group;
@@ -104,6 +105,7 @@ avx2_fn! {
             let n = (walk.rows.len() - j).min(POSITIONS);
             let rows = walk.rows_at(j, n, size);
             for g in 0..walk.heads_kv {
+                walk.prefetch_head(j, n, g, size);
                 let values = offset(rows, g * d * size);
                 for i in 0..walk.query_positions {
                     let first = i * walk.heads_q + g * walk.group;

@@ -9,6 +9,14 @@
 //! sums are reduced four at a time by one transposing reduction, and the values'
 //! weights are broadcast once per four positions and held in registers while the
 //! output rows stream through.
+//!
+//! A bfloat16 cache's scores against bfloat16 queries run on AVX-512 BF16's
+//! `VDPBF16PS` where `bf16::native_dot_products` says so ([`scores_bf16_dot`]):
+//! the keys go in as they are, a pair of products per 32-bit lane, so one
+//! instruction does the work of two FMAs and the widening. Both factors are
+//! bfloat16, so each product is exact in float32 and the sums are float32, as
+//! widened; the instruction reads subnormal inputs as 0 (below 2^-126 in
+//! magnitude, far under any score's rounding unless the other factor is huge).
 
 // The kernels use index loops, never iterator adapters or closures: those need
 // not be inlined into the target-feature functions, and where they are not, the
@@ -18,7 +26,7 @@
 use std::arch::x86_64::*;
 
 use super::{offset, Walk, POSITIONS};
-use crate::simd::avx512_fn;
+use crate::simd::{avx512_bf16_fn, avx512_fn};
 
 /// Cache element formats: float32, bfloat16 bits, float16 bits.
 pub const FORMAT_F32: u8 = 0;
@@ -115,6 +123,7 @@ avx512_fn! {
             let rows = walk.rows_at(j, n, size);
             let store: __mmask8 = ((1u32 << n) - 1) as __mmask8;
             for g in 0..walk.heads_kv {
+                walk.prefetch_head(j, n, g, size);
                 let keys = offset(rows, g * d * size);
                 for i in 0..walk.query_positions {
                     let first = i * walk.heads_q + g * walk.group;
@@ -156,6 +165,7 @@ avx512_fn! {
             let n = (walk.rows.len() - j).min(POSITIONS);
             let rows = walk.rows_at(j, n, size);
             for g in 0..walk.heads_kv {
+                walk.prefetch_head(j, n, g, size);
                 let values = offset(rows, g * d * size);
                 for i in 0..walk.query_positions {
                     let first = i * walk.heads_q + g * walk.group;
@@ -213,6 +223,88 @@ avx512_fn! {
         }
         _mm512_reduce_add_ps(s)
     }
+}
+
+avx512_bf16_fn! {
+    /// `z[r * ldz + j] = factor * (q_r . key_j)` for every query row `r` of the
+    /// walk (`q`: rows of `walk.dim` bfloat16 bits) and every position `j` of it, a
+    /// bfloat16 cache whose `walk.dim` is a multiple of 32, with `VDPBF16PS`.
+    ///
+    /// # Safety
+    /// AVX-512 BF16 is available; `walk` is as documented with such a `dim`; `q`
+    /// holds the task's rows and `z` their `walk.rows.len()` columns `ldz` apart.
+    pub unsafe fn scores_bf16_dot(walk: &Walk, q: *const u16, z: *mut f32, ldz: usize, factor: f32) {
+        let (d, size) = (walk.dim, 2);
+        let factor = _mm_set1_ps(factor);
+        let mut j = 0;
+        while j < walk.rows.len() {
+            let n = (walk.rows.len() - j).min(POSITIONS);
+            let rows = walk.rows_at(j, n, size);
+            let store: __mmask8 = ((1u32 << n) - 1) as __mmask8;
+            for g in 0..walk.heads_kv {
+                walk.prefetch_head(j, n, g, size);
+                let keys = offset(rows, g * d * size);
+                for i in 0..walk.query_positions {
+                    let first = i * walk.heads_q + g * walk.group;
+                    let mut r = 0;
+                    while r < walk.group {
+                        let (q, out) = (q.add((first + r) * d), z.add((first + r) * ldz + j));
+                        r += match walk.group - r {
+                            1 => dot_block_bf16::<1>(keys, d, q, out, ldz, store, factor),
+                            2 => dot_block_bf16::<2>(keys, d, q, out, ldz, store, factor),
+                            3 => dot_block_bf16::<3>(keys, d, q, out, ldz, store, factor),
+                            _ => dot_block_bf16::<4>(keys, d, q, out, ldz, store, factor),
+                        };
+                    }
+                }
+            }
+            j += n;
+        }
+    }
+}
+
+/// [`dot_block`] for [`scores_bf16_dot`]: `R` rows of bfloat16 queries against four
+/// positions' bfloat16 keys, 32 elements (16 pairs) an instruction; the sums
+/// times `factor`.
+#[inline(always)]
+unsafe fn dot_block_bf16<const R: usize>(
+    keys: [*const u8; POSITIONS],
+    d: usize,
+    q: *const u16,
+    out: *mut f32,
+    ld_out: usize,
+    store: __mmask8,
+    factor: __m128,
+) -> usize {
+    let mut acc = [[_mm512_setzero_ps(); POSITIONS]; R];
+    let mut c = 0;
+    while c < d {
+        let k = [
+            pairs(keys[0] as *const u16, c),
+            pairs(keys[1] as *const u16, c),
+            pairs(keys[2] as *const u16, c),
+            pairs(keys[3] as *const u16, c),
+        ];
+        for i in 0..R {
+            let q_i = pairs(q.add(i * d), c);
+            for t in 0..POSITIONS {
+                acc[i][t] = _mm512_dpbf16_ps(acc[i][t], q_i, k[t]);
+            }
+        }
+        c += 32;
+    }
+    for i in 0..R {
+        _mm_mask_storeu_ps(out.add(i * ld_out), store, _mm_mul_ps(lane_sums(acc[i]), factor));
+    }
+    R
+}
+
+/// Elements `c..c + 32` of a bfloat16 row, as sixteen pairs.
+#[inline(always)]
+unsafe fn pairs(row: *const u16, c: usize) -> __m512bh {
+    let bits = _mm512_loadu_si512(row.add(c) as *const _);
+    // SAFETY: both are 512 bits of plain data.
+    std::mem::transmute::<__m512i, __m512bh>(bits)
 }
 
 /// `R` query rows (`d` apart in `q`) against four positions' keys; returns `R`.
@@ -421,9 +513,16 @@ unsafe fn accumulate_block_pairs<const R: usize>(
 }
 
 /// Stores the sums of the lanes of each of `a`'s four vectors to `out[0..4]` (the
-/// lanes of `store`): a transposing reduction, cheaper than four horizontal ones.
+/// lanes of `store`).
 #[inline(always)]
 unsafe fn store_sums(a: [__m512; POSITIONS], out: *mut f32, store: __mmask8) {
+    _mm_mask_storeu_ps(out, store, lane_sums(a));
+}
+
+/// The sums of the lanes of each of `a`'s four vectors: a transposing reduction,
+/// cheaper than four horizontal ones.
+#[inline(always)]
+unsafe fn lane_sums(a: [__m512; POSITIONS]) -> __m128 {
     // Per 128-bit lane: the sums of lanes {0, 2} and {1, 3} of vectors 0, 1 (then
     // 2, 3) side by side, then of all four lanes, one vector each.
     let s01 = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1]));
@@ -432,5 +531,5 @@ unsafe fn store_sums(a: [__m512; POSITIONS], out: *mut f32, store: __mmask8) {
     // Then the four 128-bit lanes: every lane ends holding the four totals.
     let h = _mm512_add_ps(w, _mm512_shuffle_f32x4::<0b01_00_11_10>(w, w));
     let h = _mm512_add_ps(h, _mm512_shuffle_f32x4::<0b10_11_00_01>(h, h));
-    _mm_mask_storeu_ps(out, store, _mm512_castps512_ps128(h));
+    _mm512_castps512_ps128(h)
 }
