@@ -118,7 +118,7 @@ if [[ -n $SDIST ]]; then
 	"$PYTHON" -m venv --system-site-packages "$CI_DIR/sdist"
 	# The build a user's pip runs (release profile), in the checkout's target
 	# directory so that the dependencies compiled for the wheel are reused.
-	CARGO_TARGET_DIR=$ROOT/target "$CI_DIR/sdist/bin/python" "${PIP[@]}" "$SDIST"
+	CARGO_TARGET_DIR=$ROOT/target "$CI_DIR/sdist/bin/python" "${PIP[@]}" "$SDIST" "pytest>=8" "hypothesis>=6.100" "pytest-benchmark>=4"
 	run_installed "$CI_DIR/sdist" "$ROOT/spec_tests/test_stubs.py" "$ROOT/spec_tests/test_pooling.py"
 fi
 
