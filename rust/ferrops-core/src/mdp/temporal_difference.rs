@@ -432,20 +432,9 @@ pub fn q_learning_toolbox(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_models::{forest, views, OwnedCsr};
+    use super::super::test_models::{forest, pair_rewards, views};
     use super::super::{value_iteration, StopRule, Sweep};
     use super::*;
-
-    fn pair_rewards(mats: &[OwnedCsr], r: &[f64], actions: usize) -> Vec<Vec<f64>> {
-        mats.iter()
-            .enumerate()
-            .map(|(a, m)| {
-                (0..m.indptr.len() - 1)
-                    .flat_map(|s| std::iter::repeat_n(r[s * actions + a], (m.indptr[s + 1] - m.indptr[s]) as usize))
-                    .collect()
-            })
-            .collect()
-    }
 
     #[test]
     fn every_control_method_finds_the_forest_policy() {

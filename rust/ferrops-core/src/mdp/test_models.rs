@@ -58,3 +58,16 @@ pub(crate) fn random_mdp(states: usize, actions: usize, k: usize, seed: u64) -> 
     let reward = (0..states * actions).map(|_| rng.unit_f64()).collect();
     (mats, reward)
 }
+
+/// Each stored transition's reward `R[s, a]`, per action, in the CSR's order
+/// (the per-step rewards the sampling methods take).
+pub(crate) fn pair_rewards(mats: &[OwnedCsr], r: &[f64], actions: usize) -> Vec<Vec<f64>> {
+    mats.iter()
+        .enumerate()
+        .map(|(a, m)| {
+            (0..m.indptr.len() - 1)
+                .flat_map(|s| std::iter::repeat_n(r[s * actions + a], (m.indptr[s + 1] - m.indptr[s]) as usize))
+                .collect()
+        })
+        .collect()
+}
